@@ -1,0 +1,104 @@
+"""Pure-function model zoo: ``build(cfg) -> Model`` for the five studies' networks.
+
+Families (``cfg["name"]``): ``mlp`` (S3), ``cnn`` (S0, S1), ``cnn_depth`` (S4), ``squeezenet``
+(S2). A model is two pure functions, ``init(key) -> params`` and
+``apply(params, x, *, train, key=None) -> logits float32 [B, 10]``; params are nested dicts with
+kernel leaves ``w``, biases ``b`` and RMSNorm scales ``scale``. See docs/models.md.
+"""
+
+from __future__ import annotations
+
+import types
+from collections.abc import Callable, Mapping
+from typing import Any, NamedTuple
+
+from jaxmnist.models import cnn, mlp, squeezenet
+from jaxmnist.models.common import (
+    layer_paths,
+    param_count,
+    to_unit_float,
+    weight_leaves,
+    weight_mask,
+)
+from jaxmnist.models.layers import CONV_IMPLS, measure_train_throughput, resolve_conv_impl
+from jaxmnist.models.summary import summary
+
+__all__ = [
+    "CONV_IMPLS",
+    "FAMILIES",
+    "Model",
+    "build",
+    "family",
+    "layer_paths",
+    "measure_train_throughput",
+    "param_count",
+    "resolve_conv_impl",
+    "summary",
+    "to_unit_float",
+    "validate_model_config",
+    "weight_leaves",
+    "weight_mask",
+]
+
+FAMILIES: dict[str, types.ModuleType] = {
+    "mlp": mlp,
+    "cnn": cnn,
+    "cnn_depth": cnn,
+    "squeezenet": squeezenet,
+}
+
+
+class Model(NamedTuple):
+    """A built model: its name, validated config and two pure functions.
+
+    Attributes:
+        name: family name (``cfg["name"]``).
+        cfg: the validated config with every default filled in (JSON-serialisable).
+        init: ``init(key) -> params``.
+        apply: ``apply(params, x, *, train, key=None) -> logits float32 [B, 10]``; ``x`` is
+            ``uint8`` or float ``[B, 28, 28, 1]``; ``key`` is needed when ``train`` and the
+            model has dropout.
+    """
+
+    name: str
+    cfg: dict[str, Any]
+    init: Callable[..., Any]
+    apply: Callable[..., Any]
+
+
+def family(name: str) -> types.ModuleType:
+    """Returns the module implementing family ``name``.
+
+    Raises:
+        ValueError: unknown name (the message lists the valid ones).
+    """
+    if name not in FAMILIES:
+        raise ValueError(f"model name: {name!r} is not valid; valid choices are {list(FAMILIES)}")
+    return FAMILIES[name]
+
+
+def validate_model_config(cfg: Mapping[str, Any]) -> dict[str, Any]:
+    """Checks a model config without building anything and returns it with defaults filled in.
+
+    Safe to call for every member of a sweep before any compilation.
+
+    Raises:
+        ValueError: not a dict, missing/unknown ``name``, unknown key, or invalid value; the
+            message names the offending entry and lists the valid choices.
+    """
+    if not isinstance(cfg, Mapping) or "name" not in cfg:
+        raise ValueError(
+            f"model config must be a dict with a 'name' in {list(FAMILIES)}, got {cfg!r}"
+        )
+    return family(cfg["name"]).validate(cfg)
+
+
+def build(cfg: Mapping[str, Any]) -> Model:
+    """Builds the model described by ``cfg`` (see :func:`validate_model_config`)."""
+    cfg = validate_model_config(cfg)
+    mod = family(cfg["name"])
+
+    def init(key: Any) -> Any:
+        return mod.init(key, cfg)
+
+    return Model(name=cfg["name"], cfg=cfg, init=init, apply=mod.make_apply(cfg))

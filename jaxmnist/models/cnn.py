@@ -1,0 +1,162 @@
+"""Plain conv nets: the S0/S1 CNN (``"cnn"``) and the S4 depth family (``"cnn_depth"``).
+
+Both are ``[conv3x3 -> maxpool2 -> relu] * n -> dropout -> flatten -> dense+relu -> dropout ->
+dense(10)``. Configs (defaults shown)::
+
+    {"name": "cnn", "dropout": 0.0, "conv_impl": "auto"}
+        S0: conv32 (valid) -> pool -> conv64 (valid) -> pool -> flatten 1600 -> dense128 -> 10.
+        S1: "dropout": [0.25, 0.5] (after the 2nd pool, after dense128). A single number is
+        used for both places. 225,034 params either way.
+
+    {"name": "cnn_depth", "depth": 4, "dropout": 0.25, "padding": "same", "conv_impl": "auto"}
+        S4 L1..L4: convs 64/128/512/1024 (first ``depth`` of them), dense 64/128/512/512.
+        "same" padding makes 28 -> 14 -> 7 -> 3 -> 1 fit four pools; "valid" fits depth <= 3.
+
+Kernels use Keras' default glorot_uniform, biases zero, so the networks match the papers'.
+The max-pool runs BEFORE bias+ReLU: ``relu(max(y) + b) == max(relu(y + b))`` exactly, and the
+elementwise work (and its backward) shrinks 4x. Flatten is NHWC (row, column, channel), the
+Keras channels_last order, so Keras weights load unchanged.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+from jaxmnist.models import layers
+from jaxmnist.models.common import (
+    NUM_CLASSES,
+    Array,
+    Params,
+    check_choice,
+    check_keys,
+    check_rate,
+    dropout,
+    split_key,
+    to_unit_float,
+)
+
+CNN_DEFAULTS: dict[str, Any] = {"name": "cnn", "dropout": 0.0, "conv_impl": "auto"}
+DEPTH_DEFAULTS: dict[str, Any] = {
+    "name": "cnn_depth",
+    "depth": 4,
+    "dropout": 0.25,
+    "padding": "same",
+    "conv_impl": "auto",
+}
+DEPTH_FILTERS = (64, 128, 512, 1024)
+DEPTH_DENSE = (64, 128, 512, 512)
+
+
+def _spatial(size: int, padding: str) -> int:
+    """Side length after one conv3x3 + maxpool2."""
+    return (size if padding == "same" else size - 2) // 2
+
+
+def validate(cfg: Mapping[str, Any]) -> dict[str, Any]:
+    """Returns a cnn / cnn_depth config with defaults filled in, or raises ``ValueError``."""
+    name = cfg.get("name")
+    check_choice(name, ("cnn", "cnn_depth"), "cnn family name")
+    defaults = CNN_DEFAULTS if name == "cnn" else DEPTH_DEFAULTS
+    check_keys(cfg, defaults, f"{name} config")
+    out = {**defaults, **cfg}
+    layers.resolve_conv_impl(out["conv_impl"])  # validates the name
+    d = out["dropout"]
+    if name == "cnn":
+        pair = list(d) if isinstance(d, list | tuple) else [d, d]
+        if len(pair) != 2:
+            raise ValueError(f"cnn 'dropout': a number or a list of 2 rates, got {d!r}")
+        out["dropout"] = [check_rate(r, "cnn 'dropout'") for r in pair]
+        return out
+    out["dropout"] = check_rate(d, "cnn_depth 'dropout'")
+    check_choice(out["depth"], (1, 2, 3, 4), "cnn_depth 'depth'")
+    check_choice(out["padding"], layers.PADDINGS, "cnn_depth 'padding'")
+    size = 28
+    for _ in range(out["depth"]):
+        if out["padding"] == "valid" and size < 3:
+            raise ValueError(
+                f"cnn_depth: depth {out['depth']} does not fit 28x28 with 'valid' padding; "
+                "use 'same' or depth <= 3"
+            )
+        size = _spatial(size, out["padding"])
+    return out
+
+
+def _plan(cfg: dict[str, Any]) -> tuple[list[int], str, int, list[float]]:
+    """Returns (conv filters, padding, dense units, [dropout after pool, after dense])."""
+    if cfg["name"] == "cnn":
+        return [32, 64], "valid", 128, cfg["dropout"]
+    depth = cfg["depth"]
+    rate = cfg["dropout"]
+    return list(DEPTH_FILTERS[:depth]), cfg["padding"], DEPTH_DENSE[depth - 1], [rate, rate]
+
+
+def _flat_size(filters: list[int], padding: str) -> int:
+    size = 28
+    for _ in filters:
+        size = _spatial(size, padding)
+    return size * size * filters[-1]
+
+
+def init(key: Array, cfg: Mapping[str, Any]) -> Params:
+    """Initialises params ``conv1..convN, dense1, dense2`` for a ``cnn`` or ``cnn_depth`` cfg."""
+    cfg = validate(cfg)
+    filters, padding, units, _ = _plan(cfg)
+    keys = jax.random.split(key, len(filters) + 2)
+    params: Params = {}
+    c_in = 1
+    for i, f in enumerate(filters):
+        params[f"conv{i + 1}"] = layers.conv_init(keys[i], 3, 3, c_in, f)
+        c_in = f
+    params["dense1"] = layers.dense_init(keys[-2], _flat_size(filters, padding), units)
+    params["dense2"] = layers.dense_init(keys[-1], units, NUM_CLASSES)
+    return params
+
+
+def make_apply(cfg: Mapping[str, Any]) -> Callable[..., Array]:
+    """Returns ``apply(params, x, *, train, key=None) -> logits [B, 10]`` for ``cfg``."""
+    cfg = validate(cfg)
+    filters, padding, _, rates = _plan(cfg)
+    impl = layers.resolve_conv_impl(cfg["conv_impl"])
+    n = len(filters)
+
+    def apply(params: Params, x: Array, *, train: bool, key: Array | None = None) -> Array:
+        k1, k2 = split_key(key if max(rates) > 0 else None, 2)
+        h = to_unit_float(x)
+        for i in range(n):
+            p = params[f"conv{i + 1}"]
+            h = layers.max_pool2(layers.conv2d(h, p["w"], padding=padding, impl=impl))
+            h = jax.nn.relu(h + p["b"])
+        h = dropout(h, rates[0], train=train, key=k1)
+        h = h.reshape(h.shape[0], -1)  # NHWC flatten == Keras channels_last Flatten
+        h = jax.nn.relu(layers.dense(params["dense1"], h))
+        h = dropout(h, rates[1], train=train, key=k2)
+        return layers.dense(params["dense2"], h).astype(jnp.float32)
+
+    return apply
+
+
+def describe(cfg: Mapping[str, Any]) -> list[tuple[str, tuple[int, ...], int]]:
+    """Rows ``(layer, output shape without batch, params)`` for :func:`jaxmnist.models.summary`."""
+    cfg = validate(cfg)
+    filters, padding, units, rates = _plan(cfg)
+    rows = []
+    size, c_in = 28, 1
+    for i, f in enumerate(filters):
+        conv_size = size if padding == "same" else size - 2
+        rows.append((f"conv{i + 1}", (conv_size, conv_size, f), 9 * c_in * f + f))
+        size = conv_size // 2
+        rows.append((f"pool{i + 1}", (size, size, f), 0))
+        c_in = f
+    if rates[0] > 0:
+        rows.append(("dropout1", (size, size, c_in), 0))
+    flat = size * size * c_in
+    rows.append(("flatten", (flat,), 0))
+    rows.append(("dense1", (units,), flat * units + units))
+    if rates[1] > 0:
+        rows.append(("dropout2", (units,), 0))
+    rows.append(("dense2", (NUM_CLASSES,), units * NUM_CLASSES + NUM_CLASSES))
+    return rows

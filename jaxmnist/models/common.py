@@ -1,0 +1,296 @@
+"""Shared pieces of the model zoo: input scaling, activations, initializers, dropout, validation.
+
+Everything here is a plain function of arrays; nothing holds state. Config "specs" (activation
+and initializer names, with optional parameters) are validated eagerly so that a sweep can reject
+a bad study before anything compiles.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+Array = jax.Array
+Params = dict[str, Any]
+Spec = str | Mapping[str, Any]
+
+NUM_CLASSES = 10
+IMAGE_SHAPE = (28, 28, 1)
+
+
+def to_unit_float(x: Array) -> Array:
+    """Returns images as float32; uint8 pixels are scaled to [0, 1].
+
+    This is THE one place the ``/255`` happens: data stays uint8 on the device (4x less memory
+    and bandwidth) and every model calls this first. Float input is assumed to be scaled already
+    and is only cast to float32.
+
+    Args:
+        x: images, ``uint8`` (raw MNIST) or any float dtype, any shape.
+
+    Returns:
+        float32 array of the same shape.
+    """
+    x = jnp.asarray(x)
+    if jnp.issubdtype(x.dtype, jnp.integer):
+        # Multiply by a float32 constant: one fused convert+mul, no float64 promotion.
+        return x.astype(jnp.float32) * np.float32(1.0 / 255.0)
+    return x.astype(jnp.float32)
+
+
+# --------------------------------------------------------------------------------------------
+# Config validation helpers
+# --------------------------------------------------------------------------------------------
+
+
+def check_keys(cfg: Mapping[str, Any], allowed: Sequence[str], what: str) -> None:
+    """Raises ``ValueError`` when ``cfg`` has a key outside ``allowed``."""
+    unknown = sorted(set(cfg) - set(allowed))
+    if unknown:
+        raise ValueError(f"{what}: unknown key(s) {unknown}; valid keys are {sorted(allowed)}")
+
+
+def check_choice(value: Any, choices: Sequence[Any], what: str) -> None:
+    """Raises ``ValueError`` unless ``value`` is one of ``choices``."""
+    if value not in choices:
+        raise ValueError(f"{what}: {value!r} is not valid; valid choices are {list(choices)}")
+
+
+def check_rate(value: Any, what: str) -> float:
+    """Returns ``value`` as a float dropout rate in [0, 1), or raises ``ValueError``."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value < 1.0:
+        raise ValueError(f"{what}: dropout rate must be a number in [0, 1), got {value!r}")
+    return float(value)
+
+
+def spec_name(spec: Spec, what: str) -> tuple[str, dict[str, Any]]:
+    """Splits a spec (``"relu"`` or ``{"name": "leaky_relu", "alpha": 0.1}``) into name, kwargs."""
+    if isinstance(spec, str):
+        return spec, {}
+    if isinstance(spec, Mapping) and isinstance(spec.get("name"), str):
+        return spec["name"], {k: v for k, v in spec.items() if k != "name"}
+    raise ValueError(f"{what}: expected a name or a dict with a 'name', got {spec!r}")
+
+
+def _number(value: Any, what: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ValueError(f"{what}: expected a finite number, got {value!r}")
+    return float(value)
+
+
+# --------------------------------------------------------------------------------------------
+# Activations
+# --------------------------------------------------------------------------------------------
+
+_ACTIVATIONS: dict[str, Callable[..., Array]] = {
+    "linear": lambda x: x,
+    "relu": jax.nn.relu,
+    "sigmoid": jax.nn.sigmoid,
+    "tanh": jnp.tanh,
+    # Softmax over the feature axis, as a hidden activation (S3 lists it per layer).
+    "softmax": lambda x: jax.nn.softmax(x, axis=-1),
+    "leaky_relu": lambda x, alpha=0.01: jnp.where(x >= 0, x, alpha * x),
+    "elu": lambda x, alpha=1.0: jax.nn.elu(x, alpha),
+    # Exact (erf) GELU, like Keras' default and PyTorch's nn.GELU(); not the tanh approximation.
+    "gelu": lambda x: jax.nn.gelu(x, approximate=False),
+    "swish": jax.nn.silu,
+    "silu": jax.nn.silu,
+}
+_ACTIVATION_PARAMS = {"leaky_relu": ("alpha",), "elu": ("alpha",)}
+ACTIVATIONS = tuple(_ACTIVATIONS)
+
+
+def validate_activation(spec: Spec, what: str = "activation") -> Spec:
+    """Validates an activation spec and returns it unchanged.
+
+    Valid names: linear, relu, sigmoid, tanh, softmax, leaky_relu (``alpha``, default 0.01),
+    elu (``alpha``, default 1.0), gelu (exact erf form), swish / silu.
+
+    Raises:
+        ValueError: unknown name, unknown parameter or non-numeric parameter.
+    """
+    name, kwargs = spec_name(spec, what)
+    check_choice(name, ACTIVATIONS, what)
+    check_keys(kwargs, _ACTIVATION_PARAMS.get(name, ()), f"{what} {name!r}")
+    for k, v in kwargs.items():
+        _number(v, f"{what} {name!r} {k}")
+    return spec
+
+
+def get_activation(spec: Spec) -> Callable[[Array], Array]:
+    """Returns the activation function for a spec (see :func:`validate_activation`)."""
+    validate_activation(spec)
+    name, kwargs = spec_name(spec, "activation")
+    fn = _ACTIVATIONS[name]
+    if not kwargs:
+        return fn
+    kw = {k: float(v) for k, v in kwargs.items()}
+    return lambda x: fn(x, **kw)
+
+
+# --------------------------------------------------------------------------------------------
+# Initializers
+# --------------------------------------------------------------------------------------------
+# Signature of every initializer: init(key, shape, fan_in, fan_out) -> float32 array.
+# fan_in/fan_out follow Keras: dense = (in, out); conv = (kh*kw*cin, kh*kw*cout).
+
+# Std of a standard normal truncated to [-2, 2]; dividing by it keeps the variance exact.
+_TRUNC_STD = 0.87962566103423978
+
+_INIT_PARAMS: dict[str, tuple[str, ...]] = {
+    "zeros": (),
+    "uniform": ("low", "high"),
+    "normal": ("mean", "std", "variance"),
+    "glorot_uniform": (),
+    "glorot_normal": (),
+    "he_uniform": (),
+    "he_normal": (),
+}
+# Aliases: Glorot & Bengio proposed the uniform form, He et al. the normal one.
+_INIT_ALIASES = {
+    "zero": "zeros",
+    "xavier": "glorot_uniform",
+    "xavier_uniform": "glorot_uniform",
+    "xavier_normal": "glorot_normal",
+    "he": "he_normal",
+}
+INITIALIZERS = tuple(_INIT_PARAMS) + tuple(_INIT_ALIASES)
+
+
+def validate_init(spec: Spec, what: str = "init") -> Spec:
+    """Validates an initializer spec and returns it unchanged.
+
+    Valid names: zeros, uniform (``low``/``high``, default -0.05/0.05), normal (``mean``, default 0,
+    and ``std`` OR ``variance``, default std 0.05), glorot_uniform, glorot_normal, he_uniform,
+    he_normal; aliases zero, xavier (= glorot_uniform), xavier_uniform, xavier_normal, he
+    (= he_normal).
+
+    Raises:
+        ValueError: unknown name or parameter, both std and variance, non-positive spread.
+    """
+    name, kwargs = spec_name(spec, what)
+    check_choice(name, INITIALIZERS, what)
+    name = _INIT_ALIASES.get(name, name)
+    check_keys(kwargs, _INIT_PARAMS[name], f"{what} {name!r}")
+    vals = {k: _number(v, f"{what} {name!r} {k}") for k, v in kwargs.items()}
+    if name == "uniform" and vals.get("low", -0.05) >= vals.get("high", 0.05):
+        raise ValueError(f"{what} 'uniform': low must be < high, got {kwargs}")
+    if name == "normal":
+        if "std" in vals and "variance" in vals:
+            raise ValueError(f"{what} 'normal': give 'std' or 'variance', not both")
+        if vals.get("std", 1.0) < 0 or vals.get("variance", 1.0) < 0:
+            raise ValueError(f"{what} 'normal': std/variance must be >= 0, got {kwargs}")
+    return spec
+
+
+def get_init(spec: Spec) -> Callable[[Array, tuple[int, ...], int, int], Array]:
+    """Returns ``init(key, shape, fan_in, fan_out) -> float32 array`` for a spec.
+
+    The glorot/he normal variants draw from a normal truncated at two standard deviations and
+    rescaled so that the variance is exactly ``2/(fan_in+fan_out)`` (glorot) or ``2/fan_in``
+    (he) — the Keras and ``jax.nn.initializers`` convention. ``normal`` is an untruncated
+    normal; ``{"variance": v}`` means ``std = sqrt(v)`` (S3 specifies a variance).
+    """
+    validate_init(spec)
+    name, kw = spec_name(spec, "init")
+    name = _INIT_ALIASES.get(name, name)
+    f32 = jnp.float32
+
+    def trunc(key, shape, std):
+        return jax.random.truncated_normal(key, -2.0, 2.0, shape, f32) * f32(std / _TRUNC_STD)
+
+    def uniform(key, shape, lim):
+        return jax.random.uniform(key, shape, f32, -lim, lim)
+
+    if name == "zeros":
+        return lambda key, shape, fi, fo: jnp.zeros(shape, f32)
+    if name == "uniform":
+        low, high = float(kw.get("low", -0.05)), float(kw.get("high", 0.05))
+        return lambda key, shape, fi, fo: jax.random.uniform(key, shape, f32, low, high)
+    if name == "normal":
+        mean = float(kw.get("mean", 0.0))
+        std = math.sqrt(kw["variance"]) if "variance" in kw else float(kw.get("std", 0.05))
+        return lambda key, shape, fi, fo: mean + std * jax.random.normal(key, shape, f32)
+    if name == "glorot_uniform":
+        return lambda key, shape, fi, fo: uniform(key, shape, math.sqrt(6.0 / (fi + fo)))
+    if name == "glorot_normal":
+        return lambda key, shape, fi, fo: trunc(key, shape, math.sqrt(2.0 / (fi + fo)))
+    if name == "he_uniform":
+        return lambda key, shape, fi, fo: uniform(key, shape, math.sqrt(6.0 / fi))
+    # he_normal
+    return lambda key, shape, fi, fo: trunc(key, shape, math.sqrt(2.0 / fi))
+
+
+# --------------------------------------------------------------------------------------------
+# Dropout
+# --------------------------------------------------------------------------------------------
+
+
+def dropout(x: Array, rate: float, *, train: bool, key: Array | None) -> Array:
+    """Inverted dropout: in training zero each unit with prob. ``rate`` and scale by 1/(1-rate).
+
+    ``rate`` and ``train`` are Python values (static), so eval mode and rate 0 compile to the
+    identity. The key is a traced value, so a vmapped grid can give every member its own key.
+
+    Raises:
+        ValueError: training with ``rate > 0`` and no key.
+    """
+    if not train or rate == 0.0:
+        return x
+    if key is None:
+        raise ValueError("dropout needs a PRNG key when train=True (pass key=...)")
+    keep = jax.random.bernoulli(key, 1.0 - rate, x.shape)
+    return jnp.where(keep, x * jnp.asarray(1.0 / (1.0 - rate), x.dtype), jnp.zeros((), x.dtype))
+
+
+def split_key(key: Array | None, n: int) -> list[Array | None]:
+    """Splits ``key`` into ``n`` keys; ``None`` stays ``None`` (eval mode)."""
+    if key is None:
+        return [None] * n
+    return list(jax.random.split(key, n))
+
+
+# --------------------------------------------------------------------------------------------
+# Param tree helpers
+# --------------------------------------------------------------------------------------------
+
+
+def param_count(params: Any) -> int:
+    """Total number of scalars in a params tree (for a vmapped grid: all members together)."""
+    return int(sum(np.prod(np.shape(p), dtype=np.int64) for p in jax.tree_util.tree_leaves(params)))
+
+
+def _leaf_name(path) -> str:
+    last = path[-1]
+    return str(getattr(last, "key", getattr(last, "name", last)))
+
+
+def weight_mask(params: Any) -> Any:
+    """Returns a tree like ``params`` with ``True`` at kernel (``w``) leaves, ``False`` elsewhere.
+
+    Usable directly as an ``optax.masked`` mask, or with :func:`weight_leaves`.
+    """
+    return jax.tree_util.tree_map_with_path(lambda p, _: _leaf_name(p) == "w", params)
+
+
+def weight_leaves(params: Any) -> list[Array]:
+    """Returns the kernel (``w``) leaves of ``params`` — what L1/L2 penalties act on."""
+    flat = jax.tree_util.tree_flatten_with_path(params)[0]
+    return [leaf for path, leaf in flat if _leaf_name(path) == "w"]
+
+
+def layer_paths(params: Any) -> dict[str, Array]:
+    """Flattens a params tree to ``{"conv1/w": leaf, "fire2/squeeze/b": leaf, ...}``.
+
+    Reports histogram weights and gradients per layer with these readable names.
+    """
+    flat = jax.tree_util.tree_flatten_with_path(params)[0]
+    return {
+        "/".join(str(getattr(k, "key", getattr(k, "name", k))) for k in path): leaf
+        for path, leaf in flat
+    }

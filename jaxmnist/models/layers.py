@@ -1,0 +1,291 @@
+"""Layer primitives as pure functions on NHWC float32 arrays, plus a train-step speed probe.
+
+Every layer is ``init`` (returns a dict of ``w``/``b``/``scale`` leaves) and a forward function.
+The 3x3 convolution has several interchangeable implementations (``CONV_IMPLS``) because which
+one is fastest depends on the backend and on whether the model is vmapped over a grid:
+
+- ``"lax"``: ``lax.conv_general_dilated`` (NHWC/HWIO). Best on GPU/TPU. Under ``jax.vmap`` over
+  both params and images it becomes a grouped convolution, which XLA:CPU runs poorly.
+- ``"im2col"``: the 9 shifted slices concatenated on the channel axis, then ONE matmul with the
+  kernel reshaped to ``[9*C, O]``. Under vmap it becomes a batched matmul.
+- ``"patches"``: ``lax.conv_general_dilated_patches`` to build the same patch matrix (channel-
+  major feature order, so the kernel is transposed to match), then one matmul.
+- ``"shiftsum"``: the sum of 9 matmuls, one per kernel tap, of a shifted slice (no patch matrix).
+
+``"auto"`` resolves per backend with :func:`resolve_conv_impl` (measurements in docs/models.md).
+All implementations agree to float32 rounding (tested to 1e-5).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+
+from jaxmnist.models.common import Array, Params, Spec, get_init
+
+CONV_IMPLS = ("auto", "lax", "im2col", "patches", "shiftsum")
+PADDINGS = ("valid", "same")
+
+# Chosen from the measurements in docs/models.md (XLA:CPU, 2 cores): "im2col" wins both solo and
+# vmapped on CPU. Accelerators have tuned conv kernels (cuDNN, TPU convs), so they get "lax".
+_AUTO_IMPL = {"cpu": "im2col"}
+_AUTO_DEFAULT = "lax"
+
+
+def resolve_conv_impl(impl: str = "auto", backend: str | None = None) -> str:
+    """Returns a concrete conv implementation name for ``impl`` (``"auto"`` picks per backend).
+
+    Args:
+        impl: one of ``CONV_IMPLS``.
+        backend: ``"cpu"``, ``"gpu"``, ``"tpu"``; defaults to ``jax.default_backend()``.
+
+    Raises:
+        ValueError: unknown implementation name.
+    """
+    if impl not in CONV_IMPLS:
+        raise ValueError(f"conv_impl: {impl!r} is not valid; valid choices are {list(CONV_IMPLS)}")
+    if impl != "auto":
+        return impl
+    backend = backend or jax.default_backend()
+    return _AUTO_IMPL.get(backend, _AUTO_DEFAULT)
+
+
+# --------------------------------------------------------------------------------------------
+# Dense
+# --------------------------------------------------------------------------------------------
+
+
+def dense_init(key: Array, n_in: int, n_out: int, init: Spec = "glorot_uniform") -> Params:
+    """Returns ``{"w": [n_in, n_out], "b": zeros [n_out]}`` (biases always start at zero)."""
+    return {
+        "w": get_init(init)(key, (n_in, n_out), n_in, n_out),
+        "b": jnp.zeros((n_out,), jnp.float32),
+    }
+
+
+def dense(p: Params, x: Array) -> Array:
+    """``x @ w + b`` on the last axis."""
+    return jnp.dot(x, p["w"]) + p["b"]
+
+
+# --------------------------------------------------------------------------------------------
+# Convolution (stride 1, NHWC activations, HWIO kernels)
+# --------------------------------------------------------------------------------------------
+
+
+def conv_init(
+    key: Array, kh: int, kw: int, c_in: int, c_out: int, init: Spec = "glorot_uniform"
+) -> Params:
+    """Returns ``{"w": [kh, kw, c_in, c_out], "b": zeros [c_out]}`` with Keras fan-in/fan-out."""
+    shape = (kh, kw, c_in, c_out)
+    return {
+        "w": get_init(init)(key, shape, kh * kw * c_in, kh * kw * c_out),
+        "b": jnp.zeros((c_out,), jnp.float32),
+    }
+
+
+def _pad_same(x: Array, kh: int, kw: int) -> Array:
+    # TF/Keras "same" for stride 1: total pad k-1, the extra one (even k) at the bottom/right.
+    ph, pw = kh - 1, kw - 1
+    return jnp.pad(x, ((0, 0), (ph // 2, ph - ph // 2), (pw // 2, pw - pw // 2), (0, 0)))
+
+
+def _shifted(x: Array, kh: int, kw: int) -> tuple[list[Array], int, int]:
+    ho, wo = x.shape[1] - kh + 1, x.shape[2] - kw + 1
+    return [x[:, i : i + ho, j : j + wo, :] for i in range(kh) for j in range(kw)], ho, wo
+
+
+def conv2d(x: Array, w: Array, *, padding: str = "valid", impl: str = "auto") -> Array:
+    """Stride-1 2-D convolution (cross-correlation, like Keras), WITHOUT bias.
+
+    The bias is left to the caller so that it can be added after a max-pool (cheaper, same
+    result: ``max(y) + b == max(y + b)``).
+
+    Args:
+        x: ``[B, H, W, C]`` float32.
+        w: ``[kh, kw, C, O]``.
+        padding: ``"valid"`` or ``"same"`` (TF convention).
+        impl: one of ``CONV_IMPLS``.
+
+    Returns:
+        ``[B, H', W', O]``.
+    """
+    impl = resolve_conv_impl(impl)
+    kh, kw, c, o = w.shape
+    if kh == 1 and kw == 1:
+        # A 1x1 conv is a matmul over channels; no implementation choice to make.
+        return jnp.dot(x, w.reshape(c, o))
+    if impl == "lax":
+        return lax.conv_general_dilated(
+            x, w, (1, 1), padding.upper(), dimension_numbers=("NHWC", "HWIO", "NHWC")
+        )
+    if padding == "same":
+        x = _pad_same(x, kh, kw)
+    if impl == "im2col":
+        cols, ho, wo = _shifted(x, kh, kw)
+        # Feature order (tap_i, tap_j, c) == HWIO flattening, so w reshapes without a transpose.
+        return jnp.dot(jnp.concatenate(cols, axis=-1), w.reshape(kh * kw * c, o))
+    if impl == "patches":
+        pt = lax.conv_general_dilated_patches(
+            x, (kh, kw), (1, 1), "VALID", dimension_numbers=("NHWC", "HWIO", "NHWC")
+        )
+        # Patch features come out channel-major (c, tap_i, tap_j): reorder the (small) kernel.
+        return jnp.dot(pt, w.transpose(2, 0, 1, 3).reshape(c * kh * kw, o))
+    # shiftsum
+    cols, _, _ = _shifted(x, kh, kw)
+    out = jnp.dot(cols[0], w[0, 0])
+    for t, col in enumerate(cols[1:], start=1):
+        out = out + jnp.dot(col, w[t // kw, t % kw])
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# Pooling and normalisation
+# --------------------------------------------------------------------------------------------
+
+
+def max_pool2(x: Array) -> Array:
+    """2x2 max-pool, stride 2, Keras ``"valid"`` (odd trailing row/column dropped).
+
+    A reshape + max instead of ``lax.reduce_window``: its backward pass is much faster on
+    XLA:CPU (DESIGN.md). Ties share the gradient (JAX's max rule) where TF picks one element;
+    after ReLU the common tie is all-zero, whose gradient is zero either way.
+    """
+    b, h, w, c = x.shape
+    h2, w2 = h // 2, w // 2
+    x = x[:, : 2 * h2, : 2 * w2, :]
+    return x.reshape(b, h2, 2, w2, 2, c).max(axis=(2, 4))
+
+
+def global_avg_pool(x: Array) -> Array:
+    """Mean over the spatial axes: ``[B, H, W, C] -> [B, C]``."""
+    return x.mean(axis=(1, 2))
+
+
+RMSNORM_EPS = 1e-6
+
+
+def rmsnorm_init(n: int) -> Params:
+    """Returns ``{"scale": ones [n]}``."""
+    return {"scale": jnp.ones((n,), jnp.float32)}
+
+
+def rmsnorm(p: Params, x: Array, eps: float = RMSNORM_EPS) -> Array:
+    """RMSNorm on the last axis: ``x / sqrt(mean(x**2) + eps) * scale`` (no centring, no bias)."""
+    ms = jnp.mean(jnp.square(x), axis=-1, keepdims=True)
+    return x * lax.rsqrt(ms + eps) * p["scale"]
+
+
+# --------------------------------------------------------------------------------------------
+# Speed probe (reused by tests, docs/models.md and, later, jaxmnist.bench)
+# --------------------------------------------------------------------------------------------
+
+
+def measure_train_throughput(
+    model_cfg: Mapping[str, Any],
+    *,
+    batch_size: int = 64,
+    members: int = 1,
+    shared_batch: bool = False,
+    steps: int = 20,
+    repeats: int = 3,
+    learning_rate: float = 1e-3,
+    loss: str = "xent",
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Times a jitted train step (value_and_grad + optax.adam) on random uint8 images.
+
+    The steps run inside one ``lax.scan`` (as the grid engine runs an epoch), so per-step Python
+    dispatch is not measured. With ``members > 1`` the step is ``jax.vmap``-ed over a stack of
+    params/optimizer states/dropout keys — a grid of ``members`` models as one program.
+
+    Args:
+        model_cfg: a model config for :func:`jaxmnist.models.build`.
+        batch_size: images per step per member.
+        members: grid size; 1 = a solo (non-vmapped) step.
+        shared_batch: vmapped members see the same images (images not batched over members).
+        steps: steps per timed call.
+        repeats: timed calls after one warm-up (compile) call.
+        learning_rate: Adam learning rate.
+        loss: loss name for :func:`jaxmnist.losses.get_loss`.
+        seed: PRNG seed.
+
+    Returns:
+        dict with ``images_per_s`` (best repeat, all members together), ``images_per_s_median``,
+        ``compile_s``, ``step_ms`` (best), ``times_s`` (all repeats) and the settings.
+    """
+    import optax  # local: the models package itself does not need optax
+
+    from jaxmnist.losses import get_loss
+    from jaxmnist.models import build
+
+    model = build(dict(model_cfg))
+    loss_fn = get_loss(loss)
+    opt = optax.adam(learning_rate)
+    rng = np.random.default_rng(seed)
+    lead = (steps,) if (members == 1 or shared_batch) else (steps, members)
+    xs = jnp.asarray(rng.integers(0, 256, lead + (batch_size, 28, 28, 1), np.uint8))
+    ys = jnp.asarray(rng.integers(0, 10, lead + (batch_size,), np.int32))
+    if members > 1 and shared_batch:
+        ys = jnp.broadcast_to(ys[:, None], (steps, members, batch_size))
+
+    def step(carry, x, y):
+        params, opt_state, key = carry
+        key, sub = jax.random.split(key)
+
+        def objective(p):
+            return loss_fn(model.apply(p, x, train=True, key=sub), y)
+
+        value, grads = jax.value_and_grad(objective)(params)
+        updates, opt_state = opt.update(grads, opt_state, params)
+        return (optax.apply_updates(params, updates), opt_state, key), value
+
+    def init(key):
+        params = model.init(key)
+        return params, opt.init(params), jax.random.fold_in(key, 1)
+
+    keys = jax.random.split(jax.random.PRNGKey(seed), members)
+    if members == 1:
+        carry = init(keys[0])
+        body = step
+    else:
+        carry = jax.vmap(init)(keys)
+        body = jax.vmap(step, in_axes=(0, None if shared_batch else 0, 0))
+
+    def run(carry, xs, ys):
+        def scan_body(c, xy):
+            return body(c, *xy)
+
+        return lax.scan(scan_body, carry, (xs, ys))
+
+    run = jax.jit(run, donate_argnums=0)
+    t0 = time.perf_counter()
+    carry, losses = run(carry, xs, ys)
+    jax.block_until_ready(losses)
+    compile_s = time.perf_counter() - t0
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        carry, losses = run(carry, xs, ys)
+        jax.block_until_ready(losses)
+        times.append(time.perf_counter() - t0)
+    images = steps * batch_size * members
+    return {
+        "model": dict(model_cfg),
+        "batch_size": batch_size,
+        "members": members,
+        "shared_batch": shared_batch,
+        "steps": steps,
+        "images_per_s": images / min(times),
+        "images_per_s_median": images / float(np.median(times)),
+        "step_ms": 1e3 * min(times) / steps,
+        "compile_s": compile_s,
+        "times_s": times,
+        "backend": jax.default_backend(),
+    }

@@ -1,0 +1,128 @@
+"""Feed-forward network (S3): 784 inputs -> hidden layers -> 10 logits.
+
+Config (defaults shown)::
+
+    {"name": "mlp", "hidden": [64], "activation": "relu", "init": "he_normal",
+     "rmsnorm": False, "dropout": 0.0}
+
+- ``activation``: one spec for every hidden layer, or a list with one spec per hidden layer.
+- ``init``: one spec for every linear layer, or a list with one spec per linear layer
+  (``len(hidden) + 1``: the hidden layers, then the output layer). Biases start at zero.
+- Each hidden layer is ``dense -> [RMSNorm] -> activation -> [dropout]``; the output layer is a
+  plain dense layer producing logits (softmax lives in the loss).
+
+Params: ``dense1 .. denseN`` and ``output`` (``w``, ``b``); ``norm1 .. normN`` (``scale``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+from jaxmnist.models import layers
+from jaxmnist.models.common import (
+    NUM_CLASSES,
+    Array,
+    Params,
+    check_keys,
+    check_rate,
+    dropout,
+    get_activation,
+    split_key,
+    to_unit_float,
+    validate_activation,
+    validate_init,
+)
+
+DEFAULTS: dict[str, Any] = {
+    "name": "mlp",
+    "hidden": [64],
+    "activation": "relu",
+    "init": "he_normal",
+    "rmsnorm": False,
+    "dropout": 0.0,
+}
+N_IN = 28 * 28
+
+
+def _per_layer(value: Any, n: int, key: str) -> list[Any]:
+    if isinstance(value, list | tuple):
+        if len(value) != n:
+            raise ValueError(f"mlp {key!r}: a list needs {n} entries, got {len(value)}")
+        return list(value)
+    return [value] * n
+
+
+def validate(cfg: Mapping[str, Any]) -> dict[str, Any]:
+    """Returns the config with defaults filled in, or raises ``ValueError``."""
+    check_keys(cfg, DEFAULTS, "mlp config")
+    out = {**DEFAULTS, **cfg}
+    hidden = out["hidden"]
+    if not isinstance(hidden, list | tuple) or not all(
+        isinstance(h, int) and not isinstance(h, bool) and h > 0 for h in hidden
+    ):
+        raise ValueError(f"mlp 'hidden': expected a list of positive ints, got {hidden!r}")
+    out["hidden"] = list(hidden)
+    for i, a in enumerate(_per_layer(out["activation"], len(hidden), "activation")):
+        validate_activation(a, f"mlp activation[{i}]")
+    for i, s in enumerate(_per_layer(out["init"], len(hidden) + 1, "init")):
+        validate_init(s, f"mlp init[{i}]")
+    if not isinstance(out["rmsnorm"], bool):
+        raise ValueError(f"mlp 'rmsnorm': expected true/false, got {out['rmsnorm']!r}")
+    out["dropout"] = check_rate(out["dropout"], "mlp 'dropout'")
+    return out
+
+
+def init(key: Array, cfg: Mapping[str, Any]) -> Params:
+    """Initialises MLP params for ``cfg``."""
+    cfg = validate(cfg)
+    hidden = cfg["hidden"]
+    inits = _per_layer(cfg["init"], len(hidden) + 1, "init")
+    sizes = [N_IN, *hidden, NUM_CLASSES]
+    keys = jax.random.split(key, len(sizes) - 1)
+    params: Params = {}
+    for i in range(len(hidden)):
+        params[f"dense{i + 1}"] = layers.dense_init(keys[i], sizes[i], sizes[i + 1], inits[i])
+        if cfg["rmsnorm"]:
+            params[f"norm{i + 1}"] = layers.rmsnorm_init(sizes[i + 1])
+    params["output"] = layers.dense_init(keys[-1], sizes[-2], sizes[-1], inits[-1])
+    return params
+
+
+def make_apply(cfg: Mapping[str, Any]) -> Callable[..., Array]:
+    """Returns ``apply(params, x, *, train, key=None) -> logits [B, 10]`` for ``cfg``."""
+    cfg = validate(cfg)
+    n = len(cfg["hidden"])
+    acts = [get_activation(a) for a in _per_layer(cfg["activation"], n, "activation")]
+    rate, use_norm = cfg["dropout"], cfg["rmsnorm"]
+
+    def apply(params: Params, x: Array, *, train: bool, key: Array | None = None) -> Array:
+        h = to_unit_float(x).reshape(x.shape[0], -1)
+        keys = split_key(key if rate > 0 else None, n)
+        for i in range(n):
+            h = layers.dense(params[f"dense{i + 1}"], h)
+            if use_norm:
+                h = layers.rmsnorm(params[f"norm{i + 1}"], h)
+            h = dropout(acts[i](h), rate, train=train, key=keys[i])
+        return layers.dense(params["output"], h).astype(jnp.float32)
+
+    return apply
+
+
+def describe(cfg: Mapping[str, Any]) -> list[tuple[str, tuple[int, ...], int]]:
+    """Rows ``(layer, output shape without batch, params)`` for :func:`jaxmnist.models.summary`."""
+    cfg = validate(cfg)
+    rows = [("flatten", (N_IN,), 0)]
+    prev = N_IN
+    for i, h in enumerate(cfg["hidden"]):
+        rows.append((f"dense{i + 1}", (h,), prev * h + h))
+        if cfg["rmsnorm"]:
+            rows.append((f"norm{i + 1}", (h,), h))
+        if cfg["dropout"] > 0:
+            rows.append((f"dropout{i + 1}", (h,), 0))
+        prev = h
+    rows.append(("output", (NUM_CLASSES,), prev * NUM_CLASSES + NUM_CLASSES))
+    return rows

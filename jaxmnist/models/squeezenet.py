@@ -1,0 +1,138 @@
+"""SqueezeNet (S2), adapted to 28x28x1 inputs.
+
+SqueezeNet v1.1's layout (fire widths and pooling positions) with an MNIST-sized stem::
+
+    conv1 3x3/64 valid (26x26) -> maxpool2 (13x13)
+    fire2 (s16, e64+64) -> fire3 (s16, e64+64) -> maxpool2 (6x6)
+    fire4 (s32, e128+128) -> fire5 (s32, e128+128) -> maxpool2 (3x3)
+    fire6 (s48, e192+192) -> fire7 (s48, e192+192) -> fire8 (s64, e256+256) -> fire9 (s64, e256+256)
+    dropout 0.5 -> conv10 1x1/10 -> ReLU -> global average pool -> 10 logits
+
+A fire module is ``squeeze 1x1 -> ReLU`` then ``expand 1x1 -> ReLU`` and ``expand 3x3 (same)
+-> ReLU`` side by side, concatenated on channels. The ImageNet stem (3x3 stride-2 conv + 3x3
+stride-2 pools on 224x224) would shrink 28x28 to nothing, so conv1 is stride 1 and the pools
+are 2x2/2 (floor, like Keras "valid"). 726,474 params.
+
+Config (defaults shown)::
+
+    {"name": "squeezenet", "dropout": 0.5, "final_relu": True, "conv_impl": "auto"}
+
+``final_relu`` keeps SqueezeNet's ReLU on conv10 (its logits are then >= 0; a net whose conv10
+outputs all die predicts one class — a collapse S2 reports). Kernels glorot_uniform, biases 0.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+from jaxmnist.models import layers
+from jaxmnist.models.common import (
+    NUM_CLASSES,
+    Array,
+    Params,
+    check_keys,
+    check_rate,
+    dropout,
+    to_unit_float,
+)
+
+DEFAULTS: dict[str, Any] = {
+    "name": "squeezenet",
+    "dropout": 0.5,
+    "final_relu": True,
+    "conv_impl": "auto",
+}
+STEM = 64
+# (name, squeeze, expand per branch); a 2x2 max-pool follows the names in POOL_AFTER.
+FIRES = (
+    ("fire2", 16, 64),
+    ("fire3", 16, 64),
+    ("fire4", 32, 128),
+    ("fire5", 32, 128),
+    ("fire6", 48, 192),
+    ("fire7", 48, 192),
+    ("fire8", 64, 256),
+    ("fire9", 64, 256),
+)
+POOL_AFTER = ("conv1", "fire3", "fire5")
+
+
+def validate(cfg: Mapping[str, Any]) -> dict[str, Any]:
+    """Returns the config with defaults filled in, or raises ``ValueError``."""
+    check_keys(cfg, DEFAULTS, "squeezenet config")
+    out = {**DEFAULTS, **cfg}
+    out["dropout"] = check_rate(out["dropout"], "squeezenet 'dropout'")
+    if not isinstance(out["final_relu"], bool):
+        raise ValueError(f"squeezenet 'final_relu': expected true/false, got {out['final_relu']!r}")
+    layers.resolve_conv_impl(out["conv_impl"])
+    return out
+
+
+def init(key: Array, cfg: Mapping[str, Any]) -> Params:
+    """Initialises conv1, fire2..fire9 (squeeze / expand1x1 / expand3x3) and conv10."""
+    validate(cfg)
+    keys = iter(jax.random.split(key, 2 + 3 * len(FIRES)))
+    params: Params = {"conv1": layers.conv_init(next(keys), 3, 3, 1, STEM)}
+    c_in = STEM
+    for name, s, e in FIRES:
+        params[name] = {
+            "squeeze": layers.conv_init(next(keys), 1, 1, c_in, s),
+            "expand1x1": layers.conv_init(next(keys), 1, 1, s, e),
+            "expand3x3": layers.conv_init(next(keys), 3, 3, s, e),
+        }
+        c_in = 2 * e
+    params["conv10"] = layers.conv_init(next(keys), 1, 1, c_in, NUM_CLASSES)
+    return params
+
+
+def make_apply(cfg: Mapping[str, Any]) -> Callable[..., Array]:
+    """Returns ``apply(params, x, *, train, key=None) -> logits [B, 10]`` for ``cfg``."""
+    cfg = validate(cfg)
+    impl = layers.resolve_conv_impl(cfg["conv_impl"])
+    rate, final_relu = cfg["dropout"], cfg["final_relu"]
+
+    def conv_relu(p: Params, h: Array) -> Array:
+        return jax.nn.relu(layers.conv2d(h, p["w"], padding="same", impl=impl) + p["b"])
+
+    def apply(params: Params, x: Array, *, train: bool, key: Array | None = None) -> Array:
+        p = params["conv1"]
+        h = layers.max_pool2(layers.conv2d(to_unit_float(x), p["w"], padding="valid", impl=impl))
+        h = jax.nn.relu(h + p["b"])  # pool before bias+ReLU: same result, 4x less work
+        for name, _, _ in FIRES:
+            f = params[name]
+            sq = conv_relu(f["squeeze"], h)
+            h = jnp.concatenate([conv_relu(f["expand1x1"], sq), conv_relu(f["expand3x3"], sq)], -1)
+            if name in POOL_AFTER:
+                h = layers.max_pool2(h)
+        h = dropout(h, rate, train=train, key=key)
+        h = layers.conv2d(h, params["conv10"]["w"]) + params["conv10"]["b"]
+        if final_relu:
+            h = jax.nn.relu(h)
+        return layers.global_avg_pool(h).astype(jnp.float32)
+
+    return apply
+
+
+def describe(cfg: Mapping[str, Any]) -> list[tuple[str, tuple[int, ...], int]]:
+    """Rows ``(layer, output shape without batch, params)`` for :func:`jaxmnist.models.summary`."""
+    cfg = validate(cfg)
+    rows = [("conv1", (26, 26, STEM), 9 * STEM + STEM), ("pool1", (13, 13, STEM), 0)]
+    size, c_in = 13, STEM
+    for name, s, e in FIRES:
+        rows.append((f"{name}/squeeze", (size, size, s), c_in * s + s))
+        rows.append((f"{name}/expand1x1", (size, size, e), s * e + e))
+        rows.append((f"{name}/expand3x3", (size, size, e), 9 * s * e + e))
+        c_in = 2 * e
+        rows.append((f"{name}/concat", (size, size, c_in), 0))
+        if name in POOL_AFTER:
+            size //= 2
+            rows.append((f"pool_{name}", (size, size, c_in), 0))
+    if cfg["dropout"] > 0:
+        rows.append(("dropout", (size, size, c_in), 0))
+    rows.append(("conv10", (size, size, NUM_CLASSES), c_in * NUM_CLASSES + NUM_CLASSES))
+    rows.append(("global_avg_pool", (NUM_CLASSES,), 0))
+    return rows

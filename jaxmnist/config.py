@@ -1,0 +1,663 @@
+"""Study configs: load a ``sweeps/<study>.py``, override, validate, expand into member configs.
+
+A study file defines ``get_config() -> ml_collections.ConfigDict`` with these fields:
+
+- ``study``, ``title``: short name (``"s2"``) and a one-line title.
+- ``data``: the split spec handed to ``jaxmnist.data.make_splits`` plus ``source``.
+- ``base``: one member config (``model``, ``optim``, ``reg``, ``loss``, ``train``).
+- ``grid``: values to sweep, as a nested dict mirroring ``base`` whose leaves are lists
+  (``{"optim": {"name": ["adam", "sgd"]}}``; :func:`nested` builds it from dotted keys). The
+  members are the cartesian product of the leaves.
+- ``experiments``: optional list of named experiments (S3 has six), each a dict with ``name``,
+  ``title``, and a ``grid`` and/or ``points`` (explicit labelled settings, e.g.
+  ``{"label": "L1", "set": {"reg.l1": 0.01}}``). When given, ``grid`` is ignored. A member
+  config that appears in several experiments is trained once and shared by their tables.
+- ``seeds``: number of seeds per grid point (seeds ``0 .. seeds-1``).
+- ``quick``: nested overrides applied by ``--quick`` (data slice, fewer epochs) for CPU runs.
+- ``baseline``: ``"sklearn"`` to also fit scikit-learn's ``MLPClassifier`` (S3), else ``""``.
+
+Everything here is plain Python (no jax): a bad study is rejected with one message before
+anything compiles or any file is written.
+"""
+
+from __future__ import annotations
+
+import ast
+import copy
+import difflib
+import importlib.util
+import itertools
+import json
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import ml_collections
+
+# Valid choices. The jax-side modules own the implementations; these mirror their names so that a
+# study can be validated without importing jax (tests/test_config.py checks they stay in sync).
+OPTIMIZERS = ("sgd", "momentum", "adam", "rmsprop")  # jaxmnist.optim.OPTIMIZERS
+LOSSES = ("xent", "xent_onehot", "mse", "bce")  # jaxmnist.losses.LOSSES
+MODELS = ("mlp", "cnn", "cnn_depth", "squeezenet")  # jaxmnist.models
+ACTIVATIONS = (  # jaxmnist.models.common.ACTIVATIONS
+    "linear", "relu", "sigmoid", "tanh", "softmax", "leaky_relu", "elu", "gelu", "swish", "silu",
+)
+INITIALIZERS = (  # jaxmnist.models.common.INITIALIZERS
+    "zeros", "uniform", "normal", "glorot_uniform", "glorot_normal", "he_uniform", "he_normal",
+    "zero", "xavier", "xavier_uniform", "xavier_normal", "he",
+)
+SPLITS = ("none", "keras", "holdout", "merged")
+SOURCES = ("auto", "idx", "tfds")
+BASELINES = ("", "sklearn")
+
+MNIST_TRAIN, MNIST_TEST = 60_000, 10_000
+
+# Member config schema (what the engine reads). ``model`` is checked per family by
+# jaxmnist.models.validate_model_config in the sweep, after these jax-free checks.
+MEMBER_KEYS: dict[str, tuple[str, ...] | None] = {
+    "model": None,
+    "optim": ("name", "learning_rate", "momentum"),
+    "reg": ("l1", "l2"),
+    "loss": None,
+    "train": ("epochs", "batch_size"),
+}
+DATA_KEYS = (
+    "split", "val_fraction", "val_size", "test_fraction", "seed", "train_limit", "val_limit",
+    "test_limit", "source",
+)
+STUDY_KEYS = (
+    "study", "title", "data", "base", "grid", "experiments", "seeds", "quick", "baseline",
+    "reduced", "notes",
+)
+
+
+class ConfigError(ValueError):
+    """A study config is invalid; the message lists every problem and the valid choices."""
+
+    def __init__(self, problems: Sequence[str], source: str = "study"):
+        self.problems = list(dict.fromkeys(problems))  # dedupe, keep order
+        lines = "\n".join(f"  - {p}" for p in self.problems)
+        super().__init__(f"invalid {source}:\n{lines}")
+
+
+# --------------------------------------------------------------------------------------------
+# Dotted keys
+# --------------------------------------------------------------------------------------------
+
+
+def to_plain(value: Any) -> Any:
+    """Returns ``value`` with every ConfigDict / tuple turned into plain dicts / lists."""
+    if isinstance(value, ml_collections.ConfigDict):
+        value = value.to_dict()
+    if isinstance(value, Mapping):
+        return {str(k): to_plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [to_plain(v) for v in value]
+    return value
+
+
+def nested(dotted: Mapping[str, Any]) -> dict[str, Any]:
+    """Turns ``{"optim.name": [..]}`` into ``{"optim": {"name": [..]}}`` (ConfigDict-safe)."""
+    out: dict[str, Any] = {}
+    for key, value in dotted.items():
+        *parents, leaf = key.split(".")
+        node = out
+        for p in parents:
+            node = node.setdefault(p, {})
+        node[leaf] = value
+    return out
+
+
+def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Flattens nested dicts to ``{"a.b": leaf}``; dotted keys inside are kept as written."""
+    out: dict[str, Any] = {}
+    for key, value in tree.items():
+        path = f"{prefix}.{key}" if prefix else str(key)
+        if isinstance(value, Mapping | ml_collections.ConfigDict) and value:
+            out.update(flatten(to_plain(value), path))
+        else:
+            out[path] = value
+    return out
+
+
+_MISSING = object()  # "no such key" marker returned by get_dotted(..., _MISSING)
+_RAISE = object()
+
+
+def get_dotted(tree: Mapping[str, Any], key: str, default: Any = _RAISE) -> Any:
+    """Returns ``tree["a"]["b"]`` for ``key="a.b"``; ``default`` (or KeyError) when absent."""
+    node: Any = tree
+    for part in key.split("."):
+        if not isinstance(node, Mapping) or part not in node:
+            if default is _RAISE:
+                raise KeyError(key)
+            return default
+        node = node[part]
+    return node
+
+
+def set_dotted(tree: dict[str, Any], key: str, value: Any) -> None:
+    """Sets ``tree["a"]["b"] = value`` for ``key="a.b"`` (parents must exist)."""
+    *parents, leaf = key.split(".")
+    node = tree
+    for p in parents:
+        node = node[p]
+    node[leaf] = value
+
+
+def _suggest(key: str, valid: Iterable[str]) -> str:
+    match = difflib.get_close_matches(key, list(valid), n=1, cutoff=0.6)
+    return f"; did you mean {match[0]!r}?" if match else ""
+
+
+# --------------------------------------------------------------------------------------------
+# Loading and overriding
+# --------------------------------------------------------------------------------------------
+
+
+def load_study(path: str | Path) -> ml_collections.ConfigDict:
+    """Imports a study file and returns its ``get_config()``.
+
+    Raises:
+        ConfigError: the file is missing or has no ``get_config``.
+    """
+    path = Path(path)
+    if not path.is_file():
+        studies = ", ".join(str(p) for p, _, _ in list_studies(path.parent)) or "none found"
+        raise ConfigError([f"study file {str(path)!r} does not exist (studies: {studies})"])
+    spec = importlib.util.spec_from_file_location(f"jaxmnist_study_{path.stem}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    if not hasattr(module, "get_config"):
+        raise ConfigError([f"{path} defines no get_config()"])
+    return module.get_config()
+
+
+def list_studies(directory: str | Path = "sweeps") -> list[tuple[Path, str, str]]:
+    """Returns ``(path, study, title)`` for every study file in ``directory``."""
+    rows = []
+    for path in sorted(Path(directory).glob("*.py")):
+        if path.name.startswith("_"):
+            continue
+        try:
+            cfg = load_study(path)
+            rows.append((path, str(cfg.get("study", path.stem)), str(cfg.get("title", ""))))
+        except Exception as err:  # noqa: BLE001 - a broken file must not hide the others
+            rows.append((path, path.stem, f"(cannot load: {err})"))
+    return rows
+
+
+def _parse_value(text: str, current: Any, key: str) -> Any:
+    """Parses ``text`` for a field whose current value is ``current`` (type-checked)."""
+    if isinstance(current, bool):
+        low = text.strip().lower()
+        if low in ("true", "1", "yes"):
+            return True
+        if low in ("false", "0", "no"):
+            return False
+        raise ValueError(f"--config.{key}: expected true/false, got {text!r}")
+    if isinstance(current, int):
+        try:
+            return int(text)
+        except ValueError:
+            raise ValueError(f"--config.{key}: expected an integer, got {text!r}") from None
+    if isinstance(current, float):
+        try:
+            return float(text)
+        except ValueError:
+            raise ValueError(f"--config.{key}: expected a number, got {text!r}") from None
+    if isinstance(current, str):
+        return text
+    try:
+        value = ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        if current is None:
+            return text  # a None field accepts a bare string
+        raise ValueError(f"--config.{key}: cannot parse {text!r} as a Python literal") from None
+    if isinstance(current, list | tuple) and not isinstance(value, list | tuple):
+        raise ValueError(f"--config.{key}: expected a list like [1, 2], got {text!r}")
+    return list(value) if isinstance(value, tuple) else value
+
+
+def apply_overrides(study: dict[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
+    """Applies ``key=value`` overrides (``--config.`` already stripped) to a plain study dict.
+
+    Each key must already exist; the value is parsed according to the existing value's type.
+
+    Raises:
+        ConfigError: listing every unknown key (with the closest valid key) or bad value.
+    """
+    study = copy.deepcopy(study)
+    valid = list(flatten(study))
+    sections = [k for k in _all_paths(study) if k not in valid]
+    problems = []
+    for item in overrides:
+        key, sep, text = item.partition("=")
+        if not sep:
+            problems.append(f"--config.{item}: expected --config.KEY=VALUE")
+            continue
+        current = get_dotted(study, key, _MISSING)
+        if current is _MISSING:
+            problems.append(
+                f"unknown config key {key!r}{_suggest(key, valid + sections)}"
+            )
+            continue
+        if isinstance(current, Mapping) and current:
+            leaves = [k for k in valid if k.startswith(key + ".")][:6]
+            problems.append(f"--config.{key} is a section; set one of its keys, e.g. {leaves}")
+            continue
+        try:
+            set_dotted(study, key, _parse_value(text, current, key))
+        except ValueError as err:
+            problems.append(str(err))
+    if problems:
+        raise ConfigError(problems, "--config override")
+    return study
+
+
+def _all_paths(tree: Mapping[str, Any], prefix: str = "") -> list[str]:
+    out = []
+    for key, value in tree.items():
+        path = f"{prefix}.{key}" if prefix else key
+        out.append(path)
+        if isinstance(value, Mapping):
+            out.extend(_all_paths(value, path))
+    return out
+
+
+def _merge(tree: dict[str, Any], overrides: Mapping[str, Any], where: str) -> list[str]:
+    """Merges nested ``overrides`` into ``tree`` in place; returns unknown-key problems."""
+    problems = []
+    for key, value in flatten(overrides).items():
+        if get_dotted(tree, key, _MISSING) is _MISSING:
+            problems.append(f"{where}: unknown key {key!r}{_suggest(key, flatten(tree))}")
+        else:
+            set_dotted(tree, key, copy.deepcopy(value))
+    return problems
+
+
+def resolve(
+    cfg: ml_collections.ConfigDict | Mapping[str, Any],
+    *,
+    quick: bool = False,
+    seeds: int | None = None,
+    overrides: Sequence[str] = (),
+) -> dict[str, Any]:
+    """Returns the study as a plain dict with the quick preset, ``--seeds`` and overrides applied.
+
+    Adds ``reduced`` (bool) and ``reduced_reasons`` (why the run is smaller than the paper's:
+    quick preset, fewer epochs, a data slice) for the report's figure footers.
+
+    Raises:
+        ConfigError: on unknown keys in the quick preset or the overrides.
+    """
+    pristine = to_plain(cfg)
+    for key, default in (("grid", {}), ("experiments", []), ("quick", {}), ("baseline", "")):
+        pristine.setdefault(key, default)
+    pristine.setdefault("notes", "")
+    study = copy.deepcopy(pristine)
+    study.pop("reduced", None)
+    problems = []
+    if quick:
+        problems += _merge(study, study.get("quick") or {}, "quick preset")
+    if seeds is not None:
+        study["seeds"] = seeds
+    if problems:
+        raise ConfigError(problems)
+    study = apply_overrides(study, overrides)
+    study["quick_applied"] = bool(quick)
+    study["reduced_reasons"] = _reduced_reasons(pristine, study, quick)
+    study["reduced"] = bool(study["reduced_reasons"])
+    return study
+
+
+def _reduced_reasons(pristine: dict[str, Any], study: dict[str, Any], quick: bool) -> list[str]:
+    reasons = ["quick preset"] if quick else []
+    full = get_dotted(pristine, "base.train.epochs", None)
+    now = get_dotted(study, "base.train.epochs", None)
+    if isinstance(full, int) and isinstance(now, int) and now < full:
+        reasons.append(f"{now} of {full} epochs")
+    for key, part in (("train_limit", "train"), ("val_limit", "validation"), ("test_limit", "test")):
+        limit = study.get("data", {}).get(key)
+        if limit:
+            reasons.append(f"{part} set limited to the first {limit:,} images")
+    return reasons
+
+
+# --------------------------------------------------------------------------------------------
+# Validation
+# --------------------------------------------------------------------------------------------
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _spec_names(spec: Any) -> list[Any]:
+    """Names in an activation/init spec: ``"relu"``, ``{"name": ..}`` or a per-layer list."""
+    if isinstance(spec, list | tuple):
+        return [n for s in spec for n in _spec_names(s)]
+    if isinstance(spec, Mapping):
+        return [spec.get("name")]
+    return [spec]
+
+
+# Which split parameter each split needs (jaxmnist.data rejects the others when they are set).
+_SPLIT_NEEDS = {"none": (), "keras": ("val_fraction",), "holdout": ("val_size",),
+                "merged": ("test_fraction",)}  # fmt: skip
+
+
+def expected_sizes(data: Mapping[str, Any]) -> tuple[int, int, int]:
+    """Returns the (train, val, test) sizes a data spec gives, as ``jaxmnist.data`` computes them.
+
+    The split is taken first (keras: the last ``floor``-rounded fraction; holdout: ``val_size``
+    random images; merged: ``ceil(70k * test_fraction)`` test images), then the ``*_limit``
+    keys keep the first N of each part.
+    """
+    split = data.get("split", "none")
+    train, val, test = MNIST_TRAIN, 0, MNIST_TEST
+    if split == "keras":
+        train = int(math.floor(MNIST_TRAIN * (1.0 - float(data["val_fraction"]))))
+        val = MNIST_TRAIN - train
+    elif split == "holdout":
+        val = int(data["val_size"])
+        train = MNIST_TRAIN - val
+    elif split == "merged":
+        total = MNIST_TRAIN + MNIST_TEST
+        test = int(math.ceil(total * float(data["test_fraction"])))
+        train = total - test
+    for key, size in (("train_limit", "train"), ("val_limit", "val"), ("test_limit", "test")):
+        if data.get(key):
+            if size == "train":
+                train = min(train, int(data[key]))
+            elif size == "val":
+                val = min(val, int(data[key]))
+            else:
+                test = min(test, int(data[key]))
+    return train, val, test
+
+
+def validate_data(data: Mapping[str, Any]) -> list[str]:
+    """Returns problems with a data spec (empty when valid)."""
+    problems = [
+        f"data: unknown key {k!r}{_suggest(k, DATA_KEYS)}" for k in data if k not in DATA_KEYS
+    ]
+    split = data.get("split")
+    if split not in SPLITS:
+        problems.append(f"data.split: {split!r} is not valid; valid choices: {', '.join(SPLITS)}")
+        return problems
+    if data.get("source", "auto") not in SOURCES:
+        problems.append(
+            f"data.source: {data.get('source')!r} is not valid; valid choices: {', '.join(SOURCES)}"
+        )
+    for key in ("train_limit", "val_limit", "test_limit", "seed"):
+        v = data.get(key)
+        if v is not None and not (_is_int(v) and v >= (0 if key == "seed" else 1)):
+            problems.append(f"data.{key}: expected a positive integer or None, got {v!r}")
+    for key in ("val_fraction", "val_size", "test_fraction"):
+        if key not in _SPLIT_NEEDS[split] and data.get(key) is not None:
+            problems.append(
+                f"data.{key}: split {split!r} does not use it (set it to None); "
+                f"{split!r} needs {list(_SPLIT_NEEDS[split]) or 'no parameter'}"
+            )
+    if split == "none" and data.get("val_limit") is not None:
+        problems.append("data.val_limit: split 'none' has no validation set (set it to None)")
+    if split in ("keras", "merged"):
+        key = "val_fraction" if split == "keras" else "test_fraction"
+        f = data.get(key)
+        if not (_is_number(f) and 0 < f < 1):
+            problems.append(f"data.{key}: split {split!r} needs a number in (0, 1), got {f!r}")
+    if split == "holdout":
+        v = data.get("val_size")
+        if not (_is_int(v) and 0 < v < MNIST_TRAIN):
+            problems.append(
+                f"data.val_size: split 'holdout' needs an integer in [1, {MNIST_TRAIN - 1}], "
+                f"got {v!r}"
+            )
+    if not problems:
+        train, _, _ = expected_sizes(data)
+        if train < 1:
+            problems.append(f"data: the split leaves {train} training images")
+    return problems
+
+
+def validate_member(cfg: Mapping[str, Any], where: str = "base") -> list[str]:
+    """Returns problems with one member config (empty when valid); model details excluded."""
+    problems = []
+    for key in cfg:
+        if key not in MEMBER_KEYS and key != "seed":
+            problems.append(f"{where}: unknown key {key!r}{_suggest(key, MEMBER_KEYS)}")
+    for section, keys in MEMBER_KEYS.items():
+        if section not in cfg:
+            problems.append(f"{where}.{section}: missing")
+        elif keys is not None:
+            sub = cfg[section]
+            if not isinstance(sub, Mapping):
+                problems.append(f"{where}.{section}: expected a dict with keys {list(keys)}")
+                continue
+            valid = [f"{section}.{k}" for k in keys]
+            for k in sub:
+                if k not in keys:
+                    problems.append(
+                        f"{where}: unknown key '{section}.{k}'{_suggest(f'{section}.{k}', valid)}"
+                    )
+    optim, train, reg = cfg.get("optim", {}), cfg.get("train", {}), cfg.get("reg", {})
+    if isinstance(optim, Mapping):
+        if optim.get("name") not in OPTIMIZERS:
+            problems.append(
+                f"{where}.optim.name: {optim.get('name')!r} is not a valid optimizer; "
+                f"valid choices: {', '.join(OPTIMIZERS)}"
+            )
+        lr = optim.get("learning_rate")
+        if not (_is_number(lr) and lr > 0):
+            problems.append(f"{where}.optim.learning_rate: must be a positive number, got {lr!r}")
+        mom = optim.get("momentum", 0.9)
+        if not (_is_number(mom) and 0 <= mom < 1):
+            problems.append(f"{where}.optim.momentum: must be in [0, 1), got {mom!r}")
+    if isinstance(train, Mapping):
+        for key in ("epochs", "batch_size"):
+            v = train.get(key)
+            if not (_is_int(v) and v > 0):
+                problems.append(f"{where}.train.{key}: must be a positive integer, got {v!r}")
+    if isinstance(reg, Mapping):
+        for key in ("l1", "l2"):
+            v = reg.get(key, 0.0)
+            if not (_is_number(v) and v >= 0):
+                problems.append(f"{where}.reg.{key}: must be a number >= 0, got {v!r}")
+    if "loss" in cfg and cfg["loss"] not in LOSSES:
+        problems.append(
+            f"{where}.loss: {cfg['loss']!r} is not a valid loss; valid choices: {', '.join(LOSSES)}"
+        )
+    model = cfg.get("model")
+    if isinstance(model, Mapping):
+        if model.get("name") not in MODELS:
+            problems.append(
+                f"{where}.model.name: {model.get('name')!r} is not a valid model; "
+                f"valid choices: {', '.join(MODELS)}"
+            )
+        for name in _spec_names(model.get("activation", "relu")):
+            if name not in ACTIVATIONS:
+                problems.append(
+                    f"{where}.model.activation: {name!r} is not a valid activation; "
+                    f"valid choices: {', '.join(ACTIVATIONS)}"
+                )
+        for name in _spec_names(model.get("init", "he")):
+            if name not in INITIALIZERS:
+                problems.append(
+                    f"{where}.model.init: {name!r} is not a valid initializer; "
+                    f"valid choices: {', '.join(INITIALIZERS)}"
+                )
+    elif "model" in cfg:
+        problems.append(f"{where}.model: expected a dict with a 'name', got {model!r}")
+    return problems
+
+
+def _experiments(study: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The study's experiments; a study with a plain ``grid`` has one, named ``main``."""
+    if study.get("experiments"):
+        return [to_plain(e) for e in study["experiments"]]
+    return [{"name": "main", "title": study.get("title", ""), "grid": study.get("grid") or {}}]
+
+
+def validate_study(study: Mapping[str, Any]) -> list[str]:
+    """Returns every problem with a resolved study (empty when valid), members included."""
+    problems = [
+        f"unknown study key {k!r}{_suggest(k, STUDY_KEYS)}"
+        for k in study
+        if k not in STUDY_KEYS and k not in ("quick_applied", "reduced_reasons")
+    ]
+    if not isinstance(study.get("study"), str) or not study["study"]:
+        problems.append("study: needs a short name such as 's2'")
+    seeds = study.get("seeds")
+    if not (_is_int(seeds) and seeds > 0):
+        problems.append(f"seeds: must be a positive integer, got {seeds!r}")
+    if study.get("baseline", "") not in BASELINES:
+        problems.append(f"baseline: {study['baseline']!r} is not valid; valid choices: {BASELINES}")
+    problems += validate_data(study.get("data") or {})
+    base = study.get("base") or {}
+    problems += validate_member(base)
+    if problems:
+        return problems
+    base_keys = flatten(base)
+    names = []
+    for exp in _experiments(study):
+        name = exp.get("name")
+        names.append(name)
+        for key in exp:
+            if key not in ("name", "title", "grid", "points"):
+                problems.append(f"experiment {name!r}: unknown key {key!r}")
+        grid = flatten(exp.get("grid") or {})
+        sets = [flatten(p.get("set") or {}) for p in exp.get("points") or []]
+        for where, keys in [("grid", grid), *[("points", s) for s in sets]]:
+            for key in keys:
+                if get_dotted(base, key, _MISSING) is _MISSING:
+                    problems.append(
+                        f"experiment {name!r} {where}: unknown config key "
+                        f"'base.{key}'{_suggest(key, base_keys)}"
+                    )
+        for key, values in grid.items():
+            if not isinstance(values, list) or not values:
+                problems.append(
+                    f"experiment {name!r} grid: {key!r} needs a non-empty list of values, "
+                    f"got {values!r}"
+                )
+    if len(set(names)) != len(names):
+        problems.append(f"experiments: names must be unique, got {names}")
+    if problems:
+        return problems
+    # Validate each grid point once (not once per seed) and say which points a problem hits.
+    train_size = expected_sizes(study["data"])[0]
+    hits: dict[str, list[str]] = {}
+    points = [m for m in expand(study) if m["config"].get("seed", 0) == 0]
+    for member in points:
+        cfg = member["config"]
+        found = validate_member(cfg, "member")
+        bs = get_dotted(cfg, "train.batch_size", None)
+        if _is_int(bs) and bs > train_size:
+            found.append(f"train.batch_size {bs} exceeds the {train_size} training images")
+        label = describe(member).rsplit(" (seed", 1)[0]
+        for msg in found:
+            hits.setdefault(msg, []).append(label)
+    for msg, labels in hits.items():
+        where = (
+            f"all {len(points)} grid points" if len(labels) == len(points)
+            else "grid points " + "; ".join(labels[:3]) + (" ..." if len(labels) > 3 else "")
+        )
+        problems.append(f"{msg} ({where})")
+    return problems
+
+
+def check(study: Mapping[str, Any]) -> None:
+    """Raises :class:`ConfigError` listing every problem with ``study``."""
+    problems = validate_study(study)
+    if problems:
+        raise ConfigError(problems, f"study {study.get('study', '?')!r}")
+
+
+# --------------------------------------------------------------------------------------------
+# Expansion
+# --------------------------------------------------------------------------------------------
+
+
+def member_key(cfg: Mapping[str, Any]) -> str:
+    """Canonical text of a member config without its seed: seeds of one grid point share it."""
+    return json.dumps({k: v for k, v in cfg.items() if k != "seed"}, sort_keys=True)
+
+
+def _points(exp: Mapping[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """``(label, {dotted: value})`` for every point of an experiment (points x grid)."""
+    grid = flatten(exp.get("grid") or {})
+    points = exp.get("points") or [{"label": "", "set": {}}]
+    combos = list(itertools.product(*grid.values())) if grid else [()]
+    out = []
+    for point in points:
+        for combo in combos:
+            settings = flatten(point.get("set") or {})
+            parts = [point.get("label", "")] if point.get("label") else []
+            for key, value in zip(grid, combo, strict=True):
+                settings[key] = value
+                parts.append(f"{key.split('.')[-1]}={_short(value)}")
+            out.append((", ".join(parts) or "base", settings))
+    return out
+
+
+def _short(value: Any) -> str:
+    if isinstance(value, Mapping):
+        return str(value.get("name", value))
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
+
+
+def expand(study: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Expands a resolved study into members, one per (unique grid point, seed).
+
+    Returns:
+        A list of ``{"member": k, "config": member_config, "key": member_key,
+        "experiments": [{"name", "label", "settings"}]}``. Identical configs from different
+        experiments become ONE member listing every experiment it belongs to.
+    """
+    base = to_plain(study["base"])
+    by_key: dict[str, dict[str, Any]] = {}
+    for exp in _experiments(study):
+        for label, settings in _points(exp):
+            cfg = copy.deepcopy(base)
+            for key, value in settings.items():
+                set_dotted(cfg, key, copy.deepcopy(value))
+            key = member_key(cfg)
+            entry = by_key.setdefault(key, {"config": cfg, "experiments": []})
+            entry["experiments"].append(
+                {"name": exp["name"], "label": label, "settings": settings}
+            )
+    members = []
+    for key, entry in by_key.items():
+        for seed in range(int(study["seeds"])):
+            members.append(
+                {
+                    "member": len(members),
+                    "config": {**copy.deepcopy(entry["config"]), "seed": seed},
+                    "key": key,
+                    "experiments": entry["experiments"],
+                }
+            )
+    return members
+
+
+def describe(member: Mapping[str, Any]) -> str:
+    """A short human label: the first experiment's label plus the seed."""
+    exp = member["experiments"][0]
+    prefix = f"{exp['name']}: " if exp["name"] != "main" else ""
+    return f"{prefix}{exp['label']} (seed {member['config'].get('seed', 0)})"
+
+
+def experiments(study: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Public view of the study's experiments (name, title, labels) for config.json."""
+    return [
+        {"name": e["name"], "title": e.get("title", ""), "labels": [lb for lb, _ in _points(e)]}
+        for e in _experiments(study)
+    ]

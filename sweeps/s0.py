@@ -1,0 +1,37 @@
+"""S0 — CNN with backpropagation (seed 000, IPB University).
+
+Command::
+
+    python -m jaxmnist.sweep sweeps/s0.py            # full: 10 epochs, 60k/10k, 3 seeds
+    python -m jaxmnist.sweep sweeps/s0.py --quick    # CPU preset: 3 epochs on 6,000 images
+
+Reproduces: conv32-pool-conv64-pool-dense128-softmax (225,034 params), Adam lr 1e-3 (Keras
+default), sparse categorical cross-entropy, batch 32 (Keras default), 10 epochs, MNIST 60k
+train / 10k test, no validation split. Published: test accuracy 0.9909, test loss 0.0371.
+
+Expected accuracy and runtime per device: to be measured (CPU, GPU).
+"""
+
+import ml_collections
+
+
+def get_config() -> ml_collections.ConfigDict:
+    c = ml_collections.ConfigDict()
+    c.study = "s0"
+    c.title = "S0: CNN with backpropagation (Adam 1e-3, batch 32, 10 epochs, 60k/10k)"
+    c.data = dict(split="none", seed=0, train_limit=None, val_limit=None, test_limit=None,
+                  source="auto", val_fraction=None, val_size=None, test_fraction=None)
+    c.base = dict(
+        model=dict(name="cnn", dropout=0.0),
+        optim=dict(name="adam", learning_rate=1e-3, momentum=0.9),
+        reg=dict(l1=0.0, l2=0.0),
+        loss="xent",
+        train=dict(epochs=10, batch_size=32),
+    )
+    c.grid = {}
+    c.experiments = []
+    c.seeds = 3
+    # CPU preset: 10% of the training images, 3 epochs; the full 10k test set is kept.
+    c.quick = dict(data=dict(train_limit=6000), base=dict(train=dict(epochs=3)))
+    c.baseline = ""
+    return c

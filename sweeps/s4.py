@@ -1,0 +1,49 @@
+"""S4 — CNN depth study (seed 004, Politeknik Negeri Sriwijaya).
+
+Command::
+
+    python -m jaxmnist.sweep sweeps/s4.py            # full: L1-L4, 40 epochs, 3 seeds
+    python -m jaxmnist.sweep sweeps/s4.py --quick    # CPU preset: 2 epochs on 2,000 images
+
+Reproduces: L1 conv64 -> dense64; L2 conv64, conv128 -> dense128; L3 conv64, conv128, conv512 ->
+dense512; L4 conv64, conv128, conv512, conv1024 -> dense512; 3x3 convs, ReLU, 2x2 max-pool,
+dropout 0.25, softmax head, 40 epochs. The paper's Kaggle set (14,843 images at 150x150x3) is
+not available: we use MNIST 28x28x1 with "same" padding (28 -> 14 -> 7 -> 3 -> 1 fits four
+pools), a random 48,000 / 12,000 train / validation holdout of the official training set (the
+paper split 80/20) and the official 10k test set. The paper states no optimizer or batch size:
+we use Keras' defaults, Adam lr 1e-3 and batch 32. Published (train / val acc at epoch 40):
+L1 .4941/.4312, L2 .6777/.6585, L3 .8903/.8843, L4 .9241/.9133; L4 precision = recall = F1 =
+0.935. On MNIST every depth is expected to do far better than on the paper's photographs.
+
+Expected accuracy and runtime per device: to be measured (CPU, GPU).
+"""
+
+import ml_collections
+
+from jaxmnist.config import nested
+
+
+def get_config() -> ml_collections.ConfigDict:
+    c = ml_collections.ConfigDict()
+    c.study = "s4"
+    c.title = "S4: CNN depth L1-L4 (Adam 1e-3, batch 32, 40 epochs, 48k/12k holdout)"
+    c.data = dict(split="holdout", val_size=12_000, seed=0, train_limit=None, val_limit=None,
+                  test_limit=None, source="auto", val_fraction=None, test_fraction=None)
+    c.base = dict(
+        model=dict(name="cnn_depth", depth=4, dropout=0.25, padding="same"),
+        optim=dict(name="adam", learning_rate=1e-3, momentum=0.9),
+        reg=dict(l1=0.0, l2=0.0),
+        loss="xent",
+        train=dict(epochs=40, batch_size=32),
+    )
+    c.grid = nested({"model.depth": [1, 2, 3, 4]})
+    c.experiments = []
+    c.seeds = 3
+    # CPU preset: 2,000 train / 1,000 val / 2,000 test images, 2 epochs, 2 seeds.
+    c.quick = dict(
+        data=dict(train_limit=2000, val_limit=1000, test_limit=2000),
+        base=dict(train=dict(epochs=2)),
+        seeds=2,
+    )
+    c.baseline = ""
+    return c

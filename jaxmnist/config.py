@@ -60,8 +60,9 @@ MEMBER_KEYS: dict[str, tuple[str, ...] | None] = {
     "optim": ("name", "learning_rate", "momentum"),
     "reg": ("l1", "l2"),
     "loss": None,
-    "train": ("epochs", "batch_size"),
+    "train": ("epochs", "batch_size", "strategy"),
 }
+STRATEGIES = ("auto", "vmap", "sequential")  # jaxmnist.train.STRATEGIES
 DATA_KEYS = (
     "split", "val_fraction", "val_size", "test_fraction", "seed", "train_limit", "val_limit",
     "test_limit", "source",
@@ -318,7 +319,8 @@ def _reduced_reasons(pristine: dict[str, Any], study: dict[str, Any], quick: boo
     now = get_dotted(study, "base.train.epochs", None)
     if isinstance(full, int) and isinstance(now, int) and now < full:
         reasons.append(f"{now} of {full} epochs")
-    for key, part in (("train_limit", "train"), ("val_limit", "validation"), ("test_limit", "test")):
+    parts = (("train_limit", "train"), ("val_limit", "validation"), ("test_limit", "test"))
+    for key, part in parts:
         limit = study.get("data", {}).get(key)
         if limit:
             reasons.append(f"{part} set limited to the first {limit:,} images")
@@ -464,6 +466,12 @@ def validate_member(cfg: Mapping[str, Any], where: str = "base") -> list[str]:
             v = train.get(key)
             if not (_is_int(v) and v > 0):
                 problems.append(f"{where}.train.{key}: must be a positive integer, got {v!r}")
+        strategy = train.get("strategy", "auto")
+        if strategy not in STRATEGIES:
+            problems.append(
+                f"{where}.train.strategy: {strategy!r} is not valid; "
+                f"valid choices: {', '.join(STRATEGIES)}"
+            )
     if isinstance(reg, Mapping):
         for key in ("l1", "l2"):
             v = reg.get(key, 0.0)

@@ -1,0 +1,407 @@
+"""The report's figures (matplotlib, Agg backend): PNGs from a run directory's files. No jax.
+
+Every figure has a title, labelled axes and the run's footer (device, epochs, data sizes and,
+for a reduced run, the words "REDUCED RUN" with the reasons), at about 100 dpi.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import matplotlib
+import matplotlib.ticker
+
+matplotlib.use("Agg")  # files only; never needs a display
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from jaxmnist import metrics  # noqa: E402
+
+if TYPE_CHECKING:
+    from jaxmnist.report import Point, Run
+
+DPI = 100
+FOOTER_COLOR = "#7a1f1f"
+
+
+def _save(fig, run: Run, path: Path) -> Path:
+    footer = run.footer()
+    fig.text(0.01, 0.005, footer, fontsize=7, va="bottom", ha="left",
+             color=FOOTER_COLOR if "REDUCED" in footer else "#444444")
+    buf = io.BytesIO()
+    fig.savefig(buf, dpi=DPI, format="png")
+    plt.close(fig)
+    try:  # a 256-colour palette keeps committed figures small (line plots lose nothing visible)
+        from PIL import Image
+
+        buf.seek(0)
+        Image.open(buf).convert("RGB").quantize(colors=256).save(path, optimize=True)
+    except ImportError:
+        path.write_bytes(buf.getvalue())
+    return path
+
+
+def _layout(fig, bottom: float = 0.12) -> None:
+    fig.tight_layout(rect=(0, bottom, 1, 0.95))
+
+
+def _seed_curves(point: Point, key: str) -> np.ndarray:
+    """``[seeds, epochs]`` of one history field (NaN where missing)."""
+    n = max(len(m.get("history") or []) for m in point.members)
+    out = np.full((len(point.members), n), np.nan)
+    for i, m in enumerate(point.members):
+        for j, row in enumerate(m.get("history") or []):
+            v = row.get(key)
+            out[i, j] = np.nan if v is None else v
+    return out
+
+
+def curves(run: Run, points: Sequence[tuple[str, Point]], path: Path, title: str) -> Path:
+    """Accuracy and loss per epoch, train and validation, mean line with a ±std seed band."""
+    has_val = any(
+        (m.get("history") or [{}])[0].get("val_acc") is not None
+        for _, p in points for m in p.members
+    )
+    keys = [("train_acc", "train accuracy"), ("train_loss", "train loss")]
+    if has_val:
+        keys = [("train_acc", "train accuracy"), ("val_acc", "validation accuracy"),
+                ("train_loss", "train loss"), ("val_loss", "validation loss")]
+    ncols = 2
+    nrows = len(keys) // 2
+    wide = len(points) > 4  # room on the right for a long legend
+    fig, axes = plt.subplots(nrows, ncols, figsize=(13.5 if wide else 11, 3.4 * nrows + 1.2),
+                             squeeze=False)
+    colors = plt.get_cmap("tab20" if len(points) > 10 else "tab10")
+    pub_hist = _published_history(run)
+    for ax, (key, name) in zip(axes.flat, keys, strict=True):
+        for i, (label, point) in enumerate(points):
+            ys = _seed_curves(point, key)
+            if not np.isfinite(ys).any():
+                continue
+            x = np.arange(1, ys.shape[1] + 1)
+            with np.errstate(invalid="ignore"):
+                mean = np.nanmean(ys, 0)
+                std = np.nanstd(ys, 0, ddof=1) if ys.shape[0] > 1 else np.zeros_like(mean)
+            color = colors(i % colors.N)
+            ax.plot(x, mean, color=color, lw=1.5, marker="o", ms=3,
+                    label=f"{label} (n={ys.shape[0]})")
+            ax.fill_between(x, mean - std, mean + std, color=color, alpha=0.2, lw=0)
+        if pub_hist and len(points) == 1:
+            ep = sorted(pub_hist)
+            ax.plot(ep, [pub_hist[e].get(key) for e in ep], "kx", ms=7, label="paper")
+        ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
+        ax.set_ylabel(name)
+        ax.set_title(name)
+        ax.grid(alpha=0.3)
+        if "loss" in key:
+            finite = [v for _, p in points for v in _seed_curves(p, key).ravel()
+                      if np.isfinite(v)]
+            if finite and max(finite) > 20 * max(np.median(finite), 1e-3):
+                ax.set_yscale("log")  # diverging members would flatten everything else
+    handles, labels = axes.flat[0].get_legend_handles_labels()
+    fig.suptitle(f"{title}: mean ± std over seeds", fontsize=12)
+    if wide:
+        fig.tight_layout(rect=(0, 0.1, 0.68, 0.95))
+        fig.legend(handles, labels, loc="upper left", fontsize=7, ncol=1,
+                   bbox_to_anchor=(0.69, 0.93), frameon=False)
+    else:
+        axes.flat[0].legend(fontsize=8)
+        _layout(fig, 0.1)
+    return _save(fig, run, path)
+
+
+def _published_history(run: Run) -> dict[int, dict[str, float]]:
+    from jaxmnist import published
+
+    for entry in published.for_study(run.study):
+        if entry.history:
+            return entry.history
+    return {}
+
+
+def confusion(run: Run, cm: Sequence[Sequence[int]], path: Path, title: str) -> Path:
+    """A confusion matrix as counts and as row-normalized fractions, side by side."""
+    cm = np.asarray(cm, np.int64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        norm = np.nan_to_num(cm / cm.sum(1, keepdims=True))
+    fig, axes = plt.subplots(1, 2, figsize=(11, 6.0))
+    for ax, data, name, fmt in ((axes[0], cm, "counts", "d"),
+                                (axes[1], norm, "row-normalized (recall)", ".2f")):
+        im = ax.imshow(data, cmap="Blues")
+        ax.set_xticks(range(10))
+        ax.set_yticks(range(10))
+        ax.set_xlabel("predicted digit")
+        ax.set_ylabel("true digit")
+        ax.set_title(name)
+        top = data.max() if data.size else 1
+        for i in range(10):
+            for j in range(10):
+                v = data[i, j]
+                if v == 0:
+                    continue
+                ax.text(j, i, format(v, fmt), ha="center", va="center", fontsize=6.5,
+                        color="white" if v > 0.55 * top else "black")
+        fig.colorbar(im, ax=ax, fraction=0.046)
+    fig.suptitle(title, fontsize=12)
+    _layout(fig, 0.11)
+    return _save(fig, run, path)
+
+
+def heatmap(run: Run, path: Path) -> Path | None:
+    """S2-style optimizer x learning-rate heatmap of our mean test accuracy, paper in brackets."""
+    from jaxmnist.report import _point_at, grid_axes
+
+    axes_ = grid_axes(run)
+    if axes_ is None:
+        return None
+    k1, v1, k2, v2 = axes_
+    ours = np.full((len(v1), len(v2)), np.nan)
+    text = [["" for _ in v2] for _ in v1]
+    for i, a in enumerate(v1):
+        for j, b in enumerate(v2):
+            p = _point_at(run, {k1: a, k2: b})
+            if p is None:
+                continue
+            mean, std, n = metrics.mean_std(p.test_acc())
+            ours[i, j] = mean
+            pub = run.paper(p)
+            paper = pub.values.get("test_acc") if pub else None
+            text[i][j] = f"{mean:.2%}" + (f"\n±{std:.2%}" if n > 1 else "")
+            if isinstance(paper, float):
+                text[i][j] += f"\n(paper {paper:.2%})"
+            bad = sorted({m["status"] for m in p.members} - {"ok"})
+            if bad:
+                text[i][j] += "\n" + ",".join(bad)
+    fig, ax = plt.subplots(figsize=(9, 5.8))
+    im = ax.imshow(ours, cmap="viridis", vmin=0, vmax=1)
+    ax.set_xticks(range(len(v2)), [f"{v:g}" if isinstance(v, float) else str(v) for v in v2])
+    ax.set_yticks(range(len(v1)), [str(v) for v in v1])
+    ax.set_xlabel(k2)
+    ax.set_ylabel(k1)
+    for i in range(len(v1)):
+        for j in range(len(v2)):
+            ax.text(j, i, text[i][j], ha="center", va="center", fontsize=7.5,
+                    color="black" if (ours[i, j] > 0.6) else "white")
+    fig.colorbar(im, ax=ax, label="test accuracy (mean over seeds)")
+    ax.set_title("Test accuracy per grid cell: ours (mean ± std over seeds) and the paper's")
+    _layout(fig, 0.1)
+    return _save(fig, run, path)
+
+
+def class_distribution(run: Run, point: Point, path: Path) -> Path | None:
+    """Training and test images per digit (row sums of the confusion matrices)."""
+    rep = point.rep
+    if not rep.get("confusion_test"):
+        return None
+    test = np.asarray(rep["confusion_test"]).sum(1)
+    train = np.asarray(rep["confusion_train"]).sum(1) if rep.get("confusion_train") else None
+    fig, ax = plt.subplots(figsize=(9, 4.6))
+    x = np.arange(10)
+    if train is not None:
+        bars = ax.bar(x - 0.2, train, 0.4, label=f"train ({train.sum():,})")
+        ax.bar_label(bars, fontsize=6.5)
+    bars = ax.bar(x + 0.2 if train is not None else x, test, 0.4, label=f"test ({test.sum():,})")
+    ax.bar_label(bars, fontsize=6.5)
+    ax.set_xticks(x)
+    ax.set_xlabel("digit")
+    ax.set_ylabel("images")
+    ax.set_title("Class distribution of the run's training and test sets")
+    ax.legend()
+    _layout(fig, 0.1)
+    return _save(fig, run, path)
+
+
+def sample_grid(run: Run, path: Path) -> Path | None:
+    """The first 25 training images with their labels, 5 x 5."""
+    if run.samples is None:
+        return None
+    xs, ys = run.samples["train_x"], run.samples["train_y"]
+    fig, axes = plt.subplots(5, 5, figsize=(6.4, 7.4))
+    for i, ax in enumerate(axes.flat):
+        ax.axis("off")
+        if i < len(xs):
+            ax.imshow(np.asarray(xs[i]).reshape(28, 28), cmap="gray_r")
+            ax.set_title(f"label {int(ys[i])}", fontsize=8)
+    fig.suptitle("First 25 training images (after the split)", fontsize=11)
+    fig.tight_layout(rect=(0, 0.1, 1, 0.95))
+    return _save(fig, run, path)
+
+
+def test_probs(run: Run, point: Point, path: Path, index: int = 0) -> Path | None:
+    """One test image and the model's probability for each of the 10 classes."""
+    probs = point.rep.get("test_probs_first25")
+    if run.samples is None or not probs:
+        return None
+    p = np.asarray(probs[index])
+    image, label = run.samples["test_x"][index], int(run.samples["test_y"][index])
+    fig, (a0, a1) = plt.subplots(1, 2, figsize=(9, 4.2), gridspec_kw={"width_ratios": [1, 2]})
+    a0.imshow(np.asarray(image).reshape(28, 28), cmap="gray_r")
+    a0.axis("off")
+    a0.set_title(f"test image {index} (label {label})")
+    bars = a1.bar(range(10), p, color=["C2" if c == label else "C0" for c in range(10)])
+    a1.bar_label(bars, labels=[f"{v:.3f}" for v in p], fontsize=7)
+    a1.set_xticks(range(10))
+    a1.set_ylim(0, 1.1)
+    a1.set_xlabel("class")
+    a1.set_ylabel("probability")
+    a1.set_title(f"{point.label} (seed {point.rep['config'].get('seed')}): "
+                 f"predicts {int(p.argmax())}")
+    fig.suptitle("Predicted class probabilities for one test image", fontsize=11)
+    _layout(fig, 0.12)
+    return _save(fig, run, path)
+
+
+def histograms(run: Run, points: Sequence[tuple[str, Point]], kind: str, path: Path,
+               title: str, max_layers: int = 8) -> Path | None:
+    """Per-layer distribution (``kind`` = ``weight_hist`` or ``grad_hist``), one line per point."""
+    hists = [(label, p.rep.get(kind) or {}) for label, p in points]
+    layers = [k for k in hists[0][1] if all(k in h for _, h in hists)] if hists else []
+    if not layers:
+        return None
+    if len(layers) > max_layers:  # e.g. SqueezeNet: evenly spaced layers, first and last kept
+        idx = np.linspace(0, len(layers) - 1, max_layers).round().astype(int)
+        layers = [layers[i] for i in dict.fromkeys(idx)]
+    ncols = min(4, len(layers))
+    nrows = -(-len(layers) // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(3.2 * ncols + 1.5, 2.7 * nrows + 1.3),
+                             squeeze=False)
+    for ax, layer in zip(axes.flat, layers, strict=False):
+        for i, (label, h) in enumerate(hists):
+            counts = np.asarray(h[layer]["counts"], float)
+            edges = np.asarray(h[layer]["edges"], float)
+            if counts.sum() > 0:
+                counts = counts / counts.sum()
+            ax.stairs(counts, edges, color=f"C{i % 10}", label=label, lw=1.3)
+        ax.set_title(layer, fontsize=9)
+        ax.set_xlabel("gradient" if kind == "grad_hist" else "weight value")
+        ax.set_ylabel("fraction")
+        ax.tick_params(labelsize=7)
+    for ax in list(axes.flat)[len(layers):]:
+        ax.axis("off")
+    axes.flat[0].legend(fontsize=7)
+    fig.suptitle(title, fontsize=11)
+    _layout(fig, 0.12 if nrows == 1 else 0.08)
+    return _save(fig, run, path)
+
+
+def ffnn_drawing(run: Run, point: Point, path: Path, show_units: int = 16,
+                 edges_per_layer: int = 60) -> Path | None:
+    """An FFNN drawn as layers of nodes; edge colour = sign, width = |weight|.
+
+    784 inputs cannot be drawn legibly: the drawing keeps the ``show_units`` inputs and hidden
+    units with the largest summed |outgoing weight| (inputs) or |incoming weight| (hidden), and
+    the ``edges_per_layer`` strongest edges between kept nodes; a 28x28 map beside it shows the
+    summed |weight| of every input pixel. The figure says so.
+    """
+    npz = run.path / "params" / f"member_{point.rep['member']}.npz"
+    if point.config["model"]["name"] != "mlp" or not npz.exists():
+        return None
+    with np.load(npz) as data:
+        params = {k: data[k] for k in data.files}
+    names = sorted((k[:-2] for k in params if k.startswith("dense") and k.endswith("/w")),
+                   key=lambda s: int(s[5:])) + ["output"]
+    ws = [params[f"{n}/w"] for n in names]
+    keep = [np.argsort(-np.abs(ws[0]).sum(1))[:show_units]]
+    for w in ws[:-1]:
+        keep.append(np.sort(np.argsort(-np.abs(w).sum(0))[:show_units]))
+    keep.append(np.arange(ws[-1].shape[1]))
+    keep[0] = np.sort(keep[0])
+    fig, (ax, ax_map) = plt.subplots(1, 2, figsize=(12, 6.4),
+                                     gridspec_kw={"width_ratios": [2.6, 1]})
+    xs = np.linspace(0, 1, len(keep))
+    pos = [np.linspace(0.95, 0.05, len(k)) if len(k) > 1 else np.array([0.5]) for k in keep]
+    wmax = max(np.abs(w).max() for w in ws) or 1.0
+    cmap = plt.get_cmap("coolwarm")
+    for li, w in enumerate(ws):
+        sub = w[np.ix_(keep[li], keep[li + 1])]
+        flat = np.argsort(-np.abs(sub).ravel())[:edges_per_layer]
+        for f in flat[::-1]:  # strongest drawn last, on top
+            i, j = np.unravel_index(f, sub.shape)
+            v = sub[i, j]
+            ax.plot([xs[li], xs[li + 1]], [pos[li][i], pos[li + 1][j]],
+                    color=cmap(0.5 + 0.5 * v / wmax), lw=0.3 + 3.0 * abs(v) / wmax, alpha=0.8)
+    layer_names = ["input"] + [f"hidden {i + 1}" for i in range(len(ws) - 1)] + ["output"]
+    sizes = [ws[0].shape[0]] + [w.shape[1] for w in ws]
+    for li, k in enumerate(keep):
+        ax.scatter(np.full(len(k), xs[li]), pos[li], s=60, c="white", edgecolors="black",
+                   zorder=3)
+        if li == 0:
+            for y, idx in zip(pos[li], k, strict=True):
+                ax.text(xs[li] - 0.02, y, f"px({idx // 28},{idx % 28})", ha="right",
+                        va="center", fontsize=6)
+        if li == len(keep) - 1:
+            for y, idx in zip(pos[li], k, strict=True):
+                ax.text(xs[li] + 0.02, y, str(idx), ha="left", va="center", fontsize=8)
+        ax.text(xs[li], 1.02, f"{layer_names[li]}\n{len(k)} of {sizes[li]}", ha="center",
+                va="bottom", fontsize=8)
+    ax.set_xlim(-0.12, 1.06)
+    ax.set_ylim(-0.02, 1.12)
+    ax.axis("off")
+    ax.set_title(f"{point.label} (seed {point.rep['config'].get('seed')}): strongest weights",
+                 fontsize=10, pad=24)
+    sm = plt.cm.ScalarMappable(cmap=cmap, norm=plt.Normalize(-wmax, wmax))
+    fig.colorbar(sm, ax=ax, fraction=0.03, label="weight (red +, blue -)")
+    heat = np.abs(ws[0]).sum(1).reshape(28, 28)
+    im = ax_map.imshow(heat, cmap="magma")
+    ax_map.set_title("input pixels: sum of |weight| to layer 1", fontsize=9)
+    ax_map.set_xlabel("pixel column")
+    ax_map.set_ylabel("pixel row")
+    fig.colorbar(im, ax=ax_map, fraction=0.046)
+    fig.suptitle("FFNN drawing (subsampled: top inputs and units by summed |weight|, "
+                 f"{edges_per_layer} strongest edges per layer)", fontsize=10)
+    fig.tight_layout(rect=(0, 0.1, 1, 0.93))
+    return _save(fig, run, path)
+
+
+def write_figures(run: Run) -> list[Path]:
+    """Writes every figure that applies to the run; returns the written paths."""
+    from jaxmnist.report import slug
+
+    out = run.path / "figures"
+    out.mkdir(parents=True, exist_ok=True)
+    written: list[Path | None] = []
+    best = run.best()
+    exps = [e for e in run.experiments() if e["name"] != "main"]
+    if exps:
+        for exp in exps:
+            pts = run.points_of(exp["name"])
+            name = exp.get("title") or exp["name"]
+            written.append(curves(run, pts, out / f"curves_{slug(exp['name'])}.png", name))
+            written.append(histograms(run, pts, "weight_hist",
+                                      out / f"weights_{slug(exp['name'])}.png",
+                                      f"Weight distributions per layer: {name}"))
+            written.append(histograms(run, pts, "grad_hist",
+                                      out / f"grads_{slug(exp['name'])}.png",
+                                      f"Gradient distributions per layer: {name}"))
+    else:
+        pts = [(p.label, p) for p in run.points]
+        written.append(curves(run, pts, out / "curves.png", run.config.get("title", run.study)))
+        overlay = pts if len(pts) <= 4 else [(best.label, best)]
+        written.append(histograms(run, overlay, "weight_hist", out / "weights.png",
+                                  "Weight distributions per layer (lowest seed)"))
+        written.append(histograms(run, overlay, "grad_hist", out / "grads.png",
+                                  "Gradient distributions per layer (lowest seed)"))
+    written.append(heatmap(run, out / "grid_heatmap.png"))
+    seed = best.rep["config"].get("seed")
+    written.append(confusion(run, best.rep["confusion_test"], out / "confusion_test.png",
+                             f"Test confusion matrix, best point: {best.label} (seed {seed})"))
+    if best.rep.get("confusion_train"):
+        written.append(confusion(run, best.rep["confusion_train"], out / "confusion_train.png",
+                                 f"Train confusion matrix, best point: {best.label} "
+                                 f"(seed {seed})"))
+    if not exps and 1 < len(run.points) <= 4:  # S4: one matrix per depth, as the paper shows
+        for p in run.points:
+            if p.rep.get("confusion_test"):
+                written.append(confusion(
+                    run, p.rep["confusion_test"], out / f"confusion_test_{slug(p.label)}.png",
+                    f"Test confusion matrix: {p.label} (seed {p.rep['config'].get('seed')})"))
+    written.append(class_distribution(run, best, out / "class_distribution.png"))
+    written.append(sample_grid(run, out / "samples.png"))
+    written.append(test_probs(run, best, out / "test_probs.png"))
+    written.append(ffnn_drawing(run, best, out / "ffnn.png"))
+    return [p for p in written if p is not None]

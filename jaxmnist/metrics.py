@@ -1,0 +1,80 @@
+"""Per-class metrics from a confusion matrix, and seed statistics (no jax, no sklearn).
+
+Definitions (they equal scikit-learn's ``precision_recall_fscore_support`` with
+``zero_division=0``; tests/test_report.py checks this):
+
+- actual_c = row sum (images of class c), predicted_c = column sum, correct_c = C[c, c];
+- precision_c = correct_c / predicted_c (0 when nothing was predicted as c). S2's paper divided
+  by 10,000 instead, which is why its precision column is wrong;
+- recall_c = correct_c / actual_c, which is also S2's "per-class accuracy";
+- F1_c = 2 P R / (P + R) (0 when P + R = 0).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import numpy as np
+
+
+def confusion_matrix(labels: Sequence[int], preds: Sequence[int], n: int = 10) -> np.ndarray:
+    """Counts ``[true, predicted]`` pairs (rows: true class, columns: predicted class)."""
+    out = np.zeros((n, n), np.int64)
+    np.add.at(out, (np.asarray(labels, np.int64), np.asarray(preds, np.int64)), 1)
+    return out
+
+
+def _safe_div(num: np.ndarray, den: np.ndarray) -> np.ndarray:
+    num, den = np.asarray(num, np.float64), np.asarray(den, np.float64)
+    return np.divide(num, den, out=np.zeros_like(num), where=den > 0)
+
+
+def per_class(confusion: Sequence[Sequence[int]]) -> list[dict[str, Any]]:
+    """Per-class rows: digit, actual, predicted, correct, precision, recall, f1."""
+    cm = np.asarray(confusion, np.int64)
+    actual, predicted, correct = cm.sum(1), cm.sum(0), np.diag(cm)
+    precision = _safe_div(correct, predicted)
+    recall = _safe_div(correct, actual)
+    f1 = _safe_div(2 * precision * recall, precision + recall)
+    return [
+        {"digit": c, "actual": int(actual[c]), "predicted": int(predicted[c]),
+         "correct": int(correct[c]), "precision": float(precision[c]),
+         "recall": float(recall[c]), "f1": float(f1[c])}
+        for c in range(cm.shape[0])
+    ]
+
+
+def summary(confusion: Sequence[Sequence[int]]) -> dict[str, float]:
+    """Accuracy and macro / support-weighted precision, recall and F1."""
+    rows = per_class(confusion)
+    cm = np.asarray(confusion, np.int64)
+    total = cm.sum()
+    weights = np.array([r["actual"] for r in rows], np.float64)
+    out = {"accuracy": float(np.trace(cm) / total) if total else 0.0}
+    for key in ("precision", "recall", "f1"):
+        vals = np.array([r[key] for r in rows])
+        out[f"macro_{key}"] = float(vals.mean())
+        out[f"weighted_{key}"] = float((vals * weights).sum() / weights.sum()) if total else 0.0
+    return out
+
+
+def mean_std(values: Iterable[float | None]) -> tuple[float, float, int]:
+    """Mean, sample standard deviation (ddof=1; 0 for one value) and count of finite values."""
+    vals = [float(v) for v in values if v is not None and math.isfinite(float(v))]
+    if not vals:
+        return math.nan, math.nan, 0
+    arr = np.asarray(vals)
+    std = float(arr.std(ddof=1)) if len(arr) > 1 else 0.0
+    return float(arr.mean()), std, len(arr)
+
+
+def fmt_mean_std(values: Iterable[float | None], digits: int = 4, scale: float = 1.0) -> str:
+    """``"0.9871 ± 0.0012"`` (or just the mean for one value, ``"n/a"`` for none)."""
+    mean, std, n = mean_std(values)
+    if n == 0:
+        return "n/a"
+    if n == 1:
+        return f"{mean * scale:.{digits}f}"
+    return f"{mean * scale:.{digits}f} ± {std * scale:.{digits}f}"

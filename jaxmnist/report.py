@@ -1,0 +1,530 @@
+"""``python -m jaxmnist.report RUN_DIR``: tables and figures from a run directory's files alone.
+
+Reads ``config.json``, ``results.json``, ``env.json``, ``samples.npz``, ``metrics.jsonl`` (for
+members that have not finished) and ``params/member_<k>.npz``; writes Markdown + CSV tables to
+``RUN_DIR/tables`` and PNG figures to ``RUN_DIR/figures``. It never trains and never imports
+jax (the test suite checks ``sys.modules``), so it runs anywhere the run directory is copied.
+
+Grid points: members whose configs differ only in ``seed`` form one grid point; every number in
+a table is the mean ± sample standard deviation (ddof=1) over its seeds, with ``n`` the number of
+seeds. Published numbers come from :mod:`jaxmnist.published`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import re
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from jaxmnist import metrics, published
+from jaxmnist.config import expected_sizes, get_dotted
+from jaxmnist.tables import Table, write
+
+
+class ReportError(RuntimeError):
+    """The run directory lacks what the report needs."""
+
+
+@dataclass
+class Point:
+    """One grid point: the members (one per seed) that share a config up to the seed."""
+
+    key: str
+    config: dict[str, Any]
+    experiments: list[dict[str, Any]]
+    members: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def label(self) -> str:
+        """The first experiment's label (S3 points may belong to several experiments)."""
+        return self.experiments[0]["label"] if self.experiments else "base"
+
+    @property
+    def rep(self) -> dict[str, Any]:
+        """The representative member: the lowest seed (its confusion matrix, params, ...)."""
+        return self.members[0]
+
+    def values(self, getter) -> list[float | None]:
+        """One value per seed from ``getter(member_result)``."""
+        return [getter(m) for m in self.members]
+
+    def test_acc(self) -> list[float | None]:
+        """Test accuracy per seed."""
+        return self.values(lambda m: m["test"]["acc"])
+
+    def status(self) -> str:
+        """``"ok 3"`` or e.g. ``"collapsed 2, ok 1"``."""
+        counts: dict[str, int] = {}
+        for m in self.members:
+            counts[m["status"]] = counts.get(m["status"], 0) + 1
+        return ", ".join(f"{k} {v}" for k, v in sorted(counts.items()))
+
+
+@dataclass
+class Run:
+    """Everything the report reads from one run directory."""
+
+    path: Path
+    config: dict[str, Any]
+    results: dict[str, Any]
+    env: dict[str, Any]
+    points: list[Point]
+    samples: dict[str, np.ndarray] | None
+
+    @property
+    def study(self) -> str:
+        """The study's short name (``"s2"``)."""
+        return self.config["study"]
+
+    def experiments(self) -> list[dict[str, Any]]:
+        """``[{"name", "title", "labels"}]`` in the study's order."""
+        return self.config.get("experiment_list") or [
+            {"name": "main", "title": self.config.get("title", ""), "labels": []}
+        ]
+
+    def points_of(self, experiment: str) -> list[tuple[str, Point]]:
+        """``(label, point)`` for an experiment, in the study's order."""
+        out = []
+        for exp in self.experiments():
+            if exp["name"] != experiment:
+                continue
+            for label in exp["labels"]:
+                for p in self.points:
+                    if any(e["name"] == experiment and e["label"] == label
+                           for e in p.experiments):
+                        out.append((label, p))
+        return out
+
+    def paper(self, point: Point, experiment: str | None = None, label: str | None = None):
+        """The published entry for a point within an experiment (first one by default)."""
+        exp = experiment or point.experiments[0]["name"]
+        lab = label if label is not None else next(
+            (e["label"] for e in point.experiments if e["name"] == exp), point.label)
+        return published.lookup(self.study, exp, lab, point.config)
+
+    def best(self) -> Point:
+        """The point with the highest mean test accuracy."""
+        return max(self.points, key=lambda p: _nan_to(metrics.mean_std(p.test_acc())[0], -1.0))
+
+    def footer(self) -> str:
+        """Figure footer: device, epochs, data sizes and, for a reduced run, why."""
+        data = self.results.get("data", {})
+        full = expected_sizes({**self.config["data"], "train_limit": None, "val_limit": None,
+                               "test_limit": None})
+        frac = data.get("train", 0) / full[0] if full[0] else 1.0
+        epochs = get_dotted(self.config, "base.train.epochs", "?")
+        device = self.env.get("device_kind") or self.env.get("backend", "unknown device")
+        backend = self.env.get("backend", "")
+        seeds = self.config.get("seeds", "?")
+        line = (f"jaxmnist {self.study} | device: {device} ({backend}) | {epochs} epochs | "
+                f"train {data.get('train', 0):,} ({frac:.0%} of {full[0]:,}) / val "
+                f"{data.get('val', 0):,} / test {data.get('test', 0):,} images | {seeds} seeds | "
+                f"commit {str(self.env.get('git_commit', 'unknown'))[:12]}")
+        reasons = list(self.results.get("reduced_reasons") or self.config.get("reduced_reasons")
+                       or [])
+        if backend == "cpu":
+            reasons.append("CPU run")
+        if reasons:
+            line += "\nREDUCED RUN, not the paper's full setup: " + "; ".join(reasons)
+        return line
+
+
+def _nan_to(value: float, default: float) -> float:
+    return default if value is None or math.isnan(value) else value
+
+
+# --------------------------------------------------------------------------------------------
+# Loading
+# --------------------------------------------------------------------------------------------
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ReportError(f"{path} is missing: is {path.parent} a jaxmnist run directory "
+                          "(python -m jaxmnist.sweep ... --workdir DIR)?") from None
+
+
+def _history_from_metrics(path: Path) -> dict[int, list[dict[str, Any]]]:
+    """Per-member epoch rows from metrics.jsonl; a resumed epoch keeps its last line."""
+    rows: dict[int, dict[int, dict[str, Any]]] = {}
+    if path.exists():
+        for line in path.read_text().splitlines():
+            if line.strip():
+                row = json.loads(line)
+                rows.setdefault(row["member"], {})[row["epoch"]] = row
+    return {k: [v[e] for e in sorted(v)] for k, v in rows.items()}
+
+
+def load(run_dir: str | Path) -> Run:
+    """Reads a run directory into a :class:`Run`.
+
+    Raises:
+        ReportError: ``config.json`` or ``results.json`` is missing.
+    """
+    run_dir = Path(run_dir)
+    config = _read_json(run_dir / "config.json")
+    results = _read_json(run_dir / "results.json")
+    env_path = run_dir / "env.json"
+    env = json.loads(env_path.read_text()) if env_path.exists() else {}
+    finished = {m["member"]: m for m in results.get("members", [])}
+    partial = _history_from_metrics(run_dir / "metrics.jsonl")
+    points: dict[str, Point] = {}
+    for meta in config["members"]:
+        point = points.setdefault(meta["key"], Point(
+            meta["key"], {k: v for k, v in meta["config"].items() if k != "seed"},
+            meta["experiments"]))
+        result = finished.get(meta["member"])
+        if result is not None:
+            point.members.append(result)
+        elif meta["member"] in partial:  # unfinished: curves only, marked as running
+            point.members.append({"member": meta["member"], "config": meta["config"],
+                                  "status": "unfinished", "history": partial[meta["member"]],
+                                  "test": {"acc": None, "loss": None}})
+    kept = [p for p in points.values() if p.members]
+    for p in kept:
+        p.members.sort(key=lambda m: m["config"].get("seed", 0))
+    if not kept:
+        raise ReportError(f"{run_dir}/results.json holds no finished member yet")
+    samples = None
+    if (run_dir / "samples.npz").exists():
+        with np.load(run_dir / "samples.npz") as data:
+            samples = {k: data[k] for k in data.files}
+    return Run(run_dir, config, results, env, kept, samples)
+
+
+# --------------------------------------------------------------------------------------------
+# Tables
+# --------------------------------------------------------------------------------------------
+
+
+def _ms(values, digits: int = 4, scale: float = 1.0) -> str:
+    return metrics.fmt_mean_std(values, digits, scale)
+
+
+def _diff(values, paper_value) -> str:
+    mean, _, n = metrics.mean_std(values)
+    if n == 0 or not isinstance(paper_value, int | float):
+        return ""
+    return f"{mean - paper_value:+.4f}"
+
+
+def _paper_cell(value) -> str:
+    if value is None:
+        return ""
+    return f"{value:.4f}" if isinstance(value, float) else str(value)
+
+
+def _model_text(cfg: dict[str, Any]) -> str:
+    model = cfg["model"]
+    extras = ", ".join(f"{k}={v}" for k, v in model.items() if k != "name")
+    return f"{model['name']}({extras})" if extras else model["name"]
+
+
+def _last(member: dict[str, Any], key: str) -> float | None:
+    hist = member.get("history") or []
+    return hist[-1].get(key) if hist else None
+
+
+def _summary_of(member: dict[str, Any]) -> dict[str, float] | None:
+    cm = member.get("confusion_test")
+    return metrics.summary(cm) if cm else None
+
+
+def table_summary(run: Run) -> Table:
+    """Per grid point: test accuracy and loss (mean ± std over seeds) beside the paper's."""
+    multi = bool(run.config.get("experiments"))
+    t = Table("Test accuracy and loss per grid point (mean ± std over seeds)",
+              ["point"] + (["experiments"] if multi else []) +
+              ["model", "params", "n", "test acc", "test loss", "paper acc", "diff", "status"])
+    for p in run.points:
+        pub = run.paper(p)
+        pacc = pub.values.get("test_acc") if pub else None
+        exps = ["; ".join(f"{e['name']}:{e['label']}" for e in p.experiments)] if multi else []
+        t.add(p.label, *exps, _model_text(p.config), p.rep.get("param_count"), len(p.members),
+              _ms(p.test_acc()), _ms(p.values(lambda m: m["test"]["loss"])),
+              _paper_cell(pacc), _diff(p.test_acc(), pacc), p.status())
+    t.notes.append("diff = our mean - paper. std is the sample std (ddof=1) over seeds.")
+    return t
+
+
+def table_status(run: Run) -> Table:
+    """Per member: status (ok / collapsed / diverged), test accuracy and top-class share."""
+    t = Table("Member status", ["member", "point", "seed", "status", "test acc", "test loss",
+                                "top class share", "diverged at epoch"])
+    for p in run.points:
+        for m in p.members:
+            t.add(m["member"], p.label, m["config"].get("seed"), m["status"], m["test"]["acc"],
+                  m["test"].get("loss"), m.get("top_class_share"), m.get("diverged_epoch"))
+    t.notes.append("collapsed: one class gets >= 90% of the test predictions; diverged: a "
+                   "non-finite loss or parameter (the member is frozen at its last finite state).")
+    return t
+
+
+def grid_axes(run: Run) -> tuple[str, list[Any], str, list[Any]] | None:
+    """Row and column keys of a two-key grid (S2: optimizer x learning rate), else ``None``."""
+    grid = run.config.get("grid") or {}
+    if run.config.get("experiments"):
+        return None
+    from jaxmnist.config import flatten
+
+    flat = flatten(grid)
+    if len(flat) != 2:
+        return None
+    (k1, v1), (k2, v2) = flat.items()
+    # Strings (optimizer names) make better rows than numbers.
+    if not isinstance(v1[0], str) and isinstance(v2[0], str):
+        (k1, v1), (k2, v2) = (k2, v2), (k1, v1)
+    return k1, v1, k2, v2
+
+
+def _point_at(run: Run, settings: dict[str, Any]) -> Point | None:
+    for p in run.points:
+        if all(published._equal(get_dotted(p.config, k, None), v) for k, v in settings.items()):
+            return p
+    return None
+
+
+def table_matrix(run: Run) -> Table | None:
+    """The two-key grid as a matrix: our test accuracy (%) mean ± std, paper's in brackets."""
+    axes = grid_axes(run)
+    if axes is None:
+        return None
+    k1, v1, k2, v2 = axes
+    t = Table(f"Test accuracy (%), {k1} x {k2}: ours mean ± std (paper)",
+              [k1.split(".")[-1]] + [f"{v:g}" if isinstance(v, float) else str(v) for v in v2])
+    for a in v1:
+        cells = []
+        for b in v2:
+            p = _point_at(run, {k1: a, k2: b})
+            if p is None:
+                cells.append("")
+                continue
+            pub = run.paper(p)
+            paper = pub.values.get("test_acc") if pub else None
+            text = _ms(p.test_acc(), 2, 100.0)
+            if isinstance(paper, float):
+                text += f" ({paper * 100:.2f})"
+            if any(m["status"] != "ok" for m in p.members):
+                text += f" [{p.status()}]"
+            cells.append(text)
+        t.add(str(a), *cells)
+    t.notes.append("Brackets: the paper's published test accuracy; square brackets: member "
+                   "status counts when not all ok.")
+    return t
+
+
+def tables_per_class(run: Run) -> tuple[list[Table], Table]:
+    """Per point (lowest seed): per-class counts, precision, recall, F1; plus one long CSV."""
+    long = Table("Per-class test metrics", ["point", "seed", "digit", "actual", "predicted",
+                                            "correct", "accuracy", "precision", "recall", "f1"])
+    per_point = []
+    for p in run.points:
+        cm = p.rep.get("confusion_test")
+        if not cm:
+            continue
+        t = Table(f"{p.label} (seed {p.rep['config'].get('seed')}): per-class test metrics",
+                  ["digit", "actual", "correct", "accuracy (correct/actual)", "precision",
+                   "recall", "F1"])
+        for r in metrics.per_class(cm):
+            t.add(r["digit"], r["actual"], r["correct"], r["recall"], r["precision"],
+                  r["recall"], r["f1"])
+            long.add(p.label, p.rep["config"].get("seed"), r["digit"], r["actual"],
+                     r["predicted"], r["correct"], r["recall"], r["precision"], r["recall"],
+                     r["f1"])
+        s = metrics.summary(cm)
+        t.add("macro", "", "", s["accuracy"], s["macro_precision"], s["macro_recall"],
+              s["macro_f1"])
+        per_point.append(t)
+    if per_point:
+        per_point[-1].notes.append(
+            "precision = correct / predicted as that digit (S2's paper divided by 10,000 "
+            "instead); recall = correct / actual = the paper's per-class accuracy; macro row: "
+            "overall accuracy, then unweighted means.")
+    return per_point, long
+
+
+def tables_experiments(run: Run) -> list[Table]:
+    """One table per experiment (S3): ours beside the paper's number for each point."""
+    out = []
+    for exp in run.experiments():
+        if exp["name"] == "main":
+            continue
+        t = Table(exp.get("title") or exp["name"],
+                  ["point", "n", "test acc", "paper", "diff", "final train loss", "status"])
+        for label, p in run.points_of(exp["name"]):
+            pub = run.paper(p, exp["name"], label)
+            pacc = pub.values.get("test_acc") if pub else None
+            t.add(label, len(p.members), _ms(p.test_acc()), _paper_cell(pacc),
+                  _diff(p.test_acc(), pacc), _ms(p.values(lambda m: _last(m, "train_loss"))),
+                  p.status())
+        out.append(t)
+    return out
+
+
+def table_baseline(run: Run) -> Table | None:
+    """S3: scikit-learn MLPClassifier vs jaxmnist vs the paper's sklearn and module numbers."""
+    rows = run.results.get("baseline") or []
+    if not rows:
+        return None
+    t = Table("scikit-learn MLPClassifier baseline (same split, widths, batch, epochs)",
+              ["model", "n", "sklearn (ours)", "jaxmnist", "paper sklearn", "paper module"])
+    labels = list(dict.fromkeys(r["label"] for r in rows))
+    for label in labels:
+        sk = [r["test_acc"] for r in rows if r["label"] == label]
+        point = next((p for lb, p in run.points_of(rows[0]["experiment"]) if lb == label), None)
+        ours = _ms(point.test_acc()) if point else ""
+        pub = published.lookup(run.study, "sklearn", label, {})
+        t.add(label, len(sk), _ms(sk), ours,
+              _paper_cell(pub.values.get("sklearn_acc") if pub else None),
+              _paper_cell(pub.values.get("module_acc") if pub else None))
+    t.notes.append("sklearn: solver sgd, constant lr, momentum 0, alpha 0, Glorot-uniform init "
+                   "(sklearn's, not He); see jaxmnist/baselines.py.")
+    return t
+
+
+def table_history(run: Run) -> Table | None:
+    """Per-epoch train/val metrics beside a published training log (S1)."""
+    entries = [e for e in published.for_study(run.study) if e.history]
+    if not entries or len(run.points) != 1:
+        return None
+    p, hist = run.points[0], entries[0].history
+    fields = ("train_acc", "train_loss", "val_acc", "val_loss")
+    t = Table("Training log per epoch: ours (mean ± std) / paper",
+              ["epoch"] + [f"{f} ours" for f in fields] + [f"{f} paper" for f in fields])
+    epochs = max(len(m.get("history") or []) for m in p.members)
+    for e in range(1, epochs + 1):
+        ours = [_ms(p.values(lambda m, e=e, f=f: (m["history"][e - 1].get(f)
+                                                  if len(m["history"]) >= e else None)))
+                for f in fields]
+        paper = [_paper_cell(hist.get(e, {}).get(f)) for f in fields]
+        t.add(e, *ours, *paper)
+    t.notes.append("The paper printed epochs 1-6 only.")
+    return t
+
+
+def table_last_epoch(run: Run) -> Table:
+    """Per point: train/val accuracy at the last epoch, test accuracy, macro P/R/F1 (S4)."""
+    t = Table("Last epoch and macro precision / recall / F1 on the test set (mean ± std)",
+              ["point", "params", "train acc", "val acc", "test acc", "precision", "recall",
+               "F1", "paper train", "paper val", "paper P/R/F1"])
+    for p in run.points:
+        pub = run.paper(p)
+        vals = pub.values if pub else {}
+        prf = "/".join(_paper_cell(vals.get(k)) for k in ("precision", "recall", "f1")
+                       if k in vals)
+        summ = p.values(_summary_of)
+        t.add(p.label, p.rep.get("param_count"),
+              _ms(p.values(lambda m: _last(m, "train_acc"))),
+              _ms(p.values(lambda m: _last(m, "val_acc"))), _ms(p.test_acc()),
+              *[_ms([s[f"macro_{k}"] if s else None for s in summ])
+                for k in ("precision", "recall", "f1")],
+              _paper_cell(vals.get("train_acc_last")), _paper_cell(vals.get("val_acc_last")),
+              prf)
+    return t
+
+
+def table_models(run: Run) -> Table:
+    """Parameter count per distinct model (the paper's where it printed one)."""
+    t = Table("Models and parameter counts", ["model", "params", "paper params"])
+    seen = set()
+    for p in run.points:
+        text = _model_text(p.config)
+        if text in seen:
+            continue
+        seen.add(text)
+        pub = run.paper(p)
+        t.add(text, p.rep.get("param_count"), pub.values.get("params") if pub else None)
+    return t
+
+
+# --------------------------------------------------------------------------------------------
+# Driver
+# --------------------------------------------------------------------------------------------
+
+
+def slug(text: str) -> str:
+    """A file-name-safe version of a label."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_")[:60] or "x"
+
+
+def write_tables(run: Run) -> list[Path]:
+    """Writes every table that applies to the run; returns the written paths."""
+    out_dir = run.path / "tables"
+    written: list[Path] = []
+    sections: list[tuple[str, list[Table]]] = []
+
+    def emit(name: str, tables: list[Table], heading: str) -> None:
+        written.extend(write(tables, out_dir, name, heading))
+        sections.append((heading, tables))
+
+    emit("summary", [table_summary(run)], "Summary")
+    matrix = table_matrix(run)
+    if matrix is not None:
+        emit("grid_matrix", [matrix], "Grid")
+    exps = tables_experiments(run)
+    if exps:
+        emit("experiments", exps, "Experiments")
+    baseline = table_baseline(run)
+    if baseline is not None:
+        emit("baseline", [baseline], "Baseline")
+    history = table_history(run)
+    if history is not None:
+        emit("history", [history], "Training log vs paper")
+    emit("last_epoch", [table_last_epoch(run)], "Last epoch and macro metrics")
+    emit("models", [table_models(run)], "Models")
+    per_point, long = tables_per_class(run)
+    if per_point:
+        md = out_dir / "per_class.md"
+        md.write_text("## Per-class test metrics\n\n" + "\n".join(t.markdown() for t in per_point))
+        (out_dir / "per_class.csv").write_text(long.csv())
+        written += [md, out_dir / "per_class.csv"]
+    emit("status", [table_status(run)], "Member status")
+    head = (f"# {run.config.get('title', run.study)}\n\n"
+            f"Paper: {published.PAPERS.get(run.study, 'none')}.\n\n"
+            + "  \n".join(run.footer().splitlines()) + "\n\n")
+    body = "\n".join(f"## {h}\n\n" + "\n".join(t.markdown() for t in ts) for h, ts in sections)
+    (out_dir / "report.md").write_text(head + body)
+    written.append(out_dir / "report.md")
+    return written
+
+
+def generate(run_dir: str | Path) -> list[Path]:
+    """Regenerates every table and figure of a run directory; returns the written paths."""
+    from jaxmnist import figures
+
+    run = load(run_dir)
+    written = write_tables(run)
+    written += figures.write_figures(run)
+    return written
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command-line entry point; returns the exit code."""
+    parser = argparse.ArgumentParser(
+        prog="python -m jaxmnist.report",
+        description="Regenerate a run directory's tables and figures from its files "
+        "(no training, no jax).")
+    parser.add_argument("run_dir", help="a run directory written by python -m jaxmnist.sweep")
+    args = parser.parse_args(argv)
+    try:
+        written = generate(args.run_dir)
+    except ReportError as err:
+        print(f"jaxmnist.report: {err}", file=sys.stderr)
+        return 1
+    tables = sum(1 for p in written if p.parent.name == "tables")
+    print(f"wrote {tables} table files to {Path(args.run_dir) / 'tables'} and "
+          f"{len(written) - tables} figures to {Path(args.run_dir) / 'figures'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

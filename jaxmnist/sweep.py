@@ -1,0 +1,411 @@
+"""``python -m jaxmnist.sweep sweeps/<study>.py``: train a study's grid, write its run directory.
+
+Usage::
+
+    python -m jaxmnist.sweep sweeps/s2.py [--workdir DIR] [--seeds N] [--quick] [--dry-run]
+                             [--data-dir DIR] [--config.KEY=VALUE ...]
+    python -m jaxmnist.sweep --list
+
+Steps: load and validate the study (no jax, nothing written on error, exit code 2) -> expand it
+into member configs -> group members by their static keys (``jaxmnist.train.group_key``) -> train
+each group as one program with a progress bar -> write ``results.json`` after every group ->
+the sklearn baseline where the study asks for one -> ``jaxmnist.report`` tables and figures.
+
+Re-running into an existing run directory resumes: finished groups are read back from
+``results.json``, an interrupted group restarts from its latest checkpoint in ``ckpt/group_<g>``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import importlib.metadata
+import json
+import os
+import platform
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from jaxmnist import config as C
+
+EXIT_CONFIG = 2
+SAMPLES = 25  # images saved to samples.npz (5x5 grid; test_probs_first25 covers these)
+
+
+def _parse(argv: Sequence[str] | None) -> tuple[argparse.Namespace, list[str]]:
+    parser = argparse.ArgumentParser(
+        prog="python -m jaxmnist.sweep",
+        description="Train a study's grid (sweeps/<study>.py) and write tables and figures.",
+        epilog="Any --config.KEY=VALUE overrides a study field, type-checked against its current "
+        "value, e.g. --config.base.train.epochs=2 --config.grid.optim.learning_rate=[0.1,0.01]",
+    )
+    parser.add_argument("study", nargs="?", help="study file, e.g. sweeps/s2.py")
+    parser.add_argument("--workdir", help="run directory (default runs/<study>/<timestamp>); "
+                        "an existing one is resumed")
+    parser.add_argument("--seeds", type=int, help="seeds per grid point (default: the study's)")
+    parser.add_argument("--quick", action="store_true",
+                        help="apply the study's CPU preset (data slice / fewer epochs)")
+    parser.add_argument("--list", action="store_true", help="list the studies in sweeps/")
+    parser.add_argument("--dry-run", action="store_true",
+                        help="validate, print members and groups, train nothing")
+    parser.add_argument("--data-dir", help="folder with the four MNIST IDX files "
+                        "(default $JAXMNIST_DATA_DIR)")
+    parser.add_argument("--no-report", action="store_true", help="skip tables and figures")
+    args, rest = parser.parse_known_args(argv)
+    overrides, unknown = [], []
+    it = iter(rest)
+    for item in it:
+        if item.startswith("--config."):
+            body = item[len("--config."):]
+            if "=" not in body:  # "--config.key value"
+                body = f"{body}={next(it, '')}"
+            overrides.append(body)
+        else:
+            unknown.append(item)
+    if unknown:
+        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+    if not args.list and not args.study:
+        parser.error("give a study file (e.g. sweeps/s2.py) or --list")
+    return args, overrides
+
+
+def _say(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+# --------------------------------------------------------------------------------------------
+# Run directory helpers
+# --------------------------------------------------------------------------------------------
+
+
+def write_json(path: Path, data: Any) -> None:
+    """Writes JSON atomically (temporary file + rename): a kill never leaves half a file."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=1, allow_nan=False))
+    os.replace(tmp, path)
+
+
+def _version(dist: str) -> str:
+    try:
+        return importlib.metadata.version(dist)
+    except importlib.metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def _git_commit() -> str:
+    try:
+        root = Path(__file__).resolve().parent.parent
+        out = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True,
+                             text=True, timeout=5, check=True)
+        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--", "jaxmnist"],
+                               capture_output=True, text=True, timeout=5)
+        return out.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def environment() -> dict[str, Any]:
+    """Versions, devices, git commit, date, host and CPU count (``env.json``)."""
+    import jax
+
+    devices = jax.devices()
+    return {
+        "python": platform.python_version(),
+        "jax": _version("jax"),
+        "jaxlib": _version("jaxlib"),
+        "flax": _version("flax"),
+        "optax": _version("optax"),
+        "orbax-checkpoint": _version("orbax-checkpoint"),
+        "numpy": _version("numpy"),
+        "backend": jax.default_backend(),
+        "devices": [str(d) for d in devices],
+        "device_kind": devices[0].device_kind if devices else "none",
+        "git_commit": _git_commit(),
+        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "hostname": socket.gethostname(),
+        "cpu_count": os.cpu_count(),
+        "platform": platform.platform(),
+        "argv": sys.argv,
+    }
+
+
+def _resolved_config(study: dict[str, Any], members: list[dict], groups: list[list[int]]):
+    group_of = {k: g for g, ks in enumerate(groups) for k in ks}
+    return {
+        **study,
+        "experiment_list": C.experiments(study),
+        "groups": [{"group": g, "members": ks} for g, ks in enumerate(groups)],
+        "members": [
+            {
+                "member": m["member"],
+                "group": group_of[m["member"]],
+                "key": m["key"],
+                "label": C.describe(m),
+                "experiments": m["experiments"],
+                "config": m["config"],
+            }
+            for m in members
+        ],
+    }
+
+
+def prepare_run_dir(run_dir: Path, resolved: dict[str, Any]) -> bool:
+    """Creates ``run_dir`` or checks that an existing one holds the same study.
+
+    Returns:
+        ``True`` when resuming an existing run.
+
+    Raises:
+        ConfigError: the directory holds another study or different members.
+    """
+    cfg_path = run_dir / "config.json"
+    if cfg_path.exists():
+        old = json.loads(cfg_path.read_text())
+        old_members = [m["config"] for m in old.get("members", [])]
+        new_members = [m["config"] for m in resolved["members"]]
+        if old.get("study") != resolved["study"] or old_members != new_members:
+            differ = sum(a != b for a, b in zip(old_members, new_members, strict=False))
+            differ += abs(len(old_members) - len(new_members))
+            raise C.ConfigError(
+                [f"{run_dir} already holds a run of study {old.get('study')!r} whose members "
+                 f"differ from this one ({differ} of {len(new_members)} member configs differ); "
+                 "resume only with the same study, flags and overrides, or pick a new --workdir"]
+            )
+        return True
+    if run_dir.exists() and any(run_dir.iterdir()):
+        raise C.ConfigError([f"{run_dir} exists, is not empty and holds no config.json; "
+                             "pick a new --workdir"])
+    for sub in ("ckpt", "params", "tables", "figures"):
+        (run_dir / sub).mkdir(parents=True, exist_ok=True)
+    write_json(cfg_path, resolved)
+    return False
+
+
+def _save_samples(run_dir: Path, splits) -> None:
+    import numpy as np
+
+    path = run_dir / "samples.npz"
+    if not path.exists():
+        np.savez_compressed(
+            path,
+            train_x=np.asarray(splits.train_x[:SAMPLES]),
+            train_y=np.asarray(splits.train_y[:SAMPLES]),
+            test_x=np.asarray(splits.test_x[:SAMPLES]),
+            test_y=np.asarray(splits.test_y[:SAMPLES]),
+        )
+
+
+# --------------------------------------------------------------------------------------------
+# Training
+# --------------------------------------------------------------------------------------------
+
+
+class _EpochLogger:
+    """``on_epoch`` callback: appends metrics.jsonl lines and drives one group's progress bar."""
+
+    def __init__(self, run_dir: Path, group: int, n_groups: int, members: list[int], epochs: int,
+                 label: str):
+        from tqdm import tqdm
+
+        self.path = run_dir / "metrics.jsonl"
+        self.group, self.members = group, members
+        self.best_val: float | None = None
+        self.bar = tqdm(total=epochs, desc=f"group {group + 1}/{n_groups} {label}",
+                        unit="epoch", file=sys.stderr, dynamic_ncols=True, leave=True)
+
+    def __call__(self, epoch: int, metrics: list[dict[str, Any]], info: dict[str, Any]) -> None:
+        with self.path.open("a") as fh:
+            for k, m in zip(self.members, metrics, strict=True):
+                row = {"member": k, "group": self.group, "epoch": epoch,
+                       **{f: m.get(f) for f in ("train_loss", "train_acc", "val_loss",
+                                                "val_acc")},
+                       "alive": m.get("alive", True), "seconds": info.get("seconds")}
+                fh.write(json.dumps(row) + "\n")
+        vals = [m["val_acc"] for m in metrics if m.get("val_acc") is not None]
+        accs = vals or [m["train_acc"] for m in metrics if m.get("train_acc") is not None]
+        if accs:
+            self.best_val = max(accs + ([self.best_val] if self.best_val is not None else []))
+        if self.bar.n < epoch - 1:  # resumed mid-group: jump to the restored epoch
+            self.bar.n = epoch - 1
+        self.bar.set_postfix(
+            members=len(self.members),
+            img_s=f"{info.get('images_per_second', 0):,.0f}",
+            **{("best_val" if vals else "best_train"): f"{self.best_val:.4f}"}
+            if self.best_val is not None else {},
+        )
+        self.bar.update(epoch - self.bar.n)
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+def _group_label(members: list[dict[str, Any]]) -> str:
+    model = members[0]["config"]["model"]
+    extras = {k: v for k, v in model.items() if k != "name"}
+    text = model["name"] + (" " + json.dumps(extras, separators=(",", ":")) if extras else "")
+    return text[:60]
+
+
+def run(study: dict[str, Any], run_dir: Path, *, data_dir: str | None = None,
+        report: bool = True) -> dict[str, Any]:
+    """Trains (or resumes) a validated, resolved study into ``run_dir`` and returns results.json."""
+    from jaxmnist import checkpoint, data, train
+
+    members = C.expand(study)
+    configs = [m["config"] for m in members]
+    groups = train.group_members(configs)
+    resolved = _resolved_config(study, members, groups)
+    resuming = prepare_run_dir(run_dir, resolved)
+    _say(f"run directory: {run_dir}" + ("  (resuming)" if resuming else ""))
+
+    env_path = run_dir / "env.json"
+    env = environment()
+    if env_path.exists():
+        old = json.loads(env_path.read_text())
+        old.setdefault("sessions", []).append(
+            {k: env[k] for k in ("date", "hostname", "devices", "git_commit")})
+        env = old
+    write_json(env_path, env)
+
+    spec = {k: v for k, v in study["data"].items() if k != "source"}
+    splits = data.make_splits(spec, source=study["data"].get("source", "auto"), data_dir=data_dir)
+    _save_samples(run_dir, splits)
+    sizes = {"train": int(len(splits.train_y)),
+             "val": int(len(splits.val_y)) if splits.val_y is not None else 0,
+             "test": int(len(splits.test_y))}
+
+    results_path = run_dir / "results.json"
+    results = json.loads(results_path.read_text()) if results_path.exists() else {}
+    done = {r["member"]: r for r in results.get("members", [])}
+    group_stats = {g["group"]: g for g in results.get("groups", [])}
+    results = {"study": study["study"], "title": study.get("title", ""),
+               "reduced": study["reduced"], "reduced_reasons": study["reduced_reasons"],
+               "complete": False, "data": sizes, "members": [], "groups": [],
+               "baseline": results.get("baseline", [])}
+
+    def save() -> None:
+        results["members"] = [done[k] for k in sorted(done)]
+        results["groups"] = [group_stats[g] for g in sorted(group_stats)]
+        write_json(results_path, results)
+
+    t_start = time.perf_counter()
+    for g, ks in enumerate(groups):
+        if all(k in done for k in ks):
+            _say(f"group {g + 1}/{len(groups)}: finished earlier, read from results.json")
+            continue
+        group_members = [members[k] for k in ks]
+        logger = _EpochLogger(run_dir, g, len(groups), ks,
+                              configs[ks[0]]["train"]["epochs"], _group_label(group_members))
+        try:
+            out = train.train_grid([configs[k] for k in ks], splits,
+                                   workdir=str(run_dir / "ckpt" / f"group_{g}"), on_epoch=logger)
+        finally:
+            logger.close()
+        for k, res in zip(ks, out, strict=True):
+            params = res.pop("params", None)
+            stats = res.pop("group_stats", None)
+            if params is not None:
+                checkpoint.export_member(run_dir, k, configs[k]["model"], params,
+                                         extra={"test_acc": res["test"]["acc"],
+                                                "status": res["status"]})
+            done[k] = {"member": k, "group": g, "label": C.describe(members[k]), **res}
+            if stats is not None:
+                group_stats[g] = {"group": g, "members": ks, **stats}
+        save()
+        stats = group_stats.get(g, {})
+        _say(f"group {g + 1}/{len(groups)}: {len(ks)} members, "
+             f"compile {stats.get('compile_seconds', 0):.1f}s, "
+             f"train {stats.get('train_seconds', 0):.1f}s, "
+             f"{stats.get('images_per_second') or 0:,.0f} images/s")
+
+    if study.get("baseline") == "sklearn" and not results["baseline"]:
+        from jaxmnist import baselines
+
+        results["baseline"] = baselines.run_sklearn(study, members, splits, log=_say)
+    results["complete"] = True
+    results["wall_seconds"] = time.perf_counter() - t_start
+    save()
+    _say(f"trained in {results['wall_seconds']:.1f}s; results: {results_path}")
+    if report:
+        from jaxmnist import report as report_mod
+
+        written = report_mod.generate(run_dir)
+        _say(f"report: {len(written)} files under {run_dir}/tables and {run_dir}/figures")
+    return results
+
+
+def _dry_run(study: dict[str, Any]) -> None:
+    from jaxmnist import train
+
+    members = C.expand(study)
+    groups = train.group_members([m["config"] for m in members])
+    train_n, val_n, test_n = C.expected_sizes(study["data"])
+    print(f"study {study['study']}: {study.get('title', '')}")
+    print(f"data: {train_n} train / {val_n} val / {test_n} test "
+          f"(split {study['data']['split']!r})")
+    if study["reduced"]:
+        print("reduced: " + "; ".join(study["reduced_reasons"]))
+    print(f"{len(members)} members in {len(groups)} groups, {study['seeds']} seeds each")
+    for g, ks in enumerate(groups):
+        print(f"  group {g}: {_group_label([members[k] for k in ks])} ({len(ks)} members)")
+        for k in ks:
+            print(f"    member {k}: {C.describe(members[k])}")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Command-line entry point; returns the process exit code."""
+    args, overrides = _parse(argv)
+    if args.list:
+        sweeps_dir = Path(args.study).parent if args.study else Path("sweeps")
+        for path, name, title in C.list_studies(sweeps_dir):
+            print(f"{name:6s} {str(path):20s} {title}")
+        return 0
+    try:
+        study = C.resolve(C.load_study(args.study), quick=args.quick, seeds=args.seeds,
+                          overrides=overrides)
+        C.check(study)
+        _check_models(study)  # needs jax: after the jax-free checks, before anything is written
+    except C.ConfigError as err:
+        _say(f"jaxmnist.sweep: {err}\nNothing was written.")
+        return EXIT_CONFIG
+    if args.dry_run:
+        _dry_run(study)
+        return 0
+    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    run_dir = Path(args.workdir) if args.workdir else Path("runs") / study["study"] / stamp
+    try:
+        run(study, run_dir, data_dir=args.data_dir, report=not args.no_report)
+    except C.ConfigError as err:
+        _say(f"jaxmnist.sweep: {err}\nNothing was written.")
+        return EXIT_CONFIG
+    print(run_dir)
+    return 0
+
+
+def _check_models(study: dict[str, Any]) -> None:
+    """Validates every distinct model config with the model zoo's own checks."""
+    from jaxmnist import models
+
+    problems = []
+    seen = set()
+    for member in C.expand(study):
+        model = member["config"]["model"]
+        key = json.dumps(model, sort_keys=True)
+        if key in seen:
+            continue
+        seen.add(key)
+        try:
+            models.validate_model_config(model)
+        except ValueError as err:
+            problems.append(f"model {key}: {err}")
+    if problems:
+        raise C.ConfigError(problems, f"study {study['study']!r}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

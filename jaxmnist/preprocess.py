@@ -1,0 +1,483 @@
+"""Turn a real image of a handwritten digit into an MNIST-style 28x28 uint8 array.
+
+MNIST digits are white ink on a black background, size-normalised to fit a 20x20 box with their
+aspect ratio kept (anti-aliased, hence grey edges), then placed in a 28x28 field so that their
+centre of mass sits at the centre (LeCun et al.). A photo or a canvas drawing is nothing like
+that, so :func:`preprocess_bytes` does, in order:
+
+1. decode (PNG/JPEG/WebP/GIF/BMP) with limits on bytes and pixels, EXIF orientation applied,
+   alpha composited on white, grayscale, large images reduced to :data:`WORK_SIDE`;
+2. polarity: invert when the border (the background) is light, so ink is bright;
+3. background flattening (uneven lighting in photos) and contrast stretch so full ink = 1;
+4. denoising: an adaptive noise floor (from the background's median and MAD) that keeps the
+   anti-aliased stroke edges, and removal of isolated specks;
+5. crop to the ink's bounding box, normalise the stroke width towards MNIST's, scale into 20x20
+   keeping the aspect ratio, and centre by centre of mass in 28x28.
+
+Only numpy and Pillow: no jax here, so the server's input checks are cheap to import and test.
+Every rejected input raises :class:`PreprocessError`, which carries an HTTP status code.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import io
+import re
+import warnings
+
+import numpy as np
+from PIL import Image, ImageOps
+
+# Upload limits. 5 MiB covers a phone JPEG; the pixel limit guards against decompression bombs
+# (a few-KB PNG can declare 100000 x 100000 pixels = 10 GB once decoded).
+MAX_BYTES = 5 * 1024 * 1024
+MAX_PIXELS = 40_000_000
+# Shape limits: below 8 px per side there is nothing to recognise; beyond 10:1 it is a strip.
+MIN_SIDE = 8
+MAX_ASPECT = 10.0
+# Images are reduced so their longer side is at most this many pixels before analysis: a digit
+# ends up 20 px tall, so more resolution only costs time (a 12 MP photo would take ~1 s).
+WORK_SIDE = 1024
+ALLOWED_FORMATS = ("PNG", "JPEG", "WEBP", "GIF", "BMP")
+
+# MNIST geometry: 28x28 field, digit fitted into a 20x20 box, centre of mass at pixel index
+# (14, 14) (measured on the MNIST test set: mean row 13.99, column 14.01, std 0.29).
+FIELD = 28
+BOX = 20
+COM_TARGET = 14.0
+# Stroke width (2 * ink area / perimeter) of MNIST digits in 28x28 pixels, measured on the test
+# set: 10th percentile 1.5, median 2.0, 90th percentile 2.8. Strokes thinner than LOW are
+# thickened to THICKEN_TO, strokes fatter than HIGH thinned to THIN_TO, so a fine-pen photo or a
+# small, fat canvas drawing looks like MNIST's; the usual range is left alone.
+STROKE_LOW, STROKE_HIGH = 1.4, 3.2
+THICKEN_TO, THIN_TO = 2.0, 2.6
+# Stroke width is measured and corrected at 4x the final scale, where a 1-pixel dilation is a
+# quarter-pixel change after the final reduction.
+_FINE = 4 * BOX
+# A digit needs at least this much contrast over its background (fraction of full scale,
+# 0.12 = 31 grey levels): below it the image is treated as blank.
+MIN_CONTRAST = 0.12
+MIN_INK_PIXELS = 4
+
+
+class PreprocessError(ValueError):
+    """An input image that cannot be turned into a digit; maps to a 4xx HTTP response.
+
+    Attributes:
+        status_code: HTTP status (400 bad request, 413 too large, 415 not a supported image,
+            422 an image, but unusable: corrupt, odd dimensions, or no ink).
+        code: short machine-readable reason, e.g. ``"no_ink"``.
+    """
+
+    def __init__(self, message: str, *, status_code: int = 400, code: str = "bad_input"):
+        super().__init__(message)
+        self.message = message
+        self.status_code = status_code
+        self.code = code
+
+    def to_dict(self) -> dict:
+        """JSON body for an error response."""
+        return {"error": self.code, "detail": self.message}
+
+
+# --------------------------------------------------------------------------------------------
+# Decoding
+# --------------------------------------------------------------------------------------------
+
+_DATA_URL = re.compile(r"^data:(?P<mime>[\w.+-]+/[\w.+-]+)?(?P<params>(;[^,;]*)*?),", re.ASCII)
+
+
+def decode_data_url(url: str, *, max_bytes: int = MAX_BYTES) -> bytes:
+    """Decode a ``data:image/png;base64,...`` URL (as from ``canvas.toDataURL()``) to bytes.
+
+    A bare base64 string (no ``data:`` prefix) is accepted too.
+
+    Args:
+        url: the data URL or base64 text.
+        max_bytes: limit on the decoded size.
+
+    Returns:
+        The decoded file bytes.
+
+    Raises:
+        PreprocessError: not a string, not base64, a non-image MIME type, empty, or too large.
+    """
+    if not isinstance(url, str):
+        raise PreprocessError("'image' must be a string: a data URL or base64 text",
+                              code="bad_json")
+    payload = url.strip()
+    if payload.startswith("data:"):
+        m = _DATA_URL.match(payload)
+        if m is None:
+            raise PreprocessError("malformed data URL: expected 'data:image/png;base64,...'",
+                                  code="bad_data_url")
+        mime = (m.group("mime") or "").lower()
+        if mime and not mime.startswith("image/"):
+            raise PreprocessError(f"data URL has MIME type {mime!r}, expected image/*",
+                                  status_code=415, code="unsupported_media_type")
+        if ";base64" not in m.group("params").lower():
+            raise PreprocessError("data URL must be base64-encoded", code="bad_data_url")
+        payload = payload[m.end():]
+    # Check the size before decoding: 4 base64 characters carry 3 bytes.
+    if len(payload) * 3 // 4 > max_bytes + 3:
+        raise PreprocessError(f"image larger than {max_bytes // (1024 * 1024)} MiB",
+                              status_code=413, code="too_large")
+    try:
+        data = base64.b64decode(payload, validate=True)
+    except (binascii.Error, ValueError) as err:
+        raise PreprocessError(f"invalid base64 in image data: {err}", code="bad_base64") from err
+    return data
+
+
+def decode_image(data: bytes, *, max_bytes: int = MAX_BYTES,
+                 max_pixels: int = MAX_PIXELS) -> np.ndarray:
+    """Decode image file bytes to a grayscale float array, 0 = black, 1 = white.
+
+    EXIF orientation is applied, transparency is composited on white (a transparent canvas with
+    dark strokes reads as ink on paper), and images larger than :data:`WORK_SIDE` are reduced
+    (JPEGs already while decoding, which is several times faster for phone photos).
+
+    Args:
+        data: the file's bytes.
+        max_bytes: limit on ``len(data)``.
+        max_pixels: limit on width x height as declared in the header, checked before decoding.
+
+    Returns:
+        float32 array [H, W] in [0, 1].
+
+    Raises:
+        PreprocessError: empty, too large, not a supported image, corrupt or truncated, or with
+            odd dimensions.
+    """
+    if not data:
+        raise PreprocessError("empty file: no image data received", code="empty")
+    if len(data) > max_bytes:
+        raise PreprocessError(
+            f"file is {len(data) / 2**20:.1f} MiB; the limit is {max_bytes / 2**20:.0f} MiB",
+            status_code=413, code="too_large")
+    try:
+        with warnings.catch_warnings():
+            # Pillow warns above ~89 MP and raises above ~179 MP; our own limit is lower.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            img = Image.open(io.BytesIO(data), formats=ALLOWED_FORMATS)
+    except Image.DecompressionBombError as err:
+        raise PreprocessError("image has too many pixels", status_code=413,
+                              code="too_many_pixels") from err
+    except Exception as err:  # noqa: BLE001 - Pillow raises many types for foreign bytes
+        raise PreprocessError(
+            "not a supported image: send a PNG or JPEG (WebP, GIF and BMP also work)",
+            status_code=415, code="not_an_image") from err
+
+    w, h = img.size
+    if w * h > max_pixels:
+        raise PreprocessError(
+            f"image is {w}x{h} = {w * h / 1e6:.0f} MP; the limit is {max_pixels / 1e6:.0f} MP",
+            status_code=413, code="too_many_pixels")
+    if min(w, h) < MIN_SIDE or max(w, h) > MAX_ASPECT * min(w, h):
+        raise PreprocessError(
+            f"odd image dimensions {w}x{h}: each side must be at least {MIN_SIDE} px and the "
+            f"aspect ratio at most {MAX_ASPECT:.0f}:1", status_code=422, code="bad_dimensions")
+
+    try:
+        if img.format == "JPEG" and max(w, h) > 2 * WORK_SIDE:
+            # Let libjpeg decode at 1/2, 1/4 or 1/8 scale, keeping the longer side >= WORK_SIDE.
+            k = WORK_SIDE / max(w, h)
+            img.draft(img.mode, (max(1, int(w * k)), max(1, int(h * k))))
+        img.load()
+        img = ImageOps.exif_transpose(img)
+        gray = _to_gray(img)
+    except PreprocessError:
+        raise
+    except Exception as err:  # noqa: BLE001 - truncated/corrupt data surfaces as many types
+        raise PreprocessError(f"corrupt or truncated image file ({err})", status_code=422,
+                              code="corrupt") from err
+    return gray
+
+
+def _to_gray(img: Image.Image) -> np.ndarray:
+    """Grayscale float32 [H, W] in [0, 1], transparency composited on white, reduced in size."""
+    if img.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
+        # 16-bit/float PNGs: PIL's convert("L") would clip at 255 instead of rescaling.
+        a = np.asarray(img, dtype=np.float32)
+        top = 65535.0 if a.max(initial=0) > 255 else (1.0 if img.mode == "F" else 255.0)
+        img = Image.fromarray(np.clip(a / top, 0, 1).astype(np.float32))
+    else:
+        if img.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in img.info:
+            rgba = img.convert("RGBA")
+            white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+            img = Image.alpha_composite(white, rgba)
+        img = img.convert("L")
+    if max(img.size) > WORK_SIDE:
+        # BOX = area averaging: the right filter for a large reduction, and fast.
+        img.thumbnail((WORK_SIDE, WORK_SIDE), Image.Resampling.BOX)
+    a = np.asarray(img, dtype=np.float32)
+    return a if img.mode == "F" else a / 255.0
+
+
+# --------------------------------------------------------------------------------------------
+# Image -> MNIST
+# --------------------------------------------------------------------------------------------
+
+
+def border_pixels(gray: np.ndarray) -> np.ndarray:
+    """Pixels of the outer ring (4% of the shorter side, at least 1 px) of a 2-D image."""
+    h, w = gray.shape
+    r = max(1, round(0.04 * min(h, w)))
+    return np.concatenate([gray[:r].ravel(), gray[-r:].ravel(),
+                           gray[r:-r, :r].ravel(), gray[r:-r, -r:].ravel()])
+
+
+def otsu_threshold(x: np.ndarray, bins: int = 256) -> float:
+    """Otsu's threshold of values in [0, 1]: maximises the between-class variance."""
+    hist, edges = np.histogram(x, bins=bins, range=(0.0, 1.0))
+    p = hist.astype(np.float64) / max(1, hist.sum())
+    centres = (edges[:-1] + edges[1:]) / 2
+    w0 = np.cumsum(p)
+    m0 = np.cumsum(p * centres)
+    mt = m0[-1]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        between = (mt * w0 - m0) ** 2 / (w0 * (1 - w0))
+    between = np.nan_to_num(between, nan=0.0, posinf=0.0)
+    return float(edges[int(np.argmax(between)) + 1])
+
+
+def _background(ink: np.ndarray) -> np.ndarray | float:
+    """Background level of an ink-bright image: a smooth surface for large images, else a scalar.
+
+    Large images (photos) are split into a 4x4 grid; the 10th percentile of each block is its
+    background (ink covers far less than 90% of a block), and the grid is interpolated
+    bilinearly. That removes the gradients of uneven lighting. Small images (<64 px) are assumed
+    evenly lit: their border median is the background.
+    """
+    h, w = ink.shape
+    if min(h, w) < 64:
+        return float(np.median(border_pixels(ink)))
+    g = 4
+    rows = np.array_split(np.arange(h), g)
+    cols = np.array_split(np.arange(w), g)
+    grid = np.array([[np.percentile(ink[r[0]:r[-1] + 1, c[0]:c[-1] + 1], 10) for c in cols]
+                     for r in rows], dtype=np.float32)
+    return np.asarray(Image.fromarray(grid).resize((w, h), Image.Resampling.BILINEAR))
+
+
+def _despeckle(y: np.ndarray, passes: int = 2) -> np.ndarray:
+    """Zero ink pixels with fewer than two inked 8-neighbours (isolated specks of noise).
+
+    A one-pixel-wide line keeps two neighbours per pixel and survives, unlike with a median
+    filter, which erases thin pen strokes in reduced photos.
+    """
+    y = y.copy()
+    for _ in range(passes):
+        m = (y > 0).astype(np.int8)
+        p = np.pad(m, 1)
+        h, w = m.shape
+        n = sum(p[1 + di:1 + di + h, 1 + dj:1 + dj + w]
+                for di in (-1, 0, 1) for dj in (-1, 0, 1) if (di, dj) != (0, 0))
+        y[(m == 1) & (n < 2)] = 0.0
+    return y
+
+
+def _mass_bbox(y: np.ndarray, tail: float = 0.001) -> tuple[int, int, int, int]:
+    """Bounding box (top, bottom, left, right; inclusive) of the ink, ignoring stray mass.
+
+    Rows/columns are dropped from each side while the mass they hold is below ``tail`` of the
+    total: a far-away speck no longer stretches the box, a stroke loses at most a faint tip.
+    """
+
+    def span(profile: np.ndarray) -> tuple[int, int]:
+        c = np.cumsum(profile)
+        total = c[-1]
+        lo = int(np.searchsorted(c, tail * total, side="right"))
+        hi = int(np.searchsorted(c, (1 - tail) * total, side="left"))
+        nz = np.nonzero(profile)[0]
+        # searchsorted can land on an empty row; snap to the nearest inked one inside [lo, hi].
+        lo = int(nz[nz >= lo][0]) if (nz >= lo).any() else int(nz[0])
+        hi = int(nz[nz <= hi][-1]) if (nz <= hi).any() else int(nz[-1])
+        return lo, max(lo, hi)
+
+    top, bottom = span(y.sum(axis=1))
+    left, right = span(y.sum(axis=0))
+    return top, bottom, left, right
+
+
+def stroke_width(y: np.ndarray) -> float:
+    """Mean stroke width in pixels: 2 x ink area / perimeter (total variation) of a soft image.
+
+    For a stroke of length L and width w, area = L*w and perimeter ~ 2L, so this gives ~w.
+    """
+    area = float(y.sum())
+    tv = float(np.abs(np.diff(y, axis=0)).sum() + np.abs(np.diff(y, axis=1)).sum())
+    return 2.0 * area / tv if tv > 0 else 0.0
+
+
+def _rank_filter(y: np.ndarray, k: int, op) -> np.ndarray:
+    """Separable k x k max (op=np.max) or min (op=np.min) filter, edges padded with zeros."""
+    r = k // 2
+    p = np.pad(y, r)
+    v = np.lib.stride_tricks.sliding_window_view(p, k, axis=0)
+    t = op(v, axis=-1)
+    v = np.lib.stride_tricks.sliding_window_view(t, k, axis=1)
+    return op(v, axis=-1)
+
+
+def _resize(y: np.ndarray, w: int, h: int) -> np.ndarray:
+    """Resize a float image: area averaging when shrinking (anti-aliasing), bilinear when not."""
+    if (h, w) == y.shape:
+        return y
+    shrink = w < y.shape[1] or h < y.shape[0]
+    f = Image.Resampling.BOX if shrink else Image.Resampling.BILINEAR
+    out = np.asarray(Image.fromarray(y.astype(np.float32)).resize((w, h), f))
+    return np.clip(out, 0.0, 1.0)
+
+
+def _fit(y: np.ndarray, side: float) -> np.ndarray:
+    """Scale so the longer side is ``side`` px, keeping the aspect ratio (>= 1 px per side)."""
+    h, w = y.shape
+    s = side / max(h, w)
+    return _resize(y, max(1, round(w * s)), max(1, round(h * s)))
+
+
+def normalize_stroke(y: np.ndarray, scale: float) -> np.ndarray:
+    """Thicken or thin strokes so that, after scaling by ``scale``, they are MNIST-like.
+
+    Args:
+        y: ink image (ink = 1), fitted to :data:`_FINE` px on its longer side.
+        scale: factor from ``y`` to the final 20x20 box.
+
+    Returns:
+        The image with a k x k max filter (thin strokes) or min filter (fat strokes) applied and
+        cropped again to its ink, or unchanged when the width is within MNIST's usual range.
+    """
+    w = stroke_width(y) * scale
+    if w <= 0 or STROKE_LOW <= w <= STROKE_HIGH:
+        return y
+    # A k x k max filter adds k-1 px of width (in y's pixels); the min filter removes as much.
+    grow = ((THICKEN_TO if w < STROKE_LOW else THIN_TO) - w) / scale
+    k = int(min(9, 1 + 2 * round(abs(grow) / 2)))
+    if k < 3:
+        return y
+    if grow > 0:
+        out = _rank_filter(np.pad(y, k // 2), k, np.max)
+    else:
+        out = _rank_filter(y, k, np.min)
+        # Never erase the digit: a fat blob with no "inside" keeps its original strokes.
+        if out.sum() < 0.25 * y.sum():
+            return y
+    # Dilation grows the box and erosion shrinks it: crop again so the digit still fills 20x20.
+    rows = np.nonzero(out.any(axis=1))[0]
+    cols = np.nonzero(out.any(axis=0))[0]
+    return out[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1]
+
+
+def center_of_mass(y: np.ndarray) -> tuple[float, float]:
+    """Centre of mass (row, column) in pixel-index coordinates of a non-negative image."""
+    m = float(y.sum())
+    if m <= 0:
+        return (y.shape[0] - 1) / 2, (y.shape[1] - 1) / 2
+    ii, jj = np.indices(y.shape)
+    return float((ii * y).sum() / m), float((jj * y).sum() / m)
+
+
+def _place(d: np.ndarray) -> np.ndarray:
+    """Place a <=20x20 digit in a 28x28 field, centre of mass at (14, 14) (whole pixels)."""
+    h, w = d.shape
+    ci, cj = center_of_mass(d)
+    # Shift by whole pixels like the original (no resampling blur), but never push ink out.
+    top = int(np.clip(round(COM_TARGET - ci), 0, FIELD - h))
+    left = int(np.clip(round(COM_TARGET - cj), 0, FIELD - w))
+    out = np.zeros((FIELD, FIELD), np.float32)
+    out[top:top + h, left:left + w] = d
+    return out
+
+
+def to_mnist(gray: np.ndarray) -> np.ndarray:
+    """Turn a grayscale image (any polarity, any size) into an MNIST-style digit.
+
+    Args:
+        gray: float array [H, W] in [0, 1] (0 = black), or uint8 [H, W] (0..255).
+
+    Returns:
+        uint8 array [28, 28]: white (255) ink on black (0), fitted into 20x20, centred by
+        centre of mass.
+
+    Raises:
+        PreprocessError: the image is blank (no ink with enough contrast).
+    """
+    g = np.asarray(gray)
+    if g.dtype == np.uint8:
+        g = g.astype(np.float32) / 255.0
+    g = np.asarray(g, dtype=np.float32)
+    if g.ndim == 3 and g.shape[-1] == 1:
+        g = g[..., 0]
+    if g.ndim != 2 or min(g.shape) < 1:
+        raise PreprocessError(f"expected a 2-D grayscale image, got shape {g.shape}",
+                              status_code=422, code="bad_dimensions")
+    if not np.isfinite(g).all():
+        raise PreprocessError("image has non-finite values", status_code=422, code="corrupt")
+
+    # 1. Polarity: the border is background; a light one means dark ink on paper.
+    ink = 1.0 - g if np.median(border_pixels(g)) > 0.5 else g
+    # 2. Flatten the background, then stretch so that solid ink is 1.
+    x = np.clip(ink - _background(ink), 0.0, 1.0)
+    t = otsu_threshold(x)
+    fg = x > t
+    if fg.sum() < MIN_INK_PIXELS:
+        raise _no_ink()
+    full = float(np.percentile(x[fg], 90))
+    if full < MIN_CONTRAST:
+        raise _no_ink()
+    y = np.clip(x / full, 0.0, 1.0)
+    # 3. Noise floor from the background class (median + 4 robust sigmas). Clean images have a
+    #    background of exact zeros, so the floor is 0 and anti-aliased edges are kept.
+    bgv = y[~fg]
+    floor = 0.0
+    if bgv.size:
+        med = float(np.median(bgv))
+        mad = float(np.median(np.abs(bgv - med)))
+        floor = min(med + 4 * 1.4826 * mad, 0.5 * t / full)
+    if floor > 0:
+        y = np.clip((y - floor) / (1.0 - floor), 0.0, 1.0)
+    y = _despeckle(y)
+    if np.count_nonzero(y) < MIN_INK_PIXELS:
+        raise _no_ink()
+    # 4. Crop, normalise the stroke width, fit into 20x20, centre by centre of mass.
+    top, bottom, left, right = _mass_bbox(y)
+    crop = y[top:bottom + 1, left:right + 1]
+    if max(crop.shape) >= 2 * BOX:
+        fine = _fit(crop, _FINE)
+        crop = normalize_stroke(fine, BOX / max(fine.shape))
+    digit = _fit(crop, BOX)
+    out = _place(digit)
+    peak = float(out.max())
+    if peak <= 0:
+        raise _no_ink()
+    # MNIST strokes saturate at 255; a faint reduced stroke is brought up to full ink.
+    return np.round(255.0 * np.clip(out / peak, 0.0, 1.0)).astype(np.uint8)
+
+
+def _no_ink() -> PreprocessError:
+    return PreprocessError("no digit found: the image is blank or has too little contrast",
+                           status_code=422, code="no_ink")
+
+
+def preprocess_bytes(data: bytes) -> np.ndarray:
+    """Decode image bytes and return the MNIST-style uint8 [28, 28] digit.
+
+    Args:
+        data: PNG/JPEG/WebP/GIF/BMP file bytes.
+
+    Returns:
+        uint8 array [28, 28], white ink on black.
+
+    Raises:
+        PreprocessError: see :func:`decode_image` and :func:`to_mnist`.
+    """
+    return to_mnist(decode_image(data))
+
+
+def to_png_bytes(digit: np.ndarray) -> bytes:
+    """Encode a uint8 [28, 28] digit as PNG bytes (to show what the model sees)."""
+    buf = io.BytesIO()
+    Image.fromarray(np.asarray(digit, dtype=np.uint8)).save(buf, format="PNG")
+    return buf.getvalue()

@@ -1,0 +1,695 @@
+"""Web demo: draw or upload a digit, get the prediction of a trained member of a run.
+
+Usage::
+
+    python -m jaxmnist.serve RUN_DIR                 # http://127.0.0.1:8000
+    python -m jaxmnist.serve RUN_DIR --member 3 --port 8001
+    python -m jaxmnist.serve RUN_DIR/params/member_3.npz
+    python -m jaxmnist.serve --bench RUN_DIR         # p50/p95 latency, in-process
+
+``RUN_DIR`` is a run directory (``results.json`` + ``params/member_<k>.npz|json``, see
+docs/architecture.md); a ``params/`` directory or one ``member_<k>.npz`` also works. The page is
+one HTML file with plain JS (no CDN); the JSON API (``POST /predict``, ``GET /api/members``,
+``GET /healthz``) is documented in docs/serve.md. Bad input gets a 4xx with a JSON
+``{"error": code, "detail": message}``, never a 500.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import io
+import json
+import logging
+import math
+import re
+import sys
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import UploadFile
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from jaxmnist import checkpoint
+from jaxmnist.preprocess import (
+    MAX_BYTES,
+    PreprocessError,
+    decode_data_url,
+    preprocess_bytes,
+    to_png_bytes,
+)
+
+log = logging.getLogger("jaxmnist.serve")
+
+STATIC_DIR = Path(__file__).parent / "static"
+# Whole request bodies are capped before parsing: the image limit, grown by base64's 4/3 and a
+# margin for JSON/multipart framing. Anything longer is refused with 413 while streaming.
+MAX_BODY_BYTES = MAX_BYTES * 4 // 3 + 64 * 1024
+IMAGE_CONTENT_TYPES = ("image/", "application/octet-stream")
+_MEMBER_FILE = re.compile(r"^member_(\d+)\.(npz|json)$")
+
+
+class ServeError(Exception):
+    """A request that cannot be served as asked (unknown member, bad JSON, ...); a 4xx."""
+
+    def __init__(self, message: str, *, status_code: int = 400, code: str = "bad_request"):
+        super().__init__(message)
+        self.message = message
+        self.status_code = status_code
+        self.code = code
+
+
+# --------------------------------------------------------------------------------------------
+# Loading a run
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class MemberInfo:
+    """One member of a run as the demo shows it.
+
+    Attributes:
+        member: index ``k`` within the run.
+        config: the member config from ``results.json`` (or ``{"model": ...}`` when absent).
+        test_acc: test accuracy from ``results.json``, ``None`` when unknown.
+        status: ``"ok"``, ``"diverged"``, ``"collapsed"`` or ``"unknown"``.
+        summary: one-line description of the config.
+        available: whether params were loaded and can serve.
+        reason: why not, when not available.
+    """
+
+    member: int
+    config: dict[str, Any]
+    test_acc: float | None = None
+    status: str = "unknown"
+    summary: str = ""
+    available: bool = False
+    reason: str | None = None
+    model_cfg: dict[str, Any] | None = field(default=None, repr=False)
+    params: Any = field(default=None, repr=False)
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON view for ``GET /api/members`` (no params)."""
+        return {"member": self.member, "summary": self.summary, "test_acc": self.test_acc,
+                "status": self.status, "available": self.available, "reason": self.reason,
+                "config": self.config}
+
+
+def _fmt_num(v: Any) -> str:
+    return f"{v:g}" if isinstance(v, float) else str(v)
+
+
+def member_summary(config: dict[str, Any]) -> str:
+    """One line describing a member config, e.g. ``cnn · adam lr 0.001 · 10 ep, bs 32 · seed 0``.
+
+    Args:
+        config: a member config (see docs/architecture.md) or ``{"model": model_cfg}``.
+
+    Returns:
+        The summary; parts that are absent from the config are left out.
+    """
+    model = dict(config.get("model") or {})
+    name = model.pop("name", "?")
+    # Implementation details that do not change what the model computes are not shown.
+    model.pop("conv_impl", None)
+    extras = ", ".join(f"{k} {_fmt_num(v)}" for k, v in sorted(model.items())
+                       if v not in (None, 0, 0.0, [0.0, 0.0], []))
+    parts = [f"{name} ({extras})" if extras else str(name)]
+    opt = config.get("optim") or {}
+    if opt:
+        o = f"{opt.get('name', '?')} lr {_fmt_num(opt.get('learning_rate', '?'))}"
+        # Only the heavy-ball optimizer uses momentum (jaxmnist.optim); elsewhere it is noise.
+        if opt.get("name") == "momentum" and opt.get("momentum"):
+            o += f" m {_fmt_num(opt['momentum'])}"
+        parts.append(o)
+    reg = config.get("reg") or {}
+    regs = [f"{k} {_fmt_num(v)}" for k, v in sorted(reg.items()) if v]
+    if regs:
+        parts.append(", ".join(regs))
+    tr = config.get("train") or {}
+    if tr:
+        parts.append(f"{tr.get('epochs', '?')} ep, bs {tr.get('batch_size', '?')}")
+    if "seed" in config:
+        parts.append(f"seed {config['seed']}")
+    return " · ".join(parts)
+
+
+def resolve_run(path: str | Path) -> tuple[Path, int | None]:
+    """Find the run directory for a run dir, a ``params/`` dir or a ``member_<k>`` file.
+
+    Args:
+        path: what the user passed on the command line.
+
+    Returns:
+        ``(run_dir, member)``; ``member`` is set only when ``path`` names one member's file.
+
+    Raises:
+        FileNotFoundError: nothing usable at ``path``.
+    """
+    p = Path(path).expanduser()
+    if p.is_file():
+        m = _MEMBER_FILE.match(p.name)
+        if m is None or p.parent.name != "params":
+            raise FileNotFoundError(f"{p}: expected RUN_DIR/params/member_<k>.npz")
+        return p.parent.parent, int(m.group(1))
+    if p.is_dir() and p.name == "params" and not (p / "params").is_dir():
+        return p.parent, None
+    if p.is_dir() and ((p / "results.json").is_file() or (p / "params").is_dir()):
+        return p, None
+    raise FileNotFoundError(
+        f"{p}: not a run directory (expected results.json and params/member_<k>.npz; "
+        "train one with `python -m jaxmnist.sweep sweeps/s0.py`)")
+
+
+def _finite_tree(tree: Any) -> bool:
+    if isinstance(tree, dict):
+        return all(_finite_tree(v) for v in tree.values())
+    a = np.asarray(tree)
+    return not np.issubdtype(a.dtype, np.floating) or bool(np.isfinite(a).all())
+
+
+def load_members(run_dir: Path, only: int | None = None) -> list[MemberInfo]:
+    """Read ``results.json`` and every exported member's params of a run.
+
+    Members listed in ``results.json`` without params, and params whose values are not finite
+    (a diverged member), are listed with ``available=False`` and a reason.
+
+    Args:
+        run_dir: the run directory.
+        only: load just this member.
+
+    Returns:
+        Members sorted by index.
+    """
+    results: dict[str, Any] = {}
+    rpath = run_dir / "results.json"
+    if rpath.is_file():
+        try:
+            results = json.loads(rpath.read_text())
+        except (OSError, ValueError) as err:
+            log.warning("ignoring unreadable %s: %s", rpath, err)
+    infos: dict[int, MemberInfo] = {}
+    for i, m in enumerate(results.get("members") or []):
+        k = int(m.get("member", i))
+        acc = (m.get("test") or {}).get("acc")
+        infos[k] = MemberInfo(member=k, config=dict(m.get("config") or {}),
+                              test_acc=float(acc) if isinstance(acc, int | float) else None,
+                              status=str(m.get("status", "unknown")))
+    for f in sorted((run_dir / "params").glob("member_*.npz")):
+        m = _MEMBER_FILE.match(f.name)
+        if m and int(m.group(1)) not in infos:
+            infos[int(m.group(1))] = MemberInfo(member=int(m.group(1)), config={})
+    if only is not None:
+        infos = {only: infos.get(only, MemberInfo(member=only, config={}))}
+    for k, info in sorted(infos.items()):
+        try:
+            model_cfg, params = checkpoint.load_member(run_dir, k)
+        except checkpoint.CheckpointError as err:
+            info.reason = str(err) if only is not None else "no exported params"
+            continue
+        if not info.config:
+            info.config = {"model": model_cfg}
+        if info.test_acc is None:
+            meta = _member_meta(run_dir, k)
+            acc = meta.get("test_acc", (meta.get("test") or {}).get("acc"))
+            info.test_acc = float(acc) if isinstance(acc, int | float) else None
+        if not _finite_tree(params):
+            info.reason = "params contain NaN/inf (the member diverged)"
+            continue
+        info.model_cfg, info.params, info.available = model_cfg, params, True
+    for info in infos.values():
+        info.summary = member_summary(info.config)
+    return [infos[k] for k in sorted(infos)]
+
+
+def _member_meta(run_dir: Path, k: int) -> dict[str, Any]:
+    try:
+        return json.loads(checkpoint.member_paths(run_dir, k)[1].read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def default_member(members: Sequence[MemberInfo]) -> int:
+    """The best available member by test accuracy (status ``ok`` preferred; ties: lowest k).
+
+    Raises:
+        ValueError: no member can serve.
+    """
+    avail = [m for m in members if m.available]
+    if not avail:
+        raise ValueError("no member of this run has usable exported params")
+
+    def key(m: MemberInfo) -> tuple[int, float, int]:
+        acc = m.test_acc if m.test_acc is not None and math.isfinite(m.test_acc) else -1.0
+        return (m.status in ("ok", "unknown"), acc, -m.member)
+
+    return max(avail, key=key).member
+
+
+# --------------------------------------------------------------------------------------------
+# Prediction
+# --------------------------------------------------------------------------------------------
+
+
+class Predictor:
+    """The loaded members of a run and one jitted softmax(apply) per distinct architecture.
+
+    Args:
+        run: run directory, ``params/`` directory or ``member_<k>.npz`` path.
+        member: default member; ``None`` = the best by test accuracy.
+        warm: compile every architecture now (before the first request) instead of lazily.
+    """
+
+    def __init__(self, run: str | Path, member: int | None = None, *, warm: bool = True):
+        import jax
+        import jax.numpy as jnp
+
+        from jaxmnist import models
+
+        self.run_dir, only = resolve_run(run)
+        self.members = load_members(self.run_dir, only)
+        self._by_id = {m.member: m for m in self.members}
+        if member is not None:
+            m = self._by_id.get(member)
+            if m is None or not m.available:
+                raise ValueError(f"member {member} cannot serve: "
+                                 f"{m.reason if m else 'not in this run'}; available: "
+                                 f"{[x.member for x in self.members if x.available]}")
+            self.default = member
+        else:
+            self.default = only if only is not None else default_member(self.members)
+        results = self._results_head()
+        self.study = results.get("study")
+        self._fns: dict[str, Callable[..., Any]] = {}
+        self._params: dict[int, Any] = {}
+        for m in self.members:
+            if not m.available:
+                continue
+            arch = json.dumps(m.model_cfg, sort_keys=True)
+            if arch not in self._fns:
+                model = models.build(m.model_cfg)
+
+                def probs(params, x, _apply=model.apply):
+                    return jax.nn.softmax(_apply(params, x, train=False), axis=-1)
+
+                self._fns[arch] = jax.jit(probs)
+            # Params go to the device once; requests then only transfer 784 bytes.
+            self._params[m.member] = (arch, jax.device_put(m.params))
+            m.params = None
+        self._jnp = jnp
+        self.warmup_s = self.warmup() if warm else None
+
+    def _results_head(self) -> dict[str, Any]:
+        try:
+            return json.loads((self.run_dir / "results.json").read_text())
+        except (OSError, ValueError):
+            return {}
+
+    @property
+    def available(self) -> list[int]:
+        """Indices of members that can serve."""
+        return sorted(self._params)
+
+    def warmup(self) -> float:
+        """Compile and run each architecture once on a blank input; returns seconds taken."""
+        t0 = time.perf_counter()
+        blank = np.zeros((28, 28), np.uint8)
+        done: set[str] = set()
+        for k, (arch, _) in self._params.items():
+            if arch not in done:
+                self.predict(blank, k)
+                done.add(arch)
+        return time.perf_counter() - t0
+
+    def resolve_member(self, member: Any) -> int:
+        """Validate a requested member (``None`` = the default).
+
+        Raises:
+            ServeError: not an integer (400), or not a servable member of the run (404).
+        """
+        if member is None or member == "":
+            return self.default
+        try:
+            k = int(member)
+        except (TypeError, ValueError):
+            raise ServeError(f"member must be an integer, got {member!r}",
+                             code="bad_member") from None
+        if k not in self._params:
+            info = self._by_id.get(k)
+            why = info.reason if info else "not in this run"
+            raise ServeError(f"member {k} cannot serve ({why}); available: {self.available}",
+                             status_code=404, code="unknown_member")
+        return k
+
+    def predict(self, digit: np.ndarray, member: int | None = None) -> np.ndarray:
+        """Class probabilities of one MNIST-style digit.
+
+        Args:
+            digit: uint8 [28, 28] (white ink on black).
+            member: member index; ``None`` = the default.
+
+        Returns:
+            float64 [10] probabilities.
+
+        Raises:
+            ServeError: the model produced non-finite output (503).
+        """
+        k = self.default if member is None else member
+        arch, params = self._params[k]
+        x = np.asarray(digit, np.uint8).reshape(1, 28, 28, 1)
+        p = np.asarray(self._fns[arch](params, x), dtype=np.float64)[0]
+        if not np.isfinite(p).all():
+            raise ServeError(f"member {k} produced non-finite probabilities",
+                             status_code=503, code="model_error")
+        return p
+
+    def members_json(self) -> dict[str, Any]:
+        """The body of ``GET /api/members``."""
+        return {"run_dir": str(self.run_dir), "study": self.study, "default": self.default,
+                "members": [m.to_json() for m in self.members]}
+
+    def handle_image(self, data: bytes, member: Any = None) -> dict[str, Any]:
+        """Preprocess image bytes and predict: the body of a ``POST /predict`` response.
+
+        Raises:
+            PreprocessError: bad image (4xx).
+            ServeError: bad member (4xx).
+        """
+        t0 = time.perf_counter()
+        k = self.resolve_member(member)
+        try:
+            digit = preprocess_bytes(data)
+        except PreprocessError:
+            raise
+        except Exception as err:  # noqa: BLE001 - a hostile image must not become a 500
+            log.exception("unexpected preprocessing failure")
+            raise PreprocessError(f"could not process this image ({type(err).__name__})",
+                                  status_code=422, code="unprocessable_image") from err
+        t1 = time.perf_counter()
+        p = self.predict(digit, k)
+        t2 = time.perf_counter()
+        png = base64.b64encode(to_png_bytes(digit)).decode("ascii")
+        return {"digit": int(np.argmax(p)), "probabilities": [float(v) for v in p],
+                "member": k, "latency_ms": round(1000 * (t2 - t0), 3),
+                "preprocess_ms": round(1000 * (t1 - t0), 3),
+                "model_ms": round(1000 * (t2 - t1), 3),
+                "input_28x28": f"data:image/png;base64,{png}"}
+
+
+# --------------------------------------------------------------------------------------------
+# HTTP
+# --------------------------------------------------------------------------------------------
+
+
+class _BodyLimit:
+    """ASGI middleware: refuse request bodies over ``limit`` bytes (413), even when chunked.
+
+    The Content-Length header is checked up front; the bytes actually received are counted too,
+    so a lying or missing header does not let a client stream gigabytes into the parser.
+    """
+
+    def __init__(self, app: Callable[..., Awaitable[None]], limit: int):
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        too_large = PreprocessError(
+            f"request body larger than {self.limit / 2**20:.1f} MiB "
+            f"(images up to {MAX_BYTES / 2**20:.0f} MiB)", status_code=413, code="too_large")
+        for name, value in scope.get("headers", []):
+            if name == b"content-length":
+                try:
+                    declared = int(value)
+                except ValueError:
+                    declared = 0
+                if declared > self.limit:
+                    await _send_json(send, too_large.status_code, too_large.to_dict())
+                    return
+        seen = 0
+
+        async def limited_receive() -> dict:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.limit:
+                    raise too_large
+            return message
+
+        await self.app(scope, limited_receive, send)
+
+
+async def _send_json(send: Callable, status: int, body: dict) -> None:
+    raw = json.dumps(body).encode()
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"application/json"),
+                            (b"content-length", str(len(raw)).encode()),
+                            (b"connection", b"close")]})
+    await send({"type": "http.response.body", "body": raw})
+
+
+def create_app(predictor: Predictor) -> FastAPI:
+    """Build the FastAPI app over a loaded :class:`Predictor`.
+
+    Args:
+        predictor: the loaded (and warmed) members.
+
+    Returns:
+        A FastAPI application (ASGI callable).
+    """
+    app = FastAPI(title="jaxmnist digit demo", version="1",
+                  description="Draw or upload a digit; see docs/serve.md.")
+    app.state.predictor = predictor
+    app.add_middleware(_BodyLimit, limit=MAX_BODY_BYTES)
+
+    @app.exception_handler(PreprocessError)
+    async def _bad_image(_: Request, err: PreprocessError) -> JSONResponse:
+        return JSONResponse(err.to_dict(), status_code=err.status_code)
+
+    @app.exception_handler(ServeError)
+    async def _bad_request(_: Request, err: ServeError) -> JSONResponse:
+        return JSONResponse({"error": err.code, "detail": err.message},
+                            status_code=err.status_code)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_: Request, err: StarletteHTTPException) -> JSONResponse:
+        code = {404: "not_found", 405: "method_not_allowed"}.get(err.status_code, "bad_request")
+        return JSONResponse({"error": code, "detail": str(err.detail)},
+                            status_code=err.status_code, headers=getattr(err, "headers", None))
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_: Request, err: RequestValidationError) -> JSONResponse:
+        msgs = "; ".join(f"{'.'.join(map(str, e.get('loc', ())))}: {e.get('msg')}"
+                         for e in err.errors())
+        return JSONResponse({"error": "bad_request", "detail": msgs}, status_code=400)
+
+    @app.get("/", include_in_schema=False)
+    async def index() -> FileResponse:
+        return FileResponse(STATIC_DIR / "index.html", media_type="text/html")
+
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+
+    @app.get("/healthz")
+    async def healthz() -> dict[str, Any]:
+        """Liveness: the members are loaded and compiled."""
+        return {"status": "ok", "default_member": predictor.default,
+                "members": predictor.available, "warmup_s": predictor.warmup_s}
+
+    @app.get("/api/members")
+    async def api_members() -> dict[str, Any]:
+        """Every member of the run: config summary, test accuracy, status, availability."""
+        return predictor.members_json()
+
+    @app.post("/predict")
+    async def predict(request: Request, member: str | None = None) -> dict[str, Any]:
+        """Predict a digit from an upload, a raw image body or a canvas data URL (JSON)."""
+        ctype = request.headers.get("content-type", "")
+        mtype = ctype.split(";", 1)[0].strip().lower()
+        if mtype == "application/json":
+            try:
+                body = json.loads(await request.body())
+            except (ValueError, UnicodeDecodeError) as err:
+                raise ServeError(f"invalid JSON body: {err}", code="bad_json") from None
+            if not isinstance(body, dict) or "image" not in body:
+                raise ServeError('JSON body must be {"image": "data:image/png;base64,...", '
+                                 '"member": k (optional)}', code="bad_json")
+            data = decode_data_url(body["image"])
+            member = body.get("member", member)
+        elif mtype == "multipart/form-data":
+            form = await request.form(max_files=2, max_fields=8)
+            upload = form.get("file") or form.get("image")
+            if upload is None or isinstance(upload, str):
+                raise ServeError("multipart body needs a file field named 'file'",
+                                 code="missing_file")
+            assert isinstance(upload, UploadFile)
+            part_type = (upload.content_type or "").split(";", 1)[0].strip().lower()
+            if part_type and not part_type.startswith(IMAGE_CONTENT_TYPES):
+                raise PreprocessError(
+                    f"uploaded file has content type {part_type!r}; send an image "
+                    "(image/png or image/jpeg)", status_code=415, code="unsupported_media_type")
+            data = await upload.read(MAX_BYTES + 1)
+            member = form.get("member", member) if member is None else member
+        elif mtype.startswith(IMAGE_CONTENT_TYPES):
+            data = await request.body()
+        else:
+            raise PreprocessError(
+                f"unsupported content type {mtype or '(none)'!r}: use multipart/form-data "
+                "(field 'file'), application/json ({\"image\": data URL}) or image/*",
+                status_code=415, code="unsupported_media_type")
+        # Decoding a photo takes tens of ms: keep it off the event loop.
+        return await run_in_threadpool(predictor.handle_image, data, member)
+
+    return app
+
+
+# --------------------------------------------------------------------------------------------
+# Benchmark
+# --------------------------------------------------------------------------------------------
+
+
+def _draw_seven(size: tuple[int, int], *, line: int, photo: bool) -> bytes:
+    """A synthetic '7': a canvas drawing (PNG) or a photo-like JPEG (grey paper, shading, noise)."""
+    from PIL import Image, ImageDraw
+
+    w, h = size
+    img = Image.new("L", size, 255)
+    d = ImageDraw.Draw(img)
+    pts = [(0.3 * w, 0.25 * h), (0.7 * w, 0.25 * h), (0.45 * w, 0.8 * h)]
+    d.line(pts, fill=20, width=line, joint="curve")
+    buf = io.BytesIO()
+    if photo:
+        rng = np.random.default_rng(0)
+        a = np.asarray(img, np.float32)
+        shade = np.linspace(0.75, 1.0, w)[None, :] * np.linspace(0.9, 1.0, h)[:, None]
+        a = np.clip(a * shade * 0.9 + rng.normal(0, 6, a.shape), 0, 255).astype(np.uint8)
+        Image.fromarray(a).convert("RGB").save(buf, format="JPEG", quality=85)
+    else:
+        img.save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def _pct(xs: Sequence[float]) -> dict[str, float]:
+    a = np.asarray(xs, np.float64)
+    return {"p50": float(np.percentile(a, 50)), "p95": float(np.percentile(a, 95)),
+            "mean": float(a.mean())}
+
+
+def bench(predictor: Predictor, n: int = 200, warmup: int = 10) -> dict[str, dict[str, float]]:
+    """Latency percentiles (ms) of the demo, in-process, on this machine.
+
+    Three cases, each ``n`` timed calls after ``warmup`` untimed ones: the model alone on a
+    28x28 digit; ``POST /predict`` of a 280x280 canvas PNG as a JSON data URL (what the page
+    sends while drawing); and ``POST /predict`` of a 2000x1500 JPEG photo as a multipart upload.
+    Requests go through the full ASGI app with an in-process client (no network).
+
+    Args:
+        predictor: a loaded, warmed predictor.
+        n: timed requests per case.
+        warmup: untimed requests per case first.
+
+    Returns:
+        ``{case: {"p50", "p95", "mean"}}`` in milliseconds.
+    """
+    from fastapi.testclient import TestClient
+
+    app = create_app(predictor)
+    canvas = _draw_seven((280, 280), line=18, photo=False)
+    photo = _draw_seven((2000, 1500), line=60, photo=True)
+    canvas_json = {"image": "data:image/png;base64," + base64.b64encode(canvas).decode()}
+    digit = preprocess_bytes(canvas)
+    out: dict[str, dict[str, float]] = {}
+    with TestClient(app) as client:
+        cases: dict[str, Callable[[], Any]] = {
+            "model only (28x28, batch 1)": lambda: predictor.predict(digit),
+            "POST /predict canvas 280x280 PNG (JSON)": lambda: client.post(
+                "/predict", json=canvas_json),
+            "POST /predict photo 2000x1500 JPEG (multipart)": lambda: client.post(
+                "/predict", files={"file": ("seven.jpg", photo, "image/jpeg")}),
+        }
+        for name, call in cases.items():
+            times = []
+            for i in range(warmup + n):
+                t0 = time.perf_counter()
+                r = call()
+                dt = 1000 * (time.perf_counter() - t0)
+                if hasattr(r, "status_code") and r.status_code != 200:
+                    raise RuntimeError(f"{name}: HTTP {r.status_code} {r.text}")
+                if i >= warmup:
+                    times.append(dt)
+            out[name] = _pct(times)
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# CLI
+# --------------------------------------------------------------------------------------------
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Command line: serve a run, or benchmark it with ``--bench``."""
+    ap = argparse.ArgumentParser(prog="python -m jaxmnist.serve", description=__doc__.split(
+        "\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("run", help="run directory, its params/ directory, or a member_<k>.npz")
+    ap.add_argument("--host", default="127.0.0.1",
+                    help="address to bind (default 127.0.0.1: this machine only)")
+    ap.add_argument("--port", type=int, default=8000)
+    ap.add_argument("--member", type=int, default=None,
+                    help="default member (default: the best by test accuracy)")
+    ap.add_argument("--bench", action="store_true",
+                    help="measure p50/p95 latency in-process and exit")
+    ap.add_argument("-n", type=int, default=200, help="requests per case for --bench")
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+
+    t0 = time.perf_counter()
+    try:
+        predictor = Predictor(args.run, args.member)
+    except (FileNotFoundError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    n_ok = len(predictor.available)
+    print(f"loaded {n_ok} member(s) from {predictor.run_dir} in "
+          f"{time.perf_counter() - t0:.1f} s (compile/warm-up {predictor.warmup_s:.1f} s); "
+          f"default member {predictor.default}: "
+          f"{predictor._by_id[predictor.default].summary}", flush=True)
+
+    if args.bench:
+        import datetime
+        import platform
+
+        import jax
+
+        res = bench(predictor, n=args.n)
+        dev = jax.devices()[0]
+        print(f"\n{datetime.date.today()} · {platform.processor() or platform.machine()} · "
+              f"{dev.platform} · jax {jax.__version__} · n={args.n}\n")
+        print("| case | p50 ms | p95 ms | mean ms |\n| --- | --- | --- | --- |")
+        for name, r in res.items():
+            print(f"| {name} | {r['p50']:.2f} | {r['p95']:.2f} | {r['mean']:.2f} |")
+        return 0
+
+    import uvicorn
+
+    if args.host not in ("127.0.0.1", "localhost", "::1"):
+        log.warning("binding %s: the demo has no authentication; anyone who can reach this "
+                    "address can use it", args.host)
+    app = create_app(predictor)
+    print(f"serving on http://{args.host}:{args.port}/  (Ctrl-C to stop)", flush=True)
+    uvicorn.run(app, host=args.host, port=args.port, log_level="info")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

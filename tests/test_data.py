@@ -1,0 +1,391 @@
+"""Tests of jaxmnist.data on the real MNIST files ($JAXMNIST_DATA_DIR) and on broken copies."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from jaxmnist import data
+from jaxmnist.data import MnistDataError
+
+# Official label counts, 0..9 (STUDIES.md / SOURCE.md), typed here rather than imported from the
+# module under test.
+TRAIN_COUNTS = [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
+TEST_COUNTS = [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
+NAMES = {
+    ("train", "images"): "train-images-idx3-ubyte",
+    ("train", "labels"): "train-labels-idx1-ubyte",
+    ("test", "images"): "t10k-images-idx3-ubyte",
+    ("test", "labels"): "t10k-labels-idx1-ubyte",
+}
+
+
+@pytest.fixture(autouse=True)
+def _no_env(monkeypatch):
+    """Each test sets JAXMNIST_* itself: the developer's environment must not leak in."""
+    monkeypatch.delenv("JAXMNIST_DATA_DIR", raising=False)
+    monkeypatch.delenv("JAXMNIST_TFDS_DIR", raising=False)
+
+
+@pytest.fixture(scope="module")
+def mnist(mnist_dir):
+    return {s: data.load_mnist(s, source="idx", data_dir=mnist_dir) for s in ("train", "test")}
+
+
+def _raw(mnist_dir: Path, split: str, kind: str) -> bytes:
+    return gzip.decompress((mnist_dir / f"{NAMES[split, kind]}.gz").read_bytes())
+
+
+def _test_dir(
+    tmp_path: Path, mnist_dir: Path, *, images: bytes | None = None, labels: bytes | None = None
+) -> Path:
+    """A folder with the test split: the official .gz files unless raw bytes are given."""
+    folder = tmp_path / "mnist"
+    folder.mkdir()
+    for kind, content in (("images", images), ("labels", labels)):
+        name = NAMES["test", kind]
+        if content is None:
+            shutil.copy(mnist_dir / f"{name}.gz", folder / f"{name}.gz")
+        else:
+            (folder / name).write_bytes(content)
+    return folder
+
+
+# ---------------------------------------------------------------- the real data
+
+
+def test_module_imports_neither_jax_nor_tensorflow():
+    code = (
+        "import sys, jaxmnist.data; "
+        "bad = [m for m in ('jax', 'tensorflow', 'tensorflow_datasets') if m in sys.modules]; "
+        "sys.exit(f'imported {bad}' if bad else 0)"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+@pytest.mark.parametrize(
+    "split,n,counts", [("train", 60000, TRAIN_COUNTS), ("test", 10000, TEST_COUNTS)]
+)
+def test_idx_shapes_dtypes_and_label_counts(mnist, split, n, counts):
+    x, y = mnist[split]
+    assert x.shape == (n, 28, 28, 1) and x.dtype == np.uint8
+    assert y.shape == (n,) and y.dtype == np.int32
+    assert np.bincount(y, minlength=10).tolist() == counts
+    assert x.max() == 255 and x.min() == 0
+
+
+def test_auto_uses_idx_from_env_and_repeated_loads_are_cached(mnist_dir, mnist, monkeypatch):
+    monkeypatch.setenv("JAXMNIST_DATA_DIR", str(mnist_dir))
+    t0 = time.perf_counter()
+    x, y = data.load_mnist("train")  # auto -> IDX via the env var; decoded already by `mnist`
+    assert time.perf_counter() - t0 < 1.0
+    np.testing.assert_array_equal(x, mnist["train"][0])
+    x[0] = 7  # callers get their own copy: the cache must not change
+    again, _ = data.load_mnist("train")
+    np.testing.assert_array_equal(again[0], mnist["train"][0][0])
+
+
+@pytest.fixture(scope="module")
+def tfds_arrays(mnist_dir, tmp_path_factory):
+    """Prepare TFDS mnist from the four .gz files into a fresh dir, with the network cut off."""
+    pytest.importorskip("tensorflow")
+    pytest.importorskip("tensorflow_datasets")
+    tfds_dir = tmp_path_factory.mktemp("tfds")
+
+    def no_network(*args, **kwargs):
+        raise OSError("network access attempted during offline TFDS preparation")
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(socket.socket, "connect", no_network)
+        mp.setattr(socket, "getaddrinfo", no_network)
+        t0 = time.perf_counter()
+        arrays = {
+            s: data.load_mnist(s, source="tfds", data_dir=mnist_dir, tfds_dir=tfds_dir)
+            for s in ("train", "test")
+        }
+        print(f"\nTFDS import + offline prepare + read: {time.perf_counter() - t0:.1f} s")
+    assert (tfds_dir / "mnist").is_dir()
+    return arrays
+
+
+@pytest.mark.parametrize("split", ["train", "test"])
+def test_tfds_arrays_equal_idx_arrays(tfds_arrays, mnist, split):
+    tx, ty = tfds_arrays[split]
+    x, y = mnist[split]
+    assert tx.dtype == x.dtype and ty.dtype == y.dtype
+    assert tx.shape == x.shape and ty.shape == y.shape
+    assert tx.tobytes() == x.tobytes()  # byte-identical, same order as the IDX files
+    assert ty.tobytes() == y.tobytes()
+
+
+def test_cli_check_prints_official_histograms(mnist_dir, capsys):
+    assert data._main(["check", str(mnist_dir)]) == 0
+    out = capsys.readouterr().out
+    assert str(TRAIN_COUNTS) in out and str(TEST_COUNTS) in out
+    assert "DIFFERS" not in out
+
+
+def test_cli_download_from_a_mirror_url(mnist_dir, tmp_path):
+    target = tmp_path / "fetched"
+    assert data._main(["download", str(target), "--base-url", mnist_dir.as_uri()]) == 0
+    for name in data.OFFICIAL_FILES:
+        assert (target / name).read_bytes() == (mnist_dir / name).read_bytes()
+
+
+def test_download_rejects_a_file_with_the_wrong_checksum(mnist_dir, tmp_path):
+    mirror = tmp_path / "mirror"
+    shutil.copytree(mnist_dir, mirror)
+    (mirror / "t10k-labels-idx1-ubyte.gz").chmod(0o644)
+    (mirror / "t10k-labels-idx1-ubyte.gz").write_bytes(gzip.compress(b"not mnist"))
+    with pytest.raises(MnistDataError, match="has md5 .* the official t10k-labels"):
+        data.download(tmp_path / "out", base_url=mirror.as_uri())
+    assert not list((tmp_path / "out").glob("t10k-labels*"))
+
+
+# ---------------------------------------------------------------- splits
+
+
+@pytest.fixture
+def toy():
+    x = np.arange(1000, dtype=np.int64).reshape(1000, 1)  # value == original index
+    return x, x[:, 0] % 10
+
+
+def test_keras_split_is_the_last_fraction_unshuffled(mnist):
+    x, y = mnist["train"]
+    tx, ty, vx, vy = data.keras_validation_split(x, y, 0.2)
+    assert (len(tx), len(vx)) == (48000, 12000)
+    assert vx.tobytes() == x[48000:].tobytes() and vy.tobytes() == y[48000:].tobytes()
+    assert tx.tobytes() == x[:48000].tobytes()
+
+
+def test_keras_split_index_arithmetic(toy):
+    x, y = toy
+    # Keras: split_at = floor(n * (1 - fraction)); 1000 * 0.7 = 700.0000000000001 -> 700.
+    assert len(data.keras_validation_split(x, y, 0.3)[0]) == 700
+    assert len(data.keras_validation_split(x[:7], y[:7], 0.5)[0]) == 3
+    with pytest.raises(ValueError, match="strictly between 0 and 1"):
+        data.keras_validation_split(x, y, 1.0)
+    with pytest.raises(ValueError, match="empty"):
+        data.keras_validation_split(x[:1], y[:1], 0.5)  # floor(0.5) = 0 -> no training data
+
+
+def test_random_holdout_is_a_seeded_partition(toy):
+    x, y = toy
+    tx, ty, vx, vy = data.random_holdout(x, y, 100, seed=3)
+    assert (len(tx), len(vx)) == (900, 100)
+    assert sorted(np.concatenate([tx[:, 0], vx[:, 0]]).tolist()) == list(range(1000))
+    np.testing.assert_array_equal(ty, tx[:, 0] % 10)  # labels travel with their images
+    again = data.random_holdout(x, y, 100, seed=3)
+    np.testing.assert_array_equal(again[2], vx)
+    assert not np.array_equal(data.random_holdout(x, y, 100, seed=4)[2], vx)
+    for k in (0, 1000, 2.5):
+        with pytest.raises(ValueError, match="val_size"):
+            data.random_holdout(x, y, k, seed=0)
+
+
+def test_merged_split_sizes_and_determinism(toy):
+    x, y = toy
+    train, test = (x[:600], y[:600]), (x[600:], y[600:])
+    a = data.merged_split(train, test, 0.2, seed=1)
+    assert (len(a[0]), len(a[2])) == (800, 200)
+    assert sorted(np.concatenate([a[0][:, 0], a[2][:, 0]]).tolist()) == list(range(1000))
+    np.testing.assert_array_equal(data.merged_split(train, test, 0.2, seed=1)[2], a[2])
+    assert not np.array_equal(data.merged_split(train, test, 0.2, seed=2)[2], a[2])
+
+
+def test_take(toy):
+    x, y = toy
+    assert len(data.take(x, y, 10)[0]) == 10
+    assert len(data.take(x, y, None)[0]) == 1000
+    assert len(data.take(x, y, 5000)[0]) == 1000
+    with pytest.raises(ValueError, match="positive integer"):
+        data.take(x, y, 0)
+
+
+@pytest.mark.parametrize(
+    "spec,sizes",
+    [
+        ({"split": "none"}, (60000, None, 10000)),
+        ({"split": "keras", "val_fraction": 0.2}, (48000, 12000, 10000)),
+        ({"split": "holdout", "val_size": 10000, "seed": 0}, (50000, 10000, 10000)),
+        ({"split": "merged", "test_fraction": 0.2, "seed": 0}, (56000, None, 14000)),
+        (
+            {
+                "split": "keras",
+                "val_fraction": 0.2,
+                "train_limit": 512,
+                "val_limit": 64,
+                "test_limit": 128,
+            },
+            (512, 64, 128),
+        ),
+    ],
+)
+def test_make_splits_sizes(mnist_dir, mnist, spec, sizes):
+    s = data.make_splits(spec, source="idx", data_dir=mnist_dir)
+    got = (len(s.train_x), None if s.val_x is None else len(s.val_x), len(s.test_x))
+    assert got == sizes
+    assert len(s.train_y) == sizes[0] and len(s.test_y) == sizes[2]
+    assert s.train_x.dtype == np.uint8 and s.train_y.dtype == np.int32
+
+
+def test_make_splits_is_deterministic_per_seed(mnist_dir, mnist):
+    spec = {"split": "holdout", "val_size": 10000, "seed": 5}
+    a = data.make_splits(spec, source="idx", data_dir=mnist_dir)
+    b = data.make_splits(spec, source="idx", data_dir=mnist_dir)
+    c = data.make_splits({**spec, "seed": 6}, source="idx", data_dir=mnist_dir)
+    assert a.val_y.tobytes() == b.val_y.tobytes() and a.val_x.tobytes() == b.val_x.tobytes()
+    assert a.val_x.tobytes() != c.val_x.tobytes()
+
+
+@pytest.mark.parametrize(
+    "spec,message",
+    [
+        ({"split": "holdout", "val_size": 60000}, "0 < val_size < 60000"),
+        ({"split": "keras"}, "needs spec\\['val_fraction'\\]"),
+        ({"split": "keras", "val_fraction": 0.2, "val_size": 10}, "does not use"),
+        ({"split": "random"}, "must be one of"),
+        ({"split": "none", "valsize": 3}, "unknown split spec key"),
+        ({"split": "none", "train_limit": -1}, "positive integer"),
+        ({"split": "merged", "test_fraction": 1.5}, "strictly between 0 and 1"),
+    ],
+)
+def test_make_splits_rejects_bad_specs(mnist_dir, mnist, spec, message):
+    with pytest.raises(ValueError, match=message):
+        data.make_splits(spec, source="idx", data_dir=mnist_dir)
+
+
+# ---------------------------------------------------------------- broken data, clear errors
+
+
+def test_uncompressed_files_load_and_match(mnist_dir, mnist, tmp_path):
+    folder = _test_dir(
+        tmp_path,
+        mnist_dir,
+        images=_raw(mnist_dir, "test", "images"),
+        labels=_raw(mnist_dir, "test", "labels"),
+    )
+    x, y = data.load_mnist("test", source="idx", data_dir=folder)  # raw md5s verified
+    assert x.tobytes() == mnist["test"][0].tobytes() and y.tobytes() == mnist["test"][1].tobytes()
+
+
+def test_truncated_gz(mnist_dir, tmp_path):
+    folder = _test_dir(tmp_path, mnist_dir)
+    path = folder / "t10k-images-idx3-ubyte.gz"
+    path.write_bytes(path.read_bytes()[:500_000])
+    with pytest.raises(MnistDataError, match="truncated or corrupt gzip") as err:
+        data.load_mnist("test", source="idx", data_dir=folder)
+    assert str(path) in str(err.value) and "download it again" in str(err.value)
+
+
+def test_wrong_magic_number(mnist_dir, tmp_path):
+    raw = bytearray(_raw(mnist_dir, "test", "labels"))
+    raw[3] = 0x05
+    folder = _test_dir(tmp_path, mnist_dir, labels=bytes(raw))
+    with pytest.raises(MnistDataError, match="magic number 0x00000805, expected 0x00000801") as e:
+        data.load_mnist("test", source="idx", data_dir=folder, verify_checksum=False)
+    assert str(folder / "t10k-labels-idx1-ubyte") in str(e.value)
+
+
+def test_swapped_files_are_named_as_such(mnist_dir, tmp_path):
+    folder = _test_dir(tmp_path, mnist_dir, labels=_raw(mnist_dir, "test", "images"))
+    with pytest.raises(MnistDataError, match="names swapped"):
+        data.load_mnist("test", source="idx", data_dir=folder)
+
+
+@pytest.mark.parametrize("count,word", [(10001, "truncated"), (9999, "longer than its header")])
+def test_count_disagreeing_with_file_size(mnist_dir, tmp_path, count, word):
+    raw = bytearray(_raw(mnist_dir, "test", "labels"))
+    raw[4:8] = count.to_bytes(4, "big")
+    folder = _test_dir(tmp_path, mnist_dir, labels=bytes(raw))
+    with pytest.raises(MnistDataError, match=f"{word}.*declares {count:,} labels"):
+        data.load_mnist("test", source="idx", data_dir=folder, verify_checksum=False)
+
+
+def test_missing_file(mnist_dir, tmp_path):
+    folder = _test_dir(tmp_path, mnist_dir)
+    (folder / "t10k-labels-idx1-ubyte.gz").unlink()
+    for source in ("idx", "auto"):  # auto must not wander off to TFDS with a half-filled folder
+        with pytest.raises(MnistDataError, match="Missing MNIST file .*t10k-labels-idx1") as e:
+            data.load_mnist("test", source=source, data_dir=folder)
+        assert "JAXMNIST_DATA_DIR" in str(e.value)
+
+
+def test_checksum_mismatch_and_opt_out(mnist_dir, tmp_path):
+    raw = bytearray(_raw(mnist_dir, "test", "labels"))
+    raw[8] = (raw[8] + 1) % 10  # a different but well-formed label
+    folder = _test_dir(tmp_path, mnist_dir, labels=bytes(raw))
+    with pytest.raises(MnistDataError, match="fails the checksum.*verify_checksum=False") as e:
+        data.load_mnist("test", source="idx", data_dir=folder)
+    assert hashlib.md5(raw).hexdigest() in str(e.value)
+    _, y = data.load_mnist("test", source="idx", data_dir=folder, verify_checksum=False)
+    assert y[0] == raw[8]
+
+
+def test_a_file_replaced_on_disk_is_read_again(mnist_dir, tmp_path):
+    folder = _test_dir(tmp_path, mnist_dir, labels=_raw(mnist_dir, "test", "labels"))
+    data.load_mnist("test", source="idx", data_dir=folder)
+    path = folder / "t10k-labels-idx1-ubyte"
+    path.write_bytes(path.read_bytes()[:-10])  # new size -> the cache entry no longer applies
+    with pytest.raises(MnistDataError, match="truncated"):
+        data.load_mnist("test", source="idx", data_dir=folder)
+
+
+# ---------------------------------------------------------------- where the data comes from
+
+
+def test_argument_beats_env(mnist_dir, tmp_path, monkeypatch):
+    raw = bytearray(_raw(mnist_dir, "test", "labels"))
+    raw[8] = (raw[8] + 1) % 10
+    edited = _test_dir(tmp_path, mnist_dir, labels=bytes(raw))
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "t10k-labels-idx1-ubyte.gz").write_bytes(b"junk")
+    (broken / "t10k-images-idx3-ubyte.gz").write_bytes(b"junk")
+
+    monkeypatch.setenv("JAXMNIST_DATA_DIR", str(broken))
+    for source in ("idx", "auto"):
+        _, y = data.load_mnist("test", source=source, data_dir=edited, verify_checksum=False)
+        assert y[0] == raw[8]  # read from the argument's folder; the env's junk never touched
+    with pytest.raises(MnistDataError, match=re.escape(str(broken))):  # no argument: the env
+        data.load_mnist("test", source="idx")
+
+
+def test_nothing_found_gives_one_error_listing_what_was_tried(tmp_path, monkeypatch):
+    def no_tfds():
+        raise MnistDataError("source='tfds' needs TensorFlow (simulated)")
+
+    monkeypatch.setattr(data, "_import_tfds", no_tfds)
+    monkeypatch.setenv("JAXMNIST_DATA_DIR", str(tmp_path / "nowhere"))
+    with pytest.raises(MnistDataError) as err:
+        data.load_mnist("train", data_dir=tmp_path)
+    message = str(err.value)
+    for expected in (
+        f"data_dir argument: {tmp_path} holds none of the MNIST files",
+        f"$JAXMNIST_DATA_DIR: {tmp_path / 'nowhere'} does not exist",
+        "TFDS: source='tfds' needs TensorFlow",
+        "train-images-idx3-ubyte.gz, train-labels-idx1-ubyte.gz",
+        "python -m jaxmnist.data download",
+    ):
+        assert expected in message
+    monkeypatch.delenv("JAXMNIST_DATA_DIR")
+    with pytest.raises(MnistDataError, match="pass data_dir=... or set JAXMNIST_DATA_DIR"):
+        data.load_mnist("test", source="idx")
+
+
+def test_bad_arguments():
+    with pytest.raises(ValueError, match="split must be one of"):
+        data.load_mnist("validation")
+    with pytest.raises(ValueError, match="source must be one of"):
+        data.load_mnist("train", source="keras")

@@ -45,8 +45,10 @@ def _save(fig, run: Run, path: Path) -> Path:
     return path
 
 
-def _layout(fig, bottom: float = 0.12) -> None:
-    fig.tight_layout(rect=(0, bottom, 1, 0.95))
+def _layout(fig, bottom: float = 0.12, right: float = 0.97, top: float = 0.88) -> None:
+    # Fixed margins rather than tight_layout: it costs ~0.4 s a figure and the report draws ~25.
+    fig.subplots_adjust(left=0.08, right=right, bottom=bottom + 0.06, top=top, wspace=0.32,
+                        hspace=0.55)
 
 
 def _seed_curves(point: Point, key: str) -> np.ndarray:
@@ -106,7 +108,7 @@ def curves(run: Run, points: Sequence[tuple[str, Point]], path: Path, title: str
     handles, labels = axes.flat[0].get_legend_handles_labels()
     fig.suptitle(f"{title}: mean ± std over seeds", fontsize=12)
     if wide:
-        fig.tight_layout(rect=(0, 0.1, 0.68, 0.95))
+        _layout(fig, 0.08, right=0.68)
         fig.legend(handles, labels, loc="upper left", fontsize=7, ncol=1,
                    bbox_to_anchor=(0.69, 0.93), frameon=False)
     else:
@@ -228,7 +230,7 @@ def sample_grid(run: Run, path: Path) -> Path | None:
             ax.imshow(np.asarray(xs[i]).reshape(28, 28), cmap="gray_r")
             ax.set_title(f"label {int(ys[i])}", fontsize=8)
     fig.suptitle("First 25 training images (after the split)", fontsize=11)
-    fig.tight_layout(rect=(0, 0.1, 1, 0.95))
+    fig.subplots_adjust(left=0.02, right=0.98, bottom=0.1, top=0.9, hspace=0.35)
     return _save(fig, run, path)
 
 
@@ -354,7 +356,7 @@ def ffnn_drawing(run: Run, point: Point, path: Path, show_units: int = 16,
     fig.colorbar(im, ax=ax_map, fraction=0.046)
     fig.suptitle("FFNN drawing (subsampled: top inputs and units by summed |weight|, "
                  f"{edges_per_layer} strongest edges per layer)", fontsize=10)
-    fig.tight_layout(rect=(0, 0.1, 1, 0.93))
+    fig.subplots_adjust(left=0.02, right=0.97, bottom=0.12, top=0.86, wspace=0.1)
     return _save(fig, run, path)
 
 

@@ -400,7 +400,8 @@ def table_history(run: Run) -> Table | None:
     fields = ("train_acc", "train_loss", "val_acc", "val_loss")
     t = Table("Training log per epoch: ours (mean ± std) / paper",
               ["epoch"] + [f"{f} ours" for f in fields] + [f"{f} paper" for f in fields])
-    epochs = max(len(m.get("history") or []) for m in p.members)
+    # Every published epoch gets a row, also when this run trained fewer epochs.
+    epochs = max([len(m.get("history") or []) for m in p.members] + list(hist))
     for e in range(1, epochs + 1):
         ours = [_ms(p.values(lambda m, e=e, f=f: (m["history"][e - 1].get(f)
                                                   if len(m["history"]) >= e else None)))
@@ -497,13 +498,14 @@ def write_tables(run: Run) -> list[Path]:
     return written
 
 
-def generate(run_dir: str | Path) -> list[Path]:
-    """Regenerates every table and figure of a run directory; returns the written paths."""
-    from jaxmnist import figures
-
+def generate(run_dir: str | Path, *, figures: bool = True) -> list[Path]:
+    """Regenerates every table (and figure) of a run directory; returns the written paths."""
     run = load(run_dir)
     written = write_tables(run)
-    written += figures.write_figures(run)
+    if figures:
+        from jaxmnist import figures as figures_mod
+
+        written += figures_mod.write_figures(run)
     return written
 
 

@@ -1,0 +1,130 @@
+"""Study configs: overrides, validation messages, expansion (no jax needed except sync checks)."""
+
+from pathlib import Path
+
+import pytest
+
+from jaxmnist import config as C
+
+SWEEPS = Path(__file__).resolve().parent.parent / "sweeps"
+STUDIES = ["smoke", "s0", "s1", "s2", "s3", "s4"]
+
+
+def study(name: str, **kw) -> dict:
+    return C.resolve(C.load_study(SWEEPS / f"{name}.py"), **kw)
+
+
+@pytest.mark.parametrize("name", STUDIES)
+@pytest.mark.parametrize("quick", [False, True])
+def test_shipped_studies_are_valid(name, quick):
+    s = study(name, quick=quick)
+    assert C.validate_study(s) == []
+    members = C.expand(s)
+    assert members and all("seed" in m["config"] for m in members)
+    if name != "smoke":
+        assert C.load_study(SWEEPS / f"{name}.py").seeds >= 3
+    assert s["reduced"] == bool(quick or name == "smoke")
+
+
+def test_s2_grid_is_twelve_models_times_seeds():
+    s = study("s2")
+    members = C.expand(s)
+    assert len({m["key"] for m in members}) == 12
+    assert len(members) == 12 * s["seeds"]
+    assert C.expected_sizes(s["data"]) == (50_000, 10_000, 10_000)
+
+
+def test_s3_shares_identical_configs_between_experiments():
+    members = C.expand(study("s3"))
+    base = [m for m in members if len(m["experiments"]) == 6]
+    assert len(base) == 3  # the 1x64 ReLU / He / lr 0.01 point, once per seed
+    names = {e["name"] for e in base[0]["experiments"]}
+    assert names == {"depth_width", "activation", "learning_rate", "init", "regularization",
+                     "rmsnorm"}
+    assert C.expected_sizes(study("s3")["data"]) == (56_000, 0, 14_000)
+
+
+def test_override_is_type_checked_and_suggests_the_closest_key():
+    cfg = C.load_study(SWEEPS / "smoke.py")
+    s = C.resolve(cfg, overrides=["base.optim.learning_rate=0.05", "seeds=3",
+                                  "grid.optim.name=['adam']", "data.test_limit=500"])
+    assert s["base"]["optim"]["learning_rate"] == 0.05 and s["seeds"] == 3
+    assert s["grid"]["optim"]["name"] == ["adam"] and s["data"]["test_limit"] == 500
+    with pytest.raises(C.ConfigError) as err:
+        C.resolve(cfg, overrides=["base.optim.learnig_rate=0.1", "seeds=three"])
+    text = str(err.value)
+    assert "did you mean 'base.optim.learning_rate'" in text
+    assert "expected an integer" in text
+
+
+@pytest.mark.parametrize("override, message", [
+    ("base.optim.name=adamw", "valid choices: sgd, momentum, adam, rmsprop"),
+    ("base.model.activation=relu6", "is not a valid activation"),
+    ("base.model.init=kaiming", "is not a valid initializer"),
+    ("base.model.name=resnet", "valid choices: mlp, cnn, cnn_depth, squeezenet"),
+    ("base.loss=hinge", "valid choices: xent, xent_onehot, mse, bce"),
+    ("base.train.epochs=0", "train.epochs: must be a positive integer"),
+    ("base.train.batch_size=-4", "train.batch_size: must be a positive integer"),
+    ("data.val_size=60000", "needs an integer in [1, 59999]"),
+    ("data.split=kfold", "valid choices: none, keras, holdout, merged"),
+    ("base.train.batch_size=4096", "exceeds the 2000 training images"),
+])
+def test_bad_values_give_one_clear_message(override, message):
+    s = study("smoke", overrides=[override])
+    problems = C.validate_study(s)
+    assert any(message in p for p in problems), problems
+
+
+def test_grid_with_a_bad_value_names_the_grid_points():
+    s = study("smoke", overrides=["grid.optim.learning_rate=[0.1, -1.0]"])
+    (problem,) = C.validate_study(s)
+    assert "learning_rate: must be a positive number, got -1.0" in problem
+    assert "grid points" in problem
+
+
+def test_quick_preset_marks_the_run_reduced():
+    s = study("s0", quick=True)
+    assert s["base"]["train"]["epochs"] == 3 and s["data"]["train_limit"] == 6000
+    assert "quick preset" in s["reduced_reasons"] and "3 of 10 epochs" in s["reduced_reasons"]
+
+
+def test_nested_and_flatten_round_trip():
+    dotted = {"optim.name": ["a"], "optim.learning_rate": [1.0], "model.hidden": [[3]]}
+    assert C.flatten(C.nested(dotted)) == dotted
+
+
+def test_choice_lists_match_the_jax_modules():
+    pytest.importorskip("jax")
+    from jaxmnist import losses, models, optim
+    from jaxmnist.models import common
+
+    assert set(C.OPTIMIZERS) == set(optim.OPTIMIZERS)
+    assert set(C.LOSSES) == set(losses.LOSSES)
+    assert set(C.MODELS) == set(models.FAMILIES)
+    assert set(C.ACTIVATIONS) == set(common.ACTIVATIONS)
+    assert set(C.INITIALIZERS) == set(common.INITIALIZERS)
+
+
+def test_dynamic_keys_exist_in_the_member_schema():
+    pytest.importorskip("jax")
+    from jaxmnist import train
+
+    for key in train.DYNAMIC_KEYS:
+        if key != "seed":
+            section, leaf = key.split(".")
+            assert leaf in C.MEMBER_KEYS[section]
+    assert set(C.STRATEGIES) == set(train.STRATEGIES)
+
+
+def test_expected_sizes_match_the_data_module():
+    data = pytest.importorskip("jaxmnist.data")
+    import os
+
+    if not os.environ.get("JAXMNIST_DATA_DIR"):
+        pytest.skip("JAXMNIST_DATA_DIR is not set (folder with the four MNIST IDX files)")
+    for name in ("smoke", "s1"):
+        spec = dict(study(name, quick=True)["data"])
+        source = spec.pop("source")
+        splits = data.make_splits(spec, source=source)
+        val = 0 if splits.val_y is None else len(splits.val_y)
+        assert (len(splits.train_y), val, len(splits.test_y)) == C.expected_sizes(spec)

@@ -1,0 +1,199 @@
+"""The report: per-class metrics vs scikit-learn, every study's tables and figures from
+synthetic run directories (no training), published numbers wired to real grid points, no jax."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from jaxmnist import config as C
+from jaxmnist import metrics, published, report
+from jaxmnist.sweep import _resolved_config
+
+ROOT = Path(__file__).resolve().parent.parent
+SWEEPS = ROOT / "sweeps"
+
+
+def _hist(rng, layers):
+    return {name: {"counts": rng.integers(0, 50, 30).tolist(),
+                   "edges": np.linspace(-1, 1, 31).tolist()} for name in layers}
+
+
+def _mlp_params(rng, hidden):
+    sizes = [784, *hidden, 10]
+    names = [f"dense{i + 1}" for i in range(len(hidden))] + ["output"]
+    return {f"{n}/{k}": (rng.normal(0, 0.1, (a, b)) if k == "w" else np.zeros(b)).astype("f4")
+            for n, a, b in zip(names, sizes[:-1], sizes[1:], strict=True) for k in ("w", "b")}
+
+
+def fake_run(root: Path, name: str, epochs: int = 3) -> Path:
+    """Writes a run directory shaped like the sweep's, with made-up but consistent numbers."""
+    rng = np.random.default_rng(0)
+    s = C.resolve(C.load_study(SWEEPS / f"{name}.py"), quick=True)
+    s["base"]["train"]["epochs"] = epochs
+    members = C.expand(s)
+    keys = list(dict.fromkeys(m["key"] for m in members))
+    groups = [[m["member"] for m in members if m["key"] == k] for k in keys]
+    run = root / name
+    (run / "params").mkdir(parents=True)
+    (run / "config.json").write_text(json.dumps(_resolved_config(s, members, groups)))
+    (run / "env.json").write_text(json.dumps({"backend": "cpu", "device_kind": "cpu",
+                                              "git_commit": "abc"}))
+    n_test, n_train = 300, 600
+    test_y, train_y = rng.integers(0, 10, n_test), rng.integers(0, 10, n_train)
+    results = []
+    for i, m in enumerate(members):
+        cfg = m["config"]
+        quality = 0.5 + 0.45 * rng.random()
+        collapsed = name == "s2" and i % 5 == 0
+        pred = np.where(rng.random(n_test) < quality, test_y, rng.integers(0, 10, n_test))
+        if collapsed:
+            pred = np.ones(n_test, int)
+        tpred = np.where(rng.random(n_train) < quality, train_y, rng.integers(0, 10, n_train))
+        hist = [{"epoch": e + 1, "train_loss": 2.0 / (e + 1), "train_acc": quality * e / epochs,
+                 "val_loss": 2.1 / (e + 1), "val_acc": quality * (e + 0.5) / epochs,
+                 "seconds": 1.0} for e in range(epochs)]
+        layers = ["dense1", "output"] if cfg["model"]["name"] == "mlp" else ["conv1", "dense"]
+        results.append({
+            "member": m["member"], "group": 0, "label": C.describe(m), "config": cfg,
+            "status": "collapsed" if collapsed else "ok", "diverged_epoch": None,
+            "top_class_share": 1.0 if collapsed else 0.12, "history": hist,
+            "test": {"loss": float(1 - quality), "acc": float(np.mean(pred == test_y))},
+            "test_pred": pred.tolist(),
+            "confusion_test": metrics.confusion_matrix(test_y, pred).tolist(),
+            "confusion_train": metrics.confusion_matrix(train_y, tpred).tolist(),
+            "test_probs_first25": rng.dirichlet(np.ones(10), 25).tolist(),
+            "weight_hist": _hist(rng, layers), "grad_hist": _hist(rng, layers),
+            "param_count": 1234,
+        })
+        if cfg["model"]["name"] == "mlp":
+            np.savez(run / "params" / f"member_{m['member']}.npz",
+                     **_mlp_params(rng, cfg["model"]["hidden"]))
+    baseline = []
+    if s["baseline"] == "sklearn":
+        for m in members:
+            for e in m["experiments"]:
+                if e["name"] == "depth_width":
+                    baseline.append({"experiment": "depth_width", "label": e["label"],
+                                     "hidden": m["config"]["model"]["hidden"],
+                                     "seed": m["config"]["seed"], "test_acc": 0.95})
+    (run / "results.json").write_text(json.dumps({
+        "study": s["study"], "reduced": True, "reduced_reasons": s["reduced_reasons"],
+        "complete": True, "data": {"train": n_train, "val": 100, "test": n_test},
+        "members": results, "groups": [], "baseline": baseline}))
+    np.savez(run / "samples.npz", train_x=rng.integers(0, 255, (25, 28, 28, 1), np.uint8),
+             train_y=train_y[:25], test_x=rng.integers(0, 255, (25, 28, 28, 1), np.uint8),
+             test_y=test_y[:25])
+    return run
+
+
+def test_per_class_metrics_equal_scikit_learn():
+    sk = pytest.importorskip("sklearn.metrics")
+    rng = np.random.default_rng(1)
+    y = rng.integers(0, 10, 2000)
+    pred = np.where(rng.random(2000) < 0.7, y, rng.integers(0, 10, 2000))
+    pred[pred == 3] = 4  # a class that is never predicted: precision must be 0, not NaN
+    cm = metrics.confusion_matrix(y, pred)
+    np.testing.assert_array_equal(cm, sk.confusion_matrix(y, pred, labels=range(10)))
+    p, r, f, support = sk.precision_recall_fscore_support(y, pred, labels=range(10),
+                                                          zero_division=0)
+    rows = metrics.per_class(cm)
+    np.testing.assert_allclose([x["precision"] for x in rows], p, atol=1e-12)
+    np.testing.assert_allclose([x["recall"] for x in rows], r, atol=1e-12)
+    np.testing.assert_allclose([x["f1"] for x in rows], f, atol=1e-12)
+    assert [x["actual"] for x in rows] == support.tolist()
+    summ = metrics.summary(cm)
+    assert summ["accuracy"] == pytest.approx(sk.accuracy_score(y, pred))
+    for avg in ("macro", "weighted"):
+        ps, rs, fs, _ = sk.precision_recall_fscore_support(y, pred, average=avg, zero_division=0)
+        assert summ[f"{avg}_precision"] == pytest.approx(ps)
+        assert summ[f"{avg}_recall"] == pytest.approx(rs)
+        assert summ[f"{avg}_f1"] == pytest.approx(fs)
+
+
+def test_mean_std_uses_sample_std_and_skips_missing():
+    mean, std, n = metrics.mean_std([0.9, 0.92, None, float("nan"), 0.94])
+    assert (mean, n) == (pytest.approx(0.92), 3) and std == pytest.approx(0.02)
+    assert metrics.fmt_mean_std([0.5]) == "0.5000"
+
+
+def test_every_published_number_belongs_to_a_grid_point():
+    """A typo in a label or a value would silently drop the paper's number from a table."""
+    for name in ("s0", "s1", "s2", "s3", "s4"):
+        s = C.resolve(C.load_study(SWEEPS / f"{name}.py"))
+        members = C.expand(s)
+        for entry in published.for_study(name):
+            exp = "depth_width" if entry.experiment == "sklearn" else entry.experiment
+            hits = [m for m in members if any(
+                e["name"] == exp and published.lookup(
+                    name, entry.experiment, e["label"], m["config"]) is entry
+                for e in m["experiments"])]
+            assert hits, (name, entry)
+    assert published.lookup("s2", "main", "", {"optim": {"name": "adam",
+                                                         "learning_rate": 1e-4}}
+                            ).values["test_acc"] == 0.9911
+
+
+@pytest.mark.parametrize("name", ["s0", "s1", "s2", "s3", "s4"])
+def test_report_writes_every_table(tmp_path, name):
+    run = fake_run(tmp_path, name)
+    names = {p.name for p in report.generate(run, figures=False)}
+    for expected in ("summary.md", "summary.csv", "per_class.md", "per_class.csv",
+                     "status.md", "last_epoch.md", "models.md", "report.md"):
+        assert expected in names, expected
+    md = (run / "tables" / "report.md").read_text()
+    assert "REDUCED RUN" in md
+    if name == "s2":
+        assert "(99.11)" in (run / "tables" / "grid_matrix.md").read_text()
+        assert "collapsed" in (run / "tables" / "status.md").read_text()
+    if name == "s3":
+        text = (run / "tables" / "experiments.md").read_text()
+        assert "| leaky_relu |" in text and "0.9470" in text and "> 0.90" in text
+        assert "0.9666" in (run / "tables" / "baseline.md").read_text()  # paper's sklearn 3x64
+    if name == "s1":
+        assert "0.9907" in (run / "tables" / "history.md").read_text()
+    if name == "s4":
+        assert "0.9133" in (run / "tables" / "last_epoch.md").read_text()
+    if name == "s0":
+        assert "225034" in (run / "tables" / "models.md").read_text()
+
+
+def _check_pngs(run: Path, expected: set[str]) -> None:
+    pngs = {p.name: p for p in (run / "figures").glob("*.png")}
+    assert expected <= set(pngs), expected - set(pngs)
+    for p in pngs.values():
+        assert 0 < p.stat().st_size < 200_000, p
+
+
+@pytest.mark.parametrize("name, expected", [
+    ("s2", {"grid_heatmap.png", "curves.png", "weights.png", "grads.png"}),
+    ("s4", {"confusion_test_depth_1.png", "confusion_test_depth_4.png", "curves.png"}),
+])
+def test_report_writes_figures(tmp_path, name, expected):
+    run = fake_run(tmp_path, name)
+    report.generate(run)
+    _check_pngs(run, expected | {"confusion_test.png", "confusion_train.png", "samples.png",
+                                 "class_distribution.png", "test_probs.png"})
+
+
+def test_report_cli_does_not_import_jax(tmp_path):
+    run = fake_run(tmp_path, "s3", epochs=2)
+    code = ("import sys; from jaxmnist import report; rc = report.main([sys.argv[1]]); "
+            "bad = sorted(m for m in sys.modules if m == 'jax' or m.startswith('jax.')); "
+            "print('JAX_MODULES', bad); sys.exit(rc)")
+    out = subprocess.run([sys.executable, "-c", code, str(run)], capture_output=True, text=True,
+                         cwd=ROOT, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "JAX_MODULES []" in out.stdout
+    _check_pngs(run, {"ffnn.png", "curves_init.png", "weights_regularization.png",
+                      "grads_rmsnorm.png", "confusion_test.png", "test_probs.png"})
+
+
+def test_report_on_a_directory_without_results_fails_clearly(tmp_path):
+    out = subprocess.run([sys.executable, "-m", "jaxmnist.report", str(tmp_path)],
+                         capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert out.returncode == 1
+    assert "config.json is missing" in out.stderr

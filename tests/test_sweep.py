@@ -1,0 +1,147 @@
+"""``python -m jaxmnist.sweep``: the smoke study end to end, resume, the report, bad configs."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+DATA_DIR = os.environ.get("JAXMNIST_DATA_DIR")
+needs_data = pytest.mark.skipif(
+    not DATA_DIR, reason="JAXMNIST_DATA_DIR is not set (folder with the four MNIST IDX files)")
+
+
+def cli(*args: str, timeout: int = 300) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", *args], capture_output=True, text=True,
+                          cwd=ROOT, timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory):
+    if not DATA_DIR:
+        pytest.skip("JAXMNIST_DATA_DIR is not set (folder with the four MNIST IDX files)")
+    run = tmp_path_factory.mktemp("smoke") / "run"
+    out = cli("jaxmnist.sweep", "sweeps/smoke.py", "--workdir", str(run))
+    assert out.returncode == 0, out.stderr[-3000:]
+    return run, out
+
+
+@needs_data
+def test_smoke_study_end_to_end(smoke_run):
+    run, out = smoke_run
+    assert "run directory:" in out.stderr and "group 2/2" in out.stderr
+    for name in ("config.json", "env.json", "metrics.jsonl", "results.json", "samples.npz"):
+        assert (run / name).is_file(), name
+    results = json.loads((run / "results.json").read_text())
+    config = json.loads((run / "config.json").read_text())
+    assert results["complete"] and results["reduced"]
+    assert results["data"] == {"train": 2000, "val": 500, "test": 1000}
+    assert len(results["members"]) == len(config["members"]) == 16
+    assert len(config["groups"]) == 2 and len(results["groups"]) == 2
+    for m in results["members"]:
+        assert m["status"] in ("ok", "diverged", "collapsed")
+        assert len(m["history"]) == 2 and 0.0 <= m["test"]["acc"] <= 1.0
+        assert sum(map(sum, m["confusion_test"])) == 1000
+        assert (run / "params" / f"member_{m['member']}.npz").is_file()
+    best = max(m["test"]["acc"] for m in results["members"])
+    assert best > 0.75, best  # adam 0.01 on 2k images reaches ~0.83 in 2 epochs
+    lines = (run / "metrics.jsonl").read_text().splitlines()
+    assert len(lines) == 16 * 2
+    env = json.loads((run / "env.json").read_text())
+    assert env["jax"] and env["devices"] and env["git_commit"]
+    assert (run / "tables" / "summary.md").is_file()
+    assert (run / "figures" / "curves.png").is_file()
+    assert list((run / "ckpt").glob("group_*"))
+
+
+@needs_data
+def test_report_regenerates_from_files(smoke_run):
+    run, _ = smoke_run
+    for p in (run / "figures").glob("*.png"):
+        p.unlink()
+    out = cli("jaxmnist.report", str(run), timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert {"curves.png", "confusion_test.png", "ffnn.png", "samples.png"} <= {
+        p.name for p in (run / "figures").glob("*.png")}
+
+
+@needs_data
+def test_rerun_resumes_without_retraining_finished_groups(smoke_run):
+    run, _ = smoke_run
+    results_path = run / "results.json"
+    before = json.loads(results_path.read_text())
+    # Simulate an interruption after the first group: the second group's results are gone
+    # (its checkpoints remain, so the engine restores them instead of training again).
+    partial = dict(before, complete=False,
+                   members=[m for m in before["members"] if m["group"] == 0],
+                   groups=[g for g in before["groups"] if g["group"] == 0])
+    results_path.write_text(json.dumps(partial))
+    out = cli("jaxmnist.sweep", "sweeps/smoke.py", "--workdir", str(run), "--no-report")
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "(resuming)" in out.stderr
+    assert "group 1/2: finished earlier, read from results.json" in out.stderr
+    assert "group 2/2: finished earlier" not in out.stderr
+    after = json.loads(results_path.read_text())
+    assert after["complete"] and len(after["members"]) == 16
+    group1 = [g for g in after["groups"] if g["group"] == 1][0]
+    assert group1["resumed"] is True
+    for a, b in zip(before["members"], after["members"], strict=True):
+        assert a["test"] == b["test"] and a["history"] == b["history"]
+    # A third run has nothing left to do.
+    out = cli("jaxmnist.sweep", "sweeps/smoke.py", "--workdir", str(run), "--no-report")
+    assert out.returncode == 0 and out.stderr.count("finished earlier") == 2
+
+
+@needs_data
+def test_rerun_with_a_different_study_is_refused(smoke_run):
+    run, _ = smoke_run
+    out = cli("jaxmnist.sweep", "sweeps/smoke.py", "--workdir", str(run), "--seeds", "1")
+    assert out.returncode == 2
+    assert "already holds a run of study 'smoke'" in out.stderr
+
+
+BAD = [
+    (["--config.base.optim.name=adamw"], "valid choices: sgd, momentum, adam, rmsprop"),
+    (["--config.base.optim.learnig_rate=0.1"], "did you mean 'base.optim.learning_rate'?"),
+    (["--config.base.model.activation=relu6"], "is not a valid activation; valid choices:"),
+    (["--config.base.model.init=kaiming"], "is not a valid initializer; valid choices:"),
+    (["--config.base.optim.learning_rate=-0.1"], "must be a positive number, got -0.1"),
+    (["--config.base.train.batch_size=0"], "train.batch_size: must be a positive integer"),
+    (["--config.data.val_size=60000"], "needs an integer in [1, 59999]"),
+    (["--config.grid.model.hidden=[[0]]"], "expected a list of positive ints"),  # models check
+    (["--config.grid.optim.name=['sgd','lion']"], "'lion' is not a valid optimizer"),
+    (["--seeds", "0"], "seeds: must be a positive integer, got 0"),
+]
+
+
+@pytest.mark.parametrize("args, message", BAD)
+def test_bad_config_exits_2_with_a_clear_message_and_writes_nothing(tmp_path, args, message):
+    run = tmp_path / "run"
+    out = cli("jaxmnist.sweep", "sweeps/smoke.py", "--workdir", str(run), *args, timeout=120)
+    assert out.returncode == 2, out.stderr
+    assert message in out.stderr, out.stderr
+    assert "Nothing was written." in out.stderr
+    assert not run.exists()
+
+
+def test_missing_study_file_lists_the_studies(tmp_path):
+    out = cli("jaxmnist.sweep", "sweeps/s9.py", "--workdir", str(tmp_path / "run"))
+    assert out.returncode == 2 and "does not exist" in out.stderr and "sweeps/s2.py" in out.stderr
+
+
+def test_list_shows_every_study():
+    out = cli("jaxmnist.sweep", "--list", timeout=60)
+    assert out.returncode == 0
+    for name in ("s0", "s1", "s2", "s3", "s4", "smoke"):
+        assert f"sweeps/{name}.py" in out.stdout
+
+
+def test_dry_run_prints_groups_and_writes_nothing(tmp_path):
+    out = cli("jaxmnist.sweep", "sweeps/s3.py", "--dry-run", "--workdir", str(tmp_path / "r"),
+              timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "63 members in 17 groups" in out.stdout
+    assert not (tmp_path / "r").exists()

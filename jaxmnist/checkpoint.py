@@ -119,7 +119,9 @@ def load_member(
         with np.load(npz_path) as data:
             flat = {name: data[name] for name in data.files}
     except (OSError, ValueError) as err:
-        raise CheckpointError(f"cannot read exported member {member} from {npz_path}: {err}") from err
+        raise CheckpointError(
+            f"cannot read exported member {member} from {npz_path}: {err}"
+        ) from err
     return meta["model"], _unflatten(flat)
 
 

@@ -1,0 +1,645 @@
+"""The grid engine: a whole group of members trained as ONE compiled program.
+
+A *member* is one model trained with one optimizer, learning rate, regularisation and seed (see
+``docs/architecture.md`` for the member-config format). Members that agree on every *static* key
+(everything except :data:`DYNAMIC_KEYS`) have the same shapes, so they form a *group*: their
+states are stacked on a leading grid axis ``G`` and one jitted function trains them all.
+
+Per epoch, on the device, with no host loop per batch:
+
+* each member draws its own permutation of the training set from its own key (``fold_in`` of the
+  seed and the epoch number, so a resumed run draws the same order);
+* ``lax.scan`` walks the batches; the dataset lives on the device once, as uint8;
+* a step whose loss or new parameters are non-finite is discarded and the member is marked
+  diverged: it stays frozen at its last finite state while the others continue.
+
+Two strategies run the members of a group inside the one program (``train.strategy``):
+
+* ``"vmap"`` — batched: every op sees a leading ``G`` axis (matmuls become batched matmuls).
+  Best on accelerators, and the only one used when the grid axis is sharded over devices.
+* ``"sequential"`` — ``lax.map`` over members: the same per-member program, run one member after
+  another inside the same compiled executable. On XLA:CPU a vmapped convolution lowers to a
+  grouped convolution that runs poorly, so this can win there (``python -m jaxmnist.bench``).
+* ``"auto"`` (default) — ``vmap`` on GPU/TPU; on CPU, :data:`CPU_STRATEGY`, chosen from the
+  benchmark's measurements.
+
+Multi-device: the grid axis is sharded over all local devices with a 1-D ``Mesh`` and
+``NamedSharding``; the grid is padded to a multiple of the device count with copies of member 0
+whose results are dropped.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+from jaxmnist import checkpoint, losses, models, optim
+
+DYNAMIC_KEYS: tuple[str, ...] = (
+    "optim.name",
+    "optim.learning_rate",
+    "optim.momentum",
+    "reg.l1",
+    "reg.l2",
+    "seed",
+)
+"""Member-config keys that become per-member arrays; all other keys are static (shape-changing)."""
+
+STRATEGIES = ("auto", "vmap", "sequential")
+CPU_STRATEGY = "vmap"
+"""What ``"auto"`` means on XLA:CPU (see the module docstring and ``jaxmnist.bench``)."""
+
+COLLAPSE_SHARE = 0.9
+"""A member is ``collapsed`` when one class gets at least this share of its test predictions.
+
+MNIST's most frequent test class (digit 1) is 11.35% of the set, and a useful classifier predicts
+each class near its frequency; S2's degenerate models predict one class for 100% of the images.
+0.9 separates the two with a wide margin on both sides."""
+
+EVAL_BATCH = 1000  # images per evaluation step (forward only, so larger than training batches)
+HIST_BINS = 30  # bins of the per-layer weight and gradient histograms
+GRAD_HIST_IMAGES = 512  # training images used for the final gradient histograms
+NUM_CLASSES = 10
+HISTORY_FIELDS = ("train_loss", "train_acc", "val_loss", "val_acc")
+
+
+class GridError(ValueError):
+    """Members given to :func:`train_grid` cannot train together (a clear, user-facing error)."""
+
+
+# --------------------------------------------------------------------------------------------
+# Member configs and groups
+# --------------------------------------------------------------------------------------------
+
+
+def get_dotted(cfg: Mapping[str, Any], key: str, default: Any = None) -> Any:
+    """Reads ``cfg["a"]["b"]`` for ``key="a.b"``; ``default`` when a part is missing."""
+    node: Any = cfg
+    for part in key.split("."):
+        if not isinstance(node, Mapping) or part not in node:
+            return default
+        node = node[part]
+    return node
+
+
+def static_config(member: Mapping[str, Any]) -> dict[str, Any]:
+    """The member config with every dynamic key removed: what its group shares."""
+    static = copy.deepcopy(dict(member))
+    for key in DYNAMIC_KEYS:
+        *parents, leaf = key.split(".")
+        node = static
+        for part in parents:
+            node = node.get(part, {}) if isinstance(node, dict) else {}
+        if isinstance(node, dict):
+            node.pop(leaf, None)
+    return static
+
+
+def group_key(member: Mapping[str, Any]) -> str:
+    """A canonical string of the static config: members with equal keys train together."""
+    return json.dumps(static_config(member), sort_keys=True, default=str)
+
+
+def group_members(members: Sequence[Mapping[str, Any]]) -> list[list[int]]:
+    """Partitions member indices into groups, in order of first appearance."""
+    groups: dict[str, list[int]] = {}
+    for index, member in enumerate(members):
+        groups.setdefault(group_key(member), []).append(index)
+    return list(groups.values())
+
+
+@dataclass(frozen=True)
+class GroupSpec:
+    """What every member of a group shares (all static)."""
+
+    model_cfg: dict[str, Any]
+    loss: str
+    epochs: int
+    batch_size: int
+    optimizers: tuple[str, ...]
+    strategy: str
+
+    @classmethod
+    def from_members(cls, members: Sequence[Mapping[str, Any]]) -> GroupSpec:
+        """Builds the spec, checking that all members share their static keys."""
+        if not members:
+            raise GridError("train_grid needs at least one member config")
+        keys = {group_key(m) for m in members}
+        if len(keys) != 1:
+            raise GridError(
+                "members differ in static (shape-changing) keys and cannot train as one program; "
+                "split them with jaxmnist.train.group_members first"
+            )
+        first = members[0]
+        strategy = get_dotted(first, "train.strategy", "auto")
+        if strategy not in STRATEGIES:
+            raise GridError(
+                f"unknown train.strategy {strategy!r}; valid choices: {', '.join(STRATEGIES)}"
+            )
+        epochs = int(get_dotted(first, "train.epochs", 0))
+        batch = int(get_dotted(first, "train.batch_size", 0))
+        if epochs <= 0 or batch <= 0:
+            raise GridError(
+                f"train.epochs and train.batch_size must be positive (got {epochs}, {batch})"
+            )
+        return cls(
+            model_cfg=dict(first["model"]),
+            loss=str(first.get("loss", "xent")),
+            epochs=epochs,
+            batch_size=batch,
+            optimizers=optim.present_optimizers(
+                [get_dotted(m, "optim.name", "adam") for m in members]
+            ),
+            strategy=strategy,
+        )
+
+
+class MemberArrays(NamedTuple):
+    """Per-member dynamic values, each with a leading grid axis."""
+
+    hyper: optim.MemberHyper
+    l1: jax.Array
+    l2: jax.Array
+    keys: jax.Array  # [G, 3, 2] uint32: init, dropout, data-order keys
+
+
+def member_arrays(members: Sequence[Mapping[str, Any]]) -> MemberArrays:
+    """Stacks the dynamic keys of the members into arrays with a leading grid axis."""
+    names = [get_dotted(m, "optim.name", "adam") for m in members]
+    for name in names:
+        optim.check_optimizer(name)
+    seeds = [int(m.get("seed", 0)) for m in members]
+    # Three independent streams per member, derived from its seed alone, so two members with the
+    # same seed start from the same weights and see the same data order (a paired comparison).
+    keys = jnp.stack(
+        [
+            jnp.stack([jax.random.fold_in(jax.random.PRNGKey(s), i) for i in range(3)])
+            for s in seeds
+        ]
+    )
+    return MemberArrays(
+        hyper=optim.MemberHyper(
+            opt_id=jnp.asarray([optim.OPTIMIZERS.index(n) for n in names], jnp.int32),
+            learning_rate=jnp.asarray(
+                [get_dotted(m, "optim.learning_rate", 1e-3) for m in members], jnp.float32
+            ),
+            momentum=jnp.asarray(
+                [get_dotted(m, "optim.momentum", optim.DEFAULT_MOMENTUM) for m in members],
+                jnp.float32,
+            ),
+        ),
+        l1=jnp.asarray([get_dotted(m, "reg.l1", 0.0) or 0.0 for m in members], jnp.float32),
+        l2=jnp.asarray([get_dotted(m, "reg.l2", 0.0) or 0.0 for m in members], jnp.float32),
+        keys=keys,
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# The per-member program (pure functions; vmapped or lax.mapped over the grid)
+# --------------------------------------------------------------------------------------------
+
+
+class TrainState(NamedTuple):
+    """One member's training state (a leading ``G`` axis on a grid)."""
+
+    params: Any
+    opt: Any
+    alive: jax.Array  # bool: False once a step produced a non-finite loss or parameters
+    diverged_epoch: jax.Array  # int32: the epoch in which it diverged, 0 while alive
+
+
+def _all_finite(tree: Any) -> jax.Array:
+    leaves = jax.tree_util.tree_leaves(tree)
+    return jnp.all(jnp.stack([jnp.all(jnp.isfinite(leaf)) for leaf in leaves]))
+
+
+def _select(pred: jax.Array, on_true: Any, on_false: Any) -> Any:
+    return jax.tree_util.tree_map(lambda a, b: jnp.where(pred, a, b), on_true, on_false)
+
+
+class _Program:
+    """The jitted functions of one group: built once, reused for every epoch."""
+
+    def __init__(self, spec: GroupSpec, n_train: int):
+        self.spec = spec
+        self.model = models.build(spec.model_cfg)
+        self.loss_fn = losses.get_loss(spec.loss)
+        self.n_train = n_train
+        self.steps = math.ceil(n_train / spec.batch_size)
+
+    # -- losses ------------------------------------------------------------------------------
+    def _data_loss(self, logits: jax.Array, labels: jax.Array, weights: jax.Array) -> jax.Array:
+        if self.spec.loss != "xent":
+            # One-hot targets, as the papers' Keras code fed them (S1's categorical CE).
+            labels = jax.nn.one_hot(labels, NUM_CLASSES, dtype=jnp.float32)
+        return self.loss_fn(logits, labels, weights)
+
+    def _objective(self, params, x, y, w, key, l1, l2):
+        logits = self.model.apply(params, x, train=True, key=key)
+        data_loss = self._data_loss(logits, y, w)
+        penalty = l1 * losses.l1_penalty(params) + l2 * losses.l2_penalty(params)
+        correct = jnp.sum((jnp.argmax(logits, -1) == y) * w)
+        return data_loss + penalty, correct
+
+    # -- one member ----------------------------------------------------------------------------
+    def init_member(self, arrays: MemberArrays) -> TrainState:
+        params = self.model.init(arrays.keys[0])
+        opt = optim.init(params, self.spec.optimizers, arrays.hyper.momentum)
+        return TrainState(params, opt, jnp.asarray(True), jnp.asarray(0, jnp.int32))
+
+    def member_epoch(self, state: TrainState, arrays: MemberArrays, train_x, train_y, epoch):
+        """Trains one member for one epoch; returns (state, loss_sum, correct_sum, seen)."""
+        batch, steps, n = self.spec.batch_size, self.steps, self.n_train
+        order = jax.random.permutation(jax.random.fold_in(arrays.keys[2], epoch), n)
+        # Keras semantics: the last batch is partial. Shapes must be static, so it is padded
+        # with index 0 and a zero weight (the loss is a weighted mean over real images only).
+        pad = steps * batch - n
+        order = jnp.concatenate([order, jnp.zeros((pad,), order.dtype)]).reshape(steps, batch)
+        weights = (jnp.arange(steps * batch) < n).astype(jnp.float32).reshape(steps, batch)
+        dropout_key = jax.random.fold_in(arrays.keys[1], epoch)
+        grad_fn = jax.value_and_grad(self._objective, has_aux=True)
+
+        def step(carry, inputs):
+            st, loss_sum, correct_sum, seen = carry
+            i, idx, w = inputs
+            x, y = train_x[idx], train_y[idx]
+            key = jax.random.fold_in(dropout_key, i)
+            (loss, correct), grads = grad_fn(st.params, x, y, w, key, arrays.l1, arrays.l2)
+            new_params, new_opt = optim.update(
+                grads, st.opt, st.params, arrays.hyper, self.spec.optimizers
+            )
+            ok = st.alive & jnp.isfinite(loss) & _all_finite(new_params)
+            count = jnp.sum(w)
+            new_state = TrainState(
+                params=_select(ok, new_params, st.params),
+                opt=_select(ok, new_opt, st.opt),
+                alive=ok,
+                diverged_epoch=jnp.where(st.alive & ~ok, epoch, st.diverged_epoch),
+            )
+            # Metrics count only the steps that were applied, so a frozen member's epoch
+            # metrics describe its last finite updates (NaN only if nothing was applied).
+            loss_sum = loss_sum + jnp.where(ok, loss * count, 0.0)
+            correct_sum = correct_sum + jnp.where(ok, correct, 0.0)
+            seen = seen + jnp.where(ok, count, 0.0)
+            return (new_state, loss_sum, correct_sum, seen), None
+
+        zero = jnp.asarray(0.0, jnp.float32)
+        (state, loss_sum, correct_sum, seen), _ = jax.lax.scan(
+            step, (state, zero, zero, zero), (jnp.arange(steps), order, weights)
+        )
+        return state, loss_sum, correct_sum, seen
+
+    def member_eval(self, params, eval_x, eval_y, eval_w):
+        """Forward-only pass over a padded ``[steps, EVAL_BATCH, ...]`` split."""
+
+        def body(carry, inputs):
+            loss_sum, correct = carry
+            x, y, w = inputs
+            logits = self.model.apply(params, x, train=False)
+            loss = self._data_loss(logits, y, w)
+            pred = jnp.argmax(logits, -1).astype(jnp.int32)
+            correct = correct + jnp.sum((pred == y) * w)
+            return (loss_sum + loss * jnp.sum(w), correct), pred
+
+        zero = jnp.asarray(0.0, jnp.float32)
+        (loss_sum, correct), preds = jax.lax.scan(body, (zero, zero), (eval_x, eval_y, eval_w))
+        return loss_sum, correct, preds.reshape(-1)
+
+    def member_probs_and_grads(self, params, arrays: MemberArrays, x_probe, y_probe, x_grad,
+                               y_grad):
+        """Class probabilities of a few test images and the data-loss gradient on a batch."""
+        probs = jax.nn.softmax(self.model.apply(params, x_probe, train=False), -1)
+        w = jnp.ones(y_grad.shape, jnp.float32)
+
+        def loss(p):
+            return self._data_loss(self.model.apply(p, x_grad, train=False), y_grad, w)
+
+        return probs, jax.grad(loss)(params)
+
+
+def _over_members(fn: Callable, strategy: str) -> Callable:
+    """Maps a per-member function over the leading grid axis of all its arguments' pytrees."""
+    if strategy == "vmap":
+        return jax.vmap(fn)
+    return lambda *args: jax.lax.map(lambda a: fn(*a), args)
+
+
+def resolve_strategy(strategy: str, n_devices: int) -> str:
+    """Turns ``"auto"`` into a concrete strategy for the default backend."""
+    if n_devices > 1:
+        return "vmap"  # sharding splits the grid axis; a lax.map over it would be serialised
+    if strategy != "auto":
+        return strategy
+    return CPU_STRATEGY if jax.default_backend() == "cpu" else "vmap"
+
+
+# --------------------------------------------------------------------------------------------
+# Host side: data on the device, sharding, the epoch loop, checkpoints, results
+# --------------------------------------------------------------------------------------------
+
+
+def _pad_eval(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Pads a split to a multiple of EVAL_BATCH and reshapes it to ``[steps, EVAL_BATCH, ...]``."""
+    n = x.shape[0]
+    batch = min(EVAL_BATCH, max(n, 1))
+    steps = math.ceil(n / batch)
+    pad = steps * batch - n
+    xp = np.concatenate([x, np.zeros((pad,) + x.shape[1:], x.dtype)])
+    yp = np.concatenate([y, np.zeros((pad,), y.dtype)])
+    wp = (np.arange(steps * batch) < n).astype(np.float32)
+    return (
+        xp.reshape((steps, batch) + x.shape[1:]),
+        yp.reshape(steps, batch),
+        wp.reshape(steps, batch),
+    )
+
+
+def _histograms(tree: Any, member: int) -> dict[str, dict[str, list[float]]]:
+    """Per-layer histograms of the ``w`` leaves of one member (host-side NumPy)."""
+    out = {}
+    flat = jax.tree_util.tree_flatten_with_path(tree)[0]
+    for path, leaf in flat:
+        names = [getattr(p, "key", str(p)) for p in path]
+        if names[-1] != "w":
+            continue
+        values = np.asarray(leaf[member], np.float64).ravel()
+        values = values[np.isfinite(values)]
+        if values.size == 0:
+            continue
+        counts, edges = np.histogram(values, bins=HIST_BINS)
+        out["/".join(names[:-1])] = {"counts": counts.tolist(), "edges": edges.tolist()}
+    return out
+
+
+def _confusion(labels: np.ndarray, preds: np.ndarray) -> list[list[int]]:
+    flat = np.bincount(labels * NUM_CLASSES + preds, minlength=NUM_CLASSES * NUM_CLASSES)
+    return flat.reshape(NUM_CLASSES, NUM_CLASSES).tolist()
+
+
+def _finite_or_none(value: float) -> float | None:
+    return float(value) if math.isfinite(value) else None
+
+
+class _CompileCounter:
+    """Counts XLA backend compilations while active (for the 'no recompile' guarantee)."""
+
+    EVENT = "/jax/core/compile/backend_compile_duration"
+
+    def __init__(self):
+        self.count = 0
+
+    def __call__(self, event: str, duration: float, **kwargs: Any) -> None:
+        if event == self.EVENT:
+            self.count += 1
+
+    def __enter__(self) -> _CompileCounter:
+        jax.monitoring.register_event_duration_secs_listener(self)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        jax.monitoring.unregister_event_duration_listener(self)
+
+
+def train_grid(
+    members: Sequence[Mapping[str, Any]],
+    splits: Any,
+    workdir: str | None = None,
+    *,
+    on_epoch: Callable[[int, list[dict[str, Any]], dict[str, Any]], None] | None = None,
+    checkpoint_every: int = 1,
+    keep: int = 2,
+    train_confusion: bool = True,
+    devices: Sequence[Any] | None = None,
+) -> list[dict[str, Any]]:
+    """Trains a group of members as one compiled program and evaluates them.
+
+    Args:
+        members: Member configs that share all static keys (see ``docs/architecture.md``).
+        splits: A ``jaxmnist.data.Splits`` (``train_x, train_y, val_x, val_y, test_x, test_y``;
+            images uint8 ``[N,28,28,1]``, labels int32 ``[N]``; ``val_x`` may be ``None``).
+        workdir: Directory for this group's orbax checkpoints; ``None`` disables checkpointing.
+            When it already holds checkpoints, training resumes from the latest one.
+        on_epoch: Called after every epoch as ``on_epoch(epoch, member_metrics, info)``, with
+            one dict of :data:`HISTORY_FIELDS` (+ ``alive``) per member and ``info`` holding
+            ``seconds``, ``images_per_second``, ``compiles`` and ``resumed``.
+        checkpoint_every: Save every this many epochs (the last epoch is always saved).
+        keep: How many checkpoints to keep.
+        train_confusion: Also predict the whole training split for a train confusion matrix.
+        devices: Devices to shard the grid over; default all local devices.
+
+    Returns:
+        One JSON-ready dict per member (format in ``docs/architecture.md``), plus the key
+        ``"params"`` holding that member's final parameters as NumPy (pop it before writing
+        JSON), and ``"group_stats"`` (identical for every member of the group).
+    """
+    spec = GroupSpec.from_members(members)
+    devices = list(devices) if devices is not None else jax.local_devices()
+    n_dev = len(devices)
+    strategy = resolve_strategy(spec.strategy, n_dev)
+    n_members = len(members)
+    # Pad the grid with copies of member 0 so it splits evenly over the devices.
+    padded = list(members) + [members[0]] * (-n_members % n_dev)
+    g = len(padded)
+    if splits.train_x.shape[0] == 0:
+        raise GridError("the training split is empty")
+
+    mesh = Mesh(np.asarray(devices), ("grid",))
+    grid_sharding = NamedSharding(mesh, PartitionSpec("grid"))
+    replicated = NamedSharding(mesh, PartitionSpec())
+
+    def put_grid(tree):
+        return jax.device_put(tree, grid_sharding)
+
+    program = _Program(spec, int(splits.train_x.shape[0]))
+    arrays = put_grid(member_arrays(padded))
+    # The dataset goes to the device once, as uint8; every epoch indexes it there.
+    train_x = jax.device_put(np.asarray(splits.train_x, np.uint8), replicated)
+    train_y = jax.device_put(np.asarray(splits.train_y, np.int32), replicated)
+    has_val = splits.val_x is not None and len(splits.val_x) > 0
+    val = tuple(jax.device_put(a, replicated) for a in _pad_eval(splits.val_x, splits.val_y)) \
+        if has_val else None
+    test = tuple(jax.device_put(a, replicated) for a in _pad_eval(splits.test_x, splits.test_y))
+
+    over = lambda fn: _over_members(fn, strategy)  # noqa: E731
+    init_fn = jax.jit(over(program.init_member), out_shardings=grid_sharding)
+    epoch_fn = jax.jit(
+        lambda st, ar, x, y, e: over(lambda s, a: program.member_epoch(s, a, x, y, e))(st, ar),
+        donate_argnums=(0,),
+    )
+    eval_fn = jax.jit(
+        lambda p, x, y, w: over(lambda q: program.member_eval(q, x, y, w))(p)
+    )
+
+    compile_seconds = 0.0
+    t0 = time.perf_counter()
+    state = init_fn(arrays)
+    state = jax.block_until_ready(state)
+    compile_seconds += time.perf_counter() - t0
+
+    history = np.full((spec.epochs, g, len(HISTORY_FIELDS)), np.nan, np.float32)
+    seconds = np.zeros((spec.epochs,), np.float32)
+    start_epoch = 1
+    manager = checkpoint.make_manager(workdir, keep=keep) if workdir else None
+    resumed = False
+    if manager is not None:
+        restored = checkpoint.restore_latest(
+            manager, {"state": state, "history": history, "seconds": seconds}
+        )
+        if restored is not None:
+            step, saved = restored
+            state = saved["state"]
+            history = np.asarray(saved["history"])
+            seconds = np.asarray(saved["seconds"])
+            start_epoch = step + 1
+            resumed = True
+
+    # Compile the epoch ahead of time so its cost is reported apart from training speed.
+    t0 = time.perf_counter()
+    epoch_exec = epoch_fn.lower(state, arrays, train_x, train_y, jnp.asarray(1, jnp.int32))
+    epoch_exec = epoch_exec.compile()
+    compile_seconds += time.perf_counter() - t0
+
+    def evaluate(params, split):
+        loss_sum, correct, preds = eval_fn(params, *split)
+        n = float(np.asarray(split[2]).sum())
+        return np.asarray(loss_sum) / n, np.asarray(correct) / n, np.asarray(preds)
+
+    for epoch in range(start_epoch, spec.epochs + 1):
+        with _CompileCounter() as counter:
+            t0 = time.perf_counter()
+            state, loss_sum, correct_sum, seen = epoch_exec(
+                state, arrays, train_x, train_y, jnp.asarray(epoch, jnp.int32)
+            )
+            seen = np.asarray(seen)
+            train_seconds = time.perf_counter() - t0
+            with np.errstate(invalid="ignore", divide="ignore"):
+                history[epoch - 1, :, 0] = np.asarray(loss_sum) / seen
+                history[epoch - 1, :, 1] = np.asarray(correct_sum) / seen
+            if has_val:
+                val_loss, val_acc, _ = evaluate(state.params, val)
+                history[epoch - 1, :, 2] = val_loss
+                history[epoch - 1, :, 3] = val_acc
+            seconds[epoch - 1] = time.perf_counter() - t0
+        if manager is not None and (epoch % checkpoint_every == 0 or epoch == spec.epochs):
+            checkpoint.save(
+                manager, epoch, {"state": state, "history": history, "seconds": seconds}
+            )
+        if on_epoch is not None:
+            alive = np.asarray(state.alive)
+            metrics = [
+                {
+                    **{f: _finite_or_none(history[epoch - 1, k, j])
+                       for j, f in enumerate(HISTORY_FIELDS)},
+                    "alive": bool(alive[k]),
+                }
+                for k in range(n_members)
+            ]
+            on_epoch(
+                epoch,
+                metrics,
+                {
+                    "seconds": float(seconds[epoch - 1]),
+                    "train_seconds": train_seconds,
+                    "images_per_second": n_members * program.n_train / train_seconds,
+                    "compiles": counter.count,
+                    "resumed": resumed,
+                    "epochs": spec.epochs,
+                },
+            )
+
+    # ---- final evaluation ------------------------------------------------------------------
+    test_loss, test_acc, test_pred = evaluate(state.params, test)
+    n_test = splits.test_x.shape[0]
+    test_pred = test_pred[:, :n_test]
+    train_pred = None
+    if train_confusion:
+        train_split = tuple(
+            jax.device_put(a, replicated) for a in _pad_eval(splits.train_x, splits.train_y)
+        )
+        train_pred = evaluate(state.params, train_split)[2][:, : program.n_train]
+    n_probe = min(25, n_test)
+    n_grad = min(GRAD_HIST_IMAGES, program.n_train)
+    probe_inputs = [
+        jax.device_put(a, replicated)
+        for a in (splits.test_x[:n_probe], np.asarray(splits.test_y[:n_probe], np.int32),
+                  splits.train_x[:n_grad], np.asarray(splits.train_y[:n_grad], np.int32))
+    ]
+    probs, grads = jax.jit(
+        lambda p, a, *xs: over(lambda q, b: program.member_probs_and_grads(q, b, *xs))(p, a)
+    )(state.params, arrays, *probe_inputs)
+    probs = np.asarray(probs)
+    params_host = jax.tree_util.tree_map(np.asarray, state.params)
+    grads_host = jax.tree_util.tree_map(np.asarray, grads)
+    alive = np.asarray(state.alive)
+    diverged_epoch = np.asarray(state.diverged_epoch)
+    param_count = models.param_count(jax.tree_util.tree_map(lambda a: a[0], params_host))
+    total_seconds = float(seconds.sum())
+    group_stats = {
+        "members": n_members,
+        "padded_members": g,
+        "devices": n_dev,
+        "strategy": strategy,
+        "compile_seconds": compile_seconds,
+        "train_seconds": total_seconds,
+        "images_per_second": (
+            n_members * program.n_train * spec.epochs / total_seconds if total_seconds else None
+        ),
+        "resumed": resumed,
+    }
+
+    results = []
+    test_labels = np.asarray(splits.test_y)
+    for k in range(n_members):
+        share = np.bincount(test_pred[k], minlength=NUM_CLASSES).max() / max(n_test, 1)
+        if not alive[k]:
+            status = "diverged"
+        elif share >= COLLAPSE_SHARE:
+            status = "collapsed"
+        else:
+            status = "ok"
+        hist = [
+            {
+                "epoch": e + 1,
+                **{f: _finite_or_none(history[e, k, j]) for j, f in enumerate(HISTORY_FIELDS)
+                   if has_val or not f.startswith("val")},
+                "seconds": float(seconds[e]),
+            }
+            for e in range(spec.epochs)
+        ]
+        member_params = jax.tree_util.tree_map(lambda a, k=k: a[k], params_host)
+        results.append(
+            {
+                "config": copy.deepcopy(dict(members[k])),
+                "status": status,
+                "diverged_epoch": int(diverged_epoch[k]) or None,
+                "top_class_share": float(share),
+                "history": hist,
+                "test": {
+                    "loss": _finite_or_none(float(test_loss[k])),
+                    "acc": float(test_acc[k]),
+                },
+                "test_pred": test_pred[k].tolist(),
+                "confusion_test": _confusion(test_labels, test_pred[k]),
+                "confusion_train": (
+                    _confusion(np.asarray(splits.train_y), train_pred[k])
+                    if train_pred is not None else None
+                ),
+                "test_probs_first25": probs[k].tolist(),
+                "weight_hist": _histograms(params_host, k),
+                "grad_hist": _histograms(grads_host, k),
+                "param_count": param_count,
+                "group_stats": group_stats,
+                "params": member_params,
+            }
+        )
+    return results

@@ -1,0 +1,69 @@
+"""Small, real-MNIST grids shared by tests/test_train.py and tests/train_worker.py."""
+
+from __future__ import annotations
+
+import copy
+import functools
+import os
+
+import numpy as np
+
+from jaxmnist import data
+
+GRID_OPTIMIZERS = ("adam", "rmsprop", "sgd")
+GRID_LEARNING_RATES = (0.1, 0.01, 0.001, 0.0001)
+# A small MLP with dropout: the engine's mechanics (keys, resume, isolation, devices) at a
+# fraction of the CNN's CPU time. The CNN (S1's shape) is kept for the oracle test.
+SMALL_MLP = {"name": "mlp", "hidden": [64], "dropout": 0.2}
+
+
+def base_member(**overrides) -> dict:
+    """A small CNN member (S1's dropout CNN shape on a slice of MNIST)."""
+    member = {
+        "model": {"name": "cnn", "dropout": [0.25, 0.5]},
+        "optim": {"name": "adam", "learning_rate": 1e-3},
+        "reg": {"l1": 0.0, "l2": 0.0},
+        "loss": "xent",
+        "train": {"epochs": 1, "batch_size": 32},
+        "seed": 0,
+    }
+    if "model" in overrides:
+        member["model"] = copy.deepcopy(overrides.pop("model"))
+    for key, value in overrides.items():
+        node = member
+        *parents, leaf = key.split(".")
+        for part in parents:
+            node = node[part]
+        node[leaf] = value
+    return member
+
+
+def grid_members(epochs: int = 1, seed: int = 0, **overrides) -> list[dict]:
+    """S2's 3 optimizers x 4 learning rates as member configs."""
+    out = []
+    for name in GRID_OPTIMIZERS:
+        for lr in GRID_LEARNING_RATES:
+            out.append(
+                base_member(**{"optim.name": name, "optim.learning_rate": lr,
+                               "train.epochs": epochs, "seed": seed, **overrides})
+            )
+    return copy.deepcopy(out)
+
+
+@functools.lru_cache(maxsize=4)
+def small_splits(n_train: int = 640, n_val: int = 200, n_test: int = 500) -> data.Splits:
+    """The first images of real MNIST: 640 train (20 steps of 32), 200 val, 500 test."""
+    data_dir = os.environ.get("JAXMNIST_DATA_DIR")
+    train_x, train_y = data.load_mnist("train", source="idx", data_dir=data_dir)
+    test_x, test_y = data.load_mnist("test", source="idx", data_dir=data_dir)
+    return data.Splits(
+        train_x[:n_train], train_y[:n_train],
+        train_x[-n_val:], train_y[-n_val:],
+        test_x[:n_test], test_y[:n_test],
+    )
+
+
+def as_float64(tree):
+    """Nested dict of arrays -> nested dict of float64 NumPy arrays."""
+    return {k: as_float64(v) if isinstance(v, dict) else np.asarray(v, np.float64)
+            for k, v in tree.items()}

@@ -1,0 +1,70 @@
+"""Subprocess helper for tests/test_train.py: train a small grid and save its outcome.
+
+Runs as ``python tests/train_worker.py OUT.npz [--workdir DIR] [--kill-after-epoch N]`` so that
+tests can (a) simulate several CPU devices with XLA_FLAGS, which must be set before jax starts,
+and (b) kill a training process for real in the middle of a run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from train_fixtures import SMALL_MLP, grid_members, small_splits  # noqa: E402
+
+from jaxmnist import train  # noqa: E402
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("out")
+    parser.add_argument("--workdir")
+    parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--kill-after-epoch", type=int, default=0)
+    args = parser.parse_args()
+
+    def on_epoch(epoch, metrics, info):
+        if epoch == args.kill_after_epoch:
+            # A hard kill, as an interrupted job would get: no cleanup, no atexit handlers.
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    results = train.train_grid(
+        grid_members(epochs=args.epochs, model=SMALL_MLP),
+        small_splits(),
+        args.workdir,
+        on_epoch=on_epoch,
+    )
+    save_results(args.out, results)
+
+
+def save_results(path: str, results) -> None:
+    """Saves what the comparisons need: flattened params, histories and test accuracy."""
+    arrays = {}
+    for k, result in enumerate(results):
+        for name, leaf in _flat(result["params"]).items():
+            arrays[f"m{k}/{name}"] = leaf
+        arrays[f"m{k}/history"] = np.asarray(
+            [[h["train_loss"], h["train_acc"], h["val_loss"], h["val_acc"]]
+             for h in result["history"]], np.float64)
+        arrays[f"m{k}/test_acc"] = np.asarray(result["test"]["acc"])
+        arrays[f"m{k}/test_pred"] = np.asarray(result["test_pred"])
+    np.savez(path, **arrays)
+
+
+def _flat(tree, prefix=""):
+    out = {}
+    for name, value in tree.items():
+        path = f"{prefix}/{name}" if prefix else name
+        out.update(_flat(value, path) if isinstance(value, dict) else {path: np.asarray(value)})
+    return out
+
+
+if __name__ == "__main__":
+    main()

@@ -386,6 +386,24 @@ def _confusion(labels: np.ndarray, preds: np.ndarray) -> list[list[int]]:
     return flat.reshape(NUM_CLASSES, NUM_CLASSES).tolist()
 
 
+def member_status(alive: bool, test_pred: np.ndarray) -> tuple[str, float]:
+    """Labels a trained member from its final state and test predictions.
+
+    Args:
+        alive: False when a step produced a non-finite loss or parameters.
+        test_pred: The member's predicted class per test image.
+
+    Returns:
+        ``(status, top_class_share)``: status is ``"diverged"`` (not alive), ``"collapsed"`` (one
+        class gets at least :data:`COLLAPSE_SHARE` of the predictions) or ``"ok"``.
+    """
+    counts = np.bincount(np.asarray(test_pred, np.int64), minlength=NUM_CLASSES)
+    share = float(counts.max() / max(counts.sum(), 1))
+    if not alive:
+        return "diverged", share
+    return ("collapsed" if share >= COLLAPSE_SHARE else "ok"), share
+
+
 def _finite_or_none(value: float) -> float | None:
     return float(value) if math.isfinite(value) else None
 
@@ -600,13 +618,7 @@ def train_grid(
     results = []
     test_labels = np.asarray(splits.test_y)
     for k in range(n_members):
-        share = np.bincount(test_pred[k], minlength=NUM_CLASSES).max() / max(n_test, 1)
-        if not alive[k]:
-            status = "diverged"
-        elif share >= COLLAPSE_SHARE:
-            status = "collapsed"
-        else:
-            status = "ok"
+        status, share = member_status(bool(alive[k]), test_pred[k])
         hist = [
             {
                 "epoch": e + 1,

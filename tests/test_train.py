@@ -98,7 +98,8 @@ def _train_alone(member: dict, splits) -> dict:
 
 @pytest.fixture(scope="module")
 def grid_results():
-    return train.train_grid(grid_members(epochs=1), small_splits())
+    members = [base_member(**{"optim.name": n}) for n in ("adam", "sgd")]
+    return train.train_grid(members, small_splits())
 
 
 @pytest.mark.parametrize("strategy", ["sequential", "vmap"])
@@ -135,7 +136,7 @@ def test_results_are_complete_and_json_ready(grid_results):
     assert first["history"][0]["val_acc"] is not None
     json.dumps({k: v for k, v in first.items() if k != "params"})
     # Adam at 1e-3 learns something in 20 steps; test accuracy is far above chance.
-    assert grid_results[2]["test"]["acc"] > 0.5
+    assert grid_results[0]["test"]["acc"] > 0.5
 
 
 def test_nan_member_is_frozen_and_others_bit_identical():
@@ -179,15 +180,15 @@ def test_same_seed_twice_gives_identical_results():
     assert _max_abs_diff(a[0]["params"], a[1]["params"]) > 0
 
 
-def test_collapse_is_labelled():
-    # SGD at lr 10 on the CNN drives every image to one class without a NaN (S2's failure).
-    members = [base_member(**{"optim.name": n, "optim.learning_rate": lr})
-               for n, lr in (("adam", 1e-3), ("adam", 0.1))]
-    results = train.train_grid(members, small_splits(), train_confusion=False)
-    assert results[0]["status"] == "ok"
-    share = results[1]["top_class_share"]
-    expected = "collapsed" if share >= train.COLLAPSE_SHARE else "ok"
-    assert results[1]["status"] in (expected, "diverged")
+def test_member_status_labels_collapse_and_divergence():
+    one_class = np.full(10_000, 1)  # S2's degenerate models: every image called '1'
+    assert train.member_status(True, one_class) == ("collapsed", 1.0)
+    healthy = np.arange(10_000) % 10
+    assert train.member_status(True, healthy) == ("ok", 0.1)
+    assert train.member_status(False, healthy)[0] == "diverged"
+    nearly = np.where(np.arange(1000) < 905, 7, 3)
+    assert train.member_status(True, nearly)[0] == "collapsed"
+    assert train.member_status(True, np.where(np.arange(1000) < 850, 7, 3))[0] == "ok"
 
 
 def test_mixed_static_keys_are_rejected():

@@ -58,8 +58,11 @@ def fit_one(hidden: Sequence[int], splits: Any, *, learning_rate: float, batch_s
         shuffle=True, random_state=seed, early_stopping=False, n_iter_no_change=epochs + 1,
         tol=0.0,
     )
+    from threadpoolctl import threadpool_limits
+
     t0 = time.perf_counter()
-    with warnings.catch_warnings():
+    # Batch-32 matmuls are tiny: one BLAS thread avoids thread hand-off costs (2-4x faster here).
+    with warnings.catch_warnings(), threadpool_limits(limits=1):
         warnings.simplefilter("ignore", ConvergenceWarning)
         clf.fit(_flat(splits.train_x), np.asarray(splits.train_y))
     seconds = time.perf_counter() - t0

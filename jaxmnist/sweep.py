@@ -168,13 +168,16 @@ def prepare_run_dir(run_dir: Path, resolved: dict[str, Any]) -> bool:
         old = json.loads(cfg_path.read_text())
         old_members = [m["config"] for m in old.get("members", [])]
         new_members = [m["config"] for m in resolved["members"]]
-        if old.get("study") != resolved["study"] or old_members != new_members:
+        if (old.get("study") != resolved["study"] or old_members != new_members
+                or old.get("data") != resolved["data"]):
             differ = sum(a != b for a, b in zip(old_members, new_members, strict=False))
             differ += abs(len(old_members) - len(new_members))
+            what = (f"{differ} of {len(new_members)} member configs differ" if differ
+                    else "its data split differs")
             raise C.ConfigError(
-                [f"{run_dir} already holds a run of study {old.get('study')!r} whose members "
-                 f"differ from this one ({differ} of {len(new_members)} member configs differ); "
-                 "resume only with the same study, flags and overrides, or pick a new --workdir"]
+                [f"{run_dir} already holds a run of study {old.get('study')!r} that differs "
+                 f"from this one ({what}); resume only with the same study, flags and "
+                 "overrides, or pick a new --workdir"]
             )
         return True
     if run_dir.exists() and any(run_dir.iterdir()):
@@ -245,10 +248,10 @@ class _EpochLogger:
 
 
 def _group_label(members: list[dict[str, Any]]) -> str:
-    model = members[0]["config"]["model"]
-    extras = {k: v for k, v in model.items() if k != "name"}
-    text = model["name"] + (" " + json.dumps(extras, separators=(",", ":")) if extras else "")
-    return text[:60]
+    """The group's first grid point (and how many more it holds), for the progress bar."""
+    labels = list(dict.fromkeys(C.describe(m).rsplit(" (seed", 1)[0] for m in members))
+    text = labels[0] + (f" +{len(labels) - 1} more" if len(labels) > 1 else "")
+    return text if len(text) <= 50 else text[:47] + "..."
 
 
 def run(study: dict[str, Any], run_dir: Path, *, data_dir: str | None = None,

@@ -101,6 +101,9 @@ def test_rerun_with_a_different_study_is_refused(smoke_run):
     out = cli("jaxmnist.sweep", "sweeps/smoke.py", "--workdir", str(run), "--seeds", "1")
     assert out.returncode == 2
     assert "already holds a run of study 'smoke'" in out.stderr
+    out = cli("jaxmnist.sweep", "sweeps/smoke.py", "--workdir", str(run),
+              "--config.data.test_limit=500")
+    assert out.returncode == 2 and "its data split differs" in out.stderr
 
 
 BAD = [

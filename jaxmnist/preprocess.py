@@ -8,11 +8,13 @@ that, so :func:`preprocess_bytes` does, in order:
 1. decode (PNG/JPEG/WebP/GIF/BMP) with limits on bytes and pixels, EXIF orientation applied,
    alpha composited on white, grayscale, large images reduced to :data:`WORK_SIDE`;
 2. polarity: invert when the border (the background) is light, so ink is bright;
-3. background flattening (uneven lighting in photos) and contrast stretch so full ink = 1;
+3. background flattening (a robust quadratic fit: uneven lighting in photos) and a contrast
+   stretch so that solid ink = 1;
 4. denoising: an adaptive noise floor (from the background's median and MAD) that keeps the
    anti-aliased stroke edges, and removal of isolated specks;
-5. crop to the ink's bounding box, normalise the stroke width towards MNIST's, scale into 20x20
-   keeping the aspect ratio, and centre by centre of mass in 28x28.
+5. crop to the bounding box of the strong ink (so faint noise cannot widen it), normalise the
+   stroke width towards MNIST's, scale into 20x20 keeping the aspect ratio, and centre by
+   centre of mass in 28x28.
 
 Only numpy and Pillow: no jax here, so the server's input checks are cheap to import and test.
 Every rejected input raises :class:`PreprocessError`, which carries an HTTP status code.
@@ -230,7 +232,10 @@ def border_pixels(gray: np.ndarray) -> np.ndarray:
 
 def otsu_threshold(x: np.ndarray, bins: int = 256) -> float:
     """Otsu's threshold of values in [0, 1]: maximises the between-class variance."""
-    hist, edges = np.histogram(x, bins=bins, range=(0.0, 1.0))
+    # bincount of quantised values: the same histogram as np.histogram, several times faster.
+    idx = np.clip((np.asarray(x, np.float32) * bins).astype(np.int64), 0, bins - 1)
+    hist = np.bincount(idx.ravel(), minlength=bins)
+    edges = np.linspace(0.0, 1.0, bins + 1)
     p = hist.astype(np.float64) / max(1, hist.sum())
     centres = (edges[:-1] + edges[1:]) / 2
     w0 = np.cumsum(p)
@@ -242,23 +247,49 @@ def otsu_threshold(x: np.ndarray, bins: int = 256) -> float:
     return float(edges[int(np.argmax(between)) + 1])
 
 
-def _background(ink: np.ndarray) -> np.ndarray | float:
-    """Background level of an ink-bright image: a smooth surface for large images, else a scalar.
+def _quadratic_basis(n_rows: int, n_cols: int) -> tuple[np.ndarray, np.ndarray]:
+    """Pixel-centre coordinates in [-1, 1] (rows, columns) for an n_rows x n_cols image."""
+    return ((np.arange(n_rows) + 0.5) / n_rows * 2 - 1, (np.arange(n_cols) + 0.5) / n_cols * 2 - 1)
 
-    Large images (photos) are split into a 4x4 grid; the 10th percentile of each block is its
-    background (ink covers far less than 90% of a block), and the grid is interpolated
-    bilinearly. That removes the gradients of uneven lighting. Small images (<64 px) are assumed
-    evenly lit: their border median is the background.
+
+def _background(ink: np.ndarray) -> np.ndarray | float:
+    """Background level of an ink-bright image: a smooth surface for photos, else a scalar.
+
+    Photos are lit unevenly (a gradient across the page, vignetting), so a single level leaves
+    one side grey. For images of 64 px or more, a quadratic surface in (row, column) is fitted
+    by least squares to a reduced copy (<= 96 px), dropping the pixels far above the fit
+    (ink: bright after inversion) and refitting, a few times. Small images are assumed evenly
+    lit: their border median is the background.
     """
     h, w = ink.shape
     if min(h, w) < 64:
         return float(np.median(border_pixels(ink)))
-    g = 4
-    rows = np.array_split(np.arange(h), g)
-    cols = np.array_split(np.arange(w), g)
-    grid = np.array([[np.percentile(ink[r[0]:r[-1] + 1, c[0]:c[-1] + 1], 10) for c in cols]
-                     for r in rows], dtype=np.float32)
-    return np.asarray(Image.fromarray(grid).resize((w, h), Image.Resampling.BILINEAR))
+    s = 96 / max(h, w)
+    small = _resize(ink, max(8, round(w * s)), max(8, round(h * s)))
+    sh, sw = small.shape
+    u, v = _quadratic_basis(sh, sw)
+    uu, vv = np.meshgrid(u, v, indexing="ij")
+    basis = np.stack([np.ones_like(uu), vv, uu, vv * vv, uu * vv, uu * uu], -1).reshape(-1, 6)
+    vals = small.reshape(-1).astype(np.float64)
+    keep = np.ones(vals.shape, bool)
+    coef = np.zeros(6)
+    for _ in range(4):
+        # Normal equations: a 6x6 solve (coordinates in [-1, 1] keep it well conditioned);
+        # np.linalg.lstsq's SVD is ~50x slower here and this runs on every request.
+        a = basis[keep]
+        coef = np.linalg.solve(a.T @ a + 1e-9 * np.eye(6), a.T @ vals[keep])
+        r = vals - basis @ coef
+        med = float(np.median(r[keep]))
+        mad = float(np.median(np.abs(r[keep] - med)))
+        new = r < med + 2.5 * 1.4826 * mad + 1e-3
+        if new.sum() < 0.25 * vals.size or (new == keep).all():
+            break
+        keep = new
+    u, v = _quadratic_basis(h, w)
+    uu, vv = u[:, None], v[None, :]
+    c = coef.astype(np.float32)
+    return (c[0] + c[1] * vv + c[2] * uu + c[3] * vv * vv + c[4] * uu * vv
+            + c[5] * uu * uu).astype(np.float32)
 
 
 def _despeckle(y: np.ndarray, passes: int = 2) -> np.ndarray:
@@ -419,7 +450,8 @@ def to_mnist(gray: np.ndarray) -> np.ndarray:
     # 1. Polarity: the border is background; a light one means dark ink on paper.
     ink = 1.0 - g if np.median(border_pixels(g)) > 0.5 else g
     # 2. Flatten the background, then stretch so that solid ink is 1.
-    x = np.clip(ink - _background(ink), 0.0, 1.0)
+    r = ink - _background(ink)
+    x = np.clip(r, 0.0, 1.0)
     t = otsu_threshold(x)
     fg = x > t
     if fg.sum() < MIN_INK_PIXELS:
@@ -428,22 +460,35 @@ def to_mnist(gray: np.ndarray) -> np.ndarray:
     if full < MIN_CONTRAST:
         raise _no_ink()
     y = np.clip(x / full, 0.0, 1.0)
-    # 3. Noise floor from the background class (median + 4 robust sigmas). Clean images have a
-    #    background of exact zeros, so the floor is 0 and anti-aliased edges are kept.
-    bgv = y[~fg]
+    # 3. Noise floor: median + 4 robust sigmas (MAD) of the background's residual, taken before
+    #    clipping at 0 so the spread is not halved. Clean images have a background of exact
+    #    zeros, so the floor is 0 and every anti-aliased edge pixel is kept.
+    bgr = r[~fg]
+    # A regular subsample of ~64k pixels estimates a median as well and is 10x faster on photos.
+    bgr = bgr[::max(1, bgr.size // 65536)]
     floor = 0.0
-    if bgv.size:
-        med = float(np.median(bgv))
-        mad = float(np.median(np.abs(bgv - med)))
-        floor = min(med + 4 * 1.4826 * mad, 0.5 * t / full)
+    if bgr.size:
+        med = float(np.median(bgr))
+        mad = float(np.median(np.abs(bgr - med)))
+        floor = min(max(0.0, med + 4 * 1.4826 * mad) / full, 0.5 * t / full)
     if floor > 0:
         y = np.clip((y - floor) / (1.0 - floor), 0.0, 1.0)
     y = _despeckle(y)
-    if np.count_nonzero(y) < MIN_INK_PIXELS:
+    strong = _despeckle(np.where(fg, y, 0.0))
+    if np.count_nonzero(strong) < MIN_INK_PIXELS:
         raise _no_ink()
-    # 4. Crop, normalise the stroke width, fit into 20x20, centre by centre of mass.
-    top, bottom, left, right = _mass_bbox(y)
-    crop = y[top:bottom + 1, left:right + 1]
+    # 4. Crop: the box of the strong ink (above Otsu's threshold), widened by a margin for the
+    #    faint anti-aliased edges, then shrunk to the ink inside it. Faint noise far from the
+    #    digit cannot widen the box, yet a clean image keeps all of its grey edge pixels.
+    top, bottom, left, right = _mass_bbox(strong)
+    m = max(2, round(0.02 * max(y.shape)))
+    window = np.zeros(y.shape, bool)
+    window[max(0, top - m):bottom + m + 1, max(0, left - m):right + m + 1] = True
+    y = np.where(window, y, 0.0)
+    rows = np.nonzero(y.any(axis=1))[0]
+    cols = np.nonzero(y.any(axis=0))[0]
+    crop = y[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1]
+    # 5. Normalise the stroke width, fit into 20x20, centre by centre of mass.
     if max(crop.shape) >= 2 * BOX:
         fine = _fit(crop, _FINE)
         crop = normalize_stroke(fine, BOX / max(fine.shape))

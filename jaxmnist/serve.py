@@ -22,6 +22,7 @@ import io
 import json
 import logging
 import math
+import os
 import re
 import sys
 import time
@@ -289,6 +290,7 @@ class Predictor:
             self.default = only if only is not None else default_member(self.members)
         results = self._results_head()
         self.study = results.get("study")
+        self.reduced = bool(results.get("reduced", False))
         self._fns: dict[str, Callable[..., Any]] = {}
         self._params: dict[int, Any] = {}
         for m in self.members:
@@ -374,8 +376,8 @@ class Predictor:
 
     def members_json(self) -> dict[str, Any]:
         """The body of ``GET /api/members``."""
-        return {"run_dir": str(self.run_dir), "study": self.study, "default": self.default,
-                "members": [m.to_json() for m in self.members]}
+        return {"run_dir": str(self.run_dir), "study": self.study, "reduced": self.reduced,
+                "default": self.default, "members": [m.to_json() for m in self.members]}
 
     def handle_image(self, data: bytes, member: Any = None) -> dict[str, Any]:
         """Preprocess image bytes and predict: the body of a ``POST /predict`` response.
@@ -398,7 +400,8 @@ class Predictor:
         p = self.predict(digit, k)
         t2 = time.perf_counter()
         png = base64.b64encode(to_png_bytes(digit)).decode("ascii")
-        return {"digit": int(np.argmax(p)), "probabilities": [float(v) for v in p],
+        # 7 significant digits: float32's precision, without float64's long decimal tails.
+        return {"digit": int(np.argmax(p)), "probabilities": [float(f"{v:.7g}") for v in p],
                 "member": k, "latency_ms": round(1000 * (t2 - t0), 3),
                 "preprocess_ms": round(1000 * (t1 - t0), 3),
                 "model_ms": round(1000 * (t2 - t1), 3),
@@ -651,7 +654,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                     help="measure p50/p95 latency in-process and exit")
     ap.add_argument("-n", type=int, default=200, help="requests per case for --bench")
     args = ap.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    # Our own messages at INFO; libraries (jax's backend probing, httpx per request) at WARNING.
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    log.setLevel(logging.INFO)
 
     t0 = time.perf_counter()
     try:
@@ -673,8 +678,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         res = bench(predictor, n=args.n)
         dev = jax.devices()[0]
-        print(f"\n{datetime.date.today()} · {platform.processor() or platform.machine()} · "
-              f"{dev.platform} · jax {jax.__version__} · n={args.n}\n")
+        # The load average says whether other processes shared the CPU during the measurement.
+        load = " / ".join(f"{v:.1f}" for v in os.getloadavg())
+        print(f"\n{datetime.date.today()} · {platform.machine()} · {os.cpu_count()} CPUs · "
+              f"{dev.platform} · jax {jax.__version__} · n={args.n} · load average {load}\n")
         print("| case | p50 ms | p95 ms | mean ms |\n| --- | --- | --- | --- |")
         for name, r in res.items():
             print(f"| {name} | {r['p50']:.2f} | {r['p95']:.2f} | {r['mean']:.2f} |")

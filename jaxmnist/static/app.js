@@ -49,7 +49,7 @@
       const b = bars[d];
       b.bar.style.width = `${(100 * p).toFixed(2)}%`;
       b.bar.dataset.p = String(p);
-      b.value.textContent = p === null ? "" : `${(100 * p).toFixed(1)}%`;
+      b.value.textContent = p > 0 && p < 0.0005 ? "<0.1%" : `${(100 * p).toFixed(1)}%`;
       b.row.classList.toggle("top", d === top);
     });
   }
@@ -290,7 +290,8 @@
         tr.classList.toggle("current", tr.dataset.member === String(member));
       }
       const m = info.members.find((x) => x.member === member);
-      const where = info.study ? `study ${info.study}` : info.run_dir;
+      const where = (info.study ? `study ${info.study}` : info.run_dir) +
+        (info.reduced ? " (reduced run)" : "");
       $("model-info").textContent =
         `${where} · member ${member}: ${m.summary} · test accuracy ${pct(m.test_acc)}`;
     }

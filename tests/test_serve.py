@@ -124,8 +124,7 @@ def _cache_key() -> str:
     return h.hexdigest()[:16]
 
 
-@pytest.fixture(scope="session")
-def run_dir() -> Path:
+def _cached_run() -> Path:
     """A run directory with one briefly trained S0 member (cached across sessions in tmp)."""
     cache = Path(tempfile.gettempdir()) / "jaxmnist-test-cache" / f"serve-s0-{_cache_key()}"
     if not (cache / "results.json").is_file():
@@ -138,6 +137,11 @@ def run_dir() -> Path:
         except OSError:  # another session finished first; use theirs
             shutil.rmtree(work, ignore_errors=True)
     return cache
+
+
+@pytest.fixture(scope="session")
+def run_dir() -> Path:
+    return _cached_run()
 
 
 @pytest.fixture(scope="session")
@@ -506,10 +510,6 @@ def test_browser_draw_and_predict(live_server, browser):
     widths = [float(b.get_attribute("data-p")) for b in bars]
     assert abs(sum(widths) - 1) < 1e-3
     assert browser.find_element(By.ID, "digit").text == "7"
-    shot = os.environ.get("JAXMNIST_SCREENSHOT")
-    if shot:  # regenerate figures/serve_screenshot.png (docs/serve.md)
-        time.sleep(0.5)
-        browser.save_screenshot(shot)
 
     # Clear resets the result; an upload predicts again.
     browser.find_element(By.ID, "clear").click()
@@ -527,3 +527,42 @@ def test_browser_draw_and_predict(live_server, browser):
     browser.find_element(By.ID, "file").send_keys(str(bad))
     WebDriverWait(browser, 15).until(
         lambda d: "not a supported image" in d.find_element(By.ID, "status").text)
+
+
+@pytest.mark.skipif(not os.environ.get("JAXMNIST_SCREENSHOT"),
+                    reason="set JAXMNIST_SCREENSHOT=figures/serve_screenshot.png to regenerate")
+def test_regenerate_screenshot(browser):
+    """Regenerates the README/docs screenshot (see docs/serve.md for the command)."""
+    import uvicorn
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    run = os.environ.get("JAXMNIST_SCREENSHOT_RUN")
+    pred = serve.Predictor(run) if run else serve.Predictor(_cached_run())
+    port = _free_port()
+    server = uvicorn.Server(uvicorn.Config(serve.create_app(pred), host="127.0.0.1", port=port,
+                                           log_level="warning", lifespan="off"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 20
+        while not server.started and time.monotonic() < deadline:
+            time.sleep(0.05)
+        browser.set_window_size(1000, 1000)
+        browser.get(f"http://127.0.0.1:{port}/")
+        WebDriverWait(browser, 15).until(
+            lambda d: d.find_element(By.ID, "model-info").text.strip() != "")
+        canvas = browser.find_element(By.ID, "pad")
+        # A "3": two bowls.
+        three = [[(0.32, 0.22), (0.42, 0.15), (0.56, 0.14), (0.66, 0.2), (0.68, 0.3),
+                  (0.62, 0.4), (0.5, 0.46), (0.44, 0.47), (0.52, 0.48), (0.64, 0.53),
+                  (0.71, 0.63), (0.7, 0.74), (0.62, 0.82), (0.5, 0.86), (0.38, 0.84),
+                  (0.3, 0.78)]]
+        _draw(browser, canvas, three)
+        WebDriverWait(browser, 15).until(
+            lambda d: d.find_element(By.ID, "digit").text.strip().isdigit())
+        time.sleep(0.6)  # let the bar transition finish
+        browser.save_screenshot(os.environ["JAXMNIST_SCREENSHOT"])
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)

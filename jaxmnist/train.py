@@ -52,8 +52,12 @@ DYNAMIC_KEYS: tuple[str, ...] = (
     "reg.l1",
     "reg.l2",
     "seed",
+    "model.init",
 )
-"""Member-config keys that become per-member arrays; all other keys are static (shape-changing)."""
+"""Member-config keys that may differ inside a group; all other keys are static (shape-changing).
+
+``model.init`` only decides the starting weights, which are drawn per member before the training
+program runs, so members with different initialisers (S3's init experiment) share one compile."""
 
 STRATEGIES = ("auto", "vmap", "sequential")
 CPU_STRATEGY = "vmap"
@@ -252,8 +256,7 @@ class _Program:
         return data_loss + penalty, correct
 
     # -- one member ----------------------------------------------------------------------------
-    def init_member(self, arrays: MemberArrays) -> TrainState:
-        params = self.model.init(arrays.keys[0])
+    def init_member(self, params: Any, arrays: MemberArrays) -> TrainState:
         opt = optim.init(params, self.spec.optimizers, arrays.hyper.momentum)
         return TrainState(params, opt, jnp.asarray(True), jnp.asarray(0, jnp.int32))
 
@@ -332,6 +335,29 @@ def _over_members(fn: Callable, strategy: str) -> Callable:
     if strategy == "vmap":
         return jax.vmap(fn)
     return lambda *args: jax.lax.map(lambda a: fn(*a), args)
+
+
+def _initial_params(members: Sequence[Mapping[str, Any]], init_keys: jax.Array) -> Any:
+    """Draws every member's starting weights, stacked on the grid axis.
+
+    Members are initialised in batches that share an initializer spec (``model.init``), then put
+    back in member order; the training program never sees the spec.
+    """
+    by_spec: dict[str, list[int]] = {}
+    for k, member in enumerate(members):
+        by_spec.setdefault(json.dumps(member["model"], sort_keys=True), []).append(k)
+    order = np.empty(len(members), np.int64)
+    parts = []
+    offset = 0
+    for indices in by_spec.values():
+        model = models.build(members[indices[0]]["model"])
+        parts.append(jax.jit(jax.vmap(model.init))(init_keys[np.asarray(indices)]))
+        order[np.asarray(indices)] = np.arange(offset, offset + len(indices))
+        offset += len(indices)
+    if len(parts) == 1:
+        return parts[0]
+    stacked = jax.tree_util.tree_map(lambda *leaves: jnp.concatenate(leaves), *parts)
+    return jax.tree_util.tree_map(lambda leaf: leaf[order], stacked)
 
 
 def resolve_strategy(strategy: str, n_devices: int) -> str:
@@ -490,6 +516,7 @@ def train_grid(
 
     over = lambda fn: _over_members(fn, strategy)  # noqa: E731
     init_fn = jax.jit(over(program.init_member), out_shardings=grid_sharding)
+    init_params = _initial_params(padded, arrays.keys[:, 0])
     epoch_fn = jax.jit(
         lambda st, ar, x, y, e: over(lambda s, a: program.member_epoch(s, a, x, y, e))(st, ar),
         donate_argnums=(0,),
@@ -500,7 +527,7 @@ def train_grid(
 
     compile_seconds = 0.0
     t0 = time.perf_counter()
-    state = init_fn(arrays)
+    state = init_fn(init_params, arrays)
     state = jax.block_until_ready(state)
     compile_seconds += time.perf_counter() - t0
 

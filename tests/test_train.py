@@ -258,3 +258,20 @@ def test_interrupted_run_resumes_to_the_same_end(tmp_path):
 def test_optimizer_names_are_checked():
     with pytest.raises(ValueError, match="valid choices: sgd, momentum, adam, rmsprop"):
         train.train_grid([base_member(**{"optim.name": "adamw"})], small_splits())
+
+
+def test_members_with_different_initializers_share_one_program():
+    inits = ["zeros", "he_normal", {"name": "uniform", "low": -0.05, "high": 0.05}]
+    members = [
+        base_member(**{"model": {**SMALL_MLP, "init": init}, "optim.name": "sgd",
+                       "optim.learning_rate": 0.0, "seed": 3})
+        for init in inits
+    ]
+    assert len(train.group_members(members)) == 1
+    results = train.train_grid(members, small_splits(), train_confusion=False)
+    key = jax.random.fold_in(jax.random.PRNGKey(3), 0)
+    for member, result in zip(members, results, strict=True):
+        expected = models.build(member["model"]).init(key)
+        # lr 0: still the initial draw (vmapped init may round differently in the last bit)
+        assert _max_abs_diff(result["params"], expected) <= 1e-6
+    assert np.all(_flat(results[0]["params"])["dense1/w"] == 0)

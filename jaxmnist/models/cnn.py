@@ -35,6 +35,7 @@ from jaxmnist.models.common import (
     check_keys,
     check_rate,
     dropout,
+    init_params,
     split_key,
     to_unit_float,
 )
@@ -105,15 +106,14 @@ def init(key: Array, cfg: Mapping[str, Any]) -> Params:
     """Initialises params ``conv1..convN, dense1, dense2`` for a ``cnn`` or ``cnn_depth`` cfg."""
     cfg = validate(cfg)
     filters, padding, units, _ = _plan(cfg)
-    keys = jax.random.split(key, len(filters) + 2)
-    params: Params = {}
+    plan: dict[str, Any] = {}
     c_in = 1
     for i, f in enumerate(filters):
-        params[f"conv{i + 1}"] = layers.conv_init(keys[i], 3, 3, c_in, f)
+        plan[f"conv{i + 1}"] = layers.conv_spec(3, 3, c_in, f)
         c_in = f
-    params["dense1"] = layers.dense_init(keys[-2], _flat_size(filters, padding), units)
-    params["dense2"] = layers.dense_init(keys[-1], units, NUM_CLASSES)
-    return params
+    plan["dense1"] = layers.dense_spec(_flat_size(filters, padding), units)
+    plan["dense2"] = layers.dense_spec(units, NUM_CLASSES)
+    return init_params(key, plan)
 
 
 def make_apply(cfg: Mapping[str, Any]) -> Callable[..., Array]:

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax import lax
 
 Array = jax.Array
 Params = dict[str, Any]
@@ -136,8 +137,6 @@ def get_activation(spec: Spec) -> Callable[[Array], Array]:
 # --------------------------------------------------------------------------------------------
 # Initializers
 # --------------------------------------------------------------------------------------------
-# Signature of every initializer: init(key, shape, fan_in, fan_out) -> float32 array.
-# fan_in/fan_out follow Keras: dense = (in, out); conv = (kh*kw*cin, kh*kw*cout).
 
 # Std of a standard normal truncated to [-2, 2]; dividing by it keeps the variance exact.
 _TRUNC_STD = 0.87962566103423978
@@ -188,6 +187,40 @@ def validate_init(spec: Spec, what: str = "init") -> Spec:
     return spec
 
 
+def _from_uniform(v: Array, spec: Spec, fan_in: int, fan_out: int) -> Array:
+    """Maps uniform draws ``v`` in (-1, 1) to the distribution of ``spec`` (inverse-CDF).
+
+    The normal variants use ``sqrt(2) * erfinv(v)``, exactly how ``jax.random.normal`` and
+    ``jax.random.truncated_normal`` turn uniform bits into normals.
+    """
+    name, kw = spec_name(spec, "init")
+    name = _INIT_ALIASES.get(name, name)
+    f32 = jnp.float32
+    if name == "zeros":
+        return jnp.zeros_like(v)
+    if name == "uniform":
+        low, high = float(kw.get("low", -0.05)), float(kw.get("high", 0.05))
+        return f32(low) + f32(high - low) * (v + 1.0) * f32(0.5)
+    if name in ("glorot_uniform", "he_uniform"):
+        denom = fan_in + fan_out if name == "glorot_uniform" else fan_in
+        return f32(math.sqrt(6.0 / denom)) * v
+    if name == "normal":
+        mean = float(kw.get("mean", 0.0))
+        std = math.sqrt(kw["variance"]) if "variance" in kw else float(kw.get("std", 0.05))
+        return f32(mean) + f32(std * math.sqrt(2.0)) * lax.erf_inv(v)
+    # glorot_normal / he_normal: a standard normal truncated to [-2, 2] (inverse CDF restricted
+    # to [Phi(-2), Phi(2)]), rescaled so the variance is exactly the target.
+    var = 2.0 / (fan_in + fan_out) if name == "glorot_normal" else 2.0 / fan_in
+    z = lax.erf_inv(v * f32(math.erf(math.sqrt(2.0)))) * f32(math.sqrt(2.0))
+    return jnp.clip(z, -2.0, 2.0) * f32(math.sqrt(var) / _TRUNC_STD)
+
+
+def _uniform_open(key: Array, shape: tuple[int, ...]) -> Array:
+    # (-1, 1): the smallest float above -1 keeps erfinv finite, as in jax.random.normal.
+    lo = np.nextafter(np.float32(-1.0), np.float32(0.0))
+    return jax.random.uniform(key, shape, jnp.float32, lo, 1.0)
+
+
 def get_init(spec: Spec) -> Callable[[Array, tuple[int, ...], int, int], Array]:
     """Returns ``init(key, shape, fan_in, fan_out) -> float32 array`` for a spec.
 
@@ -195,35 +228,62 @@ def get_init(spec: Spec) -> Callable[[Array, tuple[int, ...], int, int], Array]:
     rescaled so that the variance is exactly ``2/(fan_in+fan_out)`` (glorot) or ``2/fan_in``
     (he) — the Keras and ``jax.nn.initializers`` convention. ``normal`` is an untruncated
     normal; ``{"variance": v}`` means ``std = sqrt(v)`` (S3 specifies a variance).
+    fan_in/fan_out follow Keras: dense ``(in, out)``, conv ``(kh*kw*cin, kh*kw*cout)``.
     """
     validate_init(spec)
-    name, kw = spec_name(spec, "init")
-    name = _INIT_ALIASES.get(name, name)
-    f32 = jnp.float32
+    return lambda key, shape, fi, fo: _from_uniform(_uniform_open(key, tuple(shape)), spec, fi, fo)
 
-    def trunc(key, shape, std):
-        return jax.random.truncated_normal(key, -2.0, 2.0, shape, f32) * f32(std / _TRUNC_STD)
 
-    def uniform(key, shape, lim):
-        return jax.random.uniform(key, shape, f32, -lim, lim)
+class ParamSpec(NamedTuple):
+    """How to create one params leaf: its shape and either an initializer spec or a constant.
 
-    if name == "zeros":
-        return lambda key, shape, fi, fo: jnp.zeros(shape, f32)
-    if name == "uniform":
-        low, high = float(kw.get("low", -0.05)), float(kw.get("high", 0.05))
-        return lambda key, shape, fi, fo: jax.random.uniform(key, shape, f32, low, high)
-    if name == "normal":
-        mean = float(kw.get("mean", 0.0))
-        std = math.sqrt(kw["variance"]) if "variance" in kw else float(kw.get("std", 0.05))
-        return lambda key, shape, fi, fo: mean + std * jax.random.normal(key, shape, f32)
-    if name == "glorot_uniform":
-        return lambda key, shape, fi, fo: uniform(key, shape, math.sqrt(6.0 / (fi + fo)))
-    if name == "glorot_normal":
-        return lambda key, shape, fi, fo: trunc(key, shape, math.sqrt(2.0 / (fi + fo)))
-    if name == "he_uniform":
-        return lambda key, shape, fi, fo: uniform(key, shape, math.sqrt(6.0 / fi))
-    # he_normal
-    return lambda key, shape, fi, fo: trunc(key, shape, math.sqrt(2.0 / fi))
+    Attributes:
+        shape: leaf shape.
+        init: initializer spec (see :func:`validate_init`); ignored when ``const`` is set.
+        fan_in: fan-in for variance-scaling initializers.
+        fan_out: fan-out for variance-scaling initializers.
+        const: fill value (biases 0, RMSNorm scales 1) instead of a random draw.
+    """
+
+    shape: tuple[int, ...]
+    init: Spec = "zeros"
+    fan_in: int = 1
+    fan_out: int = 1
+    const: float | None = None
+
+
+def _is_spec(x: Any) -> bool:
+    return isinstance(x, ParamSpec)
+
+
+def _is_constant(sp: ParamSpec) -> bool:
+    name = spec_name(sp.init, "init")[0]
+    return sp.const is not None or _INIT_ALIASES.get(name, name) == "zeros"
+
+
+def init_params(key: Array, plan: Any) -> Params:
+    """Creates a params tree from a plan (a nested dict with :class:`ParamSpec` leaves).
+
+    All random leaves come from ONE uniform draw, sliced per leaf and mapped to its
+    distribution: a single PRNG call compiles in a fraction of the time of one call per layer
+    (SqueezeNet: ~2.5 s instead of ~14 s on the 2-core CPU), for solo and vmapped inits alike.
+    """
+    specs = jax.tree_util.tree_leaves(plan, is_leaf=_is_spec)
+    sizes = [0 if _is_constant(sp) else math.prod(sp.shape) for sp in specs]
+    total = sum(sizes)
+    v = _uniform_open(key, (total,)) if total else None
+    offset = 0
+    leaves = []
+    for sp, n in zip(specs, sizes, strict=True):
+        if n == 0:
+            fill = 0.0 if sp.const is None else sp.const
+            leaves.append(jnp.full(sp.shape, fill, jnp.float32))
+            continue
+        chunk = v[offset : offset + n].reshape(sp.shape)
+        leaves.append(_from_uniform(chunk, sp.init, sp.fan_in, sp.fan_out))
+        offset += n
+    treedef = jax.tree_util.tree_structure(plan, is_leaf=_is_spec)
+    return jax.tree_util.tree_unflatten(treedef, leaves)
 
 
 # --------------------------------------------------------------------------------------------

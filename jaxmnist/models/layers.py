@@ -1,6 +1,7 @@
 """Layer primitives as pure functions on NHWC float32 arrays, plus a train-step speed probe.
 
-Every layer is ``init`` (returns a dict of ``w``/``b``/``scale`` leaves) and a forward function.
+Every layer is a ``*_spec`` (a plan of ``w``/``b``/``scale`` leaves, turned into arrays by
+:func:`jaxmnist.models.common.init_params`) and a forward function.
 The 3x3 convolution has several interchangeable implementations (``CONV_IMPLS``) because which
 one is fastest depends on the backend and on whether the model is vmapped over a grid:
 
@@ -27,7 +28,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from jaxmnist.models.common import Array, Params, Spec, get_init
+from jaxmnist.models.common import Array, Params, ParamSpec, Spec
 
 CONV_IMPLS = ("auto", "lax", "im2col", "patches", "shiftsum")
 PADDINGS = ("valid", "same")
@@ -61,11 +62,14 @@ def resolve_conv_impl(impl: str = "auto", backend: str | None = None) -> str:
 # --------------------------------------------------------------------------------------------
 
 
-def dense_init(key: Array, n_in: int, n_out: int, init: Spec = "glorot_uniform") -> Params:
-    """Returns ``{"w": [n_in, n_out], "b": zeros [n_out]}`` (biases always start at zero)."""
+def dense_spec(n_in: int, n_out: int, init: Spec = "glorot_uniform") -> dict[str, ParamSpec]:
+    """Plan for ``{"w": [n_in, n_out], "b": zeros [n_out]}`` (biases always start at zero).
+
+    Turn a tree of plans into arrays with :func:`jaxmnist.models.common.init_params`.
+    """
     return {
-        "w": get_init(init)(key, (n_in, n_out), n_in, n_out),
-        "b": jnp.zeros((n_out,), jnp.float32),
+        "w": ParamSpec((n_in, n_out), init, n_in, n_out),
+        "b": ParamSpec((n_out,), const=0.0),
     }
 
 
@@ -79,14 +83,13 @@ def dense(p: Params, x: Array) -> Array:
 # --------------------------------------------------------------------------------------------
 
 
-def conv_init(
-    key: Array, kh: int, kw: int, c_in: int, c_out: int, init: Spec = "glorot_uniform"
-) -> Params:
-    """Returns ``{"w": [kh, kw, c_in, c_out], "b": zeros [c_out]}`` with Keras fan-in/fan-out."""
-    shape = (kh, kw, c_in, c_out)
+def conv_spec(
+    kh: int, kw: int, c_in: int, c_out: int, init: Spec = "glorot_uniform"
+) -> dict[str, ParamSpec]:
+    """Plan for ``{"w": [kh, kw, c_in, c_out], "b": zeros [c_out]}``, Keras fan-in/fan-out."""
     return {
-        "w": get_init(init)(key, shape, kh * kw * c_in, kh * kw * c_out),
-        "b": jnp.zeros((c_out,), jnp.float32),
+        "w": ParamSpec((kh, kw, c_in, c_out), init, kh * kw * c_in, kh * kw * c_out),
+        "b": ParamSpec((c_out,), const=0.0),
     }
 
 
@@ -171,9 +174,9 @@ def global_avg_pool(x: Array) -> Array:
 RMSNORM_EPS = 1e-6
 
 
-def rmsnorm_init(n: int) -> Params:
-    """Returns ``{"scale": ones [n]}``."""
-    return {"scale": jnp.ones((n,), jnp.float32)}
+def rmsnorm_spec(n: int) -> dict[str, ParamSpec]:
+    """Plan for ``{"scale": ones [n]}``."""
+    return {"scale": ParamSpec((n,), const=1.0)}
 
 
 def rmsnorm(p: Params, x: Array, eps: float = RMSNORM_EPS) -> Array:

@@ -19,7 +19,6 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-import jax
 import jax.numpy as jnp
 
 from jaxmnist.models import layers
@@ -31,6 +30,7 @@ from jaxmnist.models.common import (
     check_rate,
     dropout,
     get_activation,
+    init_params,
     split_key,
     to_unit_float,
     validate_activation,
@@ -82,14 +82,13 @@ def init(key: Array, cfg: Mapping[str, Any]) -> Params:
     hidden = cfg["hidden"]
     inits = _per_layer(cfg["init"], len(hidden) + 1, "init")
     sizes = [N_IN, *hidden, NUM_CLASSES]
-    keys = jax.random.split(key, len(sizes) - 1)
-    params: Params = {}
+    plan: dict[str, Any] = {}
     for i in range(len(hidden)):
-        params[f"dense{i + 1}"] = layers.dense_init(keys[i], sizes[i], sizes[i + 1], inits[i])
+        plan[f"dense{i + 1}"] = layers.dense_spec(sizes[i], sizes[i + 1], inits[i])
         if cfg["rmsnorm"]:
-            params[f"norm{i + 1}"] = layers.rmsnorm_init(sizes[i + 1])
-    params["output"] = layers.dense_init(keys[-1], sizes[-2], sizes[-1], inits[-1])
-    return params
+            plan[f"norm{i + 1}"] = layers.rmsnorm_spec(sizes[i + 1])
+    plan["output"] = layers.dense_spec(sizes[-2], sizes[-1], inits[-1])
+    return init_params(key, plan)
 
 
 def make_apply(cfg: Mapping[str, Any]) -> Callable[..., Array]:

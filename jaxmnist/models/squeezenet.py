@@ -37,6 +37,7 @@ from jaxmnist.models.common import (
     check_keys,
     check_rate,
     dropout,
+    init_params,
     to_unit_float,
 )
 
@@ -75,18 +76,17 @@ def validate(cfg: Mapping[str, Any]) -> dict[str, Any]:
 def init(key: Array, cfg: Mapping[str, Any]) -> Params:
     """Initialises conv1, fire2..fire9 (squeeze / expand1x1 / expand3x3) and conv10."""
     validate(cfg)
-    keys = iter(jax.random.split(key, 2 + 3 * len(FIRES)))
-    params: Params = {"conv1": layers.conv_init(next(keys), 3, 3, 1, STEM)}
+    plan: dict[str, Any] = {"conv1": layers.conv_spec(3, 3, 1, STEM)}
     c_in = STEM
     for name, s, e in FIRES:
-        params[name] = {
-            "squeeze": layers.conv_init(next(keys), 1, 1, c_in, s),
-            "expand1x1": layers.conv_init(next(keys), 1, 1, s, e),
-            "expand3x3": layers.conv_init(next(keys), 3, 3, s, e),
+        plan[name] = {
+            "squeeze": layers.conv_spec(1, 1, c_in, s),
+            "expand1x1": layers.conv_spec(1, 1, s, e),
+            "expand3x3": layers.conv_spec(3, 3, s, e),
         }
         c_in = 2 * e
-    params["conv10"] = layers.conv_init(next(keys), 1, 1, c_in, NUM_CLASSES)
-    return params
+    plan["conv10"] = layers.conv_spec(1, 1, c_in, NUM_CLASSES)
+    return init_params(key, plan)
 
 
 def make_apply(cfg: Mapping[str, Any]) -> Callable[..., Array]:

@@ -182,7 +182,8 @@ def decode_image(data: bytes, *, max_bytes: int = MAX_BYTES,
             f"aspect ratio at most {MAX_ASPECT:.0f}:1", status_code=422, code="bad_dimensions")
 
     try:
-        if img.format == "JPEG" and max(w, h) > 2 * WORK_SIDE:
+        # Phones often write MPO (a JPEG with extra frames); Pillow opens it as JPEG.
+        if img.format in ("JPEG", "MPO") and max(w, h) > 2 * WORK_SIDE:
             # Let libjpeg decode at 1/2, 1/4 or 1/8 scale, keeping the longer side >= WORK_SIDE.
             k = WORK_SIDE / max(w, h)
             img.draft(img.mode, (max(1, int(w * k)), max(1, int(h * k))))

@@ -202,6 +202,16 @@ def test_large_photo_is_reduced_while_decoding():
     assert _bbox(out > 0)[0] == 20
 
 
+def test_phone_mpo_jpeg_is_accepted():
+    """Phones often save MPO (JPEG + extra frames): it must decode like a JPEG."""
+    img = _stroke_image([(1500, 500), (1450, 2000)], size=(3000, 2500), width=150).convert("RGB")
+    buf = io.BytesIO()
+    img.save(buf, format="MPO", save_all=True, append_images=[img.copy()])
+    g = P.decode_image(buf.getvalue())
+    assert max(g.shape) <= P.WORK_SIDE
+    assert _bbox(P.to_mnist(g) > 0)[0] == 20
+
+
 # --------------------------------------------------------------------------------------------
 # Errors
 # --------------------------------------------------------------------------------------------

@@ -25,6 +25,7 @@ import math
 import os
 import re
 import sys
+import threading
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -56,6 +57,9 @@ STATIC_DIR = Path(__file__).parent / "static"
 # margin for JSON/multipart framing. Anything longer is refused with 413 while streaming.
 MAX_BODY_BYTES = MAX_BYTES * 4 // 3 + 64 * 1024
 IMAGE_CONTENT_TYPES = ("image/", "application/octet-stream")
+# Images decoded at once. Preprocessing is CPU-bound, so more than the core count gains nothing,
+# and each decode of a large upload holds up to ~250 MB (a 40 MP PNG as RGB, then grayscale).
+MAX_CONCURRENT_DECODES = max(1, min(4, os.cpu_count() or 1))
 _MEMBER_FILE = re.compile(r"^member_(\d+)\.(npz|json)$")
 
 
@@ -272,7 +276,6 @@ class Predictor:
 
     def __init__(self, run: str | Path, member: int | None = None, *, warm: bool = True):
         import jax
-        import jax.numpy as jnp
 
         from jaxmnist import models
 
@@ -307,7 +310,7 @@ class Predictor:
             # Params go to the device once; requests then only transfer 784 bytes.
             self._params[m.member] = (arch, jax.device_put(m.params))
             m.params = None
-        self._jnp = jnp
+        self._decode_slots = threading.BoundedSemaphore(MAX_CONCURRENT_DECODES)
         self.warmup_s = self.warmup() if warm else None
 
     def _results_head(self) -> dict[str, Any]:
@@ -389,7 +392,8 @@ class Predictor:
         t0 = time.perf_counter()
         k = self.resolve_member(member)
         try:
-            digit = preprocess_bytes(data)
+            with self._decode_slots:
+                digit = preprocess_bytes(data)
         except PreprocessError:
             raise
         except Exception as err:  # noqa: BLE001 - a hostile image must not become a 500
@@ -542,6 +546,10 @@ def create_app(predictor: Predictor) -> FastAPI:
                 raise PreprocessError(
                     f"uploaded file has content type {part_type!r}; send an image "
                     "(image/png or image/jpeg)", status_code=415, code="unsupported_media_type")
+            if upload.size is not None and upload.size > MAX_BYTES:
+                raise PreprocessError(
+                    f"file is {upload.size / 2**20:.1f} MiB; the limit is "
+                    f"{MAX_BYTES / 2**20:.0f} MiB", status_code=413, code="too_large")
             data = await upload.read(MAX_BYTES + 1)
             member = form.get("member", member) if member is None else member
         elif mtype.startswith(IMAGE_CONTENT_TYPES):

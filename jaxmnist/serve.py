@@ -282,15 +282,6 @@ class Predictor:
         self.run_dir, only = resolve_run(run)
         self.members = load_members(self.run_dir, only)
         self._by_id = {m.member: m for m in self.members}
-        if member is not None:
-            m = self._by_id.get(member)
-            if m is None or not m.available:
-                raise ValueError(f"member {member} cannot serve: "
-                                 f"{m.reason if m else 'not in this run'}; available: "
-                                 f"{[x.member for x in self.members if x.available]}")
-            self.default = member
-        else:
-            self.default = only if only is not None else default_member(self.members)
         results = self._results_head()
         self.study = results.get("study")
         self.reduced = bool(results.get("reduced", False))
@@ -301,7 +292,11 @@ class Predictor:
                 continue
             arch = json.dumps(m.model_cfg, sort_keys=True)
             if arch not in self._fns:
-                model = models.build(m.model_cfg)
+                try:
+                    model = models.build(m.model_cfg)
+                except (ValueError, KeyError, TypeError) as err:
+                    self._disable(m, f"model config cannot be built: {err}")
+                    continue
 
                 def probs(params, x, _apply=model.apply):
                     return jax.nn.softmax(_apply(params, x, train=False), axis=-1)
@@ -312,6 +307,23 @@ class Predictor:
             m.params = None
         self._decode_slots = threading.BoundedSemaphore(MAX_CONCURRENT_DECODES)
         self.warmup_s = self.warmup() if warm else None
+        if member is not None:
+            m = self._by_id.get(member)
+            if m is None or not m.available:
+                raise ValueError(f"member {member} cannot serve: "
+                                 f"{m.reason if m else 'not in this run'}; available: "
+                                 f"{self.available}")
+            self.default = member
+        else:
+            self.default = only if only is not None else default_member(self.members)
+        if self.default not in self._params:
+            raise ValueError(f"member {self.default} cannot serve: "
+                             f"{self._by_id[self.default].reason}")
+
+    def _disable(self, m: MemberInfo, reason: str) -> None:
+        log.warning("member %d cannot serve: %s", m.member, reason)
+        m.available, m.reason, m.params = False, reason, None
+        self._params.pop(m.member, None)
 
     def _results_head(self) -> dict[str, Any]:
         try:
@@ -328,11 +340,13 @@ class Predictor:
         """Compile and run each architecture once on a blank input; returns seconds taken."""
         t0 = time.perf_counter()
         blank = np.zeros((28, 28), np.uint8)
-        done: set[str] = set()
-        for k, (arch, _) in self._params.items():
-            if arch not in done:
+        # Every member runs once: params that do not fit their architecture (a stale export)
+        # fail here, at start-up, and that member is listed as unavailable instead.
+        for k in list(self._params):
+            try:
                 self.predict(blank, k)
-                done.add(arch)
+            except Exception as err:  # noqa: BLE001 - any failure disables just this member
+                self._disable(self._by_id[k], f"params do not fit the model: {err}")
         return time.perf_counter() - t0
 
     def resolve_member(self, member: Any) -> int:
@@ -343,11 +357,13 @@ class Predictor:
         """
         if member is None or member == "":
             return self.default
-        try:
+        if isinstance(member, int) and not isinstance(member, bool):
+            k = member
+        elif isinstance(member, str) and member.strip().isdigit():
             k = int(member)
-        except (TypeError, ValueError):
-            raise ServeError(f"member must be an integer, got {member!r}",
-                             code="bad_member") from None
+        else:
+            raise ServeError(f"member must be a non-negative integer, got {member!r}",
+                             code="bad_member")
         if k not in self._params:
             info = self._by_id.get(k)
             why = info.reason if info else "not in this run"

@@ -319,6 +319,8 @@ def test_bad_uploads_get_4xx_json(client, name):
     ({"json": {"image": "data:image/png;base64,", "member": 0}}, 400, "empty"),
     ({"json": {"image": "", "member": 7}}, 404, "unknown_member"),
     ({"json": {"image": "", "member": "abc"}}, 400, "bad_member"),
+    ({"json": {"image": "", "member": True}}, 400, "bad_member"),
+    ({"json": {"image": "", "member": 0.5}}, 400, "bad_member"),
 ])
 def test_bad_requests_get_4xx_json(client, kwargs, status, code):
     r = client.post("/predict", **kwargs)
@@ -396,6 +398,22 @@ def test_members_default_best_and_unavailable(run_dir, tmp_path):
     assert serve.resolve_run(run / "params") == (run, None)
     with pytest.raises(FileNotFoundError):
         serve.resolve_run(tmp_path)
+
+
+def test_broken_members_are_listed_not_fatal(run_dir, tmp_path):
+    """An unknown model name or params that do not fit: that member is off, the rest serve."""
+    run = _two_member_run(run_dir, tmp_path / "run")
+    model_cfg, params = checkpoint.load_member(run, 0)
+    checkpoint.export_member(run, 1, {"name": "no-such-model"}, params)
+    small = {k: {kk: vv[..., :1] for kk, vv in v.items()} for k, v in params.items()}
+    checkpoint.export_member(run, 3, model_cfg, small)
+    p = serve.Predictor(run)
+    assert p.available == [0] and p.default == 0
+    info = {m["member"]: m for m in p.members_json()["members"]}
+    assert "cannot be built" in info[1]["reason"]
+    assert "do not fit" in info[3]["reason"]
+    with pytest.raises(ValueError, match="member 1 cannot serve"):
+        serve.Predictor(run, member=1)
 
 
 def test_member_summary():
@@ -491,7 +509,7 @@ def _draw(driver, canvas, strokes: list[list[tuple[float, float]]]) -> None:
         chain.perform()
 
 
-def test_browser_draw_and_predict(live_server, browser):
+def test_browser_draw_and_predict(live_server, browser, tmp_path):
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
@@ -515,14 +533,13 @@ def test_browser_draw_and_predict(live_server, browser):
     browser.find_element(By.ID, "clear").click()
     WebDriverWait(browser, 5).until(lambda d: d.find_element(By.ID, "digit").text in ("", "–"))
     x, y = _mnist("test")
-    path = Path(browser.capabilities.get("chrome", {}).get("userDataDir", tempfile.gettempdir()))
-    f = path.parent / "upload_digit.png"
+    f = tmp_path / "upload_digit.png"
     f.write_bytes(_as_photo_variant(x[0, ..., 0], 1)[0])
     browser.find_element(By.ID, "file").send_keys(str(f))
     WebDriverWait(browser, 15).until(
         lambda d: d.find_element(By.ID, "digit").text.strip() == str(int(y[0])))
     # A bad upload shows the server's message, and the page still works afterwards.
-    bad = path.parent / "not_an_image.png"
+    bad = tmp_path / "not_an_image.png"
     bad.write_bytes(b"not an image at all")
     browser.find_element(By.ID, "file").send_keys(str(bad))
     WebDriverWait(browser, 15).until(

@@ -7,6 +7,7 @@ for a reduced run, the words "REDUCED RUN" with the reasons), at about 100 dpi.
 from __future__ import annotations
 
 import io
+import textwrap
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -30,7 +31,10 @@ FOOTER_COLOR = "#7a1f1f"
 
 def _save(fig, run: Run, path: Path) -> Path:
     footer = run.footer()
-    fig.text(0.01, 0.005, footer, fontsize=7, va="bottom", ha="left",
+    # ~18 characters of 7-pt text per inch: wrap so a long list of reasons stays on the figure.
+    width = int(fig.get_figwidth() * 18)
+    lines = [w for line in footer.splitlines() for w in textwrap.wrap(line, width)]
+    fig.text(0.01, 0.005, "\n".join(lines), fontsize=7, va="bottom", ha="left",
              color=FOOTER_COLOR if "REDUCED" in footer else "#444444")
     buf = io.BytesIO()
     fig.savefig(buf, dpi=DPI, format="png")
@@ -51,8 +55,8 @@ def _layout(fig, bottom: float = 0.0, right: float = 0.97, top: float = 0.0) -> 
     Fixed margins rather than tight_layout: it costs ~0.4 s a figure and the report draws ~25.
     """
     h = fig.get_figheight()
-    fig.subplots_adjust(left=0.08, right=right, bottom=bottom + 0.95 / h, top=1 - top - 0.6 / h,
-                        wspace=0.32, hspace=0.55)
+    fig.subplots_adjust(left=0.08, right=right, bottom=bottom + 0.95 / h, top=1 - top - 0.75 / h,
+                        wspace=0.32, hspace=0.45)
 
 
 def _seed_curves(point: Point, key: str) -> np.ndarray:
@@ -394,8 +398,9 @@ def write_figures(run: Run) -> list[Path]:
                                   "Gradient distributions per layer (lowest seed)"))
     written.append(heatmap(run, out / "grid_heatmap.png"))
     seed = best.rep["config"].get("seed")
-    written.append(confusion(run, best.rep["confusion_test"], out / "confusion_test.png",
-                             f"Test confusion matrix, best point: {best.label} (seed {seed})"))
+    if best.rep.get("confusion_test"):  # absent while the best point is still training
+        written.append(confusion(run, best.rep["confusion_test"], out / "confusion_test.png",
+                                 f"Test confusion matrix, best point: {best.label} (seed {seed})"))
     if best.rep.get("confusion_train"):
         written.append(confusion(run, best.rep["confusion_train"], out / "confusion_train.png",
                                  f"Train confusion matrix, best point: {best.label} "

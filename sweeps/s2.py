@@ -3,7 +3,7 @@
 Command::
 
     python -m jaxmnist.sweep sweeps/s2.py            # full: 12 models x 3 seeds, 30 epochs
-    python -m jaxmnist.sweep sweeps/s2.py --quick    # CPU preset: 2 epochs on 3,000 images
+    python -m jaxmnist.sweep sweeps/s2.py --quick    # CPU preset: 2 epochs on 1,000 images
 
 Reproduces: SqueezeNet adapted to 28x28x1 (see jaxmnist/models/squeezenet.py: stride-1 3x3
 stem, v1.1 fire layout, 726,474 params), optimizer {Adam, RMSprop, SGD} x learning rate
@@ -40,9 +40,9 @@ def get_config() -> ml_collections.ConfigDict:
     })
     c.experiments = []
     c.seeds = 3
-    # CPU preset: 3,000 train / 1,000 val / 2,000 test images, 2 epochs, 2 seeds (24 members).
+    # CPU preset: 1,000 train / 500 val / 1,000 test images, 2 epochs, 2 seeds (24 members).
     c.quick = dict(
-        data=dict(train_limit=3000, val_limit=1000, test_limit=2000),
+        data=dict(train_limit=1000, val_limit=500, test_limit=1000),
         base=dict(train=dict(epochs=2)),
         seeds=2,
     )

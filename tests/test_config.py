@@ -112,7 +112,8 @@ def test_dynamic_keys_exist_in_the_member_schema():
     for key in train.DYNAMIC_KEYS:
         if key != "seed":
             section, leaf = key.split(".")
-            assert leaf in C.MEMBER_KEYS[section]
+            # model keys are checked by the model zoo; the others by config's schema
+            assert C.MEMBER_KEYS[section] is None or leaf in C.MEMBER_KEYS[section], key
     assert set(C.STRATEGIES) == set(train.STRATEGIES)
 
 

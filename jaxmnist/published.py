@@ -113,7 +113,8 @@ PUBLISHED: list[Published] = [
 ]
 
 
-def _equal(a: Any, b: Any) -> bool:
+def values_equal(a: Any, b: Any) -> bool:
+    """Equality for config values: numbers compare with a tolerance (0.1 vs 1e-1 spelled apart)."""
     if isinstance(a, float | int) and isinstance(b, float | int) and not isinstance(a, bool):
         return math.isclose(float(a), float(b), rel_tol=1e-9, abs_tol=1e-12)
     return a == b
@@ -137,7 +138,7 @@ def lookup(study: str, experiment: str, label: str | None,
         if entry.label is not None:
             if entry.label == label:
                 return entry
-        elif all(_equal(_get(config, k), v) for k, v in entry.match.items()):
+        elif all(values_equal(_get(config, k), v) for k, v in entry.match.items()):
             return entry
     return None
 

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from jaxmnist import metrics, published
-from jaxmnist.config import expected_sizes, get_dotted
+from jaxmnist.config import expected_sizes, flatten, get_dotted
 from jaxmnist.tables import Table, write
 
 
@@ -274,8 +274,6 @@ def grid_axes(run: Run) -> tuple[str, list[Any], str, list[Any]] | None:
     grid = run.config.get("grid") or {}
     if run.config.get("experiments"):
         return None
-    from jaxmnist.config import flatten
-
     flat = flatten(grid)
     if len(flat) != 2:
         return None
@@ -287,8 +285,10 @@ def grid_axes(run: Run) -> tuple[str, list[Any], str, list[Any]] | None:
 
 
 def _point_at(run: Run, settings: dict[str, Any]) -> Point | None:
+    """The grid point whose config has these dotted-key values, if any."""
+    equal = published.values_equal
     for p in run.points:
-        if all(published._equal(get_dotted(p.config, k, None), v) for k, v in settings.items()):
+        if all(equal(get_dotted(p.config, k, None), v) for k, v in settings.items()):
             return p
     return None
 

@@ -275,3 +275,24 @@ def test_members_with_different_initializers_share_one_program():
         # lr 0: still the initial draw (vmapped init may round differently in the last bit)
         assert _max_abs_diff(result["params"], expected) <= 1e-6
     assert np.all(_flat(results[0]["params"])["dense1/w"] == 0)
+
+
+@pytest.mark.slow
+def test_s0_cnn_one_epoch_on_full_mnist_reaches_98_percent():
+    from jaxmnist import data
+
+    data_dir = os.environ["JAXMNIST_DATA_DIR"]
+    train_x, train_y = data.load_mnist("train", source="idx", data_dir=data_dir)
+    test_x, test_y = data.load_mnist("test", source="idx", data_dir=data_dir)
+    splits = data.Splits(train_x, train_y, None, None, test_x, test_y)
+    member = base_member(**{"model": {"name": "cnn"}, "train.batch_size": 32})
+    seen = {}
+    (result,) = train.train_grid(
+        [member], splits, train_confusion=False,
+        on_epoch=lambda epoch, metrics, info: seen.update(info),
+    )
+    stats = result["group_stats"]
+    print(f"S0 1 epoch: test acc {result['test']['acc']:.4f}, "
+          f"{seen['images_per_second']:.0f} img/s, compile {stats['compile_seconds']:.1f} s")
+    assert result["status"] == "ok"
+    assert result["test"]["acc"] >= 0.98

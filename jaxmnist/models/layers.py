@@ -8,13 +8,15 @@ one is fastest depends on the backend and on whether the model is vmapped over a
 - ``"lax"``: ``lax.conv_general_dilated`` (NHWC/HWIO). Best on GPU/TPU. Under ``jax.vmap`` over
   both params and images it becomes a grouped convolution, which XLA:CPU runs poorly.
 - ``"im2col"``: the 9 shifted slices concatenated on the channel axis, then ONE matmul with the
-  kernel reshaped to ``[9*C, O]``. Under vmap it becomes a batched matmul.
+  kernel reshaped to ``[9*C, O]``. Under vmap it becomes a batched matmul. Its backward pass is
+  written out by hand (:func:`_im2col_conv`, a ``jax.custom_vjp``): two matmuls whose layouts
+  XLA:CPU runs without transposing the big operand, and a two-stage col2im.
 - ``"patches"``: ``lax.conv_general_dilated_patches`` to build the same patch matrix (channel-
   major feature order, so the kernel is transposed to match), then one matmul.
 - ``"shiftsum"``: the sum of 9 matmuls, one per kernel tap, of a shifted slice (no patch matrix).
 
-``"auto"`` resolves per backend with :func:`resolve_conv_impl` (measurements in docs/models.md).
-All implementations agree to float32 rounding (tested to 1e-5).
+``"auto"`` resolves per backend with :func:`resolve_conv_impl` (measurements in
+docs/performance.md). All implementations agree to float32 rounding (tested to 1e-5).
 """
 
 from __future__ import annotations
@@ -33,8 +35,8 @@ from jaxmnist.models.common import Array, Params, ParamSpec, Spec
 CONV_IMPLS = ("auto", "lax", "im2col", "patches", "shiftsum")
 PADDINGS = ("valid", "same")
 
-# Chosen from the measurements in docs/models.md (XLA:CPU, 2 cores): "im2col" wins both solo and
-# vmapped on CPU. Accelerators have tuned conv kernels (cuDNN, TPU convs), so they get "lax".
+# Chosen from the measurements in docs/performance.md (XLA:CPU, 2 cores): "im2col" wins both
+# solo and vmapped on CPU. Accelerators have tuned conv kernels (cuDNN, TPU convs): "lax".
 _AUTO_IMPL = {"cpu": "im2col"}
 _AUTO_DEFAULT = "lax"
 
@@ -104,6 +106,70 @@ def _shifted(x: Array, kh: int, kw: int) -> tuple[list[Array], int, int]:
     return [x[:, i : i + ho, j : j + wo, :] for i in range(kh) for j in range(kw)], ho, wo
 
 
+def _im2col_patches(x: Array, kh: int, kw: int) -> Array:
+    """The patch matrix ``[B*H'*W', kh*kw*C]`` of a valid stride-1 conv.
+
+    Feature order (tap_i, tap_j, c) == HWIO flattening, so the kernel reshapes without a
+    transpose.
+    """
+    cols, _, _ = _shifted(x, kh, kw)
+    return jnp.concatenate(cols, axis=-1).reshape(-1, kh * kw * x.shape[-1])
+
+
+def _col2im(d_patches: Array, x_shape: tuple[int, ...], kh: int, kw: int) -> Array:
+    """The transpose of :func:`_im2col_patches`: sums each tap's slab back onto the input grid.
+
+    Two stages (the ``kw`` column shifts, then the ``kh`` row shifts of those sums) instead of
+    one sum of ``kh*kw`` two-dimensional pads: XLA:CPU emits the 2-D-padded sum as scalar code,
+    the 1-D pads vectorise over channels (3x faster in isolation for S0's conv2, 64x13x13x32).
+    """
+    b, h, w, c = x_shape
+    ho, wo = h - kh + 1, w - kw + 1
+    d = d_patches.reshape(b, ho, wo, kh, kw, c)
+    out = None
+    for i in range(kh):
+        row = None
+        for j in range(kw):
+            term = jnp.pad(d[:, :, :, i, j, :], ((0, 0), (0, 0), (j, kw - 1 - j), (0, 0)))
+            row = term if row is None else row + term
+        term = jnp.pad(row, ((0, 0), (i, kh - 1 - i), (0, 0), (0, 0)))
+        out = term if out is None else out + term
+    return out
+
+
+@jax.custom_vjp
+def _im2col_conv(x: Array, w: Array) -> Array:
+    """Valid stride-1 conv as ONE matmul of the patch matrix with ``w`` as ``[kh*kw*C, O]``."""
+    kh, kw, c, o = w.shape
+    ho, wo = x.shape[1] - kh + 1, x.shape[2] - kw + 1
+    y = jnp.dot(_im2col_patches(x, kh, kw), w.reshape(kh * kw * c, o))
+    return y.reshape(x.shape[0], ho, wo, o)
+
+
+def _im2col_conv_fwd(x: Array, w: Array) -> tuple[Array, tuple[Array, Array]]:
+    # Keep x, not the patch matrix (9x larger): the backward rebuilds the patches, and XLA
+    # merges that copy with the forward's (common subexpression) when both are in one program.
+    return _im2col_conv(x, w), (x, w)
+
+
+def _im2col_conv_bwd(res: tuple[Array, Array], g: Array) -> tuple[Array, Array]:
+    # Autodiff's transpose of concat+dot computes dW = P^T dY with dY physically transposed
+    # (fused with the pool mask: 5-6 ms per S0 step on XLA:CPU) and dX as one sum of 9 padded
+    # slabs. Here: dW as a dot_general contracting the rows of both (XLA picks the small operand
+    # to transpose), dP = dY W^T (the standard "A B^T" form) and a two-stage col2im.
+    x, w = res
+    kh, kw, c, o = w.shape
+    k = kh * kw * c
+    g2 = g.reshape(-1, o)
+    patches = _im2col_patches(x, kh, kw)
+    dw = lax.dot_general(patches, g2, (((0,), (0,)), ((), ())))
+    d_patches = lax.dot_general(g2, w.reshape(k, o), (((1,), (1,)), ((), ())))
+    return _col2im(d_patches, x.shape, kh, kw), dw.reshape(w.shape)
+
+
+_im2col_conv.defvjp(_im2col_conv_fwd, _im2col_conv_bwd)
+
+
 def conv2d(x: Array, w: Array, *, padding: str = "valid", impl: str = "auto") -> Array:
     """Stride-1 2-D convolution (cross-correlation, like Keras), WITHOUT bias.
 
@@ -131,9 +197,7 @@ def conv2d(x: Array, w: Array, *, padding: str = "valid", impl: str = "auto") ->
     if padding == "same":
         x = _pad_same(x, kh, kw)
     if impl == "im2col":
-        cols, ho, wo = _shifted(x, kh, kw)
-        # Feature order (tap_i, tap_j, c) == HWIO flattening, so w reshapes without a transpose.
-        return jnp.dot(jnp.concatenate(cols, axis=-1), w.reshape(kh * kw * c, o))
+        return _im2col_conv(x, w)
     if impl == "patches":
         pt = lax.conv_general_dilated_patches(
             x, (kh, kw), (1, 1), "VALID", dimension_numbers=("NHWC", "HWIO", "NHWC")
@@ -153,17 +217,54 @@ def conv2d(x: Array, w: Array, *, padding: str = "valid", impl: str = "auto") ->
 # --------------------------------------------------------------------------------------------
 
 
+@jax.custom_vjp
 def max_pool2(x: Array) -> Array:
     """2x2 max-pool, stride 2, Keras ``"valid"`` (odd trailing row/column dropped).
 
-    A reshape + max instead of ``lax.reduce_window``: its backward pass is much faster on
-    XLA:CPU (DESIGN.md). Ties share the gradient (JAX's max rule) where TF picks one element;
-    after ReLU the common tie is all-zero, whose gradient is zero either way.
+    Forward: the elementwise max of the 4 window positions (a reshape, no ``reduce_window``,
+    whose backward is slow on XLA:CPU). Backward (custom VJP): the whole gradient goes to the
+    FIRST maximum of each window in row-major order, as TensorFlow's MaxPool does, through an
+    int8 argmax saved by the forward pass. JAX's own rule for ``max`` (split the gradient among
+    ties, which needs a count and a divide over the 4x-larger input) cost ~5 ms per S0 training
+    step on 2 CPU cores; this one is a single select.
     """
+    return _max_pool2_fwd(x)[0]
+
+
+def _pool_windows(x: Array) -> list[Array]:
     b, h, w, c = x.shape
     h2, w2 = h // 2, w // 2
-    x = x[:, : 2 * h2, : 2 * w2, :]
-    return x.reshape(b, h2, 2, w2, 2, c).max(axis=(2, 4))
+    xr = x[:, : 2 * h2, : 2 * w2, :].reshape(b, h2, 2, w2, 2, c)
+    return [xr[:, :, i, :, j, :] for i in range(2) for j in range(2)]  # row-major window order
+
+
+def _max_pool2_fwd(x: Array) -> tuple[Array, tuple[Array, tuple[int, ...]]]:
+    b, h, w, c = x.shape
+    h2, w2 = h // 2, w // 2
+    v = _pool_windows(x)
+    # A reduce, not jnp.maximum of the 4 windows: XLA does not fuse a reduce into its consumers,
+    # so the pooled map is computed once. The elementwise form was recomputed inside each of
+    # the next conv's 9 im2col slices (9 passes over the 4x larger input).
+    m = x[:, : 2 * h2, : 2 * w2, :].reshape(b, h2, 2, w2, 2, c).max(axis=(2, 4))
+    # Index of the first maximum: int8, 1/16 of the input's bytes, all the backward needs.
+    first = jnp.where(v[0] == m, 0, jnp.where(v[1] == m, 1, jnp.where(v[2] == m, 2, 3)))
+    return m, (first.astype(jnp.int8), x.shape)
+
+
+def _max_pool2_bwd(res: tuple[Array, tuple[int, ...]], g: Array) -> tuple[Array]:
+    first, shape = res
+    b, h, w, c = shape
+    h2, w2 = h // 2, w // 2
+    window = np.arange(4, dtype=np.int8).reshape(1, 1, 2, 1, 2, 1)  # 2*i + j in each window
+    hit = first[:, :, None, :, None, :] == window
+    dx = jnp.where(hit, g[:, :, None, :, None, :], jnp.zeros((), g.dtype))
+    dx = dx.reshape(b, 2 * h2, 2 * w2, c)
+    if (h, w) != (2 * h2, 2 * w2):
+        dx = jnp.pad(dx, ((0, 0), (0, h - 2 * h2), (0, w - 2 * w2), (0, 0)))
+    return (dx,)
+
+
+max_pool2.defvjp(_max_pool2_fwd, _max_pool2_bwd)
 
 
 def global_avg_pool(x: Array) -> Array:
@@ -201,12 +302,16 @@ def measure_train_throughput(
     learning_rate: float = 1e-3,
     loss: str = "xent",
     seed: int = 0,
+    scan: bool = True,
 ) -> dict[str, Any]:
     """Times a jitted train step (value_and_grad + optax.adam) on random uint8 images.
 
-    The steps run inside one ``lax.scan`` (as the grid engine runs an epoch), so per-step Python
-    dispatch is not measured. With ``members > 1`` the step is ``jax.vmap``-ed over a stack of
-    params/optimizer states/dropout keys — a grid of ``members`` models as one program.
+    By default the steps run inside one ``lax.scan`` (as the grid engine runs an epoch), so
+    per-step Python dispatch is not measured; ``scan=False`` instead calls a jitted single step
+    from a Python loop (what a Keras-style host loop does). The two can rank the conv
+    implementations differently on XLA:CPU (docs/models.md). With ``members > 1`` the step is
+    ``jax.vmap``-ed over a stack of params/optimizer states/dropout keys — a grid of
+    ``members`` models as one program.
 
     Args:
         model_cfg: a model config for :func:`jaxmnist.models.build`.
@@ -218,6 +323,7 @@ def measure_train_throughput(
         learning_rate: Adam learning rate.
         loss: loss name for :func:`jaxmnist.losses.get_loss`.
         seed: PRNG seed.
+        scan: run the steps in one ``lax.scan`` (True) or a Python loop of jitted steps.
 
     Returns:
         dict with ``images_per_s`` (best repeat, all members together), ``images_per_s_median``,
@@ -261,13 +367,25 @@ def measure_train_throughput(
         carry = jax.vmap(init)(keys)
         body = jax.vmap(step, in_axes=(0, None if shared_batch else 0, 0))
 
-    def run(carry, xs, ys):
+    def scan_run(carry, xs, ys):
         def scan_body(c, xy):
             return body(c, *xy)
 
         return lax.scan(scan_body, carry, (xs, ys))
 
-    run = jax.jit(run, donate_argnums=0)
+    if scan:
+        run = jax.jit(scan_run, donate_argnums=0)
+    else:
+        one = jax.jit(body, donate_argnums=0)
+        batches = [(xs[i], ys[i]) for i in range(steps)]  # sliced once, outside the timing
+
+        def run(carry, xs, ys):
+            out = []
+            for x, y in batches:
+                carry, value = one(carry, x, y)
+                out.append(value)
+            return carry, out
+
     t0 = time.perf_counter()
     carry, losses = run(carry, xs, ys)
     jax.block_until_ready(losses)
@@ -284,6 +402,7 @@ def measure_train_throughput(
         "batch_size": batch_size,
         "members": members,
         "shared_batch": shared_batch,
+        "scan": scan,
         "steps": steps,
         "images_per_s": images / min(times),
         "images_per_s_median": images / float(np.median(times)),

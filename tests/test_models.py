@@ -160,6 +160,7 @@ def test_validated_config_is_json_and_filled():
         ({"name": "cnn", "dropout": [0.1, 0.2, 0.3]}, ["list of 2"]),
         ({"name": "cnn", "conv_impl": "fft"}, ["'fft'", "'lax'", "'im2col'", "'auto'"]),
         ({"name": "cnn_depth", "depth": 5}, ["5", "[1, 2, 3, 4]"]),
+        ({"name": "cnn_depth", "depth": 2.0}, ["2.0", "[1, 2, 3, 4]"]),
         ({"name": "cnn_depth", "padding": "full"}, ["'full'", "'same'", "'valid'"]),
         ({"name": "cnn_depth", "depth": 4, "padding": "valid"}, ["does not fit"]),
         ({"name": "squeezenet", "depth": 2}, ["depth", "'final_relu'"]),

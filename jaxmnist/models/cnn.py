@@ -73,7 +73,12 @@ def validate(cfg: Mapping[str, Any]) -> dict[str, Any]:
         out["dropout"] = [check_rate(r, "cnn 'dropout'") for r in pair]
         return out
     out["dropout"] = check_rate(d, "cnn_depth 'dropout'")
-    check_choice(out["depth"], (1, 2, 3, 4), "cnn_depth 'depth'")
+    depth = out["depth"]
+    if isinstance(depth, bool) or not isinstance(depth, int):  # True == 1 and 2.0 == 2 in Python
+        raise ValueError(
+            f"cnn_depth 'depth': {depth!r} is not valid; valid choices are [1, 2, 3, 4]"
+        )
+    check_choice(depth, (1, 2, 3, 4), "cnn_depth 'depth'")
     check_choice(out["padding"], layers.PADDINGS, "cnn_depth 'padding'")
     size = 28
     for _ in range(out["depth"]):

@@ -60,8 +60,12 @@ DYNAMIC_KEYS: tuple[str, ...] = (
 program runs, so members with different initialisers (S3's init experiment) share one compile."""
 
 STRATEGIES = ("auto", "vmap", "sequential")
-CPU_STRATEGY = "vmap"
-"""What ``"auto"`` means on XLA:CPU (see the module docstring and ``jaxmnist.bench``)."""
+CPU_STRATEGY = "sequential"
+"""What ``"auto"`` means on XLA:CPU: ``lax.map`` over the members, measured faster than ``vmap``.
+
+On 2 CPU cores (``python -m jaxmnist.bench``, docs/performance.md) a 12-member S0 grid runs at
+about the solo speed per member with ``sequential`` and ~25% slower with ``vmap`` (batched
+matmuls and scatters where the solo program has plain ones), with ~4x the peak memory."""
 
 COLLAPSE_SHARE = 0.9
 """A member is ``collapsed`` when one class gets at least this share of its test predictions.
@@ -132,6 +136,10 @@ class GroupSpec:
     batch_size: int
     optimizers: tuple[str, ...]
     strategy: str
+    # Which weight penalties any member uses ("l1", "l2"). The values stay per-member arrays;
+    # a penalty that is 0 for every member is left out of the program (a pass over every kernel
+    # per step, and the same again for its gradient: ~0.5 ms of a ~10 ms S0 step on 2 cores).
+    penalties: tuple[str, ...] = ("l1", "l2")
 
     @classmethod
     def from_members(cls, members: Sequence[Mapping[str, Any]]) -> GroupSpec:
@@ -165,6 +173,10 @@ class GroupSpec:
                 [get_dotted(m, "optim.name", "adam") for m in members]
             ),
             strategy=strategy,
+            penalties=tuple(
+                name for name in ("l1", "l2")
+                if any(get_dotted(m, f"reg.{name}", 0.0) for m in members)
+            ),
         )
 
 
@@ -251,7 +263,11 @@ class _Program:
     def _objective(self, params, x, y, w, key, l1, l2):
         logits = self.model.apply(params, x, train=True, key=key)
         data_loss = self._data_loss(logits, y, w)
-        penalty = l1 * losses.l1_penalty(params) + l2 * losses.l2_penalty(params)
+        penalty = jnp.float32(0.0)
+        if "l1" in self.spec.penalties:
+            penalty = penalty + l1 * losses.l1_penalty(params)
+        if "l2" in self.spec.penalties:
+            penalty = penalty + l2 * losses.l2_penalty(params)
         correct = jnp.sum((jnp.argmax(logits, -1) == y) * w)
         return data_loss + penalty, correct
 

@@ -1,0 +1,595 @@
+"""``python -m jaxmnist.bench`` — training throughput side by side, on this machine, in one run.
+
+What it measures (images/s of training after a warm-up epoch; compile time reported apart):
+
+* jaxmnist, S0's CNN (225,034 params), batch 64, Adam: a solo run through the grid engine
+  (``jaxmnist.train.train_grid``); a 12-member S2-style grid (Adam/RMSprop/SGD x 4 learning
+  rates) with each strategy, ``sequential`` and ``vmap`` (aggregate images/s); the bare training
+  step without the engine around it; the MLP (784-64-10) and SqueezeNet, solo.
+* The same CNN in Keras 3 on TensorFlow (``model.fit``) and in PyTorch (a plain loop).
+* The machine's fp32 matmul rate (a big ``jnp.dot``), to put the FLOPs XLA counts per training
+  image into perspective (``% of peak``).
+* End to end: the 12-member grid vs the same 12 members run one after another, each run a full
+  ``train_grid`` call (compile, train, evaluate) — wall time a user waits for.
+
+How: every case runs in its own subprocess (:mod:`jaxmnist.bench_workers`; separate thread
+pools, per-framework peak RSS). All workers stay alive and are driven in interleaved rounds
+(one timed epoch of each case per round, the order rotated every round), so a shared machine's
+changing load hits every case alike; medians over rounds are reported, with the load average.
+
+Usage::
+
+    python -m jaxmnist.bench                      # full: ~10 minutes on 2 CPU cores
+    python -m jaxmnist.bench --quick              # seconds-scale smoke run (tests)
+    python -m jaxmnist.bench --only jax,keras --steps 200 --repeats 7 --out benchmarks/results/
+
+Results: ``<out>/bench-<date>.json`` (everything, per-round numbers included) and ``.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import importlib.metadata
+import json
+import os
+import platform
+import queue
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from jaxmnist.bench_workers import PREFIX
+
+FRAMEWORKS = ("jax", "keras", "torch")
+S0_CNN = {"name": "cnn"}
+MLP = {"name": "mlp", "hidden": [64]}
+SQUEEZENET = {"name": "squeezenet"}
+SCHEMA_VERSION = 1
+
+
+# --------------------------------------------------------------------------------------------
+# Cases
+# --------------------------------------------------------------------------------------------
+
+
+def build_cases(args: argparse.Namespace) -> list[dict[str, Any]]:
+    """The interleaved cases for the selected frameworks (the end-to-end case comes apart).
+
+    Slow cases train fewer steps per timed epoch (a rate does not need more); every timed
+    epoch is still at least 2 steps.
+    """
+    steps, batch, repeats = args.steps, args.batch_size, args.repeats
+    test_images = 100 if args.quick else 1000
+
+    def case(name: str, framework: str, runner: str, model: dict[str, Any] | None,
+             n_steps: int, **extra: Any) -> dict[str, Any]:
+        return {"name": name, "framework": framework, "runner": runner,
+                "model": model, "batch_size": batch, "steps": max(n_steps, 2),
+                "repeats": repeats, "test_images": test_images, "members": 1, **extra}
+
+    only = set(args.only)
+    cases = []
+    if "jax" in only:
+        cases += [
+            case("jaxmnist_cnn_solo", "jax", "jax_engine", S0_CNN, steps),
+            case("jaxmnist_cnn_grid_sequential", "jax", "jax_engine", S0_CNN, steps // 4,
+                 members=args.members, strategy="sequential"),
+            case("jaxmnist_cnn_grid_vmap", "jax", "jax_engine", S0_CNN, steps // 4,
+                 members=args.members, strategy="vmap"),
+            case("jax_cnn_bare_step", "jax", "jax_step", S0_CNN, steps),
+            case("jaxmnist_mlp_solo", "jax", "jax_engine", MLP, steps),
+            case("jaxmnist_squeezenet_solo", "jax", "jax_engine", SQUEEZENET, steps // 4),
+            case("matmul_peak", "jax", "jax_peak", None, 1,
+                 matmul_size=256 if args.quick else None),
+        ]
+    if "keras" in only:
+        cases.append(case("keras_cnn", "keras", "keras", S0_CNN, steps))
+    if "torch" in only:
+        cases.append(case("torch_cnn", "torch", "torch", S0_CNN, steps // 2))
+    if args.cases:
+        unknown = set(args.cases) - {c["name"] for c in cases}
+        if unknown:
+            raise SystemExit(f"--cases: unknown or deselected case(s) {sorted(unknown)}; "
+                             f"choose from {[c['name'] for c in cases]}")
+        cases = [c for c in cases if c["name"] in args.cases]
+    return cases
+
+
+def e2e_case(args: argparse.Namespace) -> dict[str, Any]:
+    """Grid vs sequential solo runs, end to end (jax only)."""
+    return {"name": "grid_vs_sequential_e2e", "framework": "jax", "runner": "jax_e2e",
+            "model": S0_CNN, "batch_size": args.batch_size, "steps": max(args.steps, 2),
+            "epochs": args.e2e_epochs, "members": args.members,
+            "test_images": 100 if args.quick else 1000, "strategy": "auto"}
+
+
+# --------------------------------------------------------------------------------------------
+# Workers
+# --------------------------------------------------------------------------------------------
+
+
+class WorkerError(RuntimeError):
+    """A worker died, reported an error or did not answer in time."""
+
+
+class Worker:
+    """One case's subprocess and its protocol messages (read on a thread into a queue)."""
+
+    def __init__(self, case: dict[str, Any], timeout: float):
+        self.case = case
+        self.timeout = timeout
+        self.log = tempfile.TemporaryFile(mode="w+")
+        env = dict(os.environ, PYTHONUNBUFFERED="1", TF_CPP_MIN_LOG_LEVEL="2")
+        if case["framework"] == "keras":
+            env.setdefault("KERAS_BACKEND", "tensorflow")
+        env.update(case.get("env", {}))  # per-case overrides, e.g. XLA_FLAGS experiments
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "jaxmnist.bench_workers", json.dumps(case)],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.log, text=True, env=env,
+        )
+        self.messages: queue.Queue[dict[str, Any] | None] = queue.Queue()
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            if line.startswith(PREFIX):
+                self.messages.put(json.loads(line[len(PREFIX):]))
+        self.messages.put(None)  # EOF: the worker exited
+
+    def stderr_tail(self, chars: int = 2000) -> str:
+        """The end of the worker's stderr (for error messages)."""
+        self.log.seek(0)
+        return self.log.read()[-chars:]
+
+    def expect(self, *events: str) -> dict[str, Any]:
+        """Waits for the next protocol message; raises on error, exit or timeout."""
+        try:
+            msg = self.messages.get(timeout=self.timeout)
+        except queue.Empty:
+            raise WorkerError(f"{self.case['name']}: no answer in {self.timeout:.0f} s") from None
+        if msg is None:
+            raise WorkerError(f"{self.case['name']}: worker exited\n{self.stderr_tail()}")
+        if msg["event"] == "error":
+            raise WorkerError(f"{self.case['name']}: {msg['message']}\n{msg.get('traceback', '')}")
+        if msg["event"] not in events and msg["event"] != "skipped":
+            raise WorkerError(f"{self.case['name']}: expected {events}, got {msg}")
+        return msg
+
+    def command(self, cmd: str) -> None:
+        """Sends ``run`` or ``finish``."""
+        assert self.proc.stdin is not None
+        try:
+            self.proc.stdin.write(cmd + "\n")
+            self.proc.stdin.flush()
+        except (BrokenPipeError, OSError) as e:
+            raise WorkerError(f"{self.case['name']}: worker gone ({e})") from None
+
+    def close(self) -> None:
+        """Waits briefly for the process, then kills it (never leaves a worker behind)."""
+        try:
+            self.proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self.log.close()
+
+
+def _record(case: dict[str, Any]) -> dict[str, Any]:
+    keys = ("name", "framework", "model", "batch_size", "steps", "members", "strategy", "epochs",
+            "test_images")
+    return {"status": "pending", **{k: case[k] for k in keys if k in case}, "rounds": []}
+
+
+def run_interleaved(cases: list[dict[str, Any]], repeats: int, timeout: float,
+                    log: Any = print) -> tuple[dict[str, dict[str, Any]], list[list[float]]]:
+    """Starts every case's worker, then drives ``repeats`` interleaved rounds of timed epochs.
+
+    Returns:
+        ``(records, loads)``: one record per case (setup facts, per-round seconds and images,
+        peak RSS, status) and the 1-minute load average before each round.
+    """
+    records = {c["name"]: _record(c) for c in cases}
+    workers: dict[str, Worker] = {}
+    try:
+        for case in cases:  # start one at a time: compiles do not overlap each other
+            name = case["name"]
+            log(f"[bench] starting {name}")
+            worker = Worker(case, timeout)
+            try:
+                msg = worker.expect("ready")
+            except WorkerError as e:
+                records[name].update(status="error", error=str(e))
+                worker.close()
+                continue
+            if msg["event"] == "skipped":
+                records[name].update(status="skipped", reason=msg["reason"])
+                worker.close()
+                continue
+            records[name].update(status="ok", setup={k: v for k, v in msg.items()
+                                                     if k != "event"})
+            workers[name] = worker
+        loads = []
+        for r in range(repeats):
+            loads.append(list(os.getloadavg()))
+            names = list(workers)
+            names = names[r % len(names):] + names[: r % len(names)] if names else []
+            for name in names:
+                if records[name]["status"] != "ok":
+                    continue
+                try:
+                    workers[name].command("run")
+                    msg = workers[name].expect("result")
+                except WorkerError as e:
+                    records[name].update(status="error", error=str(e))
+                    continue
+                records[name]["rounds"].append(
+                    {"round": r, "seconds": msg["seconds"], "images": msg["images"],
+                     **{k: msg[k] for k in ("gflops", "cpu_seconds") if k in msg}})
+            log(f"[bench] round {r + 1}/{repeats} done, load {loads[-1][0]:.2f}")
+        for name, worker in workers.items():
+            try:
+                if records[name]["status"] == "ok":
+                    worker.command("finish")
+                    done = worker.expect("done")
+                    records[name]["finish"] = {k: v for k, v in done.items() if k != "event"}
+            except WorkerError as e:
+                records[name].update(status="error", error=str(e))
+    finally:
+        for worker in workers.values():
+            worker.close()
+    return records, loads
+
+
+def run_e2e(case: dict[str, Any], timeout: float, log: Any = print) -> dict[str, Any]:
+    """The grid vs sequential end-to-end comparison in its own worker."""
+    record = _record(case)
+    log(f"[bench] starting {case['name']} (grid, {case['members']} solo runs, grid)")
+    worker = Worker(case, timeout)
+    try:
+        worker.expect("ready")
+        worker.command("run")
+        msg = worker.expect("result")
+        record.update(status="ok", grid_runs=msg["grid_runs"], solo_runs=msg["solo_runs"],
+                      data=msg["data"])
+        worker.command("finish")
+        record["finish"] = {k: v for k, v in worker.expect("done").items() if k != "event"}
+    except WorkerError as e:
+        record.update(status="error", error=str(e))
+    finally:
+        worker.close()
+    return record
+
+
+# --------------------------------------------------------------------------------------------
+# Summary
+# --------------------------------------------------------------------------------------------
+
+
+def _stats(values: Sequence[float]) -> dict[str, Any] | None:
+    if not values:
+        return None
+    return {"median": statistics.median(values), "min": min(values), "max": max(values),
+            "all": list(values)}
+
+
+def summarize(records: dict[str, dict[str, Any]], e2e: dict[str, Any] | None) -> dict[str, Any]:
+    """Adds images/s, GFLOP/s and % of peak to each record; computes the headline ratios.
+
+    A ratio is ``None`` when either side is missing (skipped framework, failed case).
+    """
+    peak = records.get("matmul_peak")
+    peak_gflops = None
+    if peak and peak["status"] == "ok" and peak["rounds"]:
+        peak["gflops"] = _stats([r["gflops"] for r in peak["rounds"]])
+        peak_gflops = peak["gflops"]["median"]
+    for name, rec in records.items():
+        if name == "matmul_peak" or rec["status"] != "ok" or not rec["rounds"]:
+            continue
+        rates = [r["images"] / r["seconds"] for r in rec["rounds"]]
+        rec["images_per_second"] = _stats(rates)
+        cpu = [r["cpu_seconds"] / r["images"] * 1e6 for r in rec["rounds"]
+               if r.get("cpu_seconds") is not None and r["images"]]
+        # CPU time per image (all threads, microseconds): the work a framework spends per
+        # image, much less sensitive than images/s to other processes on a shared machine.
+        rec["cpu_us_per_image"] = _stats(cpu)
+        flops = rec.get("setup", {}).get("flops_per_image")
+        if flops:
+            rec["gflops"] = flops * rec["images_per_second"]["median"] / 1e9
+            rec["percent_of_peak"] = 100 * rec["gflops"] / peak_gflops if peak_gflops else None
+
+    def rate(name: str) -> float | None:
+        rec = records.get(name)
+        return rec["images_per_second"]["median"] if rec and "images_per_second" in rec else None
+
+    def per_round_ratio(a: str, b: str) -> dict[str, Any] | None:
+        # Same round = same load: the per-round ratio is the steadier estimate on a busy box.
+        ra, rb = records.get(a), records.get(b)
+        if not (ra and rb and "images_per_second" in ra and "images_per_second" in rb):
+            return None
+        pairs = zip(ra["images_per_second"]["all"], rb["images_per_second"]["all"], strict=False)
+        return _stats([x / y for x, y in pairs])
+
+    def ratio(a: str, b: str) -> dict[str, Any]:
+        x, y = rate(a), rate(b)
+        return {"of_medians": x / y if x and y else None, "per_round": per_round_ratio(a, b)}
+
+    ratios = {
+        "jaxmnist_solo_over_keras": ratio("jaxmnist_cnn_solo", "keras_cnn"),
+        "jaxmnist_solo_over_torch": ratio("jaxmnist_cnn_solo", "torch_cnn"),
+        "grid_sequential_over_solo": ratio("jaxmnist_cnn_grid_sequential", "jaxmnist_cnn_solo"),
+        "grid_vmap_over_solo": ratio("jaxmnist_cnn_grid_vmap", "jaxmnist_cnn_solo"),
+        "grid_vmap_over_sequential": ratio("jaxmnist_cnn_grid_vmap",
+                                           "jaxmnist_cnn_grid_sequential"),
+        "engine_solo_over_bare_step": ratio("jaxmnist_cnn_solo", "jax_cnn_bare_step"),
+        "keras_over_torch": ratio("keras_cnn", "torch_cnn"),
+    }
+
+    def cpu(name: str) -> float | None:
+        rec = records.get(name) or {}
+        return (rec.get("cpu_us_per_image") or {}).get("median")
+
+    # CPU time per image, Keras (or PyTorch) over jaxmnist: > 1 = jaxmnist does less work.
+    for other in ("keras_cnn", "torch_cnn"):
+        x, y = cpu(other), cpu("jaxmnist_cnn_solo")
+        ratios[f"cpu_per_image_{other.split('_')[0]}_over_jaxmnist"] = {
+            "of_medians": x / y if x and y else None, "per_round": None}
+    out: dict[str, Any] = {"ratios": ratios, "peak_gflops": peak_gflops}
+    if e2e is not None and e2e["status"] == "ok":
+        grid = e2e["grid_runs"]
+        solo = e2e["solo_runs"]
+        grid_wall = statistics.mean(r["wall_seconds"] for r in grid)
+        solo_wall = sum(r["wall_seconds"] for r in solo)
+        grid_train = statistics.mean(r["train_seconds"] for r in grid)
+        solo_train = sum(r["train_seconds"] for r in solo)
+        e2e["summary"] = {
+            "grid_wall_seconds": grid_wall,
+            "grid_wall_seconds_each": [r["wall_seconds"] for r in grid],
+            "sequential_wall_seconds": solo_wall,
+            "grid_train_seconds": grid_train,
+            "sequential_train_seconds": solo_train,
+            "grid_compile_seconds": statistics.mean(r["compile_seconds"] for r in grid),
+            "solo_compile_seconds_each": statistics.mean(r["compile_seconds"] for r in solo),
+            "solo_wall_seconds_each": statistics.mean(r["wall_seconds"] for r in solo),
+            "strategy": grid[0]["strategy"],
+        }
+        ratios["grid_wall_over_sequential_wall"] = {"of_medians": grid_wall / solo_wall,
+                                                    "per_round": None}
+        ratios["grid_train_over_sequential_train"] = {"of_medians": grid_train / solo_train,
+                                                      "per_round": None}
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# Machine, versions, output
+# --------------------------------------------------------------------------------------------
+
+
+def machine_info() -> dict[str, Any]:
+    """CPU model and cores, memory, OS, Python — read without importing any framework."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    mem_gb = None
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemTotal"):
+                    mem_gb = int(line.split()[1]) / 2**20
+                    break
+    except OSError:
+        pass
+    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return {"cpu": cpu, "cores": os.cpu_count(), "usable_cores": usable, "memory_gb": mem_gb,
+            "os": platform.platform(), "python": platform.python_version(),
+            "hostname": platform.node(), "xla_flags": os.environ.get("XLA_FLAGS")}
+
+
+def versions() -> dict[str, str | None]:
+    """Installed versions of the frameworks compared (package metadata; nothing imported)."""
+    out = {}
+    for dist in ("jax", "jaxlib", "flax", "optax", "numpy", "tensorflow", "tensorflow-cpu",
+                 "keras", "torch"):
+        try:
+            out[dist] = importlib.metadata.version(dist)
+        except importlib.metadata.PackageNotFoundError:
+            out[dist] = None
+    return out
+
+
+def _git_commit() -> str | None:
+    try:
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
+                              text=True, timeout=10, cwd=Path(__file__).parent).stdout.strip() \
+            or None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def _fmt(value: float | None, spec: str = ".0f") -> str:
+    return "–" if value is None else format(value, spec)
+
+
+def to_markdown(result: dict[str, Any]) -> str:
+    """The results as Markdown: machine line, per-case table, ratios, end-to-end table."""
+    m, v = result["machine"], result["versions"]
+    tf = v.get("tensorflow") or v.get("tensorflow-cpu")
+    loads = result["load_average"]
+    lines = [
+        f"# jaxmnist benchmark — {result['date']}",
+        "",
+        f"Machine: {m['cpu']}, {m['usable_cores']} cores, {_fmt(m['memory_gb'], '.0f')} GB; "
+        f"backend {result.get('backend') or '–'}. Versions: jax {v['jax']}, "
+        f"TensorFlow {tf or '–'}, Keras {v['keras'] or '–'}, PyTorch {v['torch'] or '–'}. "
+        f"Load average (1 min) at start {loads['start'][0]:.2f}, end {loads['end'][0]:.2f}, "
+        f"per round {', '.join(f'{x[0]:.2f}' for x in loads['rounds'])}. "
+        f"Command: `{result['command']}`{' (quick)' if result['quick'] else ''}.",
+        "",
+        "Training throughput, batch 64 per member, median over interleaved rounds "
+        "(min–max); compile = tracing + XLA compile (jax) before the warm-up epoch.",
+        "",
+        "| case | model | members | images/s | min–max | CPU µs/image | compile s "
+        "| warm-up epoch s | FLOPs/image (XLA) | GFLOP/s | % of peak | peak RSS MB |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for name, rec in result["cases"].items():
+        if name == "matmul_peak":
+            continue
+        model = (rec.get("model") or {}).get("name", "–")
+        if rec["status"] != "ok" or "images_per_second" not in rec:
+            why = rec.get("reason") or (rec.get("error") or "").split("\n")[0]
+            lines.append(f"| {name} | {model} | {rec.get('members', 1)} | {rec['status']}: "
+                         f"{why[:80]} | | | | | | | | |")
+            continue
+        ips, setup = rec["images_per_second"], rec.get("setup", {})
+        flops = setup.get("flops_per_image")
+        lines.append(
+            f"| {name} | {model} | {rec.get('members', 1)} | **{ips['median']:.0f}** | "
+            f"{ips['min']:.0f}–{ips['max']:.0f} | "
+            f"{_fmt((rec.get('cpu_us_per_image') or {}).get('median'), '.0f')} | "
+            f"{_fmt(setup.get('compile_seconds'), '.1f')} | "
+            f"{_fmt(setup.get('warmup_epoch_seconds'), '.2f')} | "
+            f"{_fmt(flops / 1e6 if flops else None, '.1f')} M | {_fmt(rec.get('gflops'), '.1f')} "
+            f"| {_fmt(rec.get('percent_of_peak'), '.0f')} | "
+            f"{_fmt(rec.get('finish', {}).get('rss_peak_mb'), '.0f')} |"
+        )
+    peak = result["cases"].get("matmul_peak")
+    if peak and peak.get("gflops"):
+        g = peak["gflops"]
+        lines += ["", f"fp32 matmul peak ({peak['setup']['matmul_size']}² `jnp.dot`, best of 5 "
+                  f"per round): median **{g['median']:.0f} GFLOP/s** ({g['min']:.0f}–"
+                  f"{g['max']:.0f})."]
+    lines += ["", "| ratio | of medians | per round (median, min–max) |", "| --- | --- | --- |"]
+    for name, r in result["summary"]["ratios"].items():
+        pr = r.get("per_round")
+        lines.append(f"| {name} | {_fmt(r['of_medians'], '.2f')} | "
+                     + (f"{pr['median']:.2f} ({pr['min']:.2f}–{pr['max']:.2f})" if pr else "–")
+                     + " |")
+    e2e = result.get("e2e")
+    if e2e and e2e.get("summary"):
+        s = e2e["summary"]
+        lines += [
+            "",
+            f"End to end, {e2e['members']} members, {e2e.get('epochs', '?')} epochs of "
+            f"{e2e['steps'] * e2e['batch_size']} images each (full `train_grid` calls incl. "
+            f"compile and test evaluation; grid strategy `{s['strategy']}`):",
+            "",
+            "| | wall s | train s | compile s |",
+            "| --- | --- | --- | --- |",
+            f"| grid (mean of 2 runs: {', '.join(f'{x:.1f}' for x in s['grid_wall_seconds_each'])})"
+            f" | {s['grid_wall_seconds']:.1f} | {s['grid_train_seconds']:.1f} | "
+            f"{s['grid_compile_seconds']:.1f} |",
+            f"| {e2e['members']} solo runs, one after another | {s['sequential_wall_seconds']:.1f} "
+            f"| {s['sequential_train_seconds']:.1f} | "
+            f"{s['solo_compile_seconds_each'] * e2e['members']:.1f} |",
+            f"| per solo run | {s['solo_wall_seconds_each']:.1f} | | "
+            f"{s['solo_compile_seconds_each']:.1f} |",
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """The command line (see the module docstring)."""
+    p = argparse.ArgumentParser(prog="python -m jaxmnist.bench", description=__doc__.split(
+        "\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--quick", action="store_true",
+                   help="tiny sizes (3 steps, 2 rounds, 3-member grid): checks the plumbing")
+    p.add_argument("--only", default=",".join(FRAMEWORKS),
+                   help="comma-separated frameworks to run: jax,keras,torch (default all)")
+    p.add_argument("--steps", type=int, default=None,
+                   help="training steps per timed epoch of the solo CNN (default 100; slow "
+                        "cases use fewer)")
+    p.add_argument("--repeats", type=int, default=None,
+                   help="interleaved timed rounds after the warm-up (default 5)")
+    p.add_argument("--members", type=int, default=None, help="grid size (default 12)")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--cases", default=None,
+                   help="comma-separated subset of the case names (default: all of --only's)")
+    p.add_argument("--e2e-epochs", type=int, default=None,
+                   help="epochs of each end-to-end run (default 2; 0 skips the end-to-end part)")
+    p.add_argument("--out", default="benchmarks/results", help="folder for the JSON + Markdown")
+    p.add_argument("--timeout", type=float, default=None,
+                   help="seconds to wait for any one worker message (default 1800)")
+    args = p.parse_args(argv)
+    args.only = [f.strip() for f in args.only.split(",") if f.strip()]
+    args.cases = [c.strip() for c in args.cases.split(",") if c.strip()] if args.cases else None
+    unknown = set(args.only) - set(FRAMEWORKS)
+    if unknown:
+        p.error(f"--only: unknown framework(s) {sorted(unknown)}; valid: {', '.join(FRAMEWORKS)}")
+    quick = args.quick
+    args.steps = args.steps or (3 if quick else 100)
+    args.repeats = args.repeats or (2 if quick else 5)
+    args.members = args.members or (3 if quick else 12)
+    args.e2e_epochs = (1 if quick else 2) if args.e2e_epochs is None else args.e2e_epochs
+    args.timeout = args.timeout or (600.0 if quick else 1800.0)
+    if args.steps < 1 or args.repeats < 1 or args.members < 1 or args.batch_size < 1:
+        p.error("--steps, --repeats, --members and --batch-size must be positive")
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Runs the benchmark, writes ``bench-<date>.json`` + ``.md`` under ``--out``, prints it."""
+    args = parse_args(argv)
+    started = dt.datetime.now(dt.timezone.utc)
+    load_start = list(os.getloadavg())
+    t0 = time.perf_counter()
+    cases = build_cases(args)
+    records, round_loads = run_interleaved(cases, args.repeats, args.timeout)
+    e2e = None
+    if "jax" in args.only and args.e2e_epochs > 0:
+        e2e = run_e2e(e2e_case(args), args.timeout)
+    summary = summarize(records, e2e)
+    backend = next((r["setup"].get("backend") for r in records.values()
+                    if r.get("setup", {}).get("backend")), None)
+    result = {
+        "schema": SCHEMA_VERSION,
+        "date": started.strftime("%Y-%m-%d %H:%M UTC"),
+        "command": "python -m jaxmnist.bench " + " ".join(
+            sys.argv[1:] if argv is None else list(argv)),
+        "quick": args.quick,
+        "settings": {"steps": args.steps, "repeats": args.repeats, "members": args.members,
+                     "batch_size": args.batch_size, "e2e_epochs": args.e2e_epochs,
+                     "only": args.only, "cases": args.cases},
+        "machine": machine_info(),
+        "versions": versions(),
+        "git_commit": _git_commit(),
+        "backend": backend,
+        "load_average": {"start": load_start, "rounds": round_loads,
+                         "end": list(os.getloadavg())},
+        "wall_seconds": time.perf_counter() - t0,
+        "cases": records,
+        "e2e": e2e,
+        "summary": summary,
+    }
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    stem = "bench-" + started.strftime("%Y%m%d-%H%M%S") + ("-quick" if args.quick else "")
+    (out / f"{stem}.json").write_text(json.dumps(result, indent=1) + "\n")
+    markdown = to_markdown(result)
+    (out / f"{stem}.md").write_text(markdown)
+    print(markdown)
+    print(f"[bench] wrote {out / stem}.json and .md")
+    failed = [n for n, r in records.items() if r["status"] == "error"]
+    if e2e is not None and e2e["status"] == "error":
+        failed.append(e2e["name"])
+    for name in failed:
+        err = records[name]["error"] if name in records else e2e["error"]
+        print(f"[bench] {name} failed: {err}", file=sys.stderr)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

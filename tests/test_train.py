@@ -111,13 +111,14 @@ def test_grid_member_equals_config_trained_alone(strategy):
     for k, member in enumerate(members):
         diff = _max_abs_diff(results[k]["params"], _train_alone(member, splits))
         lr = member["optim"]["learning_rate"]
-        # Adam and RMSprop divide by sqrt(second moment): a gradient component near zero whose
-        # sign differs by float32 rounding (a batched matmul sums in another order than an
-        # unbatched one) becomes a full +-lr step. At lr = 0.1 that amplification is real, not a
-        # bug, so those two members get a looser bound under vmap; every other member of the
-        # grid must match the solo run to 1e-5.
-        adaptive_high_lr = member["optim"]["name"] in ("adam", "rmsprop") and lr >= 0.1
-        bound = 1e-3 if (strategy == "vmap" and adaptive_high_lr) else 1e-5
+        # The default CPU strategy ("sequential") runs each member's own unbatched program:
+        # every member matches its solo run to 1e-5. Under "vmap" a batched matmul sums in
+        # another order; Adam and RMSprop divide by sqrt(second moment), so a gradient component
+        # near zero whose sign flips by float32 rounding becomes a full +-lr step. That
+        # amplification scales with lr, so adaptive members get 1e-2 * lr (1e-3 at lr 0.1,
+        # 1e-4 at 0.01) and never less than 1e-5; SGD members must match to 1e-5.
+        adaptive = member["optim"]["name"] in ("adam", "rmsprop")
+        bound = max(1e-5, 1e-2 * lr) if (strategy == "vmap" and adaptive) else 1e-5
         assert diff <= bound, f"member {k} ({member['optim']}) differs by {diff}"
 
 
@@ -223,7 +224,7 @@ def _grid_bounds() -> dict[int, float]:
     for k, (name, lr) in enumerate(
         (n, lr) for n in GRID_OPTIMIZERS for lr in GRID_LEARNING_RATES
     ):
-        bounds[k] = 1e-3 if (name in ("adam", "rmsprop") and lr >= 0.1) else 1e-5
+        bounds[k] = max(1e-5, 1e-2 * lr) if name in ("adam", "rmsprop") else 1e-5
     return bounds
 
 

@@ -18,6 +18,9 @@
   let inked = false;
   let timer = null;
   let busy = false;
+  // Bumped whenever the input is replaced (clear, new upload); a response that comes back for an
+  // older generation is not shown, so a slow answer can never overwrite a newer state.
+  let generation = 0;
   let again = false;
   let source = null; // "canvas" | File | null
   let member = null; // null = the server's default
@@ -132,6 +135,7 @@
   pad.addEventListener("lostpointercapture", endStroke);
 
   $("clear").addEventListener("click", () => {
+    generation += 1; // an answer still in flight belongs to the cleared drawing: drop it
     clearTimeout(timer);
     timer = null;
     again = false;
@@ -144,6 +148,7 @@
   // ---- upload ------------------------------------------------------------------------------
   async function useFile(file) {
     if (!file) return;
+    generation += 1;
     source = file;
     resetCanvas();
     try {
@@ -192,6 +197,7 @@
     }
     if (source === null || (source === "canvas" && !inked)) return;
     busy = true;
+    const gen = generation;
     const query = member === null ? "" : `?member=${encodeURIComponent(member)}`;
     let req;
     if (source === "canvas") {
@@ -208,7 +214,9 @@
     try {
       const r = await fetch(`/predict${query}`, req);
       const body = await r.json().catch(() => ({ detail: `HTTP ${r.status}` }));
-      if (!r.ok) {
+      if (gen !== generation) {
+        /* stale: the input changed while this request was in flight */
+      } else if (!r.ok) {
         resetResult();
         $("digit").textContent = "?";
         setStatus(body.detail || `HTTP ${r.status}`, true);

@@ -21,6 +21,7 @@ import argparse
 import datetime as dt
 import importlib.metadata
 import json
+import math
 import os
 import platform
 import socket
@@ -83,10 +84,25 @@ def _say(msg: str) -> None:
 # --------------------------------------------------------------------------------------------
 
 
+def _finite_json(value: Any) -> Any:
+    """Replaces NaN/inf floats with ``None`` (JSON ``null``) anywhere in a nested structure.
+
+    A diverged member can leave non-finite numbers in its results; strict JSON has no NaN, and
+    refusing to write would lose every other member's results after a long training run.
+    """
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite_json(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite_json(v) for v in value]
+    return value
+
+
 def write_json(path: Path, data: Any) -> None:
     """Writes JSON atomically (temporary file + rename): a kill never leaves half a file."""
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=1, allow_nan=False))
+    tmp.write_text(json.dumps(_finite_json(data), indent=1, allow_nan=False))
     os.replace(tmp, path)
 
 

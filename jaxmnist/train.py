@@ -689,7 +689,8 @@ def train_grid(
                     _confusion(np.asarray(splits.train_y), train_pred[k])
                     if train_pred is not None else None
                 ),
-                "test_probs_first25": probs[k].tolist(),
+                # A diverged member's logits can overflow: non-finite probabilities -> None.
+                "test_probs_first25": [[_finite_or_none(v) for v in row] for row in probs[k]],
                 "weight_hist": _histograms(params_host, k),
                 "grad_hist": _histograms(grads_host, k),
                 "param_count": param_count,

@@ -148,3 +148,13 @@ def test_dry_run_prints_groups_and_writes_nothing(tmp_path):
     assert out.returncode == 0, out.stderr
     assert "63 members in " in out.stdout and "group 0: depth_width: 2x32" in out.stdout
     assert not (tmp_path / "r").exists()
+
+
+def test_results_with_non_finite_numbers_are_written_as_null(tmp_path):
+    import json
+
+    from jaxmnist import sweep
+
+    path = tmp_path / "results.json"
+    sweep.write_json(path, {"members": [{"loss": float("nan"), "probs": [float("inf"), 0.5]}]})
+    assert json.loads(path.read_text()) == {"members": [{"loss": None, "probs": [None, 0.5]}]}

@@ -148,6 +148,10 @@ def test_nan_member_is_frozen_and_others_bit_identical():
     a = train.train_grid(sane, splits, train_confusion=False)
     b = train.train_grid(poisoned, splits, train_confusion=False)
     assert b[8]["status"] == "diverged" and b[8]["diverged_epoch"] == 1
+    import json
+
+    # Strict JSON (no NaN) must accept every member's results, the diverged one included.
+    json.dumps([{k: v for k, v in r.items() if k != "params"} for r in b], allow_nan=False)
     assert all(np.isfinite(v).all() for v in _flat(b[8]["params"]).values())
     for k in range(12):
         if k == 8:

@@ -558,8 +558,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     result = {
         "schema": SCHEMA_VERSION,
         "date": started.strftime("%Y-%m-%d %H:%M UTC"),
-        "command": "python -m jaxmnist.bench " + " ".join(
-            sys.argv[1:] if argv is None else list(argv)),
+        "command": " ".join(["python -m jaxmnist.bench",
+                             *(sys.argv[1:] if argv is None else list(argv))]),
         "quick": args.quick,
         "settings": {"steps": args.steps, "repeats": args.repeats, "members": args.members,
                      "batch_size": args.batch_size, "e2e_epochs": args.e2e_epochs,

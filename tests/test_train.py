@@ -23,6 +23,7 @@ from train_fixtures import (  # noqa: E402
     GRID_OPTIMIZERS,
     SMALL_MLP,
     base_member,
+    flat_params,
     grid_members,
     small_splits,
 )  # noqa: E402
@@ -34,16 +35,8 @@ pytestmark = pytest.mark.skipif(
 WORKER = Path(__file__).resolve().parent / "train_worker.py"
 
 
-def _flat(tree, prefix=""):
-    out = {}
-    for name, value in tree.items():
-        path = f"{prefix}/{name}" if prefix else name
-        out.update(_flat(value, path) if isinstance(value, dict) else {path: np.asarray(value)})
-    return out
-
-
 def _max_abs_diff(a, b) -> float:
-    fa, fb = _flat(a), _flat(b)
+    fa, fb = flat_params(a), flat_params(b)
     assert fa.keys() == fb.keys()
     return max(float(np.max(np.abs(fa[k].astype(np.float64) - fb[k]))) for k in fa)
 
@@ -152,11 +145,11 @@ def test_nan_member_is_frozen_and_others_bit_identical():
 
     # Strict JSON (no NaN) must accept every member's results, the diverged one included.
     json.dumps([{k: v for k, v in r.items() if k != "params"} for r in b], allow_nan=False)
-    assert all(np.isfinite(v).all() for v in _flat(b[8]["params"]).values())
+    assert all(np.isfinite(v).all() for v in flat_params(b[8]["params"]).values())
     for k in range(12):
         if k == 8:
             continue
-        fa, fb = _flat(a[k]["params"]), _flat(b[k]["params"])
+        fa, fb = flat_params(a[k]["params"]), flat_params(b[k]["params"])
         for name in fa:
             np.testing.assert_array_equal(fa[name], fb[name], err_msg=f"member {k} {name}")
         assert a[k]["test"] == b[k]["test"] and a[k]["status"] == b[k]["status"]
@@ -279,7 +272,7 @@ def test_members_with_different_initializers_share_one_program():
         expected = models.build(member["model"]).init(key)
         # lr 0: still the initial draw (vmapped init may round differently in the last bit)
         assert _max_abs_diff(result["params"], expected) <= 1e-6
-    assert np.all(_flat(results[0]["params"])["dense1/w"] == 0)
+    assert np.all(flat_params(results[0]["params"])["dense1/w"] == 0)
 
 
 @pytest.mark.slow

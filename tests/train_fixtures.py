@@ -67,3 +67,15 @@ def as_float64(tree):
     """Nested dict of arrays -> nested dict of float64 NumPy arrays."""
     return {k: as_float64(v) if isinstance(v, dict) else np.asarray(v, np.float64)
             for k, v in tree.items()}
+
+
+def flat_params(tree, prefix: str = "") -> dict:
+    """Nested dict of arrays -> ``{"layer/leaf": ndarray}`` (for comparisons and saving)."""
+    out = {}
+    for name, value in tree.items():
+        path = f"{prefix}/{name}" if prefix else name
+        if isinstance(value, dict):
+            out.update(flat_params(value, path))
+        else:
+            out[path] = np.asarray(value)
+    return out

@@ -17,7 +17,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from train_fixtures import SMALL_MLP, grid_members, small_splits  # noqa: E402
+from train_fixtures import SMALL_MLP, flat_params, grid_members, small_splits  # noqa: E402
 
 from jaxmnist import train  # noqa: E402
 
@@ -48,7 +48,7 @@ def save_results(path: str, results) -> None:
     """Saves what the comparisons need: flattened params, histories and test accuracy."""
     arrays = {}
     for k, result in enumerate(results):
-        for name, leaf in _flat(result["params"]).items():
+        for name, leaf in flat_params(result["params"]).items():
             arrays[f"m{k}/{name}"] = leaf
         arrays[f"m{k}/history"] = np.asarray(
             [[h["train_loss"], h["train_acc"], h["val_loss"], h["val_acc"]]
@@ -56,14 +56,6 @@ def save_results(path: str, results) -> None:
         arrays[f"m{k}/test_acc"] = np.asarray(result["test"]["acc"])
         arrays[f"m{k}/test_pred"] = np.asarray(result["test_pred"])
     np.savez(path, **arrays)
-
-
-def _flat(tree, prefix=""):
-    out = {}
-    for name, value in tree.items():
-        path = f"{prefix}/{name}" if prefix else name
-        out.update(_flat(value, path) if isinstance(value, dict) else {path: np.asarray(value)})
-    return out
 
 
 if __name__ == "__main__":

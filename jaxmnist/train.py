@@ -409,17 +409,16 @@ def _pad_eval(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.
 def _histograms(tree: Any, member: int) -> dict[str, dict[str, list[float]]]:
     """Per-layer histograms of the ``w`` leaves of one member (host-side NumPy)."""
     out = {}
-    flat = jax.tree_util.tree_flatten_with_path(tree)[0]
-    for path, leaf in flat:
-        names = [getattr(p, "key", str(p)) for p in path]
-        if names[-1] != "w":
+    for path, leaf in models.layer_paths(tree).items():
+        layer, _, leaf_name = path.rpartition("/")
+        if leaf_name != "w":
             continue
         values = np.asarray(leaf[member], np.float64).ravel()
         values = values[np.isfinite(values)]
         if values.size == 0:
             continue
         counts, edges = np.histogram(values, bins=HIST_BINS)
-        out["/".join(names[:-1])] = {"counts": counts.tolist(), "edges": edges.tolist()}
+        out[layer] = {"counts": counts.tolist(), "edges": edges.tolist()}
     return out
 
 

@@ -8,7 +8,7 @@ import os
 
 import numpy as np
 
-from jaxmnist import data
+from jaxmnist import data, models
 
 GRID_OPTIMIZERS = ("adam", "rmsprop", "sgd")
 GRID_LEARNING_RATES = (0.1, 0.01, 0.001, 0.0001)
@@ -69,13 +69,7 @@ def as_float64(tree):
             for k, v in tree.items()}
 
 
-def flat_params(tree, prefix: str = "") -> dict:
+
+def flat_params(tree) -> dict:
     """Nested dict of arrays -> ``{"layer/leaf": ndarray}`` (for comparisons and saving)."""
-    out = {}
-    for name, value in tree.items():
-        path = f"{prefix}/{name}" if prefix else name
-        if isinstance(value, dict):
-            out.update(flat_params(value, path))
-        else:
-            out[path] = np.asarray(value)
-    return out
+    return {path: np.asarray(leaf) for path, leaf in models.layer_paths(tree).items()}

@@ -13,7 +13,9 @@ A study file defines ``get_config() -> ml_collections.ConfigDict`` with these fi
   ``{"label": "L1", "set": {"reg.l1": 0.01}}``). When given, ``grid`` is ignored. A member
   config that appears in several experiments is trained once and shared by their tables.
 - ``seeds``: number of seeds per grid point (seeds ``0 .. seeds-1``).
-- ``quick``: nested overrides applied by ``--quick`` (data slice, fewer epochs) for CPU runs.
+- ``presets``: named nested overrides, chosen with ``--preset NAME`` (``--quick`` is
+  ``--preset quick``): ``quick`` is the smoke-sized run, ``cpu`` (S2, S4) a run sized for a
+  2-core CPU. A study file may still give the older ``quick`` field alone.
 - ``baseline``: ``"sklearn"`` to also fit scikit-learn's ``MLPClassifier`` (S3), else ``""``.
 
 Everything here is plain Python (no jax): a bad study is rejected with one message before
@@ -68,9 +70,11 @@ DATA_KEYS = (
     "test_limit", "source",
 )
 STUDY_KEYS = (
-    "study", "title", "data", "base", "grid", "experiments", "seeds", "quick", "baseline",
-    "reduced", "notes",
+    "study", "title", "data", "base", "grid", "experiments", "seeds", "presets", "quick",
+    "baseline", "reduced", "notes",
 )
+# Keys resolve() adds to a study (recorded in config.json; not settable in a study file).
+RESOLVED_KEYS = ("preset", "overrides", "quick_applied", "reduced_reasons")
 
 
 class ConfigError(ValueError):
@@ -278,53 +282,123 @@ def _merge(tree: dict[str, Any], overrides: Mapping[str, Any], where: str) -> li
     return problems
 
 
+def presets(cfg: ml_collections.ConfigDict | Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """Returns a study's named presets: its ``presets`` plus the older ``quick`` field."""
+    plain = to_plain(cfg)
+    out = dict(plain.get("presets") or {})
+    if plain.get("quick") and "quick" not in out:
+        out["quick"] = plain["quick"]
+    return out
+
+
 def resolve(
     cfg: ml_collections.ConfigDict | Mapping[str, Any],
     *,
+    preset: str | None = None,
     quick: bool = False,
     seeds: int | None = None,
     overrides: Sequence[str] = (),
 ) -> dict[str, Any]:
-    """Returns the study as a plain dict with the quick preset, ``--seeds`` and overrides applied.
+    """Returns the study as a plain dict with a preset, ``--seeds`` and overrides applied.
 
-    Adds ``reduced`` (bool) and ``reduced_reasons`` (why the run is smaller than the paper's:
-    quick preset, fewer epochs, a data slice) for the report's figure footers.
+    Args:
+        cfg: the study file's ``get_config()``.
+        preset: name of one of the study's presets (:func:`presets`), or None for the study's
+            full settings.
+        quick: the same as ``preset="quick"`` (``--quick``).
+        seeds: seeds per grid point (default: the study's).
+        overrides: ``key=value`` strings (``--config.`` stripped).
+
+    Adds ``preset`` (the name or None), ``overrides``, ``reduced_reasons`` (how the settings are
+    smaller than or differ from the study's full settings; see :func:`reduced_reasons`) and
+    ``reduced`` (bool) for the report's footers. The device is not a reason: a run with the full
+    settings on a CPU is a full run.
 
     Raises:
-        ConfigError: on unknown keys in the quick preset or the overrides.
+        ConfigError: on an unknown preset, or unknown keys in the preset or the overrides.
     """
+    if quick:
+        if preset not in (None, "quick"):
+            raise ConfigError([f"--quick is --preset quick; it cannot be combined with "
+                               f"--preset {preset}"])
+        preset = "quick"
     pristine = to_plain(cfg)
-    for key, default in (("grid", {}), ("experiments", []), ("quick", {}), ("baseline", "")):
+    for key, default in (("grid", {}), ("experiments", []), ("presets", {}), ("baseline", "")):
         pristine.setdefault(key, default)
     pristine.setdefault("notes", "")
+    pristine.pop("reduced", None)
+    available = presets(pristine)
     study = copy.deepcopy(pristine)
-    study.pop("reduced", None)
     problems = []
-    if quick:
-        problems += _merge(study, study.get("quick") or {}, "quick preset")
+    if preset is not None:
+        if preset not in available:
+            problems.append(
+                f"unknown preset {preset!r}{_suggest(preset, available)}; this study's presets: "
+                f"{', '.join(sorted(available)) or 'none'}"
+            )
+        else:
+            problems += _merge(study, available[preset], f"preset {preset!r}")
     if seeds is not None:
         study["seeds"] = seeds
     if problems:
         raise ConfigError(problems)
     study = apply_overrides(study, overrides)
-    study["quick_applied"] = bool(quick)
-    study["reduced_reasons"] = _reduced_reasons(pristine, study, quick)
+    study["preset"] = preset
+    study["quick_applied"] = preset == "quick"
+    study["overrides"] = list(overrides)
+    study["reduced_reasons"] = reduced_reasons(pristine, study)
     study["reduced"] = bool(study["reduced_reasons"])
     return study
 
 
-def _reduced_reasons(pristine: dict[str, Any], study: dict[str, Any], quick: bool) -> list[str]:
-    reasons = ["quick preset"] if quick else []
-    full = get_dotted(pristine, "base.train.epochs", None)
-    now = get_dotted(study, "base.train.epochs", None)
-    if isinstance(full, int) and isinstance(now, int) and now < full:
-        reasons.append(f"{now} of {full} epochs")
-    parts = (("train_limit", "train"), ("val_limit", "validation"), ("test_limit", "test"))
-    for key, part in parts:
-        limit = study.get("data", {}).get(key)
-        if limit:
-            reasons.append(f"{part} set limited to the first {limit:,} images")
+# Settings that never make a run "reduced": seeds (the papers ran each model once; our seeds only
+# add error bars), where the images come from, and bookkeeping fields.
+_NOT_REDUCING = ("seeds", "title", "notes", "presets", "quick", "data.source", "data.train_limit",
+                 "data.val_limit", "data.test_limit", "base.train.epochs", "base.train.strategy")
+
+
+def reduced_reasons(full: Mapping[str, Any], study: Mapping[str, Any]) -> list[str]:
+    """Says how ``study``'s settings are smaller than, or differ from, the ``full`` settings.
+
+    Compares settings only (the device is stated apart): fewer epochs, fewer training /
+    validation / test images (a data slice or another split), fewer grid points, and any other
+    changed setting (``base.optim.learning_rate 0.1 (full: 0.001)``). Empty when the run uses
+    the study's full settings, whatever the number of seeds.
+    """
+    reasons = []
+    full_epochs = get_dotted(full, "base.train.epochs", None)
+    epochs = get_dotted(study, "base.train.epochs", None)
+    if _is_int(full_epochs) and _is_int(epochs) and epochs != full_epochs:
+        reasons.append(f"{epochs} of {full_epochs} epochs")
+    try:
+        sizes, full_sizes = expected_sizes(study["data"]), expected_sizes(full["data"])
+    except (KeyError, TypeError, ValueError):
+        sizes = full_sizes = ()  # an invalid split: validation reports it
+    for part, n, n_full in zip(("train", "validation", "test"), sizes, full_sizes, strict=False):
+        if n != n_full:
+            reasons.append(f"{part} set {n:,} of {n_full:,} images")
+    points, full_points = _grid_size(study), _grid_size(full)
+    if points is not None and full_points is not None and points != full_points:
+        reasons.append(f"{points} of {full_points} grid points")
+    flat_full, flat = flatten(full), flatten(study)
+    for key in sorted(set(flat_full) | set(flat)):
+        if key.startswith(_NOT_REDUCING) or key in RESOLVED_KEYS or key == "reduced":
+            continue
+        if flat.get(key, _MISSING) == flat_full.get(key, _MISSING):
+            continue
+        if key == "experiments":
+            reasons.append("experiments differ from the study's")
+        else:
+            reasons.append(f"{key} {_short(flat.get(key))} (full: {_short(flat_full.get(key))})")
     return reasons
+
+
+def _grid_size(study: Mapping[str, Any]) -> int | None:
+    """Distinct member configs (grid points) of a study, or None when it cannot be expanded."""
+    try:
+        return len({m["key"] for m in expand({**study, "seeds": 1})})
+    except (KeyError, TypeError, ValueError, AttributeError):
+        return None
 
 
 # --------------------------------------------------------------------------------------------
@@ -517,7 +591,7 @@ def validate_study(study: Mapping[str, Any]) -> list[str]:
     problems = [
         f"unknown study key {k!r}{_suggest(k, STUDY_KEYS)}"
         for k in study
-        if k not in STUDY_KEYS and k not in ("quick_applied", "reduced_reasons")
+        if k not in STUDY_KEYS and k not in RESOLVED_KEYS
     ]
     if not isinstance(study.get("study"), str) or not study["study"]:
         problems.append("study: needs a short name such as 's2'")

@@ -113,24 +113,55 @@ class Run:
         """The point with the highest mean test accuracy."""
         return max(self.points, key=lambda p: _nan_to(metrics.mean_std(p.test_acc())[0], -1.0))
 
+    @property
+    def preset(self) -> str | None:
+        """The preset that made the run (``"cpu"``, ``"quick"``) or None (no preset)."""
+        preset = self.config.get("preset", self.results.get("preset"))
+        if preset is None and self.config.get("quick_applied"):
+            preset = "quick"  # run directories written before named presets existed
+        return preset
+
+    def reduced_reasons(self) -> list[str]:
+        """How the run's settings fall short of the study's full settings (empty: full run)."""
+        reasons = self.results.get("reduced_reasons")
+        if reasons is None:
+            reasons = self.config.get("reduced_reasons") or []
+        # "quick preset" was a reason before presets were named: the footer names the preset.
+        return [r for r in reasons if r not in ("quick preset", "CPU run")]
+
+    def settings_label(self) -> str:
+        """``"full settings"``, ``"preset cpu"`` or ``"custom settings"`` (overrides only)."""
+        if self.preset:
+            return f"preset {self.preset}"
+        return "custom settings" if self.reduced_reasons() else "full settings"
+
+    def device(self) -> str:
+        """The device in words, e.g. ``"CPU, 2 cores"`` or ``"NVIDIA H200 (gpu)"``."""
+        backend = self.env.get("backend", "")
+        kind = self.env.get("device_kind") or backend or "unknown device"
+        if backend == "cpu":
+            cores = self.env.get("cpu_count")
+            return "CPU" + (f", {cores} cores" if cores else "")
+        return f"{kind} ({backend})" if backend else kind
+
     def footer(self) -> str:
-        """Figure footer: device, epochs, data sizes and, for a reduced run, why."""
+        """Footer of every figure and report: settings (preset), data, seeds, device, commit.
+
+        A run whose settings are smaller than the study's full settings says "REDUCED RUN" and
+        why; the device is stated apart and never makes a run reduced.
+        """
         data = self.results.get("data", {})
         full = expected_sizes({**self.config["data"], "train_limit": None, "val_limit": None,
                                "test_limit": None})
         frac = data.get("train", 0) / full[0] if full[0] else 1.0
         epochs = get_dotted(self.config, "base.train.epochs", "?")
-        device = self.env.get("device_kind") or self.env.get("backend", "unknown device")
-        backend = self.env.get("backend", "")
         seeds = self.config.get("seeds", "?")
-        line = (f"jaxmnist {self.study} | device: {device} ({backend}) | {epochs} epochs | "
+        line = (f"jaxmnist {self.study} | {self.settings_label()} | {epochs} epochs | "
                 f"train {data.get('train', 0):,} ({frac:.0%} of {full[0]:,}) / val "
                 f"{data.get('val', 0):,} / test {data.get('test', 0):,} images | {seeds} seeds | "
+                f"device: {self.device()} | "
                 f"commit {str(self.env.get('git_commit', 'unknown'))[:12]}")
-        reasons = list(self.results.get("reduced_reasons") or self.config.get("reduced_reasons")
-                       or [])
-        if backend == "cpu":
-            reasons.append("CPU run")
+        reasons = self.reduced_reasons()
         if reasons:
             line += "\nREDUCED RUN, not the paper's full setup: " + "; ".join(reasons)
         return line

@@ -2,8 +2,8 @@
 
 Usage::
 
-    python -m jaxmnist.sweep sweeps/s2.py [--workdir DIR] [--seeds N] [--quick] [--dry-run]
-                             [--data-dir DIR] [--config.KEY=VALUE ...]
+    python -m jaxmnist.sweep sweeps/s2.py [--workdir DIR] [--seeds N] [--preset NAME | --quick]
+                             [--dry-run] [--data-dir DIR] [--config.KEY=VALUE ...]
     python -m jaxmnist.sweep --list
 
 Steps: load and validate the study (no jax, nothing written on error, exit code 2) -> expand it
@@ -49,8 +49,11 @@ def _parse(argv: Sequence[str] | None) -> tuple[argparse.Namespace, list[str]]:
     parser.add_argument("--workdir", help="run directory (default runs/<study>/<timestamp>); "
                         "an existing one is resumed")
     parser.add_argument("--seeds", type=int, help="seeds per grid point (default: the study's)")
+    parser.add_argument("--preset", help="apply one of the study's named presets, e.g. 'cpu' "
+                        "(S2, S4: full data, fewer epochs) or 'quick'; default: full settings")
     parser.add_argument("--quick", action="store_true",
-                        help="apply the study's CPU preset (data slice / fewer epochs)")
+                        help="the same as --preset quick: a smoke-sized run (data slice, "
+                        "fewer epochs)")
     parser.add_argument("--list", action="store_true", help="list the studies in sweeps/")
     parser.add_argument("--dry-run", action="store_true",
                         help="validate, print members and groups, train nothing")
@@ -303,6 +306,7 @@ def run(study: dict[str, Any], run_dir: Path, *, data_dir: str | None = None,
     done = {r["member"]: r for r in results.get("members", [])}
     group_stats = {g["group"]: g for g in results.get("groups", [])}
     results = {"study": study["study"], "title": study.get("title", ""),
+               "preset": study.get("preset"),
                "reduced": study["reduced"], "reduced_reasons": study["reduced_reasons"],
                "complete": False, "data": sizes, "members": [], "groups": [],
                "baseline": results.get("baseline", [])}
@@ -367,6 +371,8 @@ def _dry_run(study: dict[str, Any]) -> None:
     print(f"study {study['study']}: {study.get('title', '')}")
     print(f"data: {train_n} train / {val_n} val / {test_n} test "
           f"(split {study['data']['split']!r})")
+    print(f"preset: {study.get('preset') or 'none (full settings)'}; study presets: "
+          f"{', '.join(sorted(C.presets(study))) or 'none'}")
     if study["reduced"]:
         print("reduced: " + "; ".join(study["reduced_reasons"]))
     print(f"{len(members)} members in {len(groups)} groups, {study['seeds']} seeds each")
@@ -385,8 +391,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"{name:6s} {str(path):20s} {title}")
         return 0
     try:
-        study = C.resolve(C.load_study(args.study), quick=args.quick, seeds=args.seeds,
-                          overrides=overrides)
+        study = C.resolve(C.load_study(args.study), preset=args.preset, quick=args.quick,
+                          seeds=args.seeds, overrides=overrides)
         C.check(study)
         _check_models(study)  # needs jax: after the jax-free checks, before anything is written
     except C.ConfigError as err:

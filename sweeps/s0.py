@@ -3,7 +3,7 @@
 Command::
 
     python -m jaxmnist.sweep sweeps/s0.py            # full: 10 epochs, 60k/10k, 3 seeds
-    python -m jaxmnist.sweep sweeps/s0.py --quick    # CPU preset: 3 epochs on 6,000 images
+    python -m jaxmnist.sweep sweeps/s0.py --quick    # smoke-sized: 3 epochs on 6,000 images
 
 Reproduces: conv32-pool-conv64-pool-dense128-softmax (225,034 params), Adam lr 1e-3 (Keras
 default), sparse categorical cross-entropy, batch 32 (Keras default), 10 epochs, MNIST 60k
@@ -33,7 +33,7 @@ def get_config() -> ml_collections.ConfigDict:
     c.grid = {}
     c.experiments = []
     c.seeds = 3
-    # CPU preset: 10% of the training images, 3 epochs; the full 10k test set is kept.
-    c.quick = dict(data=dict(train_limit=6000), base=dict(train=dict(epochs=3)))
+    # quick: a smoke-sized run: 10% of the training images, 3 epochs; the full 10k test set.
+    c.presets = dict(quick=dict(data=dict(train_limit=6000), base=dict(train=dict(epochs=3))))
     c.baseline = ""
     return c

@@ -3,7 +3,7 @@
 Command::
 
     python -m jaxmnist.sweep sweeps/s1.py            # full: 10 epochs, 48k/12k/10k, 3 seeds
-    python -m jaxmnist.sweep sweeps/s1.py --quick    # CPU preset: 3 epochs on 6,000 images
+    python -m jaxmnist.sweep sweeps/s1.py --quick    # smoke-sized: 3 epochs on 6,000 images
 
 Reproduces: S0's CNN with Dropout(0.25) after the second pooling and Dropout(0.5) after
 Dense(128) (225,034 params), Adam lr 1e-3, categorical cross-entropy on one-hot labels, batch 64,
@@ -35,7 +35,9 @@ def get_config() -> ml_collections.ConfigDict:
     c.grid = {}
     c.experiments = []
     c.seeds = 3
-    # CPU preset: first 6,000 training and 2,000 validation images, 3 epochs.
-    c.quick = dict(data=dict(train_limit=6000, val_limit=2000), base=dict(train=dict(epochs=3)))
+    # quick: a smoke-sized run (first 6,000 training and 2,000 validation images, 3 epochs).
+    c.presets = dict(
+        quick=dict(data=dict(train_limit=6000, val_limit=2000), base=dict(train=dict(epochs=3)))
+    )
     c.baseline = ""
     return c

@@ -3,7 +3,7 @@
 Command::
 
     python -m jaxmnist.sweep sweeps/s3.py            # full: 6 experiments, 10 epochs, 3 seeds
-    python -m jaxmnist.sweep sweeps/s3.py --quick    # CPU preset: 3 epochs on 14,000 images
+    python -m jaxmnist.sweep sweeps/s3.py --quick    # smoke-sized: 3 epochs on 14,000 images
 
 Reproduces: FFNNs 784 -> hidden -> 10 (softmax in the loss), categorical cross-entropy, He init,
 plain SGD lr 0.01, 10 epochs, the 70,000 MNIST images merged and split 80/20 (56,000 train /
@@ -80,7 +80,8 @@ def get_config() -> ml_collections.ConfigDict:
         ]),
     ]
     c.seeds = 3
-    # CPU preset: first 14,000 training images (a quarter), 3 epochs; the 14k test set is kept.
-    c.quick = dict(data=dict(train_limit=14000), base=dict(train=dict(epochs=3)))
+    # quick: a smoke-sized run: the first 14,000 training images (a quarter), 3 epochs; the
+    # 14k test set is kept.
+    c.presets = dict(quick=dict(data=dict(train_limit=14000), base=dict(train=dict(epochs=3))))
     c.baseline = "sklearn"
     return c

@@ -36,6 +36,6 @@ def get_config() -> ml_collections.ConfigDict:
     })
     c.experiments = []
     c.seeds = 2
-    c.quick = {}
+    c.presets = {}
     c.baseline = ""
     return c

@@ -15,15 +15,19 @@ def study(name: str, **kw) -> dict:
 
 
 @pytest.mark.parametrize("name", STUDIES)
-@pytest.mark.parametrize("quick", [False, True])
-def test_shipped_studies_are_valid(name, quick):
-    s = study(name, quick=quick)
+@pytest.mark.parametrize("preset", [None, "quick", "cpu"])
+def test_shipped_studies_are_valid(name, preset):
+    cfg = C.load_study(SWEEPS / f"{name}.py")
+    if preset is not None and preset not in C.presets(cfg):
+        pytest.skip(f"{name} has no {preset!r} preset")
+    s = study(name, preset=preset)
     assert C.validate_study(s) == []
     members = C.expand(s)
     assert members and all("seed" in m["config"] for m in members)
     if name != "smoke":
-        assert C.load_study(SWEEPS / f"{name}.py").seeds >= 3
-    assert s["reduced"] == bool(quick or name == "smoke")
+        assert cfg.seeds >= 3
+    # Every shipped preset is smaller than its study; the study's own settings are not reduced.
+    assert s["reduced"] == (preset is not None) and s["preset"] == preset
 
 
 def test_s2_grid_is_twelve_models_times_seeds():
@@ -84,8 +88,48 @@ def test_grid_with_a_bad_value_names_the_grid_points():
 
 def test_quick_preset_marks_the_run_reduced():
     s = study("s0", quick=True)
+    assert s == study("s0", preset="quick")
     assert s["base"]["train"]["epochs"] == 3 and s["data"]["train_limit"] == 6000
-    assert "quick preset" in s["reduced_reasons"] and "3 of 10 epochs" in s["reduced_reasons"]
+    assert s["reduced_reasons"] == ["3 of 10 epochs", "train set 6,000 of 60,000 images"]
+
+
+@pytest.mark.parametrize("name", ["s2", "s4"])
+def test_cpu_presets_train_on_the_full_data_with_fewer_epochs(name):
+    full, cpu = study(name), study(name, preset="cpu")
+    assert C.expected_sizes(cpu["data"]) == C.expected_sizes(full["data"])
+    assert cpu["base"]["train"]["epochs"] < full["base"]["train"]["epochs"]
+    assert len({m["key"] for m in C.expand(cpu)}) == len({m["key"] for m in C.expand(full)})
+    # Fewer seeds are not a reduction (the papers ran each model once): only the epochs are.
+    assert cpu["reduced_reasons"] == [
+        f"{cpu['base']['train']['epochs']} of {full['base']['train']['epochs']} epochs"]
+
+
+def test_full_settings_are_not_reduced_whatever_the_seeds_or_device():
+    s = study("s3", seeds=1)
+    assert s["preset"] is None and not s["reduced"] and s["reduced_reasons"] == []
+    s = study("s2", overrides=["grid.optim.learning_rate=[0.1, 0.01]", "data.test_limit=500"])
+    assert s["reduced"]
+    assert "6 of 12 grid points" in s["reduced_reasons"]  # 3 optimizers x 2 rates
+    assert "test set 500 of 10,000 images" in s["reduced_reasons"]
+    assert not any("CPU" in r for r in s["reduced_reasons"])
+
+
+def test_unknown_preset_names_the_study_presets():
+    with pytest.raises(C.ConfigError, match=r"unknown preset 'cpus'.*did you mean 'cpu'"
+                                            r".*this study's presets: cpu, quick"):
+        study("s2", preset="cpus")
+    with pytest.raises(C.ConfigError, match="this study's presets: none"):
+        study("smoke", preset="cpu")
+    with pytest.raises(C.ConfigError, match="cannot be combined"):
+        study("s2", quick=True, preset="cpu")
+
+
+def test_a_study_with_the_older_quick_field_still_has_a_quick_preset():
+    cfg = C.to_plain(C.load_study(SWEEPS / "s0.py"))
+    cfg["quick"] = cfg.pop("presets")["quick"]
+    assert C.presets(cfg) == {"quick": cfg["quick"]}
+    assert C.resolve(cfg, quick=True)["reduced_reasons"] == study("s0", quick=True)[
+        "reduced_reasons"]
 
 
 def test_nested_and_flatten_round_trip():

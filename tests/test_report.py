@@ -197,3 +197,39 @@ def test_report_on_a_directory_without_results_fails_clearly(tmp_path):
                          capture_output=True, text=True, cwd=ROOT, timeout=60)
     assert out.returncode == 1
     assert "config.json is missing" in out.stderr
+
+
+def _footer(preset=None, quick=False, seeds=None, overrides=(), env=None, results_extra=None):
+    s = C.resolve(C.load_study(SWEEPS / "s2.py"), preset=preset, quick=quick, seeds=seeds,
+                  overrides=overrides)
+    sizes = dict(zip(("train", "val", "test"), C.expected_sizes(s["data"]), strict=True))
+    results = {"data": sizes, "reduced_reasons": s["reduced_reasons"], **(results_extra or {})}
+    env = env or {"backend": "cpu", "device_kind": "cpu", "cpu_count": 2, "git_commit": "abc"}
+    return report.Run(path=Path("."), config=s, results=results, env=env, points=[],
+                      samples=None).footer()
+
+
+def test_footer_labels_by_settings_and_states_the_device_apart():
+    full = _footer(seeds=1)
+    assert "full settings" in full and "30 epochs" in full and "1 seeds" in full
+    assert "device: CPU, 2 cores" in full and "REDUCED" not in full  # a full run on a CPU
+    cpu = _footer(preset="cpu")
+    assert "preset cpu" in cpu and "REDUCED RUN" in cpu and " of 30 epochs" in cpu
+    assert "CPU run" not in cpu
+    quick = _footer(quick=True)
+    assert "preset quick" in quick and "test set 2,000 of 10,000 images" in quick
+    custom = _footer(overrides=["base.train.epochs=2"])
+    assert "custom settings" in custom and "2 of 30 epochs" in custom
+    gpu = _footer(env={"backend": "gpu", "device_kind": "NVIDIA H200", "git_commit": "abc"})
+    assert "device: NVIDIA H200 (gpu)" in gpu and "REDUCED" not in gpu
+
+
+def test_footer_of_a_run_written_before_named_presets():
+    s = C.resolve(C.load_study(SWEEPS / "s0.py"), quick=True)
+    old_config = {k: v for k, v in s.items() if k not in ("preset", "overrides")}
+    old_results = {"data": {"train": 6000, "val": 0, "test": 10000},
+                   "reduced_reasons": ["quick preset", "3 of 10 epochs"]}
+    text = report.Run(path=Path("."), config=old_config, results=old_results,
+                      env={"backend": "cpu"}, points=[], samples=None).footer()
+    assert "preset quick" in text and "REDUCED RUN, not the paper's full setup: 3 of 10 epochs" \
+        in text

@@ -117,6 +117,8 @@ BAD = [
     (["--config.grid.model.hidden=[[0]]"], "expected a list of positive ints"),  # models check
     (["--config.grid.optim.name=['sgd','lion']"], "'lion' is not a valid optimizer"),
     (["--seeds", "0"], "seeds: must be a positive integer, got 0"),
+    (["--preset", "cpu"], "unknown preset 'cpu'; this study's presets: none"),
+    (["--quick", "--preset", "cpu"], "--quick is --preset quick"),
 ]
 
 
@@ -148,6 +150,15 @@ def test_dry_run_prints_groups_and_writes_nothing(tmp_path):
     assert out.returncode == 0, out.stderr
     assert "63 members in " in out.stdout and "group 0: depth_width: 2x32" in out.stdout
     assert not (tmp_path / "r").exists()
+
+
+def test_dry_run_with_a_preset_says_what_it_reduces(tmp_path):
+    out = cli("jaxmnist.sweep", "sweeps/s2.py", "--preset", "cpu", "--dry-run", timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "preset: cpu; study presets: cpu, quick" in out.stdout
+    assert "data: 50000 train / 10000 val / 10000 test" in out.stdout
+    assert "reduced: " in out.stdout and " of 30 epochs" in out.stdout
+    assert "12 members in 1 groups" in out.stdout
 
 
 def test_results_with_non_finite_numbers_are_written_as_null(tmp_path):

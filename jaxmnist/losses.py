@@ -18,20 +18,21 @@ Names for :func:`get_loss`:
   averaged over the K classes (Keras ``binary_crossentropy`` on a sigmoid output), computed from
   logits as ``max(z, 0) - z*t + log1p(exp(-|z|))``.
 
-Penalties act on kernel (``w``) leaves only: ``l1_penalty = sum |w|`` and
+Penalties act on weight leaves only (``w`` in the zoo, ``kernel`` in Flax; see
+``jaxmnist.models.common.WEIGHT_NAMES``): ``l1_penalty = sum |w|`` and
 ``l2_penalty = sum w**2 / 2``. The engine multiplies by lambda, giving S3's ``lambda*|w|`` and
 ``lambda*w**2/2`` (S3 uses lambda = 0.01).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 
-from jaxmnist.models.common import weight_leaves
+from jaxmnist.models.common import WEIGHT_NAMES, weight_leaves
 
 Array = jax.Array
 Loss = Callable[..., Array]
@@ -115,11 +116,18 @@ def get_loss(name: str) -> Loss:
     return LOSSES[name]
 
 
-def l1_penalty(params: Any) -> Array:
-    """``sum |w|`` over kernel (``w``) leaves; biases and RMSNorm scales are not penalised."""
-    return sum((jnp.sum(jnp.abs(w)) for w in weight_leaves(params)), jnp.float32(0.0))
+def l1_penalty(params: Any, names: Sequence[str] = WEIGHT_NAMES) -> Array:
+    """``sum |w|`` over weight leaves; biases and norm scales are not penalised.
+
+    Weight leaves are named ``w`` or ``kernel`` unless ``names`` says otherwise.
+    """
+    return sum((jnp.sum(jnp.abs(w)) for w in weight_leaves(params, names)), jnp.float32(0.0))
 
 
-def l2_penalty(params: Any) -> Array:
-    """``sum w**2 / 2`` over kernel (``w``) leaves; biases and RMSNorm scales are not penalised."""
-    return 0.5 * sum((jnp.sum(jnp.square(w)) for w in weight_leaves(params)), jnp.float32(0.0))
+def l2_penalty(params: Any, names: Sequence[str] = WEIGHT_NAMES) -> Array:
+    """``sum w**2 / 2`` over weight leaves; biases and norm scales are not penalised.
+
+    Weight leaves are named ``w`` or ``kernel`` unless ``names`` says otherwise.
+    """
+    return 0.5 * sum((jnp.sum(jnp.square(w)) for w in weight_leaves(params, names)),
+                     jnp.float32(0.0))

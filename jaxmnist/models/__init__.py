@@ -1,9 +1,12 @@
-"""Pure-function model zoo: ``build(cfg) -> Model`` for the five studies' networks.
+"""Models: the zoo of the five studies and the user's own models, behind ONE contract.
 
-Families (``cfg["name"]``): ``mlp`` (S3), ``cnn`` (S0, S1), ``cnn_depth`` (S4), ``squeezenet``
-(S2). A model is two pure functions, ``init(key) -> params`` and
-``apply(params, x, *, train, key=None) -> logits float32 [B, 10]``; params are nested dicts with
-kernel leaves ``w``, biases ``b`` and RMSNorm scales ``scale``. See docs/models.md.
+Zoo families (``cfg["name"]``): ``mlp`` (S3), ``cnn`` (S0, S1), ``cnn_depth`` (S4),
+``squeezenet`` (S2); their params are nested dicts with kernel leaves ``w``, biases ``b`` and
+RMSNorm scales ``scale``. User models (Flax linen, Flax NNX, or a plain ``(init, apply)`` pair)
+are named by import path ``"pkg.module:factory"`` / ``"file.py:factory"`` or by a name given to
+:func:`register` (see :mod:`jaxmnist.models.adapters`). A model is two pure functions,
+``init(key) -> params`` and ``apply(params, x, *, train, key=None) -> logits float32 [B, 10]``.
+See docs/models.md and docs/byo.md.
 """
 
 from __future__ import annotations
@@ -12,8 +15,11 @@ import types
 from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
-from jaxmnist.models import cnn, mlp, squeezenet
+from jaxmnist.models import adapters, cnn, mlp, squeezenet
+from jaxmnist.models.adapters import register
 from jaxmnist.models.common import (
+    WEIGHT_NAMES,
+    is_weight_path,
     layer_paths,
     param_count,
     to_unit_float,
@@ -26,12 +32,15 @@ from jaxmnist.models.summary import summary
 __all__ = [
     "CONV_IMPLS",
     "FAMILIES",
+    "WEIGHT_NAMES",
     "Model",
     "build",
     "family",
+    "is_weight_path",
     "layer_paths",
     "measure_train_throughput",
     "param_count",
+    "register",
     "resolve_conv_impl",
     "summary",
     "to_unit_float",
@@ -58,12 +67,14 @@ class Model(NamedTuple):
         apply: ``apply(params, x, *, train, key=None) -> logits float32 [B, 10]``; ``x`` is
             ``uint8`` or float ``[B, 28, 28, 1]``; ``key`` is needed when ``train`` and the
             model has dropout.
+        weight_names: leaf names that count as weights (L1/L2, histograms, drawing).
     """
 
     name: str
     cfg: dict[str, Any]
     init: Callable[..., Any]
     apply: Callable[..., Any]
+    weight_names: tuple[str, ...] = WEIGHT_NAMES
 
 
 def family(name: str) -> types.ModuleType:
@@ -73,7 +84,11 @@ def family(name: str) -> types.ModuleType:
         ValueError: unknown name (the message lists the valid ones).
     """
     if name not in FAMILIES:
-        raise ValueError(f"model name: {name!r} is not valid; valid choices are {list(FAMILIES)}")
+        user = list(adapters.registered())
+        raise ValueError(
+            f"model name: {name!r} is not valid; valid choices are {list(FAMILIES) + user} or "
+            "your own model as 'package.module:factory' / 'path/to/file.py:factory'"
+        )
     return FAMILIES[name]
 
 
@@ -88,14 +103,20 @@ def validate_model_config(cfg: Mapping[str, Any]) -> dict[str, Any]:
     """
     if not isinstance(cfg, Mapping) or "name" not in cfg:
         raise ValueError(
-            f"model config must be a dict with a 'name' in {list(FAMILIES)}, got {cfg!r}"
+            f"model config must be a dict with a 'name' in {list(FAMILIES)} (or "
+            f"'package.module:factory'), got {cfg!r}"
         )
+    if adapters.is_user_model(cfg["name"]):
+        return adapters.validate(cfg)
     return family(cfg["name"]).validate(cfg)
 
 
 def build(cfg: Mapping[str, Any]) -> Model:
     """Builds the model described by ``cfg`` (see :func:`validate_model_config`)."""
     cfg = validate_model_config(cfg)
+    if adapters.is_user_model(cfg["name"]):
+        init, apply = adapters.build(cfg)
+        return Model(cfg["name"], cfg, init, apply, adapters.weight_names(cfg))
     mod = family(cfg["name"])
 
     def init(key: Any) -> Any:

@@ -330,18 +330,35 @@ def _leaf_name(path) -> str:
     return str(getattr(last, "key", getattr(last, "name", last)))
 
 
-def weight_mask(params: Any) -> Any:
-    """Returns a tree like ``params`` with ``True`` at kernel (``w``) leaves, ``False`` elsewhere.
+WEIGHT_NAMES: tuple[str, ...] = ("w", "kernel")
+"""The default rule for which leaves are weights (L1/L2 penalties, weight and gradient histograms,
+the network drawing): leaves named ``w`` (the zoo) or ``kernel`` (Flax). Biases, norm scales and
+anything else are not. A model can choose its own names (``weight_leaves`` in a user model's
+config, see ``jaxmnist.models.adapters``)."""
+
+
+def is_weight_path(path: Any, names: Sequence[str] = WEIGHT_NAMES) -> bool:
+    """True when a key path (or a ``"layer/leaf"`` string) ends in a weight leaf name."""
+    if isinstance(path, str):
+        return path.rpartition("/")[2] in names
+    return _leaf_name(path) in names
+
+
+def weight_mask(params: Any, names: Sequence[str] = WEIGHT_NAMES) -> Any:
+    """Returns a tree like ``params`` with ``True`` at weight leaves (see :data:`WEIGHT_NAMES`).
 
     Usable directly as an ``optax.masked`` mask, or with :func:`weight_leaves`.
     """
-    return jax.tree_util.tree_map_with_path(lambda p, _: _leaf_name(p) == "w", params)
+    return jax.tree_util.tree_map_with_path(lambda p, _: _leaf_name(p) in names, params)
 
 
-def weight_leaves(params: Any) -> list[Array]:
-    """Returns the kernel (``w``) leaves of ``params`` — what L1/L2 penalties act on."""
+def weight_leaves(params: Any, names: Sequence[str] = WEIGHT_NAMES) -> list[Array]:
+    """Returns the weight leaves of ``params`` (``w`` / ``kernel`` by default).
+
+    These are what L1/L2 penalties act on.
+    """
     flat = jax.tree_util.tree_flatten_with_path(params)[0]
-    return [leaf for path, leaf in flat if _leaf_name(path) == "w"]
+    return [leaf for path, leaf in flat if _leaf_name(path) in names]
 
 
 def layer_paths(params: Any) -> dict[str, Array]:

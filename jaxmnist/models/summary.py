@@ -10,21 +10,28 @@ def summary(cfg: Mapping[str, Any]) -> str:
     """Returns a Keras-style table (layer, output shape, params) and the total for ``cfg``.
 
     Computed from the config alone (no arrays are built); the test suite checks that the total
-    equals ``param_count(build(cfg).init(key))``.
+    equals ``param_count(build(cfg).init(key))``. A user model (import path) lists its parameter
+    leaves instead of layers, from ``jax.eval_shape`` of its init.
     """
-    from jaxmnist.models import family, validate_model_config  # local: avoid an import cycle
+    from jaxmnist.models import adapters, family, validate_model_config  # avoid an import cycle
 
     cfg = validate_model_config(cfg)
-    rows = family(cfg["name"]).describe(cfg)
-    shapes = ["(None, " + ", ".join(str(d) for d in shape) + ")" for _, shape, _ in rows]
+    head = "Output shape"
+    if adapters.is_user_model(cfg["name"]):
+        head = "Param shape"
+        rows = _user_rows(cfg)
+        shapes = ["(" + ", ".join(str(d) for d in shape) + ")" for _, shape, _ in rows]
+    else:
+        rows = family(cfg["name"]).describe(cfg)
+        shapes = ["(None, " + ", ".join(str(d) for d in shape) + ")" for _, shape, _ in rows]
     w_name = max(len("Layer"), *(len(r[0]) for r in rows))
-    w_shape = max(len("Output shape"), *(len(s) for s in shapes))
+    w_shape = max(len(head), *(len(s) for s in shapes))
     w_par = max(len("Params"), *(len(f"{r[2]:,}") for r in rows))
     width = w_name + w_shape + w_par + 6
     lines = [
         f'Model: "{cfg["name"]}"',
         "=" * width,
-        f"{'Layer':<{w_name}}   {'Output shape':<{w_shape}}   {'Params':>{w_par}}",
+        f"{'Layer':<{w_name}}   {head:<{w_shape}}   {'Params':>{w_par}}",
         "-" * width,
     ]
     for (name, _, n), shape in zip(rows, shapes, strict=True):
@@ -32,3 +39,17 @@ def summary(cfg: Mapping[str, Any]) -> str:
     total = sum(r[2] for r in rows)
     lines += ["=" * width, f"Total params: {total:,}"]
     return "\n".join(lines)
+
+
+def _user_rows(cfg: Mapping[str, Any]) -> list[tuple[str, tuple[int, ...], int]]:
+    """A user model's rows: one per parameter leaf (its shape; output shapes are unknown)."""
+    import math
+
+    import jax
+
+    from jaxmnist.models import build
+    from jaxmnist.models.common import layer_paths
+
+    shapes = jax.eval_shape(build(cfg).init, jax.random.PRNGKey(0))
+    return [(path, tuple(leaf.shape), math.prod(leaf.shape))
+            for path, leaf in layer_paths(shapes).items()]

@@ -1,0 +1,141 @@
+"""User models: Flax linen, Flax NNX and plain (init, apply) pairs behind the model contract."""
+
+from __future__ import annotations
+
+import textwrap
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxmnist import losses, models
+
+LINEN = "jaxmnist.models.flax_examples:linen_cnn"
+NNX = "jaxmnist.models.flax_examples:NnxCNN"
+
+
+@pytest.fixture(scope="module")
+def zoo_s0():
+    zoo = models.build({"name": "cnn"})
+    params = zoo.init(jax.random.PRNGKey(0))
+    x = jax.random.randint(jax.random.PRNGKey(1), (6, 28, 28, 1), 0, 256).astype(jnp.uint8)
+    return zoo, params, x
+
+
+def as_flax(params):
+    """The zoo's leaf names -> Flax's (``w`` -> ``kernel``, ``b`` -> ``bias``)."""
+    return {layer: {"kernel": leaf["w"], "bias": leaf["b"]} for layer, leaf in params.items()}
+
+
+@pytest.mark.parametrize("name", [LINEN, NNX, "flax_cnn"])
+def test_flax_s0_gives_the_zoo_logits_with_the_same_weights(name, zoo_s0):
+    zoo, params, x = zoo_s0
+    model = models.build({"name": name})
+    own = model.init(jax.random.PRNGKey(0))
+    assert jax.tree_util.tree_map(jnp.shape, own) == jax.tree_util.tree_map(
+        jnp.shape, as_flax(params))
+    assert models.param_count(own) == 225_034
+    want = zoo.apply(params, x, train=False)
+    got = jax.jit(lambda p, x: model.apply(p, x, train=False))(as_flax(params), x)
+    assert float(jnp.max(jnp.abs(got - want))) <= 1e-5
+    # float input in [0, 1] is the same image
+    got_f = jax.jit(lambda p, x: model.apply(p, x, train=False))(
+        as_flax(params), x.astype(jnp.float32) / 255.0)
+    assert float(jnp.max(jnp.abs(got_f - want))) <= 1e-5
+
+
+@pytest.mark.parametrize("name", [LINEN, NNX])
+def test_flax_init_is_vmappable_and_dropout_follows_the_key(name, zoo_s0):
+    _, params, x = zoo_s0
+    x = x[:2]
+    model = models.build({"name": name, "dropout": [0.25, 0.5]})
+    grid = jax.vmap(model.init)(jax.random.split(jax.random.PRNGKey(0), 3))
+    kernels = np.asarray(grid["conv1"]["kernel"])
+    assert kernels.shape == (3, 3, 3, 1, 32) and not np.allclose(kernels[0], kernels[1])
+    p = as_flax(params)
+    apply = jax.jit(model.apply, static_argnames="train")
+    a = apply(p, x, train=True, key=jax.random.PRNGKey(3))
+    b = apply(p, x, train=True, key=jax.random.PRNGKey(3))
+    c = apply(p, x, train=True, key=jax.random.PRNGKey(4))
+    np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    assert float(jnp.max(jnp.abs(a - c))) > 0
+
+
+def test_l2_on_a_flax_model_counts_its_kernels_only():
+    params = models.build({"name": LINEN}).init(jax.random.PRNGKey(0))
+    l2 = float(losses.l2_penalty(params))
+    kernels = [params[k]["kernel"] for k in ("conv1", "conv2", "dense1", "dense2")]
+    assert l2 > 0
+    np.testing.assert_allclose(l2, 0.5 * sum(float(jnp.sum(k ** 2)) for k in kernels),
+                               rtol=1e-5)
+    biased = jax.tree_util.tree_map(lambda a: a + 1.0, params)
+    biased = {k: {"kernel": params[k]["kernel"], "bias": biased[k]["bias"]} for k in params}
+    assert float(losses.l2_penalty(biased)) == pytest.approx(l2)
+    # The rule is a parameter: with no weight names nothing is penalised.
+    assert float(losses.l2_penalty(params, names=())) == 0.0
+    assert models.build({"name": LINEN, "weight_leaves": ["bias"]}).weight_names == ("bias",)
+
+
+def _write_pair_model(tmp_path):
+    path = tmp_path / "pair_model.py"
+    path.write_text(textwrap.dedent("""
+        import jax, jax.numpy as jnp
+
+        def make(hidden=16):
+            def init(key):
+                k1, k2 = jax.random.split(key)
+                return {"l1": {"w": 0.05 * jax.random.normal(k1, (784, hidden)),
+                               "b": jnp.zeros(hidden)},
+                        "l2": {"w": 0.05 * jax.random.normal(k2, (hidden, 10)),
+                               "b": jnp.zeros(10)}}
+
+            def apply(params, x, *, train, key=None):
+                h = jax.nn.relu(x.reshape(x.shape[0], -1) @ params["l1"]["w"] + params["l1"]["b"])
+                return h @ params["l2"]["w"] + params["l2"]["b"]
+
+            return init, apply
+    """))
+    return path
+
+
+def test_plain_pair_from_a_file_anywhere(tmp_path, zoo_s0):
+    path = _write_pair_model(tmp_path)
+    model = models.build({"name": f"{path}:make", "hidden": 8})
+    params = model.init(jax.random.PRNGKey(0))
+    assert params["l1"]["w"].shape == (784, 8)
+    logits = model.apply(params, zoo_s0[2], train=True, key=jax.random.PRNGKey(0))
+    assert logits.shape == (6, 10) and bool(jnp.all(jnp.isfinite(logits)))
+    assert "Total params: 6,370" in models.summary({"name": f"{path}:make", "hidden": 8})
+
+
+def test_register_decorator():
+    @models.register("tiny_test_pair")
+    def tiny():
+        return (lambda key: {"w": jnp.zeros((784, 10))},
+                lambda params, x, *, train, key=None: x.reshape(x.shape[0], -1) @ params["w"])
+
+    try:
+        model = models.build({"name": "tiny_test_pair"})
+        assert model.apply(model.init(None), jnp.ones((2, 28, 28, 1)), train=False).shape == (2, 10)
+        with pytest.raises(ValueError, match="tiny_test_pair"):
+            models.family("nope")  # the message lists registered names too
+    finally:
+        from jaxmnist.models import adapters
+
+        adapters._REGISTERED.pop("tiny_test_pair")
+
+
+@pytest.mark.parametrize("cfg, message", [
+    ({"name": "no_such_pkg.nets:make"}, "cannot import 'no_such_pkg.nets'"),
+    ({"name": "jaxmnist.models.flax_examples:nope"}, "has no callable 'nope'; callables there:"),
+    ({"name": "jaxmnist.models.flax_examples:linen_cnn", "width": 3},
+     "unexpected keyword argument 'width'"),
+    ({"name": "/no/such/file.py:make"}, "does not exist"),
+    ({"name": "cnnn"}, "valid choices are ['mlp', 'cnn', 'cnn_depth', 'squeezenet'"),
+    ({"name": LINEN, "weight_leaves": "kernel"}, "must be a list of leaf names"),
+])
+def test_bad_model_names_are_clear_errors(cfg, message):
+    with pytest.raises(ValueError) as err:
+        models.validate_model_config(cfg)
+    assert message in str(err.value)

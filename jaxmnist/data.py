@@ -1,8 +1,11 @@
-"""MNIST for jaxmnist: one array layout from two sources, plus the studies' splits.
+"""MNIST-format datasets for jaxmnist: one array layout from two sources, plus the splits.
 
-Every loader returns ``images uint8 [N, 28, 28, 1]`` and ``labels int32 [N]`` in the order of the
-official IDX files (the order Keras' ``mnist.load_data()`` uses), so that S1's "last 20% of the
-training set" means the same images whichever source produced them.
+Datasets (:data:`DATASETS`, ``data.name`` in a study): ``mnist``, ``fashion_mnist``,
+``kmnist`` -- all 28x28x1 with 10 classes, published as four IDX files, each checked against
+its own checksums, and in TFDS. Every loader returns ``images uint8 [N, 28, 28, 1]`` and
+``labels int32 [N]`` in the order of the official IDX files (the order Keras'
+``mnist.load_data()`` uses), so that S1's "last 20% of the training set" means the same images
+whichever source produced them.
 
 Sources:
 
@@ -18,8 +21,8 @@ This module must not import jax or tensorflow at import time (see docs/architect
 
 Command line::
 
-    python -m jaxmnist.data check DIR      # verify the four files, print label histograms
-    python -m jaxmnist.data download DIR   # fetch the four official .gz files (no TensorFlow)
+    python -m jaxmnist.data check DIR [--dataset NAME]     # verify the files, label histograms
+    python -m jaxmnist.data download DIR [--dataset NAME]  # fetch the four official .gz files
 """
 
 from __future__ import annotations
@@ -57,20 +60,23 @@ _GZIP_MAGIC = b"\x1f\x8b"
 
 
 class MnistDataError(ValueError):
-    """MNIST could not be found, read or verified; the message says what to do about it."""
+    """A dataset could not be found, read or verified; the message says what to do about it."""
+
+
+DataError = MnistDataError
 
 
 class _IdxSpec(NamedTuple):
-    """One of the four official files, with its published sizes and md5 sums (SOURCE.md)."""
+    """One of a dataset's four official files, with its published size and digests."""
 
     name: str  # official name without ".gz"
     split: str
     kind: str  # "images" | "labels"
     count: int
     gz_size: int
-    gz_md5: str
+    gz_md5: str  # digest of the published .gz (md5 for MNIST, sha256 for the others)
     raw_size: int
-    raw_md5: str
+    raw_md5: str | None  # digest of the uncompressed IDX bytes; None when none is published
 
     @property
     def gz_name(self) -> str:
@@ -84,43 +90,164 @@ class _IdxSpec(NamedTuple):
         return (self.gz_name, self.name, dotted, dotted + ".gz")
 
 
-_SPECS: dict[tuple[str, str], _IdxSpec] = {
-    ("train", "images"): _IdxSpec(
-        "train-images-idx3-ubyte", "train", "images", 60000,
-        9912422, "f68b3c2dcbeaaa9fbdd348bbdeb94873",
-        47040016, "6bbc9ace898e44ae57da46a324031adb",
-    ),
-    ("train", "labels"): _IdxSpec(
-        "train-labels-idx1-ubyte", "train", "labels", 60000,
-        28881, "d53e105ee54ea40749a09fcbcd1e9432",
-        60008, "a25bea736e30d166cdddb491f175f624",
-    ),
-    ("test", "images"): _IdxSpec(
-        "t10k-images-idx3-ubyte", "test", "images", 10000,
-        1648877, "9fb629c4189551a2d022fa330f9573f3",
-        7840016, "2646ac647ad5339dbf082846283269ea",
-    ),
-    ("test", "labels"): _IdxSpec(
-        "t10k-labels-idx1-ubyte", "test", "labels", 10000,
-        4542, "ec29112dd5afa0611ce80d1b7f02629c",
-        10008, "27ae3e4e09519cfbb04c329615203637",
-    ),
-}  # fmt: skip
-
-OFFICIAL_FILES = tuple(s.gz_name for s in _SPECS.values())
-OFFICIAL_LABEL_COUNTS = {
-    "train": (5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949),
-    "test": (980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009),
+_NAMES = {
+    ("train", "images"): ("train-images-idx3-ubyte", 60000, 47040016),
+    ("train", "labels"): ("train-labels-idx1-ubyte", 60000, 60008),
+    ("test", "images"): ("t10k-images-idx3-ubyte", 10000, 7840016),
+    ("test", "labels"): ("t10k-labels-idx1-ubyte", 10000, 10008),
 }
 
-_HOW_TO_FIX = (
-    "How to fix: put the four official files\n"
-    f"    {', '.join(OFFICIAL_FILES)}\n"
-    f"in one folder and set {ENV_DATA_DIR}=/that/folder (or pass data_dir=...). To fetch them "
-    "(no TensorFlow needed):\n"
-    "    python -m jaxmnist.data download /that/folder\n"
-    'Or let TFDS download them (needs TensorFlow: pip install -e ".[tf]" and network access).'
-)
+
+def _files(digests: dict[tuple[str, str], tuple[int, str, str | None]]) -> dict:
+    out = {}
+    for key, (gz_size, gz, raw) in digests.items():
+        name, count, raw_size = _NAMES[key]
+        out[key] = _IdxSpec(name, key[0], key[1], count, gz_size, gz, raw_size, raw)
+    return out
+
+
+class Dataset(NamedTuple):
+    """A 28x28x1, 10-class dataset published as four IDX files (and in TFDS).
+
+    Attributes:
+        name: ``data.name`` in a study.
+        title: how messages and figures name it.
+        tfds_name: the TFDS builder.
+        url: where the four ``.gz`` files are published (``download``).
+        algo: digest of the checksums in ``files`` (``md5`` or ``sha256``).
+        files: the four files' published sizes and digests.
+        class_names: label 0..9 -> name, for tables and figures.
+        label_counts: per split, the official label histogram (``check``), when known.
+        env: the environment variable naming its IDX folder.
+        system_dirs: folders where an OS package installs the files.
+    """
+
+    name: str
+    title: str
+    tfds_name: str
+    url: str
+    algo: str
+    files: dict[tuple[str, str], _IdxSpec]
+    class_names: tuple[str, ...]
+    label_counts: dict[str, tuple[int, ...]] | None
+    env: str
+    system_dirs: tuple[str, ...] = ()
+
+
+# Checksums: MNIST's md5 sums are the ones published with the files (SOURCE.md). For
+# Fashion-MNIST and KMNIST the .gz sha256 sums and sizes are TFDS's registered checksums
+# (tensorflow_datasets/url_checksums/{fashion_mnist,kmnist}.txt). Fashion-MNIST's raw (decompressed)
+# sha256 sums are those of the files in Debian's dataset-fashion-mnist package
+# (0.0~git20200523.55506a9-1), which ships the upstream IDX content recompressed: so a
+# recompressed copy is recognised by its content. KMNIST publishes no raw checksums.
+DATASETS: dict[str, Dataset] = {
+    "mnist": Dataset(
+        "mnist", "MNIST", "mnist", MIRROR_URL, "md5",
+        _files({
+            ("train", "images"): (9912422, "f68b3c2dcbeaaa9fbdd348bbdeb94873",
+                                  "6bbc9ace898e44ae57da46a324031adb"),
+            ("train", "labels"): (28881, "d53e105ee54ea40749a09fcbcd1e9432",
+                                  "a25bea736e30d166cdddb491f175f624"),
+            ("test", "images"): (1648877, "9fb629c4189551a2d022fa330f9573f3",
+                                 "2646ac647ad5339dbf082846283269ea"),
+            ("test", "labels"): (4542, "ec29112dd5afa0611ce80d1b7f02629c",
+                                 "27ae3e4e09519cfbb04c329615203637"),
+        }),
+        tuple(str(d) for d in range(10)),
+        {"train": (5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949),
+         "test": (980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009)},
+        ENV_DATA_DIR,
+    ),
+    "fashion_mnist": Dataset(
+        "fashion_mnist", "Fashion-MNIST", "fashion_mnist",
+        "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/", "sha256",
+        _files({
+            ("train", "images"): (
+                26421880, "3aede38d61863908ad78613f6a32ed271626dd12800ba2636569512369268a84",
+                "c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888"),
+            ("train", "labels"): (
+                29515, "a04f17134ac03560a47e3764e11b92fc97de4d1bfaf8ba1a3aa29af54cc90845",
+                "bad3541b69d912435c50bb6ba87bec294ff4f6a2e1246121d8633921760443d9"),
+            ("test", "images"): (
+                4422102, "346e55b948d973a97e58d2351dde16a484bd415d4595297633bb08f03db6a073",
+                "5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b"),
+            ("test", "labels"): (
+                5148, "67da17c76eaffca5446c3361aaab5c3cd6d1c2608764d35dfb1850b086bf8dd5",
+                "0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34"),
+        }),
+        ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker",
+         "Bag", "Ankle boot"),
+        {"train": (6000,) * 10, "test": (1000,) * 10},
+        "JAXMNIST_FASHION_MNIST_DIR",
+        ("/usr/share/datasets/fashion-mnist",),  # apt-get install dataset-fashion-mnist
+    ),
+    "kmnist": Dataset(
+        "kmnist", "KMNIST", "kmnist", "http://codh.rois.ac.jp/kmnist/dataset/kmnist/", "sha256",
+        _files({
+            ("train", "images"): (
+                18165135, "51467d22d8cc72929e2a028a0428f2086b092bb31cfb79c69cc0a90ce135fde4", None),
+            ("train", "labels"): (
+                29497, "e38f9ebcd0f3ebcdec7fc8eabdcdaef93bb0df8ea12bee65224341c8183d8e17", None),
+            ("test", "images"): (
+                3041136, "edd7a857845ad6bb1d0ba43fe7e794d164fe2dce499a1694695a792adfac43c5", None),
+            ("test", "labels"): (
+                5120, "20bb9a0ef54c7db3efc55a92eef5582c109615df22683c380526788f98e42a1c", None),
+        }),
+        ("o", "ki", "su", "tsu", "na", "ha", "ma", "ya", "re", "wo"),
+        None,
+        "JAXMNIST_KMNIST_DIR",
+    ),
+}  # fmt: skip
+DATASET_NAMES: tuple[str, ...] = tuple(DATASETS)
+"""Valid ``data.name`` values."""
+
+_SPECS = DATASETS["mnist"].files
+OFFICIAL_FILES = tuple(s.gz_name for s in _SPECS.values())
+OFFICIAL_LABEL_COUNTS = DATASETS["mnist"].label_counts
+
+
+def dataset(name: str) -> Dataset:
+    """The :class:`Dataset` called ``name``.
+
+    Raises:
+        ValueError: unknown name (the message lists the valid ones).
+    """
+    if name not in DATASETS:
+        raise ValueError(f"data.name: {name!r} is not a known dataset; valid choices: "
+                         f"{', '.join(DATASETS)}")
+    return DATASETS[name]
+
+
+def dataset_or_error(name: str) -> Dataset:
+    """Like :func:`dataset`, raising :class:`MnistDataError` (a data problem) for unknown names."""
+    try:
+        return dataset(name)
+    except ValueError as err:
+        raise MnistDataError(str(err)) from None
+
+
+def class_names(name: str = "mnist") -> tuple[str, ...]:
+    """Label 0..9 -> class name of dataset ``name`` (digits for MNIST)."""
+    return dataset(name).class_names
+
+
+def _how_to_fix(ds: Dataset) -> str:
+    files = ", ".join(s.gz_name for s in ds.files.values())
+    apt = ("\nOn Debian/Ubuntu: apt-get install dataset-fashion-mnist (files in "
+           f"{ds.system_dirs[0]})." if ds.system_dirs else "")
+    flag = "" if ds.name == "mnist" else f" --dataset {ds.name}"
+    return (
+        "How to fix: put the four official files\n"
+        f"    {files}\n"
+        f"in one folder and set {ds.env}=/that/folder (or pass data_dir=...). To fetch them "
+        "(no TensorFlow needed):\n"
+        f"    python -m jaxmnist.data download{flag} /that/folder\n"
+        'Or let TFDS download them (needs TensorFlow: pip install -e ".[tf]" and network access).'
+        + apt
+    )
+
+
+_HOW_TO_FIX = _how_to_fix(DATASETS["mnist"])
 
 
 # --------------------------------------------------------------------------------------------
@@ -130,7 +257,7 @@ _HOW_TO_FIX = (
 # (resolved path, mtime_ns, size) -> (read-only array, checksum verified?). Re-reading the
 # train images costs a decompress of 47 MB; the sweep and the tests load the same files many
 # times in one process, so keep the decoded result until the file changes on disk.
-_CACHE: dict[tuple[str, int, int], tuple[np.ndarray, bool]] = {}
+_CACHE: dict[tuple[str, int, int, str], tuple[np.ndarray, bool]] = {}
 
 
 def clear_cache() -> None:
@@ -146,41 +273,43 @@ def _find_file(directory: Path, spec: _IdxSpec) -> Path | None:
     return None
 
 
-def _dir_state(directory: Path, split: str) -> str:
-    """Return "complete", "partial", "empty" (no MNIST file) or "absent" (no such folder)."""
+def _dir_state(directory: Path, split: str, ds: Dataset = DATASETS["mnist"]) -> str:
+    """Return "complete", "partial", "empty" (none of the files) or "absent" (no such folder)."""
     if not directory.is_dir():
         return "absent"
-    found = [_find_file(directory, _SPECS[split, kind]) for kind in ("images", "labels")]
+    found = [_find_file(directory, ds.files[split, kind]) for kind in ("images", "labels")]
     if all(found):
         return "complete"
-    if any(_find_file(directory, s) for s in _SPECS.values()):
+    if any(_find_file(directory, s) for s in ds.files.values()):
         return "partial"
     return "empty"
 
 
-def _locate(directory: Path, split: str) -> tuple[Path, Path]:
+def _locate(directory: Path, split: str, ds: Dataset = DATASETS["mnist"]) -> tuple[Path, Path]:
     """Return the (images, labels) paths of ``split`` in ``directory`` or raise MnistDataError."""
     if not directory.is_dir():
-        raise MnistDataError(f"MNIST folder {directory} does not exist.\n{_HOW_TO_FIX}")
+        raise MnistDataError(f"{ds.title} folder {directory} does not exist.\n{_how_to_fix(ds)}")
     paths = []
     for kind in ("images", "labels"):
-        spec = _SPECS[split, kind]
+        spec = ds.files[split, kind]
         path = _find_file(directory, spec)
         if path is None:
             raise MnistDataError(
-                f"Missing MNIST file {directory / spec.gz_name} (the {split} {kind}; looked for "
-                f"{', '.join(spec.candidates)}).\n{_HOW_TO_FIX}"
+                f"Missing {ds.title} file {directory / spec.gz_name} (the {split} {kind}; "
+                f"looked for {', '.join(spec.candidates)}).\n{_how_to_fix(ds)}"
             )
         paths.append(path)
     return paths[0], paths[1]
 
 
-def _decode_idx(path: Path, spec: _IdxSpec, verify_checksum: bool) -> np.ndarray:
+def _decode_idx(
+    path: Path, spec: _IdxSpec, verify_checksum: bool, ds: Dataset = DATASETS["mnist"]
+) -> np.ndarray:
     """Read, decompress, structurally check and (optionally) checksum one IDX file."""
     try:
         blob = path.read_bytes()
     except OSError as e:
-        raise MnistDataError(f"Cannot read MNIST file {path}: {e}") from e
+        raise MnistDataError(f"Cannot read {ds.title} file {path}: {e}") from e
 
     # Decide by content, not by name: a gzip stream starts with 1f 8b, an IDX file with 00 00.
     compressed = blob[:2] == _GZIP_MAGIC
@@ -189,13 +318,14 @@ def _decode_idx(path: Path, spec: _IdxSpec, verify_checksum: bool) -> np.ndarray
             raw = gzip.decompress(blob)
         except (EOFError, OSError, zlib.error) as e:
             raise MnistDataError(
-                f"MNIST file {path} is a truncated or corrupt gzip file ({e}; {len(blob):,} bytes, "
+                f"{ds.title} file {path} is a truncated or corrupt gzip file ({e}; {len(blob):,} "
+                f"bytes, "
                 f"the official {spec.gz_name} has {spec.gz_size:,}). Delete it and download it "
-                f"again.\n{_HOW_TO_FIX}"
+                f"again.\n{_how_to_fix(ds)}"
             ) from e
     elif path.suffix == ".gz":
         raise MnistDataError(
-            f"MNIST file {path} is named .gz but is not gzip-compressed. Rename it to "
+            f"{ds.title} file {path} is named .gz but is not gzip-compressed. Rename it to "
             f"{spec.name} if it is the uncompressed IDX file, or download it again."
         )
     else:
@@ -206,7 +336,7 @@ def _decode_idx(path: Path, spec: _IdxSpec, verify_checksum: bool) -> np.ndarray
     header_len = 16 if spec.kind == "images" else 8
     if len(raw) < header_len:
         raise MnistDataError(
-            f"MNIST file {path} is too short to be an IDX {spec.kind} file ({len(raw)} bytes "
+            f"{ds.title} file {path} is too short to be an IDX {spec.kind} file ({len(raw)} bytes "
             f"after decompression). Download {spec.gz_name} again."
         )
     dims = np.frombuffer(raw, dtype=">u4", count=header_len // 4)
@@ -215,55 +345,111 @@ def _decode_idx(path: Path, spec: _IdxSpec, verify_checksum: bool) -> np.ndarray
         other = {_IMAGES_MAGIC: "an images file", _LABELS_MAGIC: "a labels file"}.get(magic)
         hint = f" It looks like {other}: are the file names swapped?" if other else ""
         raise MnistDataError(
-            f"MNIST file {path} has IDX magic number 0x{magic:08x}, expected "
+            f"{ds.title} file {path} has IDX magic number 0x{magic:08x}, expected "
             f"0x{magic_expected:08x} ({spec.kind}).{hint} It is not the {spec.split} {spec.kind} "
             f"file {spec.gz_name}; replace it with the official one."
         )
     count = int(dims[1])
     if spec.kind == "images" and tuple(int(d) for d in dims[2:]) != IMAGE_SHAPE[:2]:
         raise MnistDataError(
-            f"MNIST file {path} declares images of {int(dims[2])}x{int(dims[3])} pixels, "
-            f"expected 28x28. It is not an MNIST images file; replace it with {spec.gz_name}."
+            f"{ds.title} file {path} declares images of {int(dims[2])}x{int(dims[3])} pixels, "
+            f"expected 28x28. It is not an MNIST-format images file; replace it with "
+            f"{spec.gz_name}."
         )
     item = 28 * 28 if spec.kind == "images" else 1
     expected_len = header_len + count * item
     if len(raw) != expected_len:
         what = "truncated" if len(raw) < expected_len else "longer than its header says"
         raise MnistDataError(
-            f"MNIST file {path} is {what}: its header declares {count:,} {spec.kind} "
+            f"{ds.title} file {path} is {what}: its header declares {count:,} {spec.kind} "
             f"({expected_len:,} bytes of IDX data) but it holds {len(raw):,} bytes. Delete it and "
             f"download {spec.gz_name} again."
         )
 
     if verify_checksum:
-        digest = hashlib.md5(blob).hexdigest()
-        want, form = (spec.gz_md5, "gzip") if compressed else (spec.raw_md5, "uncompressed")
-        if digest != want:
-            raise MnistDataError(
-                f"MNIST file {path} fails the checksum: md5 {digest}, the official {form} "
-                f"{spec.name} has md5 {want}. The file is corrupt or not the official MNIST; "
-                "download it again, or pass verify_checksum=False if you use a modified copy "
-                "on purpose."
-            )
+        _verify(path, spec, ds, blob, raw, compressed)
 
     data = np.frombuffer(raw, dtype=np.uint8, offset=header_len)
     if spec.kind == "images":
         return data.reshape(count, *IMAGE_SHAPE)
     if count and int(data.max()) > 9:
         raise MnistDataError(
-            f"MNIST file {path} holds label {int(data.max())}; MNIST labels are 0..9. Replace it "
+            f"{ds.title} file {path} holds label {int(data.max())}; labels are 0..9. Replace it "
             f"with the official {spec.gz_name}."
         )
     return data.astype(np.int32)
 
 
-def _read_idx(path: Path, spec: _IdxSpec, verify_checksum: bool) -> np.ndarray:
+def _digest(algo: str, blob: bytes) -> str:
+    return hashlib.new(algo, blob).hexdigest()
+
+
+def _identify(blob: bytes, raw: bytes) -> str | None:
+    """Which dataset's official file these bytes are, if any (for a wrong-dataset message)."""
+    for other in DATASETS.values():
+        for sp in other.files.values():
+            if _digest(other.algo, blob) == sp.gz_md5 or (
+                sp.raw_md5 and _digest(other.algo, raw) == sp.raw_md5
+            ):
+                return f"{other.title}'s {sp.name} (data.name = {other.name!r})"
+    return None
+
+
+def _same_content(ds: Dataset, spec: _IdxSpec, blob: bytes) -> bool:
+    """True when gzip bytes ``blob`` decompress to the official IDX content (recompressed)."""
+    if spec.raw_md5 is None or blob[:2] != _GZIP_MAGIC:
+        return False
+    try:
+        return _digest(ds.algo, gzip.decompress(blob)) == spec.raw_md5
+    except (EOFError, OSError, zlib.error):
+        return False
+
+
+def _verify(path: Path, spec: _IdxSpec, ds: Dataset, blob: bytes, raw: bytes,
+            compressed: bool) -> None:
+    """Checks a file against the dataset's checksums.
+
+    Either the published ``.gz`` bytes or the decompressed IDX bytes must match: a recompressed
+    copy (Debian's, for one) has other gzip bytes but the same content.
+    """
+    algo = ds.algo
+    if compressed and _digest(algo, blob) == spec.gz_md5:
+        return
+    if spec.raw_md5 is not None and _digest(algo, raw) == spec.raw_md5:
+        return
+    if spec.raw_md5 is None and not compressed:
+        raise MnistDataError(
+            f"{ds.title} file {path} is uncompressed and {ds.title} publishes no checksum for "
+            f"uncompressed files; use the published {spec.gz_name}, or pass "
+            "verify_checksum=False if you trust this copy."
+        )
+    digest = _digest(algo, blob)
+    want, form = (spec.gz_md5, "gzip") if compressed else (spec.raw_md5, "uncompressed")
+    other = _identify(blob, raw)
+    if other:
+        raise MnistDataError(
+            f"{ds.title} file {path} fails the checksum: it is not {ds.title}'s {spec.name} but "
+            f"{other}. Set data.name (or --dataset) to that dataset, or put {ds.title}'s files "
+            "in this folder."
+        )
+    raise MnistDataError(
+        f"{ds.title} file {path} fails the checksum: {algo} {digest}, the official {form} "
+        f"{spec.name} has {algo} {want}. The file is corrupt or not the official "
+        f"{ds.title}; download it again, or pass verify_checksum=False if you use a modified "
+        "copy on purpose."
+    )
+
+
+def _read_idx(
+    path: Path, spec: _IdxSpec, verify_checksum: bool, ds: Dataset = DATASETS["mnist"]
+) -> np.ndarray:
     """Cached :func:`_decode_idx`; returns a fresh, writable copy each call."""
     st = path.stat()
-    key = (str(path.resolve()), st.st_mtime_ns, st.st_size)
+    # The dataset is part of the key: "verified" means verified against THAT dataset's sums.
+    key = (str(path.resolve()), st.st_mtime_ns, st.st_size, ds.name)
     hit = _CACHE.get(key)
     if hit is None or (verify_checksum and not hit[1]):
-        array = _decode_idx(path, spec, verify_checksum)
+        array = _decode_idx(path, spec, verify_checksum, ds)
         array.flags.writeable = False
         hit = (array, verify_checksum)
         _CACHE[key] = hit
@@ -271,17 +457,22 @@ def _read_idx(path: Path, spec: _IdxSpec, verify_checksum: bool) -> np.ndarray:
 
 
 def load_idx(
-    directory: str | os.PathLike[str], split: str, *, verify_checksum: bool = True
+    directory: str | os.PathLike[str],
+    split: str,
+    *,
+    verify_checksum: bool = True,
+    dataset: str = "mnist",
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Load one split from the official IDX files in ``directory``, without TensorFlow.
+    """Load one split of a dataset from its official IDX files in ``directory``, no TensorFlow.
 
     Args:
         directory: Folder holding ``{train,t10k}-{images-idx3,labels-idx1}-ubyte`` files,
             each either ``.gz`` (as published) or uncompressed.
         split: ``"train"`` or ``"test"``.
-        verify_checksum: Compare each file's md5 with the official one (md5 of the ``.gz`` for
-            compressed files, of the raw bytes otherwise). The IDX structure (magic number,
-            dimensions, size) is always checked.
+        verify_checksum: Compare each file with the dataset's official checksums (the ``.gz``
+            as published, or the decompressed IDX bytes, so a recompressed copy passes). The IDX
+            structure (magic number, dimensions, size) is always checked.
+        dataset: one of :data:`DATASET_NAMES`.
 
     Returns:
         ``(images uint8 [N, 28, 28, 1], labels int32 [N])`` in file order.
@@ -290,9 +481,10 @@ def load_idx(
         MnistDataError: A file is missing, truncated, malformed or fails its checksum.
     """
     _check_choice("split", split, SPLITS)
-    images_path, labels_path = _locate(Path(directory).expanduser(), split)
-    images = _read_idx(images_path, _SPECS[split, "images"], verify_checksum)
-    labels = _read_idx(labels_path, _SPECS[split, "labels"], verify_checksum)
+    ds = dataset_or_error(dataset)
+    images_path, labels_path = _locate(Path(directory).expanduser(), split, ds)
+    images = _read_idx(images_path, ds.files[split, "images"], verify_checksum, ds)
+    labels = _read_idx(labels_path, ds.files[split, "labels"], verify_checksum, ds)
     if len(images) != len(labels):
         raise MnistDataError(
             f"{images_path} holds {len(images):,} images but {labels_path} holds "
@@ -374,11 +566,14 @@ def load_tfds(
     *,
     manual_dir: str | os.PathLike[str] | None = None,
     tfds_dir: str | os.PathLike[str] | None = None,
+    dataset: str = "mnist",
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Load one split through the TFDS ``mnist`` builder, preparing it first if needed.
+    """Load one split through the dataset's TFDS builder, preparing it first if needed.
 
     Args:
         split: ``"train"`` or ``"test"``.
+        dataset: one of :data:`DATASET_NAMES` (TFDS builders ``mnist``, ``fashion_mnist``,
+            ``kmnist``).
         manual_dir: Folder with the four official ``.gz`` files. TFDS then prepares the
             dataset from them without any network access (its download manager takes a file
             from ``manual_dir`` when the name matches its registered checksum list). When None,
@@ -394,11 +589,12 @@ def load_tfds(
         MnistDataError: TensorFlow is missing, or TFDS could not prepare or read the data.
     """
     _check_choice("split", split, SPLITS)
+    ds = dataset_or_error(dataset)
     tfds = _import_tfds()
     data_dir = str(Path(tfds_dir).expanduser()) if tfds_dir else tfds_dir_default()
     where = data_dir or "TFDS's default data dir"
     try:
-        builder = tfds.builder("mnist", data_dir=data_dir)
+        builder = tfds.builder(ds.tfds_name, data_dir=data_dir)
         if not builder.is_prepared():
             if manual_dir is not None:
                 # The extracted copies (55 MB) are only needed while preparing: keep them in a
@@ -408,9 +604,9 @@ def load_tfds(
                     builder.download_and_prepare(download_dir=dl, download_config=config)
             else:
                 # TFDS retries an unreachable host for minutes; fail fast with the fix instead.
-                problem = _unreachable(MIRROR_URL + _SPECS["test", "labels"].gz_name)
+                problem = _unreachable(ds.url + ds.files["test", "labels"].gz_name)
                 if problem:
-                    raise MnistDataError(f"cannot reach {MIRROR_URL} to download ({problem})")
+                    raise MnistDataError(f"cannot reach {ds.url} to download ({problem})")
                 builder.download_and_prepare()
         dataset = builder.as_dataset(
             split=split,
@@ -424,17 +620,17 @@ def load_tfds(
     except Exception as e:  # TFDS raises many types; turn them into one actionable message.
         source = f"the files in {manual_dir}" if manual_dir else "a download"
         raise MnistDataError(
-            f"TFDS could not prepare or read mnist in {where} from {source}: "
-            f"{type(e).__name__}: {e}\n{_HOW_TO_FIX}"
+            f"TFDS could not prepare or read {ds.tfds_name} in {where} from {source}: "
+            f"{type(e).__name__}: {e}\n{_how_to_fix(ds)}"
         ) from e
 
     images = np.asarray(images, dtype=np.uint8).reshape(-1, *IMAGE_SHAPE)
     labels = np.asarray(labels).astype(np.int32)
-    expected = _SPECS[split, "images"].count
+    expected = ds.files[split, "images"].count
     if len(images) != expected:
         raise MnistDataError(
-            f"TFDS mnist '{split}' in {where} has {len(images):,} examples, expected "
-            f"{expected:,}; delete {where}/mnist and let it be prepared again."
+            f"TFDS {ds.tfds_name} '{split}' in {where} has {len(images):,} examples, expected "
+            f"{expected:,}; delete {where}/{ds.tfds_name} and let it be prepared again."
         )
     if not disable_shuffling:
         order = _tfds_file_order(split, len(images))
@@ -454,11 +650,14 @@ def _check_choice(what: str, value: object, choices: tuple[str, ...]) -> None:
         raise ValueError(f"{what} must be one of {', '.join(map(repr, choices))}, got {value!r}")
 
 
-def _candidate_dirs(data_dir: str | os.PathLike[str] | None) -> list[tuple[str, Path | None]]:
-    env = os.environ.get(ENV_DATA_DIR)
+def _candidate_dirs(
+    data_dir: str | os.PathLike[str] | None, ds: Dataset = DATASETS["mnist"]
+) -> list[tuple[str, Path | None]]:
+    env = os.environ.get(ds.env)
     return [
         ("data_dir argument", Path(data_dir).expanduser() if data_dir is not None else None),
-        (f"${ENV_DATA_DIR}", Path(env).expanduser() if env else None),
+        (f"${ds.env}", Path(env).expanduser() if env else None),
+        *(("system folder", Path(d)) for d in ds.system_dirs),
     ]
 
 
@@ -469,13 +668,16 @@ def load_mnist(
     data_dir: str | os.PathLike[str] | None = None,
     verify_checksum: bool = True,
     tfds_dir: str | os.PathLike[str] | None = None,
+    dataset: str = "mnist",
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Load an MNIST split as ``(images uint8 [N, 28, 28, 1], labels int32 [N])``.
+    """Load a split of MNIST (or ``dataset``) as ``(uint8 [N, 28, 28, 1], int32 [N])`` arrays.
 
-    Where the data comes from, in order: the ``data_dir`` argument, then ``$JAXMNIST_DATA_DIR``
-    (each a folder with the four official IDX files), then TFDS (prepared data in ``tfds_dir``
-    / ``$JAXMNIST_TFDS_DIR`` / TFDS's default, or a TFDS download). Both sources give the same
-    arrays, byte for byte, in the order of the official files.
+    Where the data comes from, in order: the ``data_dir`` argument, then the dataset's
+    environment variable (``$JAXMNIST_DATA_DIR`` for MNIST, ``$JAXMNIST_FASHION_MNIST_DIR``,
+    ``$JAXMNIST_KMNIST_DIR``), then an OS package's folder (Debian's
+    ``/usr/share/datasets/fashion-mnist``) -- each a folder with the four official IDX files --
+    then TFDS (prepared data in ``tfds_dir`` / ``$JAXMNIST_TFDS_DIR`` / TFDS's default, or a
+    TFDS download). Both sources give the same arrays, byte for byte, in the official file order.
 
     Args:
         split: ``"train"`` (60,000 images) or ``"test"`` (10,000).
@@ -486,6 +688,7 @@ def load_mnist(
         verify_checksum: Check the official md5 sums of IDX files (structure is always
             checked). Turn off only for deliberately modified files.
         tfds_dir: TFDS data dir; overrides ``$JAXMNIST_TFDS_DIR``.
+        dataset: one of :data:`DATASET_NAMES` (default ``"mnist"``).
 
     Returns:
         Images and labels of the split, in the official file order.
@@ -497,27 +700,27 @@ def load_mnist(
     """
     _check_choice("split", split, SPLITS)
     _check_choice("source", source, SOURCES)
-    candidates = _candidate_dirs(data_dir)
+    ds = dataset_or_error(dataset)
+    candidates = _candidate_dirs(data_dir, ds)
+    files = [s.gz_name for s in ds.files.values()]
 
     if source == "idx":
-        for _, directory in candidates:
-            if directory is not None:  # the first folder given is the one to use
-                return load_idx(directory, split, verify_checksum=verify_checksum)
+        for label, directory in candidates:
+            if directory is None or (label == "system folder" and not directory.is_dir()):
+                continue
+            # the first folder given is the one to use
+            return load_idx(directory, split, verify_checksum=verify_checksum, dataset=ds.name)
         raise MnistDataError(
-            f"source='idx' needs a folder with the MNIST files: pass data_dir=... or set "
-            f"{ENV_DATA_DIR}.\n{_HOW_TO_FIX}"
+            f"source='idx' needs a folder with the {ds.title} files: pass data_dir=... or set "
+            f"{ds.env}.\n{_how_to_fix(ds)}"
         )
 
     if source == "tfds":
         manual = next(
-            (
-                d
-                for _, d in candidates
-                if d is not None and all((d / name).is_file() for name in OFFICIAL_FILES)
-            ),
+            (d for _, d in candidates if d is not None and all((d / n).is_file() for n in files)),
             None,
         )
-        return load_tfds(split, manual_dir=manual, tfds_dir=tfds_dir)
+        return load_tfds(split, manual_dir=manual, tfds_dir=tfds_dir, dataset=ds.name)
 
     # source == "auto": walk the chain, remembering why each step did not apply.
     tried = []
@@ -525,23 +728,27 @@ def load_mnist(
         if directory is None:
             tried.append(f"{label}: not set")
             continue
-        state = _dir_state(directory, split)
-        # "partial": some MNIST files but not this split's two -- clearly meant as the MNIST
+        state = _dir_state(directory, split, ds)
+        # "partial": some of the files but not this split's two -- clearly meant as the data
         # folder, so load_idx's error naming the missing file is more useful than moving on.
         if state in ("complete", "partial"):
-            return load_idx(directory, split, verify_checksum=verify_checksum)
-        reason = "does not exist" if state == "absent" else "holds none of the MNIST files"
+            return load_idx(directory, split, verify_checksum=verify_checksum, dataset=ds.name)
+        reason = "does not exist" if state == "absent" else f"holds none of the {ds.title} files"
         tried.append(f"{label}: {directory} {reason}")
         if label.startswith("data_dir"):
             logger.warning("data_dir %s %s; trying the next source", directory, reason)
     try:
-        return load_tfds(split, tfds_dir=tfds_dir)
+        return load_tfds(split, tfds_dir=tfds_dir, dataset=ds.name)
     except MnistDataError as e:
         first_line = str(e).split("\n", 1)[0]
         tried.append(f"TFDS: {first_line}")
     raise MnistDataError(
-        "MNIST not found. Tried, in order:\n" + "".join(f"  - {t}\n" for t in tried) + _HOW_TO_FIX
+        f"{ds.title} not found. Tried, in order:\n" + "".join(f"  - {t}\n" for t in tried)
+        + _how_to_fix(ds)
     )
+
+
+load_dataset = load_mnist  # the same loader; reads better with dataset="fashion_mnist"
 
 
 # --------------------------------------------------------------------------------------------
@@ -686,7 +893,7 @@ def take(x: np.ndarray, y: np.ndarray, n: int | None) -> tuple[np.ndarray, np.nd
 
 SPLIT_KINDS = ("none", "keras", "holdout", "merged")
 _SPEC_KEYS = {
-    "split", "val_fraction", "val_size", "test_fraction", "seed",
+    "name", "split", "val_fraction", "val_size", "test_fraction", "seed",
     "train_limit", "val_limit", "test_limit",
 }  # fmt: skip
 _NEEDS = {"none": (), "keras": ("val_fraction",), "holdout": ("val_size",),
@@ -703,6 +910,7 @@ def make_splits(
 
     Spec keys (all but ``split`` optional):
 
+    * ``name``: the dataset, one of :data:`DATASET_NAMES` (default ``"mnist"``).
     * ``split``: ``"none"`` (60k train, no validation, 10k test), ``"keras"`` (last
       ``val_fraction`` of train, S1), ``"holdout"`` (random ``val_size`` images with ``seed``,
       S2) or ``"merged"`` (train+test shuffled with ``seed``, ``test_fraction`` for test, S3).
@@ -751,8 +959,9 @@ def make_splits(
     if kind == "none" and spec.get("val_limit") is not None:
         raise ValueError("split 'none' has no validation set; drop spec['val_limit']")
 
-    train = load_mnist("train", source=source, data_dir=data_dir)
-    test = load_mnist("test", source=source, data_dir=data_dir)
+    name = spec.get("name") or "mnist"
+    train = load_mnist("train", source=source, data_dir=data_dir, dataset=name)
+    test = load_mnist("test", source=source, data_dir=data_dir, dataset=name)
     val: tuple[np.ndarray, np.ndarray] | tuple[None, None] = (None, None)
     if kind == "keras":
         tx, ty, vx, vy = keras_validation_split(*train, float(spec["val_fraction"]))
@@ -777,29 +986,41 @@ def make_splits(
 
 
 def download(
-    directory: str | os.PathLike[str], *, base_url: str = MIRROR_URL, timeout: float = 60.0
+    directory: str | os.PathLike[str],
+    *,
+    base_url: str | None = None,
+    timeout: float = 60.0,
+    dataset: str = "mnist",
 ) -> list[Path]:
-    """Download the four official ``.gz`` files into ``directory`` and verify their md5 sums.
+    """Download a dataset's four official ``.gz`` files into ``directory`` and verify them.
 
-    Files already there with the right checksum are kept. No TensorFlow involved.
+    Files already there with the right checksum are kept. A file passes when its gzip bytes
+    match the published ``.gz`` or its content matches the official IDX bytes (a mirror that
+    recompressed the files). No TensorFlow involved.
 
     Args:
         directory: Target folder (created if needed).
-        base_url: Where the four files live (``base_url + file name``).
+        base_url: Where the four files live (``base_url + file name``); default the dataset's
+            official location (:attr:`Dataset.url`).
         timeout: Seconds per request.
+        dataset: one of :data:`DATASET_NAMES`.
 
     Returns:
         The four paths.
 
     Raises:
-        MnistDataError: A download failed or a file has the wrong checksum.
+        MnistDataError: unknown dataset, a download failed or a file has the wrong checksum.
     """
+    ds = dataset_or_error(dataset)
+    base_url = base_url or ds.url
     target = Path(directory).expanduser()
     target.mkdir(parents=True, exist_ok=True)
+    names = ", ".join(s.gz_name for s in ds.files.values())
     paths = []
-    for spec in _SPECS.values():
+    for spec in ds.files.values():
         path = target / spec.gz_name
-        if path.is_file() and hashlib.md5(path.read_bytes()).hexdigest() == spec.gz_md5:
+        if path.is_file() and (_digest(ds.algo, path.read_bytes()) == spec.gz_md5
+                               or _same_content(ds, spec, path.read_bytes())):
             paths.append(path)
             continue
         url = base_url.rstrip("/") + "/" + spec.gz_name
@@ -810,14 +1031,15 @@ def download(
         except (urllib.error.URLError, OSError) as e:
             partial.unlink(missing_ok=True)
             raise MnistDataError(
-                f"Could not download {url}: {e}. Copy the four files ({', '.join(OFFICIAL_FILES)}) "
+                f"Could not download {url}: {e}. Copy the four files ({names}) "
                 f"into {target} by other means."
             ) from e
-        digest = hashlib.md5(partial.read_bytes()).hexdigest()
-        if digest != spec.gz_md5:
+        blob = partial.read_bytes()
+        digest = _digest(ds.algo, blob)
+        if digest != spec.gz_md5 and not _same_content(ds, spec, blob):
             partial.unlink()
             raise MnistDataError(
-                f"{url} has md5 {digest}, the official {spec.gz_name} has {spec.gz_md5}; "
+                f"{url} has {ds.algo} {digest}, the official {spec.gz_name} has {spec.gz_md5}; "
                 "try another mirror with --base-url."
             )
         partial.replace(path)
@@ -831,32 +1053,44 @@ def _main(argv: list[str] | None = None) -> int:
     )
     sub = parser.add_subparsers(dest="command", required=True)
     check = sub.add_parser("check", help="verify the four IDX files and print label histograms")
-    check.add_argument("dir", nargs="?", help=f"folder with the files (default ${ENV_DATA_DIR})")
+    check.add_argument("dir", nargs="?",
+                       help="folder with the files (default: the dataset's environment variable, "
+                            f"${ENV_DATA_DIR} for MNIST)")
     check.add_argument("--no-checksum", action="store_true", help="check the structure only")
     fetch = sub.add_parser("download", help="download the four official .gz files")
     fetch.add_argument("dir", help="target folder")
-    fetch.add_argument("--base-url", default=MIRROR_URL, help=f"default {MIRROR_URL}")
+    fetch.add_argument("--base-url", default=None,
+                       help="mirror URL (default: the dataset's official location)")
+    for p in (check, fetch):
+        p.add_argument("--dataset", default="mnist",
+                       help=f"one of {', '.join(DATASETS)} (default mnist)")
     args = parser.parse_args(argv)
 
     try:
+        ds = dataset_or_error(args.dataset)
         if args.command == "download":
-            for path in download(args.dir, base_url=args.base_url):
+            for path in download(args.dir, base_url=args.base_url, dataset=ds.name):
                 print(f"ok  {path}")
-            print(f"export {ENV_DATA_DIR}={Path(args.dir).expanduser().resolve()}")
+            print(f"export {ds.env}={Path(args.dir).expanduser().resolve()}")
             return 0
-        directory = args.dir or os.environ.get(ENV_DATA_DIR)
+        directory = args.dir or os.environ.get(ds.env) or next(
+            (d for d in ds.system_dirs if Path(d).is_dir()), None)
         if not directory:
-            parser.error(f"give a folder or set {ENV_DATA_DIR}")
+            parser.error(f"give a folder or set {ds.env}")
         for split in SPLITS:
-            x, y = load_idx(directory, split, verify_checksum=not args.no_checksum)
+            x, y = load_idx(directory, split, verify_checksum=not args.no_checksum,
+                            dataset=ds.name)
             counts = np.bincount(y, minlength=10).tolist()
-            official = list(OFFICIAL_LABEL_COUNTS[split])
-            mark = "official" if counts == official else "DIFFERS from official " + str(official)
             print(f"{split:5s} images {x.shape} {x.dtype}, labels {y.shape} {y.dtype}")
+            if ds.label_counts is None:
+                print(f"      label counts 0..9: {counts}")
+                continue
+            official = list(ds.label_counts[split])
+            mark = "official" if counts == official else "DIFFERS from official " + str(official)
             print(f"      label counts 0..9: {counts} ({mark})")
     except MnistDataError as e:
         print(f"error: {e}", file=sys.stderr)
-        return 1
+        return 2
     return 0
 
 

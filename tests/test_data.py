@@ -35,6 +35,8 @@ def _no_env(monkeypatch):
     """Each test sets JAXMNIST_* itself: the developer's environment must not leak in."""
     monkeypatch.delenv("JAXMNIST_DATA_DIR", raising=False)
     monkeypatch.delenv("JAXMNIST_TFDS_DIR", raising=False)
+    monkeypatch.delenv("JAXMNIST_FASHION_MNIST_DIR", raising=False)
+    monkeypatch.delenv("JAXMNIST_KMNIST_DIR", raising=False)
 
 
 @pytest.fixture(scope="module")
@@ -389,3 +391,85 @@ def test_bad_arguments():
         data.load_mnist("validation")
     with pytest.raises(ValueError, match="source must be one of"):
         data.load_mnist("train", source="keras")
+
+
+# ---------------------------------------------------------------- other MNIST-format datasets
+
+DEBIAN_FASHION = Path("/usr/share/datasets/fashion-mnist")
+needs_debian_fashion = pytest.mark.skipif(
+    not (DEBIAN_FASHION / "t10k-labels-idx1-ubyte.gz").is_file(),
+    reason="Fashion-MNIST IDX files not installed (apt-get install dataset-fashion-mnist; "
+    ".ci/run does it where apt-get works)",
+)
+
+
+def _write_idx(folder: Path, split: str, n: int, seed: int = 0) -> None:
+    """A tiny, well-formed IDX pair: n random 28x28 images and labels 0..9, gzip-compressed."""
+    rng = np.random.default_rng(seed)
+    images = rng.integers(0, 256, (n, 28, 28), dtype=np.uint8)
+    labels = (np.arange(n) % 10).astype(np.uint8)
+    prefix = "train" if split == "train" else "t10k"
+    folder.mkdir(parents=True, exist_ok=True)
+    header = (0x803).to_bytes(4, "big") + n.to_bytes(4, "big") + (28).to_bytes(4, "big") * 2
+    (folder / f"{prefix}-images-idx3-ubyte.gz").write_bytes(
+        gzip.compress(header + images.tobytes()))
+    header = (0x801).to_bytes(4, "big") + n.to_bytes(4, "big")
+    (folder / f"{prefix}-labels-idx1-ubyte.gz").write_bytes(
+        gzip.compress(header + labels.tobytes()))
+
+
+def test_datasets_are_28x28_with_ten_named_classes():
+    assert set(data.DATASET_NAMES) >= {"mnist", "fashion_mnist", "kmnist"}
+    for name in data.DATASET_NAMES:
+        ds = data.dataset(name)
+        assert len(ds.class_names) == 10 and len(ds.files) == 4
+    assert data.class_names("fashion_mnist")[9] == "Ankle boot"
+    assert data.class_names("mnist")[3] == "3"
+    with pytest.raises(ValueError, match="valid choices: mnist, fashion_mnist, kmnist"):
+        data.dataset("cifar10")
+
+
+def test_small_idx_files_of_another_dataset(tmp_path):
+    folder = tmp_path / "kmnist"
+    _write_idx(folder, "test", 30)
+    x, y = data.load_mnist("test", source="idx", data_dir=folder, dataset="kmnist",
+                           verify_checksum=False)
+    assert x.shape == (30, 28, 28, 1) and y.tolist()[:12] == [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 0, 1]
+    # With checksums on, the tiny files are refused with KMNIST's own (sha256) checksum.
+    with pytest.raises(MnistDataError, match="KMNIST file .* fails the checksum: sha256"):
+        data.load_mnist("test", source="idx", data_dir=folder, dataset="kmnist")
+    with pytest.raises(MnistDataError, match="valid choices: mnist, fashion_mnist, kmnist"):
+        data.load_mnist("test", source="idx", data_dir=folder, dataset="emnist")
+
+
+def test_mnist_files_given_as_another_dataset_are_named(mnist_dir):
+    with pytest.raises(MnistDataError) as err:
+        data.load_mnist("test", source="idx", data_dir=mnist_dir, dataset="fashion_mnist")
+    assert "is not Fashion-MNIST's t10k-images-idx3-ubyte but MNIST's" in str(err.value)
+    assert "data.name = 'mnist'" in str(err.value)
+
+
+@needs_debian_fashion
+def test_fashion_mnist_from_debian_files(monkeypatch, capsys):
+    # Debian recompressed the .gz files: they pass by their decompressed content.
+    x, y = data.load_mnist("test", source="idx", data_dir=DEBIAN_FASHION, dataset="fashion_mnist")
+    assert x.shape == (10000, 28, 28, 1) and np.bincount(y).tolist() == [1000] * 10
+    # auto finds the Debian folder by itself
+    x2, _ = data.load_mnist("test", dataset="fashion_mnist")
+    assert x2.tobytes() == x.tobytes()
+    with pytest.raises(MnistDataError, match="is not MNIST's t10k-images-idx3-ubyte but "
+                                             "Fashion-MNIST's"):
+        data.load_mnist("test", source="idx", data_dir=DEBIAN_FASHION)
+
+
+@needs_debian_fashion
+def test_cli_download_and_check_another_dataset(tmp_path, capsys):
+    target = tmp_path / "fashion"
+    argv = ["download", str(target), "--dataset", "fashion_mnist",
+            "--base-url", DEBIAN_FASHION.as_uri()]
+    assert data._main(argv) == 0
+    assert "export JAXMNIST_FASHION_MNIST_DIR=" in capsys.readouterr().out
+    assert data._main(["check", str(target), "--dataset", "fashion_mnist"]) == 0
+    assert "[6000, 6000, 6000" in capsys.readouterr().out
+    assert data._main(["check", str(target), "--dataset", "nope"]) == 2
+    assert "valid choices: mnist, fashion_mnist, kmnist" in capsys.readouterr().err

@@ -31,6 +31,7 @@ import importlib.util
 import itertools
 import json
 import math
+import sys
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -66,8 +67,8 @@ MEMBER_KEYS: dict[str, tuple[str, ...] | None] = {
 }
 STRATEGIES = ("auto", "vmap", "sequential")  # jaxmnist.train.STRATEGIES
 DATA_KEYS = (
-    "split", "val_fraction", "val_size", "test_fraction", "seed", "train_limit", "val_limit",
-    "test_limit", "source",
+    "name", "split", "val_fraction", "val_size", "test_fraction", "seed", "train_limit",
+    "val_limit", "test_limit", "source",
 )
 STUDY_KEYS = (
     "study", "title", "data", "base", "grid", "experiments", "seeds", "presets", "quick",
@@ -463,6 +464,12 @@ def validate_data(data: Mapping[str, Any]) -> list[str]:
     problems = [
         f"data: unknown key {k!r}{_suggest(k, DATA_KEYS)}" for k in data if k not in DATA_KEYS
     ]
+    from jaxmnist.data import DATASET_NAMES  # the data module owns the list (and is jax-free)
+
+    if data.get("name", "mnist") not in DATASET_NAMES:
+        problems.append(f"data.name: {data.get('name')!r} is not a known dataset"
+                        f"{_suggest(str(data.get('name')), DATASET_NAMES)}; valid choices: "
+                        f"{', '.join(DATASET_NAMES)}")
     split = data.get("split")
     if split not in SPLITS:
         problems.append(f"data.split: {split!r} is not valid; valid choices: {', '.join(SPLITS)}")
@@ -556,11 +563,14 @@ def validate_member(cfg: Mapping[str, Any], where: str = "base") -> list[str]:
             f"{where}.loss: {cfg['loss']!r} is not a valid loss; valid choices: {', '.join(LOSSES)}"
         )
     model = cfg.get("model")
-    if isinstance(model, Mapping):
+    if isinstance(model, Mapping) and _is_user_model(model.get("name")):
+        pass  # checked by jaxmnist.models (import, factory arguments) before anything is written
+    elif isinstance(model, Mapping):
         if model.get("name") not in MODELS:
             problems.append(
                 f"{where}.model.name: {model.get('name')!r} is not a valid model; "
-                f"valid choices: {', '.join(MODELS)}"
+                f"valid choices: {', '.join(MODELS)}, or your own as 'package.module:factory' "
+                "or 'path/to/file.py:factory'"
             )
         for name in _spec_names(model.get("activation", "relu")):
             if name not in ACTIVATIONS:
@@ -577,6 +587,17 @@ def validate_member(cfg: Mapping[str, Any], where: str = "base") -> list[str]:
     elif "model" in cfg:
         problems.append(f"{where}.model: expected a dict with a 'name', got {model!r}")
     return problems
+
+
+def _is_user_model(name: Any) -> bool:
+    """An import path, or a name registered with ``jaxmnist.models.register``.
+
+    A registered name exists only once its module is imported, so look without importing jax.
+    """
+    if isinstance(name, str) and ":" in name:
+        return True
+    adapters = sys.modules.get("jaxmnist.models.adapters")
+    return adapters is not None and name in adapters.registered()
 
 
 def _experiments(study: Mapping[str, Any]) -> list[dict[str, Any]]:

@@ -145,8 +145,11 @@ def confusion(run: Run, cm: Sequence[Sequence[int]], path: Path, title: str) -> 
         im = ax.imshow(data, cmap="Blues")
         ax.set_xticks(range(10))
         ax.set_yticks(range(10))
-        ax.set_xlabel("predicted digit")
-        ax.set_ylabel("true digit")
+        if run.class_word != "digit":
+            ax.set_xticklabels(run.class_names, rotation=60, ha="right", fontsize=7)
+            ax.set_yticklabels(run.class_names, fontsize=7)
+        ax.set_xlabel(f"predicted {run.class_word}")
+        ax.set_ylabel(f"true {run.class_word}")
         ax.set_title(name)
         top = data.max() if data.size else 1
         for i in range(10):
@@ -218,7 +221,9 @@ def class_distribution(run: Run, point: Point, path: Path) -> Path | None:
     bars = ax.bar(x + 0.2 if train is not None else x, test, 0.4, label=f"test ({test.sum():,})")
     ax.bar_label(bars, fontsize=6.5)
     ax.set_xticks(x)
-    ax.set_xlabel("digit")
+    if run.class_word != "digit":
+        ax.set_xticklabels(run.class_names, rotation=45, ha="right", fontsize=7)
+    ax.set_xlabel(run.class_word)
     ax.set_ylabel("images")
     ax.set_title("Class distribution of the run's training and test sets")
     ax.legend()
@@ -236,7 +241,7 @@ def sample_grid(run: Run, path: Path) -> Path | None:
         ax.axis("off")
         if i < len(xs):
             ax.imshow(np.asarray(xs[i]).reshape(28, 28), cmap="gray_r")
-            ax.set_title(f"label {int(ys[i])}", fontsize=8)
+            ax.set_title(f"label {run.class_label(int(ys[i]))}", fontsize=8)
     fig.suptitle("First 25 training images (after the split)", fontsize=11)
     fig.subplots_adjust(left=0.02, right=0.98, bottom=0.1, top=0.9, hspace=0.35)
     return _save(fig, run, path)
@@ -252,15 +257,17 @@ def test_probs(run: Run, point: Point, path: Path, index: int = 0) -> Path | Non
     fig, (a0, a1) = plt.subplots(1, 2, figsize=(9, 4.2), gridspec_kw={"width_ratios": [1, 2]})
     a0.imshow(np.asarray(image).reshape(28, 28), cmap="gray_r")
     a0.axis("off")
-    a0.set_title(f"test image {index} (label {label})")
+    a0.set_title(f"test image {index} (label {run.class_label(label)})")
     bars = a1.bar(range(10), p, color=["C2" if c == label else "C0" for c in range(10)])
     a1.bar_label(bars, labels=[f"{v:.3f}" for v in p], fontsize=7)
     a1.set_xticks(range(10))
+    if run.class_word != "digit":
+        a1.set_xticklabels(run.class_names, rotation=45, ha="right", fontsize=7)
     a1.set_ylim(0, 1.1)
     a1.set_xlabel("class")
     a1.set_ylabel("probability")
     a1.set_title(f"{point.label} (seed {point.rep['config'].get('seed')}): "
-                 f"predicts {int(p.argmax())}")
+                 f"predicts {run.class_label(int(p.argmax()))}")
     fig.suptitle("Predicted class probabilities for one test image", fontsize=11)
     _layout(fig)
     return _save(fig, run, path)

@@ -83,6 +83,28 @@ class Run:
         """The study's short name (``"s2"``)."""
         return self.config["study"]
 
+    @property
+    def dataset(self) -> str:
+        """The dataset's name (``data.name``; runs from before it existed are MNIST)."""
+        return (self.config.get("data") or {}).get("name") or "mnist"
+
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        """Label 0..9 -> class name (the digits for MNIST)."""
+        from jaxmnist.data import class_names
+
+        return class_names(self.dataset)
+
+    @property
+    def class_word(self) -> str:
+        """What a class is called in tables and axes: "digit" for MNIST, else "class"."""
+        return "digit" if self.dataset == "mnist" else "class"
+
+    def class_label(self, k: int) -> str:
+        """``"3"`` for MNIST, ``"0 T-shirt/top"`` elsewhere."""
+        name = self.class_names[k]
+        return name if name == str(k) else f"{k} {name}"
+
     def experiments(self) -> list[dict[str, Any]]:
         """``[{"name", "title", "labels"}]`` in the study's order."""
         return self.config.get("experiment_list") or [
@@ -355,7 +377,8 @@ def table_matrix(run: Run) -> Table | None:
 
 def tables_per_class(run: Run) -> tuple[list[Table], Table]:
     """Per point (lowest seed): per-class counts, precision, recall, F1; plus one long CSV."""
-    long = Table("Per-class test metrics", ["point", "seed", "digit", "actual", "predicted",
+    word = run.class_word
+    long = Table("Per-class test metrics", ["point", "seed", word, "actual", "predicted",
                                             "correct", "accuracy", "precision", "recall", "f1"])
     per_point = []
     for p in run.points:
@@ -363,12 +386,13 @@ def tables_per_class(run: Run) -> tuple[list[Table], Table]:
         if not cm:
             continue
         t = Table(f"{p.label} (seed {p.rep['config'].get('seed')}): per-class test metrics",
-                  ["digit", "actual", "correct", "accuracy (correct/actual)", "precision",
+                  [word, "actual", "correct", "accuracy (correct/actual)", "precision",
                    "recall", "F1"])
         for r in metrics.per_class(cm):
-            t.add(r["digit"], r["actual"], r["correct"], r["recall"], r["precision"],
+            name = run.class_label(int(r["digit"]))
+            t.add(name, r["actual"], r["correct"], r["recall"], r["precision"],
                   r["recall"], r["f1"])
-            long.add(p.label, p.rep["config"].get("seed"), r["digit"], r["actual"],
+            long.add(p.label, p.rep["config"].get("seed"), name, r["actual"],
                      r["predicted"], r["correct"], r["recall"], r["precision"], r["recall"],
                      r["f1"])
         s = metrics.summary(cm)
@@ -377,7 +401,7 @@ def tables_per_class(run: Run) -> tuple[list[Table], Table]:
         per_point.append(t)
     if per_point:
         per_point[-1].notes.append(
-            "precision = correct / predicted as that digit (S2's paper divided by 10,000 "
+            f"precision = correct / predicted as that {word} (S2's paper divided by 10,000 "
             "instead); recall = correct / actual = the paper's per-class accuracy; macro row: "
             "overall accuracy, then unweighted means.")
     return per_point, long

@@ -169,3 +169,102 @@ def test_results_with_non_finite_numbers_are_written_as_null(tmp_path):
     path = tmp_path / "results.json"
     sweep.write_json(path, {"members": [{"loss": float("nan"), "probs": [float("inf"), 0.5]}]})
     assert json.loads(path.read_text()) == {"members": [{"loss": None, "probs": [None, 0.5]}]}
+
+
+# ---------------------------------------------------------------- your own model, other datasets
+
+FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")
+MODEL_FILE = '''
+import flax.linen as nn
+
+
+class Tiny(nn.Module):
+    width: int = 16
+
+    @nn.compact
+    def __call__(self, x, train: bool = False):
+        x = nn.relu(nn.Dense(self.width)(x.reshape(x.shape[0], -1)))
+        return nn.Dense(10)(x)
+
+
+def make(width=16):
+    return Tiny(width=width)
+'''
+
+
+def _study(tmp_path, *, model, data_name="mnist", source="auto", optim=None, grid=None):
+    """Writes a tiny study file (1 epoch of 32 steps on 512 training images) and returns its path."""
+    path = tmp_path / "tiny_study.py"
+    optim = optim or {"name": "adam", "learning_rate": 0.01, "momentum": 0.9}
+    grid = grid or {"optim.learning_rate": [0.01, 0.003]}
+    path.write_text(f'''
+import ml_collections
+from jaxmnist.config import nested
+
+
+def get_config():
+    c = ml_collections.ConfigDict()
+    c.study = "tiny"
+    c.title = "tiny study for tests"
+    c.data = dict(name={data_name!r}, split="none", seed=0, train_limit=512, test_limit=300,
+                  val_limit=None, source={source!r}, val_fraction=None, val_size=None,
+                  test_fraction=None)
+    c.base = dict(model={model!r}, optim={optim!r}, reg=dict(l1=0.0, l2=1e-4), loss="xent",
+                  train=dict(epochs=1, batch_size=16))
+    c.grid = nested({grid!r})
+    c.experiments = []
+    c.seeds = 1
+    c.presets = {{}}
+    c.baseline = ""
+    return c
+''')
+    return path
+
+
+def _sweep(*argv) -> int:
+    from jaxmnist import sweep
+
+    return sweep.main([str(a) for a in argv])
+
+
+@needs_data
+def test_a_flax_model_file_outside_the_repo_trains_through_the_cli(tmp_path):
+    (tmp_path / "my_nets.py").write_text(MODEL_FILE)
+    study = _study(tmp_path, model={"name": f"{tmp_path / 'my_nets.py'}:make", "width": 8})
+    run = tmp_path / "run"
+    assert _sweep(study, "--workdir", run, "--no-report") == 0
+    results = json.loads((run / "results.json").read_text())
+    assert results["complete"] and len(results["members"]) == 2
+    member = results["members"][0]
+    assert member["param_count"] == 784 * 8 + 8 + 8 * 10 + 10
+    assert member["test"]["acc"] > 0.25  # 32 Adam steps (measured 0.37) beat chance (0.1)
+
+
+@pytest.mark.skipif(not (FASHION_DIR / "train-images-idx3-ubyte.gz").is_file(),
+                    reason="Fashion-MNIST not installed (apt-get install dataset-fashion-mnist; "
+                           ".ci/run does it where apt-get works)")
+def test_fashion_mnist_grid_from_the_debian_idx_files(tmp_path):
+    study = _study(tmp_path, model={"name": "mlp", "hidden": [16]}, data_name="fashion_mnist",
+                   source="idx")
+    run = tmp_path / "run"
+    assert _sweep(study, "--workdir", run) == 0
+    results = json.loads((run / "results.json").read_text())
+    assert results["complete"] and len(results["members"]) == 2
+    assert max(m["test"]["acc"] for m in results["members"]) > 0.5
+    per_class = (run / "tables" / "per_class.md").read_text()
+    assert "Ankle boot" in per_class and "| class |" in per_class
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"data_name": "cifar10"}, "data.name: 'cifar10' is not a known dataset"),
+    ({"model": {"name": "no_such_pkg.nets:make"}}, "cannot import 'no_such_pkg.nets'"),
+    ({"model": {"name": "mlpp"}}, "valid choices: mlp, cnn, cnn_depth, squeezenet"),
+])
+def test_bad_dataset_or_model_is_exit_2_and_nothing_written(tmp_path, capsys, change, message):
+    kwargs = {"model": {"name": "mlp", "hidden": [16]}, **change}
+    study = _study(tmp_path, **kwargs)
+    run = tmp_path / "run"
+    assert _sweep(study, "--workdir", run) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Nothing was written" in err
+    assert not run.exists()

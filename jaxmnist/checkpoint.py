@@ -179,3 +179,26 @@ def restore_latest(manager, like: Any) -> tuple[int, Any] | None:
     abstract = jax.tree_util.tree_map(ocp.utils.to_shape_dtype_struct, like)
     state = manager.restore(step, args=ocp.args.StandardRestore(abstract))
     return step, state
+
+
+class GroupCheckpointer:
+    """The fit loop's checkpoints of one group: restore the latest, save every N epochs.
+
+    Args:
+        directory: The group's checkpoint folder (``ckpt/group_<g>`` in a run directory).
+        every: Save after every this many epochs; the final epoch is always saved.
+        keep: How many of the latest checkpoints to keep on disk.
+    """
+
+    def __init__(self, directory: str | os.PathLike, *, every: int = 1, keep: int = 2):
+        self.manager = make_manager(directory, keep=keep)
+        self.every = max(int(every), 1)
+
+    def restore(self, like: Any) -> tuple[int, Any] | None:
+        """``(epoch, carry)`` of the newest checkpoint shaped like ``like``, or ``None``."""
+        return restore_latest(self.manager, like)
+
+    def save(self, epoch: int, carry: Any, *, final: bool = False) -> None:
+        """Saves ``carry`` after ``epoch`` when it is due (and always when ``final``)."""
+        if final or epoch % self.every == 0:
+            save(self.manager, epoch, carry)

@@ -751,6 +751,59 @@ def expand(study: Mapping[str, Any]) -> list[dict[str, Any]]:
     return members
 
 
+# --------------------------------------------------------------------------------------------
+# Groups: members that can train as one compiled program
+# --------------------------------------------------------------------------------------------
+
+DYNAMIC_KEYS: tuple[str, ...] = (
+    "optim.name",
+    "optim.learning_rate",
+    "optim.momentum",
+    "reg.l1",
+    "reg.l2",
+    "seed",
+    "model.init",
+)
+"""Member-config keys that may differ inside a group; all other keys are static (shape-changing).
+
+The engine turns these into per-member arrays with a leading grid axis. ``model.init`` only decides
+the starting weights, which are drawn per member before the training program runs, so members with
+different initialisers (S3's init experiment) share one compile."""
+
+
+def static_config(member: Mapping[str, Any]) -> dict[str, Any]:
+    """The member config with every dynamic key removed: what its group shares."""
+    static = copy.deepcopy(dict(member))
+    for key in DYNAMIC_KEYS:
+        *parents, leaf = key.split(".")
+        node = static
+        for part in parents:
+            node = node.get(part, {}) if isinstance(node, dict) else {}
+        if isinstance(node, dict):
+            node.pop(leaf, None)
+    return static
+
+
+def group_key(member: Mapping[str, Any]) -> str:
+    """A canonical string of the static config: members with equal keys train together."""
+    return json.dumps(static_config(member), sort_keys=True, default=str)
+
+
+def group_members(members: Sequence[Mapping[str, Any]]) -> list[list[int]]:
+    """Partitions member indices into groups, in order of first appearance.
+
+    Args:
+        members: Member configs (plain nested dicts).
+
+    Returns:
+        Lists of member indices; each list is one group (one compiled program).
+    """
+    groups: dict[str, list[int]] = {}
+    for index, member in enumerate(members):
+        groups.setdefault(group_key(member), []).append(index)
+    return list(groups.values())
+
+
 def describe(member: Mapping[str, Any]) -> str:
     """A short human label: the first experiment's label plus the seed."""
     exp = member["experiments"][0]

@@ -7,7 +7,7 @@ Usage::
     python -m jaxmnist.sweep --list
 
 Steps: load and validate the study (no jax, nothing written on error, exit code 2) -> expand it
-into member configs -> group members by their static keys (``jaxmnist.train.group_key``) -> train
+into member configs -> group members by their static keys (``jaxmnist.config.group_key``) -> train
 each group as one program with a progress bar -> write ``results.json`` after every group ->
 the sklearn baseline where the study asks for one -> ``jaxmnist.report`` tables and figures.
 
@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from jaxmnist import config as C
+from jaxmnist.hooks import Callback, EpochInfo, GroupStart
 
 EXIT_CONFIG = 2
 SAMPLES = 25  # images saved to samples.npz (5x5 grid; test_probs_first25 covers these)
@@ -227,43 +228,59 @@ def _save_samples(run_dir: Path, splits) -> None:
 # --------------------------------------------------------------------------------------------
 
 
-class _EpochLogger:
-    """``on_epoch`` callback: appends metrics.jsonl lines and drives one group's progress bar."""
+class MetricsLog(Callback):
+    """Appends one ``metrics.jsonl`` line per member and epoch (``member`` = study index)."""
 
-    def __init__(self, run_dir: Path, group: int, n_groups: int, members: list[int], epochs: int,
-                 label: str):
-        from tqdm import tqdm
-
+    def __init__(self, run_dir: Path, members: list[int]):
         self.path = run_dir / "metrics.jsonl"
-        self.group, self.members = group, members
-        self.best_val: float | None = None
-        self.bar = tqdm(total=epochs, desc=f"group {group + 1}/{n_groups} {label}",
-                        unit="epoch", file=sys.stderr, dynamic_ncols=True, leave=True)
+        self.members = members
 
-    def __call__(self, epoch: int, metrics: list[dict[str, Any]], info: dict[str, Any]) -> None:
+    def on_epoch_end(self, group_index: int, epoch: int, member_metrics: list[dict[str, Any]],
+                     info: EpochInfo) -> None:
+        """Writes the epoch's rows."""
         with self.path.open("a") as fh:
-            for k, m in zip(self.members, metrics, strict=True):
-                row = {"member": k, "group": self.group, "epoch": epoch,
+            for k, m in zip(self.members, member_metrics, strict=True):
+                row = {"member": k, "group": group_index, "epoch": epoch,
                        **{f: m.get(f) for f in ("train_loss", "train_acc", "val_loss",
                                                 "val_acc")},
-                       "alive": m.get("alive", True), "seconds": info.get("seconds")}
+                       "alive": m.get("alive", True), "seconds": info.seconds}
                 fh.write(json.dumps(row) + "\n")
-        vals = [m["val_acc"] for m in metrics if m.get("val_acc") is not None]
-        accs = vals or [m["train_acc"] for m in metrics if m.get("train_acc") is not None]
+
+
+class Progress(Callback):
+    """One tqdm bar per group: epochs done, members, images/s, best validation accuracy."""
+
+    def __init__(self, n_groups: int, label: str):
+        self.n_groups, self.label = n_groups, label
+        self.bar = None
+        self.best: float | None = None
+
+    def on_group_start(self, group_index: int, info: GroupStart) -> None:
+        """Opens the bar at the epoch training starts from (> 0 when resumed)."""
+        from tqdm import tqdm
+
+        self.bar = tqdm(total=info.epochs, initial=info.start_epoch - 1,
+                        desc=f"group {group_index + 1}/{self.n_groups} {self.label}",
+                        unit="epoch", file=sys.stderr, dynamic_ncols=True, leave=True)
+
+    def on_epoch_end(self, group_index: int, epoch: int, member_metrics: list[dict[str, Any]],
+                     info: EpochInfo) -> None:
+        """Advances the bar and shows the best accuracy so far."""
+        vals = [m["val_acc"] for m in member_metrics if m.get("val_acc") is not None]
+        accs = vals or [m["train_acc"] for m in member_metrics if m.get("train_acc") is not None]
         if accs:
-            self.best_val = max(accs + ([self.best_val] if self.best_val is not None else []))
-        if self.bar.n < epoch - 1:  # resumed mid-group: jump to the restored epoch
-            self.bar.n = epoch - 1
+            self.best = max(accs + ([self.best] if self.best is not None else []))
         self.bar.set_postfix(
-            members=len(self.members),
-            img_s=f"{info.get('images_per_second', 0):,.0f}",
-            **{("best_val" if vals else "best_train"): f"{self.best_val:.4f}"}
-            if self.best_val is not None else {},
+            members=len(member_metrics), img_s=f"{info.images_per_second:,.0f}",
+            **{("best_val" if vals else "best_train"): f"{self.best:.4f}"}
+            if self.best is not None else {},
         )
         self.bar.update(epoch - self.bar.n)
 
     def close(self) -> None:
-        self.bar.close()
+        """Closes the bar (also when training failed)."""
+        if self.bar is not None:
+            self.bar.close()
 
 
 def _group_label(members: list[dict[str, Any]]) -> str:
@@ -280,7 +297,7 @@ def run(study: dict[str, Any], run_dir: Path, *, data_dir: str | None = None,
 
     members = C.expand(study)
     configs = [m["config"] for m in members]
-    groups = train.group_members(configs)
+    groups = C.group_members(configs)
     resolved = _resolved_config(study, members, groups)
     resuming = prepare_run_dir(run_dir, resolved)
     _say(f"run directory: {run_dir}" + ("  (resuming)" if resuming else ""))
@@ -322,13 +339,13 @@ def run(study: dict[str, Any], run_dir: Path, *, data_dir: str | None = None,
             _say(f"group {g + 1}/{len(groups)}: finished earlier, read from results.json")
             continue
         group_members = [members[k] for k in ks]
-        logger = _EpochLogger(run_dir, g, len(groups), ks,
-                              configs[ks[0]]["train"]["epochs"], _group_label(group_members))
+        progress = Progress(len(groups), _group_label(group_members))
         try:
             out = train.train_grid([configs[k] for k in ks], splits,
-                                   workdir=str(run_dir / "ckpt" / f"group_{g}"), on_epoch=logger)
+                                   workdir=str(run_dir / "ckpt" / f"group_{g}"), group_index=g,
+                                   callbacks=[MetricsLog(run_dir, ks), progress])
         finally:
-            logger.close()
+            progress.close()
         for k, res in zip(ks, out, strict=True):
             params = res.pop("params", None)
             stats = res.pop("group_stats", None)
@@ -363,10 +380,8 @@ def run(study: dict[str, Any], run_dir: Path, *, data_dir: str | None = None,
 
 
 def _dry_run(study: dict[str, Any]) -> None:
-    from jaxmnist import train
-
     members = C.expand(study)
-    groups = train.group_members([m["config"] for m in members])
+    groups = C.group_members([m["config"] for m in members])
     train_n, val_n, test_n = C.expected_sizes(study["data"])
     print(f"study {study['study']}: {study.get('title', '')}")
     print(f"data: {train_n} train / {val_n} val / {test_n} test "

@@ -43,21 +43,15 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from jaxmnist import checkpoint, losses, models, optim
-
-DYNAMIC_KEYS: tuple[str, ...] = (
-    "optim.name",
-    "optim.learning_rate",
-    "optim.momentum",
-    "reg.l1",
-    "reg.l2",
-    "seed",
-    "model.init",
+from jaxmnist import checkpoint, losses, metrics, models, optim
+from jaxmnist.config import (  # noqa: F401 - re-exported: the engine's public grouping API
+    DYNAMIC_KEYS,
+    get_dotted,
+    group_key,
+    group_members,
+    static_config,
 )
-"""Member-config keys that may differ inside a group; all other keys are static (shape-changing).
-
-``model.init`` only decides the starting weights, which are drawn per member before the training
-program runs, so members with different initialisers (S3's init experiment) share one compile."""
+from jaxmnist.hooks import Callback, EpochFunction, EpochInfo, GroupStart, emit  # noqa: F401
 
 STRATEGIES = ("auto", "vmap", "sequential")
 CPU_STRATEGY = "sequential"
@@ -86,44 +80,8 @@ class GridError(ValueError):
 
 
 # --------------------------------------------------------------------------------------------
-# Member configs and groups
+# Groups (the grouping rule lives in jaxmnist.config; the spec of one group lives here)
 # --------------------------------------------------------------------------------------------
-
-
-def get_dotted(cfg: Mapping[str, Any], key: str, default: Any = None) -> Any:
-    """Reads ``cfg["a"]["b"]`` for ``key="a.b"``; ``default`` when a part is missing."""
-    node: Any = cfg
-    for part in key.split("."):
-        if not isinstance(node, Mapping) or part not in node:
-            return default
-        node = node[part]
-    return node
-
-
-def static_config(member: Mapping[str, Any]) -> dict[str, Any]:
-    """The member config with every dynamic key removed: what its group shares."""
-    static = copy.deepcopy(dict(member))
-    for key in DYNAMIC_KEYS:
-        *parents, leaf = key.split(".")
-        node = static
-        for part in parents:
-            node = node.get(part, {}) if isinstance(node, dict) else {}
-        if isinstance(node, dict):
-            node.pop(leaf, None)
-    return static
-
-
-def group_key(member: Mapping[str, Any]) -> str:
-    """A canonical string of the static config: members with equal keys train together."""
-    return json.dumps(static_config(member), sort_keys=True, default=str)
-
-
-def group_members(members: Sequence[Mapping[str, Any]]) -> list[list[int]]:
-    """Partitions member indices into groups, in order of first appearance."""
-    groups: dict[str, list[int]] = {}
-    for index, member in enumerate(members):
-        groups.setdefault(group_key(member), []).append(index)
-    return list(groups.values())
 
 
 @dataclass(frozen=True)
@@ -422,11 +380,6 @@ def _histograms(tree: Any, member: int) -> dict[str, dict[str, list[float]]]:
     return out
 
 
-def _confusion(labels: np.ndarray, preds: np.ndarray) -> list[list[int]]:
-    flat = np.bincount(labels * NUM_CLASSES + preds, minlength=NUM_CLASSES * NUM_CLASSES)
-    return flat.reshape(NUM_CLASSES, NUM_CLASSES).tolist()
-
-
 def member_status(alive: bool, test_pred: np.ndarray) -> tuple[str, float]:
     """Labels a trained member from its final state and test predictions.
 
@@ -469,46 +422,68 @@ class _CompileCounter:
         jax.monitoring.unregister_event_duration_listener(self)
 
 
-def train_grid(
-    members: Sequence[Mapping[str, Any]],
-    splits: Any,
-    workdir: str | None = None,
-    *,
-    on_epoch: Callable[[int, list[dict[str, Any]], dict[str, Any]], None] | None = None,
-    checkpoint_every: int = 1,
-    keep: int = 2,
-    train_confusion: bool = True,
-    devices: Sequence[Any] | None = None,
-) -> list[dict[str, Any]]:
-    """Trains a group of members as one compiled program and evaluates them.
+# --------------------------------------------------------------------------------------------
+# Hooks: what the fit loop tells the outside world (progress, metrics files, TensorBoard, ...)
+# --------------------------------------------------------------------------------------------
+
+
+# --------------------------------------------------------------------------------------------
+# Step 1: build the program (data on the device, sharding, initial state, compiled epoch)
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class GroupProgram:
+    """One group, ready to train: everything :func:`fit` and :func:`analyse` need."""
+
+    spec: GroupSpec
+    members: list[dict[str, Any]]  # the real members' configs
+    padded: int  # grid size after padding to a multiple of the device count
+    devices: int
+    strategy: str
+    program: _Program
+    arrays: MemberArrays  # on the device, sharded over the grid axis
+    train_x: jax.Array
+    train_y: jax.Array
+    val: tuple[jax.Array, ...] | None  # padded [steps, EVAL_BATCH, ...] split, or None
+    test: tuple[jax.Array, ...]
+    init_state: TrainState
+    epoch_exec: Any  # the compiled epoch (state, arrays, x, y, epoch) -> (state, sums...)
+    eval_fn: Callable
+    over: Callable[[Callable], Callable]
+    replicated: NamedSharding
+    compile_seconds: float
+
+    def evaluate(self, params: Any, split: tuple[jax.Array, ...]):
+        """``(loss [G], acc [G], preds [G, padded N])`` of every member on a padded split."""
+        loss_sum, correct, preds = self.eval_fn(params, *split)
+        n = float(np.asarray(split[2]).sum())
+        return np.asarray(loss_sum) / n, np.asarray(correct) / n, np.asarray(preds)
+
+
+def build_program(
+    members: Sequence[Mapping[str, Any]], splits: Any, *, devices: Sequence[Any] | None = None
+) -> GroupProgram:
+    """Validates a group, puts its data on the device and compiles its epoch.
 
     Args:
-        members: Member configs that share all static keys (see ``docs/architecture.md``).
-        splits: A ``jaxmnist.data.Splits`` (``train_x, train_y, val_x, val_y, test_x, test_y``;
-            images uint8 ``[N,28,28,1]``, labels int32 ``[N]``; ``val_x`` may be ``None``).
-        workdir: Directory for this group's orbax checkpoints; ``None`` disables checkpointing.
-            When it already holds checkpoints, training resumes from the latest one.
-        on_epoch: Called after every epoch as ``on_epoch(epoch, member_metrics, info)``, with
-            one dict of :data:`HISTORY_FIELDS` (+ ``alive``) per member and ``info`` holding
-            ``seconds``, ``images_per_second``, ``compiles`` and ``resumed``.
-        checkpoint_every: Save every this many epochs (the last epoch is always saved).
-        keep: How many checkpoints to keep.
-        train_confusion: Also predict the whole training split for a train confusion matrix.
+        members: Member configs that share all static keys.
+        splits: A ``jaxmnist.data.Splits``.
         devices: Devices to shard the grid over; default all local devices.
 
     Returns:
-        One JSON-ready dict per member (format in ``docs/architecture.md``), plus the key
-        ``"params"`` holding that member's final parameters as NumPy (pop it before writing
-        JSON), and ``"group_stats"`` (identical for every member of the group).
+        The :class:`GroupProgram`; its ``compile_seconds`` covers the initial state and the
+        ahead-of-time compile of the epoch.
+
+    Raises:
+        GridError: the members cannot train together, or the training split is empty.
     """
     spec = GroupSpec.from_members(members)
     devices = list(devices) if devices is not None else jax.local_devices()
     n_dev = len(devices)
     strategy = resolve_strategy(spec.strategy, n_dev)
-    n_members = len(members)
     # Pad the grid with copies of member 0 so it splits evenly over the devices.
-    padded = list(members) + [members[0]] * (-n_members % n_dev)
-    g = len(padded)
+    padded = list(members) + [members[0]] * (-len(members) % n_dev)
     if splits.train_x.shape[0] == 0:
         raise GridError("the training split is empty")
 
@@ -516,11 +491,8 @@ def train_grid(
     grid_sharding = NamedSharding(mesh, PartitionSpec("grid"))
     replicated = NamedSharding(mesh, PartitionSpec())
 
-    def put_grid(tree):
-        return jax.device_put(tree, grid_sharding)
-
     program = _Program(spec, int(splits.train_x.shape[0]))
-    arrays = put_grid(member_arrays(padded))
+    arrays = jax.device_put(member_arrays(padded), grid_sharding)
     # The dataset goes to the device once, as uint8; every epoch indexes it there.
     train_x = jax.device_put(np.asarray(splits.train_x, np.uint8), replicated)
     train_y = jax.device_put(np.asarray(splits.train_y, np.int32), replicated)
@@ -536,131 +508,209 @@ def train_grid(
         lambda st, ar, x, y, e: over(lambda s, a: program.member_epoch(s, a, x, y, e))(st, ar),
         donate_argnums=(0,),
     )
-    eval_fn = jax.jit(
-        lambda p, x, y, w: over(lambda q: program.member_eval(q, x, y, w))(p)
+    eval_fn = jax.jit(lambda p, x, y, w: over(lambda q: program.member_eval(q, x, y, w))(p))
+
+    t0 = time.perf_counter()
+    state = jax.block_until_ready(init_fn(init_params, arrays))
+    # Compile the epoch ahead of time so its cost is reported apart from training speed.
+    epoch_exec = epoch_fn.lower(state, arrays, train_x, train_y, jnp.asarray(1, jnp.int32))
+    epoch_exec = epoch_exec.compile()
+    compile_seconds = time.perf_counter() - t0
+    return GroupProgram(
+        spec=spec, members=[dict(m) for m in members], padded=len(padded), devices=n_dev,
+        strategy=strategy, program=program, arrays=arrays, train_x=train_x, train_y=train_y,
+        val=val, test=test, init_state=state, epoch_exec=epoch_exec, eval_fn=eval_fn, over=over,
+        replicated=replicated, compile_seconds=compile_seconds,
     )
 
-    compile_seconds = 0.0
-    t0 = time.perf_counter()
-    state = init_fn(init_params, arrays)
-    state = jax.block_until_ready(state)
-    compile_seconds += time.perf_counter() - t0
 
-    history = np.full((spec.epochs, g, len(HISTORY_FIELDS)), np.nan, np.float32)
+# --------------------------------------------------------------------------------------------
+# Step 2: the fit loop (checkpoint restore/save, one compiled call per epoch, hooks)
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class FitResult:
+    """The state after the last epoch and what the loop measured."""
+
+    state: TrainState
+    history: np.ndarray  # [epochs, padded G, len(HISTORY_FIELDS)] float32, NaN = not run/finite
+    seconds: np.ndarray  # [epochs] wall seconds per epoch
+    resumed: bool
+
+
+def _member_metrics(row: np.ndarray, alive: np.ndarray, n: int) -> list[dict[str, Any]]:
+    return [
+        {**{f: _finite_or_none(row[k, j]) for j, f in enumerate(HISTORY_FIELDS)},
+         "alive": bool(alive[k])}
+        for k in range(n)
+    ]
+
+
+def fit(
+    prog: GroupProgram,
+    *,
+    checkpointer: checkpoint.GroupCheckpointer | None = None,
+    callbacks: Sequence[Any] = (),
+    group_index: int = 0,
+) -> FitResult:
+    """Trains a built group for its epochs, resuming from the checkpointer's latest save.
+
+    Args:
+        prog: From :func:`build_program`.
+        checkpointer: Saves ``{state, history, seconds}`` after epochs (and restores the latest
+            before the first); ``None`` trains without checkpoints.
+        callbacks: :class:`Callback`-like objects; ``on_group_start`` and ``on_epoch_end`` run
+            here, each epoch's hooks after its checkpoint is saved.
+        group_index: Passed to the hooks (the group's index within a study).
+
+    Returns:
+        The :class:`FitResult`.
+    """
+    spec, n_members = prog.spec, len(prog.members)
+    state = prog.init_state
+    history = np.full((spec.epochs, prog.padded, len(HISTORY_FIELDS)), np.nan, np.float32)
     seconds = np.zeros((spec.epochs,), np.float32)
-    start_epoch = 1
-    manager = checkpoint.make_manager(workdir, keep=keep) if workdir else None
-    resumed = False
-    if manager is not None:
-        restored = checkpoint.restore_latest(
-            manager, {"state": state, "history": history, "seconds": seconds}
-        )
+    start_epoch, resumed = 1, False
+    if checkpointer is not None:
+        restored = checkpointer.restore({"state": state, "history": history, "seconds": seconds})
         if restored is not None:
             step, saved = restored
             state = saved["state"]
             history = np.asarray(saved["history"])
             seconds = np.asarray(saved["seconds"])
-            start_epoch = step + 1
-            resumed = True
-
-    # Compile the epoch ahead of time so its cost is reported apart from training speed.
-    t0 = time.perf_counter()
-    epoch_exec = epoch_fn.lower(state, arrays, train_x, train_y, jnp.asarray(1, jnp.int32))
-    epoch_exec = epoch_exec.compile()
-    compile_seconds += time.perf_counter() - t0
-
-    def evaluate(params, split):
-        loss_sum, correct, preds = eval_fn(params, *split)
-        n = float(np.asarray(split[2]).sum())
-        return np.asarray(loss_sum) / n, np.asarray(correct) / n, np.asarray(preds)
+            start_epoch, resumed = step + 1, True
+    emit(callbacks, "on_group_start", group_index, GroupStart(
+        members=n_members, epochs=spec.epochs, start_epoch=start_epoch, strategy=prog.strategy,
+        devices=prog.devices, compile_seconds=prog.compile_seconds))
 
     for epoch in range(start_epoch, spec.epochs + 1):
         with _CompileCounter() as counter:
             t0 = time.perf_counter()
-            state, loss_sum, correct_sum, seen = epoch_exec(
-                state, arrays, train_x, train_y, jnp.asarray(epoch, jnp.int32)
+            state, loss_sum, correct_sum, seen = prog.epoch_exec(
+                state, prog.arrays, prog.train_x, prog.train_y, jnp.asarray(epoch, jnp.int32)
             )
             seen = np.asarray(seen)
             train_seconds = time.perf_counter() - t0
             with np.errstate(invalid="ignore", divide="ignore"):
                 history[epoch - 1, :, 0] = np.asarray(loss_sum) / seen
                 history[epoch - 1, :, 1] = np.asarray(correct_sum) / seen
-            if has_val:
-                val_loss, val_acc, _ = evaluate(state.params, val)
+            if prog.val is not None:
+                val_loss, val_acc, _ = prog.evaluate(state.params, prog.val)
                 history[epoch - 1, :, 2] = val_loss
                 history[epoch - 1, :, 3] = val_acc
             seconds[epoch - 1] = time.perf_counter() - t0
-        if manager is not None and (epoch % checkpoint_every == 0 or epoch == spec.epochs):
-            checkpoint.save(
-                manager, epoch, {"state": state, "history": history, "seconds": seconds}
+        if checkpointer is not None:
+            checkpointer.save(epoch, {"state": state, "history": history, "seconds": seconds},
+                              final=epoch == spec.epochs)
+        if callbacks:
+            info = EpochInfo(
+                epochs=spec.epochs, seconds=float(seconds[epoch - 1]),
+                train_seconds=train_seconds,
+                images_per_second=n_members * prog.program.n_train / train_seconds,
+                compiles=counter.count, resumed=resumed,
             )
-        if on_epoch is not None:
-            alive = np.asarray(state.alive)
-            metrics = [
-                {
-                    **{f: _finite_or_none(history[epoch - 1, k, j])
-                       for j, f in enumerate(HISTORY_FIELDS)},
-                    "alive": bool(alive[k]),
-                }
-                for k in range(n_members)
-            ]
-            on_epoch(
-                epoch,
-                metrics,
-                {
-                    "seconds": float(seconds[epoch - 1]),
-                    "train_seconds": train_seconds,
-                    "images_per_second": n_members * program.n_train / train_seconds,
-                    "compiles": counter.count,
-                    "resumed": resumed,
-                    "epochs": spec.epochs,
-                },
-            )
+            rows = _member_metrics(history[epoch - 1], np.asarray(state.alive), n_members)
+            emit(callbacks, "on_epoch_end", group_index, epoch, rows, info)
+    return FitResult(state, history, seconds, resumed)
 
-    # ---- final evaluation ------------------------------------------------------------------
-    test_loss, test_acc, test_pred = evaluate(state.params, test)
-    n_test = splits.test_x.shape[0]
-    test_pred = test_pred[:, :n_test]
+
+# --------------------------------------------------------------------------------------------
+# Step 3: analysis (test predictions, confusion inputs, probabilities, gradient histograms)
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Analysis:
+    """Host-side (NumPy) evaluation of the final state, every array with a grid axis."""
+
+    test_loss: np.ndarray  # [G]
+    test_acc: np.ndarray  # [G]
+    test_pred: np.ndarray  # [G, n_test]
+    train_pred: np.ndarray | None  # [G, n_train] when asked for
+    probs: np.ndarray  # [G, <=25, 10] test-image class probabilities
+    params: Any  # final params as NumPy, [G, ...] leaves
+    grads: Any  # data-loss gradients on GRAD_HIST_IMAGES training images, [G, ...] leaves
+    alive: np.ndarray  # [G] bool
+    diverged_epoch: np.ndarray  # [G] int, 0 while alive
+
+
+def analyse(prog: GroupProgram, state: TrainState, splits: Any, *,
+            train_confusion: bool = True) -> Analysis:
+    """Evaluates the final state of every member on the test (and optionally train) split.
+
+    Args:
+        prog: From :func:`build_program`.
+        state: The final :class:`TrainState` (``fit(...).state``).
+        splits: The same ``Splits`` the program was built from.
+        train_confusion: Also predict the whole training split.
+
+    Returns:
+        The :class:`Analysis`.
+    """
+    test_loss, test_acc, test_pred = prog.evaluate(state.params, prog.test)
+    n_test, n_train = splits.test_x.shape[0], prog.program.n_train
     train_pred = None
     if train_confusion:
-        train_split = tuple(
-            jax.device_put(a, replicated) for a in _pad_eval(splits.train_x, splits.train_y)
-        )
-        train_pred = evaluate(state.params, train_split)[2][:, : program.n_train]
-    n_probe = min(25, n_test)
-    n_grad = min(GRAD_HIST_IMAGES, program.n_train)
+        train_split = tuple(jax.device_put(a, prog.replicated)
+                            for a in _pad_eval(splits.train_x, splits.train_y))
+        train_pred = prog.evaluate(state.params, train_split)[2][:, :n_train]
+    n_probe, n_grad = min(25, n_test), min(GRAD_HIST_IMAGES, n_train)
     probe_inputs = [
-        jax.device_put(a, replicated)
+        jax.device_put(a, prog.replicated)
         for a in (splits.test_x[:n_probe], np.asarray(splits.test_y[:n_probe], np.int32),
                   splits.train_x[:n_grad], np.asarray(splits.train_y[:n_grad], np.int32))
     ]
+    program, over = prog.program, prog.over
     probs, grads = jax.jit(
         lambda p, a, *xs: over(lambda q, b: program.member_probs_and_grads(q, b, *xs))(p, a)
-    )(state.params, arrays, *probe_inputs)
-    probs = np.asarray(probs)
-    params_host = jax.tree_util.tree_map(np.asarray, state.params)
-    grads_host = jax.tree_util.tree_map(np.asarray, grads)
-    alive = np.asarray(state.alive)
-    diverged_epoch = np.asarray(state.diverged_epoch)
-    param_count = models.param_count(jax.tree_util.tree_map(lambda a: a[0], params_host))
-    total_seconds = float(seconds.sum())
-    group_stats = {
+    )(state.params, prog.arrays, *probe_inputs)
+    return Analysis(
+        test_loss=test_loss, test_acc=test_acc, test_pred=test_pred[:, :n_test],
+        train_pred=train_pred, probs=np.asarray(probs),
+        params=jax.tree_util.tree_map(np.asarray, state.params),
+        grads=jax.tree_util.tree_map(np.asarray, grads),
+        alive=np.asarray(state.alive), diverged_epoch=np.asarray(state.diverged_epoch),
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Step 4: results (one JSON-ready dict per member)
+# --------------------------------------------------------------------------------------------
+
+
+def group_stats(prog: GroupProgram, fitted: FitResult) -> dict[str, Any]:
+    """Compile and train time, speed, strategy and devices of one group."""
+    n_members, total = len(prog.members), float(fitted.seconds.sum())
+    return {
         "members": n_members,
-        "padded_members": g,
-        "devices": n_dev,
-        "strategy": strategy,
-        "compile_seconds": compile_seconds,
-        "train_seconds": total_seconds,
+        "padded_members": prog.padded,
+        "devices": prog.devices,
+        "strategy": prog.strategy,
+        "compile_seconds": prog.compile_seconds,
+        "train_seconds": total,
         "images_per_second": (
-            n_members * program.n_train * spec.epochs / total_seconds if total_seconds else None
+            n_members * prog.program.n_train * prog.spec.epochs / total if total else None
         ),
-        "resumed": resumed,
+        "resumed": fitted.resumed,
     }
 
+
+def member_results(prog: GroupProgram, fitted: FitResult, analysis: Analysis,
+                   splits: Any) -> list[dict[str, Any]]:
+    """One JSON-ready dict per real member (format in ``docs/architecture.md``).
+
+    Each dict also holds ``"params"`` (that member's final parameters as NumPy; pop it before
+    writing JSON) and ``"group_stats"`` (identical for every member of the group).
+    """
+    has_val = prog.val is not None
+    stats = group_stats(prog, fitted)
+    history, seconds = fitted.history, fitted.seconds
+    param_count = models.param_count(jax.tree_util.tree_map(lambda a: a[0], analysis.params))
+    test_labels, train_labels = np.asarray(splits.test_y), np.asarray(splits.train_y)
     results = []
-    test_labels = np.asarray(splits.test_y)
-    for k in range(n_members):
-        status, share = member_status(bool(alive[k]), test_pred[k])
+    for k, member in enumerate(prog.members):
+        status, share = member_status(bool(analysis.alive[k]), analysis.test_pred[k])
         hist = [
             {
                 "epoch": e + 1,
@@ -668,33 +718,78 @@ def train_grid(
                    if has_val or not f.startswith("val")},
                 "seconds": float(seconds[e]),
             }
-            for e in range(spec.epochs)
+            for e in range(prog.spec.epochs)
         ]
-        member_params = jax.tree_util.tree_map(lambda a, k=k: a[k], params_host)
-        results.append(
-            {
-                "config": copy.deepcopy(dict(members[k])),
-                "status": status,
-                "diverged_epoch": int(diverged_epoch[k]) or None,
-                "top_class_share": float(share),
-                "history": hist,
-                "test": {
-                    "loss": _finite_or_none(float(test_loss[k])),
-                    "acc": float(test_acc[k]),
-                },
-                "test_pred": test_pred[k].tolist(),
-                "confusion_test": _confusion(test_labels, test_pred[k]),
-                "confusion_train": (
-                    _confusion(np.asarray(splits.train_y), train_pred[k])
-                    if train_pred is not None else None
-                ),
-                # A diverged member's logits can overflow: non-finite probabilities -> None.
-                "test_probs_first25": [[_finite_or_none(v) for v in row] for row in probs[k]],
-                "weight_hist": _histograms(params_host, k),
-                "grad_hist": _histograms(grads_host, k),
-                "param_count": param_count,
-                "group_stats": group_stats,
-                "params": member_params,
-            }
-        )
+        results.append({
+            "config": copy.deepcopy(member),
+            "status": status,
+            "diverged_epoch": int(analysis.diverged_epoch[k]) or None,
+            "top_class_share": float(share),
+            "history": hist,
+            "test": {"loss": _finite_or_none(float(analysis.test_loss[k])),
+                     "acc": float(analysis.test_acc[k])},
+            "test_pred": analysis.test_pred[k].tolist(),
+            "confusion_test": metrics.confusion_matrix(test_labels, analysis.test_pred[k]).tolist(),
+            "confusion_train": (
+                metrics.confusion_matrix(train_labels, analysis.train_pred[k]).tolist()
+                if analysis.train_pred is not None else None
+            ),
+            # A diverged member's logits can overflow: non-finite probabilities -> None.
+            "test_probs_first25": [[_finite_or_none(v) for v in row] for row in analysis.probs[k]],
+            "weight_hist": _histograms(analysis.params, k),
+            "grad_hist": _histograms(analysis.grads, k),
+            "param_count": param_count,
+            "group_stats": stats,
+            "params": jax.tree_util.tree_map(lambda a, k=k: a[k], analysis.params),
+        })
+    return results
+
+
+# --------------------------------------------------------------------------------------------
+# The orchestration
+# --------------------------------------------------------------------------------------------
+
+
+def train_grid(
+    members: Sequence[Mapping[str, Any]],
+    splits: Any,
+    workdir: str | None = None,
+    *,
+    on_epoch: Callable[[int, list[dict[str, Any]], dict[str, Any]], None] | None = None,
+    callbacks: Sequence[Any] = (),
+    group_index: int = 0,
+    checkpoint_every: int = 1,
+    keep: int = 2,
+    train_confusion: bool = True,
+    devices: Sequence[Any] | None = None,
+) -> list[dict[str, Any]]:
+    """Trains a group of members as one compiled program and evaluates them.
+
+    Args:
+        members: Member configs that share all static keys (see ``docs/architecture.md``).
+        splits: A ``jaxmnist.data.Splits`` (images uint8 ``[N,28,28,1]``, labels int32 ``[N]``;
+            ``val_x`` may be ``None``).
+        workdir: This group's orbax checkpoint folder (resumed from when it holds one);
+            ``None`` disables checkpointing.
+        on_epoch: Shorthand for ``EpochFunction(on_epoch)``: ``on_epoch(epoch, metrics, info)``
+            with ``info`` = :class:`EpochInfo` as a dict.
+        callbacks: :class:`Callback`-like hooks (progress, metrics files, TensorBoard, ...).
+        group_index: This group's index within the study, passed to the hooks.
+        checkpoint_every: Save every this many epochs (the last epoch is always saved).
+        keep: How many checkpoints to keep.
+        train_confusion: Also predict the whole training split for a train confusion matrix.
+        devices: Devices to shard the grid over; default all local devices.
+
+    Returns:
+        :func:`member_results`: one JSON-ready dict per member plus ``"params"`` and
+        ``"group_stats"``.
+    """
+    hooks = [*callbacks, *([EpochFunction(on_epoch)] if on_epoch is not None else [])]
+    prog = build_program(members, splits, devices=devices)
+    saver = (checkpoint.GroupCheckpointer(workdir, every=checkpoint_every, keep=keep)
+             if workdir else None)
+    fitted = fit(prog, checkpointer=saver, callbacks=hooks, group_index=group_index)
+    analysis = analyse(prog, fitted.state, splits, train_confusion=train_confusion)
+    results = member_results(prog, fitted, analysis, splits)
+    emit(hooks, "on_group_end", group_index, results)
     return results

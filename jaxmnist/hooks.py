@@ -1,0 +1,87 @@
+"""The engine's hook points: how training reports to progress bars, files and loggers.
+
+``jaxmnist.train.fit`` calls, for each group of a study (``group_index`` = its index)::
+
+    on_group_start(group_index, GroupStart)            # once, before the first epoch it runs
+    on_epoch_end(group_index, epoch, member_metrics, EpochInfo)   # after each epoch
+    on_group_end(group_index, results)                 # train_grid, after the analysis
+
+A callback is any object with some of these methods (subclass :class:`Callback` to get no-op
+defaults). Hooks run on the host after the epoch's checkpoint is saved, so a slow or failing hook
+never loses training. This module imports no jax: loggers (metrics.jsonl, TensorBoard, W&B) can
+be written and tested without it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class GroupStart:
+    """Passed to ``on_group_start`` once the program is built (and a checkpoint restored)."""
+
+    members: int  # real members (padding excluded)
+    epochs: int  # epochs the group trains in total
+    start_epoch: int  # first epoch this process will run (> 1 when resumed)
+    strategy: str  # "vmap" or "sequential"
+    devices: int
+    compile_seconds: float
+
+
+@dataclass(frozen=True)
+class EpochInfo:
+    """Passed to ``on_epoch_end`` with the members' metrics of that epoch."""
+
+    epochs: int
+    seconds: float  # wall time of the epoch, validation included
+    train_seconds: float  # the training pass alone
+    images_per_second: float  # training images of all real members per train second
+    compiles: int  # XLA compilations during the epoch (0 after the first: tested)
+    resumed: bool  # this group restored a checkpoint before training
+
+    def as_dict(self) -> dict[str, Any]:
+        """The fields as a plain dict (the legacy ``on_epoch`` callback's ``info``)."""
+        return dataclasses.asdict(self)
+
+
+class Callback:
+    """Hooks into ``jaxmnist.train.fit`` and ``train_grid``; subclass and override what you need.
+
+    Any object with some of these methods works (missing ones are skipped). Every hook runs on
+    the host after the epoch's checkpoint is on disk, so a hook that dies loses no training.
+    ``member_metrics`` holds one dict per real member with ``train_loss``, ``train_acc``,
+    ``val_loss``, ``val_acc`` (``None`` where not finite or without a validation split) and
+    ``alive``.
+    """
+
+    def on_group_start(self, group_index: int, info: GroupStart) -> None:
+        """Called once per group, before its first epoch runs."""
+
+    def on_epoch_end(self, group_index: int, epoch: int,
+                     member_metrics: list[dict[str, Any]], info: EpochInfo) -> None:
+        """Called after every epoch (1-based ``epoch``)."""
+
+    def on_group_end(self, group_index: int, results: list[dict[str, Any]]) -> None:
+        """Called with the group's member results (``jaxmnist.train.member_results``)."""
+
+
+class EpochFunction(Callback):
+    """Adapts a plain ``fn(epoch, member_metrics, info_dict)`` to the :class:`Callback` hooks."""
+
+    def __init__(self, fn: Callable[[int, list[dict[str, Any]], dict[str, Any]], None]):
+        self.fn = fn
+
+    def on_epoch_end(self, group_index, epoch, member_metrics, info) -> None:  # noqa: D102
+        self.fn(epoch, member_metrics, info.as_dict())
+
+
+def emit(callbacks: Sequence[Any], hook: str, *args: Any) -> None:
+    """Calls ``hook(*args)`` on every callback that defines it, in order."""
+    for callback in callbacks:
+        method = getattr(callback, hook, None)
+        if method is not None:
+            method(*args)

@@ -7,6 +7,7 @@ for a reduced run, the words "REDUCED RUN" with the reasons), at about 100 dpi.
 from __future__ import annotations
 
 import io
+import sys
 import textwrap
 from collections.abc import Sequence
 from pathlib import Path
@@ -20,7 +21,7 @@ matplotlib.use("Agg")  # files only; never needs a display
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from jaxmnist import metrics  # noqa: E402
+from jaxmnist import metrics, rundir  # noqa: E402
 
 if TYPE_CHECKING:
     from jaxmnist.report import Point, Run
@@ -315,11 +316,14 @@ def ffnn_drawing(run: Run, point: Point, path: Path, show_units: int = 16,
     the ``edges_per_layer`` strongest edges between kept nodes; a 28x28 map beside it shows the
     summed |weight| of every input pixel. The figure says so.
     """
-    npz = run.path / "params" / f"member_{point.rep['member']}.npz"
-    if point.config["model"]["name"] != "mlp" or not npz.exists():
+    member = point.rep["member"]
+    if point.config["model"]["name"] != "mlp" or member not in rundir.exported_members(run.path):
         return None
-    with np.load(npz) as data:
-        params = {k: data[k] for k in data.files}
+    try:
+        params = rundir.flatten_params(rundir.load_member(run.path, member)[1])
+    except rundir.RunDirError as err:
+        print(f"jaxmnist.figures: no FFNN drawing: {err}", file=sys.stderr)
+        return None
     names = sorted((k[:-2] for k in params if k.startswith("dense") and k.endswith("/w")),
                    key=lambda s: int(s[5:])) + ["output"]
     ws = [params[f"{n}/w"] for n in names]

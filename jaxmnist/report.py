@@ -13,7 +13,6 @@ seeds. Published numbers come from :mod:`jaxmnist.published`.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import re
 import sys
@@ -23,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from jaxmnist import metrics, published
+from jaxmnist import metrics, published, rundir
 from jaxmnist.config import expected_sizes, flatten, get_dotted
 from jaxmnist.tables import Table, write
 
@@ -198,38 +197,22 @@ def _nan_to(value: float, default: float) -> float:
 # --------------------------------------------------------------------------------------------
 
 
-def _read_json(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text())
-    except FileNotFoundError:
-        raise ReportError(f"{path} is missing: is {path.parent} a jaxmnist run directory "
-                          "(python -m jaxmnist.sweep ... --workdir DIR)?") from None
-
-
-def _history_from_metrics(path: Path) -> dict[int, list[dict[str, Any]]]:
-    """Per-member epoch rows from metrics.jsonl; a resumed epoch keeps its last line."""
-    rows: dict[int, dict[int, dict[str, Any]]] = {}
-    if path.exists():
-        for line in path.read_text().splitlines():
-            if line.strip():
-                row = json.loads(line)
-                rows.setdefault(row["member"], {})[row["epoch"]] = row
-    return {k: [v[e] for e in sorted(v)] for k, v in rows.items()}
-
-
 def load(run_dir: str | Path) -> Run:
     """Reads a run directory into a :class:`Run`.
 
     Raises:
-        ReportError: ``config.json`` or ``results.json`` is missing.
+        ReportError: ``config.json`` or ``results.json`` is missing or damaged, or no member
+            has finished.
     """
     run_dir = Path(run_dir)
-    config = _read_json(run_dir / "config.json")
-    results = _read_json(run_dir / "results.json")
-    env_path = run_dir / "env.json"
-    env = json.loads(env_path.read_text()) if env_path.exists() else {}
+    try:
+        config = rundir.read_config(run_dir)
+        results = rundir.read_results(run_dir)
+    except rundir.RunDirError as err:
+        raise ReportError(str(err)) from None
+    env = rundir.read_env(run_dir)
     finished = {m["member"]: m for m in results.get("members", [])}
-    partial = _history_from_metrics(run_dir / "metrics.jsonl")
+    partial = rundir.histories(rundir.read_metrics(run_dir))
     points: dict[str, Point] = {}
     for meta in config["members"]:
         point = points.setdefault(meta["key"], Point(
@@ -246,11 +229,9 @@ def load(run_dir: str | Path) -> Run:
     for p in kept:
         p.members.sort(key=lambda m: m["config"].get("seed", 0))
     if not kept:
-        raise ReportError(f"{run_dir}/results.json holds no finished member yet")
-    samples = None
-    if (run_dir / "samples.npz").exists():
-        with np.load(run_dir / "samples.npz") as data:
-            samples = {k: data[k] for k in data.files}
+        raise ReportError(f"{run_dir / rundir.RESULTS} holds no finished member yet; wait for "
+                          "the first group to finish (or resume the run)")
+    samples = rundir.read_samples(run_dir)
     return Run(run_dir, config, results, env, kept, samples)
 
 

@@ -41,7 +41,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from jaxmnist import checkpoint
+from jaxmnist import rundir
 from jaxmnist.preprocess import (
     MAX_BYTES,
     PreprocessError,
@@ -168,7 +168,7 @@ def resolve_run(path: str | Path) -> tuple[Path, int | None]:
         return p.parent.parent, int(m.group(1))
     if p.is_dir() and p.name == "params" and not (p / "params").is_dir():
         return p.parent, None
-    if p.is_dir() and ((p / "results.json").is_file() or (p / "params").is_dir()):
+    if rundir.is_run_dir(p):
         return p, None
     raise FileNotFoundError(
         f"{p}: not a run directory (expected results.json and params/member_<k>.npz; "
@@ -195,13 +195,11 @@ def load_members(run_dir: Path, only: int | None = None) -> list[MemberInfo]:
     Returns:
         Members sorted by index.
     """
-    results: dict[str, Any] = {}
-    rpath = run_dir / "results.json"
-    if rpath.is_file():
-        try:
-            results = json.loads(rpath.read_text())
-        except (OSError, ValueError) as err:
-            log.warning("ignoring unreadable %s: %s", rpath, err)
+    try:
+        results = rundir.read_results(run_dir, required=False)
+    except rundir.RunDirError as err:
+        log.warning("ignoring %s", err)
+        results = {}
     infos: dict[int, MemberInfo] = {}
     for i, m in enumerate(results.get("members") or []):
         k = int(m.get("member", i))
@@ -209,22 +207,21 @@ def load_members(run_dir: Path, only: int | None = None) -> list[MemberInfo]:
         infos[k] = MemberInfo(member=k, config=dict(m.get("config") or {}),
                               test_acc=float(acc) if isinstance(acc, int | float) else None,
                               status=str(m.get("status", "unknown")))
-    for f in sorted((run_dir / "params").glob("member_*.npz")):
-        m = _MEMBER_FILE.match(f.name)
-        if m and int(m.group(1)) not in infos:
-            infos[int(m.group(1))] = MemberInfo(member=int(m.group(1)), config={})
+    for k in rundir.exported_members(run_dir):
+        if k not in infos:
+            infos[k] = MemberInfo(member=k, config={})
     if only is not None:
         infos = {only: infos.get(only, MemberInfo(member=only, config={}))}
     for k, info in sorted(infos.items()):
         try:
-            model_cfg, params = checkpoint.load_member(run_dir, k)
-        except checkpoint.CheckpointError as err:
+            model_cfg, params = rundir.load_member(run_dir, k)
+        except rundir.RunDirError as err:
             info.reason = str(err) if only is not None else "no exported params"
             continue
         if not info.config:
             info.config = {"model": model_cfg}
         if info.test_acc is None:
-            meta = _member_meta(run_dir, k)
+            meta = rundir.member_meta(run_dir, k)
             acc = meta.get("test_acc", (meta.get("test") or {}).get("acc"))
             info.test_acc = float(acc) if isinstance(acc, int | float) else None
         if not _finite_tree(params):
@@ -234,13 +231,6 @@ def load_members(run_dir: Path, only: int | None = None) -> list[MemberInfo]:
     for info in infos.values():
         info.summary = member_summary(info.config)
     return [infos[k] for k in sorted(infos)]
-
-
-def _member_meta(run_dir: Path, k: int) -> dict[str, Any]:
-    try:
-        return json.loads(checkpoint.member_paths(run_dir, k)[1].read_text())
-    except (OSError, ValueError):
-        return {}
 
 
 def default_member(members: Sequence[MemberInfo]) -> int:
@@ -327,8 +317,8 @@ class Predictor:
 
     def _results_head(self) -> dict[str, Any]:
         try:
-            return json.loads((self.run_dir / "results.json").read_text())
-        except (OSError, ValueError):
+            return rundir.read_results(self.run_dir, required=False)
+        except rundir.RunDirError:
             return {}
 
     @property

@@ -21,7 +21,6 @@ import argparse
 import datetime as dt
 import importlib.metadata
 import json
-import math
 import os
 import platform
 import socket
@@ -33,10 +32,10 @@ from pathlib import Path
 from typing import Any
 
 from jaxmnist import config as C
+from jaxmnist import rundir
 from jaxmnist.hooks import Callback, EpochInfo, GroupStart
 
 EXIT_CONFIG = 2
-SAMPLES = 25  # images saved to samples.npz (5x5 grid; test_probs_first25 covers these)
 
 
 def _parse(argv: Sequence[str] | None) -> tuple[argparse.Namespace, list[str]]:
@@ -84,30 +83,8 @@ def _say(msg: str) -> None:
 
 
 # --------------------------------------------------------------------------------------------
-# Run directory helpers
+# Environment and the resolved config
 # --------------------------------------------------------------------------------------------
-
-
-def _finite_json(value: Any) -> Any:
-    """Replaces NaN/inf floats with ``None`` (JSON ``null``) anywhere in a nested structure.
-
-    A diverged member can leave non-finite numbers in its results; strict JSON has no NaN, and
-    refusing to write would lose every other member's results after a long training run.
-    """
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {k: _finite_json(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_finite_json(v) for v in value]
-    return value
-
-
-def write_json(path: Path, data: Any) -> None:
-    """Writes JSON atomically (temporary file + rename): a kill never leaves half a file."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(_finite_json(data), indent=1, allow_nan=False))
-    os.replace(tmp, path)
 
 
 def _version(dist: str) -> str:
@@ -174,77 +151,9 @@ def _resolved_config(study: dict[str, Any], members: list[dict], groups: list[li
     }
 
 
-def prepare_run_dir(run_dir: Path, resolved: dict[str, Any]) -> bool:
-    """Creates ``run_dir`` or checks that an existing one holds the same study.
-
-    Returns:
-        ``True`` when resuming an existing run.
-
-    Raises:
-        ConfigError: the directory holds another study or different members.
-    """
-    cfg_path = run_dir / "config.json"
-    if cfg_path.exists():
-        old = json.loads(cfg_path.read_text())
-        old_members = [m["config"] for m in old.get("members", [])]
-        new_members = [m["config"] for m in resolved["members"]]
-        if (old.get("study") != resolved["study"] or old_members != new_members
-                or old.get("data") != resolved["data"]):
-            differ = sum(a != b for a, b in zip(old_members, new_members, strict=False))
-            differ += abs(len(old_members) - len(new_members))
-            what = (f"{differ} of {len(new_members)} member configs differ" if differ
-                    else "its data split differs")
-            raise C.ConfigError(
-                [f"{run_dir} already holds a run of study {old.get('study')!r} that differs "
-                 f"from this one ({what}); resume only with the same study, flags and "
-                 "overrides, or pick a new --workdir"]
-            )
-        return True
-    if run_dir.exists() and any(run_dir.iterdir()):
-        raise C.ConfigError([f"{run_dir} exists, is not empty and holds no config.json; "
-                             "pick a new --workdir"])
-    for sub in ("ckpt", "params", "tables", "figures"):
-        (run_dir / sub).mkdir(parents=True, exist_ok=True)
-    write_json(cfg_path, resolved)
-    return False
-
-
-def _save_samples(run_dir: Path, splits) -> None:
-    import numpy as np
-
-    path = run_dir / "samples.npz"
-    if not path.exists():
-        np.savez_compressed(
-            path,
-            train_x=np.asarray(splits.train_x[:SAMPLES]),
-            train_y=np.asarray(splits.train_y[:SAMPLES]),
-            test_x=np.asarray(splits.test_x[:SAMPLES]),
-            test_y=np.asarray(splits.test_y[:SAMPLES]),
-        )
-
-
 # --------------------------------------------------------------------------------------------
 # Training
 # --------------------------------------------------------------------------------------------
-
-
-class MetricsLog(Callback):
-    """Appends one ``metrics.jsonl`` line per member and epoch (``member`` = study index)."""
-
-    def __init__(self, run_dir: Path, members: list[int]):
-        self.path = run_dir / "metrics.jsonl"
-        self.members = members
-
-    def on_epoch_end(self, group_index: int, epoch: int, member_metrics: list[dict[str, Any]],
-                     info: EpochInfo) -> None:
-        """Writes the epoch's rows."""
-        with self.path.open("a") as fh:
-            for k, m in zip(self.members, member_metrics, strict=True):
-                row = {"member": k, "group": group_index, "epoch": epoch,
-                       **{f: m.get(f) for f in ("train_loss", "train_acc", "val_loss",
-                                                "val_acc")},
-                       "alive": m.get("alive", True), "seconds": info.seconds}
-                fh.write(json.dumps(row) + "\n")
 
 
 class Progress(Callback):
@@ -290,69 +199,73 @@ def _group_label(members: list[dict[str, Any]]) -> str:
     return text if len(text) <= 50 else text[:47] + "..."
 
 
+def resolved_config(study: dict[str, Any]) -> dict[str, Any]:
+    """The study as ``config.json`` stores it: members, their groups and experiment labels."""
+    members = C.expand(study)
+    return _resolved_config(study, members, C.group_members([m["config"] for m in members]))
+
+
 def run(study: dict[str, Any], run_dir: Path, *, data_dir: str | None = None,
         report: bool = True) -> dict[str, Any]:
-    """Trains (or resumes) a validated, resolved study into ``run_dir`` and returns results.json."""
-    from jaxmnist import checkpoint, data, train
+    """Trains (or resumes) a validated, resolved study into ``run_dir`` and returns results.json.
+
+    The run directory is made only after the data loaded; a bad data file leaves nothing behind.
+
+    Raises:
+        RunDirError: ``run_dir`` is unusable (exit 2) or writing failed (exit 1).
+        jaxmnist.data.DataError: the data cannot be loaded (nothing written).
+    """
+    from jaxmnist import data, train
 
     members = C.expand(study)
     configs = [m["config"] for m in members]
     groups = C.group_members(configs)
     resolved = _resolved_config(study, members, groups)
-    resuming = prepare_run_dir(run_dir, resolved)
+    rundir.RunWriter.check(run_dir, resolved)  # fail before the (slow) data load
+    data_spec = {k: v for k, v in study["data"].items() if k != "source"}
+    splits = data.make_splits(data_spec, source=study["data"].get("source", "auto"),
+                              data_dir=data_dir)
+    writer, resuming = rundir.RunWriter.open(run_dir, resolved)
     _say(f"run directory: {run_dir}" + ("  (resuming)" if resuming else ""))
-
-    env_path = run_dir / "env.json"
-    env = environment()
-    if env_path.exists():
-        old = json.loads(env_path.read_text())
-        old.setdefault("sessions", []).append(
-            {k: env[k] for k in ("date", "hostname", "devices", "git_commit")})
-        env = old
-    write_json(env_path, env)
-
-    spec = {k: v for k, v in study["data"].items() if k != "source"}
-    splits = data.make_splits(spec, source=study["data"].get("source", "auto"), data_dir=data_dir)
-    _save_samples(run_dir, splits)
+    writer.write_env(environment())
+    writer.save_samples(splits)
     sizes = {"train": int(len(splits.train_y)),
              "val": int(len(splits.val_y)) if splits.val_y is not None else 0,
              "test": int(len(splits.test_y))}
 
-    results_path = run_dir / "results.json"
-    results = json.loads(results_path.read_text()) if results_path.exists() else {}
-    done = {r["member"]: r for r in results.get("members", [])}
-    group_stats = {g["group"]: g for g in results.get("groups", [])}
+    previous = rundir.read_results(run_dir, required=False)
+    done = {r["member"]: r for r in previous.get("members", [])}
+    group_stats = {g["group"]: g for g in previous.get("groups", [])}
     results = {"study": study["study"], "title": study.get("title", ""),
                "preset": study.get("preset"),
                "reduced": study["reduced"], "reduced_reasons": study["reduced_reasons"],
                "complete": False, "data": sizes, "members": [], "groups": [],
-               "baseline": results.get("baseline", [])}
+               "baseline": previous.get("baseline", [])}
 
     def save() -> None:
         results["members"] = [done[k] for k in sorted(done)]
         results["groups"] = [group_stats[g] for g in sorted(group_stats)]
-        write_json(results_path, results)
+        writer.write_results(results)
 
     t_start = time.perf_counter()
     for g, ks in enumerate(groups):
         if all(k in done for k in ks):
             _say(f"group {g + 1}/{len(groups)}: finished earlier, read from results.json")
             continue
-        group_members = [members[k] for k in ks]
-        progress = Progress(len(groups), _group_label(group_members))
+        progress = Progress(len(groups), _group_label([members[k] for k in ks]))
         try:
             out = train.train_grid([configs[k] for k in ks], splits,
-                                   workdir=str(run_dir / "ckpt" / f"group_{g}"), group_index=g,
-                                   callbacks=[MetricsLog(run_dir, ks), progress])
+                                   workdir=str(writer.ckpt_dir(g)), group_index=g,
+                                   callbacks=[writer.metrics_log(ks), progress])
         finally:
             progress.close()
         for k, res in zip(ks, out, strict=True):
             params = res.pop("params", None)
             stats = res.pop("group_stats", None)
             if params is not None:
-                checkpoint.export_member(run_dir, k, configs[k]["model"], params,
-                                         extra={"test_acc": res["test"]["acc"],
-                                                "status": res["status"]})
+                writer.export_member(k, configs[k]["model"], params,
+                                     extra={"test_acc": res["test"]["acc"],
+                                            "status": res["status"]})
             done[k] = {"member": k, "group": g, "label": C.describe(members[k]), **res}
             if stats is not None:
                 group_stats[g] = {"group": g, "members": ks, **stats}
@@ -370,7 +283,7 @@ def run(study: dict[str, Any], run_dir: Path, *, data_dir: str | None = None,
     results["complete"] = True
     results["wall_seconds"] = time.perf_counter() - t_start
     save()
-    _say(f"trained in {results['wall_seconds']:.1f}s; results: {results_path}")
+    _say(f"trained in {results['wall_seconds']:.1f}s; results: {run_dir / rundir.RESULTS}")
     if report:
         from jaxmnist import report as report_mod
 
@@ -418,11 +331,28 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     run_dir = Path(args.workdir) if args.workdir else Path("runs") / study["study"] / stamp
+    return _run_cli(study, run_dir, data_dir=args.data_dir, report=not args.no_report)
+
+
+def _run_cli(study: dict[str, Any], run_dir: Path, **kwargs: Any) -> int:
+    """:func:`run` with every expected failure turned into one message and an exit code."""
+    from jaxmnist.data import MnistDataError
+
+    existed = run_dir.exists()
     try:
-        run(study, run_dir, data_dir=args.data_dir, report=not args.no_report)
-    except C.ConfigError as err:
-        _say(f"jaxmnist.sweep: {err}\nNothing was written.")
+        run(study, run_dir, **kwargs)
+    except (C.ConfigError, MnistDataError) as err:
+        _say(f"jaxmnist.sweep: {err}\n" + ("Nothing was written." if not existed else
+                                           f"Nothing more was written to {run_dir}."))
         return EXIT_CONFIG
+    except rundir.RunDirError as err:
+        tail = "Nothing was written." if err.exit_code == EXIT_CONFIG and not existed else ""
+        _say(f"jaxmnist.sweep: {err}" + (f"\n{tail}" if tail else ""))
+        return err.exit_code
+    except KeyboardInterrupt:
+        _say(f"jaxmnist.sweep: interrupted. Finished groups are in {run_dir / rundir.RESULTS} "
+             "and the running group's last epoch in ckpt/; run the same command to resume.")
+        return 130
     print(run_dir)
     return 0
 

@@ -1,17 +1,17 @@
 """The report: per-class metrics vs scikit-learn, every study's tables and figures from
 synthetic run directories (no training), published numbers wired to real grid points, no jax."""
 
-import json
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
 from jaxmnist import config as C
-from jaxmnist import metrics, published, report
-from jaxmnist.sweep import _resolved_config
+from jaxmnist import metrics, published, report, rundir
+from jaxmnist.sweep import resolved_config
 
 ROOT = Path(__file__).resolve().parent.parent
 SWEEPS = ROOT / "sweeps"
@@ -35,13 +35,9 @@ def fake_run(root: Path, name: str, epochs: int = 3) -> Path:
     s = C.resolve(C.load_study(SWEEPS / f"{name}.py"), quick=True)
     s["base"]["train"]["epochs"] = epochs
     members = C.expand(s)
-    keys = list(dict.fromkeys(m["key"] for m in members))
-    groups = [[m["member"] for m in members if m["key"] == k] for k in keys]
     run = root / name
-    (run / "params").mkdir(parents=True)
-    (run / "config.json").write_text(json.dumps(_resolved_config(s, members, groups)))
-    (run / "env.json").write_text(json.dumps({"backend": "cpu", "device_kind": "cpu",
-                                              "git_commit": "abc"}))
+    writer, _ = rundir.RunWriter.open(run, resolved_config(s))
+    writer.write_env({"backend": "cpu", "device_kind": "cpu", "git_commit": "abc"})
     n_test, n_train = 300, 600
     test_y, train_y = rng.integers(0, 10, n_test), rng.integers(0, 10, n_train)
     results = []
@@ -70,8 +66,8 @@ def fake_run(root: Path, name: str, epochs: int = 3) -> Path:
             "param_count": 1234,
         })
         if cfg["model"]["name"] == "mlp":
-            np.savez(run / "params" / f"member_{m['member']}.npz",
-                     **_mlp_params(rng, cfg["model"]["hidden"]))
+            writer.export_member(m["member"], cfg["model"],
+                                 rundir.unflatten_params(_mlp_params(rng, cfg["model"]["hidden"])))
     baseline = []
     if s["baseline"] == "sklearn":
         for m in members:
@@ -80,13 +76,13 @@ def fake_run(root: Path, name: str, epochs: int = 3) -> Path:
                     baseline.append({"experiment": "depth_width", "label": e["label"],
                                      "hidden": m["config"]["model"]["hidden"],
                                      "seed": m["config"]["seed"], "test_acc": 0.95})
-    (run / "results.json").write_text(json.dumps({
+    writer.write_results({
         "study": s["study"], "reduced": True, "reduced_reasons": s["reduced_reasons"],
         "complete": True, "data": {"train": n_train, "val": 100, "test": n_test},
-        "members": results, "groups": [], "baseline": baseline}))
-    np.savez(run / "samples.npz", train_x=rng.integers(0, 255, (25, 28, 28, 1), np.uint8),
-             train_y=train_y[:25], test_x=rng.integers(0, 255, (25, 28, 28, 1), np.uint8),
-             test_y=test_y[:25])
+        "members": results, "groups": [], "baseline": baseline})
+    writer.save_samples(SimpleNamespace(
+        train_x=rng.integers(0, 255, (25, 28, 28, 1), np.uint8), train_y=train_y[:25],
+        test_x=rng.integers(0, 255, (25, 28, 28, 1), np.uint8), test_y=test_y[:25]))
     return run
 
 

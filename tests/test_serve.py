@@ -23,7 +23,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from jaxmnist import checkpoint, serve
+from jaxmnist import rundir, serve
 
 ROOT = Path(__file__).resolve().parents[1]
 RECIPE = {
@@ -109,15 +109,15 @@ def _train_run(run_dir: Path) -> None:
         acc = _accuracy(RECIPE["model"], params, test_x[..., None] if test_x.ndim == 3
                         else test_x, test_y)
         result = {"config": RECIPE, "status": "ok", "test": {"acc": acc}}
-    checkpoint.export_member(run_dir, 0, RECIPE["model"], params)
-    (run_dir / "results.json").write_text(json.dumps(
-        {"study": "test-s0", "reduced": True,
-         "members": [{"member": 0, "group": 0, **result}]}))
+    writer = rundir.RunWriter(run_dir)
+    writer.export_member(0, RECIPE["model"], params)
+    writer.write_results({"study": "test-s0", "reduced": True,
+                          "members": [{"member": 0, "group": 0, **result}]})
 
 
 def _cache_key() -> str:
     h = hashlib.sha256(json.dumps(RECIPE, sort_keys=True).encode())
-    for rel in ("jaxmnist/checkpoint.py", "jaxmnist/models/cnn.py", "jaxmnist/models/layers.py",
+    for rel in ("jaxmnist/rundir.py", "jaxmnist/models/cnn.py", "jaxmnist/models/layers.py",
                 "jaxmnist/models/common.py"):
         p = ROOT / rel
         h.update(p.read_bytes() if p.exists() else b"")
@@ -364,19 +364,19 @@ def test_unknown_routes_are_json_4xx(client):
 def _two_member_run(src: Path, dst: Path) -> Path:
     """A copy of the trained run with a second, "better", and a third, diverged, member."""
     shutil.copytree(src, dst)
-    model_cfg, params = checkpoint.load_member(src, 0)
-    res = json.loads((src / "results.json").read_text())
+    model_cfg, params = rundir.load_member(src, 0)
+    res = rundir.read_results(src)
     m0 = res["members"][0]
     m1 = {**m0, "member": 1, "config": {**m0["config"], "seed": 1},
           "test": {**m0["test"], "acc": m0["test"]["acc"] + 0.001}}
     m2 = {**m0, "member": 2, "status": "diverged", "test": {"acc": 0.0980}}
-    checkpoint.export_member(dst, 1, model_cfg, params)
+    rundir.export_member(dst, 1, model_cfg, params)
     bad = {k: v for k, v in params.items()}
     first = next(iter(bad))
     bad[first] = {kk: np.full_like(vv, np.nan) for kk, vv in bad[first].items()}
-    checkpoint.export_member(dst, 2, model_cfg, bad)
+    rundir.export_member(dst, 2, model_cfg, bad)
     res["members"] = [m0, m1, m2, {**m0, "member": 3}]  # member 3 has no params
-    (dst / "results.json").write_text(json.dumps(res))
+    rundir.RunWriter(dst).write_results(res)
     return dst
 
 
@@ -403,10 +403,10 @@ def test_members_default_best_and_unavailable(run_dir, tmp_path):
 def test_broken_members_are_listed_not_fatal(run_dir, tmp_path):
     """An unknown model name or params that do not fit: that member is off, the rest serve."""
     run = _two_member_run(run_dir, tmp_path / "run")
-    model_cfg, params = checkpoint.load_member(run, 0)
-    checkpoint.export_member(run, 1, {"name": "no-such-model"}, params)
+    model_cfg, params = rundir.load_member(run, 0)
+    rundir.export_member(run, 1, {"name": "no-such-model"}, params)
     small = {k: {kk: vv[..., :1] for kk, vv in v.items()} for k, v in params.items()}
-    checkpoint.export_member(run, 3, model_cfg, small)
+    rundir.export_member(run, 3, model_cfg, small)
     p = serve.Predictor(run)
     assert p.available == [0] and p.default == 0
     info = {m["member"]: m for m in p.members_json()["members"]}

@@ -164,10 +164,10 @@ def test_dry_run_with_a_preset_says_what_it_reduces(tmp_path):
 def test_results_with_non_finite_numbers_are_written_as_null(tmp_path):
     import json
 
-    from jaxmnist import sweep
+    from jaxmnist import rundir
 
     path = tmp_path / "results.json"
-    sweep.write_json(path, {"members": [{"loss": float("nan"), "probs": [float("inf"), 0.5]}]})
+    rundir.write_json(path, {"members": [{"loss": float("nan"), "probs": [float("inf"), 0.5]}]})
     assert json.loads(path.read_text()) == {"members": [{"loss": None, "probs": [None, 0.5]}]}
 
 

@@ -1,0 +1,198 @@
+"""The run-directory format: atomic writes, torn metrics lines, old run directories, bad folders."""
+
+from __future__ import annotations
+
+import errno
+import json
+import logging
+import os
+import shutil
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from jaxmnist import report, rundir
+from jaxmnist.hooks import EpochInfo
+
+OLD_RUN = Path(__file__).resolve().parent / "data" / "run_7bdb1e0"
+"""A smoke run (2 members, 2 epochs) written by the sweep at commit 7bdb1e0, before rundir.py:
+``python -m jaxmnist.sweep sweeps/smoke.py --seeds 1 --config.data.train_limit=256
+--config.data.test_limit=50 --config.data.val_size=50 --config.grid.model.hidden=[[8]]
+--config.grid.optim.learning_rate=[0.1] --no-report`` (ckpt/, tables/, figures/ left out)."""
+
+CONFIG = {"study": "t", "data": {"split": "none"},
+          "members": [{"member": 0, "group": 0, "key": "k", "label": "a (seed 0)",
+                       "experiments": [{"name": "main", "label": "a", "settings": {}}],
+                       "config": {"model": {"name": "mlp"}, "seed": 0}}],
+          "groups": [{"group": 0, "members": [0]}]}
+
+
+def _info() -> EpochInfo:
+    return EpochInfo(epochs=2, seconds=1.5, train_seconds=1.0, images_per_second=10.0,
+                     compiles=0, resumed=False)
+
+
+def _row(epoch: int, acc: float = 0.5) -> dict:
+    return {"train_loss": 1.0, "train_acc": acc, "val_loss": None, "val_acc": None,
+            "alive": True}
+
+
+def test_writer_and_reader_round_trip(tmp_path):
+    run = tmp_path / "run"
+    writer, resuming = rundir.RunWriter.open(run, CONFIG)
+    assert not resuming and rundir.read_config(run) == CONFIG
+    assert all((run / sub).is_dir() for sub in rundir.SUBDIRS)
+    hook = writer.metrics_log([0])
+    hook.on_epoch_end(0, 1, [_row(1)], _info())
+    hook.on_epoch_end(0, 2, [{**_row(2), "train_loss": float("nan")}], _info())
+    rows = rundir.read_metrics(run)
+    assert [r["epoch"] for r in rows] == [1, 2] and rows[1]["train_loss"] is None
+    writer.export_member(0, {"name": "mlp"}, {"dense1": {"w": np.ones((2, 3), np.float32)}},
+                         extra={"test_acc": 0.9})
+    cfg, params = rundir.load_member(run, 0)
+    assert cfg == {"name": "mlp"} and params["dense1"]["w"].shape == (2, 3)
+    assert rundir.member_meta(run, 0)["test_acc"] == 0.9
+    writer.write_results({"study": "t", "members": [{"member": 0, "loss": float("inf")}]})
+    assert rundir.read_results(run)["members"][0]["loss"] is None
+    # Every write went through a temporary file that is gone now.
+    assert not [p for p in run.rglob("*") if ".tmp" in p.name]
+
+
+def test_torn_last_metrics_line_is_skipped_then_cut_before_appending(tmp_path, caplog):
+    run = tmp_path / "run"
+    writer, _ = rundir.RunWriter.open(run, CONFIG)
+    writer.metrics_log([0]).on_epoch_end(0, 1, [_row(1)], _info())
+    with (run / rundir.METRICS).open("a") as fh:
+        fh.write('{"member": 0, "group": 0, "epo')  # killed in the middle of a write
+    with caplog.at_level(logging.WARNING, "jaxmnist.rundir"):
+        rows = rundir.read_metrics(run)
+    assert [r["epoch"] for r in rows] == [1]
+    assert "line 2 is damaged" in caplog.text and str(run / rundir.METRICS) in caplog.text
+    # Resuming cuts the torn tail, so the next append starts on a fresh line.
+    writer, resuming = rundir.RunWriter.open(run, CONFIG)
+    assert resuming
+    writer.metrics_log([0]).on_epoch_end(0, 2, [_row(2)], _info())
+    lines = (run / rundir.METRICS).read_text().splitlines()
+    assert len(lines) == 2 and all(json.loads(line) for line in lines)
+
+
+def test_report_survives_a_torn_metrics_line_of_an_unfinished_member(tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(OLD_RUN, run)
+    results = rundir.read_results(run)
+    results["members"] = results["members"][:1]  # member 1 still training
+    rundir.write_json(run / rundir.RESULTS, results)
+    with (run / rundir.METRICS).open("a") as fh:
+        fh.write('{"member": 1, "gro')
+    loaded = report.load(run)
+    unfinished = [m for p in loaded.points for m in p.members if m["status"] == "unfinished"]
+    assert len(unfinished) == 1 and len(unfinished[0]["history"]) == 2
+
+
+def test_reads_a_run_directory_written_before_rundir_existed(tmp_path):
+    run = tmp_path / "old"
+    shutil.copytree(OLD_RUN, run)
+    cfg, results = rundir.read_config(run), rundir.read_results(run)
+    assert cfg["study"] == "smoke" and len(cfg["members"]) == 2 and results["complete"]
+    assert set(rundir.histories(rundir.read_metrics(run))) == {0, 1}
+    assert rundir.exported_members(run) == [0, 1]
+    model_cfg, params = rundir.load_member(run, 1)
+    assert model_cfg["hidden"] == [8] and params["dense1"]["w"].shape == (784, 8)
+    assert rundir.read_samples(run)["test_x"].shape == (25, 28, 28, 1)
+    written = report.generate(run)
+    assert (run / "tables" / "summary.md") in written
+    assert (run / "figures" / "ffnn.png") in written
+
+
+@pytest.mark.parametrize("name", ["s0-full", "s2-cpu", "s4-cpu"])
+def test_reads_the_long_runs_in_progress(name):
+    """The full-scale runs started from 7bdb1e0 (read only; skipped where they do not exist)."""
+    run = Path("/work/jaxmnist-runs") / name
+    if not (run / rundir.CONFIG).is_file():
+        pytest.skip(f"{run} is not on this machine")
+    assert rundir.read_config(run)["members"]
+    rundir.read_results(run, required=False)
+    rundir.read_env(run)
+    for row in rundir.read_metrics(run):
+        assert {"member", "group", "epoch", "train_loss", "alive"} <= row.keys()
+
+
+def test_a_different_study_in_the_folder_is_refused(tmp_path):
+    run = tmp_path / "run"
+    rundir.RunWriter.open(run, CONFIG)
+    other = json.loads(json.dumps(CONFIG))
+    other["members"][0]["config"]["seed"] = 1
+    with pytest.raises(rundir.RunDirError, match="1 of 1 member configs differ") as err:
+        rundir.RunWriter.open(run, other)
+    assert err.value.exit_code == 2
+
+
+def test_unusable_work_folders_are_refused_before_anything_is_written(tmp_path):
+    a_file = tmp_path / "file"
+    a_file.write_text("x")
+    with pytest.raises(rundir.RunDirError, match="is a file, not a folder"):
+        rundir.check_workdir(a_file)
+    with pytest.raises(rundir.RunDirError, match="is a file, so no folder can be made"):
+        rundir.check_workdir(a_file / "run")
+    full = tmp_path / "full"
+    (full / "x").mkdir(parents=True)
+    with pytest.raises(rundir.RunDirError, match="not empty and holds no config.json"):
+        rundir.check_workdir(full)
+    if os.geteuid() != 0:  # root may write anywhere
+        locked = tmp_path / "locked"
+        locked.mkdir(mode=0o500)
+        with pytest.raises(rundir.RunDirError, match="no permission to write"):
+            rundir.check_workdir(locked / "run")
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        ["file", "full"] + (["locked"] if os.geteuid() != 0 else []))
+
+
+@pytest.mark.parametrize("code, words", [(errno.ENOSPC, "the disk is full"),
+                                         (errno.EACCES, "permission denied")])
+def test_a_failed_write_keeps_the_previous_file(tmp_path, monkeypatch, code, words):
+    path = tmp_path / "results.json"
+    rundir.write_json(path, {"members": [1]})
+
+    def fail(*args, **kwargs):
+        raise OSError(code, os.strerror(code))
+
+    monkeypatch.setattr(os, "replace", fail)
+    with pytest.raises(rundir.RunDirError, match=words) as err:
+        rundir.write_json(path, {"members": [1, 2]})
+    assert err.value.exit_code == 1 and "run the same command again" in str(err.value)
+    assert json.loads(path.read_text()) == {"members": [1]}
+    assert [p.name for p in tmp_path.iterdir()] == ["results.json"]
+
+
+def test_damaged_json_and_params_are_clear_errors(tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(OLD_RUN, run)
+    (run / rundir.RESULTS).write_text('{"study": "smoke", "memb')
+    with pytest.raises(rundir.RunDirError, match="results.json .* is damaged"):
+        rundir.read_results(run)
+    (run / "params" / "member_0.npz").write_bytes(b"not a zip")
+    with pytest.raises(rundir.RunDirError, match="cannot read exported member 0"):
+        rundir.load_member(run, 0)
+    with pytest.raises(rundir.RunDirError, match="available: member_0, member_1"):
+        rundir.load_member(run, 7)
+
+
+def test_samples_are_written_once(tmp_path):
+    writer, _ = rundir.RunWriter.open(tmp_path / "run", CONFIG)
+    x = np.zeros((30, 28, 28, 1), np.uint8)
+    y = np.arange(30) % 10
+    writer.save_samples(SimpleNamespace(train_x=x, train_y=y, test_x=x, test_y=y))
+    assert rundir.read_samples(writer.root)["train_y"].tolist() == y[:25].tolist()
+
+
+def test_rundir_imports_no_jax():
+    import subprocess
+
+    code = ("import sys, jaxmnist.rundir; "
+            "print(sorted(m for m in sys.modules if m == 'jax' or m.startswith('jax.')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         cwd=Path(__file__).resolve().parents[1], timeout=60)
+    assert out.stdout.strip() == "[]", out.stderr

@@ -26,50 +26,23 @@ from __future__ import annotations
 
 import ast
 import copy
-import difflib
 import importlib.util
 import itertools
 import json
 import math
-import sys
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import ml_collections
 
-# Valid choices. The jax-side modules own the implementations; these mirror their names so that a
-# study can be validated without importing jax (tests/test_config.py checks they stay in sync).
-OPTIMIZERS = ("sgd", "momentum", "adam", "rmsprop")  # jaxmnist.optim.OPTIMIZERS
-LOSSES = ("xent", "xent_onehot", "mse", "bce")  # jaxmnist.losses.LOSSES
-MODELS = ("mlp", "cnn", "cnn_depth", "squeezenet")  # jaxmnist.models
-ACTIVATIONS = (  # jaxmnist.models.common.ACTIVATIONS
-    "linear", "relu", "sigmoid", "tanh", "softmax", "leaky_relu", "elu", "gelu", "swish", "silu",
-)
-INITIALIZERS = (  # jaxmnist.models.common.INITIALIZERS
-    "zeros", "uniform", "normal", "glorot_uniform", "glorot_normal", "he_uniform", "he_normal",
-    "zero", "xavier", "xavier_uniform", "xavier_normal", "he",
-)
-SPLITS = ("none", "keras", "holdout", "merged")
-SOURCES = ("auto", "idx", "tfds")
 BASELINES = ("", "sklearn")
+# Every other choice list (optimizers, losses, models, activations, initializers, strategies,
+# datasets, sources, split kinds) lives in the module that implements it; jaxmnist.schema reads
+# them from there.
 
 MNIST_TRAIN, MNIST_TEST = 60_000, 10_000
 
-# Member config schema (what the engine reads). ``model`` is checked per family by
-# jaxmnist.models.validate_model_config in the sweep, after these jax-free checks.
-MEMBER_KEYS: dict[str, tuple[str, ...] | None] = {
-    "model": None,
-    "optim": ("name", "learning_rate", "momentum"),
-    "reg": ("l1", "l2"),
-    "loss": None,
-    "train": ("epochs", "batch_size", "strategy"),
-}
-STRATEGIES = ("auto", "vmap", "sequential")  # jaxmnist.train.STRATEGIES
-DATA_KEYS = (
-    "name", "split", "val_fraction", "val_size", "test_fraction", "seed", "train_limit",
-    "val_limit", "test_limit", "source",
-)
 STUDY_KEYS = (
     "study", "title", "data", "base", "grid", "experiments", "seeds", "presets", "quick",
     "baseline", "reduced", "notes",
@@ -153,8 +126,9 @@ def set_dotted(tree: dict[str, Any], key: str, value: Any) -> None:
 
 
 def _suggest(key: str, valid: Iterable[str]) -> str:
-    match = difflib.get_close_matches(key, list(valid), n=1, cutoff=0.6)
-    return f"; did you mean {match[0]!r}?" if match else ""
+    from jaxmnist.schema import suggest
+
+    return suggest(key, valid)
 
 
 # --------------------------------------------------------------------------------------------
@@ -411,24 +385,6 @@ def _is_int(v: Any) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
 
 
-def _is_number(v: Any) -> bool:
-    return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
-
-
-def _spec_names(spec: Any) -> list[Any]:
-    """Names in an activation/init spec: ``"relu"``, ``{"name": ..}`` or a per-layer list."""
-    if isinstance(spec, list | tuple):
-        return [n for s in spec for n in _spec_names(s)]
-    if isinstance(spec, Mapping):
-        return [spec.get("name")]
-    return [spec]
-
-
-# Which split parameter each split needs (jaxmnist.data rejects the others when they are set).
-_SPLIT_NEEDS = {"none": (), "keras": ("val_fraction",), "holdout": ("val_size",),
-                "merged": ("test_fraction",)}  # fmt: skip
-
-
 def expected_sizes(data: Mapping[str, Any]) -> tuple[int, int, int]:
     """Returns the (train, val, test) sizes a data spec gives, as ``jaxmnist.data`` computes them.
 
@@ -460,48 +416,10 @@ def expected_sizes(data: Mapping[str, Any]) -> tuple[int, int, int]:
 
 
 def validate_data(data: Mapping[str, Any]) -> list[str]:
-    """Returns problems with a data spec (empty when valid)."""
-    problems = [
-        f"data: unknown key {k!r}{_suggest(k, DATA_KEYS)}" for k in data if k not in DATA_KEYS
-    ]
-    from jaxmnist.data import DATASET_NAMES  # the data module owns the list (and is jax-free)
+    """Returns problems with a data spec (empty when valid); see :mod:`jaxmnist.schema`."""
+    from jaxmnist import schema
 
-    if data.get("name", "mnist") not in DATASET_NAMES:
-        problems.append(f"data.name: {data.get('name')!r} is not a known dataset"
-                        f"{_suggest(str(data.get('name')), DATASET_NAMES)}; valid choices: "
-                        f"{', '.join(DATASET_NAMES)}")
-    split = data.get("split")
-    if split not in SPLITS:
-        problems.append(f"data.split: {split!r} is not valid; valid choices: {', '.join(SPLITS)}")
-        return problems
-    if data.get("source", "auto") not in SOURCES:
-        problems.append(
-            f"data.source: {data.get('source')!r} is not valid; valid choices: {', '.join(SOURCES)}"
-        )
-    for key in ("train_limit", "val_limit", "test_limit", "seed"):
-        v = data.get(key)
-        if v is not None and not (_is_int(v) and v >= (0 if key == "seed" else 1)):
-            problems.append(f"data.{key}: expected a positive integer or None, got {v!r}")
-    for key in ("val_fraction", "val_size", "test_fraction"):
-        if key not in _SPLIT_NEEDS[split] and data.get(key) is not None:
-            problems.append(
-                f"data.{key}: split {split!r} does not use it (set it to None); "
-                f"{split!r} needs {list(_SPLIT_NEEDS[split]) or 'no parameter'}"
-            )
-    if split == "none" and data.get("val_limit") is not None:
-        problems.append("data.val_limit: split 'none' has no validation set (set it to None)")
-    if split in ("keras", "merged"):
-        key = "val_fraction" if split == "keras" else "test_fraction"
-        f = data.get(key)
-        if not (_is_number(f) and 0 < f < 1):
-            problems.append(f"data.{key}: split {split!r} needs a number in (0, 1), got {f!r}")
-    if split == "holdout":
-        v = data.get("val_size")
-        if not (_is_int(v) and 0 < v < MNIST_TRAIN):
-            problems.append(
-                f"data.val_size: split 'holdout' needs an integer in [1, {MNIST_TRAIN - 1}], "
-                f"got {v!r}"
-            )
+    problems = schema.data_problems(data, MNIST_TRAIN)
     if not problems:
         train, _, _ = expected_sizes(data)
         if train < 1:
@@ -510,94 +428,14 @@ def validate_data(data: Mapping[str, Any]) -> list[str]:
 
 
 def validate_member(cfg: Mapping[str, Any], where: str = "base") -> list[str]:
-    """Returns problems with one member config (empty when valid); model details excluded."""
-    problems = []
-    for key in cfg:
-        if key not in MEMBER_KEYS and key != "seed":
-            problems.append(f"{where}: unknown key {key!r}{_suggest(key, MEMBER_KEYS)}")
-    for section, keys in MEMBER_KEYS.items():
-        if section not in cfg:
-            problems.append(f"{where}.{section}: missing")
-        elif keys is not None:
-            sub = cfg[section]
-            if not isinstance(sub, Mapping):
-                problems.append(f"{where}.{section}: expected a dict with keys {list(keys)}")
-                continue
-            valid = [f"{section}.{k}" for k in keys]
-            for k in sub:
-                if k not in keys:
-                    problems.append(
-                        f"{where}: unknown key '{section}.{k}'{_suggest(f'{section}.{k}', valid)}"
-                    )
-    optim, train, reg = cfg.get("optim", {}), cfg.get("train", {}), cfg.get("reg", {})
-    if isinstance(optim, Mapping):
-        if optim.get("name") not in OPTIMIZERS:
-            problems.append(
-                f"{where}.optim.name: {optim.get('name')!r} is not a valid optimizer; "
-                f"valid choices: {', '.join(OPTIMIZERS)}"
-            )
-        lr = optim.get("learning_rate")
-        if not (_is_number(lr) and lr > 0):
-            problems.append(f"{where}.optim.learning_rate: must be a positive number, got {lr!r}")
-        mom = optim.get("momentum", 0.9)
-        if not (_is_number(mom) and 0 <= mom < 1):
-            problems.append(f"{where}.optim.momentum: must be in [0, 1), got {mom!r}")
-    if isinstance(train, Mapping):
-        for key in ("epochs", "batch_size"):
-            v = train.get(key)
-            if not (_is_int(v) and v > 0):
-                problems.append(f"{where}.train.{key}: must be a positive integer, got {v!r}")
-        strategy = train.get("strategy", "auto")
-        if strategy not in STRATEGIES:
-            problems.append(
-                f"{where}.train.strategy: {strategy!r} is not valid; "
-                f"valid choices: {', '.join(STRATEGIES)}"
-            )
-    if isinstance(reg, Mapping):
-        for key in ("l1", "l2"):
-            v = reg.get(key, 0.0)
-            if not (_is_number(v) and v >= 0):
-                problems.append(f"{where}.reg.{key}: must be a number >= 0, got {v!r}")
-    if "loss" in cfg and cfg["loss"] not in LOSSES:
-        problems.append(
-            f"{where}.loss: {cfg['loss']!r} is not a valid loss; valid choices: {', '.join(LOSSES)}"
-        )
-    model = cfg.get("model")
-    if isinstance(model, Mapping) and _is_user_model(model.get("name")):
-        pass  # checked by jaxmnist.models (import, factory arguments) before anything is written
-    elif isinstance(model, Mapping):
-        if model.get("name") not in MODELS:
-            problems.append(
-                f"{where}.model.name: {model.get('name')!r} is not a valid model; "
-                f"valid choices: {', '.join(MODELS)}, or your own as 'package.module:factory' "
-                "or 'path/to/file.py:factory'"
-            )
-        for name in _spec_names(model.get("activation", "relu")):
-            if name not in ACTIVATIONS:
-                problems.append(
-                    f"{where}.model.activation: {name!r} is not a valid activation; "
-                    f"valid choices: {', '.join(ACTIVATIONS)}"
-                )
-        for name in _spec_names(model.get("init", "he")):
-            if name not in INITIALIZERS:
-                problems.append(
-                    f"{where}.model.init: {name!r} is not a valid initializer; "
-                    f"valid choices: {', '.join(INITIALIZERS)}"
-                )
-    elif "model" in cfg:
-        problems.append(f"{where}.model: expected a dict with a 'name', got {model!r}")
-    return problems
+    """Returns problems with one member config (empty when valid); see :mod:`jaxmnist.schema`.
 
-
-def _is_user_model(name: Any) -> bool:
-    """An import path, or a name registered with ``jaxmnist.models.register``.
-
-    A registered name exists only once its module is imported, so look without importing jax.
+    The model family's own checks (``jaxmnist.models.validate_model_config``) run once the
+    generic ones pass.
     """
-    if isinstance(name, str) and ":" in name:
-        return True
-    adapters = sys.modules.get("jaxmnist.models.adapters")
-    return adapters is not None and name in adapters.registered()
+    from jaxmnist import schema
+
+    return schema.member_problems(cfg, where)
 
 
 def _experiments(study: Mapping[str, Any]) -> list[dict[str, Any]]:

@@ -898,6 +898,8 @@ _SPEC_KEYS = {
 }  # fmt: skip
 _NEEDS = {"none": (), "keras": ("val_fraction",), "holdout": ("val_size",),
           "merged": ("test_fraction",)}  # fmt: skip
+SPLIT_NEEDS = _NEEDS
+"""Which parameter each split kind needs (the study schema reads it from here)."""
 
 
 def make_splits(

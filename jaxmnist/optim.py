@@ -50,6 +50,38 @@ def check_optimizer(name: str) -> None:
         raise ValueError(f"unknown optimizer {name!r}; valid choices: {', '.join(OPTIMIZERS)}")
 
 
+HYPERPARAMETERS: dict[str, tuple[str, ...]] = {
+    "sgd": ("momentum",), "momentum": ("momentum",), "adam": ("momentum",),
+    "rmsprop": ("momentum",),
+}
+"""Keys an ``optim`` section may hold beside ``name`` and ``learning_rate``, per optimizer.
+
+``momentum`` is accepted for every optimizer (a grid over optimizers shares one base config);
+only ``"momentum"`` uses it."""
+
+
+def check_hyperparameters(name: str, hyper: dict[str, Any]) -> None:
+    """Checks an optimizer's extra hyperparameters (the study schema calls this).
+
+    Args:
+        name: A valid optimizer name.
+        hyper: The ``optim`` section without ``name`` and ``learning_rate``.
+
+    Raises:
+        ValueError: an unknown key or a value out of range; all problems in one message.
+    """
+    allowed = HYPERPARAMETERS.get(name, ())
+    problems = [f"unknown key 'optim.{k}' for optimizer {name!r}; valid keys: name, "
+                f"learning_rate{''.join(', ' + a for a in allowed)}"
+                for k in hyper if k not in allowed]
+    if "momentum" in hyper:
+        m = hyper["momentum"]
+        if isinstance(m, bool) or not isinstance(m, int | float) or not 0 <= m < 1:
+            problems.append(f"momentum: must be in [0, 1), got {m!r}")
+    if problems:
+        raise ValueError("; ".join(problems))
+
+
 def _direction(name: str, momentum: jax.Array) -> optax.GradientTransformation:
     """The update direction of one optimizer, before scaling by ``-learning_rate``."""
     if name == "sgd":

@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import importlib.metadata
-import json
 import os
 import platform
 import socket
@@ -322,7 +321,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         study = C.resolve(C.load_study(args.study), preset=args.preset, quick=args.quick,
                           seeds=args.seeds, overrides=overrides)
         C.check(study)
-        _check_models(study)  # needs jax: after the jax-free checks, before anything is written
     except C.ConfigError as err:
         _say(f"jaxmnist.sweep: {err}\nNothing was written.")
         return EXIT_CONFIG
@@ -355,26 +353,6 @@ def _run_cli(study: dict[str, Any], run_dir: Path, **kwargs: Any) -> int:
         return 130
     print(run_dir)
     return 0
-
-
-def _check_models(study: dict[str, Any]) -> None:
-    """Validates every distinct model config with the model zoo's own checks."""
-    from jaxmnist import models
-
-    problems = []
-    seen = set()
-    for member in C.expand(study):
-        model = member["config"]["model"]
-        key = json.dumps(model, sort_keys=True)
-        if key in seen:
-            continue
-        seen.add(key)
-        try:
-            models.validate_model_config(model)
-        except ValueError as err:
-            problems.append(f"model {key}: {err}")
-    if problems:
-        raise C.ConfigError(problems, f"study {study['study']!r}")
 
 
 if __name__ == "__main__":

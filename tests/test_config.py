@@ -137,28 +137,55 @@ def test_nested_and_flatten_round_trip():
     assert C.flatten(C.nested(dotted)) == dotted
 
 
-def test_choice_lists_match_the_jax_modules():
+def test_choice_lists_come_from_the_owning_modules():
     pytest.importorskip("jax")
-    from jaxmnist import losses, models, optim
-    from jaxmnist.models import common
+    from jaxmnist import data, losses, optim, schema, train
 
-    assert set(C.OPTIMIZERS) == set(optim.OPTIMIZERS)
-    assert set(C.LOSSES) == set(losses.LOSSES)
-    assert set(C.MODELS) == set(models.FAMILIES)
-    assert set(C.ACTIVATIONS) == set(common.ACTIVATIONS)
-    assert set(C.INITIALIZERS) == set(common.INITIALIZERS)
+    member, spec = schema.schemas()["member"], schema.schemas()["data"]
+    assert schema.model_choices(member, ("optim", "name")) == tuple(optim.OPTIMIZERS)
+    assert schema.model_choices(member, ("loss",)) == tuple(losses.LOSSES)
+    assert schema.model_choices(member, ("train", "strategy")) == tuple(train.STRATEGIES)
+    assert schema.model_choices(spec, ("name",)) == tuple(data.DATASET_NAMES)
+    assert schema.model_choices(spec, ("split",)) == tuple(data.SPLIT_KINDS)
+    assert schema.model_choices(spec, ("source",)) == tuple(data.SOURCES)
+    assert not hasattr(C, "OPTIMIZERS") and not hasattr(C, "ACTIVATIONS")  # no copies
+
+
+def test_optimizer_hyperparameters_are_checked_by_the_optimizer_module():
+    s = study("smoke", overrides=["base.optim.momentum=1.5"])
+    assert any("optim: momentum: must be in [0, 1), got 1.5" in p for p in C.validate_study(s))
+    base = study("smoke")["base"]
+    bad = {**base, "optim": {**base["optim"], "nesterov": True}}
+    (problem,) = C.validate_member(bad)
+    assert "unknown key 'optim.nesterov' for optimizer 'sgd'" in problem
+
+
+def test_every_problem_is_listed_at_once_with_did_you_mean():
+    base = study("smoke")["base"]
+    bad = {**base, "optim": {**base["optim"], "name": "adma"}, "loss": "xnet",
+           "train": {**base["train"], "epochs": 0, "batchsize": 3}}
+    problems = C.validate_member(bad)
+    assert any("'adma' is not a valid optimizer; valid choices: sgd, momentum, adam, rmsprop; "
+               "did you mean 'adam'?" in p for p in problems)
+    assert any("'xnet' is not a valid loss" in p and "did you mean 'xent'?" in p
+               for p in problems)
+    assert any("train.epochs: must be a positive integer, got 0" in p for p in problems)
+    assert any("unknown key 'train.batchsize'; did you mean 'train.batch_size'?" in p
+               for p in problems)
 
 
 def test_dynamic_keys_exist_in_the_member_schema():
     pytest.importorskip("jax")
-    from jaxmnist import train
+    from jaxmnist import schema
 
-    for key in train.DYNAMIC_KEYS:
-        if key != "seed":
-            section, leaf = key.split(".")
-            # model keys are checked by the model zoo; the others by config's schema
-            assert C.MEMBER_KEYS[section] is None or leaf in C.MEMBER_KEYS[section], key
-    assert set(C.STRATEGIES) == set(train.STRATEGIES)
+    member = schema.schemas()["member"]
+    for key in C.DYNAMIC_KEYS:
+        if key == "seed":
+            continue
+        section, leaf = key.split(".")
+        fields = member.model_fields[section].annotation
+        # model and optim sections allow extra keys, checked by their owning modules
+        assert leaf in fields.model_fields or fields.model_config.get("extra") == "allow", key
 
 
 def test_expected_sizes_match_the_data_module():

@@ -365,6 +365,8 @@ def reduced_reasons(full: Mapping[str, Any], study: Mapping[str, Any]) -> list[s
             reasons.append("experiments differ from the study's")
         else:
             reasons.append(f"{key} {_short(flat.get(key))} (full: {_short(flat_full.get(key))})")
+    if get_dotted(study, "data.source", None) == "synthetic":
+        reasons.append("synthetic digits, not the real dataset")
     return reasons
 
 

@@ -16,6 +16,8 @@ Sources:
   prepares the dataset from them offline; otherwise TFDS downloads them itself.
 * ``"auto"`` uses the IDX files when it finds them (argument, then ``JAXMNIST_DATA_DIR``) and
   TFDS otherwise.
+* ``"synthetic"`` draws MNIST-shaped digits (``jaxmnist.synthetic``): no files, no network;
+  for tests, CI and first runs. Same sizes and splits as MNIST, different (easier) images.
 
 This module must not import jax or tensorflow at import time (see docs/architecture.md).
 
@@ -44,6 +46,8 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from jaxmnist import synthetic
+
 logger = logging.getLogger(__name__)
 
 ENV_DATA_DIR = "JAXMNIST_DATA_DIR"
@@ -52,7 +56,7 @@ ENV_TFDS_DIR = "JAXMNIST_TFDS_DIR"
 MIRROR_URL = "https://storage.googleapis.com/cvdf-datasets/mnist/"
 
 SPLITS = ("train", "test")
-SOURCES = ("auto", "tfds", "idx")
+SOURCES = ("auto", "tfds", "idx", "synthetic")
 IMAGE_SHAPE = (28, 28, 1)
 _IMAGES_MAGIC = 0x00000803  # IDX: 0x00 0x00, dtype 0x08 (ubyte), 3 dimensions
 _LABELS_MAGIC = 0x00000801  # IDX: 0x00 0x00, dtype 0x08 (ubyte), 1 dimension
@@ -701,6 +705,9 @@ def load_mnist(
     _check_choice("split", split, SPLITS)
     _check_choice("source", source, SOURCES)
     ds = dataset_or_error(dataset)
+    if source == "synthetic":
+        x, y = synthetic.full_split(split)
+        return x.copy(), y.copy()
     candidates = _candidate_dirs(data_dir, ds)
     files = [s.gz_name for s in ds.files.values()]
 
@@ -924,7 +931,8 @@ def make_splits(
 
     Args:
         spec: The spec dict.
-        source: Passed to :func:`load_mnist`.
+        source: Passed to :func:`load_mnist`; ``"synthetic"`` draws only the images the spec
+            keeps (see :mod:`jaxmnist.synthetic`).
         data_dir: Passed to :func:`load_mnist`.
 
     Returns:
@@ -962,8 +970,17 @@ def make_splits(
         raise ValueError("split 'none' has no validation set; drop spec['val_limit']")
 
     name = spec.get("name") or "mnist"
-    train = load_mnist("train", source=source, data_dir=data_dir, dataset=name)
-    test = load_mnist("test", source=source, data_dir=data_dir, dataset=name)
+    if source == "synthetic":
+        # Split image *ids* and draw only the images that survive the limits (a smoke study
+        # needs 3,500 of the 70,000). Train ids are 0.., test ids -1, -2, ...
+        dataset_or_error(name)
+        train_ids = np.arange(synthetic.SIZES["train"])
+        test_ids = -1 - np.arange(synthetic.SIZES["test"])
+        train = (train_ids, synthetic.labels("train", train_ids))
+        test = (test_ids, synthetic.labels("test", -1 - test_ids))
+    else:
+        train = load_mnist("train", source=source, data_dir=data_dir, dataset=name)
+        test = load_mnist("test", source=source, data_dir=data_dir, dataset=name)
     val: tuple[np.ndarray, np.ndarray] | tuple[None, None] = (None, None)
     if kind == "keras":
         tx, ty, vx, vy = keras_validation_split(*train, float(spec["val_fraction"]))
@@ -979,7 +996,23 @@ def make_splits(
     test = take(*test, spec.get("test_limit"))
     if val[0] is not None:
         val = take(val[0], val[1], spec.get("val_limit"))
+    if source == "synthetic":
+        train, test = (_draw(train[0]), train[1]), (_draw(test[0]), test[1])
+        if val[0] is not None:
+            val = (_draw(val[0]), val[1])
     return Splits(train[0], train[1], val[0], val[1], test[0], test[1])
+
+
+def _draw(ids: np.ndarray) -> np.ndarray:
+    """Synthetic images for split ids (train ids >= 0, test ids -1, -2, ...), in id order."""
+    out = np.empty((len(ids), *IMAGE_SHAPE), np.uint8)
+    for split, mask, index in (("train", ids >= 0, ids), ("test", ids < 0, -1 - ids)):
+        wanted = index[mask]
+        if len(wanted) > synthetic.SIZES[split] // 4:  # most of it: draw it all, once
+            out[mask] = synthetic.full_split(split)[0][wanted]
+        else:
+            out[mask] = synthetic.images(split, wanted)
+    return out
 
 
 # --------------------------------------------------------------------------------------------

@@ -189,14 +189,13 @@ def test_dynamic_keys_exist_in_the_member_schema():
 
 
 def test_expected_sizes_match_the_data_module():
-    data = pytest.importorskip("jaxmnist.data")
-    import os
+    import datasource
 
-    if not os.environ.get("JAXMNIST_DATA_DIR"):
-        pytest.skip("JAXMNIST_DATA_DIR is not set (folder with the four MNIST IDX files)")
+    from jaxmnist import data
+
     for name in ("smoke", "s1"):
         spec = dict(study(name, quick=True)["data"])
-        source = spec.pop("source")
-        splits = data.make_splits(spec, source=source)
+        spec.pop("source")
+        splits = data.make_splits(spec, source=datasource.SOURCE, data_dir=datasource.MNIST_DIR)
         val = 0 if splits.val_y is None else len(splits.val_y)
         assert (len(splits.train_y), val, len(splits.test_y)) == C.expected_sizes(spec)

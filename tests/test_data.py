@@ -1,4 +1,9 @@
-"""Tests of jaxmnist.data on the real MNIST files ($JAXMNIST_DATA_DIR) and on broken copies."""
+"""Tests of jaxmnist.data on the IDX files and broken copies of them.
+
+The loader's checks run on the real MNIST files when ``$JAXMNIST_DATA_DIR`` is set, else on
+small IDX files written from the synthetic digits (``idx_dir``); only tests of MNIST's own
+content (label counts, official checksums, TFDS equality) need the real files.
+"""
 
 from __future__ import annotations
 
@@ -12,10 +17,11 @@ import sys
 import time
 from pathlib import Path
 
+import datasource
 import numpy as np
 import pytest
 
-from jaxmnist import data
+from jaxmnist import data, synthetic
 from jaxmnist.data import MnistDataError
 
 # Official label counts, 0..9 (STUDIES.md / SOURCE.md), typed here rather than imported from the
@@ -42,6 +48,69 @@ def _no_env(monkeypatch):
 @pytest.fixture(scope="module")
 def mnist(mnist_dir):
     return {s: data.load_mnist(s, source="idx", data_dir=mnist_dir) for s in ("train", "test")}
+
+
+def write_idx(folder: Path, split: str, x: np.ndarray, y: np.ndarray) -> None:
+    """Write images and labels as the two gzipped IDX files of ``split`` (magic, dims, bytes)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    header = np.array([0x803, len(x), 28, 28], ">u4").tobytes()
+    (folder / f"{NAMES[split, 'images']}.gz").write_bytes(
+        gzip.compress(header + x.astype(np.uint8).tobytes(), mtime=0))
+    header = np.array([0x801, len(y)], ">u4").tobytes()
+    (folder / f"{NAMES[split, 'labels']}.gz").write_bytes(
+        gzip.compress(header + y.astype(np.uint8).tobytes(), mtime=0))
+
+
+@pytest.fixture(scope="session")
+def _idx_files(tmp_path_factory) -> Path | None:
+    if datasource.MNIST_DIR:
+        return None
+    folder = tmp_path_factory.mktemp("synthetic-idx")
+    for split, n in (("train", 1000), ("test", 500)):
+        write_idx(folder, split, *synthetic.make(n, split))
+    return folder
+
+
+@pytest.fixture
+def idx_dir(_idx_files, monkeypatch) -> Path:
+    """A folder with four IDX files that pass the loader's checksums: MNIST's, else synthetic.
+
+    Without MNIST, 1,000/500 synthetic digits are written as IDX files and, for this test only,
+    their sizes and md5 sums stand in for the official ones, so every check runs as on MNIST.
+    """
+    if _idx_files is None:
+        return Path(datasource.MNIST_DIR)
+    # One dict of the four files' specs, keyed (split, kind) (per dataset where data.py has many).
+    specs = data.DATASETS["mnist"].files if hasattr(data, "DATASETS") else data._SPECS
+    for key, spec in list(specs.items()):
+        blob = (_idx_files / spec.gz_name).read_bytes()
+        raw = gzip.decompress(blob)
+        count = int.from_bytes(raw[4:8], "big")
+        monkeypatch.setitem(specs, key, spec._replace(
+            count=count, gz_size=len(blob), gz_md5=hashlib.md5(blob).hexdigest(),
+            raw_size=len(raw), raw_md5=hashlib.md5(raw).hexdigest()))
+    return _idx_files
+
+
+@pytest.fixture
+def cheap_synthetic(monkeypatch):
+    """Without MNIST, split arithmetic runs on stand-in images that encode their id (fast)."""
+    if datasource.MNIST_DIR:
+        return
+
+    def stand_in(split, index, seed=0, **_):
+        index = np.asarray(index, np.int64) + (0 if split == "train" else 1 << 20)
+        x = np.zeros((len(index), 28, 28, 1), np.uint8)
+        for byte in range(3):
+            x[:, 0, byte, 0] = (index >> (8 * byte)) & 0xFF
+        return x
+
+    def full(split, seed=0):
+        n = synthetic.SIZES[split]
+        return stand_in(split, np.arange(n)), synthetic.labels(split, np.arange(n))
+
+    monkeypatch.setattr(synthetic, "images", stand_in)
+    monkeypatch.setattr(synthetic, "full_split", full)
 
 
 def _raw(mnist_dir: Path, split: str, kind: str) -> bytes:
@@ -86,15 +155,16 @@ def test_idx_shapes_dtypes_and_label_counts(mnist, split, n, counts):
     assert x.max() == 255 and x.min() == 0
 
 
-def test_auto_uses_idx_from_env_and_repeated_loads_are_cached(mnist_dir, mnist, monkeypatch):
-    monkeypatch.setenv("JAXMNIST_DATA_DIR", str(mnist_dir))
+def test_auto_uses_idx_from_env_and_repeated_loads_are_cached(idx_dir, monkeypatch):
+    first, _ = data.load_mnist("train", source="idx", data_dir=idx_dir)
+    monkeypatch.setenv("JAXMNIST_DATA_DIR", str(idx_dir))
     t0 = time.perf_counter()
-    x, y = data.load_mnist("train")  # auto -> IDX via the env var; decoded already by `mnist`
-    assert time.perf_counter() - t0 < 1.0
-    np.testing.assert_array_equal(x, mnist["train"][0])
+    x, y = data.load_mnist("train")  # auto -> IDX via the env var
+    assert time.perf_counter() - t0 < 1.0  # decoded already by the first load
+    np.testing.assert_array_equal(x, first)
     x[0] = 7  # callers get their own copy: the cache must not change
     again, _ = data.load_mnist("train")
-    np.testing.assert_array_equal(again[0], mnist["train"][0][0])
+    np.testing.assert_array_equal(again[0], first[0])
 
 
 @pytest.fixture(scope="module")
@@ -137,16 +207,16 @@ def test_cli_check_prints_official_histograms(mnist_dir, capsys):
     assert "DIFFERS" not in out
 
 
-def test_cli_download_from_a_mirror_url(mnist_dir, tmp_path):
+def test_cli_download_from_a_mirror_url(idx_dir, tmp_path):
     target = tmp_path / "fetched"
-    assert data._main(["download", str(target), "--base-url", mnist_dir.as_uri()]) == 0
+    assert data._main(["download", str(target), "--base-url", idx_dir.as_uri()]) == 0
     for name in data.OFFICIAL_FILES:
-        assert (target / name).read_bytes() == (mnist_dir / name).read_bytes()
+        assert (target / name).read_bytes() == (idx_dir / name).read_bytes()
 
 
-def test_download_rejects_a_file_with_the_wrong_checksum(mnist_dir, tmp_path):
+def test_download_rejects_a_file_with_the_wrong_checksum(idx_dir, tmp_path):
     mirror = tmp_path / "mirror"
-    shutil.copytree(mnist_dir, mirror)
+    shutil.copytree(idx_dir, mirror)
     (mirror / "t10k-labels-idx1-ubyte.gz").chmod(0o644)
     (mirror / "t10k-labels-idx1-ubyte.gz").write_bytes(gzip.compress(b"not mnist"))
     with pytest.raises(MnistDataError, match="has md5 .* the official t10k-labels"):
@@ -163,8 +233,9 @@ def toy():
     return x, x[:, 0] % 10
 
 
-def test_keras_split_is_the_last_fraction_unshuffled(mnist):
-    x, y = mnist["train"]
+def test_keras_split_is_the_last_fraction_unshuffled():
+    x = np.arange(60000).reshape(60000, 1)  # value == original index
+    y = x[:, 0] % 10
     tx, ty, vx, vy = data.keras_validation_split(x, y, 0.2)
     assert (len(tx), len(vx)) == (48000, 12000)
     assert vx.tobytes() == x[48000:].tobytes() and vy.tobytes() == y[48000:].tobytes()
@@ -234,19 +305,20 @@ def test_take(toy):
         ),
     ],
 )
-def test_make_splits_sizes(mnist_dir, mnist, spec, sizes):
-    s = data.make_splits(spec, source="idx", data_dir=mnist_dir)
+def test_make_splits_sizes(cheap_synthetic, spec, sizes):
+    s = data.make_splits(spec, source=datasource.SOURCE, data_dir=datasource.MNIST_DIR)
     got = (len(s.train_x), None if s.val_x is None else len(s.val_x), len(s.test_x))
     assert got == sizes
     assert len(s.train_y) == sizes[0] and len(s.test_y) == sizes[2]
     assert s.train_x.dtype == np.uint8 and s.train_y.dtype == np.int32
 
 
-def test_make_splits_is_deterministic_per_seed(mnist_dir, mnist):
+def test_make_splits_is_deterministic_per_seed(cheap_synthetic):
     spec = {"split": "holdout", "val_size": 10000, "seed": 5}
-    a = data.make_splits(spec, source="idx", data_dir=mnist_dir)
-    b = data.make_splits(spec, source="idx", data_dir=mnist_dir)
-    c = data.make_splits({**spec, "seed": 6}, source="idx", data_dir=mnist_dir)
+    where = {"source": datasource.SOURCE, "data_dir": datasource.MNIST_DIR}
+    a = data.make_splits(spec, **where)
+    b = data.make_splits(spec, **where)
+    c = data.make_splits({**spec, "seed": 6}, **where)
     assert a.val_y.tobytes() == b.val_y.tobytes() and a.val_x.tobytes() == b.val_x.tobytes()
     assert a.val_x.tobytes() != c.val_x.tobytes()
 
@@ -263,60 +335,63 @@ def test_make_splits_is_deterministic_per_seed(mnist_dir, mnist):
         ({"split": "merged", "test_fraction": 1.5}, "strictly between 0 and 1"),
     ],
 )
-def test_make_splits_rejects_bad_specs(mnist_dir, mnist, spec, message):
+def test_make_splits_rejects_bad_specs(cheap_synthetic, spec, message):
     with pytest.raises(ValueError, match=message):
-        data.make_splits(spec, source="idx", data_dir=mnist_dir)
+        data.make_splits(spec, source=datasource.SOURCE, data_dir=datasource.MNIST_DIR)
 
 
 # ---------------------------------------------------------------- broken data, clear errors
 
 
-def test_uncompressed_files_load_and_match(mnist_dir, mnist, tmp_path):
+def test_uncompressed_files_load_and_match(idx_dir, tmp_path):
     folder = _test_dir(
         tmp_path,
-        mnist_dir,
-        images=_raw(mnist_dir, "test", "images"),
-        labels=_raw(mnist_dir, "test", "labels"),
+        idx_dir,
+        images=_raw(idx_dir, "test", "images"),
+        labels=_raw(idx_dir, "test", "labels"),
     )
     x, y = data.load_mnist("test", source="idx", data_dir=folder)  # raw md5s verified
-    assert x.tobytes() == mnist["test"][0].tobytes() and y.tobytes() == mnist["test"][1].tobytes()
+    gx, gy = data.load_mnist("test", source="idx", data_dir=idx_dir)
+    assert x.tobytes() == gx.tobytes() and y.tobytes() == gy.tobytes()
 
 
-def test_truncated_gz(mnist_dir, tmp_path):
-    folder = _test_dir(tmp_path, mnist_dir)
+def test_truncated_gz(idx_dir, tmp_path):
+    folder = _test_dir(tmp_path, idx_dir)
     path = folder / "t10k-images-idx3-ubyte.gz"
-    path.write_bytes(path.read_bytes()[:500_000])
+    blob = path.read_bytes()
+    path.write_bytes(blob[: len(blob) // 3])
     with pytest.raises(MnistDataError, match="truncated or corrupt gzip") as err:
         data.load_mnist("test", source="idx", data_dir=folder)
     assert str(path) in str(err.value) and "download it again" in str(err.value)
 
 
-def test_wrong_magic_number(mnist_dir, tmp_path):
-    raw = bytearray(_raw(mnist_dir, "test", "labels"))
+def test_wrong_magic_number(idx_dir, tmp_path):
+    raw = bytearray(_raw(idx_dir, "test", "labels"))
     raw[3] = 0x05
-    folder = _test_dir(tmp_path, mnist_dir, labels=bytes(raw))
+    folder = _test_dir(tmp_path, idx_dir, labels=bytes(raw))
     with pytest.raises(MnistDataError, match="magic number 0x00000805, expected 0x00000801") as e:
         data.load_mnist("test", source="idx", data_dir=folder, verify_checksum=False)
     assert str(folder / "t10k-labels-idx1-ubyte") in str(e.value)
 
 
-def test_swapped_files_are_named_as_such(mnist_dir, tmp_path):
-    folder = _test_dir(tmp_path, mnist_dir, labels=_raw(mnist_dir, "test", "images"))
+def test_swapped_files_are_named_as_such(idx_dir, tmp_path):
+    folder = _test_dir(tmp_path, idx_dir, labels=_raw(idx_dir, "test", "images"))
     with pytest.raises(MnistDataError, match="names swapped"):
         data.load_mnist("test", source="idx", data_dir=folder)
 
 
-@pytest.mark.parametrize("count,word", [(10001, "truncated"), (9999, "longer than its header")])
-def test_count_disagreeing_with_file_size(mnist_dir, tmp_path, count, word):
-    raw = bytearray(_raw(mnist_dir, "test", "labels"))
+@pytest.mark.parametrize("delta,word", [(1, "truncated"), (-1, "longer than its header")])
+def test_count_disagreeing_with_file_size(idx_dir, tmp_path, delta, word):
+    raw = bytearray(_raw(idx_dir, "test", "labels"))
+    count = int.from_bytes(raw[4:8], "big") + delta  # e.g. 10,001 or 9,999 for MNIST
     raw[4:8] = count.to_bytes(4, "big")
-    folder = _test_dir(tmp_path, mnist_dir, labels=bytes(raw))
+    folder = _test_dir(tmp_path, idx_dir, labels=bytes(raw))
     with pytest.raises(MnistDataError, match=f"{word}.*declares {count:,} labels"):
         data.load_mnist("test", source="idx", data_dir=folder, verify_checksum=False)
 
 
-def test_missing_file(mnist_dir, tmp_path):
-    folder = _test_dir(tmp_path, mnist_dir)
+def test_missing_file(idx_dir, tmp_path):
+    folder = _test_dir(tmp_path, idx_dir)
     (folder / "t10k-labels-idx1-ubyte.gz").unlink()
     for source in ("idx", "auto"):  # auto must not wander off to TFDS with a half-filled folder
         with pytest.raises(MnistDataError, match="Missing MNIST file .*t10k-labels-idx1") as e:
@@ -324,10 +399,10 @@ def test_missing_file(mnist_dir, tmp_path):
         assert "JAXMNIST_DATA_DIR" in str(e.value)
 
 
-def test_checksum_mismatch_and_opt_out(mnist_dir, tmp_path):
-    raw = bytearray(_raw(mnist_dir, "test", "labels"))
+def test_checksum_mismatch_and_opt_out(idx_dir, tmp_path):
+    raw = bytearray(_raw(idx_dir, "test", "labels"))
     raw[8] = (raw[8] + 1) % 10  # a different but well-formed label
-    folder = _test_dir(tmp_path, mnist_dir, labels=bytes(raw))
+    folder = _test_dir(tmp_path, idx_dir, labels=bytes(raw))
     with pytest.raises(MnistDataError, match="fails the checksum.*verify_checksum=False") as e:
         data.load_mnist("test", source="idx", data_dir=folder)
     assert hashlib.md5(raw).hexdigest() in str(e.value)
@@ -335,8 +410,8 @@ def test_checksum_mismatch_and_opt_out(mnist_dir, tmp_path):
     assert y[0] == raw[8]
 
 
-def test_a_file_replaced_on_disk_is_read_again(mnist_dir, tmp_path):
-    folder = _test_dir(tmp_path, mnist_dir, labels=_raw(mnist_dir, "test", "labels"))
+def test_a_file_replaced_on_disk_is_read_again(idx_dir, tmp_path):
+    folder = _test_dir(tmp_path, idx_dir, labels=_raw(idx_dir, "test", "labels"))
     data.load_mnist("test", source="idx", data_dir=folder)
     path = folder / "t10k-labels-idx1-ubyte"
     path.write_bytes(path.read_bytes()[:-10])  # new size -> the cache entry no longer applies
@@ -347,10 +422,10 @@ def test_a_file_replaced_on_disk_is_read_again(mnist_dir, tmp_path):
 # ---------------------------------------------------------------- where the data comes from
 
 
-def test_argument_beats_env(mnist_dir, tmp_path, monkeypatch):
-    raw = bytearray(_raw(mnist_dir, "test", "labels"))
+def test_argument_beats_env(idx_dir, tmp_path, monkeypatch):
+    raw = bytearray(_raw(idx_dir, "test", "labels"))
     raw[8] = (raw[8] + 1) % 10
-    edited = _test_dir(tmp_path, mnist_dir, labels=bytes(raw))
+    edited = _test_dir(tmp_path, idx_dir, labels=bytes(raw))
     broken = tmp_path / "broken"
     broken.mkdir()
     (broken / "t10k-labels-idx1-ubyte.gz").write_bytes(b"junk")

@@ -16,13 +16,11 @@ from jaxmnist import preprocess as P
 
 @pytest.fixture(scope="module")
 def digits() -> tuple[np.ndarray, np.ndarray]:
-    from jaxmnist import data
+    """60 MNIST test digits, or 60 synthetic ones (same geometry) without MNIST."""
+    import datasource
 
-    try:
-        x, y = data.load_mnist("test")
-    except data.MnistDataError as err:  # pragma: no cover - depends on the machine
-        pytest.skip(f"MNIST not available (set JAXMNIST_DATA_DIR): {str(err).splitlines()[0]}")
-    return x[:60, ..., 0], y[:60]
+    x, y = datasource.load("test", 60)
+    return x[..., 0], y
 
 
 def _png(a: np.ndarray | Image.Image, fmt: str = "PNG", **kw) -> bytes:

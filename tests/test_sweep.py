@@ -1,17 +1,16 @@
 """``python -m jaxmnist.sweep``: the smoke study end to end, resume, the report, bad configs."""
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 
+import datasource
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-DATA_DIR = os.environ.get("JAXMNIST_DATA_DIR")
-needs_data = pytest.mark.skipif(
-    not DATA_DIR, reason="JAXMNIST_DATA_DIR is not set (folder with the four MNIST IDX files)")
+# Real MNIST when $JAXMNIST_DATA_DIR is set, else the synthetic digits (tests/datasource.py).
+SMOKE = ("jaxmnist.sweep", "sweeps/smoke.py", *datasource.SWEEP_ARGS)
 
 
 def cli(*args: str, timeout: int = 300) -> subprocess.CompletedProcess:
@@ -21,15 +20,12 @@ def cli(*args: str, timeout: int = 300) -> subprocess.CompletedProcess:
 
 @pytest.fixture(scope="module")
 def smoke_run(tmp_path_factory):
-    if not DATA_DIR:
-        pytest.skip("JAXMNIST_DATA_DIR is not set (folder with the four MNIST IDX files)")
     run = tmp_path_factory.mktemp("smoke") / "run"
-    out = cli("jaxmnist.sweep", "sweeps/smoke.py", "--workdir", str(run))
+    out = cli(*SMOKE, "--workdir", str(run))
     assert out.returncode == 0, out.stderr[-3000:]
     return run, out
 
 
-@needs_data
 def test_smoke_study_end_to_end(smoke_run):
     run, out = smoke_run
     assert "run directory:" in out.stderr and "group 2/2" in out.stderr
@@ -57,7 +53,6 @@ def test_smoke_study_end_to_end(smoke_run):
     assert list((run / "ckpt").glob("group_*"))
 
 
-@needs_data
 def test_report_regenerates_from_files(smoke_run):
     run, _ = smoke_run
     for p in (run / "figures").glob("*.png"):
@@ -68,7 +63,6 @@ def test_report_regenerates_from_files(smoke_run):
         p.name for p in (run / "figures").glob("*.png")}
 
 
-@needs_data
 def test_rerun_resumes_without_retraining_finished_groups(smoke_run):
     run, _ = smoke_run
     results_path = run / "results.json"
@@ -79,7 +73,7 @@ def test_rerun_resumes_without_retraining_finished_groups(smoke_run):
                    members=[m for m in before["members"] if m["group"] == 0],
                    groups=[g for g in before["groups"] if g["group"] == 0])
     results_path.write_text(json.dumps(partial))
-    out = cli("jaxmnist.sweep", "sweeps/smoke.py", "--workdir", str(run), "--no-report")
+    out = cli(*SMOKE, "--workdir", str(run), "--no-report")
     assert out.returncode == 0, out.stderr[-3000:]
     assert "(resuming)" in out.stderr
     assert "group 1/2: finished earlier, read from results.json" in out.stderr
@@ -91,18 +85,16 @@ def test_rerun_resumes_without_retraining_finished_groups(smoke_run):
     for a, b in zip(before["members"], after["members"], strict=True):
         assert a["test"] == b["test"] and a["history"] == b["history"]
     # A third run has nothing left to do.
-    out = cli("jaxmnist.sweep", "sweeps/smoke.py", "--workdir", str(run), "--no-report")
+    out = cli(*SMOKE, "--workdir", str(run), "--no-report")
     assert out.returncode == 0 and out.stderr.count("finished earlier") == 2
 
 
-@needs_data
 def test_rerun_with_a_different_study_is_refused(smoke_run):
     run, _ = smoke_run
-    out = cli("jaxmnist.sweep", "sweeps/smoke.py", "--workdir", str(run), "--seeds", "1")
+    out = cli(*SMOKE, "--workdir", str(run), "--seeds", "1")
     assert out.returncode == 2
     assert "already holds a run of study 'smoke'" in out.stderr
-    out = cli("jaxmnist.sweep", "sweeps/smoke.py", "--workdir", str(run),
-              "--config.data.test_limit=500")
+    out = cli(*SMOKE, "--workdir", str(run), "--config.data.test_limit=500")
     assert out.returncode == 2 and "its data split differs" in out.stderr
 
 
@@ -193,7 +185,7 @@ def make(width=16):
 
 
 def _study(tmp_path, *, model, data_name="mnist", source="auto", optim=None, grid=None):
-    """Writes a tiny study file (1 epoch of 32 steps on 512 training images) and returns its path."""
+    """Writes a tiny study file (1 epoch of 32 steps on 512 training images); returns its path."""
     path = tmp_path / "tiny_study.py"
     optim = optim or {"name": "adam", "learning_rate": 0.01, "momentum": 0.9}
     grid = grid or {"optim.learning_rate": [0.01, 0.003]}
@@ -227,10 +219,10 @@ def _sweep(*argv) -> int:
     return sweep.main([str(a) for a in argv])
 
 
-@needs_data
 def test_a_flax_model_file_outside_the_repo_trains_through_the_cli(tmp_path):
     (tmp_path / "my_nets.py").write_text(MODEL_FILE)
-    study = _study(tmp_path, model={"name": f"{tmp_path / 'my_nets.py'}:make", "width": 8})
+    study = _study(tmp_path, model={"name": f"{tmp_path / 'my_nets.py'}:make", "width": 8},
+                   source=datasource.SOURCE)
     run = tmp_path / "run"
     assert _sweep(study, "--workdir", run, "--no-report") == 0
     results = json.loads((run / "results.json").read_text())

@@ -1,14 +1,14 @@
-"""Small, real-MNIST grids shared by tests/test_train.py and tests/train_worker.py."""
+"""Small grids shared by tests/test_train.py and tests/train_worker.py (MNIST or synthetic)."""
 
 from __future__ import annotations
 
 import copy
 import functools
-import os
 
+import datasource
 import numpy as np
 
-from jaxmnist import data, models
+from jaxmnist import data, models, synthetic
 
 GRID_OPTIMIZERS = ("adam", "rmsprop", "sgd")
 GRID_LEARNING_RATES = (0.1, 0.01, 0.001, 0.0001)
@@ -52,10 +52,18 @@ def grid_members(epochs: int = 1, seed: int = 0, **overrides) -> list[dict]:
 
 @functools.lru_cache(maxsize=4)
 def small_splits(n_train: int = 640, n_val: int = 200, n_test: int = 500) -> data.Splits:
-    """The first images of real MNIST: 640 train (20 steps of 32), 200 val, 500 test."""
-    data_dir = os.environ.get("JAXMNIST_DATA_DIR")
-    train_x, train_y = data.load_mnist("train", source="idx", data_dir=data_dir)
-    test_x, test_y = data.load_mnist("test", source="idx", data_dir=data_dir)
+    """640 train (20 steps of 32), 200 val (the last training images), 500 test images.
+
+    Real MNIST when ``$JAXMNIST_DATA_DIR`` is set, else the synthetic digits (tests/datasource.py).
+    """
+    if datasource.SOURCE == "synthetic":
+        train_x, train_y = synthetic.make(n_train)
+        last = np.arange(synthetic.SIZES["train"] - n_val, synthetic.SIZES["train"])
+        val_x, val_y = synthetic.images("train", last), synthetic.labels("train", last)
+        test_x, test_y = synthetic.make(n_test, "test")
+        return data.Splits(train_x, train_y, val_x, val_y, test_x, test_y)
+    train_x, train_y = datasource.load("train")
+    test_x, test_y = datasource.load("test")
     return data.Splits(
         train_x[:n_train], train_y[:n_train],
         train_x[-n_val:], train_y[-n_val:],

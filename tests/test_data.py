@@ -144,15 +144,13 @@ def test_module_imports_neither_jax_nor_tensorflow():
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
-@pytest.mark.parametrize(
-    "split,n,counts", [("train", 60000, TRAIN_COUNTS), ("test", 10000, TEST_COUNTS)]
-)
-def test_idx_shapes_dtypes_and_label_counts(mnist, split, n, counts):
-    x, y = mnist[split]
-    assert x.shape == (n, 28, 28, 1) and x.dtype == np.uint8
-    assert y.shape == (n,) and y.dtype == np.int32
-    assert np.bincount(y, minlength=10).tolist() == counts
-    assert x.max() == 255 and x.min() == 0
+def test_idx_shapes_dtypes_and_label_counts(mnist):
+    for split, n, counts in (("train", 60000, TRAIN_COUNTS), ("test", 10000, TEST_COUNTS)):
+        x, y = mnist[split]
+        assert x.shape == (n, 28, 28, 1) and x.dtype == np.uint8, split
+        assert y.shape == (n,) and y.dtype == np.int32, split
+        assert np.bincount(y, minlength=10).tolist() == counts, split
+        assert x.max() == 255 and x.min() == 0, split
 
 
 def test_auto_uses_idx_from_env_and_repeated_loads_are_cached(idx_dir, monkeypatch):
@@ -190,14 +188,14 @@ def tfds_arrays(mnist_dir, tmp_path_factory):
     return arrays
 
 
-@pytest.mark.parametrize("split", ["train", "test"])
-def test_tfds_arrays_equal_idx_arrays(tfds_arrays, mnist, split):
-    tx, ty = tfds_arrays[split]
-    x, y = mnist[split]
-    assert tx.dtype == x.dtype and ty.dtype == y.dtype
-    assert tx.shape == x.shape and ty.shape == y.shape
-    assert tx.tobytes() == x.tobytes()  # byte-identical, same order as the IDX files
-    assert ty.tobytes() == y.tobytes()
+def test_tfds_arrays_equal_idx_arrays(tfds_arrays, mnist):
+    for split in ("train", "test"):
+        tx, ty = tfds_arrays[split]
+        x, y = mnist[split]
+        assert tx.dtype == x.dtype and ty.dtype == y.dtype, split
+        assert tx.shape == x.shape and ty.shape == y.shape, split
+        assert tx.tobytes() == x.tobytes(), split  # byte-identical, in the IDX files' order
+        assert ty.tobytes() == y.tobytes(), split
 
 
 def test_cli_check_prints_official_histograms(mnist_dir, capsys):
@@ -517,9 +515,9 @@ def test_small_idx_files_of_another_dataset(tmp_path):
         data.load_mnist("test", source="idx", data_dir=folder, dataset="emnist")
 
 
-def test_mnist_files_given_as_another_dataset_are_named(mnist_dir):
+def test_mnist_files_given_as_another_dataset_are_named(idx_dir):
     with pytest.raises(MnistDataError) as err:
-        data.load_mnist("test", source="idx", data_dir=mnist_dir, dataset="fashion_mnist")
+        data.load_mnist("test", source="idx", data_dir=idx_dir, dataset="fashion_mnist")
     assert "is not Fashion-MNIST's t10k-images-idx3-ubyte but MNIST's" in str(err.value)
     assert "data.name = 'mnist'" in str(err.value)
 

@@ -26,10 +26,11 @@ from __future__ import annotations
 
 import ast
 import copy
-import importlib.util
 import itertools
 import json
 import math
+import traceback
+import types
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -136,22 +137,60 @@ def _suggest(key: str, valid: Iterable[str]) -> str:
 # --------------------------------------------------------------------------------------------
 
 
+def _study_line(path: Path, err: BaseException) -> str:
+    """``", line N"`` of the deepest traceback frame inside the study file, if any."""
+    frames = [f for f in traceback.extract_tb(err.__traceback__)
+              if Path(f.filename).resolve() == path.resolve()]
+    return f", line {frames[-1].lineno}" if frames else ""
+
+
 def load_study(path: str | Path) -> ml_collections.ConfigDict:
     """Imports a study file and returns its ``get_config()``.
 
     Raises:
-        ConfigError: the file is missing or has no ``get_config``.
+        ConfigError: the file is missing, not a ``.py`` file, unreadable, has a syntax error,
+            fails on import, has no ``get_config``, or ``get_config()`` raises or returns
+            something other than a ConfigDict / dict. The message names the file (and line).
     """
     path = Path(path)
+    studies = lambda: ", ".join(str(p) for p, _, _ in list_studies(path.parent)) or "none found"  # noqa: E731
+    if path.is_dir():
+        raise ConfigError([f"{path} is a folder; give a study file such as sweeps/s2.py "
+                           f"(studies there: {studies()})"])
     if not path.is_file():
-        studies = ", ".join(str(p) for p, _, _ in list_studies(path.parent)) or "none found"
-        raise ConfigError([f"study file {str(path)!r} does not exist (studies: {studies})"])
-    spec = importlib.util.spec_from_file_location(f"jaxmnist_study_{path.stem}", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    if not hasattr(module, "get_config"):
-        raise ConfigError([f"{path} defines no get_config()"])
-    return module.get_config()
+        raise ConfigError([f"study file {str(path)!r} does not exist (studies: {studies()})"])
+    if path.suffix != ".py":
+        raise ConfigError([f"{path} is not a Python study file (.py); give one such as "
+                           "sweeps/s2.py, which defines get_config()"])
+    try:
+        source = path.read_bytes()
+        code = compile(source, str(path), "exec")
+    except OSError as err:
+        raise ConfigError([f"cannot read study file {path}: {err.strerror or err}"]) from None
+    except (SyntaxError, ValueError) as err:
+        line = f", line {err.lineno}" if getattr(err, "lineno", None) else ""
+        msg = getattr(err, "msg", None) or str(err)
+        raise ConfigError([f"{path}{line}: syntax error: {msg}; fix the study file"]) from None
+    module = types.ModuleType(f"jaxmnist_study_{path.stem}")
+    module.__file__ = str(path)
+    try:
+        exec(code, module.__dict__)  # noqa: S102 - a study file is the user's own Python config
+    except Exception as err:  # noqa: BLE001 - any failure of the user's file: one clear message
+        raise ConfigError([f"{path}{_study_line(path, err)}: importing the study failed: "
+                           f"{type(err).__name__}: {err}"]) from None
+    get_config = getattr(module, "get_config", None)
+    if not callable(get_config):
+        raise ConfigError([f"{path} defines no get_config() function; a study file defines "
+                           "get_config() returning an ml_collections.ConfigDict"])
+    try:
+        cfg = get_config()
+    except Exception as err:  # noqa: BLE001 - as above
+        raise ConfigError([f"{path}{_study_line(path, err)}: get_config() raised "
+                           f"{type(err).__name__}: {err}"]) from None
+    if not isinstance(cfg, ml_collections.ConfigDict | Mapping):
+        raise ConfigError([f"{path}: get_config() returned {type(cfg).__name__}, not an "
+                           "ml_collections.ConfigDict or dict (does it end with `return c`?)"])
+    return cfg
 
 
 def list_studies(directory: str | Path = "sweeps") -> list[tuple[Path, str, str]]:

@@ -13,6 +13,7 @@ seeds. Published numbers come from :mod:`jaxmnist.published`.
 from __future__ import annotations
 
 import argparse
+import logging
 import math
 import re
 import sys
@@ -553,10 +554,18 @@ def main(argv: list[str] | None = None) -> int:
         "(no training, no jax).")
     parser.add_argument("run_dir", help="a run directory written by python -m jaxmnist.sweep")
     args = parser.parse_args(argv)
+    # Warnings (a damaged metrics line, an unreadable env.json) as one line each.
+    logging.basicConfig(level=logging.WARNING, format="%(name)s: %(message)s")
     try:
         written = generate(args.run_dir)
     except ReportError as err:
         print(f"jaxmnist.report: {err}", file=sys.stderr)
+        return 1
+    except OSError as err:
+        where = f" {err.filename}" if err.filename else ""
+        print(f"jaxmnist.report: cannot write{where}: {err.strerror or err}; the run's own "
+              "files are untouched. Fix the cause (free space, permissions) and run the report "
+              "again.", file=sys.stderr)
         return 1
     tables = sum(1 for p in written if p.parent.name == "tables")
     print(f"wrote {tables} table files to {Path(args.run_dir) / 'tables'} and "

@@ -675,8 +675,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     t0 = time.perf_counter()
     try:
         predictor = Predictor(args.run, args.member)
-    except (FileNotFoundError, ValueError) as err:
-        print(f"error: {err}", file=sys.stderr)
+    except (OSError, ValueError, rundir.RunDirError) as err:
+        print(f"jaxmnist.serve: {err}", file=sys.stderr)
         return 2
     n_ok = len(predictor.available)
     print(f"loaded {n_ok} member(s) from {predictor.run_dir} in "

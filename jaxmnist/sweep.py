@@ -347,6 +347,12 @@ def _run_cli(study: dict[str, Any], run_dir: Path, **kwargs: Any) -> int:
         tail = "Nothing was written." if err.exit_code == EXIT_CONFIG and not existed else ""
         _say(f"jaxmnist.sweep: {err}" + (f"\n{tail}" if tail else ""))
         return err.exit_code
+    except OSError as err:  # e.g. orbax or numpy hitting a full disk outside rundir's writes
+        where = f" {err.filename}" if err.filename else ""
+        _say(f"jaxmnist.sweep: cannot write{where}: {err.strerror or err}. Everything finished "
+             f"before is kept in {run_dir} (results.json, params/, ckpt/); fix the cause and "
+             "run the same command again to resume.")
+        return 1
     except KeyboardInterrupt:
         _say(f"jaxmnist.sweep: interrupted. Finished groups are in {run_dir / rundir.RESULTS} "
              "and the running group's last epoch in ckpt/; run the same command to resume.")

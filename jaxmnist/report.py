@@ -186,7 +186,20 @@ class Run:
         reasons = self.reduced_reasons()
         if reasons:
             line += "\nREDUCED RUN, not the paper's full setup: " + "; ".join(reasons)
+        if not self.results.get("complete", True):
+            line += "\n" + self.progress()
         return line
+
+    def progress(self) -> str:
+        """For an unfinished run: how many members finished and the epoch the others reached."""
+        members = [m for p in self.points for m in p.members]
+        running = [m for m in members if m.get("status") == "unfinished"]
+        total = len(self.config.get("members", [])) or len(members)
+        epochs = get_dotted(self.config, "base.train.epochs", "?")
+        reached = max((h["epoch"] for m in running for h in m.get("history", [])), default=0)
+        return (f"UNFINISHED RUN: {len(members) - len(running)} of {total} members finished, "
+                f"the others reached epoch {reached} of {epochs}; re-running the same sweep "
+                "command resumes it")
 
 
 def _nan_to(value: float, default: float) -> float:
@@ -201,16 +214,24 @@ def _nan_to(value: float, default: float) -> float:
 def load(run_dir: str | Path) -> Run:
     """Reads a run directory into a :class:`Run`.
 
+    A run whose first group is still training has no ``results.json`` yet: its members come
+    from ``metrics.jsonl`` alone (status ``unfinished``, curves and per-epoch validation only).
+
     Raises:
-        ReportError: ``config.json`` or ``results.json`` is missing or damaged, or no member
-            has finished.
+        ReportError: ``config.json`` is missing or damaged, ``results.json`` is damaged, or
+            neither ``results.json`` nor ``metrics.jsonl`` holds anything yet.
     """
     run_dir = Path(run_dir)
     try:
         config = rundir.read_config(run_dir)
-        results = rundir.read_results(run_dir)
+        results = rundir.read_results(run_dir, required=False)
     except rundir.RunDirError as err:
         raise ReportError(str(err)) from None
+    if not results:  # the first group is still training: its per-epoch metrics so far
+        sizes = expected_sizes(config["data"])
+        results = {"study": config["study"], "complete": False, "members": [], "groups": [],
+                   "data": dict(zip(("train", "val", "test"), sizes, strict=True)),
+                   "reduced_reasons": config.get("reduced_reasons") or []}
     env = rundir.read_env(run_dir)
     finished = {m["member"]: m for m in results.get("members", [])}
     partial = rundir.histories(rundir.read_metrics(run_dir))
@@ -230,8 +251,9 @@ def load(run_dir: str | Path) -> Run:
     for p in kept:
         p.members.sort(key=lambda m: m["config"].get("seed", 0))
     if not kept:
-        raise ReportError(f"{run_dir / rundir.RESULTS} holds no finished member yet; wait for "
-                          "the first group to finish (or resume the run)")
+        raise ReportError(f"{run_dir} holds no finished member and no finished epoch yet "
+                          f"({rundir.RESULTS} and {rundir.METRICS}); wait for the first epoch "
+                          "(or resume the run)")
     samples = rundir.read_samples(run_dir)
     return Run(run_dir, config, results, env, kept, samples)
 
@@ -494,6 +516,53 @@ def slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_")[:60] or "x"
 
 
+def _finite(value: Any) -> Any:
+    return value if not isinstance(value, float) or math.isfinite(value) else None
+
+
+def results_summary(run: Run) -> dict[str, Any]:
+    """A compact summary of a run for committing beside its tables (``results_summary.json``).
+
+    Settings, device, commit, data sizes and wall time; per grid point the test accuracy and
+    loss per seed with mean and sample std, the statuses, the paper's test accuracy, and the
+    last epoch each member reached with its train / validation accuracy.
+    """
+    points = []
+    for p in run.points:
+        accs = p.test_acc()
+        mean, std, n = metrics.mean_std(accs)
+        paper = run.paper(p)
+        last = [m["history"][-1] if m.get("history") else {} for m in p.members]
+        points.append({
+            "label": p.label,
+            "experiments": [e["name"] for e in p.experiments],
+            "n": n,
+            "test_acc": [_finite(a) for a in accs],
+            "test_acc_mean": _finite(mean) if n else None,
+            "test_acc_std": _finite(std) if n > 1 else None,
+            "test_loss": [_finite(m["test"].get("loss")) for m in p.members],
+            "status": [m["status"] for m in p.members],
+            "paper_test_acc": paper.values.get("test_acc") if paper else None,
+            "last_epoch": [{k: _finite(h.get(k)) for k in ("epoch", "train_acc", "val_acc")}
+                           for h in last],
+        })
+    env = run.env
+    return {
+        "study": run.study, "title": run.config.get("title", ""),
+        "settings": run.settings_label(), "preset": run.preset,
+        "reduced_reasons": run.reduced_reasons(),
+        "complete": bool(run.results.get("complete", False)),
+        "progress": None if run.results.get("complete", True) else run.progress(),
+        "epochs": get_dotted(run.config, "base.train.epochs", None),
+        "seeds": run.config.get("seeds"), "data": run.results.get("data", {}),
+        "wall_seconds": _finite(run.results.get("wall_seconds")),
+        "device": run.device(), "commit": env.get("git_commit"), "date": env.get("date"),
+        "sessions": 1 + len(env.get("sessions", [])),
+        "versions": {k: env.get(k) for k in ("python", "jax", "flax", "optax")},
+        "points": points,
+    }
+
+
 def write_tables(run: Run) -> list[Path]:
     """Writes every table that applies to the run; returns the written paths."""
     out_dir = run.path / "tables"
@@ -505,6 +574,9 @@ def write_tables(run: Run) -> list[Path]:
         sections.append((heading, tables))
 
     emit("summary", [table_summary(run)], "Summary")
+    summary_path = out_dir / "results_summary.json"
+    rundir.write_json(summary_path, results_summary(run))
+    written.append(summary_path)
     matrix = table_matrix(run)
     if matrix is not None:
         emit("grid_matrix", [matrix], "Grid")

@@ -1,21 +1,29 @@
 #!/usr/bin/env bash
-# Regenerate the committed figures/ from real (reduced) runs on this machine.
+# Regenerate the committed figures/ from real runs: full studies where a CPU can do them, the
+# CPU preset for S2 and S4, plus the progress of S2's and S4's full runs when they exist.
 #
-#   bash scripts/make_figures.sh            # every study: s0 s1 s2 s3 s4
-#   bash scripts/make_figures.sh s2 s3      # some of them
+#   bash scripts/make_figures.sh                  # every study: s0 s1 s2 s3 s4
+#   bash scripts/make_figures.sh s2 s3            # some of them
+#   RUN_ROOT=/work/jaxmnist-runs bash scripts/make_figures.sh   # reuse runs made elsewhere
 #
-# Each study runs with its --quick preset (a CPU-sized data slice and fewer epochs; every figure
-# says "REDUCED RUN" in its footer), except S3, whose small MLPs train the full study (56k images,
-# 10 epochs, 3 seeds) in a few CPU minutes; figures from a CPU run still say so. Runs go to
-# runs/figures/<study>; re-running resumes there, so an interrupted call only trains what is
-# missing. Then a curated set of small PNGs and every
-# Markdown table are copied to figures/<study>/. Needs JAXMNIST_DATA_DIR (the MNIST IDX files).
+# Runs live in $RUN_ROOT/<study>-<full|cpu> (default runs/figures/; not committed). A finished
+# run is only re-reported (python -m jaxmnist.report, no jax, no training); an unfinished or
+# missing one is trained (or resumed) with the same command first. S0, S1 and S3 run their
+# full study (S0 and S1 ~20 min each on 2 CPU cores, S3 ~6 min); S2 and S4 their `cpu` preset
+# (full data, fewer epochs, 1 seed). S2's and S4's full runs (hours: see docs/studies.md) are
+# only reported, as far as they got, when $RUN_ROOT/s2-full or s4-full exists. Then a curated
+# set of small PNGs, every Markdown table and results_summary.json go to figures/<name>/.
+# Every figure's footer says which settings (full or preset) made it and on which device.
+# Needs JAXMNIST_DATA_DIR (the MNIST IDX files) when it has to train.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python}
 [ -x .venv/bin/python ] && [ -z "${PYTHON:-}" ] && PY=.venv/bin/python
+RUN_ROOT=${RUN_ROOT:-runs/figures}
 
-declare -A FLAGS=([s0]="--quick" [s1]="--quick" [s2]="--quick" [s3]="" [s4]="--quick")
+# study -> "run name|sweep flags"
+declare -A RUN=([s0]="s0-full|" [s1]="s1-full|" [s2]="s2-cpu|--preset cpu" [s3]="s3-full|"
+                [s4]="s4-cpu|--preset cpu")
 declare -A KEEP=(
   [s0]="curves.png confusion_test.png confusion_train.png class_distribution.png test_probs.png"
   [s1]="curves.png samples.png confusion_test.png"
@@ -24,18 +32,38 @@ declare -A KEEP=(
   [s4]="curves.png confusion_test_depth_1.png confusion_test_depth_4.png"
 )
 
+complete() {  # a run directory whose results.json says complete
+  [ -f "$1/results.json" ] && "$PY" -c \
+    "import json,sys; sys.exit(0 if json.load(open('$1/results.json')).get('complete') else 1)"
+}
+
+publish() {  # publish RUN_DIR OUT_DIR PNG...
+  local run=$1 out=$2; shift 2
+  rm -rf "$out" && mkdir -p "$out"
+  for f in "$@"; do [ -f "$run/figures/$f" ] && cp "$run/figures/$f" "$out/"; done
+  cp "$run"/tables/*.md "$run/tables/results_summary.json" "$out/"
+}
+
 studies=("$@")
 [ ${#studies[@]} -eq 0 ] && studies=(s0 s1 s2 s3 s4)
 for s in "${studies[@]}"; do
-  run="runs/figures/$s"
+  IFS='|' read -r name flags <<< "${RUN[$s]}"
+  run="$RUN_ROOT/$name"
   start=$(date +%s)
-  # Trains what is missing, then writes the tables and figures (the sweep calls the report).
-  # shellcheck disable=SC2086  # FLAGS may be empty
-  "$PY" -m jaxmnist.sweep "sweeps/$s.py" ${FLAGS[$s]} --workdir "$run"
-  echo "$s: $(( $(date +%s) - start ))s wall (train + report)"
-  out="figures/$s"
-  rm -rf "$out" && mkdir -p "$out"
-  for f in ${KEEP[$s]}; do cp "$run/figures/$f" "$out/"; done
-  cp "$run"/tables/*.md "$out/"
+  if complete "$run"; then
+    "$PY" -m jaxmnist.report "$run"
+  else
+    # Trains what is missing, then writes the tables and figures (the sweep calls the report).
+    # shellcheck disable=SC2086  # flags may be empty
+    "$PY" -m jaxmnist.sweep "sweeps/$s.py" $flags --workdir "$run"
+  fi
+  echo "$s ($name): $(( $(date +%s) - start ))s wall"
+  publish "$run" "figures/$s" ${KEEP[$s]}
+  full="$RUN_ROOT/$s-full"
+  if [ "$name" != "$s-full" ] && [ -f "$full/config.json" ]; then
+    # The long full run, as far as it got (per-epoch validation from metrics.jsonl).
+    "$PY" -m jaxmnist.report "$full" || true
+    [ -d "$full/tables" ] && [ -n "$(ls "$full/tables")" ] && publish "$full" "figures/$s-full" curves.png
+  fi
 done
 du -sh figures/*

@@ -1,6 +1,7 @@
 """The report: per-class metrics vs scikit-learn, every study's tables and figures from
 synthetic run directories (no training), published numbers wired to real grid points, no jax."""
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -138,8 +139,14 @@ def test_report_writes_every_table(tmp_path, name):
     run = fake_run(tmp_path, name)
     names = {p.name for p in report.generate(run, figures=False)}
     for expected in ("summary.md", "summary.csv", "per_class.md", "per_class.csv",
-                     "status.md", "last_epoch.md", "models.md", "report.md"):
+                     "status.md", "last_epoch.md", "models.md", "report.md",
+                     "results_summary.json"):
         assert expected in names, expected
+    summary = json.loads((run / "tables" / "results_summary.json").read_text())
+    assert summary["study"] == name and summary["settings"] == "preset quick"
+    assert summary["complete"] and summary["progress"] is None
+    members = json.loads((run / "results.json").read_text())["members"]
+    assert sum(p["n"] for p in summary["points"]) == len(members)
     md = (run / "tables" / "report.md").read_text()
     assert "REDUCED RUN" in md
     if name == "s2":
@@ -229,3 +236,25 @@ def test_footer_of_a_run_written_before_named_presets():
                       env={"backend": "cpu"}, points=[], samples=None).footer()
     assert "preset quick" in text and "REDUCED RUN, not the paper's full setup: 3 of 10 epochs" \
         in text
+
+
+def test_report_of_an_unfinished_run_reads_metrics_jsonl(tmp_path):
+    """A long run's first group still training: no results.json, per-epoch metrics so far."""
+    run = fake_run(tmp_path, "s4", epochs=5)
+    results = json.loads((run / "results.json").read_text())
+    (run / "results.json").unlink()
+    with (run / "metrics.jsonl").open("w") as fh:
+        for m in results["members"]:
+            for h in m["history"][:2]:  # two of five epochs done
+                fh.write(json.dumps({"member": m["member"], "group": 0, **h}) + "\n")
+    report.generate(run, figures=False)
+    md = (run / "tables" / "report.md").read_text()
+    n = len(results["members"])
+    assert f"UNFINISHED RUN: 0 of {n} members finished, the others reached epoch 2 of 5" in md
+    assert "unfinished" in (run / "tables" / "status.md").read_text()
+    summary = json.loads((run / "tables" / "results_summary.json").read_text())
+    assert not summary["complete"] and "epoch 2 of 5" in summary["progress"]
+    assert {p["last_epoch"][0]["epoch"] for p in summary["points"]} == {2}
+    (run / "metrics.jsonl").unlink()
+    with pytest.raises(report.ReportError, match="no finished member and no finished epoch"):
+        report.generate(run, figures=False)

@@ -213,23 +213,21 @@ def step_cost(model_cfg: dict[str, Any], batch: int, optimizers: tuple[str, ...]
 
     model = models.build(model_cfg)
     loss_fn = losses.get_loss("xent")
-    hyper = optim.MemberHyper(
-        opt_id=jnp.asarray(optim.OPTIMIZERS.index(optimizers[0]), jnp.int32),
-        learning_rate=jnp.asarray(1e-3, jnp.float32),
-        momentum=jnp.asarray(0.9, jnp.float32),
-    )
+    cfgs = [{"name": name, "learning_rate": 1e-3 * (k + 1)} for k, name in enumerate(optimizers)]
+    plan = optim.plan(cfgs)
+    hyper = {k: v[0] for k, v in optim.member_hyper(cfgs, plan).items()}
 
     def step(params, opt_state, x, y, key):
         def objective(p):
             return loss_fn(model.apply(p, x, train=True, key=key), y)
 
         loss, grads = jax.value_and_grad(objective)(params)
-        new_params, new_opt = optim.update(grads, opt_state, params, hyper, optimizers)
+        new_params, new_opt = optim.update(grads, opt_state, params, hyper, plan)
         return new_params, new_opt, loss
 
     key = jax.random.PRNGKey(0)
     params = jax.eval_shape(model.init, key)
-    opt_state = jax.eval_shape(lambda p: optim.init(p, optimizers, hyper.momentum), params)
+    opt_state = jax.eval_shape(lambda p: optim.init(p, hyper, plan), params)
     x = jax.ShapeDtypeStruct((batch, 28, 28, 1), jnp.uint8)
     y = jax.ShapeDtypeStruct((batch,), jnp.int32)
     compiled = jax.jit(step).lower(params, opt_state, x, y, key).compile()
@@ -264,10 +262,7 @@ def run_jax_engine(case: dict[str, Any]) -> None:
                                                                               "auto"))]
     else:
         configs = grid_configs(case["model"], members, epochs, batch, case.get("strategy", "auto"))
-    present = tuple(sorted({c["optim"]["name"] for c in configs}))
-    from jaxmnist import optim
-
-    present = optim.present_optimizers(list(present))
+    present = tuple(dict.fromkeys(c["optim"]["name"] for c in configs))
     cost = step_cost(case["model"], batch, present)
     n_train = len(arrays["train_x"])
     clock = _CompileClock()

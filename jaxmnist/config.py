@@ -635,9 +635,7 @@ def expand(study: Mapping[str, Any]) -> list[dict[str, Any]]:
 # --------------------------------------------------------------------------------------------
 
 DYNAMIC_KEYS: tuple[str, ...] = (
-    "optim.name",
-    "optim.learning_rate",
-    "optim.momentum",
+    "optim",
     "reg.l1",
     "reg.l2",
     "seed",
@@ -645,9 +643,11 @@ DYNAMIC_KEYS: tuple[str, ...] = (
 )
 """Member-config keys that may differ inside a group; all other keys are static (shape-changing).
 
-The engine turns these into per-member arrays with a leading grid axis. ``model.init`` only decides
-the starting weights, which are drawn per member before the training program runs, so members with
-different initialisers (S3's init experiment) share one compile."""
+The engine turns these into per-member arrays with a leading grid axis. ``optim`` is the whole
+section: optimizer name, learning rate, every numeric hyperparameter, schedule and clipping
+(``jaxmnist.optim.plan`` compiles the families present and keeps the numbers per member).
+``model.init`` only decides the starting weights, which are drawn per member before the training
+program runs, so members with different initialisers (S3's init experiment) share one compile."""
 
 
 def static_config(member: Mapping[str, Any]) -> dict[str, Any]:

@@ -1,159 +1,639 @@
-"""The union optimizer: one optax state for every optimizer a grid uses, selected per member.
+"""Optimizers by name (optax), per-member hyperparameters, schedules and clipping for the grid.
 
-A grid such as S2's (Adam, RMSprop, SGD × 4 learning rates) must run as ONE vmapped program, but
-the three optimizers keep different state. Design chosen here ("union state + select"):
+A member config's ``optim`` section names an optax optimizer and its hyperparameters::
 
-* every member carries the state of every optimizer *present in its group* (a static set);
-* each step computes every present optimizer's update direction from the same gradient and picks
-  the member's own with ``jnp.where`` on its integer ``opt_id``;
-* the learning rate (and momentum) are per-member arrays, applied after the direction:
-  ``params ← params − lr · direction``.
+    {"name": "adamw", "learning_rate": 1e-3, "weight_decay": 0.05, "b2": 0.98,
+     "schedule": {"name": "warmup_cosine", "warmup_steps": 100}, "clip_norm": 1.0}
 
-The extra work is elementwise (a few multiply-adds per parameter and optimizer), small next to a
-forward/backward pass, and in exchange all members share one batched forward/backward. A member
-never reads another optimizer's state, so that unused state cannot change its trajectory: member
-``k`` equals the same optax optimizer run alone (tested in ``tests/test_train.py``).
+A group (members that share one compiled program) may mix optimizers and every numeric value.
+Design ("union state + select", extended from the four-optimizer version):
 
-Directions are optax transforms. Epsilons follow Keras' defaults (1e-7), the framework the
-papers used; Adam's betas (0.9, 0.999) and RMSprop's decay (0.9) are the shared defaults.
+* :func:`plan` reads the group's ``optim`` sections and returns a static :class:`Plan`: the
+  optimizer families present, which hyperparameters are the same for the whole group (baked into
+  the program as Python constants, exactly as a plain optax call would) and which vary (held in
+  per-member arrays), the schedule kinds present, and whether any member clips.
+* :func:`member_hyper` stacks the varying numbers into arrays with a leading grid axis.
+* every member carries the optax state of every family present; each step computes every present
+  family's update (the real ``optax.<alias>``, built with that member's values) from the same
+  gradient and keeps the member's own with ``jnp.where`` on its ``opt_id``. A member never reads
+  another family's state, so member ``k`` equals its optax optimizer run alone (oracle tests in
+  ``tests/test_optim.py`` and ``tests/test_train.py``). The extra work is elementwise and small
+  next to a forward/backward pass.
+* schedules are functions of the optimizer's step count with traced parameters
+  (:func:`schedule_value`), equal to optax's ``*_schedule`` functions at every step (tested), so
+  members with different schedules, warm-ups or decay lengths still share one program.
+
+Defaults: the optimizers of the five studies keep the Keras settings they were reproduced with
+(epsilon 1e-7 for the Adam family and RMSprop); everything else is optax's default. Where Keras
+and optax differ, see docs/byo.md ("Keras vs optax").
+
+Other optax optimizers: :func:`register_optimizer` (e.g. from a study file) adds any optax alias
+by name with the hyperparameters and defaults you give it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any, NamedTuple
+import difflib
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
-OPTIMIZERS: tuple[str, ...] = ("sgd", "momentum", "adam", "rmsprop")
-"""Every optimizer name a member config may use (``optim.name``)."""
-
-KERAS_EPSILON = 1e-7  # Keras' default epsilon for Adam and RMSprop.
+KERAS_EPSILON = 1e-7  # Keras' default epsilon for Adam, Nadam, Adamax and RMSprop.
 ADAM_BETAS = (0.9, 0.999)
 RMSPROP_DECAY = 0.9
 DEFAULT_MOMENTUM = 0.9
 
 
-class MemberHyper(NamedTuple):
-    """Per-member dynamic optimizer hyperparameters (each a scalar; ``[G]`` on a grid)."""
+@dataclass(frozen=True)
+class OptimizerSpec:
+    """How a name maps to an optax optimizer.
 
-    opt_id: jax.Array  # int32 index into OPTIMIZERS
-    learning_rate: jax.Array  # float32
-    momentum: jax.Array  # float32; used by "momentum" only
+    Attributes:
+        factory: the optax alias (``optax.adamw``) or any callable with the same calling
+            convention: ``factory(learning_rate, **hyperparameters, **static)``.
+        defaults: numeric hyperparameters a member may set, with their defaults.
+        static: fixed non-numeric keyword arguments (e.g. ``nesterov=True``).
+        ranges: per hyperparameter ``(low, high, high_inclusive)``; low is always inclusive.
+        doc: one line for the docs / error messages.
+    """
+
+    factory: Callable[..., optax.GradientTransformation]
+    defaults: dict[str, float] = field(default_factory=dict)
+    static: dict[str, Any] = field(default_factory=dict)
+    ranges: dict[str, tuple[float, float, bool]] = field(default_factory=dict)
+    doc: str = ""
+
+
+_UNIT = (0.0, 1.0, False)  # decay rates: [0, 1)
+_NONNEG = (0.0, math.inf, False)
+_DEFAULT_RANGES = {
+    "b1": _UNIT, "b2": _UNIT, "decay": _UNIT, "rho": _UNIT, "momentum": _UNIT,
+    "eps": _NONNEG, "eps_root": _NONNEG, "weight_decay": _NONNEG,
+    "initial_accumulator_value": _NONNEG, "initial_scale": _NONNEG,
+}  # fmt: skip
+_ADAM = {"b1": ADAM_BETAS[0], "b2": ADAM_BETAS[1], "eps": KERAS_EPSILON}
+
+_REGISTRY: dict[str, OptimizerSpec] = {
+    "sgd": OptimizerSpec(optax.sgd, doc="plain SGD"),
+    "momentum": OptimizerSpec(optax.sgd, {"momentum": DEFAULT_MOMENTUM},
+                              doc="heavy-ball momentum (optax.sgd(momentum=...), Keras SGD)"),
+    "nesterov": OptimizerSpec(optax.sgd, {"momentum": DEFAULT_MOMENTUM}, {"nesterov": True},
+                              doc="Nesterov momentum (optax.sgd(nesterov=True))"),
+    "adam": OptimizerSpec(optax.adam, dict(_ADAM), doc="Adam, Keras epsilon"),
+    "adamw": OptimizerSpec(optax.adamw, {**_ADAM, "weight_decay": 1e-4},
+                           doc="Adam with decoupled weight decay (every leaf, optax default)"),
+    "nadam": OptimizerSpec(optax.nadam, dict(_ADAM), doc="Nesterov Adam (optax.nadam)"),
+    "adamax": OptimizerSpec(optax.adamax, dict(_ADAM), doc="Adamax (infinity norm)"),
+    "rmsprop": OptimizerSpec(optax.rmsprop, {"decay": RMSPROP_DECAY, "eps": KERAS_EPSILON},
+                             doc="RMSprop; eps inside the square root (optax), see docs"),
+    "adagrad": OptimizerSpec(optax.adagrad, {"initial_accumulator_value": 0.1, "eps": 1e-7}),
+    "adadelta": OptimizerSpec(optax.adadelta, {"rho": 0.9, "eps": 1e-6, "weight_decay": 0.0}),
+    "lamb": OptimizerSpec(optax.lamb, {"b1": 0.9, "b2": 0.999, "eps": 1e-6,
+                                       "weight_decay": 0.0}),
+    "lion": OptimizerSpec(optax.lion, {"b1": 0.9, "b2": 0.99, "weight_decay": 1e-3}),
+}
+
+OPTIMIZERS: tuple[str, ...] = tuple(_REGISTRY)
+"""Every optimizer name a member config may use (``optim.name``); grows with
+:func:`register_optimizer`."""
+
+COMMON_KEYS = ("name", "learning_rate", "schedule", "clip_norm", "momentum")
+"""Keys every ``optim`` section may hold. ``momentum`` is accepted for every optimizer (the five
+studies set it on all members) and used only by the optimizers that have it."""
+
+SCHEDULES: dict[str, dict[str, Any]] = {
+    "constant": {},
+    "cosine": {"decay_steps": None, "alpha": 0.0, "exponent": 1.0},
+    "warmup_cosine": {"warmup_steps": 0, "decay_steps": None, "init_value": 0.0,
+                      "end_value": 0.0, "exponent": 1.0},
+    "exponential": {"transition_steps": None, "decay_rate": None, "transition_begin": 0,
+                    "staircase": False, "end_value": None},
+    "piecewise": {"boundaries": [], "scales": []},
+}
+"""Learning-rate schedules and their parameters (None = required, or for ``decay_steps`` the
+whole run). The peak/initial value is always ``learning_rate``; steps are optimizer updates.
+
+* ``cosine``: ``optax.cosine_decay_schedule(learning_rate, decay_steps, alpha, exponent)``
+* ``warmup_cosine``: ``optax.warmup_cosine_decay_schedule(init_value, peak_value=learning_rate,
+  warmup_steps, decay_steps, end_value, exponent)`` (decay_steps include the warm-up)
+* ``exponential``: ``optax.exponential_decay(learning_rate, transition_steps, decay_rate,
+  transition_begin, staircase, end_value)``
+* ``piecewise``: ``optax.piecewise_constant_schedule(learning_rate, dict(zip(boundaries,
+  scales)))``
+"""
+
+
+def register_optimizer(
+    name: str,
+    factory: Callable[..., optax.GradientTransformation] | str,
+    defaults: Mapping[str, float] | None = None,
+    *,
+    static: Mapping[str, Any] | None = None,
+    ranges: Mapping[str, tuple[float, float, bool]] | None = None,
+    doc: str = "",
+) -> None:
+    """Makes another optax optimizer available by name (e.g. from a study file).
+
+    Example::
+
+        from jaxmnist import optim
+        optim.register_optimizer("radam", "radam", {"b1": 0.9, "b2": 0.999, "eps": 1e-8})
+
+    Args:
+        name: the ``optim.name`` members will use.
+        factory: an optax alias name (``"radam"``) or a callable taking ``learning_rate`` first
+            and the hyperparameters as keywords, returning a ``GradientTransformation``.
+        defaults: numeric hyperparameters members may set, with their defaults. Each becomes a
+            per-member value (traced), so the factory must accept arrays for them (optax's
+            aliases do for their float arguments).
+        static: fixed keyword arguments (booleans, dtypes, masks).
+        ranges: optional ``{hyperparameter: (low, high, high_inclusive)}`` checks.
+        doc: one line describing it.
+
+    Raises:
+        ValueError: ``factory`` names no optax alias.
+    """
+    global OPTIMIZERS
+    if isinstance(factory, str):
+        if not callable(getattr(optax, factory, None)):
+            raise ValueError(f"optax has no optimizer {factory!r}")
+        factory = getattr(optax, factory)
+    _REGISTRY[name] = OptimizerSpec(factory, dict(defaults or {}), dict(static or {}),
+                                    dict(ranges or {}), doc)
+    OPTIMIZERS = tuple(_REGISTRY)
+
+
+def spec(name: str) -> OptimizerSpec:
+    """The :class:`OptimizerSpec` of ``name`` (raises ``ValueError`` listing the choices)."""
+    check_optimizer(name)
+    return _REGISTRY[name]
+
+
+def _choices_message(what: str, value: Any, choices: Sequence[str]) -> str:
+    match = difflib.get_close_matches(str(value), list(choices), n=1, cutoff=0.6)
+    hint = f" (did you mean {match[0]!r}?)" if match else ""
+    return f"{what}: {value!r} is not valid{hint}; valid choices: {', '.join(choices)}"
 
 
 def check_optimizer(name: str) -> None:
     """Raises a clear ``ValueError`` when ``name`` is not a known optimizer."""
-    if name not in OPTIMIZERS:
-        raise ValueError(f"unknown optimizer {name!r}; valid choices: {', '.join(OPTIMIZERS)}")
+    if name not in _REGISTRY:
+        raise ValueError(
+            f"unknown optimizer {name!r}; valid choices: {', '.join(_REGISTRY)} "
+            "(register others with jaxmnist.optim.register_optimizer)"
+        )
 
 
-HYPERPARAMETERS: dict[str, tuple[str, ...]] = {
-    "sgd": ("momentum",), "momentum": ("momentum",), "adam": ("momentum",),
-    "rmsprop": ("momentum",),
-}
-"""Keys an ``optim`` section may hold beside ``name`` and ``learning_rate``, per optimizer.
-
-``momentum`` is accepted for every optimizer (a grid over optimizers shares one base config);
-only ``"momentum"`` uses it."""
+# --------------------------------------------------------------------------------------------
+# Validation (plain Python: safe before anything compiles)
+# --------------------------------------------------------------------------------------------
 
 
-def check_hyperparameters(name: str, hyper: dict[str, Any]) -> None:
-    """Checks an optimizer's extra hyperparameters (the study schema calls this).
+def _is_number(v: Any) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _check_range(key: str, value: Any, bounds: tuple[float, float, bool] | None) -> str | None:
+    if not _is_number(value):
+        return f"{key}: expected a finite number, got {value!r}"
+    if bounds is None:
+        return None
+    low, high, inclusive = bounds
+    if value < low or value > high or (value == high and not inclusive):
+        close = "]" if inclusive else ")"
+        return f"{key}: must be in [{low:g}, {high:g}{close}, got {value!r}"
+    return None
+
+
+def validate_schedule(sched: Any, where: str = "optim.schedule") -> list[str]:
+    """Returns problems with a schedule spec (a name or ``{"name": ..., params}``)."""
+    if sched is None:
+        return []
+    if isinstance(sched, str):
+        sched = {"name": sched}
+    if not isinstance(sched, Mapping) or not isinstance(sched.get("name"), str):
+        return [f"{where}: expected a schedule name or a dict with a 'name', got {sched!r}"]
+    name = sched["name"]
+    if name not in SCHEDULES:
+        return [_choices_message(f"{where}.name", name, list(SCHEDULES))]
+    params = SCHEDULES[name]
+    problems = []
+    for key, value in sched.items():
+        if key == "name":
+            continue
+        if key not in params:
+            problems.append(
+                f"{where}: {key!r} is not a parameter of schedule {name!r}; valid: "
+                f"{', '.join(params) or 'none'}"
+            )
+            continue
+        if key.endswith("_steps") or key == "transition_begin":
+            if value is None and params[key] is None:
+                continue
+            if not (_is_int(value) and value >= (1 if key in ("decay_steps",
+                                                              "transition_steps") else 0)):
+                problems.append(f"{where}.{key}: expected a non-negative integer, got {value!r}")
+        elif key == "staircase":
+            if not isinstance(value, bool):
+                problems.append(f"{where}.staircase: expected true/false, got {value!r}")
+        elif key in ("boundaries", "scales"):
+            if not isinstance(value, list | tuple):
+                problems.append(f"{where}.{key}: expected a list, got {value!r}")
+        elif value is not None or params[key] is not None:
+            msg = _check_range(f"{where}.{key}", value, _NONNEG if key != "exponent" else None)
+            if msg:
+                problems.append(msg)
+    for key, default in params.items():
+        if default is None and sched.get(key) is None and key not in ("decay_steps", "end_value"):
+            problems.append(f"{where}: schedule {name!r} needs {key!r}")
+    if name == "piecewise":
+        b, s = list(sched.get("boundaries", [])), list(sched.get("scales", []))
+        if len(b) != len(s):
+            problems.append(f"{where}: 'boundaries' and 'scales' need the same length")
+        if not all(_is_int(x) and x >= 0 for x in b) or b != sorted(set(b)):
+            problems.append(f"{where}.boundaries: expected increasing step numbers, got {b}")
+        if not all(_is_number(x) and x >= 0 for x in s):
+            problems.append(f"{where}.scales: expected non-negative numbers, got {s}")
+    if name == "exponential" and _is_number(sched.get("decay_rate")) and sched["decay_rate"] <= 0:
+        problems.append(f"{where}.decay_rate: must be > 0, got {sched['decay_rate']!r}")
+    if (name == "warmup_cosine" and _is_int(sched.get("decay_steps"))
+            and sched["decay_steps"] <= sched.get("warmup_steps", 0)):
+        problems.append(f"{where}: decay_steps (which include the warm-up) must exceed "
+                        "warmup_steps")
+    return problems
+
+
+def validate_optimizer(name: Any, hparams: Mapping[str, Any], where: str = "optim") -> list[str]:
+    """Returns every problem with an optimizer name and its hyperparameters (empty = valid).
 
     Args:
-        name: A valid optimizer name.
-        hyper: The ``optim`` section without ``name`` and ``learning_rate``.
+        name: ``optim.name``.
+        hparams: the rest of the ``optim`` section (``learning_rate``, ``schedule``,
+            ``clip_norm``, ``momentum`` and the optimizer's own hyperparameters).
+        where: prefix for the messages (e.g. ``"base.optim"``).
+    """
+    if name not in _REGISTRY:
+        match = difflib.get_close_matches(str(name), list(_REGISTRY), n=1, cutoff=0.6)
+        hint = f" (did you mean {match[0]!r}?)" if match else ""
+        return [f"{where}.name: {name!r} is not a valid optimizer{hint}; valid choices: "
+                f"{', '.join(_REGISTRY)} (register others with "
+                "jaxmnist.optim.register_optimizer)"]
+    sp = _REGISTRY[name]
+    problems = []
+    allowed = [k for k in COMMON_KEYS if k != "name"] + list(sp.defaults)
+    for key, value in hparams.items():
+        if key == "name":
+            continue
+        if key not in allowed:
+            problems.append(
+                f"{where}: {key!r} is not a hyperparameter of {name!r}; valid: "
+                f"{', '.join(dict.fromkeys(allowed))}"
+            )
+            continue
+        if key == "schedule":
+            problems += validate_schedule(value, f"{where}.schedule")
+        elif key == "learning_rate":
+            if not (_is_number(value) and value >= 0):
+                problems.append(f"{where}.learning_rate: must be a number >= 0, got {value!r}")
+        elif key == "clip_norm":
+            if value is not None and not (_is_number(value) and value > 0):
+                problems.append(f"{where}.clip_norm: must be a positive number or None, "
+                                f"got {value!r}")
+        else:
+            msg = _check_range(f"{where}.{key}", value,
+                               sp.ranges.get(key, _DEFAULT_RANGES.get(key)))
+            if msg:
+                problems.append(msg)
+    if "learning_rate" not in hparams:
+        problems.append(f"{where}.learning_rate: missing")
+    return problems
+
+
+def check_hyperparameters(name: str, hyper: Mapping[str, Any]) -> None:
+    """Checks an optimizer's hyperparameters (the study schema, ``jaxmnist.schema``, calls this).
+
+    Args:
+        name: a valid optimizer name.
+        hyper: the ``optim`` section without ``name`` and ``learning_rate`` (schedule,
+            clip_norm, momentum and the optimizer's own hyperparameters).
 
     Raises:
-        ValueError: an unknown key or a value out of range; all problems in one message.
+        ValueError: every problem in one message (unknown keys list the valid ones).
     """
-    allowed = HYPERPARAMETERS.get(name, ())
-    problems = [f"unknown key 'optim.{k}' for optimizer {name!r}; valid keys: name, "
-                f"learning_rate{''.join(', ' + a for a in allowed)}"
-                for k in hyper if k not in allowed]
-    if "momentum" in hyper:
-        m = hyper["momentum"]
-        if isinstance(m, bool) or not isinstance(m, int | float) or not 0 <= m < 1:
-            problems.append(f"momentum: must be in [0, 1), got {m!r}")
+    problems = validate_optimizer(name, {"learning_rate": 1.0, **hyper})
     if problems:
         raise ValueError("; ".join(problems))
 
 
-def _direction(name: str, momentum: jax.Array) -> optax.GradientTransformation:
-    """The update direction of one optimizer, before scaling by ``-learning_rate``."""
-    if name == "sgd":
-        return optax.identity()
-    if name == "momentum":
-        # Heavy-ball momentum as in optax.sgd / Keras SGD(momentum=m): t ← g + m·t.
-        return optax.trace(decay=momentum, nesterov=False)
-    if name == "adam":
-        return optax.scale_by_adam(b1=ADAM_BETAS[0], b2=ADAM_BETAS[1], eps=KERAS_EPSILON)
-    if name == "rmsprop":
-        return optax.scale_by_rms(decay=RMSPROP_DECAY, eps=KERAS_EPSILON)
-    check_optimizer(name)
-    raise AssertionError("unreachable")
+# --------------------------------------------------------------------------------------------
+# The static plan of a group and its per-member arrays
+# --------------------------------------------------------------------------------------------
 
 
-def present_optimizers(names: Sequence[str]) -> tuple[str, ...]:
-    """The distinct optimizers of a group, in the canonical ``OPTIMIZERS`` order (static)."""
-    for name in names:
-        check_optimizer(name)
-    return tuple(name for name in OPTIMIZERS if name in set(names))
+def _schedule_dict(cfg: Mapping[str, Any]) -> dict[str, Any]:
+    sched = cfg.get("schedule") or "constant"
+    sched = {"name": sched} if isinstance(sched, str) else dict(sched)
+    return {**SCHEDULES[sched["name"]], **sched}
 
 
-def init(params: Any, present: Sequence[str], momentum: jax.Array) -> dict[str, Any]:
-    """The union state for one member: ``{optimizer name: optax state}``."""
-    return {name: _direction(name, momentum).init(params) for name in present}
+def _hparams(cfg: Mapping[str, Any]) -> dict[str, float]:
+    """The optimizer's own hyperparameters with defaults filled in."""
+    sp = spec(cfg["name"])
+    return {k: float(cfg.get(k, default)) for k, default in sp.defaults.items()}
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What a group's program needs to know statically about its members' optimizers.
+
+    Attributes:
+        families: the optimizer names present, in first-appearance order (``opt_id`` indexes it).
+        constants: ``((family, ((hparam, value), ...)), ...)`` values shared by the whole group,
+            compiled in as Python floats (as a plain optax call would).
+        varying: ``"family.hparam"`` keys held in per-member arrays.
+        schedules: the schedule kinds present (``("constant",)``: a plain learning rate).
+        boundaries: the most piecewise boundaries any member has (array width).
+        clip: some member clips its gradient's global norm.
+    """
+
+    families: tuple[str, ...]
+    constants: tuple[tuple[str, tuple[tuple[str, float], ...]], ...]
+    varying: tuple[str, ...]
+    schedules: tuple[str, ...] = ("constant",)
+    boundaries: int = 0
+    clip: bool = False
+
+
+def plan(cfgs: Sequence[Mapping[str, Any]]) -> Plan:
+    """Builds the static :class:`Plan` of a group from its members' ``optim`` sections.
+
+    Raises:
+        ValueError: an invalid name or hyperparameter (the message lists the valid choices).
+    """
+    if not cfgs:
+        raise ValueError("plan needs at least one optim config")
+    for cfg in cfgs:
+        problems = validate_optimizer(cfg.get("name"), {"learning_rate": 0.0, **cfg})
+        if problems:
+            raise ValueError("; ".join(problems))
+    families = tuple(dict.fromkeys(cfg["name"] for cfg in cfgs))
+    constants, varying = [], []
+    for fam in families:
+        values = [_hparams(c) for c in cfgs if c["name"] == fam]
+        fixed = []
+        for key in spec(fam).defaults:
+            if len({v[key] for v in values}) == 1:
+                fixed.append((key, values[0][key]))
+            else:
+                varying.append(f"{fam}.{key}")
+        constants.append((fam, tuple(fixed)))
+    scheds = [_schedule_dict(c) for c in cfgs]
+    return Plan(
+        families=families,
+        constants=tuple(constants),
+        varying=tuple(varying),
+        schedules=tuple(dict.fromkeys(s["name"] for s in scheds)),
+        boundaries=max((len(s["boundaries"]) for s in scheds if s["name"] == "piecewise"),
+                       default=0),
+        clip=any(c.get("clip_norm") is not None for c in cfgs),
+    )
+
+
+_SCHEDULE_ARRAYS = ("warmup_steps", "decay_steps", "init_value", "end_value", "exponent",
+                    "alpha", "transition_steps", "decay_rate", "transition_begin", "staircase")
+
+
+def member_hyper(
+    cfgs: Sequence[Mapping[str, Any]], group_plan: Plan, total_steps: int | None = None
+) -> dict[str, jax.Array]:
+    """Stacks the members' dynamic optimizer values into arrays with a leading grid axis.
+
+    Args:
+        cfgs: the members' ``optim`` sections, in member order.
+        group_plan: :func:`plan` of the same group.
+        total_steps: optimizer updates in the whole run; the default ``decay_steps`` of
+            cosine schedules.
+
+    Returns:
+        ``{"opt_id": int32 [G], "learning_rate": f32 [G], "<family>.<hparam>": f32 [G], ...,
+        "sched.<param>": [G] (and [G, K] for piecewise), "clip_norm": f32 [G]}``.
+
+    Raises:
+        ValueError: a cosine schedule without ``decay_steps`` and no ``total_steps``.
+    """
+    out: dict[str, Any] = {
+        "opt_id": np.asarray([group_plan.families.index(c["name"]) for c in cfgs], np.int32),
+        "learning_rate": np.asarray([c.get("learning_rate", 1e-3) for c in cfgs], np.float32),
+    }
+    for key in group_plan.varying:
+        fam, hp = key.split(".", 1)
+        default = spec(fam).defaults[hp]
+        out[key] = np.asarray(
+            [_hparams(c)[hp] if c["name"] == fam else default for c in cfgs], np.float32
+        )
+    if group_plan.schedules != ("constant",):
+        scheds = [_schedule_dict(c) for c in cfgs]
+        for s in scheds:
+            if s["name"] in ("cosine", "warmup_cosine") and s.get("decay_steps") is None:
+                if total_steps is None:
+                    raise ValueError(f"schedule {s['name']!r} needs decay_steps (or the run "
+                                     "length, total_steps)")
+                s["decay_steps"] = int(total_steps)
+        out["sched.id"] = np.asarray([group_plan.schedules.index(s["name"]) for s in scheds],
+                                     np.int32)
+        for key in _SCHEDULE_ARRAYS:
+            vals = [s.get(key) for s in scheds]
+            if key == "end_value":  # exponential's None means "no floor / ceiling"
+                vals = [math.nan if v is None else v for v in vals]
+            out[f"sched.{key}"] = np.asarray([0 if v is None else v for v in vals], np.float32)
+        k = max(group_plan.boundaries, 1)
+        bounds = np.full((len(cfgs), k), np.inf, np.float32)
+        scales = np.ones((len(cfgs), k), np.float32)
+        for i, s in enumerate(scheds):
+            if s["name"] == "piecewise":
+                bounds[i, : len(s["boundaries"])] = s["boundaries"]
+                scales[i, : len(s["scales"])] = s["scales"]
+        out["sched.boundaries"], out["sched.scales"] = bounds, scales
+    if group_plan.clip:
+        out["clip_norm"] = np.asarray(
+            [math.inf if c.get("clip_norm") is None else c["clip_norm"] for c in cfgs], np.float32
+        )
+    return {k: jnp.asarray(v) for k, v in out.items()}
+
+
+# --------------------------------------------------------------------------------------------
+# Schedules (traced parameters)
+# --------------------------------------------------------------------------------------------
+
+
+def _cosine(count, init, decay_steps, alpha, exponent):
+    count = jnp.minimum(count, decay_steps)
+    cosine = 0.5 * (1 + jnp.cos(jnp.pi * count / decay_steps))
+    return init * ((1 - alpha) * cosine**exponent + alpha)
+
+
+def _schedule_kind(kind: str, count: jax.Array, lr: jax.Array, h: Mapping[str, jax.Array]):
+    if kind == "constant":
+        return lr
+    if kind == "cosine":
+        return _cosine(count, lr, h["sched.decay_steps"], h["sched.alpha"], h["sched.exponent"])
+    if kind == "warmup_cosine":
+        warm, init, end = h["sched.warmup_steps"], h["sched.init_value"], h["sched.end_value"]
+        # Linear warm-up init -> lr over `warm` steps (a zero-length warm-up is constant).
+        frac = 1 - jnp.clip(count, 0, warm) / jnp.maximum(warm, 1.0)
+        warmup = jnp.where(warm > 0, (init - lr) * frac + lr, init)
+        alpha = jnp.where(lr == 0.0, 0.0, end / jnp.where(lr == 0.0, 1.0, lr))
+        decay = _cosine(count - warm, lr, h["sched.decay_steps"] - warm, alpha,
+                        h["sched.exponent"])
+        return jnp.where(count < warm, warmup, decay)
+    if kind == "exponential":
+        begin, steps, rate = (h["sched.transition_begin"], h["sched.transition_steps"],
+                              h["sched.decay_rate"])
+        p = (count - begin) / steps
+        p = jnp.where(h["sched.staircase"] > 0, jnp.floor(p), p)
+        value = jnp.where(count - begin <= 0, lr, lr * jnp.power(rate, p))
+        end = h["sched.end_value"]
+        clipped = jnp.where(rate < 1.0, jnp.maximum(value, end), jnp.minimum(value, end))
+        return jnp.where(jnp.isnan(end), value, clipped)
+    if kind == "piecewise":
+        value = lr
+        for i in range(h["sched.boundaries"].shape[-1]):
+            # optax: the scale applies from the boundary step on (count >= boundary).
+            past = count >= h["sched.boundaries"][i]
+            value = jnp.where(past, value * h["sched.scales"][i], value)
+        return value
+    raise AssertionError(kind)
+
+
+def schedule_value(count: jax.Array, hyper: Mapping[str, jax.Array], group_plan: Plan):
+    """The learning rate of one member at optimizer step ``count`` (traced)."""
+    lr = hyper["learning_rate"]
+    count = jnp.asarray(count, jnp.float32)
+    values = [_schedule_kind(k, count, lr, hyper) for k in group_plan.schedules]
+    if len(values) == 1:
+        return values[0]
+    out = values[-1]
+    for i, value in enumerate(values[:-1]):
+        out = jnp.where(hyper["sched.id"] == i, value, out)
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# One member's union optimizer (vmapped / lax.mapped over the grid by the engine)
+# --------------------------------------------------------------------------------------------
+
+
+def _family_tx(fam: str, hyper: Mapping[str, jax.Array], group_plan: Plan):
+    sp = spec(fam)
+    kwargs: dict[str, Any] = dict(dict(group_plan.constants)[fam])
+    for key in group_plan.varying:
+        f, hp = key.split(".", 1)
+        if f == fam:
+            kwargs[hp] = hyper[key]
+    if group_plan.schedules == ("constant",):
+        lr: Any = hyper["learning_rate"]
+    else:
+        def lr(count):
+            return schedule_value(count, hyper, group_plan)
+    tx = sp.factory(lr, **kwargs, **sp.static)
+    if group_plan.clip:
+        tx = optax.chain(optax.clip_by_global_norm(hyper["clip_norm"]), tx)
+    return tx
+
+
+def init(params: Any, hyper: Mapping[str, jax.Array], group_plan: Plan) -> dict[str, Any]:
+    """The union state of one member: ``{family: optax state}`` for every family present."""
+    return {fam: _family_tx(fam, hyper, group_plan).init(params)
+            for fam in group_plan.families}
 
 
 def update(
-    grads: Any, state: dict[str, Any], params: Any, hyper: MemberHyper, present: Sequence[str]
+    grads: Any, state: dict[str, Any], params: Any, hyper: Mapping[str, jax.Array],
+    group_plan: Plan,
 ) -> tuple[Any, dict[str, Any]]:
     """Computes one member's new parameters and union state.
 
     Args:
-        grads: Gradient pytree (same structure as params).
-        state: The union state from :func:`init`.
-        params: Current parameters.
-        hyper: This member's hyperparameters.
-        present: The group's static set of optimizers (from :func:`present_optimizers`).
+        grads: gradient pytree (same structure as params).
+        state: the union state from :func:`init`.
+        params: current parameters.
+        hyper: this member's slice of :func:`member_hyper`.
+        group_plan: the group's :class:`Plan`.
 
     Returns:
         ``(new_params, new_state)``.
     """
-    directions = {}
-    new_state = {}
-    for name in present:
-        directions[name], new_state[name] = _direction(name, hyper.momentum).update(
-            grads, state[name], params
+    updates, new_state = {}, {}
+    for fam in group_plan.families:
+        updates[fam], new_state[fam] = _family_tx(fam, hyper, group_plan).update(
+            grads, state[fam], params
         )
-    if len(present) == 1:
-        chosen = directions[present[0]]
+    fams = group_plan.families
+    if len(fams) == 1:
+        chosen = updates[fams[0]]
     else:
-        # Select this member's direction leaf by leaf; the other branches are computed but unused.
+        # Keep this member's update leaf by leaf; the other families' are computed but unused.
         def pick(*leaves):
             out = leaves[-1]
-            for name, leaf in zip(present[:-1], leaves[:-1], strict=True):
-                out = jnp.where(hyper.opt_id == OPTIMIZERS.index(name), leaf, out)
+            for i, leaf in enumerate(leaves[:-1]):
+                out = jnp.where(hyper["opt_id"] == i, leaf, out)
             return out
 
-        chosen = jax.tree_util.tree_map(pick, *(directions[name] for name in present))
-    new_params = jax.tree_util.tree_map(
-        lambda p, d: p - hyper.learning_rate.astype(p.dtype) * d, params, chosen
-    )
-    return new_params, new_state
+        chosen = jax.tree_util.tree_map(pick, *(updates[f] for f in fams))
+    return optax.apply_updates(params, chosen), new_state
 
 
-def reference_optimizer(name: str, learning_rate: float, momentum: float = DEFAULT_MOMENTUM):
-    """The plain optax optimizer that a union member must match (used by the oracle tests)."""
-    check_optimizer(name)
-    if name == "sgd":
-        return optax.sgd(learning_rate)
-    if name == "momentum":
-        return optax.sgd(learning_rate, momentum=momentum)
-    if name == "adam":
-        return optax.adam(learning_rate, b1=ADAM_BETAS[0], b2=ADAM_BETAS[1], eps=KERAS_EPSILON)
-    return optax.rmsprop(learning_rate, decay=RMSPROP_DECAY, eps=KERAS_EPSILON)
+# --------------------------------------------------------------------------------------------
+# Oracles: the plain optax objects a member must match
+# --------------------------------------------------------------------------------------------
+
+
+def schedule(cfg: Mapping[str, Any], total_steps: int | None = None):
+    """The plain optax schedule (or the float learning rate) an ``optim`` section describes."""
+    s = _schedule_dict(cfg)
+    lr = float(cfg["learning_rate"])
+    name = s["name"]
+    if name == "constant":
+        return lr
+    decay = s.get("decay_steps") or total_steps
+    if name == "cosine":
+        return optax.cosine_decay_schedule(lr, decay, s["alpha"], s["exponent"])
+    if name == "warmup_cosine":
+        return optax.warmup_cosine_decay_schedule(s["init_value"], lr, s["warmup_steps"], decay,
+                                                  s["end_value"], s["exponent"])
+    if name == "exponential":
+        return optax.exponential_decay(lr, s["transition_steps"], s["decay_rate"],
+                                       s["transition_begin"], s["staircase"], s["end_value"])
+    return optax.piecewise_constant_schedule(lr, dict(zip(s["boundaries"], s["scales"],
+                                                          strict=True)))
+
+
+def reference(cfg: Mapping[str, Any], total_steps: int | None = None):
+    """The plain optax optimizer that a member with this ``optim`` section must equal."""
+    sp = spec(cfg["name"])
+    tx = sp.factory(schedule(cfg, total_steps), **_hparams(cfg), **sp.static)
+    if cfg.get("clip_norm") is not None:
+        tx = optax.chain(optax.clip_by_global_norm(float(cfg["clip_norm"])), tx)
+    return tx
+
+
+def reference_optimizer(name: str, learning_rate: Any, momentum: float = DEFAULT_MOMENTUM):
+    """Shorthand of :func:`reference` for a name, a learning rate and (for momentum) momentum.
+
+    ``learning_rate`` may be an array (``optax.inject_hyperparams`` passes one).
+    """
+    sp = spec(name)
+    hp = dict(sp.defaults)
+    if "momentum" in hp:
+        hp["momentum"] = momentum
+    return sp.factory(learning_rate, **hp, **sp.static)

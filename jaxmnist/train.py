@@ -92,7 +92,7 @@ class GroupSpec:
     loss: str
     epochs: int
     batch_size: int
-    optimizers: tuple[str, ...]
+    optimizer: optim.Plan  # the families, schedules and clipping present (jaxmnist.optim.plan)
     strategy: str
     # Which weight penalties any member uses ("l1", "l2"). The values stay per-member arrays;
     # a penalty that is 0 for every member is left out of the program (a pass over every kernel
@@ -127,9 +127,7 @@ class GroupSpec:
             loss=str(first.get("loss", "xent")),
             epochs=epochs,
             batch_size=batch,
-            optimizers=optim.present_optimizers(
-                [get_dotted(m, "optim.name", "adam") for m in members]
-            ),
+            optimizer=_optim_plan(members),
             strategy=strategy,
             penalties=tuple(
                 name for name in ("l1", "l2")
@@ -138,20 +136,39 @@ class GroupSpec:
         )
 
 
+def _optim_sections(members: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    return [{"name": "adam", "learning_rate": 1e-3, **(m.get("optim") or {})} for m in members]
+
+
+def _optim_plan(members: Sequence[Mapping[str, Any]]) -> optim.Plan:
+    try:
+        return optim.plan(_optim_sections(members))
+    except ValueError as err:
+        raise GridError(str(err)) from None
+
+
 class MemberArrays(NamedTuple):
     """Per-member dynamic values, each with a leading grid axis."""
 
-    hyper: optim.MemberHyper
+    hyper: dict[str, jax.Array]  # jaxmnist.optim.member_hyper
     l1: jax.Array
     l2: jax.Array
     keys: jax.Array  # [G, 3, 2] uint32: init, dropout, data-order keys
 
 
-def member_arrays(members: Sequence[Mapping[str, Any]]) -> MemberArrays:
-    """Stacks the dynamic keys of the members into arrays with a leading grid axis."""
-    names = [get_dotted(m, "optim.name", "adam") for m in members]
-    for name in names:
-        optim.check_optimizer(name)
+def member_arrays(
+    members: Sequence[Mapping[str, Any]],
+    plan: optim.Plan | None = None,
+    total_steps: int | None = None,
+) -> MemberArrays:
+    """Stacks the dynamic keys of the members into arrays with a leading grid axis.
+
+    Args:
+        members: member configs of one group.
+        plan: the group's optimizer plan (default: built from ``members``).
+        total_steps: optimizer updates in the whole run (default length of cosine schedules).
+    """
+    plan = plan or _optim_plan(members)
     seeds = [int(m.get("seed", 0)) for m in members]
     # Three independent streams per member, derived from its seed alone, so two members with the
     # same seed start from the same weights and see the same data order (a paired comparison).
@@ -162,16 +179,7 @@ def member_arrays(members: Sequence[Mapping[str, Any]]) -> MemberArrays:
         ]
     )
     return MemberArrays(
-        hyper=optim.MemberHyper(
-            opt_id=jnp.asarray([optim.OPTIMIZERS.index(n) for n in names], jnp.int32),
-            learning_rate=jnp.asarray(
-                [get_dotted(m, "optim.learning_rate", 1e-3) for m in members], jnp.float32
-            ),
-            momentum=jnp.asarray(
-                [get_dotted(m, "optim.momentum", optim.DEFAULT_MOMENTUM) for m in members],
-                jnp.float32,
-            ),
-        ),
+        hyper=optim.member_hyper(_optim_sections(members), plan, total_steps),
         l1=jnp.asarray([get_dotted(m, "reg.l1", 0.0) or 0.0 for m in members], jnp.float32),
         l2=jnp.asarray([get_dotted(m, "reg.l2", 0.0) or 0.0 for m in members], jnp.float32),
         keys=keys,
@@ -223,15 +231,15 @@ class _Program:
         data_loss = self._data_loss(logits, y, w)
         penalty = jnp.float32(0.0)
         if "l1" in self.spec.penalties:
-            penalty = penalty + l1 * losses.l1_penalty(params)
+            penalty = penalty + l1 * losses.l1_penalty(params, self.model.weight_names)
         if "l2" in self.spec.penalties:
-            penalty = penalty + l2 * losses.l2_penalty(params)
+            penalty = penalty + l2 * losses.l2_penalty(params, self.model.weight_names)
         correct = jnp.sum((jnp.argmax(logits, -1) == y) * w)
         return data_loss + penalty, correct
 
     # -- one member ----------------------------------------------------------------------------
     def init_member(self, params: Any, arrays: MemberArrays) -> TrainState:
-        opt = optim.init(params, self.spec.optimizers, arrays.hyper.momentum)
+        opt = optim.init(params, arrays.hyper, self.spec.optimizer)
         return TrainState(params, opt, jnp.asarray(True), jnp.asarray(0, jnp.int32))
 
     def member_epoch(self, state: TrainState, arrays: MemberArrays, train_x, train_y, epoch):
@@ -253,7 +261,7 @@ class _Program:
             key = jax.random.fold_in(dropout_key, i)
             (loss, correct), grads = grad_fn(st.params, x, y, w, key, arrays.l1, arrays.l2)
             new_params, new_opt = optim.update(
-                grads, st.opt, st.params, arrays.hyper, self.spec.optimizers
+                grads, st.opt, st.params, arrays.hyper, self.spec.optimizer
             )
             ok = st.alive & jnp.isfinite(loss) & _all_finite(new_params)
             count = jnp.sum(w)
@@ -364,12 +372,14 @@ def _pad_eval(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.
     )
 
 
-def _histograms(tree: Any, member: int) -> dict[str, dict[str, list[float]]]:
-    """Per-layer histograms of the ``w`` leaves of one member (host-side NumPy)."""
+def _histograms(
+    tree: Any, member: int, names: Sequence[str] = models.WEIGHT_NAMES
+) -> dict[str, dict[str, list[float]]]:
+    """Per-layer histograms of the weight leaves (``names``) of one member (host-side NumPy)."""
     out = {}
     for path, leaf in models.layer_paths(tree).items():
-        layer, _, leaf_name = path.rpartition("/")
-        if leaf_name != "w":
+        layer = path.rpartition("/")[0]
+        if not models.is_weight_path(path, names):
             continue
         values = np.asarray(leaf[member], np.float64).ravel()
         values = values[np.isfinite(values)]
@@ -492,7 +502,9 @@ def build_program(
     replicated = NamedSharding(mesh, PartitionSpec())
 
     program = _Program(spec, int(splits.train_x.shape[0]))
-    arrays = jax.device_put(member_arrays(padded), grid_sharding)
+    arrays = jax.device_put(
+        member_arrays(padded, spec.optimizer, spec.epochs * program.steps), grid_sharding
+    )
     # The dataset goes to the device once, as uint8; every epoch indexes it there.
     train_x = jax.device_put(np.asarray(splits.train_x, np.uint8), replicated)
     train_y = jax.device_put(np.asarray(splits.train_y, np.int32), replicated)
@@ -736,8 +748,8 @@ def member_results(prog: GroupProgram, fitted: FitResult, analysis: Analysis,
             ),
             # A diverged member's logits can overflow: non-finite probabilities -> None.
             "test_probs_first25": [[_finite_or_none(v) for v in row] for row in analysis.probs[k]],
-            "weight_hist": _histograms(analysis.params, k),
-            "grad_hist": _histograms(analysis.grads, k),
+            "weight_hist": _histograms(analysis.params, k, prog.program.model.weight_names),
+            "grad_hist": _histograms(analysis.grads, k, prog.program.model.weight_names),
             "param_count": param_count,
             "group_stats": stats,
             "params": jax.tree_util.tree_map(lambda a, k=k: a[k], analysis.params),

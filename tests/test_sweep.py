@@ -99,7 +99,7 @@ def test_rerun_with_a_different_study_is_refused(smoke_run):
 
 
 BAD = [
-    (["--config.base.optim.name=adamw"], "valid choices: sgd, momentum, adam, rmsprop"),
+    (["--config.base.optim.name=adamz"], "valid choices: sgd, momentum, nesterov, adam, adamw"),
     (["--config.base.optim.learnig_rate=0.1"], "did you mean 'base.optim.learning_rate'?"),
     (["--config.base.model.activation=relu6"], "is not a valid activation; valid choices:"),
     (["--config.base.model.init=kaiming"], "is not a valid initializer; valid choices:"),
@@ -107,7 +107,7 @@ BAD = [
     (["--config.base.train.batch_size=0"], "train.batch_size: must be a positive integer"),
     (["--config.data.val_size=60000"], "needs an integer in [1, 59999]"),
     (["--config.grid.model.hidden=[[0]]"], "expected a list of positive ints"),  # models check
-    (["--config.grid.optim.name=['sgd','lion']"], "'lion' is not a valid optimizer"),
+    (["--config.grid.optim.name=['sgd','lionn']"], "'lionn' is not a valid optimizer"),
     (["--seeds", "0"], "seeds: must be a positive integer, got 0"),
     (["--preset", "cpu"], "unknown preset 'cpu'; this study's presets: none"),
     (["--quick", "--preset", "cpu"], "--quick is --preset quick"),
@@ -230,6 +230,8 @@ def test_a_flax_model_file_outside_the_repo_trains_through_the_cli(tmp_path):
     member = results["members"][0]
     assert member["param_count"] == 784 * 8 + 8 + 8 * 10 + 10
     assert member["test"]["acc"] > 0.25  # 32 Adam steps (measured 0.37) beat chance (0.1)
+    # the kernels are the weights: histograms exist for them, not for the biases
+    assert set(member["weight_hist"]) == {"Dense_0", "Dense_1"}
 
 
 @pytest.mark.skipif(not (FASHION_DIR / "train-images-idx3-ubyte.gz").is_file(),
@@ -249,6 +251,12 @@ def test_fashion_mnist_grid_from_the_debian_idx_files(tmp_path):
 
 @pytest.mark.parametrize("change, message", [
     ({"data_name": "cifar10"}, "data.name: 'cifar10' is not a known dataset"),
+    ({"optim": {"name": "adamw", "learning_rate": 1e-3, "b3": 0.9}},
+     "'b3' is not a hyperparameter of 'adamw'; valid: learning_rate, schedule, clip_norm"),
+    ({"optim": {"name": "adam", "learning_rate": 1e-3, "schedule": "cosin"}},
+     "did you mean 'cosine'?"),
+    ({"grid": {"optim.name": ["adam", "lamb", "adamq"]}},
+     "'adamq' is not a valid optimizer (did you mean 'adam'?)"),
     ({"model": {"name": "no_such_pkg.nets:make"}}, "cannot import 'no_such_pkg.nets'"),
     ({"model": {"name": "mlpp"}}, "valid choices: mlp, cnn, cnn_depth, squeezenet"),
 ])

@@ -1,0 +1,205 @@
+"""Optimizers, schedules and clipping: each grid member equals its plain optax optimizer alone."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from jaxmnist import optim
+
+STEPS = 12
+TOTAL = 40  # the "run length" given to cosine schedules without decay_steps
+
+
+def _problem():
+    """A tiny softmax regression: params, and a gradient function of (params, step)."""
+    key = jax.random.PRNGKey(0)
+    kx, ky, kw = jax.random.split(key, 3)
+    x = jax.random.normal(kx, (STEPS, 16, 6))
+    y = jax.random.randint(ky, (STEPS, 16), 0, 3)
+    params = {"dense": {"w": 0.3 * jax.random.normal(kw, (6, 3)), "b": jnp.zeros(3)}}
+
+    def loss(p, i):
+        logits = x[i] @ p["dense"]["w"] + p["dense"]["b"]
+        return -jnp.mean(jnp.take_along_axis(jax.nn.log_softmax(logits), y[i][:, None], 1))
+
+    return params, jax.grad(loss)
+
+
+# One member per optimizer, plus members that vary hyperparameters, schedules and clipping,
+# so one group holds every family, varying and shared values, several schedules and clipping.
+MEMBERS = [
+    {"name": "sgd", "learning_rate": 0.1},
+    {"name": "momentum", "learning_rate": 0.05, "momentum": 0.8},
+    {"name": "nesterov", "learning_rate": 0.05},
+    {"name": "adam", "learning_rate": 1e-2},
+    {"name": "adam", "learning_rate": 3e-3, "b2": 0.99, "clip_norm": 0.05},
+    {"name": "adamw", "learning_rate": 1e-2, "weight_decay": 0.1,
+     "schedule": {"name": "warmup_cosine", "warmup_steps": 3, "init_value": 1e-4}},
+    {"name": "nadam", "learning_rate": 1e-2, "schedule": {"name": "cosine", "alpha": 0.1}},
+    {"name": "adamax", "learning_rate": 1e-2,
+     "schedule": {"name": "exponential", "transition_steps": 4, "decay_rate": 0.5}},
+    {"name": "rmsprop", "learning_rate": 1e-3,
+     "schedule": {"name": "piecewise", "boundaries": [3, 7], "scales": [0.5, 0.1]}},
+    {"name": "adagrad", "learning_rate": 0.1, "initial_accumulator_value": 0.05},
+    {"name": "adadelta", "learning_rate": 1.0, "rho": 0.95},
+    {"name": "lamb", "learning_rate": 1e-2, "weight_decay": 0.01},
+    {"name": "lion", "learning_rate": 1e-3, "clip_norm": 1.0},
+    {"name": "lion", "learning_rate": 3e-4, "b1": 0.95, "weight_decay": 0.0,
+     "schedule": {"name": "warmup_cosine", "warmup_steps": 5, "decay_steps": 10,
+                  "end_value": 1e-5}},
+]
+
+
+def _grid_run(members, strategy="sequential"):
+    params, grad_fn = _problem()
+    plan = optim.plan(members)
+    hyper = optim.member_hyper(members, plan, total_steps=TOTAL)
+    g = len(members)
+    stacked = jax.tree_util.tree_map(lambda a: jnp.broadcast_to(a, (g, *a.shape)), params)
+
+    def member(p, h):
+        state = optim.init(p, h, plan)
+
+        def body(carry, i):
+            p, s = carry
+            return optim.update(grad_fn(p, i), s, p, h, plan), None
+
+        return jax.lax.scan(body, (p, state), jnp.arange(STEPS))[0][0]
+
+    if strategy == "vmap":
+        run = jax.vmap(member)
+    else:
+        run = lambda p, h: jax.lax.map(lambda a: member(*a), (p, h))  # noqa: E731
+    return jax.jit(run)(stacked, hyper)
+
+
+def _alone(cfg):
+    params, grad_fn = _problem()
+    tx = optim.reference(cfg, total_steps=TOTAL)
+    state = tx.init(params)
+
+    @jax.jit
+    def step(p, s, i):
+        updates, s = tx.update(grad_fn(p, i), s, p)
+        return optax.apply_updates(p, updates), s
+
+    for i in range(STEPS):
+        params, state = step(params, state, i)
+    return params
+
+
+def test_every_optimizer_is_listed():
+    required = {"sgd", "momentum", "nesterov", "adam", "adamw", "nadam", "adamax", "rmsprop",
+                "adagrad", "adadelta", "lamb", "lion"}
+    assert required <= set(optim.OPTIMIZERS)
+    assert required == {m["name"] for m in MEMBERS}
+
+
+def test_plan_bakes_shared_values_and_keeps_varying_ones_per_member():
+    plan = optim.plan(MEMBERS)
+    assert plan.families[:4] == ("sgd", "momentum", "nesterov", "adam")
+    assert "adam.b2" in plan.varying and "lion.b1" in plan.varying
+    assert dict(dict(plan.constants)["adam"])["eps"] == optim.KERAS_EPSILON
+    assert set(plan.schedules) == {"constant", "warmup_cosine", "cosine", "exponential",
+                                   "piecewise"}
+    assert plan.clip and plan.boundaries == 2
+    # A group of plain Adam members compiles every hyperparameter in and needs no schedule.
+    simple = optim.plan([{"name": "adam", "learning_rate": lr} for lr in (0.1, 0.01)])
+    assert simple.varying == () and simple.schedules == ("constant",) and not simple.clip
+
+
+def test_each_member_equals_its_optax_optimizer_alone():
+    grid = _grid_run(MEMBERS)
+    for k, cfg in enumerate(MEMBERS):
+        alone = _alone(cfg)
+        for path, leaf in jax.tree_util.tree_flatten_with_path(alone)[0]:
+            got = np.asarray(jax.tree_util.tree_map(lambda a, k=k: a[k], grid)
+                             ["dense"][path[-1].key])
+            diff = float(np.max(np.abs(got - np.asarray(leaf))))
+            assert diff <= 1e-5, f"member {k} {cfg} differs by {diff}"
+        # ... and it did move (an update that is always zero would pass the comparison).
+        assert float(np.max(np.abs(np.asarray(alone["dense"]["w"])
+                                   - np.asarray(_problem()[0]["dense"]["w"])))) > 1e-6
+
+
+def test_vmapped_members_match_too():
+    """Under vmap the same members agree within float32 noise of batched reductions."""
+    grid = _grid_run(MEMBERS[:6], strategy="vmap")
+    for k, cfg in enumerate(MEMBERS[:6]):
+        np.testing.assert_allclose(np.asarray(grid["dense"]["w"][k]),
+                                   np.asarray(_alone(cfg)["dense"]["w"]), atol=1e-5)
+
+
+SCHEDULE_CASES = [
+    {"name": "constant"},
+    {"name": "cosine", "decay_steps": 50, "alpha": 0.2},
+    {"name": "cosine", "exponent": 2.0},
+    {"name": "warmup_cosine", "warmup_steps": 10, "decay_steps": 60, "init_value": 1e-4,
+     "end_value": 1e-5},
+    {"name": "warmup_cosine", "warmup_steps": 0, "decay_steps": 30},
+    {"name": "exponential", "transition_steps": 7, "decay_rate": 0.5},
+    {"name": "exponential", "transition_steps": 5, "decay_rate": 0.8, "transition_begin": 10,
+     "staircase": True, "end_value": 1e-3},
+    {"name": "exponential", "transition_steps": 5, "decay_rate": 1.5, "end_value": 0.05},
+    {"name": "piecewise", "boundaries": [10, 25], "scales": [0.5, 0.2]},
+    {"name": "piecewise", "boundaries": [5], "scales": [3.0]},
+]
+
+
+def test_schedule_values_equal_optax_at_sampled_steps():
+    cfgs = [{"name": "sgd", "learning_rate": 0.01 * (i + 1), "schedule": s}
+            for i, s in enumerate(SCHEDULE_CASES)]
+    plan = optim.plan(cfgs)
+    hyper = optim.member_hyper(cfgs, plan, total_steps=TOTAL)
+    steps = jnp.asarray([0, 1, 2, 4, 5, 6, 9, 10, 11, 14, 15, 24, 25, 26, 29, 30, 39, 40, 59,
+                         60, 61, 100, 1000], jnp.int32)
+    values = jax.jit(jax.vmap(jax.vmap(lambda c, h: optim.schedule_value(c, h, plan),
+                                       in_axes=(0, None)), in_axes=(None, 0)))(steps, hyper)
+    for k, cfg in enumerate(cfgs):
+        reference = optim.schedule(cfg, total_steps=TOTAL)
+        want = np.asarray([reference(s) if callable(reference) else reference for s in steps])
+        # float32 rounding of the warm-up's (init - peak) * frac + peak is relative to the peak.
+        np.testing.assert_allclose(np.asarray(values[k]), want, rtol=1e-5,
+                                   atol=1e-6 * cfg["learning_rate"], err_msg=str(cfg["schedule"]))
+
+
+def test_validation_lists_valid_choices():
+    (msg,) = optim.validate_optimizer("adamz", {"learning_rate": 0.1})
+    assert "did you mean 'adam'" in msg and "lion" in msg and "register_optimizer" in msg
+    (msg,) = optim.validate_optimizer("adam", {"learning_rate": 0.1, "weight_decay": 0.1})
+    assert "'weight_decay' is not a hyperparameter of 'adam'" in msg and "b1" in msg
+    problems = optim.validate_optimizer("adamw", {"learning_rate": -1, "b1": 1.0,
+                                                  "clip_norm": 0, "schedule": "cosyne"})
+    text = "\n".join(problems)
+    assert "learning_rate" in text and "b1: must be in [0, 1)" in text
+    assert "clip_norm" in text and "did you mean 'cosine'" in text
+    assert optim.validate_schedule({"name": "exponential"}) == [
+        "optim.schedule: schedule 'exponential' needs 'transition_steps'",
+        "optim.schedule: schedule 'exponential' needs 'decay_rate'",
+    ]
+    assert optim.validate_schedule({"name": "piecewise", "boundaries": [5, 2],
+                                    "scales": [1.0]})
+    assert optim.validate_optimizer("momentum", {"learning_rate": 0.1, "momentum": 0.9}) == []
+    with pytest.raises(ValueError, match="valid choices: sgd, momentum"):
+        optim.check_optimizer("adamz")
+
+
+def test_other_optax_aliases_by_registration():
+    optim.register_optimizer("radam", "radam", {"b1": 0.9, "b2": 0.999, "eps": 1e-8})
+    try:
+        members = [{"name": "radam", "learning_rate": 1e-2},
+                   {"name": "radam", "learning_rate": 1e-2, "b2": 0.99},
+                   {"name": "sgd", "learning_rate": 0.1}]
+        grid = _grid_run(members)
+        for k, cfg in enumerate(members):
+            np.testing.assert_allclose(np.asarray(grid["dense"]["w"][k]),
+                                       np.asarray(_alone(cfg)["dense"]["w"]), atol=1e-5)
+        with pytest.raises(ValueError, match="optax has no optimizer"):
+            optim.register_optimizer("nope", "no_such_alias")
+    finally:
+        optim._REGISTRY.pop("radam", None)
+        optim.OPTIMIZERS = tuple(optim._REGISTRY)

@@ -28,10 +28,13 @@ def as_flax(params):
     return {layer: {"kernel": leaf["w"], "bias": leaf["b"]} for layer, leaf in params.items()}
 
 
-@pytest.mark.parametrize("name", [LINEN, NNX, "flax_cnn"])
-def test_flax_s0_gives_the_zoo_logits_with_the_same_weights(name, zoo_s0):
+@pytest.mark.parametrize("cfg", [
+    {"name": LINEN}, {"name": NNX}, {"name": "flax_cnn"},
+    {"name": LINEN, "conv_impl": "flax"}, {"name": NNX, "conv_impl": "flax"},
+])
+def test_flax_s0_gives_the_zoo_logits_with_the_same_weights(cfg, zoo_s0):
     zoo, params, x = zoo_s0
-    model = models.build({"name": name})
+    model = models.build(cfg)
     own = model.init(jax.random.PRNGKey(0))
     assert jax.tree_util.tree_map(jnp.shape, own) == jax.tree_util.tree_map(
         jnp.shape, as_flax(params))

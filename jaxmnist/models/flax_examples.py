@@ -14,6 +14,13 @@ and ``b`` is ``bias``.
 
 The model contract (see ``jaxmnist.models.adapters``): images arrive as float32 in [0, 1],
 shape ``[B, 28, 28, 1]``; return logits ``[B, 10]``; dropout uses the ``"dropout"`` RNG.
+
+``conv_impl``: ``"flax"`` uses Flax's own layers (``Conv`` = ``lax.conv_general_dilated``,
+``max_pool`` = ``lax.reduce_window``); any of ``jaxmnist.models.CONV_IMPLS`` (default ``"auto"``:
+im2col on CPU, lax on GPU/TPU) runs the same convolution through ``jaxmnist.models.layers.conv2d``
+and the pool through ``layers.max_pool2`` (a reshape + max with a one-select backward). The choice
+matters on XLA:CPU, where Flax's conv and pool inside the engine's ``lax.scan`` train ~50x slower
+(docs/models.md); the parameters (``conv1/kernel``, ``conv1/bias``) are the same either way.
 """
 
 from __future__ import annotations
@@ -24,7 +31,7 @@ import flax.linen as nn
 import jax
 from flax import nnx
 
-from jaxmnist.models import register
+from jaxmnist.models import layers, register
 
 
 def _rates(dropout: float | Sequence[float]) -> tuple[float, float]:
@@ -35,19 +42,40 @@ def _rates(dropout: float | Sequence[float]) -> tuple[float, float]:
     return float(first), float(second)
 
 
+class LinenConv3x3(nn.Module):
+    """A 3x3 'valid' convolution with ``kernel`` and ``bias`` params, run by jaxmnist's conv."""
+
+    features: int
+    impl: str = "auto"
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        """``[B, H, W, C] -> [B, H-2, W-2, features]``."""
+        kernel = self.param("kernel", nn.initializers.glorot_uniform(),
+                            (3, 3, x.shape[-1], self.features))
+        bias = self.param("bias", nn.initializers.zeros_init(), (self.features,))
+        return layers.conv2d(x, kernel, padding="valid", impl=self.impl) + bias
+
+
 class LinenCNN(nn.Module):
     """S0's CNN in Flax linen (``dropout=(0.25, 0.5)`` is S1's)."""
 
     dropout: tuple[float, float] = (0.0, 0.0)
+    conv_impl: str = "auto"
+
+    def _block(self, x: jax.Array, features: int, name: str) -> jax.Array:
+        """Conv 3x3 valid -> ReLU -> max-pool 2."""
+        if self.conv_impl == "flax":
+            conv = nn.Conv(features, (3, 3), padding="VALID",
+                           kernel_init=nn.initializers.glorot_uniform(), name=name)
+            return nn.max_pool(nn.relu(conv(x)), (2, 2), strides=(2, 2))
+        return layers.max_pool2(nn.relu(LinenConv3x3(features, self.conv_impl, name=name)(x)))
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
         """Logits ``[B, 10]`` of float images ``[B, 28, 28, 1]``; dropout only when ``train``."""
         glorot = nn.initializers.glorot_uniform()
-        x = nn.relu(nn.Conv(32, (3, 3), padding="VALID", kernel_init=glorot, name="conv1")(x))
-        x = nn.max_pool(x, (2, 2), strides=(2, 2))
-        x = nn.relu(nn.Conv(64, (3, 3), padding="VALID", kernel_init=glorot, name="conv2")(x))
-        x = nn.max_pool(x, (2, 2), strides=(2, 2))
+        x = self._block(self._block(x, 32, "conv1"), 64, "conv2")
         x = nn.Dropout(self.dropout[0], deterministic=not train)(x)
         x = x.reshape(x.shape[0], -1)  # NHWC flatten: Keras' channels_last order
         x = nn.relu(nn.Dense(128, kernel_init=glorot, name="dense1")(x))
@@ -56,19 +84,42 @@ class LinenCNN(nn.Module):
 
 
 @register("flax_cnn")
-def linen_cnn(dropout: float | Sequence[float] = 0.0) -> LinenCNN:
+def linen_cnn(dropout: float | Sequence[float] = 0.0, conv_impl: str = "auto") -> LinenCNN:
     """Factory for the linen CNN (also registered as ``"flax_cnn"``)."""
-    return LinenCNN(dropout=_rates(dropout))
+    if conv_impl != "flax":
+        layers.resolve_conv_impl(conv_impl)  # a clear error for an unknown name
+    return LinenCNN(dropout=_rates(dropout), conv_impl=conv_impl)
+
+
+class NnxConv3x3(nnx.Module):
+    """A 3x3 'valid' convolution with ``kernel`` and ``bias`` params, run by jaxmnist's conv."""
+
+    def __init__(self, in_features: int, out_features: int, impl: str, *, rngs: nnx.Rngs):
+        init = nnx.initializers.glorot_uniform()
+        self.kernel = nnx.Param(init(rngs.params(), (3, 3, in_features, out_features)))
+        self.bias = nnx.Param(nnx.initializers.zeros_init()(rngs.params(), (out_features,)))
+        self.impl = impl
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        """``[B, H, W, C] -> [B, H-2, W-2, out_features]``."""
+        return layers.conv2d(x, self.kernel[...], padding="valid", impl=self.impl) + self.bias[...]
 
 
 class NnxCNN(nnx.Module):
     """S0's CNN in Flax NNX; ``rngs`` is passed by jaxmnist (one stream per member)."""
 
-    def __init__(self, dropout: float | Sequence[float] = 0.0, *, rngs: nnx.Rngs):
+    def __init__(self, dropout: float | Sequence[float] = 0.0, conv_impl: str = "auto", *,
+                 rngs: nnx.Rngs):
         glorot = nnx.initializers.glorot_uniform()
         first, second = _rates(dropout)
-        self.conv1 = nnx.Conv(1, 32, (3, 3), padding="VALID", kernel_init=glorot, rngs=rngs)
-        self.conv2 = nnx.Conv(32, 64, (3, 3), padding="VALID", kernel_init=glorot, rngs=rngs)
+        self.flax_layers = conv_impl == "flax"
+        if self.flax_layers:
+            self.conv1 = nnx.Conv(1, 32, (3, 3), padding="VALID", kernel_init=glorot, rngs=rngs)
+            self.conv2 = nnx.Conv(32, 64, (3, 3), padding="VALID", kernel_init=glorot, rngs=rngs)
+        else:
+            layers.resolve_conv_impl(conv_impl)
+            self.conv1 = NnxConv3x3(1, 32, conv_impl, rngs=rngs)
+            self.conv2 = NnxConv3x3(32, 64, conv_impl, rngs=rngs)
         self.dense1 = nnx.Linear(5 * 5 * 64, 128, kernel_init=glorot, rngs=rngs)
         self.dense2 = nnx.Linear(128, 10, kernel_init=glorot, rngs=rngs)
         self.drop1 = nnx.Dropout(first, rngs=rngs)
@@ -76,8 +127,10 @@ class NnxCNN(nnx.Module):
 
     def __call__(self, x: jax.Array) -> jax.Array:
         """Logits ``[B, 10]``; dropout follows ``model.train()`` / ``model.eval()``."""
-        x = nnx.max_pool(nnx.relu(self.conv1(x)), (2, 2), strides=(2, 2))
-        x = nnx.max_pool(nnx.relu(self.conv2(x)), (2, 2), strides=(2, 2))
+        for conv in (self.conv1, self.conv2):
+            x = nnx.relu(conv(x))
+            x = (nnx.max_pool(x, (2, 2), strides=(2, 2)) if self.flax_layers
+                 else layers.max_pool2(x))
         x = self.drop1(x).reshape(x.shape[0], -1)
         x = self.drop2(nnx.relu(self.dense1(x)))
         return self.dense2(x)

@@ -170,7 +170,7 @@ def test_every_problem_is_listed_at_once_with_did_you_mean():
            "train": {**base["train"], "epochs": 0, "batchsize": 3}}
     problems = C.validate_member(bad)
     assert any("'adma' is not a valid optimizer; valid choices: sgd, momentum, nesterov, adam"
-               in p and "did you mean 'adam'?" in p for p in problems)
+               in p and "did you mean 'adam" in p for p in problems)
     assert any("'xnet' is not a valid loss" in p and "did you mean 'xent'?" in p
                for p in problems)
     assert any("train.epochs: must be a positive integer, got 0" in p for p in problems)

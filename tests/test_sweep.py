@@ -256,7 +256,7 @@ def test_fashion_mnist_grid_from_the_debian_idx_files(tmp_path):
     ({"optim": {"name": "adam", "learning_rate": 1e-3, "schedule": "cosin"}},
      "did you mean 'cosine'?"),
     ({"grid": {"optim.name": ["adam", "lamb", "adamq"]}},
-     "'adamq' is not a valid optimizer (did you mean 'adam'?)"),
+     "'adamq' is not a valid optimizer; valid choices: sgd, momentum, nesterov, adam"),
     ({"model": {"name": "no_such_pkg.nets:make"}}, "cannot import 'no_such_pkg.nets'"),
     ({"model": {"name": "mlpp"}}, "valid choices: mlp, cnn, cnn_depth, squeezenet"),
 ])

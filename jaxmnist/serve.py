@@ -35,11 +35,12 @@ from typing import Any
 import numpy as np
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 
 from jaxmnist import rundir
 from jaxmnist.preprocess import (
@@ -61,6 +62,9 @@ IMAGE_CONTENT_TYPES = ("image/", "application/octet-stream")
 # and each decode of a large upload holds up to ~250 MB (a 40 MP PNG as RGB, then grayscale).
 MAX_CONCURRENT_DECODES = max(1, min(4, os.cpu_count() or 1))
 _MEMBER_FILE = re.compile(r"^member_(\d+)\.(npz|json)$")
+# A member index as text: ASCII digits only (str.isdigit() also accepts "²" and "٣", which int()
+# rejects or reads differently), and short enough that int() never hits its 4300-digit limit.
+_MEMBER_TEXT = re.compile(r"[0-9]{1,9}")
 
 
 class ServeError(Exception):
@@ -349,7 +353,7 @@ class Predictor:
             return self.default
         if isinstance(member, int) and not isinstance(member, bool):
             k = member
-        elif isinstance(member, str) and member.strip().isdigit():
+        elif isinstance(member, str) and _MEMBER_TEXT.fullmatch(member.strip()):
             k = int(member)
         else:
             raise ServeError(f"member must be a non-negative integer, got {member!r}",
@@ -464,6 +468,10 @@ class _BodyLimit:
         await self.app(scope, limited_receive, send)
 
 
+def _client(request: Request) -> str:
+    return f"{request.client.host}:{request.client.port}" if request.client else "unknown"
+
+
 async def _send_json(send: Callable, status: int, body: dict) -> None:
     raw = json.dumps(body).encode()
     await send({"type": "http.response.start", "status": status,
@@ -502,6 +510,13 @@ def create_app(predictor: Predictor) -> FastAPI:
         return JSONResponse({"error": code, "detail": str(err.detail)},
                             status_code=err.status_code, headers=getattr(err, "headers", None))
 
+    @app.exception_handler(ClientDisconnect)
+    async def _gone(request: Request, _: ClientDisconnect) -> Response:
+        # The client left mid-upload: nobody will read an answer. One line, no traceback.
+        log.info("client %s disconnected during %s %s", _client(request), request.method,
+                 request.url.path)
+        return Response(status_code=400)
+
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, err: RequestValidationError) -> JSONResponse:
         msgs = "; ".join(f"{'.'.join(map(str, e.get('loc', ())))}: {e.get('msg')}"
@@ -535,6 +550,9 @@ def create_app(predictor: Predictor) -> FastAPI:
                 body = json.loads(await request.body())
             except (ValueError, UnicodeDecodeError) as err:
                 raise ServeError(f"invalid JSON body: {err}", code="bad_json") from None
+            except RecursionError:
+                raise ServeError("invalid JSON body: nested too deeply",
+                                 code="bad_json") from None
             if not isinstance(body, dict) or "image" not in body:
                 raise ServeError('JSON body must be {"image": "data:image/png;base64,...", '
                                  '"member": k (optional)}', code="bad_json")

@@ -17,7 +17,7 @@ from the frameworks and is ignored):
 * parent -> worker (stdin): ``run`` (train one timed epoch) or ``finish`` (stop and report).
 
 A timed "epoch" is ``steps`` batches of ``batch_size`` images: a slice of MNIST's training set
-(or random uint8 images when MNIST is not found), the same images for every framework.
+(or synthetic digits when MNIST is not found), the same images for every framework.
 """
 
 from __future__ import annotations
@@ -112,20 +112,19 @@ def load_data(n_train: int, n_test: int, seed: int = 0) -> tuple[dict[str, np.nd
     """The first ``n_train``/``n_test`` MNIST images (uint8 NHWC, int32 labels) and the source.
 
     MNIST comes from the IDX files (``$JAXMNIST_DATA_DIR``, no TensorFlow, no network); without
-    them the benchmark still runs on random uint8 images (speed does not depend on pixels).
+    them the benchmark still runs, on synthetic digits (speed does not depend on pixels).
     """
-    from jaxmnist import data
+    from jaxmnist import data, synthetic
 
     try:
         train_x, train_y = data.load_mnist("train", source="idx")
         test_x, test_y = data.load_mnist("test", source="idx")
         source = "mnist (idx files)"
     except (data.MnistDataError, OSError, ValueError):
-        rng = np.random.default_rng(seed)
-        train_x = rng.integers(0, 256, (max(n_train, 1), 28, 28, 1), np.uint8)
-        train_y = rng.integers(0, 10, (max(n_train, 1),)).astype(np.int32)
-        test_x, test_y = train_x[:n_test], train_y[:n_test]
-        source = "random uint8 (MNIST not found)"
+        n = min(max(n_train, 1), synthetic.SIZES["train"])  # repeated below when more are needed
+        train_x, train_y = synthetic.make(n, "train", seed)
+        test_x, test_y = synthetic.make(max(n_test, 1), "test", seed)
+        source = "synthetic digits (MNIST not found)"
     if n_train > len(train_x):  # more steps than MNIST has images: repeat the set
         reps = -(-n_train // len(train_x))
         train_x, train_y = np.concatenate([train_x] * reps), np.concatenate([train_y] * reps)

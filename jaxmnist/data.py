@@ -52,6 +52,10 @@ logger = logging.getLogger(__name__)
 
 ENV_DATA_DIR = "JAXMNIST_DATA_DIR"
 ENV_TFDS_DIR = "JAXMNIST_TFDS_DIR"
+# The download cache: `auto` fetches a dataset's four files into <cache>/<dataset> on first use.
+ENV_CACHE_DIR = "JAXMNIST_CACHE_DIR"  # default $XDG_CACHE_HOME/jaxmnist or ~/.cache/jaxmnist
+ENV_OFFLINE = "JAXMNIST_OFFLINE"  # "1": never download (tests, air-gapped machines)
+ENV_MIRROR = "JAXMNIST_MIRROR_URL"  # another base URL for that download (a mirror, a test server)
 # The mirror TFDS itself downloads from (Yann LeCun's site no longer serves the files reliably).
 MIRROR_URL = "https://storage.googleapis.com/cvdf-datasets/mnist/"
 
@@ -248,6 +252,8 @@ def _how_to_fix(ds: Dataset) -> str:
         f"    python -m jaxmnist.data download{flag} /that/folder\n"
         'Or let TFDS download them (needs TensorFlow: pip install -e ".[tf]" and network access).'
         + apt
+        + "\nNo data at hand? Try the whole pipeline on synthetic digits (no files, no network):"
+        "\n    python -m jaxmnist.sweep sweeps/smoke.py --synthetic"
     )
 
 
@@ -594,9 +600,15 @@ def load_tfds(
     """
     _check_choice("split", split, SPLITS)
     ds = dataset_or_error(dataset)
-    tfds = _import_tfds()
     data_dir = str(Path(tfds_dir).expanduser()) if tfds_dir else tfds_dir_default()
     where = data_dir or "TFDS's default data dir"
+    if manual_dir is None and _offline():
+        # Nothing prepared and no download allowed: say so without importing TensorFlow (slow).
+        prepared = Path(data_dir or os.environ.get("TFDS_DATA_DIR") or "~/tensorflow_datasets")
+        if not (prepared.expanduser() / ds.tfds_name).is_dir():
+            raise MnistDataError(f"TFDS {ds.tfds_name} is not prepared in {where}, and "
+                                 f"${ENV_OFFLINE} forbids downloading")
+    tfds = _import_tfds()
     try:
         builder = tfds.builder(ds.tfds_name, data_dir=data_dir)
         if not builder.is_prepared():
@@ -607,6 +619,9 @@ def load_tfds(
                     config = tfds.download.DownloadConfig(manual_dir=str(manual_dir))
                     builder.download_and_prepare(download_dir=dl, download_config=config)
             else:
+                if _offline():
+                    raise MnistDataError(f"not prepared in {where}, and ${ENV_OFFLINE} forbids "
+                                         "downloading")
                 # TFDS retries an unreachable host for minutes; fail fast with the fix instead.
                 problem = _unreachable(ds.url + ds.files["test", "labels"].gz_name)
                 if problem:
@@ -654,6 +669,47 @@ def _check_choice(what: str, value: object, choices: tuple[str, ...]) -> None:
         raise ValueError(f"{what} must be one of {', '.join(map(repr, choices))}, got {value!r}")
 
 
+def cache_dir(dataset: str = "mnist") -> Path:
+    """The folder the ``auto`` source downloads ``dataset``'s four files into.
+
+    ``$JAXMNIST_CACHE_DIR/<dataset>``, else ``$XDG_CACHE_HOME/jaxmnist/<dataset>``, else
+    ``~/.cache/jaxmnist/<dataset>`` (e.g. ``~/.cache/jaxmnist/mnist``).
+    """
+    root = os.environ.get(ENV_CACHE_DIR)
+    if not root:
+        root = str(Path(os.environ.get("XDG_CACHE_HOME") or "~/.cache") / "jaxmnist")
+    return Path(root).expanduser() / dataset
+
+
+def _offline() -> bool:
+    return os.environ.get(ENV_OFFLINE, "").strip().lower() not in ("", "0", "false", "no")
+
+
+def _fetch_into_cache(ds: Dataset, split: str, verify_checksum: bool, tried: list[str]):
+    """Loads ``split`` from the download cache, downloading the four files first if needed.
+
+    Returns None (and says why in ``tried``) when the cache is empty and downloading is off
+    or fails; a corrupt cached file raises (its message names it).
+    """
+    folder = cache_dir(ds.name)
+    if _dir_state(folder, split, ds) == "complete":
+        return load_idx(folder, split, verify_checksum=verify_checksum, dataset=ds.name)
+    if _offline():
+        tried.append(f"download cache: {folder} is empty, and ${ENV_OFFLINE} forbids downloading")
+        return None
+    base_url = os.environ.get(ENV_MIRROR) or ds.url
+    size_mb = sum(s.gz_size for s in ds.files.values()) / 1e6
+    print(f"jaxmnist: {ds.title} not found locally; downloading its four files ({size_mb:.0f} MB,"
+          f" checksummed) from {base_url} into {folder} (once; set ${ENV_OFFLINE}=1 to never "
+          "download)", file=sys.stderr, flush=True)
+    try:
+        download(folder, base_url=base_url, timeout=20.0, dataset=ds.name)
+    except MnistDataError as e:
+        tried.append(f"download into {folder}: {str(e).splitlines()[0]}")
+        return None
+    return load_idx(folder, split, verify_checksum=verify_checksum, dataset=ds.name)
+
+
 def _candidate_dirs(
     data_dir: str | os.PathLike[str] | None, ds: Dataset = DATASETS["mnist"]
 ) -> list[tuple[str, Path | None]]:
@@ -680,8 +736,11 @@ def load_mnist(
     environment variable (``$JAXMNIST_DATA_DIR`` for MNIST, ``$JAXMNIST_FASHION_MNIST_DIR``,
     ``$JAXMNIST_KMNIST_DIR``), then an OS package's folder (Debian's
     ``/usr/share/datasets/fashion-mnist``) -- each a folder with the four official IDX files --
-    then TFDS (prepared data in ``tfds_dir`` / ``$JAXMNIST_TFDS_DIR`` / TFDS's default, or a
-    TFDS download). Both sources give the same arrays, byte for byte, in the official file order.
+    then the download cache (:func:`cache_dir`, e.g. ``~/.cache/jaxmnist/mnist``; the four
+    files are downloaded and checksummed there on first use unless ``$JAXMNIST_OFFLINE`` is
+    set; ``$JAXMNIST_MIRROR_URL`` names another server), then TFDS (prepared data in
+    ``tfds_dir`` / ``$JAXMNIST_TFDS_DIR`` / TFDS's default, or a TFDS download). Every source
+    gives the same arrays, byte for byte, in the official file order.
 
     Args:
         split: ``"train"`` (60,000 images) or ``"test"`` (10,000).
@@ -744,6 +803,9 @@ def load_mnist(
         tried.append(f"{label}: {directory} {reason}")
         if label.startswith("data_dir"):
             logger.warning("data_dir %s %s; trying the next source", directory, reason)
+    arrays = _fetch_into_cache(ds, split, verify_checksum, tried)
+    if arrays is not None:
+        return arrays
     try:
         return load_tfds(split, tfds_dir=tfds_dir, dataset=ds.name)
     except MnistDataError as e:

@@ -26,7 +26,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -35,14 +35,20 @@ from jaxmnist import rundir
 from jaxmnist.hooks import Callback, EpochInfo, GroupStart
 
 EXIT_CONFIG = 2
+FIRST_RUN = """first run (a tiny study; MNIST is downloaded once into ~/.cache/jaxmnist):
+  python -m jaxmnist.sweep sweeps/smoke.py --workdir runs/smoke
+  python -m jaxmnist.sweep sweeps/smoke.py --workdir runs/smoke-synthetic --synthetic  # offline
+then: tables and figures are in runs/smoke/; curves: tensorboard --logdir runs/"""
 
 
 def _parse(argv: Sequence[str] | None) -> tuple[argparse.Namespace, list[str]]:
     parser = argparse.ArgumentParser(
         prog="python -m jaxmnist.sweep",
         description="Train a study's grid (sweeps/<study>.py) and write tables and figures.",
-        epilog="Any --config.KEY=VALUE overrides a study field, type-checked against its current "
-        "value, e.g. --config.base.train.epochs=2 --config.grid.optim.learning_rate=[0.1,0.01]",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=FIRST_RUN + "\n\nAny --config.KEY=VALUE overrides a study field, type-checked "
+        "against its current value,\ne.g. --config.base.train.epochs=2 "
+        "--config.grid.optim.learning_rate=[0.1,0.01]",
     )
     parser.add_argument("study", nargs="?", help="study file, e.g. sweeps/s2.py")
     parser.add_argument("--workdir", help="run directory (default runs/<study>/<timestamp>); "
@@ -54,11 +60,19 @@ def _parse(argv: Sequence[str] | None) -> tuple[argparse.Namespace, list[str]]:
                         help="the same as --preset quick: a smoke-sized run (data slice, "
                         "fewer epochs)")
     parser.add_argument("--list", action="store_true", help="list the studies in sweeps/")
+    parser.add_argument("--synthetic", action="store_true",
+                        help="train on synthetic digits instead of the dataset: no files, no "
+                        "network (the same as --config.data.source=synthetic)")
     parser.add_argument("--dry-run", action="store_true",
                         help="validate, print members and groups, train nothing")
     parser.add_argument("--data-dir", help="folder with the four MNIST IDX files "
                         "(default $JAXMNIST_DATA_DIR)")
     parser.add_argument("--no-report", action="store_true", help="skip tables and figures")
+    parser.add_argument("--callback", action="append", default=[], metavar="MODULE:FACTORY",
+                        help="add your own logger (W&B, MLflow, ...): 'pkg.module:factory' or "
+                        "'file.py:factory', called as factory(run_dir, config) and returning an "
+                        "object with on_group_start / on_epoch_end / on_group_end hooks "
+                        "(docs/tensorboard.md); repeatable")
     args, rest = parser.parse_known_args(argv)
     overrides, unknown = [], []
     it = iter(rest)
@@ -73,7 +87,9 @@ def _parse(argv: Sequence[str] | None) -> tuple[argparse.Namespace, list[str]]:
     if unknown:
         parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     if not args.list and not args.study:
-        parser.error("give a study file (e.g. sweeps/s2.py) or --list")
+        parser.error("give a study file (e.g. sweeps/smoke.py for a first run) or --list")
+    if args.synthetic:
+        overrides.append("data.source=synthetic")
     return args, overrides
 
 
@@ -205,16 +221,18 @@ def resolved_config(study: dict[str, Any]) -> dict[str, Any]:
 
 
 def run(study: dict[str, Any], run_dir: Path, *, data_dir: str | None = None,
-        report: bool = True) -> dict[str, Any]:
+        report: bool = True, callbacks: Sequence[Callable[..., Any]] = ()) -> dict[str, Any]:
     """Trains (or resumes) a validated, resolved study into ``run_dir`` and returns results.json.
 
     The run directory is made only after the data loaded; a bad data file leaves nothing behind.
+    Every run writes TensorBoard events (``jaxmnist.loggers``); ``callbacks`` are factories
+    ``factory(run_dir, config) -> hooks object`` (``--callback``), e.g. a W&B logger.
 
     Raises:
         RunDirError: ``run_dir`` is unusable (exit 2) or writing failed (exit 1).
         jaxmnist.data.DataError: the data cannot be loaded (nothing written).
     """
-    from jaxmnist import data, train
+    from jaxmnist import data, loggers, train
 
     members = C.expand(study)
     configs = [m["config"] for m in members]
@@ -246,6 +264,8 @@ def run(study: dict[str, Any], run_dir: Path, *, data_dir: str | None = None,
         results["groups"] = [group_stats[g] for g in sorted(group_stats)]
         writer.write_results(results)
 
+    tensorboard = loggers.TensorBoardLog(run_dir, resolved)
+    extra = [tensorboard, *(factory(run_dir, resolved) for factory in callbacks)]
     t_start = time.perf_counter()
     for g, ks in enumerate(groups):
         if all(k in done for k in ks):
@@ -255,9 +275,10 @@ def run(study: dict[str, Any], run_dir: Path, *, data_dir: str | None = None,
         try:
             out = train.train_grid([configs[k] for k in ks], splits,
                                    workdir=str(writer.ckpt_dir(g)), group_index=g,
-                                   callbacks=[writer.metrics_log(ks), progress])
+                                   callbacks=[writer.metrics_log(ks), progress, *extra])
         finally:
             progress.close()
+            tensorboard.close()
         for k, res in zip(ks, out, strict=True):
             params = res.pop("params", None)
             stats = res.pop("group_stats", None)
@@ -316,6 +337,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         sweeps_dir = Path(args.study).parent if args.study else Path("sweeps")
         for path, name, title in C.list_studies(sweeps_dir):
             print(f"{name:6s} {str(path):20s} {title}")
+        print("\n" + FIRST_RUN)
         return 0
     try:
         study = C.resolve(C.load_study(args.study), preset=args.preset, quick=args.quick,
@@ -327,9 +349,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.dry_run:
         _dry_run(study)
         return 0
+    from jaxmnist import loggers
+
+    try:
+        factories = [loggers.load_callback(spec) for spec in args.callback]
+    except loggers.CallbackError as err:
+        _say(f"jaxmnist.sweep: {err}\nNothing was written.")
+        return EXIT_CONFIG
     stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     run_dir = Path(args.workdir) if args.workdir else Path("runs") / study["study"] / stamp
-    return _run_cli(study, run_dir, data_dir=args.data_dir, report=not args.no_report)
+    return _run_cli(study, run_dir, data_dir=args.data_dir, report=not args.no_report,
+                    callbacks=factories)
 
 
 def _run_cli(study: dict[str, Any], run_dir: Path, **kwargs: Any) -> int:

@@ -546,3 +546,82 @@ def test_cli_download_and_check_another_dataset(tmp_path, capsys):
     assert "[6000, 6000, 6000" in capsys.readouterr().out
     assert data._main(["check", str(target), "--dataset", "nope"]) == 2
     assert "valid choices: mnist, fashion_mnist, kmnist" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------- first contact: the download cache
+
+
+@pytest.fixture
+def mirror(idx_dir):
+    """The four files served over HTTP on 127.0.0.1 (no external network): yields the base URL
+    and the list of paths requested."""
+    import functools
+    import http.server
+    import threading
+
+    requested = []
+
+    class Handler(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args):
+            requested.append(self.path)
+
+    server = http.server.ThreadingHTTPServer(
+        ("127.0.0.1", 0), functools.partial(Handler, directory=str(idx_dir)))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/", requested
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_auto_downloads_into_the_cache_once_and_then_reads_it(idx_dir, mirror, tmp_path,
+                                                              monkeypatch, capsys):
+    url, requested = mirror
+    monkeypatch.setenv("JAXMNIST_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("JAXMNIST_MIRROR_URL", url)
+    monkeypatch.delenv("JAXMNIST_OFFLINE")
+    x, y = data.load_mnist("test")  # no data_dir, no $JAXMNIST_DATA_DIR: fetch, verify, load
+    want_x, want_y = data.load_mnist("test", source="idx", data_dir=idx_dir)
+    assert x.tobytes() == want_x.tobytes() and y.tobytes() == want_y.tobytes()
+    cached = tmp_path / "cache" / "mnist"
+    assert sorted(p.name for p in cached.iterdir()) == sorted(data.OFFICIAL_FILES)
+    assert len(requested) == 4 and "downloading its four files" in capsys.readouterr().err
+    # Second time: read from the cache, nothing requested (the server could be gone).
+    data.load_mnist("train")
+    assert len(requested) == 4
+
+
+def test_a_corrupt_download_is_refused_and_not_kept(idx_dir, tmp_path, monkeypatch):
+    bad = tmp_path / "bad-mirror"
+    shutil.copytree(idx_dir, bad)
+    (bad / "t10k-images-idx3-ubyte.gz").chmod(0o644)
+    (bad / "t10k-images-idx3-ubyte.gz").write_bytes(gzip.compress(b"not the images"))
+    monkeypatch.setenv("JAXMNIST_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("JAXMNIST_MIRROR_URL", bad.as_uri() + "/")
+    monkeypatch.delenv("JAXMNIST_OFFLINE")
+    monkeypatch.setattr(data, "_import_tfds", _no_tfds)
+    with pytest.raises(MnistDataError) as err:
+        data.load_mnist("test")
+    assert "download into" in str(err.value) and "t10k-images" in str(err.value)
+    assert not list((tmp_path / "cache" / "mnist").glob("t10k-images*"))
+
+
+def _no_tfds():
+    raise MnistDataError("source='tfds' needs TensorFlow (simulated)")
+
+
+def test_offline_without_data_says_what_was_tried_and_how_to_fix(tmp_path, monkeypatch):
+    monkeypatch.setenv("JAXMNIST_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setattr(data, "_import_tfds", _no_tfds)
+    with pytest.raises(MnistDataError) as err:
+        data.load_mnist("train")
+    message = str(err.value)
+    for expected in ("$JAXMNIST_DATA_DIR: not set",
+                     f"download cache: {tmp_path / 'cache' / 'mnist'} is empty, and "
+                     "$JAXMNIST_OFFLINE forbids downloading",
+                     "python -m jaxmnist.data download",
+                     "python -m jaxmnist.sweep sweeps/smoke.py --synthetic"):
+        assert expected in message
+    assert data.cache_dir("kmnist") == tmp_path / "cache" / "kmnist"

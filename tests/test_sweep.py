@@ -268,3 +268,164 @@ def test_bad_dataset_or_model_is_exit_2_and_nothing_written(tmp_path, capsys, ch
     err = capsys.readouterr().err
     assert message in err and "Nothing was written" in err
     assert not run.exists()
+
+
+# ---------------------------------------------------------------- TensorBoard, your own logger
+
+
+def read_events(folder: Path) -> dict[str, dict[int, float]]:
+    """Scalars of every event file in ``folder``: ``{tag: {step: value}}`` (TFRecord framing:
+    length u64, its crc u32, the Event proto, its crc u32), parsed with tensorboardX's protos."""
+    import struct
+
+    from tensorboardX.proto import event_pb2
+
+    out: dict[str, dict[int, float]] = {}
+    for path in sorted(folder.glob("events.out.tfevents.*")):
+        blob = path.read_bytes()
+        pos = 0
+        while pos + 12 <= len(blob):
+            (length,) = struct.unpack("<Q", blob[pos:pos + 8])
+            event = event_pb2.Event.FromString(blob[pos + 12:pos + 12 + length])
+            pos += 12 + length + 4
+            for value in event.summary.value:
+                if value.HasField("simple_value"):
+                    out.setdefault(value.tag, {})[event.step] = value.simple_value
+    return out
+
+
+def hparams_of(folder: Path) -> dict[str, object]:
+    """The hyperparameters recorded in ``folder``'s session start info."""
+    import struct
+
+    from tensorboardX.proto import event_pb2, plugin_hparams_pb2
+
+    for path in sorted(folder.glob("events.out.tfevents.*")):
+        blob = path.read_bytes()
+        pos = 0
+        while pos + 12 <= len(blob):
+            (length,) = struct.unpack("<Q", blob[pos:pos + 8])
+            event = event_pb2.Event.FromString(blob[pos + 12:pos + 12 + length])
+            pos += 12 + length + 4
+            for value in event.summary.value:
+                if value.tag == "_hparams_/session_start_info":
+                    data = plugin_hparams_pb2.HParamsPluginData.FromString(
+                        value.metadata.plugin_data.content)
+                    return {k: v.WhichOneof("kind") and getattr(v, v.WhichOneof("kind"))
+                            for k, v in data.session_start_info.hparams.items()}
+    return {}
+
+
+def test_tensorboard_events_equal_metrics_jsonl(smoke_run):
+    run, _ = smoke_run
+    config = json.loads((run / "config.json").read_text())
+    results = {m["member"]: m for m in json.loads((run / "results.json").read_text())["members"]}
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    folders = sorted(p for p in (run / "tensorboard").iterdir() if p.is_dir())
+    assert len(folders) == len(config["members"]) == 16
+    for member, folder in zip(config["members"], folders, strict=True):
+        k = member["member"]
+        assert folder.name.startswith(f"m{k:03d}_") and "lr" in folder.name  # readable names
+        scalars = read_events(folder)
+        mine = [r for r in rows if r["member"] == k]
+        assert len(mine) == 2
+        for row in mine:
+            for field, tag in (("train_loss", "loss/train"), ("train_acc", "accuracy/train"),
+                               ("val_loss", "loss/val"), ("val_acc", "accuracy/val")):
+                # float32 events vs the float64 JSON number: equal to float32 precision.
+                assert scalars[tag][row["epoch"]] == pytest.approx(row[field], rel=1e-6), tag
+            lr = member["config"]["optim"]["learning_rate"]
+            assert scalars["learning_rate"][row["epoch"]] == pytest.approx(lr, rel=1e-6)
+        assert scalars["accuracy/test"][2] == pytest.approx(results[k]["test"]["acc"], rel=1e-6)
+        hp = hparams_of(folder)
+        assert hp["optim.name"] == member["config"]["optim"]["name"]
+        assert hp["optim.learning_rate"] == pytest.approx(lr)
+        assert hp["model.hidden"] == json.dumps(member["config"]["model"]["hidden"])
+
+
+CALLBACK_FILE = '''
+import json
+from pathlib import Path
+
+
+class Recorder:
+    """Records every hook call in <run>/calls.jsonl (what a W&B or MLflow logger would see)."""
+
+    def __init__(self, run_dir, config):
+        self.path = Path(run_dir) / "calls.jsonl"
+        self.groups = {g["group"]: g["members"] for g in config["groups"]}
+
+    def _write(self, row):
+        with self.path.open("a") as fh:
+            fh.write(json.dumps(row) + "\\n")
+
+    def on_group_start(self, group_index, info):
+        self._write({"hook": "start", "group": group_index, "epochs": info.epochs})
+
+    def on_epoch_end(self, group_index, epoch, member_metrics, info):
+        for k, m in zip(self.groups[group_index], member_metrics):
+            self._write({"hook": "epoch", "member": k, "epoch": epoch,
+                         "train_loss": m["train_loss"]})
+
+    def on_group_end(self, group_index, results):
+        self._write({"hook": "end", "group": group_index, "n": len(results)})
+
+
+def make(run_dir, config):
+    return Recorder(run_dir, config)
+'''
+
+
+def test_a_user_callback_sees_every_hook(tmp_path):
+    (tmp_path / "my_logger.py").write_text(CALLBACK_FILE)
+    study = _study(tmp_path, model={"name": "mlp", "hidden": [16]}, source=datasource.SOURCE)
+    run = tmp_path / "run"
+    assert _sweep(study, "--workdir", run, "--no-report",
+                  "--callback", f"{tmp_path / 'my_logger.py'}:make") == 0
+    calls = [json.loads(line) for line in (run / "calls.jsonl").read_text().splitlines()]
+    assert [c["hook"] for c in calls] == ["start", "epoch", "epoch", "end"]
+    metrics = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [(c["member"], c["train_loss"]) for c in calls if c["hook"] == "epoch"] == [
+        (m["member"], m["train_loss"]) for m in metrics]
+
+
+@pytest.mark.parametrize("spec, message", [
+    ("no_such_module:make", "importing 'no_such_module' failed"),
+    ("jaxmnist.loggers:no_such_factory", "has no callable 'no_such_factory'"),
+    ("just_a_name", "use 'package.module:factory'"),
+])
+def test_a_bad_callback_is_exit_2_and_nothing_written(tmp_path, capsys, spec, message):
+    study = _study(tmp_path, model={"name": "mlp", "hidden": [16]}, source=datasource.SOURCE)
+    run = tmp_path / "run"
+    assert _sweep(study, "--workdir", run, "--callback", spec) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Nothing was written" in err
+    assert not run.exists()
+
+
+def test_without_data_one_message_no_traceback_nothing_written(tmp_path):
+    """A fresh machine, offline, no MNIST anywhere: what was tried, how to fix, exit 2."""
+    import os
+
+    env = {k: v for k, v in os.environ.items() if k != "JAXMNIST_DATA_DIR"}
+    env.update(JAXMNIST_OFFLINE="1", JAXMNIST_CACHE_DIR=str(tmp_path / "cache"),
+               JAXMNIST_TFDS_DIR=str(tmp_path / "tfds"))
+    run = tmp_path / "run"
+    out = subprocess.run([sys.executable, "-m", "jaxmnist.sweep", "sweeps/smoke.py",
+                          "--workdir", str(run)], capture_output=True, text=True, cwd=ROOT,
+                         env=env, timeout=300)
+    assert out.returncode == 2, out.stderr
+    assert "Traceback" not in out.stderr
+    for expected in ("MNIST not found. Tried, in order:", "$JAXMNIST_DATA_DIR: not set",
+                     "download cache:", "python -m jaxmnist.data download",
+                     "--synthetic", "Nothing was written."):
+        assert expected in out.stderr, expected
+    assert not run.exists()
+
+
+def test_help_and_list_show_the_first_run():
+    for args in (["--help"], ["--list"]):
+        out = cli("jaxmnist.sweep", *args, timeout=60)
+        assert out.returncode == 0
+        assert "python -m jaxmnist.sweep sweeps/smoke.py --workdir runs/smoke" in out.stdout
+        assert "--synthetic" in out.stdout and "tensorboard --logdir runs/" in out.stdout

@@ -1,4 +1,5 @@
-"""The grid engine on slices of real MNIST (CPU): oracle, isolation, compiles, devices, resume."""
+"""The grid engine on small slices of MNIST, or of the synthetic digits without MNIST (CPU):
+oracle, isolation, compiles, devices, resume."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ import pytest
 from jaxmnist import losses, models, optim, train
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import datasource  # noqa: E402
 from train_fixtures import (  # noqa: E402
     GRID_LEARNING_RATES,
     GRID_OPTIMIZERS,
@@ -28,11 +30,15 @@ from train_fixtures import (  # noqa: E402
     small_splits,
 )  # noqa: E402
 
-pytestmark = pytest.mark.skipif(
-    not os.environ.get("JAXMNIST_DATA_DIR"),
-    reason="set JAXMNIST_DATA_DIR to the folder with the four MNIST files",
-)
 WORKER = Path(__file__).resolve().parent / "train_worker.py"
+# The grid-vs-solo and 1-vs-4-device bounds below were calibrated on MNIST. On the synthetic
+# digits the lr 0.1 members are more chaotic and rounding differences grow past them (measured
+# 2026-11-30: sequential Adam lr 0.1 6.2e-5 > 1e-5, vmap SGD lr 0.1 3.3e-3 > 1e-5, 4 devices
+# RMSprop lr 0.1 1.3e-3 > 1e-3), so these tests keep their bounds and need real MNIST.
+needs_mnist_calibration = pytest.mark.skipif(
+    datasource.SOURCE != "idx",
+    reason="bounds calibrated on real MNIST (set JAXMNIST_DATA_DIR); on synthetic digits the lr "
+           "0.1 members exceed them, see tests/test_train.py")
 
 
 def _max_abs_diff(a, b) -> float:
@@ -95,6 +101,7 @@ def grid_results():
     return train.train_grid(members, small_splits())
 
 
+@needs_mnist_calibration
 @pytest.mark.parametrize("strategy", ["sequential", "vmap"])
 def test_grid_member_equals_config_trained_alone(strategy):
     splits = small_splits()
@@ -225,6 +232,7 @@ def _grid_bounds() -> dict[int, float]:
     return bounds
 
 
+@needs_mnist_calibration
 def test_four_simulated_devices_match_one(tmp_path):
     one, four = tmp_path / "one.npz", tmp_path / "four.npz"
     _run_worker(one, "--epochs", "1")
@@ -276,10 +284,10 @@ def test_members_with_different_initializers_share_one_program():
 
 
 @pytest.mark.slow
-def test_s0_cnn_one_epoch_on_full_mnist_reaches_98_percent():
+def test_s0_cnn_one_epoch_on_full_mnist_reaches_98_percent(mnist_dir):
     from jaxmnist import data
 
-    data_dir = os.environ["JAXMNIST_DATA_DIR"]
+    data_dir = mnist_dir
     train_x, train_y = data.load_mnist("train", source="idx", data_dir=data_dir)
     test_x, test_y = data.load_mnist("test", source="idx", data_dir=data_dir)
     splits = data.Splits(train_x, train_y, None, None, test_x, test_y)

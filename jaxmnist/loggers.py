@@ -1,0 +1,211 @@
+"""Loggers on the engine's hooks: TensorBoard event files, and the user's own callbacks.
+
+Every run of ``python -m jaxmnist.sweep`` writes TensorBoard event files under
+``<run>/tensorboard/``, one sub-run per member with a readable name
+(``m003_adam_lr0.01_seed0``), so that ``tensorboard --logdir runs/`` shows the members of a grid
+(and of several runs) side by side. Per member and epoch: ``loss/train``, ``accuracy/train``,
+``loss/val``, ``accuracy/val`` (the numbers of ``metrics.jsonl``) and ``learning_rate``; at the
+end ``loss/test`` and ``accuracy/test``; and the member's hyperparameters for the HParams
+dashboard. The writer is tensorboardX (no TensorFlow needed).
+
+A user adds Weights & Biases, MLflow or anything else without editing jaxmnist::
+
+    python -m jaxmnist.sweep sweeps/s2.py --callback my_loggers.py:make_wandb
+
+where ``make_wandb(run_dir, config)`` returns an object with any of the hooks of
+:class:`jaxmnist.hooks.Callback` (``config`` is the run's ``config.json``: members, groups,
+labels). See docs/tensorboard.md for a W&B and an MLflow example.
+
+This module imports neither jax nor tensorflow.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import json
+import re
+import sys
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from jaxmnist.hooks import Callback, EpochInfo, GroupStart
+
+TENSORBOARD_DIR = "tensorboard"  # under the run directory
+# metrics.jsonl field -> TensorBoard tag
+SCALARS = {
+    "train_loss": "loss/train",
+    "train_acc": "accuracy/train",
+    "val_loss": "loss/val",
+    "val_acc": "accuracy/val",
+}
+LEARNING_RATE = "learning_rate"
+TEST_SCALARS = {"loss": "loss/test", "acc": "accuracy/test"}
+
+
+def member_run_name(member: Mapping[str, Any]) -> str:
+    """A member's TensorBoard sub-run: index and label, e.g. ``m003_adam_lr0.01_seed0``.
+
+    Args:
+        member: One entry of ``config.json``'s ``members`` (``member``, ``label``).
+
+    Returns:
+        A folder name of letters, digits, ``.``, ``-`` and ``_`` (at most 80 characters).
+    """
+    label = re.sub(r"[^A-Za-z0-9.\-]+", "_", str(member.get("label", ""))).strip("_")
+    return f"m{int(member['member']):03d}" + (f"_{label[:75]}" if label else "")
+
+
+def _hparams(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """A member config as flat ``{"optim.learning_rate": 0.01, ...}`` of TensorBoard types."""
+    out: dict[str, Any] = {}
+    for key, value in config.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            out.update(_hparams(value, f"{name}."))
+        elif isinstance(value, bool | int | float | str):
+            out[name] = value
+        elif value is not None:
+            out[name] = json.dumps(value)  # lists, per-layer specs: compared as text
+    return out
+
+
+def learning_rate(config: Mapping[str, Any], epoch: int) -> float | None:
+    """The learning rate a member trains with in ``epoch`` (its ``optim.learning_rate``).
+
+    Args:
+        config: The member's config.
+        epoch: 1-based epoch (kept for schedules, which change it by epoch).
+
+    Returns:
+        The rate, or None when the config names none.
+    """
+    value = config.get("optim", {}).get("learning_rate")
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+
+class TensorBoardLog(Callback):
+    """Writes each member's curves, learning rate and hyperparameters as TensorBoard events.
+
+    Args:
+        run_dir: The run directory; events go to ``run_dir/tensorboard/<member run name>/``.
+        config: The run's resolved config (``config.json``: ``members`` with ``member``,
+            ``label``, ``config``; ``groups`` with their ``members``).
+    """
+
+    def __init__(self, run_dir: str | Path, config: Mapping[str, Any]):
+        self.root = Path(run_dir) / TENSORBOARD_DIR
+        self.members = {m["member"]: m for m in config["members"]}
+        self.groups = {g["group"]: g["members"] for g in config["groups"]}
+        self.writers: dict[int, Any] = {}
+        self.last_epoch: dict[int, int] = {}
+
+    def _writer(self, k: int) -> Any:
+        if k not in self.writers:
+            from tensorboardX import SummaryWriter
+
+            self.writers[k] = SummaryWriter(str(self.root / member_run_name(self.members[k])),
+                                            flush_secs=30)
+        return self.writers[k]
+
+    def on_group_start(self, group_index: int, info: GroupStart) -> None:
+        """Opens the group's writers and records each member's hyperparameters."""
+        from tensorboardX.summary import hparams
+
+        metrics = [*SCALARS.values(), *TEST_SCALARS.values()]
+        for k in self.groups[group_index]:
+            exp, ssi, _ = hparams(_hparams(self.members[k]["config"]), dict.fromkeys(metrics))
+            writer = self._writer(k)
+            writer.file_writer.add_summary(exp)
+            writer.file_writer.add_summary(ssi)
+
+    def on_epoch_end(self, group_index: int, epoch: int, member_metrics: list[dict[str, Any]],
+                     info: EpochInfo) -> None:
+        """One scalar per metric (skipping ``None``: no validation set, or not finite)."""
+        for k, metrics in zip(self.groups[group_index], member_metrics, strict=True):
+            writer = self._writer(k)
+            for field, tag in SCALARS.items():
+                if metrics.get(field) is not None:
+                    writer.add_scalar(tag, float(metrics[field]), epoch)
+            lr = learning_rate(self.members[k]["config"], epoch)
+            if lr is not None:
+                writer.add_scalar(LEARNING_RATE, lr, epoch)
+            writer.flush()
+            self.last_epoch[k] = epoch
+
+    def on_group_end(self, group_index: int, results: list[dict[str, Any]]) -> None:
+        """Test loss and accuracy at the last epoch, the end of the session; closes writers."""
+        from tensorboardX.summary import hparams
+
+        for k, result in zip(self.groups[group_index], results, strict=True):
+            writer = self._writer(k)
+            step = self.last_epoch.get(k, len(result.get("history", [])))
+            for field, tag in TEST_SCALARS.items():
+                value = (result.get("test") or {}).get(field)
+                if value is not None:
+                    writer.add_scalar(tag, float(value), step)
+            _, _, sei = hparams({}, {})
+            writer.file_writer.add_summary(sei)
+            writer.close()
+            del self.writers[k]
+
+    def close(self) -> None:
+        """Closes writers left open (a group that failed)."""
+        for writer in self.writers.values():
+            writer.close()
+        self.writers.clear()
+
+
+# --------------------------------------------------------------------------------------------
+# The user's callbacks
+# --------------------------------------------------------------------------------------------
+
+
+class CallbackError(ValueError):
+    """A ``--callback`` spec cannot be imported or called; the message says why."""
+
+
+def _import(module_part: str) -> Any:
+    if module_part.endswith(".py"):
+        file = Path(module_part).expanduser().resolve()
+        if not file.is_file():
+            raise CallbackError(f"callback file {module_part!r} does not exist")
+        name = f"jaxmnist_callback_{abs(hash(str(file)))}_{file.stem}"
+        spec = importlib.util.spec_from_file_location(name, file)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+        return module
+    if "" not in sys.path and str(Path.cwd()) not in sys.path:
+        sys.path.insert(0, str(Path.cwd()))  # `python -m` leaves the working folder out
+    return importlib.import_module(module_part)
+
+
+def load_callback(spec: str) -> Callable[..., Any]:
+    """Resolves ``"package.module:factory"`` or ``"path/to/file.py:factory"`` to the factory.
+
+    Args:
+        spec: The ``--callback`` value.
+
+    Returns:
+        The factory, to be called as ``factory(run_dir, config)``.
+
+    Raises:
+        CallbackError: A malformed spec, a module that fails to import, or no such callable.
+    """
+    module_part, _, attr = spec.rpartition(":")
+    if not module_part or not attr:
+        raise CallbackError(f"--callback {spec!r}: use 'package.module:factory' or "
+                            "'path/to/file.py:factory'")
+    try:
+        module = _import(module_part)
+    except CallbackError:
+        raise
+    except Exception as err:  # noqa: BLE001 - user code: report it, do not crash the CLI
+        raise CallbackError(f"--callback {spec!r}: importing {module_part!r} failed: "
+                            f"{type(err).__name__}: {err}") from err
+    factory = getattr(module, attr, None)
+    if not callable(factory):
+        raise CallbackError(f"--callback {spec!r}: {module_part!r} has no callable {attr!r}")
+    return factory

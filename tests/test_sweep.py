@@ -325,7 +325,9 @@ def test_tensorboard_events_equal_metrics_jsonl(smoke_run):
     assert len(folders) == len(config["members"]) == 16
     for member, folder in zip(config["members"], folders, strict=True):
         k = member["member"]
-        assert folder.name.startswith(f"m{k:03d}_") and "lr" in folder.name  # readable names
+        # Readable names: index and label, e.g. m000_hidden_32_learning_rate_0.1_name_sgd_seed_0
+        lr = member["config"]["optim"]["learning_rate"]
+        assert folder.name.startswith(f"m{k:03d}_") and f"_{lr}_" in folder.name, folder.name
         scalars = read_events(folder)
         mine = [r for r in rows if r["member"] == k]
         assert len(mine) == 2
@@ -334,7 +336,6 @@ def test_tensorboard_events_equal_metrics_jsonl(smoke_run):
                                ("val_loss", "loss/val"), ("val_acc", "accuracy/val")):
                 # float32 events vs the float64 JSON number: equal to float32 precision.
                 assert scalars[tag][row["epoch"]] == pytest.approx(row[field], rel=1e-6), tag
-            lr = member["config"]["optim"]["learning_rate"]
             assert scalars["learning_rate"][row["epoch"]] == pytest.approx(lr, rel=1e-6)
         assert scalars["accuracy/test"][2] == pytest.approx(results[k]["test"]["acc"], rel=1e-6)
         hp = hparams_of(folder)

@@ -72,11 +72,14 @@ def _hparams(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
 
 
 def learning_rate(config: Mapping[str, Any], epoch: int) -> float | None:
-    """The learning rate a member trains with in ``epoch`` (its ``optim.learning_rate``).
+    """The learning rate logged for a member in ``epoch``: its ``optim.learning_rate``.
+
+    With an ``optim.schedule`` this is the schedule's base (peak) rate, not the rate of each
+    step: the hooks do not see the step count.
 
     Args:
         config: The member's config.
-        epoch: 1-based epoch (kept for schedules, which change it by epoch).
+        epoch: 1-based epoch.
 
     Returns:
         The rate, or None when the config names none.

@@ -7,11 +7,12 @@ for a reduced run, the words "REDUCED RUN" with the reasons), at about 100 dpi.
 from __future__ import annotations
 
 import io
+import re
 import sys
 import textwrap
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import matplotlib
 import matplotlib.ticker
@@ -307,6 +308,36 @@ def histograms(run: Run, points: Sequence[tuple[str, Point]], kind: str, path: P
     return _save(fig, run, path)
 
 
+# The default weight-leaf rule, as jaxmnist.models.WEIGHT_NAMES (figures never import jax;
+# tests/test_adapters.py checks the two agree).
+WEIGHT_NAMES = ("w", "kernel")
+
+
+def _natural(name: str) -> list[Any]:
+    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", name)]
+
+
+def dense_chain(params: dict[str, np.ndarray], model_cfg: dict[str, Any]) -> list | None:
+    """The weight matrices of a fully connected net, input to output, or None for other nets.
+
+    Weights are the leaves the model's weight rule names (``weight_leaves``, else
+    :data:`WEIGHT_NAMES`); the net qualifies when they are all 2-D and chain 784 -> ... -> 10.
+    """
+    names = tuple(model_cfg.get("weight_leaves") or WEIGHT_NAMES)
+    leaves = {k: v for k, v in params.items() if k.rpartition("/")[2] in names}
+    if model_cfg.get("name") == "mlp":  # the zoo's order: dense1, dense2, ..., output
+        order = sorted((k for k in leaves if k.startswith("dense")),
+                       key=lambda k: int(k.split("/")[0][5:])) + ["output/w"]
+    else:
+        order = sorted(leaves, key=_natural)
+    ws = [leaves[k] for k in order if k in leaves]
+    if (not ws or len(ws) != len(leaves) or any(w.ndim != 2 for w in ws)
+            or ws[0].shape[0] != 784 or ws[-1].shape[1] != 10
+            or any(a.shape[1] != b.shape[0] for a, b in zip(ws, ws[1:], strict=False))):
+        return None
+    return ws
+
+
 def ffnn_drawing(run: Run, point: Point, path: Path, show_units: int = 16,
                  edges_per_layer: int = 60) -> Path | None:
     """An FFNN drawn as layers of nodes; edge colour = sign, width = |weight|.
@@ -317,16 +348,16 @@ def ffnn_drawing(run: Run, point: Point, path: Path, show_units: int = 16,
     summed |weight| of every input pixel. The figure says so.
     """
     member = point.rep["member"]
-    if point.config["model"]["name"] != "mlp" or member not in rundir.exported_members(run.path):
+    if member not in rundir.exported_members(run.path):
         return None
     try:
         params = rundir.flatten_params(rundir.load_member(run.path, member)[1])
     except rundir.RunDirError as err:
         print(f"jaxmnist.figures: no FFNN drawing: {err}", file=sys.stderr)
         return None
-    names = sorted((k[:-2] for k in params if k.startswith("dense") and k.endswith("/w")),
-                   key=lambda s: int(s[5:])) + ["output"]
-    ws = [params[f"{n}/w"] for n in names]
+    ws = dense_chain(params, point.config["model"])
+    if ws is None:
+        return None
     keep = [np.argsort(-np.abs(ws[0]).sum(1))[:show_units]]
     for w in ws[:-1]:
         keep.append(np.sort(np.argsort(-np.abs(w).sum(0))[:show_units]))

@@ -80,6 +80,19 @@ def test_l2_on_a_flax_model_counts_its_kernels_only():
     assert models.build({"name": LINEN, "weight_leaves": ["bias"]}).weight_names == ("bias",)
 
 
+def test_figures_share_the_weight_leaf_rule():
+    from jaxmnist import figures
+
+    assert figures.WEIGHT_NAMES == models.WEIGHT_NAMES
+    rng = np.random.default_rng(0)
+    flax_mlp = {"Dense_0/kernel": rng.normal(size=(784, 8)), "Dense_0/bias": np.zeros(8),
+                "Dense_1/kernel": rng.normal(size=(8, 10)), "Dense_1/bias": np.zeros(10)}
+    chain = figures.dense_chain(flax_mlp, {"name": "x.py:make"})
+    assert [w.shape for w in chain] == [(784, 8), (8, 10)]
+    conv = {**flax_mlp, "Conv_0/kernel": rng.normal(size=(3, 3, 1, 8))}
+    assert figures.dense_chain(conv, {"name": "x.py:make"}) is None  # not a dense net
+
+
 def _write_pair_model(tmp_path):
     path = tmp_path / "pair_model.py"
     path.write_text(textwrap.dedent("""

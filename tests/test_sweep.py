@@ -224,11 +224,12 @@ def test_a_flax_model_file_outside_the_repo_trains_through_the_cli(tmp_path):
     study = _study(tmp_path, model={"name": f"{tmp_path / 'my_nets.py'}:make", "width": 8},
                    source=datasource.SOURCE)
     run = tmp_path / "run"
-    assert _sweep(study, "--workdir", run, "--no-report") == 0
+    assert _sweep(study, "--workdir", run) == 0
     results = json.loads((run / "results.json").read_text())
     assert results["complete"] and len(results["members"]) == 2
     member = results["members"][0]
     assert member["param_count"] == 784 * 8 + 8 + 8 * 10 + 10
+    assert (run / "figures" / "ffnn.png").is_file()  # the drawing follows the weight rule too
     assert member["test"]["acc"] > 0.25  # 32 Adam steps (measured 0.37) beat chance (0.1)
     # the kernels are the weights: histograms exist for them, not for the biases
     assert set(member["weight_hist"]) == {"Dense_0", "Dense_1"}

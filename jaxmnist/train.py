@@ -23,9 +23,10 @@ Two strategies run the members of a group inside the one program (``train.strate
 * ``"auto"`` (default) — ``vmap`` on GPU/TPU; on CPU, :data:`CPU_STRATEGY`, chosen from the
   benchmark's measurements.
 
-Multi-device: the grid axis is sharded over all local devices with a 1-D ``Mesh`` and
+Multi-device: the grid axis is sharded over all devices with a 1-D ``Mesh`` and
 ``NamedSharding``; the grid is padded to a multiple of the device count with copies of member 0
-whose results are dropped.
+whose results are dropped. "All devices" are every process's devices in a multi-process run
+(``jaxmnist.distributed``): each process feeds and computes only the members on its own devices.
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from jaxmnist import checkpoint, losses, metrics, models, optim
+from jaxmnist import checkpoint, distributed, losses, metrics, models, optim
 from jaxmnist.config import (  # noqa: F401 - re-exported: the engine's public grouping API
     DYNAMIC_KEYS,
     get_dotted,
@@ -312,11 +313,31 @@ class _Program:
         return probs, jax.grad(loss)(params)
 
 
-def _over_members(fn: Callable, strategy: str) -> Callable:
-    """Maps a per-member function over the leading grid axis of all its arguments' pytrees."""
+def _over_members(
+    fn: Callable, strategy: str, mesh: Mesh | None = None, shared: tuple = ()
+) -> Callable:
+    """Maps ``fn(*member_args, *shared)`` over the leading grid axis of the member arguments.
+
+    ``shared`` values (the dataset, the epoch number) are the same for every member. ``vmap``
+    is partitioned over the mesh by the compiler. A ``lax.map`` is a loop, which the compiler
+    cannot split over devices, so with several devices each device runs the loop over its own
+    members (``shard_map``): every member still runs its own unbatched program, and a grid on
+    4 devices gives the same bits as on one (tests/test_distributed.py).
+    """
     if strategy == "vmap":
-        return jax.vmap(fn)
-    return lambda *args: jax.lax.map(lambda a: fn(*a), args)
+        return jax.vmap(lambda *args: fn(*args, *shared))
+
+    def sequential(args, shared_values):
+        return jax.lax.map(lambda a: fn(*a, *shared_values), args)
+
+    if mesh is None or mesh.size == 1:
+        return lambda *args: sequential(args, shared)
+    # check_vma=False: the members never communicate, and the per-member program (written for
+    # vmap and lax.map) mixes per-device values with constants in its scan carries.
+    mapped = jax.shard_map(sequential, mesh=mesh, check_vma=False,
+                           in_specs=(PartitionSpec("grid"), PartitionSpec()),
+                           out_specs=PartitionSpec("grid"))
+    return lambda *args: mapped(args, shared)
 
 
 def _initial_params(members: Sequence[Mapping[str, Any]], init_keys: jax.Array) -> Any:
@@ -343,9 +364,10 @@ def _initial_params(members: Sequence[Mapping[str, Any]], init_keys: jax.Array) 
 
 
 def resolve_strategy(strategy: str, n_devices: int) -> str:
-    """Turns ``"auto"`` into a concrete strategy for the default backend."""
-    if n_devices > 1:
-        return "vmap"  # sharding splits the grid axis; a lax.map over it would be serialised
+    """Turns ``"auto"`` into a concrete strategy for the default backend.
+
+    ``n_devices`` does not change the choice: both strategies run on any number of devices.
+    """
     if strategy != "auto":
         return strategy
     return CPU_STRATEGY if jax.default_backend() == "cpu" else "vmap"
@@ -466,9 +488,9 @@ class GroupProgram:
 
     def evaluate(self, params: Any, split: tuple[jax.Array, ...]):
         """``(loss [G], acc [G], preds [G, padded N])`` of every member on a padded split."""
-        loss_sum, correct, preds = self.eval_fn(params, *split)
-        n = float(np.asarray(split[2]).sum())
-        return np.asarray(loss_sum) / n, np.asarray(correct) / n, np.asarray(preds)
+        loss_sum, correct, preds = distributed.to_host(self.eval_fn(params, *split))
+        n = float(distributed.to_host(split[2]).sum())
+        return loss_sum / n, correct / n, preds
 
 
 def build_program(
@@ -479,7 +501,8 @@ def build_program(
     Args:
         members: Member configs that share all static keys.
         splits: A ``jaxmnist.data.Splits``.
-        devices: Devices to shard the grid over; default all local devices.
+        devices: Devices to shard the grid over; every device of every process
+            by default (``jax.devices()``).
 
     Returns:
         The :class:`GroupProgram`; its ``compile_seconds`` covers the initial state and the
@@ -489,7 +512,8 @@ def build_program(
         GridError: the members cannot train together, or the training split is empty.
     """
     spec = GroupSpec.from_members(members)
-    devices = list(devices) if devices is not None else jax.local_devices()
+    # Every process's devices: one process, or all processes of a distributed run.
+    devices = list(devices) if devices is not None else jax.devices()
     n_dev = len(devices)
     strategy = resolve_strategy(spec.strategy, n_dev)
     # Pad the grid with copies of member 0 so it splits evenly over the devices.
@@ -502,25 +526,26 @@ def build_program(
     replicated = NamedSharding(mesh, PartitionSpec())
 
     program = _Program(spec, int(splits.train_x.shape[0]))
-    arrays = jax.device_put(
+    # Host values enter as global arrays: each process transfers only its own devices' shards.
+    arrays = distributed.put(
         member_arrays(padded, spec.optimizer, spec.epochs * program.steps), grid_sharding
     )
     # The dataset goes to the device once, as uint8; every epoch indexes it there.
-    train_x = jax.device_put(np.asarray(splits.train_x, np.uint8), replicated)
-    train_y = jax.device_put(np.asarray(splits.train_y, np.int32), replicated)
+    train_x = distributed.put(np.asarray(splits.train_x, np.uint8), replicated)
+    train_y = distributed.put(np.asarray(splits.train_y, np.int32), replicated)
     has_val = splits.val_x is not None and len(splits.val_x) > 0
-    val = tuple(jax.device_put(a, replicated) for a in _pad_eval(splits.val_x, splits.val_y)) \
+    val = tuple(distributed.put(a, replicated) for a in _pad_eval(splits.val_x, splits.val_y)) \
         if has_val else None
-    test = tuple(jax.device_put(a, replicated) for a in _pad_eval(splits.test_x, splits.test_y))
+    test = tuple(distributed.put(a, replicated) for a in _pad_eval(splits.test_x, splits.test_y))
 
-    over = lambda fn: _over_members(fn, strategy)  # noqa: E731
+    over = lambda fn, *shared: _over_members(fn, strategy, mesh, shared)  # noqa: E731
     init_fn = jax.jit(over(program.init_member), out_shardings=grid_sharding)
     init_params = _initial_params(padded, arrays.keys[:, 0])
     epoch_fn = jax.jit(
-        lambda st, ar, x, y, e: over(lambda s, a: program.member_epoch(s, a, x, y, e))(st, ar),
+        lambda st, ar, x, y, e: over(program.member_epoch, x, y, e)(st, ar),
         donate_argnums=(0,),
     )
-    eval_fn = jax.jit(lambda p, x, y, w: over(lambda q: program.member_eval(q, x, y, w))(p))
+    eval_fn = jax.jit(lambda p, x, y, w: over(program.member_eval, x, y, w)(p))
 
     t0 = time.perf_counter()
     state = jax.block_until_ready(init_fn(init_params, arrays))
@@ -602,11 +627,11 @@ def fit(
             state, loss_sum, correct_sum, seen = prog.epoch_exec(
                 state, prog.arrays, prog.train_x, prog.train_y, jnp.asarray(epoch, jnp.int32)
             )
-            seen = np.asarray(seen)
+            loss_sum, correct_sum, seen = distributed.to_host((loss_sum, correct_sum, seen))
             train_seconds = time.perf_counter() - t0
             with np.errstate(invalid="ignore", divide="ignore"):
-                history[epoch - 1, :, 0] = np.asarray(loss_sum) / seen
-                history[epoch - 1, :, 1] = np.asarray(correct_sum) / seen
+                history[epoch - 1, :, 0] = loss_sum / seen
+                history[epoch - 1, :, 1] = correct_sum / seen
             if prog.val is not None:
                 val_loss, val_acc, _ = prog.evaluate(state.params, prog.val)
                 history[epoch - 1, :, 2] = val_loss
@@ -622,7 +647,7 @@ def fit(
                 images_per_second=n_members * prog.program.n_train / train_seconds,
                 compiles=counter.count, resumed=resumed,
             )
-            rows = _member_metrics(history[epoch - 1], np.asarray(state.alive), n_members)
+            rows = _member_metrics(history[epoch - 1], distributed.to_host(state.alive), n_members)
             emit(callbacks, "on_epoch_end", group_index, epoch, rows, info)
     return FitResult(state, history, seconds, resumed)
 
@@ -664,25 +689,27 @@ def analyse(prog: GroupProgram, state: TrainState, splits: Any, *,
     n_test, n_train = splits.test_x.shape[0], prog.program.n_train
     train_pred = None
     if train_confusion:
-        train_split = tuple(jax.device_put(a, prog.replicated)
+        train_split = tuple(distributed.put(a, prog.replicated)
                             for a in _pad_eval(splits.train_x, splits.train_y))
         train_pred = prog.evaluate(state.params, train_split)[2][:, :n_train]
     n_probe, n_grad = min(25, n_test), min(GRAD_HIST_IMAGES, n_train)
     probe_inputs = [
-        jax.device_put(a, prog.replicated)
+        distributed.put(a, prog.replicated)
         for a in (splits.test_x[:n_probe], np.asarray(splits.test_y[:n_probe], np.int32),
                   splits.train_x[:n_grad], np.asarray(splits.train_y[:n_grad], np.int32))
     ]
     program, over = prog.program, prog.over
     probs, grads = jax.jit(
-        lambda p, a, *xs: over(lambda q, b: program.member_probs_and_grads(q, b, *xs))(p, a)
+        lambda p, a, *xs: over(program.member_probs_and_grads, *xs)(p, a)
     )(state.params, prog.arrays, *probe_inputs)
+    # One gather of everything the results need (every process gets the whole grid).
+    probs, params, grads, alive, diverged_epoch = distributed.to_host(
+        (probs, state.params, grads, state.alive, state.diverged_epoch)
+    )
     return Analysis(
         test_loss=test_loss, test_acc=test_acc, test_pred=test_pred[:, :n_test],
-        train_pred=train_pred, probs=np.asarray(probs),
-        params=jax.tree_util.tree_map(np.asarray, state.params),
-        grads=jax.tree_util.tree_map(np.asarray, grads),
-        alive=np.asarray(state.alive), diverged_epoch=np.asarray(state.diverged_epoch),
+        train_pred=train_pred, probs=probs, params=params, grads=grads,
+        alive=alive, diverged_epoch=diverged_epoch,
     )
 
 
@@ -698,6 +725,7 @@ def group_stats(prog: GroupProgram, fitted: FitResult) -> dict[str, Any]:
         "members": n_members,
         "padded_members": prog.padded,
         "devices": prog.devices,
+        "processes": jax.process_count(),
         "strategy": prog.strategy,
         "compile_seconds": prog.compile_seconds,
         "train_seconds": total,
@@ -790,7 +818,8 @@ def train_grid(
         checkpoint_every: Save every this many epochs (the last epoch is always saved).
         keep: How many checkpoints to keep.
         train_confusion: Also predict the whole training split for a train confusion matrix.
-        devices: Devices to shard the grid over; default all local devices.
+        devices: Devices to shard the grid over; every device of every process
+            by default (``jax.devices()``).
 
     Returns:
         :func:`member_results`: one JSON-ready dict per member plus ``"params"`` and

@@ -1,0 +1,273 @@
+"""Multi-process runs: JAX's distributed runtime, host <-> global arrays, and who writes.
+
+One grid can span many hosts. Every process runs the same program (JAX's multi-controller
+model); :func:`initialize` joins them into one runtime, after which ``jax.devices()`` lists every
+process's devices, the engine's 1-D ``Mesh`` spans all of them, and each process computes and
+feeds only the members that live on its own devices.
+
+Settings come from the environment, so one command line serves every process:
+
+* :data:`ENV_COORDINATOR` (``host:port`` of process 0), :data:`ENV_NUM_PROCESSES` and
+  :data:`ENV_PROCESS_ID`: all three, or none. With none, ``jax.distributed.initialize()`` detects
+  them itself on SLURM, Open MPI and Cloud TPU (and from ``JAX_COORDINATOR_ADDRESS``).
+* :data:`ENV_INIT_TIMEOUT`, :data:`ENV_HEARTBEAT_TIMEOUT`, :data:`ENV_SHUTDOWN_TIMEOUT` (seconds):
+  how long to wait for every process to join, after how long a silent process counts as dead
+  (the others then stop), and how long a finished process waits for the rest at the end.
+
+Only process 0 (:func:`is_primary`) writes the run directory; checkpoints are written by all
+processes together through orbax.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+ENV_COORDINATOR = "JAXMNIST_COORDINATOR"
+ENV_NUM_PROCESSES = "JAXMNIST_NUM_PROCESSES"
+ENV_PROCESS_ID = "JAXMNIST_PROCESS_ID"
+ENV_INIT_TIMEOUT = "JAXMNIST_INIT_TIMEOUT"
+ENV_HEARTBEAT_TIMEOUT = "JAXMNIST_HEARTBEAT_TIMEOUT"
+ENV_SHUTDOWN_TIMEOUT = "JAXMNIST_SHUTDOWN_TIMEOUT"
+
+# Seconds. JAX's own defaults for the first and last; the heartbeat time-out is lower than
+# JAX's 100 s so that the survivors of a crashed process give up within a minute.
+DEFAULT_INIT_TIMEOUT = 300
+DEFAULT_HEARTBEAT_TIMEOUT = 60
+DEFAULT_SHUTDOWN_TIMEOUT = 300
+
+_LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "[::1]")
+
+
+class DistributedError(ValueError):
+    """The distributed settings are incomplete or malformed (a user-facing message)."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """How this process joins a multi-process run (``None`` fields: auto-detect)."""
+
+    coordinator: str | None = None
+    num_processes: int | None = None
+    process_id: int | None = None
+    init_timeout: int = DEFAULT_INIT_TIMEOUT
+    heartbeat_timeout: int = DEFAULT_HEARTBEAT_TIMEOUT
+    shutdown_timeout: int = DEFAULT_SHUTDOWN_TIMEOUT
+
+    @property
+    def bind_address(self) -> str | None:
+        """Where process 0's coordinator listens.
+
+        The loopback address itself when the run is on one machine (nothing else may connect),
+        else ``None``: JAX's default, every interface.
+        """
+        if self.coordinator and self.coordinator.rsplit(":", 1)[0] in _LOOPBACK_HOSTS:
+            return self.coordinator
+        return None
+
+
+def _positive_int(environ: Mapping[str, str], name: str, default: int | None) -> int | None:
+    raw = environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        value = -1
+    if value < 0 or (value == 0 and name != ENV_PROCESS_ID):
+        kind = "a non-negative" if name == ENV_PROCESS_ID else "a positive"
+        raise DistributedError(f"{name}={raw!r} must be {kind} whole number")
+    return value
+
+
+def settings_from_env(environ: Mapping[str, str] | None = None) -> Settings:
+    """Reads and checks the ``JAXMNIST_*`` distributed settings.
+
+    Args:
+        environ: The environment to read (default ``os.environ``).
+
+    Returns:
+        The settings; coordinator, process count and id are ``None`` when none is set.
+
+    Raises:
+        DistributedError: Only some of the three are set, or a value is malformed.
+    """
+    environ = os.environ if environ is None else environ
+    coordinator = environ.get(ENV_COORDINATOR, "").strip() or None
+    num = _positive_int(environ, ENV_NUM_PROCESSES, None)
+    pid = _positive_int(environ, ENV_PROCESS_ID, None)
+    given = [n for n, v in ((ENV_COORDINATOR, coordinator), (ENV_NUM_PROCESSES, num),
+                            (ENV_PROCESS_ID, pid)) if v is not None]
+    if given and len(given) != 3:
+        missing = sorted({ENV_COORDINATOR, ENV_NUM_PROCESSES, ENV_PROCESS_ID} - set(given))
+        raise DistributedError(
+            f"{', '.join(given)} set but {', '.join(missing)} not: set all three (the same "
+            f"{ENV_COORDINATOR} and {ENV_NUM_PROCESSES} on every process, {ENV_PROCESS_ID} "
+            "0..N-1), or none of them on SLURM, Open MPI or Cloud TPU, where JAX detects them"
+        )
+    if coordinator is not None:
+        host, _, port = coordinator.rpartition(":")
+        if not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise DistributedError(
+                f"{ENV_COORDINATOR}={coordinator!r} must be HOST:PORT of process 0, "
+                "e.g. 10.0.0.1:12345"
+            )
+        if pid >= num:
+            raise DistributedError(
+                f"{ENV_PROCESS_ID}={pid} must be below {ENV_NUM_PROCESSES}={num} (ids 0..{num - 1})"
+            )
+    return Settings(
+        coordinator=coordinator,
+        num_processes=num,
+        process_id=pid,
+        init_timeout=_positive_int(environ, ENV_INIT_TIMEOUT, DEFAULT_INIT_TIMEOUT),
+        heartbeat_timeout=_positive_int(environ, ENV_HEARTBEAT_TIMEOUT,
+                                        DEFAULT_HEARTBEAT_TIMEOUT),
+        shutdown_timeout=_positive_int(environ, ENV_SHUTDOWN_TIMEOUT, DEFAULT_SHUTDOWN_TIMEOUT),
+    )
+
+
+def initialize(settings: Settings) -> None:
+    """Joins this process to the run; call before anything else touches a JAX device.
+
+    On CPU, XLA's cross-process collectives need an implementation: gloo (over TCP) is chosen
+    unless ``JAX_CPU_COLLECTIVES_IMPLEMENTATION`` says otherwise. GPUs and TPUs use their own.
+
+    Args:
+        settings: From :func:`settings_from_env`.
+    """
+    import jax
+
+    if "JAX_CPU_COLLECTIVES_IMPLEMENTATION" not in os.environ:
+        jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    kwargs: dict[str, Any] = {
+        "initialization_timeout": settings.init_timeout,
+        "heartbeat_timeout_seconds": settings.heartbeat_timeout,
+        "shutdown_timeout_seconds": settings.shutdown_timeout,
+    }
+    if settings.coordinator is not None:
+        kwargs.update(coordinator_address=settings.coordinator,
+                      num_processes=settings.num_processes, process_id=settings.process_id)
+        if settings.bind_address is not None:
+            kwargs["coordinator_bind_address"] = settings.bind_address
+    jax.distributed.initialize(**kwargs)
+
+
+def shutdown() -> None:
+    """Leaves the run: waits (up to the shutdown time-out) until every process got here."""
+    import jax
+
+    if jax.process_count() > 1:
+        jax.distributed.shutdown()
+
+
+def process_index() -> int:
+    """This process's index (0 when not distributed)."""
+    import jax
+
+    return jax.process_index()
+
+
+def process_count() -> int:
+    """How many processes share the run (1 when not distributed)."""
+    import jax
+
+    return jax.process_count()
+
+
+def is_primary() -> bool:
+    """True on the one process that writes the run directory (process 0)."""
+    return process_index() == 0
+
+
+# --------------------------------------------------------------------------------------------
+# Host <-> global arrays (identical to plain device_put / np.asarray on one process)
+# --------------------------------------------------------------------------------------------
+
+
+def put(tree: Any, sharding: Any) -> Any:
+    """Places host values (the same on every process) as global arrays with ``sharding``.
+
+    Each process transfers only the shards that live on its own devices; on one process this
+    is ``jax.device_put``.
+    """
+    import jax
+
+    if sharding.is_fully_addressable:
+        return jax.device_put(tree, sharding)
+
+    def leaf(value):
+        host = np.asarray(value)
+        return jax.make_array_from_callback(host.shape, sharding, lambda index: host[index])
+
+    return jax.tree_util.tree_map(leaf, tree)
+
+
+def to_host(tree: Any) -> Any:
+    """The full value of every (possibly multi-process) array in ``tree``, as NumPy.
+
+    Every process gets the whole value. A collective when arrays span processes: every process
+    must call it, in the same order.
+    """
+    import jax
+    from jax.experimental import multihost_utils
+
+    def leaf(value):
+        if isinstance(value, jax.Array) and not value.is_fully_addressable:
+            if value.is_fully_replicated:
+                return np.asarray(value.addressable_data(0))
+            return np.asarray(multihost_utils.process_allgather(value, tiled=True))
+        return np.asarray(value)
+
+    return jax.tree_util.tree_map(leaf, tree)
+
+
+def sync(name: str) -> None:
+    """Waits until every process reached the point called ``name`` (no-op on one process)."""
+    import jax
+    from jax.experimental import multihost_utils
+
+    if jax.process_count() > 1:
+        multihost_utils.sync_global_devices(name)
+
+
+EXIT_PEER_LOST = 3
+"""Exit status of a process that stopped because its run failed (typically: a peer died)."""
+
+
+@contextlib.contextmanager
+def stop_together(resume_hint: str = "") -> Iterator[None]:
+    """Turns a failure inside a multi-process run into one clear message and a prompt exit.
+
+    When another process dies, this one's next cross-process step fails at once (gloo: the
+    connection closed) or, if it computes alone for long, JAX's heartbeat check stops it within
+    the heartbeat time-out. Without this guard the first case prints a long traceback and then
+    waits at exit for the dead process until the heartbeat time-out aborts it with a C++ stack.
+    Here the process prints what happened and how to continue, and exits with
+    :data:`EXIT_PEER_LOST` at once, skipping that wait. On one process it changes nothing.
+
+    Args:
+        resume_hint: Appended to the message, e.g. where the last checkpoint is.
+    """
+    try:
+        yield
+    except Exception as err:  # noqa: BLE001 - any failure ends a multi-process run alike
+        if process_count() <= 1:
+            raise
+        first = str(err).strip().splitlines()[0] if str(err).strip() else ""
+        print(
+            f"jaxmnist: process {process_index()} of {process_count()} stopped: "
+            f"{type(err).__name__}: {first[:300]}\n"
+            "This usually means another process of the run died (killed, preempted or "
+            "crashed); see its log. Relaunch all processes with the same command to continue"
+            + (f" {resume_hint}" if resume_hint else "") + ".",
+            file=sys.stderr, flush=True,
+        )
+        sys.stdout.flush()
+        os._exit(EXIT_PEER_LOST)

@@ -1,0 +1,61 @@
+"""A small grid and dataset for the multi-process tests (tests/test_distributed.py).
+
+Real MNIST when ``JAXMNIST_DATA_DIR`` is set, otherwise seeded MNIST-shaped arrays, so the tests
+run (and compare runs with each other) on any machine.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+
+import numpy as np
+
+from jaxmnist import data
+
+MLP = {"name": "mlp", "hidden": [32], "dropout": 0.2}
+# Optimizers x learning rates, cycled: SGD and the adaptive ones, each at a high and a low rate.
+POINTS = (("sgd", 0.1), ("adam", 0.01), ("rmsprop", 0.001), ("sgd", 0.01), ("adam", 0.001),
+          ("rmsprop", 0.01), ("momentum", 0.05))
+
+
+def members(n: int, epochs: int = 2, strategy: str = "auto") -> list[dict]:
+    """``n`` members of one group (one small MLP; optimizer, learning rate and seed vary)."""
+    return [
+        {
+            "model": dict(MLP),
+            "optim": {"name": POINTS[k % len(POINTS)][0],
+                      "learning_rate": POINTS[k % len(POINTS)][1]},
+            "reg": {"l1": 0.0, "l2": 0.0},
+            "loss": "xent",
+            "train": {"epochs": epochs, "batch_size": 32, "strategy": strategy},
+            "seed": k // len(POINTS),
+        }
+        for k in range(n)
+    ]
+
+
+@functools.cache
+def splits(n_train: int = 320, n_val: int = 100, n_test: int = 200) -> data.Splits:
+    """The first images of MNIST, or seeded arrays of the same shapes and dtypes."""
+    if os.environ.get("JAXMNIST_DATA_DIR"):
+        train_x, train_y = data.load_mnist("train", source="idx")
+        test_x, test_y = data.load_mnist("test", source="idx")
+    else:
+        rng = np.random.default_rng(0)
+        n = n_train + n_val
+        train_y = rng.integers(0, 10, n).astype(np.int32)
+        test_y = rng.integers(0, 10, n_test).astype(np.int32)
+        # Each class lights its own rows, plus noise: learnable, so the runs do move.
+        def draw(labels):
+            x = rng.integers(0, 64, (len(labels), 28, 28, 1))
+            for k, c in enumerate(labels):
+                x[k, 2 * c:2 * c + 6] += 160
+            return x.astype(np.uint8)
+
+        train_x, test_x = draw(train_y), draw(test_y)
+    return data.Splits(
+        train_x[:n_train], train_y[:n_train],
+        train_x[n_train:n_train + n_val], train_y[n_train:n_train + n_val],
+        test_x[:n_test], test_y[:n_test],
+    )

@@ -25,6 +25,7 @@ import os
 import sys
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -271,3 +272,51 @@ def stop_together(resume_hint: str = "") -> Iterator[None]:
         )
         sys.stdout.flush()
         os._exit(EXIT_PEER_LOST)
+
+
+def all_true(flag: bool) -> list[bool]:
+    """Every process's ``flag``, in process order (``[flag]`` on one process). A collective."""
+    import jax
+    from jax.experimental import multihost_utils
+
+    if jax.process_count() == 1:
+        return [bool(flag)]
+    flags = multihost_utils.process_allgather(np.asarray(bool(flag), np.int32))
+    return [bool(f) for f in np.asarray(flags).reshape(-1)]
+
+
+def check_shared_dir(directory: str | os.PathLike) -> None:
+    """Checks that every process sees the same ``directory`` (checkpoints need that).
+
+    Process 0 writes a file with a fresh random token there; every other process must read the
+    same token back. Orbax writes each process's shards of a checkpoint into the one directory,
+    so a folder that is local to each host would give checkpoints that cannot be restored.
+
+    Raises:
+        DistributedError: On every process, naming the processes that do not see the file.
+    """
+    import jax
+    from jax.experimental import multihost_utils
+
+    if jax.process_count() == 1:
+        return
+    path = Path(directory) / ".jaxmnist-shared-check"
+    token = np.asarray(np.random.default_rng().integers(1, 2**31 - 1), np.int32)
+    if is_primary():
+        path.write_text(str(int(token)))
+    token = int(multihost_utils.broadcast_one_to_all(token))
+    try:
+        seen = int(path.read_text().strip()) == token
+    except (OSError, ValueError):
+        seen = False
+    flags = all_true(seen)
+    sync("jaxmnist-shared-check")  # nobody still reads when process 0 removes it
+    if is_primary():
+        path.unlink(missing_ok=True)
+    blind = [i for i, ok in enumerate(flags) if not ok]
+    if blind:
+        raise DistributedError(
+            f"process(es) {', '.join(map(str, blind))} do not see {Path(directory)} as process 0 "
+            "wrote it: the run directory (--workdir) must be on a filesystem that every host "
+            "mounts at the same path (NFS, Lustre, Filestore, gcsfuse)"
+        )

@@ -182,6 +182,20 @@ def process_count() -> int:
     return jax.process_count()
 
 
+def devices() -> list[Any]:
+    """Every device of every process."""
+    import jax
+
+    return jax.devices()
+
+
+def local_devices() -> list[Any]:
+    """This process's devices."""
+    import jax
+
+    return jax.local_devices()
+
+
 def is_primary() -> bool:
     """True on the one process that writes the run directory (process 0)."""
     return process_index() == 0
@@ -243,7 +257,9 @@ EXIT_PEER_LOST = 3
 
 
 @contextlib.contextmanager
-def stop_together(resume_hint: str = "") -> Iterator[None]:
+def stop_together(
+    resume_hint: str = "", passthrough: tuple[type[BaseException], ...] = ()
+) -> Iterator[None]:
     """Turns a failure inside a multi-process run into one clear message and a prompt exit.
 
     When another process dies, this one's next cross-process step fails at once (gloo: the
@@ -255,11 +271,12 @@ def stop_together(resume_hint: str = "") -> Iterator[None]:
 
     Args:
         resume_hint: Appended to the message, e.g. where the last checkpoint is.
+        passthrough: Exceptions raised as usual (user errors that every process raises alike).
     """
     try:
         yield
     except Exception as err:  # noqa: BLE001 - any failure ends a multi-process run alike
-        if process_count() <= 1:
+        if process_count() <= 1 or isinstance(err, passthrough):
             raise
         first = str(err).strip().splitlines()[0] if str(err).strip() else ""
         print(

@@ -5,6 +5,8 @@ Usage::
     python -m jaxmnist.sweep sweeps/s2.py [--workdir DIR] [--seeds N] [--preset NAME | --quick]
                              [--dry-run] [--data-dir DIR] [--config.KEY=VALUE ...]
     python -m jaxmnist.sweep --list
+    JAXMNIST_COORDINATOR=HOST:PORT JAXMNIST_NUM_PROCESSES=N JAXMNIST_PROCESS_ID=I \
+        python -m jaxmnist.sweep sweeps/s2.py --distributed --workdir SHARED_DIR   # each process
 
 Steps: load and validate the study (no jax, nothing written on error, exit code 2) -> expand it
 into member configs -> group members by their static keys (``jaxmnist.config.group_key``) -> train
@@ -13,6 +15,12 @@ the sklearn baseline where the study asks for one -> ``jaxmnist.report`` tables 
 
 Re-running into an existing run directory resumes: finished groups are read back from
 ``results.json``, an interrupted group restarts from its latest checkpoint in ``ckpt/group_<g>``.
+
+``--distributed`` runs one study over many processes (hosts): every process runs this same
+command, JAX's distributed runtime joins them (``jaxmnist.distributed``; on SLURM, Open MPI and
+Cloud TPU without any JAXMNIST_* variable), each group's grid is sharded over every process's
+devices, all processes write the orbax checkpoints together, and process 0 alone writes the run
+directory. See docs/distributed.md.
 """
 
 from __future__ import annotations
@@ -31,7 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from jaxmnist import config as C
-from jaxmnist import rundir
+from jaxmnist import distributed, rundir
 from jaxmnist.hooks import Callback, EpochInfo, GroupStart
 
 EXIT_CONFIG = 2
@@ -73,6 +81,11 @@ def _parse(argv: Sequence[str] | None) -> tuple[argparse.Namespace, list[str]]:
                         "'file.py:factory', called as factory(run_dir, config) and returning an "
                         "object with on_group_start / on_epoch_end / on_group_end hooks "
                         "(docs/tensorboard.md); repeatable")
+    parser.add_argument("--distributed", action="store_true",
+                        help="one of several processes training the study together: settings "
+                        f"from {distributed.ENV_COORDINATOR}, {distributed.ENV_NUM_PROCESSES}, "
+                        f"{distributed.ENV_PROCESS_ID} (or SLURM / Open MPI / Cloud TPU); "
+                        "--workdir must be on a filesystem every host shares")
     args, rest = parser.parse_known_args(argv)
     overrides, unknown = [], []
     it = iter(rest)
@@ -127,6 +140,7 @@ def environment() -> dict[str, Any]:
 
     devices = jax.devices()
     return {
+        "processes": jax.process_count(),
         "python": platform.python_version(),
         "jax": _version("jax"),
         "jaxlib": _version("jaxlib"),
@@ -238,14 +252,18 @@ def run(study: dict[str, Any], run_dir: Path, *, data_dir: str | None = None,
     configs = [m["config"] for m in members]
     groups = C.group_members(configs)
     resolved = _resolved_config(study, members, groups)
-    rundir.RunWriter.check(run_dir, resolved)  # fail before the (slow) data load
+    # Every process checks (read-only); in a multi-process run only process 0 writes the run
+    # directory, the others train, save their checkpoint shards and read what process 0 wrote.
+    resuming = rundir.RunWriter.check(run_dir, resolved)  # fail before the (slow) data load
+    primary = distributed.is_primary()
     data_spec = {k: v for k, v in study["data"].items() if k != "source"}
     splits = data.make_splits(data_spec, source=study["data"].get("source", "auto"),
                               data_dir=data_dir)
-    writer, resuming = rundir.RunWriter.open(run_dir, resolved)
+    writer = _open_run_dir(run_dir, resolved)
     _say(f"run directory: {run_dir}" + ("  (resuming)" if resuming else ""))
-    writer.write_env(environment())
-    writer.save_samples(splits)
+    if primary:
+        writer.write_env(environment())
+        writer.save_samples(splits)
     sizes = {"train": int(len(splits.train_y)),
              "val": int(len(splits.val_y)) if splits.val_y is not None else 0,
              "test": int(len(splits.test_y))}
@@ -264,8 +282,10 @@ def run(study: dict[str, Any], run_dir: Path, *, data_dir: str | None = None,
         results["groups"] = [group_stats[g] for g in sorted(group_stats)]
         writer.write_results(results)
 
-    tensorboard = loggers.TensorBoardLog(run_dir, resolved)
-    extra = [tensorboard, *(factory(run_dir, resolved) for factory in callbacks)]
+    # Loggers write files: process 0's alone.
+    tensorboard = loggers.TensorBoardLog(run_dir, resolved) if primary else None
+    extra = [tensorboard, *(factory(run_dir, resolved) for factory in callbacks)] \
+        if primary else []
     t_start = time.perf_counter()
     for g, ks in enumerate(groups):
         if all(k in done for k in ks):
@@ -275,10 +295,14 @@ def run(study: dict[str, Any], run_dir: Path, *, data_dir: str | None = None,
         try:
             out = train.train_grid([configs[k] for k in ks], splits,
                                    workdir=str(writer.ckpt_dir(g)), group_index=g,
-                                   callbacks=[writer.metrics_log(ks), progress, *extra])
+                                   callbacks=[writer.metrics_log(ks), progress, *extra]
+                                   if primary else [])
         finally:
             progress.close()
-            tensorboard.close()
+            if tensorboard is not None:
+                tensorboard.close()
+        if not primary:
+            continue
         for k, res in zip(ks, out, strict=True):
             params = res.pop("params", None)
             stats = res.pop("group_stats", None)
@@ -296,6 +320,13 @@ def run(study: dict[str, Any], run_dir: Path, *, data_dir: str | None = None,
              f"train {stats.get('train_seconds', 0):.1f}s, "
              f"{stats.get('images_per_second') or 0:,.0f} images/s")
 
+    if distributed.process_count() > 1:
+        # Training is over: leave the distributed runtime before the host-only steps, so that
+        # no process waits on process 0's baseline and report (the shutdown time-out).
+        distributed.shutdown()
+        if not primary:
+            _say(f"process {distributed.process_index()}: done; process 0 writes the results")
+            return results
     if study.get("baseline") == "sklearn" and not results["baseline"]:
         from jaxmnist import baselines
 
@@ -310,6 +341,36 @@ def run(study: dict[str, Any], run_dir: Path, *, data_dir: str | None = None,
         written = report_mod.generate(run_dir)
         _say(f"report: {len(written)} files under {run_dir}/tables and {run_dir}/figures")
     return results
+
+
+def _open_run_dir(run_dir: Path, resolved: dict[str, Any]) -> rundir.RunWriter:
+    """Opens the run directory on process 0; every process learns whether that worked.
+
+    Returns:
+        Process 0's writer; on the other processes a writer that is used only to name the
+        checkpoint folders (they write nothing else).
+
+    Raises:
+        RunDirError: On every process when process 0 could not open the directory.
+        DistributedError: When another process cannot see the directory process 0 opened.
+    """
+    if distributed.process_count() == 1:
+        return rundir.RunWriter.open(run_dir, resolved)[0]
+    writer, error = rundir.RunWriter(run_dir), None
+    if distributed.is_primary():
+        try:
+            writer = rundir.RunWriter.open(run_dir, resolved)[0]
+        except rundir.RunDirError as err:
+            error = err
+    agreed = distributed.all_true(error is None)
+    if error is not None:
+        raise error
+    if not all(agreed):
+        raise rundir.RunDirError(
+            f"process 0 could not open the run directory {run_dir}; see its message",
+            exit_code=1)
+    distributed.check_shared_dir(run_dir)
+    return writer
 
 
 def _dry_run(study: dict[str, Any]) -> None:
@@ -339,13 +400,23 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"{name:6s} {str(path):20s} {title}")
         print("\n" + FIRST_RUN)
         return 0
+    join = args.distributed and not args.dry_run
     try:
+        settings = distributed.settings_from_env() if join else None
+        if join and not args.workdir:
+            raise distributed.DistributedError(
+                "--distributed needs --workdir: every process must name the same run directory, "
+                "on a filesystem that every host shares")
         study = C.resolve(C.load_study(args.study), preset=args.preset, quick=args.quick,
                           seeds=args.seeds, overrides=overrides)
         C.check(study)
-    except C.ConfigError as err:
+    except (C.ConfigError, distributed.DistributedError) as err:
         _say(f"jaxmnist.sweep: {err}\nNothing was written.")
         return EXIT_CONFIG
+    if join:
+        status = _join(settings)
+        if status:
+            return status
     if args.dry_run:
         _dry_run(study)
         return 0
@@ -367,8 +438,18 @@ def _run_cli(study: dict[str, Any], run_dir: Path, **kwargs: Any) -> int:
     from jaxmnist.data import MnistDataError
 
     existed = run_dir.exists()
+    # In a multi-process run, a failure of another process (or of this one) mid-run gives one
+    # message and exit status 3 at once; the errors below are raised alike by every process.
+    guard = distributed.stop_together(
+        f"from the last checkpoint in {run_dir / 'ckpt'}",
+        passthrough=(C.ConfigError, MnistDataError, rundir.RunDirError,
+                     distributed.DistributedError))
     try:
-        run(study, run_dir, **kwargs)
+        with guard:
+            run(study, run_dir, **kwargs)
+    except distributed.DistributedError as err:
+        _say(f"jaxmnist.sweep: {err}")
+        return EXIT_CONFIG
     except (C.ConfigError, MnistDataError) as err:
         _say(f"jaxmnist.sweep: {err}\n" + ("Nothing was written." if not existed else
                                            f"Nothing more was written to {run_dir}."))
@@ -387,7 +468,31 @@ def _run_cli(study: dict[str, Any], run_dir: Path, **kwargs: Any) -> int:
         _say(f"jaxmnist.sweep: interrupted. Finished groups are in {run_dir / rundir.RESULTS} "
              "and the running group's last epoch in ckpt/; run the same command to resume.")
         return 130
-    print(run_dir)
+    if distributed.is_primary():
+        print(run_dir)
+    return 0
+
+
+def _join(settings: distributed.Settings) -> int:
+    """Joins the distributed run; returns 0, or the exit status after saying what failed."""
+    where = (f"the coordinator {settings.coordinator}" if settings.coordinator
+             else "the coordinator that JAX detects (SLURM, Open MPI, Cloud TPU)")
+    try:
+        distributed.initialize(settings)
+    except ValueError as err:  # JAX found no cluster to detect
+        _say(f"jaxmnist.sweep: --distributed: {err}. Set {distributed.ENV_COORDINATOR}, "
+             f"{distributed.ENV_NUM_PROCESSES} and {distributed.ENV_PROCESS_ID}, or launch "
+             "under SLURM (srun), Open MPI (mpirun) or on a Cloud TPU VM.\nNothing was written.")
+        return EXIT_CONFIG
+    except Exception as err:  # noqa: BLE001 - JAX raises its runtime error on a time-out
+        first = str(err).strip().splitlines()[0] if str(err).strip() else ""
+        _say(f"jaxmnist.sweep: --distributed: could not join {where} within "
+             f"{settings.init_timeout} s ({type(err).__name__}: {first[:300]}). Start every "
+             "process with the same coordinator address and process count, and ids 0..N-1 "
+             f"({distributed.ENV_INIT_TIMEOUT} sets the wait).\nNothing was written.")
+        return distributed.EXIT_PEER_LOST
+    _say(f"distributed: process {distributed.process_index()} of {distributed.process_count()}"
+         f", {len(distributed.local_devices())} local / {len(distributed.devices())} devices")
     return 0
 
 

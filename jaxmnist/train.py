@@ -627,7 +627,9 @@ def fit(
             state, loss_sum, correct_sum, seen = prog.epoch_exec(
                 state, prog.arrays, prog.train_x, prog.train_y, jnp.asarray(epoch, jnp.int32)
             )
-            loss_sum, correct_sum, seen = distributed.to_host((loss_sum, correct_sum, seen))
+            # A collective in a multi-process run: every process gathers, callbacks or not.
+            loss_sum, correct_sum, seen, alive = distributed.to_host(
+                (loss_sum, correct_sum, seen, state.alive))
             train_seconds = time.perf_counter() - t0
             with np.errstate(invalid="ignore", divide="ignore"):
                 history[epoch - 1, :, 0] = loss_sum / seen
@@ -647,7 +649,7 @@ def fit(
                 images_per_second=n_members * prog.program.n_train / train_seconds,
                 compiles=counter.count, resumed=resumed,
             )
-            rows = _member_metrics(history[epoch - 1], distributed.to_host(state.alive), n_members)
+            rows = _member_metrics(history[epoch - 1], alive, n_members)
             emit(callbacks, "on_epoch_end", group_index, epoch, rows, info)
     return FitResult(state, history, seconds, resumed)
 

@@ -1,6 +1,6 @@
 """Device memory of one grid epoch per member count: how many members fit on a device.
 
-    python scripts/grid_memory.py                  # MLP and the S0 CNN, 1..16 members, both strategies
+    python scripts/grid_memory.py        # MLP and the S0 CNN, 1, 4, 16 members, both strategies
     python scripts/grid_memory.py --members 1 4 --models mlp
 
 For each model, strategy and number of members G on ONE device, it builds the group's program
@@ -69,6 +69,7 @@ def measure(model_name: str, strategy: str, g: int, splits) -> dict:
 
 
 def main() -> None:
+    """Measures every (model, strategy, members) and prints a Markdown table and the slopes."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
     parser.add_argument("--members", nargs="+", type=int, default=[1, 4, 16])

@@ -149,3 +149,93 @@ def test_settings():
                                             "JAXMNIST_NUM_PROCESSES": "4",
                                             "JAXMNIST_PROCESS_ID": "0"})
     assert remote.bind_address is None  # a cluster: JAX's default, every interface
+
+
+def _sweep_source() -> str | None:
+    """A data source the sweep can use here: synthetic digits when jaxmnist has them, else the
+    real files when JAXMNIST_DATA_DIR is set."""
+    from jaxmnist import data
+
+    if "synthetic" in getattr(data, "SOURCES", ()):
+        return "synthetic"
+    return "idx" if os.environ.get("JAXMNIST_DATA_DIR") else None
+
+
+SWEEP_ARGS = (
+    "sweeps/smoke.py", "--no-report", "--seeds", "1",
+    # 2 groups (hidden 32 / 16) of 6 members (sgd, adam x 3 rates): each padded to 8 on 4 devices
+    "--config.grid.optim.learning_rate=[0.1,0.03,0.01]",
+    "--config.data.train_limit=256", "--config.data.val_size=64", "--config.data.test_limit=128",
+    "--config.base.train.epochs=1",
+)
+
+
+def test_sweep_distributed_writes_once_and_matches_one_process(tmp_path):
+    source = _sweep_source()
+    if source is None:
+        pytest.skip("no synthetic data source in jaxmnist.data and JAXMNIST_DATA_DIR unset")
+    root = Path(__file__).resolve().parent.parent
+    args = [*SWEEP_ARGS, f"--config.data.source={source}"]
+    single = subprocess.run(
+        [sys.executable, "-m", "jaxmnist.sweep", *args, "--workdir", str(tmp_path / "one")],
+        cwd=root, env=_env(), capture_output=True, text=True, timeout=RUN_LIMIT_S, check=False)
+    assert single.returncode == 0, single.stderr[-3000:]
+
+    port, procs = _free_port(), []
+    for pid in range(2):
+        env = _env(JAXMNIST_COORDINATOR=f"127.0.0.1:{port}", JAXMNIST_NUM_PROCESSES="2",
+                   JAXMNIST_PROCESS_ID=str(pid), JAXMNIST_HEARTBEAT_TIMEOUT=str(HEARTBEAT_S),
+                   JAXMNIST_INIT_TIMEOUT="120", JAXMNIST_SHUTDOWN_TIMEOUT="60",
+                   XLA_FLAGS="--xla_force_host_platform_device_count=2")
+        procs.append(subprocess.Popen(
+            [sys.executable, "-m", "jaxmnist.sweep", *args, "--distributed",
+             "--workdir", str(tmp_path / "two")],
+            cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+    outs = []
+    try:
+        for proc in procs:
+            outs.append(proc.communicate(timeout=RUN_LIMIT_S))
+    except subprocess.TimeoutExpired:
+        for proc in procs:
+            proc.kill()
+        pytest.fail(f"the distributed sweep did not finish within {RUN_LIMIT_S} s")
+    for proc, (_, err) in zip(procs, outs, strict=True):
+        assert proc.returncode == 0, err[-3000:]
+    # Process 0 prints the run directory; process 1 does not (gloo's C++ log lines aside).
+    assert outs[0][0].strip().splitlines()[-1] == str(tmp_path / "two")
+    assert str(tmp_path / "two") not in outs[1][0]
+    assert "process 1 of 2" in outs[1][1] and "process 0 writes the results" in outs[1][1]
+
+    import json
+
+    one = json.loads((tmp_path / "one" / "results.json").read_text())
+    two = json.loads((tmp_path / "two" / "results.json").read_text())
+    assert two["complete"] and len(two["members"]) == len(one["members"]) == 12
+    for g in two["groups"]:
+        assert (g["devices"], g["processes"], g["padded_members"]) == (4, 2, 8)
+    for a, b in zip(one["members"], two["members"], strict=True):
+        assert a["config"] == b["config"]
+        assert a["test_pred"] == b["test_pred"] and a["status"] == b["status"]
+        np.testing.assert_allclose(a["test"]["acc"], b["test"]["acc"], atol=1e-6)
+        for ha, hb in zip(a["history"], b["history"], strict=True):
+            for key in ("train_loss", "train_acc", "val_loss", "val_acc"):
+                np.testing.assert_allclose(ha[key], hb[key], atol=1e-5, err_msg=key)
+    # One metrics line per member and epoch: written by process 0 alone.
+    lines = (tmp_path / "two" / "metrics.jsonl").read_text().splitlines()
+    assert len(lines) == 12
+    # Same files as the one-process run, apart from each process's own checkpoint shards and
+    # TensorBoard's event files (named after host, time and pid): compared as folders.
+    def files(root):
+        return {(p.parent if p.name.startswith("events.out") else p).relative_to(root).as_posix()
+                for p in root.rglob("*") if "ckpt" not in p.parts}
+
+    assert files(tmp_path / "two") == files(tmp_path / "one")
+    events = list((tmp_path / "two").rglob("events.out*"))
+    assert events and len(events) == len(list((tmp_path / "one").rglob("events.out*")))
+    env = json.loads((tmp_path / "two" / "env.json").read_text())
+    assert env["processes"] == 2 and len(env["devices"]) == 4
+    for k in range(12):
+        ma = np.load(tmp_path / "one" / "params" / f"member_{k}.npz")
+        mb = np.load(tmp_path / "two" / "params" / f"member_{k}.npz")
+        for name in ma.files:
+            np.testing.assert_allclose(ma[name], mb[name], atol=1e-5, rtol=0)

@@ -24,7 +24,7 @@ This module must not import jax or tensorflow at import time (see docs/architect
 Command line::
 
     python -m jaxmnist.data check DIR [--dataset NAME]     # verify the files, label histograms
-    python -m jaxmnist.data download DIR [--dataset NAME]  # fetch the four official .gz files
+    python -m jaxmnist.data download [DIR] [--dataset NAME]  # fetch the four official .gz files
 """
 
 from __future__ import annotations
@@ -1155,7 +1155,9 @@ def _main(argv: list[str] | None = None) -> int:
                             f"${ENV_DATA_DIR} for MNIST)")
     check.add_argument("--no-checksum", action="store_true", help="check the structure only")
     fetch = sub.add_parser("download", help="download the four official .gz files")
-    fetch.add_argument("dir", help="target folder")
+    fetch.add_argument("dir", nargs="?",
+                       help="target folder (default: the dataset's environment variable if set, "
+                            "else ~/.cache/jaxmnist/NAME)")
     fetch.add_argument("--base-url", default=None,
                        help="mirror URL (default: the dataset's official location)")
     for p in (check, fetch):
@@ -1166,9 +1168,11 @@ def _main(argv: list[str] | None = None) -> int:
     try:
         ds = dataset_or_error(args.dataset)
         if args.command == "download":
-            for path in download(args.dir, base_url=args.base_url, dataset=ds.name):
+            target = (args.dir or os.environ.get(ds.env)
+                      or str(Path("~/.cache/jaxmnist").expanduser() / ds.name))
+            for path in download(target, base_url=args.base_url, dataset=ds.name):
                 print(f"ok  {path}")
-            print(f"export {ds.env}={Path(args.dir).expanduser().resolve()}")
+            print(f"export {ds.env}={Path(target).expanduser().resolve()}")
             return 0
         directory = args.dir or os.environ.get(ds.env) or next(
             (d for d in ds.system_dirs if Path(d).is_dir()), None)

@@ -536,7 +536,7 @@ def test_fashion_mnist_from_debian_files(monkeypatch, capsys):
 
 
 @needs_debian_fashion
-def test_cli_download_and_check_another_dataset(tmp_path, capsys):
+def test_cli_download_and_check_another_dataset(tmp_path, capsys, monkeypatch):
     target = tmp_path / "fashion"
     argv = ["download", str(target), "--dataset", "fashion_mnist",
             "--base-url", DEBIAN_FASHION.as_uri()]
@@ -546,6 +546,12 @@ def test_cli_download_and_check_another_dataset(tmp_path, capsys):
     assert "[6000, 6000, 6000" in capsys.readouterr().out
     assert data._main(["check", str(target), "--dataset", "nope"]) == 2
     assert "valid choices: mnist, fashion_mnist, kmnist" in capsys.readouterr().err
+    # without a folder: ~/.cache/jaxmnist/NAME
+    monkeypatch.setenv("HOME", str(tmp_path))
+    argv = ["download", "--dataset", "fashion_mnist", "--base-url", DEBIAN_FASHION.as_uri()]
+    assert data._main(argv) == 0
+    cache = tmp_path / ".cache" / "jaxmnist" / "fashion_mnist"
+    assert (cache / "t10k-labels-idx1-ubyte.gz").is_file()
 
 
 # ---------------------------------------------------------------- first contact: the download cache

@@ -21,6 +21,7 @@ processes together through orbax.
 from __future__ import annotations
 
 import contextlib
+import inspect
 import os
 import sys
 from collections.abc import Iterator, Mapping
@@ -146,7 +147,10 @@ def initialize(settings: Settings) -> None:
     import jax
 
     if "JAX_CPU_COLLECTIVES_IMPLEMENTATION" not in os.environ:
-        jax.config.update("jax_cpu_collectives_implementation", "gloo")
+        try:
+            jax.config.update("jax_cpu_collectives_implementation", "gloo")
+        except (AttributeError, KeyError, ValueError):  # a JAX without the option: its default
+            pass
     kwargs: dict[str, Any] = {
         "initialization_timeout": settings.init_timeout,
         "heartbeat_timeout_seconds": settings.heartbeat_timeout,
@@ -157,7 +161,9 @@ def initialize(settings: Settings) -> None:
                       num_processes=settings.num_processes, process_id=settings.process_id)
         if settings.bind_address is not None:
             kwargs["coordinator_bind_address"] = settings.bind_address
-    jax.distributed.initialize(**kwargs)
+    # Pass only what this JAX's initialize accepts (checked on 0.10; names may move later).
+    accepted = inspect.signature(jax.distributed.initialize).parameters
+    jax.distributed.initialize(**{k: v for k, v in kwargs.items() if k in accepted})
 
 
 def shutdown() -> None:

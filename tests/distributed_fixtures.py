@@ -1,6 +1,6 @@
 """A small grid and dataset for the multi-process tests (tests/test_distributed.py).
 
-Real MNIST when ``JAXMNIST_DATA_DIR`` is set, otherwise seeded MNIST-shaped arrays, so the tests
+Real MNIST when ``JAXMNIST_DATA_DIR`` is set, otherwise jaxmnist's synthetic digits, so the tests
 run (and compare runs with each other) on any machine.
 """
 
@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import functools
 import os
-
-import numpy as np
 
 from jaxmnist import data
 
@@ -37,23 +35,15 @@ def members(n: int, epochs: int = 2, strategy: str = "auto") -> list[dict]:
 
 @functools.cache
 def splits(n_train: int = 320, n_val: int = 100, n_test: int = 200) -> data.Splits:
-    """The first images of MNIST, or seeded arrays of the same shapes and dtypes."""
+    """The first images of MNIST, or of jaxmnist's synthetic digits without it."""
     if os.environ.get("JAXMNIST_DATA_DIR"):
         train_x, train_y = data.load_mnist("train", source="idx")
         test_x, test_y = data.load_mnist("test", source="idx")
-    else:
-        rng = np.random.default_rng(0)
-        n = n_train + n_val
-        train_y = rng.integers(0, 10, n).astype(np.int32)
-        test_y = rng.integers(0, 10, n_test).astype(np.int32)
-        # Each class lights its own rows, plus noise: learnable, so the runs do move.
-        def draw(labels):
-            x = rng.integers(0, 64, (len(labels), 28, 28, 1))
-            for k, c in enumerate(labels):
-                x[k, 2 * c:2 * c + 6] += 160
-            return x.astype(np.uint8)
+    else:  # jaxmnist's synthetic digits: no files needed
+        from jaxmnist import synthetic
 
-        train_x, test_x = draw(train_y), draw(test_y)
+        train_x, train_y = synthetic.make(n_train + n_val, "train")
+        test_x, test_y = synthetic.make(n_test, "test")
     return data.Splits(
         train_x[:n_train], train_y[:n_train],
         train_x[n_train:n_train + n_val], train_y[n_train:n_train + n_val],

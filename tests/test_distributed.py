@@ -145,16 +145,6 @@ def test_settings():
     assert remote.bind_address is None  # a cluster: JAX's default, every interface
 
 
-def _sweep_source() -> str | None:
-    """A data source the sweep can use here: synthetic digits when jaxmnist has them, else the
-    real files when JAXMNIST_DATA_DIR is set."""
-    from jaxmnist import data
-
-    if "synthetic" in getattr(data, "SOURCES", ()):
-        return "synthetic"
-    return "idx" if os.environ.get("JAXMNIST_DATA_DIR") else None
-
-
 SWEEP_ARGS = (
     "sweeps/smoke.py", "--no-report", "--seeds", "1",
     # 2 groups (hidden 32 / 16) of 6 members (sgd, adam x 3 rates): each padded to 8 on 4 devices
@@ -165,11 +155,8 @@ SWEEP_ARGS = (
 
 
 def test_sweep_distributed_writes_once_and_matches_one_process(tmp_path):
-    source = _sweep_source()
-    if source is None:
-        pytest.skip("no synthetic data source in jaxmnist.data and JAXMNIST_DATA_DIR unset")
     root = Path(__file__).resolve().parent.parent
-    args = [*SWEEP_ARGS, f"--config.data.source={source}"]
+    args = [*SWEEP_ARGS, "--config.data.source=synthetic"]  # needs no MNIST files
     single = subprocess.run(
         [sys.executable, "-m", "jaxmnist.sweep", *args, "--workdir", str(tmp_path / "one")],
         cwd=root, env=_env(), capture_output=True, text=True, timeout=RUN_LIMIT_S, check=False)

@@ -480,7 +480,8 @@ def _join(settings: distributed.Settings) -> int:
     try:
         distributed.initialize(settings)
     except ValueError as err:  # JAX found no cluster to detect
-        _say(f"jaxmnist.sweep: --distributed: {err}. Set {distributed.ENV_COORDINATOR}, "
+        _say(f"jaxmnist.sweep: --distributed: {str(err).rstrip('.')}. Set "
+             f"{distributed.ENV_COORDINATOR}, "
              f"{distributed.ENV_NUM_PROCESSES} and {distributed.ENV_PROCESS_ID}, or launch "
              "under SLURM (srun), Open MPI (mpirun) or on a Cloud TPU VM.\nNothing was written.")
         return EXIT_CONFIG

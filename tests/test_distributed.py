@@ -220,3 +220,38 @@ def test_sweep_distributed_writes_once_and_matches_one_process(tmp_path):
         mb = np.load(tmp_path / "two" / "params" / f"member_{k}.npz")
         for name in ma.files:
             np.testing.assert_allclose(ma[name], mb[name], atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize(
+    ("argv", "env", "message"),
+    [
+        (["--distributed"], {}, "--distributed needs --workdir"),
+        (["--distributed", "--workdir", "RUN"], {"JAXMNIST_COORDINATOR": "127.0.0.1:1"},
+         "JAXMNIST_NUM_PROCESSES, JAXMNIST_PROCESS_ID not"),
+    ],
+)
+def test_sweep_bad_distributed_settings_exit_2(argv, env, message, tmp_path, monkeypatch, capsys):
+    from jaxmnist import sweep
+
+    for name in ("JAXMNIST_COORDINATOR", "JAXMNIST_NUM_PROCESSES", "JAXMNIST_PROCESS_ID"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    argv = [str(tmp_path / "run") if a == "RUN" else a for a in argv]
+    assert sweep.main(["sweeps/smoke.py", *argv]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Nothing was written" in err
+    assert not (tmp_path / "run").exists()
+
+
+def test_sweep_distributed_without_a_cluster_exit_2(tmp_path):
+    """No JAXMNIST_* settings and no SLURM / Open MPI / TPU to detect: one message, exit 2."""
+    env = {k: v for k, v in _env().items() if not k.startswith(("SLURM_", "OMPI_", "PMI_"))}
+    proc = subprocess.run(
+        [sys.executable, "-m", "jaxmnist.sweep", "sweeps/smoke.py", "--distributed",
+         "--workdir", str(tmp_path / "run")],
+        cwd=Path(__file__).resolve().parent.parent, env=env, capture_output=True, text=True,
+        timeout=120, check=False)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert "Set JAXMNIST_COORDINATOR" in proc.stderr and "Traceback" not in proc.stderr
+    assert not (tmp_path / "run").exists()

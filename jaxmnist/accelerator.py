@@ -266,10 +266,10 @@ def to_markdown(result: dict[str, Any]) -> str:
 
 
 def _write(result: dict[str, Any], stem: Path) -> list[Path]:
-    from jaxmnist.sweep import write_json
+    from jaxmnist import rundir
 
     paths = [stem.with_suffix(".json"), stem.with_suffix(".md")]
-    write_json(paths[0], result)
+    rundir.write_json(paths[0], result)
     paths[1].write_text(to_markdown(result))
     return paths
 
@@ -300,7 +300,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     stem = out_dir / (f"accelerator-{stamp}" + ("-tiny" if args.tiny else ""))
     workdir = Path(args.workdir or Path("runs") / "accelerator" / stamp / "s2")
 
-    from jaxmnist import data, sweep
+    from jaxmnist import data, rundir, sweep
 
     result: dict[str, Any] = {
         "schema": SCHEMA_VERSION, "tiny": args.tiny, "started": started.isoformat("T", "seconds"),
@@ -325,6 +325,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (C.ConfigError, data.MnistDataError) as err:
         _say(f"jaxmnist.accelerator: {err}")
         return 2
+    except rundir.RunDirError as err:
+        _say(f"jaxmnist.accelerator: {err}")
+        return getattr(err, "exit_code", 1)
     if not paths:
         paths = _write(result, stem)
     _say("wrote " + " and ".join(str(x) for x in paths))

@@ -10,10 +10,13 @@ Dense(128) (225,034 params), Adam lr 1e-3, categorical cross-entropy on one-hot 
 10 epochs, Keras ``validation_split=0.2`` (the LAST 12,000 training images, unshuffled).
 Published per-epoch log for epochs 1-6 (train acc/loss, val acc/loss); e6 val acc 0.9907.
 
-Expected accuracy and runtime per device. Full run: to be measured (CPU, GPU).
-Measured on CPU (2 shared vCPUs, load ~7 from other work; `bash scripts/make_figures.sh s1`),
-    --quick: test acc 0.9637 ± 0.0008, val acc 0.9523 ± 0.0008 at epoch 3 (3 seeds); 70 s
-    training, 75 s with the report.
+Expected accuracy and runtime per device (GPU: not measured yet):
+- CPU (2 shared vCPUs), full study, 3 seeds, commit 7bdb1e0, 2026-11-30: test acc
+  0.9924 +- 0.0005, val acc at epoch 6 0.9905 +- 0.0013 (paper 0.9907), at epoch 10
+  0.9919 +- 0.0005. Wall 37 min 4 s (2,207 s training, compile 32 s; 837 s CPU) at load
+  average 15-19 (other work): epochs took 138-258 s; figures/s1/history.md has every epoch.
+- CPU, --quick: test acc 0.9637 +- 0.0008, val acc 0.9523 +- 0.0008 at epoch 3 (3 seeds);
+  70 s training, 75 s with the report (load ~7).
 """
 
 import ml_collections

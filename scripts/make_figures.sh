@@ -5,6 +5,8 @@
 #   bash scripts/make_figures.sh                  # every study: s0 s1 s2 s3 s4
 #   bash scripts/make_figures.sh s2 s3            # some of them
 #   RUN_ROOT=/work/jaxmnist-runs bash scripts/make_figures.sh   # reuse runs made elsewhere
+#   REPORT_ONLY=1 RUN_ROOT=... bash scripts/make_figures.sh s2  # never train: report runs as
+#                                                               # far as they got (still running)
 #
 # Runs live in $RUN_ROOT/<study>-<full|cpu> (default runs/figures/; not committed). A finished
 # run is only re-reported (python -m jaxmnist.report, no jax, no training); an unfinished or
@@ -50,8 +52,11 @@ for s in "${studies[@]}"; do
   IFS='|' read -r name flags <<< "${RUN[$s]}"
   run="$RUN_ROOT/$name"
   start=$(date +%s)
-  if complete "$run"; then
-    "$PY" -m jaxmnist.report "$run"
+  if complete "$run" || [ -n "${REPORT_ONLY:-}" ]; then
+    if ! "$PY" -m jaxmnist.report "$run"; then
+      echo "$s ($name): nothing to report yet; figures/$s left as it is"
+      continue
+    fi
   else
     # Trains what is missing, then writes the tables and figures (the sweep calls the report).
     # shellcheck disable=SC2086  # flags may be empty

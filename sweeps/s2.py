@@ -16,10 +16,13 @@ report labels each member ok / collapsed / diverged.
 
 Expected accuracy and runtime per device:
 - CPU (2 vCPU), --quick (24 members, 4 epochs on 10,000 images): ~9.5 min of training at
-  ~2,150 img/s aggregate (bash scripts/make_figures.sh s2, 2026-11-21); Adam 1e-4 reaches
-  74.9 +- 2.8% test accuracy on the 2,000-image test slice, the high learning rates collapse
-  or diverge as in the paper.
-- CPU, full: not run (~4 h estimated from the measured throughput). GPU: not measured yet.
+  ~2,150 img/s aggregate (2026-11-21, load 4-8); Adam 1e-4 reaches 74.9 +- 2.8% test accuracy
+  on the 2,000-image test slice, the high learning rates collapse or diverge as in the paper.
+- CPU, --preset cpu (full data, 5 epochs, 1 seed): sized at ~5-8 min per epoch on a quiet
+  machine from the throughput above (docs/studies.md); the 2026-11-30 run at load 15-19 had not
+  finished its first epochs when this was written (figures/README.md: how far it got).
+- CPU, full, 1 seed: started 2026-11-30 at the lowest priority, hours (figures/README.md).
+- GPU: not measured yet; `bash scripts/accelerator_run.sh` runs this study in full (1 seed).
 """
 
 import ml_collections

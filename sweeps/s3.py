@@ -21,11 +21,12 @@ A config that appears in several experiments (1x64 ReLU, He, lr 0.01, no regular
 RMSNorm appears in all six) is trained once per seed and shared by every table; the paper's
 own numbers for that one config range from 0.919 to 0.949.
 
-Expected accuracy and runtime per device. GPU: to be measured. Measured on CPU (2 shared vCPUs,
-load ~4 from other work), full study (`bash scripts/make_figures.sh s3`): 63 members in 13
-groups, 331 s including 15 sklearn fits (~95 s), 340 s with the report; depth x width test acc
-2x32 0.9565 ± 0.0022, 2x64 0.9610 ± 0.0017, 2x128 0.9646 ± 0.0011, 1x64 0.9477 ± 0.0008,
-3x64 0.9651 ± 0.0012 (3 seeds; paper 0.952 / 0.959 / 0.962 / 0.949 / 0.962).
+Expected accuracy and runtime per device. GPU: to be measured. CPU (2 shared vCPUs), full
+study, 3 seeds, commit 7bdb1e0, 2026-11-30: 63 members in 13 groups plus 15 sklearn fits, wall
+26 min 55 s (1,584 s training and sklearn, 579 s CPU) at load average ~15 from other work (the
+same study took 340 s at load ~4 on 2026-11-21); depth x width test acc 2x32 0.9565 ± 0.0022,
+2x64 0.9610 ± 0.0014, 2x128 0.9646 ± 0.0011, 1x64 0.9477 ± 0.0008, 3x64 0.9650 ± 0.0011
+(paper 0.952 / 0.959 / 0.962 / 0.949 / 0.962).
 """
 
 import ml_collections

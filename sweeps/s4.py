@@ -16,10 +16,14 @@ we use Keras' defaults, Adam lr 1e-3 and batch 32. Published (train / val acc at
 L1 .4941/.4312, L2 .6777/.6585, L3 .8903/.8843, L4 .9241/.9133; L4 precision = recall = F1 =
 0.935. On MNIST every depth is expected to do far better than on the paper's photographs.
 
-Expected accuracy and runtime per device. Full run: to be measured (CPU, GPU).
-Measured on CPU (2 shared vCPUs, load ~7 from other work; `bash scripts/make_figures.sh s4`),
-    --quick: test acc L1 0.844, L2 0.889, L3 0.900, L4 0.862 (2 seeds); 236 s training,
-    248 s with the report.
+Expected accuracy and runtime per device. GPU: not measured yet.
+- CPU (2 shared vCPUs), --preset cpu (full data, 5 epochs, 1 seed), 2026-11-30 at load 15-19:
+  L1 val acc 0.9737 after epoch 1 and 0.9841 after epoch 5 (267-399 s per epoch), L2 0.9886
+  after epoch 4 (616-827 s per epoch); ~21 s and ~59 s per epoch of a quiet machine from the CPU
+  time (docs/studies.md). L3 and L4 had not run when this was written (figures/README.md).
+- CPU, full (40 epochs, 1 seed): started 2026-11-30 at the lowest priority, hours.
+- CPU, --quick: test acc L1 0.844, L2 0.889, L3 0.900, L4 0.862 (2 seeds); 236 s training,
+  248 s with the report (load ~7).
 """
 
 import ml_collections

@@ -8,8 +8,8 @@ parameters for the web demo and the report are plain NumPy files owned by :mod:`
 Multi-process runs (``jaxmnist.distributed``): the state holds global arrays sharded over every
 process's devices, and orbax saves and restores them in its multi-process mode with no other
 setting: every process calls :func:`make_manager`, :func:`save` and :func:`restore_latest` at the
-same points (they synchronise), each writes its own shards into the one directory, and process 0
-writes the metadata and the NumPy leaves. The directory must be one that every host shares.
+same points (they synchronise), and each writes its own shards (``ocdbt.process_<i>/``) into the
+one directory, which must therefore be one that every host shares.
 """
 
 from __future__ import annotations

@@ -35,7 +35,9 @@ if [ "${1:-}" = "--prepare" ]; then
   exit 0
 fi
 
-if compgen -G ".whl/*.whl" > /dev/null; then
+# Only where something is missing (the wheels are for CPython 3.12, the GPU image's Python).
+if ! "$PY" -c "import ml_collections, pydantic, tensorboardX" 2> /dev/null \
+    && compgen -G ".whl/*.whl" > /dev/null; then
   "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
     --target /tmp/jaxmnist-site .whl/*.whl
   export PYTHONPATH=/tmp/jaxmnist-site${PYTHONPATH:+:$PYTHONPATH}

@@ -6,10 +6,23 @@ this process (and of every CLI it starts) is set before any test runs.
 
 from __future__ import annotations
 
+import gzip
+import hashlib
 import os
 from pathlib import Path
 
+import datasource
+import numpy as np
 import pytest
+
+from jaxmnist import data, synthetic
+
+NAMES = {
+    ("train", "images"): "train-images-idx3-ubyte",
+    ("train", "labels"): "train-labels-idx1-ubyte",
+    ("test", "images"): "t10k-images-idx3-ubyte",
+    ("test", "labels"): "t10k-labels-idx1-ubyte",
+}
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -43,3 +56,45 @@ def mnist_dir() -> Path:
     if not path.is_dir():
         pytest.fail(f"JAXMNIST_DATA_DIR={value} is not a folder")
     return path
+
+
+def write_idx(folder: Path, split: str, x: np.ndarray, y: np.ndarray) -> None:
+    """Write images and labels as the two gzipped IDX files of ``split`` (magic, dims, bytes)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    header = np.array([0x803, len(x), 28, 28], ">u4").tobytes()
+    (folder / f"{NAMES[split, 'images']}.gz").write_bytes(
+        gzip.compress(header + x.astype(np.uint8).tobytes(), mtime=0))
+    header = np.array([0x801, len(y)], ">u4").tobytes()
+    (folder / f"{NAMES[split, 'labels']}.gz").write_bytes(
+        gzip.compress(header + y.astype(np.uint8).tobytes(), mtime=0))
+
+
+@pytest.fixture(scope="session")
+def _idx_files(tmp_path_factory) -> Path | None:
+    if datasource.MNIST_DIR:
+        return None
+    folder = tmp_path_factory.mktemp("synthetic-idx")
+    for split, n in (("train", 1000), ("test", 500)):
+        write_idx(folder, split, *synthetic.make(n, split))
+    return folder
+
+
+@pytest.fixture
+def idx_dir(_idx_files, monkeypatch) -> Path:
+    """A folder with four IDX files that pass the loader's checksums: MNIST's, else synthetic.
+
+    Without MNIST, 1,000/500 synthetic digits are written as IDX files and, for this test only,
+    their sizes and md5 sums stand in for the official ones, so every check runs as on MNIST.
+    """
+    if _idx_files is None:
+        return Path(datasource.MNIST_DIR)
+    # One dict of the four files' specs, keyed (split, kind) (per dataset where data.py has many).
+    specs = data.DATASETS["mnist"].files if hasattr(data, "DATASETS") else data._SPECS
+    for key, spec in list(specs.items()):
+        blob = (_idx_files / spec.gz_name).read_bytes()
+        raw = gzip.decompress(blob)
+        count = int.from_bytes(raw[4:8], "big")
+        monkeypatch.setitem(specs, key, spec._replace(
+            count=count, gz_size=len(blob), gz_md5=hashlib.md5(blob).hexdigest(),
+            raw_size=len(raw), raw_md5=hashlib.md5(raw).hexdigest()))
+    return _idx_files

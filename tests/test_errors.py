@@ -11,14 +11,12 @@ import os
 import shutil
 from pathlib import Path
 
+import datasource
 import pytest
 
 from jaxmnist import report, rundir, serve, sweep
 
 ROOT = Path(__file__).resolve().parent.parent
-DATA_DIR = os.environ.get("JAXMNIST_DATA_DIR")
-needs_data = pytest.mark.skipif(
-    not DATA_DIR, reason="JAXMNIST_DATA_DIR is not set (folder with the four MNIST IDX files)")
 OLD_RUN = Path(__file__).resolve().parent / "data" / "run_7bdb1e0"
 # The smallest smoke run: 2 members (adam, sgd), one group, 256 training images, 1 epoch.
 TINY = ["--seeds", "1", "--config.data.train_limit=256", "--config.data.test_limit=50",
@@ -100,24 +98,25 @@ def test_workdir_without_write_permission(tmp_path, capsys):
 # --------------------------------------------------------------------------------------------
 
 DAMAGE = {
-    "truncated": lambda p, src: p.write_bytes(src.read_bytes()[:5000]),
-    "corrupt": lambda p, src: p.write_bytes(
-        (lambda b: b[:2000] + bytes(x ^ 0xFF for x in b[2000:4000]) + b[4000:])(src.read_bytes())),
+    "truncated": lambda p, src: p.write_bytes((lambda b: b[:len(b) // 2])(src.read_bytes())),
+    "corrupt": lambda p, src: p.write_bytes(  # the middle third of the bytes flipped
+        (lambda b, i, j: b[:i] + bytes(x ^ 0xFF for x in b[i:j]) + b[j:])(
+            src.read_bytes(), len(src.read_bytes()) // 3, 2 * len(src.read_bytes()) // 3)),
     "empty": lambda p, src: p.write_bytes(b""),
     "folder": lambda p, src: p.mkdir(),
     "unreadable": lambda p, src: (shutil.copy(src, p), p.chmod(0)),
 }
 
 
-@needs_data
 @pytest.mark.parametrize("kind", sorted(DAMAGE))
-def test_damaged_data_file_is_exit_2_and_nothing_written(tmp_path, capsys, kind):
+def test_damaged_data_file_is_exit_2_and_nothing_written(tmp_path, capsys, kind, idx_dir):
+    """On MNIST's files, or (without MNIST) synthetic IDX files standing in for them."""
     if kind == "unreadable" and os.geteuid() == 0:
         pytest.skip("root reads files without permission")
     data_dir = tmp_path / "mnist"
     data_dir.mkdir()
     victim = "train-labels-idx1-ubyte.gz"
-    for src in Path(DATA_DIR).glob("*-ubyte.gz"):
+    for src in Path(idx_dir).glob("*-ubyte.gz"):
         if src.name == victim:
             DAMAGE[kind](data_dir / victim, src)
         else:
@@ -135,7 +134,6 @@ def test_damaged_data_file_is_exit_2_and_nothing_written(tmp_path, capsys, kind)
 # --------------------------------------------------------------------------------------------
 
 
-@needs_data
 def test_disk_full_while_writing_results_loses_nothing_and_resumes(tmp_path, capsys,
                                                                     monkeypatch):
     run = tmp_path / "run"
@@ -147,7 +145,8 @@ def test_disk_full_while_writing_results_loses_nothing_and_resumes(tmp_path, cap
         return real_replace(src, dst)
 
     monkeypatch.setattr(os, "replace", full_disk)
-    code, err = _sweep(capsys, ROOT / "sweeps" / "smoke.py", "--workdir", run, *TINY)
+    code, err = _sweep(capsys, ROOT / "sweeps" / "smoke.py", "--workdir", run, *TINY,
+                       *datasource.SWEEP_ARGS)
     assert code == 1, err
     assert f"cannot write {run / rundir.RESULTS}: the disk is full" in err
     assert "run the same command again to resume" in err
@@ -157,7 +156,8 @@ def test_disk_full_while_writing_results_loses_nothing_and_resumes(tmp_path, cap
     assert len(rundir.read_metrics(run)) == 2
     assert not [p for p in run.rglob("*") if ".tmp" in p.name]
     monkeypatch.setattr(os, "replace", real_replace)
-    code, err = _sweep(capsys, ROOT / "sweeps" / "smoke.py", "--workdir", run, *TINY)
+    code, err = _sweep(capsys, ROOT / "sweeps" / "smoke.py", "--workdir", run, *TINY,
+                       *datasource.SWEEP_ARGS)
     assert code == 0 and "(resuming)" in err, err
     results = rundir.read_results(run)
     assert results["complete"] and results["groups"][0]["resumed"] is True

@@ -30,10 +30,8 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import importlib.metadata
 import json
 import os
-import platform
 import queue
 import statistics
 import subprocess
@@ -45,6 +43,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from jaxmnist import envinfo
 from jaxmnist.bench_workers import PREFIX
 
 FRAMEWORKS = ("jax", "keras", "torch")
@@ -373,53 +372,6 @@ def summarize(records: dict[str, dict[str, Any]], e2e: dict[str, Any] | None) ->
 # --------------------------------------------------------------------------------------------
 
 
-def machine_info() -> dict[str, Any]:
-    """CPU model and cores, memory, OS, Python — read without importing any framework."""
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    mem_gb = None
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemTotal"):
-                    mem_gb = int(line.split()[1]) / 2**20
-                    break
-    except OSError:
-        pass
-    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return {"cpu": cpu, "cores": os.cpu_count(), "usable_cores": usable, "memory_gb": mem_gb,
-            "os": platform.platform(), "python": platform.python_version(),
-            "hostname": platform.node(), "xla_flags": os.environ.get("XLA_FLAGS")}
-
-
-def versions() -> dict[str, str | None]:
-    """Installed versions of the frameworks compared (package metadata; nothing imported)."""
-    out = {}
-    for dist in ("jax", "jaxlib", "flax", "optax", "numpy", "tensorflow", "tensorflow-cpu",
-                 "keras", "torch"):
-        try:
-            out[dist] = importlib.metadata.version(dist)
-        except importlib.metadata.PackageNotFoundError:
-            out[dist] = None
-    return out
-
-
-def _git_commit() -> str | None:
-    try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
-                              text=True, timeout=10, cwd=Path(__file__).parent).stdout.strip() \
-            or None
-    except (OSError, subprocess.SubprocessError):
-        return None
-
-
 def _fmt(value: float | None, spec: str = ".0f") -> str:
     return "–" if value is None else format(value, spec)
 
@@ -564,9 +516,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         "settings": {"steps": args.steps, "repeats": args.repeats, "members": args.members,
                      "batch_size": args.batch_size, "e2e_epochs": args.e2e_epochs,
                      "only": args.only, "cases": args.cases},
-        "machine": machine_info(),
-        "versions": versions(),
-        "git_commit": _git_commit(),
+        "machine": envinfo.machine(),
+        "versions": envinfo.versions(("jax", "jaxlib", "flax", "optax", "numpy", "tensorflow",
+                                      "tensorflow-cpu", "keras", "torch")),
+        "git_commit": envinfo.git_commit(short=True),
         "backend": backend,
         "load_average": {"start": load_start, "rounds": round_loads,
                          "end": list(os.getloadavg())},

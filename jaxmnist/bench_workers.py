@@ -28,7 +28,7 @@ import resource
 import sys
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
@@ -455,20 +455,8 @@ def run_keras(case: dict[str, Any]) -> None:
     arrays, source = load_data(steps * batch, 1)
     x = arrays["train_x"].astype(np.float32) / np.float32(255.0)
     y = arrays["train_y"]
-    layers = keras.layers
     keras.utils.set_random_seed(0)
-    net = keras.Sequential(
-        [
-            keras.Input((28, 28, 1)),
-            layers.Conv2D(32, 3, activation="relu"),
-            layers.MaxPooling2D(2),
-            layers.Conv2D(64, 3, activation="relu"),
-            layers.MaxPooling2D(2),
-            layers.Flatten(),
-            layers.Dense(128, activation="relu"),
-            layers.Dense(10),
-        ]
-    )
+    net = keras_s0_cnn(keras)
     net.compile(
         optimizer=keras.optimizers.Adam(1e-3),
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
@@ -571,6 +559,155 @@ def main(argv: list[str] | None = None) -> int:
         send("error", message=f"{type(e).__name__}: {e}", traceback=traceback.format_exc())
         return 1
     return 0
+
+
+
+
+def keras_s0_cnn(keras: Any) -> Any:
+    """S0's CNN in Keras (logits out; the softmax is in the loss), for the bench and the oracle."""
+    layers = keras.layers
+    return keras.Sequential(
+        [
+            keras.Input((28, 28, 1)),
+            layers.Conv2D(32, 3, activation="relu"),
+            layers.MaxPooling2D(2),
+            layers.Conv2D(64, 3, activation="relu"),
+            layers.MaxPooling2D(2),
+            layers.Flatten(),
+            layers.Dense(128, activation="relu"),
+            layers.Dense(10),
+        ]
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Speed probe of one model's train step (docs/models.md; tests/test_bench.py checks it runs)
+# --------------------------------------------------------------------------------------------
+
+
+def measure_train_throughput(
+    model_cfg: Mapping[str, Any],
+    *,
+    batch_size: int = 64,
+    members: int = 1,
+    shared_batch: bool = False,
+    steps: int = 20,
+    repeats: int = 3,
+    learning_rate: float = 1e-3,
+    loss: str = "xent",
+    seed: int = 0,
+    scan: bool = True,
+) -> dict[str, Any]:
+    """Times a jitted train step (value_and_grad + optax.adam) on random uint8 images.
+
+    By default the steps run inside one ``lax.scan`` (as the grid engine runs an epoch), so
+    per-step Python dispatch is not measured; ``scan=False`` instead calls a jitted single step
+    from a Python loop (what a Keras-style host loop does). The two can rank the conv
+    implementations differently on XLA:CPU (docs/models.md). With ``members > 1`` the step is
+    ``jax.vmap``-ed over a stack of params/optimizer states/dropout keys — a grid of
+    ``members`` models as one program.
+
+    Args:
+        model_cfg: a model config for :func:`jaxmnist.models.build`.
+        batch_size: images per step per member.
+        members: grid size; 1 = a solo (non-vmapped) step.
+        shared_batch: vmapped members see the same images (images not batched over members).
+        steps: steps per timed call.
+        repeats: timed calls after one warm-up (compile) call.
+        learning_rate: Adam learning rate.
+        loss: loss name for :func:`jaxmnist.losses.get_loss`.
+        seed: PRNG seed.
+        scan: run the steps in one ``lax.scan`` (True) or a Python loop of jitted steps.
+
+    Returns:
+        dict with ``images_per_s`` (best repeat, all members together), ``images_per_s_median``,
+        ``compile_s``, ``step_ms`` (best), ``times_s`` (all repeats) and the settings.
+    """
+    import jax
+    import jax.numpy as jnp
+    import optax
+    from jax import lax
+
+    from jaxmnist.losses import get_loss
+    from jaxmnist.models import build
+
+    model = build(dict(model_cfg))
+    loss_fn = get_loss(loss)
+    opt = optax.adam(learning_rate)
+    rng = np.random.default_rng(seed)
+    lead = (steps,) if (members == 1 or shared_batch) else (steps, members)
+    xs = jnp.asarray(rng.integers(0, 256, lead + (batch_size, 28, 28, 1), np.uint8))
+    ys = jnp.asarray(rng.integers(0, 10, lead + (batch_size,), np.int32))
+    if members > 1 and shared_batch:
+        ys = jnp.broadcast_to(ys[:, None], (steps, members, batch_size))
+
+    def step(carry, x, y):
+        params, opt_state, key = carry
+        key, sub = jax.random.split(key)
+
+        def objective(p):
+            return loss_fn(model.apply(p, x, train=True, key=sub), y)
+
+        value, grads = jax.value_and_grad(objective)(params)
+        updates, opt_state = opt.update(grads, opt_state, params)
+        return (optax.apply_updates(params, updates), opt_state, key), value
+
+    def init(key):
+        params = model.init(key)
+        return params, opt.init(params), jax.random.fold_in(key, 1)
+
+    keys = jax.random.split(jax.random.PRNGKey(seed), members)
+    if members == 1:
+        carry = init(keys[0])
+        body = step
+    else:
+        carry = jax.vmap(init)(keys)
+        body = jax.vmap(step, in_axes=(0, None if shared_batch else 0, 0))
+
+    def scan_run(carry, xs, ys):
+        def scan_body(c, xy):
+            return body(c, *xy)
+
+        return lax.scan(scan_body, carry, (xs, ys))
+
+    if scan:
+        run = jax.jit(scan_run, donate_argnums=0)
+    else:
+        one = jax.jit(body, donate_argnums=0)
+        batches = [(xs[i], ys[i]) for i in range(steps)]  # sliced once, outside the timing
+
+        def run(carry, xs, ys):
+            out = []
+            for x, y in batches:
+                carry, value = one(carry, x, y)
+                out.append(value)
+            return carry, out
+
+    t0 = time.perf_counter()
+    carry, losses = run(carry, xs, ys)
+    jax.block_until_ready(losses)
+    compile_s = time.perf_counter() - t0
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        carry, losses = run(carry, xs, ys)
+        jax.block_until_ready(losses)
+        times.append(time.perf_counter() - t0)
+    images = steps * batch_size * members
+    return {
+        "model": dict(model_cfg),
+        "batch_size": batch_size,
+        "members": members,
+        "shared_batch": shared_batch,
+        "scan": scan,
+        "steps": steps,
+        "images_per_s": images / min(times),
+        "images_per_s_median": images / float(np.median(times)),
+        "step_ms": 1e3 * min(times) / steps,
+        "compile_s": compile_s,
+        "times_s": times,
+        "backend": jax.default_backend(),
+    }
 
 
 if __name__ == "__main__":

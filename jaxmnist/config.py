@@ -28,7 +28,6 @@ import ast
 import copy
 import itertools
 import json
-import math
 import traceback
 import types
 from collections.abc import Iterable, Mapping, Sequence
@@ -37,12 +36,21 @@ from typing import Any
 
 import ml_collections
 
+from jaxmnist import trees
+from jaxmnist.data import MNIST_TEST, MNIST_TRAIN, expected_sizes  # noqa: F401 - public here too
+from jaxmnist.groups import (  # noqa: F401 - the grouping rule is part of the config API
+    DYNAMIC_KEYS,
+    group_key,
+    group_members,
+    static_config,
+)
+from jaxmnist.trees import get_dotted, set_dotted  # noqa: F401 - public here too
+
 BASELINES = ("", "sklearn")
 # Every other choice list (optimizers, losses, models, activations, initializers, strategies,
 # datasets, sources, split kinds) lives in the module that implements it; jaxmnist.schema reads
 # them from there.
 
-MNIST_TRAIN, MNIST_TEST = 60_000, 10_000
 
 STUDY_KEYS = (
     "study", "title", "data", "base", "grid", "experiments", "seeds", "presets", "quick",
@@ -79,51 +87,15 @@ def to_plain(value: Any) -> Any:
 
 def nested(dotted: Mapping[str, Any]) -> dict[str, Any]:
     """Turns ``{"optim.name": [..]}`` into ``{"optim": {"name": [..]}}`` (ConfigDict-safe)."""
-    out: dict[str, Any] = {}
-    for key, value in dotted.items():
-        *parents, leaf = key.split(".")
-        node = out
-        for p in parents:
-            node = node.setdefault(p, {})
-        node[leaf] = value
-    return out
+    return trees.unflatten(dotted)
 
 
 def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    """Flattens nested dicts to ``{"a.b": leaf}``; dotted keys inside are kept as written."""
-    out: dict[str, Any] = {}
-    for key, value in tree.items():
-        path = f"{prefix}.{key}" if prefix else str(key)
-        if isinstance(value, Mapping | ml_collections.ConfigDict) and value:
-            out.update(flatten(to_plain(value), path))
-        else:
-            out[path] = value
-    return out
+    """Flattens nested dicts (or ConfigDicts) to ``{"a.b": leaf}``; dotted keys kept as written."""
+    return trees.flatten(to_plain(tree), ".", prefix)
 
 
 _MISSING = object()  # "no such key" marker returned by get_dotted(..., _MISSING)
-_RAISE = object()
-
-
-def get_dotted(tree: Mapping[str, Any], key: str, default: Any = _RAISE) -> Any:
-    """Returns ``tree["a"]["b"]`` for ``key="a.b"``; ``default`` (or KeyError) when absent."""
-    node: Any = tree
-    for part in key.split("."):
-        if not isinstance(node, Mapping) or part not in node:
-            if default is _RAISE:
-                raise KeyError(key)
-            return default
-        node = node[part]
-    return node
-
-
-def set_dotted(tree: dict[str, Any], key: str, value: Any) -> None:
-    """Sets ``tree["a"]["b"] = value`` for ``key="a.b"`` (parents must exist)."""
-    *parents, leaf = key.split(".")
-    node = tree
-    for p in parents:
-        node = node[p]
-    node[leaf] = value
 
 
 def _suggest(key: str, valid: Iterable[str]) -> str:
@@ -426,36 +398,6 @@ def _is_int(v: Any) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
 
 
-def expected_sizes(data: Mapping[str, Any]) -> tuple[int, int, int]:
-    """Returns the (train, val, test) sizes a data spec gives, as ``jaxmnist.data`` computes them.
-
-    The split is taken first (keras: the last ``floor``-rounded fraction; holdout: ``val_size``
-    random images; merged: ``ceil(70k * test_fraction)`` test images), then the ``*_limit``
-    keys keep the first N of each part.
-    """
-    split = data.get("split", "none")
-    train, val, test = MNIST_TRAIN, 0, MNIST_TEST
-    if split == "keras":
-        train = int(math.floor(MNIST_TRAIN * (1.0 - float(data["val_fraction"]))))
-        val = MNIST_TRAIN - train
-    elif split == "holdout":
-        val = int(data["val_size"])
-        train = MNIST_TRAIN - val
-    elif split == "merged":
-        total = MNIST_TRAIN + MNIST_TEST
-        test = int(math.ceil(total * float(data["test_fraction"])))
-        train = total - test
-    for key, size in (("train_limit", "train"), ("val_limit", "val"), ("test_limit", "test")):
-        if data.get(key):
-            if size == "train":
-                train = min(train, int(data[key]))
-            elif size == "val":
-                val = min(val, int(data[key]))
-            else:
-                test = min(test, int(data[key]))
-    return train, val, test
-
-
 def validate_data(data: Mapping[str, Any]) -> list[str]:
     """Returns problems with a data spec (empty when valid); see :mod:`jaxmnist.schema`."""
     from jaxmnist import schema
@@ -628,59 +570,6 @@ def expand(study: Mapping[str, Any]) -> list[dict[str, Any]]:
                 }
             )
     return members
-
-
-# --------------------------------------------------------------------------------------------
-# Groups: members that can train as one compiled program
-# --------------------------------------------------------------------------------------------
-
-DYNAMIC_KEYS: tuple[str, ...] = (
-    "optim",
-    "reg.l1",
-    "reg.l2",
-    "seed",
-    "model.init",
-)
-"""Member-config keys that may differ inside a group; all other keys are static (shape-changing).
-
-The engine turns these into per-member arrays with a leading grid axis. ``optim`` is the whole
-section: optimizer name, learning rate, every numeric hyperparameter, schedule and clipping
-(``jaxmnist.optim.plan`` compiles the families present and keeps the numbers per member).
-``model.init`` only decides the starting weights, which are drawn per member before the training
-program runs, so members with different initialisers (S3's init experiment) share one compile."""
-
-
-def static_config(member: Mapping[str, Any]) -> dict[str, Any]:
-    """The member config with every dynamic key removed: what its group shares."""
-    static = copy.deepcopy(dict(member))
-    for key in DYNAMIC_KEYS:
-        *parents, leaf = key.split(".")
-        node = static
-        for part in parents:
-            node = node.get(part, {}) if isinstance(node, dict) else {}
-        if isinstance(node, dict):
-            node.pop(leaf, None)
-    return static
-
-
-def group_key(member: Mapping[str, Any]) -> str:
-    """A canonical string of the static config: members with equal keys train together."""
-    return json.dumps(static_config(member), sort_keys=True, default=str)
-
-
-def group_members(members: Sequence[Mapping[str, Any]]) -> list[list[int]]:
-    """Partitions member indices into groups, in order of first appearance.
-
-    Args:
-        members: Member configs (plain nested dicts).
-
-    Returns:
-        Lists of member indices; each list is one group (one compiled program).
-    """
-    groups: dict[str, list[int]] = {}
-    for index, member in enumerate(members):
-        groups.setdefault(group_key(member), []).append(index)
-    return list(groups.values())
 
 
 def describe(member: Mapping[str, Any]) -> str:

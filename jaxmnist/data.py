@@ -960,6 +960,7 @@ def take(x: np.ndarray, y: np.ndarray, n: int | None) -> tuple[np.ndarray, np.nd
     return x[:n], y[:n]
 
 
+MNIST_TRAIN, MNIST_TEST = 60_000, 10_000  # images in the official train / test files
 SPLIT_KINDS = ("none", "keras", "holdout", "merged")
 _SPEC_KEYS = {
     "name", "split", "val_fraction", "val_size", "test_fraction", "seed",
@@ -969,6 +970,36 @@ _NEEDS = {"none": (), "keras": ("val_fraction",), "holdout": ("val_size",),
           "merged": ("test_fraction",)}  # fmt: skip
 SPLIT_NEEDS = _NEEDS
 """Which parameter each split kind needs (the study schema reads it from here)."""
+
+
+def expected_sizes(data: Mapping[str, Any]) -> tuple[int, int, int]:
+    """The (train, val, test) sizes :func:`make_splits` gives for a spec, computed without data.
+
+    The split is taken first (keras: the last ``floor``-rounded fraction; holdout: ``val_size``
+    random images; merged: ``ceil(70k * test_fraction)`` test images), then the ``*_limit``
+    keys keep the first N of each part.
+    """
+    split = data.get("split", "none")
+    train, val, test = MNIST_TRAIN, 0, MNIST_TEST
+    if split == "keras":
+        train = int(math.floor(MNIST_TRAIN * (1.0 - float(data["val_fraction"]))))
+        val = MNIST_TRAIN - train
+    elif split == "holdout":
+        val = int(data["val_size"])
+        train = MNIST_TRAIN - val
+    elif split == "merged":
+        total = MNIST_TRAIN + MNIST_TEST
+        test = int(math.ceil(total * float(data["test_fraction"])))
+        train = total - test
+    for key, size in (("train_limit", "train"), ("val_limit", "val"), ("test_limit", "test")):
+        if data.get(key):
+            if size == "train":
+                train = min(train, int(data[key]))
+            elif size == "val":
+                val = min(val, int(data[key]))
+            else:
+                test = min(test, int(data[key]))
+    return train, val, test
 
 
 def make_splits(

@@ -12,7 +12,7 @@ import sys
 import textwrap
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import matplotlib
 import matplotlib.ticker
@@ -23,9 +23,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from jaxmnist import metrics, rundir  # noqa: E402
-
-if TYPE_CHECKING:
-    from jaxmnist.report import Point, Run
+from jaxmnist.runview import Point, Run, grid_axes, point_at, slug  # noqa: E402
 
 DPI = 100
 FOOTER_COLOR = "#7a1f1f"
@@ -169,8 +167,6 @@ def confusion(run: Run, cm: Sequence[Sequence[int]], path: Path, title: str) -> 
 
 def heatmap(run: Run, path: Path) -> Path | None:
     """S2-style optimizer x learning-rate heatmap of our mean test accuracy, paper in brackets."""
-    from jaxmnist.report import _point_at, grid_axes
-
     axes_ = grid_axes(run)
     if axes_ is None:
         return None
@@ -179,7 +175,7 @@ def heatmap(run: Run, path: Path) -> Path | None:
     text = [["" for _ in v2] for _ in v1]
     for i, a in enumerate(v1):
         for j, b in enumerate(v2):
-            p = _point_at(run, {k1: a, k2: b})
+            p = point_at(run, {k1: a, k2: b})
             if p is None:
                 continue
             mean, std, n = metrics.mean_std(p.test_acc())
@@ -412,8 +408,6 @@ def ffnn_drawing(run: Run, point: Point, path: Path, show_units: int = 16,
 
 def write_figures(run: Run) -> list[Path]:
     """Writes every figure that applies to the run; returns the written paths."""
-    from jaxmnist.report import slug
-
     out = run.path / "figures"
     out.mkdir(parents=True, exist_ok=True)
     written: list[Path | None] = []

@@ -20,6 +20,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from jaxmnist.trees import get_dotted
+
 
 @dataclass(frozen=True)
 class Published:
@@ -120,15 +122,6 @@ def values_equal(a: Any, b: Any) -> bool:
     return a == b
 
 
-def _get(cfg: Mapping[str, Any], key: str) -> Any:
-    node: Any = cfg
-    for part in key.split("."):
-        if not isinstance(node, Mapping) or part not in node:
-            return None
-        node = node[part]
-    return node
-
-
 def lookup(study: str, experiment: str, label: str | None,
            config: Mapping[str, Any]) -> Published | None:
     """Returns the published entry for one grid point of a study, or ``None``."""
@@ -138,7 +131,7 @@ def lookup(study: str, experiment: str, label: str | None,
         if entry.label is not None:
             if entry.label == label:
                 return entry
-        elif all(values_equal(_get(config, k), v) for k, v in entry.match.items()):
+        elif all(values_equal(get_dotted(config, k, None), v) for k, v in entry.match.items()):
             return entry
     return None
 

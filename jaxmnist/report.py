@@ -15,248 +15,22 @@ from __future__ import annotations
 import argparse
 import logging
 import math
-import re
 import sys
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from jaxmnist import metrics, published, rundir
-from jaxmnist.config import expected_sizes, flatten, get_dotted
+from jaxmnist.runview import (  # noqa: F401 - Run, Point, load, ... are part of report's API
+    Point,
+    ReportError,
+    Run,
+    grid_axes,
+    load,
+    point_at,
+    slug,
+)
 from jaxmnist.tables import Table, write
-
-
-class ReportError(RuntimeError):
-    """The run directory lacks what the report needs."""
-
-
-@dataclass
-class Point:
-    """One grid point: the members (one per seed) that share a config up to the seed."""
-
-    key: str
-    config: dict[str, Any]
-    experiments: list[dict[str, Any]]
-    members: list[dict[str, Any]] = field(default_factory=list)
-
-    @property
-    def label(self) -> str:
-        """The first experiment's label (S3 points may belong to several experiments)."""
-        return self.experiments[0]["label"] if self.experiments else "base"
-
-    @property
-    def rep(self) -> dict[str, Any]:
-        """The representative member: the lowest seed (its confusion matrix, params, ...)."""
-        return self.members[0]
-
-    def values(self, getter) -> list[float | None]:
-        """One value per seed from ``getter(member_result)``."""
-        return [getter(m) for m in self.members]
-
-    def test_acc(self) -> list[float | None]:
-        """Test accuracy per seed."""
-        return self.values(lambda m: m["test"]["acc"])
-
-    def status(self) -> str:
-        """``"ok 3"`` or e.g. ``"collapsed 2, ok 1"``."""
-        counts: dict[str, int] = {}
-        for m in self.members:
-            counts[m["status"]] = counts.get(m["status"], 0) + 1
-        return ", ".join(f"{k} {v}" for k, v in sorted(counts.items()))
-
-
-@dataclass
-class Run:
-    """Everything the report reads from one run directory."""
-
-    path: Path
-    config: dict[str, Any]
-    results: dict[str, Any]
-    env: dict[str, Any]
-    points: list[Point]
-    samples: dict[str, np.ndarray] | None
-
-    @property
-    def study(self) -> str:
-        """The study's short name (``"s2"``)."""
-        return self.config["study"]
-
-    @property
-    def dataset(self) -> str:
-        """The dataset's name (``data.name``; runs from before it existed are MNIST)."""
-        return (self.config.get("data") or {}).get("name") or "mnist"
-
-    @property
-    def class_names(self) -> tuple[str, ...]:
-        """Label 0..9 -> class name (the digits for MNIST)."""
-        from jaxmnist.data import class_names
-
-        return class_names(self.dataset)
-
-    @property
-    def class_word(self) -> str:
-        """What a class is called in tables and axes: "digit" for MNIST, else "class"."""
-        return "digit" if self.dataset == "mnist" else "class"
-
-    def class_label(self, k: int) -> str:
-        """``"3"`` for MNIST, ``"0 T-shirt/top"`` elsewhere."""
-        name = self.class_names[k]
-        return name if name == str(k) else f"{k} {name}"
-
-    def experiments(self) -> list[dict[str, Any]]:
-        """``[{"name", "title", "labels"}]`` in the study's order."""
-        return self.config.get("experiment_list") or [
-            {"name": "main", "title": self.config.get("title", ""), "labels": []}
-        ]
-
-    def points_of(self, experiment: str) -> list[tuple[str, Point]]:
-        """``(label, point)`` for an experiment, in the study's order."""
-        out = []
-        for exp in self.experiments():
-            if exp["name"] != experiment:
-                continue
-            for label in exp["labels"]:
-                for p in self.points:
-                    if any(e["name"] == experiment and e["label"] == label
-                           for e in p.experiments):
-                        out.append((label, p))
-        return out
-
-    def paper(self, point: Point, experiment: str | None = None, label: str | None = None):
-        """The published entry for a point within an experiment (first one by default)."""
-        exp = experiment or point.experiments[0]["name"]
-        lab = label if label is not None else next(
-            (e["label"] for e in point.experiments if e["name"] == exp), point.label)
-        return published.lookup(self.study, exp, lab, point.config)
-
-    def best(self) -> Point:
-        """The point with the highest mean test accuracy."""
-        return max(self.points, key=lambda p: _nan_to(metrics.mean_std(p.test_acc())[0], -1.0))
-
-    @property
-    def preset(self) -> str | None:
-        """The preset that made the run (``"cpu"``, ``"quick"``) or None (no preset)."""
-        preset = self.config.get("preset", self.results.get("preset"))
-        if preset is None and self.config.get("quick_applied"):
-            preset = "quick"  # run directories written before named presets existed
-        return preset
-
-    def reduced_reasons(self) -> list[str]:
-        """How the run's settings fall short of the study's full settings (empty: full run)."""
-        reasons = self.results.get("reduced_reasons")
-        if reasons is None:
-            reasons = self.config.get("reduced_reasons") or []
-        # "quick preset" was a reason before presets were named: the footer names the preset.
-        return [r for r in reasons if r not in ("quick preset", "CPU run")]
-
-    def settings_label(self) -> str:
-        """``"full settings"``, ``"preset cpu"`` or ``"custom settings"`` (overrides only)."""
-        if self.preset:
-            return f"preset {self.preset}"
-        return "custom settings" if self.reduced_reasons() else "full settings"
-
-    def device(self) -> str:
-        """The device in words, e.g. ``"CPU, 2 cores"`` or ``"NVIDIA H200 (gpu)"``."""
-        backend = self.env.get("backend", "")
-        kind = self.env.get("device_kind") or backend or "unknown device"
-        if backend == "cpu":
-            cores = self.env.get("cpu_count")
-            return "CPU" + (f", {cores} cores" if cores else "")
-        return f"{kind} ({backend})" if backend else kind
-
-    def footer(self) -> str:
-        """Footer of every figure and report: settings (preset), data, seeds, device, commit.
-
-        A run whose settings are smaller than the study's full settings says "REDUCED RUN" and
-        why; the device is stated apart and never makes a run reduced.
-        """
-        data = self.results.get("data", {})
-        full = expected_sizes({**self.config["data"], "train_limit": None, "val_limit": None,
-                               "test_limit": None})
-        frac = data.get("train", 0) / full[0] if full[0] else 1.0
-        epochs = get_dotted(self.config, "base.train.epochs", "?")
-        seeds = self.config.get("seeds", "?")
-        line = (f"jaxmnist {self.study} | {self.settings_label()} | {epochs} epochs | "
-                f"train {data.get('train', 0):,} ({frac:.0%} of {full[0]:,}) / val "
-                f"{data.get('val', 0):,} / test {data.get('test', 0):,} images | {seeds} seeds | "
-                f"device: {self.device()} | "
-                f"commit {str(self.env.get('git_commit', 'unknown'))[:12]}")
-        reasons = self.reduced_reasons()
-        if reasons:
-            line += "\nREDUCED RUN, not the paper's full setup: " + "; ".join(reasons)
-        if not self.results.get("complete", True):
-            line += "\n" + self.progress()
-        return line
-
-    def progress(self) -> str:
-        """For an unfinished run: how many members finished and the epoch the others reached."""
-        members = [m for p in self.points for m in p.members]
-        running = [m for m in members if m.get("status") == "unfinished"]
-        total = len(self.config.get("members", [])) or len(members)
-        epochs = get_dotted(self.config, "base.train.epochs", "?")
-        reached = max((h["epoch"] for m in running for h in m.get("history", [])), default=0)
-        return (f"UNFINISHED RUN: {len(members) - len(running)} of {total} members finished, "
-                f"the others reached epoch {reached} of {epochs}; re-running the same sweep "
-                "command resumes it")
-
-
-def _nan_to(value: float, default: float) -> float:
-    return default if value is None or math.isnan(value) else value
-
-
-# --------------------------------------------------------------------------------------------
-# Loading
-# --------------------------------------------------------------------------------------------
-
-
-def load(run_dir: str | Path) -> Run:
-    """Reads a run directory into a :class:`Run`.
-
-    A run whose first group is still training has no ``results.json`` yet: its members come
-    from ``metrics.jsonl`` alone (status ``unfinished``, curves and per-epoch validation only).
-
-    Raises:
-        ReportError: ``config.json`` is missing or damaged, ``results.json`` is damaged, or
-            neither ``results.json`` nor ``metrics.jsonl`` holds anything yet.
-    """
-    run_dir = Path(run_dir)
-    try:
-        config = rundir.read_config(run_dir)
-        results = rundir.read_results(run_dir, required=False)
-    except rundir.RunDirError as err:
-        raise ReportError(str(err)) from None
-    if not results:  # the first group is still training: its per-epoch metrics so far
-        sizes = expected_sizes(config["data"])
-        results = {"study": config["study"], "complete": False, "members": [], "groups": [],
-                   "data": dict(zip(("train", "val", "test"), sizes, strict=True)),
-                   "reduced_reasons": config.get("reduced_reasons") or []}
-    env = rundir.read_env(run_dir)
-    finished = {m["member"]: m for m in results.get("members", [])}
-    partial = rundir.histories(rundir.read_metrics(run_dir))
-    points: dict[str, Point] = {}
-    for meta in config["members"]:
-        point = points.setdefault(meta["key"], Point(
-            meta["key"], {k: v for k, v in meta["config"].items() if k != "seed"},
-            meta["experiments"]))
-        result = finished.get(meta["member"])
-        if result is not None:
-            point.members.append(result)
-        elif meta["member"] in partial:  # unfinished: curves only, marked as running
-            point.members.append({"member": meta["member"], "config": meta["config"],
-                                  "status": "unfinished", "history": partial[meta["member"]],
-                                  "test": {"acc": None, "loss": None}})
-    kept = [p for p in points.values() if p.members]
-    for p in kept:
-        p.members.sort(key=lambda m: m["config"].get("seed", 0))
-    if not kept:
-        raise ReportError(f"{run_dir} holds no finished member and no finished epoch yet "
-                          f"({rundir.RESULTS} and {rundir.METRICS}); wait for the first epoch "
-                          "(or resume the run)")
-    samples = rundir.read_samples(run_dir)
-    return Run(run_dir, config, results, env, kept, samples)
-
+from jaxmnist.trees import get_dotted
 
 # --------------------------------------------------------------------------------------------
 # Tables
@@ -326,30 +100,6 @@ def table_status(run: Run) -> Table:
     return t
 
 
-def grid_axes(run: Run) -> tuple[str, list[Any], str, list[Any]] | None:
-    """Row and column keys of a two-key grid (S2: optimizer x learning rate), else ``None``."""
-    grid = run.config.get("grid") or {}
-    if run.config.get("experiments"):
-        return None
-    flat = flatten(grid)
-    if len(flat) != 2:
-        return None
-    (k1, v1), (k2, v2) = flat.items()
-    # Strings (optimizer names) make better rows than numbers.
-    if not isinstance(v1[0], str) and isinstance(v2[0], str):
-        (k1, v1), (k2, v2) = (k2, v2), (k1, v1)
-    return k1, v1, k2, v2
-
-
-def _point_at(run: Run, settings: dict[str, Any]) -> Point | None:
-    """The grid point whose config has these dotted-key values, if any."""
-    equal = published.values_equal
-    for p in run.points:
-        if all(equal(get_dotted(p.config, k, None), v) for k, v in settings.items()):
-            return p
-    return None
-
-
 def table_matrix(run: Run) -> Table | None:
     """The two-key grid as a matrix: our test accuracy (%) mean ± std, paper's in brackets."""
     axes = grid_axes(run)
@@ -361,7 +111,7 @@ def table_matrix(run: Run) -> Table | None:
     for a in v1:
         cells = []
         for b in v2:
-            p = _point_at(run, {k1: a, k2: b})
+            p = point_at(run, {k1: a, k2: b})
             if p is None:
                 cells.append("")
                 continue
@@ -509,11 +259,6 @@ def table_models(run: Run) -> Table:
 # --------------------------------------------------------------------------------------------
 # Driver
 # --------------------------------------------------------------------------------------------
-
-
-def slug(text: str) -> str:
-    """A file-name-safe version of a label."""
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_")[:60] or "x"
 
 
 def _finite(value: Any) -> Any:

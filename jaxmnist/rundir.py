@@ -33,6 +33,7 @@ from typing import Any, TypedDict
 
 import numpy as np
 
+from jaxmnist import trees
 from jaxmnist.hooks import Callback, EpochInfo
 
 CONFIG = "config.json"
@@ -152,6 +153,17 @@ def _atomic_write(path: Path, write: Any) -> None:
         raise
 
 
+def _write_npz(path: Path, arrays: Mapping[str, Any], *, compressed: bool = False) -> None:
+    """Writes an ``.npz`` atomically (through a file object: np.savez then adds no suffix)."""
+    save = np.savez_compressed if compressed else np.savez
+
+    def write(tmp: Path) -> None:
+        with tmp.open("wb") as fh:
+            save(fh, **arrays)
+
+    _atomic_write(path, write)
+
+
 def write_json(path: str | os.PathLike, data: Any) -> None:
     """Writes JSON atomically (temporary file + rename), non-finite floats as ``null``.
 
@@ -185,30 +197,17 @@ def _read_json(path: Path, what: str) -> Any:
 # --------------------------------------------------------------------------------------------
 
 
-def flatten_params(tree: Mapping[str, Any], prefix: str = "") -> dict[str, np.ndarray]:
+def flatten_params(tree: Mapping[str, Any]) -> dict[str, np.ndarray]:
     """Nested dict of arrays -> ``{"layer/leaf": ndarray}`` (the .npz layout)."""
-    flat: dict[str, np.ndarray] = {}
-    for name, value in tree.items():
-        if _KEY_SEP in name:
-            raise ValueError(f"parameter name {name!r} must not contain {_KEY_SEP!r}")
-        path = f"{prefix}{_KEY_SEP}{name}" if prefix else name
-        if isinstance(value, Mapping):
-            flat.update(flatten_params(value, path))
-        else:
-            flat[path] = np.asarray(value)
-    return flat
+    bad = [k for k in trees.flatten(tree, "\0") if any(_KEY_SEP in p for p in k.split("\0"))]
+    if bad:
+        raise ValueError(f"parameter name {bad[0]!r} must not contain {_KEY_SEP!r}")
+    return {k: np.asarray(v) for k, v in trees.flatten(tree, _KEY_SEP).items()}
 
 
 def unflatten_params(flat: Mapping[str, np.ndarray]) -> dict[str, Any]:
     """The inverse of :func:`flatten_params`."""
-    tree: dict[str, Any] = {}
-    for path, value in flat.items():
-        node = tree
-        *parents, leaf = path.split(_KEY_SEP)
-        for name in parents:
-            node = node.setdefault(name, {})
-        node[leaf] = value
-    return tree
+    return trees.unflatten(flat, _KEY_SEP)
 
 
 def member_paths(run_dir: str | os.PathLike, member: int) -> tuple[Path, Path]:
@@ -239,15 +238,7 @@ def export_member(run_dir: str | os.PathLike, member: int, model_cfg: Mapping[st
         npz_path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as err:
         raise _write_failed(npz_path.parent, err) from None
-    flat = flatten_params(params)
-    # np.savez appends ".npz" to names without it: give the temporary file that suffix.
-    tmp = npz_path.with_name(f".{npz_path.stem}.tmp{os.getpid()}.npz")
-    try:
-        np.savez(tmp, **flat)
-        os.replace(tmp, npz_path)
-    except OSError as err:
-        tmp.unlink(missing_ok=True)
-        raise _write_failed(npz_path, err) from None
+    _write_npz(npz_path, flatten_params(params))
     write_json(json_path, {"member": member, "model": dict(model_cfg), **dict(extra or {})})
     return npz_path
 
@@ -553,13 +544,7 @@ class RunWriter:
             "test_x": np.asarray(splits.test_x[:SAMPLE_IMAGES]),
             "test_y": np.asarray(splits.test_y[:SAMPLE_IMAGES]),
         }
-        tmp = path.with_name(f".samples.tmp{os.getpid()}.npz")
-        try:
-            np.savez_compressed(tmp, **arrays)
-            os.replace(tmp, path)
-        except OSError as err:
-            tmp.unlink(missing_ok=True)
-            raise _write_failed(path, err) from None
+        _write_npz(path, arrays, compressed=True)
 
     def append_metrics(self, rows: Sequence[Mapping[str, Any]]) -> None:
         """Appends rows to ``metrics.jsonl`` with ONE write (a kill tears at most the tail)."""

@@ -27,11 +27,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import importlib.metadata
-import os
-import platform
-import socket
-import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -39,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from jaxmnist import config as C
-from jaxmnist import distributed, rundir
+from jaxmnist import distributed, envinfo, rundir
 from jaxmnist.hooks import Callback, EpochInfo, GroupStart
 
 EXIT_CONFIG = 2
@@ -113,51 +108,6 @@ def _say(msg: str) -> None:
 # --------------------------------------------------------------------------------------------
 # Environment and the resolved config
 # --------------------------------------------------------------------------------------------
-
-
-def _version(dist: str) -> str:
-    try:
-        return importlib.metadata.version(dist)
-    except importlib.metadata.PackageNotFoundError:
-        return "not installed"
-
-
-def _git_commit() -> str:
-    try:
-        root = Path(__file__).resolve().parent.parent
-        out = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True,
-                             text=True, timeout=5, check=True)
-        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--", "jaxmnist"],
-                               capture_output=True, text=True, timeout=5)
-        return out.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-
-
-def environment() -> dict[str, Any]:
-    """Versions, devices, git commit, date, host and CPU count (``env.json``)."""
-    import jax
-
-    devices = jax.devices()
-    return {
-        "processes": jax.process_count(),
-        "python": platform.python_version(),
-        "jax": _version("jax"),
-        "jaxlib": _version("jaxlib"),
-        "flax": _version("flax"),
-        "optax": _version("optax"),
-        "orbax-checkpoint": _version("orbax-checkpoint"),
-        "numpy": _version("numpy"),
-        "backend": jax.default_backend(),
-        "devices": [str(d) for d in devices],
-        "device_kind": devices[0].device_kind if devices else "none",
-        "git_commit": _git_commit(),
-        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "hostname": socket.gethostname(),
-        "cpu_count": os.cpu_count(),
-        "platform": platform.platform(),
-        "argv": sys.argv,
-    }
 
 
 def _resolved_config(study: dict[str, Any], members: list[dict], groups: list[list[int]]):
@@ -262,7 +212,7 @@ def run(study: dict[str, Any], run_dir: Path, *, data_dir: str | None = None,
     writer = _open_run_dir(run_dir, resolved)
     _say(f"run directory: {run_dir}" + ("  (resuming)" if resuming else ""))
     if primary:
-        writer.write_env(environment())
+        writer.write_env(envinfo.environment())
         writer.save_samples(splits)
     sizes = {"train": int(len(splits.train_y)),
              "val": int(len(splits.val_y)) if splits.val_y is not None else 0,

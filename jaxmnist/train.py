@@ -45,14 +45,14 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from jaxmnist import checkpoint, distributed, losses, metrics, models, optim
-from jaxmnist.config import (  # noqa: F401 - re-exported: the engine's public grouping API
+from jaxmnist.groups import (  # noqa: F401 - re-exported: the engine's grouping API
     DYNAMIC_KEYS,
-    get_dotted,
     group_key,
     group_members,
     static_config,
 )
 from jaxmnist.hooks import Callback, EpochFunction, EpochInfo, GroupStart, emit  # noqa: F401
+from jaxmnist.trees import get_dotted
 
 STRATEGIES = ("auto", "vmap", "sequential")
 CPU_STRATEGY = "sequential"
@@ -81,7 +81,7 @@ class GridError(ValueError):
 
 
 # --------------------------------------------------------------------------------------------
-# Groups (the grouping rule lives in jaxmnist.config; the spec of one group lives here)
+# Groups (the grouping rule lives in jaxmnist.groups; the spec of one group lives here)
 # --------------------------------------------------------------------------------------------
 
 

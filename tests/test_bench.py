@@ -129,3 +129,12 @@ def test_cli_rejects_unknown_framework(capsys):
     with pytest.raises(SystemExit):
         bench.parse_args(["--only", "jax,mxnet"])
     assert "mxnet" in capsys.readouterr().err
+
+
+def test_measure_train_throughput_runs():
+    from jaxmnist.bench_workers import measure_train_throughput
+
+    r = measure_train_throughput(
+        {"name": "mlp", "hidden": [8]}, batch_size=8, members=2, steps=2, repeats=1
+    )
+    assert r["images_per_s"] > 0 and r["members"] == 2 and len(r["times_s"]) == 1

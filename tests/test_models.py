@@ -447,19 +447,9 @@ def test_s0_matches_keras_with_same_weights():
     keras = pytest.importorskip("keras")
     if keras.backend.backend() != "tensorflow":
         pytest.skip("Keras is not on the TensorFlow backend")
-    L = keras.layers
-    net = keras.Sequential(
-        [
-            keras.Input((28, 28, 1)),
-            L.Conv2D(32, 3, activation="relu"),
-            L.MaxPooling2D(2),
-            L.Conv2D(64, 3, activation="relu"),
-            L.MaxPooling2D(2),
-            L.Flatten(),
-            L.Dense(128, activation="relu"),
-            L.Dense(10),  # logits; the papers' softmax is in our loss
-        ]
-    )
+    from jaxmnist.bench_workers import keras_s0_cnn
+
+    net = keras_s0_cnn(keras)  # logits; the papers' softmax is in our loss
     assert net.count_params() == 225_034
     model = models.build(S0)
     params = model.init(jax.random.PRNGKey(42))
@@ -475,15 +465,3 @@ def test_s0_matches_keras_with_same_weights():
     for impl in ("lax", "auto"):  # the other impls are pinned to lax by the tests above
         got = cached({**S0, "conv_impl": impl})[2](params, x, train=False)
         np.testing.assert_allclose(np.asarray(got), want, atol=1e-5, err_msg=impl)
-
-
-# --------------------------------------------------------------------------------------------
-# Speed probe (numbers live in docs/models.md; here only that it runs)
-# --------------------------------------------------------------------------------------------
-
-
-def test_measure_train_throughput_runs():
-    r = models.measure_train_throughput(
-        {"name": "mlp", "hidden": [8]}, batch_size=8, members=2, steps=2, repeats=1
-    )
-    assert r["images_per_s"] > 0 and r["members"] == 2 and len(r["times_s"]) == 1

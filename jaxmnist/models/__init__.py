@@ -26,7 +26,7 @@ from jaxmnist.models.common import (
     weight_leaves,
     weight_mask,
 )
-from jaxmnist.models.layers import CONV_IMPLS, measure_train_throughput, resolve_conv_impl
+from jaxmnist.models.layers import CONV_IMPLS, resolve_conv_impl
 from jaxmnist.models.summary import summary
 
 __all__ = [
@@ -38,7 +38,6 @@ __all__ = [
     "family",
     "is_weight_path",
     "layer_paths",
-    "measure_train_throughput",
     "param_count",
     "register",
     "resolve_conv_impl",

@@ -1,0 +1,62 @@
+"""Groups: which member configs can train together as ONE compiled program.
+
+Static keys (shapes: architecture, batch, epochs, loss) must agree inside a group; the
+:data:`DYNAMIC_KEYS` become per-member arrays with a leading grid axis. ``jaxmnist.config``
+exposes this as part of the study API; the engine (``jaxmnist.train``) imports it from here, so
+the engine does not depend on study files. Plain Python: no jax.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+DYNAMIC_KEYS: tuple[str, ...] = (
+    "optim",
+    "reg.l1",
+    "reg.l2",
+    "seed",
+    "model.init",
+)
+"""Member-config keys that may differ inside a group; all other keys are static (shape-changing).
+
+The engine turns these into per-member arrays with a leading grid axis. ``optim`` is the whole
+section: optimizer name, learning rate, every numeric hyperparameter, schedule and clipping
+(``jaxmnist.optim.plan`` compiles the families present and keeps the numbers per member).
+``model.init`` only decides the starting weights, which are drawn per member before the training
+program runs, so members with different initialisers (S3's init experiment) share one compile."""
+
+
+def static_config(member: Mapping[str, Any]) -> dict[str, Any]:
+    """The member config with every dynamic key removed: what its group shares."""
+    static = copy.deepcopy(dict(member))
+    for key in DYNAMIC_KEYS:
+        *parents, leaf = key.split(".")
+        node = static
+        for part in parents:
+            node = node.get(part, {}) if isinstance(node, dict) else {}
+        if isinstance(node, dict):
+            node.pop(leaf, None)
+    return static
+
+
+def group_key(member: Mapping[str, Any]) -> str:
+    """A canonical string of the static config: members with equal keys train together."""
+    return json.dumps(static_config(member), sort_keys=True, default=str)
+
+
+def group_members(members: Sequence[Mapping[str, Any]]) -> list[list[int]]:
+    """Partitions member indices into groups, in order of first appearance.
+
+    Args:
+        members: Member configs (plain nested dicts).
+
+    Returns:
+        Lists of member indices; each list is one group (one compiled program).
+    """
+    groups: dict[str, list[int]] = {}
+    for index, member in enumerate(members):
+        groups.setdefault(group_key(member), []).append(index)
+    return list(groups.values())

@@ -1,0 +1,58 @@
+"""Nested dicts addressed by dotted keys: the one implementation every module uses.
+
+Configs (``"optim.learning_rate"``), published-number matches and exported params
+(``"dense1/w"``, with ``sep="/"``) are all nested dicts read and written through these helpers.
+Plain Python: no jax, no numpy.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+_RAISE = object()
+
+
+def flatten(tree: Mapping[str, Any], sep: str = ".", prefix: str = "") -> dict[str, Any]:
+    """``{"a": {"b": 1}}`` -> ``{"a.b": 1}``; an empty dict stays a leaf; keys kept as written."""
+    out: dict[str, Any] = {}
+    for key, value in tree.items():
+        path = f"{prefix}{sep}{key}" if prefix else str(key)
+        if isinstance(value, Mapping) and value:
+            out.update(flatten(value, sep, path))
+        else:
+            out[path] = value
+    return out
+
+
+def unflatten(flat: Mapping[str, Any], sep: str = ".") -> dict[str, Any]:
+    """``{"a.b": 1}`` -> ``{"a": {"b": 1}}`` (the inverse of :func:`flatten`)."""
+    out: dict[str, Any] = {}
+    for key, value in flat.items():
+        *parents, leaf = key.split(sep)
+        node = out
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = value
+    return out
+
+
+def get_dotted(tree: Mapping[str, Any], key: str, default: Any = _RAISE) -> Any:
+    """Returns ``tree["a"]["b"]`` for ``key="a.b"``; ``default`` (or KeyError) when absent."""
+    node: Any = tree
+    for part in key.split("."):
+        if not isinstance(node, Mapping) or part not in node:
+            if default is _RAISE:
+                raise KeyError(key)
+            return default
+        node = node[part]
+    return node
+
+
+def set_dotted(tree: dict[str, Any], key: str, value: Any) -> None:
+    """Sets ``tree["a"]["b"] = value`` for ``key="a.b"`` (parents must exist)."""
+    *parents, leaf = key.split(".")
+    node = tree
+    for part in parents:
+        node = node[part]
+    node[leaf] = value

@@ -112,14 +112,26 @@ class _Section(BaseModel):
 # --------------------------------------------------------------------------------------------
 
 
-@functools.cache
 def schemas() -> dict[str, type[BaseModel]]:
-    """``{"member": Member, "data": Data}`` pydantic models (built once, on first use)."""
-    from jaxmnist import data, losses, models, optim, train
-    from jaxmnist.models import adapters, common
+    """``{"member": Member, "data": Data}`` pydantic models from the owners' current lists.
 
-    optimizers = tuple(optim.OPTIMIZERS)
-    families = tuple(models.FAMILIES)
+    Rebuilt only when a list changed (e.g. ``jaxmnist.optim.register`` added an optimizer).
+    """
+    from jaxmnist import data, losses, models, optim, train
+    from jaxmnist.models import common
+
+    return _build(tuple(optim.OPTIMIZERS), tuple(models.FAMILIES), tuple(losses.LOSSES),
+                  tuple(train.STRATEGIES), tuple(common.ACTIVATIONS), tuple(common.INITIALIZERS),
+                  tuple(data.DATASET_NAMES), tuple(data.SPLIT_KINDS), tuple(data.SOURCES))
+
+
+@functools.lru_cache(maxsize=8)
+def _build(optimizers: tuple[str, ...], families: tuple[str, ...], loss_names: tuple[str, ...],
+           strategies: tuple[str, ...], activations: tuple[str, ...],
+           initializers: tuple[str, ...], datasets: tuple[str, ...], split_kinds: tuple[str, ...],
+           sources: tuple[str, ...]) -> dict[str, type[BaseModel]]:
+    from jaxmnist import optim
+    from jaxmnist.models import adapters
 
     class Optim(_Section):
         model_config = ConfigDict(extra="allow", frozen=True)  # per-optimizer hyperparameters
@@ -139,7 +151,7 @@ def schemas() -> dict[str, type[BaseModel]]:
     class Train(_Section):
         epochs: PositiveInt
         batch_size: PositiveInt
-        strategy: Literal[tuple(train.STRATEGIES)] = Field(  # type: ignore[valid-type]
+        strategy: Literal[strategies] = Field(  # type: ignore[valid-type]
             "auto", title="valid strategy")
 
     class Model(_Section):
@@ -147,9 +159,9 @@ def schemas() -> dict[str, type[BaseModel]]:
 
         name: str
         activation: Annotated[Any, BeforeValidator(
-            _spec_of(tuple(common.ACTIVATIONS), "activation"))] = "relu"
+            _spec_of(activations, "activation"))] = "relu"
         init: Annotated[Any, BeforeValidator(
-            _spec_of(tuple(common.INITIALIZERS), "initializer"))] = "he"
+            _spec_of(initializers, "initializer"))] = "he"
 
         @model_validator(mode="before")
         @classmethod
@@ -169,15 +181,15 @@ def schemas() -> dict[str, type[BaseModel]]:
         model: Model
         optim: Optim
         reg: Reg
-        loss: Literal[tuple(losses.LOSSES)] = Field(title="valid loss")  # type: ignore[valid-type]
+        loss: Literal[loss_names] = Field(title="valid loss")  # type: ignore[valid-type]
         train: Train
         seed: OptionalSeed = 0
 
     class Data(_Section):
-        name: Literal[tuple(data.DATASET_NAMES)] = Field(  # type: ignore[valid-type]
+        name: Literal[datasets] = Field(  # type: ignore[valid-type]
             "mnist", title="known dataset")
-        split: Literal[tuple(data.SPLIT_KINDS)] = Field(title="valid split")  # type: ignore[valid-type]
-        source: Literal[tuple(data.SOURCES)] = Field(  # type: ignore[valid-type]
+        split: Literal[split_kinds] = Field(title="valid split")  # type: ignore[valid-type]
+        source: Literal[sources] = Field(  # type: ignore[valid-type]
             "auto", title="valid source")
         val_fraction: float | None = None
         val_size: int | None = None

@@ -232,7 +232,8 @@ def run_interleaved(cases: list[dict[str, Any]], repeats: int, timeout: float,
                     continue
                 records[name]["rounds"].append(
                     {"round": r, "seconds": msg["seconds"], "images": msg["images"],
-                     **{k: msg[k] for k in ("gflops", "cpu_seconds") if k in msg}})
+                     **{k: msg[k] for k in ("gflops", "cpu_seconds", "wall_seconds")
+                        if k in msg}})
             log(f"[bench] round {r + 1}/{repeats} done, load {loads[-1][0]:.2f}")
         for name, worker in workers.items():
             try:
@@ -273,55 +274,236 @@ def run_e2e(case: dict[str, Any], timeout: float, log: Any = print) -> dict[str,
 # --------------------------------------------------------------------------------------------
 
 
+# A round is "stalled" when its process was waiting rather than working: the wall/CPU ratio
+# r = wall_seconds / (cpu_seconds / cores) is 1.0 when every core the case may use was busy for
+# the whole round, `cores` when exactly one thread ran all the time. Two tests, either flags:
+# * r > STALL_FACTOR x the case's lowest r of the run: the round took more than twice the wall
+#   time per CPU second of the case's own best-behaved round (the case's parallelism is its
+#   own; only a change against itself says "waited");
+# * r > STALL_FACTOR x cores: on average the process ran on less than half of ONE core, which
+#   no CPU training loop does while working (this catches a case whose every round stalled).
+# Issue 15's Keras rounds (3.5-5.6 s wall for ~0.95 s CPU on 2 cores: r = 7-12, against ~1-2
+# for its normal rounds) fail both tests; normal round-to-round jitter (10-30%) fails neither.
+STALL_FACTOR = 2.0
+PEERS = ("keras_cnn", "torch_cnn")
+PEAK_TARGET_PERCENT = 60.0
+PEER_TARGET_FACTOR = 1.5
+TARGET_GRID_MEMBERS = 12
+GRID_CASES = ("jaxmnist_cnn_grid_sequential", "jaxmnist_cnn_grid_vmap")
+
+
+def wall_cpu_ratio(wall_seconds: float | None, cpu_seconds: float | None,
+                   cores: int) -> float | None:
+    """Wall seconds over CPU seconds per core (1.0 = all ``cores`` busy); None if unknown."""
+    if wall_seconds is None or not cpu_seconds or cpu_seconds <= 0 or cores < 1:
+        return None
+    return wall_seconds / (cpu_seconds / cores)
+
+
+def classify_rounds(rounds: list[dict[str, Any]], cores: int, check: bool = True,
+                    factor: float = STALL_FACTOR) -> list[dict[str, Any]]:
+    """Sets ``wall_cpu_ratio`` and ``stalled`` on every round record (in place; returned).
+
+    Args:
+        rounds: one case's rounds: ``seconds`` and, from the worker, ``cpu_seconds`` and
+            ``wall_seconds`` (the same span; ``seconds`` stands in for a missing wall time).
+        cores: cores the case's process may use (CPU time is normalised per core).
+        check: False where CPU time does not measure the work (an accelerator does it):
+            ratios are still recorded, nothing is flagged.
+        factor: the margin (see ``STALL_FACTOR``).
+
+    Returns:
+        ``rounds``. A round without CPU time has ratio None and is never flagged.
+    """
+    ratios = [wall_cpu_ratio(r.get("wall_seconds", r.get("seconds")), r.get("cpu_seconds"),
+                             cores) for r in rounds]
+    known = [x for x in ratios if x is not None]
+    floor = min(known) if known else None
+    for r, x in zip(rounds, ratios, strict=True):
+        r["wall_cpu_ratio"] = x
+        r["stalled"] = bool(check and x is not None and floor is not None
+                            and (x > factor * floor or x > factor * cores))
+    return rounds
+
+
+def strongest_peer(records: dict[str, dict[str, Any]]) -> str | None:
+    """The peer case (Keras or PyTorch) with the highest best non-stalled round, or None."""
+    best = {name: records[name]["images_per_second"]["best"] for name in PEERS
+            if name in records and records[name].get("images_per_second")}
+    return max(best, key=best.__getitem__) if best else None
+
+
+def _target(name: str, value: float | None, threshold: float, unit: str,
+            why_missing: str | None) -> dict[str, Any]:
+    if why_missing is not None or value is None:
+        return {"target": name, "status": "not measured", "value": None, "threshold": threshold,
+                "unit": unit, "why": why_missing or "no value from this run"}
+    return {"target": name, "status": "PASS" if value >= threshold else "FAIL", "value": value,
+            "threshold": threshold, "unit": unit, "why": None}
+
+
+def evaluate_targets(records: dict[str, dict[str, Any]], quick: bool,
+                     members: int) -> list[dict[str, Any]]:
+    """Issue 15's targets as PASS / FAIL / "not measured", from this run's summarised records.
+
+    Never PASS without the measurement: a missing, failed, skipped or all-stalled case, a
+    ``--quick`` run (sizes too small to judge) or a grid of other than 12 members gives
+    "not measured". Throughputs compare best non-stalled rounds with best non-stalled rounds
+    (same statistic on both sides); % of peak uses the case's median over non-stalled rounds
+    against the median matmul peak.
+    """
+    def ips(name: str) -> dict[str, Any] | None:
+        rec = records.get(name)
+        return rec.get("images_per_second") if rec and rec.get("status") == "ok" else None
+
+    def missing(*names: str) -> str | None:
+        if quick:
+            return "--quick run: sizes too small to judge"
+        for n in names:
+            rec = records.get(n)
+            if rec is None:
+                return f"{n} not in this run"
+            if rec.get("status") != "ok":
+                return f"{n} {rec.get('status')}"
+            if not rec.get("images_per_second"):
+                return f"{n}: every round stalled"
+        return None
+
+    out = []
+    solo = ips("jaxmnist_cnn_solo")
+    peer = strongest_peer(records)
+    why = missing("jaxmnist_cnn_solo") or (None if peer else "no peer (Keras/PyTorch) measured")
+    value = solo["best"] / ips(peer)["best"] if not why else None
+    out.append(_target(f"S0 CNN solo >= {PEER_TARGET_FACTOR}x strongest peer's best round"
+                       + (f" ({peer})" if peer else ""), value, PEER_TARGET_FACTOR, "x", why))
+    for case, label in (("jaxmnist_cnn_solo", "S0 CNN solo"),
+                        ("jaxmnist_squeezenet_solo", "SqueezeNet solo")):
+        why = missing(case)
+        pct = records[case].get("percent_of_peak") if not why else None
+        if not why and pct is None:
+            why = "no matmul peak (or FLOP count) in this run"
+        out.append(_target(f"{label} >= {PEAK_TARGET_PERCENT:.0f}% of matmul peak", pct,
+                           PEAK_TARGET_PERCENT, "%", why))
+    out.append(_target(f"S4 L4 CNN >= {PEAK_TARGET_PERCENT:.0f}% of matmul peak", None,
+                       PEAK_TARGET_PERCENT, "%", "no bench case for the L4 CNN yet"))
+    grids = [g for g in GRID_CASES if ips(g)]
+    if quick:
+        why = missing()
+    elif members != TARGET_GRID_MEMBERS:
+        why = f"grid has {members} members, the target is for {TARGET_GRID_MEMBERS}"
+    elif not grids:
+        why = "no grid case measured"
+    else:
+        why = missing("jaxmnist_cnn_solo")
+    value = (max(ips(g)["best"] for g in grids) / solo["best"]) if not why else None
+    out.append(_target(f"{TARGET_GRID_MEMBERS}-member grid (best strategy) >= solo throughput",
+                       value, 1.0, "x", why))
+    out.append(_target("full S2 (1 seed) <= 90 min here", None, 90.0, "min",
+                       "not extrapolated by this bench"))
+    return out
+
+
+
 def _stats(values: Sequence[float]) -> dict[str, Any] | None:
     if not values:
         return None
     return {"median": statistics.median(values), "min": min(values), "max": max(values),
-            "all": list(values)}
+            "best": max(values), "all": list(values)}
 
 
-def summarize(records: dict[str, dict[str, Any]], e2e: dict[str, Any] | None) -> dict[str, Any]:
-    """Adds images/s, GFLOP/s and % of peak to each record; computes the headline ratios.
+def _runs_on_cpu(rec: dict[str, Any]) -> bool:
+    """Whether the case trained on the CPU (else CPU time does not measure its work)."""
+    setup = rec.get("setup", {})
+    if setup.get("backend") not in (None, "cpu"):
+        return False
+    if str(setup.get("device", "cpu")).startswith("cuda"):
+        return False
+    return "GPU" not in setup.get("devices", [])
 
-    A ratio is ``None`` when either side is missing (skipped framework, failed case).
+
+def summarize(records: dict[str, dict[str, Any]], e2e: dict[str, Any] | None,
+              cores: int | None = None, quick: bool = False,
+              members: int = TARGET_GRID_MEMBERS) -> dict[str, Any]:
+    """Flags stalled rounds, adds images/s, GFLOP/s, % of peak; computes ratios and targets.
+
+    Rates (median, best) and ratios use only the rounds not flagged ``stalled``
+    (:func:`classify_rounds`); every round stays in ``rounds`` and in
+    ``images_per_second_all_rounds``. A ratio is ``None`` when either side is missing
+    (skipped framework, failed case, every round stalled).
+
+    Args:
+        records: per-case records from :func:`run_interleaved` (updated in place).
+        e2e: the end-to-end record, or None.
+        cores: cores each worker may use (default: this process's usable cores).
+        quick: a ``--quick`` run (targets are then "not measured").
+        members: the grid size of this run (the grid target is for 12).
     """
+    if cores is None:
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (
+            os.cpu_count() or 1)
+    for rec in records.values():
+        if rec.get("rounds"):
+            check = _runs_on_cpu(rec)
+            classify_rounds(rec["rounds"], cores, check=check)
+            rec["stall_check"] = {"applied": check, "cores": cores, "factor": STALL_FACTOR,
+                                  "stalled_rounds": [r.get("round") for r in rec["rounds"]
+                                                     if r["stalled"]]}
     peak = records.get("matmul_peak")
     peak_gflops = None
     if peak and peak["status"] == "ok" and peak["rounds"]:
-        peak["gflops"] = _stats([r["gflops"] for r in peak["rounds"]])
-        peak_gflops = peak["gflops"]["median"]
+        peak["gflops"] = _stats([r["gflops"] for r in peak["rounds"] if not r["stalled"]])
+        peak_gflops = peak["gflops"]["median"] if peak["gflops"] else None
     for name, rec in records.items():
         if name == "matmul_peak" or rec["status"] != "ok" or not rec["rounds"]:
             continue
-        rates = [r["images"] / r["seconds"] for r in rec["rounds"]]
-        rec["images_per_second"] = _stats(rates)
-        cpu = [r["cpu_seconds"] / r["images"] * 1e6 for r in rec["rounds"]
+        rec["images_per_second_all_rounds"] = _stats(
+            [r["images"] / r["seconds"] for r in rec["rounds"]])
+        kept = [r for r in rec["rounds"] if not r["stalled"]]
+        rec["images_per_second"] = _stats([r["images"] / r["seconds"] for r in kept])
+        cpu = [r["cpu_seconds"] / r["images"] * 1e6 for r in kept
                if r.get("cpu_seconds") is not None and r["images"]]
         # CPU time per image (all threads, microseconds): the work a framework spends per
         # image, much less sensitive than images/s to other processes on a shared machine.
         rec["cpu_us_per_image"] = _stats(cpu)
         flops = rec.get("setup", {}).get("flops_per_image")
-        if flops:
+        if flops and rec["images_per_second"]:
             rec["gflops"] = flops * rec["images_per_second"]["median"] / 1e9
+            rec["gflops_best"] = flops * rec["images_per_second"]["best"] / 1e9
             rec["percent_of_peak"] = 100 * rec["gflops"] / peak_gflops if peak_gflops else None
+            rec["percent_of_peak_best"] = (100 * rec["gflops_best"] / peak_gflops
+                                           if peak_gflops else None)
+
+    def ips(name: str) -> dict[str, Any] | None:
+        rec = records.get(name)
+        return rec.get("images_per_second") if rec else None
 
     def rate(name: str) -> float | None:
-        rec = records.get(name)
-        return rec["images_per_second"]["median"] if rec and "images_per_second" in rec else None
+        s = ips(name)
+        return s["median"] if s else None
 
     def per_round_ratio(a: str, b: str) -> dict[str, Any] | None:
         # Same round = same load: the per-round ratio is the steadier estimate on a busy box.
+        # A pair counts only when neither side stalled in that round.
         ra, rb = records.get(a), records.get(b)
-        if not (ra and rb and "images_per_second" in ra and "images_per_second" in rb):
+        if not (ra and rb and ips(a) and ips(b)):
             return None
-        pairs = zip(ra["images_per_second"]["all"], rb["images_per_second"]["all"], strict=False)
+        by_round = {r["round"]: r for r in rb["rounds"] if not r["stalled"]}
+        pairs = [(x["images"] / x["seconds"], by_round[x["round"]]["images"]
+                  / by_round[x["round"]]["seconds"])
+                 for x in ra["rounds"] if not x["stalled"] and x["round"] in by_round]
         return _stats([x / y for x, y in pairs])
 
     def ratio(a: str, b: str) -> dict[str, Any]:
         x, y = rate(a), rate(b)
-        return {"of_medians": x / y if x and y else None, "per_round": per_round_ratio(a, b)}
+        sa, sb = ips(a), ips(b)
+        return {"of_medians": x / y if x and y else None,
+                "of_best": sa["best"] / sb["best"] if sa and sb else None,
+                "per_round": per_round_ratio(a, b)}
 
+    peer = strongest_peer(records)
     ratios = {
+        "jaxmnist_solo_over_strongest_peer": ratio("jaxmnist_cnn_solo", peer) if peer else
+        {"of_medians": None, "of_best": None, "per_round": None},
         "jaxmnist_solo_over_keras": ratio("jaxmnist_cnn_solo", "keras_cnn"),
         "jaxmnist_solo_over_torch": ratio("jaxmnist_cnn_solo", "torch_cnn"),
         "grid_sequential_over_solo": ratio("jaxmnist_cnn_grid_sequential", "jaxmnist_cnn_solo"),
@@ -340,8 +522,10 @@ def summarize(records: dict[str, dict[str, Any]], e2e: dict[str, Any] | None) ->
     for other in ("keras_cnn", "torch_cnn"):
         x, y = cpu(other), cpu("jaxmnist_cnn_solo")
         ratios[f"cpu_per_image_{other.split('_')[0]}_over_jaxmnist"] = {
-            "of_medians": x / y if x and y else None, "per_round": None}
-    out: dict[str, Any] = {"ratios": ratios, "peak_gflops": peak_gflops}
+            "of_medians": x / y if x and y else None, "of_best": None, "per_round": None}
+    out: dict[str, Any] = {"ratios": ratios, "peak_gflops": peak_gflops,
+                           "strongest_peer": peer,
+                           "targets": evaluate_targets(records, quick, members)}
     if e2e is not None and e2e["status"] == "ok":
         grid = e2e["grid_runs"]
         solo = e2e["solo_runs"]
@@ -361,9 +545,9 @@ def summarize(records: dict[str, dict[str, Any]], e2e: dict[str, Any] | None) ->
             "strategy": grid[0]["strategy"],
         }
         ratios["grid_wall_over_sequential_wall"] = {"of_medians": grid_wall / solo_wall,
-                                                    "per_round": None}
+                                                    "of_best": None, "per_round": None}
         ratios["grid_train_over_sequential_train"] = {"of_medians": grid_train / solo_train,
-                                                      "per_round": None}
+                                                      "of_best": None, "per_round": None}
     return out
 
 
@@ -374,6 +558,33 @@ def summarize(records: dict[str, dict[str, Any]], e2e: dict[str, Any] | None) ->
 
 def _fmt(value: float | None, spec: str = ".0f") -> str:
     return "–" if value is None else format(value, spec)
+
+
+def headline_lines(summary: dict[str, Any], cases: dict[str, dict[str, Any]]) -> list[str]:
+    """Markdown lines: jaxmnist vs the strongest peer, then issue 15's targets (same run)."""
+    peer = summary.get("strongest_peer")
+    solo = (cases.get("jaxmnist_cnn_solo") or {}).get("images_per_second")
+    lines = ["", "## Headline (stalled rounds left out)", ""]
+    if peer and solo:
+        p = cases[peer]["images_per_second"]
+        r = summary["ratios"]["jaxmnist_solo_over_strongest_peer"]
+        lines.append(
+            f"Strongest peer: **{peer}** (best round {p['best']:.0f} images/s, median "
+            f"{p['median']:.0f}). jaxmnist S0 CNN solo: best {solo['best']:.0f}, median "
+            f"{solo['median']:.0f} → **{r['of_best']:.2f}x** best over best, "
+            f"{r['of_medians']:.2f}x median over median.")
+    else:
+        lines.append("jaxmnist vs strongest peer: not measured (jaxmnist solo or both peers "
+                     "missing from this run).")
+    lines += ["", "Targets (issue 15), from this run:", ""]
+    for t in summary.get("targets", []):
+        if t["status"] == "not measured":
+            lines.append(f"- {t['target']}: **not measured** ({t['why']})")
+        else:
+            unit = t["unit"]
+            lines.append(f"- {t['target']}: **{t['status']}** ({t['value']:.2f}{unit}, "
+                         f"needs >= {t['threshold']:g}{unit})")
+    return lines
 
 
 def to_markdown(result: dict[str, Any]) -> str:
@@ -391,12 +602,22 @@ def to_markdown(result: dict[str, Any]) -> str:
         f"per round {', '.join(f'{x[0]:.2f}' for x in loads['rounds'])}. "
         f"Command: `{result['command']}`{' (quick)' if result['quick'] else ''}.",
         "",
-        "Training throughput, batch 64 per member, median over interleaved rounds "
-        "(min–max); compile = tracing + XLA compile (jax) before the warm-up epoch.",
+    ]
+    lines += headline_lines(result["summary"], result["cases"])
+    lines += [
         "",
-        "| case | model | members | images/s | min–max | CPU µs/image | compile s "
-        "| warm-up epoch s | FLOPs/image (XLA) | GFLOP/s | % of peak | peak RSS MB |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        "Training throughput, batch 64 per member, over interleaved rounds: median and best "
+        "of the rounds NOT stalled (min–max of those); stalled = wall/CPU ratio over "
+        f"{STALL_FACTOR:g}x the case's lowest or over {STALL_FACTOR:g}x cores (kept in the "
+        "JSON, left out of every rate and ratio); wall/CPU = wall s / (CPU s / cores) per "
+        "round, 1.0 = all cores busy. Compile = tracing + XLA compile (jax) before the "
+        "warm-up epoch.",
+        "",
+        "| case | model | members | images/s (median) | best | min–max | stalled | wall/CPU "
+        "per round | CPU µs/image | compile s | warm-up epoch s | FLOPs/image (XLA) | GFLOP/s "
+        "| % of peak | peak RSS MB |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- "
+        "| --- |",
     ]
     for name, rec in result["cases"].items():
         if name == "matmul_peak":
@@ -405,13 +626,21 @@ def to_markdown(result: dict[str, Any]) -> str:
         if rec["status"] != "ok" or "images_per_second" not in rec:
             why = rec.get("reason") or (rec.get("error") or "").split("\n")[0]
             lines.append(f"| {name} | {model} | {rec.get('members', 1)} | {rec['status']}: "
-                         f"{why[:80]} | | | | | | | | |")
+                         f"{why[:80]} | | | | | | | | | | | |")
             continue
         ips, setup = rec["images_per_second"], rec.get("setup", {})
         flops = setup.get("flops_per_image")
+        stalled = sum(bool(r.get("stalled")) for r in rec["rounds"])
+        wc = ", ".join(_fmt(r.get("wall_cpu_ratio"), ".1f") + ("*" if r.get("stalled") else "")
+                       for r in rec["rounds"])
+        if ips is None:  # every round stalled
+            lines.append(f"| {name} | {model} | {rec.get('members', 1)} | all {stalled} rounds "
+                         f"stalled | | | {stalled}/{len(rec['rounds'])} | {wc} | | | | | | | |")
+            continue
         lines.append(
             f"| {name} | {model} | {rec.get('members', 1)} | **{ips['median']:.0f}** | "
-            f"{ips['min']:.0f}–{ips['max']:.0f} | "
+            f"{ips['best']:.0f} | {ips['min']:.0f}–{ips['max']:.0f} | "
+            f"{stalled}/{len(rec['rounds'])} | {wc} | "
             f"{_fmt((rec.get('cpu_us_per_image') or {}).get('median'), '.0f')} | "
             f"{_fmt(setup.get('compile_seconds'), '.1f')} | "
             f"{_fmt(setup.get('warmup_epoch_seconds'), '.2f')} | "
@@ -425,10 +654,12 @@ def to_markdown(result: dict[str, Any]) -> str:
         lines += ["", f"fp32 matmul peak ({peak['setup']['matmul_size']}² `jnp.dot`, best of 5 "
                   f"per round): median **{g['median']:.0f} GFLOP/s** ({g['min']:.0f}–"
                   f"{g['max']:.0f})."]
-    lines += ["", "| ratio | of medians | per round (median, min–max) |", "| --- | --- | --- |"]
+    lines += ["", "| ratio (stalled rounds left out) | of medians | of best rounds "
+              "| per round (median, min–max) |", "| --- | --- | --- | --- |"]
     for name, r in result["summary"]["ratios"].items():
         pr = r.get("per_round")
         lines.append(f"| {name} | {_fmt(r['of_medians'], '.2f')} | "
+                     f"{_fmt(r.get('of_best'), '.2f')} | "
                      + (f"{pr['median']:.2f} ({pr['min']:.2f}–{pr['max']:.2f})" if pr else "–")
                      + " |")
     e2e = result.get("e2e")
@@ -504,7 +735,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     e2e = None
     if "jax" in args.only and args.e2e_epochs > 0:
         e2e = run_e2e(e2e_case(args), args.timeout)
-    summary = summarize(records, e2e)
+    summary = summarize(records, e2e, quick=args.quick, members=args.members)
     backend = next((r["setup"].get("backend") for r in records.values()
                     if r.get("setup", {}).get("backend")), None)
     result = {

@@ -83,6 +83,7 @@ class EpochDriver:
         self.epoch = 0
         self.finished = False
         self.cpu_mark = cpu_seconds()
+        self.wall_mark = time.perf_counter()
 
     def after_epoch(self, seconds: float) -> None:
         """Called by the framework's loop after each epoch with its training seconds."""
@@ -92,13 +93,17 @@ class EpochDriver:
         # CPU seconds of all this process's threads since the parent said "run": on a shared
         # machine, wall time grows with other people's load, CPU time much less.
         cpu = cpu_seconds() - self.cpu_mark
+        # Wall seconds over the SAME span as ``cpu`` (command to end of epoch): the bench's
+        # stall check compares the two (jaxmnist.bench.classify_rounds).
+        wall = time.perf_counter() - self.wall_mark
         if self.epoch == 1:
             send("ready", warmup_epoch_seconds=seconds, **self.setup())
         else:
             send("result", seconds=seconds, images=self.images, epoch=self.epoch,
-                 cpu_seconds=cpu)
+                 cpu_seconds=cpu, wall_seconds=wall)
         command = wait_command()
         self.cpu_mark = cpu_seconds()
+        self.wall_mark = time.perf_counter()
         if command != "run":
             self.finished = True
 
@@ -372,8 +377,10 @@ def run_jax_peak(case: dict[str, Any]) -> None:
 
     send("ready", warmup_epoch_seconds=timed(), matmul_size=n, flops_per_call=flops)
     while wait_command() == "run":
+        cpu0, wall0 = cpu_seconds(), time.perf_counter()
         seconds = timed()
-        send("result", seconds=seconds, images=0, gflops=flops / seconds / 1e9)
+        send("result", seconds=seconds, images=0, gflops=flops / seconds / 1e9,
+             cpu_seconds=cpu_seconds() - cpu0, wall_seconds=time.perf_counter() - wall0)
     send("done", rss_peak_mb=rss_peak_mb(), device_memory=_device_memory())
 
 

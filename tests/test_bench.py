@@ -39,6 +39,9 @@ def test_quick_run_writes_json_and_markdown(quick_run):
     markdown = next(f for f in files if f.suffix == ".md").read_text()
     assert "| case | model | members | images/s" in markdown
     assert "jaxmnist_cnn_solo" in markdown and "End to end" in markdown
+    # a --quick run judges no target: every line says "not measured", none PASS or FAIL
+    assert "Targets (issue 15)" in markdown and "**not measured**" in markdown
+    assert "**PASS**" not in markdown and "**FAIL**" not in markdown
 
 
 def test_json_schema(quick_run):
@@ -55,16 +58,25 @@ def test_json_schema(quick_run):
             continue
         assert case["finish"]["rss_peak_mb"] > 0
         assert len(case["rounds"]) == 2
+        # every round carries its wall/CPU ratio and stall flag (this box is loaded: a round
+        # may well be flagged, so the flags' values are not asserted here)
+        for rnd in case["rounds"]:
+            assert rnd["wall_cpu_ratio"] > 0 and isinstance(rnd["stalled"], bool)
+        assert case["stall_check"]["factor"] == bench.STALL_FACTOR
         if name == "matmul_peak":
-            assert case["gflops"]["median"] > 0
+            assert all(rnd["gflops"] > 0 for rnd in case["rounds"])
             continue
-        ips = case["images_per_second"]
+        ips = case["images_per_second_all_rounds"]
         assert ips["min"] <= ips["median"] <= ips["max"] and ips["min"] > 0
+        kept = [rnd["images"] / rnd["seconds"] for rnd in case["rounds"] if not rnd["stalled"]]
+        assert (case["images_per_second"] or {"all": []})["all"] == kept
     solo = r["cases"]["jaxmnist_cnn_solo"]
     assert solo["setup"]["param_count"] == 225_034
     assert solo["setup"]["flops_per_image"] > 1e6  # a training step of S0 is ~16 MFLOP/image
     assert solo["setup"]["compile_seconds"] > 0
-    assert 0 < solo["percent_of_peak"]
+    if solo["images_per_second"] and r["summary"]["peak_gflops"]:
+        assert 0 < solo["percent_of_peak"]
+    assert {t["status"] for t in r["summary"]["targets"]} == {"not measured"}
     grid = r["cases"]["jaxmnist_cnn_grid_sequential"]
     assert grid["members"] == 2 and grid["finish"]["strategy"] == "sequential"
     assert grid["rounds"][0]["images"] == 2 * grid["steps"] * grid["batch_size"]
@@ -76,16 +88,23 @@ def test_ratios_match_the_medians(quick_run):
 
     def median(name):
         case = cases.get(name, {})
-        return case["images_per_second"]["median"] if case.get("status") == "ok" else None
+        ips = case.get("images_per_second") if case.get("status") == "ok" else None
+        return ips["median"] if ips else None  # None: skipped, or every round stalled
+
+    def check(got, a, b):
+        if a is None or b is None:
+            assert got is None
+        else:
+            assert math.isclose(got, a / b)
 
     solo, grid, keras = (median(n) for n in
                          ("jaxmnist_cnn_solo", "jaxmnist_cnn_grid_sequential", "keras_cnn"))
-    assert math.isclose(ratios["grid_sequential_over_solo"]["of_medians"], grid / solo)
-    if keras is None:
-        assert ratios["jaxmnist_solo_over_keras"]["of_medians"] is None
-    else:
-        assert math.isclose(ratios["jaxmnist_solo_over_keras"]["of_medians"], solo / keras)
-        assert len(ratios["jaxmnist_solo_over_keras"]["per_round"]["all"]) == 2
+    check(ratios["grid_sequential_over_solo"]["of_medians"], grid, solo)
+    check(ratios["jaxmnist_solo_over_keras"]["of_medians"], solo, keras)
+    if keras is not None and solo is not None:
+        both = [i for i in range(2) if not cases["keras_cnn"]["rounds"][i]["stalled"]
+                and not cases["jaxmnist_cnn_solo"]["rounds"][i]["stalled"]]
+        assert len(ratios["jaxmnist_solo_over_keras"]["per_round"]["all"]) == len(both)
     # not run in this quick selection -> no ratio
     assert ratios["grid_vmap_over_solo"]["of_medians"] is None
     e2e = r["e2e"]
@@ -97,32 +116,159 @@ def test_ratios_match_the_medians(quick_run):
                         s["grid_wall_seconds"] / s["sequential_wall_seconds"])
 
 
-def test_summarize_on_synthetic_records():
-    def rec(rates, cpu=None, **extra):
-        rounds = [{"round": i, "seconds": 1.0, "images": v,
-                   **({"cpu_seconds": cpu * v / 1e6} if cpu else {})}
-                  for i, v in enumerate(rates)]
-        return {"status": "ok", "rounds": rounds, **extra}
+def _rounds(rates, cpu_seconds=1.0, wall=1.0):
+    """Round records: ``rates`` images in ``wall`` s each, ``cpu_seconds`` (number or list)."""
+    cpus = cpu_seconds if isinstance(cpu_seconds, list) else [cpu_seconds] * len(rates)
+    return [{"round": i, "seconds": wall, "wall_seconds": wall, "images": v, "cpu_seconds": c}
+            for i, (v, c) in enumerate(zip(rates, cpus, strict=True))]
 
+
+def _rec(rates, cpu_seconds=1.0, **extra):
+    return {"status": "ok", "rounds": _rounds(rates, cpu_seconds), **extra}
+
+
+def test_summarize_on_synthetic_records():
     records = {
-        "jaxmnist_cnn_solo": rec([100, 300, 200], cpu=50, setup={"flops_per_image": 1e7}),
-        "keras_cnn": rec([100, 100, 100], cpu=100),
+        "jaxmnist_cnn_solo": _rec([100, 300, 200], setup={"flops_per_image": 1e7}),
+        "keras_cnn": _rec([100, 100, 100]),
         "torch_cnn": {"status": "skipped", "reason": "not installed", "rounds": []},
-        "matmul_peak": {"status": "ok", "rounds": [{"seconds": 1, "images": 0, "gflops": g}
-                                                   for g in (10.0, 20.0, 30.0)]},
+        "matmul_peak": {"status": "ok", "rounds": [{"round": i, "seconds": 1, "images": 0,
+                                                    "gflops": g}
+                                                   for i, g in enumerate((10.0, 20.0, 30.0))]},
     }
-    out = bench.summarize(records, None)
-    assert out["peak_gflops"] == 20.0
+    # 1 CPU s per 1 wall s on 1 core: no round here is stalled.
+    out = bench.summarize(records, None, cores=1)
     solo = records["jaxmnist_cnn_solo"]
-    assert solo["images_per_second"]["median"] == 200
+    assert out["peak_gflops"] == 20.0
+    assert solo["images_per_second"]["median"] == 200 and solo["images_per_second"]["best"] == 300
     assert math.isclose(solo["gflops"], 2.0) and math.isclose(solo["percent_of_peak"], 10.0)
-    assert math.isclose(solo["cpu_us_per_image"]["median"], 50.0)
+    assert math.isclose(solo["percent_of_peak_best"], 15.0)
+    assert math.isclose(solo["cpu_us_per_image"]["median"], 1e6 / 200)
     r = out["ratios"]
     assert r["jaxmnist_solo_over_keras"]["of_medians"] == 2.0
+    assert r["jaxmnist_solo_over_keras"]["of_best"] == 3.0
     assert r["jaxmnist_solo_over_keras"]["per_round"]["all"] == [1.0, 3.0, 2.0]
     assert r["jaxmnist_solo_over_torch"]["of_medians"] is None
     assert math.isclose(r["cpu_per_image_keras_over_jaxmnist"]["of_medians"], 2.0)
+    assert out["strongest_peer"] == "keras_cnn"
+    assert r["jaxmnist_solo_over_strongest_peer"] == r["jaxmnist_solo_over_keras"]
     assert "grid_wall_over_sequential_wall" not in r
+
+
+def test_wall_cpu_ratio():
+    assert bench.wall_cpu_ratio(1.0, 2.0, cores=2) == 1.0  # both cores busy all round
+    assert bench.wall_cpu_ratio(1.0, 1.0, cores=2) == 2.0  # one thread busy
+    assert bench.wall_cpu_ratio(1.0, None, cores=2) is None
+    assert bench.wall_cpu_ratio(1.0, 0.0, cores=2) is None
+
+
+def test_classifier_flags_issue_15_keras_stalls():
+    # Issue 15's Keras run on 2 cores: normal rounds ~0.55 s wall for ~0.95 s CPU, stalled
+    # ones 3.5-5.6 s wall for the same CPU time.
+    walls = [0.55, 3.5, 0.6, 5.6, 4.1, 0.58, 4.8]
+    rounds = [{"round": i, "seconds": w, "wall_seconds": w, "images": 6400, "cpu_seconds": 0.95}
+              for i, w in enumerate(walls)]
+    bench.classify_rounds(rounds, cores=2)
+    assert [r["stalled"] for r in rounds] == [w > 1 for w in walls]
+    assert math.isclose(rounds[0]["wall_cpu_ratio"], 0.55 / 0.475)
+
+
+def test_classifier_keeps_ordinary_jitter_and_single_threaded_cases():
+    # ~30% jitter around a ratio of ~2 (a case that keeps one of 2 cores busy): no stall.
+    rounds = _rounds([100] * 4, cpu_seconds=[1.0, 0.9, 0.8, 1.04])
+    bench.classify_rounds(rounds, cores=2)
+    assert not any(r["stalled"] for r in rounds)
+    # Margin is a factor 2 over the case's own best ratio: 2.1x is flagged, 1.9x is not.
+    rounds = _rounds([100] * 3, cpu_seconds=[1.0, 1 / 1.9, 1 / 2.1])
+    bench.classify_rounds(rounds, cores=1)
+    assert [r["stalled"] for r in rounds] == [False, False, True]
+
+
+def test_classifier_flags_a_case_whose_every_round_stalled():
+    # Under half a core on average in every round: flagged by the absolute test.
+    rounds = _rounds([100] * 3, cpu_seconds=[0.2, 0.22, 0.21])
+    bench.classify_rounds(rounds, cores=2)
+    assert all(r["stalled"] for r in rounds)
+    # ...but not on an accelerator (check=False), and never without CPU time.
+    bench.classify_rounds(rounds, cores=2, check=False)
+    assert not any(r["stalled"] for r in rounds)
+    rounds = [{"round": 0, "seconds": 9.0, "images": 1}]
+    bench.classify_rounds(rounds, cores=2)
+    assert rounds[0]["stalled"] is False and rounds[0]["wall_cpu_ratio"] is None
+
+
+def test_stalled_rounds_leave_rates_and_ratios_but_stay_in_raw_data():
+    keras = _rec([1000, 150, 1100], cpu_seconds=[2.0, 0.3, 2.0])  # round 1 stalled (ratio 6.7)
+    records = {"jaxmnist_cnn_solo": _rec([1200, 1300, 1250], cpu_seconds=2.0),
+               "keras_cnn": keras,
+               "torch_cnn": _rec([900, 1050, 1000], cpu_seconds=2.0)}
+    out = bench.summarize(records, None, cores=2)
+    assert [r["stalled"] for r in keras["rounds"]] == [False, True, False]
+    assert keras["stall_check"]["stalled_rounds"] == [1]
+    assert keras["images_per_second"]["all"] == [1000, 1100]
+    assert keras["images_per_second_all_rounds"]["all"] == [1000, 150, 1100]
+    # Strongest peer by best non-stalled round: Keras 1100 > PyTorch 1050.
+    assert out["strongest_peer"] == "keras_cnn"
+    head = out["ratios"]["jaxmnist_solo_over_strongest_peer"]
+    assert math.isclose(head["of_best"], 1300 / 1100)
+    assert head["per_round"]["all"] == [1.2, 1250 / 1100]  # round 1 left out
+
+
+def _target(targets, prefix):
+    (t,) = [t for t in targets if t["target"].startswith(prefix)]
+    return t
+
+
+def _full_records(solo, peer_best, squeeze_pct, grid_best):
+    records = {
+        "jaxmnist_cnn_solo": {"status": "ok", "images_per_second": {"best": solo, "median": solo},
+                              "percent_of_peak": 61.0},
+        "keras_cnn": {"status": "ok", "images_per_second": {"best": peer_best / 2}},
+        "torch_cnn": {"status": "ok", "images_per_second": {"best": peer_best}},
+        "jaxmnist_squeezenet_solo": {"status": "ok", "images_per_second": {"best": 1.0},
+                                     "percent_of_peak": squeeze_pct},
+        "jaxmnist_cnn_grid_sequential": {"status": "ok", "images_per_second": {"best": grid_best}},
+        "jaxmnist_cnn_grid_vmap": {"status": "ok", "images_per_second": {"best": 1.0}},
+    }
+    return records
+
+
+def test_targets_pass_and_fail_from_the_numbers():
+    records = _full_records(solo=1600.0, peer_best=1000.0, squeeze_pct=41.0, grid_best=1500.0)
+    assert bench.strongest_peer(records) == "torch_cnn"
+    t = bench.evaluate_targets(records, quick=False, members=12)
+    peer = _target(t, "S0 CNN solo >= 1.5x")
+    assert peer["status"] == "PASS" and math.isclose(peer["value"], 1.6)
+    assert "torch_cnn" in peer["target"]
+    assert _target(t, "S0 CNN solo >= 60%")["status"] == "PASS"
+    assert _target(t, "SqueezeNet")["status"] == "FAIL"
+    grid = _target(t, "12-member grid")
+    assert grid["status"] == "FAIL" and math.isclose(grid["value"], 1500 / 1600)
+    assert _target(t, "S4 L4")["status"] == "not measured"
+    assert _target(t, "full S2")["status"] == "not measured"
+
+
+def test_targets_never_pass_without_the_measurement():
+    records = _full_records(solo=1e6, peer_best=1.0, squeeze_pct=99.0, grid_best=1e7)
+    # --quick: nothing is judged
+    assert {x["status"] for x in bench.evaluate_targets(records, quick=True, members=12)} == {
+        "not measured"}
+    # a 3-member grid does not answer a 12-member target
+    t = bench.evaluate_targets(records, quick=False, members=3)
+    assert _target(t, "12-member grid")["status"] == "not measured"
+    # no peer at all (torch skipped, keras missing)
+    del records["keras_cnn"]
+    records["torch_cnn"] = {"status": "skipped", "reason": "not installed"}
+    t = bench.evaluate_targets(records, quick=False, members=12)
+    assert bench.strongest_peer(records) is None
+    assert _target(t, "S0 CNN solo >= 1.5x")["status"] == "not measured"
+    # SqueezeNet missing from the run; solo with every round stalled
+    del records["jaxmnist_squeezenet_solo"]
+    records["jaxmnist_cnn_solo"]["images_per_second"] = None
+    t = bench.evaluate_targets(records, quick=False, members=12)
+    assert "not in this run" in _target(t, "SqueezeNet")["why"]
+    assert _target(t, "S0 CNN solo >= 60%")["status"] == "not measured"
+    assert _target(t, "12-member grid")["status"] == "not measured"
 
 
 def test_cli_rejects_unknown_framework(capsys):

@@ -654,6 +654,9 @@ def to_markdown(result: dict[str, Any]) -> str:
         lines += ["", f"fp32 matmul peak ({peak['setup']['matmul_size']}² `jnp.dot`, best of 5 "
                   f"per round): median **{g['median']:.0f} GFLOP/s** ({g['min']:.0f}–"
                   f"{g['max']:.0f})."]
+    elif peak and peak.get("rounds"):
+        lines += ["", "fp32 matmul peak: not measured (every round stalled; see the JSON), so "
+                  "no % of peak in this run."]
     lines += ["", "| ratio (stalled rounds left out) | of medians | of best rounds "
               "| per round (median, min–max) |", "| --- | --- | --- | --- |"]
     for name, r in result["summary"]["ratios"].items():

@@ -183,15 +183,17 @@ class Run:
         return line
 
     def progress(self) -> str:
-        """For an unfinished run: how many members finished and the epoch the others reached."""
+        """Unfinished run: members finished, still training (with their epoch), not started."""
         members = [m for p in self.points for m in p.members]
         running = [m for m in members if m.get("status") == "unfinished"]
         total = len(self.config.get("members", [])) or len(members)
         epochs = get_dotted(self.config, "base.train.epochs", "?")
         reached = max((h["epoch"] for m in running for h in m.get("history", [])), default=0)
+        waiting = total - len(members)
         return (f"UNFINISHED RUN: {len(members) - len(running)} of {total} members finished, "
-                f"the others reached epoch {reached} of {epochs}; re-running the same sweep "
-                "command resumes it")
+                f"{len(running)} reached epoch {reached} of {epochs}"
+                + (f", {waiting} not started" if waiting > 0 else "")
+                + "; re-running the same sweep command resumes it")
 
 
 def _nan_to(value: float, default: float) -> float:

@@ -17,6 +17,12 @@ pools, per-framework peak RSS). All workers stay alive and are driven in interle
 (one timed epoch of each case per round, the order rotated every round), so a shared machine's
 changing load hits every case alike; medians over rounds are reported, with the load average.
 
+Noise: each worker reports per round its wall and CPU seconds over the same span; a round whose
+wall/CPU-per-core ratio is over ``STALL_FACTOR`` x the case's lowest (or x cores) is flagged
+``stalled`` and left out of medians, best rounds and ratios (kept in the JSON). Headline: S0
+solo against the strongest peer (faster of Keras and PyTorch by best round), then issue 15's
+targets as PASS / FAIL / "not measured" from the same run (docs/performance.md).
+
 Usage::
 
     python -m jaxmnist.bench                      # full: ~6 minutes on 2 CPU cores
@@ -90,9 +96,11 @@ def build_cases(args: argparse.Namespace) -> list[dict[str, Any]]:
                  matmul_size=256 if args.quick else None),
         ]
     if "keras" in only:
-        cases.append(case("keras_cnn", "keras", "keras", S0_CNN, steps))
+        cases.append(case("keras_cnn", "keras", "keras", S0_CNN, steps,
+                          peer_options=peer_options(args, "keras")))
     if "torch" in only:
-        cases.append(case("torch_cnn", "torch", "torch", S0_CNN, steps // 2))
+        cases.append(case("torch_cnn", "torch", "torch", S0_CNN, steps // 2,
+                          peer_options=peer_options(args, "torch")))
     if args.cases:
         unknown = set(args.cases) - {c["name"] for c in cases}
         if unknown:
@@ -100,6 +108,17 @@ def build_cases(args: argparse.Namespace) -> list[dict[str, Any]]:
                              f"choose from {[c['name'] for c in cases]}")
         cases = [c for c in cases if c["name"] in args.cases]
     return cases
+
+
+def peer_options(args: argparse.Namespace, framework: str) -> dict[str, Any]:
+    """The peer-configuration knobs a Keras or PyTorch worker applies (recorded per case).
+
+    ``threads`` None = the framework's own default thread pools (TF) or the usable cores
+    (PyTorch, as before these options existed).
+    """
+    if framework == "keras":
+        return {"threads": args.peer_threads, "jit_compile": args.keras_jit_compile}
+    return {"threads": args.peer_threads, "channels_last": args.torch_channels_last}
 
 
 def e2e_case(args: argparse.Namespace) -> dict[str, Any]:
@@ -184,7 +203,7 @@ class Worker:
 
 def _record(case: dict[str, Any]) -> dict[str, Any]:
     keys = ("name", "framework", "model", "batch_size", "steps", "members", "strategy", "epochs",
-            "test_images")
+            "test_images", "peer_options")
     return {"status": "pending", **{k: case[k] for k in keys if k in case}, "rounds": []}
 
 
@@ -560,6 +579,21 @@ def _fmt(value: float | None, spec: str = ".0f") -> str:
     return "–" if value is None else format(value, spec)
 
 
+def _peer_text(result: dict[str, Any]) -> str:
+    """The peers' configuration as run: the options asked for and what the workers reported."""
+    parts = []
+    for name in PEERS:
+        rec = result["cases"].get(name)
+        if not rec:
+            continue
+        setup = rec.get("setup", {})
+        asked = ", ".join(f"{k}={v}" for k, v in (rec.get("peer_options") or {}).items())
+        got = ", ".join(f"{k}={setup[k]}" for k in ("threads", "intra_op_threads", "jit_compile",
+                                                     "channels_last") if k in setup)
+        parts.append(f"{name} asked {asked or '–'}" + (f" (ran {got})" if got else ""))
+    return "; ".join(parts) or "no peer in this run"
+
+
 def headline_lines(summary: dict[str, Any], cases: dict[str, dict[str, Any]]) -> list[str]:
     """Markdown lines: jaxmnist vs the strongest peer, then issue 15's targets (same run)."""
     peer = summary.get("strongest_peer")
@@ -600,7 +634,8 @@ def to_markdown(result: dict[str, Any]) -> str:
         f"TensorFlow {tf or '–'}, Keras {v['keras'] or '–'}, PyTorch {v['torch'] or '–'}. "
         f"Load average (1 min) at start {loads['start'][0]:.2f}, end {loads['end'][0]:.2f}, "
         f"per round {', '.join(f'{x[0]:.2f}' for x in loads['rounds'])}. "
-        f"Command: `{result['command']}`{' (quick)' if result['quick'] else ''}.",
+        f"Command: `{result['command']}`{' (quick)' if result['quick'] else ''}. "
+        f"Peer options: {_peer_text(result)}.",
         "",
     ]
     lines += headline_lines(result["summary"], result["cases"])
@@ -707,6 +742,14 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                    help="comma-separated subset of the case names (default: all of --only's)")
     p.add_argument("--e2e-epochs", type=int, default=None,
                    help="epochs of each end-to-end run (default 2; 0 skips the end-to-end part)")
+    p.add_argument("--peer-threads", type=int, default=None,
+                   help="threads for the Keras/TF (intra-op) and PyTorch peers (default: TF's "
+                        "own default, PyTorch = usable cores)")
+    p.add_argument("--keras-jit-compile", choices=("auto", "true", "false"), default="auto",
+                   help="Keras model.compile(jit_compile=...): XLA for the Keras peer (default "
+                        "auto = Keras' default, no XLA on a CPU)")
+    p.add_argument("--torch-channels-last", action="store_true",
+                   help="PyTorch peer in channels-last memory format (model and batches)")
     p.add_argument("--out", default="benchmarks/results", help="folder for the JSON + Markdown")
     p.add_argument("--timeout", type=float, default=None,
                    help="seconds to wait for any one worker message (default 1800)")
@@ -724,6 +767,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     args.timeout = args.timeout or (600.0 if quick else 1800.0)
     if args.steps < 1 or args.repeats < 1 or args.members < 1 or args.batch_size < 1:
         p.error("--steps, --repeats, --members and --batch-size must be positive")
+    if args.peer_threads is not None and args.peer_threads < 1:
+        p.error("--peer-threads must be positive")
+    args.keras_jit_compile = {"auto": "auto", "true": True, "false": False}[
+        args.keras_jit_compile]
     return args
 
 
@@ -749,7 +796,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         "quick": args.quick,
         "settings": {"steps": args.steps, "repeats": args.repeats, "members": args.members,
                      "batch_size": args.batch_size, "e2e_epochs": args.e2e_epochs,
-                     "only": args.only, "cases": args.cases},
+                     "only": args.only, "cases": args.cases,
+                     "peer_options": {"keras": peer_options(args, "keras"),
+                                      "torch": peer_options(args, "torch")}},
         "machine": envinfo.machine(),
         "versions": envinfo.versions(("jax", "jaxlib", "flax", "optax", "numpy", "tensorflow",
                                       "tensorflow-cpu", "keras", "torch")),

@@ -458,6 +458,9 @@ def run_keras(case: dict[str, Any]) -> None:
     if keras.backend.backend() != "tensorflow":
         send("skipped", reason=f"Keras backend is {keras.backend.backend()!r}, not tensorflow")
         return
+    opts = case.get("peer_options") or {}
+    if opts.get("threads"):  # before any TF op runs (TF fixes its pools at first use)
+        tf.config.threading.set_intra_op_parallelism_threads(opts["threads"])
     batch, steps = case["batch_size"], case["steps"]
     arrays, source = load_data(steps * batch, 1)
     x = arrays["train_x"].astype(np.float32) / np.float32(255.0)
@@ -467,10 +470,13 @@ def run_keras(case: dict[str, Any]) -> None:
     net.compile(
         optimizer=keras.optimizers.Adam(1e-3),
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        jit_compile=opts.get("jit_compile", "auto"),
     )
     driver = EpochDriver(len(x), lambda: {
         "data": source, "param_count": int(net.count_params()),
         "jit_compile": bool(getattr(net, "jit_compile", False)),
+        # 0 = TF's own default pool size
+        "intra_op_threads": tf.config.threading.get_intra_op_parallelism_threads(),
         "devices": [d.device_type for d in tf.config.list_physical_devices()],
     })
 
@@ -505,8 +511,11 @@ def run_torch(case: dict[str, Any]) -> None:
     except ImportError as e:
         send("skipped", reason=f"PyTorch not installed ({e})")
         return
+    opts = case.get("peer_options") or {}
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    torch.set_num_threads(cores or 1)
+    torch.set_num_threads(opts.get("threads") or cores or 1)
+    # channels-last (NHWC in memory) lets oneDNN's convolutions skip layout reorders.
+    fmt = torch.channels_last if opts.get("channels_last") else torch.contiguous_format
     torch.manual_seed(0)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     batch, steps = case["batch_size"], case["steps"]
@@ -519,6 +528,8 @@ def run_torch(case: dict[str, Any]) -> None:
         nn.Conv2d(32, 64, 3), nn.ReLU(), nn.MaxPool2d(2),
         nn.Flatten(), nn.Linear(1600, 128), nn.ReLU(), nn.Linear(128, 10),
     ).to(device)
+    if fmt is torch.channels_last:
+        net = net.to(memory_format=fmt)
     opt = torch.optim.Adam(net.parameters(), lr=1e-3, eps=1e-7)
     loss_fn = nn.CrossEntropyLoss()
     n = len(x)
@@ -531,7 +542,7 @@ def run_torch(case: dict[str, Any]) -> None:
         for s in range(steps):
             idx = order[s * batch:(s + 1) * batch]
             opt.zero_grad(set_to_none=True)
-            loss = loss_fn(net(x[idx]), y[idx])
+            loss = loss_fn(net(x[idx].contiguous(memory_format=fmt)), y[idx])
             loss.backward()
             opt.step()
         sync()
@@ -539,6 +550,7 @@ def run_torch(case: dict[str, Any]) -> None:
 
     driver = EpochDriver(n, lambda: {
         "data": source, "threads": torch.get_num_threads(), "device": str(device),
+        "channels_last": fmt is torch.channels_last,
         "param_count": sum(p.numel() for p in net.parameters()),
     })
     while not driver.finished:

@@ -272,6 +272,20 @@ def test_targets_never_pass_without_the_measurement():
     assert _target(t, "12-member grid")["status"] == "not measured"
 
 
+def test_peer_options_reach_the_peer_cases():
+    args = bench.parse_args(["--peer-threads", "1", "--keras-jit-compile", "true",
+                             "--torch-channels-last"])
+    cases = {c["name"]: c for c in bench.build_cases(args)}
+    assert cases["keras_cnn"]["peer_options"] == {"threads": 1, "jit_compile": True}
+    assert cases["torch_cnn"]["peer_options"] == {"threads": 1, "channels_last": True}
+    assert "peer_options" not in cases["jaxmnist_cnn_solo"]
+    assert bench._record(cases["torch_cnn"])["peer_options"]["channels_last"] is True
+    default = {c["name"]: c for c in bench.build_cases(bench.parse_args([]))}
+    assert default["keras_cnn"]["peer_options"] == {"threads": None, "jit_compile": "auto"}
+    with pytest.raises(SystemExit):
+        bench.parse_args(["--peer-threads", "0"])
+
+
 def test_cli_rejects_unknown_framework(capsys):
     with pytest.raises(SystemExit):
         bench.parse_args(["--only", "jax,mxnet"])

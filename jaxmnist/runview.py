@@ -190,9 +190,12 @@ class Run:
         epochs = get_dotted(self.config, "base.train.epochs", "?")
         reached = max((h["epoch"] for m in running for h in m.get("history", [])), default=0)
         waiting = total - len(members)
-        return (f"UNFINISHED RUN: {len(members) - len(running)} of {total} members finished, "
-                f"{len(running)} reached epoch {reached} of {epochs}"
-                + (f", {waiting} not started" if waiting > 0 else "")
+        parts = [f"{len(members) - len(running)} of {total} members finished"]
+        if running:
+            parts.append(f"{len(running)} reached epoch {reached} of {epochs}")
+        if waiting > 0:
+            parts.append(f"{waiting} with no finished epoch yet")
+        return ("UNFINISHED RUN: " + ", ".join(parts)
                 + "; re-running the same sweep command resumes it")
 
 

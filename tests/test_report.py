@@ -251,7 +251,7 @@ def test_report_of_an_unfinished_run_reads_metrics_jsonl(tmp_path):
     md = (run / "tables" / "report.md").read_text()
     n = len(results["members"])
     assert (f"UNFINISHED RUN: 0 of {n} members finished, {n - 1} reached epoch 2 of 5, "
-            "1 not started;") in md
+            "1 with no finished epoch yet;") in md
     assert "unfinished" in (run / "tables" / "status.md").read_text()
     summary = json.loads((run / "tables" / "results_summary.json").read_text())
     assert not summary["complete"] and "epoch 2 of 5" in summary["progress"]

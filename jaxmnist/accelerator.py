@@ -300,13 +300,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     stem = out_dir / (f"accelerator-{stamp}" + ("-tiny" if args.tiny else ""))
     workdir = Path(args.workdir or Path("runs") / "accelerator" / stamp / "s2")
 
-    from jaxmnist import data, rundir, sweep
+    from jaxmnist import data, envinfo, rundir
 
     result: dict[str, Any] = {
         "schema": SCHEMA_VERSION, "tiny": args.tiny, "started": started.isoformat("T", "seconds"),
         "command": "python -m jaxmnist.accelerator " + " ".join(argv if argv is not None
                                                                   else sys.argv[1:]),
-        "env": sweep.environment(), "sizes": {k: list(v) if isinstance(v, tuple) else v
+        "env": envinfo.environment(), "sizes": {k: list(v) if isinstance(v, tuple) else v
                                               for k, v in sizes.items()},
     }
     t0 = time.perf_counter()

@@ -64,7 +64,9 @@ def _say(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
 
-def _study(name: str, overrides: Sequence[str] = ()) -> dict[str, Any]:
+def _study(name: str, overrides: Sequence[str] = (), synthetic: bool = False) -> dict[str, Any]:
+    # --synthetic: the same sizes on synthetic digits (a machine without MNIST, e.g. a test).
+    overrides = [*overrides, *(["data.source=synthetic"] if synthetic else [])]
     study = C.resolve(C.load_study(SWEEPS / f"{name}.py"), seeds=1, overrides=overrides)
     C.check(study)
     return study
@@ -102,7 +104,7 @@ def measure_grid(sizes: dict[str, Any], data_dir: str | None) -> list[dict[str, 
     from jaxmnist import train
 
     study = _study("s0", (f"data.train_limit={sizes['grid_train_images']}",
-                          "data.test_limit=1000"))
+                          "data.test_limit=1000"), sizes.get("synthetic", False))
     splits = _splits(study, data_dir)
     rows = []
     for strategy, conv_impl in COMBINATIONS:
@@ -137,7 +139,7 @@ def measure_time_to_target(sizes: dict[str, Any], data_dir: str | None,
     """Trains S0 (1 seed) with the test set as the per-epoch evaluation set."""
     from jaxmnist import data, train
 
-    study = _study("s0", sizes["s0_overrides"])
+    study = _study("s0", sizes["s0_overrides"], sizes.get("synthetic", False))
     splits = _splits(study, data_dir)
     # S0 has no validation split: evaluate the test set after every epoch instead.
     splits = data.Splits(splits.train_x, splits.train_y, splits.test_x, splits.test_y,
@@ -176,7 +178,7 @@ def run_s2(sizes: dict[str, Any], data_dir: str | None, workdir: Path) -> dict[s
     """Runs sweeps/s2.py (1 seed) into ``workdir`` through the sweep; wall time and matrix."""
     from jaxmnist import published, sweep
 
-    study = _study("s2", sizes["s2_overrides"])
+    study = _study("s2", sizes["s2_overrides"], sizes.get("synthetic", False))
     t0 = time.perf_counter()
     results = sweep.run(study, workdir, data_dir=data_dir, report=False)
     wall = time.perf_counter() - t0
@@ -285,6 +287,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--workdir", help="S2's run directory (default runs/accelerator/<stamp>/s2)")
     p.add_argument("--data-dir", help="folder with the four MNIST IDX files "
                    "(default $JAXMNIST_DATA_DIR)")
+    p.add_argument("--synthetic", action="store_true",
+                   help="synthetic digits instead of MNIST (no files; numbers not comparable)")
     p.add_argument("--only", default=",".join(PARTS),
                    help=f"comma-separated parts to run, of {','.join(PARTS)}")
     args = p.parse_args(argv)
@@ -292,7 +296,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     bad = sorted(set(parts) - set(PARTS))
     if bad:
         p.error(f"--only: unknown part(s) {bad}; choose from {list(PARTS)}")
-    sizes = TINY if args.tiny else FULL
+    sizes = dict(TINY if args.tiny else FULL, synthetic=args.synthetic)
     started = dt.datetime.now(dt.timezone.utc)
     stamp = started.strftime("%Y%m%d-%H%M%S")
     out_dir = Path(args.out)

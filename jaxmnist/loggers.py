@@ -21,15 +21,13 @@ This module imports neither jax nor tensorflow.
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 import json
 import re
-import sys
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from jaxmnist import importspec
 from jaxmnist.hooks import Callback, EpochInfo, GroupStart
 
 TENSORBOARD_DIR = "tensorboard"  # under the run directory
@@ -169,22 +167,6 @@ class CallbackError(ValueError):
     """A ``--callback`` spec cannot be imported or called; the message says why."""
 
 
-def _import(module_part: str) -> Any:
-    if module_part.endswith(".py"):
-        file = Path(module_part).expanduser().resolve()
-        if not file.is_file():
-            raise CallbackError(f"callback file {module_part!r} does not exist")
-        name = f"jaxmnist_callback_{abs(hash(str(file)))}_{file.stem}"
-        spec = importlib.util.spec_from_file_location(name, file)
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-        return module
-    if "" not in sys.path and str(Path.cwd()) not in sys.path:
-        sys.path.insert(0, str(Path.cwd()))  # `python -m` leaves the working folder out
-    return importlib.import_module(module_part)
-
-
 def load_callback(spec: str) -> Callable[..., Any]:
     """Resolves ``"package.module:factory"`` or ``"path/to/file.py:factory"`` to the factory.
 
@@ -202,9 +184,9 @@ def load_callback(spec: str) -> Callable[..., Any]:
         raise CallbackError(f"--callback {spec!r}: use 'package.module:factory' or "
                             "'path/to/file.py:factory'")
     try:
-        module = _import(module_part)
-    except CallbackError:
-        raise
+        module = importspec.import_module_part(module_part, "jaxmnist_callback")
+    except FileNotFoundError as err:
+        raise CallbackError(f"callback file {module_part!r} does not exist") from err
     except Exception as err:  # noqa: BLE001 - user code: report it, do not crash the CLI
         raise CallbackError(f"--callback {spec!r}: importing {module_part!r} failed: "
                             f"{type(err).__name__}: {err}") from err

@@ -277,46 +277,43 @@ def test_bad_dataset_or_model_is_exit_2_and_nothing_written(tmp_path, capsys, ch
 # ---------------------------------------------------------------- TensorBoard, your own logger
 
 
-def read_events(folder: Path) -> dict[str, dict[int, float]]:
-    """Scalars of every event file in ``folder``: ``{tag: {step: value}}`` (TFRecord framing:
-    length u64, its crc u32, the Event proto, its crc u32), parsed with tensorboardX's protos."""
+def events(folder: Path):
+    """Every Event proto in ``folder``'s event files (TFRecord framing: length u64, its crc u32,
+    the Event proto, its crc u32), parsed with tensorboardX's protos."""
     import struct
 
     from tensorboardX.proto import event_pb2
 
-    out: dict[str, dict[int, float]] = {}
     for path in sorted(folder.glob("events.out.tfevents.*")):
         blob = path.read_bytes()
         pos = 0
         while pos + 12 <= len(blob):
             (length,) = struct.unpack("<Q", blob[pos:pos + 8])
-            event = event_pb2.Event.FromString(blob[pos + 12:pos + 12 + length])
+            yield event_pb2.Event.FromString(blob[pos + 12:pos + 12 + length])
             pos += 12 + length + 4
-            for value in event.summary.value:
-                if value.HasField("simple_value"):
-                    out.setdefault(value.tag, {})[event.step] = value.simple_value
+
+
+def read_events(folder: Path) -> dict[str, dict[int, float]]:
+    """Scalars of every event file in ``folder``: ``{tag: {step: value}}``."""
+    out: dict[str, dict[int, float]] = {}
+    for event in events(folder):
+        for value in event.summary.value:
+            if value.HasField("simple_value"):
+                out.setdefault(value.tag, {})[event.step] = value.simple_value
     return out
 
 
 def hparams_of(folder: Path) -> dict[str, object]:
     """The hyperparameters recorded in ``folder``'s session start info."""
-    import struct
+    from tensorboardX.proto import plugin_hparams_pb2
 
-    from tensorboardX.proto import event_pb2, plugin_hparams_pb2
-
-    for path in sorted(folder.glob("events.out.tfevents.*")):
-        blob = path.read_bytes()
-        pos = 0
-        while pos + 12 <= len(blob):
-            (length,) = struct.unpack("<Q", blob[pos:pos + 8])
-            event = event_pb2.Event.FromString(blob[pos + 12:pos + 12 + length])
-            pos += 12 + length + 4
-            for value in event.summary.value:
-                if value.tag == "_hparams_/session_start_info":
-                    data = plugin_hparams_pb2.HParamsPluginData.FromString(
-                        value.metadata.plugin_data.content)
-                    return {k: v.WhichOneof("kind") and getattr(v, v.WhichOneof("kind"))
-                            for k, v in data.session_start_info.hparams.items()}
+    for event in events(folder):
+        for value in event.summary.value:
+            if value.tag == "_hparams_/session_start_info":
+                data = plugin_hparams_pb2.HParamsPluginData.FromString(
+                    value.metadata.plugin_data.content)
+                return {k: v.WhichOneof("kind") and getattr(v, v.WhichOneof("kind"))
+                        for k, v in data.session_start_info.hparams.items()}
     return {}
 
 

@@ -26,18 +26,14 @@ images in [0, 1] of shape ``[B, 28, 28, 1]`` (the uint8 -> float scaling happens
 
 from __future__ import annotations
 
-import functools
-import importlib
-import importlib.util
 import inspect
-import sys
 from collections.abc import Callable, Mapping
-from pathlib import Path
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 
+from jaxmnist import importspec
 from jaxmnist.models.common import IMAGE_SHAPE, WEIGHT_NAMES, to_unit_float
 
 _REGISTERED: dict[str, Callable[..., Any]] = {}
@@ -68,24 +64,6 @@ def is_user_model(name: Any) -> bool:
     return isinstance(name, str) and (":" in name or name in _REGISTERED)
 
 
-@functools.cache
-def _load_file(path: str) -> Any:
-    file = Path(path).expanduser().resolve()
-    if not file.is_file():
-        raise ValueError(f"model file {path!r} does not exist")
-    module_name = f"jaxmnist_user_{abs(hash(str(file)))}_{file.stem}"
-    spec = importlib.util.spec_from_file_location(module_name, file)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[module_name] = module
-    try:
-        spec.loader.exec_module(module)
-    except Exception as err:
-        sys.modules.pop(module_name, None)
-        raise ValueError(f"model file {path!r} failed to import: {type(err).__name__}: {err}") \
-            from err
-    return module
-
-
 def resolve_factory(name: str) -> Callable[..., Any]:
     """Returns the factory a user model name refers to.
 
@@ -100,19 +78,19 @@ def resolve_factory(name: str) -> Callable[..., Any]:
              "with @jaxmnist.models.register")
     if not module_part or not attr:
         raise ValueError(f"model name {name!r}: {forms}")
-    if module_part.endswith(".py"):
-        module = _load_file(module_part)
-    else:
-        if str(Path.cwd()) not in sys.path and "" not in sys.path:
-            sys.path.insert(0, str(Path.cwd()))
-        try:
-            module = importlib.import_module(module_part)
-        except ImportError as err:
+    try:
+        module = importspec.import_module_part(module_part, "jaxmnist_user")
+    except FileNotFoundError as err:
+        raise ValueError(f"model file {module_part!r} does not exist") from err
+    except Exception as err:  # noqa: BLE001 - user code: report, do not crash the CLI
+        if module_part.endswith(".py"):
+            raise ValueError(f"model file {module_part!r} failed to import: "
+                             f"{type(err).__name__}: {err}") from err
+        if isinstance(err, ImportError):
             raise ValueError(f"model name {name!r}: cannot import {module_part!r} ({err}); "
                              f"{forms}") from err
-        except Exception as err:  # noqa: BLE001 - user code: report, do not crash the CLI
-            raise ValueError(f"model name {name!r}: importing {module_part!r} failed: "
-                             f"{type(err).__name__}: {err}") from err
+        raise ValueError(f"model name {name!r}: importing {module_part!r} failed: "
+                         f"{type(err).__name__}: {err}") from err
     factory = getattr(module, attr, None)
     if not callable(factory):
         public = sorted(k for k, v in vars(module).items() if callable(v) and not k.startswith("_"))

@@ -56,6 +56,11 @@ FRAMEWORKS = ("jax", "keras", "torch")
 S0_CNN = {"name": "cnn"}
 MLP = {"name": "mlp", "hidden": [64]}
 SQUEEZENET = {"name": "squeezenet"}
+S4_L4_CNN = {"name": "cnn_depth", "depth": 4, "dropout": 0.25, "padding": "same"}
+S4_BATCH = 32  # S4 trains with batch 32 (sweeps/s4.py); its case uses the study's batch
+# The "two members at once" lever: XLA:CPU as 2 host devices, each running its half of the
+# grid's members single-threaded, instead of one device splitting every op over both cores.
+TWO_DEVICE_FLAGS = "--xla_force_host_platform_device_count=2 --xla_cpu_multi_thread_eigen=false"
 SCHEMA_VERSION = 1
 
 
@@ -91,7 +96,12 @@ def build_cases(args: argparse.Namespace) -> list[dict[str, Any]]:
             case("jax_cnn_bare_step", "jax", "jax_step", S0_CNN, steps),
             # The MLP trains ~40x faster than the CNN: 8x the steps keep its epoch measurable.
             case("jaxmnist_mlp_solo", "jax", "jax_engine", MLP, steps * 8),
+            case("jaxmnist_cnn_grid_two_devices", "jax", "jax_engine", S0_CNN, steps // 4,
+                 members=args.members, strategy="sequential",
+                 env={"XLA_FLAGS": _with_flags(TWO_DEVICE_FLAGS)}),
             case("jaxmnist_squeezenet_solo", "jax", "jax_engine", SQUEEZENET, steps // 4),
+            case("jaxmnist_s4_l4_solo", "jax", "jax_engine", S4_L4_CNN, steps // 4,
+                 batch_size=S4_BATCH),
             case("matmul_peak", "jax", "jax_peak", None, 1,
                  matmul_size=256 if args.quick else None),
         ]
@@ -108,6 +118,11 @@ def build_cases(args: argparse.Namespace) -> list[dict[str, Any]]:
                              f"choose from {[c['name'] for c in cases]}")
         cases = [c for c in cases if c["name"] in args.cases]
     return cases
+
+
+def _with_flags(flags: str) -> str:
+    """``flags`` appended to the caller's own ``XLA_FLAGS`` (a later flag wins in XLA)."""
+    return " ".join(f for f in (os.environ.get("XLA_FLAGS", ""), flags) if f)
 
 
 def peer_options(args: argparse.Namespace, framework: str) -> dict[str, Any]:
@@ -203,7 +218,7 @@ class Worker:
 
 def _record(case: dict[str, Any]) -> dict[str, Any]:
     keys = ("name", "framework", "model", "batch_size", "steps", "members", "strategy", "epochs",
-            "test_images", "peer_options")
+            "test_images", "peer_options", "env")
     return {"status": "pending", **{k: case[k] for k in keys if k in case}, "rounds": []}
 
 
@@ -308,7 +323,8 @@ PEERS = ("keras_cnn", "torch_cnn")
 PEAK_TARGET_PERCENT = 60.0
 PEER_TARGET_FACTOR = 1.5
 TARGET_GRID_MEMBERS = 12
-GRID_CASES = ("jaxmnist_cnn_grid_sequential", "jaxmnist_cnn_grid_vmap")
+GRID_CASES = ("jaxmnist_cnn_grid_sequential", "jaxmnist_cnn_grid_vmap",
+              "jaxmnist_cnn_grid_two_devices")
 
 
 def wall_cpu_ratio(wall_seconds: float | None, cpu_seconds: float | None,
@@ -353,12 +369,14 @@ def strongest_peer(records: dict[str, dict[str, Any]]) -> str | None:
 
 
 def _target(name: str, value: float | None, threshold: float, unit: str,
-            why_missing: str | None) -> dict[str, Any]:
+            why_missing: str | None, lower_is_better: bool = False) -> dict[str, Any]:
     if why_missing is not None or value is None:
         return {"target": name, "status": "not measured", "value": None, "threshold": threshold,
-                "unit": unit, "why": why_missing or "no value from this run"}
-    return {"target": name, "status": "PASS" if value >= threshold else "FAIL", "value": value,
-            "threshold": threshold, "unit": unit, "why": None}
+                "unit": unit, "why": why_missing or "no value from this run",
+                "lower_is_better": lower_is_better}
+    met = value <= threshold if lower_is_better else value >= threshold
+    return {"target": name, "status": "PASS" if met else "FAIL", "value": value,
+            "threshold": threshold, "unit": unit, "why": None, "lower_is_better": lower_is_better}
 
 
 def evaluate_targets(records: dict[str, dict[str, Any]], quick: bool,
@@ -396,15 +414,14 @@ def evaluate_targets(records: dict[str, dict[str, Any]], quick: bool,
     out.append(_target(f"S0 CNN solo >= {PEER_TARGET_FACTOR}x strongest peer's best round"
                        + (f" ({peer})" if peer else ""), value, PEER_TARGET_FACTOR, "x", why))
     for case, label in (("jaxmnist_cnn_solo", "S0 CNN solo"),
-                        ("jaxmnist_squeezenet_solo", "SqueezeNet solo")):
+                        ("jaxmnist_squeezenet_solo", "SqueezeNet solo"),
+                        ("jaxmnist_s4_l4_solo", "S4 L4 CNN solo (batch 32)")):
         why = missing(case)
         pct = records[case].get("percent_of_peak") if not why else None
         if not why and pct is None:
             why = "no matmul peak (or FLOP count) in this run"
         out.append(_target(f"{label} >= {PEAK_TARGET_PERCENT:.0f}% of matmul peak", pct,
                            PEAK_TARGET_PERCENT, "%", why))
-    out.append(_target(f"S4 L4 CNN >= {PEAK_TARGET_PERCENT:.0f}% of matmul peak", None,
-                       PEAK_TARGET_PERCENT, "%", "no bench case for the L4 CNN yet"))
     grids = [g for g in GRID_CASES if ips(g)]
     if quick:
         why = missing()
@@ -417,10 +434,50 @@ def evaluate_targets(records: dict[str, dict[str, Any]], quick: bool,
     value = (max(ips(g)["best"] for g in grids) / solo["best"]) if not why else None
     out.append(_target(f"{TARGET_GRID_MEMBERS}-member grid (best strategy) >= solo throughput",
                        value, 1.0, "x", why))
-    out.append(_target("full S2 (1 seed) <= 90 min here", None, 90.0, "min",
-                       "not extrapolated by this bench"))
+    why = missing("jaxmnist_squeezenet_solo")
+    minutes = s2_full_minutes(ips("jaxmnist_squeezenet_solo")["median"]) if not why else None
+    out.append(_target("full S2 (1 seed) <= 90 min here, extrapolated from SqueezeNet's median "
+                       "epoch rate", minutes, S2_TARGET_MINUTES, "min", why, lower_is_better=True))
     return out
 
+
+# Full S2, 1 seed (sweeps/s2.py): 12 members x 50,000 training images x 30 epochs, and each
+# epoch every member evaluates the 10,000 validation images (+ the 10,000 test images once).
+S2_TRAIN_IMAGES = 12 * 50_000 * 30
+S2_EVAL_IMAGES = 12 * 10_000 * 30 + 12 * 10_000
+# An evaluated image costs a forward pass, ~1/3 of a training image (forward + backward ~ 3x
+# forward in FLOPs); the update and the data gather are not in it.
+EVAL_COST_OF_TRAIN_IMAGE = 1 / 3
+S2_TARGET_MINUTES = 90.0
+
+
+def s2_full_minutes(squeezenet_images_per_second: float) -> float:
+    """Minutes of the full S2 study (1 seed) at a measured SqueezeNet training rate.
+
+    The 12 members run one after another inside one program on a CPU (``sequential``), so
+    the group's aggregate rate is the solo rate (measured for S0: grid/solo 0.95-1.0).
+    Compile time (~1-2 min) is not included.
+    """
+    images = S2_TRAIN_IMAGES + EVAL_COST_OF_TRAIN_IMAGE * S2_EVAL_IMAGES
+    return images / squeezenet_images_per_second / 60
+
+
+
+def roofline(flops_per_image: float, bytes_per_image: float, peak_gflops: float | None,
+             bandwidth_gbps: float | None) -> dict[str, Any]:
+    """The roofline of one model: arithmetic intensity and the rate it bounds.
+
+    ``bytes_per_image`` is XLA's "bytes accessed" of one compiled step over the batch: the
+    operand and result bytes of every op, so it counts traffic that stays in cache too (an
+    upper bound on DRAM traffic). The bound is min(peak, intensity x bandwidth), in GFLOP/s.
+    """
+    intensity = flops_per_image / bytes_per_image if bytes_per_image else None
+    bound = None
+    if intensity and peak_gflops and bandwidth_gbps:
+        bound = min(peak_gflops, intensity * bandwidth_gbps)
+    return {"flops_per_image": flops_per_image, "bytes_per_image": bytes_per_image,
+            "flops_per_byte": intensity, "bound_gflops": bound,
+            "memory_bound": bool(bound and peak_gflops and bound < peak_gflops)}
 
 
 def _stats(values: Sequence[float]) -> dict[str, Any] | None:
@@ -472,6 +529,9 @@ def summarize(records: dict[str, dict[str, Any]], e2e: dict[str, Any] | None,
     if peak and peak["status"] == "ok" and peak["rounds"]:
         peak["gflops"] = _stats([r["gflops"] for r in peak["rounds"] if not r["stalled"]])
         peak_gflops = peak["gflops"]["median"] if peak["gflops"] else None
+        peak["stream_gbps"] = _stats([r["stream_gbps"] for r in peak["rounds"]
+                                      if not r["stalled"] and r.get("stream_gbps")])
+    bandwidth = (peak or {}).get("stream_gbps") or None
     for name, rec in records.items():
         if name == "matmul_peak" or rec["status"] != "ok" or not rec["rounds"]:
             continue
@@ -485,12 +545,19 @@ def summarize(records: dict[str, dict[str, Any]], e2e: dict[str, Any] | None,
         # image, much less sensitive than images/s to other processes on a shared machine.
         rec["cpu_us_per_image"] = _stats(cpu)
         flops = rec.get("setup", {}).get("flops_per_image")
+        if flops and rec.get("setup", {}).get("bytes_accessed_per_step"):
+            rec["roofline"] = roofline(flops, rec["setup"]["bytes_accessed_per_step"]
+                                       / rec.get("batch_size", 1), peak_gflops,
+                                       bandwidth["median"] if bandwidth else None)
         if flops and rec["images_per_second"]:
             rec["gflops"] = flops * rec["images_per_second"]["median"] / 1e9
             rec["gflops_best"] = flops * rec["images_per_second"]["best"] / 1e9
             rec["percent_of_peak"] = 100 * rec["gflops"] / peak_gflops if peak_gflops else None
             rec["percent_of_peak_best"] = (100 * rec["gflops_best"] / peak_gflops
                                            if peak_gflops else None)
+            bound = (rec.get("roofline") or {}).get("bound_gflops")
+            if bound:
+                rec["roofline"]["percent_of_bound"] = 100 * rec["gflops"] / bound
 
     def ips(name: str) -> dict[str, Any] | None:
         rec = records.get(name)
@@ -616,8 +683,31 @@ def headline_lines(summary: dict[str, Any], cases: dict[str, dict[str, Any]]) ->
             lines.append(f"- {t['target']}: **not measured** ({t['why']})")
         else:
             unit = t["unit"]
+            sign = "<=" if t.get("lower_is_better") else ">="
             lines.append(f"- {t['target']}: **{t['status']}** ({t['value']:.2f}{unit}, "
-                         f"needs >= {t['threshold']:g}{unit})")
+                         f"needs {sign} {t['threshold']:g}{unit})")
+    return lines
+
+
+def roofline_lines(cases: dict[str, dict[str, Any]]) -> list[str]:
+    """Markdown roofline table: per model, intensity, the bound it implies and what was reached."""
+    rows = [(n, r) for n, r in cases.items() if r.get("roofline") and r.get("gflops")]
+    if not rows:
+        return []
+    lines = ["", "Roofline (XLA cost analysis of one compiled training step; bytes = operand + "
+             "result bytes of every op, cached traffic included, so intensity is a lower "
+             "bound): bound = min(matmul peak, FLOPs/byte x bandwidth).", "",
+             "| case | FLOPs/image | bytes/image | FLOPs/byte | bound GFLOP/s | achieved GFLOP/s "
+             "| % of peak | % of bound |", "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for name, rec in rows:
+        roof = rec["roofline"]
+        lines.append(
+            f"| {name} | {roof['flops_per_image'] / 1e6:.1f} M | "
+            f"{roof['bytes_per_image'] / 1e6:.2f} MB | {_fmt(roof['flops_per_byte'], '.1f')} | "
+            f"{_fmt(roof['bound_gflops'], '.0f')}"
+            f"{' (memory)' if roof.get('memory_bound') else ''} | {rec['gflops']:.0f} | "
+            f"{_fmt(rec.get('percent_of_peak'), '.0f')} | "
+            f"{_fmt(roof.get('percent_of_bound'), '.0f')} |")
     return lines
 
 
@@ -692,6 +782,13 @@ def to_markdown(result: dict[str, Any]) -> str:
     elif peak and peak.get("rounds"):
         lines += ["", "fp32 matmul peak: not measured (every round stalled; see the JSON), so "
                   "no % of peak in this run."]
+    if peak and peak.get("stream_gbps"):
+        b = peak["stream_gbps"]
+        array_mb = peak["setup"].get("stream_bytes_per_call", 0) / 2e6  # read once, written once
+        lines += ["", f"Memory bandwidth (`2x + 1` over {array_mb:.0f} MB, read + write, best "
+                  f"of 5 per round): median **{b['median']:.1f} GB/s** "
+                  f"({b['min']:.1f}–{b['max']:.1f})."]
+    lines += roofline_lines(result["cases"])
     lines += ["", "| ratio (stalled rounds left out) | of medians | of best rounds "
               "| per round (median, min–max) |", "| --- | --- | --- | --- |"]
     for name, r in result["summary"]["ratios"].items():

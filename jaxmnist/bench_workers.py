@@ -85,8 +85,12 @@ class EpochDriver:
         self.cpu_mark = cpu_seconds()
         self.wall_mark = time.perf_counter()
 
-    def after_epoch(self, seconds: float) -> None:
-        """Called by the framework's loop after each epoch with its training seconds."""
+    def after_epoch(self, seconds: float, images: int | None = None) -> None:
+        """Called by the framework's loop after each epoch with its training seconds.
+
+        ``images``: the images this epoch trained on, when not ``images_per_epoch`` (a grid
+        whose diverged members were skipped).
+        """
         if self.finished:  # told to stop: let the framework run out its epochs silently
             return
         self.epoch += 1
@@ -99,7 +103,8 @@ class EpochDriver:
         if self.epoch == 1:
             send("ready", warmup_epoch_seconds=seconds, **self.setup())
         else:
-            send("result", seconds=seconds, images=self.images, epoch=self.epoch,
+            send("result", seconds=seconds, images=self.images if images is None else images,
+                 epoch=self.epoch,
                  cpu_seconds=cpu, wall_seconds=wall)
         command = wait_command()
         self.cpu_mark = cpu_seconds()
@@ -282,11 +287,17 @@ def run_jax_engine(case: dict[str, Any]) -> None:
         }
 
     driver = EpochDriver(members * n_train, setup)
+    # An epoch counts the images of the members alive at its start: the rate is useful work.
+    # Members frozen by divergence skip their epochs in the sequential strategy; vmap still
+    # computes them (and discards the result).
+    alive = [True] * members
 
     def on_epoch(epoch: int, metrics: list[dict[str, Any]], info: dict[str, Any]) -> None:
         if epoch == 1:
             clock.__exit__()  # compile happens before epoch 1; stop counting there
-        driver.after_epoch(info["train_seconds"])
+        trained = sum(alive) * n_train
+        alive[:] = [bool(m["alive"]) for m in metrics]
+        driver.after_epoch(info["train_seconds"], images=trained)
 
     clock.__enter__()
     results = train_grid(configs, splits, None, on_epoch=on_epoch, train_confusion=False)
@@ -375,11 +386,30 @@ def run_jax_peak(case: dict[str, Any]) -> None:
             best = min(best, time.perf_counter() - t0)
         return best
 
-    send("ready", warmup_epoch_seconds=timed(), matmul_size=n, flops_per_call=flops)
+    # Memory bandwidth for the roofline: y = 2x + 1 over a 128 MB (CPU) array reads and writes
+    # each byte once (256 MB moved per call), far beyond any cache.
+    m = case.get("stream_floats") or (32 * 2**20 if jax.default_backend() == "cpu" else 2**28)
+    x = jnp.ones((m,), jnp.float32)
+    axpy = jax.jit(lambda v: 2.0 * v + 1.0)
+    axpy(x).block_until_ready()
+    stream_bytes = 2.0 * 4 * m
+
+    def timed_stream() -> float:
+        best = float("inf")
+        for _ in range(calls):
+            t0 = time.perf_counter()
+            axpy(x).block_until_ready()
+            best = min(best, time.perf_counter() - t0)
+        return best
+
+    send("ready", warmup_epoch_seconds=timed(), matmul_size=n, flops_per_call=flops,
+         stream_bytes_per_call=stream_bytes)
     while wait_command() == "run":
         cpu0, wall0 = cpu_seconds(), time.perf_counter()
         seconds = timed()
+        stream_seconds = timed_stream()
         send("result", seconds=seconds, images=0, gflops=flops / seconds / 1e9,
+             stream_gbps=stream_bytes / stream_seconds / 1e9,
              cpu_seconds=cpu_seconds() - cpu0, wall_seconds=time.perf_counter() - wall0)
     send("done", rss_peak_mb=rss_peak_mb(), device_memory=_device_memory())
 

@@ -16,10 +16,11 @@ Per epoch, on the device, with no host loop per batch:
 Two strategies run the members of a group inside the one program (``train.strategy``):
 
 * ``"vmap"`` — batched: every op sees a leading ``G`` axis (matmuls become batched matmuls).
-  Best on accelerators, and the only one used when the grid axis is sharded over devices.
+  Best on accelerators. A member frozen by divergence is still computed (and discarded).
 * ``"sequential"`` — ``lax.map`` over members: the same per-member program, run one member after
   another inside the same compiled executable. On XLA:CPU a vmapped convolution lowers to a
   grouped convolution that runs poorly, so this can win there (``python -m jaxmnist.bench``).
+  A member frozen by divergence skips its later epochs (a branch; same results, no work).
 * ``"auto"`` (default) — ``vmap`` on GPU/TPU; on CPU, :data:`CPU_STRATEGY`, chosen from the
   benchmark's measurements.
 
@@ -213,8 +214,11 @@ def _select(pred: jax.Array, on_true: Any, on_false: Any) -> Any:
 class _Program:
     """The jitted functions of one group: built once, reused for every epoch."""
 
-    def __init__(self, spec: GroupSpec, n_train: int):
+    def __init__(self, spec: GroupSpec, n_train: int, skip_frozen: bool = False):
         self.spec = spec
+        # Sequential strategy only: a member frozen by divergence skips its epochs (a branch, so
+        # nothing is computed). Under vmap a branch on a per-member value runs both sides.
+        self.skip_frozen = skip_frozen
         self.model = models.build(spec.model_cfg)
         self.loss_fn = losses.get_loss(spec.loss)
         self.n_train = n_train
@@ -244,7 +248,23 @@ class _Program:
         return TrainState(params, opt, jnp.asarray(True), jnp.asarray(0, jnp.int32))
 
     def member_epoch(self, state: TrainState, arrays: MemberArrays, train_x, train_y, epoch):
-        """Trains one member for one epoch; returns (state, loss_sum, correct_sum, seen)."""
+        """Trains one member for one epoch; returns (state, loss_sum, correct_sum, seen).
+
+        A member frozen at the start of the epoch (``alive`` False) would run every step only
+        to discard its update, so the result is exactly its input state and zero sums; with
+        ``skip_frozen`` that result is returned without running the steps.
+        """
+        if not self.skip_frozen:
+            return self._train_epoch(state, arrays, train_x, train_y, epoch)
+        zero = jnp.asarray(0.0, jnp.float32)
+        return jax.lax.cond(
+            state.alive,
+            lambda st: self._train_epoch(st, arrays, train_x, train_y, epoch),
+            lambda st: (st, zero, zero, zero),
+            state,
+        )
+
+    def _train_epoch(self, state: TrainState, arrays: MemberArrays, train_x, train_y, epoch):
         batch, steps, n = self.spec.batch_size, self.steps, self.n_train
         order = jax.random.permutation(jax.random.fold_in(arrays.keys[2], epoch), n)
         # Keras semantics: the last batch is partial. Shapes must be static, so it is padded
@@ -525,7 +545,8 @@ def build_program(
     grid_sharding = NamedSharding(mesh, PartitionSpec("grid"))
     replicated = NamedSharding(mesh, PartitionSpec())
 
-    program = _Program(spec, int(splits.train_x.shape[0]))
+    program = _Program(spec, int(splits.train_x.shape[0]),
+                       skip_frozen=strategy == "sequential")
     # Host values enter as global arrays: each process transfers only its own devices' shards.
     arrays = distributed.put(
         member_arrays(padded, spec.optimizer, spec.epochs * program.steps), grid_sharding

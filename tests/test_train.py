@@ -162,6 +162,30 @@ def test_nan_member_is_frozen_and_others_bit_identical():
         assert a[k]["test"] == b[k]["test"] and a[k]["status"] == b[k]["status"]
 
 
+def test_frozen_member_skips_its_epochs_with_the_result_running_them_gives():
+    members = grid_members(epochs=2, model=SMALL_MLP)[8:10]  # SGD lr 0.1, 0.01
+    members[0]["optim"]["learning_rate"] = 1e30  # overflows on its first step
+    for m in members:
+        m["train"]["strategy"] = "sequential"
+    prog = train.build_program(members, small_splits())
+    assert prog.program.skip_frozen
+    state, *_ = prog.epoch_exec(prog.init_state, prog.arrays, prog.train_x, prog.train_y,
+                                jnp.asarray(1, jnp.int32))
+    assert [bool(a) for a in state.alive] == [False, True]
+    args = (prog.train_x, prog.train_y, jnp.asarray(2, jnp.int32))
+    for k in range(2):
+        member_state = jax.tree_util.tree_map(lambda a, k=k: a[k], state)
+        member_arrays = jax.tree_util.tree_map(lambda a, k=k: a[k], prog.arrays)
+        skipping = jax.jit(prog.program.member_epoch)(member_state, member_arrays, *args)
+        running = jax.jit(prog.program._train_epoch)(member_state, member_arrays, *args)
+        for x, y in zip(jax.tree_util.tree_leaves(skipping), jax.tree_util.tree_leaves(running),
+                        strict=True):
+            np.testing.assert_array_equal(np.asarray(x), np.asarray(y), err_msg=f"member {k}")
+    # The skip is a branch in the compiled epoch, not a select over a computed epoch.
+    jaxpr = jax.make_jaxpr(prog.program.member_epoch)(member_state, member_arrays, *args)
+    assert "cond[" in str(jaxpr)
+
+
 def test_second_epoch_compiles_nothing():
     compiles = {}
     train.train_grid(

@@ -12,7 +12,8 @@ import pytest
 
 from jaxmnist import bench
 
-QUICK_CASES = "jaxmnist_cnn_solo,jaxmnist_cnn_grid_sequential,matmul_peak,keras_cnn,torch_cnn"
+QUICK_CASES = ("jaxmnist_cnn_solo,jaxmnist_cnn_grid_sequential,jaxmnist_cnn_grid_two_devices,"
+               "matmul_peak,keras_cnn,torch_cnn")
 
 
 @pytest.fixture(scope="module")
@@ -64,7 +65,7 @@ def test_json_schema(quick_run):
             assert rnd["wall_cpu_ratio"] > 0 and isinstance(rnd["stalled"], bool)
         assert case["stall_check"]["factor"] == bench.STALL_FACTOR
         if name == "matmul_peak":
-            assert all(rnd["gflops"] > 0 for rnd in case["rounds"])
+            assert all(rnd["gflops"] > 0 and rnd["stream_gbps"] > 0 for rnd in case["rounds"])
             continue
         ips = case["images_per_second_all_rounds"]
         assert ips["min"] <= ips["median"] <= ips["max"] and ips["min"] > 0
@@ -74,6 +75,11 @@ def test_json_schema(quick_run):
     assert solo["setup"]["param_count"] == 225_034
     assert solo["setup"]["flops_per_image"] > 1e6  # a training step of S0 is ~16 MFLOP/image
     assert solo["setup"]["compile_seconds"] > 0
+    # roofline inputs: XLA's bytes per image, the intensity they give
+    assert solo["roofline"]["bytes_per_image"] > 0 and solo["roofline"]["flops_per_byte"] > 0
+    # the two-device case really ran its grid on 2 XLA:CPU devices (its own XLA_FLAGS)
+    assert r["cases"]["jaxmnist_cnn_grid_two_devices"]["setup"]["devices"] == 2
+    assert solo["setup"]["devices"] == 1
     if solo["images_per_second"] and r["summary"]["peak_gflops"]:
         assert 0 < solo["percent_of_peak"]
     assert {t["status"] for t in r["summary"]["targets"]} == {"not measured"}
@@ -257,6 +263,17 @@ def test_targets_pass_and_fail_from_the_numbers():
     assert _target(t, "S4 L4")["status"] == "PASS"
     s2 = _target(t, "full S2")
     assert s2["status"] == "PASS" and s2["value"] <= 90 and s2["lower_is_better"]
+
+
+def test_roofline_bound_is_the_lower_of_compute_and_memory():
+    # 100 FLOPs per byte x 10 GB/s = 1000 GFLOP/s > 400 peak: compute bound
+    high = bench.roofline(1e8, 1e6, peak_gflops=400.0, bandwidth_gbps=10.0)
+    assert high["flops_per_byte"] == 100 and high["bound_gflops"] == 400 and not high[
+        "memory_bound"]
+    # 2 FLOPs per byte x 10 GB/s = 20 GFLOP/s: memory bound
+    low = bench.roofline(2e6, 1e6, peak_gflops=400.0, bandwidth_gbps=10.0)
+    assert low["bound_gflops"] == 20 and low["memory_bound"]
+    assert bench.roofline(2e6, 1e6, None, 10.0)["bound_gflops"] is None
 
 
 def test_full_s2_extrapolation_counts_training_and_evaluation():

@@ -282,7 +282,7 @@ def run_jax_engine(case: dict[str, Any]) -> None:
             "data": source,
             "backend": jax.default_backend(),
             "device": str(jax.devices()[0].device_kind),
-            "devices": jax.device_count(),
+            "device_count": jax.device_count(),
             "conv_impl": models.resolve_conv_impl(case["model"].get("conv_impl", "auto")),
             **cost,
         }

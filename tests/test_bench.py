@@ -78,8 +78,8 @@ def test_json_schema(quick_run):
     # roofline inputs: XLA's bytes per image, the intensity they give
     assert solo["roofline"]["bytes_per_image"] > 0 and solo["roofline"]["flops_per_byte"] > 0
     # the two-device case really ran its grid on 2 XLA:CPU devices (its own XLA_FLAGS)
-    assert r["cases"]["jaxmnist_cnn_grid_two_devices"]["setup"]["devices"] == 2
-    assert solo["setup"]["devices"] == 1
+    assert r["cases"]["jaxmnist_cnn_grid_two_devices"]["setup"]["device_count"] == 2
+    assert solo["setup"]["device_count"] == 1
     if solo["images_per_second"] and r["summary"]["peak_gflops"]:
         assert 0 < solo["percent_of_peak"]
     assert {t["status"] for t in r["summary"]["targets"]} == {"not measured"}

@@ -266,7 +266,7 @@ def run_interleaved(cases: list[dict[str, Any]], repeats: int, timeout: float,
                     continue
                 records[name]["rounds"].append(
                     {"round": r, "seconds": msg["seconds"], "images": msg["images"],
-                     **{k: msg[k] for k in ("gflops", "cpu_seconds", "wall_seconds")
+                     **{k: msg[k] for k in ("gflops", "stream_gbps", "cpu_seconds", "wall_seconds")
                         if k in msg}})
             log(f"[bench] round {r + 1}/{repeats} done, load {loads[-1][0]:.2f}")
         for name, worker in workers.items():

@@ -785,8 +785,8 @@ def to_markdown(result: dict[str, Any]) -> str:
     if peak and peak.get("stream_gbps"):
         b = peak["stream_gbps"]
         array_mb = peak["setup"].get("stream_bytes_per_call", 0) / 2e6  # read once, written once
-        lines += ["", f"Memory bandwidth (`2x + 1` over {array_mb:.0f} MB, read + write, best "
-                  f"of 5 per round): median **{b['median']:.1f} GB/s** "
+        lines += ["", f"Memory bandwidth (`x/2 + 1/2` in place over {array_mb:.0f} MB, read + "
+                  f"write, best of 5 per round): median **{b['median']:.1f} GB/s** "
                   f"({b['min']:.1f}–{b['max']:.1f})."]
     lines += roofline_lines(result["cases"])
     lines += ["", "| ratio (stalled rounds left out) | of medians | of best rounds "

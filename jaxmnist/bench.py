@@ -25,7 +25,7 @@ targets as PASS / FAIL / "not measured" from the same run (docs/performance.md).
 
 Usage::
 
-    python -m jaxmnist.bench                      # full: ~6 minutes on 2 CPU cores
+    python -m jaxmnist.bench                      # full: ~10 minutes on 2 CPU cores
     python -m jaxmnist.bench --quick              # seconds-scale smoke run (tests)
     python -m jaxmnist.bench --only jax,keras --steps 200 --repeats 7 --out benchmarks/results/
 

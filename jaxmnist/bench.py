@@ -462,7 +462,6 @@ def s2_full_minutes(squeezenet_images_per_second: float) -> float:
     return images / squeezenet_images_per_second / 60
 
 
-
 def roofline(flops_per_image: float, bytes_per_image: float, peak_gflops: float | None,
              bandwidth_gbps: float | None) -> dict[str, Any]:
     """The roofline of one model: arithmetic intensity and the rate it bounds.

@@ -379,13 +379,17 @@ def run_jax_peak(case: dict[str, Any]) -> None:
     flops = 2.0 * n**3
     calls = case.get("calls", 5)
 
-    def timed() -> float:
+    def best_of(call: Callable[[], None]) -> float:
+        """The fastest of ``calls`` timed calls, in seconds."""
         best = float("inf")
         for _ in range(calls):
             t0 = time.perf_counter()
-            dot(a, b).block_until_ready()
+            call()
             best = min(best, time.perf_counter() - t0)
         return best
+
+    def timed() -> float:
+        return best_of(lambda: dot(a, b).block_until_ready())
 
     # Memory bandwidth for the roofline: y = x/2 + 1/2 over a 128 MB (CPU) array reads and writes
     # each byte once (256 MB moved per call), far beyond any cache.
@@ -396,14 +400,12 @@ def run_jax_peak(case: dict[str, Any]) -> None:
     x = axpy(jnp.ones((m,), jnp.float32)).block_until_ready()
     stream_bytes = 2.0 * 4 * m
 
-    def timed_stream() -> float:
+    def stream_once() -> None:
         nonlocal x
-        best = float("inf")
-        for _ in range(calls):
-            t0 = time.perf_counter()
-            x = axpy(x).block_until_ready()
-            best = min(best, time.perf_counter() - t0)
-        return best
+        x = axpy(x).block_until_ready()
+
+    def timed_stream() -> float:
+        return best_of(stream_once)
 
     send("ready", warmup_epoch_seconds=timed(), matmul_size=n, flops_per_call=flops,
          stream_bytes_per_call=stream_bytes)

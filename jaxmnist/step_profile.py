@@ -194,7 +194,7 @@ def to_markdown(result: dict[str, Any], top: int = 25) -> str:
     """The profile as Markdown: header, per-category table, the ``top`` slowest ops."""
     r = result
     lines = [
-        f"# Step profile — {r['model']} (batch {r['batch_size']}) — {result['date']}", "",
+        f"# Step profile — {r['model']} (batch {r['batch_size']}) — {r['date']}", "",
         f"Machine: {r['machine']['cpu']}, {r['machine']['usable_cores']} cores; jax "
         f"{r['versions']['jax']}; commit {r['git_commit']}; load average (1 min) "
         f"{r['load_average'][0]:.2f} before, {r['load_average_end'][0]:.2f} after. "

@@ -1,3 +1,25 @@
-"""jaxmnist: MNIST studies re-run in JAX."""
+"""jaxmnist: MNIST studies re-run in JAX, and your own Flax models trained as one grid.
+
+The Python API (``import jaxmnist as jm``; nothing here imports jax until a run trains)::
+
+    run = jm.grid(model="cnn", optimizers={"adam": [1e-3, 3e-4], "sgd": [0.1]}, seeds=2,
+                  epochs=3, workdir="runs/mine")
+    run.table(); run.points(); run.plot(); run.member(0).predict(images)
+    run = jm.run(jm.load_study("s2", preset="cpu"), workdir="runs/s2")
+    run = jm.open_run("runs/s2")
+
+See :mod:`jaxmnist.api`.
+"""
+
+from jaxmnist.api import APIError, Member, Run, grid, load_study, open_run, run
 
 __version__ = "0.1.0"
+
+__all__ = ["APIError", "Member", "Run", "grid", "load_study", "open_run", "register", "run"]
+
+
+def register(name: str):
+    """Decorator: makes a model factory available as ``model.name = name`` (see models)."""
+    from jaxmnist.models import register as _register
+
+    return _register(name)

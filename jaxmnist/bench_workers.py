@@ -228,14 +228,14 @@ def step_cost(model_cfg: dict[str, Any], batch: int, optimizers: tuple[str, ...]
 
     def step(params, opt_state, x, y, key):
         def objective(p):
-            return loss_fn(model.apply(p, x, train=True, key=key), y)
+            return loss_fn(model.apply(p, {}, x, train=True, key=key)[0], y)
 
         loss, grads = jax.value_and_grad(objective)(params)
         new_params, new_opt = optim.update(grads, opt_state, params, hyper, plan)
         return new_params, new_opt, loss
 
     key = jax.random.PRNGKey(0)
-    params = jax.eval_shape(model.init, key)
+    params = jax.eval_shape(model.init, key)[0]  # the zoo: state is {}
     opt_state = jax.eval_shape(lambda p: optim.init(p, hyper, plan), params)
     x = jax.ShapeDtypeStruct((batch, 28, 28, 1), jnp.uint8)
     y = jax.ShapeDtypeStruct((batch,), jnp.int32)
@@ -339,7 +339,7 @@ def run_jax_step(case: dict[str, Any]) -> None:
         x, y = xy
 
         def objective(p):
-            return loss_fn(model.apply(p, x, train=True, key=sub), y)
+            return loss_fn(model.apply(p, {}, x, train=True, key=sub)[0], y)
 
         loss, grads = jax.value_and_grad(objective)(params)
         updates, opt_state = opt.update(grads, opt_state, params)
@@ -347,7 +347,7 @@ def run_jax_step(case: dict[str, Any]) -> None:
 
     epoch = jax.jit(lambda c, xs, ys: jax.lax.scan(step, c, (xs, ys)), donate_argnums=0)
     key = jax.random.PRNGKey(0)
-    params = model.init(key)
+    params, _ = model.init(key)  # the zoo: state is {}
     carry = (params, opt.init(params), key)
     with _CompileClock() as clock:
         t0 = time.perf_counter()
@@ -700,14 +700,14 @@ def measure_train_throughput(
         key, sub = jax.random.split(key)
 
         def objective(p):
-            return loss_fn(model.apply(p, x, train=True, key=sub), y)
+            return loss_fn(model.apply(p, {}, x, train=True, key=sub)[0], y)
 
         value, grads = jax.value_and_grad(objective)(params)
         updates, opt_state = opt.update(grads, opt_state, params)
         return (optax.apply_updates(params, updates), opt_state, key), value
 
     def init(key):
-        params = model.init(key)
+        params, _ = model.init(key)  # the zoo: state is {}
         return params, opt.init(params), jax.random.fold_in(key, 1)
 
     keys = jax.random.split(jax.random.PRNGKey(seed), members)

@@ -216,9 +216,15 @@ def member_paths(run_dir: str | os.PathLike, member: int) -> tuple[Path, Path]:
     return base.with_suffix(".npz"), base.with_suffix(".json")
 
 
+STATE_PREFIX = "__state__"
+"""Leaves of a member's non-parameter state (BatchNorm statistics) sit in the same ``.npz`` as its
+params, under this first path component, so that one atomic write exports both."""
+
+
 def export_member(run_dir: str | os.PathLike, member: int, model_cfg: Mapping[str, Any],
-                  params: Mapping[str, Any], extra: Mapping[str, Any] | None = None) -> Path:
-    """Writes one member's final params (NumPy, no grid axis) and model config, atomically.
+                  params: Mapping[str, Any], extra: Mapping[str, Any] | None = None,
+                  state: Mapping[str, Any] | None = None) -> Path:
+    """Writes one member's final params, state (NumPy, no grid axis) and model config, atomically.
 
     Args:
         run_dir: The run directory.
@@ -226,6 +232,7 @@ def export_member(run_dir: str | os.PathLike, member: int, model_cfg: Mapping[st
         model_cfg: The member's model config (JSON-serialisable).
         params: Nested dict of arrays for ONE member.
         extra: JSON-serialisable metadata stored beside the config (e.g. test accuracy).
+        state: The member's non-parameter variables (nested dict; ``None`` or ``{}``: none).
 
     Returns:
         The path of the ``.npz`` file.
@@ -238,7 +245,12 @@ def export_member(run_dir: str | os.PathLike, member: int, model_cfg: Mapping[st
         npz_path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as err:
         raise _write_failed(npz_path.parent, err) from None
-    _write_npz(npz_path, flatten_params(params))
+    if STATE_PREFIX in params:
+        raise ValueError(f"a top-level parameter must not be named {STATE_PREFIX!r}")
+    flat = flatten_params(params)
+    if state:
+        flat.update(flatten_params({STATE_PREFIX: dict(state)}))
+    _write_npz(npz_path, flat)
     write_json(json_path, {"member": member, "model": dict(model_cfg), **dict(extra or {})})
     return npz_path
 
@@ -262,8 +274,12 @@ def member_meta(run_dir: str | os.PathLike, member: int) -> dict[str, Any]:
     return meta if isinstance(meta, dict) else {}
 
 
-def load_member(run_dir: str | os.PathLike, member: int) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Reads one exported member back as ``(model_cfg, params)`` (NumPy leaves).
+def load_member(run_dir: str | os.PathLike,
+                member: int) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+    """Reads one exported member back as ``(model_cfg, params, state)`` (NumPy leaves).
+
+    ``state`` is the member's non-parameter variables (BatchNorm statistics), ``{}`` for models
+    without any and for runs exported before state existed.
 
     Raises:
         RunDirError: the member was never exported or its files are unreadable.
@@ -283,7 +299,9 @@ def load_member(run_dir: str | os.PathLike, member: int) -> tuple[dict[str, Any]
     except (OSError, ValueError, KeyError, TypeError, EOFError) as err:
         raise RunDirError(f"cannot read exported member {member} from {npz_path}: {err}. "
                           "Re-export it by resuming the run, or pick another member.") from None
-    return model_cfg, unflatten_params(flat)
+    tree = unflatten_params(flat)
+    state = tree.pop(STATE_PREFIX, {})
+    return model_cfg, tree, state
 
 
 # --------------------------------------------------------------------------------------------
@@ -564,9 +582,9 @@ class RunWriter:
         return _MetricsLog(self, list(members))
 
     def export_member(self, member: int, model_cfg: Mapping[str, Any], params: Any,
-                      extra: Mapping[str, Any] | None = None) -> Path:
+                      extra: Mapping[str, Any] | None = None, state: Any = None) -> Path:
         """:func:`export_member` into this run."""
-        return export_member(self.root, member, model_cfg, params, extra)
+        return export_member(self.root, member, model_cfg, params, extra, state)
 
     def write_results(self, results: Results) -> None:
         """Rewrites ``results.json`` atomically (members sorted by index)."""

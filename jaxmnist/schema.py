@@ -282,7 +282,7 @@ def member_problems(cfg: Any, where: str = "base") -> list[str]:
         from jaxmnist import models
 
         try:
-            models.validate_model_config(model)
+            models.check_model(model)  # the family's checks; a user model evaluated abstractly
         except ValueError as err:
             found.append(f"{where}.model: {err}")
     return found

@@ -218,7 +218,7 @@ def load_members(run_dir: Path, only: int | None = None) -> list[MemberInfo]:
         infos = {only: infos.get(only, MemberInfo(member=only, config={}))}
     for k, info in sorted(infos.items()):
         try:
-            model_cfg, params = rundir.load_member(run_dir, k)
+            model_cfg, params, state = rundir.load_member(run_dir, k)
         except rundir.RunDirError as err:
             info.reason = str(err) if only is not None else "no exported params"
             continue
@@ -231,7 +231,8 @@ def load_members(run_dir: Path, only: int | None = None) -> list[MemberInfo]:
         if not _finite_tree(params):
             info.reason = "params contain NaN/inf (the member diverged)"
             continue
-        info.model_cfg, info.params, info.available = model_cfg, params, True
+        # The member's variables: params and non-parameter state (BatchNorm statistics).
+        info.model_cfg, info.params, info.available = model_cfg, (params, state), True
     for info in infos.values():
         info.summary = member_summary(info.config)
     return [infos[k] for k in sorted(infos)]
@@ -292,8 +293,8 @@ class Predictor:
                     self._disable(m, f"model config cannot be built: {err}")
                     continue
 
-                def probs(params, x, _apply=model.apply):
-                    return jax.nn.softmax(_apply(params, x, train=False), axis=-1)
+                def probs(variables, x, _predict=model.predict):
+                    return jax.nn.softmax(_predict(*variables, x), axis=-1)
 
                 self._fns[arch] = jax.jit(probs)
             # Params go to the device once; requests then only transfer 784 bytes.

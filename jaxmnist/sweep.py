@@ -145,7 +145,8 @@ class Progress(Callback):
 
     def on_group_start(self, group_index: int, info: GroupStart) -> None:
         """Opens the bar at the epoch training starts from (> 0 when resumed)."""
-        from tqdm import tqdm
+        # tqdm.auto: a widget in a notebook, a text bar in a terminal.
+        from tqdm.auto import tqdm
 
         self.bar = tqdm(total=info.epochs, initial=info.start_epoch - 1,
                         desc=f"group {group_index + 1}/{self.n_groups} {self.label}",
@@ -185,7 +186,8 @@ def resolved_config(study: dict[str, Any]) -> dict[str, Any]:
 
 
 def run(study: dict[str, Any], run_dir: Path, *, data_dir: str | None = None,
-        report: bool = True, callbacks: Sequence[Callable[..., Any]] = ()) -> dict[str, Any]:
+        report: bool = True, callbacks: Sequence[Callable[..., Any]] = (),
+        progress: bool = True) -> dict[str, Any]:
     """Trains (or resumes) a validated, resolved study into ``run_dir`` and returns results.json.
 
     The run directory is made only after the data loaded; a bad data file leaves nothing behind.
@@ -241,25 +243,28 @@ def run(study: dict[str, Any], run_dir: Path, *, data_dir: str | None = None,
         if all(k in done for k in ks):
             _say(f"group {g + 1}/{len(groups)}: finished earlier, read from results.json")
             continue
-        progress = Progress(len(groups), _group_label([members[k] for k in ks]))
+        bar = Progress(len(groups), _group_label([members[k] for k in ks]))
+        bars = [bar] if progress else []
         try:
             out = train.train_grid([configs[k] for k in ks], splits,
                                    workdir=str(writer.ckpt_dir(g)), group_index=g,
-                                   callbacks=[writer.metrics_log(ks), progress, *extra]
+                                   callbacks=[writer.metrics_log(ks), *bars, *extra]
                                    if primary else [])
         finally:
-            progress.close()
+            bar.close()
             if tensorboard is not None:
                 tensorboard.close()
         if not primary:
             continue
         for k, res in zip(ks, out, strict=True):
             params = res.pop("params", None)
+            model_state = res.pop("model_state", None)
             stats = res.pop("group_stats", None)
             if params is not None:
                 writer.export_member(k, configs[k]["model"], params,
                                      extra={"test_acc": res["test"]["acc"],
-                                            "status": res["status"]})
+                                            "status": res["status"]},
+                                     state=model_state)
             done[k] = {"member": k, "group": g, "label": C.describe(members[k]), **res}
             if stats is not None:
                 group_stats[g] = {"group": g, "members": ks, **stats}

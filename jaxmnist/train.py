@@ -197,6 +197,7 @@ class TrainState(NamedTuple):
     """One member's training state (a leading ``G`` axis on a grid)."""
 
     params: Any
+    model_state: Any  # non-parameter variables (BatchNorm statistics, ...); {} for the zoo
     opt: Any
     alive: jax.Array  # bool: False once a step produced a non-finite loss or parameters
     diverged_epoch: jax.Array  # int32: the epoch in which it diverged, 0 while alive
@@ -204,6 +205,8 @@ class TrainState(NamedTuple):
 
 def _all_finite(tree: Any) -> jax.Array:
     leaves = jax.tree_util.tree_leaves(tree)
+    if not leaves:
+        return jnp.asarray(True)
     return jnp.all(jnp.stack([jnp.all(jnp.isfinite(leaf)) for leaf in leaves]))
 
 
@@ -231,8 +234,8 @@ class _Program:
             labels = jax.nn.one_hot(labels, NUM_CLASSES, dtype=jnp.float32)
         return self.loss_fn(logits, labels, weights)
 
-    def _objective(self, params, x, y, w, key, l1, l2):
-        logits = self.model.apply(params, x, train=True, key=key)
+    def _objective(self, params, model_state, x, y, w, key, l1, l2):
+        logits, new_model_state = self.model.apply(params, model_state, x, train=True, key=key)
         data_loss = self._data_loss(logits, y, w)
         penalty = jnp.float32(0.0)
         if "l1" in self.spec.penalties:
@@ -240,12 +243,13 @@ class _Program:
         if "l2" in self.spec.penalties:
             penalty = penalty + l2 * losses.l2_penalty(params, self.model.weight_names)
         correct = jnp.sum((jnp.argmax(logits, -1) == y) * w)
-        return data_loss + penalty, correct
+        return data_loss + penalty, (correct, new_model_state)
 
     # -- one member ----------------------------------------------------------------------------
-    def init_member(self, params: Any, arrays: MemberArrays) -> TrainState:
+    def init_member(self, variables: tuple[Any, Any], arrays: MemberArrays) -> TrainState:
+        params, model_state = variables
         opt = optim.init(params, arrays.hyper, self.spec.optimizer)
-        return TrainState(params, opt, jnp.asarray(True), jnp.asarray(0, jnp.int32))
+        return TrainState(params, model_state, opt, jnp.asarray(True), jnp.asarray(0, jnp.int32))
 
     def member_epoch(self, state: TrainState, arrays: MemberArrays, train_x, train_y, epoch):
         """Trains one member for one epoch; returns (state, loss_sum, correct_sum, seen).
@@ -280,14 +284,17 @@ class _Program:
             i, idx, w = inputs
             x, y = train_x[idx], train_y[idx]
             key = jax.random.fold_in(dropout_key, i)
-            (loss, correct), grads = grad_fn(st.params, x, y, w, key, arrays.l1, arrays.l2)
+            (loss, (correct, new_model_state)), grads = grad_fn(
+                st.params, st.model_state, x, y, w, key, arrays.l1, arrays.l2)
             new_params, new_opt = optim.update(
                 grads, st.opt, st.params, arrays.hyper, self.spec.optimizer
             )
-            ok = st.alive & jnp.isfinite(loss) & _all_finite(new_params)
+            ok = (st.alive & jnp.isfinite(loss) & _all_finite(new_params)
+                  & _all_finite(new_model_state))
             count = jnp.sum(w)
             new_state = TrainState(
                 params=_select(ok, new_params, st.params),
+                model_state=_select(ok, new_model_state, st.model_state),
                 opt=_select(ok, new_opt, st.opt),
                 alive=ok,
                 diverged_epoch=jnp.where(st.alive & ~ok, epoch, st.diverged_epoch),
@@ -305,13 +312,17 @@ class _Program:
         )
         return state, loss_sum, correct_sum, seen
 
-    def member_eval(self, params, eval_x, eval_y, eval_w):
-        """Forward-only pass over a padded ``[steps, EVAL_BATCH, ...]`` split."""
+    def member_eval(self, variables, eval_x, eval_y, eval_w):
+        """Forward-only pass over a padded ``[steps, EVAL_BATCH, ...]`` split.
+
+        ``variables`` is ``(params, model_state)``: evaluation uses the running statistics.
+        """
+        params, model_state = variables
 
         def body(carry, inputs):
             loss_sum, correct = carry
             x, y, w = inputs
-            logits = self.model.apply(params, x, train=False)
+            logits = self.model.predict(params, model_state, x)
             loss = self._data_loss(logits, y, w)
             pred = jnp.argmax(logits, -1).astype(jnp.int32)
             correct = correct + jnp.sum((pred == y) * w)
@@ -321,14 +332,15 @@ class _Program:
         (loss_sum, correct), preds = jax.lax.scan(body, (zero, zero), (eval_x, eval_y, eval_w))
         return loss_sum, correct, preds.reshape(-1)
 
-    def member_probs_and_grads(self, params, arrays: MemberArrays, x_probe, y_probe, x_grad,
+    def member_probs_and_grads(self, variables, arrays: MemberArrays, x_probe, y_probe, x_grad,
                                y_grad):
         """Class probabilities of a few test images and the data-loss gradient on a batch."""
-        probs = jax.nn.softmax(self.model.apply(params, x_probe, train=False), -1)
+        params, model_state = variables
+        probs = jax.nn.softmax(self.model.predict(params, model_state, x_probe), -1)
         w = jnp.ones(y_grad.shape, jnp.float32)
 
         def loss(p):
-            return self._data_loss(self.model.apply(p, x_grad, train=False), y_grad, w)
+            return self._data_loss(self.model.predict(p, model_state, x_grad), y_grad, w)
 
         return probs, jax.grad(loss)(params)
 
@@ -361,7 +373,7 @@ def _over_members(
 
 
 def _initial_params(members: Sequence[Mapping[str, Any]], init_keys: jax.Array) -> Any:
-    """Draws every member's starting weights, stacked on the grid axis.
+    """Draws every member's starting ``(params, model_state)``, stacked on the grid axis.
 
     Members are initialised in batches that share an initializer spec (``model.init``), then put
     back in member order; the training program never sees the spec.
@@ -506,9 +518,10 @@ class GroupProgram:
     replicated: NamedSharding
     compile_seconds: float
 
-    def evaluate(self, params: Any, split: tuple[jax.Array, ...]):
+    def evaluate(self, state: TrainState, split: tuple[jax.Array, ...]):
         """``(loss [G], acc [G], preds [G, padded N])`` of every member on a padded split."""
-        loss_sum, correct, preds = distributed.to_host(self.eval_fn(params, *split))
+        variables = (state.params, state.model_state)
+        loss_sum, correct, preds = distributed.to_host(self.eval_fn(variables, *split))
         n = float(distributed.to_host(split[2]).sum())
         return loss_sum / n, correct / n, preds
 
@@ -561,7 +574,7 @@ def build_program(
 
     over = lambda fn, *shared: _over_members(fn, strategy, mesh, shared)  # noqa: E731
     init_fn = jax.jit(over(program.init_member), out_shardings=grid_sharding)
-    init_params = _initial_params(padded, arrays.keys[:, 0])
+    init_variables = _initial_params(padded, arrays.keys[:, 0])
     epoch_fn = jax.jit(
         lambda st, ar, x, y, e: over(program.member_epoch, x, y, e)(st, ar),
         donate_argnums=(0,),
@@ -569,7 +582,7 @@ def build_program(
     eval_fn = jax.jit(lambda p, x, y, w: over(program.member_eval, x, y, w)(p))
 
     t0 = time.perf_counter()
-    state = jax.block_until_ready(init_fn(init_params, arrays))
+    state = jax.block_until_ready(init_fn(init_variables, arrays))
     # Compile the epoch ahead of time so its cost is reported apart from training speed.
     epoch_exec = epoch_fn.lower(state, arrays, train_x, train_y, jnp.asarray(1, jnp.int32))
     epoch_exec = epoch_exec.compile()
@@ -656,7 +669,7 @@ def fit(
                 history[epoch - 1, :, 0] = loss_sum / seen
                 history[epoch - 1, :, 1] = correct_sum / seen
             if prog.val is not None:
-                val_loss, val_acc, _ = prog.evaluate(state.params, prog.val)
+                val_loss, val_acc, _ = prog.evaluate(state, prog.val)
                 history[epoch - 1, :, 2] = val_loss
                 history[epoch - 1, :, 3] = val_acc
             seconds[epoch - 1] = time.perf_counter() - t0
@@ -690,6 +703,7 @@ class Analysis:
     train_pred: np.ndarray | None  # [G, n_train] when asked for
     probs: np.ndarray  # [G, <=25, 10] test-image class probabilities
     params: Any  # final params as NumPy, [G, ...] leaves
+    model_state: Any  # final non-parameter variables as NumPy, [G, ...] leaves ({} for the zoo)
     grads: Any  # data-loss gradients on GRAD_HIST_IMAGES training images, [G, ...] leaves
     alive: np.ndarray  # [G] bool
     diverged_epoch: np.ndarray  # [G] int, 0 while alive
@@ -708,13 +722,13 @@ def analyse(prog: GroupProgram, state: TrainState, splits: Any, *,
     Returns:
         The :class:`Analysis`.
     """
-    test_loss, test_acc, test_pred = prog.evaluate(state.params, prog.test)
+    test_loss, test_acc, test_pred = prog.evaluate(state, prog.test)
     n_test, n_train = splits.test_x.shape[0], prog.program.n_train
     train_pred = None
     if train_confusion:
         train_split = tuple(distributed.put(a, prog.replicated)
                             for a in _pad_eval(splits.train_x, splits.train_y))
-        train_pred = prog.evaluate(state.params, train_split)[2][:, :n_train]
+        train_pred = prog.evaluate(state, train_split)[2][:, :n_train]
     n_probe, n_grad = min(25, n_test), min(GRAD_HIST_IMAGES, n_train)
     probe_inputs = [
         distributed.put(a, prog.replicated)
@@ -724,14 +738,14 @@ def analyse(prog: GroupProgram, state: TrainState, splits: Any, *,
     program, over = prog.program, prog.over
     probs, grads = jax.jit(
         lambda p, a, *xs: over(program.member_probs_and_grads, *xs)(p, a)
-    )(state.params, prog.arrays, *probe_inputs)
+    )((state.params, state.model_state), prog.arrays, *probe_inputs)
     # One gather of everything the results need (every process gets the whole grid).
-    probs, params, grads, alive, diverged_epoch = distributed.to_host(
-        (probs, state.params, grads, state.alive, state.diverged_epoch)
+    probs, params, model_state, grads, alive, diverged_epoch = distributed.to_host(
+        (probs, state.params, state.model_state, grads, state.alive, state.diverged_epoch)
     )
     return Analysis(
         test_loss=test_loss, test_acc=test_acc, test_pred=test_pred[:, :n_test],
-        train_pred=train_pred, probs=probs, params=params, grads=grads,
+        train_pred=train_pred, probs=probs, params=params, model_state=model_state, grads=grads,
         alive=alive, diverged_epoch=diverged_epoch,
     )
 
@@ -763,8 +777,9 @@ def member_results(prog: GroupProgram, fitted: FitResult, analysis: Analysis,
                    splits: Any) -> list[dict[str, Any]]:
     """One JSON-ready dict per real member (format in ``docs/architecture.md``).
 
-    Each dict also holds ``"params"`` (that member's final parameters as NumPy; pop it before
-    writing JSON) and ``"group_stats"`` (identical for every member of the group).
+    Each dict also holds ``"params"`` and ``"model_state"`` (that member's final parameters
+    and non-parameter variables as NumPy; pop them before writing JSON) and ``"group_stats"``
+    (identical for every member of the group).
     """
     has_val = prog.val is not None
     stats = group_stats(prog, fitted)
@@ -804,6 +819,7 @@ def member_results(prog: GroupProgram, fitted: FitResult, analysis: Analysis,
             "param_count": param_count,
             "group_stats": stats,
             "params": jax.tree_util.tree_map(lambda a, k=k: a[k], analysis.params),
+            "model_state": jax.tree_util.tree_map(lambda a, k=k: a[k], analysis.model_state),
         })
     return results
 

@@ -18,7 +18,7 @@ NNX = "jaxmnist.models.flax_examples:NnxCNN"
 @pytest.fixture(scope="module")
 def zoo_s0():
     zoo = models.build({"name": "cnn"})
-    params = zoo.init(jax.random.PRNGKey(0))
+    params, _ = zoo.init(jax.random.PRNGKey(0))
     x = jax.random.randint(jax.random.PRNGKey(1), (6, 28, 28, 1), 0, 256).astype(jnp.uint8)
     return zoo, params, x
 
@@ -35,15 +35,16 @@ def as_flax(params):
 def test_flax_s0_gives_the_zoo_logits_with_the_same_weights(cfg, zoo_s0):
     zoo, params, x = zoo_s0
     model = models.build(cfg)
-    own = model.init(jax.random.PRNGKey(0))
+    own, state = model.init(jax.random.PRNGKey(0))
+    assert state == {}
     assert jax.tree_util.tree_map(jnp.shape, own) == jax.tree_util.tree_map(
         jnp.shape, as_flax(params))
     assert models.param_count(own) == 225_034
-    want = zoo.apply(params, x, train=False)
-    got = jax.jit(lambda p, x: model.apply(p, x, train=False))(as_flax(params), x)
+    want = zoo.predict(params, {}, x)
+    got = jax.jit(lambda p, x: model.predict(p, {}, x))(as_flax(params), x)
     assert float(jnp.max(jnp.abs(got - want))) <= 1e-5
     # float input in [0, 1] is the same image
-    got_f = jax.jit(lambda p, x: model.apply(p, x, train=False))(
+    got_f = jax.jit(lambda p, x: model.predict(p, {}, x))(
         as_flax(params), x.astype(jnp.float32) / 255.0)
     assert float(jnp.max(jnp.abs(got_f - want))) <= 1e-5
 
@@ -53,20 +54,20 @@ def test_flax_init_is_vmappable_and_dropout_follows_the_key(name, zoo_s0):
     _, params, x = zoo_s0
     x = x[:2]
     model = models.build({"name": name, "dropout": [0.25, 0.5]})
-    grid = jax.vmap(model.init)(jax.random.split(jax.random.PRNGKey(0), 3))
+    grid, _ = jax.vmap(model.init)(jax.random.split(jax.random.PRNGKey(0), 3))
     kernels = np.asarray(grid["conv1"]["kernel"])
     assert kernels.shape == (3, 3, 3, 1, 32) and not np.allclose(kernels[0], kernels[1])
     p = as_flax(params)
-    apply = jax.jit(model.apply, static_argnames="train")
-    a = apply(p, x, train=True, key=jax.random.PRNGKey(3))
-    b = apply(p, x, train=True, key=jax.random.PRNGKey(3))
-    c = apply(p, x, train=True, key=jax.random.PRNGKey(4))
+    apply = jax.jit(lambda p, x, key: model.apply(p, {}, x, train=True, key=key)[0])
+    a = apply(p, x, jax.random.PRNGKey(3))
+    b = apply(p, x, jax.random.PRNGKey(3))
+    c = apply(p, x, jax.random.PRNGKey(4))
     np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
     assert float(jnp.max(jnp.abs(a - c))) > 0
 
 
 def test_l2_on_a_flax_model_counts_its_kernels_only():
-    params = models.build({"name": LINEN}).init(jax.random.PRNGKey(0))
+    params, _ = models.build({"name": LINEN}).init(jax.random.PRNGKey(0))
     l2 = float(losses.l2_penalty(params))
     kernels = [params[k]["kernel"] for k in ("conv1", "conv2", "dense1", "dense2")]
     assert l2 > 0
@@ -118,9 +119,9 @@ def _write_pair_model(tmp_path):
 def test_plain_pair_from_a_file_anywhere(tmp_path, zoo_s0):
     path = _write_pair_model(tmp_path)
     model = models.build({"name": f"{path}:make", "hidden": 8})
-    params = model.init(jax.random.PRNGKey(0))
-    assert params["l1"]["w"].shape == (784, 8)
-    logits = model.apply(params, zoo_s0[2], train=True, key=jax.random.PRNGKey(0))
+    params, state = model.init(jax.random.PRNGKey(0))
+    assert params["l1"]["w"].shape == (784, 8) and state == {}
+    logits, _ = model.apply(params, state, zoo_s0[2], train=True, key=jax.random.PRNGKey(0))
     assert logits.shape == (6, 10) and bool(jnp.all(jnp.isfinite(logits)))
     assert "Total params: 6,370" in models.summary({"name": f"{path}:make", "hidden": 8})
 
@@ -133,7 +134,8 @@ def test_register_decorator():
 
     try:
         model = models.build({"name": "tiny_test_pair"})
-        assert model.apply(model.init(None), jnp.ones((2, 28, 28, 1)), train=False).shape == (2, 10)
+        params, state = model.init(None)
+        assert model.predict(params, state, jnp.ones((2, 28, 28, 1))).shape == (2, 10)
         with pytest.raises(ValueError, match="tiny_test_pair"):
             models.family("nope")  # the message lists registered names too
     finally:
@@ -155,3 +157,116 @@ def test_bad_model_names_are_clear_errors(cfg, message):
     with pytest.raises(ValueError) as err:
         models.validate_model_config(cfg)
     assert message in str(err.value)
+
+
+# ---------------------------------------------------------------- state and Flax's conventions
+
+
+@pytest.fixture(scope="module")
+def user_dir(tmp_path_factory):
+    import user_models
+
+    folder = tmp_path_factory.mktemp("user_models")
+    for name, source in (("flax_cnn.py", user_models.FLAX_EXAMPLE_CNN),
+                         ("linen_bn.py", user_models.LINEN_BN_MLP),
+                         ("nnx_held.py", user_models.NNX_HELD_RNGS_MLP),
+                         ("bad_models.py", user_models.BAD_MODELS)):
+        user_models.write(folder, name, source)
+    return folder
+
+
+def _images(n=4, seed=1):
+    return jax.random.randint(jax.random.PRNGKey(seed), (n, 28, 28, 1), 0, 256).astype(jnp.uint8)
+
+
+@pytest.mark.parametrize("file, attr, collection", [
+    ("flax_cnn.py", "CNN", "batch_norm1"),      # NNX: nnx.BatchStat
+    ("linen_bn.py", "BNMLP", "batch_stats"),    # linen: the batch_stats collection
+    ("nnx_held.py", "HeldRngs", "norm"),
+])
+def test_state_is_updated_in_training_and_used_in_evaluation(user_dir, file, attr, collection):
+    model = models.build({"name": f"{user_dir / file}:{attr}"})
+    params, state = jax.jit(model.init)(jax.random.PRNGKey(0))
+    assert collection in state and not any(
+        "rngs" in path for path in models.layer_paths(state))  # streams are not state
+    x = _images(8)
+    train_step = jax.jit(lambda p, s, x, k: model.apply(p, s, x, train=True, key=k))
+    predict = jax.jit(model.predict)
+    _, new_state = train_step(params, state, x, jax.random.PRNGKey(1))
+    before, after = (models.layer_paths(t) for t in (state, new_state))
+    assert before.keys() == after.keys()
+    assert any(not np.allclose(before[k], after[k]) for k in before), "statistics unchanged"
+    # Evaluation normalises with the running statistics: an image's logits do not depend on
+    # the rest of its batch, and they change when the statistics change.
+    np.testing.assert_allclose(predict(params, new_state, x)[:2], predict(params, new_state, x[:2]),
+                               atol=1e-5)
+    assert not np.allclose(predict(params, state, x), predict(params, new_state, x), atol=1e-6)
+    # Training mode normalises over the batch: the same image gives other logits in a new batch.
+    a, _ = train_step(params, state, x, jax.random.PRNGKey(1))
+    b, _ = train_step(params, state, jnp.concatenate([x[:2], x[:2]]), jax.random.PRNGKey(1))
+    assert not np.allclose(a[:2], b[:2], atol=1e-4)
+
+
+@pytest.mark.parametrize("file, attr", [("flax_cnn.py", "CNN"), ("nnx_held.py", "HeldRngs")])
+def test_nnx_dropout_follows_the_step_key_whoever_holds_the_stream(user_dir, file, attr):
+    model = models.build({"name": f"{user_dir / file}:{attr}"})
+    params, state = model.init(jax.random.PRNGKey(0))
+    x = _images(16)
+    step = jax.jit(lambda k: model.apply(params, state, x, train=True, key=k)[0])
+    a, b, c = step(jax.random.PRNGKey(5)), step(jax.random.PRNGKey(5)), step(jax.random.PRNGKey(6))
+    np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    assert not np.allclose(a, c)
+    # two members' inits differ (their own streams from their own seeds)
+    p0, _ = model.init(jax.random.PRNGKey(0))
+    p1, _ = model.init(jax.random.PRNGKey(1))
+    assert any(not np.allclose(a, b) for a, b in zip(jax.tree_util.tree_leaves(p0),
+                                                     jax.tree_util.tree_leaves(p1), strict=True))
+
+
+def test_flax_example_cnn_passes_the_abstract_check(user_dir):
+    cfg = {"name": f"{user_dir / 'flax_cnn.py'}:CNN"}
+    models.check_model(cfg)  # no exception: init, a training call and an evaluation call
+    params, state = jax.eval_shape(models.build(cfg).init, jax.random.PRNGKey(0))
+    # conv1 320 + BatchNorm scales and biases 64 + conv2 18,496 + 128 + linear1 803,072 + 2,570
+    assert models.param_count(params) == 824_650
+    assert set(models.layer_paths(state)) == {
+        "batch_norm1/mean", "batch_norm1/var", "batch_norm2/mean", "batch_norm2/var"}
+
+
+@pytest.mark.parametrize("attr, message", [
+    ("NeedsKey", "model.train(); model(x)  [training step] raised TypeError"),
+    ("Raises", "(at bad_models.py:16: x = x.reshape((x.shape[0], 100))"),
+    ("FiveClasses", "returned ShapeDtypeStruct of shape (2, 5)"),
+    ("broken_factory", "building it raised RuntimeError: this factory is broken"),
+])
+def test_bad_user_models_are_found_by_the_abstract_check(user_dir, attr, message):
+    from jaxmnist.models import adapters
+
+    with pytest.raises(adapters.ModelError) as err:
+        models.check_model({"name": f"{user_dir / 'bad_models.py'}:{attr}"})
+    assert message in str(err.value)
+    assert "\n" not in str(err.value)  # one message
+
+
+def test_a_stateful_pair_follows_the_engine_contract():
+    def init(key):
+        return {"w": jnp.zeros((784, 10))}, {"calls": jnp.zeros(())}
+
+    def apply(params, state, x, *, train, key=None):
+        logits = x.reshape(x.shape[0], -1) @ params["w"]
+        return logits, ({"calls": state["calls"] + 1} if train else state)
+
+    @models.register("tiny_stateful_pair")
+    def make():
+        return init, apply
+
+    try:
+        model = models.build({"name": "tiny_stateful_pair"})
+        params, state = model.init(jax.random.PRNGKey(0))
+        _, state = model.apply(params, state, _images(), train=True, key=jax.random.PRNGKey(0))
+        assert float(state["calls"]) == 1.0
+        models.check_model({"name": "tiny_stateful_pair"})
+    finally:
+        from jaxmnist.models import adapters
+
+        adapters._REGISTERED.pop("tiny_stateful_pair")

@@ -48,7 +48,11 @@ FAMILY_CFGS = [
 
 def _jit_apply(model):
     # Tests run jitted: one compile is far cheaper than op-by-op dispatch of a whole network.
-    return jax.jit(model.apply, static_argnames="train")
+    # The zoo has no non-parameter state: these tests call it with {} and read the logits.
+    def logits(params, x, *, train, key=None):
+        return model.apply(params, {}, x, train=train, key=key)[0]
+
+    return jax.jit(logits, static_argnames="train")
 
 
 @functools.cache
@@ -56,7 +60,7 @@ def _cached(cfg_json: str):
     # One build, one params draw and one jitted apply per config for the whole file: XLA
     # compiles dominate this file's time, and a shared jitted function reuses its compiles.
     model = models.build(json.loads(cfg_json))
-    return model, model.init(KEY), _jit_apply(model)
+    return model, model.init(KEY)[0], _jit_apply(model)
 
 
 def cached(cfg):
@@ -76,7 +80,7 @@ def _ids(cfgs):
 @pytest.mark.parametrize(("cfg", "count"), PINNED, ids=_ids([c for c, _ in PINNED]))
 def test_param_count_pinned_and_summary_agrees(cfg, count):
     model = models.build(cfg)
-    shapes = jax.eval_shape(model.init, KEY)  # no arrays allocated
+    shapes = jax.eval_shape(model.init, KEY)[0]  # no arrays allocated
     assert models.param_count(shapes) == count
     text = models.summary(cfg)
     assert f"Total params: {count:,}" in text
@@ -110,8 +114,8 @@ def test_output_shape_dtype_and_uint8_equals_float(cfg):
 def test_every_pinned_model_traces_to_logits(cfg, _):
     # Abstract evaluation: shapes and dtypes of train-mode logits without compiling anything.
     model = models.build(cfg)
-    params = jax.eval_shape(model.init, KEY)
-    out = jax.eval_shape(lambda p, x: model.apply(p, x, train=True, key=KEY), params, X8)
+    params = jax.eval_shape(model.init, KEY)[0]
+    out = jax.eval_shape(lambda p, x: model.apply(p, {}, x, train=True, key=KEY)[0], params, X8)
     assert out.shape == (4, 10) and out.dtype == jnp.float32
 
 
@@ -131,7 +135,7 @@ def test_param_names_are_readable_and_weight_mask():
     assert "conv10/w" in paths
     mask = models.weight_mask(params)
     assert mask["fire2"]["squeeze"]["w"] is True and mask["fire2"]["squeeze"]["b"] is False
-    mlp = models.build({"name": "mlp", "hidden": [8], "rmsnorm": True}).init(KEY)
+    mlp = models.build({"name": "mlp", "hidden": [8], "rmsnorm": True}).init(KEY)[0]
     assert sorted(models.layer_paths(mlp)) == [
         "dense1/b", "dense1/w", "norm1/scale", "output/b", "output/w",
     ]  # fmt: skip
@@ -273,7 +277,7 @@ def test_init_moments(spec, mean, std, bound):
 
 
 def test_biases_start_at_zero():
-    params = models.build({"name": "mlp", "init": "uniform"}).init(KEY)
+    params = models.build({"name": "mlp", "init": "uniform"}).init(KEY)[0]
     assert not np.any(params["dense1"]["b"]) and not np.any(params["output"]["b"])
 
 
@@ -332,7 +336,7 @@ def test_gradients_finite(cfg):
     y = jnp.arange(4) % 10
 
     def loss(p):
-        return xent(model.apply(p, X8, train=True, key=jax.random.PRNGKey(3)), y)
+        return xent(model.apply(p, {}, X8, train=True, key=jax.random.PRNGKey(3))[0], y)
 
     grads = jax.jit(jax.grad(loss))(params)
     leaves = jax.tree_util.tree_leaves(grads)
@@ -342,7 +346,7 @@ def test_gradients_finite(cfg):
 
 def test_jitted_apply_does_not_recompile():
     model = models.build({"name": "mlp", "hidden": [8], "dropout": 0.5})
-    params = model.init(KEY)
+    params = model.init(KEY)[0]
     fn = _jit_apply(model)
     fn(params, X8, train=True, key=jax.random.PRNGKey(1)).block_until_ready()
     fn(params, X8, train=True, key=jax.random.PRNGKey(2)).block_until_ready()
@@ -357,9 +361,9 @@ def test_jitted_apply_does_not_recompile():
 def test_vmap_over_params_and_keys_equals_separate_calls(impl):
     model, _, apply = cached({**S1, "conv_impl": impl})
     keys = jax.random.split(KEY, 3)
-    stacked = jax.vmap(model.init)(keys)
+    stacked = jax.vmap(model.init)(keys)[0]
     drop_keys = jax.random.split(jax.random.PRNGKey(9), 3)
-    batched = jax.jit(jax.vmap(lambda p, k: model.apply(p, X8, train=True, key=k)))(
+    batched = jax.jit(jax.vmap(lambda p, k: model.apply(p, {}, X8, train=True, key=k)[0]))(
         stacked, drop_keys
     )
     for i in range(3):
@@ -372,9 +376,9 @@ def test_vmap_over_params_and_keys_equals_separate_calls(impl):
 
 def test_vmap_mlp_over_params():
     model = models.build({"name": "mlp", "hidden": [16], "rmsnorm": True})
-    stacked = jax.vmap(model.init)(jax.random.split(KEY, 4))
+    stacked = jax.vmap(model.init)(jax.random.split(KEY, 4))[0]
     xs = jnp.stack([X8] * 4)  # per-member batches (the grid's usual case)
-    batched = jax.jit(jax.vmap(lambda p, x: model.apply(p, x, train=False)))(stacked, xs)
+    batched = jax.jit(jax.vmap(lambda p, x: model.apply(p, {}, x, train=False)[0]))(stacked, xs)
     apply = _jit_apply(model)
     for i in range(4):
         p = jax.tree_util.tree_map(lambda a, i=i: a[i], stacked)
@@ -452,7 +456,7 @@ def test_s0_matches_keras_with_same_weights():
     net = keras_s0_cnn(keras)  # logits; the papers' softmax is in our loss
     assert net.count_params() == 225_034
     model = models.build(S0)
-    params = model.init(jax.random.PRNGKey(42))
+    params = model.init(jax.random.PRNGKey(42))[0]
     net.set_weights(
         [
             np.asarray(params[name][leaf])

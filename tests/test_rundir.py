@@ -52,8 +52,14 @@ def test_writer_and_reader_round_trip(tmp_path):
     assert [r["epoch"] for r in rows] == [1, 2] and rows[1]["train_loss"] is None
     writer.export_member(0, {"name": "mlp"}, {"dense1": {"w": np.ones((2, 3), np.float32)}},
                          extra={"test_acc": 0.9})
-    cfg, params = rundir.load_member(run, 0)
-    assert cfg == {"name": "mlp"} and params["dense1"]["w"].shape == (2, 3)
+    cfg, params, state = rundir.load_member(run, 0)
+    assert cfg == {"name": "mlp"} and params["dense1"]["w"].shape == (2, 3) and state == {}
+    # A model with state (BatchNorm statistics): both come back from the one .npz.
+    writer.export_member(1, {"name": "bn.py:Net"}, {"dense1": {"w": np.ones(2, np.float32)}},
+                         state={"batch_stats": {"bn": {"mean": np.full(3, 0.5, np.float32)}}})
+    _, params, state = rundir.load_member(run, 1)
+    assert params == {"dense1": {"w": params["dense1"]["w"]}}
+    np.testing.assert_array_equal(state["batch_stats"]["bn"]["mean"], np.full(3, 0.5))
     assert rundir.member_meta(run, 0)["test_acc"] == 0.9
     writer.write_results({"study": "t", "members": [{"member": 0, "loss": float("inf")}]})
     assert rundir.read_results(run)["members"][0]["loss"] is None
@@ -99,7 +105,7 @@ def test_reads_a_run_directory_written_before_rundir_existed(tmp_path):
     assert cfg["study"] == "smoke" and len(cfg["members"]) == 2 and results["complete"]
     assert set(rundir.histories(rundir.read_metrics(run))) == {0, 1}
     assert rundir.exported_members(run) == [0, 1]
-    model_cfg, params = rundir.load_member(run, 1)
+    model_cfg, params, _ = rundir.load_member(run, 1)
     assert model_cfg["hidden"] == [8] and params["dense1"]["w"].shape == (784, 8)
     assert rundir.read_samples(run)["test_x"].shape == (25, 28, 28, 1)
     written = report.generate(run)

@@ -56,6 +56,7 @@ def _train_run(run_dir: Path) -> None:
     splits = Splits(train_x, train_y, None, None, test_x, test_y)
     (result,) = train_grid([RECIPE], splits, None, train_confusion=False)
     params = result.pop("params")
+    result.pop("model_state", None)
     result.pop("group_stats", None)
     writer = rundir.RunWriter(run_dir)
     writer.export_member(0, RECIPE["model"], params)
@@ -291,7 +292,7 @@ def test_unknown_routes_are_json_4xx(client):
 def _two_member_run(src: Path, dst: Path) -> Path:
     """A copy of the trained run with a second, "better", and a third, diverged, member."""
     shutil.copytree(src, dst)
-    model_cfg, params = rundir.load_member(src, 0)
+    model_cfg, params, _ = rundir.load_member(src, 0)
     res = rundir.read_results(src)
     m0 = res["members"][0]
     m1 = {**m0, "member": 1, "config": {**m0["config"], "seed": 1},
@@ -330,7 +331,7 @@ def test_members_default_best_and_unavailable(run_dir, tmp_path):
 def test_broken_members_are_listed_not_fatal(run_dir, tmp_path):
     """An unknown model name or params that do not fit: that member is off, the rest serve."""
     run = _two_member_run(run_dir, tmp_path / "run")
-    model_cfg, params = rundir.load_member(run, 0)
+    model_cfg, params, _ = rundir.load_member(run, 0)
     rundir.export_member(run, 1, {"name": "no-such-model"}, params)
     small = {k: {kk: vv[..., :1] for kk, vv in v.items()} for k, v in params.items()}
     rundir.export_member(run, 3, model_cfg, small)

@@ -445,3 +445,52 @@ def test_the_byo_example_in_the_docs_runs(tmp_path):
     assert names == ["adamw", "lion", "nesterov"] and len(results["groups"]) == 1
     # 16 steps with a decaying rate (measured on MNIST: 0.68, 0.35, 0.52 at lion 3e-4) beat chance
     assert all(m["status"] == "ok" and m["test"]["acc"] > 0.2 for m in results["members"])
+
+
+# ---------------------------------------------------------------- Flax's own example CNN
+
+
+def test_flax_examples_mnist_cnn_copied_unchanged_trains_as_a_grid(tmp_path):
+    """Flax's examples/mnist CNN (NNX, BatchNorm, Dropout, __call__(x, rngs)) in a user file."""
+    import numpy as np
+    import user_models
+
+    path = user_models.write(tmp_path, "flax_cnn.py", user_models.FLAX_EXAMPLE_CNN)
+    study = _study(tmp_path, model={"name": f"{path}:CNN"}, source=datasource.SOURCE,
+                   optim={"name": "sgd", "learning_rate": 0.1, "momentum": 0.9},
+                   grid={"optim.name": ["sgd", "adam", "adamw"],
+                         "optim.learning_rate": [0.01]})
+    run = tmp_path / "run"
+    assert _sweep(study, "--workdir", run) == 0
+    results = json.loads((run / "results.json").read_text())
+    assert results["complete"] and len(results["members"]) == 3
+    assert {m["config"]["optim"]["name"] for m in results["members"]} == {"sgd", "adam", "adamw"}
+    for m in results["members"]:
+        with np.load(run / "params" / f"member_{m['member']}.npz") as npz:
+            names = set(npz.files)
+        # the running statistics are exported with the parameters
+        assert {"__state__/batch_norm1/mean", "__state__/batch_norm2/var"} <= names
+        assert "conv1/kernel" in names
+    assert max(m["test"]["acc"] for m in results["members"]) > 0.3  # chance is 0.1
+
+
+@pytest.mark.parametrize("attr, message", [
+    ("NeedsKey", "missing 1 required positional argument: 'key'"),
+    ("Raises", "bad_models.py:"),
+    ("FiveClasses", "of shape (2, 5); expected logits of shape [batch, 10]"),
+    ("broken_factory", "this factory is broken"),
+])
+def test_a_bad_user_model_is_exit_2_one_message_nothing_written(tmp_path, capsys, attr,
+                                                                  message):
+    import user_models
+
+    path = user_models.write(tmp_path, "bad_models.py", user_models.BAD_MODELS)
+    study = _study(tmp_path, model={"name": f"{path}:{attr}"})
+    run = tmp_path / "run"
+    assert _sweep(study, "--workdir", run) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Nothing was written" in err
+    assert "Traceback" not in err and f"model '{path}:{attr}'" in err
+    if attr != "broken_factory":  # a call failed: the message names the calls accepted
+        assert "accepted calling conventions" in err
+    assert not run.exists()

@@ -57,19 +57,22 @@ def _reference_step(model_cfg_json: str, optimizer: str):
     )(learning_rate=1.0)
 
     @jax.jit
-    def step(params, opt_state, x, y, key):
+    def step(params, state, opt_state, x, y, key):
         def loss_fn(p):
-            return losses.xent(model.apply(p, x, train=True, key=key), y)
+            logits, new_state = model.apply(p, state, x, train=True, key=key)
+            return losses.xent(logits, y), new_state
 
-        grads = jax.grad(loss_fn)(params)
+        grads, state = jax.grad(loss_fn, has_aux=True)(params)
         updates, opt_state = tx.update(grads, opt_state, params)
-        return optax.apply_updates(params, updates), opt_state
+        return optax.apply_updates(params, updates), state, opt_state
 
     return model, tx, step
 
 
-def _train_alone(member: dict, splits) -> dict:
+def _train_alone(member: dict, splits) -> tuple[dict, dict]:
     """The oracle: one config trained by a plain loop with a plain optax optimizer.
+
+    Returns the final ``(params, model_state)``.
 
     It shares nothing with the engine but the documented key derivation (seed -> init, dropout,
     data-order streams; per-epoch permutation; per-step dropout key) and the model itself.
@@ -77,7 +80,7 @@ def _train_alone(member: dict, splits) -> dict:
     model, tx, step = _reference_step(json.dumps(member["model"]), member["optim"]["name"])
     seed_key = jax.random.PRNGKey(member["seed"])
     init_key, dropout_key, data_key = (jax.random.fold_in(seed_key, i) for i in range(3))
-    params = model.init(init_key)
+    params, state = model.init(init_key)
     opt_state = tx.init(params)
     opt_state.hyperparams["learning_rate"] = jnp.asarray(
         member["optim"]["learning_rate"], jnp.float32
@@ -90,9 +93,9 @@ def _train_alone(member: dict, splits) -> dict:
         for i in range(0, n, batch):
             idx = order[i : i + batch]
             key = jax.random.fold_in(epoch_key, i // batch)
-            params, opt_state = step(params, opt_state, jnp.asarray(x_all[idx]),
-                                     jnp.asarray(y_all[idx]), key)
-    return params
+            params, state, opt_state = step(params, state, opt_state, jnp.asarray(x_all[idx]),
+                                            jnp.asarray(y_all[idx]), key)
+    return params, state
 
 
 @pytest.fixture(scope="module")
@@ -109,7 +112,7 @@ def test_grid_member_equals_config_trained_alone(strategy):
     members = grid_members(epochs=1, **{"train.strategy": strategy})
     results = train.train_grid(members, splits, train_confusion=False)
     for k, member in enumerate(members):
-        diff = _max_abs_diff(results[k]["params"], _train_alone(member, splits))
+        diff = _max_abs_diff(results[k]["params"], _train_alone(member, splits)[0])
         lr = member["optim"]["learning_rate"]
         # The default CPU strategy ("sequential") runs each member's own unbatched program:
         # every member matches its solo run to 1e-5. Under "vmap" a batched matmul sums in
@@ -301,7 +304,7 @@ def test_members_with_different_initializers_share_one_program():
     results = train.train_grid(members, small_splits(), train_confusion=False)
     key = jax.random.fold_in(jax.random.PRNGKey(3), 0)
     for member, result in zip(members, results, strict=True):
-        expected = models.build(member["model"]).init(key)
+        expected = models.build(member["model"]).init(key)[0]
         # lr 0: still the initial draw (vmapped init may round differently in the last bit)
         assert _max_abs_diff(result["params"], expected) <= 1e-6
     assert np.all(flat_params(results[0]["params"])["dense1/w"] == 0)
@@ -336,6 +339,110 @@ def test_flax_member_in_a_grid_equals_the_model_trained_alone():
                for name, lr in (("adam", 1e-3), ("sgd", 0.05))]
     results = train.train_grid(members, splits, train_confusion=False)
     for k, member in enumerate(members):
-        diff = _max_abs_diff(results[k]["params"], _train_alone(member, splits))
+        diff = _max_abs_diff(results[k]["params"], _train_alone(member, splits)[0])
         assert diff <= 1e-5, f"member {k} ({member['optim']}) differs by {diff}"
     assert results[0]["test"]["acc"] > 0.5
+
+
+# ---------------------------------------------------------------- models with state (BatchNorm)
+
+
+@pytest.fixture(scope="module")
+def bn_models(tmp_path_factory):
+    """A linen BatchNorm + dropout MLP and an NNX one whose dropout holds its own stream."""
+    import user_models
+
+    folder = tmp_path_factory.mktemp("bn_models")
+    linen = user_models.write(folder, "linen_bn.py", user_models.LINEN_BN_MLP)
+    nnx_file = user_models.write(folder, "nnx_held.py", user_models.NNX_HELD_RNGS_MLP)
+    return {"linen": {"name": f"{linen}:BNMLP", "hidden": 32},
+            "nnx": {"name": f"{nnx_file}:HeldRngs", "hidden": 32}}
+
+
+def _bn_members(model_cfg, epochs=1):
+    # SGD at 0.05 and Adam at 1e-3 on the small MLP: no member diverges, so every step is
+    # applied and the comparison covers every update (a frozen member would compare trivially).
+    return [base_member(**{"model": model_cfg, "optim.name": name, "optim.learning_rate": lr,
+                           "train.epochs": epochs, "seed": seed})
+            for name, lr, seed in (("adam", 1e-3, 0), ("sgd", 0.05, 1))]
+
+
+def _leaves(tree) -> dict:
+    return {k: np.asarray(v) for k, v in models.layer_paths(tree).items()}
+
+
+@pytest.mark.parametrize("kind", ["linen", "nnx"])
+def test_batchnorm_member_equals_the_config_trained_alone(bn_models, kind):
+    """Member k == its solo run, running statistics included (default CPU strategy, 1e-5)."""
+    splits = small_splits()
+    members = _bn_members(bn_models[kind])
+    results = train.train_grid(members, splits, train_confusion=False)
+    for k, member in enumerate(members):
+        params, state = _train_alone(member, splits)
+        assert _max_abs_diff(results[k]["params"], params) <= 1e-5
+        got, want = _leaves(results[k]["model_state"]), _leaves(state)
+        assert got.keys() == want.keys() and got
+        for name in got:
+            np.testing.assert_allclose(got[name], want[name], atol=1e-5, rtol=0, err_msg=name)
+        assert results[k]["status"] == "ok"
+
+
+def test_batchnorm_statistics_train_and_are_what_evaluation_uses(bn_models):
+    splits = small_splits()
+    members = _bn_members(bn_models["linen"])
+    results = train.train_grid(members, splits, train_confusion=False)
+    model = models.build(members[0]["model"])
+    _, init_state = model.init(jax.random.PRNGKey(0))
+    final = results[0]["model_state"]
+    mean0, mean1 = (np.asarray(s["batch_stats"]["BatchNorm_0"]["mean"])
+                    for s in (init_state, final))
+    assert np.abs(mean1 - mean0).max() > 1e-3  # the running mean moved
+    predict = jax.jit(model.predict)
+    x = jnp.asarray(splits.test_x)
+    with_final = np.asarray(jnp.argmax(predict(results[0]["params"], final, x), -1))
+    with_init = np.asarray(jnp.argmax(predict(results[0]["params"], init_state, x), -1))
+    np.testing.assert_array_equal(results[0]["test_pred"], with_final)
+    assert (with_init != with_final).any()  # so the statistics really decide the predictions
+
+
+class _StopAfter:
+    """A hook that interrupts training after an epoch (its checkpoint is saved first)."""
+
+    def __init__(self, epoch):
+        self.epoch = epoch
+
+    def on_epoch_end(self, group_index, epoch, member_metrics, info):
+        if epoch == self.epoch:
+            raise KeyboardInterrupt
+
+
+@pytest.mark.parametrize("kind", ["linen", "nnx"])
+def test_batchnorm_run_interrupted_resumes_bit_exactly(bn_models, tmp_path, kind):
+    splits = small_splits()
+    members = _bn_members(bn_models[kind], epochs=2)
+    full = train.train_grid(members, splits, str(tmp_path / "a"), train_confusion=False)
+    with pytest.raises(KeyboardInterrupt):
+        train.train_grid(members, splits, str(tmp_path / "b"), callbacks=[_StopAfter(1)],
+                         train_confusion=False)
+    resumed = train.train_grid(members, splits, str(tmp_path / "b"), train_confusion=False)
+    assert resumed[0]["group_stats"]["resumed"]
+    for a, b in zip(full, resumed, strict=True):
+        for part in ("params", "model_state"):
+            fa, fb = _leaves(a[part]), _leaves(b[part])
+            assert fa.keys() == fb.keys()
+            for name in fa:
+                np.testing.assert_array_equal(fa[name], fb[name], err_msg=f"{part}/{name}")
+        strip = [{k: v for k, v in row.items() if k != "seconds"} for row in a["history"]]
+        assert strip == [{k: v for k, v in row.items() if k != "seconds"}
+                         for row in b["history"]]
+        assert a["test"] == b["test"]
+
+
+def test_a_diverging_batchnorm_member_freezes_with_its_statistics(bn_models):
+    splits = small_splits()
+    members = [base_member(**{"model": bn_models["linen"], "optim.name": "sgd",
+                              "optim.learning_rate": lr}) for lr in (0.05, 1e6)]
+    results = train.train_grid(members, splits, train_confusion=False)
+    assert results[0]["status"] == "ok" and results[1]["status"] == "diverged"
+    for part in ("params", "model_state"):
+        assert all(np.isfinite(v).all() for v in _leaves(results[1][part]).values()), part

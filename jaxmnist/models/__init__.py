@@ -4,9 +4,14 @@ Zoo families (``cfg["name"]``): ``mlp`` (S3), ``cnn`` (S0, S1), ``cnn_depth`` (S
 ``squeezenet`` (S2); their params are nested dicts with kernel leaves ``w``, biases ``b`` and
 RMSNorm scales ``scale``. User models (Flax linen, Flax NNX, or a plain ``(init, apply)`` pair)
 are named by import path ``"pkg.module:factory"`` / ``"file.py:factory"`` or by a name given to
-:func:`register` (see :mod:`jaxmnist.models.adapters`). A model is two pure functions,
-``init(key) -> params`` and ``apply(params, x, *, train, key=None) -> logits float32 [B, 10]``.
-See docs/models.md and docs/byo.md.
+:func:`register` (see :mod:`jaxmnist.models.adapters`). A model is two pure functions with its
+non-parameter state (BatchNorm statistics, ...) explicit::
+
+    init(key) -> (params, state)
+    apply(params, state, x, *, train, key=None) -> (logits float32 [B, 10], new_state)
+
+``state`` is ``{}`` for the zoo (and for any stateless model): the engine carries it through the
+same path for every model. See docs/models.md and docs/byo.md.
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ __all__ = [
     "WEIGHT_NAMES",
     "Model",
     "build",
+    "check_model",
     "family",
     "is_weight_path",
     "layer_paths",
@@ -62,10 +68,12 @@ class Model(NamedTuple):
     Attributes:
         name: family name (``cfg["name"]``).
         cfg: the validated config with every default filled in (JSON-serialisable).
-        init: ``init(key) -> params``.
-        apply: ``apply(params, x, *, train, key=None) -> logits float32 [B, 10]``; ``x`` is
-            ``uint8`` or float ``[B, 28, 28, 1]``; ``key`` is needed when ``train`` and the
-            model has dropout.
+        init: ``init(key) -> (params, state)``; ``state`` holds the non-parameter variables
+            (BatchNorm running statistics, ...), ``{}`` when there are none.
+        apply: ``apply(params, state, x, *, train, key=None) -> (logits float32 [B, 10],
+            new_state)``; ``x`` is ``uint8`` or float ``[B, 28, 28, 1]``; ``key`` is needed
+            when ``train`` and the model has dropout; ``new_state`` is ``state`` unless
+            ``train`` (running statistics are updated in training steps only).
         weight_names: leaf names that count as weights (L1/L2, histograms, drawing).
     """
 
@@ -74,6 +82,10 @@ class Model(NamedTuple):
     init: Callable[..., Any]
     apply: Callable[..., Any]
     weight_names: tuple[str, ...] = WEIGHT_NAMES
+
+    def predict(self, params: Any, state: Any, x: Any) -> Any:
+        """Evaluation-mode logits ``[B, 10]`` (dropout off, running statistics used)."""
+        return self.apply(params, state, x, train=False)[0]
 
 
 def family(name: str) -> types.ModuleType:
@@ -110,6 +122,22 @@ def validate_model_config(cfg: Mapping[str, Any]) -> dict[str, Any]:
     return family(cfg["name"]).validate(cfg)
 
 
+def check_model(cfg: Mapping[str, Any]) -> None:
+    """Checks that a model can be called the way the engine calls it, without compiling.
+
+    The zoo is checked by :func:`validate_model_config`; a user model is built and its init, a
+    training call and an evaluation call are evaluated abstractly
+    (:func:`jaxmnist.models.adapters.check`).
+
+    Raises:
+        ValueError: (``adapters.ModelError`` for a user model) one message naming the model,
+            the call made, the user's source line and the accepted calling conventions.
+    """
+    cfg = validate_model_config(cfg)
+    if adapters.is_user_model(cfg["name"]):
+        adapters.check(cfg)
+
+
 def build(cfg: Mapping[str, Any]) -> Model:
     """Builds the model described by ``cfg`` (see :func:`validate_model_config`)."""
     cfg = validate_model_config(cfg)
@@ -117,8 +145,14 @@ def build(cfg: Mapping[str, Any]) -> Model:
         init, apply = adapters.build(cfg)
         return Model(cfg["name"], cfg, init, apply, adapters.weight_names(cfg))
     mod = family(cfg["name"])
+    zoo_apply = mod.make_apply(cfg)
 
-    def init(key: Any) -> Any:
-        return mod.init(key, cfg)
+    def init(key: Any) -> tuple[Any, dict[str, Any]]:
+        return mod.init(key, cfg), {}
 
-    return Model(name=cfg["name"], cfg=cfg, init=init, apply=mod.make_apply(cfg))
+    def apply(params: Any, state: Any, x: Any, *, train: bool,
+              key: Any = None) -> tuple[Any, Any]:
+        # The zoo has no non-parameter state: the (empty) state passes through unchanged.
+        return zoo_apply(params, x, train=train, key=key), state
+
+    return Model(name=cfg["name"], cfg=cfg, init=init, apply=apply)

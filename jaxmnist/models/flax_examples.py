@@ -134,3 +134,38 @@ class NnxCNN(nnx.Module):
         x = self.drop1(x).reshape(x.shape[0], -1)
         x = self.drop2(nnx.relu(self.dense1(x)))
         return self.dense2(x)
+
+
+@register("flax_mnist_cnn")
+class FlaxMnistCNN(nnx.Module):
+    """The network of Flax's ``examples/mnist`` (NNX), for the ``flax_mnist`` study.
+
+    Same layers, order, sizes and Flax defaults as the example (written here, not copied, so the
+    study runs from the installed package; ``tests/user_models.py`` trains the example's own
+    text as a user file): conv 3x3/32 (SAME) -> dropout 0.025 -> BatchNorm -> ReLU -> avg-pool 2
+    -> conv 3x3/64 -> BatchNorm -> ReLU -> avg-pool 2 -> flatten (3,136) -> dense 256 -> dropout
+    0.025 -> ReLU -> dense 10; 824,650 parameters plus 192 running statistics. It is called the
+    example's way, ``model(x, rngs)``, with ``model.train()`` / ``model.eval()`` deciding what
+    dropout and BatchNorm do.
+    """
+
+    def __init__(self, dropout: float = 0.025, *, rngs: nnx.Rngs):
+        self.conv1 = nnx.Conv(1, 32, kernel_size=(3, 3), rngs=rngs)
+        self.norm1 = nnx.BatchNorm(32, rngs=rngs)
+        self.conv2 = nnx.Conv(32, 64, kernel_size=(3, 3), rngs=rngs)
+        self.norm2 = nnx.BatchNorm(64, rngs=rngs)
+        self.hidden = nnx.Linear(7 * 7 * 64, 256, rngs=rngs)
+        self.out = nnx.Linear(256, 10, rngs=rngs)
+        self.drop_conv = nnx.Dropout(rate=dropout)
+        self.drop_hidden = nnx.Dropout(rate=dropout)
+
+    def __call__(self, x: jax.Array, rngs: nnx.Rngs | None = None) -> jax.Array:
+        """Logits ``[B, 10]`` of float images ``[B, 28, 28, 1]``."""
+        def pool(h: jax.Array) -> jax.Array:
+            return nnx.avg_pool(h, window_shape=(2, 2), strides=(2, 2))
+
+        x = pool(nnx.relu(self.norm1(self.drop_conv(self.conv1(x), rngs=rngs))))
+        x = pool(nnx.relu(self.norm2(self.conv2(x))))
+        x = x.reshape(x.shape[0], -1)
+        x = nnx.relu(self.drop_hidden(self.hidden(x), rngs=rngs))
+        return self.out(x)

@@ -50,6 +50,6 @@ def _user_rows(cfg: Mapping[str, Any]) -> list[tuple[str, tuple[int, ...], int]]
     from jaxmnist.models import build
     from jaxmnist.models.common import layer_paths
 
-    shapes = jax.eval_shape(build(cfg).init, jax.random.PRNGKey(0))
+    shapes, _ = jax.eval_shape(build(cfg).init, jax.random.PRNGKey(0))  # params, not state
     return [(path, tuple(leaf.shape), math.prod(leaf.shape))
             for path, leaf in layer_paths(shapes).items()]

@@ -1,0 +1,440 @@
+"""The Python API: train a grid from a notebook, run a study, open a run directory.
+
+::
+
+    import jaxmnist as jm
+
+    run = jm.grid(model="cnn", optimizers={"adam": [1e-3, 3e-4], "sgd": [0.1]},
+                  seeds=2, epochs=3, workdir="runs/mine")
+    run.table()                  # one row per member (pandas DataFrame)
+    run.points()                 # one row per grid point: mean and std over the seeds
+    run.member(0).predict(images)
+    run = jm.run(jm.load_study("s2", preset="cpu"), workdir="runs/s2")
+    run = jm.open_run("runs/s2")  # the same object from the files alone (no jax import)
+
+``model`` may be a zoo name (``"cnn"``), a model config dict, an import path
+(``"pkg.nets:make"``, ``"nets.py:CNN"``), a Flax linen Module object, a Flax NNX Module class
+(or a factory taking ``rngs``), or an ``(init, apply)`` pair. Objects are registered for this
+process; the run directory records an import path when the object's class can be imported
+again, and otherwise says why it cannot (``notes`` in ``config.json``).
+
+Every call writes a run directory exactly as ``python -m jaxmnist.sweep`` does, and calling it
+again with the same arguments and ``workdir`` resumes it. The CLI is a thin layer over
+:func:`run`. Nothing here imports jax until a run trains or a member predicts.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import json
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from jaxmnist import config as C
+from jaxmnist import rundir, runview
+from jaxmnist.trees import set_dotted
+
+DEFAULT_DATA = {"split": "none", "seed": 0, "train_limit": None, "val_limit": None,
+                "test_limit": None, "source": "auto", "val_fraction": None, "val_size": None,
+                "test_fraction": None}
+
+
+class APIError(ValueError):
+    """An argument of the API is not usable (one message saying what and how to fix it)."""
+
+
+# --------------------------------------------------------------------------------------------
+# Models given as objects
+# --------------------------------------------------------------------------------------------
+
+
+def _json_ready(value: Any) -> bool:
+    try:
+        json.dumps(value)
+    except (TypeError, ValueError):
+        return False
+    return True
+
+
+def _importable(obj: Any) -> str | None:
+    """``"module:qualname"`` when ``obj`` can be imported back by that path, else None."""
+    module, qualname = getattr(obj, "__module__", None), getattr(obj, "__qualname__", "")
+    if not module or module == "__main__" or "<" in qualname:
+        return None
+    try:
+        found = importlib.import_module(module)
+        for part in qualname.split("."):
+            found = getattr(found, part)
+    except (ImportError, AttributeError):
+        return None
+    return f"{module}:{qualname}" if found is obj else None
+
+
+def model_config(model: Any) -> tuple[dict[str, Any], str]:
+    """Turns what a user passes as ``model`` into a model config and a note on reloading it.
+
+    Args:
+        model: A zoo name, config dict, import path, linen Module object, NNX Module class,
+            factory or ``(init, apply)`` pair.
+
+    Returns:
+        ``(model_config, note)``: the note is empty when the config can be loaded again by
+        another process from the run directory alone, and says why not otherwise.
+
+    Raises:
+        APIError: ``model`` is none of the accepted kinds (e.g. an NNX Module instance).
+    """
+    from jaxmnist.models import adapters
+
+    if isinstance(model, str):
+        return {"name": model}, ""
+    if isinstance(model, Mapping):
+        return dict(model), ""
+    kind = type(model).__module__.split(".")[0]
+    if kind == "flax" or any(c.__module__.startswith("flax.") for c in type(model).__mro__):
+        import flax.linen as nn
+        from flax import nnx
+
+        if isinstance(model, nnx.Module):
+            raise APIError(
+                f"model: an NNX module object ({type(model).__name__}) holds weights drawn from "
+                "one seed; pass its class (model=" + type(model).__name__ + ") or a factory "
+                "taking rngs (model=lambda rngs: " + type(model).__name__ + "(rngs=rngs)) so "
+                "that every member draws its own")
+        if isinstance(model, nn.Module):
+            fields = {f.name: getattr(model, f.name) for f in dataclasses.fields(model)
+                      if f.name not in ("parent", "name") and f.init}
+            path = _importable(type(model))
+            if path and _json_ready(fields):
+                return {"name": path, **fields}, ""
+            # Not importable by another process: registered here under a name that the same
+            # call gives again (so calling again resumes), its fields as keyword arguments.
+            cls = type(model)
+            name = f"api:{cls.__qualname__}"
+            if _json_ready(fields):
+                adapters.register(name)(cls)
+                cfg = {"name": name, **fields}
+            else:
+                adapters.register(name)(lambda: model)
+                cfg = {"name": name}
+            why = ("its class is defined in the notebook or script (__main__)" if not path else
+                   "its fields are not JSON values")
+            return cfg, (f"model {cls.__qualname__} was passed as an object and {why}: pass "
+                         "it again as model=... to resume or predict in another process")
+    if isinstance(model, tuple | list) and len(model) == 2 and all(map(callable, model)):
+        name = f"api:{getattr(model[0], '__qualname__', 'init')}+" \
+               f"{getattr(model[1], '__qualname__', 'apply')}"
+        adapters.register(name)(lambda: tuple(model))
+        return {"name": name}, ("model was passed as an (init, apply) pair: pass it again as "
+                                "model=... to resume or predict in another process")
+    if callable(model):  # an NNX Module class, a linen factory or a factory of pairs
+        path = _importable(model)
+        if path:
+            return {"name": path}, ""
+        qual = getattr(model, "__qualname__", type(model).__name__)
+        name = f"api:{qual}"
+        adapters.register(name)(model)
+        return {"name": name}, (f"model {qual} is defined in the notebook or script (__main__): "
+                                "pass it again as model=... to resume or predict in another "
+                                "process")
+    raise APIError(f"model: {type(model).__name__} is not a model; pass a zoo name "
+                   "('cnn'), a config dict, an import path ('pkg.nets:make'), a Flax linen "
+                   "Module, an NNX Module class or an (init, apply) pair")
+
+
+# --------------------------------------------------------------------------------------------
+# Studies
+# --------------------------------------------------------------------------------------------
+
+
+def load_study(name_or_path: str | Path, *, preset: str | None = None, quick: bool = False,
+               seeds: int | None = None, overrides: Sequence[str] = ()) -> dict[str, Any]:
+    """Loads a study by name (``"s2"``) or file path and resolves a preset and overrides.
+
+    Args:
+        name_or_path: A study name or a ``.py`` study file.
+        preset: One of the study's presets (``"cpu"``, ``"quick"``), or None for its full
+            settings.
+        quick: Shorthand for ``preset="quick"``.
+        seeds: Seeds per grid point (default: the study's).
+        overrides: ``"key=value"`` strings, as ``--config.key=value`` on the command line.
+
+    Returns:
+        The resolved study, validated, as a plain dict (pass it to :func:`run`).
+
+    Raises:
+        jaxmnist.config.ConfigError: every problem with the study, listed.
+    """
+    study = C.resolve(C.load_study(name_or_path), preset=preset, quick=quick, seeds=seeds,
+                      overrides=overrides)
+    C.check(study)
+    return study
+
+
+def _grid_study(model_cfg: dict[str, Any], optimizers: Mapping[str, Any], *, seeds: int,
+                epochs: int, batch_size: int, dataset: str, data: Mapping[str, Any] | None,
+                name: str, note: str, extra: Mapping[str, Any]) -> dict[str, Any]:
+    points = []
+    for opt_name, setting in optimizers.items():
+        rates = setting if isinstance(setting, list | tuple) else [setting]
+        for lr in rates:
+            if isinstance(lr, Mapping):  # {"learning_rate": ..., "b1": ...}
+                optim = {"name": opt_name, **lr}
+            else:
+                optim = {"name": opt_name, "learning_rate": lr}
+            label = f"{opt_name} lr={optim.get('learning_rate', '?'):g}" \
+                if isinstance(optim.get("learning_rate"), int | float) else opt_name
+            points.append({"label": label, "set": {"optim": optim}})
+    if not points:
+        raise APIError("optimizers: give at least one, e.g. optimizers={'adam': [1e-3]}")
+    base = {"model": model_cfg, "optim": dict(points[0]["set"]["optim"]),
+            "reg": {"l1": 0.0, "l2": 0.0}, "loss": "xent",
+            "train": {"epochs": epochs, "batch_size": batch_size}}
+    for key, value in extra.items():
+        set_dotted(base, key, value)
+    study = {"study": name, "title": f"{name}: {model_cfg.get('name')} x "
+                                     f"{', '.join(optimizers)}",
+             "data": {**DEFAULT_DATA, "name": dataset, **dict(data or {})},
+             "base": base, "grid": {},
+             "experiments": [{"name": "main", "title": "", "points": points}],
+             "seeds": seeds, "presets": {}, "baseline": "", "notes": note}
+    study = C.resolve(study)
+    C.check(study)
+    return study
+
+
+def grid(*, model: Any, optimizers: Mapping[str, Any], seeds: int = 1, epochs: int = 1,
+         batch_size: int = 64, dataset: str = "mnist", data: Mapping[str, Any] | None = None,
+         workdir: str | Path, name: str = "grid", synthetic: bool = False,
+         config: Mapping[str, Any] | None = None, progress: bool = True) -> Run:
+    """Trains ``model`` with every optimizer x learning rate x seed as one grid and returns it.
+
+    Args:
+        model: See :func:`model_config` (a zoo name, config, import path, Module, pair).
+        optimizers: ``{"adam": [1e-3, 3e-4], "sgd": 0.1}``: each optimizer with one or more
+            learning rates (or dicts of hyperparameters, ``{"learning_rate": 1e-3, "b1":
+            0.8}``); any name of ``jaxmnist.optim``.
+        seeds: Seeds per point (members that differ only in seed: mean and std in the table).
+        epochs: Epochs of training.
+        batch_size: Images per step.
+        dataset: ``"mnist"``, ``"fashion_mnist"`` or ``"kmnist"``.
+        data: Other data settings of a study (``{"train_limit": 6000, "split": "holdout",
+            "val_size": 1000}``).
+        workdir: The run directory; calling again with the same arguments resumes it.
+        name: The study name recorded in the run directory.
+        synthetic: Train on synthetic digits (no files, no network; for tests and demos).
+        config: Other member settings as dotted keys (``{"reg.l2": 1e-4,
+            "optim.clip_norm": 1.0, "train.strategy": "vmap"}``).
+        progress: Show a progress bar (``tqdm.auto``: a widget in notebooks).
+
+    Returns:
+        The finished :class:`Run`.
+
+    Raises:
+        APIError / jaxmnist.config.ConfigError: a bad argument (nothing written).
+        jaxmnist.data.DataError: the data cannot be loaded (nothing written).
+    """
+    model_cfg, note = model_config(model)
+    data = {**dict(data or {}), **({"source": "synthetic"} if synthetic else {})}
+    study = _grid_study(model_cfg, optimizers, seeds=seeds, epochs=epochs,
+                        batch_size=batch_size, dataset=dataset, data=data, name=name, note=note,
+                        extra=dict(config or {}))
+    return run(study, workdir=workdir, progress=progress)
+
+
+def run(study: Mapping[str, Any], *, workdir: str | Path, data_dir: str | None = None,
+        report: bool = True, callbacks: Sequence[Callable[..., Any]] = (),
+        progress: bool = True) -> Run:
+    """Trains (or resumes) a resolved study (:func:`load_study`) into ``workdir``.
+
+    Args:
+        study: From :func:`load_study` (or built by :func:`grid`).
+        workdir: The run directory (made after the data loaded; an existing one resumes).
+        data_dir: A folder with the dataset's IDX files (default: the usual search).
+        report: Write the tables and figures at the end.
+        callbacks: Logger factories ``factory(run_dir, config) -> hooks`` (W&B, MLflow).
+        progress: Show a progress bar per group.
+
+    Returns:
+        The finished :class:`Run`.
+    """
+    from jaxmnist import sweep
+
+    C.check(study)
+    sweep.run(dict(study), Path(workdir), data_dir=data_dir, report=report,
+              callbacks=callbacks, progress=progress)
+    return open_run(workdir)
+
+
+def open_run(workdir: str | Path) -> Run:
+    """Opens a run directory (finished or still training) without importing jax.
+
+    Raises:
+        jaxmnist.runview.ReportError: the folder is not a run directory, or holds nothing yet.
+    """
+    return Run(Path(workdir))
+
+
+# --------------------------------------------------------------------------------------------
+# Results
+# --------------------------------------------------------------------------------------------
+
+
+def _dynamic(config: Mapping[str, Any]) -> dict[str, Any]:
+    """The member settings that vary in grids, flattened (``optim.name``, ``learning_rate``)."""
+    flat = C.flatten({k: v for k, v in config.items() if k != "seed"})
+    return {k: v for k, v in flat.items() if not isinstance(v, list | dict)}
+
+
+class Run:
+    """A run directory as tables, figures and members (re-read on every call)."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self._view = runview.load(self.path)
+
+    def __repr__(self) -> str:
+        return (f"Run({str(self.path)!r}: study {self._view.study!r}, "
+                f"{len(self._view.config['members'])} members, "
+                f"{'complete' if self._view.results.get('complete') else 'unfinished'})")
+
+    @property
+    def view(self) -> runview.Run:
+        """The report's view of the run (points, footers, paper numbers)."""
+        return self._view
+
+    @property
+    def complete(self) -> bool:
+        """True once every group finished."""
+        return bool(self._view.results.get("complete"))
+
+    def table(self):
+        """One row per member: its varying settings, seed, status and test metrics.
+
+        Returns:
+            A pandas DataFrame indexed by member.
+        """
+        import pandas as pd
+
+        varying = self._varying_keys()
+        rows = []
+        for point in self._view.points:
+            for m in point.members:
+                flat = _dynamic(m["config"])
+                history = m.get("history") or []
+                rows.append({
+                    "member": m["member"], "label": point.label,
+                    **{k: flat.get(k) for k in varying}, "seed": m["config"].get("seed", 0),
+                    "status": m["status"], "test_acc": m["test"].get("acc"),
+                    "test_loss": m["test"].get("loss"), "epochs": len(history),
+                    "val_acc": history[-1].get("val_acc") if history else None,
+                    "diverged_epoch": m.get("diverged_epoch"),
+                })
+        return pd.DataFrame(rows).set_index("member").sort_index()
+
+    def points(self):
+        """One row per grid point (its seeds together): mean and std of the test metrics.
+
+        Returns:
+            A pandas DataFrame indexed by the point's label, like scikit-learn's
+            ``cv_results_``: ``mean_test_acc``, ``std_test_acc``, ``seeds``, ``status``.
+        """
+        import pandas as pd
+
+        table = self.table()
+        groups = table.groupby("label", sort=False)
+        out = pd.DataFrame({
+            "mean_test_acc": groups["test_acc"].mean(),
+            "std_test_acc": groups["test_acc"].std(ddof=0),
+            "mean_test_loss": groups["test_loss"].mean(),
+            "seeds": groups.size(),
+            "status": groups["status"].agg(lambda s: ", ".join(
+                f"{k} {v}" for k, v in sorted(s.value_counts().items()))),
+        })
+        return out.sort_values("mean_test_acc", ascending=False)
+
+    def history(self, member: int):
+        """Per-epoch losses and accuracies of one member (a pandas DataFrame by epoch)."""
+        import pandas as pd
+
+        for point in self._view.points:
+            for m in point.members:
+                if m["member"] == member:
+                    return pd.DataFrame(m.get("history") or []).set_index("epoch")
+        raise KeyError(f"member {member} is not in {self.path} "
+                       f"(members: {sorted(self.table().index)})")
+
+    def plot(self, kind: str = "curves") -> Path | None:
+        """Draws ``"curves"`` (every point) or ``"heatmap"`` (optimizer x lr) into figures/.
+
+        In a notebook the figure is displayed as well.
+
+        Returns:
+            The PNG's path (None for a heatmap of a run that is not a two-axis grid).
+        """
+        from jaxmnist import figures
+
+        folder = self.path / "figures"
+        folder.mkdir(exist_ok=True)
+        if kind == "curves":
+            path = figures.curves(self._view, [(p.label, p) for p in self._view.points],
+                                  folder / "curves.png", self._view.config.get("title", ""))
+        elif kind == "heatmap":
+            path = figures.heatmap(self._view, folder / "heatmap.png")
+        else:
+            raise APIError(f"plot: kind {kind!r} is not valid; valid: 'curves', 'heatmap'")
+        if path is not None and "IPython" in sys.modules:
+            from IPython.display import Image, display
+
+            display(Image(filename=str(path)))
+        return path
+
+    def member(self, member: int) -> Member:
+        """One trained member: its config, results and exported parameters."""
+        return Member(self.path, member)
+
+    def best(self) -> Member:
+        """The member with the highest test accuracy."""
+        table = self.table().dropna(subset=["test_acc"])
+        if table.empty:
+            raise KeyError(f"no member of {self.path} has finished")
+        return self.member(int(table["test_acc"].idxmax()))
+
+    def _varying_keys(self) -> list[str]:
+        configs = [_dynamic(m["config"]) for m in self._view.config["members"]]
+        keys = sorted({k for c in configs for k in c})
+        return [k for k in keys if len({json.dumps(c.get(k)) for c in configs}) > 1]
+
+
+class Member:
+    """One exported member of a run: ``predict`` builds its model on first use."""
+
+    def __init__(self, run_dir: Path, member: int):
+        self.run_dir, self.index = Path(run_dir), member
+        self.model_config, self.params, self.state = rundir.load_member(run_dir, member)
+        self._predict: Callable[..., Any] | None = None
+
+    def __repr__(self) -> str:
+        return f"Member({self.index}, model={self.model_config.get('name')!r})"
+
+    def predict(self, images: Any) -> Any:
+        """Class probabilities ``[N, 10]`` (NumPy) of images ``[N, 28, 28(, 1)]``.
+
+        Images are uint8 pixels or floats in [0, 1], as in the datasets.
+        """
+        import jax
+        import numpy as np
+
+        from jaxmnist import models
+
+        if self._predict is None:
+            model = models.build(self.model_config)
+            self._predict = jax.jit(
+                lambda p, s, x: jax.nn.softmax(model.predict(p, s, x), axis=-1))
+        x = np.asarray(images)
+        if x.ndim == 3:
+            x = x[..., None]
+        return np.asarray(self._predict(self.params, self.state, x))

@@ -1,0 +1,109 @@
+"""The Python API: ``jm.grid`` with objects, tables, members, resume; ``jm.open_run`` (no jax)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import flax.linen as nn
+import numpy as np
+import pytest
+
+import jaxmnist as jm
+
+TINY_DATA = {"train_limit": 512, "test_limit": 300}
+
+
+class TinyMLP(nn.Module):
+    width: int = 16
+
+    @nn.compact
+    def __call__(self, x, train: bool = False):
+        return nn.Dense(10)(nn.relu(nn.Dense(self.width)(x.reshape(x.shape[0], -1))))
+
+
+@pytest.fixture(scope="module")
+def api_run(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("api") / "run"
+    run = jm.grid(model=TinyMLP(width=8), optimizers={"adam": [3e-3, 1e-3], "sgd": 0.1},
+                  seeds=2, epochs=2, data=TINY_DATA, synthetic=True, workdir=workdir,
+                  progress=False)
+    return run, workdir
+
+
+def test_grid_returns_a_table_per_member_and_per_point(api_run):
+    run, _ = api_run
+    assert run.complete
+    table = run.table()
+    assert list(table.index) == list(range(6))
+    assert set(table["optim.name"]) == {"adam", "sgd"} and set(table["seed"]) == {0, 1}
+    assert table["test_acc"].between(0, 1).all() and (table["epochs"] == 2).all()
+    points = run.points()
+    assert len(points) == 3 and (points["seeds"] == 2).all()
+    by_label = table.groupby("label")["test_acc"]
+    for label, row in points.iterrows():
+        assert row["mean_test_acc"] == pytest.approx(by_label.get_group(label).mean())
+    assert list(run.history(0).index) == [1, 2]
+
+
+def test_a_member_predicts_what_its_results_say(api_run):
+    run, workdir = api_run
+    best = run.best()
+    results = json.loads((workdir / "results.json").read_text())
+    member = next(m for m in results["members"] if m["member"] == best.index)
+    samples = run.view.samples
+    probs = best.predict(samples["test_x"])
+    assert probs.shape == (len(samples["test_x"]), 10)
+    np.testing.assert_allclose(probs.sum(-1), 1.0, rtol=1e-5)
+    np.testing.assert_allclose(probs[:len(member["test_probs_first25"])],
+                               np.asarray(member["test_probs_first25"]), atol=1e-5)
+
+
+def test_calling_grid_again_resumes_without_training(api_run, capsys):
+    run, workdir = api_run
+    before = (workdir / "results.json").read_text()
+    again = jm.grid(model=TinyMLP(width=8), optimizers={"adam": [3e-3, 1e-3], "sgd": 0.1},
+                    seeds=2, epochs=2, data=TINY_DATA, synthetic=True, workdir=workdir,
+                    progress=False)
+    assert "finished earlier" in capsys.readouterr().err
+    assert again.table()["test_acc"].tolist() == run.table()["test_acc"].tolist()
+    assert json.loads(before)["members"] == json.loads(
+        (workdir / "results.json").read_text())["members"]
+
+
+def test_open_run_reads_files_without_importing_jax(api_run):
+    _, workdir = api_run
+    code = ("import sys, jaxmnist as jm; run = jm.open_run(sys.argv[1]); "
+            "print(len(run.table()), len(run.points())); assert 'jax' not in sys.modules")
+    out = subprocess.run([sys.executable, "-c", code, str(workdir)], capture_output=True,
+                         text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split() == ["6", "3"]
+
+
+def test_an_nnx_module_object_is_refused_with_the_fix():
+    from flax import nnx
+
+    class Net(nnx.Module):
+        def __init__(self, rngs):
+            self.dense = nnx.Linear(784, 10, rngs=rngs)
+
+    with pytest.raises(jm.APIError, match=r"pass its class \(model=Net\)"):
+        jm.grid(model=Net(nnx.Rngs(0)), optimizers={"adam": 1e-3}, workdir="unused")
+
+
+def test_model_objects_record_how_to_load_them_again():
+    from jaxmnist.api import model_config
+
+    cfg, note = model_config(TinyMLP(width=8))
+    # the test module is importable by its path, so the config says how to import it
+    assert cfg == {"name": f"{__name__}:TinyMLP", "width": 8} and note == ""
+    with pytest.raises(jm.APIError, match="is not a model"):
+        model_config(42)
+
+
+def test_a_bad_optimizer_is_one_clear_error(tmp_path):
+    with pytest.raises(ValueError, match="adamq"):
+        jm.grid(model="mlp", optimizers={"adamq": 1e-3}, workdir=tmp_path / "run")
+    assert not (tmp_path / "run").exists()

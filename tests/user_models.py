@@ -1,0 +1,113 @@
+"""Model files written the way users write them, for tests to copy into a temp folder.
+
+``FLAX_EXAMPLE_CNN`` is the CNN of Flax's own ``examples/mnist/train.py`` (NNX, BatchNorm,
+Dropout, ``__call__(self, x, rngs)``) as a user copies it into a file, imports included. The
+others cover linen BatchNorm + dropout with a ``train`` flag, NNX streams held by the module,
+and models that cannot work (each names the mistake it makes).
+"""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+FLAX_EXAMPLE_CNN = '''
+from functools import partial
+
+from flax import nnx
+
+
+class CNN(nnx.Module):
+  """A simple CNN model."""
+
+  def __init__(self, rngs: nnx.Rngs):
+    self.conv1 = nnx.Conv(1, 32, kernel_size=(3, 3), rngs=rngs)
+    self.batch_norm1 = nnx.BatchNorm(32, rngs=rngs)
+    self.dropout1 = nnx.Dropout(rate=0.025)
+    self.conv2 = nnx.Conv(32, 64, kernel_size=(3, 3), rngs=rngs)
+    self.batch_norm2 = nnx.BatchNorm(64, rngs=rngs)
+    self.avg_pool = partial(nnx.avg_pool, window_shape=(2, 2), strides=(2, 2))
+    self.linear1 = nnx.Linear(3136, 256, rngs=rngs)
+    self.dropout2 = nnx.Dropout(rate=0.025)
+    self.linear2 = nnx.Linear(256, 10, rngs=rngs)
+
+  def __call__(self, x, rngs: nnx.Rngs):
+    x = self.avg_pool(nnx.relu(self.batch_norm1(self.dropout1(self.conv1(x), rngs=rngs))))
+    x = self.avg_pool(nnx.relu(self.batch_norm2(self.conv2(x))))
+    x = x.reshape(x.shape[0], -1)  # flatten
+    x = nnx.relu(self.dropout2(self.linear1(x), rngs=rngs))
+    x = self.linear2(x)
+    return x
+'''
+
+LINEN_BN_MLP = '''
+import flax.linen as nn
+
+
+class BNMLP(nn.Module):
+    hidden: int = 32
+
+    @nn.compact
+    def __call__(self, x, train: bool):
+        x = x.reshape((x.shape[0], -1))
+        x = nn.Dense(self.hidden)(x)
+        x = nn.BatchNorm(use_running_average=not train, momentum=0.9)(x)
+        x = nn.relu(x)
+        x = nn.Dropout(0.2, deterministic=not train)(x)
+        return nn.Dense(10)(x)
+'''
+
+NNX_HELD_RNGS_MLP = '''
+from flax import nnx
+
+
+class HeldRngs(nnx.Module):
+    """Dropout holds its own stream (the NNX default); BatchNorm keeps running statistics."""
+
+    def __init__(self, hidden: int = 32, *, rngs: nnx.Rngs):
+        self.dense1 = nnx.Linear(784, hidden, rngs=rngs)
+        self.norm = nnx.BatchNorm(hidden, momentum=0.9, rngs=rngs)
+        self.drop = nnx.Dropout(0.3, rngs=rngs)
+        self.dense2 = nnx.Linear(hidden, 10, rngs=rngs)
+
+    def __call__(self, x):
+        x = x.reshape((x.shape[0], -1))
+        return self.dense2(self.drop(nnx.relu(self.norm(self.dense1(x)))))
+'''
+
+BAD_MODELS = '''
+import flax.linen as nn
+from flax import nnx
+
+
+class NeedsKey(nnx.Module):
+    def __init__(self, rngs: nnx.Rngs):
+        self.dense = nnx.Linear(784, 10, rngs=rngs)
+
+    def __call__(self, x, key):
+        return self.dense(x.reshape((x.shape[0], -1)))
+
+
+class Raises(nn.Module):
+    @nn.compact
+    def __call__(self, x):
+        x = x.reshape((x.shape[0], 100))  # 784 pixels do not fit: raises while tracing
+        return nn.Dense(10)(x)
+
+
+class FiveClasses(nn.Module):
+    @nn.compact
+    def __call__(self, x):
+        return nn.Dense(5)(x.reshape((x.shape[0], -1)))
+
+
+def broken_factory():
+    raise RuntimeError("this factory is broken")
+'''
+
+
+def write(folder: Path, name: str, source: str) -> Path:
+    """Writes ``source`` to ``folder/name`` (as a user would save a model file) and returns it."""
+    path = Path(folder) / name
+    path.write_text(textwrap.dedent(source).lstrip())
+    return path

@@ -444,6 +444,26 @@ def _histograms(
     return out
 
 
+def predict_classes(model_cfg: Mapping[str, Any], params: Any, state: Any,
+                    images: np.ndarray) -> np.ndarray:
+    """One member's predicted class per image, in evaluation mode (running statistics used).
+
+    Args:
+        model_cfg: The member's model config.
+        params: Its parameters (NumPy or device arrays, no grid axis).
+        state: Its non-parameter variables (``{}`` for the zoo).
+        images: ``[N, 28, 28, 1]`` uint8.
+
+    Returns:
+        ``[N]`` int32 class indices.
+    """
+    model = models.build(model_cfg)
+    predict = jax.jit(lambda p, s, x: jnp.argmax(model.predict(p, s, x), -1).astype(jnp.int32))
+    x, _, _ = _pad_eval(np.asarray(images), np.zeros(len(images), np.int32))
+    preds = [np.asarray(predict(params, state, batch)) for batch in x]
+    return np.concatenate(preds)[: len(images)]
+
+
 def member_status(alive: bool, test_pred: np.ndarray) -> tuple[str, float]:
     """Labels a trained member from its final state and test predictions.
 

@@ -423,10 +423,14 @@ def check_workdir(path: str | os.PathLike) -> None:
 
 
 def _same_run(old: Mapping[str, Any], new: Mapping[str, Any], run_dir: Path) -> None:
+    from jaxmnist.data import DATA_DEFAULTS  # no jax
+
     old_members = [m.get("config") for m in old.get("members", [])]
     new_members = [m["config"] for m in new["members"]]
-    if (old.get("study") == new["study"] and old_members == new_members
-            and old.get("data") == new["data"]):
+    # A run written before the studies had every data default filled in (``name``) is the same.
+    old_data, new_data = ({**DATA_DEFAULTS, **d} if isinstance(d, Mapping) else d
+                          for d in (old.get("data"), new["data"]))
+    if old.get("study") == new["study"] and old_members == new_members and old_data == new_data:
         return
     differ = sum(a != b for a, b in zip(old_members, new_members, strict=False))
     differ += abs(len(old_members) - len(new_members))

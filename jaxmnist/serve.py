@@ -176,7 +176,7 @@ def resolve_run(path: str | Path) -> tuple[Path, int | None]:
         return p, None
     raise FileNotFoundError(
         f"{p}: not a run directory (expected results.json and params/member_<k>.npz; "
-        "train one with `python -m jaxmnist.sweep sweeps/s0.py`)")
+        "train one with `python -m jaxmnist.sweep s0`)")
 
 
 def _finite_tree(tree: Any) -> bool:

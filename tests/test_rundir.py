@@ -120,6 +120,23 @@ def test_reads_the_long_runs_in_progress(name):
         assert {"member", "group", "epoch", "train_loss", "alive"} <= row.keys()
 
 
+def test_a_run_written_before_the_data_defaults_were_filled_in_resumes(tmp_path):
+    """config.json of 7bdb1e0 has no data.name; the same command today resolves name 'mnist'."""
+    from jaxmnist import config, sweep
+
+    run = tmp_path / "old"
+    shutil.copytree(OLD_RUN, run)
+    study = config.resolve(config.load_study("smoke"), seeds=1, overrides=[
+        "data.train_limit=256", "data.test_limit=50", "data.val_size=50",
+        "grid.model.hidden=[[8]]", "grid.optim.learning_rate=[0.1]"])
+    new = sweep.resolved_config(study)
+    assert "name" not in rundir.read_config(run)["data"] and new["data"]["name"] == "mnist"
+    assert rundir.RunWriter.check(run, new) is True
+    new["data"]["name"] = "fashion_mnist"
+    with pytest.raises(rundir.RunDirError, match="its data split differs"):
+        rundir.RunWriter.check(run, new)
+
+
 def test_a_different_study_in_the_folder_is_refused(tmp_path):
     run = tmp_path / "run"
     rundir.RunWriter.open(run, CONFIG)

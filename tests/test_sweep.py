@@ -132,11 +132,42 @@ def test_missing_study_file_lists_the_studies(tmp_path):
     assert out.returncode == 2 and "does not exist" in out.stderr and "sweeps/s2.py" in out.stderr
 
 
-def test_list_shows_every_study():
-    out = cli("jaxmnist.sweep", "--list", timeout=60)
-    assert out.returncode == 0
-    for name in ("s0", "s1", "s2", "s3", "s4", "smoke"):
-        assert f"sweeps/{name}.py" in out.stdout
+def cli_elsewhere(cwd: Path, *args: str, timeout: int = 120) -> subprocess.CompletedProcess:
+    """The CLI of this checkout run from another folder (no sweeps/ beside it)."""
+    import os
+
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+        [str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])])}
+    return subprocess.run([sys.executable, "-m", *args], capture_output=True, text=True,
+                          cwd=cwd, env=env, timeout=timeout)
+
+
+def test_list_shows_every_shipped_study_by_name_with_its_title(tmp_path):
+    from jaxmnist import config as C
+
+    out = cli_elsewhere(tmp_path, "jaxmnist.sweep", "--list", timeout=60)
+    assert out.returncode == 0, out.stderr
+    for _, name, title in C.list_studies(ROOT / "sweeps"):
+        assert f"  {name:11s} {title}\n" in out.stdout
+    assert "cannot load" not in out.stdout
+    out = cli("jaxmnist.sweep", "--list", "sweeps/s2.py", timeout=60)  # a folder of files
+    assert out.returncode == 0 and "sweeps/s2.py" in out.stdout and "sweeps/smoke.py" in out.stdout
+
+
+def test_a_study_runs_by_name_from_any_folder_and_by_path(tmp_path):
+    out = cli_elsewhere(tmp_path, "jaxmnist.sweep", "s2", "--preset", "cpu", "--dry-run")
+    assert out.returncode == 0, out.stderr
+    assert "study s2: S2: SqueezeNet" in out.stdout and "12 members in 1 groups" in out.stdout
+    own = tmp_path / "mine.py"
+    own.write_text((ROOT / "sweeps" / "smoke.py").read_text().replace('"smoke"', '"mine"'))
+    out = cli_elsewhere(tmp_path, "jaxmnist.sweep", "mine.py", "--dry-run")
+    assert out.returncode == 0 and "study mine:" in out.stdout, out.stderr
+    out = cli_elsewhere(tmp_path, "jaxmnist.sweep", "sweeps/s2.py", "--dry-run")
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert "python -m jaxmnist.sweep s2" in out.stderr
+    out = cli_elsewhere(tmp_path, "jaxmnist.sweep", "s9", "--dry-run")
+    assert out.returncode == 2 and "unknown study 's9'" in out.stderr
+    assert "Traceback" not in out.stderr
 
 
 def test_dry_run_prints_groups_and_writes_nothing(tmp_path):
@@ -429,7 +460,7 @@ def test_help_and_list_show_the_first_run():
     for args in (["--help"], ["--list"]):
         out = cli("jaxmnist.sweep", *args, timeout=60)
         assert out.returncode == 0
-        assert "python -m jaxmnist.sweep sweeps/smoke.py --workdir runs/smoke" in out.stdout
+        assert "python -m jaxmnist.sweep smoke --workdir runs/smoke" in out.stdout
         assert "--synthetic" in out.stdout and "tensorboard --logdir runs/" in out.stdout
 
 def test_the_byo_example_in_the_docs_runs(tmp_path):
@@ -445,3 +476,4 @@ def test_the_byo_example_in_the_docs_runs(tmp_path):
     assert names == ["adamw", "lion", "nesterov"] and len(results["groups"]) == 1
     # 16 steps with a decaying rate (measured on MNIST: 0.68, 0.35, 0.52 at lion 3e-4) beat chance
     assert all(m["status"] == "ok" and m["test"]["acc"] > 0.2 for m in results["members"])
+

@@ -477,3 +477,70 @@ def test_the_byo_example_in_the_docs_runs(tmp_path):
     # 16 steps with a decaying rate (measured on MNIST: 0.68, 0.35, 0.52 at lion 3e-4) beat chance
     assert all(m["status"] == "ok" and m["test"]["acc"] > 0.2 for m in results["members"])
 
+
+@pytest.mark.e2e
+def test_the_built_wheel_runs_the_shipped_studies_outside_the_checkout(tmp_path):
+    """Builds the wheel, installs it (not editable) into a fresh virtualenv, and runs the CLI
+    from a folder outside the checkout: the studies come from the installed jaxmnist.sweeps.
+
+    The virtualenv borrows the dependencies from this test's environment (a .pth line to its
+    site-packages, which runs none of the .pth files there, so no editable jaxmnist): the
+    install is the wheel alone. JAXMNIST_WHEEL_DEPS=1 installs the dependencies from the
+    package index instead, as a user's ``pip install`` does (~1.5 min more).
+    """
+    import os
+    import shutil
+    import sysconfig
+    import time
+
+    t0 = time.perf_counter()
+    src = tmp_path / "src"
+    src.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy2(ROOT / name, src / name)
+    for name in ("jaxmnist", "sweeps"):  # pyproject's packages (tests/test_config.py checks it)
+        shutil.copytree(ROOT / name, src / name,
+                        ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    pip = [sys.executable, "-m", "pip", "--disable-pip-version-check"]
+
+    def run(cmd: list, timeout: int = 300, **kw) -> subprocess.CompletedProcess:
+        out = subprocess.run([str(c) for c in cmd], capture_output=True, text=True,
+                             timeout=timeout, **kw)
+        assert out.returncode == 0, f"{cmd}\n{out.stdout[-2000:]}\n{out.stderr[-3000:]}"
+        return out
+
+    run([*pip, "wheel", "--no-deps", "-q", "-w", tmp_path / "dist", src])
+    (wheel,) = (tmp_path / "dist").glob("jaxmnist-*.whl")
+    venv = tmp_path / "venv"
+    run([sys.executable, "-m", "venv", "--without-pip", venv])
+    python = venv / "bin" / "python"
+    site = Path(run([python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"])
+                .stdout.strip())
+    deps = os.environ.get("JAXMNIST_WHEEL_DEPS") == "1"
+    if not deps:
+        paths = dict.fromkeys(sysconfig.get_paths()[k] for k in ("purelib", "platlib"))
+        (site / "_jaxmnist_test_deps.pth").write_text("\n".join(paths) + "\n")
+    run([*pip, "--python", python, "install", "-q", *([] if deps else ["--no-deps"]), wheel],
+        timeout=600)
+    built = time.perf_counter() - t0
+
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+    where = run([python, "-c", "import jaxmnist, jaxmnist.sweeps.s2 as s, importlib.resources "
+                 "as r; print(jaxmnist.__file__); print(s.__file__); "
+                 "print((r.files('jaxmnist') / 'static' / 'index.html').is_file())"],
+                cwd=elsewhere, env=env).stdout.split()
+    assert all(Path(p).is_relative_to(site) for p in where[:2]), where
+    assert where[2] == "True"  # the web demo's files
+    listing = run([python, "-m", "jaxmnist.sweep", "--list"], cwd=elsewhere, env=env).stdout
+    for name in ("optimizers", "s0", "s1", "s2", "s3", "s4", "smoke"):
+        assert f"  {name} " in listing, listing
+    assert "cannot load" not in listing and str(ROOT) not in listing
+    out = run([python, "-m", "jaxmnist.sweep", "smoke", "--synthetic", "--workdir", "X"],
+              cwd=elsewhere, env=env, timeout=600)
+    results = json.loads((elsewhere / "X" / "results.json").read_text())
+    assert results["complete"] and len(results["members"]) == 16, out.stderr[-2000:]
+    assert (elsewhere / "X" / "tables" / "summary.md").is_file()
+    print(f"\nwheel built and installed in {built:.0f} s, whole test "
+          f"{time.perf_counter() - t0:.0f} s")

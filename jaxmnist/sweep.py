@@ -74,7 +74,8 @@ def _parse(argv: Sequence[str] | None) -> tuple[argparse.Namespace, list[str]]:
                         help="train on synthetic digits instead of the dataset: no files, no "
                         "network (the same as --config.data.source=synthetic)")
     parser.add_argument("--dry-run", action="store_true",
-                        help="validate, print members and groups, train nothing")
+                        help="validate (the study and the run directory), print members and "
+                        "groups, train nothing")
     parser.add_argument("--data-dir", help="folder with the four MNIST IDX files "
                         "(default $JAXMNIST_DATA_DIR)")
     parser.add_argument("--no-report", action="store_true", help="skip tables and figures")
@@ -396,8 +397,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         status = _join(settings)
         if status:
             return status
+    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    run_dir = Path(args.workdir) if args.workdir else Path("runs") / study["study"] / stamp
     if args.dry_run:
+        try:  # the run's own check of the run directory, which writes nothing
+            resuming = rundir.RunWriter.check(run_dir, resolved_config(study))
+        except rundir.RunDirError as err:
+            _say(f"jaxmnist.sweep: {err}\nNothing was written.")
+            return err.exit_code
         _dry_run(study)
+        print(f"run directory: {run_dir}" + (" (resumes the run there)" if resuming else
+                                             " (new)"))
         return 0
     from jaxmnist import loggers
 
@@ -406,8 +416,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except loggers.CallbackError as err:
         _say(f"jaxmnist.sweep: {err}\nNothing was written.")
         return EXIT_CONFIG
-    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-    run_dir = Path(args.workdir) if args.workdir else Path("runs") / study["study"] / stamp
     return _run_cli(study, run_dir, data_dir=args.data_dir, report=not args.no_report,
                     callbacks=factories)
 

@@ -178,6 +178,31 @@ def test_dry_run_prints_groups_and_writes_nothing(tmp_path):
     assert not (tmp_path / "r").exists()
 
 
+def test_dry_run_checks_the_workdir_as_the_run_does(tmp_path):
+    a_file = tmp_path / "file"
+    a_file.write_text("x")
+    for workdir, message in ((a_file, f"--workdir {a_file} is a file, not a folder"),
+                             (a_file / "run", f"{a_file} is a file, so no folder can be made")):
+        out = cli("jaxmnist.sweep", "sweeps/smoke.py", "--dry-run", "--workdir", str(workdir),
+                  timeout=120)
+        assert out.returncode == 2, out.stdout
+        assert message in out.stderr and "Nothing was written." in out.stderr
+        assert "Traceback" not in out.stderr and "members in" not in out.stdout
+    assert a_file.read_text() == "x"
+    out = cli("jaxmnist.sweep", "sweeps/smoke.py", "--dry-run", "--workdir",
+              str(tmp_path / "new"), timeout=120)
+    assert out.returncode == 0 and f"run directory: {tmp_path / 'new'} (new)" in out.stdout
+    assert not (tmp_path / "new").exists()
+
+
+def test_dry_run_into_a_finished_run_says_it_resumes_or_refuses_another_study(smoke_run):
+    run, _ = smoke_run
+    out = cli(*SMOKE, "--dry-run", "--workdir", str(run), timeout=120)
+    assert out.returncode == 0 and f"run directory: {run} (resumes the run there)" in out.stdout
+    out = cli("jaxmnist.sweep", "s4", "--dry-run", "--workdir", str(run), timeout=120)
+    assert out.returncode == 2 and "already holds a run of study 'smoke'" in out.stderr
+
+
 def test_dry_run_with_a_preset_says_what_it_reduces(tmp_path):
     out = cli("jaxmnist.sweep", "sweeps/s2.py", "--preset", "cpu", "--dry-run", timeout=120)
     assert out.returncode == 0, out.stderr

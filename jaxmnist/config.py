@@ -198,10 +198,14 @@ def load_study(study: str | Path) -> ml_collections.ConfigDict:
         # File names only: listing a folder must not import (run) the Python files in it.
         here = sorted(str(p) for p in path.parent.glob("*.py") if not p.name.startswith("_")) \
             if path.parent.is_dir() else []
-        names = shipped_studies()
+        try:
+            names = shipped_studies()
+        except ConfigError:  # no jaxmnist.sweeps: the message about the file comes first
+            names = []
         hint = (f"; the shipped study {path.stem!r} runs by name: python -m jaxmnist.sweep "
                 f"{path.stem}" if path.stem in names else
-                f"; or run a study that ships with jaxmnist by name: {', '.join(names)}")
+                f"; or run a study that ships with jaxmnist by name: {', '.join(names)}"
+                if names else "")
         return f"study files there: {', '.join(here) or 'none'}{hint}"
 
     if path.is_dir():

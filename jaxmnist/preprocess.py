@@ -204,9 +204,12 @@ def decode_image(data: bytes, *, max_bytes: int = MAX_BYTES,
             img.draft(img.mode, (max(1, int(w * k)), max(1, int(h * k))))
         w, h = img.size  # after draft: the size decoded
         with _LARGE_DECODES if w * h > LARGE_DECODE_PIXELS else contextlib.nullcontext():
-            img.load()
-            ImageOps.exif_transpose(img, in_place=True)  # no full-size copy when not rotated
-            gray = _to_gray(img)
+            try:
+                img.load()
+                ImageOps.exif_transpose(img, in_place=True)  # no full-size copy when not rotated
+                gray = _to_gray(img)
+            finally:
+                img.close()  # frees the full-size image before the next large decode starts
     except PreprocessError:
         raise
     except Exception as err:  # noqa: BLE001 - truncated/corrupt data surfaces as many types

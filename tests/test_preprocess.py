@@ -243,17 +243,19 @@ def test_concurrent_large_uploads_decode_in_bounded_memory(tmp_path):
 
     path = tmp_path / "big.png"
     _canvas((6000, 3400), "RGBA").save(path)
+    # VmHWM: this process's peak RSS (ru_maxrss would include the parent's, via fork + exec).
     code = f"""
-import resource, threading
+import threading
 from jaxmnist import preprocess as P
 data = open({str(path)!r}, "rb").read()
-def rss():
-    return int(open("/proc/self/statm").read().split()[1]) * 4096 / 2**20
-before = rss()
+def status(key):
+    line = next(x for x in open("/proc/self/status") if x.startswith(key + ":"))
+    return int(line.split()[1]) / 1024
+before = status("VmRSS")
 threads = [threading.Thread(target=P.decode_image, args=(data,)) for _ in range(4)]
 [t.start() for t in threads]
 [t.join() for t in threads]
-print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 - before)
+print(status("VmHWM") - before)
 """
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          timeout=120)

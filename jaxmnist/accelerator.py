@@ -44,7 +44,6 @@ from jaxmnist import config as C
 
 SCHEMA_VERSION = 1
 PARTS = ("s2", "s0", "grid")  # in this order: the S2 wall time first
-SWEEPS = Path(__file__).resolve().parent.parent / "sweeps"
 OPTIMIZERS = ("adam", "rmsprop", "sgd")
 LEARNING_RATES = (0.1, 0.01, 0.001, 0.0001)
 COMBINATIONS = (("vmap", "lax"), ("vmap", "im2col"), ("sequential", "lax"),
@@ -67,7 +66,7 @@ def _say(msg: str) -> None:
 def _study(name: str, overrides: Sequence[str] = (), synthetic: bool = False) -> dict[str, Any]:
     # --synthetic: the same sizes on synthetic digits (a machine without MNIST, e.g. a test).
     overrides = [*overrides, *(["data.source=synthetic"] if synthetic else [])]
-    study = C.resolve(C.load_study(SWEEPS / f"{name}.py"), seeds=1, overrides=overrides)
+    study = C.resolve(C.load_study(name), seeds=1, overrides=overrides)
     C.check(study)
     return study
 

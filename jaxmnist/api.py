@@ -37,9 +37,10 @@ from jaxmnist import config as C
 from jaxmnist import rundir, runview
 from jaxmnist.trees import set_dotted
 
-DEFAULT_DATA = {"split": "none", "seed": 0, "train_limit": None, "val_limit": None,
-                "test_limit": None, "source": "auto", "val_fraction": None, "val_size": None,
-                "test_fraction": None}
+# What jm.grid trains on unless ``data`` says otherwise: the dataset's own train/test files (no
+# validation split), images in file order before the per-member shuffle. Every other data key
+# takes its default from jaxmnist.data.DATA_DEFAULTS (filled in by the study schema).
+GRID_DATA = {"split": "none", "seed": 0}
 
 
 class APIError(ValueError):
@@ -197,10 +198,10 @@ def _grid_study(model_cfg: dict[str, Any], optimizers: Mapping[str, Any], *, see
         set_dotted(base, key, value)
     study = {"study": name, "title": f"{name}: {model_cfg.get('name')} x "
                                      f"{', '.join(optimizers)}",
-             "data": {**DEFAULT_DATA, "name": dataset, **dict(data or {})},
-             "base": base, "grid": {},
+             "data": {**GRID_DATA, "name": dataset, **dict(data or {})},
+             "base": base,
              "experiments": [{"name": "main", "title": "", "points": points}],
-             "seeds": seeds, "presets": {}, "baseline": "", "notes": note}
+             "seeds": seeds, "notes": note}
     study = C.resolve(study)
     C.check(study)
     return study

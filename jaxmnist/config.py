@@ -1,4 +1,8 @@
-"""Study configs: load a ``sweeps/<study>.py``, override, validate, expand into member configs.
+"""Study configs: load a study (``"s2"`` or a file), override, validate, expand into members.
+
+A study is given by name (``"s2"``: one of the studies that ship with jaxmnist, the package
+``jaxmnist.sweeps``, which is the top-level ``sweeps/`` folder of a checkout) or as the path of
+any study file. Fields a study leaves out take their defaults (``jaxmnist.schema.with_defaults``).
 
 A study file defines ``get_config() -> ml_collections.ConfigDict`` with these fields:
 
@@ -116,21 +120,99 @@ def _study_line(path: Path, err: BaseException) -> str:
     return f", line {frames[-1].lineno}" if frames else ""
 
 
-def load_study(path: str | Path) -> ml_collections.ConfigDict:
-    """Imports a study file and returns its ``get_config()``.
+def studies_dir() -> Path:
+    """The folder of the studies that ship with jaxmnist (the package ``jaxmnist.sweeps``).
+
+    In a source checkout that is its top-level ``sweeps/`` folder, which an editable install and
+    a built wheel both map to ``jaxmnist.sweeps`` (pyproject.toml ``package-dir``). The checkout
+    beside the imported ``jaxmnist`` comes first, so a checkout run in place (``python -m``
+    from its root) reads its own studies even when another checkout is the installed one.
+    """
+    import importlib.util
+
+    import jaxmnist
+
+    root = Path(jaxmnist.__file__).resolve().parent.parent
+    if (root / "pyproject.toml").is_file() and (root / "sweeps" / "__init__.py").is_file():
+        return root / "sweeps"
+    spec = importlib.util.find_spec("jaxmnist.sweeps")
+    if spec is None or not spec.submodule_search_locations:
+        raise ConfigError(["the studies that ship with jaxmnist (jaxmnist.sweeps) are not "
+                           "installed; reinstall jaxmnist, or give a study file path"])
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
+def is_study_name(study: str | Path) -> bool:
+    """True when ``study`` names a shipped study (``"s2"``) rather than a file path.
+
+    A name is a plain string without a folder separator and without the ``.py`` suffix;
+    ``sweeps/s2.py``, ``s2.py`` and every :class:`~pathlib.Path` are file paths.
+    """
+    return (isinstance(study, str) and bool(study) and study not in (".", "..")
+            and "/" not in study and "\\" not in study and not study.endswith(".py"))
+
+
+def shipped_studies() -> list[str]:
+    """Names of the studies that ship with jaxmnist, sorted (``["optimizers", "s0", ...]``)."""
+    return sorted(p.stem for p in studies_dir().glob("*.py") if not p.name.startswith("_"))
+
+
+def study_path(study: str | Path) -> Path:
+    """The file of a study given by name (``"s2"``: a shipped study) or by path.
 
     Raises:
-        ConfigError: the file is missing, not a ``.py`` file, unreadable, has a syntax error,
-            fails on import, has no ``get_config``, or ``get_config()`` raises or returns
-            something other than a ConfigDict / dict. The message names the file (and line).
+        ConfigError: ``study`` is a name, and no shipped study has it.
     """
-    path = Path(path)
-    studies = lambda: ", ".join(str(p) for p, _, _ in list_studies(path.parent)) or "none found"  # noqa: E731
-    if path.is_dir():
-        raise ConfigError([f"{path} is a folder; give a study file such as sweeps/s2.py "
-                           f"(studies there: {studies()})"])
+    if not is_study_name(study):
+        return Path(study)
+    path = studies_dir() / f"{study}.py"
     if not path.is_file():
-        raise ConfigError([f"study file {str(path)!r} does not exist (studies: {studies()})"])
+        names = shipped_studies()
+        raise ConfigError([f"unknown study {study!r}{_suggest(str(study), names)}; the studies "
+                           f"that ship with jaxmnist: {', '.join(names) or 'none'} "
+                           "(python -m jaxmnist.sweep --list), or give a study file path such "
+                           "as my_study.py"])
+    return path
+
+
+def load_study(study: str | Path) -> ml_collections.ConfigDict:
+    """Imports a study, given by name (``"s2"``) or as a file path, and returns its config.
+
+    Args:
+        study: The name of a study that ships with jaxmnist (:func:`shipped_studies`), or the
+            path of any study file (``sweeps/s2.py``, ``my_study.py``); see
+            :func:`is_study_name`.
+
+    Returns:
+        The study file's ``get_config()``.
+
+    Raises:
+        ConfigError: an unknown name; or the file is missing, not a ``.py`` file, unreadable,
+            has a syntax error, fails on import, has no ``get_config``, or ``get_config()``
+            raises or returns something other than a ConfigDict / dict. The message names the
+            file (and line).
+    """
+    path = study_path(study)
+
+    def studies() -> str:
+        # File names only: listing a folder must not import (run) the Python files in it.
+        here = sorted(str(p) for p in path.parent.glob("*.py") if not p.name.startswith("_")) \
+            if path.parent.is_dir() else []
+        try:
+            names = shipped_studies()
+        except ConfigError:  # no jaxmnist.sweeps: the message about the file comes first
+            names = []
+        hint = (f"; the shipped study {path.stem!r} runs by name: python -m jaxmnist.sweep "
+                f"{path.stem}" if path.stem in names else
+                f"; or run a study that ships with jaxmnist by name: {', '.join(names)}"
+                if names else "")
+        return f"study files there: {', '.join(here) or 'none'}{hint}"
+
+    if path.is_dir():
+        raise ConfigError([f"{path} is a folder; give a study file such as sweeps/s2.py, or a "
+                           f"study name such as s2 ({studies()})"])
+    if not path.is_file():
+        raise ConfigError([f"study file {str(path)!r} does not exist ({studies()})"])
     if path.suffix != ".py":
         raise ConfigError([f"{path} is not a Python study file (.py); give one such as "
                            "sweeps/s2.py, which defines get_config()"])
@@ -165,10 +247,15 @@ def load_study(path: str | Path) -> ml_collections.ConfigDict:
     return cfg
 
 
-def list_studies(directory: str | Path = "sweeps") -> list[tuple[Path, str, str]]:
-    """Returns ``(path, study, title)`` for every study file in ``directory``."""
+def list_studies(directory: str | Path | None = None) -> list[tuple[Path, str, str]]:
+    """Returns ``(path, study, title)`` for every study file in ``directory``.
+
+    Args:
+        directory: A folder of study files; None for the studies that ship with jaxmnist
+            (:func:`studies_dir`).
+    """
     rows = []
-    for path in sorted(Path(directory).glob("*.py")):
+    for path in sorted(Path(studies_dir() if directory is None else directory).glob("*.py")):
         if path.name.startswith("_"):
             continue
         try:
@@ -308,10 +395,9 @@ def resolve(
             raise ConfigError([f"--quick is --preset quick; it cannot be combined with "
                                f"--preset {preset}"])
         preset = "quick"
-    pristine = to_plain(cfg)
-    for key, default in (("grid", {}), ("experiments", []), ("presets", {}), ("baseline", "")):
-        pristine.setdefault(key, default)
-    pristine.setdefault("notes", "")
+    from jaxmnist import schema
+
+    pristine = schema.with_defaults(to_plain(cfg))
     pristine.pop("reduced", None)
     available = presets(pristine)
     study = copy.deepcopy(pristine)

@@ -253,7 +253,7 @@ def _how_to_fix(ds: Dataset) -> str:
         'Or let TFDS download them (needs TensorFlow: pip install -e ".[tf]" and network access).'
         + apt
         + "\nNo data at hand? Try the whole pipeline on synthetic digits (no files, no network):"
-        "\n    python -m jaxmnist.sweep sweeps/smoke.py --synthetic"
+        "\n    python -m jaxmnist.sweep smoke --synthetic"
     )
 
 
@@ -970,6 +970,13 @@ _NEEDS = {"none": (), "keras": ("val_fraction",), "holdout": ("val_size",),
           "merged": ("test_fraction",)}  # fmt: skip
 SPLIT_NEEDS = _NEEDS
 """Which parameter each split kind needs (the study schema reads it from here)."""
+DATA_DEFAULTS: dict[str, Any] = {
+    "name": "mnist", "source": "auto", "val_fraction": None, "val_size": None,
+    "test_fraction": None, "seed": None, "train_limit": None, "val_limit": None,
+    "test_limit": None,
+}  # fmt: skip
+"""Every key of a study's ``data`` section but ``split`` (the spec keys and ``source``), with
+its default; the study schema reads them from here and fills them into every study."""
 
 
 def expected_sizes(data: Mapping[str, Any]) -> tuple[int, int, int]:

@@ -24,8 +24,11 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import io
+import os
 import re
+import threading
 import warnings
 
 import numpy as np
@@ -42,6 +45,18 @@ MAX_ASPECT = 10.0
 # ends up 20 px tall, so more resolution only costs time (a 12 MP photo would take ~1 s).
 WORK_SIDE = 1024
 ALLOWED_FORMATS = ("PNG", "JPEG", "WEBP", "GIF", "BMP")
+# A JPEG is decoded at a reduced scale (libjpeg's draft mode); the other formats are decoded at
+# full size, 160 MB for a 40 MP RGB(A) PNG, and box-reduced at once. Decodes of more than this
+# many pixels run one at a time per process, so a burst of large uploads holds one full-size
+# image, not one per worker thread (smaller decodes run alongside).
+LARGE_DECODE_PIXELS = 16_000_000
+_LARGE_DECODES = threading.BoundedSemaphore(1)
+# Pillow allocates image memory in blocks (16 MiB by default). Once such a block was freed,
+# glibc's malloc serves the next ones from its heaps (its mmap threshold adapts up to 32 MiB)
+# and keeps that memory: after bursts of large uploads a server stays hundreds of MiB up.
+# Larger blocks are mmapped, and return to the system when the image is freed; an image smaller
+# than a block still gets a block of its own size. See :func:`return_image_memory`.
+PILLOW_BLOCK_SIZE = 64 * 2**20
 
 # MNIST geometry: 28x28 field, digit fitted into a 20x20 box, centre of mass at pixel index
 # (14, 14) (measured on the MNIST test set: mean row 13.99, column 14.01, std 0.29).
@@ -187,9 +202,14 @@ def decode_image(data: bytes, *, max_bytes: int = MAX_BYTES,
             # Let libjpeg decode at 1/2, 1/4 or 1/8 scale, keeping the longer side >= WORK_SIDE.
             k = WORK_SIDE / max(w, h)
             img.draft(img.mode, (max(1, int(w * k)), max(1, int(h * k))))
-        img.load()
-        img = ImageOps.exif_transpose(img)
-        gray = _to_gray(img)
+        w, h = img.size  # after draft: the size decoded
+        with _LARGE_DECODES if w * h > LARGE_DECODE_PIXELS else contextlib.nullcontext():
+            try:
+                img.load()
+                ImageOps.exif_transpose(img, in_place=True)  # no full-size copy when not rotated
+                gray = _to_gray(img)
+            finally:
+                img.close()  # frees the full-size image before the next large decode starts
     except PreprocessError:
         raise
     except Exception as err:  # noqa: BLE001 - truncated/corrupt data surfaces as many types
@@ -198,15 +218,54 @@ def decode_image(data: bytes, *, max_bytes: int = MAX_BYTES,
     return gray
 
 
+# Modes that Image.reduce averages correctly (not palette indices, not 1-bit): a large image in
+# one of them is box-reduced right after decoding, before any conversion copies it.
+_REDUCIBLE = ("L", "LA", "RGB", "RGBA", "I", "F")
+_SIXTEEN_BIT = ("I;16", "I;16B", "I;16L", "I;16N")
+
+
+def _shrink(img: Image.Image) -> Image.Image:
+    """Box-reduces ``img`` by an integer factor, keeping its longer side >= :data:`WORK_SIDE`.
+
+    A no-op below twice :data:`WORK_SIDE` (normal uploads are processed exactly as before) and
+    for modes that cannot be averaged. A 40 MP RGBA canvas is otherwise converted and
+    composited at full size: four 160 MB copies per upload.
+    """
+    factor = max(img.size) // WORK_SIDE
+    if factor < 2:
+        return img
+    if img.mode in _SIXTEEN_BIT:
+        img = img.convert("I")  # the same values, in a mode that reduce() averages
+    return img.reduce(factor) if img.mode in _REDUCIBLE else img
+
+
+def return_image_memory() -> None:
+    """Makes Pillow allocate large images in :data:`PILLOW_BLOCK_SIZE` blocks (process-wide).
+
+    A server calls it once (``jaxmnist.serve`` does), so that the memory of large uploads
+    returns to the system after they are processed. Left alone when ``$PILLOW_BLOCK_SIZE`` is
+    set (Pillow reads it at import) or this Pillow has no block allocator setting.
+    """
+    set_block_size = getattr(Image.core, "set_block_size", None)
+    if set_block_size is not None and "PILLOW_BLOCK_SIZE" not in os.environ:
+        set_block_size(PILLOW_BLOCK_SIZE)
+
+
 def _to_gray(img: Image.Image) -> np.ndarray:
     """Grayscale float32 [H, W] in [0, 1], transparency composited on white, reduced in size."""
-    if img.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
+    if img.mode in (*_SIXTEEN_BIT, "I", "F"):
         # 16-bit/float PNGs: PIL's convert("L") would clip at 255 instead of rescaling.
+        img = _shrink(img)
         a = np.asarray(img, dtype=np.float32)
         top = 65535.0 if a.max(initial=0) > 255 else (1.0 if img.mode == "F" else 255.0)
         img = Image.fromarray(np.clip(a / top, 0, 1).astype(np.float32))
     else:
-        if img.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in img.info:
+        transparent = img.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in img.info
+        if transparent and (img.mode not in ("RGBA", "LA") or "transparency" in img.info):
+            # A palette's or a colour key's transparency: applied now, as reduce() drops it.
+            img = img.convert("RGBA")
+        img = _shrink(img)
+        if transparent:
             rgba = img.convert("RGBA")
             white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
             img = Image.alpha_composite(white, rgba)

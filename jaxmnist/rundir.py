@@ -27,6 +27,7 @@ import json
 import logging
 import math
 import os
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypedDict
@@ -137,6 +138,11 @@ def _write_failed(path: Path, err: OSError) -> RunDirError:
         f"cannot write {path}: {why}. Everything finished before is kept (results.json, "
         f"params/, the checkpoints in ckpt/); fix the cause and run the same command again "
         f"to resume.", exit_code=1)
+
+
+# The temporary files of the atomic writes below: ".results.json.tmp1234" beside results.json.
+_TEMP_FILE = re.compile(r"^\.(?P<name>.+)\.tmp\d+$")
+_MEMBER_FILE = re.compile(r"^member_\d+\.(npz|json)$")
 
 
 def _atomic_write(path: Path, write: Any) -> None:
@@ -441,10 +447,14 @@ def check_workdir(path: str | os.PathLike) -> None:
 
 
 def _same_run(old: Mapping[str, Any], new: Mapping[str, Any], run_dir: Path) -> None:
+    from jaxmnist.data import DATA_DEFAULTS  # no jax
+
     old_members = [m.get("config") for m in old.get("members", [])]
     new_members = [m["config"] for m in new["members"]]
-    if (old.get("study") == new["study"] and old_members == new_members
-            and old.get("data") == new["data"]):
+    # A run written before the studies had every data default filled in (``name``) is the same.
+    old_data, new_data = ({**DATA_DEFAULTS, **d} if isinstance(d, Mapping) else d
+                          for d in (old.get("data"), new["data"]))
+    if old.get("study") == new["study"] and old_members == new_members and old_data == new_data:
         return
     differ = sum(a != b for a, b in zip(old_members, new_members, strict=False))
     differ += abs(len(old_members) - len(new_members))
@@ -486,6 +496,37 @@ def _cut_torn_tail(path: Path) -> None:
         return
 
 
+def _remove_stale_temp_files(root: Path) -> list[Path]:
+    """Removes the temporary files of this module's atomic writes that a killed run left behind.
+
+    Only names this module writes are touched (``.results.json.tmp<pid>`` in the run directory,
+    ``.member_<k>.npz.tmp<pid>`` in ``params/``, ...); a run directory has one writer, so any
+    such file found when the run is reopened belongs to a process that is gone.
+
+    Returns:
+        The files removed.
+    """
+    own = {CONFIG, ENV, RESULTS, SAMPLES}
+    removed = []
+    for folder, is_own in ((root, own.__contains__), (root / "params", _MEMBER_FILE.match)):
+        for path in sorted(folder.glob(".*.tmp*")):
+            match = _TEMP_FILE.match(path.name)
+            if not match or not is_own(match["name"]) or not path.is_file():
+                continue
+            try:
+                path.unlink()
+            except FileNotFoundError:
+                continue
+            except OSError as err:
+                log.warning("cannot remove the stale temporary file %s: %s", path, err)
+                continue
+            removed.append(path)
+    if removed:
+        log.warning("removed %d temporary file(s) left by an interrupted run in %s: %s",
+                    len(removed), root, ", ".join(str(p.relative_to(root)) for p in removed))
+    return removed
+
+
 class RunWriter:
     """Writes one run directory; used by the sweep and, through hooks, by the engine."""
 
@@ -514,6 +555,8 @@ class RunWriter:
         """Creates the run directory, or reopens an existing run of the same study.
 
         Call it only after the study validated and the data loaded: a new folder appears here.
+        Reopening a run cuts a torn last metrics line and removes the temporary files that a
+        killed writer left (``params/.member_<k>.npz.tmp<pid>``, ...).
 
         Args:
             root: The run directory.
@@ -529,6 +572,7 @@ class RunWriter:
         cfg_path = writer.root / CONFIG
         if cls.check(writer.root, config):
             _cut_torn_tail(writer.root / METRICS)
+            _remove_stale_temp_files(writer.root)
             return writer, True
         try:
             for sub in SUBDIRS:

@@ -15,6 +15,7 @@ with a did-you-mean for unknown keys and near-miss names; every problem is repor
 
 from __future__ import annotations
 
+import copy
 import difflib
 import functools
 import math
@@ -108,6 +109,52 @@ class _Section(BaseModel):
 
 
 # --------------------------------------------------------------------------------------------
+# Defaults: a study file states only what differs from these
+# --------------------------------------------------------------------------------------------
+
+STUDY_DEFAULTS: dict[str, Any] = {
+    "grid": {}, "experiments": [], "presets": {}, "baseline": "", "notes": "",
+}  # fmt: skip
+"""The study fields a study file may leave out, with their defaults."""
+
+
+def data_with_defaults(spec: Any) -> Any:
+    """``spec`` with every ``jaxmnist.data.DATA_DEFAULTS`` key it leaves out (a non-dict as is).
+
+    Args:
+        spec: A study's ``data`` section.
+
+    Returns:
+        A new dict: the given keys first, in their order, then the defaults.
+    """
+    from jaxmnist.data import DATA_DEFAULTS  # the owner of the data spec (no jax)
+
+    if not isinstance(spec, Mapping):
+        return spec
+    return {**spec, **{k: v for k, v in DATA_DEFAULTS.items() if k not in spec}}
+
+
+def with_defaults(study: Mapping[str, Any]) -> dict[str, Any]:
+    """A plain study dict with every field it leaves out set to its default.
+
+    Fills :data:`STUDY_DEFAULTS` and, in ``data``, ``jaxmnist.data.DATA_DEFAULTS``; the member
+    config (``base``) is left as written. Values are copied, never shared with the defaults.
+
+    Args:
+        study: A study as plain dicts and lists (``jaxmnist.config.to_plain``).
+
+    Returns:
+        A new dict; ``study`` is not changed.
+    """
+    out = dict(study)
+    for key, value in STUDY_DEFAULTS.items():
+        out.setdefault(key, copy.deepcopy(value))
+    if "data" in out:
+        out["data"] = data_with_defaults(out["data"])
+    return out
+
+
+# --------------------------------------------------------------------------------------------
 # The schema, built from the owning modules
 # --------------------------------------------------------------------------------------------
 
@@ -131,6 +178,7 @@ def _build(optimizers: tuple[str, ...], families: tuple[str, ...], loss_names: t
            initializers: tuple[str, ...], datasets: tuple[str, ...], split_kinds: tuple[str, ...],
            sources: tuple[str, ...]) -> dict[str, type[BaseModel]]:
     from jaxmnist import optim
+    from jaxmnist.data import DATA_DEFAULTS
     from jaxmnist.models import adapters
 
     class Optim(_Section):
@@ -186,18 +234,19 @@ def _build(optimizers: tuple[str, ...], families: tuple[str, ...], loss_names: t
         seed: OptionalSeed = 0
 
     class Data(_Section):
+        # Defaults from their owner, jaxmnist.data (with_defaults fills them into a study).
         name: Literal[datasets] = Field(  # type: ignore[valid-type]
-            "mnist", title="known dataset")
+            DATA_DEFAULTS["name"], title="known dataset")
         split: Literal[split_kinds] = Field(title="valid split")  # type: ignore[valid-type]
         source: Literal[sources] = Field(  # type: ignore[valid-type]
-            "auto", title="valid source")
-        val_fraction: float | None = None
-        val_size: int | None = None
-        test_fraction: float | None = None
-        seed: OptionalSeed = None
-        train_limit: OptionalCount = None
-        val_limit: OptionalCount = None
-        test_limit: OptionalCount = None
+            DATA_DEFAULTS["source"], title="valid source")
+        val_fraction: float | None = DATA_DEFAULTS["val_fraction"]
+        val_size: int | None = DATA_DEFAULTS["val_size"]
+        test_fraction: float | None = DATA_DEFAULTS["test_fraction"]
+        seed: OptionalSeed = DATA_DEFAULTS["seed"]
+        train_limit: OptionalCount = DATA_DEFAULTS["train_limit"]
+        val_limit: OptionalCount = DATA_DEFAULTS["val_limit"]
+        test_limit: OptionalCount = DATA_DEFAULTS["test_limit"]
 
     return {"member": Member, "data": Data}
 

@@ -48,6 +48,7 @@ from jaxmnist.preprocess import (
     PreprocessError,
     decode_data_url,
     preprocess_bytes,
+    return_image_memory,
     to_png_bytes,
 )
 
@@ -58,8 +59,9 @@ STATIC_DIR = Path(__file__).parent / "static"
 # margin for JSON/multipart framing. Anything longer is refused with 413 while streaming.
 MAX_BODY_BYTES = MAX_BYTES * 4 // 3 + 64 * 1024
 IMAGE_CONTENT_TYPES = ("image/", "application/octet-stream")
-# Images decoded at once. Preprocessing is CPU-bound, so more than the core count gains nothing,
-# and each decode of a large upload holds up to ~250 MB (a 40 MP PNG as RGB, then grayscale).
+# Images decoded at once. Preprocessing is CPU-bound, so more than the core count gains nothing;
+# of these, one at a time decodes a large PNG at full size (jaxmnist.preprocess: 160 MB for a
+# 40 MP RGB(A) PNG, box-reduced at once).
 MAX_CONCURRENT_DECODES = max(1, min(4, os.cpu_count() or 1))
 _MEMBER_FILE = re.compile(r"^member_(\d+)\.(npz|json)$")
 # A member index as text: ASCII digits only (str.isdigit() also accepts "²" and "٣", which int()
@@ -176,7 +178,7 @@ def resolve_run(path: str | Path) -> tuple[Path, int | None]:
         return p, None
     raise FileNotFoundError(
         f"{p}: not a run directory (expected results.json and params/member_<k>.npz; "
-        "train one with `python -m jaxmnist.sweep sweeps/s0.py`)")
+        "train one with `python -m jaxmnist.sweep s0`)")
 
 
 def _finite_tree(tree: Any) -> bool:
@@ -491,6 +493,7 @@ def create_app(predictor: Predictor) -> FastAPI:
     Returns:
         A FastAPI application (ASGI callable).
     """
+    return_image_memory()  # large uploads' memory goes back to the system afterwards
     app = FastAPI(title="jaxmnist digit demo", version="1",
                   description="Draw or upload a digit; see docs/serve.md.")
     app.state.predictor = predictor

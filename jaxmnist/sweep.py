@@ -1,12 +1,16 @@
-"""``python -m jaxmnist.sweep sweeps/<study>.py``: train a study's grid, write its run directory.
+"""``python -m jaxmnist.sweep s2``: train a study's grid, write its run directory.
 
 Usage::
 
-    python -m jaxmnist.sweep sweeps/s2.py [--workdir DIR] [--seeds N] [--preset NAME | --quick]
+    python -m jaxmnist.sweep STUDY [--workdir DIR] [--seeds N] [--preset NAME | --quick]
                              [--dry-run] [--data-dir DIR] [--config.KEY=VALUE ...]
     python -m jaxmnist.sweep --list
     JAXMNIST_COORDINATOR=HOST:PORT JAXMNIST_NUM_PROCESSES=N JAXMNIST_PROCESS_ID=I \
-        python -m jaxmnist.sweep sweeps/s2.py --distributed --workdir SHARED_DIR   # each process
+        python -m jaxmnist.sweep s2 --distributed --workdir SHARED_DIR   # each process
+
+STUDY is the name of a study that ships with jaxmnist (``s2``; ``--list`` lists them, from the
+package ``jaxmnist.sweeps``, a checkout's ``sweeps/`` folder) or the path of any study file
+(``sweeps/s2.py``, ``my_study.py``): a name has no folder separator and no ``.py`` suffix.
 
 Steps: load and validate the study (no jax, nothing written on error, exit code 2) -> expand it
 into member configs -> group members by their static keys (``jaxmnist.config.group_key``) -> train
@@ -41,21 +45,22 @@ from jaxmnist.hooks import Callback, EpochInfo, GroupStart
 
 EXIT_CONFIG = 2
 FIRST_RUN = """first run (a tiny study; MNIST is downloaded once into ~/.cache/jaxmnist):
-  python -m jaxmnist.sweep sweeps/smoke.py --workdir runs/smoke
-  python -m jaxmnist.sweep sweeps/smoke.py --workdir runs/smoke-synthetic --synthetic  # offline
+  python -m jaxmnist.sweep smoke --workdir runs/smoke
+  python -m jaxmnist.sweep smoke --workdir runs/smoke-synthetic --synthetic  # offline
 then: tables and figures are in runs/smoke/; curves: tensorboard --logdir runs/"""
 
 
 def _parse(argv: Sequence[str] | None) -> tuple[argparse.Namespace, list[str]]:
     parser = argparse.ArgumentParser(
         prog="python -m jaxmnist.sweep",
-        description="Train a study's grid (sweeps/<study>.py) and write tables and figures.",
+        description="Train a study's grid and write tables and figures.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog=FIRST_RUN + "\n\nAny --config.KEY=VALUE overrides a study field, type-checked "
         "against its current value,\ne.g. --config.base.train.epochs=2 "
         "--config.grid.optim.learning_rate=[0.1,0.01]",
     )
-    parser.add_argument("study", nargs="?", help="study file, e.g. sweeps/s2.py")
+    parser.add_argument("study", nargs="?", help="a study's name, e.g. s2 (see --list), or "
+                        "the path of a study file, e.g. sweeps/s2.py or my_study.py")
     parser.add_argument("--workdir", help="run directory (default runs/<study>/<timestamp>); "
                         "an existing one is resumed")
     parser.add_argument("--seeds", type=int, help="seeds per grid point (default: the study's)")
@@ -64,12 +69,15 @@ def _parse(argv: Sequence[str] | None) -> tuple[argparse.Namespace, list[str]]:
     parser.add_argument("--quick", action="store_true",
                         help="the same as --preset quick: a smoke-sized run (data slice, "
                         "fewer epochs)")
-    parser.add_argument("--list", action="store_true", help="list the studies in sweeps/")
+    parser.add_argument("--list", action="store_true",
+                        help="list the studies that ship with jaxmnist (with a study file: "
+                        "the study files in its folder)")
     parser.add_argument("--synthetic", action="store_true",
                         help="train on synthetic digits instead of the dataset: no files, no "
                         "network (the same as --config.data.source=synthetic)")
     parser.add_argument("--dry-run", action="store_true",
-                        help="validate, print members and groups, train nothing")
+                        help="validate (the study and the run directory), print members and "
+                        "groups, train nothing")
     parser.add_argument("--data-dir", help="folder with the four MNIST IDX files "
                         "(default $JAXMNIST_DATA_DIR)")
     parser.add_argument("--no-report", action="store_true", help="skip tables and figures")
@@ -97,7 +105,8 @@ def _parse(argv: Sequence[str] | None) -> tuple[argparse.Namespace, list[str]]:
     if unknown:
         parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     if not args.list and not args.study:
-        parser.error("give a study file (e.g. sweeps/smoke.py for a first run) or --list")
+        parser.error("give a study name (e.g. smoke for a first run) or a study file, or "
+                     "--list")
     if args.synthetic:
         overrides.append("data.source=synthetic")
     return args, overrides
@@ -379,15 +388,36 @@ def _dry_run(study: dict[str, Any]) -> None:
             print(f"    member {k}: {C.describe(members[k])}")
 
 
+def _list(study: str | None) -> int:
+    """Prints the shipped studies (names, titles), or the study files beside ``study``."""
+    try:
+        if study is None or C.is_study_name(study):
+            rows = C.list_studies()
+            print(f"studies that ship with jaxmnist ({C.studies_dir()}); run one by name, "
+                  "e.g. python -m jaxmnist.sweep s2 --dry-run:")
+            for _, name, title in rows:
+                print(f"  {name:11s} {title}")
+        else:
+            folder = Path(study).parent
+            if not folder.is_dir():
+                raise C.ConfigError([f"--list {study}: no folder {folder}; give a study file in "
+                                     "an existing folder, or --list alone for the shipped "
+                                     "studies"])
+            print(f"study files in {folder}:")
+            for path, name, title in C.list_studies(folder):
+                print(f"  {name:11s} {str(path):24s} {title}")
+    except C.ConfigError as err:
+        _say(f"jaxmnist.sweep: {err}")
+        return EXIT_CONFIG
+    print("\n" + FIRST_RUN)
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Command-line entry point; returns the process exit code."""
     args, overrides = _parse(argv)
     if args.list:
-        sweeps_dir = Path(args.study).parent if args.study else Path("sweeps")
-        for path, name, title in C.list_studies(sweeps_dir):
-            print(f"{name:6s} {str(path):20s} {title}")
-        print("\n" + FIRST_RUN)
-        return 0
+        return _list(args.study)
     join = args.distributed and not args.dry_run
     try:
         settings = distributed.settings_from_env() if join else None
@@ -405,8 +435,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         status = _join(settings)
         if status:
             return status
+    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    run_dir = Path(args.workdir) if args.workdir else Path("runs") / study["study"] / stamp
     if args.dry_run:
+        try:  # the run's own check of the run directory, which writes nothing
+            resuming = rundir.RunWriter.check(run_dir, resolved_config(study))
+        except rundir.RunDirError as err:
+            _say(f"jaxmnist.sweep: {err}\nNothing was written.")
+            return err.exit_code
         _dry_run(study)
+        print(f"run directory: {run_dir}" + (" (resumes the run there)" if resuming else
+                                             " (new)"))
         return 0
     from jaxmnist import loggers
 
@@ -415,8 +454,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except loggers.CallbackError as err:
         _say(f"jaxmnist.sweep: {err}\nNothing was written.")
         return EXIT_CONFIG
-    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-    run_dir = Path(args.workdir) if args.workdir else Path("runs") / study["study"] / stamp
     return _run_cli(study, run_dir, data_dir=args.data_dir, report=not args.no_report,
                     callbacks=factories)
 

@@ -56,7 +56,7 @@ else:
     subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", *target], check=True)
     print("installed jaxmnist from", target[-1])
 if checkout is not None:
-    os.chdir(checkout)  # the study files live in sweeps/
+    os.chdir(checkout)  # run directories go to the checkout's runs/
 
 # %%
 import jax
@@ -77,12 +77,7 @@ from jaxmnist import sweep
 
 SIZE = os.environ.get("JAXMNIST_NOTEBOOK_SIZE") or (
     "full" if jax.default_backend() in ("gpu", "tpu") else "cpu")
-study_file = "sweeps/s2.py"
-if not Path(study_file).is_file():  # installed from the URL: fetch the study file
-    import urllib.request
-
-    Path("sweeps").mkdir(exist_ok=True)
-    urllib.request.urlretrieve(f"{REPO_URL}/raw/main/sweeps/s2.py", study_file)
+study = "s2"  # the studies ship with jaxmnist: `python -m jaxmnist.sweep --list` lists them
 args = {
     "full": [],
     "cpu": ["--preset", "quick"],
@@ -94,8 +89,8 @@ args = {
 }[SIZE]
 RUNS = Path(os.environ.get("JAXMNIST_NOTEBOOK_RUNS", "runs"))  # where run directories go
 run_dir = RUNS / f"s2-notebook-{SIZE}"
-print(f"SIZE={SIZE}: python -m jaxmnist.sweep {study_file} {' '.join(args)} --workdir {run_dir}")
-assert sweep.main([study_file, *args, "--workdir", str(run_dir)]) == 0
+print(f"SIZE={SIZE}: python -m jaxmnist.sweep {study} {' '.join(args)} --workdir {run_dir}")
+assert sweep.main([study, *args, "--workdir", str(run_dir)]) == 0
 
 # %% [markdown]
 # ## Results

@@ -32,8 +32,7 @@ def get_config() -> ml_collections.ConfigDict:
     c.study = "flax_mnist"
     c.title = ("flax_mnist: Flax's examples/mnist CNN, optimizer x learning rate "
                "(batch 128, 10 epochs)")
-    c.data = dict(split="none", seed=0, train_limit=None, val_limit=None, test_limit=None,
-                  source="auto", val_fraction=None, val_size=None, test_fraction=None)
+    c.data = dict(split="none", seed=0)
     c.base = dict(
         model=dict(name="jaxmnist.models.flax_examples:FlaxMnistCNN"),
         optim=dict(name="sgd", learning_rate=0.1, momentum=0.9),
@@ -45,12 +44,10 @@ def get_config() -> ml_collections.ConfigDict:
         "optim.name": ["sgd", "adam", "adamw"],
         "optim.learning_rate": [0.1, 0.01, 0.001],
     })
-    c.experiments = []
     c.seeds = 3
     c.presets = dict(
         quick=dict(data=dict(train_limit=6000, test_limit=2000), base=dict(train=dict(epochs=2)),
                    seeds=1),
         cpu=dict(seeds=1),
     )
-    c.baseline = ""
     return c

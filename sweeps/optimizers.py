@@ -44,9 +44,7 @@ def get_config() -> ml_collections.ConfigDict:
     c.study = "optimizers"
     c.title = ("Optimizers: Flax S0 CNN x {Adam, AdamW, Nadam, Lion, SGD+Nesterov} x 3 learning "
                "rates, warm-up + cosine, clip 1.0")
-    c.data = dict(name="mnist", split="keras", val_fraction=0.1, seed=0, train_limit=None,
-                  val_limit=None, test_limit=None, source="auto", val_size=None,
-                  test_fraction=None)
+    c.data = dict(split="keras", val_fraction=0.1, seed=0)
     c.base = dict(
         model=dict(name=FLAX_CNN, dropout=[0.25, 0.5]),
         optim=dict(name="adam", learning_rate=1e-3, momentum=0.9, clip_norm=1.0,
@@ -55,7 +53,6 @@ def get_config() -> ml_collections.ConfigDict:
         loss="xent",
         train=dict(epochs=10, batch_size=128),
     )
-    c.grid = {}
     c.experiments = [dict(
         name="main",
         title=c.title,
@@ -77,5 +74,4 @@ def get_config() -> ml_collections.ConfigDict:
         cpu=cpu,
         cpu_fashion=dict(cpu, data=dict(cpu["data"], name="fashion_mnist")),
     )
-    c.baseline = ""
     return c

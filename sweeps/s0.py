@@ -27,8 +27,7 @@ def get_config() -> ml_collections.ConfigDict:
     c = ml_collections.ConfigDict()
     c.study = "s0"
     c.title = "S0: CNN with backpropagation (Adam 1e-3, batch 32, 10 epochs, 60k/10k)"
-    c.data = dict(split="none", seed=0, train_limit=None, val_limit=None, test_limit=None,
-                  source="auto", val_fraction=None, val_size=None, test_fraction=None)
+    c.data = dict(split="none", seed=0)
     c.base = dict(
         model=dict(name="cnn", dropout=0.0),
         optim=dict(name="adam", learning_rate=1e-3, momentum=0.9),
@@ -36,10 +35,7 @@ def get_config() -> ml_collections.ConfigDict:
         loss="xent",
         train=dict(epochs=10, batch_size=32),
     )
-    c.grid = {}
-    c.experiments = []
     c.seeds = 3
     # quick: a smoke-sized run: 10% of the training images, 3 epochs; the full 10k test set.
     c.presets = dict(quick=dict(data=dict(train_limit=6000), base=dict(train=dict(epochs=3))))
-    c.baseline = ""
     return c

@@ -26,8 +26,7 @@ def get_config() -> ml_collections.ConfigDict:
     c = ml_collections.ConfigDict()
     c.study = "s1"
     c.title = "S1: CNN with dropout (Adam 1e-3, batch 64, 10 epochs, keras split 0.2)"
-    c.data = dict(split="keras", val_fraction=0.2, seed=0, train_limit=None, val_limit=None,
-                  test_limit=None, source="auto", val_size=None, test_fraction=None)
+    c.data = dict(split="keras", val_fraction=0.2, seed=0)
     c.base = dict(
         model=dict(name="cnn", dropout=[0.25, 0.5]),
         optim=dict(name="adam", learning_rate=1e-3, momentum=0.9),
@@ -35,12 +34,9 @@ def get_config() -> ml_collections.ConfigDict:
         loss="xent_onehot",
         train=dict(epochs=10, batch_size=64),
     )
-    c.grid = {}
-    c.experiments = []
     c.seeds = 3
     # quick: a smoke-sized run (first 6,000 training and 2,000 validation images, 3 epochs).
     c.presets = dict(
         quick=dict(data=dict(train_limit=6000, val_limit=2000), base=dict(train=dict(epochs=3)))
     )
-    c.baseline = ""
     return c

@@ -34,8 +34,7 @@ def get_config() -> ml_collections.ConfigDict:
     c = ml_collections.ConfigDict()
     c.study = "s2"
     c.title = "S2: SqueezeNet, optimizer x learning rate (batch 64, 30 epochs, 50k/10k holdout)"
-    c.data = dict(split="holdout", val_size=10_000, seed=0, train_limit=None, val_limit=None,
-                  test_limit=None, source="auto", val_fraction=None, test_fraction=None)
+    c.data = dict(split="holdout", val_size=10_000, seed=0)
     c.base = dict(
         model=dict(name="squeezenet"),
         optim=dict(name="adam", learning_rate=1e-4, momentum=0.9),
@@ -47,7 +46,6 @@ def get_config() -> ml_collections.ConfigDict:
         "optim.name": ["adam", "rmsprop", "sgd"],
         "optim.learning_rate": [0.1, 0.01, 0.001, 0.0001],
     })
-    c.experiments = []
     c.seeds = 3
     # quick: a smoke-sized run (10,000 train / 1,000 val / 2,000 test images, 4 epochs, 2 seeds).
     # SqueezeNet with its ReLU'd conv10 starts out predicting one class and needs a few hundred
@@ -65,5 +63,4 @@ def get_config() -> ml_collections.ConfigDict:
         ),
         cpu=dict(base=dict(train=dict(epochs=2)), seeds=1),
     )
-    c.baseline = ""
     return c

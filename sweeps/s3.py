@@ -36,8 +36,7 @@ def get_config() -> ml_collections.ConfigDict:
     c = ml_collections.ConfigDict()
     c.study = "s3"
     c.title = "S3: FFNN experiments (SGD 0.01, batch 32, 10 epochs, 56k/14k merged split)"
-    c.data = dict(split="merged", test_fraction=0.2, seed=0, train_limit=None, val_limit=None,
-                  test_limit=None, source="auto", val_fraction=None, val_size=None)
+    c.data = dict(split="merged", test_fraction=0.2, seed=0)
     c.base = dict(
         model=dict(name="mlp", hidden=[64], activation="relu", init="he", rmsnorm=False),
         optim=dict(name="sgd", learning_rate=0.01, momentum=0.9),
@@ -45,7 +44,6 @@ def get_config() -> ml_collections.ConfigDict:
         loss="xent",
         train=dict(epochs=10, batch_size=32),
     )
-    c.grid = {}
     c.experiments = [
         dict(name="depth_width", title="Depth and width (ReLU, He, lr 0.01)", points=[
             dict(label="2x32", set={"model.hidden": [32, 32]}),

@@ -34,8 +34,7 @@ def get_config() -> ml_collections.ConfigDict:
     c = ml_collections.ConfigDict()
     c.study = "s4"
     c.title = "S4: CNN depth L1-L4 (Adam 1e-3, batch 32, 40 epochs, 48k/12k holdout)"
-    c.data = dict(split="holdout", val_size=12_000, seed=0, train_limit=None, val_limit=None,
-                  test_limit=None, source="auto", val_fraction=None, test_fraction=None)
+    c.data = dict(split="holdout", val_size=12_000, seed=0)
     c.base = dict(
         model=dict(name="cnn_depth", depth=4, dropout=0.25, padding="same"),
         optim=dict(name="adam", learning_rate=1e-3, momentum=0.9),
@@ -44,7 +43,6 @@ def get_config() -> ml_collections.ConfigDict:
         train=dict(epochs=40, batch_size=32),
     )
     c.grid = nested({"model.depth": [1, 2, 3, 4]})
-    c.experiments = []
     c.seeds = 3
     # quick: a smoke-sized run (1,000 train / 500 val / 1,000 test images, 2 epochs, 2 seeds).
     # cpu: the full data (48k/12k holdout, full 10k test set), 1 seed, 3 of the 40 epochs, sized
@@ -58,5 +56,4 @@ def get_config() -> ml_collections.ConfigDict:
         ),
         cpu=dict(base=dict(train=dict(epochs=3)), seeds=1),
     )
-    c.baseline = ""
     return c

@@ -20,8 +20,7 @@ def get_config() -> ml_collections.ConfigDict:
     c = ml_collections.ConfigDict()
     c.study = "smoke"
     c.title = "Smoke test: 2 MLPs x {sgd, adam} x lr {0.1, 0.01}, 2k images, 2 epochs"
-    c.data = dict(split="holdout", val_size=500, seed=0, train_limit=2000, test_limit=1000,
-                  val_limit=None, source="auto", val_fraction=None, test_fraction=None)
+    c.data = dict(split="holdout", val_size=500, seed=0, train_limit=2000, test_limit=1000)
     c.base = dict(
         model=dict(name="mlp", hidden=[32], activation="relu", init="he_normal"),
         optim=dict(name="sgd", learning_rate=0.1, momentum=0.9),
@@ -34,8 +33,5 @@ def get_config() -> ml_collections.ConfigDict:
         "optim.name": ["sgd", "adam"],
         "optim.learning_rate": [0.1, 0.01],
     })
-    c.experiments = []
     c.seeds = 2
-    c.presets = {}
-    c.baseline = ""
     return c

@@ -207,3 +207,97 @@ def test_expected_sizes_match_the_data_module():
         splits = data.make_splits(spec, source=datasource.SOURCE, data_dir=datasource.MNIST_DIR)
         val = 0 if splits.val_y is None else len(splits.val_y)
         assert (len(splits.train_y), val, len(splits.test_y)) == C.expected_sizes(spec)
+
+
+# --------------------------------------------------------------------------------------------
+# Studies by name, shipped in the package; defaults filled by the schema
+# --------------------------------------------------------------------------------------------
+
+ALL_STUDIES = sorted(p.stem for p in SWEEPS.glob("*.py") if not p.name.startswith("_"))
+
+
+def test_a_shipped_study_loads_by_name_as_from_its_file():
+    assert C.shipped_studies() == ALL_STUDIES
+    assert C.studies_dir().resolve() == SWEEPS  # this checkout's own, whatever is installed
+    for name in ALL_STUDIES:
+        assert C.to_plain(C.load_study(name)) == C.to_plain(C.load_study(SWEEPS / f"{name}.py"))
+    assert [row[1] for row in C.list_studies()] == ALL_STUDIES
+
+
+@pytest.mark.parametrize("given, path", [("s2", False), ("sweeps/s2.py", True), ("s2.py", True),
+                                         ("my_study", False), ("./s2", True)])
+def test_a_name_has_no_folder_and_no_py_suffix(given, path):
+    assert C.is_study_name(given) is not path
+    assert not C.is_study_name(Path("s2"))  # a Path is always a file path
+
+
+def test_an_unknown_study_name_lists_the_shipped_studies():
+    with pytest.raises(C.ConfigError) as err:
+        C.load_study("s22")
+    text = str(err.value)
+    assert "unknown study 's22'; did you mean 's2'?" in text
+    assert "s0, s1, s2, s3, s4, smoke" in text and "--list" in text
+
+
+def test_a_missing_study_file_points_to_the_study_of_that_name(tmp_path):
+    with pytest.raises(C.ConfigError, match="the shipped study 's2' runs by name: python -m "
+                       "jaxmnist.sweep s2"):
+        C.load_study(tmp_path / "sweeps" / "s2.py")
+
+
+def test_the_studies_ship_in_the_package():
+    """pyproject maps sweeps/ to jaxmnist.sweeps and lists every package (the wheel test in
+    tests/test_sweep.py builds and installs it)."""
+    tomllib = pytest.importorskip("tomllib")
+    root = SWEEPS.parent
+    setup = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]
+    assert setup["package-dir"] == {"jaxmnist.sweeps": "sweeps"}
+    assert (SWEEPS / "__init__.py").is_file()
+    folders = {".".join(p.relative_to(root).parts) for p in (root / "jaxmnist").rglob("*")
+               if p.is_dir() and p.name != "__pycache__" and "__pycache__" not in p.parts}
+    assert set(setup["packages"]) == {"jaxmnist", "jaxmnist.sweeps", *folders}, (
+        "a folder under jaxmnist/ is missing from [tool.setuptools] packages in pyproject.toml")
+    import importlib.resources
+    import importlib.util
+
+    spec = importlib.util.find_spec("jaxmnist.sweeps")
+    if spec is None or Path(next(iter(spec.submodule_search_locations))).resolve() != SWEEPS:
+        pytest.skip("jaxmnist.sweeps of this checkout is not installed (editable) here")
+    found = sorted(r.name.removesuffix(".py") for r in
+                   importlib.resources.files("jaxmnist.sweeps").iterdir()
+                   if r.name.endswith(".py") and not r.name.startswith("_"))
+    assert found == ALL_STUDIES
+
+
+def test_a_study_states_only_what_differs_from_the_defaults():
+    from jaxmnist import data, schema
+
+    minimal = {"study": "m", "title": "minimal", "data": {"split": "none"}, "seeds": 1,
+               "base": {"model": {"name": "mlp", "hidden": [8]},
+                        "optim": {"name": "sgd", "learning_rate": 0.1},
+                        "reg": {"l1": 0.0, "l2": 0.0}, "loss": "xent",
+                        "train": {"epochs": 1, "batch_size": 32}}}
+    s = C.resolve(minimal, overrides=["data.train_limit=64"])
+    assert C.validate_study(s) == []
+    assert s["data"] == {**data.DATA_DEFAULTS, "split": "none", "train_limit": 64}
+    assert {k: s[k] for k in schema.STUDY_DEFAULTS} == schema.STUDY_DEFAULTS
+    assert len(C.expand(s)) == 1
+
+
+def test_the_data_defaults_are_the_schemas():
+    pytest.importorskip("jax")
+    from jaxmnist import data, schema
+
+    fields = schema.schemas()["data"].model_fields
+    assert {k: f.default for k, f in fields.items() if k != "split"} == data.DATA_DEFAULTS
+
+
+@pytest.mark.parametrize("name", ALL_STUDIES)
+def test_study_files_repeat_no_default(name):
+    from jaxmnist import data, schema
+
+    raw = C.to_plain(C.load_study(name))
+    repeated = [f"data.{k}" for k, v in raw["data"].items()
+                if k in data.DATA_DEFAULTS and v == data.DATA_DEFAULTS[k]]
+    repeated += [k for k, v in schema.STUDY_DEFAULTS.items() if raw.get(k, object()) == v]
+    assert not repeated, f"sweeps/{name}.py states defaults: {repeated}"

@@ -586,6 +586,6 @@ def test_offline_without_data_says_what_was_tried_and_how_to_fix(tmp_path, monke
                      f"download cache: {tmp_path / 'cache' / 'mnist'} is empty, and "
                      "$JAXMNIST_OFFLINE forbids downloading",
                      "python -m jaxmnist.data download",
-                     "python -m jaxmnist.sweep sweeps/smoke.py --synthetic"):
+                     "python -m jaxmnist.sweep smoke --synthetic"):
         assert expected in message
     assert data.cache_dir("kmnist") == tmp_path / "cache" / "kmnist"

@@ -200,6 +200,75 @@ def test_large_photo_is_reduced_while_decoding():
     assert _bbox(out > 0)[0] == 20
 
 
+def _full_size_gray(img: Image.Image) -> np.ndarray:
+    """The decode before large images were reduced first: composite, gray, then thumbnail."""
+    if img.mode in ("RGBA", "LA", "PA") or "transparency" in img.info:
+        rgba = img.convert("RGBA")
+        img = Image.alpha_composite(Image.new("RGBA", rgba.size, (255,) * 4), rgba)
+    img = img.convert("L")
+    img.thumbnail((P.WORK_SIDE, P.WORK_SIDE), Image.Resampling.BOX)
+    return np.asarray(img, np.float32) / 255.0
+
+
+def _canvas(size: tuple[int, int], mode: str) -> Image.Image:
+    w, h = size
+    img = Image.new(mode, size, (0, 0, 0, 0) if mode == "RGBA" else (255,) * len(mode))
+    ImageDraw.Draw(img).line([(0.3 * w, 0.25 * h), (0.7 * w, 0.25 * h), (0.45 * w, 0.8 * h)],
+                             fill=(20, 20, 20, 255)[:len(mode)], width=w // 25, joint="curve")
+    return img
+
+
+@pytest.mark.parametrize("mode", ["RGB", "RGBA", "P"])
+def test_large_images_are_reduced_before_conversion_with_the_same_result(mode):
+    img = _canvas((2 * P.WORK_SIDE - 1, 1200), "RGBA" if mode == "RGBA" else "RGB")
+    img = img.convert("P") if mode == "P" else img
+    # Below twice WORK_SIDE nothing changed: the same pixels as before, bit for bit.
+    assert np.array_equal(P.decode_image(_png(img)), _full_size_gray(img))
+    img = _canvas((4 * P.WORK_SIDE + 100, 2500), "RGBA" if mode == "RGBA" else "RGB")
+    img = img.convert("P") if mode == "P" else img
+    got, ref = P.decode_image(_png(img)), _full_size_gray(img)
+    # Box averages over a grid shifted by a fraction of a pixel: stroke edges differ, not more.
+    assert got.shape == ref.shape and np.abs(got - ref).mean() < 0.01
+    assert _corr(P.to_mnist(got), P.to_mnist(ref)) > 0.99
+
+
+def test_concurrent_large_uploads_decode_in_bounded_memory(tmp_path):
+    """Four threads decode a 20 MP RGBA PNG (80 MB decoded) at once in a fresh process.
+
+    Before: each held its full-size image plus three full-size copies (RGBA, white, composite)
+    at once, ~1.2 GB in all. Now: one large decode at a time, reduced before any conversion.
+    """
+    import subprocess
+    import sys
+
+    path = tmp_path / "big.png"
+    _canvas((6000, 3400), "RGBA").save(path)
+    # VmHWM: this process's peak RSS (ru_maxrss would include the parent's, via fork + exec).
+    code = f"""
+import threading
+from jaxmnist import preprocess as P
+data = open({str(path)!r}, "rb").read()
+def status(key):
+    line = next(x for x in open("/proc/self/status") if x.startswith(key + ":"))
+    return int(line.split()[1]) / 1024
+before = status("VmRSS")
+threads = [threading.Thread(target=P.decode_image, args=(data,)) for _ in range(4)]
+[t.start() for t in threads]
+[t.join() for t in threads]
+print(status("VmHWM") - before)
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 0, out.stderr
+    peak = float(out.stdout)
+    assert peak < 400, f"4 concurrent 20 MP decodes peaked at +{peak:.0f} MiB"
+
+
+def test_large_image_memory_is_returned_to_the_system():
+    P.return_image_memory()
+    assert Image.core.get_block_size() == P.PILLOW_BLOCK_SIZE > 32 * 2**20  # glibc's mmap max
+
+
 def test_phone_mpo_jpeg_is_accepted():
     """Phones often save MPO (JPEG + extra frames): it must decode like a JPEG."""
     img = _stroke_image([(1500, 500), (1450, 2000)], size=(3000, 2500), width=150).convert("RGB")

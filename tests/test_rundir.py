@@ -126,6 +126,64 @@ def test_reads_the_long_runs_in_progress(name):
         assert {"member", "group", "epoch", "train_loss", "alive"} <= row.keys()
 
 
+def test_a_run_written_before_the_data_defaults_were_filled_in_resumes(tmp_path):
+    """config.json of 7bdb1e0 has no data.name; the same command today resolves name 'mnist'."""
+    from jaxmnist import config, sweep
+
+    run = tmp_path / "old"
+    shutil.copytree(OLD_RUN, run)
+    study = config.resolve(config.load_study("smoke"), seeds=1, overrides=[
+        "data.train_limit=256", "data.test_limit=50", "data.val_size=50",
+        "grid.model.hidden=[[8]]", "grid.optim.learning_rate=[0.1]"])
+    new = sweep.resolved_config(study)
+    assert "name" not in rundir.read_config(run)["data"] and new["data"]["name"] == "mnist"
+    assert rundir.RunWriter.check(run, new) is True
+    new["data"]["name"] = "fashion_mnist"
+    with pytest.raises(rundir.RunDirError, match="its data split differs"):
+        rundir.RunWriter.check(run, new)
+
+
+def test_a_kill_during_a_member_export_leaves_no_temporary_file_after_resume(tmp_path, caplog):
+    """SIGKILL while params/member_0.npz is written; reopening the run removes its temp file."""
+    import signal
+    import subprocess
+    import time
+
+    run = tmp_path / "run"
+    rundir.RunWriter.open(run, CONFIG)
+    code = f"""
+import time
+import numpy as np
+from jaxmnist import rundir
+def stuck(fh, **arrays):  # a slow disk: half the file written, then SIGKILL
+    fh.write(b"PK" * 1000); fh.flush(); open({str(tmp_path / "ready")!r}, "w").close()
+    time.sleep(60)
+np.savez = stuck
+rundir.RunWriter({str(run)!r}).export_member(0, {{"name": "mlp"}}, {{"w": np.zeros(3)}})
+"""
+    proc = subprocess.Popen([sys.executable, "-c", code])
+    try:
+        for _ in range(600):
+            if (tmp_path / "ready").exists() or proc.poll() is not None:
+                break
+            time.sleep(0.05)
+        assert (tmp_path / "ready").exists(), "the export did not start"
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+    (stale,) = (run / "params").glob(".member_0.npz.tmp*")
+    (run / ".results.json.tmp999999").write_text("{")  # a kill during write_results, too
+    mine = [run / "params" / ".notes.tmp1", run / "params" / "mine.txt", run / ".other.tmp2"]
+    for path in mine:
+        path.write_text("the user's")
+    with caplog.at_level(logging.WARNING, logger="jaxmnist.rundir"):
+        _, resuming = rundir.RunWriter.open(run, CONFIG)
+    assert resuming and not stale.exists() and not (run / ".results.json.tmp999999").exists()
+    assert all(p.read_text() == "the user's" for p in mine)  # only its own files
+    assert "removed 2 temporary file(s) left by an interrupted run" in caplog.text
+    assert rundir.exported_members(run) == []
+
+
 def test_a_different_study_in_the_folder_is_refused(tmp_path):
     run = tmp_path / "run"
     rundir.RunWriter.open(run, CONFIG)

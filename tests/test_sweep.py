@@ -132,11 +132,42 @@ def test_missing_study_file_lists_the_studies(tmp_path):
     assert out.returncode == 2 and "does not exist" in out.stderr and "sweeps/s2.py" in out.stderr
 
 
-def test_list_shows_every_study():
-    out = cli("jaxmnist.sweep", "--list", timeout=60)
-    assert out.returncode == 0
-    for name in ("s0", "s1", "s2", "s3", "s4", "smoke"):
-        assert f"sweeps/{name}.py" in out.stdout
+def cli_elsewhere(cwd: Path, *args: str, timeout: int = 120) -> subprocess.CompletedProcess:
+    """The CLI of this checkout run from another folder (no sweeps/ beside it)."""
+    import os
+
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+        [str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])])}
+    return subprocess.run([sys.executable, "-m", *args], capture_output=True, text=True,
+                          cwd=cwd, env=env, timeout=timeout)
+
+
+def test_list_shows_every_shipped_study_by_name_with_its_title(tmp_path):
+    from jaxmnist import config as C
+
+    out = cli_elsewhere(tmp_path, "jaxmnist.sweep", "--list", timeout=60)
+    assert out.returncode == 0, out.stderr
+    for _, name, title in C.list_studies(ROOT / "sweeps"):
+        assert f"  {name:11s} {title}\n" in out.stdout
+    assert "cannot load" not in out.stdout
+    out = cli("jaxmnist.sweep", "--list", "sweeps/s2.py", timeout=60)  # a folder of files
+    assert out.returncode == 0 and "sweeps/s2.py" in out.stdout and "sweeps/smoke.py" in out.stdout
+
+
+def test_a_study_runs_by_name_from_any_folder_and_by_path(tmp_path):
+    out = cli_elsewhere(tmp_path, "jaxmnist.sweep", "s2", "--preset", "cpu", "--dry-run")
+    assert out.returncode == 0, out.stderr
+    assert "study s2: S2: SqueezeNet" in out.stdout and "12 members in 1 groups" in out.stdout
+    own = tmp_path / "mine.py"
+    own.write_text((ROOT / "sweeps" / "smoke.py").read_text().replace('"smoke"', '"mine"'))
+    out = cli_elsewhere(tmp_path, "jaxmnist.sweep", "mine.py", "--dry-run")
+    assert out.returncode == 0 and "study mine:" in out.stdout, out.stderr
+    out = cli_elsewhere(tmp_path, "jaxmnist.sweep", "sweeps/s2.py", "--dry-run")
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert "python -m jaxmnist.sweep s2" in out.stderr
+    out = cli_elsewhere(tmp_path, "jaxmnist.sweep", "s9", "--dry-run")
+    assert out.returncode == 2 and "unknown study 's9'" in out.stderr
+    assert "Traceback" not in out.stderr
 
 
 def test_dry_run_prints_groups_and_writes_nothing(tmp_path):
@@ -145,6 +176,31 @@ def test_dry_run_prints_groups_and_writes_nothing(tmp_path):
     assert out.returncode == 0, out.stderr
     assert "63 members in " in out.stdout and "group 0: depth_width: 2x32" in out.stdout
     assert not (tmp_path / "r").exists()
+
+
+def test_dry_run_checks_the_workdir_as_the_run_does(tmp_path):
+    a_file = tmp_path / "file"
+    a_file.write_text("x")
+    for workdir, message in ((a_file, f"--workdir {a_file} is a file, not a folder"),
+                             (a_file / "run", f"{a_file} is a file, so no folder can be made")):
+        out = cli("jaxmnist.sweep", "sweeps/smoke.py", "--dry-run", "--workdir", str(workdir),
+                  timeout=120)
+        assert out.returncode == 2, out.stdout
+        assert message in out.stderr and "Nothing was written." in out.stderr
+        assert "Traceback" not in out.stderr and "members in" not in out.stdout
+    assert a_file.read_text() == "x"
+    out = cli("jaxmnist.sweep", "sweeps/smoke.py", "--dry-run", "--workdir",
+              str(tmp_path / "new"), timeout=120)
+    assert out.returncode == 0 and f"run directory: {tmp_path / 'new'} (new)" in out.stdout
+    assert not (tmp_path / "new").exists()
+
+
+def test_dry_run_into_a_finished_run_says_it_resumes_or_refuses_another_study(smoke_run):
+    run, _ = smoke_run
+    out = cli(*SMOKE, "--dry-run", "--workdir", str(run), timeout=120)
+    assert out.returncode == 0 and f"run directory: {run} (resumes the run there)" in out.stdout
+    out = cli("jaxmnist.sweep", "s4", "--dry-run", "--workdir", str(run), timeout=120)
+    assert out.returncode == 2 and "already holds a run of study 'smoke'" in out.stderr
 
 
 def test_dry_run_with_a_preset_says_what_it_reduces(tmp_path):
@@ -429,7 +485,7 @@ def test_help_and_list_show_the_first_run():
     for args in (["--help"], ["--list"]):
         out = cli("jaxmnist.sweep", *args, timeout=60)
         assert out.returncode == 0
-        assert "python -m jaxmnist.sweep sweeps/smoke.py --workdir runs/smoke" in out.stdout
+        assert "python -m jaxmnist.sweep smoke --workdir runs/smoke" in out.stdout
         assert "--synthetic" in out.stdout and "tensorboard --logdir runs/" in out.stdout
 
 def test_the_byo_example_in_the_docs_runs(tmp_path):
@@ -494,3 +550,71 @@ def test_a_bad_user_model_is_exit_2_one_message_nothing_written(tmp_path, capsys
     if attr != "broken_factory":  # a call failed: the message names the calls accepted
         assert "accepted calling conventions" in err
     assert not run.exists()
+
+
+@pytest.mark.e2e
+def test_the_built_wheel_runs_the_shipped_studies_outside_the_checkout(tmp_path):
+    """Builds the wheel, installs it (not editable) into a fresh virtualenv, and runs the CLI
+    from a folder outside the checkout: the studies come from the installed jaxmnist.sweeps.
+
+    The virtualenv borrows the dependencies from this test's environment (a .pth line to its
+    site-packages, which runs none of the .pth files there, so no editable jaxmnist): the
+    install is the wheel alone. JAXMNIST_WHEEL_DEPS=1 installs the dependencies from the
+    package index instead, as a user's ``pip install`` does (~1.5 min more).
+    """
+    import os
+    import shutil
+    import sysconfig
+    import time
+
+    t0 = time.perf_counter()
+    src = tmp_path / "src"
+    src.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy2(ROOT / name, src / name)
+    for name in ("jaxmnist", "sweeps"):  # pyproject's packages (tests/test_config.py checks it)
+        shutil.copytree(ROOT / name, src / name,
+                        ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    pip = [sys.executable, "-m", "pip", "--disable-pip-version-check"]
+
+    def run(cmd: list, timeout: int = 300, **kw) -> subprocess.CompletedProcess:
+        out = subprocess.run([str(c) for c in cmd], capture_output=True, text=True,
+                             timeout=timeout, **kw)
+        assert out.returncode == 0, f"{cmd}\n{out.stdout[-2000:]}\n{out.stderr[-3000:]}"
+        return out
+
+    run([*pip, "wheel", "--no-deps", "-q", "-w", tmp_path / "dist", src])
+    (wheel,) = (tmp_path / "dist").glob("jaxmnist-*.whl")
+    venv = tmp_path / "venv"
+    run([sys.executable, "-m", "venv", "--without-pip", venv])
+    python = venv / "bin" / "python"
+    site = Path(run([python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"])
+                .stdout.strip())
+    deps = os.environ.get("JAXMNIST_WHEEL_DEPS") == "1"
+    if not deps:
+        paths = dict.fromkeys(sysconfig.get_paths()[k] for k in ("purelib", "platlib"))
+        (site / "_jaxmnist_test_deps.pth").write_text("\n".join(paths) + "\n")
+    run([*pip, "--python", python, "install", "-q", *([] if deps else ["--no-deps"]), wheel],
+        timeout=600)
+    built = time.perf_counter() - t0
+
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+    where = run([python, "-c", "import jaxmnist, jaxmnist.sweeps.s2 as s, importlib.resources "
+                 "as r; print(jaxmnist.__file__); print(s.__file__); "
+                 "print((r.files('jaxmnist') / 'static' / 'index.html').is_file())"],
+                cwd=elsewhere, env=env).stdout.split()
+    assert all(Path(p).is_relative_to(site) for p in where[:2]), where
+    assert where[2] == "True"  # the web demo's files
+    listing = run([python, "-m", "jaxmnist.sweep", "--list"], cwd=elsewhere, env=env).stdout
+    for name in ("optimizers", "s0", "s1", "s2", "s3", "s4", "smoke"):
+        assert f"  {name} " in listing, listing
+    assert "cannot load" not in listing and str(ROOT) not in listing
+    out = run([python, "-m", "jaxmnist.sweep", "smoke", "--synthetic", "--workdir", "X"],
+              cwd=elsewhere, env=env, timeout=600)
+    results = json.loads((elsewhere / "X" / "results.json").read_text())
+    assert results["complete"] and len(results["members"]) == 16, out.stderr[-2000:]
+    assert (elsewhere / "X" / "tables" / "summary.md").is_file()
+    print(f"\nwheel built and installed in {built:.0f} s, whole test "
+          f"{time.perf_counter() - t0:.0f} s")

@@ -17,10 +17,9 @@ def get_config() -> ml_collections.ConfigDict:
     c = ml_collections.ConfigDict()
     c.study = "byo"
     c.title = "Bring your own: a Flax MLP x {AdamW, Lion, SGD+Nesterov}, warm-up + cosine"
-    # data.name: mnist, fashion_mnist or kmnist (IDX files or TFDS, see docs/byo.md)
-    c.data = dict(name="mnist", split="keras", val_fraction=0.1, seed=0, train_limit=None,
-                  val_limit=None, test_limit=None, source="auto", val_size=None,
-                  test_fraction=None)
+    # data.name: mnist, fashion_mnist or kmnist (IDX files or TFDS, see docs/byo.md); a key
+    # left out takes its default (jaxmnist.data.DATA_DEFAULTS: no data slice, source auto)
+    c.data = dict(name="mnist", split="keras", val_fraction=0.1, seed=0)
     c.base = dict(
         model=dict(name=MODEL, width=128, dropout=0.2),
         # any optimizer in jaxmnist.optim.OPTIMIZERS with its optax hyperparameters; a key
@@ -31,7 +30,6 @@ def get_config() -> ml_collections.ConfigDict:
         loss="xent",
         train=dict(epochs=3, batch_size=128),
     )
-    c.grid = {}
     c.experiments = [dict(name="main", title=c.title, points=[
         dict(label="adamw 3e-3", set={"optim.name": "adamw", "optim.learning_rate": 3e-3}),
         dict(label="lion 1e-3", set={"optim.name": "lion", "optim.learning_rate": 1e-3}),
@@ -42,5 +40,4 @@ def get_config() -> ml_collections.ConfigDict:
                                 base=dict(train=dict(epochs=1),
                                           optim=dict(schedule=dict(warmup_steps=4))),
                                 seeds=1))
-    c.baseline = ""
     return c

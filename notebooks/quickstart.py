@@ -20,8 +20,9 @@
 #
 # This notebook installs jaxmnist, shows which accelerator JAX sees, trains the S2 study
 # (SqueezeNet × {Adam, RMSprop, SGD} × 4 learning rates, all 12 models in one compiled
-# program), and shows its grid heatmap, learning curves and per-class table. At the end it
-# trains a Flax model you write yourself in a grid of its own.
+# program) with the Python API (`import jaxmnist as jm`), and shows its grid heatmap,
+# learning curves and tables. At the end it trains a Flax model you write yourself in a grid
+# of its own, and asks the best member for predictions.
 #
 # How big a run it starts depends on the machine:
 #
@@ -34,8 +35,8 @@
 # MNIST is downloaded once (four files, checksummed) into `~/.cache/jaxmnist`.
 
 # %%
-# Install jaxmnist: from this checkout when the notebook runs inside the repository, else
-# (Colab) from the repository URL. Skipped when this kernel already imports the checkout.
+# Install jaxmnist unless this kernel already has it: from this checkout when the notebook
+# runs inside the repository, else (Colab) from the repository URL.
 import importlib.util
 import os
 import subprocess
@@ -49,17 +50,17 @@ checkout = next((p for p in (here, *here.parents)
                  if (p / "pyproject.toml").is_file() and (p / "jaxmnist").is_dir()), None)
 spec = importlib.util.find_spec("jaxmnist")
 installed = Path(spec.origin).resolve().parent.parent if spec and spec.origin else None
-if checkout is not None and installed == checkout:
-    print(f"jaxmnist from this checkout: {checkout}")
+if spec is not None and (checkout is None or installed == checkout):
+    print(f"jaxmnist already installed: {installed}")
 else:
     target = ["-e", str(checkout)] if checkout is not None else [f"git+{REPO_URL}"]
     subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", *target], check=True)
     print("installed jaxmnist from", target[-1])
-if checkout is not None:
-    os.chdir(checkout)  # run directories go to the checkout's runs/
 
 # %%
 import jax
+
+import jaxmnist as jm
 
 print("JAX", jax.__version__, "| backend:", jax.default_backend())
 for device in jax.devices():
@@ -68,47 +69,46 @@ for device in jax.devices():
 # %% [markdown]
 # ## The S2 grid
 #
-# One call trains the grid and writes a run directory (config, metrics, checkpoints, results,
-# TensorBoard events, tables and figures). The progress bar shows epochs, images/s and the best
-# validation accuracy so far. Running the cell again resumes the same run.
+# `jm.load_study` reads a study that ships with jaxmnist (`python -m jaxmnist.sweep --list`
+# lists them) with a preset and overrides; `jm.run` trains it into a run directory (config,
+# metrics, checkpoints, results, TensorBoard events, tables and figures) and returns a `Run`.
+# The progress bar shows epochs, images/s and the best validation accuracy so far. Running the
+# cell again resumes the same run.
 
 # %%
-from jaxmnist import sweep
-
 SIZE = os.environ.get("JAXMNIST_NOTEBOOK_SIZE") or (
     "full" if jax.default_backend() in ("gpu", "tpu") else "cpu")
-study = "s2"  # the studies ship with jaxmnist: `python -m jaxmnist.sweep --list` lists them
-args = {
-    "full": [],
-    "cpu": ["--preset", "quick"],
-    # CI: SqueezeNet's compile alone takes minutes on a CPU, so the 12 grid members are MLPs.
-    "tiny": ["--synthetic", "--seeds", "1", "--config.base.model.name=mlp",
-             "--config.base.train.epochs=1",
-             "--config.data.train_limit=512", "--config.data.val_limit=128",
-             "--config.data.test_limit=256"],
-}[SIZE]
 RUNS = Path(os.environ.get("JAXMNIST_NOTEBOOK_RUNS", "runs"))  # where run directories go
-run_dir = RUNS / f"s2-notebook-{SIZE}"
-print(f"SIZE={SIZE}: python -m jaxmnist.sweep {study} {' '.join(args)} --workdir {run_dir}")
-assert sweep.main([study, *args, "--workdir", str(run_dir)]) == 0
+load = {
+    "full": dict(),
+    "cpu": dict(preset="quick"),
+    # CI: SqueezeNet's compile alone takes minutes on a CPU, so the 12 grid members are MLPs.
+    "tiny": dict(seeds=1, overrides=["base.model.name=mlp", "base.train.epochs=1",
+                                     "data.source=synthetic", "data.train_limit=512",
+                                     "data.val_limit=128", "data.test_limit=256"]),
+}[SIZE]
+study = jm.load_study("s2", **load)
+run = jm.run(study, workdir=RUNS / f"s2-notebook-{SIZE}")
+print(run)
 
 # %% [markdown]
 # ## Results
 #
-# The figures and tables are files in the run directory (`python -m jaxmnist.report RUN`
-# makes them again from the files alone). Collapsed members (one class predicted for every
-# image) and diverged ones are labelled, as in the paper.
+# One row per grid point, best first (mean ± std over the seeds, as scikit-learn's
+# `cv_results_`), then one row per member. Collapsed members (one class predicted for every
+# image) and diverged ones are labelled, as in the paper. The heatmap and the curves are
+# figures in the run directory (`python -m jaxmnist.report RUN` makes them again from the
+# files alone; `jm.open_run(RUN)` reads them without training anything).
 
 # %%
-from IPython.display import Image, Markdown, display
-
-figures = run_dir / "figures"
-display(Image(str(figures / "grid_heatmap.png")))
-display(Image(str(figures / "curves.png")))
+run.points()
 
 # %%
-display(Markdown((run_dir / "tables" / "summary.md").read_text()))
-display(Markdown((run_dir / "tables" / "per_class.md").read_text()))
+run.table().head(12)
+
+# %%
+run.plot("heatmap")
+run.plot("curves")
 
 # %% [markdown]
 # ## Watch it in TensorBoard
@@ -119,19 +119,18 @@ display(Markdown((run_dir / "tables" / "per_class.md").read_text()))
 # `tensorboard --logdir runs/`.
 
 # %%
-print(sorted(p.name for p in (run_dir / "tensorboard").iterdir())[:4], "...")
+print(sorted(p.name for p in (run.path / "tensorboard").iterdir())[:4], "...")
 
 # %% [markdown]
 # ## Your own Flax model in a grid
 #
-# Any `flax.linen` module (or Flax NNX module, or a plain `(init, apply)` pair) trains through
-# the same engine. Register a factory under a name, then name it in a study: here a small CNN
-# over three learning rates and two seeds, six models in one program.
+# Any `flax.linen` module object, Flax NNX module class (BatchNorm and dropout included), or
+# plain `(init, apply)` pair trains through the same engine: `jm.grid` takes the model and the
+# optimizers with their learning rates, here a small CNN with Adam at three learning rates and
+# SGD at one, two seeds each: eight models in one program.
 
 # %%
 import flax.linen as nn
-
-from jaxmnist import models
 
 
 class SmallCNN(nn.Module):
@@ -146,35 +145,16 @@ class SmallCNN(nn.Module):
         return nn.Dense(10)(x.reshape(x.shape[0], -1))
 
 
-models.register("small_cnn")(lambda width=16: SmallCNN(width=width))
+train_n, epochs = {"full": (None, 5), "cpu": (10_000, 1), "tiny": (512, 1)}[SIZE]
+own = jm.grid(model=SmallCNN(width=8), optimizers={"adam": [0.01, 0.003, 0.001], "sgd": [0.1]},
+              seeds=2, epochs=epochs, batch_size=64,
+              data={"split": "holdout", "val_size": 1000, "train_limit": train_n,
+                    "test_limit": 2000},
+              synthetic=SIZE == "tiny", workdir=RUNS / f"own-model-{SIZE}", name="own_model")
+own.points()
 
-STUDY = """
-import ml_collections
-from jaxmnist.config import nested
-
-
-def get_config():
-    c = ml_collections.ConfigDict()
-    c.study = "own_model"
-    c.title = "A user-defined Flax CNN: Adam x 3 learning rates x 2 seeds"
-    c.data = dict(split="holdout", val_size=1000, seed=0, train_limit=TRAIN, val_limit=None,
-                  test_limit=2000, source=SOURCE, val_fraction=None, test_fraction=None)
-    c.base = dict(model=dict(name="small_cnn", width=8),
-                  optim=dict(name="adam", learning_rate=0.001, momentum=0.9),
-                  reg=dict(l1=0.0, l2=0.0), loss="xent", train=dict(epochs=EPOCHS, batch_size=64))
-    c.grid = nested({"optim.learning_rate": [0.01, 0.003, 0.001]})
-    c.experiments = []
-    c.seeds = 2
-    c.baseline = ""
-    return c
-"""
-train_n, epochs, source = {"full": (None, 5, "auto"), "cpu": (10_000, 1, "auto"),
-                           "tiny": (512, 1, "synthetic")}[SIZE]
-own_study = RUNS / "own_model_study.py"
-own_study.parent.mkdir(parents=True, exist_ok=True)
-own_study.write_text(STUDY.replace("TRAIN", repr(train_n)).replace("EPOCHS", str(epochs))
-                     .replace("SOURCE", repr(source)))
-own_dir = RUNS / f"own-model-{SIZE}"
-assert sweep.main([str(own_study), "--workdir", str(own_dir)]) == 0
-display(Markdown((own_dir / "tables" / "summary.md").read_text()))
-display(Image(str(own_dir / "figures" / "curves.png")))
+# %%
+best = own.best()
+images = own.view.samples["test_x"][:5]
+print(best, "predicts", best.predict(images).argmax(-1), "for", own.view.samples["test_y"][:5])
+own.plot("curves")

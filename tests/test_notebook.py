@@ -52,7 +52,11 @@ def test_notebook_runs_headless_at_tiny_size(tmp_path, monkeypatch):
     print(f"\nnotebook (tiny, CPU) ran in {time.perf_counter() - t0:.0f} s")
     text = "\n".join(o.get("text", "") for c in nb.cells if c.cell_type == "code"
                      for o in c.outputs)
-    assert "jaxmnist from this checkout" in text and "backend: cpu" in text
+    assert "jaxmnist already installed" in text and "backend: cpu" in text
+    assert "predicts" in text  # the best member of the user's own grid answered
+    tables = sum("text/html" in o.get("data", {}) for c in nb.cells if c.cell_type == "code"
+                 for o in c.outputs)
+    assert tables >= 3  # run.points(), run.table(), own.points() as DataFrames
     images = sum("image/png" in o.get("data", {}) for c in nb.cells if c.cell_type == "code"
                  for o in c.outputs)
     assert images >= 3  # heatmap, curves, the own model's curves

@@ -1,0 +1,566 @@
+"""Fast XLA:CPU convolutions for ANY JAX function, by rewriting its jaxpr: :func:`fast_cpu_convs`.
+
+On XLA:CPU a ``lax.conv_general_dilated`` inside a loop body (``lax.scan``, ``lax.while_loop``,
+``lax.map``: how the engine runs an epoch) is an order of magnitude slower than the same
+convolution jitted alone (jax-ml/jax#12868): a Flax ``nnx.Conv`` CNN trains at ~1,000 images/s
+jitted per step but ~90 images/s inside ``lax.scan`` on 2 cores. The zoo avoids it with
+hand-written im2col convolutions (:mod:`jaxmnist.models.layers`); user models (Flax ``nn.Conv``
+/ ``nnx.Conv``, ``nn.max_pool``) emit the primitive itself. :func:`fast_cpu_convs` traces the
+function to a jaxpr and evaluates it with an interpreter that replaces
+
+- every ``conv_general_dilated`` by an equivalent im2col formulation (strided slices of the
+  padded/dilated input written into one patch matrix, then ONE matmul; depthwise convolutions
+  as a sum of per-tap elementwise products; grouped ones as one batched matmul) with a
+  hand-written backward pass (:func:`_im2col_matmul`), and
+- every ``reduce_window_max`` whose window equals its stride (``nn.max_pool(x, (2, 2),
+  strides=(2, 2))``, any padding >= 0) by a reshape + max, whose backward gives the whole
+  cotangent to the first maximum of each window (what XLA's ``select_and_scatter_add`` does).
+
+Everything else is bound unchanged. The rewrite happens at trace time, so the result composes
+with ``jax.jit``, ``jax.grad``/``value_and_grad`` (taken AFTER the rewrite: the gradient never
+sees a convolution), ``jax.vmap``, ``lax.scan``/``lax.map`` and ``shard_map``.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import functools
+import itertools
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+from jax.extend import core as jcore
+
+__all__ = ["fast_cpu_convs", "rewrite_stats"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+# Higher-order primitives whose ClosedJaxpr params are substituted by rewritten ones and the
+# primitive re-bound with every other param unchanged (names across jax 0.4 .. 0.11).
+_CLOSED_JAXPR_PARAMS = {
+    "pjit": ("jaxpr",),
+    "jit": ("jaxpr",),
+    "closed_call": ("call_jaxpr",),
+    "core_call": ("call_jaxpr",),
+    "custom_jvp_call": ("call_jaxpr",),
+    "custom_vjp_call": ("call_jaxpr",),
+    "custom_vjp_call_jaxpr": ("fun_jaxpr",),
+    "scan": ("jaxpr",),
+    "while": ("cond_jaxpr", "body_jaxpr"),
+    "cond": ("branches",),
+}
+_REMAT_NAMES = ("remat2", "checkpoint", "remat")
+
+
+# --------------------------------------------------------------------------------------------
+# Public API
+# --------------------------------------------------------------------------------------------
+
+
+def fast_cpu_convs(
+    fn: F, *, backend: str | None = None, max_pool: bool = True, custom_vjp: bool = True
+) -> F:
+    """Returns ``fn`` with its convolutions rewritten to im2col matmuls that XLA:CPU runs fast.
+
+    ``fn`` is any JAX function (a model's apply: arrays/pytrees in, pytrees out). Each call of
+    the returned function traces ``fn`` to a jaxpr with the call's arguments (array leaves are
+    traced; every other leaf, e.g. ``train=True`` or a Python float, is a static constant, as
+    with ``jax.jit``'s static arguments) and evaluates it with an interpreter that replaces:
+
+    - ``lax.conv_general_dilated`` (Flax ``nn.Conv``/``nnx.Conv``/``ConvTranspose``, and any
+      ``jax.lax`` conv) of floating dtype with ``batch_group_count == 1``: any
+      ``dimension_numbers`` (transposed to NHWC/HWIO and back), 1-, 2- or N-D, window strides,
+      explicit (also asymmetric or negative) padding, ``lhs_dilation``, ``rhs_dilation``,
+      ``feature_group_count`` (grouped, depthwise); ``preferred_element_type`` and
+      ``precision`` pass to the matmul. The result equals the primitive's to float rounding.
+    - ``lax.reduce_window_max`` (``nn.max_pool``) with window == strides, no dilation, padding
+      >= 0, when ``max_pool`` (inside ``lax.scan`` on 2 cores the reshape form trains ~2.6x
+      faster than ``reduce_window`` + ``select_and_scatter_add``). Average pools
+      (``reduce_window_sum``) are left alone: XLA:CPU already runs them fast.
+
+    Falls back to the original primitive (correct, just not rewritten) for anything else:
+    ``batch_group_count > 1`` (only the kernel gradient of a grouped conv has it), integer
+    convs, zero-size outputs, dynamic shapes. The interpreter recurses into ``jax.jit``
+    (``pjit``), ``closed_call``, ``lax.scan``, ``lax.while_loop``, ``lax.cond``/``switch``,
+    ``jax.checkpoint`` and the PRIMAL of ``jax.custom_jvp``/``jax.custom_vjp`` functions; a
+    user-written derivative rule keeps its own code (wrap your ``fwd``/``bwd`` in
+    ``fast_cpu_convs`` yourself if they convolve). Any other higher-order primitive is bound
+    unchanged. Sub-jaxprs without a rewritable equation are never touched.
+
+    Only CPU: on any other backend ``fn`` itself is returned. cuDNN and TPU convolutions are
+    fast kernels, inside loops too; whether ``vmap``-ed (grouped) convolutions beat sequential
+    ones on GPU is an open question (jax-ml/jax#26568) this transform does not address.
+
+    Gradients: take them OUTSIDE (``jax.value_and_grad(fast_cpu_convs(loss))``); the im2col
+    conv has a custom VJP (two matmuls and a col2im, no convolution). ``fast_cpu_convs`` of an
+    already-differentiated function rewrites the transposed convolutions too (they are
+    ``conv_general_dilated`` with ``lhs_dilation``), except the kernel gradient of a grouped
+    conv (``batch_group_count > 1``).
+
+    Args:
+        fn: the function to transform.
+        backend: ``"cpu"``, ``"gpu"``, ``"tpu"``...; defaults to ``jax.default_backend()`` at
+            the time of this call.
+        max_pool: also rewrite window == stride ``reduce_window_max``.
+        custom_vjp: give the im2col matmul its hand-written backward pass (default); False
+            leaves its gradient to autodiff (kept for measurements).
+
+    Returns:
+        a function with ``fn``'s signature and results (``fn`` itself when not on CPU).
+    """
+    backend = backend or _default_backend()
+    if backend != "cpu":
+        return fn
+    opts = _Options(max_pool=max_pool, custom_vjp=custom_vjp)
+
+    @functools.wraps(fn)
+    def wrapped(*args: Any, **kwargs: Any) -> Any:
+        return _trace_and_eval(fn, args, kwargs, opts)
+
+    return wrapped  # type: ignore[return-value]
+
+
+def rewrite_stats(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> dict[str, int]:
+    """Counts what :func:`fast_cpu_convs` rewrites in ``fn(*args, **kwargs)`` (a debug helper).
+
+    Traces abstractly (no computation), on any backend (the rewrite is forced to CPU mode).
+
+    Returns:
+        ``{"conv": n, "max_pool": n, "conv_fallback": n, "max_pool_fallback": n,
+        "subjaxpr": n}``: equations rewritten, equations left as the original primitive, and
+        higher-order equations whose sub-jaxprs were rewritten (``jit``, ``scan``...).
+    """
+    opts = _Options(max_pool=True, custom_vjp=True)
+    dyn, rebuild = _split_static(args, kwargs)
+    jax.eval_shape(lambda *d: _trace_and_eval(fn, *rebuild(d), opts), *dyn)
+    keys = ("conv", "max_pool", "conv_fallback", "max_pool_fallback", "subjaxpr")
+    return {k: opts.stats.get(k, 0) for k in keys}
+
+
+# --------------------------------------------------------------------------------------------
+# Tracing and the interpreter
+# --------------------------------------------------------------------------------------------
+
+
+def _default_backend() -> str:
+    return jax.default_backend()
+
+
+class _Options:
+    def __init__(self, *, max_pool: bool, custom_vjp: bool) -> None:
+        self.max_pool = max_pool
+        self.custom_vjp = custom_vjp
+        self.stats: collections.Counter[str] = collections.Counter()
+        self.targets: frozenset[str] = frozenset(
+            {"conv_general_dilated"} | ({"reduce_window_max"} if max_pool else set())
+        )
+
+
+def _is_traced_leaf(x: Any) -> bool:
+    return isinstance(x, jax.Array | np.ndarray | np.generic)
+
+
+def _split_static(args: tuple, kwargs: dict) -> tuple[list, Callable[[Sequence], tuple]]:
+    """The array leaves of ``(args, kwargs)`` and a function putting new ones in their place."""
+    leaves, treedef = jax.tree.flatten((args, kwargs))
+    dyn_idx = [i for i, leaf in enumerate(leaves) if _is_traced_leaf(leaf)]
+
+    def rebuild(dyn: Sequence[Any]) -> tuple:
+        full = list(leaves)
+        for i, d in zip(dyn_idx, dyn, strict=True):
+            full[i] = d
+        return jax.tree.unflatten(treedef, full)
+
+    return [leaves[i] for i in dyn_idx], rebuild
+
+
+def _trace_and_eval(fn: Callable[..., Any], args: tuple, kwargs: dict, opts: _Options) -> Any:
+    dyn, rebuild = _split_static(args, kwargs)
+
+    def flat_fn(*d: Any) -> Any:
+        a, k = rebuild(d)
+        return fn(*a, **k)
+
+    closed, out_shape = jax.make_jaxpr(flat_fn, return_shape=True)(*dyn)
+    outs = _eval_jaxpr(closed.jaxpr, closed.consts, dyn, opts)
+    return jax.tree.unflatten(jax.tree.structure(out_shape), outs)
+
+
+def _eval_jaxpr(jaxpr: Any, consts: Sequence[Any], args: Sequence[Any], opts: _Options) -> list:
+    env: dict[Any, Any] = {}
+
+    def read(v: Any) -> Any:
+        return v.val if isinstance(v, jcore.Literal) else env[v]
+
+    for v, x in itertools.chain(zip(jaxpr.constvars, consts, strict=True),
+                                zip(jaxpr.invars, args, strict=True)):
+        env[v] = x
+    for eqn in jaxpr.eqns:
+        invals = [read(v) for v in eqn.invars]
+        ctx = getattr(getattr(eqn, "ctx", None), "manager", None) or contextlib.nullcontext()
+        with ctx:
+            outs = _eval_eqn(eqn, invals, opts)
+        if not eqn.primitive.multiple_results:
+            outs = [outs]
+        for v, x in zip(eqn.outvars, outs, strict=True):
+            if not isinstance(v, jcore.DropVar):
+                env[v] = x
+    return [read(v) for v in jaxpr.outvars]
+
+
+def _bind_original(eqn: Any, invals: Sequence[Any], params: dict | None = None) -> Any:
+    bind = eqn.primitive.get_bind_params(eqn.params if params is None else params)
+    # jax >= 0.5: a dict of params; older: (subfuns, params).
+    subfuns, bind = bind if isinstance(bind, tuple) else ((), bind)
+    return eqn.primitive.bind(*subfuns, *invals, **bind)
+
+
+def _eval_eqn(eqn: Any, invals: Sequence[Any], opts: _Options) -> Any:
+    name = eqn.primitive.name
+    if name == "conv_general_dilated":
+        out = _conv_rule(eqn, invals, opts)
+        opts.stats["conv" if out is not None else "conv_fallback"] += 1
+        if out is not None:
+            return out
+    elif name == "reduce_window_max" and opts.max_pool:
+        out = _max_pool_rule(eqn, invals)
+        opts.stats["max_pool" if out is not None else "max_pool_fallback"] += 1
+        if out is not None:
+            return out
+    elif name in _CLOSED_JAXPR_PARAMS or name in _REMAT_NAMES:
+        if _has_target(eqn, opts):
+            out = _higher_order_rule(eqn, invals, opts)
+            if out is not None:
+                opts.stats["subjaxpr"] += 1
+                return out
+    return _bind_original(eqn, invals)
+
+
+def _has_target(eqn: Any, opts: _Options) -> bool:
+    def walk(jaxpr: Any) -> bool:
+        for e in jaxpr.eqns:
+            if e.primitive.name in opts.targets:
+                return True
+            if any(walk(getattr(s, "jaxpr", s)) for s in jcore.jaxprs_in_params(e.params)):
+                return True
+        return False
+
+    return any(walk(getattr(s, "jaxpr", s)) for s in jcore.jaxprs_in_params(eqn.params))
+
+
+def _rewrite_closed(closed: Any, opts: _Options) -> Any:
+    """A ClosedJaxpr with the same in/out avals whose body is the rewritten one."""
+    in_avals = [v.aval for v in closed.jaxpr.invars]
+    if not all(hasattr(a, "shape") and hasattr(a, "dtype") for a in in_avals):
+        return None  # tokens and other non-array inputs
+    specs = [jax.ShapeDtypeStruct(a.shape, a.dtype, weak_type=getattr(a, "weak_type", False))
+             for a in in_avals]
+    new = jax.make_jaxpr(lambda *a: _eval_jaxpr(closed.jaxpr, closed.consts, a, opts))(*specs)
+    if [v.aval for v in new.jaxpr.outvars] != [v.aval for v in closed.jaxpr.outvars]:
+        return None
+    return new
+
+
+def _higher_order_rule(eqn: Any, invals: Sequence[Any], opts: _Options) -> Any:
+    name = eqn.primitive.name
+    if name in _REMAT_NAMES:
+        p = eqn.params
+        if p.get("differentiated") or set(p) - {"jaxpr", "prevent_cse", "differentiated",
+                                                "policy"}:
+            return None
+        inner = p["jaxpr"]
+
+        def body(*a: Any) -> list:
+            return _eval_jaxpr(inner, (), a, opts)
+
+        return jax.checkpoint(body, prevent_cse=p["prevent_cse"], policy=p["policy"])(*invals)
+    params = dict(eqn.params)
+    for key in _CLOSED_JAXPR_PARAMS[name]:
+        old = params.get(key)
+        if old is None:
+            return None
+        if isinstance(old, tuple):
+            new = tuple(_rewrite_closed(c, opts) for c in old)
+            if any(c is None for c in new):
+                return None
+        else:
+            new = _rewrite_closed(old, opts)
+            if new is None:
+                return None
+        params[key] = new
+    return _bind_original(eqn, invals, params)
+
+
+# --------------------------------------------------------------------------------------------
+# Convolution as im2col
+# --------------------------------------------------------------------------------------------
+
+
+def _conv_rule(eqn: Any, invals: Sequence[Any], opts: _Options) -> Any:
+    lhs, rhs = invals
+    p = eqn.params
+    out_aval = eqn.outvars[0].aval
+    if p["batch_group_count"] != 1:
+        return None
+    dtypes = (lhs.dtype, rhs.dtype, out_aval.dtype)
+    if not all(jnp.issubdtype(d, jnp.floating) for d in dtypes):
+        return None
+    shapes = (lhs.shape, rhs.shape, out_aval.shape)
+    if not all(isinstance(d, int | np.integer) for s in shapes for d in s):
+        return None  # symbolic (shape-polymorphic) dimensions
+    if 0 in out_aval.shape or 0 in lhs.shape or 0 in rhs.shape:
+        return None
+    lhs_spec, rhs_spec, out_spec = p["dimension_numbers"]
+    out = _conv_im2col(
+        lhs, rhs,
+        lhs_spec=tuple(lhs_spec), rhs_spec=tuple(rhs_spec), out_spec=tuple(out_spec),
+        strides=tuple(p["window_strides"]), padding=tuple(tuple(x) for x in p["padding"]),
+        lhs_dilation=tuple(p["lhs_dilation"]), rhs_dilation=tuple(p["rhs_dilation"]),
+        groups=p["feature_group_count"], precision=p["precision"],
+        preferred=p["preferred_element_type"], custom_vjp=opts.custom_vjp,
+    )
+    if out.shape != out_aval.shape:
+        return None  # not expected; the original primitive is the reference
+    return out.astype(out_aval.dtype)
+
+
+def _tap_slices(x: jax.Array, ks: Sequence[int], strides: Sequence[int],
+                dil: Sequence[int], outs: Sequence[int]) -> list[jax.Array]:
+    """One strided slice ``[N, *outs, C]`` of ``x`` ``[N, *spatial, C]`` per kernel tap."""
+    n, c = x.shape[0], x.shape[-1]
+    cols = []
+    for tap in itertools.product(*(range(k) for k in ks)):
+        start = [t * d for t, d in zip(tap, dil, strict=True)]
+        limit = [s + (o - 1) * st + 1 for s, o, st in zip(start, outs, strides, strict=True)]
+        cols.append(lax.slice(x, (0, *start, 0), (n, *limit, c), (1, *strides, 1)))
+    return cols
+
+
+def _patches(x: jax.Array, ks: Sequence[int], strides: Sequence[int], dil: Sequence[int],
+             outs: Sequence[int]) -> jax.Array:
+    """The patch tensor ``[N, *outs, T*C]``, feature order (taps row-major, then channel).
+
+    Written tap by tap into one buffer (``dynamic_update_slice``, in place): XLA:CPU runs a
+    ``concatenate`` of the slices as two passes over the T-times larger matrix.
+    """
+    cols = _tap_slices(x, ks, strides, dil, outs)
+    if len(cols) == 1:
+        return cols[0]
+    c = x.shape[-1]
+    buf = jnp.zeros((*cols[0].shape[:-1], len(cols) * c), x.dtype)
+    zeros = (0,) * (buf.ndim - 1)
+    for t, col in enumerate(cols):
+        buf = lax.dynamic_update_slice(buf, col, (*zeros, t * c))
+    return buf
+
+
+def _col2im(dp: jax.Array, xp_shape: tuple, ks: Sequence[int], strides: Sequence[int],
+            dil: Sequence[int], outs: Sequence[int]) -> jax.Array:
+    """The transpose of :func:`_patches`: each tap's cotangent slab summed onto the input grid.
+
+    One spatial axis at a time (the last first): for each tap along that axis a 1-D pad (its
+    stride as interior padding) of the slab, summed. XLA:CPU vectorises these 1-D pads over
+    channels; one sum of T multi-axis pads (autodiff's transpose) runs as scalar code, 1.5-3x
+    slower inside ``lax.scan`` for a 3x3 conv (layers._col2im measured the same).
+    """
+    nsp = len(ks)
+    c = xp_shape[-1]
+    a = dp.reshape(xp_shape[0], *outs, *ks, c)
+    for i in reversed(range(nsp)):
+        size, k, d, s, o = xp_shape[1 + i], ks[i], dil[i], strides[i], outs[i]
+        acc = None
+        for j in range(k):
+            slab = lax.index_in_dim(a, j, axis=1 + nsp + i, keepdims=False)
+            lo = j * d
+            hi = size - (lo + (o - 1) * s + 1)
+            cfg = [(0, 0, 0)] * slab.ndim
+            cfg[1 + i] = (lo, hi, s - 1)
+            term = lax.pad(slab, jnp.zeros((), slab.dtype), cfg)
+            acc = term if acc is None else acc + term
+        a = acc
+    return a
+
+
+def _im2col_matmul(xp: jax.Array, w2: jax.Array, geom: tuple, precision: Any, preferred: Any,
+                   custom_vjp: bool) -> jax.Array:
+    """``patches(xp) @ w2`` as ``[N*prod(outs), T*C] @ [T*C, O]``, with a hand-written VJP.
+
+    Returns ``[N, *outs, O]``. Autodiff's transpose of patches+dot forms ``dW = P^T dY`` with
+    ``dY`` physically transposed and the col2im as one sum of T multi-axis pads. The custom
+    backward contracts the rows of ``P`` and ``dY`` directly (a ``dot_general`` over axis 0 of
+    both: XLA transposes the small operand), computes ``dP = dY W^T`` in the standard
+    ``A B^T`` form and runs :func:`_col2im` one axis at a time.
+    """
+    ks, strides, dil, outs = geom
+    k, o = w2.shape
+
+    def forward(xp: jax.Array, w2: jax.Array) -> jax.Array:
+        pt = _patches(xp, ks, strides, dil, outs).reshape(-1, k)
+        y = lax.dot(pt, w2, precision=precision, preferred_element_type=preferred)
+        return y.reshape(xp.shape[0], *outs, o)
+
+    if not custom_vjp:
+        return forward(xp, w2)
+
+    @jax.custom_vjp
+    def f(xp: jax.Array, w2: jax.Array) -> jax.Array:
+        return forward(xp, w2)
+
+    def fwd(xp: jax.Array, w2: jax.Array) -> tuple[jax.Array, tuple[jax.Array, jax.Array]]:
+        # Keep xp, not the T-times larger patch matrix: the backward rebuilds it (XLA merges
+        # the two copies when forward and backward are in one program).
+        return forward(xp, w2), (xp, w2)
+
+    def bwd(res: tuple[jax.Array, jax.Array], g: jax.Array) -> tuple[jax.Array, jax.Array]:
+        xp, w2 = res
+        g2 = g.reshape(-1, o)
+        pt = _patches(xp, ks, strides, dil, outs).reshape(-1, k)
+        dw = lax.dot_general(pt, g2, (((0,), (0,)), ((), ())), precision=precision,
+                             preferred_element_type=w2.dtype)
+        dp = lax.dot_general(g2, w2, (((1,), (1,)), ((), ())), precision=precision,
+                             preferred_element_type=xp.dtype)
+        return _col2im(dp, xp.shape, ks, strides, dil, outs), dw
+
+    f.defvjp(fwd, bwd)
+    return f(xp, w2)
+
+
+def _conv_im2col(lhs: jax.Array, rhs: jax.Array, *, lhs_spec: tuple, rhs_spec: tuple,
+                 out_spec: tuple, strides: tuple, padding: tuple, lhs_dilation: tuple,
+                 rhs_dilation: tuple, groups: int, precision: Any, preferred: Any,
+                 custom_vjp: bool) -> jax.Array:
+    nsp = len(lhs_spec) - 2
+    # Activations to [N, *spatial, C], kernel to [*spatial, I, O] (no-ops when already so).
+    x = lax.transpose(lhs, (lhs_spec[0], *lhs_spec[2:], lhs_spec[1]))
+    w = lax.transpose(rhs, (*rhs_spec[2:], rhs_spec[1], rhs_spec[0]))
+    ks = w.shape[:nsp]
+    cin, cout = x.shape[-1], w.shape[-1]
+    cg, og = w.shape[-2], cout // groups
+    # Explicit padding (possibly negative) and input dilation in one lax.pad.
+    if any(lo or hi for lo, hi in padding) or any(d != 1 for d in lhs_dilation):
+        cfg = [(0, 0, 0), *[(lo, hi, d - 1) for (lo, hi), d in
+                            zip(padding, lhs_dilation, strict=True)], (0, 0, 0)]
+        x = lax.pad(x, jnp.zeros((), x.dtype), cfg)
+    outs = tuple((size - (k - 1) * d - 1) // s + 1 for size, k, d, s in
+                 zip(x.shape[1:-1], ks, rhs_dilation, strides, strict=True))
+    taps = int(np.prod(ks))
+    n = x.shape[0]
+    if groups == 1:
+        y = _im2col_matmul(x, w.reshape(taps * cin, cout), (ks, strides, rhs_dilation, outs),
+                           precision, preferred, custom_vjp)
+    elif cg == 1:
+        # Depthwise (channel multiplier og): a sum over taps of elementwise products.
+        dtype = preferred or jnp.result_type(x.dtype, w.dtype)
+        wt = w.reshape(taps, groups, og).astype(dtype)
+        y = None
+        for t, col in enumerate(_tap_slices(x, ks, strides, rhs_dilation, outs)):
+            term = col.astype(dtype)[..., None] * wt[t]
+            y = term if y is None else y + term
+        y = y.reshape(n, *outs, cout)
+    else:
+        # Grouped: one batched matmul over the groups.
+        pt = _patches(x, ks, strides, rhs_dilation, outs).reshape(-1, taps, groups, cg)
+        wg = w.reshape(taps, cg, groups, og)
+        y = lax.dot_general(pt, wg, (((1, 3), (0, 1)), ((2,), (2,))), precision=precision,
+                            preferred_element_type=preferred)  # [G, M, og]
+        y = lax.transpose(y, (1, 0, 2)).reshape(n, *outs, cout)
+    # [N, *spatial, O] to the requested output layout.
+    perm = [0] * (nsp + 2)
+    perm[out_spec[0]] = 0
+    perm[out_spec[1]] = nsp + 1
+    for i in range(nsp):
+        perm[out_spec[2 + i]] = 1 + i
+    return lax.transpose(y, tuple(perm))
+
+
+# --------------------------------------------------------------------------------------------
+# Max-pool (window == stride) as reshape + max
+# --------------------------------------------------------------------------------------------
+
+
+def _max_pool_rule(eqn: Any, invals: Sequence[Any]) -> Any:
+    (x,) = invals
+    p = eqn.params
+    win, strides, pads = p["window_dimensions"], p["window_strides"], p["padding"]
+    if tuple(win) != tuple(strides) or any(d != 1 for d in p["base_dilation"]) or any(
+        d != 1 for d in p["window_dilation"]
+    ):
+        return None
+    if not jnp.issubdtype(x.dtype, jnp.floating) or any(lo < 0 or hi < 0 for lo, hi in pads):
+        return None
+    if not all(isinstance(d, int | np.integer) for d in x.shape) or 0 in x.shape:
+        return None
+    if int(np.prod(win)) > 64 or tuple(eqn.outvars[0].aval.shape) != tuple(
+        (s + lo + hi) // w for s, (lo, hi), w in zip(x.shape, pads, win, strict=True)
+    ):
+        return None
+    out = _window_max(x, tuple(win), tuple(tuple(q) for q in pads))
+    return out
+
+
+def _window_max(x: jax.Array, win: tuple, pads: tuple) -> jax.Array:
+    """Non-overlapping window max, gradient to the first maximum of each window (row-major)."""
+    shape = x.shape
+    outs = tuple((s + lo + hi) // w for s, (lo, hi), w in zip(shape, pads, win, strict=True))
+    pooled = [i for i, w in enumerate(win) if w != 1]
+    # Reshaped layout: each pooled axis d becomes (outs[d], win[d]).
+    rshape: list[int] = []
+    for d, w in enumerate(win):
+        rshape += [outs[d], w] if w != 1 else [outs[d]]
+    win_axes = []
+    pos = 0
+    for _, w in enumerate(win):
+        pos += 1
+        if w != 1:
+            win_axes.append(pos)
+            pos += 1
+    k = int(np.prod(win))
+    idx_dtype = jnp.int8 if k <= 127 else jnp.int32
+
+    def window_view(x: jax.Array) -> jax.Array:
+        if any(lo or hi for lo, hi in pads):
+            x = lax.pad(x, jnp.array(-jnp.inf, x.dtype), [(lo, hi, 0) for lo, hi in pads])
+        x = lax.slice(x, (0,) * x.ndim, tuple(o * w for o, w in zip(outs, win, strict=True)))
+        return x.reshape(rshape)
+
+    def grid() -> np.ndarray:
+        # Row-major position of each element in its window, broadcastable to rshape.
+        g = np.zeros([1] * len(rshape), np.int32)
+        mult = 1
+        for d in reversed(pooled):
+            a = win_axes[pooled.index(d)]
+            ax = np.arange(win[d]).reshape([-1 if i == a else 1 for i in range(len(rshape))])
+            g = g + ax * mult
+            mult *= win[d]
+        return g.astype(idx_dtype)
+
+    def expand(y: jax.Array) -> jax.Array:
+        return lax.expand_dims(y, win_axes)
+
+    @jax.custom_vjp
+    def pool(x: jax.Array) -> jax.Array:
+        return jnp.max(window_view(x), axis=tuple(win_axes))
+
+    def fwd(x: jax.Array) -> tuple[jax.Array, jax.Array]:
+        v = window_view(x)
+        m = jnp.max(v, axis=tuple(win_axes))
+        # First maximum: the smallest window position holding it.
+        pos = jnp.where(v == expand(m), grid(), jnp.array(k, idx_dtype))
+        first = jnp.min(pos, axis=tuple(win_axes))
+        return m, first
+
+    def bwd(first: jax.Array, g: jax.Array) -> tuple[jax.Array]:
+        hit = expand(first) == grid()
+        dv = jnp.where(hit, expand(g), jnp.zeros((), g.dtype))
+        dv = dv.reshape(tuple(o * w for o, w in zip(outs, win, strict=True)))
+        cfg = [(-lo, s + lo - o * w, 0) for s, (lo, _), o, w in
+               zip(shape, pads, outs, win, strict=True)]
+        return (lax.pad(dv, jnp.zeros((), g.dtype), cfg),)
+
+    pool.defvjp(fwd, bwd)
+    return pool(x)

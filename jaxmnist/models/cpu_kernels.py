@@ -152,13 +152,14 @@ def _default_backend() -> str:
 
 
 class _Options:
-    def __init__(self, *, max_pool: bool, custom_vjp: bool) -> None:
+    def __init__(self, *, max_pool: bool, custom_vjp: bool, sum_pool: bool = False) -> None:
         self.max_pool = max_pool
         self.custom_vjp = custom_vjp
         self.stats: collections.Counter[str] = collections.Counter()
-        self.targets: frozenset[str] = frozenset(
-            {"conv_general_dilated"} | ({"reduce_window_max"} if max_pool else set())
-        )
+        self.pool_prims = frozenset(
+            (["reduce_window_max"] if max_pool else []) + (["reduce_window_sum"] if sum_pool
+                                                           else []))
+        self.targets = frozenset({"conv_general_dilated"} | self.pool_prims)
 
 
 def _is_traced_leaf(x: Any) -> bool:
@@ -227,8 +228,8 @@ def _eval_eqn(eqn: Any, invals: Sequence[Any], opts: _Options) -> Any:
         opts.stats["conv" if out is not None else "conv_fallback"] += 1
         if out is not None:
             return out
-    elif name == "reduce_window_max" and opts.max_pool:
-        out = _max_pool_rule(eqn, invals)
+    elif name in opts.pool_prims:
+        out = _pool_rule(eqn, invals)
         opts.stats["max_pool" if out is not None else "max_pool_fallback"] += 1
         if out is not None:
             return out
@@ -363,27 +364,31 @@ def _col2im(dp: jax.Array, xp_shape: tuple, ks: Sequence[int], strides: Sequence
             dil: Sequence[int], outs: Sequence[int]) -> jax.Array:
     """The transpose of :func:`_patches`: each tap's cotangent slab summed onto the input grid.
 
-    One spatial axis at a time (the last first): for each tap along that axis a 1-D pad (its
-    stride as interior padding) of the slab, summed. XLA:CPU vectorises these 1-D pads over
-    channels; one sum of T multi-axis pads (autodiff's transpose) runs as scalar code, 1.5-3x
-    slower inside ``lax.scan`` for a 3x3 conv (layers._col2im measured the same).
+    Separable, like :func:`jaxmnist.models.layers._col2im`: for each tap of the first spatial
+    axis, the col2im of the remaining axes (recursively), then ONE 1-D pad along the first
+    axis (its stride as interior padding), summed over the taps. XLA:CPU vectorises 1-D pads
+    over channels and fuses the sums; autodiff's transpose (one sum of T multi-axis pads)
+    and the innermost-axis-first order measured 1.2-1.4x slower for a 3x3 conv in
+    ``lax.scan``.
     """
     nsp = len(ks)
-    c = xp_shape[-1]
-    a = dp.reshape(xp_shape[0], *outs, *ks, c)
-    for i in reversed(range(nsp)):
+
+    def stage(a: jax.Array, i: int) -> jax.Array:
+        if i == nsp:
+            return a
         size, k, d, s, o = xp_shape[1 + i], ks[i], dil[i], strides[i], outs[i]
         acc = None
         for j in range(k):
-            slab = lax.index_in_dim(a, j, axis=1 + nsp + i, keepdims=False)
+            # The first remaining tap axis sits right after the spatial axes.
+            sub = stage(lax.index_in_dim(a, j, axis=1 + nsp, keepdims=False), i + 1)
             lo = j * d
-            hi = size - (lo + (o - 1) * s + 1)
-            cfg = [(0, 0, 0)] * slab.ndim
-            cfg[1 + i] = (lo, hi, s - 1)
-            term = lax.pad(slab, jnp.zeros((), slab.dtype), cfg)
+            cfg = [(0, 0, 0)] * sub.ndim
+            cfg[1 + i] = (lo, size - (lo + (o - 1) * s + 1), s - 1)
+            term = lax.pad(sub, jnp.zeros((), sub.dtype), cfg)
             acc = term if acc is None else acc + term
-        a = acc
-    return a
+        return acc
+
+    return stage(dp.reshape(xp_shape[0], *outs, *ks, xp_shape[-1]), 0)
 
 
 def _im2col_matmul(xp: jax.Array, w2: jax.Array, geom: tuple, precision: Any, preferred: Any,
@@ -483,83 +488,92 @@ def _conv_im2col(lhs: jax.Array, rhs: jax.Array, *, lhs_spec: tuple, rhs_spec: t
 # --------------------------------------------------------------------------------------------
 
 
-def _max_pool_rule(eqn: Any, invals: Sequence[Any]) -> Any:
+def _pool_rule(eqn: Any, invals: Sequence[Any]) -> Any:
+    """Window == stride ``reduce_window_{max,sum}`` as a reshape + reduction (else None)."""
     (x,) = invals
     p = eqn.params
-    win, strides, pads = p["window_dimensions"], p["window_strides"], p["padding"]
-    if tuple(win) != tuple(strides) or any(d != 1 for d in p["base_dilation"]) or any(
-        d != 1 for d in p["window_dilation"]
-    ):
+    win, strides, pads = tuple(p["window_dimensions"]), tuple(p["window_strides"]), p["padding"]
+    pads = tuple(tuple(q) for q in pads)
+    if win != strides or any(d != 1 for d in (*p["base_dilation"], *p["window_dilation"])):
         return None
     if not jnp.issubdtype(x.dtype, jnp.floating) or any(lo < 0 or hi < 0 for lo, hi in pads):
         return None
     if not all(isinstance(d, int | np.integer) for d in x.shape) or 0 in x.shape:
         return None
-    if int(np.prod(win)) > 64 or tuple(eqn.outvars[0].aval.shape) != tuple(
-        (s + lo + hi) // w for s, (lo, hi), w in zip(x.shape, pads, win, strict=True)
-    ):
+    outs = tuple((s + lo + hi) // w for s, (lo, hi), w in zip(x.shape, pads, win, strict=True))
+    if int(np.prod(win)) > 64 or tuple(eqn.outvars[0].aval.shape) != outs or 0 in outs:
         return None
-    out = _window_max(x, tuple(win), tuple(tuple(q) for q in pads))
-    return out
+    if eqn.primitive.name == "reduce_window_sum":
+        view, axes = _window_view(x, win, pads, 0.0)
+        return jnp.sum(view, axis=axes)
+    return _window_max(x, win, pads)
+
+
+def _window_view(x: jax.Array, win: tuple, pads: tuple,
+                 fill: float) -> tuple[jax.Array, tuple[int, ...]]:
+    """``x`` padded with ``fill``, trimmed to whole windows, each pooled axis split in two.
+
+    Axis ``d`` becomes ``(outs[d], win[d])``; returns the view and the window axes.
+    """
+    if any(lo or hi for lo, hi in pads):
+        x = lax.pad(x, jnp.array(fill, x.dtype), [(lo, hi, 0) for lo, hi in pads])
+    outs = [s // w for s, w in zip(x.shape, win, strict=True)]
+    x = lax.slice(x, (0,) * x.ndim, tuple(o * w for o, w in zip(outs, win, strict=True)))
+    shape = [n for o, w in zip(outs, win, strict=True) for n in ((o, w) if w != 1 else (o,))]
+    return x.reshape(shape), _window_axes(win)
+
+
+def _window_axes(win: tuple) -> tuple[int, ...]:
+    """Positions of the window axes in :func:`_window_view`'s reshaped layout."""
+    axes, pos = [], 0
+    for w in win:
+        pos += 1
+        if w != 1:
+            axes.append(pos)
+            pos += 1
+    return tuple(axes)
 
 
 def _window_max(x: jax.Array, win: tuple, pads: tuple) -> jax.Array:
-    """Non-overlapping window max, gradient to the first maximum of each window (row-major)."""
+    """Non-overlapping window max; the gradient goes to the FIRST maximum of each window.
+
+    Row-major window order, as XLA's ``select_and_scatter_add`` (the transpose of
+    ``reduce_window_max``) picks it. Autodiff of ``max`` would split the cotangent among ties
+    (a count and a divide over the larger input); this backward is one select, from an int8
+    window position saved by the forward pass (cf. :func:`jaxmnist.models.layers.max_pool2`).
+    """
     shape = x.shape
-    outs = tuple((s + lo + hi) // w for s, (lo, hi), w in zip(shape, pads, win, strict=True))
-    pooled = [i for i, w in enumerate(win) if w != 1]
-    # Reshaped layout: each pooled axis d becomes (outs[d], win[d]).
-    rshape: list[int] = []
-    for d, w in enumerate(win):
-        rshape += [outs[d], w] if w != 1 else [outs[d]]
-    win_axes = []
-    pos = 0
-    for _, w in enumerate(win):
-        pos += 1
-        if w != 1:
-            win_axes.append(pos)
-            pos += 1
     k = int(np.prod(win))
-    idx_dtype = jnp.int8 if k <= 127 else jnp.int32
-
-    def window_view(x: jax.Array) -> jax.Array:
-        if any(lo or hi for lo, hi in pads):
-            x = lax.pad(x, jnp.array(-jnp.inf, x.dtype), [(lo, hi, 0) for lo, hi in pads])
-        x = lax.slice(x, (0,) * x.ndim, tuple(o * w for o, w in zip(outs, win, strict=True)))
-        return x.reshape(rshape)
-
-    def grid() -> np.ndarray:
-        # Row-major position of each element in its window, broadcastable to rshape.
-        g = np.zeros([1] * len(rshape), np.int32)
-        mult = 1
-        for d in reversed(pooled):
-            a = win_axes[pooled.index(d)]
-            ax = np.arange(win[d]).reshape([-1 if i == a else 1 for i in range(len(rshape))])
-            g = g + ax * mult
-            mult *= win[d]
-        return g.astype(idx_dtype)
-
-    def expand(y: jax.Array) -> jax.Array:
-        return lax.expand_dims(y, win_axes)
+    idx_dtype = np.int8 if k <= 127 else np.int32
+    axes = _window_axes(win)
+    rank = x.ndim + len(axes)
+    # Row-major position of each element in its window, broadcastable to the window view.
+    grid = np.zeros([1] * rank, np.int32)
+    mult = 1
+    for a, w in zip(reversed(axes), reversed([w for w in win if w != 1]), strict=True):
+        grid = grid + np.arange(w).reshape([-1 if i == a else 1 for i in range(rank)]) * mult
+        mult *= w
+    grid = grid.astype(idx_dtype)
 
     @jax.custom_vjp
     def pool(x: jax.Array) -> jax.Array:
-        return jnp.max(window_view(x), axis=tuple(win_axes))
+        view, _ = _window_view(x, win, pads, -np.inf)
+        return jnp.max(view, axis=axes)
 
     def fwd(x: jax.Array) -> tuple[jax.Array, jax.Array]:
-        v = window_view(x)
-        m = jnp.max(v, axis=tuple(win_axes))
-        # First maximum: the smallest window position holding it.
-        pos = jnp.where(v == expand(m), grid(), jnp.array(k, idx_dtype))
-        first = jnp.min(pos, axis=tuple(win_axes))
-        return m, first
+        view, _ = _window_view(x, win, pads, -np.inf)
+        m = jnp.max(view, axis=axes)
+        pos = jnp.where(view == lax.expand_dims(m, axes), grid, np.array(k, idx_dtype))
+        return m, jnp.min(pos, axis=axes)
 
     def bwd(first: jax.Array, g: jax.Array) -> tuple[jax.Array]:
-        hit = expand(first) == grid()
-        dv = jnp.where(hit, expand(g), jnp.zeros((), g.dtype))
+        hit = lax.expand_dims(first, axes) == grid
+        dv = jnp.where(hit, lax.expand_dims(g, axes), jnp.zeros((), g.dtype))
+        outs = first.shape
         dv = dv.reshape(tuple(o * w for o, w in zip(outs, win, strict=True)))
-        cfg = [(-lo, s + lo - o * w, 0) for s, (lo, _), o, w in
-               zip(shape, pads, outs, win, strict=True)]
+        # Back onto x: zero for a trimmed tail, the padding cut off.
+        cfg = [(-lo, s + lo - o * w, 0)
+               for s, (lo, _), o, w in zip(shape, pads, outs, win, strict=True)]
         return (lax.pad(dv, jnp.zeros((), g.dtype), cfg),)
 
     pool.defvjp(fwd, bwd)

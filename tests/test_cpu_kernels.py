@@ -239,6 +239,20 @@ def test_max_pool_forward_and_gradient(window, pad):
     _assert_close(jax.jit(gfn(fast(pool)))(x), gfn(pool)(x))
 
 
+def test_sum_pool_option():
+    x = jax.random.normal(jax.random.PRNGKey(0), (2, 7, 9, 3))
+
+    def pool(x):
+        return nn.avg_pool(x, (2, 3), strides=(2, 3), padding=((0, 1), (1, 1)))
+
+    f = fast(pool, sum_pool=True)
+    _assert_close(f(x), pool(x))
+    _assert_close(jax.grad(lambda x: jnp.sum(f(x) ** 2))(x),
+                  jax.grad(lambda x: jnp.sum(pool(x) ** 2))(x))
+    assert rewrite_stats(pool, x)["max_pool"] == 0  # off by default
+    assert jax.make_jaxpr(f)(x).eqns[0].primitive.name != "reduce_window_sum"
+
+
 def test_overlapping_max_pool_falls_back():
     x = jax.random.normal(jax.random.PRNGKey(0), (2, 7, 7, 3))
 

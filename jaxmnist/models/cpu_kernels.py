@@ -63,7 +63,12 @@ _REMAT_NAMES = ("remat2", "checkpoint", "remat")
 
 
 def fast_cpu_convs(
-    fn: F, *, backend: str | None = None, max_pool: bool = True, custom_vjp: bool = True
+    fn: F,
+    *,
+    backend: str | None = None,
+    max_pool: bool = True,
+    sum_pool: bool = False,
+    custom_vjp: bool = True,
 ) -> F:
     """Returns ``fn`` with its convolutions rewritten to im2col matmuls that XLA:CPU runs fast.
 
@@ -107,6 +112,9 @@ def fast_cpu_convs(
         backend: ``"cpu"``, ``"gpu"``, ``"tpu"``...; defaults to ``jax.default_backend()`` at
             the time of this call.
         max_pool: also rewrite window == stride ``reduce_window_max``.
+        sum_pool: also rewrite window == stride ``reduce_window_sum`` (average pools) as a
+            reshape + sum (off by default: no faster inside ``lax.scan`` on XLA:CPU,
+            benchmarks/conv_rewrite.py ``--extra``).
         custom_vjp: give the im2col matmul its hand-written backward pass (default); False
             leaves its gradient to autodiff (kept for measurements).
 
@@ -116,7 +124,7 @@ def fast_cpu_convs(
     backend = backend or _default_backend()
     if backend != "cpu":
         return fn
-    opts = _Options(max_pool=max_pool, custom_vjp=custom_vjp)
+    opts = _Options(max_pool=max_pool, sum_pool=sum_pool, custom_vjp=custom_vjp)
 
     @functools.wraps(fn)
     def wrapped(*args: Any, **kwargs: Any) -> Any:
@@ -372,15 +380,20 @@ def _col2im(dp: jax.Array, xp_shape: tuple, ks: Sequence[int], strides: Sequence
     ``lax.scan``.
     """
     nsp = len(ks)
+    a = dp.reshape(xp_shape[0], *outs, -1, xp_shape[-1])  # [N, *outs, T, C]
 
-    def stage(a: jax.Array, i: int) -> jax.Array:
+    def slab(tap: tuple[int, ...]) -> jax.Array:
+        return lax.index_in_dim(a, int(np.ravel_multi_index(tap, ks)), axis=1 + nsp,
+                                keepdims=False)
+
+    def stage(tap: tuple[int, ...]) -> jax.Array:
+        i = len(tap)
         if i == nsp:
-            return a
+            return slab(tap)
         size, k, d, s, o = xp_shape[1 + i], ks[i], dil[i], strides[i], outs[i]
         acc = None
         for j in range(k):
-            # The first remaining tap axis sits right after the spatial axes.
-            sub = stage(lax.index_in_dim(a, j, axis=1 + nsp, keepdims=False), i + 1)
+            sub = stage((*tap, j))  # the col2im of the remaining axes
             lo = j * d
             cfg = [(0, 0, 0)] * sub.ndim
             cfg[1 + i] = (lo, size - (lo + (o - 1) * s + 1), s - 1)
@@ -388,7 +401,7 @@ def _col2im(dp: jax.Array, xp_shape: tuple, ks: Sequence[int], strides: Sequence
             acc = term if acc is None else acc + term
         return acc
 
-    return stage(dp.reshape(xp_shape[0], *outs, *ks, xp_shape[-1]), 0)
+    return stage(())
 
 
 def _im2col_matmul(xp: jax.Array, w2: jax.Array, geom: tuple, precision: Any, preferred: Any,

@@ -86,7 +86,7 @@ def fast_cpu_convs(
     - ``lax.reduce_window_max`` (``nn.max_pool``) with window == strides, no dilation, padding
       >= 0, when ``max_pool`` (inside ``lax.scan`` on 2 cores the reshape form trains ~2.6x
       faster than ``reduce_window`` + ``select_and_scatter_add``). Average pools
-      (``reduce_window_sum``) are left alone: XLA:CPU already runs them fast.
+      (``reduce_window_sum``) are left alone unless ``sum_pool``: XLA:CPU runs them fast.
 
     Falls back to the original primitive (correct, just not rewritten) for anything else:
     ``batch_group_count > 1`` (only the kernel gradient of a grouped conv has it), integer
@@ -96,6 +96,11 @@ def fast_cpu_convs(
     user-written derivative rule keeps its own code (wrap your ``fwd``/``bwd`` in
     ``fast_cpu_convs`` yourself if they convolve). Any other higher-order primitive is bound
     unchanged. Sub-jaxprs without a rewritable equation are never touched.
+
+    ``jax.vmap`` of the result is correct, but the patch matrix's in-place writes
+    (``dynamic_update_slice``, one pass instead of a ``concatenate``'s two) batch into a
+    ``scatter``: on CPU run a grid's members one after another, as the engine does
+    (``jaxmnist.train.CPU_STRATEGY``), as for the zoo's own im2col convolutions.
 
     Only CPU: on any other backend ``fn`` itself is returned. cuDNN and TPU convolutions are
     fast kernels, inside loops too; whether ``vmap``-ed (grouped) convolutions beat sequential
@@ -250,16 +255,29 @@ def _eval_eqn(eqn: Any, invals: Sequence[Any], opts: _Options) -> Any:
     return _bind_original(eqn, invals)
 
 
-def _has_target(eqn: Any, opts: _Options) -> bool:
-    def walk(jaxpr: Any) -> bool:
-        for e in jaxpr.eqns:
-            if e.primitive.name in opts.targets:
-                return True
-            if any(walk(getattr(s, "jaxpr", s)) for s in jcore.jaxprs_in_params(e.params)):
-                return True
-        return False
+def _subjaxprs(params: dict) -> list:
+    """The (open) jaxprs held by an equation's params, in tuples too (``cond`` branches)."""
+    out = []
+    stack = list(params.values())
+    while stack:
+        v = stack.pop()
+        if isinstance(v, jcore.ClosedJaxpr):
+            out.append(v.jaxpr)
+        elif isinstance(v, jcore.Jaxpr):
+            out.append(v)
+        elif isinstance(v, tuple | list):
+            stack.extend(v)
+    return out
 
-    return any(walk(getattr(s, "jaxpr", s)) for s in jcore.jaxprs_in_params(eqn.params))
+
+def _has_target(eqn: Any, opts: _Options) -> bool:
+    """Whether a sub-jaxpr of ``eqn`` (at any depth) holds an equation to rewrite."""
+
+    def walk(jaxpr: Any) -> bool:
+        return any(e.primitive.name in opts.targets or any(walk(j) for j in _subjaxprs(e.params))
+                   for e in jaxpr.eqns)
+
+    return any(walk(j) for j in _subjaxprs(eqn.params))
 
 
 def _rewrite_closed(closed: Any, opts: _Options) -> Any:

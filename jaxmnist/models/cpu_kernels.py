@@ -141,12 +141,14 @@ def fast_cpu_convs(
 def rewrite_stats(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> dict[str, int]:
     """Counts what :func:`fast_cpu_convs` rewrites in ``fn(*args, **kwargs)`` (a debug helper).
 
-    Traces abstractly (no computation), on any backend (the rewrite is forced to CPU mode).
+    Traces abstractly (no computation), with :func:`fast_cpu_convs`' defaults, on any backend
+    (the rewrite is forced to CPU mode). Pass the untransformed ``fn``.
 
     Returns:
         ``{"conv": n, "max_pool": n, "conv_fallback": n, "max_pool_fallback": n,
-        "subjaxpr": n}``: equations rewritten, equations left as the original primitive, and
-        higher-order equations whose sub-jaxprs were rewritten (``jit``, ``scan``...).
+        "subjaxpr": n}``: equations rewritten, equations left as the original primitive (an
+        unsupported case), and higher-order equations whose sub-jaxprs were rewritten
+        (``jit``, ``scan``, ``cond``...).
     """
     opts = _Options(max_pool=True, custom_vjp=True)
     dyn, rebuild = _split_static(args, kwargs)
@@ -243,7 +245,8 @@ def _eval_eqn(eqn: Any, invals: Sequence[Any], opts: _Options) -> Any:
             return out
     elif name in opts.pool_prims:
         out = _pool_rule(eqn, invals)
-        opts.stats["max_pool" if out is not None else "max_pool_fallback"] += 1
+        kind = "max_pool" if name == "reduce_window_max" else "sum_pool"
+        opts.stats[kind if out is not None else f"{kind}_fallback"] += 1
         if out is not None:
             return out
     elif name in _CLOSED_JAXPR_PARAMS or name in _REMAT_NAMES:

@@ -7,6 +7,7 @@ keyword argument of the factory (JSON values: they are part of the group's stati
     {"name": "path/to/nets.py:CNN"}                        # a file, anywhere (a class works)
     {"name": "my_cnn"}                                     # @jaxmnist.models.register("my_cnn")
     {"name": "...", "weight_leaves": ["kernel"]}           # optional: which leaves are weights
+    {"name": "...", "cpu_convs": False}                    # optional: keep XLA:CPU's own convs
 
 What the factory returns decides the adapter; each accepts what the Flax docs and examples write:
 
@@ -36,6 +37,13 @@ are plain nested dicts. User code always receives float32 images in [0, 1] of sh
 ``[B, 28, 28, 1]`` (the uint8 -> float scaling happens here once). :func:`check` evaluates both
 abstractly (``jax.eval_shape``: nothing is compiled or allocated) so that a model that cannot be
 called, raises, or returns the wrong shape is reported while the study is validated.
+
+On XLA:CPU the adapted ``apply`` goes through :func:`jaxmnist.models.cpu_kernels.fast_cpu_convs`:
+its convolutions (``nn.Conv``, ``nnx.Conv``, any ``lax.conv_general_dilated``) and window ==
+stride max-pools are rewritten at trace time into the im2col matmuls the zoo uses, because
+XLA:CPU runs a convolution inside the engine's ``lax.scan`` an order of magnitude slower than
+alone (jax-ml/jax#12868; ``benchmarks/conv_rewrite.py``). ``"cpu_convs": False`` in the model
+config turns it off. On GPU/TPU the model's own convolutions run unchanged.
 """
 
 from __future__ import annotations
@@ -55,7 +63,7 @@ from jaxmnist import importspec
 from jaxmnist.models.common import IMAGE_SHAPE, NUM_CLASSES, WEIGHT_NAMES, to_unit_float
 
 _REGISTERED: dict[str, Callable[..., Any]] = {}
-RESERVED_KEYS = ("name", "weight_leaves")
+RESERVED_KEYS = ("name", "weight_leaves", "cpu_convs")
 
 # Mode flags of ``__call__`` and the value each takes in a training step.
 TRAIN_FLAGS: dict[str, bool] = {
@@ -180,6 +188,9 @@ def validate(cfg: Mapping[str, Any]) -> dict[str, Any]:
         except TypeError as err:
             params = [p for p in sig.parameters if p not in ("self", "rngs")]
             raise ValueError(f"model {name!r}: {err}; its parameters: {params}") from None
+    if not isinstance(cfg.get("cpu_convs", True), bool):
+        raise ValueError(f"model {name!r}: 'cpu_convs' must be true or false, "
+                         f"got {cfg['cpu_convs']!r}")
     leaves = cfg.get("weight_leaves", list(WEIGHT_NAMES))
     if not (isinstance(leaves, list | tuple) and all(isinstance(s, str) for s in leaves)):
         raise ValueError(f"model {name!r}: 'weight_leaves' must be a list of leaf names, "
@@ -321,10 +332,15 @@ def _pair_adapter(user_init: Callable[..., Any],
 
 @functools.cache
 def _build_cached(cfg_json: str) -> tuple[Callable[..., Any], Callable[..., Any], str]:
+    cfg = json.loads(cfg_json)
+    init, apply, calls = _adapt(cfg)
+    return init, _fast_on_cpu(cfg, apply), calls
+
+
+def _adapt(cfg: Mapping[str, Any]) -> tuple[Callable[..., Any], Callable[..., Any], str]:
     import flax.linen as nn
     from flax import nnx
 
-    cfg = json.loads(cfg_json)
     name = cfg["name"]
     factory = resolve_factory(name)
     kwargs = _user_kwargs(cfg)
@@ -358,6 +374,15 @@ def build(cfg: Mapping[str, Any]) -> tuple[Callable[..., Any], Callable[..., Any
     """
     init, apply, _ = _build_cached(json.dumps(dict(cfg), sort_keys=True))
     return init, apply
+
+
+def _fast_on_cpu(cfg: Mapping[str, Any], apply: Callable[..., Any]) -> Callable[..., Any]:
+    """``apply`` with im2col convolutions on XLA:CPU unless the config says ``cpu_convs: False``."""
+    if cfg.get("cpu_convs", True) is False:
+        return apply
+    from jaxmnist.models.cpu_kernels import fast_cpu_convs
+
+    return fast_cpu_convs(apply)
 
 
 def weight_names(cfg: Mapping[str, Any]) -> tuple[str, ...]:

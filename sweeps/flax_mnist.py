@@ -12,8 +12,9 @@ and average pooling, dense 256, dropout 0.025; ``jaxmnist.models.flax_examples:F
 128, 10 epochs, the full 60k training set, the 10k test set) as one point of an optimizer x
 learning rate grid: SGD momentum 0.9 at {0.1 (Flax's), 0.03}, Adam and AdamW at {1e-3, 3e-4}.
 Published: 99.17% top-1 test accuracy after 10 epochs (Flax's examples/mnist README,
-"default"). Differences from Flax's loop: the last partial batch of an epoch is trained (Flax drops it: 468 vs 469 steps),
-and images are shuffled per epoch from the member's seed (Flax: a 1,024-image shuffle buffer).
+"default"). Differences from Flax's loop: the last partial batch of an epoch is trained
+(Flax drops it: 468 vs 469 steps), and images are shuffled per epoch from the member's seed
+(Flax: a 1,024-image shuffle buffer).
 
 Your own copy of Flax's file works unchanged in its place:
 ``--config.base.model.name=path/to/train.py:CNN`` (tests/test_sweep.py trains the example's

@@ -70,10 +70,10 @@ def _hparams(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
 
 
 def learning_rate(config: Mapping[str, Any], epoch: int) -> float | None:
-    """The learning rate logged for a member in ``epoch``: its ``optim.learning_rate``.
+    """A member's configured ``optim.learning_rate`` (the schedule's base or peak rate).
 
-    With an ``optim.schedule`` this is the schedule's base (peak) rate, not the rate of each
-    step: the hooks do not see the step count.
+    The engine's hooks carry the rate its optimizer used (``learning_rate`` in each epoch's
+    member metrics); this is what is logged when a caller's metrics do not.
 
     Args:
         config: The member's config.
@@ -129,7 +129,11 @@ class TensorBoardLog(Callback):
             for field, tag in SCALARS.items():
                 if metrics.get(field) is not None:
                     writer.add_scalar(tag, float(metrics[field]), epoch)
-            lr = learning_rate(self.members[k]["config"], epoch)
+            # The rate the optimizer used in the epoch's last step (schedules included); the
+            # config's base rate for hooks driven without the engine.
+            lr = metrics.get("learning_rate")
+            if lr is None:
+                lr = learning_rate(self.members[k]["config"], epoch)
             if lr is not None:
                 writer.add_scalar(LEARNING_RATE, lr, epoch)
             writer.flush()

@@ -630,12 +630,34 @@ class FitResult:
     resumed: bool
 
 
-def _member_metrics(row: np.ndarray, alive: np.ndarray, n: int) -> list[dict[str, Any]]:
+def _member_metrics(row: np.ndarray, alive: np.ndarray, n: int,
+                    rates: Sequence[float | None]) -> list[dict[str, Any]]:
     return [
         {**{f: _finite_or_none(row[k, j]) for j, f in enumerate(HISTORY_FIELDS)},
-         "alive": bool(alive[k])}
+         "alive": bool(alive[k]), "learning_rate": rates[k]}
         for k in range(n)
     ]
+
+
+def epoch_learning_rates(members: Sequence[Mapping[str, Any]], epoch: int,
+                         steps_per_epoch: int, epochs: int) -> list[float | None]:
+    """The learning rate each member's optimizer used in the last step of ``epoch``.
+
+    Schedules count optimizer updates from 0, so that step's count is
+    ``epoch * steps_per_epoch - 1``; the value is the plain optax schedule of the member's
+    ``optim`` section (:func:`jaxmnist.optim.schedule`, the oracle the engine's optimizer is
+    tested against), computed on the host.
+    """
+    count = epoch * steps_per_epoch - 1
+    out: list[float | None] = []
+    for section in _optim_sections(members):
+        try:
+            sched = optim.schedule(section, epochs * steps_per_epoch)
+        except (KeyError, TypeError, ValueError):
+            out.append(None)
+            continue
+        out.append(float(sched(count)) if callable(sched) else float(sched))
+    return out
 
 
 def fit(
@@ -703,7 +725,8 @@ def fit(
                 images_per_second=n_members * prog.program.n_train / train_seconds,
                 compiles=counter.count, resumed=resumed,
             )
-            rows = _member_metrics(history[epoch - 1], alive, n_members)
+            rates = epoch_learning_rates(prog.members, epoch, prog.program.steps, spec.epochs)
+            rows = _member_metrics(history[epoch - 1], alive, n_members, rates)
             emit(callbacks, "on_epoch_end", group_index, epoch, rows, info)
     return FitResult(state, history, seconds, resumed)
 

@@ -446,3 +446,23 @@ def test_a_diverging_batchnorm_member_freezes_with_its_statistics(bn_models):
     assert results[0]["status"] == "ok" and results[1]["status"] == "diverged"
     for part in ("params", "model_state"):
         assert all(np.isfinite(v).all() for v in _leaves(results[1][part]).values()), part
+
+
+def test_hooks_see_the_learning_rate_each_epoch_ended_with():
+    """A cosine schedule's rate decays epoch by epoch in what the hooks (TensorBoard) get."""
+    splits = small_splits()
+    members = [base_member(**{"model": SMALL_MLP, "train.epochs": 3, "optim.name": "adam",
+                              "optim.learning_rate": 1e-3,
+                              "optim.schedule": {"name": "cosine"}}),
+               base_member(**{"model": SMALL_MLP, "train.epochs": 3, "optim.name": "sgd",
+                              "optim.learning_rate": 0.05})]
+    seen = {}
+    train.train_grid(members, splits, train_confusion=False,
+                     on_epoch=lambda epoch, rows, info: seen.update(
+                         {epoch: [r["learning_rate"] for r in rows]}))
+    steps = -(-len(splits.train_x) // 32)
+    cosine = optax.cosine_decay_schedule(1e-3, 3 * steps)
+    for epoch in (1, 2, 3):
+        assert seen[epoch][0] == pytest.approx(float(cosine(epoch * steps - 1)), rel=1e-6)
+        assert seen[epoch][1] == pytest.approx(0.05)
+    assert seen[1][0] > seen[2][0] > seen[3][0]  # not a flat line at the base rate

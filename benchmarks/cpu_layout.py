@@ -3,9 +3,11 @@
 Every case is a bench worker (``jaxmnist.bench_workers``, the engine through ``train_grid``)
 in its own process with its own ``XLA_FLAGS``; the cases run interleaved in rounds (one timed
 epoch each per round, the order rotated), so load changes hit all alike. Ratios are printed
-per round and of medians. Usage::
+per round and of medians. Usage, from the repository root (``PYTHONPATH=.`` imports this
+checkout, not an installed copy)::
 
-    python benchmarks/cpu_layout.py [--repeats 5] [--model cnn] [--only g1,g12,frozen]
+    PYTHONPATH=. python benchmarks/cpu_layout.py --repeats 5 --model cnn
+    # --only g1,g12,frozen selects the comparisons
 """
 
 from __future__ import annotations

@@ -262,9 +262,10 @@ def run(study: Mapping[str, Any], *, workdir: str | Path, data_dir: str | None =
     Returns:
         The finished :class:`Run`.
     """
-    from jaxmnist import sweep
+    from jaxmnist import hostdevices, sweep
 
     C.check(study)
+    hostdevices.configure()  # before the engine starts JAX: one host device per core on a CPU
     sweep.run(dict(study), Path(workdir), data_dir=data_dir, report=report,
               callbacks=callbacks, progress=progress)
     return open_run(workdir)

@@ -38,6 +38,7 @@ PREFIX = "@@jaxmnist-bench "
 # S2-style grid: 3 optimizers x 4 learning rates (sweeps/s2.py), 12 members.
 GRID_OPTIMIZERS = ("adam", "rmsprop", "sgd")
 GRID_LEARNING_RATES = (0.1, 0.01, 0.001, 0.0001)
+DIVERGING_LR = 1e4  # a case's "diverge" members: non-finite within the warm-up epoch
 
 
 # --------------------------------------------------------------------------------------------
@@ -271,6 +272,14 @@ def run_jax_engine(case: dict[str, Any]) -> None:
                                                                               "auto"))]
     else:
         configs = grid_configs(case["model"], members, epochs, batch, case.get("strategy", "auto"))
+    for k in case.get("diverge", ()):  # members made to diverge in the warm-up epoch
+        configs[k]["optim"]["learning_rate"] = DIVERGING_LR
+    if case.get("layout") == "contiguous":  # the layout before member_layout, for comparison
+        from jaxmnist import train
+
+        train.member_layout = lambda rates, n_padded, n_devices: np.arange(n_padded)
+    # "devices": train on the first N devices (default: the engine's choice)
+    devices = jax.devices()[: case["devices"]] if case.get("devices") else None
     present = tuple(dict.fromkeys(c["optim"]["name"] for c in configs))
     cost = step_cost(case["model"], batch, present)
     n_train = len(arrays["train_x"])
@@ -283,6 +292,7 @@ def run_jax_engine(case: dict[str, Any]) -> None:
             "backend": jax.default_backend(),
             "device": str(jax.devices()[0].device_kind),
             "device_count": jax.device_count(),
+            "devices_used": case.get("devices"),
             "conv_impl": models.resolve_conv_impl(case["model"].get("conv_impl", "auto")),
             **cost,
         }
@@ -301,12 +311,14 @@ def run_jax_engine(case: dict[str, Any]) -> None:
         driver.after_epoch(info["train_seconds"], images=trained)
 
     clock.__enter__()
-    results = train_grid(configs, splits, None, on_epoch=on_epoch, train_confusion=False)
+    results = train_grid(configs, splits, None, on_epoch=on_epoch, train_confusion=False,
+                         devices=devices)
     stats = results[0]["group_stats"]
     send(
         "done",
         rss_peak_mb=rss_peak_mb(),
         strategy=stats["strategy"],
+        devices=stats["devices"],
         engine_compile_seconds=stats["compile_seconds"],
         statuses=[r["status"] for r in results],
         device_memory=_device_memory(),

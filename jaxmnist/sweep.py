@@ -40,7 +40,7 @@ from typing import Any
 import numpy as np
 
 from jaxmnist import config as C
-from jaxmnist import distributed, envinfo, rundir
+from jaxmnist import distributed, envinfo, hostdevices, rundir
 from jaxmnist.hooks import Callback, EpochInfo, GroupStart
 
 EXIT_CONFIG = 2
@@ -415,6 +415,11 @@ def _list(study: str | None) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Command-line entry point; returns the process exit code."""
+    try:  # before anything starts JAX: XLA reads its flags once (jaxmnist.hostdevices)
+        hostdevices.configure()
+    except ValueError as err:
+        _say(f"jaxmnist.sweep: {err}\nNothing was written.")
+        return EXIT_CONFIG
     args, overrides = _parse(argv)
     if args.list:
         return _list(args.study)

@@ -28,6 +28,12 @@ Multi-device: the grid axis is sharded over all devices with a 1-D ``Mesh`` and
 ``NamedSharding``; the grid is padded to a multiple of the device count with copies of member 0
 whose results are dropped. "All devices" are every process's devices in a multi-process run
 (``jaxmnist.distributed``): each process feeds and computes only the members on its own devices.
+In one process, a group uses only the devices that reduce its members per device
+(:func:`useful_devices`: a one-member group trains on one device, not on two with a discarded
+copy), and the sequential strategy deals the members out to the devices by decreasing learning
+rate (:func:`member_layout`), so that those likeliest to diverge sit on different devices; results,
+histories and checkpoints are always in member order. On a CPU-only machine the CLI and the API
+start XLA with one single-threaded host device per core (:mod:`jaxmnist.hostdevices`).
 """
 
 from __future__ import annotations
@@ -395,6 +401,50 @@ def _initial_params(members: Sequence[Mapping[str, Any]], init_keys: jax.Array) 
     return jax.tree_util.tree_map(lambda leaf: leaf[order], stacked)
 
 
+def useful_devices(n_members: int, n_devices: int) -> int:
+    """How many of ``n_devices`` a group of ``n_members`` trains on by default.
+
+    The fewest devices that reach the least members per device, ``ceil(G / ceil(G / D))``:
+    every device beyond them would train only padding (copies of member 0 whose results are
+    dropped). One member: one device; 12 on 2: 2; 12 on 8: 6 (two members each, as on 8).
+    """
+    if n_devices <= 1 or n_members <= 1:
+        return 1
+    per_device = math.ceil(n_members / n_devices)
+    return math.ceil(n_members / per_device)
+
+
+def member_layout(rates: Sequence[float], n_padded: int, n_devices: int) -> np.ndarray:
+    """Deals the members out to the devices: grid position p trains member ``layout[p]``.
+
+    The grid axis is split into ``n_devices`` contiguous blocks. Members are dealt one device
+    after another (0, 1, 0, 1, ... on two) in order of decreasing learning rate (ties in member
+    order), then the padding: which members diverge is known only at run time, but the largest
+    rates are the likeliest (S2's two diverged members were Adam and RMSprop at lr 0.1, members
+    0 and 4, both on device 0 with contiguous blocks), so this puts them on different devices,
+    and a frozen member's skipped epochs leave no single device with most of the live work.
+
+    Args:
+        rates: Each real member's learning rate (a number; anything else counts as 0).
+        n_padded: The padded grid size, a multiple of ``n_devices`` (pads follow the members).
+        n_devices: Devices the grid axis is split over.
+
+    Returns:
+        ``[n_padded]`` int64, a permutation of ``range(n_padded)``.
+    """
+    if n_devices <= 1:
+        return np.arange(n_padded)
+    key = [-float(r) if isinstance(r, (int, float)) and math.isfinite(r) else 0.0
+           for r in rates]
+    order = sorted(range(len(rates)), key=lambda j: (key[j], j)) + list(range(len(rates),
+                                                                              n_padded))
+    per_device = n_padded // n_devices
+    layout = np.empty(n_padded, np.int64)
+    for i, j in enumerate(order):
+        layout[(i % n_devices) * per_device + i // n_devices] = j
+    return layout
+
+
 def resolve_strategy(strategy: str, n_devices: int) -> str:
     """Turns ``"auto"`` into a concrete strategy for the default backend.
 
@@ -524,6 +574,7 @@ class GroupProgram:
     members: list[dict[str, Any]]  # the real members' configs
     padded: int  # grid size after padding to a multiple of the device count
     devices: int
+    layout: np.ndarray  # [padded] int: grid position p trains member layout[p] (pads >= G)
     strategy: str
     program: _Program
     arrays: MemberArrays  # on the device, sharded over the grid axis
@@ -539,11 +590,36 @@ class GroupProgram:
     compile_seconds: float
 
     def evaluate(self, state: TrainState, split: tuple[jax.Array, ...]):
-        """``(loss [G], acc [G], preds [G, padded N])`` of every member on a padded split."""
+        """``(loss [G], acc [G], preds [G, padded N])`` of every member on a padded split.
+
+        In member order (member k at index k, then the padding), whatever the layout.
+        """
         variables = (state.params, state.model_state)
-        loss_sum, correct, preds = distributed.to_host(self.eval_fn(variables, *split))
+        loss_sum, correct, preds = self.to_member_order(
+            distributed.to_host(self.eval_fn(variables, *split)))
         n = float(distributed.to_host(split[2]).sum())
         return loss_sum / n, correct / n, preds
+
+    def to_member_order(self, tree: Any) -> Any:
+        """Host (NumPy) leaves with a leading grid axis, from grid order into member order."""
+        if np.array_equal(self.layout, np.arange(self.padded)):
+            return tree
+        position = np.argsort(self.layout)  # member k sits at grid position position[k]
+        return jax.tree_util.tree_map(lambda a: np.asarray(a)[position], tree)
+
+    def reorder_state(self, state: TrainState, *, to_members: bool) -> TrainState:
+        """The device state from grid into member order (``to_members``) or back.
+
+        Checkpoints hold the state in member order, so a run resumes on another layout
+        (another device count) with every member's own state.
+        """
+        if np.array_equal(self.layout, np.arange(self.padded)):
+            return state
+        index = np.argsort(self.layout) if to_members else self.layout
+        sharding = NamedSharding(self.replicated.mesh, PartitionSpec("grid"))
+        take = jax.jit(lambda t: jax.tree_util.tree_map(lambda a: a[index], t),
+                       out_shardings=sharding)
+        return take(state)
 
 
 def build_program(
@@ -566,11 +642,22 @@ def build_program(
     """
     spec = GroupSpec.from_members(members)
     # Every process's devices: one process, or all processes of a distributed run.
-    devices = list(devices) if devices is not None else jax.devices()
+    if devices is None:
+        devices = jax.devices()
+        if jax.process_count() == 1:  # a distributed run feeds every process's devices
+            devices = devices[: useful_devices(len(members), len(devices))]
+    devices = list(devices)
     n_dev = len(devices)
     strategy = resolve_strategy(spec.strategy, n_dev)
     # Pad the grid with copies of member 0 so it splits evenly over the devices.
     padded = list(members) + [members[0]] * (-len(members) % n_dev)
+    # Grid position p trains padded[layout[p]]: dealt out over the devices by decreasing learning
+    # rate in the sequential strategy (one process), so that the members likeliest to diverge
+    # (and then skip their epochs) sit on different devices.
+    rates = [get_dotted(m, "optim.learning_rate", 0.0) for m in members]
+    layout = member_layout(rates, len(padded), n_dev) \
+        if strategy == "sequential" and jax.process_count() == 1 else np.arange(len(padded))
+    padded = [padded[j] for j in layout]
     if splits.train_x.shape[0] == 0:
         raise GridError("the training split is empty")
 
@@ -609,7 +696,8 @@ def build_program(
     compile_seconds = time.perf_counter() - t0
     return GroupProgram(
         spec=spec, members=[dict(m) for m in members], padded=len(padded), devices=n_dev,
-        strategy=strategy, program=program, arrays=arrays, train_x=train_x, train_y=train_y,
+        layout=layout, strategy=strategy, program=program, arrays=arrays, train_x=train_x,
+        train_y=train_y,
         val=val, test=test, init_state=state, epoch_exec=epoch_exec, eval_fn=eval_fn, over=over,
         replicated=replicated, compile_seconds=compile_seconds,
     )
@@ -689,7 +777,7 @@ def fit(
         restored = checkpointer.restore({"state": state, "history": history, "seconds": seconds})
         if restored is not None:
             step, saved = restored
-            state = saved["state"]
+            state = prog.reorder_state(saved["state"], to_members=False)
             history = np.asarray(saved["history"])
             seconds = np.asarray(saved["seconds"])
             start_epoch, resumed = step + 1, True
@@ -704,8 +792,8 @@ def fit(
                 state, prog.arrays, prog.train_x, prog.train_y, jnp.asarray(epoch, jnp.int32)
             )
             # A collective in a multi-process run: every process gathers, callbacks or not.
-            loss_sum, correct_sum, seen, alive = distributed.to_host(
-                (loss_sum, correct_sum, seen, state.alive))
+            loss_sum, correct_sum, seen, alive = prog.to_member_order(distributed.to_host(
+                (loss_sum, correct_sum, seen, state.alive)))
             train_seconds = time.perf_counter() - t0
             with np.errstate(invalid="ignore", divide="ignore"):
                 history[epoch - 1, :, 0] = loss_sum / seen
@@ -716,7 +804,8 @@ def fit(
                 history[epoch - 1, :, 3] = val_acc
             seconds[epoch - 1] = time.perf_counter() - t0
         if checkpointer is not None:
-            checkpointer.save(epoch, {"state": state, "history": history, "seconds": seconds},
+            checkpointer.save(epoch, {"state": prog.reorder_state(state, to_members=True),
+                                      "history": history, "seconds": seconds},
                               final=epoch == spec.epochs)
         if callbacks:
             info = EpochInfo(
@@ -783,9 +872,9 @@ def analyse(prog: GroupProgram, state: TrainState, splits: Any, *,
         lambda p, a, *xs: over(program.member_probs_and_grads, *xs)(p, a)
     )((state.params, state.model_state), prog.arrays, *probe_inputs)
     # One gather of everything the results need (every process gets the whole grid).
-    probs, params, model_state, grads, alive, diverged_epoch = distributed.to_host(
-        (probs, state.params, state.model_state, grads, state.alive, state.diverged_epoch)
-    )
+    probs, params, model_state, grads, alive, diverged_epoch = prog.to_member_order(
+        distributed.to_host(
+            (probs, state.params, state.model_state, grads, state.alive, state.diverged_epoch)))
     return Analysis(
         test_loss=test_loss, test_acc=test_acc, test_pred=test_pred[:, :n_test],
         train_pred=train_pred, probs=probs, params=params, model_state=model_state, grads=grads,

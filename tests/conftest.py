@@ -33,6 +33,10 @@ def _hermetic_environment(tmp_path_factory):
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("JAXMNIST_OFFLINE", "1")
         mp.setenv("JAXMNIST_CACHE_DIR", str(tmp_path_factory.mktemp("jaxmnist-cache")))
+        # One XLA:CPU device unless asked: an in-process sweep.main / jm.run would otherwise set
+        # this process's XLA flags (jaxmnist.hostdevices) when it happens to start JAX first.
+        # tests/test_hostdevices.py and the multi-device tests set their own.
+        mp.setenv("JAXMNIST_CPU_DEVICES", os.environ.get("JAXMNIST_CPU_DEVICES", "1"))
         yield
 
 

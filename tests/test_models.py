@@ -418,6 +418,31 @@ def test_conv_impl_gradients_agree():
             np.testing.assert_allclose(g, r, atol=1e-4, rtol=1e-5, err_msg=impl)
 
 
+def _fire_reference(sq, w1, w3, b):
+    """SqueezeNet's two expands with lax.conv, each with its bias and ReLU, concatenated."""
+    e1 = w1.shape[-1]
+    y1 = layers.conv2d(sq, w1, padding="same", impl="lax") + b[:e1]
+    y3 = layers.conv2d(sq, w3, padding="same", impl="lax") + b[e1:]
+    return jnp.concatenate([jax.nn.relu(y1), jax.nn.relu(y3)], -1)
+
+
+@pytest.mark.parametrize(("hw", "s", "e"), [(13, 16, 64), (3, 8, 5)])
+def test_fire_expand_matches_lax_conv_reference(hw, s, e):
+    sq = jnp.asarray(np.maximum(RNG.normal(size=(2, hw, hw, s)), 0).astype(np.float32))
+    w1 = jnp.asarray(RNG.normal(size=(1, 1, s, e)).astype(np.float32) / math.sqrt(s))
+    w3 = jnp.asarray(RNG.normal(size=(3, 3, s, e)).astype(np.float32) / math.sqrt(9 * s))
+    b = jnp.asarray(RNG.normal(size=(2 * e,)).astype(np.float32) * 0.1)
+    cot = jnp.asarray(RNG.normal(size=(2, hw, hw, 2 * e)).astype(np.float32))
+    np.testing.assert_allclose(layers.fire_expand(sq, w1, w3, b), _fire_reference(sq, w1, w3, b),
+                               atol=1e-5, rtol=1e-5)
+
+    def grads(fn):
+        return jax.grad(lambda *a: jnp.sum(fn(*a) * cot), (0, 1, 2, 3))(sq, w1, w3, b)
+
+    for got, ref in zip(grads(layers.fire_expand), grads(_fire_reference), strict=True):
+        np.testing.assert_allclose(got, ref, atol=1e-4, rtol=1e-5)
+
+
 @pytest.mark.parametrize(
     ("cfg", "impls"),
     [(S0, IMPLS[1:]), ({"name": "squeezenet"}, ["auto"]), (FAMILY_CFGS[2], ["auto"])],

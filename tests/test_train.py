@@ -275,6 +275,42 @@ def test_four_simulated_devices_match_one(tmp_path):
         np.testing.assert_allclose(a[name], b[name], atol=bounds[member], rtol=0, err_msg=name)
 
 
+TWO_SINGLE_THREADED = ("--xla_force_host_platform_device_count=2 "
+                       "--xla_cpu_multi_thread_eigen=false")
+
+
+def test_useful_devices_and_member_layout():
+    assert [train.useful_devices(g, 2) for g in (1, 2, 3, 12)] == [1, 2, 2, 2]
+    assert train.useful_devices(12, 8) == 6 and train.useful_devices(6, 4) == 3
+    assert train.useful_devices(5, 1) == 1
+    rates = [0.1, 0.01, 0.001, 0.0001] * 3  # S2's order: Adam, RMSprop, SGD x 4 rates
+    layout = train.member_layout(rates, 12, 2)
+    assert sorted(layout) == list(range(12))
+    # Device 0 holds positions 0-5, device 1 positions 6-11: the three lr-0.1 members (0, 4, 8)
+    # are split 2/1, every rate has members on both devices.
+    assert list(layout) == [0, 8, 5, 2, 10, 7, 4, 1, 9, 6, 3, 11]
+    assert 0 in layout[:6] and 4 in layout[6:]
+    assert list(train.member_layout([1.0, 2.0, 3.0], 4, 2)) == [2, 0, 1, 3]  # pad 3 last
+    assert list(train.member_layout(rates, 12, 1)) == list(range(12))
+
+
+@needs_mnist_calibration
+def test_two_devices_dealt_out_then_resumed_on_one_match_one_device(tmp_path):
+    """Members dealt out over 2 single-threaded devices; its checkpoint (member order) resumes
+    on 1 device: every member ends as on one device throughout."""
+    one, two = tmp_path / "one.npz", tmp_path / "two.npz"
+    _run_worker(one, "--epochs", "2")
+    killed = _run_worker(two, "--epochs", "2", "--workdir", str(tmp_path / "ck"),
+                         "--kill-after-epoch", "1", check=False,
+                         env_extra={"XLA_FLAGS": TWO_SINGLE_THREADED})
+    assert killed.returncode == -9 and not two.exists()
+    _run_worker(two, "--epochs", "2", "--workdir", str(tmp_path / "ck"))
+    a, b = np.load(one), np.load(two)
+    assert a.files == b.files
+    for name in a.files:
+        np.testing.assert_array_equal(a[name], b[name], err_msg=name)
+
+
 def test_interrupted_run_resumes_to_the_same_end(tmp_path):
     full, resumed = tmp_path / "full.npz", tmp_path / "resumed.npz"
     _run_worker(full, "--epochs", "3", "--workdir", str(tmp_path / "a"))

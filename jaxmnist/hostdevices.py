@@ -1,0 +1,154 @@
+"""The CPU layout by default: one single-threaded XLA host device per core on a CPU-only machine.
+
+On a 2-core CPU, a group of several members trains 1.16-1.22x faster on two single-threaded
+host devices (each running its half of the members) than on one device that splits every op
+over both cores, with bit-identical results (docs/performance.md). XLA reads its flags once,
+when JAX starts its backend, so :func:`configure` must run before that:
+``python -m jaxmnist.sweep`` calls it first thing, and so do :func:`jaxmnist.api.run` and
+:func:`jaxmnist.api.grid` before they import the engine. This module never imports jax.
+
+It sets ``XLA_FLAGS`` (``--xla_force_host_platform_device_count=N
+--xla_cpu_multi_thread_eigen=false``, N = the cores this process may use) only when all hold:
+
+* :data:`ENV_DEVICES` (``JAXMNIST_CPU_DEVICES``) is unset or ``auto``; ``1`` opts out (one
+  multi-threaded device, JAX's default), another number ``N >= 2`` asks for ``N`` devices;
+* the user's own ``XLA_FLAGS`` name neither flag;
+* the machine is CPU-only as far as can be told without starting JAX: ``JAX_PLATFORMS`` is
+  ``cpu``, or it is unset and no accelerator plugin (CUDA, ROCm, TPU) is installed;
+* JAX has not started its backend yet in this process (in a notebook that already ran JAX
+  code: nothing is changed, and :func:`configure` says so once).
+
+A one-member group (a solo run, S4's depths) then trains on ONE of those devices
+(``jaxmnist.train.useful_devices``): padding it to two devices would train a discarded copy.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import pkgutil
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+ENV_DEVICES = "JAXMNIST_CPU_DEVICES"
+COUNT_FLAG = "--xla_force_host_platform_device_count"
+THREAD_FLAG = "--xla_cpu_multi_thread_eigen"
+# Installed JAX plugins or libraries that mean "there may be an accelerator": leave XLA alone.
+ACCELERATOR_MODULES = ("jax_cuda12_plugin", "jax_cuda13_plugin", "jax_rocm60_plugin",
+                       "jax_rocm7_plugin", "libtpu", "jax_tpu")
+_said: set[str] = set()
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What :func:`decide` chose: ``devices`` (0 = leave XLA_FLAGS alone) and why."""
+
+    devices: int
+    reason: str
+    xla_flags: str | None = None  # the new XLA_FLAGS value when devices > 0
+
+
+def usable_cores() -> int:
+    """The cores this process may run on (its CPU affinity where the OS tells it)."""
+    try:
+        return max(len(os.sched_getaffinity(0)), 1)
+    except (AttributeError, OSError):
+        return max(os.cpu_count() or 1, 1)
+
+
+def accelerator_installed() -> bool:
+    """True when a JAX accelerator plugin or library is importable (checked without importing)."""
+    for name in ACCELERATOR_MODULES:
+        try:
+            if importlib.util.find_spec(name) is not None:
+                return True
+        except (ImportError, ValueError):
+            continue
+    try:
+        plugins = importlib.util.find_spec("jax_plugins")
+    except (ImportError, ValueError):
+        plugins = None
+    if plugins is not None and plugins.submodule_search_locations:
+        return any(True for _ in pkgutil.iter_modules(plugins.submodule_search_locations))
+    return False
+
+
+def backend_started() -> bool:
+    """True when JAX is imported and has already initialised a backend in this process."""
+    bridge = sys.modules.get("jax._src.xla_bridge")
+    return bool(getattr(bridge, "_backends", None)) if bridge is not None else False
+
+
+def decide(environ: Mapping[str, str], *, cores: int, accelerator: bool,
+           started: bool) -> Decision:
+    """The pure decision behind :func:`configure` (tested without starting JAX).
+
+    Args:
+        environ: The process environment (``JAXMNIST_CPU_DEVICES``, ``XLA_FLAGS``,
+            ``JAX_PLATFORMS``).
+        cores: The usable cores (:func:`usable_cores`).
+        accelerator: Whether an accelerator plugin is installed (:func:`accelerator_installed`).
+        started: Whether JAX's backend already started (:func:`backend_started`).
+
+    Returns:
+        The :class:`Decision`.
+
+    Raises:
+        ValueError: ``JAXMNIST_CPU_DEVICES`` is not ``auto`` or a positive whole number.
+    """
+    wanted = environ.get(ENV_DEVICES, "auto").strip().lower() or "auto"
+    if wanted != "auto":
+        if not wanted.isdigit() or int(wanted) < 1:
+            raise ValueError(f"{ENV_DEVICES}={environ[ENV_DEVICES]!r}: expected 'auto', 1 (one "
+                             "multi-threaded device, JAX's default) or a number of devices")
+        if int(wanted) == 1:
+            return Decision(0, f"{ENV_DEVICES}=1: one multi-threaded CPU device")
+    count = cores if wanted == "auto" else int(wanted)
+    flags = environ.get("XLA_FLAGS", "")
+    if COUNT_FLAG in flags or THREAD_FLAG in flags:
+        return Decision(0, "XLA_FLAGS already sets the host devices")
+    platforms = [p.strip().lower() for p in environ.get("JAX_PLATFORMS", "").split(",")
+                 if p.strip()]
+    if platforms and platforms != ["cpu"]:
+        return Decision(0, f"JAX_PLATFORMS={environ['JAX_PLATFORMS']!r} is not CPU-only")
+    if not platforms and accelerator:
+        return Decision(0, "an accelerator plugin is installed")
+    if count < 2:
+        return Decision(0, f"{count} usable core: one device")
+    if started:
+        return Decision(0, "JAX already started its backend in this process: its devices stay "
+                        f"as they are (for {count} single-threaded host devices on this "
+                        "CPU-only machine, run jaxmnist before other JAX code, or set "
+                        f"XLA_FLAGS='{COUNT_FLAG}={count} {THREAD_FLAG}=false' before JAX "
+                        "starts)")
+    new = f"{COUNT_FLAG}={count} {THREAD_FLAG}=false"
+    return Decision(count, f"{count} single-threaded CPU host devices",
+                    " ".join(f for f in (flags.strip(), new) if f))
+
+
+def configure(environ: os._Environ | dict[str, str] | None = None, *,
+              say: bool = True) -> Decision:
+    """Sets ``XLA_FLAGS`` for one single-threaded host device per core where it helps.
+
+    Idempotent: a second call finds the flags set and changes nothing.
+
+    Args:
+        environ: The environment to read and change (default ``os.environ``).
+        say: Print (once per process) why nothing was changed when JAX had already started.
+
+    Returns:
+        The :class:`Decision` taken.
+
+    Raises:
+        ValueError: ``JAXMNIST_CPU_DEVICES`` is malformed.
+    """
+    environ = os.environ if environ is None else environ
+    decision = decide(environ, cores=usable_cores(), accelerator=accelerator_installed(),
+                      started=backend_started())
+    if decision.xla_flags is not None:
+        environ["XLA_FLAGS"] = decision.xla_flags
+    elif say and decision.reason.startswith("JAX already") and decision.reason not in _said:
+        _said.add(decision.reason)
+        print(f"jaxmnist: {decision.reason}", file=sys.stderr, flush=True)
+    return decision

@@ -107,17 +107,28 @@ def test_reads_a_run_directory_written_before_rundir_existed(tmp_path):
     assert (run / "figures" / "ffnn.png") in written
 
 
-@pytest.mark.parametrize("name", ["s0-full", "s2-cpu", "s4-cpu"])
-def test_reads_the_long_runs_in_progress(name):
-    """The full-scale runs started from 7bdb1e0 (read only; skipped where they do not exist)."""
-    run = Path("/work/jaxmnist-runs") / name
-    if not (run / rundir.CONFIG).is_file():
-        pytest.skip(f"{run} is not on this machine")
+def test_reads_a_run_in_progress(tmp_path):
+    """A run still training (config, env, the metrics of epoch 1, no results.json yet), as the
+    long runs started from 7bdb1e0 look while they train: built here from the recorded run."""
+    run = tmp_path / "in-progress"
+    shutil.copytree(OLD_RUN, run)
+    (run / rundir.RESULTS).unlink()
+    lines = (run / rundir.METRICS).read_text().splitlines()
+    (run / rundir.METRICS).write_text("\n".join(lines[:2]) + "\n")  # epoch 1 of 2 only
     assert rundir.read_config(run)["members"]
-    rundir.read_results(run, required=False)
-    rundir.read_env(run)
-    for row in rundir.read_metrics(run):
+    assert rundir.read_results(run, required=False) == {}
+    with pytest.raises(rundir.RunDirError):
+        rundir.read_results(run)
+    env = rundir.read_env(run)
+    assert env["git_commit"].startswith("7bdb1e0") and env["argv"][1] == "sweeps/smoke.py"
+    rows = rundir.read_metrics(run)
+    assert [(r["member"], r["epoch"]) for r in rows] == [(0, 1), (1, 1)]
+    for row in rows:
         assert {"member", "group", "epoch", "train_loss", "alive"} <= row.keys()
+    # The report of an unfinished run: every member unfinished, with its one epoch of history.
+    members = [m for p in report.load(run).points for m in p.members]
+    assert len(members) == 2 and {m["status"] for m in members} == {"unfinished"}
+    assert all(len(m["history"]) == 1 for m in members)
 
 
 def test_a_different_study_in_the_folder_is_refused(tmp_path):

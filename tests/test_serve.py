@@ -436,6 +436,7 @@ def _draw(driver, canvas, strokes: list[list[tuple[float, float]]]) -> None:
         chain.perform()
 
 
+@pytest.mark.e2e
 def test_browser_draw_and_predict(live_server, browser, tmp_path):
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
@@ -473,6 +474,7 @@ def test_browser_draw_and_predict(live_server, browser, tmp_path):
         lambda d: "not a supported image" in d.find_element(By.ID, "status").text)
 
 
+@pytest.mark.e2e
 @pytest.mark.skipif(not os.environ.get("JAXMNIST_SCREENSHOT"),
                     reason="set JAXMNIST_SCREENSHOT=figures/serve_screenshot.png to regenerate")
 def test_regenerate_screenshot(browser, request):

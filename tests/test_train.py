@@ -307,7 +307,7 @@ def test_members_with_different_initializers_share_one_program():
     assert np.all(flat_params(results[0]["params"])["dense1/w"] == 0)
 
 
-@pytest.mark.slow
+@pytest.mark.e2e  # needs the real MNIST files
 def test_s0_cnn_one_epoch_on_full_mnist_reaches_98_percent(mnist_dir):
     from jaxmnist import data
 

@@ -1,4 +1,5 @@
-"""Web demo tests: the JSON API in-process, digit PNGs end to end, and a real browser.
+"""Web demo tests: the JSON API in-process, digit PNGs end to end, and a real browser (the
+browser tests are the end-to-end tier, ``pytest -m e2e``).
 
 A briefly trained S0 CNN (1 epoch, batch 64, Adam 1e-3) is trained once per test session into
 a fresh temporary folder: on all of MNIST when ``$JAXMNIST_DATA_DIR`` is set (~98.5% test

@@ -4,7 +4,7 @@
 #
 #   bash scripts/make_figures.sh                  # every study: s0 s1 s2 s3 s4
 #   bash scripts/make_figures.sh s2 s3            # some of them
-#   RUN_ROOT=/work/jaxmnist-runs bash scripts/make_figures.sh   # reuse runs made elsewhere
+#   RUN_ROOT=../jaxmnist-runs bash scripts/make_figures.sh     # reuse runs made elsewhere
 #   REPORT_ONLY=1 RUN_ROOT=... bash scripts/make_figures.sh s2  # never train: report runs as
 #                                                               # far as they got (still running)
 #

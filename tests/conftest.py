@@ -29,7 +29,22 @@ NAMES = {
 def _hermetic_environment(tmp_path_factory):
     """No downloads (a test of the fetch logic serves its own files on 127.0.0.1), and an empty
     cache folder of this session's own instead of ~/.cache/jaxmnist; CLIs started by tests
-    inherit both."""
+    inherit both.
+
+    Compiled programs are shared by every test of the session, and by the CLIs and workers
+    they start, through JAX's persistent compilation cache in a fresh folder of this session
+    (never one of an earlier session): most tests train the same few small groups, and XLA's
+    compile is most of their time on a CPU. A program loaded from the cache is the one XLA
+    compiled, so results are the same bits (a compile cache changes no number the tests see).
+    """
+    import jax
+
+    cache = str(tmp_path_factory.mktemp("jax-compilation-cache"))
+    settings = {"jax_compilation_cache_dir": cache,
+                # Every program, however quick to compile: the tests' are small.
+                "jax_persistent_cache_min_compile_time_secs": 0,
+                "jax_persistent_cache_min_entry_size_bytes": 0}
+    before = {name: getattr(jax.config, name) for name in settings}
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("JAXMNIST_OFFLINE", "1")
         mp.setenv("JAXMNIST_CACHE_DIR", str(tmp_path_factory.mktemp("jaxmnist-cache")))
@@ -37,7 +52,25 @@ def _hermetic_environment(tmp_path_factory):
         # this process's XLA flags (jaxmnist.hostdevices) when it happens to start JAX first.
         # tests/test_hostdevices.py and the multi-device tests set their own.
         mp.setenv("JAXMNIST_CPU_DEVICES", os.environ.get("JAXMNIST_CPU_DEVICES", "1"))
+        for name, value in settings.items():
+            mp.setenv(name.upper(), str(value))  # subprocesses read JAX_* at import
+            jax.config.update(name, value)
+        _reset_compilation_cache()
         yield
+    for name, value in before.items():
+        jax.config.update(name, value)
+    _reset_compilation_cache()
+
+
+def _reset_compilation_cache() -> None:
+    """JAX decides once per process, at its first compile, whether the cache is in use; a
+    compile during collection would have decided "no". Make it look at the settings again."""
+    try:
+        from jax._src import compilation_cache
+    except ImportError:  # a JAX without it: the cache may stay off, the tests are only slower
+        return
+    if hasattr(compilation_cache, "reset_cache"):
+        compilation_cache.reset_cache()
 
 
 @pytest.fixture(scope="session")

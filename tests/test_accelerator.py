@@ -1,7 +1,8 @@
 """The accelerator command's plumbing: ``--tiny`` end to end on a CPU, its JSON and Markdown.
 
 Nothing here asserts a speed (a shared 2-core CPU is no accelerator); it asserts that every
-part ran, on the sizes asked for, and that the result says on which device.
+part ran, on the sizes asked for, and that the result says on which device. The tiny run is
+end-to-end tier (``pytest -m e2e``).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ def tiny_run(tmp_path_factory):
     return tmp, files
 
 
+@pytest.mark.e2e
 def test_tiny_run_writes_json_and_markdown_for_every_part(tiny_run):
     tmp, files = tiny_run
     assert [f.suffix for f in files] == [".json", ".md"] and files[0].stem.endswith("-tiny")

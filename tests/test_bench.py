@@ -1,6 +1,8 @@
 """The benchmark's plumbing: a --quick run end to end, its JSON schema and ratio arithmetic.
 
-Nothing here asserts a speed: timings on a shared 2-core machine are not test material.
+Nothing here asserts a speed: timings on a shared 2-core machine are not test material. The
+--quick run (every case, in subprocesses, with its peers) is end-to-end tier (``pytest -m e2e``);
+the arithmetic on records and one tiny throughput measurement are the default tier.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ def _result(quick_run):
     return json.loads(path.read_text())
 
 
+@pytest.mark.e2e
 def test_quick_run_writes_json_and_markdown(quick_run):
     rc, files = quick_run
     assert rc == 0
@@ -45,6 +48,7 @@ def test_quick_run_writes_json_and_markdown(quick_run):
     assert "**PASS**" not in markdown and "**FAIL**" not in markdown
 
 
+@pytest.mark.e2e
 def test_json_schema(quick_run):
     r = _result(quick_run)
     assert r["schema"] == bench.SCHEMA_VERSION and r["quick"] is True
@@ -88,6 +92,7 @@ def test_json_schema(quick_run):
     assert grid["rounds"][0]["images"] == 2 * grid["steps"] * grid["batch_size"]
 
 
+@pytest.mark.e2e
 def test_ratios_match_the_medians(quick_run):
     r = _result(quick_run)
     cases, ratios = r["cases"], r["summary"]["ratios"]

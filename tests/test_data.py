@@ -102,6 +102,7 @@ def test_module_imports_neither_jax_nor_tensorflow():
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
+@pytest.mark.e2e  # needs the real MNIST files
 def test_idx_shapes_dtypes_and_label_counts(mnist):
     for split, n, counts in (("train", 60000, TRAIN_COUNTS), ("test", 10000, TEST_COUNTS)):
         x, y = mnist[split]
@@ -146,6 +147,7 @@ def tfds_arrays(mnist_dir, tmp_path_factory):
     return arrays
 
 
+@pytest.mark.e2e  # needs the real MNIST files
 def test_tfds_arrays_equal_idx_arrays(tfds_arrays, mnist):
     for split in ("train", "test"):
         tx, ty = tfds_arrays[split]
@@ -156,6 +158,7 @@ def test_tfds_arrays_equal_idx_arrays(tfds_arrays, mnist):
         assert ty.tobytes() == y.tobytes(), split
 
 
+@pytest.mark.e2e  # needs the real MNIST files
 def test_cli_check_prints_official_histograms(mnist_dir, capsys):
     assert data._main(["check", str(mnist_dir)]) == 0
     out = capsys.readouterr().out

@@ -1,7 +1,8 @@
 """Multi-process grids (jaxmnist.distributed): 2 processes x 2 simulated CPU devices on 127.0.0.1.
 
 Every run is a subprocess (tests/distributed_worker.py): XLA_FLAGS must be set before jax starts,
-and a process must really die for the failure test. Every wait is bounded.
+and a process must really die for the failure test. Every wait is bounded. The multi-process runs
+are end-to-end tier (``pytest -m e2e``); the settings checks are the default tier.
 """
 
 from __future__ import annotations
@@ -95,6 +96,7 @@ def single_process(tmp_path_factory) -> Path:
     return out
 
 
+@pytest.mark.e2e
 def test_killed_process_stops_the_other_and_relaunch_resumes(single_process, tmp_path):
     out, workdir = tmp_path / "resumed.npz", tmp_path / "ckpt"
     (rc0, log0, _), (rc1, _, _) = _pair(out, "--workdir", str(workdir),
@@ -154,6 +156,7 @@ SWEEP_ARGS = (
 )
 
 
+@pytest.mark.e2e
 def test_sweep_distributed_writes_once_and_matches_one_process(tmp_path):
     root = Path(__file__).resolve().parent.parent
     args = [*SWEEP_ARGS, "--config.data.source=synthetic"]  # needs no MNIST files

@@ -84,10 +84,37 @@ def test_workdir_under_a_file(tmp_path, capsys):
     assert code == 2 and "is a file, so no folder can be made there" in err
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root may write anywhere")
-def test_workdir_without_write_permission(tmp_path, capsys):
+def _as_if_not_root(monkeypatch, *, unwritable: Path | None = None,
+                    unreadable: Path | None = None) -> None:
+    """Root may read and write anywhere, so a permission test running as root (a container)
+    is told by the OS calls themselves what a user would be told: no write permission in
+    ``unwritable``, EACCES on reading ``unreadable``. Nothing changes for other users."""
+    if os.geteuid() != 0:
+        return
+    if unwritable is not None:
+        real_access = os.access
+
+        def access(path, mode, *args, **kwargs):
+            if Path(path) == unwritable and mode & os.W_OK:
+                return False
+            return real_access(path, mode, *args, **kwargs)
+
+        monkeypatch.setattr(os, "access", access)
+    if unreadable is not None:
+        real_read = Path.read_bytes
+
+        def read_bytes(self):
+            if self == unreadable:
+                raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(self))
+            return real_read(self)
+
+        monkeypatch.setattr(Path, "read_bytes", read_bytes)
+
+
+def test_workdir_without_write_permission(tmp_path, capsys, monkeypatch):
     locked = tmp_path / "locked"
     locked.mkdir(mode=0o500)
+    _as_if_not_root(monkeypatch, unwritable=locked)
     code, err = _sweep(capsys, ROOT / "sweeps" / "smoke.py", "--workdir", locked / "run")
     assert code == 2 and "no permission to write" in err
     assert not (locked / "run").exists()
@@ -109,10 +136,9 @@ DAMAGE = {
 
 
 @pytest.mark.parametrize("kind", sorted(DAMAGE))
-def test_damaged_data_file_is_exit_2_and_nothing_written(tmp_path, capsys, kind, idx_dir):
+def test_damaged_data_file_is_exit_2_and_nothing_written(tmp_path, capsys, kind, idx_dir,
+                                                         monkeypatch):
     """On MNIST's files, or (without MNIST) synthetic IDX files standing in for them."""
-    if kind == "unreadable" and os.geteuid() == 0:
-        pytest.skip("root reads files without permission")
     data_dir = tmp_path / "mnist"
     data_dir.mkdir()
     victim = "train-labels-idx1-ubyte.gz"
@@ -121,6 +147,8 @@ def test_damaged_data_file_is_exit_2_and_nothing_written(tmp_path, capsys, kind,
             DAMAGE[kind](data_dir / victim, src)
         else:
             (data_dir / src.name).symlink_to(src)
+    if kind == "unreadable":
+        _as_if_not_root(monkeypatch, unreadable=data_dir / victim)
     run = tmp_path / "run"
     code, err = _sweep(capsys, ROOT / "sweeps" / "smoke.py", "--workdir", run,
                        "--data-dir", data_dir, *TINY)

@@ -1,12 +1,16 @@
-"""The package's import graph has no cycle (function-level imports included), and the modules
-that read run directories never import jax."""
+"""The package's import graph has no cycle (function-level imports included), the modules that
+read run directories never import jax, and no file of the repository names a folder of the
+machine or tooling it was developed on."""
 
 from __future__ import annotations
 
 import ast
+import re
+import subprocess
 from pathlib import Path
 
-PACKAGE = Path(__file__).resolve().parent.parent / "jaxmnist"
+ROOT = Path(__file__).resolve().parent.parent
+PACKAGE = ROOT / "jaxmnist"
 
 
 def _module_name(path: Path) -> str:
@@ -89,3 +93,67 @@ def test_run_directory_readers_do_not_depend_on_jax_modules():
             seen.add(name)
             todo.extend(graph[name])
     assert not seen & jax_modules, seen & jax_modules
+
+
+# ------------------------------------------------------------------ folders of one machine
+
+# Top-level folders that only ever name one machine's layout (a user's home, a workplace's work
+# or tool folder, an add-on prefix), spelled in pieces so that this file does not match itself.
+_MACHINE_TOPS = ("work", "root", "home", "Users", "opt")
+_MACHINE_PARTS = ("tmp" + "/bash_jobs", "." + "library/")
+# An absolute path starts the path: not after a word character, a dot or a colon (so neither
+# "runs/home/x", "../work/x" nor "https://example.org/work/x" counts).
+_START = r"(?<![\w.:~-])/"
+MACHINE_PATH = re.compile(_START + "(?:" + "|".join(_MACHINE_TOPS) + ")/"
+                          + "|" + "|".join(map(re.escape, _MACHINE_PARTS)))
+# Recorded outputs (run directories, benchmark and figure results) name no absolute folder at
+# all, /tmp included: a record holds paths relative to its run (RUNS/..., sweeps/...).
+RECORD_PATH = re.compile(_START + "(?:tmp|var|srv|mnt|" + "|".join(_MACHINE_TOPS) + ")/")
+RECORD_SUFFIXES = (".json", ".jsonl", ".csv")
+RECORD_FOLDERS = ("tests/data/", "benchmarks/", "figures/")
+
+
+def repository_files() -> list[str]:
+    """Tracked files and new ones git does not ignore; the tree itself without git."""
+    try:
+        out = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard"],
+                             cwd=ROOT, capture_output=True, text=True, timeout=60, check=True)
+        return [line for line in out.stdout.splitlines() if (ROOT / line).is_file()]
+    except (OSError, subprocess.SubprocessError):  # an unpacked archive: walk it
+        skip = (".git", ".venv", "venv", "runs", "__pycache__", ".pytest_cache", "build")
+        return [p.relative_to(ROOT).as_posix() for p in ROOT.rglob("*")
+                if p.is_file() and not any(part.startswith(skip) for part in
+                                           p.relative_to(ROOT).parts)]
+
+
+def machine_paths(name: str, text: str) -> list[str]:
+    """``"file:line: text"`` for every line of ``text`` that names a machine's folder."""
+    record = name.endswith(RECORD_SUFFIXES) and name.startswith(RECORD_FOLDERS)
+    pattern = RECORD_PATH if record else MACHINE_PATH
+    return [f"{name}:{i}: {line.strip()[:120]}" for i, line in enumerate(text.splitlines(), 1)
+            if pattern.search(line)]
+
+
+def test_the_path_check_finds_what_it_looks_for():
+    bad = ["cd /" + "work/main", "see /" + "root/.cache", "/" + "home/me/x", "/" + "opt/tool",
+           "JOB=/tmp/" + "bash_jobs.0/1", "the tool in /x/." + "library/device/"]
+    for line in bad:
+        assert machine_paths("docs/x.md", line), line
+    fine = ["https://example.org/" + "work/x", "runs/" + "home/x", "../" + "work/x",
+            "--workdir /tmp/smoke", "~/" + "work/x", "/usr/share/datasets/fashion-mnist"]
+    for line in fine:
+        assert not machine_paths("docs/x.md", line), line
+    assert machine_paths("tests/data/run/env.json", '  "/tmp/' + 'run",')
+    assert not machine_paths("tests/data/run/env.json", '  "RUNS/run",')
+
+
+def test_no_file_names_a_folder_of_the_development_machine():
+    files = repository_files()
+    assert "tests/test_imports.py" in files and "README.md" in files
+    found = []
+    for name in files:
+        blob = (ROOT / name).read_bytes()
+        if b"\0" in blob[:8192]:  # binary (npz, png): no text to read
+            continue
+        found += machine_paths(name, blob.decode("utf-8", errors="replace"))
+    assert not found, "\n".join(found)

@@ -2,7 +2,8 @@
 
 The run executes the notebook headless on CPU at its ``tiny`` size (synthetic digits, the S2
 grid for one epoch on 512 images, then a user-defined Flax model's grid) with nbclient, as CI
-does through the README's test command.
+does through its end-to-end tier (``pytest -m e2e``); the two checks of the committed files
+are the default tier.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ def test_notebook_and_its_text_twin_have_the_same_cells():
         "notebooks/quickstart.ipynb and .py differ: run `jupytext --sync notebooks/quickstart.py`")
 
 
+@pytest.mark.e2e
 def test_notebook_runs_headless_at_tiny_size(tmp_path, monkeypatch):
     nbclient = pytest.importorskip("nbclient")
     # The kernel must import this checkout (so the install cell installs nothing), write its

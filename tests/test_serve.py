@@ -1,4 +1,5 @@
-"""Web demo tests: the JSON API in-process, digit PNGs end to end, and a real browser.
+"""Web demo tests: the JSON API in-process, digit PNGs end to end, and a real browser (the
+browser tests are the end-to-end tier, ``pytest -m e2e``).
 
 A briefly trained S0 CNN (1 epoch, batch 64, Adam 1e-3) is trained once per test session into
 a fresh temporary folder: on all of MNIST when ``$JAXMNIST_DATA_DIR`` is set (~98.5% test
@@ -437,6 +438,7 @@ def _draw(driver, canvas, strokes: list[list[tuple[float, float]]]) -> None:
         chain.perform()
 
 
+@pytest.mark.e2e
 def test_browser_draw_and_predict(live_server, browser, tmp_path):
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
@@ -474,6 +476,7 @@ def test_browser_draw_and_predict(live_server, browser, tmp_path):
         lambda d: "not a supported image" in d.find_element(By.ID, "status").text)
 
 
+@pytest.mark.e2e
 @pytest.mark.skipif(not os.environ.get("JAXMNIST_SCREENSHOT"),
                     reason="set JAXMNIST_SCREENSHOT=figures/serve_screenshot.png to regenerate")
 def test_regenerate_screenshot(browser, request):

@@ -20,42 +20,116 @@ def cli(*args: str, timeout: int = 300) -> subprocess.CompletedProcess:
 
 @pytest.fixture(scope="module")
 def smoke_run(tmp_path_factory):
+    """The smoke study at its own settings through the real CLI (end-to-end tier)."""
     run = tmp_path_factory.mktemp("smoke") / "run"
     out = cli(*SMOKE, "--workdir", str(run))
     assert out.returncode == 0, out.stderr[-3000:]
     return run, out
 
 
-def test_smoke_study_end_to_end(smoke_run):
-    run, out = smoke_run
-    assert "run directory:" in out.stderr and "group 2/2" in out.stderr
+# The smoke study made small (1 seed, 256 / 64 / 128 images), in-process: its 8 members in 2
+# groups of 4 keep every part of a run directory, resume and the report at a fraction of the
+# cost (the default tier); the full-size CLI run is the end-to-end tier.
+SMALL = ("--seeds", "1", "--config.data.train_limit=256", "--config.data.val_size=64",
+         "--config.data.test_limit=128")
+
+
+def _in_process(*argv) -> tuple[int, str]:
+    """``python -m jaxmnist.sweep ARGV`` in this process: (exit code, what it wrote to stderr)."""
+    import contextlib
+    import io
+
+    from jaxmnist import sweep
+
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        code = sweep.main([str(a) for a in argv])
+    return code, err.getvalue()
+
+
+@pytest.fixture(scope="module")
+def small_run(tmp_path_factory):
+    run = tmp_path_factory.mktemp("small-smoke") / "run"
+    code, err = _in_process(*SMOKE[1:], *SMALL, "--workdir", run)
+    assert code == 0, err[-3000:]
+    return run, err
+
+
+def _check_run_directory(run: Path, members: int, data: dict) -> dict:
+    """The run-directory contract of a finished 2-epoch, 2-group run; returns its results."""
     for name in ("config.json", "env.json", "metrics.jsonl", "results.json", "samples.npz"):
         assert (run / name).is_file(), name
     results = json.loads((run / "results.json").read_text())
     config = json.loads((run / "config.json").read_text())
-    # The smoke study runs at its own full settings, so it is not labelled reduced (labels
-    # compare settings with the study's full settings, never the device); synthetic digits
-    # instead of MNIST are a reduction, and labelled so.
-    assert results["complete"] and results["reduced"] == (datasource.SOURCE == "synthetic")
-    assert results["data"] == {"train": 2000, "val": 500, "test": 1000}
-    assert len(results["members"]) == len(config["members"]) == 16
+    # Labels compare settings with the study's full settings, never the device; synthetic
+    # digits instead of MNIST are a reduction, and labelled so.
+    reduced = data != {"train": 2000, "val": 500, "test": 1000}
+    assert results["complete"]
+    assert results["reduced"] == (reduced or datasource.SOURCE == "synthetic")
+    assert results["data"] == data
+    assert len(results["members"]) == len(config["members"]) == members
     assert len(config["groups"]) == 2 and len(results["groups"]) == 2
     for m in results["members"]:
         assert m["status"] in ("ok", "diverged", "collapsed")
         assert len(m["history"]) == 2 and 0.0 <= m["test"]["acc"] <= 1.0
-        assert sum(map(sum, m["confusion_test"])) == 1000
+        assert sum(map(sum, m["confusion_test"])) == data["test"]
         assert (run / "params" / f"member_{m['member']}.npz").is_file()
-    best = max(m["test"]["acc"] for m in results["members"])
-    assert best > 0.75, best  # adam 0.01 on 2k images reaches ~0.83 in 2 epochs
     lines = (run / "metrics.jsonl").read_text().splitlines()
-    assert len(lines) == 16 * 2
+    assert len(lines) == members * 2
     env = json.loads((run / "env.json").read_text())
     assert env["jax"] and env["devices"] and env["git_commit"]
     assert (run / "tables" / "summary.md").is_file()
     assert (run / "figures" / "curves.png").is_file()
     assert list((run / "ckpt").glob("group_*"))
+    return results
 
 
+def test_small_study_writes_the_whole_run_directory(small_run):
+    run, err = small_run
+    assert "run directory:" in err and "group 2/2" in err
+    results = _check_run_directory(run, 8, {"train": 256, "val": 64, "test": 128})
+    best = max(m["test"]["acc"] for m in results["members"])
+    assert best > 0.3, best  # 8 steps of the best member beat chance (0.1) by far
+
+
+def test_small_study_rerun_resumes_without_retraining_finished_groups(small_run):
+    _check_resume(small_run[0], lambda *argv: _in_process(*argv)[1], SMALL, members=8)
+
+
+def test_small_study_rerun_with_a_different_study_is_refused(small_run):
+    run, _ = small_run
+    code, err = _in_process(*SMOKE[1:], *SMALL, "--workdir", run, "--seeds", "2")
+    assert code == 2 and "already holds a run of study 'smoke'" in err
+    code, err = _in_process(*SMOKE[1:], *SMALL, "--workdir", run,
+                            "--config.data.test_limit=100")
+    assert code == 2 and "its data split differs" in err
+
+
+def test_small_study_report_regenerates_from_files(small_run, capsys):
+    from jaxmnist import report
+
+    run, _ = small_run
+    for p in (run / "figures").glob("*.png"):
+        p.unlink()
+    assert report.main([str(run)]) == 0
+    assert {"curves.png", "confusion_test.png", "ffnn.png", "samples.png"} <= {
+        p.name for p in (run / "figures").glob("*.png")}
+
+
+def test_small_study_tensorboard_events_equal_metrics_jsonl(small_run):
+    _check_tensorboard(small_run[0])
+
+
+@pytest.mark.e2e
+def test_smoke_study_end_to_end(smoke_run):
+    run, out = smoke_run
+    assert "run directory:" in out.stderr and "group 2/2" in out.stderr
+    results = _check_run_directory(run, 16, {"train": 2000, "val": 500, "test": 1000})
+    best = max(m["test"]["acc"] for m in results["members"])
+    assert best > 0.75, best  # adam 0.01 on 2k images reaches ~0.83 in 2 epochs
+
+
+@pytest.mark.e2e
 def test_report_regenerates_from_files(smoke_run):
     run, _ = smoke_run
     for p in (run / "figures").glob("*.png"):
@@ -66,8 +140,13 @@ def test_report_regenerates_from_files(smoke_run):
         p.name for p in (run / "figures").glob("*.png")}
 
 
+@pytest.mark.e2e
 def test_rerun_resumes_without_retraining_finished_groups(smoke_run):
-    run, _ = smoke_run
+    _check_resume(smoke_run[0], lambda *argv: cli(*SMOKE[:1], *argv).stderr, (), members=16)
+
+
+def _check_resume(run: Path, sweep_stderr, extra: tuple[str, ...], members: int) -> None:
+    """Rerunning after an interruption between groups trains only the unfinished group."""
     results_path = run / "results.json"
     before = json.loads(results_path.read_text())
     # Simulate an interruption after the first group: the second group's results are gone
@@ -76,22 +155,22 @@ def test_rerun_resumes_without_retraining_finished_groups(smoke_run):
                    members=[m for m in before["members"] if m["group"] == 0],
                    groups=[g for g in before["groups"] if g["group"] == 0])
     results_path.write_text(json.dumps(partial))
-    out = cli(*SMOKE, "--workdir", str(run), "--no-report")
-    assert out.returncode == 0, out.stderr[-3000:]
-    assert "(resuming)" in out.stderr
-    assert "group 1/2: finished earlier, read from results.json" in out.stderr
-    assert "group 2/2: finished earlier" not in out.stderr
+    args = (*SMOKE[1:], *extra, "--workdir", str(run), "--no-report")
+    err = sweep_stderr(*args)
+    assert "(resuming)" in err, err[-3000:]
+    assert "group 1/2: finished earlier, read from results.json" in err
+    assert "group 2/2: finished earlier" not in err
     after = json.loads(results_path.read_text())
-    assert after["complete"] and len(after["members"]) == 16
+    assert after["complete"] and len(after["members"]) == members
     group1 = [g for g in after["groups"] if g["group"] == 1][0]
     assert group1["resumed"] is True
     for a, b in zip(before["members"], after["members"], strict=True):
         assert a["test"] == b["test"] and a["history"] == b["history"]
     # A third run has nothing left to do.
-    out = cli(*SMOKE, "--workdir", str(run), "--no-report")
-    assert out.returncode == 0 and out.stderr.count("finished earlier") == 2
+    assert sweep_stderr(*args).count("finished earlier") == 2
 
 
+@pytest.mark.e2e
 def test_rerun_with_a_different_study_is_refused(smoke_run):
     run, _ = smoke_run
     out = cli(*SMOKE, "--workdir", str(run), "--seeds", "1")
@@ -120,16 +199,16 @@ BAD = [
 @pytest.mark.parametrize("args, message", BAD)
 def test_bad_config_exits_2_with_a_clear_message_and_writes_nothing(tmp_path, args, message):
     run = tmp_path / "run"
-    out = cli("jaxmnist.sweep", "sweeps/smoke.py", "--workdir", str(run), *args, timeout=120)
-    assert out.returncode == 2, out.stderr
-    assert message in out.stderr, out.stderr
-    assert "Nothing was written." in out.stderr
+    code, err = _in_process("sweeps/smoke.py", "--workdir", run, *args)
+    assert code == 2, err
+    assert message in err, err
+    assert "Nothing was written." in err and "Traceback" not in err
     assert not run.exists()
 
 
 def test_missing_study_file_lists_the_studies(tmp_path):
-    out = cli("jaxmnist.sweep", "sweeps/s9.py", "--workdir", str(tmp_path / "run"))
-    assert out.returncode == 2 and "does not exist" in out.stderr and "sweeps/s2.py" in out.stderr
+    code, err = _in_process("sweeps/s9.py", "--workdir", tmp_path / "run")
+    assert code == 2 and "does not exist" in err and "sweeps/s2.py" in err
 
 
 def cli_elsewhere(cwd: Path, *args: str, timeout: int = 120) -> subprocess.CompletedProcess:
@@ -170,11 +249,12 @@ def test_a_study_runs_by_name_from_any_folder_and_by_path(tmp_path):
     assert "Traceback" not in out.stderr
 
 
-def test_dry_run_prints_groups_and_writes_nothing(tmp_path):
-    out = cli("jaxmnist.sweep", "sweeps/s3.py", "--dry-run", "--workdir", str(tmp_path / "r"),
-              timeout=120)
-    assert out.returncode == 0, out.stderr
-    assert "63 members in " in out.stdout and "group 0: depth_width: 2x32" in out.stdout
+def test_dry_run_prints_groups_and_writes_nothing(tmp_path, capsys):
+    from jaxmnist import sweep
+
+    assert sweep.main(["sweeps/s3.py", "--dry-run", "--workdir", str(tmp_path / "r")]) == 0
+    out = capsys.readouterr().out
+    assert "63 members in " in out and "group 0: depth_width: 2x32" in out
     assert not (tmp_path / "r").exists()
 
 
@@ -195,21 +275,24 @@ def test_dry_run_checks_the_workdir_as_the_run_does(tmp_path):
     assert not (tmp_path / "new").exists()
 
 
-def test_dry_run_into_a_finished_run_says_it_resumes_or_refuses_another_study(smoke_run):
-    run, _ = smoke_run
-    out = cli(*SMOKE, "--dry-run", "--workdir", str(run), timeout=120)
-    assert out.returncode == 0 and f"run directory: {run} (resumes the run there)" in out.stdout
-    out = cli("jaxmnist.sweep", "s4", "--dry-run", "--workdir", str(run), timeout=120)
-    assert out.returncode == 2 and "already holds a run of study 'smoke'" in out.stderr
+def test_dry_run_into_a_finished_run_says_it_resumes_or_refuses_another_study(small_run,
+                                                                              capsys):
+    run, _ = small_run
+    code, _ = _in_process(*SMOKE[1:], *SMALL, "--dry-run", "--workdir", run)
+    assert code == 0 and f"run directory: {run} (resumes the run there)" in capsys.readouterr().out
+    code, err = _in_process("s4", "--dry-run", "--workdir", run)
+    assert code == 2 and "already holds a run of study 'smoke'" in err
 
 
-def test_dry_run_with_a_preset_says_what_it_reduces(tmp_path):
-    out = cli("jaxmnist.sweep", "sweeps/s2.py", "--preset", "cpu", "--dry-run", timeout=120)
-    assert out.returncode == 0, out.stderr
-    assert "preset: cpu; study presets: cpu, quick" in out.stdout
-    assert "data: 50000 train / 10000 val / 10000 test" in out.stdout
-    assert "reduced: " in out.stdout and " of 30 epochs" in out.stdout
-    assert "12 members in 1 groups" in out.stdout
+def test_dry_run_with_a_preset_says_what_it_reduces(capsys):
+    from jaxmnist import sweep
+
+    assert sweep.main(["sweeps/s2.py", "--preset", "cpu", "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "preset: cpu; study presets: cpu, quick" in out
+    assert "data: 50000 train / 10000 val / 10000 test" in out
+    assert "reduced: " in out and " of 30 epochs" in out
+    assert "12 members in 1 groups" in out
 
 
 def test_results_with_non_finite_numbers_are_written_as_null(tmp_path):
@@ -373,13 +456,17 @@ def hparams_of(folder: Path) -> dict[str, object]:
     return {}
 
 
+@pytest.mark.e2e
 def test_tensorboard_events_equal_metrics_jsonl(smoke_run):
-    run, _ = smoke_run
+    _check_tensorboard(smoke_run[0])
+
+
+def _check_tensorboard(run: Path) -> None:
     config = json.loads((run / "config.json").read_text())
     results = {m["member"]: m for m in json.loads((run / "results.json").read_text())["members"]}
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     folders = sorted(p for p in (run / "tensorboard").iterdir() if p.is_dir())
-    assert len(folders) == len(config["members"]) == 16
+    assert len(folders) == len(config["members"])
     for member, folder in zip(config["members"], folders, strict=True):
         k = member["member"]
         # Readable names: index and label, e.g. m000_hidden_32_learning_rate_0.1_name_sgd_seed_0
@@ -482,11 +569,13 @@ def test_without_data_one_message_no_traceback_nothing_written(tmp_path):
 
 
 def test_help_and_list_show_the_first_run():
+    """Through ``python -m`` (the entry point itself), with no config to read."""
     for args in (["--help"], ["--list"]):
         out = cli("jaxmnist.sweep", *args, timeout=60)
         assert out.returncode == 0
         assert "python -m jaxmnist.sweep smoke --workdir runs/smoke" in out.stdout
         assert "--synthetic" in out.stdout and "tensorboard --logdir runs/" in out.stdout
+
 
 def test_the_byo_example_in_the_docs_runs(tmp_path):
     """docs/byo.md shows examples/byo/*.py verbatim, and that study trains through the CLI."""
@@ -618,3 +707,16 @@ def test_the_built_wheel_runs_the_shipped_studies_outside_the_checkout(tmp_path)
     assert (elsewhere / "X" / "tables" / "summary.md").is_file()
     print(f"\nwheel built and installed in {built:.0f} s, whole test "
           f"{time.perf_counter() - t0:.0f} s")
+
+
+def test_the_train_confusion_matrix_is_made_for_the_member_the_report_draws(small_run):
+    """Predicting the training set with every member cost minutes of S2; only the best point's
+    representative (what figures/confusion_train.png shows) gets it."""
+    from jaxmnist import runview
+
+    run, _ = small_run
+    results = json.loads((run / "results.json").read_text())
+    with_matrix = [m for m in results["members"] if m.get("confusion_train")]
+    assert [m["member"] for m in with_matrix] == [runview.load(run).best().rep["member"]]
+    assert sum(map(sum, with_matrix[0]["confusion_train"])) == results["data"]["train"]
+    assert (run / "figures" / "confusion_train.png").is_file()

@@ -12,6 +12,16 @@ from jaxmnist import data, models, synthetic
 
 GRID_OPTIMIZERS = ("adam", "rmsprop", "sgd")
 GRID_LEARNING_RATES = (0.1, 0.01, 0.001, 0.0001)
+# The learning rates of the tolerance tests (a grid member against its solo run, 4 devices
+# against 1): S2's without 0.1. Those tests compare two trajectories that start equal and differ
+# by float32 rounding, so every member must be on a trajectory that does not amplify rounding.
+# At 0.1 the S2 members are not: Adam and RMSprop collapse (every test image called one class,
+# S2's degenerate models, status "collapsed"), and SGD trains at its edge of stability, where a
+# last-bit difference grows ~1e4-fold in 20 steps (synthetic digits, 2026-12-01: vmap SGD 0.1
+# ends 3.3e-3 from its solo run, SGD 0.01 1.5e-8). No bound below the weights' own scale holds
+# on such a trajectory, and one that does would say nothing about the engine. At 0.01 and below
+# every member trains (status "ok", which the tests assert as the premise of their bounds).
+STABLE_LEARNING_RATES = (0.01, 0.001, 0.0001)
 # A small MLP with dropout: the engine's mechanics (keys, resume, isolation, devices) at a
 # fraction of the CNN's CPU time. The CNN (S1's shape) is kept for the oracle test.
 SMALL_MLP = {"name": "mlp", "hidden": [64], "dropout": 0.2}
@@ -38,11 +48,12 @@ def base_member(**overrides) -> dict:
     return member
 
 
-def grid_members(epochs: int = 1, seed: int = 0, **overrides) -> list[dict]:
-    """S2's 3 optimizers x 4 learning rates as member configs."""
+def grid_members(epochs: int = 1, seed: int = 0, learning_rates=GRID_LEARNING_RATES,
+                 **overrides) -> list[dict]:
+    """S2's 3 optimizers x 4 learning rates (or ``learning_rates``) as member configs."""
     out = []
     for name in GRID_OPTIMIZERS:
-        for lr in GRID_LEARNING_RATES:
+        for lr in learning_rates:
             out.append(
                 base_member(**{"optim.name": name, "optim.learning_rate": lr,
                                "train.epochs": epochs, "seed": seed, **overrides})

@@ -15,9 +15,17 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+# This checkout's jaxmnist (not whichever one is installed), and the test fixtures beside us.
+sys.path[:0] = [str(Path(__file__).resolve().parent.parent), str(Path(__file__).resolve().parent)]
 
-from train_fixtures import SMALL_MLP, flat_params, grid_members, small_splits  # noqa: E402
+from train_fixtures import (  # noqa: E402
+    GRID_LEARNING_RATES,
+    SMALL_MLP,
+    STABLE_LEARNING_RATES,
+    flat_params,
+    grid_members,
+    small_splits,
+)
 
 from jaxmnist import train  # noqa: E402
 
@@ -28,6 +36,8 @@ def main() -> None:
     parser.add_argument("--workdir")
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--kill-after-epoch", type=int, default=0)
+    parser.add_argument("--stable", action="store_true",
+                        help="STABLE_LEARNING_RATES instead of S2's (tolerance tests)")
     args = parser.parse_args()
 
     def on_epoch(epoch, metrics, info):
@@ -36,7 +46,9 @@ def main() -> None:
             os.kill(os.getpid(), signal.SIGKILL)
 
     results = train.train_grid(
-        grid_members(epochs=args.epochs, model=SMALL_MLP),
+        grid_members(epochs=args.epochs, model=SMALL_MLP,
+                     learning_rates=STABLE_LEARNING_RATES if args.stable
+                     else GRID_LEARNING_RATES),
         small_splits(),
         args.workdir,
         on_epoch=on_epoch,

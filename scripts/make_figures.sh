@@ -3,7 +3,7 @@
 # CPU preset for S2 and S4, plus the progress of S2's and S4's full runs when they exist.
 #
 #   bash scripts/make_figures.sh                  # every study: s0 s1 s2 s3 s4
-#   bash scripts/make_figures.sh s2 s3            # some of them
+#   bash scripts/make_figures.sh s2 s3            # some of them (flax_mnist: its cpu preset)
 #   RUN_ROOT=../jaxmnist-runs bash scripts/make_figures.sh     # reuse runs made elsewhere
 #   REPORT_ONLY=1 RUN_ROOT=... bash scripts/make_figures.sh s2  # never train: report runs as
 #                                                               # far as they got (still running)
@@ -25,13 +25,14 @@ RUN_ROOT=${RUN_ROOT:-runs/figures}
 
 # study -> "run name|sweep flags"
 declare -A RUN=([s0]="s0-full|" [s1]="s1-full|" [s2]="s2-cpu|--preset cpu" [s3]="s3-full|"
-                [s4]="s4-cpu|--preset cpu")
+                [s4]="s4-cpu|--preset cpu" [flax_mnist]="flax_mnist-cpu|--preset cpu")
 declare -A KEEP=(
   [s0]="curves.png confusion_test.png confusion_train.png class_distribution.png test_probs.png"
   [s1]="curves.png samples.png confusion_test.png"
   [s2]="grid_heatmap.png curves.png confusion_test.png"
   [s3]="curves_depth_width.png curves_activation.png curves_init.png weights_regularization.png grads_rmsnorm.png ffnn.png"
   [s4]="curves.png confusion_test_depth_1.png confusion_test_depth_4.png"
+  [flax_mnist]="curves.png confusion_test.png confusion_train.png"
 )
 
 complete() {  # a run directory whose results.json says complete
@@ -60,7 +61,7 @@ for s in "${studies[@]}"; do
   else
     # Trains what is missing, then writes the tables and figures (the sweep calls the report).
     # shellcheck disable=SC2086  # flags may be empty
-    "$PY" -m jaxmnist.sweep "sweeps/$s.py" $flags --workdir "$run"
+    "$PY" -m jaxmnist.sweep "$s" $flags --workdir "$run"
   fi
   echo "$s ($name): $(( $(date +%s) - start ))s wall"
   publish "$run" "figures/$s" ${KEEP[$s]}

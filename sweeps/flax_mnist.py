@@ -5,6 +5,8 @@ Command::
     python -m jaxmnist.sweep sweeps/flax_mnist.py                # full: 6 models x 3 seeds
     python -m jaxmnist.sweep sweeps/flax_mnist.py --preset cpu   # 1 seed, full data, 10 epochs
     python -m jaxmnist.sweep sweeps/flax_mnist.py --quick        # 6,000 images, 2 epochs
+    python -m jaxmnist.sweep flax_mnist --preset flax_config \
+        --config.base.model.name=path/to/train.py:CNN           # Flax's file, Flax's config
 
 Reproduces: the CNN of Flax's ``examples/mnist/train.py`` (NNX: two 3x3 convs with BatchNorm
 and average pooling, dense 256, dropout 0.025; ``jaxmnist.models.flax_examples:FlaxMnistCNN``,
@@ -50,5 +52,9 @@ def get_config() -> ml_collections.ConfigDict:
         quick=dict(data=dict(train_limit=6000, test_limit=2000), base=dict(train=dict(epochs=2)),
                    seeds=1),
         cpu=dict(seeds=1),
+        # Flax's example exactly: its config alone (SGD 0.1, momentum 0.9), one seed.
+        flax_config=dict(experiments=[dict(name="main", title="Flax's own config", points=[
+            dict(label="sgd lr=0.1", set={"optim.name": "sgd", "optim.learning_rate": 0.1})])],
+            seeds=1),
     )
     return c

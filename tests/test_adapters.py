@@ -270,3 +270,20 @@ def test_a_stateful_pair_follows_the_engine_contract():
         from jaxmnist.models import adapters
 
         adapters._REGISTERED.pop("tiny_stateful_pair")
+
+
+def test_a_name_registered_again_builds_the_new_model():
+    """A notebook that redefines its class and registers it again trains the new one."""
+    def pair(width):
+        return (lambda key: {"w": jnp.zeros((784, width))},
+                lambda params, x, *, train, key=None: x.reshape(x.shape[0], -1) @ params["w"])
+
+    from jaxmnist.models import adapters
+
+    try:
+        models.register("tiny_again")(lambda: pair(10))
+        assert models.build({"name": "tiny_again"}).init(None)[0]["w"].shape == (784, 10)
+        models.register("tiny_again")(lambda: pair(7))
+        assert models.build({"name": "tiny_again"}).init(None)[0]["w"].shape == (784, 7)
+    finally:
+        adapters._REGISTERED.pop("tiny_again")

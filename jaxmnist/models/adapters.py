@@ -331,7 +331,10 @@ def _pair_adapter(user_init: Callable[..., Any],
 
 
 @functools.cache
-def _build_cached(cfg_json: str) -> tuple[Callable[..., Any], Callable[..., Any], str]:
+def _build_cached(cfg_json: str, factory: Callable[..., Any]) -> tuple[Callable[..., Any],
+                                                                     Callable[..., Any], str]:
+    # Keyed by the factory object too: a name registered again (a class redefined in a
+    # notebook) builds anew; holding the object here means its identity is never reused.
     cfg = json.loads(cfg_json)
     init, apply, calls = _adapt(cfg)
     return init, _fast_on_cpu(cfg, apply), calls
@@ -372,7 +375,7 @@ def build(cfg: Mapping[str, Any]) -> tuple[Callable[..., Any], Callable[..., Any
     Raises:
         ModelError: the factory raised, or returned something that is not a model.
     """
-    init, apply, _ = _build_cached(json.dumps(dict(cfg), sort_keys=True))
+    init, apply, _ = _build_cached(*_cache_key(cfg))
     return init, apply
 
 
@@ -413,11 +416,15 @@ def _user_line(err: BaseException) -> str:
     return f" (at {Path(found.filename).name}:{found.lineno}: {(found.line or '').strip()})"
 
 
+def _cache_key(cfg: Mapping[str, Any]) -> tuple[str, Callable[..., Any]]:
+    return json.dumps(dict(cfg), sort_keys=True), resolve_factory(cfg["name"])
+
+
 @functools.cache
-def _check_cached(cfg_json: str) -> None:
+def _check_cached(cfg_json: str, factory: Callable[..., Any]) -> None:
     cfg = json.loads(cfg_json)
     name = cfg["name"]
-    init, apply, calls = _build_cached(cfg_json)
+    init, apply, calls = _build_cached(cfg_json, factory)
     key = jax.ShapeDtypeStruct((2,), jnp.uint32)
     x = jax.ShapeDtypeStruct((_PROBE_BATCH, *IMAGE_SHAPE), jnp.uint8)
     where = "init(key)"
@@ -457,4 +464,4 @@ def check(cfg: Mapping[str, Any]) -> None:
         ModelError: one message naming the model, the call that was made, the user's source
             line (when the error came from user code) and the accepted calling conventions.
     """
-    _check_cached(json.dumps(dict(cfg), sort_keys=True))
+    _check_cached(*_cache_key(cfg))

@@ -1,6 +1,6 @@
 """Which XLA:CPU layout is fastest for a group: devices, threads, member order (issue 21).
 
-Every case is a bench worker (``jaxmnist.bench_workers``, the engine through ``train_grid``)
+Every case is a bench worker (``benchmarks.bench_workers``, the engine through ``train_grid``)
 in its own process with its own ``XLA_FLAGS``; the cases run interleaved in rounds (one timed
 epoch each per round, the order rotated), so load changes hit all alike. Ratios are printed
 per round and of medians. Usage, from the repository root (``PYTHONPATH=.`` imports this
@@ -19,7 +19,7 @@ import statistics
 import sys
 from pathlib import Path
 
-from jaxmnist import bench
+from benchmarks import bench
 
 ONE_MT = ""  # JAX's default: one device, multi-threaded
 TWO_ST = "--xla_force_host_platform_device_count=2 --xla_cpu_multi_thread_eigen=false"

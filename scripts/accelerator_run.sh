@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The accelerator run in one command (python -m jaxmnist.accelerator): the full S2 study
+# The accelerator run in one command (python -m benchmarks.accelerator): the full S2 study
 # (1 seed) and its wall time, S0's time to 99 % test accuracy, and S0's 12-member grid in all
 # four combinations of strategy {vmap, sequential} x conv {lax, im2col}. Results:
 # benchmarks/results/accelerator-<UTC stamp>.{json,md} (and copies in $OUT when it is set).
@@ -51,7 +51,7 @@ command -v nvidia-smi > /dev/null && nvidia-smi --query-gpu=name,memory.total,dr
 
 stamp=$(date -u +%Y%m%d-%H%M%S)
 workdir=runs/accelerator/$stamp/s2
-"$PY" -m jaxmnist.accelerator "$@" --workdir "$workdir" --out benchmarks/results
+"$PY" -m benchmarks.accelerator "$@" --workdir "$workdir" --out benchmarks/results
 if [ -n "${OUT:-}" ]; then
   # The device tool brings back at most 8 files: the results and S2's tables and figures.
   cp $(ls -t benchmarks/results/accelerator-*.json | head -1) \

@@ -12,7 +12,7 @@ import os
 
 import pytest
 
-from jaxmnist import accelerator
+from benchmarks import accelerator
 
 DATA_DIR = os.environ.get("JAXMNIST_DATA_DIR")
 

@@ -12,7 +12,7 @@ import math
 
 import pytest
 
-from jaxmnist import bench
+from benchmarks import bench
 
 QUICK_CASES = ("jaxmnist_cnn_solo,jaxmnist_cnn_grid_sequential,jaxmnist_cnn_grid_two_devices,"
                "matmul_peak,keras_cnn,torch_cnn")
@@ -333,7 +333,7 @@ def test_cli_rejects_unknown_framework(capsys):
 
 
 def test_measure_train_throughput_runs():
-    from jaxmnist.bench_workers import measure_train_throughput
+    from benchmarks.bench_workers import measure_train_throughput
 
     r = measure_train_throughput(
         {"name": "mlp", "hidden": [8]}, batch_size=8, members=2, steps=2, repeats=1

@@ -1,6 +1,6 @@
 """The package's import graph has no cycle (function-level imports included), the modules that
-read run directories never import jax, and no file of the repository names a folder of the
-machine or tooling it was developed on."""
+read run directories never import jax, the library never imports the benchmark tools, and no
+file of the repository names a folder of the machine or tooling it was developed on."""
 
 from __future__ import annotations
 
@@ -93,6 +93,30 @@ def test_run_directory_readers_do_not_depend_on_jax_modules():
             seen.add(name)
             todo.extend(graph[name])
     assert not seen & jax_modules, seen & jax_modules
+
+
+def imported_names(path: Path) -> set[str]:
+    """Every absolute module name an ``import`` / ``from ... import`` of ``path`` names."""
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            names.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom) and not node.level and node.module:
+            names.add(node.module)
+    return names
+
+
+def test_the_library_does_not_import_the_benchmark_tools():
+    # benchmarks/ (bench, workers, step profile, accelerator run) sits outside the wheel: a
+    # library module that imported it would fail in an installed copy.
+    assert (ROOT / "benchmarks" / "bench.py").is_file()
+    found = {str(p.relative_to(ROOT)): sorted(n for n in imported_names(p)
+                                               if n.split(".")[0] == "benchmarks")
+             for p in PACKAGE.rglob("*.py")}
+    assert not {k: v for k, v in found.items() if v}, found
+    stale = [n for n in ("bench", "bench_workers", "step_profile", "accelerator")
+             if (PACKAGE / f"{n}.py").exists()]
+    assert not stale, f"benchmark tools back inside the library: {stale}"
 
 
 # ------------------------------------------------------------------ folders of one machine

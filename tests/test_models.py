@@ -476,7 +476,7 @@ def test_s0_matches_keras_with_same_weights():
     keras = pytest.importorskip("keras")
     if keras.backend.backend() != "tensorflow":
         pytest.skip("Keras is not on the TensorFlow backend")
-    from jaxmnist.bench_workers import keras_s0_cnn
+    from benchmarks.bench_workers import keras_s0_cnn
 
     net = keras_s0_cnn(keras)  # logits; the papers' softmax is in our loss
     assert net.count_params() == 225_034

@@ -1,4 +1,4 @@
-"""The per-op step profiler (``python -m jaxmnist.step_profile``)."""
+"""The per-op step profiler (``python -m benchmarks.step_profile``)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import json
 import jax
 import jax.numpy as jnp
 
-from jaxmnist import step_profile
+from benchmarks import step_profile
 
 
 def test_hlo_ops_name_fusions_by_what_they_compute():

@@ -1,4 +1,4 @@
-"""``python -m jaxmnist.accelerator``: the one-command accelerator run (one GPU, < 10 minutes).
+"""``python -m benchmarks.accelerator``: the one-command accelerator run (one GPU, < 10 minutes).
 
 Three measurements, in this order, each written to the JSON and Markdown result as soon as it
 finishes (a run stopped by a time limit keeps what it measured):
@@ -24,7 +24,7 @@ to ``<out>/accelerator-<UTC stamp>[-tiny].{json,md}`` with the device and versio
 
 Usage::
 
-    python -m jaxmnist.accelerator [--tiny] [--out benchmarks/results] [--workdir DIR]
+    python -m benchmarks.accelerator [--tiny] [--out benchmarks/results] [--workdir DIR]
                                    [--data-dir DIR] [--only s2,s0,grid]
     bash scripts/accelerator_run.sh       # the same on the GPU machine (docs/performance.md)
 """
@@ -277,7 +277,7 @@ def _write(result: dict[str, Any], stem: Path) -> list[Path]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Command-line entry point; returns the exit code."""
-    p = argparse.ArgumentParser(prog="python -m jaxmnist.accelerator",
+    p = argparse.ArgumentParser(prog="python -m benchmarks.accelerator",
                                 description="Grid strategy x conv timings, S0's time to 99%, "
                                 "and the full S2 study, for one accelerator.")
     p.add_argument("--tiny", action="store_true",
@@ -307,7 +307,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     result: dict[str, Any] = {
         "schema": SCHEMA_VERSION, "tiny": args.tiny, "started": started.isoformat("T", "seconds"),
-        "command": "python -m jaxmnist.accelerator " + " ".join(argv if argv is not None
+        "command": "python -m benchmarks.accelerator " + " ".join(argv if argv is not None
                                                                   else sys.argv[1:]),
         "env": envinfo.environment(), "sizes": {k: list(v) if isinstance(v, tuple) else v
                                               for k, v in sizes.items()},
@@ -326,10 +326,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 result["total_seconds"] = time.perf_counter() - t0
                 paths = _write(result, stem)  # after every part: a time limit keeps the rest
     except (C.ConfigError, data.MnistDataError) as err:
-        _say(f"jaxmnist.accelerator: {err}")
+        _say(f"benchmarks.accelerator: {err}")
         return 2
     except rundir.RunDirError as err:
-        _say(f"jaxmnist.accelerator: {err}")
+        _say(f"benchmarks.accelerator: {err}")
         return getattr(err, "exit_code", 1)
     if not paths:
         paths = _write(result, stem)

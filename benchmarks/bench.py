@@ -1,4 +1,4 @@
-"""``python -m jaxmnist.bench`` — training throughput side by side, on this machine, in one run.
+"""``python -m benchmarks.bench`` — training throughput side by side, on this machine, in one run.
 
 What it measures (images/s of training after a warm-up epoch; compile time reported apart):
 
@@ -12,7 +12,7 @@ What it measures (images/s of training after a warm-up epoch; compile time repor
 * End to end: the 12-member grid vs the same 12 members run one after another, each run a full
   ``train_grid`` call (compile, train, evaluate) — wall time a user waits for.
 
-How: every case runs in its own subprocess (:mod:`jaxmnist.bench_workers`; separate thread
+How: every case runs in its own subprocess (:mod:`benchmarks.bench_workers`; separate thread
 pools, per-framework peak RSS). All workers stay alive and are driven in interleaved rounds
 (one timed epoch of each case per round, the order rotated every round), so a shared machine's
 changing load hits every case alike; medians over rounds are reported, with the load average.
@@ -25,9 +25,9 @@ targets as PASS / FAIL / "not measured" from the same run (docs/performance.md).
 
 Usage::
 
-    python -m jaxmnist.bench                      # full: ~10 minutes on 2 CPU cores
-    python -m jaxmnist.bench --quick              # seconds-scale smoke run (tests)
-    python -m jaxmnist.bench --only jax,keras --steps 200 --repeats 7 --out benchmarks/results/
+    python -m benchmarks.bench                      # full: ~10 minutes on 2 CPU cores
+    python -m benchmarks.bench --quick              # seconds-scale smoke run (tests)
+    python -m benchmarks.bench --only jax,keras --steps 200 --repeats 7 --out benchmarks/results/
 
 Results: ``<out>/bench-<date>.json`` (everything, per-round numbers included) and ``.md``.
 """
@@ -49,8 +49,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from benchmarks.bench_workers import PREFIX
 from jaxmnist import envinfo
-from jaxmnist.bench_workers import PREFIX
 
 FRAMEWORKS = ("jax", "keras", "torch")
 S0_CNN = {"name": "cnn"}
@@ -62,6 +62,7 @@ S4_BATCH = 32  # S4 trains with batch 32 (sweeps/s4.py); its case uses the study
 # grid's members single-threaded, instead of one device splitting every op over both cores.
 TWO_DEVICE_FLAGS = "--xla_force_host_platform_device_count=2 --xla_cpu_multi_thread_eigen=false"
 SCHEMA_VERSION = 1
+REPO_ROOT = str(Path(__file__).resolve().parent.parent)
 
 
 # --------------------------------------------------------------------------------------------
@@ -161,11 +162,14 @@ class Worker:
         self.timeout = timeout
         self.log = tempfile.TemporaryFile(mode="w+")
         env = dict(os.environ, PYTHONUNBUFFERED="1", TF_CPP_MIN_LOG_LEVEL="2")
+        # The repository root first: the worker module (benchmarks/) and this checkout's
+        # jaxmnist, from whatever folder the bench was started.
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (REPO_ROOT, env.get("PYTHONPATH")) if p)
         if case["framework"] == "keras":
             env.setdefault("KERAS_BACKEND", "tensorflow")
         env.update(case.get("env", {}))  # per-case overrides, e.g. XLA_FLAGS experiments
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "jaxmnist.bench_workers", json.dumps(case)],
+            [sys.executable, "-m", "benchmarks.bench_workers", json.dumps(case)],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.log, text=True, env=env,
         )
         self.messages: queue.Queue[dict[str, Any] | None] = queue.Queue()
@@ -821,7 +825,7 @@ def to_markdown(result: dict[str, Any]) -> str:
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     """The command line (see the module docstring)."""
-    p = argparse.ArgumentParser(prog="python -m jaxmnist.bench", description=__doc__.split(
+    p = argparse.ArgumentParser(prog="python -m benchmarks.bench", description=__doc__.split(
         "\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true",
                    help="tiny sizes (3 steps, 2 rounds, 3-member grid): checks the plumbing")
@@ -887,7 +891,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     result = {
         "schema": SCHEMA_VERSION,
         "date": started.strftime("%Y-%m-%d %H:%M UTC"),
-        "command": " ".join(["python -m jaxmnist.bench",
+        "command": " ".join(["python -m benchmarks.bench",
                              *(sys.argv[1:] if argv is None else list(argv))]),
         "quick": args.quick,
         "settings": {"steps": args.steps, "repeats": args.repeats, "members": args.members,

@@ -1,13 +1,13 @@
-"""``python -m jaxmnist.step_profile`` — where a training step's time goes, per XLA op.
+"""``python -m benchmarks.step_profile`` — where a training step's time goes, per XLA op.
 
 Traces the engine's compiled epoch (the program users run: ``jaxmnist.train.build_program``,
 one member) with ``jax.profiler``, then sums the duration of every XLA op of that program over
 the traced steps and writes a per-op table and a per-category summary::
 
-    python -m jaxmnist.step_profile --model cnn                  # S0's CNN, batch 64
-    python -m jaxmnist.step_profile --model squeezenet --steps 20
-    python -m jaxmnist.step_profile --model s4_l4 --batch-size 32
-    python -m jaxmnist.step_profile --model mlp --steps 50 --out /tmp/profile
+    python -m benchmarks.step_profile --model cnn                  # S0's CNN, batch 64
+    python -m benchmarks.step_profile --model squeezenet --steps 20
+    python -m benchmarks.step_profile --model s4_l4 --batch-size 32
+    python -m benchmarks.step_profile --model mlp --steps 50 --out /tmp/profile
 
 Results: ``<out>/profile-<model>-<UTC stamp>.json`` and ``.md``. Each op is named as in the
 optimized HLO (``fusion.12``, ``ynn_fusion.3``, ...) with its kind (what it computes: the root
@@ -143,8 +143,8 @@ def profile(model: str, batch_size: int, steps: int, repeats: int = 2) -> dict[s
     import jax
     import jax.numpy as jnp
 
+    from benchmarks.bench_workers import load_data, member_config
     from jaxmnist import train
-    from jaxmnist.bench_workers import load_data, member_config
     from jaxmnist.data import Splits
 
     arrays, source = load_data(steps * batch_size, 100)
@@ -216,7 +216,7 @@ def to_markdown(result: dict[str, Any], top: int = 25) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Profiles one model's training step, writes JSON + Markdown under ``--out``, prints it."""
-    p = argparse.ArgumentParser(prog="python -m jaxmnist.step_profile",
+    p = argparse.ArgumentParser(prog="python -m benchmarks.step_profile",
                                 description=__doc__.split("\n")[0])
     p.add_argument("--model", choices=sorted(MODELS), default="cnn")
     p.add_argument("--batch-size", type=int, default=64)
@@ -239,7 +239,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     result.update({
         "date": started.strftime("%Y-%m-%d %H:%M UTC"), "load_average": load,
         "load_average_end": list(os.getloadavg()),
-        "command": " ".join(["python -m jaxmnist.step_profile",
+        "command": " ".join(["python -m benchmarks.step_profile",
                              *(sys.argv[1:] if argv is None else list(argv))]),
         "machine": envinfo.machine(), "versions": envinfo.versions(("jax", "jaxlib")),
         "git_commit": envinfo.git_commit(short=True),

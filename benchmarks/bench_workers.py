@@ -1,8 +1,8 @@
-"""The measuring side of ``python -m jaxmnist.bench``: one benchmark case per subprocess.
+"""The measuring side of ``python -m benchmarks.bench``: one benchmark case per subprocess.
 
-Each case runs in its own Python process (``python -m jaxmnist.bench_workers CASE_JSON``), so
+Each case runs in its own Python process (``python -m benchmarks.bench_workers CASE_JSON``), so
 that JAX, TensorFlow and PyTorch never share a process: each framework gets its own thread
-pools and its own memory high-water mark. The parent (:mod:`jaxmnist.bench`) keeps every worker
+pools and its own memory high-water mark. The parent (:mod:`benchmarks.bench`) keeps every worker
 alive for the whole run and drives them in *interleaved rounds* — it tells worker A to train one
 timed epoch, then worker B, then A again — so that a change of machine load (a shared machine)
 hits every case alike instead of whichever ran last.
@@ -99,7 +99,7 @@ class EpochDriver:
         # machine, wall time grows with other people's load, CPU time much less.
         cpu = cpu_seconds() - self.cpu_mark
         # Wall seconds over the SAME span as ``cpu`` (command to end of epoch): the bench's
-        # stall check compares the two (jaxmnist.bench.classify_rounds).
+        # stall check compares the two (benchmarks.bench.classify_rounds).
         wall = time.perf_counter() - self.wall_mark
         if self.epoch == 1:
             send("ready", warmup_epoch_seconds=seconds, **self.setup())

@@ -209,47 +209,46 @@ class _CompileClock:
         jax.monitoring.unregister_event_duration_listener(self)
 
 
-def step_cost(model_cfg: dict[str, Any], batch: int, optimizers: tuple[str, ...]) -> dict[str, Any]:
+def step_cost(configs: list[dict[str, Any]], arrays: dict[str, np.ndarray]) -> dict[str, Any]:
     """FLOPs and bytes of ONE training step of one member, from XLA's cost analysis.
 
-    The step is what the engine runs per batch: forward, loss, backward and the union
-    optimizer's update (``jaxmnist.optim``) for the optimizers present in the group. XLA counts
-    a matmul as 2*M*N*K FLOPs; elementwise work counts too (small here).
+    Counted on the engine's own program (:func:`jaxmnist.train.build_program`, what users run):
+    one member per optimizer family in ``configs`` (so the step carries the group's union
+    optimizer), ``vmap``-ed on one device, trained on exactly one batch of ``arrays``. The
+    compiled epoch is then one step per member (XLA counts a loop's body once, so a longer
+    epoch would still count one step; one batch makes that exact either way), plus the epoch's
+    shuffle of one batch of indices. Divided by the members: forward, loss, backward, the
+    union optimizer's update and the divergence guard of one member. XLA counts a matmul as
+    2*M*N*K FLOPs; elementwise work counts too (small here).
     """
     import jax
-    import jax.numpy as jnp
 
-    from jaxmnist import losses, models, optim
+    from jaxmnist import models, train
+    from jaxmnist.data import Splits
 
-    model = models.build(model_cfg)
-    loss_fn = losses.get_loss("xent")
-    cfgs = [{"name": name, "learning_rate": 1e-3 * (k + 1)} for k, name in enumerate(optimizers)]
-    plan = optim.plan(cfgs)
-    hyper = {k: v[0] for k, v in optim.member_hyper(cfgs, plan).items()}
-
-    def step(params, opt_state, x, y, key):
-        def objective(p):
-            return loss_fn(model.apply(p, {}, x, train=True, key=key)[0], y)
-
-        loss, grads = jax.value_and_grad(objective)(params)
-        new_params, new_opt = optim.update(grads, opt_state, params, hyper, plan)
-        return new_params, new_opt, loss
-
-    key = jax.random.PRNGKey(0)
-    params = jax.eval_shape(model.init, key)[0]  # the zoo: state is {}
-    opt_state = jax.eval_shape(lambda p: optim.init(p, hyper, plan), params)
-    x = jax.ShapeDtypeStruct((batch, 28, 28, 1), jnp.uint8)
-    y = jax.ShapeDtypeStruct((batch,), jnp.int32)
-    compiled = jax.jit(step).lower(params, opt_state, x, y, key).compile()
-    cost = compiled.cost_analysis()
+    batch = int(configs[0]["train"]["batch_size"])
+    one_per_family: dict[str, dict[str, Any]] = {}
+    for cfg in configs:
+        one_per_family.setdefault(cfg["optim"]["name"], cfg)
+    members = []
+    for cfg in one_per_family.values():
+        member = json.loads(json.dumps(cfg))
+        member["train"].update(strategy="vmap", epochs=1)
+        members.append(member)
+    x, y = arrays["train_x"][:batch], arrays["train_y"][:batch]
+    splits = Splits(x, y, None, None, x[:1], y[:1])
+    prog = train.build_program(members, splits, devices=jax.devices()[:1])
+    cost = prog.epoch_exec.cost_analysis()
     if isinstance(cost, list | tuple):  # older JAX: one dict per partition
         cost = cost[0] if cost else {}
     cost = cost or {}
-    flops = float(cost.get("flops", 0.0))
+    per_member = 1.0 / len(members)
+    flops = float(cost.get("flops", 0.0)) * per_member
+    params = jax.tree_util.tree_map(lambda leaf: leaf[0], prog.init_state.params)
     return {
         "flops_per_step": flops,
         "flops_per_image": flops / batch,
-        "bytes_accessed_per_step": float(cost.get("bytes accessed", 0.0)),
+        "bytes_accessed_per_step": float(cost.get("bytes accessed", 0.0)) * per_member,
         "param_count": models.param_count(params),
     }
 
@@ -280,8 +279,7 @@ def run_jax_engine(case: dict[str, Any]) -> None:
         train.member_layout = lambda rates, n_padded, n_devices: np.arange(n_padded)
     # "devices": train on the first N devices (default: the engine's choice)
     devices = jax.devices()[: case["devices"]] if case.get("devices") else None
-    present = tuple(dict.fromkeys(c["optim"]["name"] for c in configs))
-    cost = step_cost(case["model"], batch, present)
+    cost = step_cost(configs, arrays)
     n_train = len(arrays["train_x"])
     clock = _CompileClock()
 
@@ -325,42 +323,65 @@ def run_jax_engine(case: dict[str, Any]) -> None:
     )
 
 
-def run_jax_step(case: dict[str, Any]) -> None:
-    """The bare training step (model + optax.adam in a ``lax.scan``), no engine around it.
+def reference_step(model_cfg: Mapping[str, Any], *, learning_rate: float = 1e-3,
+                   loss: str = "xent") -> tuple[Callable, Callable]:
+    """The bare training step: the model, ``value_and_grad`` of the loss and ``optax.adam``.
 
-    Shows what the engine's per-member extras cost (union optimizer, shuffling, the divergence
-    guard): compare with the solo engine case.
+    The one hand-written JAX training step of the benchmarks, kept on purpose as the
+    reference the engine is measured against: no union optimizer, no shuffling, no
+    zero-weight padding, no divergence guard, no metrics. ``jax_cnn_bare_step`` (bench case)
+    and :func:`measure_train_throughput` use it; every other JAX measurement runs the engine's
+    own program (:func:`jaxmnist.train.build_program` / ``train_grid``). Adam's epsilon is
+    Keras' (1e-7), as in the engine and the peers.
+
+    Returns:
+        ``(init, step)``: ``init(key) -> carry``; ``step(carry, x, y) -> (carry, loss)`` with
+        ``carry = (params, opt_state, key)``.
     """
     import jax
-    import jax.numpy as jnp
     import optax
 
     from jaxmnist import losses, models
 
-    batch, steps = case["batch_size"], case["steps"]
-    arrays, source = load_data(steps * batch, 1)
-    model = models.build(case["model"])
-    loss_fn = losses.get_loss("xent")
-    opt = optax.adam(1e-3, eps=1e-7)
-    xs = jnp.asarray(arrays["train_x"].reshape(steps, batch, 28, 28, 1))
-    ys = jnp.asarray(arrays["train_y"].reshape(steps, batch))
+    model = models.build(dict(model_cfg))
+    loss_fn = losses.get_loss(loss)
+    opt = optax.adam(learning_rate, eps=1e-7)
 
-    def step(carry, xy):
+    def step(carry, x, y):
         params, opt_state, key = carry
         key, sub = jax.random.split(key)
-        x, y = xy
 
         def objective(p):
             return loss_fn(model.apply(p, {}, x, train=True, key=sub)[0], y)
 
-        loss, grads = jax.value_and_grad(objective)(params)
+        value, grads = jax.value_and_grad(objective)(params)
         updates, opt_state = opt.update(grads, opt_state, params)
-        return (optax.apply_updates(params, updates), opt_state, key), loss
+        return (optax.apply_updates(params, updates), opt_state, key), value
 
-    epoch = jax.jit(lambda c, xs, ys: jax.lax.scan(step, c, (xs, ys)), donate_argnums=0)
-    key = jax.random.PRNGKey(0)
-    params, _ = model.init(key)  # the zoo: state is {}
-    carry = (params, opt.init(params), key)
+    def init(key):
+        params, _ = model.init(key)  # the zoo: state is {}
+        return params, opt.init(params), jax.random.fold_in(key, 1)
+
+    return init, step
+
+
+def run_jax_step(case: dict[str, Any]) -> None:
+    """The bare training step (:func:`reference_step`) in a ``lax.scan``, no engine around it.
+
+    Shows what the engine's per-member extras cost (union optimizer, shuffling, the divergence
+    guard): compare with the solo engine case (ratio ``engine_solo_over_bare_step``).
+    """
+    import jax
+    import jax.numpy as jnp
+
+    batch, steps = case["batch_size"], case["steps"]
+    arrays, source = load_data(steps * batch, 1)
+    init, step = reference_step(case["model"])
+    xs = jnp.asarray(arrays["train_x"].reshape(steps, batch, 28, 28, 1))
+    ys = jnp.asarray(arrays["train_y"].reshape(steps, batch))
+    epoch = jax.jit(lambda c, xs, ys: jax.lax.scan(lambda c, xy: step(c, *xy), c, (xs, ys)),
+                    donate_argnums=0)
+    carry = init(jax.random.PRNGKey(0))
     with _CompileClock() as clock:
         t0 = time.perf_counter()
         carry, loss = epoch(carry, xs, ys)
@@ -664,7 +685,11 @@ def measure_train_throughput(
     seed: int = 0,
     scan: bool = True,
 ) -> dict[str, Any]:
-    """Times a jitted train step (value_and_grad + optax.adam) on random uint8 images.
+    """Times the bare reference step (:func:`reference_step`) on random uint8 images.
+
+    Not the engine: this is the conv-implementation probe of docs/models.md (solo or
+    ``vmap``-ed, scanned or a Python loop of jitted steps, which the engine never runs), on
+    the deliberately minimal step; the engine's rate is the bench's ``jaxmnist_*`` cases.
 
     By default the steps run inside one ``lax.scan`` (as the grid engine runs an epoch), so
     per-step Python dispatch is not measured; ``scan=False`` instead calls a jitted single step
@@ -691,36 +716,15 @@ def measure_train_throughput(
     """
     import jax
     import jax.numpy as jnp
-    import optax
     from jax import lax
 
-    from jaxmnist.losses import get_loss
-    from jaxmnist.models import build
-
-    model = build(dict(model_cfg))
-    loss_fn = get_loss(loss)
-    opt = optax.adam(learning_rate)
+    init, step = reference_step(model_cfg, learning_rate=learning_rate, loss=loss)
     rng = np.random.default_rng(seed)
     lead = (steps,) if (members == 1 or shared_batch) else (steps, members)
     xs = jnp.asarray(rng.integers(0, 256, lead + (batch_size, 28, 28, 1), np.uint8))
     ys = jnp.asarray(rng.integers(0, 10, lead + (batch_size,), np.int32))
     if members > 1 and shared_batch:
         ys = jnp.broadcast_to(ys[:, None], (steps, members, batch_size))
-
-    def step(carry, x, y):
-        params, opt_state, key = carry
-        key, sub = jax.random.split(key)
-
-        def objective(p):
-            return loss_fn(model.apply(p, {}, x, train=True, key=sub)[0], y)
-
-        value, grads = jax.value_and_grad(objective)(params)
-        updates, opt_state = opt.update(grads, opt_state, params)
-        return (optax.apply_updates(params, updates), opt_state, key), value
-
-    def init(key):
-        params, _ = model.init(key)  # the zoo: state is {}
-        return params, opt.init(params), jax.random.fold_in(key, 1)
 
     keys = jax.random.split(jax.random.PRNGKey(seed), members)
     if members == 1:

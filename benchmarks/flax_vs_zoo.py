@@ -2,12 +2,13 @@
 
 Command (what docs/models.md reports)::
 
-    nice -n 10 python benchmarks/flax_vs_zoo.py --rounds 2 > benchmarks/results/flax_vs_zoo.json
+    nice -n 10 python -m benchmarks.flax_vs_zoo --rounds 2 > benchmarks/results/flax_vs_zoo.json
 
 Each case times one training step (forward, value_and_grad of xent, optax.adam) with
-``jaxmnist.models.measure_train_throughput``: batch 64, steps inside one ``lax.scan`` (how the
-engine runs an epoch) and, for contrast, a Python loop of jitted steps. Rounds interleave the
-cases so machine load hits them alike. Compile time is the first (warm-up) call.
+``benchmarks.bench_workers.measure_train_throughput`` (the bare reference step): batch 64,
+steps inside one ``lax.scan`` (how the engine runs an epoch) and, for contrast, a Python loop
+of jitted steps. Rounds interleave the cases so machine load hits them alike. Compile time is
+the first (warm-up) call.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--steps", type=int, default=10)
     args = parser.parse_args()
-    from jaxmnist.models import measure_train_throughput
+    from benchmarks.bench_workers import measure_train_throughput
 
     rows = []
     load = [os.getloadavg()[0]]

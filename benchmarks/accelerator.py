@@ -48,7 +48,7 @@ OPTIMIZERS = ("adam", "rmsprop", "sgd")
 LEARNING_RATES = (0.1, 0.01, 0.001, 0.0001)
 COMBINATIONS = (("vmap", "lax"), ("vmap", "im2col"), ("sequential", "lax"),
                 ("sequential", "im2col"))
-TARGET_ACC = 0.99
+TARGET_ACC = 0.99  # the accuracy whose time part 2 measures: its definition, not a pass mark
 
 # Sizes of the full (accelerator) run and of --tiny (a CPU check of the same code path).
 FULL = {"grid_train_images": 16_000, "grid_members": 12, "grid_epochs": 2,

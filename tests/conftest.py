@@ -39,7 +39,13 @@ def _hermetic_environment(tmp_path_factory):
     """
     import jax
 
-    cache = str(tmp_path_factory.mktemp("jax-compilation-cache"))
+    # Under pytest-xdist every worker has its own base folder below one shared by the session:
+    # the workers share one cache there (JAX writes each entry atomically).
+    base = tmp_path_factory.getbasetemp()
+    shared = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+    cache_dir = shared / "jax-compilation-cache"
+    cache_dir.mkdir(exist_ok=True)
+    cache = str(cache_dir)
     settings = {"jax_compilation_cache_dir": cache,
                 # Every program, however quick to compile: the tests' are small.
                 "jax_persistent_cache_min_compile_time_secs": 0,

@@ -109,6 +109,7 @@ def test_a_bad_optimizer_is_one_clear_error(tmp_path):
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.e2e
 def test_the_readme_api_example_runs(tmp_path, monkeypatch):
     """The README's Python block, run as written except that it trains on synthetic digits
     (no MNIST here) and skips its last, long line (the S2 preset: its loading is covered by

@@ -89,13 +89,25 @@ def _assert_close(a, b, rtol=1e-5, atol=1e-5):
     np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=rtol, atol=atol)
 
 
-@pytest.mark.parametrize("shape,kernel,out,kw,layout", list(_cases_with_layouts()))
-def test_forward_matches_lax_conv(shape, kernel, out, kw, layout):
-    x, w = _operands(shape, kernel, out, kw.get("feature_group_count", 1), layout)
-    conv = _conv_fn(layout, kw)
-    _assert_close(jax.jit(fast(conv))(x, w), conv(x, w))
-    assert rewrite_stats(conv, x, w)["conv"] == 1
-    assert rewrite_stats(conv, x, w)["conv_fallback"] == 0
+def test_forward_matches_lax_conv():
+    """Every case and layout, rewritten and compiled as ONE program (one XLA compile instead of
+    one per case: the compiles, not the convolutions, are this test's cost)."""
+    cases = list(_cases_with_layouts())
+    operands, convs = [], []
+    for case in cases:
+        shape, kernel, out, kw, layout = case.values
+        operands.append(_operands(shape, kernel, out, kw.get("feature_group_count", 1), layout))
+        convs.append(_conv_fn(layout, kw))
+    rewritten = jax.jit(lambda ops: [fast(c)(x, w)
+                                     for c, (x, w) in zip(convs, ops, strict=True)])(operands)
+    reference = jax.jit(lambda ops: [c(x, w)
+                                     for c, (x, w) in zip(convs, ops, strict=True)])(operands)
+    for case, conv, (x, w), got, want in zip(cases, convs, operands, rewritten, reference,
+                                            strict=True):
+        np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=1e-5, atol=1e-5,
+                                   err_msg=case.id)
+        stats = rewrite_stats(conv, x, w)
+        assert (stats["conv"], stats["conv_fallback"]) == (1, 0), case.id
 
 
 GRAD_CASES = ["same", "stride_2x3_asym", "lhs_dilation", "all_dilations", "groups3_stride",
@@ -103,21 +115,28 @@ GRAD_CASES = ["same", "stride_2x3_asym", "lhs_dilation", "all_dilations", "group
 
 
 @pytest.mark.parametrize("custom_vjp", [True, False], ids=["custom_vjp", "autodiff"])
-@pytest.mark.parametrize("name", GRAD_CASES)
-def test_gradients_match_lax_conv(name, custom_vjp):
-    _, shape, kernel, out, kw = next(c for c in CONV_CASES if c[0] == name)
-    layout = LAYOUTS[len(kernel)][0]
-    x, w = _operands(shape, kernel, out, kw.get("feature_group_count", 1), layout, seed=1)
-    conv = _conv_fn(layout, kw)
+def test_gradients_match_lax_conv(custom_vjp):
+    """The gradients of every case, the rewritten ones compiled as one program."""
+    cases, operands = [], []
+    for name in GRAD_CASES:
+        _, shape, kernel, out, kw = next(c for c in CONV_CASES if c[0] == name)
+        layout = LAYOUTS[len(kernel)][0]
+        operands.append(_operands(shape, kernel, out, kw.get("feature_group_count", 1), layout,
+                                  seed=1))
+        cases.append(_conv_fn(layout, kw))
 
     def loss(f):
         return lambda x, w: jnp.sum(jnp.sin(f(x, w)) * jnp.arange(f(x, w).size).reshape(
             f(x, w).shape) / 100.0)
 
-    want = jax.grad(loss(conv), (0, 1))(x, w)
-    got = jax.jit(jax.grad(loss(fast(conv, custom_vjp=custom_vjp)), (0, 1)))(x, w)
-    for g, ref in zip(got, want, strict=True):
-        _assert_close(g, ref, rtol=1e-4, atol=1e-4 * float(jnp.abs(ref).max()))
+    rewritten = jax.jit(lambda ops: [
+        jax.grad(loss(fast(c, custom_vjp=custom_vjp)), (0, 1))(x, w)
+        for c, (x, w) in zip(cases, ops, strict=True)])(operands)
+    reference = jax.jit(lambda ops: [jax.grad(loss(c), (0, 1))(x, w)
+                                     for c, (x, w) in zip(cases, ops, strict=True)])(operands)
+    for got, want in zip(rewritten, reference, strict=True):
+        for g, ref in zip(got, want, strict=True):
+            _assert_close(g, ref, rtol=1e-4, atol=1e-4 * float(jnp.abs(ref).max()))
 
 
 def test_transposed_convs_of_a_gradient_are_rewritten_too():

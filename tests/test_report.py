@@ -182,6 +182,7 @@ def test_report_writes_figures(tmp_path, name, expected):
                                  "class_distribution.png", "test_probs.png"})
 
 
+@pytest.mark.e2e
 def test_report_cli_does_not_import_jax(tmp_path):
     run = fake_run(tmp_path, "s3", epochs=2)
     code = ("import sys; from jaxmnist import report; rc = report.main([sys.argv[1]]); "

@@ -221,6 +221,7 @@ def cli_elsewhere(cwd: Path, *args: str, timeout: int = 120) -> subprocess.Compl
                           cwd=cwd, env=env, timeout=timeout)
 
 
+@pytest.mark.e2e
 def test_list_shows_every_shipped_study_by_name_with_its_title(tmp_path):
     from jaxmnist import config as C
 
@@ -233,6 +234,7 @@ def test_list_shows_every_shipped_study_by_name_with_its_title(tmp_path):
     assert out.returncode == 0 and "sweeps/s2.py" in out.stdout and "sweeps/smoke.py" in out.stdout
 
 
+@pytest.mark.e2e
 def test_a_study_runs_by_name_from_any_folder_and_by_path(tmp_path):
     out = cli_elsewhere(tmp_path, "jaxmnist.sweep", "s2", "--preset", "cpu", "--dry-run")
     assert out.returncode == 0, out.stderr
@@ -258,20 +260,19 @@ def test_dry_run_prints_groups_and_writes_nothing(tmp_path, capsys):
     assert not (tmp_path / "r").exists()
 
 
-def test_dry_run_checks_the_workdir_as_the_run_does(tmp_path):
+def test_dry_run_checks_the_workdir_as_the_run_does(tmp_path, capsys):
     a_file = tmp_path / "file"
     a_file.write_text("x")
     for workdir, message in ((a_file, f"--workdir {a_file} is a file, not a folder"),
                              (a_file / "run", f"{a_file} is a file, so no folder can be made")):
-        out = cli("jaxmnist.sweep", "sweeps/smoke.py", "--dry-run", "--workdir", str(workdir),
-                  timeout=120)
-        assert out.returncode == 2, out.stdout
-        assert message in out.stderr and "Nothing was written." in out.stderr
-        assert "Traceback" not in out.stderr and "members in" not in out.stdout
+        code, err = _in_process("sweeps/smoke.py", "--dry-run", "--workdir", workdir)
+        out = capsys.readouterr().out
+        assert code == 2, out
+        assert message in err and "Nothing was written." in err
+        assert "Traceback" not in err and "members in" not in out
     assert a_file.read_text() == "x"
-    out = cli("jaxmnist.sweep", "sweeps/smoke.py", "--dry-run", "--workdir",
-              str(tmp_path / "new"), timeout=120)
-    assert out.returncode == 0 and f"run directory: {tmp_path / 'new'} (new)" in out.stdout
+    code, _ = _in_process("sweeps/smoke.py", "--dry-run", "--workdir", tmp_path / "new")
+    assert code == 0 and f"run directory: {tmp_path / 'new'} (new)" in capsys.readouterr().out
     assert not (tmp_path / "new").exists()
 
 
@@ -361,6 +362,7 @@ def _sweep(*argv) -> int:
     return sweep.main([str(a) for a in argv])
 
 
+@pytest.mark.e2e
 def test_a_flax_model_file_outside_the_repo_trains_through_the_cli(tmp_path):
     (tmp_path / "my_nets.py").write_text(MODEL_FILE)
     study = _study(tmp_path, model={"name": f"{tmp_path / 'my_nets.py'}:make", "width": 8},
@@ -380,6 +382,7 @@ def test_a_flax_model_file_outside_the_repo_trains_through_the_cli(tmp_path):
 @pytest.mark.skipif(not (FASHION_DIR / "train-images-idx3-ubyte.gz").is_file(),
                     reason="Fashion-MNIST not installed (apt-get install dataset-fashion-mnist; "
                            ".ci/run does it where apt-get works)")
+@pytest.mark.e2e
 def test_fashion_mnist_grid_from_the_debian_idx_files(tmp_path):
     study = _study(tmp_path, model={"name": "mlp", "hidden": [16]}, data_name="fashion_mnist",
                    source="idx")
@@ -577,6 +580,7 @@ def test_help_and_list_show_the_first_run():
         assert "--synthetic" in out.stdout and "tensorboard --logdir runs/" in out.stdout
 
 
+@pytest.mark.e2e
 def test_the_byo_example_in_the_docs_runs(tmp_path):
     """docs/byo.md shows examples/byo/*.py verbatim, and that study trains through the CLI."""
     doc = (ROOT / "docs" / "byo.md").read_text()
@@ -595,6 +599,7 @@ def test_the_byo_example_in_the_docs_runs(tmp_path):
 # ---------------------------------------------------------------- Flax's own example CNN
 
 
+@pytest.mark.e2e
 def test_flax_examples_mnist_cnn_copied_unchanged_trains_as_a_grid(tmp_path):
     """Flax's examples/mnist CNN (NNX, BatchNorm, Dropout, __call__(x, rngs)) in a user file."""
     import numpy as np

@@ -264,10 +264,10 @@ def run(study: Mapping[str, Any], *, workdir: str | Path, data_dir: str | None =
     """
     from jaxmnist import hostdevices, sweep
 
-    C.check(study)
+    members = C.check(study)  # the run's members, validated: sweep.run trains these
     hostdevices.configure()  # before the engine starts JAX: one host device per core on a CPU
     sweep.run(dict(study), Path(workdir), data_dir=data_dir, report=report,
-              callbacks=callbacks, progress=progress)
+              callbacks=callbacks, progress=progress, members=members)
     return open_run(workdir)
 
 
@@ -329,7 +329,7 @@ class Run:
                 history = m.get("history") or []
                 rows.append({
                     "member": m["member"], "label": point.label,
-                    **{k: flat.get(k) for k in varying}, "seed": m["config"].get("seed", 0),
+                    **{k: flat.get(k) for k in varying}, "seed": m["config"]["seed"],
                     "status": m["status"], "test_acc": m["test"].get("acc"),
                     "test_loss": m["test"].get("loss"), "epochs": len(history),
                     "val_acc": history[-1].get("val_acc") if history else None,

@@ -34,13 +34,14 @@ import itertools
 import json
 import traceback
 import types
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import ml_collections
 
 from jaxmnist import trees
+from jaxmnist.checks import is_int, suggest
 from jaxmnist.data import MNIST_TEST, MNIST_TRAIN, expected_sizes  # noqa: F401 - public here too
 from jaxmnist.groups import (  # noqa: F401 - the grouping rule is part of the config API
     DYNAMIC_KEYS,
@@ -48,6 +49,7 @@ from jaxmnist.groups import (  # noqa: F401 - the grouping rule is part of the c
     group_members,
     static_config,
 )
+from jaxmnist.schema import ConfigError
 from jaxmnist.trees import get_dotted, set_dotted  # noqa: F401 - public here too
 
 BASELINES = ("", "sklearn")
@@ -64,13 +66,6 @@ STUDY_KEYS = (
 RESOLVED_KEYS = ("preset", "overrides", "quick_applied", "reduced_reasons")
 
 
-class ConfigError(ValueError):
-    """A study config is invalid; the message lists every problem and the valid choices."""
-
-    def __init__(self, problems: Sequence[str], source: str = "study"):
-        self.problems = list(dict.fromkeys(problems))  # dedupe, keep order
-        lines = "\n".join(f"  - {p}" for p in self.problems)
-        super().__init__(f"invalid {source}:\n{lines}")
 
 
 # --------------------------------------------------------------------------------------------
@@ -100,12 +95,6 @@ def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
 
 
 _MISSING = object()  # "no such key" marker returned by get_dotted(..., _MISSING)
-
-
-def _suggest(key: str, valid: Iterable[str]) -> str:
-    from jaxmnist.schema import suggest
-
-    return suggest(key, valid)
 
 
 # --------------------------------------------------------------------------------------------
@@ -168,7 +157,7 @@ def study_path(study: str | Path) -> Path:
     path = studies_dir() / f"{study}.py"
     if not path.is_file():
         names = shipped_studies()
-        raise ConfigError([f"unknown study {study!r}{_suggest(str(study), names)}; the studies "
+        raise ConfigError([f"unknown study {study!r}{suggest(str(study), names)}; the studies "
                            f"that ship with jaxmnist: {', '.join(names) or 'none'} "
                            "(python -m jaxmnist.sweep --list), or give a study file path such "
                            "as my_study.py"])
@@ -318,7 +307,7 @@ def apply_overrides(study: dict[str, Any], overrides: Sequence[str]) -> dict[str
         current = get_dotted(study, key, _MISSING)
         if current is _MISSING:
             problems.append(
-                f"unknown config key {key!r}{_suggest(key, valid + sections)}"
+                f"unknown config key {key!r}{suggest(key, valid + sections)}"
             )
             continue
         if isinstance(current, Mapping) and current:
@@ -349,7 +338,7 @@ def _merge(tree: dict[str, Any], overrides: Mapping[str, Any], where: str) -> li
     problems = []
     for key, value in flatten(overrides).items():
         if get_dotted(tree, key, _MISSING) is _MISSING:
-            problems.append(f"{where}: unknown key {key!r}{_suggest(key, flatten(tree))}")
+            problems.append(f"{where}: unknown key {key!r}{suggest(key, flatten(tree))}")
         else:
             set_dotted(tree, key, copy.deepcopy(value))
     return problems
@@ -405,7 +394,7 @@ def resolve(
     if preset is not None:
         if preset not in available:
             problems.append(
-                f"unknown preset {preset!r}{_suggest(preset, available)}; this study's presets: "
+                f"unknown preset {preset!r}{suggest(preset, available)}; this study's presets: "
                 f"{', '.join(sorted(available)) or 'none'}"
             )
         else:
@@ -440,7 +429,7 @@ def reduced_reasons(full: Mapping[str, Any], study: Mapping[str, Any]) -> list[s
     reasons = []
     full_epochs = get_dotted(full, "base.train.epochs", None)
     epochs = get_dotted(study, "base.train.epochs", None)
-    if _is_int(full_epochs) and _is_int(epochs) and epochs != full_epochs:
+    if is_int(full_epochs) and is_int(epochs) and epochs != full_epochs:
         reasons.append(f"{epochs} of {full_epochs} epochs")
     try:
         sizes, full_sizes = expected_sizes(study["data"]), expected_sizes(full["data"])
@@ -449,9 +438,11 @@ def reduced_reasons(full: Mapping[str, Any], study: Mapping[str, Any]) -> list[s
     for part, n, n_full in zip(("train", "validation", "test"), sizes, full_sizes, strict=False):
         if n != n_full:
             reasons.append(f"{part} set {n:,} of {n_full:,} images")
-    points, full_points = _grid_size(study), _grid_size(full)
-    if points is not None and full_points is not None and points != full_points:
-        reasons.append(f"{points} of {full_points} grid points")
+    if any(study.get(k) != full.get(k) for k in ("base", "grid", "experiments")):
+        # Only then can the number of grid points differ (seeds do not count).
+        points, full_points = _grid_size(study), _grid_size(full)
+        if points is not None and full_points is not None and points != full_points:
+            reasons.append(f"{points} of {full_points} grid points")
     flat_full, flat = flatten(full), flatten(study)
     for key in sorted(set(flat_full) | set(flat)):
         if key.startswith(_NOT_REDUCING) or key in RESOLVED_KEYS or key == "reduced":
@@ -478,10 +469,6 @@ def _grid_size(study: Mapping[str, Any]) -> int | None:
 # --------------------------------------------------------------------------------------------
 # Validation
 # --------------------------------------------------------------------------------------------
-
-
-def _is_int(v: Any) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
 
 
 def validate_data(data: Mapping[str, Any]) -> list[str]:
@@ -516,15 +503,20 @@ def _experiments(study: Mapping[str, Any]) -> list[dict[str, Any]]:
 
 def validate_study(study: Mapping[str, Any]) -> list[str]:
     """Returns every problem with a resolved study (empty when valid), members included."""
+    return _validate(study)[0]
+
+
+def _validate(study: Mapping[str, Any]) -> tuple[list[str], list[dict[str, Any]]]:
+    """``(problems, members)``: the study checked and expanded once (members only if valid)."""
     problems = [
-        f"unknown study key {k!r}{_suggest(k, STUDY_KEYS)}"
+        f"unknown study key {k!r}{suggest(k, STUDY_KEYS)}"
         for k in study
         if k not in STUDY_KEYS and k not in RESOLVED_KEYS
     ]
     if not isinstance(study.get("study"), str) or not study["study"]:
         problems.append("study: needs a short name such as 's2'")
     seeds = study.get("seeds")
-    if not (_is_int(seeds) and seeds > 0):
+    if not (is_int(seeds) and seeds > 0):
         problems.append(f"seeds: must be a positive integer, got {seeds!r}")
     if study.get("baseline", "") not in BASELINES:
         problems.append(f"baseline: {study['baseline']!r} is not valid; valid choices: {BASELINES}")
@@ -532,7 +524,7 @@ def validate_study(study: Mapping[str, Any]) -> list[str]:
     base = study.get("base") or {}
     problems += validate_member(base)
     if problems:
-        return problems
+        return problems, []
     base_keys = flatten(base)
     names = []
     for exp in _experiments(study):
@@ -548,7 +540,7 @@ def validate_study(study: Mapping[str, Any]) -> list[str]:
                 if get_dotted(base, key, _MISSING) is _MISSING:
                     problems.append(
                         f"experiment {name!r} {where}: unknown config key "
-                        f"'base.{key}'{_suggest(key, base_keys)}"
+                        f"'base.{key}'{suggest(key, base_keys)}"
                     )
         for key, values in grid.items():
             if not isinstance(values, list) or not values:
@@ -559,34 +551,54 @@ def validate_study(study: Mapping[str, Any]) -> list[str]:
     if len(set(names)) != len(names):
         problems.append(f"experiments: names must be unique, got {names}")
     if problems:
-        return problems
-    # Validate each grid point once (not once per seed) and say which points a problem hits.
+        return problems, []
+    # Validate each grid point once (not once per seed) and say which points a problem hits;
+    # the other seeds of a valid point are copies of its typed config with their own seed.
+    from jaxmnist import schema
+
     train_size = expected_sizes(study["data"])[0]
     hits: dict[str, list[str]] = {}
-    points = [m for m in expand(study) if m["config"].get("seed", 0) == 0]
-    for member in points:
+    members = expand(study)
+    points: dict[str, schema.Member] = {}
+    for member in members:
         cfg = member["config"]
-        found = validate_member(cfg, "member")
-        bs = get_dotted(cfg, "train.batch_size", None)
-        if _is_int(bs) and bs > train_size:
+        if member["key"] in points:
+            member["typed"] = schema.with_seed(points[member["key"]], cfg)
+            continue
+        typed, found = schema.validated(cfg, "member")
+        bs = cfg["train"]["batch_size"] if typed is not None else None
+        if typed is not None and bs > train_size:
             found.append(f"train.batch_size {bs} exceeds the {train_size} training images")
         label = describe(member).rsplit(" (seed", 1)[0]
         for msg in found:
             hits.setdefault(msg, []).append(label)
+        if typed is not None:
+            points[member["key"]], member["typed"] = typed, typed
+    n_points = len({m["key"] for m in members})
     for msg, labels in hits.items():
         where = (
-            f"all {len(points)} grid points" if len(labels) == len(points)
+            f"all {n_points} grid points" if len(labels) == n_points
             else "grid points " + "; ".join(labels[:3]) + (" ..." if len(labels) > 3 else "")
         )
         problems.append(f"{msg} ({where})")
-    return problems
+    return problems, [] if problems else members
 
 
-def check(study: Mapping[str, Any]) -> None:
-    """Raises :class:`ConfigError` listing every problem with ``study``."""
-    problems = validate_study(study)
+def check(study: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Validates ``study`` and returns its members: the one expansion a run uses.
+
+    Returns:
+        :func:`expand`'s entries, each with ``"typed"`` added: the validated
+        ``jaxmnist.schema.Member`` the engine trains (``"config"`` stays the plain dict that
+        ``config.json`` records).
+
+    Raises:
+        ConfigError: listing every problem with ``study``.
+    """
+    problems, members = _validate(study)
     if problems:
         raise ConfigError(problems, f"study {study.get('study', '?')!r}")
+    return members
 
 
 # --------------------------------------------------------------------------------------------
@@ -662,7 +674,7 @@ def describe(member: Mapping[str, Any]) -> str:
     """A short human label: the first experiment's label plus the seed."""
     exp = member["experiments"][0]
     prefix = f"{exp['name']}: " if exp["name"] != "main" else ""
-    return f"{prefix}{exp['label']} (seed {member['config'].get('seed', 0)})"
+    return f"{prefix}{exp['label']} (seed {member['config']['seed']})"
 
 
 def experiments(study: Mapping[str, Any]) -> list[dict[str, Any]]:

@@ -47,6 +47,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from jaxmnist import synthetic
+from jaxmnist.checks import is_int, is_number
 
 logger = logging.getLogger(__name__)
 
@@ -979,6 +980,46 @@ DATA_DEFAULTS: dict[str, Any] = {
 its default; the study schema reads them from here and fills them into every study."""
 
 
+def split_problems(spec: Mapping[str, Any],
+                   train_size: int | None = MNIST_TRAIN) -> list[tuple[str, str]]:
+    """The split rules, in one place: what each split kind needs and accepts.
+
+    ``make_splits`` applies them before loading anything; the study schema
+    (``jaxmnist.schema.data_problems``) applies them with the ranges, to report every problem of
+    a study at once.
+
+    Args:
+        spec: A data spec whose ``split`` is one of :data:`SPLIT_KINDS`.
+        train_size: Images in the dataset's training file, which bounds ``val_size``; None
+            checks only which parameters are given (the splitting functions check the values on
+            the loaded arrays).
+
+    Returns:
+        ``(key, message)`` for every problem; empty when the split is valid.
+    """
+    kind = spec.get("split")
+    needs = SPLIT_NEEDS[kind]
+    found = []
+    for key in ("val_fraction", "val_size", "test_fraction"):
+        value = spec.get(key)
+        if key not in needs:
+            if value is not None:
+                found.append((key, f"split {kind!r} does not use it (set it to None); {kind!r} "
+                                   f"needs {list(needs) or 'no parameter'}"))
+        elif train_size is None:
+            if value is None:
+                found.append((key, f"split {kind!r} needs spec[{key!r}]"))
+        elif key == "val_size":
+            if not (is_int(value) and 0 < value < train_size):
+                found.append((key, f"split {kind!r} needs an integer in [1, {train_size - 1}], "
+                                   f"got {value!r}"))
+        elif not (is_number(value) and 0 < value < 1):
+            found.append((key, f"split {kind!r} needs a number in (0, 1), got {value!r}"))
+    if kind == "none" and spec.get("val_limit") is not None:
+        found.append(("val_limit", "split 'none' has no validation set (set it to None)"))
+    return found
+
+
 def expected_sizes(data: Mapping[str, Any]) -> tuple[int, int, int]:
     """The (train, val, test) sizes :func:`make_splits` gives for a spec, computed without data.
 
@@ -1050,12 +1091,9 @@ def make_splits(
     kind = spec.get("split", None)
     if kind not in SPLIT_KINDS:
         raise ValueError(f"spec['split'] must be one of {SPLIT_KINDS}, got {kind!r}")
-    for key in ("val_fraction", "val_size", "test_fraction"):
-        given = spec.get(key) is not None
-        if key in _NEEDS[kind] and not given:
-            raise ValueError(f"split {kind!r} needs spec[{key!r}]")
-        if key not in _NEEDS[kind] and given:
-            raise ValueError(f"split {kind!r} does not use spec[{key!r}]={spec[key]!r}")
+    problems = split_problems(spec, train_size=None)
+    if problems:
+        raise ValueError("; ".join(f"spec[{key!r}]: {msg}" for key, msg in problems))
     seed = spec.get("seed", 0)
     seed = 0 if seed is None else seed
     if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool) or seed < 0:
@@ -1066,8 +1104,6 @@ def make_splits(
             not isinstance(limit, (int, np.integer)) or isinstance(limit, bool) or limit < 1
         ):
             raise ValueError(f"spec[{key!r}] must be a positive integer or None, got {limit!r}")
-    if kind == "none" and spec.get("val_limit") is not None:
-        raise ValueError("split 'none' has no validation set; drop spec['val_limit']")
 
     name = spec.get("name") or "mnist"
     if source == "synthetic":

@@ -3,7 +3,9 @@
 Static keys (shapes: architecture, batch, epochs, loss) must agree inside a group; the
 :data:`DYNAMIC_KEYS` become per-member arrays with a leading grid axis. ``jaxmnist.config``
 exposes this as part of the study API; the engine (``jaxmnist.train``) imports it from here, so
-the engine does not depend on study files. Plain Python: no jax.
+the engine does not depend on study files. It also holds :data:`STRATEGIES`, the ways a group's
+members run inside its program, so that the schema (``jaxmnist.schema``) reads the list without
+importing the engine, which reads the schema's types. Plain Python: no jax.
 """
 
 from __future__ import annotations
@@ -12,6 +14,10 @@ import copy
 import json
 from collections.abc import Mapping, Sequence
 from typing import Any
+
+STRATEGIES: tuple[str, ...] = ("auto", "vmap", "sequential")
+"""The values of ``train.strategy``: how the members of a group run inside its one program
+(``jaxmnist.train`` implements them; ``"auto"`` picks one for the backend)."""
 
 DYNAMIC_KEYS: tuple[str, ...] = (
     "optim",

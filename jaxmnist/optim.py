@@ -33,7 +33,6 @@ by name with the hyperparameters and defaults you give it.
 
 from __future__ import annotations
 
-import difflib
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -43,6 +42,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+
+from jaxmnist.checks import is_int, is_number, suggest
 
 KERAS_EPSILON = 1e-7  # Keras' default epsilon for Adam, Nadam, Adamax and RMSprop.
 ADAM_BETAS = (0.9, 0.999)
@@ -176,9 +177,8 @@ def spec(name: str) -> OptimizerSpec:
 
 
 def _choices_message(what: str, value: Any, choices: Sequence[str]) -> str:
-    match = difflib.get_close_matches(str(value), list(choices), n=1, cutoff=0.6)
-    hint = f" (did you mean {match[0]!r}?)" if match else ""
-    return f"{what}: {value!r} is not valid{hint}; valid choices: {', '.join(choices)}"
+    return f"{what}: {value!r} is not valid; valid choices: {', '.join(choices)}" \
+        f"{suggest(value, choices)}"
 
 
 def check_optimizer(name: str) -> None:
@@ -195,16 +195,34 @@ def check_optimizer(name: str) -> None:
 # --------------------------------------------------------------------------------------------
 
 
-def _is_number(v: Any) -> bool:
-    return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+def learning_rate_problem(value: Any) -> str | None:
+    """The one learning-rate rule (the schema applies it too): a finite number > 0.
+
+    Args:
+        value: An ``optim.learning_rate``.
+
+    Returns:
+        What is wrong, or None when ``value`` is valid.
+    """
+    if not (is_number(value) and value > 0):
+        return f"must be a positive number, got {value!r}"
+    return None
 
 
-def _is_int(v: Any) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
+def check_learning_rate(value: Any) -> Any:
+    """Returns ``value`` when :func:`learning_rate_problem` finds nothing, else raises it.
+
+    Raises:
+        ValueError: ``value`` is not a positive finite number.
+    """
+    problem = learning_rate_problem(value)
+    if problem:
+        raise ValueError(problem)
+    return value
 
 
 def _check_range(key: str, value: Any, bounds: tuple[float, float, bool] | None) -> str | None:
-    if not _is_number(value):
+    if not is_number(value):
         return f"{key}: expected a finite number, got {value!r}"
     if bounds is None:
         return None
@@ -240,7 +258,7 @@ def validate_schedule(sched: Any, where: str = "optim.schedule") -> list[str]:
         if key.endswith("_steps") or key == "transition_begin":
             if value is None and params[key] is None:
                 continue
-            if not (_is_int(value) and value >= (1 if key in ("decay_steps",
+            if not (is_int(value) and value >= (1 if key in ("decay_steps",
                                                               "transition_steps") else 0)):
                 problems.append(f"{where}.{key}: expected a non-negative integer, got {value!r}")
         elif key == "staircase":
@@ -260,20 +278,21 @@ def validate_schedule(sched: Any, where: str = "optim.schedule") -> list[str]:
         b, s = list(sched.get("boundaries", [])), list(sched.get("scales", []))
         if len(b) != len(s):
             problems.append(f"{where}: 'boundaries' and 'scales' need the same length")
-        if not all(_is_int(x) and x >= 0 for x in b) or b != sorted(set(b)):
+        if not all(is_int(x) and x >= 0 for x in b) or b != sorted(set(b)):
             problems.append(f"{where}.boundaries: expected increasing step numbers, got {b}")
-        if not all(_is_number(x) and x >= 0 for x in s):
+        if not all(is_number(x) and x >= 0 for x in s):
             problems.append(f"{where}.scales: expected non-negative numbers, got {s}")
-    if name == "exponential" and _is_number(sched.get("decay_rate")) and sched["decay_rate"] <= 0:
+    if name == "exponential" and is_number(sched.get("decay_rate")) and sched["decay_rate"] <= 0:
         problems.append(f"{where}.decay_rate: must be > 0, got {sched['decay_rate']!r}")
-    if (name == "warmup_cosine" and _is_int(sched.get("decay_steps"))
+    if (name == "warmup_cosine" and is_int(sched.get("decay_steps"))
             and sched["decay_steps"] <= sched.get("warmup_steps", 0)):
         problems.append(f"{where}: decay_steps (which include the warm-up) must exceed "
                         "warmup_steps")
     return problems
 
 
-def validate_optimizer(name: Any, hparams: Mapping[str, Any], where: str = "optim") -> list[str]:
+def validate_optimizer(name: Any, hparams: Mapping[str, Any], where: str = "optim", *,
+                       learning_rate: bool = True) -> list[str]:
     """Returns every problem with an optimizer name and its hyperparameters (empty = valid).
 
     Args:
@@ -281,13 +300,13 @@ def validate_optimizer(name: Any, hparams: Mapping[str, Any], where: str = "opti
         hparams: the rest of the ``optim`` section (``learning_rate``, ``schedule``,
             ``clip_norm``, ``momentum`` and the optimizer's own hyperparameters).
         where: prefix for the messages (e.g. ``"base.optim"``).
+        learning_rate: ``hparams`` must hold ``learning_rate`` (False: the caller checks it
+            apart, with :func:`check_learning_rate`, as the schema does).
     """
     if name not in _REGISTRY:
-        match = difflib.get_close_matches(str(name), list(_REGISTRY), n=1, cutoff=0.6)
-        hint = f" (did you mean {match[0]!r}?)" if match else ""
-        return [f"{where}.name: {name!r} is not a valid optimizer{hint}; valid choices: "
+        return [f"{where}.name: {name!r} is not a valid optimizer; valid choices: "
                 f"{', '.join(_REGISTRY)} (register others with "
-                "jaxmnist.optim.register_optimizer)"]
+                f"jaxmnist.optim.register_optimizer){suggest(name, _REGISTRY)}"]
     sp = _REGISTRY[name]
     problems = []
     allowed = [k for k in COMMON_KEYS if k != "name"] + list(sp.defaults)
@@ -303,10 +322,11 @@ def validate_optimizer(name: Any, hparams: Mapping[str, Any], where: str = "opti
         if key == "schedule":
             problems += validate_schedule(value, f"{where}.schedule")
         elif key == "learning_rate":
-            if not (_is_number(value) and value >= 0):
-                problems.append(f"{where}.learning_rate: must be a number >= 0, got {value!r}")
+            problem = learning_rate_problem(value)
+            if problem:
+                problems.append(f"{where}.learning_rate: {problem}")
         elif key == "clip_norm":
-            if value is not None and not (_is_number(value) and value > 0):
+            if value is not None and not (is_number(value) and value > 0):
                 problems.append(f"{where}.clip_norm: must be a positive number or None, "
                                 f"got {value!r}")
         else:
@@ -314,7 +334,7 @@ def validate_optimizer(name: Any, hparams: Mapping[str, Any], where: str = "opti
                                sp.ranges.get(key, _DEFAULT_RANGES.get(key)))
             if msg:
                 problems.append(msg)
-    if "learning_rate" not in hparams:
+    if learning_rate and "learning_rate" not in hparams:
         problems.append(f"{where}.learning_rate: missing")
     return problems
 
@@ -325,12 +345,13 @@ def check_hyperparameters(name: str, hyper: Mapping[str, Any]) -> None:
     Args:
         name: a valid optimizer name.
         hyper: the ``optim`` section without ``name`` and ``learning_rate`` (schedule,
-            clip_norm, momentum and the optimizer's own hyperparameters).
+            clip_norm, momentum and the optimizer's own hyperparameters); the schema checks
+            the learning rate with :func:`check_learning_rate`.
 
     Raises:
         ValueError: every problem in one message (unknown keys list the valid ones).
     """
-    problems = validate_optimizer(name, {"learning_rate": 1.0, **hyper})
+    problems = validate_optimizer(name, hyper, learning_rate=False)
     if problems:
         raise ValueError("; ".join(problems))
 
@@ -383,7 +404,7 @@ def plan(cfgs: Sequence[Mapping[str, Any]]) -> Plan:
     if not cfgs:
         raise ValueError("plan needs at least one optim config")
     for cfg in cfgs:
-        problems = validate_optimizer(cfg.get("name"), {"learning_rate": 0.0, **cfg})
+        problems = validate_optimizer(cfg.get("name"), cfg)
         if problems:
             raise ValueError("; ".join(problems))
     families = tuple(dict.fromkeys(cfg["name"] for cfg in cfgs))
@@ -433,7 +454,7 @@ def member_hyper(
     """
     out: dict[str, Any] = {
         "opt_id": np.asarray([group_plan.families.index(c["name"]) for c in cfgs], np.int32),
-        "learning_rate": np.asarray([c.get("learning_rate", 1e-3) for c in cfgs], np.float32),
+        "learning_rate": np.asarray([c["learning_rate"] for c in cfgs], np.float32),
     }
     for key in group_plan.varying:
         fam, hp = key.split(".", 1)

@@ -246,7 +246,7 @@ def load(run_dir: str | Path) -> Run:
                                   "test": {"acc": None, "loss": None}})
     kept = [p for p in points.values() if p.members]
     for p in kept:
-        p.members.sort(key=lambda m: m["config"].get("seed", 0))
+        p.members.sort(key=lambda m: m["config"]["seed"])
     if not kept:
         raise ReportError(f"{run_dir} holds no finished member and no finished epoch yet "
                           f"({rundir.RESULTS} and {rundir.METRICS}); wait for the first epoch "

@@ -2,11 +2,18 @@
 
 Every choice list comes from its owner: optimizers from :mod:`jaxmnist.optim`, losses from
 :mod:`jaxmnist.losses`, model families, activations and initializers from :mod:`jaxmnist.models`,
-strategies from :mod:`jaxmnist.train`, datasets, sources and split kinds from :mod:`jaxmnist.data`.
+strategies from :mod:`jaxmnist.groups`, datasets, sources and split kinds from :mod:`jaxmnist.data`.
 Hyperparameters that depend on the choice are checked by the owner's own function:
-``jaxmnist.optim.check_hyperparameters`` (per optimizer) and
-``jaxmnist.models.validate_model_config`` (per model family), so those modules can grow without
-touching this file.
+``jaxmnist.optim.check_hyperparameters`` (per optimizer), ``jaxmnist.optim.check_learning_rate``,
+``jaxmnist.models.validate_model_config`` (per model family) and ``jaxmnist.data.split_problems``
+(per split kind), so those modules can grow without touching this file.
+
+:func:`member` turns a member config (a plain dict) into THE typed object the engine reads
+(:class:`Member`: ``m.train.strategy``, ``m.reg.l2``, ``m.optim.learning_rate``), every default
+filled from here; nothing else in the library defines a default for a member-config key
+(``tests/test_schema.py`` checks it). The defaults of a model family's own keys (``hidden``,
+``activation``, ``init``, ...) and of an optimizer's hyperparameters belong to that family and
+optimizer (``jaxmnist.models``, ``jaxmnist.optim``).
 
 The models are built on first use (importing the owners imports jax, ~1 s) and cached. Pydantic's
 errors are turned into the project's messages: ``where.key: what is wrong; valid choices: ...``
@@ -16,10 +23,8 @@ with a did-you-mean for unknown keys and near-miss names; every problem is repor
 from __future__ import annotations
 
 import copy
-import difflib
 import functools
-import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping, Sequence
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -27,15 +32,21 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    PrivateAttr,
     ValidationError,
     model_validator,
 )
 
+from jaxmnist.checks import is_int, is_number, suggest  # noqa: F401 - suggest: public here too
 
-def suggest(word: str, valid: Iterable[str]) -> str:
-    """``"; did you mean 'x'?"`` for the closest valid word, else ``""``."""
-    match = difflib.get_close_matches(str(word), [str(v) for v in valid], n=1, cutoff=0.6)
-    return f"; did you mean {match[0]!r}?" if match else ""
+
+class ConfigError(ValueError):
+    """A study or member config is invalid; the message lists every problem and the choices."""
+
+    def __init__(self, problems: Sequence[str], source: str = "study"):
+        self.problems = list(dict.fromkeys(problems))  # dedupe, keep order
+        lines = "\n".join(f"  - {p}" for p in self.problems)
+        super().__init__(f"invalid {source}:\n{lines}")
 
 
 # --------------------------------------------------------------------------------------------
@@ -43,45 +54,39 @@ def suggest(word: str, valid: Iterable[str]) -> str:
 # --------------------------------------------------------------------------------------------
 
 
-def _is_int(v: Any) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
-
-
-def _is_number(v: Any) -> bool:
-    return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
-
-
 def _positive_int(v: Any) -> int:
-    if not (_is_int(v) and v > 0):
+    if not (is_int(v) and v > 0):
         raise ValueError(f"must be a positive integer, got {v!r}")
     return v
 
 
-def _positive_number(v: Any) -> float:
-    if not (_is_number(v) and v > 0):
-        raise ValueError(f"must be a positive number, got {v!r}")
-    return v
-
-
 def _non_negative_number(v: Any) -> float:
-    if not (_is_number(v) and v >= 0):
+    if not (is_number(v) and v >= 0):
         raise ValueError(f"must be a number >= 0, got {v!r}")
     return v
 
 
 def _optional_count(minimum: int):
     def check(v: Any) -> int | None:
-        if v is not None and not (_is_int(v) and v >= minimum):
+        if v is not None and not (is_int(v) and v >= minimum):
             raise ValueError(f"expected a positive integer or None, got {v!r}")
         return v
     return check
 
 
 PositiveInt = Annotated[int, BeforeValidator(_positive_int)]
-PositiveNumber = Annotated[float, BeforeValidator(_positive_number)]
 NonNegativeNumber = Annotated[float, BeforeValidator(_non_negative_number)]
 OptionalCount = Annotated[int | None, BeforeValidator(_optional_count(1))]
 OptionalSeed = Annotated[int | None, BeforeValidator(_optional_count(0))]
+
+
+def _seed(v: Any) -> int:
+    if not (is_int(v) and v >= 0):
+        raise ValueError(f"must be a non-negative integer, got {v!r}")
+    return v
+
+
+Seed = Annotated[int, BeforeValidator(_seed)]
 
 
 def _spec_names(spec: Any) -> list[Any]:
@@ -93,19 +98,37 @@ def _spec_names(spec: Any) -> list[Any]:
     return [spec]
 
 
-def _spec_of(names: tuple[str, ...], noun: str):
-    def check(spec: Any) -> Any:
-        bad = [n for n in _spec_names(spec) if n not in names]
-        if bad:
-            raise ValueError("; ".join(
-                f"{n!r} is not a valid {noun}; valid choices: {', '.join(names)}"
-                f"{suggest(n, names)}" for n in dict.fromkeys(map(str, bad))))
-        return spec
-    return check
+def _spec_problems(spec: Any, names: tuple[str, ...], noun: str) -> list[str]:
+    bad = [n for n in _spec_names(spec) if n not in names]
+    return [f"{n!r} is not a valid {noun}; valid choices: {', '.join(names)}{suggest(n, names)}"
+            for n in dict.fromkeys(map(str, bad))]
 
 
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Member(_Section):
+    """THE member config: what :func:`member` returns and the engine reads.
+
+    Sections (the classes :func:`schemas` builds from the owners' choice lists): ``model``
+    (``name`` and the family's own keys, ``m.model.model_dump()`` is the dict the family
+    reads), ``optim`` (``name``, ``learning_rate`` and the optimizer's hyperparameters as
+    extras), ``reg`` (``l1``, ``l2``), ``loss``, ``train`` (``epochs``, ``batch_size``,
+    ``strategy``) and ``seed``; every default is filled in.
+    """
+
+    _config: dict[str, Any] | None = PrivateAttr(default=None)
+
+    def config(self) -> dict[str, Any]:
+        """The member config as plain JSON-ready dicts: what a run directory records.
+
+        The dict :func:`member` was given, as written (a copy); for a Member built directly,
+        its ``model_dump()`` (every default filled in).
+        """
+        if self._config is not None:
+            return copy.deepcopy(self._config)
+        return self.model_dump(mode="json")
 
 
 # --------------------------------------------------------------------------------------------
@@ -164,11 +187,12 @@ def schemas() -> dict[str, type[BaseModel]]:
 
     Rebuilt only when a list changed (e.g. ``jaxmnist.optim.register`` added an optimizer).
     """
-    from jaxmnist import data, losses, models, optim, train
+    from jaxmnist import data, losses, models, optim
+    from jaxmnist.groups import STRATEGIES
     from jaxmnist.models import common
 
     return _build(tuple(optim.OPTIMIZERS), tuple(models.FAMILIES), tuple(losses.LOSSES),
-                  tuple(train.STRATEGIES), tuple(common.ACTIVATIONS), tuple(common.INITIALIZERS),
+                  tuple(STRATEGIES), tuple(common.ACTIVATIONS), tuple(common.INITIALIZERS),
                   tuple(data.DATASET_NAMES), tuple(data.SPLIT_KINDS), tuple(data.SOURCES))
 
 
@@ -185,7 +209,7 @@ def _build(optimizers: tuple[str, ...], families: tuple[str, ...], loss_names: t
         model_config = ConfigDict(extra="allow", frozen=True)  # per-optimizer hyperparameters
 
         name: Literal[optimizers] = Field(title="valid optimizer")  # type: ignore[valid-type]
-        learning_rate: PositiveNumber
+        learning_rate: Annotated[float, BeforeValidator(optim.check_learning_rate)]
 
         @model_validator(mode="after")
         def _hyperparameters(self) -> Optim:
@@ -203,36 +227,40 @@ def _build(optimizers: tuple[str, ...], families: tuple[str, ...], loss_names: t
             "auto", title="valid strategy")
 
     class Model(_Section):
-        model_config = ConfigDict(extra="allow", frozen=True)  # family-specific keys
+        # The family's own keys (hidden, activation, init, dropout, ...) or, for a user's model
+        # (import path or registered name), its factory's arguments: their defaults and checks
+        # belong to jaxmnist.models (member_problems runs the family's checks).
+        model_config = ConfigDict(extra="allow", frozen=True)
 
         name: str
-        activation: Annotated[Any, BeforeValidator(
-            _spec_of(activations, "activation"))] = "relu"
-        init: Annotated[Any, BeforeValidator(
-            _spec_of(initializers, "initializer"))] = "he"
 
         @model_validator(mode="before")
         @classmethod
-        def _user_model(cls, value: Any) -> Any:
-            # A user's model (import path or registered name) has its own keys; the model
-            # module checks them (import, factory arguments) in _family below.
-            if isinstance(value, Mapping) and adapters.is_user_model(value.get("name")):
-                return {"name": value["name"]}
-            if isinstance(value, Mapping) and value.get("name") not in families:
+        def _family(cls, value: Any) -> Any:
+            if not isinstance(value, Mapping) or adapters.is_user_model(value.get("name")):
+                return value
+            if value.get("name") not in families:
                 raise ValueError(
                     f"name: {value.get('name')!r} is not a valid model; valid choices: "
                     f"{', '.join(families)}, or your own as 'package.module:factory' or "
                     f"'path/to/file.py:factory'{suggest(str(value.get('name')), families)}")
+            found = [f"{key}: {msg}"
+                     for key, names, noun in (("activation", activations, "activation"),
+                                              ("init", initializers, "initializer"))
+                     if key in value for msg in _spec_problems(value[key], names, noun)]
+            if found:
+                raise ValueError("; ".join(found))
             return value
 
-    class Member(_Section):
+    class _Member(Member):
         model: Model
         optim: Optim
         reg: Reg
         loss: Literal[loss_names] = Field(title="valid loss")  # type: ignore[valid-type]
         train: Train
-        seed: OptionalSeed = 0
+        seed: Seed = 0
 
+    _Member.__name__ = _Member.__qualname__ = "Member"
     class Data(_Section):
         # Defaults from their owner, jaxmnist.data (with_defaults fills them into a study).
         name: Literal[datasets] = Field(  # type: ignore[valid-type]
@@ -248,7 +276,7 @@ def _build(optimizers: tuple[str, ...], families: tuple[str, ...], loss_names: t
         val_limit: OptionalCount = DATA_DEFAULTS["val_limit"]
         test_limit: OptionalCount = DATA_DEFAULTS["test_limit"]
 
-    return {"member": Member, "data": Data}
+    return {"member": _Member, "data": Data}
 
 
 # --------------------------------------------------------------------------------------------
@@ -308,6 +336,11 @@ def _message(model: type[BaseModel], e: Mapping[str, Any], where: str) -> str:
     msg = str(e["msg"]).removeprefix("Value error, ")
     if kind == "value_error" and loc and msg.startswith(f"{loc[-1]}: "):
         msg = msg[len(f"{loc[-1]}: "):]  # the owner's message already names the key
+    key, sep, rest = msg.partition(": ")
+    if (kind == "value_error" and sep and isinstance(e.get("input"), Mapping)
+            and key in e["input"] and "; " not in key):
+        # A section's own check naming one of its keys ("activation: 'x' is not ...").
+        path, msg = ".".join([*map(str, loc), key]), rest
     return f"{where}.{path}: {msg}" if path else f"{where}: {msg}"
 
 
@@ -323,22 +356,77 @@ def model_choices(model: type[BaseModel], loc: tuple[Any, ...]) -> tuple[Any, ..
     return tuple(getattr(cls, "__args__", ()))
 
 
+def validated(cfg: Any, where: str = "member") -> tuple[Member | None, list[str]]:
+    """Validates a member config once: ``(the Member, [])`` or ``(None, every problem)``.
+
+    Args:
+        cfg: A member config as plain dicts.
+        where: How the messages name the config.
+
+    Returns:
+        The :class:`Member` (its :meth:`Member.config` is ``cfg``) and no problem, or None and
+        the problems, the model family's checks included (a user model evaluated abstractly).
+    """
+    if isinstance(cfg, Member):
+        return cfg, []
+    model = schemas()["member"]
+    try:
+        m = model.model_validate(cfg)
+    except ValidationError as err:
+        return None, [_message(model, e, where) for e in err.errors()]
+    from jaxmnist import models
+
+    try:
+        models.check_model(cfg["model"])
+    except ValueError as err:
+        return None, [f"{where}.model: {err}"]
+    m._config = copy.deepcopy(dict(cfg))
+    return m, []
+
+
 def member_problems(cfg: Any, where: str = "base") -> list[str]:
     """Problems with one member config (empty when valid), the model family's checks included."""
-    found = problems(schemas()["member"], cfg, where)
-    model = cfg.get("model") if isinstance(cfg, Mapping) else None
-    if not found and isinstance(model, Mapping):
-        from jaxmnist import models
+    return validated(cfg, where)[1]
 
-        try:
-            models.check_model(model)  # the family's checks; a user model evaluated abstractly
-        except ValueError as err:
-            found.append(f"{where}.model: {err}")
-    return found
+
+def member(cfg: Mapping[str, Any] | Member, where: str = "member") -> Member:
+    """THE typed member config the engine reads, every default filled in.
+
+    Args:
+        cfg: A member config as plain dicts (``docs/architecture.md``), or a :class:`Member`
+            (returned as it is: it was validated when it was made).
+        where: How the messages name the config (``"members[3]"``).
+
+    Returns:
+        The :class:`Member`; its :meth:`Member.config` is ``cfg`` as written.
+
+    Raises:
+        ConfigError: every problem at once (unknown keys with a did-you-mean, invalid choices
+            with the valid ones, the model family's and the optimizer's own checks).
+    """
+    m, found = validated(cfg, where)
+    if m is None:
+        raise ConfigError(found, "member config")
+    return m
+
+
+def with_seed(m: Member, cfg: Mapping[str, Any]) -> Member:
+    """Another seed of a validated member: ``m`` with ``cfg["seed"]``, recording ``cfg``.
+
+    Args:
+        m: A validated member.
+        cfg: Its config with another seed (nothing else differs; not validated again).
+
+    Returns:
+        The new :class:`Member`.
+    """
+    out = m.model_copy(update={"seed": cfg["seed"]})
+    out._config = copy.deepcopy(dict(cfg))
+    return out
 
 
 def data_problems(spec: Any, train_size: int = 60_000) -> list[str]:
-    """Problems with a data spec: keys, choices, and what each split kind needs.
+    """Problems with a data spec: keys, choices, and the split rules of ``jaxmnist.data``.
 
     Args:
         spec: The study's ``data`` section.
@@ -349,22 +437,4 @@ def data_problems(spec: Any, train_size: int = 60_000) -> list[str]:
     found = problems(schemas()["data"], spec, "data")
     if found or not isinstance(spec, Mapping):
         return found
-    split = spec["split"]
-    needs = data.SPLIT_NEEDS[split]
-    for key in ("val_fraction", "val_size", "test_fraction"):
-        if key not in needs and spec.get(key) is not None:
-            found.append(f"data.{key}: split {split!r} does not use it (set it to None); "
-                         f"{split!r} needs {list(needs) or 'no parameter'}")
-    if split == "none" and spec.get("val_limit") is not None:
-        found.append("data.val_limit: split 'none' has no validation set (set it to None)")
-    if split in ("keras", "merged"):
-        key = "val_fraction" if split == "keras" else "test_fraction"
-        f = spec.get(key)
-        if not (_is_number(f) and 0 < f < 1):
-            found.append(f"data.{key}: split {split!r} needs a number in (0, 1), got {f!r}")
-    if split == "holdout":
-        v, n = spec.get("val_size"), train_size
-        if not (_is_int(v) and 0 < v < n):
-            found.append(f"data.val_size: split 'holdout' needs an integer in [1, {n - 1}], "
-                         f"got {v!r}")
-    return found
+    return [f"data.{key}: {msg}" for key, msg in data.split_problems(spec, train_size)]

@@ -190,29 +190,42 @@ def _group_label(members: list[dict[str, Any]]) -> str:
     return text if len(text) <= 50 else text[:47] + "..."
 
 
-def resolved_config(study: dict[str, Any]) -> dict[str, Any]:
-    """The study as ``config.json`` stores it: members, their groups and experiment labels."""
-    members = C.expand(study)
+def resolved_config(study: dict[str, Any],
+                    members: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """The study as ``config.json`` stores it: members, their groups and experiment labels.
+
+    Args:
+        study: A resolved study.
+        members: Its members (``jaxmnist.config.check``); expanded here when not given.
+
+    Returns:
+        The ``config.json`` dict.
+    """
+    members = C.expand(study) if members is None else members
     return _resolved_config(study, members, C.group_members([m["config"] for m in members]))
 
 
 def run(study: dict[str, Any], run_dir: Path, *, data_dir: str | None = None,
         report: bool = True, callbacks: Sequence[Callable[..., Any]] = (),
-        progress: bool = True) -> dict[str, Any]:
-    """Trains (or resumes) a validated, resolved study into ``run_dir`` and returns results.json.
+        progress: bool = True, members: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """Trains (or resumes) a resolved study into ``run_dir`` and returns results.json.
 
     The run directory is made only after the data loaded; a bad data file leaves nothing behind.
     Every run writes TensorBoard events (``jaxmnist.loggers``); ``callbacks`` are factories
     ``factory(run_dir, config) -> hooks object`` (``--callback``), e.g. a W&B logger.
+    ``members`` are the study's validated members from ``jaxmnist.config.check`` (the one
+    expansion of the run); without them the study is checked here.
 
     Raises:
+        ConfigError: ``members`` not given, and the study is invalid.
         RunDirError: ``run_dir`` is unusable (exit 2) or writing failed (exit 1).
         jaxmnist.data.DataError: the data cannot be loaded (nothing written).
     """
     from jaxmnist import data, loggers, train
 
-    members = C.expand(study)
+    members = C.check(study) if members is None else members
     configs = [m["config"] for m in members]
+    typed = [m["typed"] for m in members]
     groups = C.group_members(configs)
     resolved = _resolved_config(study, members, groups)
     # Every process checks (read-only); in a multi-process run only process 0 writes the run
@@ -259,7 +272,7 @@ def run(study: dict[str, Any], run_dir: Path, *, data_dir: str | None = None,
         try:
             # The train confusion matrix is drawn for the best point alone: predicted once for
             # that member after every group finished (_add_train_confusion), not for all.
-            out = train.train_grid([configs[k] for k in ks], splits,
+            out = train.train_grid([typed[k] for k in ks], splits,
                                    workdir=str(writer.ckpt_dir(g)), group_index=g,
                                    train_confusion=False,
                                    callbacks=[writer.metrics_log(ks), *bars, *extra]
@@ -370,8 +383,7 @@ def _open_run_dir(run_dir: Path, resolved: dict[str, Any]) -> rundir.RunWriter:
     return writer
 
 
-def _dry_run(study: dict[str, Any]) -> None:
-    members = C.expand(study)
+def _dry_run(study: dict[str, Any], members: list[dict[str, Any]]) -> None:
     groups = C.group_members([m["config"] for m in members])
     train_n, val_n, test_n = C.expected_sizes(study["data"])
     print(f"study {study['study']}: {study.get('title', '')}")
@@ -432,7 +444,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "on a filesystem that every host shares")
         study = C.resolve(C.load_study(args.study), preset=args.preset, quick=args.quick,
                           seeds=args.seeds, overrides=overrides)
-        C.check(study)
+        members = C.check(study)  # the run's one expansion of the study
     except (C.ConfigError, distributed.DistributedError) as err:
         _say(f"jaxmnist.sweep: {err}\nNothing was written.")
         return EXIT_CONFIG
@@ -444,11 +456,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     run_dir = Path(args.workdir) if args.workdir else Path("runs") / study["study"] / stamp
     if args.dry_run:
         try:  # the run's own check of the run directory, which writes nothing
-            resuming = rundir.RunWriter.check(run_dir, resolved_config(study))
+            resuming = rundir.RunWriter.check(run_dir, resolved_config(study, members))
         except rundir.RunDirError as err:
             _say(f"jaxmnist.sweep: {err}\nNothing was written.")
             return err.exit_code
-        _dry_run(study)
+        _dry_run(study, members)
         print(f"run directory: {run_dir}" + (" (resumes the run there)" if resuming else
                                              " (new)"))
         return 0
@@ -460,7 +472,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         _say(f"jaxmnist.sweep: {err}\nNothing was written.")
         return EXIT_CONFIG
     return _run_cli(study, run_dir, data_dir=args.data_dir, report=not args.no_report,
-                    callbacks=factories)
+                    callbacks=factories, members=members)
 
 
 def _run_cli(study: dict[str, Any], run_dir: Path, **kwargs: Any) -> int:

@@ -38,7 +38,6 @@ start XLA with one single-threaded host device per core (:mod:`jaxmnist.hostdevi
 
 from __future__ import annotations
 
-import copy
 import json
 import math
 import time
@@ -51,17 +50,16 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from jaxmnist import checkpoint, distributed, losses, metrics, models, optim
+from jaxmnist import checkpoint, distributed, losses, metrics, models, optim, schema
 from jaxmnist.groups import (  # noqa: F401 - re-exported: the engine's grouping API
     DYNAMIC_KEYS,
+    STRATEGIES,
     group_key,
     group_members,
     static_config,
 )
 from jaxmnist.hooks import Callback, EpochFunction, EpochInfo, GroupStart, emit  # noqa: F401
-from jaxmnist.trees import get_dotted
 
-STRATEGIES = ("auto", "vmap", "sequential")
 CPU_STRATEGY = "sequential"
 """What ``"auto"`` means on XLA:CPU: ``lax.map`` over the members, measured faster than ``vmap``.
 
@@ -87,6 +85,27 @@ class GridError(ValueError):
     """Members given to :func:`train_grid` cannot train together (a clear, user-facing error)."""
 
 
+MemberLike = schema.Member | Mapping[str, Any]
+"""What the engine's entry points accept per member: a validated :class:`jaxmnist.schema.Member`
+or a plain member-config dict (validated once, at the entry, by :func:`jaxmnist.schema.member`)."""
+
+
+def as_members(members: Sequence[MemberLike]) -> list[schema.Member]:
+    """The typed members the engine reads; dicts are validated here, Members pass as they are.
+
+    Raises:
+        jaxmnist.config.ConfigError: every problem with the dicts, each named ``members[k]``.
+    """
+    typed, problems = [], []
+    for k, m in enumerate(members):
+        one, found = schema.validated(m, f"members[{k}]")
+        typed.append(one)
+        problems += found
+    if problems:
+        raise schema.ConfigError(problems, "member config")
+    return typed
+
+
 # --------------------------------------------------------------------------------------------
 # Groups (the grouping rule lives in jaxmnist.groups; the spec of one group lives here)
 # --------------------------------------------------------------------------------------------
@@ -108,47 +127,44 @@ class GroupSpec:
     penalties: tuple[str, ...] = ("l1", "l2")
 
     @classmethod
-    def from_members(cls, members: Sequence[Mapping[str, Any]]) -> GroupSpec:
-        """Builds the spec, checking that all members share their static keys."""
+    def from_members(cls, members: Sequence[MemberLike]) -> GroupSpec:
+        """Builds the spec, checking that all members share their static keys.
+
+        Args:
+            members: Members or member-config dicts (see :func:`as_members`).
+
+        Raises:
+            GridError: no member, or members that differ in a static key.
+        """
         if not members:
             raise GridError("train_grid needs at least one member config")
-        keys = {group_key(m) for m in members}
+        members = as_members(members)
+        keys = {group_key(m.config()) for m in members}
         if len(keys) != 1:
             raise GridError(
                 "members differ in static (shape-changing) keys and cannot train as one program; "
                 "split them with jaxmnist.train.group_members first"
             )
         first = members[0]
-        strategy = get_dotted(first, "train.strategy", "auto")
-        if strategy not in STRATEGIES:
-            raise GridError(
-                f"unknown train.strategy {strategy!r}; valid choices: {', '.join(STRATEGIES)}"
-            )
-        epochs = int(get_dotted(first, "train.epochs", 0))
-        batch = int(get_dotted(first, "train.batch_size", 0))
-        if epochs <= 0 or batch <= 0:
-            raise GridError(
-                f"train.epochs and train.batch_size must be positive (got {epochs}, {batch})"
-            )
         return cls(
-            model_cfg=dict(first["model"]),
-            loss=str(first.get("loss", "xent")),
-            epochs=epochs,
-            batch_size=batch,
+            model_cfg=first.model.model_dump(),
+            loss=first.loss,
+            epochs=first.train.epochs,
+            batch_size=first.train.batch_size,
             optimizer=_optim_plan(members),
-            strategy=strategy,
+            strategy=first.train.strategy,
             penalties=tuple(
-                name for name in ("l1", "l2")
-                if any(get_dotted(m, f"reg.{name}", 0.0) for m in members)
+                name for name in ("l1", "l2") if any(getattr(m.reg, name) for m in members)
             ),
         )
 
 
-def _optim_sections(members: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    return [{"name": "adam", "learning_rate": 1e-3, **(m.get("optim") or {})} for m in members]
+def _optim_sections(members: Sequence[schema.Member]) -> list[dict[str, Any]]:
+    """The members' ``optim`` sections as the dicts :mod:`jaxmnist.optim` reads."""
+    return [m.optim.model_dump() for m in members]
 
 
-def _optim_plan(members: Sequence[Mapping[str, Any]]) -> optim.Plan:
+def _optim_plan(members: Sequence[schema.Member]) -> optim.Plan:
     try:
         return optim.plan(_optim_sections(members))
     except ValueError as err:
@@ -165,19 +181,23 @@ class MemberArrays(NamedTuple):
 
 
 def member_arrays(
-    members: Sequence[Mapping[str, Any]],
+    members: Sequence[MemberLike],
     plan: optim.Plan | None = None,
     total_steps: int | None = None,
 ) -> MemberArrays:
     """Stacks the dynamic keys of the members into arrays with a leading grid axis.
 
     Args:
-        members: member configs of one group.
+        members: members (or member configs) of one group.
         plan: the group's optimizer plan (default: built from ``members``).
         total_steps: optimizer updates in the whole run (default length of cosine schedules).
+
+    Returns:
+        The :class:`MemberArrays`.
     """
+    members = as_members(members)
     plan = plan or _optim_plan(members)
-    seeds = [int(m.get("seed", 0)) for m in members]
+    seeds = [m.seed for m in members]
     # Three independent streams per member, derived from its seed alone, so two members with the
     # same seed start from the same weights and see the same data order (a paired comparison).
     keys = jnp.stack(
@@ -188,8 +208,8 @@ def member_arrays(
     )
     return MemberArrays(
         hyper=optim.member_hyper(_optim_sections(members), plan, total_steps),
-        l1=jnp.asarray([get_dotted(m, "reg.l1", 0.0) or 0.0 for m in members], jnp.float32),
-        l2=jnp.asarray([get_dotted(m, "reg.l2", 0.0) or 0.0 for m in members], jnp.float32),
+        l1=jnp.asarray([m.reg.l1 for m in members], jnp.float32),
+        l2=jnp.asarray([m.reg.l2 for m in members], jnp.float32),
         keys=keys,
     )
 
@@ -378,20 +398,21 @@ def _over_members(
     return lambda *args: mapped(args, shared)
 
 
-def _initial_params(members: Sequence[Mapping[str, Any]], init_keys: jax.Array) -> Any:
+def _initial_params(members: Sequence[schema.Member], init_keys: jax.Array) -> Any:
     """Draws every member's starting ``(params, model_state)``, stacked on the grid axis.
 
     Members are initialised in batches that share an initializer spec (``model.init``), then put
     back in member order; the training program never sees the spec.
     """
     by_spec: dict[str, list[int]] = {}
-    for k, member in enumerate(members):
-        by_spec.setdefault(json.dumps(member["model"], sort_keys=True), []).append(k)
+    sections = [m.model.model_dump() for m in members]
+    for k, section in enumerate(sections):
+        by_spec.setdefault(json.dumps(section, sort_keys=True), []).append(k)
     order = np.empty(len(members), np.int64)
     parts = []
     offset = 0
     for indices in by_spec.values():
-        model = models.build(members[indices[0]]["model"])
+        model = models.build(sections[indices[0]])
         parts.append(jax.jit(jax.vmap(model.init))(init_keys[np.asarray(indices)]))
         order[np.asarray(indices)] = np.arange(offset, offset + len(indices))
         offset += len(indices)
@@ -571,7 +592,7 @@ class GroupProgram:
     """One group, ready to train: everything :func:`fit` and :func:`analyse` need."""
 
     spec: GroupSpec
-    members: list[dict[str, Any]]  # the real members' configs
+    members: list[schema.Member]  # the real members (Member.config(): the recorded dicts)
     padded: int  # grid size after padding to a multiple of the device count
     devices: int
     layout: np.ndarray  # [padded] int: grid position p trains member layout[p] (pads >= G)
@@ -623,12 +644,12 @@ class GroupProgram:
 
 
 def build_program(
-    members: Sequence[Mapping[str, Any]], splits: Any, *, devices: Sequence[Any] | None = None
+    members: Sequence[MemberLike], splits: Any, *, devices: Sequence[Any] | None = None
 ) -> GroupProgram:
     """Validates a group, puts its data on the device and compiles its epoch.
 
     Args:
-        members: Member configs that share all static keys.
+        members: Members (or member-config dicts, validated here) that share all static keys.
         splits: A ``jaxmnist.data.Splits``.
         devices: Devices to shard the grid over; every device of every process
             by default (``jax.devices()``).
@@ -639,7 +660,9 @@ def build_program(
 
     Raises:
         GridError: the members cannot train together, or the training split is empty.
+        jaxmnist.config.ConfigError: a member config is invalid (every problem listed).
     """
+    members = as_members(members)
     spec = GroupSpec.from_members(members)
     # Every process's devices: one process, or all processes of a distributed run.
     if devices is None:
@@ -654,7 +677,7 @@ def build_program(
     # Grid position p trains padded[layout[p]]: dealt out over the devices by decreasing learning
     # rate in the sequential strategy (one process), so that the members likeliest to diverge
     # (and then skip their epochs) sit on different devices.
-    rates = [get_dotted(m, "optim.learning_rate", 0.0) for m in members]
+    rates = [m.optim.learning_rate for m in members]
     layout = member_layout(rates, len(padded), n_dev) \
         if strategy == "sequential" and jax.process_count() == 1 else np.arange(len(padded))
     padded = [padded[j] for j in layout]
@@ -695,7 +718,7 @@ def build_program(
     epoch_exec = epoch_exec.compile()
     compile_seconds = time.perf_counter() - t0
     return GroupProgram(
-        spec=spec, members=[dict(m) for m in members], padded=len(padded), devices=n_dev,
+        spec=spec, members=members, padded=len(padded), devices=n_dev,
         layout=layout, strategy=strategy, program=program, arrays=arrays, train_x=train_x,
         train_y=train_y,
         val=val, test=test, init_state=state, epoch_exec=epoch_exec, eval_fn=eval_fn, over=over,
@@ -727,7 +750,7 @@ def _member_metrics(row: np.ndarray, alive: np.ndarray, n: int,
     ]
 
 
-def epoch_learning_rates(members: Sequence[Mapping[str, Any]], epoch: int,
+def epoch_learning_rates(members: Sequence[MemberLike], epoch: int,
                          steps_per_epoch: int, epochs: int) -> list[float | None]:
     """The learning rate each member's optimizer used in the last step of ``epoch``.
 
@@ -738,7 +761,7 @@ def epoch_learning_rates(members: Sequence[Mapping[str, Any]], epoch: int,
     """
     count = epoch * steps_per_epoch - 1
     out: list[float | None] = []
-    for section in _optim_sections(members):
+    for section in _optim_sections(as_members(members)):
         try:
             sched = optim.schedule(section, epochs * steps_per_epoch)
         except (KeyError, TypeError, ValueError):
@@ -931,7 +954,7 @@ def member_results(prog: GroupProgram, fitted: FitResult, analysis: Analysis,
             for e in range(prog.spec.epochs)
         ]
         results.append({
-            "config": copy.deepcopy(member),
+            "config": member.config(),
             "status": status,
             "diverged_epoch": int(analysis.diverged_epoch[k]) or None,
             "top_class_share": float(share),
@@ -962,7 +985,7 @@ def member_results(prog: GroupProgram, fitted: FitResult, analysis: Analysis,
 
 
 def train_grid(
-    members: Sequence[Mapping[str, Any]],
+    members: Sequence[MemberLike],
     splits: Any,
     workdir: str | None = None,
     *,
@@ -977,7 +1000,8 @@ def train_grid(
     """Trains a group of members as one compiled program and evaluates them.
 
     Args:
-        members: Member configs that share all static keys (see ``docs/architecture.md``).
+        members: Members (``jaxmnist.schema.member``) or member-config dicts (validated once,
+            here) that share all static keys (see ``docs/architecture.md``).
         splits: A ``jaxmnist.data.Splits`` (images uint8 ``[N,28,28,1]``, labels int32 ``[N]``;
             ``val_x`` may be ``None``).
         workdir: This group's orbax checkpoint folder (resumed from when it holds one);

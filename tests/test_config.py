@@ -137,20 +137,6 @@ def test_nested_and_flatten_round_trip():
     assert C.flatten(C.nested(dotted)) == dotted
 
 
-def test_choice_lists_come_from_the_owning_modules():
-    pytest.importorskip("jax")
-    from jaxmnist import data, losses, optim, schema, train
-
-    member, spec = schema.schemas()["member"], schema.schemas()["data"]
-    assert schema.model_choices(member, ("optim", "name")) == tuple(optim.OPTIMIZERS)
-    assert schema.model_choices(member, ("loss",)) == tuple(losses.LOSSES)
-    assert schema.model_choices(member, ("train", "strategy")) == tuple(train.STRATEGIES)
-    assert schema.model_choices(spec, ("name",)) == tuple(data.DATASET_NAMES)
-    assert schema.model_choices(spec, ("split",)) == tuple(data.SPLIT_KINDS)
-    assert schema.model_choices(spec, ("source",)) == tuple(data.SOURCES)
-    assert not hasattr(C, "OPTIMIZERS") and not hasattr(C, "ACTIVATIONS")  # no copies
-
-
 def test_optimizer_hyperparameters_are_checked_by_the_optimizer_module():
     s = study("smoke", overrides=["base.optim.momentum=1.5"])
     assert any("momentum: must be in [0, 1), got 1.5" in p for p in C.validate_study(s))
@@ -176,23 +162,6 @@ def test_every_problem_is_listed_at_once_with_did_you_mean():
     assert any("train.epochs: must be a positive integer, got 0" in p for p in problems)
     assert any("unknown key 'train.batchsize'; did you mean 'train.batch_size'?" in p
                for p in problems)
-
-
-def test_dynamic_keys_exist_in_the_member_schema():
-    pytest.importorskip("jax")
-    from jaxmnist import schema
-
-    member = schema.schemas()["member"]
-    for key in C.DYNAMIC_KEYS:
-        if key == "seed":
-            continue
-        if key == "optim":  # the whole section: name, numbers, schedule (jaxmnist.optim.plan)
-            assert "optim" in member.model_fields
-            continue
-        section, leaf = key.split(".")
-        fields = member.model_fields[section].annotation
-        # model and optim sections allow extra keys, checked by their owning modules
-        assert leaf in fields.model_fields or fields.model_config.get("extra") == "allow", key
 
 
 def test_expected_sizes_match_the_data_module():
@@ -282,14 +251,6 @@ def test_a_study_states_only_what_differs_from_the_defaults():
     assert s["data"] == {**data.DATA_DEFAULTS, "split": "none", "train_limit": 64}
     assert {k: s[k] for k in schema.STUDY_DEFAULTS} == schema.STUDY_DEFAULTS
     assert len(C.expand(s)) == 1
-
-
-def test_the_data_defaults_are_the_schemas():
-    pytest.importorskip("jax")
-    from jaxmnist import data, schema
-
-    fields = schema.schemas()["data"].model_fields
-    assert {k: f.default for k, f in fields.items() if k != "split"} == data.DATA_DEFAULTS
 
 
 @pytest.mark.parametrize("name", ALL_STUDIES)

@@ -1,0 +1,37 @@
+"""The value checks every validating module shares: did-you-mean, integers, finite numbers.
+
+One implementation each, imported by the schema (:mod:`jaxmnist.schema`), the study loader
+(:mod:`jaxmnist.config`) and the owners that check their own sections (:mod:`jaxmnist.optim`).
+Plain Python: no jax, no other jaxmnist module, so anything may import it.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+from collections.abc import Iterable
+from typing import Any
+
+
+def suggest(word: str, valid: Iterable[Any]) -> str:
+    """``"; did you mean 'x'?"`` for the closest valid word, else ``""``.
+
+    Args:
+        word: What the user wrote.
+        valid: The accepted words.
+
+    Returns:
+        The hint, to append to a message.
+    """
+    match = difflib.get_close_matches(str(word), [str(v) for v in valid], n=1, cutoff=0.6)
+    return f"; did you mean {match[0]!r}?" if match else ""
+
+
+def is_int(v: Any) -> bool:
+    """True for a Python integer that is not a bool (``True == 1`` in Python)."""
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def is_number(v: Any) -> bool:
+    """True for a finite int or float that is not a bool."""
+    return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)

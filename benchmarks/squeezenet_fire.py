@@ -22,6 +22,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from jax import lax
 
 from jaxmnist.models import layers, squeezenet
 from jaxmnist.models.common import dropout, to_unit_float
@@ -42,8 +43,63 @@ def _fire_combined_kernel(f, sq):
     return jax.nn.relu(layers.conv2d(sq, wc, padding="same") + b)
 
 
+# --------------------------------------------------------------------------------------------
+# SqueezeNet's fire expand: two convolutions side by side, one output (a variant measured
+# here, not used by the library: docs/performance.md, issue 21)
+# --------------------------------------------------------------------------------------------
+
+
+@jax.custom_vjp
+def fire_expand(sq: jax.Array, w1: jax.Array, w3: jax.Array, b: jax.Array) -> jax.Array:
+    """``relu(concat(conv1x1(sq, w1), conv3x3_same(sq, w3)) + b)`` with a hand-written VJP.
+
+    Equal to SqueezeNet's two expands, each with its own bias and ReLU, concatenated on
+    channels (``b`` is the two biases concatenated). Forward: the two im2col matmuls, then ONE
+    bias + ReLU pass over the concatenated map. Backward: ONE ReLU mask on the concatenated
+    gradient, read off the saved output (``out > 0``, the same as ``pre-activation > 0``) — the
+    output is the next layer's input, so nothing else is kept — and the expand1x1 input
+    gradient added to the 3x3's col2im result. Autodiff instead kept both pre-activations,
+    masked each branch separately and concatenated their gradients.
+
+    Args:
+        sq: The squeeze output ``[B, H, W, s]`` (after its ReLU).
+        w1: The expand1x1 kernel ``[1, 1, s, e1]``.
+        w3: The expand3x3 kernel ``[3, 3, s, e3]``.
+        b: The two biases concatenated, ``[e1 + e3]``.
+
+    Returns:
+        ``[B, H, W, e1 + e3]``.
+    """
+    return _fire_expand_fwd(sq, w1, w3, b)[0]
+
+
+def _fire_expand_fwd(sq: jax.Array, w1: jax.Array, w3: jax.Array, b: jax.Array):
+    s, e1 = w1.shape[2], w1.shape[3]
+    y1 = jnp.dot(sq, w1.reshape(s, e1))
+    y3 = layers._im2col_conv(layers._pad_same(sq, 3, 3), w3)
+    out = jax.nn.relu(jnp.concatenate([y1, y3], -1) + b)
+    return out, (sq, w1, w3, out)
+
+
+def _fire_expand_bwd(res, g: jax.Array):
+    sq, w1, w3, out = res
+    s, e1 = w1.shape[2], w1.shape[3]
+    g = jnp.where(out > 0, g, jnp.zeros((), g.dtype))
+    db = g.sum(axis=(0, 1, 2))
+    g1, g3 = g[..., :e1], g[..., e1:]
+    rows1 = g1.reshape(-1, e1)
+    dw1 = lax.dot_general(sq.reshape(-1, s), rows1, (((0,), (0,)), ((), ())))
+    d_padded, dw3 = layers._im2col_conv_bwd((layers._pad_same(sq, 3, 3), w3), g3)
+    d_sq = d_padded[:, 1:-1, 1:-1, :] + lax.dot_general(
+        g1, w1.reshape(s, e1), (((3,), (1,)), ((), ())))
+    return d_sq, dw1.reshape(w1.shape), dw3, db
+
+
+fire_expand.defvjp(_fire_expand_fwd, _fire_expand_bwd)
+
+
 def _fire_fused(f, sq):
-    return layers.fire_expand(sq, f["expand1x1"]["w"], f["expand3x3"]["w"],
+    return fire_expand(sq, f["expand1x1"]["w"], f["expand3x3"]["w"],
                               jnp.concatenate([f["expand1x1"]["b"], f["expand3x3"]["b"]]))
 
 

@@ -19,7 +19,7 @@ Two strategies run the members of a group inside the one program (``train.strate
   Best on accelerators. A member frozen by divergence is still computed (and discarded).
 * ``"sequential"`` — ``lax.map`` over members: the same per-member program, run one member after
   another inside the same compiled executable. On XLA:CPU a vmapped convolution lowers to a
-  grouped convolution that runs poorly, so this can win there (``python -m jaxmnist.bench``).
+  grouped convolution that runs poorly, so this can win there (``python -m benchmarks.bench``).
   A member frozen by divergence skips its later epochs (a branch; same results, no work).
 * ``"auto"`` (default) — ``vmap`` on GPU/TPU; on CPU, :data:`CPU_STRATEGY`, chosen from the
   benchmark's measurements.
@@ -38,6 +38,7 @@ start XLA with one single-threaded host device per core (:mod:`jaxmnist.hostdevi
 
 from __future__ import annotations
 
+import collections
 import json
 import math
 import time
@@ -63,7 +64,7 @@ from jaxmnist.hooks import Callback, EpochFunction, EpochInfo, GroupStart, emit 
 CPU_STRATEGY = "sequential"
 """What ``"auto"`` means on XLA:CPU: ``lax.map`` over the members, measured faster than ``vmap``.
 
-On 2 CPU cores (``python -m jaxmnist.bench``, docs/performance.md) a 12-member S0 grid runs at
+On 2 CPU cores (``python -m benchmarks.bench``, docs/performance.md) a 12-member S0 grid runs at
 about the solo speed per member with ``sequential`` and ~25% slower with ``vmap`` (batched
 matmuls and scatters where the solo program has plain ones), with ~4x the peak memory."""
 
@@ -413,7 +414,8 @@ def _initial_params(members: Sequence[schema.Member], init_keys: jax.Array) -> A
     offset = 0
     for indices in by_spec.values():
         model = models.build(sections[indices[0]])
-        parts.append(jax.jit(jax.vmap(model.init))(init_keys[np.asarray(indices)]))
+        parts.append(_per_model(model, "init", lambda m: jax.jit(jax.vmap(m.init)))(
+            init_keys[np.asarray(indices)]))
         order[np.asarray(indices)] = np.arange(offset, offset + len(indices))
         offset += len(indices)
     if len(parts) == 1:
@@ -529,7 +531,8 @@ def predict_classes(model_cfg: Mapping[str, Any], params: Any, state: Any,
         ``[N]`` int32 class indices.
     """
     model = models.build(model_cfg)
-    predict = jax.jit(lambda p, s, x: jnp.argmax(model.predict(p, s, x), -1).astype(jnp.int32))
+    predict = _per_model(model, "predict", lambda m: jax.jit(
+        lambda p, s, x: jnp.argmax(m.predict(p, s, x), -1).astype(jnp.int32)))
     x, _, _ = _pad_eval(np.asarray(images), np.zeros(len(images), np.int32))
     preds = [np.asarray(predict(params, state, batch)) for batch in x]
     return np.concatenate(preds)[: len(images)]
@@ -583,6 +586,96 @@ class _CompileCounter:
 
 
 # --------------------------------------------------------------------------------------------
+# Compiled groups kept between calls: a second grid of the same shape traces and compiles nothing
+# --------------------------------------------------------------------------------------------
+
+COMPILED_GROUPS_KEPT = 8
+"""Group programs (jitted functions and compiled epochs) kept per process, least recently used
+dropped first. A notebook that runs ``jm.grid`` again with other learning rates or seeds, or a
+test suite that trains the same small group many times, reuses them: on a CPU the trace, lowering
+and compile of a small group take seconds, its training a fraction of that."""
+
+
+@dataclass
+class _Jitted:
+    """The jitted functions of one group shape (see :func:`_jitted`)."""
+
+    program: _Program
+    over: Callable[..., Callable]
+    init_fn: Any
+    epoch_fn: Any
+    eval_fn: Any
+    probe_fn: Any
+    epochs: dict[Any, Any]  # compiled epochs by argument signature
+
+
+_JITTED: collections.OrderedDict[tuple[Any, ...], _Jitted] = collections.OrderedDict()
+_PER_MODEL: collections.OrderedDict[tuple[int, str], tuple[Any, Any]] = (
+    collections.OrderedDict())
+
+
+def _per_model(model: models.Model, what: str, make: Callable[[models.Model], Any]) -> Any:
+    """``make(model)`` (a jitted function of one built model), made once per model object.
+
+    ``models.build`` returns the same object for the same config (and the same user factory), so
+    the jitted function keeps its compiles from one call to the next. The model is held with it,
+    so its ``id`` is never reused while the entry lives.
+    """
+    key = (id(model), what)
+    if key not in _PER_MODEL:
+        _PER_MODEL[key] = (model, make(model))
+        while len(_PER_MODEL) > 8 * COMPILED_GROUPS_KEPT:
+            _PER_MODEL.popitem(last=False)
+    _PER_MODEL.move_to_end(key)
+    return _PER_MODEL[key][1]
+
+
+def _jitted(spec: GroupSpec, n_train: int, strategy: str, mesh: Mesh) -> _Jitted:
+    """The jitted functions of a group: what they close over is the key, nothing else.
+
+    The program depends on the spec (model, loss, epochs, batch, optimizer plan, penalties), the
+    training-set size, the strategy and the devices; every per-member value (learning rates,
+    seeds, hyperparameters) is an argument, so members of any values share the entry.
+    """
+    model = models.build(spec.model_cfg)
+    key = (repr(spec), n_train, strategy, tuple(d.id for d in mesh.devices.flat),
+           jax.process_count(), id(model))
+    if key in _JITTED:
+        _JITTED.move_to_end(key)
+        return _JITTED[key]
+    program = _Program(spec, n_train, skip_frozen=strategy == "sequential")
+    grid_sharding = NamedSharding(mesh, PartitionSpec("grid"))
+    over = lambda fn, *shared: _over_members(fn, strategy, mesh, shared)  # noqa: E731
+    jitted = _Jitted(
+        program=program,
+        over=over,
+        init_fn=jax.jit(over(program.init_member), out_shardings=grid_sharding),
+        epoch_fn=jax.jit(lambda st, ar, x, y, e: over(program.member_epoch, x, y, e)(st, ar),
+                         donate_argnums=(0,)),
+        eval_fn=jax.jit(lambda p, x, y, w: over(program.member_eval, x, y, w)(p)),
+        probe_fn=jax.jit(lambda p, a, *xs: over(program.member_probs_and_grads, *xs)(p, a)),
+        epochs={},
+    )
+    _JITTED[key] = jitted
+    while len(_JITTED) > COMPILED_GROUPS_KEPT:
+        _JITTED.popitem(last=False)
+    return jitted
+
+
+def clear_compiled_groups() -> None:
+    """Drops every kept group program and per-model jitted function (frees their memory)."""
+    _JITTED.clear()
+    _PER_MODEL.clear()
+
+
+def _signature(*trees: Any) -> tuple[Any, ...]:
+    """What an ahead-of-time compile depends on: tree structure, shapes, dtypes, shardings."""
+    leaves, treedef = jax.tree_util.tree_flatten(trees)
+    return (treedef, tuple((leaf.shape, str(leaf.dtype), getattr(leaf, "sharding", None))
+                           for leaf in leaves))
+
+
+# --------------------------------------------------------------------------------------------
 # Step 1: build the program (data on the device, sharding, initial state, compiled epoch)
 # --------------------------------------------------------------------------------------------
 
@@ -609,6 +702,7 @@ class GroupProgram:
     over: Callable[[Callable], Callable]
     replicated: NamedSharding
     compile_seconds: float
+    probe_fn: Any  # jitted (variables, arrays, probe x, y, grad x, y) -> (probs, grads)
 
     def evaluate(self, state: TrainState, split: tuple[jax.Array, ...]):
         """``(loss [G], acc [G], preds [G, padded N])`` of every member on a padded split.
@@ -688,8 +782,8 @@ def build_program(
     grid_sharding = NamedSharding(mesh, PartitionSpec("grid"))
     replicated = NamedSharding(mesh, PartitionSpec())
 
-    program = _Program(spec, int(splits.train_x.shape[0]),
-                       skip_frozen=strategy == "sequential")
+    jitted = _jitted(spec, int(splits.train_x.shape[0]), strategy, mesh)
+    program = jitted.program
     # Host values enter as global arrays: each process transfers only its own devices' shards.
     arrays = distributed.put(
         member_arrays(padded, spec.optimizer, spec.epochs * program.steps), grid_sharding
@@ -702,27 +796,25 @@ def build_program(
         if has_val else None
     test = tuple(distributed.put(a, replicated) for a in _pad_eval(splits.test_x, splits.test_y))
 
-    over = lambda fn, *shared: _over_members(fn, strategy, mesh, shared)  # noqa: E731
-    init_fn = jax.jit(over(program.init_member), out_shardings=grid_sharding)
     init_variables = _initial_params(padded, arrays.keys[:, 0])
-    epoch_fn = jax.jit(
-        lambda st, ar, x, y, e: over(program.member_epoch, x, y, e)(st, ar),
-        donate_argnums=(0,),
-    )
-    eval_fn = jax.jit(lambda p, x, y, w: over(program.member_eval, x, y, w)(p))
 
     t0 = time.perf_counter()
-    state = jax.block_until_ready(init_fn(init_variables, arrays))
-    # Compile the epoch ahead of time so its cost is reported apart from training speed.
-    epoch_exec = epoch_fn.lower(state, arrays, train_x, train_y, jnp.asarray(1, jnp.int32))
-    epoch_exec = epoch_exec.compile()
+    state = jax.block_until_ready(jitted.init_fn(init_variables, arrays))
+    # Compile the epoch ahead of time so its cost is reported apart from training speed (once
+    # per argument signature: a group of the same shape trained again reuses it).
+    epoch_args = (state, arrays, train_x, train_y, jnp.asarray(1, jnp.int32))
+    signature = _signature(*epoch_args)
+    if signature not in jitted.epochs:
+        jitted.epochs[signature] = jitted.epoch_fn.lower(*epoch_args).compile()
+    epoch_exec = jitted.epochs[signature]
     compile_seconds = time.perf_counter() - t0
     return GroupProgram(
         spec=spec, members=members, padded=len(padded), devices=n_dev,
         layout=layout, strategy=strategy, program=program, arrays=arrays, train_x=train_x,
         train_y=train_y,
-        val=val, test=test, init_state=state, epoch_exec=epoch_exec, eval_fn=eval_fn, over=over,
-        replicated=replicated, compile_seconds=compile_seconds,
+        val=val, test=test, init_state=state, epoch_exec=epoch_exec, eval_fn=jitted.eval_fn,
+        over=jitted.over, replicated=replicated, compile_seconds=compile_seconds,
+        probe_fn=jitted.probe_fn,
     )
 
 
@@ -890,10 +982,7 @@ def analyse(prog: GroupProgram, state: TrainState, splits: Any, *,
         for a in (splits.test_x[:n_probe], np.asarray(splits.test_y[:n_probe], np.int32),
                   splits.train_x[:n_grad], np.asarray(splits.train_y[:n_grad], np.int32))
     ]
-    program, over = prog.program, prog.over
-    probs, grads = jax.jit(
-        lambda p, a, *xs: over(program.member_probs_and_grads, *xs)(p, a)
-    )((state.params, state.model_state), prog.arrays, *probe_inputs)
+    probs, grads = prog.probe_fn((state.params, state.model_state), prog.arrays, *probe_inputs)
     # One gather of everything the results need (every process gets the whole grid).
     probs, params, model_state, grads, alive, diverged_epoch = prog.to_member_order(
         distributed.to_host(

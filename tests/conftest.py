@@ -25,6 +25,24 @@ NAMES = {
 }
 
 
+# XLA's CPU backend at LLVM -O0 for the default tier: every HLO pass (fusion, simplification,
+# layout) still runs, only machine-code optimisation is skipped. The tier's programs are tiny and
+# compiled once each, so compiling is most of its CPU time: measured on 2 cores (2026-12-02),
+# tests/test_adapters.py + tests/test_models.py took 128 s of CPU as users compile and 78 s so.
+# The end-to-end tier (and any run that selects e2e tests, or sets JAXMNIST_TEST_FULL_OPT=1)
+# compiles exactly as users do. Set before any test starts JAX; CLIs started by tests inherit it.
+FAST_COMPILE_FLAGS = ("--xla_backend_optimization_level=0",
+                      "--xla_llvm_disable_expensive_passes=true")
+
+
+def pytest_configure(config):
+    default_tier = (config.getoption("markexpr") or "").replace(" ", "") == "note2e"
+    if default_tier and not os.environ.get("JAXMNIST_TEST_FULL_OPT"):
+        flags = os.environ.get("XLA_FLAGS", "").split()
+        os.environ["XLA_FLAGS"] = " ".join(
+            [*flags, *(f for f in FAST_COMPILE_FLAGS if f not in flags)])
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _hermetic_environment(tmp_path_factory):
     """No downloads (a test of the fetch logic serves its own files on 127.0.0.1), and an empty

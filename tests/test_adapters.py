@@ -29,8 +29,11 @@ def as_flax(params):
 
 
 @pytest.mark.parametrize("cfg", [
-    {"name": LINEN}, {"name": NNX}, {"name": "flax_cnn"},
-    {"name": LINEN, "conv_impl": "flax"}, {"name": NNX, "conv_impl": "flax"},
+    {"name": LINEN}, {"name": NNX},
+    # The registered name and Flax's own nn.Conv: the end-to-end tier (compiles dominate).
+    pytest.param({"name": "flax_cnn"}, marks=pytest.mark.e2e),
+    pytest.param({"name": LINEN, "conv_impl": "flax"}, marks=pytest.mark.e2e),
+    pytest.param({"name": NNX, "conv_impl": "flax"}, marks=pytest.mark.e2e),
 ])
 def test_flax_s0_gives_the_zoo_logits_with_the_same_weights(cfg, zoo_s0):
     zoo, params, x = zoo_s0

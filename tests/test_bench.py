@@ -329,6 +329,7 @@ def test_cli_rejects_unknown_framework(capsys):
     assert "mxnet" in capsys.readouterr().err
 
 
+@pytest.mark.e2e
 def test_measure_train_throughput_runs():
     from benchmarks.bench_workers import measure_train_throughput
 

@@ -173,7 +173,8 @@ def _check_pngs(run: Path, expected: set[str]) -> None:
 
 @pytest.mark.parametrize("name, expected", [
     ("s2", {"grid_heatmap.png", "curves.png", "weights.png", "grads.png"}),
-    ("s4", {"confusion_test_depth_1.png", "confusion_test_depth_4.png", "curves.png"}),
+    pytest.param("s4", {"confusion_test_depth_1.png", "confusion_test_depth_4.png",
+                        "curves.png"}, marks=pytest.mark.e2e),
 ])
 def test_report_writes_figures(tmp_path, name, expected):
     run = fake_run(tmp_path, name)

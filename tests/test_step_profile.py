@@ -6,6 +6,7 @@ import json
 
 import jax
 import jax.numpy as jnp
+import pytest
 
 from benchmarks import step_profile
 
@@ -35,6 +36,7 @@ def test_op_durations_sum_only_the_programs_ops():
     assert step_profile.op_durations(events, {"fusion.1"}) == {"fusion.1": 12.0}
 
 
+@pytest.mark.e2e
 def test_profile_cli_writes_json_and_markdown(tmp_path, capsys):
     assert step_profile.main(["--model", "mlp", "--steps", "4", "--repeats", "1",
                               "--out", str(tmp_path)]) == 0

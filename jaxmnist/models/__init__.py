@@ -16,6 +16,8 @@ same path for every model. See docs/models.md and docs/byo.md.
 
 from __future__ import annotations
 
+import collections
+import json
 import types
 from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
@@ -138,9 +140,30 @@ def check_model(cfg: Mapping[str, Any]) -> None:
         adapters.check(cfg)
 
 
+BUILT_MODELS_KEPT = 64  # built models kept per process (a Model is two closures: small)
+_BUILT: collections.OrderedDict[tuple[str, Any], Model] = collections.OrderedDict()
+
+
 def build(cfg: Mapping[str, Any]) -> Model:
-    """Builds the model described by ``cfg`` (see :func:`validate_model_config`)."""
+    """Builds the model described by ``cfg`` (see :func:`validate_model_config`).
+
+    The same config (for a user model: and the same factory object, so a class redefined in a
+    notebook builds anew) gives the same :class:`Model` object, so functions jitted over it
+    (the engine's programs) keep their compiles from one call to the next.
+    """
     cfg = validate_model_config(cfg)
+    factory = adapters.resolve_factory(cfg["name"]) if adapters.is_user_model(cfg["name"]) \
+        else None
+    key = (json.dumps(cfg, sort_keys=True), factory)
+    if key not in _BUILT:
+        _BUILT[key] = _build(cfg)
+        while len(_BUILT) > BUILT_MODELS_KEPT:
+            _BUILT.popitem(last=False)
+    _BUILT.move_to_end(key)
+    return _BUILT[key]
+
+
+def _build(cfg: dict[str, Any]) -> Model:
     if adapters.is_user_model(cfg["name"]):
         init, apply = adapters.build(cfg)
         return Model(cfg["name"], cfg, init, apply, adapters.weight_names(cfg))

@@ -52,7 +52,7 @@ def test_flax_s0_gives_the_zoo_logits_with_the_same_weights(cfg, zoo_s0):
     assert float(jnp.max(jnp.abs(got_f - want))) <= 1e-5
 
 
-@pytest.mark.parametrize("name", [LINEN, NNX])
+@pytest.mark.parametrize("name", [pytest.param(LINEN, marks=pytest.mark.e2e), NNX])
 def test_flax_init_is_vmappable_and_dropout_follows_the_key(name, zoo_s0):
     _, params, x = zoo_s0
     x = x[:2]

@@ -62,6 +62,7 @@ def _python(code: str, **env: str) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=300, check=True)
 
 
+@pytest.mark.e2e  # four fresh Python processes that start JAX
 @pytest.mark.skipif(H.usable_cores() < 2 or H.accelerator_installed(),
                     reason="needs a CPU-only machine with 2+ cores")
 def test_configure_before_jax_starts_sets_the_devices():

@@ -411,8 +411,9 @@ def test_conv_impl_gradients_agree():
     x = jnp.asarray(RNG.normal(size=(2, 9, 9, 4)).astype(np.float32))
     w = jnp.asarray(RNG.normal(size=(3, 3, 4, 6)).astype(np.float32) / 6)
 
-    def grads(impl):
-        return jax.grad(lambda x, w: jnp.sum(layers.conv2d(x, w, impl=impl) ** 2), (0, 1))(x, w)
+    def grads(impl):  # jitted: one compile per impl instead of one per eager op
+        return jax.jit(jax.grad(lambda x, w: jnp.sum(layers.conv2d(x, w, impl=impl) ** 2),
+                                (0, 1)))(x, w)
 
     ref = grads("lax")
     for impl in IMPLS[1:]:
@@ -445,6 +446,7 @@ def test_resolve_conv_impl():
 # --------------------------------------------------------------------------------------------
 
 
+@pytest.mark.e2e  # importing Keras and TensorFlow alone takes ~11 s of CPU
 def test_s0_matches_keras_with_same_weights():
     pytest.importorskip("tensorflow")
     import os

@@ -1,10 +1,12 @@
 """Web demo tests: the JSON API in-process, digit PNGs end to end, and a real browser (the
 browser tests are the end-to-end tier, ``pytest -m e2e``).
 
-A briefly trained S0 CNN (1 epoch, batch 64, Adam 1e-3) is trained once per test session into
-a fresh temporary folder: on all of MNIST when ``$JAXMNIST_DATA_DIR`` is set (~98.5% test
-accuracy), else on 10,000 synthetic digits (tests/datasource.py). Nothing is reused from an
-earlier session.
+A briefly trained MLP (784-256-10, 2 epochs, batch 64, Adam 1e-3) is trained once per test
+session into a fresh temporary folder: on all of MNIST when ``$JAXMNIST_DATA_DIR`` is set, else
+on 10,000 synthetic digits (tests/datasource.py). Nothing is reused from an earlier session. The
+demo serves any member; the MLP reaches the accuracy the PNG test needs (synthetic: 99/100
+upscaled digits right, 2026-12-02) at a fiftieth of the S0 CNN's training FLOPs, which made this
+fixture the default tier's second costliest.
 """
 
 from __future__ import annotations
@@ -26,11 +28,11 @@ from PIL import Image
 from jaxmnist import rundir, serve
 
 RECIPE = {
-    "model": {"name": "cnn", "dropout": 0.0},
+    "model": {"name": "mlp", "hidden": [256]},
     "optim": {"name": "adam", "learning_rate": 1e-3, "momentum": 0.9},
     "reg": {"l1": 0.0, "l2": 0.0},
     "loss": "xent",
-    "train": {"epochs": 1, "batch_size": 64},
+    "train": {"epochs": 2, "batch_size": 64},
     "seed": 0,
 }
 # Synthetic digits: 10,000 training images reach ~98% (measured 98.2%) in a sixth of the time.
@@ -143,8 +145,10 @@ def test_healthz_and_members(client, predictor):
     assert m["default"] == 0 and len(m["members"]) == 1
     (info,) = m["members"]
     assert info["available"] and info["status"] == "ok"
-    assert info["test_acc"] > 0.97
-    assert info["summary"].startswith("cnn") and "adam lr 0.001" in info["summary"]
+    # the member's recorded test accuracy (the model's quality is test_mnist_pngs_through_api's)
+    recorded = rundir.read_results(predictor.run_dir)["members"][0]["test"]["acc"]
+    assert info["test_acc"] == pytest.approx(recorded) and info["test_acc"] > 0.9
+    assert info["summary"].startswith("mlp") and "adam lr 0.001" in info["summary"]
     assert predictor.warmup_s is not None  # compiled before the first request
 
 

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from jaxmnist import losses, models
+from jaxmnist.models import flax_examples  # noqa: F401 - registers "flax_cnn" on import
 
 LINEN = "jaxmnist.models.flax_examples:linen_cnn"
 NNX = "jaxmnist.models.flax_examples:NnxCNN"

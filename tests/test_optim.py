@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import functools
+import json
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -77,19 +80,32 @@ def _grid_run(members, strategy="sequential"):
     return jax.jit(run)(stacked, hyper)
 
 
-def _alone(cfg):
+@functools.cache
+def _alone_all(cfgs_json: str) -> list:
+    """Each config trained alone by its plain optax optimizer (``optim.reference``): every
+    trajectory a ``lax.scan`` of its own, all in ONE jitted program (one compile, not one per
+    optimizer: the compiles are this file's cost)."""
+    cfgs = json.loads(cfgs_json)
     params, grad_fn = _problem()
-    tx = optim.reference(cfg, total_steps=TOTAL)
-    state = tx.init(params)
 
-    @jax.jit
-    def step(p, s, i):
-        updates, s = tx.update(grad_fn(p, i), s, p)
-        return optax.apply_updates(p, updates), s
+    def alone(tx):
+        def body(carry, i):
+            p, s = carry
+            updates, s = tx.update(grad_fn(p, i), s, p)
+            return (optax.apply_updates(p, updates), s), None
 
-    for i in range(STEPS):
-        params, state = step(params, state, i)
-    return params
+        return jax.lax.scan(body, (params, tx.init(params)), jnp.arange(STEPS))[0][0]
+
+    txs = [optim.reference(cfg, total_steps=TOTAL) for cfg in cfgs]
+    return jax.jit(lambda: [alone(tx) for tx in txs])()
+
+
+def _alone(cfg):
+    return _alone_all(json.dumps([cfg]))[0]
+
+
+def _all_alone(cfgs):
+    return _alone_all(json.dumps(list(cfgs)))
 
 
 def test_every_optimizer_is_listed():
@@ -114,8 +130,7 @@ def test_plan_bakes_shared_values_and_keeps_varying_ones_per_member():
 
 def test_each_member_equals_its_optax_optimizer_alone():
     grid = _grid_run(MEMBERS)
-    for k, cfg in enumerate(MEMBERS):
-        alone = _alone(cfg)
+    for k, (cfg, alone) in enumerate(zip(MEMBERS, _all_alone(MEMBERS), strict=True)):
         for path, leaf in jax.tree_util.tree_flatten_with_path(alone)[0]:
             got = np.asarray(jax.tree_util.tree_map(lambda a, k=k: a[k], grid)
                              ["dense"][path[-1].key])
@@ -129,9 +144,9 @@ def test_each_member_equals_its_optax_optimizer_alone():
 def test_vmapped_members_match_too():
     """Under vmap the same members agree within float32 noise of batched reductions."""
     grid = _grid_run(MEMBERS[:6], strategy="vmap")
-    for k, cfg in enumerate(MEMBERS[:6]):
+    for k, alone in enumerate(_all_alone(MEMBERS[:6])):
         np.testing.assert_allclose(np.asarray(grid["dense"]["w"][k]),
-                                   np.asarray(_alone(cfg)["dense"]["w"]), atol=1e-5)
+                                   np.asarray(alone["dense"]["w"]), atol=1e-5)
 
 
 SCHEDULE_CASES = [

@@ -234,14 +234,21 @@ def sample_grid(run: Run, path: Path) -> Path | None:
     if run.samples is None:
         return None
     xs, ys = run.samples["train_x"], run.samples["train_y"]
-    fig, axes = plt.subplots(5, 5, figsize=(6.4, 7.4))
-    for i, ax in enumerate(axes.flat):
-        ax.axis("off")
-        if i < len(xs):
-            ax.imshow(np.asarray(xs[i]).reshape(28, 28), cmap="gray_r")
-            ax.set_title(f"label {run.class_label(int(ys[i]))}", fontsize=8)
+    # One image of 5 x 5 cells (28 px and a 10 px strip above each for its label) in ONE axes:
+    # 25 axes made this figure 1.2 s of a report's 2.8 s (matplotlib's per-axes cost).
+    cell, strip = 28, 10
+    montage = np.zeros((5 * (cell + strip), 5 * cell + 4 * 2), np.float32)
+    fig, ax = plt.subplots(figsize=(6.4, 7.4))
+    for i in range(min(25, len(xs))):
+        r, c = divmod(i, 5)
+        top, left = r * (cell + strip) + strip, c * (cell + 2)
+        montage[top:top + cell, left:left + cell] = np.asarray(xs[i], np.float32).reshape(28, 28)
+        ax.text(left + cell / 2, top - 1.5, f"label {run.class_label(int(ys[i]))}", fontsize=8,
+                ha="center", va="bottom")
+    ax.imshow(montage, cmap="gray_r", interpolation="nearest")
+    ax.axis("off")
     fig.suptitle("First 25 training images (after the split)", fontsize=11)
-    fig.subplots_adjust(left=0.02, right=0.98, bottom=0.1, top=0.9, hspace=0.35)
+    fig.subplots_adjust(left=0.02, right=0.98, bottom=0.1, top=0.9)
     return _save(fig, run, path)
 
 

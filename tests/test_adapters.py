@@ -30,7 +30,8 @@ def as_flax(params):
 
 
 @pytest.mark.parametrize("cfg", [
-    {"name": LINEN}, {"name": NNX},
+    # NNX here; linen (whose member == alone is test_train's BatchNorm test) in the e2e tier.
+    pytest.param({"name": LINEN}, marks=pytest.mark.e2e), {"name": NNX},
     # The registered name and Flax's own nn.Conv: the end-to-end tier (compiles dominate).
     pytest.param({"name": "flax_cnn"}, marks=pytest.mark.e2e),
     pytest.param({"name": LINEN, "conv_impl": "flax"}, marks=pytest.mark.e2e),

@@ -117,7 +117,8 @@ GRAD_CASES = ["same", "stride_2x3_asym", "lhs_dilation", "all_dilations", "group
               "depthwise_mult2", "1d_dilated", "3d", "negative_pad"]
 
 
-@pytest.mark.parametrize("custom_vjp", [True, False], ids=["custom_vjp", "autodiff"])
+@pytest.mark.parametrize("custom_vjp", [True, pytest.param(False, marks=pytest.mark.e2e)],
+                         ids=["custom_vjp", "autodiff"])  # the default VJP here, autodiff in e2e
 def test_gradients_match_lax_conv(custom_vjp):
     """The gradients of every case, the rewritten ones compiled as one program."""
     cases, operands = [], []

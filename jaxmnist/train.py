@@ -52,6 +52,7 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from jaxmnist import checkpoint, distributed, losses, metrics, models, optim, schema
+from jaxmnist.caches import kept
 from jaxmnist.groups import (  # noqa: F401 - re-exported: the engine's grouping API
     DYNAMIC_KEYS,
     STRATEGIES,
@@ -621,13 +622,8 @@ def _per_model(model: models.Model, what: str, make: Callable[[models.Model], An
     the jitted function keeps its compiles from one call to the next. The model is held with it,
     so its ``id`` is never reused while the entry lives.
     """
-    key = (id(model), what)
-    if key not in _PER_MODEL:
-        _PER_MODEL[key] = (model, make(model))
-        while len(_PER_MODEL) > 8 * COMPILED_GROUPS_KEPT:
-            _PER_MODEL.popitem(last=False)
-    _PER_MODEL.move_to_end(key)
-    return _PER_MODEL[key][1]
+    return kept(_PER_MODEL, (id(model), what), lambda: (model, make(model)),
+                8 * COMPILED_GROUPS_KEPT)[1]
 
 
 def _jitted(spec: GroupSpec, n_train: int, strategy: str, mesh: Mesh) -> _Jitted:
@@ -637,16 +633,18 @@ def _jitted(spec: GroupSpec, n_train: int, strategy: str, mesh: Mesh) -> _Jitted
     training-set size, the strategy and the devices; every per-member value (learning rates,
     seeds, hyperparameters) is an argument, so members of any values share the entry.
     """
-    model = models.build(spec.model_cfg)
+    model = models.build(spec.model_cfg)  # the entry's program holds it: its id stays unique
     key = (repr(spec), n_train, strategy, tuple(d.id for d in mesh.devices.flat),
            jax.process_count(), id(model))
-    if key in _JITTED:
-        _JITTED.move_to_end(key)
-        return _JITTED[key]
+    return kept(_JITTED, key, lambda: _new_jitted(spec, n_train, strategy, mesh),
+                COMPILED_GROUPS_KEPT)
+
+
+def _new_jitted(spec: GroupSpec, n_train: int, strategy: str, mesh: Mesh) -> _Jitted:
     program = _Program(spec, n_train, skip_frozen=strategy == "sequential")
     grid_sharding = NamedSharding(mesh, PartitionSpec("grid"))
     over = lambda fn, *shared: _over_members(fn, strategy, mesh, shared)  # noqa: E731
-    jitted = _Jitted(
+    return _Jitted(
         program=program,
         over=over,
         init_fn=jax.jit(over(program.init_member), out_shardings=grid_sharding),
@@ -656,10 +654,6 @@ def _jitted(spec: GroupSpec, n_train: int, strategy: str, mesh: Mesh) -> _Jitted
         probe_fn=jax.jit(lambda p, a, *xs: over(program.member_probs_and_grads, *xs)(p, a)),
         epochs={},
     )
-    _JITTED[key] = jitted
-    while len(_JITTED) > COMPILED_GROUPS_KEPT:
-        _JITTED.popitem(last=False)
-    return jitted
 
 
 def clear_compiled_groups() -> None:

@@ -29,7 +29,8 @@ NAMES = {
 # layout) still runs, only machine-code optimisation is lighter. The tier's programs are small
 # and compiled once each, so compiling is most of its CPU time. Measured on the 2-core CPU box
 # (2026-12-02, whole default tier, two workers, nothing else running): 194 s as users compile
-# (-O2), 164 s at -O0 (compiles faster, runs slower), 151 s at -O1.
+# (-O2, JAXMNIST_TEST_FULL_OPT=1 pytest -q), 164 s at -O0 (compiles faster, runs slower;
+# XLA_FLAGS=--xla_backend_optimization_level=0 pytest -q), 151 s at -O1.
 # The end-to-end tier (and any run that selects e2e tests, or sets JAXMNIST_TEST_FULL_OPT=1)
 # compiles exactly as users do. Set before any test starts JAX; CLIs started by tests inherit it.
 FAST_COMPILE_FLAGS = ("--xla_backend_optimization_level=1",
@@ -39,9 +40,11 @@ FAST_COMPILE_FLAGS = ("--xla_backend_optimization_level=1",
 def pytest_configure(config):
     default_tier = (config.getoption("markexpr") or "").replace(" ", "") == "note2e"
     if default_tier and not os.environ.get("JAXMNIST_TEST_FULL_OPT"):
+        # A flag the user set wins (XLA_FLAGS=--xla_backend_optimization_level=0 pytest -q).
         flags = os.environ.get("XLA_FLAGS", "").split()
+        given = {f.split("=")[0] for f in flags}
         os.environ["XLA_FLAGS"] = " ".join(
-            [*flags, *(f for f in FAST_COMPILE_FLAGS if f not in flags)])
+            [*flags, *(f for f in FAST_COMPILE_FLAGS if f.split("=")[0] not in given)])
 
 
 # The costliest files first (measured, default tier, 2026-12-02): with one file per xdist worker

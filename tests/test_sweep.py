@@ -7,6 +7,7 @@ from pathlib import Path
 
 import datasource
 import pytest
+import user_models
 
 ROOT = Path(__file__).resolve().parent.parent
 # Real MNIST when $JAXMNIST_DATA_DIR is set, else the synthetic digits (tests/datasource.py).
@@ -309,22 +310,6 @@ def test_results_with_non_finite_numbers_are_written_as_null(tmp_path):
 # ---------------------------------------------------------------- your own model, other datasets
 
 FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")
-MODEL_FILE = '''
-import flax.linen as nn
-
-
-class Tiny(nn.Module):
-    width: int = 16
-
-    @nn.compact
-    def __call__(self, x, train: bool = False):
-        x = nn.relu(nn.Dense(self.width)(x.reshape(x.shape[0], -1)))
-        return nn.Dense(10)(x)
-
-
-def make(width=16):
-    return Tiny(width=width)
-'''
 
 
 def _study(tmp_path, *, model, data_name="mnist", source="auto", optim=None, grid=None):
@@ -364,7 +349,7 @@ def _sweep(*argv) -> int:
 
 @pytest.mark.e2e
 def test_a_flax_model_file_outside_the_repo_trains_through_the_cli(tmp_path):
-    (tmp_path / "my_nets.py").write_text(MODEL_FILE)
+    (tmp_path / "my_nets.py").write_text(user_models.LINEN_TINY_MLP)
     study = _study(tmp_path, model={"name": f"{tmp_path / 'my_nets.py'}:make", "width": 8},
                    source=datasource.SOURCE)
     run = tmp_path / "run"
@@ -603,7 +588,6 @@ def test_the_byo_example_in_the_docs_runs(tmp_path):
 def test_flax_examples_mnist_cnn_copied_unchanged_trains_as_a_grid(tmp_path):
     """Flax's examples/mnist CNN (NNX, BatchNorm, Dropout, __call__(x, rngs)) in a user file."""
     import numpy as np
-    import user_models
 
     path = user_models.write(tmp_path, "flax_cnn.py", user_models.FLAX_EXAMPLE_CNN)
     study = _study(tmp_path, model={"name": f"{path}:CNN"}, source=datasource.SOURCE,
@@ -632,7 +616,6 @@ def test_flax_examples_mnist_cnn_copied_unchanged_trains_as_a_grid(tmp_path):
 ])
 def test_a_bad_user_model_is_exit_2_one_message_nothing_written(tmp_path, capsys, attr,
                                                                   message):
-    import user_models
 
     path = user_models.write(tmp_path, "bad_models.py", user_models.BAD_MODELS)
     study = _study(tmp_path, model={"name": f"{path}:{attr}"})

@@ -19,6 +19,7 @@ import pytest
 from jaxmnist import losses, models, optim, train
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import user_models  # noqa: E402
 from train_fixtures import (  # noqa: E402
     GRID_OPTIMIZERS,
     SMALL_MLP,
@@ -470,31 +471,12 @@ def test_s0_cnn_one_epoch_on_full_mnist_reaches_98_percent(mnist_dir):
     assert result["test"]["acc"] >= 0.98
 
 
-FLAX_MLP = """
-import flax.linen as nn
-
-
-class DropoutMLP(nn.Module):
-    width: int = 64
-
-    @nn.compact
-    def __call__(self, x, train: bool = False):
-        x = nn.relu(nn.Dense(self.width)(x.reshape(x.shape[0], -1)))
-        x = nn.Dropout(0.2, deterministic=not train)(x)
-        return nn.Dense(10)(x)
-
-
-def make(width=64):
-    return DropoutMLP(width=width)
-"""
-
-
 @pytest.mark.e2e  # a Flax linen member == alone is test_batchnorm_member_equals_..._alone[linen]
 def test_flax_member_in_a_grid_equals_the_model_trained_alone(tmp_path):
     """A user's Flax linen model (a file outside the package, with dropout) through the
     adapter: member k == its solo run. (The adapter's CNN mapping, S0 in linen with the zoo's
     weights giving the zoo's logits, is tests/test_adapters.py.)"""
-    (tmp_path / "my_flax.py").write_text(FLAX_MLP)
+    (tmp_path / "my_flax.py").write_text(user_models.LINEN_DROPOUT_MLP)
     splits = small_splits()
     flax_mlp = {"name": f"{tmp_path / 'my_flax.py'}:make", "width": 64}
     members = [base_member(**{"model": flax_mlp, "optim.name": name, "optim.learning_rate": lr})
@@ -512,7 +494,6 @@ def test_flax_member_in_a_grid_equals_the_model_trained_alone(tmp_path):
 @pytest.fixture(scope="module")
 def bn_models(tmp_path_factory):
     """A linen BatchNorm + dropout MLP and an NNX one whose dropout holds its own stream."""
-    import user_models
 
     folder = tmp_path_factory.mktemp("bn_models")
     linen = user_models.write(folder, "linen_bn.py", user_models.LINEN_BN_MLP)

@@ -75,6 +75,43 @@ class HeldRngs(nnx.Module):
         return self.dense2(self.drop(nnx.relu(self.norm(self.dense1(x)))))
 '''
 
+# A linen MLP with dropout and a `train` flag, built by `make(width)` (test_train's Flax member).
+LINEN_DROPOUT_MLP = '''
+import flax.linen as nn
+
+
+class DropoutMLP(nn.Module):
+    width: int = 64
+
+    @nn.compact
+    def __call__(self, x, train: bool = False):
+        x = nn.relu(nn.Dense(self.width)(x.reshape(x.shape[0], -1)))
+        x = nn.Dropout(0.2, deterministic=not train)(x)
+        return nn.Dense(10)(x)
+
+
+def make(width=64):
+    return DropoutMLP(width=width)
+'''
+
+# A linen MLP without dropout, built by `make(width)` (test_sweep's Flax file through the CLI).
+LINEN_TINY_MLP = '''
+import flax.linen as nn
+
+
+class Tiny(nn.Module):
+    width: int = 16
+
+    @nn.compact
+    def __call__(self, x, train: bool = False):
+        x = nn.relu(nn.Dense(self.width)(x.reshape(x.shape[0], -1)))
+        return nn.Dense(10)(x)
+
+
+def make(width=16):
+    return Tiny(width=width)
+'''
+
 BAD_MODELS = '''
 import flax.linen as nn
 from flax import nnx

@@ -22,6 +22,7 @@ import types
 from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
+from jaxmnist.caches import kept
 from jaxmnist.models import adapters, cnn, mlp, squeezenet
 from jaxmnist.models.adapters import register
 from jaxmnist.models.common import (
@@ -155,12 +156,7 @@ def build(cfg: Mapping[str, Any]) -> Model:
     factory = adapters.resolve_factory(cfg["name"]) if adapters.is_user_model(cfg["name"]) \
         else None
     key = (json.dumps(cfg, sort_keys=True), factory)
-    if key not in _BUILT:
-        _BUILT[key] = _build(cfg)
-        while len(_BUILT) > BUILT_MODELS_KEPT:
-            _BUILT.popitem(last=False)
-    _BUILT.move_to_end(key)
-    return _BUILT[key]
+    return kept(_BUILT, key, lambda: _build(cfg), BUILT_MODELS_KEPT)
 
 
 def _build(cfg: dict[str, Any]) -> Model:

@@ -100,7 +100,7 @@ def grid_members(study: dict[str, Any], strategy: str, conv_impl: str, n_members
 
 def measure_grid(sizes: dict[str, Any], data_dir: str | None) -> list[dict[str, Any]]:
     """Compile s and training images/s of S0's grid for every (strategy, conv_impl)."""
-    from jaxmnist import train
+    from jaxmnist.engine import train
 
     study = _study("s0", (f"data.train_limit={sizes['grid_train_images']}",
                           "data.test_limit=1000"), sizes.get("synthetic", False))
@@ -136,7 +136,8 @@ def measure_grid(sizes: dict[str, Any], data_dir: str | None) -> list[dict[str, 
 def measure_time_to_target(sizes: dict[str, Any], data_dir: str | None,
                            target: float = TARGET_ACC) -> dict[str, Any]:
     """Trains S0 (1 seed) with the test set as the per-epoch evaluation set."""
-    from jaxmnist import data, train
+    from jaxmnist import data
+    from jaxmnist.engine import train
 
     study = _study("s0", sizes["s0_overrides"], sizes.get("synthetic", False))
     splits = _splits(study, data_dir)
@@ -175,14 +176,15 @@ def measure_time_to_target(sizes: dict[str, Any], data_dir: str | None,
 
 def run_s2(sizes: dict[str, Any], data_dir: str | None, workdir: Path) -> dict[str, Any]:
     """Runs sweeps/s2.py (1 seed) into ``workdir`` through the sweep; wall time and matrix."""
-    from jaxmnist import published, sweep
+    from jaxmnist import sweep
+    from jaxmnist.runs import published
 
     study = _study("s2", sizes["s2_overrides"], sizes.get("synthetic", False))
     t0 = time.perf_counter()
     results = sweep.run(study, workdir, data_dir=data_dir, report=False)
     wall = time.perf_counter() - t0
     t1 = time.perf_counter()
-    from jaxmnist import report
+    from jaxmnist.runs import report
 
     report.generate(workdir, figures=not sizes.get("tiny", False))  # tiny: tables suffice
     report_seconds = time.perf_counter() - t1
@@ -267,7 +269,7 @@ def to_markdown(result: dict[str, Any]) -> str:
 
 
 def _write(result: dict[str, Any], stem: Path) -> list[Path]:
-    from jaxmnist import rundir
+    from jaxmnist.runs import rundir
 
     paths = [stem.with_suffix(".json"), stem.with_suffix(".md")]
     rundir.write_json(paths[0], result)
@@ -303,7 +305,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     stem = out_dir / (f"accelerator-{stamp}" + ("-tiny" if args.tiny else ""))
     workdir = Path(args.workdir or Path("runs") / "accelerator" / stamp / "s2")
 
-    from jaxmnist import data, envinfo, rundir
+    from jaxmnist import data, envinfo
+    from jaxmnist.runs import rundir
 
     result: dict[str, Any] = {
         "schema": SCHEMA_VERSION, "tiny": args.tiny, "started": started.isoformat("T", "seconds"),

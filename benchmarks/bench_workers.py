@@ -125,7 +125,8 @@ def load_data(n_train: int, n_test: int, seed: int = 0) -> tuple[dict[str, np.nd
     MNIST comes from the IDX files (``$JAXMNIST_DATA_DIR``, no TensorFlow, no network); without
     them the benchmark still runs, on synthetic digits (speed does not depend on pixels).
     """
-    from jaxmnist import data, synthetic
+    from jaxmnist import data
+    from jaxmnist.data import synthetic
 
     try:
         train_x, train_y = data.load_mnist("train", source="idx")
@@ -212,7 +213,8 @@ class _CompileClock:
 def step_cost(configs: list[dict[str, Any]], arrays: dict[str, np.ndarray]) -> dict[str, Any]:
     """FLOPs and bytes of ONE training step of one member, from XLA's cost analysis.
 
-    Counted on the engine's own program (:func:`jaxmnist.train.build_program`, what users run):
+    Counted on the engine's own program (:func:`jaxmnist.engine.train.build_program`, what users
+    run):
     one member per optimizer family in ``configs`` (so the step carries the group's union
     optimizer), ``vmap``-ed on one device, trained on exactly one batch of ``arrays``. The
     compiled epoch is then one step per member (XLA counts a loop's body once, so a longer
@@ -223,8 +225,9 @@ def step_cost(configs: list[dict[str, Any]], arrays: dict[str, np.ndarray]) -> d
     """
     import jax
 
-    from jaxmnist import models, train
+    from jaxmnist import models
     from jaxmnist.data import Splits
+    from jaxmnist.engine import train
 
     batch = int(configs[0]["train"]["batch_size"])
     one_per_family: dict[str, dict[str, Any]] = {}
@@ -254,12 +257,12 @@ def step_cost(configs: list[dict[str, Any]], arrays: dict[str, np.ndarray]) -> d
 
 
 def run_jax_engine(case: dict[str, Any]) -> None:
-    """A solo run or a grid through ``jaxmnist.train.train_grid``, one timed epoch per ``run``."""
+    """A solo run or a grid through ``engine.train.train_grid``, one timed epoch per ``run``."""
     import jax
 
     from jaxmnist import models
     from jaxmnist.data import Splits
-    from jaxmnist.train import train_grid
+    from jaxmnist.engine.train import train_grid
 
     batch, steps, members = case["batch_size"], case["steps"], case.get("members", 1)
     epochs = 1 + case["repeats"]
@@ -274,7 +277,7 @@ def run_jax_engine(case: dict[str, Any]) -> None:
     for k in case.get("diverge", ()):  # members made to diverge in the warm-up epoch
         configs[k]["optim"]["learning_rate"] = DIVERGING_LR
     if case.get("layout") == "contiguous":  # the layout before member_layout, for comparison
-        from jaxmnist import train
+        from jaxmnist.engine import train
 
         train.member_layout = lambda rates, n_padded, n_devices: np.arange(n_padded)
     # "devices": train on the first N devices (default: the engine's choice)
@@ -331,7 +334,7 @@ def reference_step(model_cfg: Mapping[str, Any], *, learning_rate: float = 1e-3,
     reference the engine is measured against: no union optimizer, no shuffling, no
     zero-weight padding, no divergence guard, no metrics. ``jax_cnn_bare_step`` (bench case)
     and :func:`measure_train_throughput` use it; every other JAX measurement runs the engine's
-    own program (:func:`jaxmnist.train.build_program` / ``train_grid``). Adam's epsilon is
+    own program (:func:`jaxmnist.engine.train.build_program` / ``train_grid``). Adam's epsilon is
     Keras' (1e-7), as in the engine and the peers.
 
     Returns:
@@ -341,7 +344,8 @@ def reference_step(model_cfg: Mapping[str, Any], *, learning_rate: float = 1e-3,
     import jax
     import optax
 
-    from jaxmnist import losses, models
+    from jaxmnist import models
+    from jaxmnist.engine import losses
 
     model = models.build(dict(model_cfg))
     loss_fn = losses.get_loss(loss)
@@ -460,7 +464,7 @@ def run_jax_e2e(case: dict[str, Any]) -> None:
     ``train_grid`` call: tracing and compiling, training, evaluation on the test images.
     """
     from jaxmnist.data import Splits
-    from jaxmnist.train import train_grid
+    from jaxmnist.engine.train import train_grid
 
     batch, steps, members, epochs = (case["batch_size"], case["steps"], case["members"],
                                      case["epochs"])
@@ -706,7 +710,7 @@ def measure_train_throughput(
         steps: steps per timed call.
         repeats: timed calls after one warm-up (compile) call.
         learning_rate: Adam learning rate.
-        loss: loss name for :func:`jaxmnist.losses.get_loss`.
+        loss: loss name for :func:`jaxmnist.engine.losses.get_loss`.
         seed: PRNG seed.
         scan: run the steps in one ``lax.scan`` (True) or a Python loop of jitted steps.
 

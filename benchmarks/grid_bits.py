@@ -25,7 +25,9 @@ FIELDS = ("train_loss", "train_acc", "val_loss", "val_acc")
 
 def save(path: str, strategy: str) -> None:
     """Trains the grid with ``strategy`` and writes its results to ``path``."""
-    from jaxmnist import data, models, synthetic, train
+    from jaxmnist import data, models
+    from jaxmnist.data import synthetic
+    from jaxmnist.engine import train
 
     x, y = synthetic.make(640)
     vx, vy = synthetic.make(200, "test", seed=1)

@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import sys
 
-from jaxmnist import data, synthetic, train
+from jaxmnist import data
+from jaxmnist.data import synthetic
+from jaxmnist.engine import train
 
 name = sys.argv[1] if len(sys.argv) > 1 else "jaxmnist.models.flax_examples:NnxCNN"
 x, y = synthetic.make(256)

@@ -1,6 +1,6 @@
 """``python -m benchmarks.step_profile`` — where a training step's time goes, per XLA op.
 
-Traces the engine's compiled epoch (the program users run: ``jaxmnist.train.build_program``,
+Traces the engine's compiled epoch (the program users run: ``jaxmnist.engine.train.build_program``,
 one member) with ``jax.profiler``, then sums the duration of every XLA op of that program over
 the traced steps and writes a per-op table and a per-category summary::
 
@@ -144,8 +144,8 @@ def profile(model: str, batch_size: int, steps: int, repeats: int = 2) -> dict[s
     import jax.numpy as jnp
 
     from benchmarks.bench_workers import load_data, member_config
-    from jaxmnist import train
     from jaxmnist.data import Splits
+    from jaxmnist.engine import train
 
     arrays, source = load_data(steps * batch_size, 100)
     splits = Splits(arrays["train_x"], arrays["train_y"], None, None, arrays["test_x"],

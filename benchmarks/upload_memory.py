@@ -55,7 +55,9 @@ def measure(fmt: str, bursts: int, threads: int) -> dict:
     import numpy as np
     from fastapi.testclient import TestClient
 
-    from jaxmnist import models, rundir, serve
+    from jaxmnist import models
+    from jaxmnist.runs import rundir
+    from jaxmnist.serve import app as serve
 
     data = _upload(fmt)
     run = Path(tempfile.mkdtemp()) / "run"

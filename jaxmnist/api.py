@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from jaxmnist import config as C
-from jaxmnist import rundir, runview
+from jaxmnist.runs import rundir, runview
 from jaxmnist.trees import set_dotted
 
 # What jm.grid trains on unless ``data`` says otherwise: the dataset's own train/test files (no
@@ -217,7 +217,7 @@ def grid(*, model: Any, optimizers: Mapping[str, Any], seeds: int = 1, epochs: i
         model: See :func:`model_config` (a zoo name, config, import path, Module, pair).
         optimizers: ``{"adam": [1e-3, 3e-4], "sgd": 0.1}``: each optimizer with one or more
             learning rates (or dicts of hyperparameters, ``{"learning_rate": 1e-3, "b1":
-            0.8}``); any name of ``jaxmnist.optim``.
+            0.8}``); any name of ``jaxmnist.engine.optim``.
         seeds: Seeds per point (members that differ only in seed: mean and std in the table).
         epochs: Epochs of training.
         batch_size: Images per step.
@@ -262,7 +262,8 @@ def run(study: Mapping[str, Any], *, workdir: str | Path, data_dir: str | None =
     Returns:
         The finished :class:`Run`.
     """
-    from jaxmnist import hostdevices, sweep
+    from jaxmnist import sweep
+    from jaxmnist.engine import hostdevices
 
     members = C.check(study)  # the run's members, validated: sweep.run trains these
     hostdevices.configure()  # before the engine starts JAX: one host device per core on a CPU
@@ -275,7 +276,7 @@ def open_run(workdir: str | Path) -> Run:
     """Opens a run directory (finished or still training) without importing jax.
 
     Raises:
-        jaxmnist.runview.ReportError: the folder is not a run directory, or holds nothing yet.
+        jaxmnist.runs.runview.ReportError: the folder is not a run directory, or holds nothing yet.
     """
     return Run(Path(workdir))
 
@@ -377,7 +378,7 @@ class Run:
         Returns:
             The PNG's path (None for a heatmap of a run that is not a two-axis grid).
         """
-        from jaxmnist import figures
+        from jaxmnist.runs import figures
 
         folder = self.path / "figures"
         folder.mkdir(exist_ok=True)

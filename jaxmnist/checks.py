@@ -1,7 +1,8 @@
 """The value checks every validating module shares: did-you-mean, integers, finite numbers.
 
 One implementation each, imported by the schema (:mod:`jaxmnist.schema`), the study loader
-(:mod:`jaxmnist.config`) and the owners that check their own sections (:mod:`jaxmnist.optim`).
+(:mod:`jaxmnist.config`) and the owners that check their own sections
+(:mod:`jaxmnist.engine.optim`).
 Plain Python: no jax, no other jaxmnist module, so anything may import it.
 """
 

@@ -2,7 +2,8 @@
 
 Static keys (shapes: architecture, batch, epochs, loss) must agree inside a group; the
 :data:`DYNAMIC_KEYS` become per-member arrays with a leading grid axis. ``jaxmnist.config``
-exposes this as part of the study API; the engine (``jaxmnist.train``) imports it from here, so
+exposes this as part of the study API; the engine (``jaxmnist.engine.train``) imports it from here,
+so
 the engine does not depend on study files. It also holds :data:`STRATEGIES`, the ways a group's
 members run inside its program, so that the schema (``jaxmnist.schema``) reads the list without
 importing the engine, which reads the schema's types. Plain Python: no jax.
@@ -17,7 +18,7 @@ from typing import Any
 
 STRATEGIES: tuple[str, ...] = ("auto", "vmap", "sequential")
 """The values of ``train.strategy``: how the members of a group run inside its one program
-(``jaxmnist.train`` implements them; ``"auto"`` picks one for the backend)."""
+(``jaxmnist.engine.train`` implements them; ``"auto"`` picks one for the backend)."""
 
 DYNAMIC_KEYS: tuple[str, ...] = (
     "optim",
@@ -30,7 +31,7 @@ DYNAMIC_KEYS: tuple[str, ...] = (
 
 The engine turns these into per-member arrays with a leading grid axis. ``optim`` is the whole
 section: optimizer name, learning rate, every numeric hyperparameter, schedule and clipping
-(``jaxmnist.optim.plan`` compiles the families present and keeps the numbers per member).
+(``jaxmnist.engine.optim.plan`` compiles the families present and keeps the numbers per member).
 ``model.init`` only decides the starting weights, which are drawn per member before the training
 program runs, so members with different initialisers (S3's init experiment) share one compile."""
 

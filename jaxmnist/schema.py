@@ -1,10 +1,12 @@
 """The member-config and data-spec schema, declared with pydantic from the modules that own it.
 
-Every choice list comes from its owner: optimizers from :mod:`jaxmnist.optim`, losses from
-:mod:`jaxmnist.losses`, model families, activations and initializers from :mod:`jaxmnist.models`,
+Every choice list comes from its owner: optimizers from :mod:`jaxmnist.engine.optim`, losses from
+:mod:`jaxmnist.engine.losses`, model families, activations and initializers from
+:mod:`jaxmnist.models`,
 strategies from :mod:`jaxmnist.groups`, datasets, sources and split kinds from :mod:`jaxmnist.data`.
 Hyperparameters that depend on the choice are checked by the owner's own function:
-``jaxmnist.optim.check_hyperparameters`` (per optimizer), ``jaxmnist.optim.check_learning_rate``,
+``jaxmnist.engine.optim.check_hyperparameters`` (per optimizer),
+``jaxmnist.engine.optim.check_learning_rate``,
 ``jaxmnist.models.validate_model_config`` (per model family) and ``jaxmnist.data.split_problems``
 (per split kind), so those modules can grow without touching this file.
 
@@ -13,7 +15,7 @@ Hyperparameters that depend on the choice are checked by the owner's own functio
 filled from here; nothing else in the library defines a default for a member-config key
 (``tests/test_schema.py`` checks it). The defaults of a model family's own keys (``hidden``,
 ``activation``, ``init``, ...) and of an optimizer's hyperparameters belong to that family and
-optimizer (``jaxmnist.models``, ``jaxmnist.optim``).
+optimizer (``jaxmnist.models``, ``jaxmnist.engine.optim``).
 
 The models are built on first use (importing the owners imports jax, ~1 s) and cached. Pydantic's
 errors are turned into the project's messages: ``where.key: what is wrong; valid choices: ...``
@@ -185,9 +187,10 @@ def with_defaults(study: Mapping[str, Any]) -> dict[str, Any]:
 def schemas() -> dict[str, type[BaseModel]]:
     """``{"member": Member, "data": Data}`` pydantic models from the owners' current lists.
 
-    Rebuilt only when a list changed (e.g. ``jaxmnist.optim.register`` added an optimizer).
+    Rebuilt only when a list changed (e.g. ``jaxmnist.engine.optim.register`` added an optimizer).
     """
-    from jaxmnist import data, losses, models, optim
+    from jaxmnist import data, models
+    from jaxmnist.engine import losses, optim
     from jaxmnist.groups import STRATEGIES
     from jaxmnist.models import common
 
@@ -201,8 +204,8 @@ def _build(optimizers: tuple[str, ...], families: tuple[str, ...], loss_names: t
            strategies: tuple[str, ...], activations: tuple[str, ...],
            initializers: tuple[str, ...], datasets: tuple[str, ...], split_kinds: tuple[str, ...],
            sources: tuple[str, ...]) -> dict[str, type[BaseModel]]:
-    from jaxmnist import optim
     from jaxmnist.data import DATA_DEFAULTS
+    from jaxmnist.engine import optim
     from jaxmnist.models import adapters
 
     class Optim(_Section):

@@ -15,13 +15,14 @@ package ``jaxmnist.sweeps``, a checkout's ``sweeps/`` folder) or the path of any
 Steps: load and validate the study (no jax, nothing written on error, exit code 2) -> expand it
 into member configs -> group members by their static keys (``jaxmnist.config.group_key``) -> train
 each group as one program with a progress bar -> write ``results.json`` after every group ->
-the sklearn baseline where the study asks for one -> ``jaxmnist.report`` tables and figures.
+the sklearn baseline where the study asks for one -> ``jaxmnist.runs.report`` tables and figures.
 
 Re-running into an existing run directory resumes: finished groups are read back from
 ``results.json``, an interrupted group restarts from its latest checkpoint in ``ckpt/group_<g>``.
 
 ``--distributed`` runs one study over many processes (hosts): every process runs this same
-command, JAX's distributed runtime joins them (``jaxmnist.distributed``; on SLURM, Open MPI and
+command, JAX's distributed runtime joins them (``jaxmnist.engine.distributed``; on SLURM, Open MPI
+and
 Cloud TPU without any JAXMNIST_* variable), each group's grid is sharded over every process's
 devices, all processes write the orbax checkpoints together, and process 0 alone writes the run
 directory. See docs/distributed.md.
@@ -40,8 +41,10 @@ from typing import Any
 import numpy as np
 
 from jaxmnist import config as C
-from jaxmnist import distributed, envinfo, hostdevices, rundir
-from jaxmnist.hooks import Callback, EpochInfo, GroupStart
+from jaxmnist import envinfo
+from jaxmnist.engine import distributed, hostdevices
+from jaxmnist.engine.hooks import Callback, EpochInfo, GroupStart
+from jaxmnist.runs import rundir
 
 EXIT_CONFIG = 2
 FIRST_RUN = """first run (a tiny study; MNIST is downloaded once into ~/.cache/jaxmnist):
@@ -211,7 +214,7 @@ def run(study: dict[str, Any], run_dir: Path, *, data_dir: str | None = None,
     """Trains (or resumes) a resolved study into ``run_dir`` and returns results.json.
 
     The run directory is made only after the data loaded; a bad data file leaves nothing behind.
-    Every run writes TensorBoard events (``jaxmnist.loggers``); ``callbacks`` are factories
+    Every run writes TensorBoard events (``jaxmnist.runs.loggers``); ``callbacks`` are factories
     ``factory(run_dir, config) -> hooks object`` (``--callback``), e.g. a W&B logger.
     ``members`` are the study's validated members from ``jaxmnist.config.check`` (the one
     expansion of the run); without them the study is checked here.
@@ -221,7 +224,9 @@ def run(study: dict[str, Any], run_dir: Path, *, data_dir: str | None = None,
         RunDirError: ``run_dir`` is unusable (exit 2) or writing failed (exit 1).
         jaxmnist.data.DataError: the data cannot be loaded (nothing written).
     """
-    from jaxmnist import data, loggers, train
+    from jaxmnist import data
+    from jaxmnist.engine import train
+    from jaxmnist.runs import loggers
 
     members = C.check(study) if members is None else members
     configs = [m["config"] for m in members]
@@ -312,7 +317,7 @@ def run(study: dict[str, Any], run_dir: Path, *, data_dir: str | None = None,
     if primary and _add_train_confusion(run_dir, done, splits):
         save()
     if study.get("baseline") == "sklearn" and not results["baseline"]:
-        from jaxmnist import baselines
+        from jaxmnist.engine import baselines
 
         results["baseline"] = baselines.run_sklearn(study, members, splits, log=_say)
     results["complete"] = True
@@ -320,7 +325,7 @@ def run(study: dict[str, Any], run_dir: Path, *, data_dir: str | None = None,
     save()
     _say(f"trained in {results['wall_seconds']:.1f}s; results: {run_dir / rundir.RESULTS}")
     if report:
-        from jaxmnist import report as report_mod
+        from jaxmnist.runs import report as report_mod
 
         written = report_mod.generate(run_dir)
         _say(f"report: {len(written)} files under {run_dir}/tables and {run_dir}/figures")
@@ -331,10 +336,11 @@ def _add_train_confusion(run_dir: Path, done: dict[int, dict[str, Any]], splits:
     """Adds the training-set confusion matrix to the member the report draws it for.
 
     That is the representative (lowest seed) of the point with the best mean test accuracy
-    (``jaxmnist.runview.Run.best``); predicting the training set with every member of S2's grid
+    (``jaxmnist.runs.runview.Run.best``); predicting the training set with every member of S2's grid
     took minutes of a CPU preset. Returns True when a matrix was added.
     """
-    from jaxmnist import metrics, runview, train
+    from jaxmnist.engine import metrics, train
+    from jaxmnist.runs import runview
 
     try:
         best = runview.load(run_dir).best().rep
@@ -427,7 +433,7 @@ def _list(study: str | None) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Command-line entry point; returns the process exit code."""
-    try:  # before anything starts JAX: XLA reads its flags once (jaxmnist.hostdevices)
+    try:  # before anything starts JAX: XLA reads its flags once (jaxmnist.engine.hostdevices)
         hostdevices.configure()
     except ValueError as err:
         _say(f"jaxmnist.sweep: {err}\nNothing was written.")
@@ -464,7 +470,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"run directory: {run_dir}" + (" (resumes the run there)" if resuming else
                                              " (new)"))
         return 0
-    from jaxmnist import loggers
+    from jaxmnist.runs import loggers
 
     try:
         factories = [loggers.load_callback(spec) for spec in args.callback]

@@ -4,7 +4,8 @@
     python scripts/grid_memory.py --members 1 4 --models mlp
 
 For each model, strategy and number of members G on ONE device, it builds the group's program
-(jaxmnist.train.build_program: data on the device, initial state, the compiled epoch) and reads
+(jaxmnist.engine.train.build_program: data on the device, initial state, the compiled epoch) and
+reads
 XLA's buffer assignment of the compiled epoch (``memory_analysis()``): arguments (the members'
 state + the dataset, replicated on every device), outputs (aliased with the donated state) and
 temporaries (activations, gradients). No training runs. The data are zeros of full-MNIST shape
@@ -52,7 +53,7 @@ def measure(model_name: str, strategy: str, g: int, splits) -> dict:
     """Builds one group of ``g`` members on one device and returns its memory in bytes."""
     import jax
 
-    from jaxmnist import train
+    from jaxmnist.engine import train
 
     members = [_member(MODELS[model_name], k, strategy) for k in range(g)]
     prog = train.build_program(members, splits, devices=jax.devices()[:1])

@@ -9,7 +9,7 @@ Reproduces: FFNNs 784 -> hidden -> 10 (softmax in the loss), categorical cross-e
 plain SGD lr 0.01, 10 epochs, the 70,000 MNIST images merged and split 80/20 (56,000 train /
 14,000 test, seeded shuffle). Six experiments, each its own table in the report: depth x width,
 activation, learning rate, weight init, L1/L2 regularization (lambda 0.01), RMSNorm; plus a
-scikit-learn MLPClassifier baseline for the depth x width models (jaxmnist/baselines.py).
+scikit-learn MLPClassifier baseline for the depth x width models (jaxmnist/engine/baselines.py).
 
 Batch size: the paper does not state it. We use 32, chosen because it reproduces the paper's
 published training-loss curve: for 2x32 the paper prints 0.65 0.31 0.27 0.24 0.21 0.19 0.18 0.17

@@ -15,7 +15,8 @@ import datasource
 import numpy as np
 import pytest
 
-from jaxmnist import data, synthetic
+from jaxmnist import data
+from jaxmnist.data import synthetic
 
 NAMES = {
     ("train", "images"): "train-images-idx3-ubyte",
@@ -88,7 +89,7 @@ def _hermetic_environment(tmp_path_factory):
         mp.setenv("JAXMNIST_OFFLINE", "1")
         mp.setenv("JAXMNIST_CACHE_DIR", str(tmp_path_factory.mktemp("jaxmnist-cache")))
         # One XLA:CPU device unless asked: an in-process sweep.main / jm.run would otherwise set
-        # this process's XLA flags (jaxmnist.hostdevices) when it happens to start JAX first.
+        # this process's XLA flags (jaxmnist.engine.hostdevices) when it happens to start JAX first.
         # tests/test_hostdevices.py and the multi-device tests set their own.
         mp.setenv("JAXMNIST_CPU_DEVICES", os.environ.get("JAXMNIST_CPU_DEVICES", "1"))
         for name, value in settings.items():

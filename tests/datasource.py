@@ -1,7 +1,7 @@
 """Which digits the tests train on: real MNIST when ``$JAXMNIST_DATA_DIR`` is set, else synthetic.
 
 Engine, sweep, resume, report and web-demo tests check mechanics and contracts, which hold on
-either set; on a fresh clone without MNIST they run on ``jaxmnist.synthetic`` instead of
+either set; on a fresh clone without MNIST they run on ``jaxmnist.data.synthetic`` instead of
 skipping. Only tests of published numbers or of MNIST's own files need the real thing (the
 ``mnist_dir`` fixture in conftest.py).
 """
@@ -12,7 +12,8 @@ import os
 
 import numpy as np
 
-from jaxmnist import data, synthetic
+from jaxmnist import data
+from jaxmnist.data import synthetic
 
 MNIST_DIR = os.environ.get("JAXMNIST_DATA_DIR") or None
 SOURCE = "idx" if MNIST_DIR else "synthetic"

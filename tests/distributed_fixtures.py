@@ -40,7 +40,7 @@ def splits(n_train: int = 320, n_val: int = 100, n_test: int = 200) -> data.Spli
         train_x, train_y = data.load_mnist("train", source="idx")
         test_x, test_y = data.load_mnist("test", source="idx")
     else:  # jaxmnist's synthetic digits: no files needed
-        from jaxmnist import synthetic
+        from jaxmnist.data import synthetic
 
         train_x, train_y = synthetic.make(n_train + n_val, "train")
         test_x, test_y = synthetic.make(n_test, "test")

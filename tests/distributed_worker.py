@@ -2,7 +2,8 @@
 
 Runs as ``python tests/distributed_worker.py OUT.npz --devices D [--workdir DIR]
 [--kill-after-epoch N --kill-process P]`` with the ``JAXMNIST_COORDINATOR`` /
-``JAXMNIST_NUM_PROCESSES`` / ``JAXMNIST_PROCESS_ID`` environment of jaxmnist.distributed (none of
+``JAXMNIST_NUM_PROCESSES`` / ``JAXMNIST_PROCESS_ID`` environment of jaxmnist.engine.distributed
+(none of
 them: a plain single-process run). Each process simulates ``D`` CPU devices (XLA_FLAGS must be
 set before jax starts, hence a subprocess). Process 0 saves the results.
 """
@@ -32,7 +33,7 @@ def main() -> None:
     args = parser.parse_args()
     os.environ["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={args.devices}"
 
-    from jaxmnist import distributed, train
+    from jaxmnist.engine import distributed, train
 
     settings = distributed.settings_from_env()
     if settings.coordinator is not None:

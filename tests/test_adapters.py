@@ -9,7 +9,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxmnist import losses, models
+from jaxmnist import models
+from jaxmnist.engine import losses
 from jaxmnist.models import flax_examples  # noqa: F401 - registers "flax_cnn" on import
 
 LINEN = "jaxmnist.models.flax_examples:linen_cnn"
@@ -87,7 +88,7 @@ def test_l2_on_a_flax_model_counts_its_kernels_only():
 
 
 def test_figures_share_the_weight_leaf_rule():
-    from jaxmnist import figures
+    from jaxmnist.runs import figures
 
     assert figures.WEIGHT_NAMES == models.WEIGHT_NAMES
     rng = np.random.default_rng(0)

@@ -21,8 +21,9 @@ import datasource
 import numpy as np
 import pytest
 
-from jaxmnist import data, synthetic
-from jaxmnist.data import MnistDataError
+from jaxmnist import data
+from jaxmnist.data import MnistDataError, sources, synthetic
+from jaxmnist.data import cli as data_cli
 
 # Official label counts, 0..9 (STUDIES.md / SOURCE.md), typed here rather than imported from the
 # module under test.
@@ -160,7 +161,7 @@ def test_tfds_arrays_equal_idx_arrays(tfds_arrays, mnist):
 
 @pytest.mark.e2e  # needs the real MNIST files
 def test_cli_check_prints_official_histograms(mnist_dir, capsys):
-    assert data._main(["check", str(mnist_dir)]) == 0
+    assert data_cli.main(["check", str(mnist_dir)]) == 0
     out = capsys.readouterr().out
     assert str(TRAIN_COUNTS) in out and str(TEST_COUNTS) in out
     assert "DIFFERS" not in out
@@ -168,7 +169,7 @@ def test_cli_check_prints_official_histograms(mnist_dir, capsys):
 
 def test_cli_download_from_a_mirror_url(idx_dir, tmp_path):
     target = tmp_path / "fetched"
-    assert data._main(["download", str(target), "--base-url", idx_dir.as_uri()]) == 0
+    assert data_cli.main(["download", str(target), "--base-url", idx_dir.as_uri()]) == 0
     for name in data.OFFICIAL_FILES:
         assert (target / name).read_bytes() == (idx_dir / name).read_bytes()
 
@@ -402,7 +403,7 @@ def test_nothing_found_gives_one_error_listing_what_was_tried(tmp_path, monkeypa
     def no_tfds():
         raise MnistDataError("source='tfds' needs TensorFlow (simulated)")
 
-    monkeypatch.setattr(data, "_import_tfds", no_tfds)
+    monkeypatch.setattr(sources, "_import_tfds", no_tfds)
     monkeypatch.setenv("JAXMNIST_DATA_DIR", str(tmp_path / "nowhere"))
     with pytest.raises(MnistDataError) as err:
         data.load_mnist("train", data_dir=tmp_path)
@@ -501,16 +502,16 @@ def test_cli_download_and_check_another_dataset(tmp_path, capsys, monkeypatch):
     target = tmp_path / "fashion"
     argv = ["download", str(target), "--dataset", "fashion_mnist",
             "--base-url", DEBIAN_FASHION.as_uri()]
-    assert data._main(argv) == 0
+    assert data_cli.main(argv) == 0
     assert "export JAXMNIST_FASHION_MNIST_DIR=" in capsys.readouterr().out
-    assert data._main(["check", str(target), "--dataset", "fashion_mnist"]) == 0
+    assert data_cli.main(["check", str(target), "--dataset", "fashion_mnist"]) == 0
     assert "[6000, 6000, 6000" in capsys.readouterr().out
-    assert data._main(["check", str(target), "--dataset", "nope"]) == 2
+    assert data_cli.main(["check", str(target), "--dataset", "nope"]) == 2
     assert "valid choices: mnist, fashion_mnist, kmnist" in capsys.readouterr().err
     # without a folder: ~/.cache/jaxmnist/NAME
     monkeypatch.setenv("HOME", str(tmp_path))
     argv = ["download", "--dataset", "fashion_mnist", "--base-url", DEBIAN_FASHION.as_uri()]
-    assert data._main(argv) == 0
+    assert data_cli.main(argv) == 0
     cache = tmp_path / ".cache" / "jaxmnist" / "fashion_mnist"
     assert (cache / "t10k-labels-idx1-ubyte.gz").is_file()
 
@@ -568,7 +569,7 @@ def test_a_corrupt_download_is_refused_and_not_kept(idx_dir, tmp_path, monkeypat
     monkeypatch.setenv("JAXMNIST_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.setenv("JAXMNIST_MIRROR_URL", bad.as_uri() + "/")
     monkeypatch.delenv("JAXMNIST_OFFLINE")
-    monkeypatch.setattr(data, "_import_tfds", _no_tfds)
+    monkeypatch.setattr(sources, "_import_tfds", _no_tfds)
     with pytest.raises(MnistDataError) as err:
         data.load_mnist("test")
     assert "download into" in str(err.value) and "t10k-images" in str(err.value)
@@ -581,7 +582,7 @@ def _no_tfds():
 
 def test_offline_without_data_says_what_was_tried_and_how_to_fix(tmp_path, monkeypatch):
     monkeypatch.setenv("JAXMNIST_CACHE_DIR", str(tmp_path / "cache"))
-    monkeypatch.setattr(data, "_import_tfds", _no_tfds)
+    monkeypatch.setattr(sources, "_import_tfds", _no_tfds)
     with pytest.raises(MnistDataError) as err:
         data.load_mnist("train")
     message = str(err.value)

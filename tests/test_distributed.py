@@ -1,4 +1,4 @@
-"""Multi-process grids (jaxmnist.distributed): 2 processes x 2 simulated CPU devices on 127.0.0.1.
+"""Multi-process grids (engine.distributed): 2 processes x 2 simulated CPU devices on 127.0.0.1.
 
 Every run is a subprocess (tests/distributed_worker.py): XLA_FLAGS must be set before jax starts,
 and a process must really die for the failure test. Every wait is bounded. The multi-process runs
@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from jaxmnist import distributed
+from jaxmnist.engine import distributed
 
 WORKER = Path(__file__).resolve().parent / "distributed_worker.py"
 EPOCHS = 3

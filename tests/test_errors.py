@@ -14,7 +14,10 @@ from pathlib import Path
 import datasource
 import pytest
 
-from jaxmnist import report, rundir, serve, sweep
+from jaxmnist import report as report_cli
+from jaxmnist import sweep
+from jaxmnist.runs import rundir
+from jaxmnist.serve import app as serve
 
 ROOT = Path(__file__).resolve().parent.parent
 OLD_RUN = Path(__file__).resolve().parent / "data" / "run_7bdb1e0"
@@ -200,7 +203,7 @@ def test_report_on_damaged_results(tmp_path, capsys):
     run = tmp_path / "run"
     shutil.copytree(OLD_RUN, run)
     (run / rundir.RESULTS).write_text('{"members": [')
-    assert report.main([str(run)]) == 1
+    assert report_cli.main([str(run)]) == 1
     err = capsys.readouterr().err
     assert "results.json (results) is damaged" in err and "Traceback" not in err
 
@@ -210,7 +213,7 @@ def test_report_with_a_torn_metrics_line(tmp_path, capsys, caplog):
     shutil.copytree(OLD_RUN, run)
     with (run / rundir.METRICS).open("a") as fh:
         fh.write('{"member": 0, "ep')
-    assert report.main([str(run)]) == 0
+    assert report_cli.main([str(run)]) == 0
     assert "Traceback" not in capsys.readouterr().err
     assert "metrics.jsonl line 5 is damaged" in caplog.text
 
@@ -219,7 +222,7 @@ def test_report_that_cannot_write_its_tables(tmp_path, capsys):
     run = tmp_path / "run"
     shutil.copytree(OLD_RUN, run)
     (run / "tables").write_text("a file where the tables folder belongs")
-    assert report.main([str(run)]) == 1
+    assert report_cli.main([str(run)]) == 1
     err = capsys.readouterr().err
     assert "jaxmnist.report: cannot write" in err and "Traceback" not in err
     assert json.loads((run / rundir.RESULTS).read_text())["complete"]

@@ -1,4 +1,4 @@
-"""jaxmnist.hostdevices: the CPU layout chosen before JAX starts (decision table + subprocesses)."""
+"""engine.hostdevices: the CPU layout chosen before JAX starts (decision table + subprocesses)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from jaxmnist import hostdevices as H
+from jaxmnist.engine import hostdevices as H
 
 ROOT = Path(__file__).resolve().parent.parent
 TWO = f"{H.COUNT_FLAG}=2 {H.THREAD_FLAG}=false"

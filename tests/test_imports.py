@@ -35,7 +35,7 @@ def import_graph() -> dict[str, set[str]]:
                     base = ".".join([*anchor, base] if base else anchor)
                 targets = [base] + [f"{base}.{a.name}" for a in node.names]
             for target in targets:
-                # "from jaxmnist import rundir" names the module jaxmnist.rundir.
+                # "from jaxmnist import rundir" names the module jaxmnist.runs.rundir.
                 if target in modules and target != name:
                     graph[name].add(target)
     for name in graph:  # importing a.b runs a/__init__ first, which is not a dependency on a.b
@@ -78,21 +78,70 @@ def test_find_cycle_finds_one():
 
 def test_the_package_has_no_import_cycle():
     graph = import_graph()
-    assert "jaxmnist.rundir" in graph and graph["jaxmnist.report"]
+    assert "jaxmnist.runs.rundir" in graph and graph["jaxmnist.runs.report"]
     assert find_cycle(graph) is None, " -> ".join(find_cycle(graph))
 
 
 def test_run_directory_readers_do_not_depend_on_jax_modules():
     graph = import_graph()
-    jax_modules = {"jaxmnist.train", "jaxmnist.optim", "jaxmnist.losses", "jaxmnist.models",
-                   "jaxmnist.checkpoint"}
-    seen, todo = set(), ["jaxmnist.rundir", "jaxmnist.runview", "jaxmnist.hooks"]
+    jax_modules = {name for name in graph if name.startswith(("jaxmnist.models",
+                                                              "jaxmnist.engine.train"))}
+    jax_modules |= {"jaxmnist.engine.optim", "jaxmnist.engine.losses",
+                    "jaxmnist.engine.checkpoint", "jaxmnist.engine.distributed"}
+    readers = ["jaxmnist.runs.rundir", "jaxmnist.runs.runview", "jaxmnist.runs.report",
+               "jaxmnist.runs.figures", "jaxmnist.report", "jaxmnist.engine.hooks",
+               "jaxmnist.data"]
+    seen, todo = set(), list(readers)
     while todo:
         name = todo.pop()
         if name not in seen:
             seen.add(name)
             todo.extend(graph[name])
+    assert "jaxmnist.engine.train" in jax_modules and "jaxmnist.runs.tables" in seen
     assert not seen & jax_modules, seen & jax_modules
+
+
+# The layers of docs/architecture.md, upstream first: a module may import its own layer and the
+# ones above it, never one below (data -> models -> engine -> run directory -> serve; the API
+# and the command lines on top). The package's shared helpers (checks, trees, ...) come first.
+LAYERS = (
+    ("shared", ("jaxmnist.checks", "jaxmnist.trees", "jaxmnist.caches", "jaxmnist.importspec",
+                "jaxmnist.envinfo", "jaxmnist.groups")),
+    ("data", ("jaxmnist.data",)),
+    ("models", ("jaxmnist.models",)),
+    ("engine", ("jaxmnist.engine", "jaxmnist.schema", "jaxmnist.config")),
+    ("runs", ("jaxmnist.runs",)),
+    ("serve", ("jaxmnist.serve",)),
+    ("api", ("jaxmnist.api", "jaxmnist.sweep", "jaxmnist.report", "jaxmnist")),
+)
+
+
+def layer_of(module: str) -> int:
+    """The index in :data:`LAYERS` of the longest prefix that names ``module``."""
+    best, rank = -1, -1
+    for i, (_, prefixes) in enumerate(LAYERS):
+        for prefix in prefixes:
+            if (module == prefix or module.startswith(prefix + ".")) and len(prefix) > best:
+                best, rank = len(prefix), i
+    return rank
+
+
+def test_every_module_sits_in_one_layer_and_imports_only_upstream():
+    graph = import_graph()
+    unplaced = sorted(m for m in graph if layer_of(m) < 0)
+    assert not unplaced, f"modules in no layer of LAYERS: {unplaced}"
+    upward = sorted(f"{m} ({LAYERS[layer_of(m)][0]}) imports {t} ({LAYERS[layer_of(t)][0]})"
+                    for m, targets in graph.items() for t in targets
+                    if layer_of(t) > layer_of(m))
+    assert not upward, "\n".join(upward)
+    assert {LAYERS[layer_of(m)][0] for m in graph} == {name for name, _ in LAYERS}
+
+
+def test_the_layer_check_finds_an_upward_import():
+    assert layer_of("jaxmnist.engine.train") > layer_of("jaxmnist.data.splits")
+    assert layer_of("jaxmnist.runs.rundir") > layer_of("jaxmnist.engine.hooks")
+    assert layer_of("jaxmnist.serve.app") > layer_of("jaxmnist.runs.rundir")
+    assert layer_of("jaxmnist.sweep") > layer_of("jaxmnist.serve.app")
 
 
 def imported_names(path: Path) -> set[str]:

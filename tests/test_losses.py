@@ -1,4 +1,4 @@
-"""Unit tests for jaxmnist.losses against NumPy formulas."""
+"""Unit tests for jaxmnist.engine.losses against NumPy formulas."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxmnist import losses
+from jaxmnist.engine import losses
 
 RNG = np.random.default_rng(1)
 LOGITS = (RNG.normal(size=(6, 10)) * 3).astype(np.float32)

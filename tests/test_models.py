@@ -332,7 +332,7 @@ def test_dropout_rate_and_scaling():
     pytest.param(c, marks=pytest.mark.e2e) if c["name"] == "squeezenet" else c
     for c in FAMILY_CFGS], ids=_ids(FAMILY_CFGS))
 def test_gradients_finite(cfg):
-    from jaxmnist.losses import xent
+    from jaxmnist.engine.losses import xent
 
     model, params, _ = cached(cfg)
     y = jnp.arange(4) % 10

@@ -11,7 +11,7 @@ import numpy as np
 import optax
 import pytest
 
-from jaxmnist import optim
+from jaxmnist.engine import optim
 
 STEPS = 12
 TOTAL = 40  # the "run length" given to cosine schedules without decay_steps

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw, ImageFilter
 
-from jaxmnist import preprocess as P
+from jaxmnist.serve import preprocess as P
 
 
 @pytest.fixture(scope="module")
@@ -246,7 +246,7 @@ def test_concurrent_large_uploads_decode_in_bounded_memory(tmp_path):
     # VmHWM: this process's peak RSS (ru_maxrss would include the parent's, via fork + exec).
     code = f"""
 import threading
-from jaxmnist import preprocess as P
+from jaxmnist.serve import preprocess as P
 data = open({str(path)!r}, "rb").read()
 def status(key):
     line = next(x for x in open("/proc/self/status") if x.startswith(key + ":"))

@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 from jaxmnist import config as C
-from jaxmnist import metrics, published, report, rundir
+from jaxmnist.engine import metrics
+from jaxmnist.runs import published, report, rundir
 from jaxmnist.sweep import resolved_config
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -14,8 +14,8 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from jaxmnist import report, rundir
-from jaxmnist.hooks import EpochInfo
+from jaxmnist.engine.hooks import EpochInfo
+from jaxmnist.runs import report, rundir
 
 OLD_RUN = Path(__file__).resolve().parent / "data" / "run_7bdb1e0"
 """A smoke run (2 members, 2 epochs) written by the sweep at commit 7bdb1e0, before rundir.py:
@@ -73,7 +73,7 @@ def test_torn_last_metrics_line_is_skipped_then_cut_before_appending(tmp_path, c
     writer.metrics_log([0]).on_epoch_end(0, 1, [_row(1)], _info())
     with (run / rundir.METRICS).open("a") as fh:
         fh.write('{"member": 0, "group": 0, "epo')  # killed in the middle of a write
-    with caplog.at_level(logging.WARNING, "jaxmnist.rundir"):
+    with caplog.at_level(logging.WARNING, "jaxmnist.runs.rundir"):
         rows = rundir.read_metrics(run)
     assert [r["epoch"] for r in rows] == [1]
     assert "line 2 is damaged" in caplog.text and str(run / rundir.METRICS) in caplog.text
@@ -165,7 +165,7 @@ def test_a_kill_during_a_member_export_leaves_no_temporary_file_after_resume(tmp
     code = f"""
 import time
 import numpy as np
-from jaxmnist import rundir
+from jaxmnist.runs import rundir
 def stuck(fh, **arrays):  # a slow disk: half the file written, then SIGKILL
     fh.write(b"PK" * 1000); fh.flush(); open({str(tmp_path / "ready")!r}, "w").close()
     time.sleep(60)
@@ -187,7 +187,7 @@ rundir.RunWriter({str(run)!r}).export_member(0, {{"name": "mlp"}}, {{"w": np.zer
     mine = [run / "params" / ".notes.tmp1", run / "params" / "mine.txt", run / ".other.tmp2"]
     for path in mine:
         path.write_text("the user's")
-    with caplog.at_level(logging.WARNING, logger="jaxmnist.rundir"):
+    with caplog.at_level(logging.WARNING, logger="jaxmnist.runs.rundir"):
         _, resuming = rundir.RunWriter.open(run, CONFIG)
     assert resuming and not stale.exists() and not (run / ".results.json.tmp999999").exists()
     assert all(p.read_text() == "the user's" for p in mine)  # only its own files
@@ -268,7 +268,7 @@ def test_samples_are_written_once(tmp_path):
 def test_rundir_imports_no_jax():
     import subprocess
 
-    code = ("import sys, jaxmnist.rundir; "
+    code = ("import sys, jaxmnist.runs.rundir; "
             "print(sorted(m for m in sys.modules if m == 'jax' or m.startswith('jax.')))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          cwd=Path(__file__).resolve().parents[1], timeout=60)

@@ -25,7 +25,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from jaxmnist import rundir, serve
+from jaxmnist.runs import rundir
+from jaxmnist.serve import app as serve
 
 RECIPE = {
     "model": {"name": "mlp", "hidden": [256]},
@@ -52,7 +53,7 @@ def _digits(split: str) -> tuple[np.ndarray, np.ndarray]:
 
 def _train_run(run_dir: Path) -> None:
     from jaxmnist.data import Splits
-    from jaxmnist.train import train_grid
+    from jaxmnist.engine.train import train_grid
 
     train_x, train_y = _digits("train")
     test_x, test_y = _digits("test")

@@ -20,7 +20,8 @@ from fastapi.testclient import TestClient  # noqa: E402
 from hypothesis import HealthCheck, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
-from jaxmnist import rundir, serve  # noqa: E402
+from jaxmnist.runs import rundir  # noqa: E402
+from jaxmnist.serve import app as serve  # noqa: E402
 
 EXAMPLES = 60  # per test; ~4 tests -> a few seconds on 2 CPU cores
 FUZZ = settings(max_examples=EXAMPLES, deadline=None, derandomize=True,
@@ -144,8 +145,8 @@ def test_disconnect_mid_upload_is_one_log_line(client, caplog):
              "query_string": b"", "root_path": "", "client": ("10.0.0.1", 5555),
              "server": ("test", 80),
              "headers": [(b"content-type", b"image/png"), (b"content-length", b"100000")]}
-    with caplog.at_level(logging.INFO, "jaxmnist.serve"):
+    with caplog.at_level(logging.INFO, "jaxmnist.serve.app"):
         asyncio.run(app(scope, receive, send))
-    lines = [r for r in caplog.records if r.name == "jaxmnist.serve"]
+    lines = [r for r in caplog.records if r.name == "jaxmnist.serve.app"]
     assert len(lines) == 1 and "disconnected during POST /predict" in lines[0].getMessage()
     assert all(r.exc_info is None for r in caplog.records)

@@ -135,7 +135,7 @@ def test_report_regenerates_from_files(smoke_run):
     run, _ = smoke_run
     for p in (run / "figures").glob("*.png"):
         p.unlink()
-    out = cli("jaxmnist.report", str(run), timeout=120)
+    out = cli("jaxmnist.runs.report", str(run), timeout=120)
     assert out.returncode == 0, out.stderr
     assert {"curves.png", "confusion_test.png", "ffnn.png", "samples.png"} <= {
         p.name for p in (run / "figures").glob("*.png")}
@@ -300,7 +300,7 @@ def test_dry_run_with_a_preset_says_what_it_reduces(capsys):
 def test_results_with_non_finite_numbers_are_written_as_null(tmp_path):
     import json
 
-    from jaxmnist import rundir
+    from jaxmnist.runs import rundir
 
     path = tmp_path / "results.json"
     rundir.write_json(path, {"members": [{"loss": float("nan"), "probs": [float("inf"), 0.5]}]})
@@ -524,7 +524,7 @@ def test_a_user_callback_sees_every_hook(tmp_path):
 
 @pytest.mark.parametrize("spec, message", [
     ("no_such_module:make", "importing 'no_such_module' failed"),
-    ("jaxmnist.loggers:no_such_factory", "has no callable 'no_such_factory'"),
+    ("jaxmnist.runs.loggers:no_such_factory", "has no callable 'no_such_factory'"),
     ("just_a_name", "use 'package.module:factory'"),
 ])
 def test_a_bad_callback_is_exit_2_and_nothing_written(tmp_path, capsys, spec, message):
@@ -700,7 +700,7 @@ def test_the_built_wheel_runs_the_shipped_studies_outside_the_checkout(tmp_path)
 def test_the_train_confusion_matrix_is_made_for_the_member_the_report_draws(small_run):
     """Predicting the training set with every member cost minutes of S2; only the best point's
     representative (what figures/confusion_train.png shows) gets it."""
-    from jaxmnist import runview
+    from jaxmnist.runs import runview
 
     run, _ = small_run
     results = json.loads((run / "results.json").read_text())

@@ -8,7 +8,8 @@ import sys
 import numpy as np
 import pytest
 
-from jaxmnist import data, synthetic
+from jaxmnist import data
+from jaxmnist.data import synthetic
 
 
 def test_shapes_dtypes_and_determinism():
@@ -92,6 +93,6 @@ def test_bad_arguments():
 
 
 def test_module_imports_neither_jax_nor_tensorflow():
-    code = ("import sys, jaxmnist.synthetic; "
+    code = ("import sys, jaxmnist.data.synthetic; "
             "sys.exit([m for m in ('jax', 'tensorflow') if m in sys.modules] or 0)")
     subprocess.run([sys.executable, "-c", code], check=True)

@@ -16,7 +16,8 @@ import numpy as np
 import optax
 import pytest
 
-from jaxmnist import losses, models, optim, train
+from jaxmnist import models
+from jaxmnist.engine import losses, optim, train
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import user_models  # noqa: E402

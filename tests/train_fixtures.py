@@ -8,7 +8,8 @@ import functools
 import datasource
 import numpy as np
 
-from jaxmnist import data, models, synthetic
+from jaxmnist import data, models
+from jaxmnist.data import synthetic
 
 GRID_OPTIMIZERS = ("adam", "rmsprop", "sgd")
 GRID_LEARNING_RATES = (0.1, 0.01, 0.001, 0.0001)

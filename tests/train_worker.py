@@ -27,7 +27,7 @@ from train_fixtures import (  # noqa: E402
     small_splits,
 )
 
-from jaxmnist import train  # noqa: E402
+from jaxmnist.engine import train  # noqa: E402
 
 
 def main() -> None:

@@ -22,7 +22,7 @@ def get_config() -> ml_collections.ConfigDict:
     c.data = dict(name="mnist", split="keras", val_fraction=0.1, seed=0)
     c.base = dict(
         model=dict(name=MODEL, width=128, dropout=0.2),
-        # any optimizer in jaxmnist.optim.OPTIMIZERS with its optax hyperparameters; a key
+        # any optimizer in jaxmnist.engine.optim.OPTIMIZERS with its optax hyperparameters; a key
         # here must be valid for every optimizer the points below select
         optim=dict(name="adamw", learning_rate=3e-3, clip_norm=1.0,
                    schedule=dict(name="warmup_cosine", warmup_steps=50)),

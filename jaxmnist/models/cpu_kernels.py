@@ -100,7 +100,7 @@ def fast_cpu_convs(
     ``jax.vmap`` of the result is correct, but the patch matrix's in-place writes
     (``dynamic_update_slice``, one pass instead of a ``concatenate``'s two) batch into a
     ``scatter``: on CPU run a grid's members one after another, as the engine does
-    (``jaxmnist.train.CPU_STRATEGY``), as for the zoo's own im2col convolutions.
+    (``jaxmnist.engine.train.CPU_STRATEGY``), as for the zoo's own im2col convolutions.
 
     Only CPU: on any other backend ``fn`` itself is returned. cuDNN and TPU convolutions are
     fast kernels, inside loops too; whether ``vmap``-ed (grouped) convolutions beat sequential

@@ -110,7 +110,8 @@ def _im2col_patches(x: Array, kh: int, kw: int) -> Array:
     XLA:CPU runs a ``concatenate`` of slices as one materialised copy per slice plus the
     concatenation, two passes over the 9x larger matrix (~1.6 ms per S0 training step in XLA's
     profile); the in-place writes make one pass (~0.85 ms). Under ``jax.vmap`` the writes become
-    a scatter; the CPU grid runs its members with ``lax.map`` (``jaxmnist.train.CPU_STRATEGY``).
+    a scatter; the CPU grid runs its members with ``lax.map``
+    (``jaxmnist.engine.train.CPU_STRATEGY``).
     """
     cols, ho, wo = _shifted(x, kh, kw)
     c = x.shape[-1]

@@ -7,9 +7,9 @@ A run directory ``runs/<study>/<timestamp>/`` holds::
     metrics.jsonl   one :class:`MetricRow` per member and epoch     (append-only, torn-tail safe)
     results.json    :class:`Results`, rewritten after every group  (atomic)
     samples.npz     the first 25 train/test images and labels      (atomic)
-    ckpt/group_<g>/ orbax checkpoints of a group's grid state      (jaxmnist.checkpoint)
+    ckpt/group_<g>/ orbax checkpoints of a group's grid state      (jaxmnist.engine.checkpoint)
     params/member_<k>.npz + .json  one member's final params + model config  (atomic)
-    tables/ figures/               written by jaxmnist.report
+    tables/ figures/               written by jaxmnist.runs.report
 
 Only this module knows these names and shapes. Writes never leave half a file: JSON and NPZ go to a
 temporary file in the same folder, then ``os.replace``; metrics lines are appended with one
@@ -35,7 +35,7 @@ from typing import Any, TypedDict
 import numpy as np
 
 from jaxmnist import trees
-from jaxmnist.hooks import Callback, EpochInfo
+from jaxmnist.engine.hooks import Callback, EpochInfo
 
 CONFIG = "config.json"
 ENV = "env.json"

@@ -13,7 +13,7 @@ A user adds Weights & Biases, MLflow or anything else without editing jaxmnist::
     python -m jaxmnist.sweep sweeps/s2.py --callback my_loggers.py:make_wandb
 
 where ``make_wandb(run_dir, config)`` returns an object with any of the hooks of
-:class:`jaxmnist.hooks.Callback` (``config`` is the run's ``config.json``: members, groups,
+:class:`jaxmnist.engine.hooks.Callback` (``config`` is the run's ``config.json``: members, groups,
 labels). See docs/tensorboard.md for a W&B and an MLflow example.
 
 This module imports neither jax nor tensorflow.
@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from jaxmnist import importspec
-from jaxmnist.hooks import Callback, EpochInfo, GroupStart
+from jaxmnist.engine.hooks import Callback, EpochInfo, GroupStart
 
 TENSORBOARD_DIR = "tensorboard"  # under the run directory
 # metrics.jsonl field -> TensorBoard tag

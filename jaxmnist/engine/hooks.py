@@ -1,6 +1,6 @@
 """The engine's hook points: how training reports to progress bars, files and loggers.
 
-``jaxmnist.train.fit`` calls, for each group of a study (``group_index`` = its index)::
+``jaxmnist.engine.train.fit`` calls, for each group of a study (``group_index`` = its index)::
 
     on_group_start(group_index, GroupStart)            # once, before the first epoch it runs
     on_epoch_end(group_index, epoch, member_metrics, EpochInfo)   # after each epoch
@@ -49,7 +49,7 @@ class EpochInfo:
 
 
 class Callback:
-    """Hooks into ``jaxmnist.train.fit`` and ``train_grid``; subclass and override what you need.
+    """Hooks into ``engine.train.fit`` and ``train_grid``; subclass and override what you need.
 
     Any object with some of these methods works (missing ones are skipped). Every hook runs on
     the host after the epoch's checkpoint is on disk, so a hook that dies loses no training.
@@ -67,7 +67,7 @@ class Callback:
         """Called after every epoch (1-based ``epoch``)."""
 
     def on_group_end(self, group_index: int, results: list[dict[str, Any]]) -> None:
-        """Called with the group's member results (``jaxmnist.train.member_results``)."""
+        """Called with the group's member results (``jaxmnist.engine.train.member_results``)."""
 
 
 class EpochFunction(Callback):

@@ -22,8 +22,9 @@ matplotlib.use("Agg")  # files only; never needs a display
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from jaxmnist import metrics, rundir  # noqa: E402
-from jaxmnist.runview import Point, Run, grid_axes, point_at, slug  # noqa: E402
+from jaxmnist.engine import metrics  # noqa: E402
+from jaxmnist.runs import rundir
+from jaxmnist.runs.runview import Point, Run, grid_axes, point_at, slug  # noqa: E402
 
 DPI = 100
 FOOTER_COLOR = "#7a1f1f"
@@ -126,7 +127,7 @@ def curves(run: Run, points: Sequence[tuple[str, Point]], path: Path, title: str
 
 
 def _published_history(run: Run) -> dict[int, dict[str, float]]:
-    from jaxmnist import published
+    from jaxmnist.runs import published
 
     for entry in published.for_study(run.study):
         if entry.history:
@@ -356,7 +357,7 @@ def ffnn_drawing(run: Run, point: Point, path: Path, show_units: int = 16,
     try:
         params = rundir.flatten_params(rundir.load_member(run.path, member)[1])
     except rundir.RunDirError as err:
-        print(f"jaxmnist.figures: no FFNN drawing: {err}", file=sys.stderr)
+        print(f"jaxmnist.runs.figures: no FFNN drawing: {err}", file=sys.stderr)
         return None
     ws = dense_chain(params, point.config["model"])
     if ws is None:

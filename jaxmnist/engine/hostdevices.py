@@ -19,7 +19,7 @@ It sets ``XLA_FLAGS`` (``--xla_force_host_platform_device_count=N
   code: nothing is changed, and :func:`configure` says so once).
 
 A one-member group (a solo run, S4's depths) then trains on ONE of those devices
-(``jaxmnist.train.useful_devices``): padding it to two devices would train a discarded copy.
+(``jaxmnist.engine.train.useful_devices``): padding it to two devices would train a discarded copy.
 """
 
 from __future__ import annotations

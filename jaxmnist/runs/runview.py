@@ -1,8 +1,8 @@
 """A run directory read as grid points: what the report's tables and the figures share.
 
-:func:`load` reads a run directory through :mod:`jaxmnist.rundir` into a :class:`Run` whose
-:class:`Point` s group the seeds of one grid point. ``jaxmnist.report`` (tables) and
-``jaxmnist.figures`` (plots) both import this module and not each other. No jax.
+:func:`load` reads a run directory through :mod:`jaxmnist.runs.rundir` into a :class:`Run` whose
+:class:`Point` s group the seeds of one grid point. ``jaxmnist.runs.report`` (tables) and
+``jaxmnist.runs.figures`` (plots) both import this module and not each other. No jax.
 """
 
 from __future__ import annotations
@@ -15,7 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from jaxmnist import metrics, published, rundir
+from jaxmnist.engine import metrics
+from jaxmnist.runs import published, rundir
 from jaxmnist.data import expected_sizes
 from jaxmnist.trees import flatten, get_dotted
 

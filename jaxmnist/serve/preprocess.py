@@ -242,7 +242,7 @@ def _shrink(img: Image.Image) -> Image.Image:
 def return_image_memory() -> None:
     """Makes Pillow allocate large images in :data:`PILLOW_BLOCK_SIZE` blocks (process-wide).
 
-    A server calls it once (``jaxmnist.serve`` does), so that the memory of large uploads
+    A server calls it once (``jaxmnist.serve.app`` does), so that the memory of large uploads
     returns to the system after they are processed. Left alone when ``$PILLOW_BLOCK_SIZE`` is
     set (Pillow reads it at import) or this Pillow has no block allocator setting.
     """

@@ -143,7 +143,7 @@ def register_optimizer(
 
     Example::
 
-        from jaxmnist import optim
+        from jaxmnist.engine import optim
         optim.register_optimizer("radam", "radam", {"b1": 0.9, "b2": 0.999, "eps": 1e-8})
 
     Args:
@@ -186,7 +186,7 @@ def check_optimizer(name: str) -> None:
     if name not in _REGISTRY:
         raise ValueError(
             f"unknown optimizer {name!r}; valid choices: {', '.join(_REGISTRY)} "
-            "(register others with jaxmnist.optim.register_optimizer)"
+            "(register others with jaxmnist.engine.optim.register_optimizer)"
         )
 
 
@@ -306,7 +306,7 @@ def validate_optimizer(name: Any, hparams: Mapping[str, Any], where: str = "opti
     if name not in _REGISTRY:
         return [f"{where}.name: {name!r} is not a valid optimizer; valid choices: "
                 f"{', '.join(_REGISTRY)} (register others with "
-                f"jaxmnist.optim.register_optimizer){suggest(name, _REGISTRY)}"]
+                f"jaxmnist.engine.optim.register_optimizer){suggest(name, _REGISTRY)}"]
     sp = _REGISTRY[name]
     problems = []
     allowed = [k for k in COMMON_KEYS if k != "name"] + list(sp.defaults)

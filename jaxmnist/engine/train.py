@@ -27,13 +27,14 @@ Two strategies run the members of a group inside the one program (``train.strate
 Multi-device: the grid axis is sharded over all devices with a 1-D ``Mesh`` and
 ``NamedSharding``; the grid is padded to a multiple of the device count with copies of member 0
 whose results are dropped. "All devices" are every process's devices in a multi-process run
-(``jaxmnist.distributed``): each process feeds and computes only the members on its own devices.
+(``jaxmnist.engine.distributed``): each process feeds and computes only the members on its own
+devices.
 In one process, a group uses only the devices that reduce its members per device
 (:func:`useful_devices`: a one-member group trains on one device, not on two with a discarded
 copy), and the sequential strategy deals the members out to the devices by decreasing learning
 rate (:func:`member_layout`), so that those likeliest to diverge sit on different devices; results,
 histories and checkpoints are always in member order. On a CPU-only machine the CLI and the API
-start XLA with one single-threaded host device per core (:mod:`jaxmnist.hostdevices`).
+start XLA with one single-threaded host device per core (:mod:`jaxmnist.engine.hostdevices`).
 """
 
 from __future__ import annotations
@@ -51,8 +52,10 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from jaxmnist import checkpoint, distributed, losses, metrics, models, optim, schema
+from jaxmnist import models, schema
 from jaxmnist.caches import kept
+from jaxmnist.engine import checkpoint, distributed, losses, metrics, optim
+from jaxmnist.engine.hooks import Callback, EpochFunction, EpochInfo, GroupStart, emit  # noqa: F401
 from jaxmnist.groups import (  # noqa: F401 - re-exported: the engine's grouping API
     DYNAMIC_KEYS,
     STRATEGIES,
@@ -60,7 +63,6 @@ from jaxmnist.groups import (  # noqa: F401 - re-exported: the engine's grouping
     group_members,
     static_config,
 )
-from jaxmnist.hooks import Callback, EpochFunction, EpochInfo, GroupStart, emit  # noqa: F401
 
 CPU_STRATEGY = "sequential"
 """What ``"auto"`` means on XLA:CPU: ``lax.map`` over the members, measured faster than ``vmap``.
@@ -121,7 +123,7 @@ class GroupSpec:
     loss: str
     epochs: int
     batch_size: int
-    optimizer: optim.Plan  # the families, schedules and clipping present (jaxmnist.optim.plan)
+    optimizer: optim.Plan  # the families, schedules and clipping present (optim.plan)
     strategy: str
     # Which weight penalties any member uses ("l1", "l2"). The values stay per-member arrays;
     # a penalty that is 0 for every member is left out of the program (a pass over every kernel
@@ -145,7 +147,7 @@ class GroupSpec:
         if len(keys) != 1:
             raise GridError(
                 "members differ in static (shape-changing) keys and cannot train as one program; "
-                "split them with jaxmnist.train.group_members first"
+                "split them with jaxmnist.engine.train.group_members first"
             )
         first = members[0]
         return cls(
@@ -162,7 +164,7 @@ class GroupSpec:
 
 
 def _optim_sections(members: Sequence[schema.Member]) -> list[dict[str, Any]]:
-    """The members' ``optim`` sections as the dicts :mod:`jaxmnist.optim` reads."""
+    """The members' ``optim`` sections as the dicts :mod:`jaxmnist.engine.optim` reads."""
     return [m.optim.model_dump() for m in members]
 
 
@@ -176,7 +178,7 @@ def _optim_plan(members: Sequence[schema.Member]) -> optim.Plan:
 class MemberArrays(NamedTuple):
     """Per-member dynamic values, each with a leading grid axis."""
 
-    hyper: dict[str, jax.Array]  # jaxmnist.optim.member_hyper
+    hyper: dict[str, jax.Array]  # jaxmnist.engine.optim.member_hyper
     l1: jax.Array
     l2: jax.Array
     keys: jax.Array  # [G, 3, 2] uint32: init, dropout, data-order keys
@@ -842,7 +844,7 @@ def epoch_learning_rates(members: Sequence[MemberLike], epoch: int,
 
     Schedules count optimizer updates from 0, so that step's count is
     ``epoch * steps_per_epoch - 1``; the value is the plain optax schedule of the member's
-    ``optim`` section (:func:`jaxmnist.optim.schedule`, the oracle the engine's optimizer is
+    ``optim`` section (:func:`jaxmnist.engine.optim.schedule`, the oracle the engine's optimizer is
     tested against), computed on the host.
     """
     count = epoch * steps_per_epoch - 1

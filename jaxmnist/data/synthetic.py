@@ -136,7 +136,7 @@ def _strokes(keys: np.ndarray, digit: np.ndarray) -> tuple[np.ndarray, np.ndarra
 def _center_by_mass(img: np.ndarray) -> np.ndarray:
     """Shift each image by whole pixels so its centre of mass is nearest to (14, 14).
 
-    Whole pixels, as MNIST and ``jaxmnist.preprocess`` do; a shift never pushes ink out of the
+    Whole pixels, as MNIST and ``jaxmnist.serve.preprocess`` do; a shift never pushes ink out of the
     field (a top-heavy 7 sits a little high instead).
     """
     n = len(img)

@@ -42,8 +42,8 @@ from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
-from jaxmnist import rundir
-from jaxmnist.preprocess import (
+from jaxmnist.runs import rundir
+from jaxmnist.serve.preprocess import (
     MAX_BYTES,
     PreprocessError,
     decode_data_url,
@@ -52,7 +52,7 @@ from jaxmnist.preprocess import (
     to_png_bytes,
 )
 
-log = logging.getLogger("jaxmnist.serve")
+log = logging.getLogger("jaxmnist.serve.app")
 
 STATIC_DIR = Path(__file__).parent / "static"
 # Whole request bodies are capped before parsing: the image limit, grown by base64's 4/3 and a
@@ -60,7 +60,7 @@ STATIC_DIR = Path(__file__).parent / "static"
 MAX_BODY_BYTES = MAX_BYTES * 4 // 3 + 64 * 1024
 IMAGE_CONTENT_TYPES = ("image/", "application/octet-stream")
 # Images decoded at once. Preprocessing is CPU-bound, so more than the core count gains nothing;
-# of these, one at a time decodes a large PNG at full size (jaxmnist.preprocess: 160 MB for a
+# of these, one at a time decodes a large PNG at full size (jaxmnist.serve.preprocess: 160 MB for a
 # 40 MP RGB(A) PNG, box-reduced at once).
 MAX_CONCURRENT_DECODES = max(1, min(4, os.cpu_count() or 1))
 _MEMBER_FILE = re.compile(r"^member_(\d+)\.(npz|json)$")
@@ -138,7 +138,8 @@ def member_summary(config: dict[str, Any]) -> str:
     opt = config.get("optim") or {}
     if opt:
         o = f"{opt.get('name', '?')} lr {_fmt_num(opt.get('learning_rate', '?'))}"
-        # Only the heavy-ball optimizer uses momentum (jaxmnist.optim); elsewhere it is noise.
+        # Only the heavy-ball optimizer uses momentum (jaxmnist.engine.optim); elsewhere it is
+        # noise.
         if opt.get("name") == "momentum" and opt.get("momentum"):
             o += f" m {_fmt_num(opt['momentum'])}"
         parts.append(o)
@@ -733,6 +734,3 @@ def main(argv: Sequence[str] | None = None) -> int:
     uvicorn.run(app, host=args.host, port=args.port, log_level="info")
     return 0
 
-
-if __name__ == "__main__":
-    sys.exit(main())

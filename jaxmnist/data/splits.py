@@ -1,0 +1,355 @@
+"""The splits of a study: train / validation / test arrays and THE split rules.
+
+Split kinds (``data.split`` in a study, :data:`SPLIT_KINDS`): ``none`` (the files' own
+train / test), ``keras`` (the LAST fraction of train, S1), ``holdout`` (a seeded random
+holdout, S2: 50k / 10k), ``merged`` (train + test pooled and re-split, S3). What each kind
+needs is :func:`split_problems` (the schema calls it); :data:`DATA_DEFAULTS` is every data
+key's one default. No jax import.
+"""
+
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+from collections.abc import Mapping
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from jaxmnist.checks import is_int, is_number
+from jaxmnist.data import synthetic
+from jaxmnist.data.sources import IMAGE_SHAPE, dataset_or_error, load_mnist
+
+logger = logging.getLogger(__name__)
+
+
+# --------------------------------------------------------------------------------------------
+# Splits
+# --------------------------------------------------------------------------------------------
+
+
+class Splits(NamedTuple):
+    """Train / validation / test arrays of one study; ``val_x``/``val_y`` may be None."""
+
+    train_x: np.ndarray
+    train_y: np.ndarray
+    val_x: np.ndarray | None
+    val_y: np.ndarray | None
+    test_x: np.ndarray
+    test_y: np.ndarray
+
+
+def _check_pair(x: np.ndarray, y: np.ndarray) -> int:
+    if len(x) != len(y):
+        raise ValueError(f"x and y differ in length: {len(x)} vs {len(y)}")
+    return len(x)
+
+
+def keras_validation_split(
+    x: np.ndarray, y: np.ndarray, fraction: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Split off the LAST ``fraction`` of the data, unshuffled, as Keras' ``validation_split``.
+
+    Keras computes ``split_at = floor(n * (1 - fraction))`` before any shuffling (S1: 60,000 at
+    0.2 -> 48,000 train / 12,000 validation).
+
+    Args:
+        x: Images, first axis = examples.
+        y: Labels, same length.
+        fraction: Validation fraction, strictly between 0 and 1.
+
+    Returns:
+        ``(train_x, train_y, val_x, val_y)``.
+
+    Raises:
+        ValueError: ``fraction`` leaves one side empty.
+    """
+    n = _check_pair(x, y)
+    if not 0.0 < fraction < 1.0:
+        raise ValueError(f"val_fraction must be strictly between 0 and 1, got {fraction!r}")
+    split_at = int(math.floor(n * (1.0 - fraction)))
+    if split_at in (0, n):
+        raise ValueError(
+            f"val_fraction={fraction} of {n} examples leaves an empty train or validation set"
+        )
+    return x[:split_at], y[:split_at], x[split_at:], y[split_at:]
+
+
+def random_holdout(
+    x: np.ndarray, y: np.ndarray, k: int, seed: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Hold out ``k`` examples chosen at random with ``numpy.random.default_rng(seed)``.
+
+    Both parts keep the original relative order (training shuffles per epoch anyway), so the
+    result depends on the seed only through *which* examples are held out.
+
+    Args:
+        x: Images, first axis = examples.
+        y: Labels, same length.
+        k: Number of validation examples, ``0 < k < n`` (S2: 10,000 of 60,000).
+        seed: Seed of the choice.
+
+    Returns:
+        ``(train_x, train_y, val_x, val_y)``.
+
+    Raises:
+        ValueError: ``k`` is out of range.
+    """
+    n = _check_pair(x, y)
+    if not isinstance(k, (int, np.integer)) or isinstance(k, bool) or not 0 < k < n:
+        raise ValueError(f"val_size must be an integer with 0 < val_size < {n}, got {k!r}")
+    rng = np.random.default_rng(seed)
+    is_val = np.zeros(n, dtype=bool)
+    is_val[rng.permutation(n)[:k]] = True
+    return x[~is_val], y[~is_val], x[is_val], y[is_val]
+
+
+def merged_split(
+    train: tuple[np.ndarray, np.ndarray],
+    test: tuple[np.ndarray, np.ndarray],
+    test_fraction: float,
+    seed: int,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Merge train and test, shuffle with ``seed`` and split off ``test_fraction`` (S3).
+
+    The test size is ``ceil(n * test_fraction)`` as in scikit-learn's ``train_test_split``
+    (70,000 at 0.2 -> 56,000 / 14,000); the shuffle uses ``numpy.random.default_rng(seed)``,
+    so the exact images differ from the paper's, the sizes do not.
+
+    Args:
+        train: ``(x, y)`` of the official training set.
+        test: ``(x, y)`` of the official test set.
+        test_fraction: Fraction of the merged set used for testing, strictly between 0 and 1.
+        seed: Seed of the shuffle.
+
+    Returns:
+        ``(train_x, train_y, test_x, test_y)``, both in shuffled order.
+
+    Raises:
+        ValueError: ``test_fraction`` leaves one side empty.
+    """
+    x = np.concatenate([train[0], test[0]])
+    y = np.concatenate([train[1], test[1]])
+    n = _check_pair(x, y)
+    if not 0.0 < test_fraction < 1.0:
+        raise ValueError(f"test_fraction must be strictly between 0 and 1, got {test_fraction!r}")
+    n_test = math.ceil(n * test_fraction)
+    if n_test >= n:
+        raise ValueError(f"test_fraction={test_fraction} of {n} examples leaves no training data")
+    perm = np.random.default_rng(seed).permutation(n)
+    test_idx, train_idx = perm[:n_test], perm[n_test:]
+    return x[train_idx], y[train_idx], x[test_idx], y[test_idx]
+
+
+def take(x: np.ndarray, y: np.ndarray, n: int | None) -> tuple[np.ndarray, np.ndarray]:
+    """Return the first ``n`` examples (all of them when ``n`` is None or larger) for quick runs.
+
+    Args:
+        x: Images, first axis = examples.
+        y: Labels, same length.
+        n: How many to keep; a positive int or None.
+
+    Returns:
+        ``(x[:n], y[:n])``.
+
+    Raises:
+        ValueError: ``n`` is not a positive integer.
+    """
+    _check_pair(x, y)
+    if n is None:
+        return x, y
+    if not isinstance(n, (int, np.integer)) or isinstance(n, bool) or n < 1:
+        raise ValueError(f"limit must be a positive integer or None, got {n!r}")
+    return x[:n], y[:n]
+
+
+MNIST_TRAIN, MNIST_TEST = 60_000, 10_000  # images in the official train / test files
+SPLIT_KINDS = ("none", "keras", "holdout", "merged")
+_SPEC_KEYS = {
+    "name", "split", "val_fraction", "val_size", "test_fraction", "seed",
+    "train_limit", "val_limit", "test_limit",
+}  # fmt: skip
+_NEEDS = {"none": (), "keras": ("val_fraction",), "holdout": ("val_size",),
+          "merged": ("test_fraction",)}  # fmt: skip
+SPLIT_NEEDS = _NEEDS
+"""Which parameter each split kind needs (the study schema reads it from here)."""
+DATA_DEFAULTS: dict[str, Any] = {
+    "name": "mnist", "source": "auto", "val_fraction": None, "val_size": None,
+    "test_fraction": None, "seed": None, "train_limit": None, "val_limit": None,
+    "test_limit": None,
+}  # fmt: skip
+"""Every key of a study's ``data`` section but ``split`` (the spec keys and ``source``), with
+its default; the study schema reads them from here and fills them into every study."""
+
+
+def split_problems(spec: Mapping[str, Any],
+                   train_size: int | None = MNIST_TRAIN) -> list[tuple[str, str]]:
+    """The split rules, in one place: what each split kind needs and accepts.
+
+    ``make_splits`` applies them before loading anything; the study schema
+    (``jaxmnist.schema.data_problems``) applies them with the ranges, to report every problem of
+    a study at once.
+
+    Args:
+        spec: A data spec whose ``split`` is one of :data:`SPLIT_KINDS`.
+        train_size: Images in the dataset's training file, which bounds ``val_size``; None
+            checks only which parameters are given (the splitting functions check the values on
+            the loaded arrays).
+
+    Returns:
+        ``(key, message)`` for every problem; empty when the split is valid.
+    """
+    kind = spec.get("split")
+    needs = SPLIT_NEEDS[kind]
+    found = []
+    for key in ("val_fraction", "val_size", "test_fraction"):
+        value = spec.get(key)
+        if key not in needs:
+            if value is not None:
+                found.append((key, f"split {kind!r} does not use it (set it to None); {kind!r} "
+                                   f"needs {list(needs) or 'no parameter'}"))
+        elif train_size is None:
+            if value is None:
+                found.append((key, f"split {kind!r} needs spec[{key!r}]"))
+        elif key == "val_size":
+            if not (is_int(value) and 0 < value < train_size):
+                found.append((key, f"split {kind!r} needs an integer in [1, {train_size - 1}], "
+                                   f"got {value!r}"))
+        elif not (is_number(value) and 0 < value < 1):
+            found.append((key, f"split {kind!r} needs a number in (0, 1), got {value!r}"))
+    if kind == "none" and spec.get("val_limit") is not None:
+        found.append(("val_limit", "split 'none' has no validation set (set it to None)"))
+    return found
+
+
+def expected_sizes(data: Mapping[str, Any]) -> tuple[int, int, int]:
+    """The (train, val, test) sizes :func:`make_splits` gives for a spec, computed without data.
+
+    The split is taken first (keras: the last ``floor``-rounded fraction; holdout: ``val_size``
+    random images; merged: ``ceil(70k * test_fraction)`` test images), then the ``*_limit``
+    keys keep the first N of each part.
+    """
+    split = data.get("split", "none")
+    train, val, test = MNIST_TRAIN, 0, MNIST_TEST
+    if split == "keras":
+        train = int(math.floor(MNIST_TRAIN * (1.0 - float(data["val_fraction"]))))
+        val = MNIST_TRAIN - train
+    elif split == "holdout":
+        val = int(data["val_size"])
+        train = MNIST_TRAIN - val
+    elif split == "merged":
+        total = MNIST_TRAIN + MNIST_TEST
+        test = int(math.ceil(total * float(data["test_fraction"])))
+        train = total - test
+    for key, size in (("train_limit", "train"), ("val_limit", "val"), ("test_limit", "test")):
+        if data.get(key):
+            if size == "train":
+                train = min(train, int(data[key]))
+            elif size == "val":
+                val = min(val, int(data[key]))
+            else:
+                test = min(test, int(data[key]))
+    return train, val, test
+
+
+def make_splits(
+    spec: Mapping[str, Any],
+    *,
+    source: str = "auto",
+    data_dir: str | os.PathLike[str] | None = None,
+) -> Splits:
+    """Build a study's :class:`Splits` from a small spec dict (what the sweep calls).
+
+    Spec keys (all but ``split`` optional):
+
+    * ``name``: the dataset, one of :data:`DATASET_NAMES` (default ``"mnist"``).
+    * ``split``: ``"none"`` (60k train, no validation, 10k test), ``"keras"`` (last
+      ``val_fraction`` of train, S1), ``"holdout"`` (random ``val_size`` images with ``seed``,
+      S2) or ``"merged"`` (train+test shuffled with ``seed``, ``test_fraction`` for test, S3).
+    * ``val_fraction``, ``val_size``, ``test_fraction``: the parameter of that split; giving
+      one that the split does not use is an error (it is almost always a typo).
+    * ``seed``: int, default 0 (ignored by ``none`` and ``keras``).
+    * ``train_limit``, ``val_limit``, ``test_limit``: keep only the first N of each part,
+      applied after splitting (quick runs); None keeps everything.
+
+    Args:
+        spec: The spec dict.
+        source: Passed to :func:`load_mnist`; ``"synthetic"`` draws only the images the spec
+            keeps (see :mod:`jaxmnist.data.synthetic`).
+        data_dir: Passed to :func:`load_mnist`.
+
+    Returns:
+        The splits, deterministic for a given spec.
+
+    Raises:
+        ValueError: Unknown key, missing or impossible value (e.g. ``val_size >= 60000``).
+        MnistDataError: MNIST could not be loaded.
+    """
+    unknown = set(spec) - _SPEC_KEYS
+    if unknown:
+        raise ValueError(
+            f"unknown split spec key(s) {sorted(unknown)}; allowed: {sorted(_SPEC_KEYS)}"
+        )
+    kind = spec.get("split", None)
+    if kind not in SPLIT_KINDS:
+        raise ValueError(f"spec['split'] must be one of {SPLIT_KINDS}, got {kind!r}")
+    problems = split_problems(spec, train_size=None)
+    if problems:
+        raise ValueError("; ".join(f"spec[{key!r}]: {msg}" for key, msg in problems))
+    seed = spec.get("seed", 0)
+    seed = 0 if seed is None else seed
+    if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool) or seed < 0:
+        raise ValueError(f"spec['seed'] must be a non-negative integer, got {seed!r}")
+    for key in ("train_limit", "val_limit", "test_limit"):
+        limit = spec.get(key)
+        if limit is not None and (
+            not isinstance(limit, (int, np.integer)) or isinstance(limit, bool) or limit < 1
+        ):
+            raise ValueError(f"spec[{key!r}] must be a positive integer or None, got {limit!r}")
+
+    name = spec.get("name") or "mnist"
+    if source == "synthetic":
+        # Split image *ids* and draw only the images that survive the limits (a smoke study
+        # needs 3,500 of the 70,000). Train ids are 0.., test ids -1, -2, ...
+        dataset_or_error(name)
+        train_ids = np.arange(synthetic.SIZES["train"])
+        test_ids = -1 - np.arange(synthetic.SIZES["test"])
+        train = (train_ids, synthetic.labels("train", train_ids))
+        test = (test_ids, synthetic.labels("test", -1 - test_ids))
+    else:
+        train = load_mnist("train", source=source, data_dir=data_dir, dataset=name)
+        test = load_mnist("test", source=source, data_dir=data_dir, dataset=name)
+    val: tuple[np.ndarray, np.ndarray] | tuple[None, None] = (None, None)
+    if kind == "keras":
+        tx, ty, vx, vy = keras_validation_split(*train, float(spec["val_fraction"]))
+        train, val = (tx, ty), (vx, vy)
+    elif kind == "holdout":
+        tx, ty, vx, vy = random_holdout(*train, spec["val_size"], seed)
+        train, val = (tx, ty), (vx, vy)
+    elif kind == "merged":
+        tx, ty, sx, sy = merged_split(train, test, float(spec["test_fraction"]), seed)
+        train, test = (tx, ty), (sx, sy)
+
+    train = take(*train, spec.get("train_limit"))
+    test = take(*test, spec.get("test_limit"))
+    if val[0] is not None:
+        val = take(val[0], val[1], spec.get("val_limit"))
+    if source == "synthetic":
+        train, test = (_draw(train[0]), train[1]), (_draw(test[0]), test[1])
+        if val[0] is not None:
+            val = (_draw(val[0]), val[1])
+    return Splits(train[0], train[1], val[0], val[1], test[0], test[1])
+
+
+def _draw(ids: np.ndarray) -> np.ndarray:
+    """Synthetic images for split ids (train ids >= 0, test ids -1, -2, ...), in id order."""
+    out = np.empty((len(ids), *IMAGE_SHAPE), np.uint8)
+    for split, mask, index in (("train", ids >= 0, ids), ("test", ids < 0, -1 - ids)):
+        wanted = index[mask]
+        if len(wanted) > synthetic.SIZES[split] // 4:  # most of it: draw it all, once
+            out[mask] = synthetic.full_split(split)[0][wanted]
+        else:
+            out[mask] = synthetic.images(split, wanted)
+    return out

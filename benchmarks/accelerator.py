@@ -32,6 +32,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime as dt
 import json
 import sys
@@ -115,7 +116,7 @@ def measure_grid(sizes: dict[str, Any], data_dir: str | None) -> list[dict[str, 
                                on_epoch=lambda e, _m, info, acc=epochs: acc.append(info))
         wall = time.perf_counter() - t0
         last = epochs[-1]
-        stats = out[0]["group_stats"]
+        stats = dataclasses.asdict(out[0].group)
         row = {"strategy": strategy, "conv_impl": conv_impl, "members": len(members),
                "resolved_strategy": stats["strategy"], "batch_size": members[0]["train"]
                ["batch_size"], "train_images": int(len(splits.train_y)),
@@ -160,8 +161,8 @@ def measure_time_to_target(sizes: dict[str, Any], data_dir: str | None,
     result = {"target": target, "reached": hit is not None,
               "epoch": hit["epoch"] if hit else None,
               "seconds_to_target": hit["elapsed_seconds"] if hit else None,
-              "compile_seconds": out[0]["group_stats"]["compile_seconds"],
-              "final_test_acc": out[0]["test"]["acc"], "epochs_run": len(rows),
+              "compile_seconds": out[0].group.compile_seconds,
+              "final_test_acc": out[0].test_acc, "epochs_run": len(rows),
               "batch_size": cfg["train"]["batch_size"], "train_images": int(len(splits.train_y)),
               "wall_seconds": wall, "per_epoch": rows}
     _say(f"S0 to {target:.0%}: " + (f"epoch {result['epoch']}, {result['seconds_to_target']:.1f}s"

@@ -263,6 +263,7 @@ def run_jax_engine(case: dict[str, Any]) -> None:
     from jaxmnist import models
     from jaxmnist.data import Splits
     from jaxmnist.engine.train import train_grid
+    from jaxmnist.runs.results import member_status
 
     batch, steps, members = case["batch_size"], case["steps"], case.get("members", 1)
     epochs = 1 + case["repeats"]
@@ -314,14 +315,14 @@ def run_jax_engine(case: dict[str, Any]) -> None:
     clock.__enter__()
     results = train_grid(configs, splits, None, on_epoch=on_epoch, train_confusion=False,
                          devices=devices)
-    stats = results[0]["group_stats"]
+    stats = results[0].group
     send(
         "done",
         rss_peak_mb=rss_peak_mb(),
-        strategy=stats["strategy"],
-        devices=stats["devices"],
-        engine_compile_seconds=stats["compile_seconds"],
-        statuses=[r["status"] for r in results],
+        strategy=stats.strategy,
+        devices=stats.devices,
+        engine_compile_seconds=stats.compile_seconds,
+        statuses=[member_status(r.alive, r.test_pred)[0] for r in results],
         device_memory=_device_memory(),
     )
 
@@ -481,10 +482,10 @@ def run_jax_e2e(case: dict[str, Any]) -> None:
         t0 = time.perf_counter()
         out = train_grid(cfgs, splits, None)
         wall = time.perf_counter() - t0
-        stats = out[0]["group_stats"]
-        return {"wall_seconds": wall, "compile_seconds": stats["compile_seconds"],
-                "train_seconds": stats["train_seconds"], "strategy": stats["strategy"],
-                "test_acc": [r["test"]["acc"] for r in out]}
+        stats = out[0].group
+        return {"wall_seconds": wall, "compile_seconds": stats.compile_seconds,
+                "train_seconds": stats.train_seconds, "strategy": stats.strategy,
+                "test_acc": [r.test_acc for r in out]}
 
     grid_runs = [timed(configs)]
     solo_runs = [timed([cfg]) for cfg in configs]

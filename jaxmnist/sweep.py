@@ -227,6 +227,7 @@ def run(study: dict[str, Any], run_dir: Path, *, data_dir: str | None = None,
     from jaxmnist import data
     from jaxmnist.engine import train
     from jaxmnist.runs import loggers
+    from jaxmnist.runs import results as results_json
 
     members = C.check(study) if members is None else members
     configs = [m["config"] for m in members]
@@ -289,17 +290,13 @@ def run(study: dict[str, Any], run_dir: Path, *, data_dir: str | None = None,
         if not primary:
             continue
         for k, res in zip(ks, out, strict=True):
-            params = res.pop("params", None)
-            model_state = res.pop("model_state", None)
-            stats = res.pop("group_stats", None)
-            if params is not None:
-                writer.export_member(k, configs[k]["model"], params,
-                                     extra={"test_acc": res["test"]["acc"],
-                                            "status": res["status"]},
-                                     state=model_state)
-            done[k] = {"member": k, "group": g, "label": C.describe(members[k]), **res}
-            if stats is not None:
-                group_stats[g] = {"group": g, "members": ks, **stats}
+            record = results_json.member_record(res, splits.test_y, splits.train_y)
+            writer.export_member(k, configs[k]["model"], res.params,
+                                 extra={"test_acc": record["test"]["acc"],
+                                        "status": record["status"]},
+                                 state=res.model_state)
+            done[k] = {"member": k, "group": g, "label": C.describe(members[k]), **record}
+            group_stats[g] = {"group": g, "members": ks, **results_json.group_record(res.group)}
         save()
         stats = group_stats.get(g, {})
         _say(f"group {g + 1}/{len(groups)}: {len(ks)} members, "

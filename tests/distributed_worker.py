@@ -57,9 +57,9 @@ def main() -> None:
         )
     if distributed.is_primary():
         save_results(args.out, results)
-        stats = results[0]["group_stats"]
-        print(f"devices {stats['devices']}, padded {stats['padded_members']}, "
-              f"strategy {stats['strategy']}, resumed {stats['resumed']}", flush=True)
+        stats = results[0].group
+        print(f"devices {stats.devices}, padded {stats.padded_members}, "
+              f"strategy {stats.strategy}, resumed {stats.resumed}", flush=True)
 
 
 if __name__ == "__main__":

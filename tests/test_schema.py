@@ -184,10 +184,10 @@ def test_the_engine_trains_a_member_as_it_trains_the_same_dict():
     splits = small_splits(n_train=128, n_val=64, n_test=64)
     (a,) = train.train_grid([cfg], splits, train_confusion=False)
     (b,) = train.train_grid([schema.member(cfg)], splits, train_confusion=False)
-    assert a["config"] == b["config"] == cfg
-    assert a["test"] == b["test"] and a["history"][0]["train_loss"] == \
-        b["history"][0]["train_loss"]
-    for leaf_a, leaf_b in zip(_leaves(a["params"]), _leaves(b["params"]), strict=True):
+    assert a.member.config() == b.member.config() == cfg
+    assert (a.test_loss, a.test_acc) == (b.test_loss, b.test_acc)
+    np.testing.assert_array_equal(a.history, b.history)
+    for leaf_a, leaf_b in zip(_leaves(a.params), _leaves(b.params), strict=True):
         np.testing.assert_array_equal(leaf_a, leaf_b)
 
 

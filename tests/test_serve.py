@@ -54,16 +54,15 @@ def _digits(split: str) -> tuple[np.ndarray, np.ndarray]:
 def _train_run(run_dir: Path) -> None:
     from jaxmnist.data import Splits
     from jaxmnist.engine.train import train_grid
+    from jaxmnist.runs import results as results_json
 
     train_x, train_y = _digits("train")
     test_x, test_y = _digits("test")
     splits = Splits(train_x, train_y, None, None, test_x, test_y)
-    (result,) = train_grid([RECIPE], splits, None, train_confusion=False)
-    params = result.pop("params")
-    result.pop("model_state", None)
-    result.pop("group_stats", None)
+    (trained,) = train_grid([RECIPE], splits, None, train_confusion=False)
+    result = results_json.member_record(trained, splits.test_y)
     writer = rundir.RunWriter(run_dir)
-    writer.export_member(0, RECIPE["model"], params)
+    writer.export_member(0, RECIPE["model"], trained.params)
     writer.write_results({"study": "test-s0", "reduced": True,
                           "members": [{"member": 0, "group": 0, **result}]})
 

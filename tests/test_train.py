@@ -18,6 +18,7 @@ import pytest
 
 from jaxmnist import models
 from jaxmnist.engine import losses, optim, train
+from jaxmnist.runs import results as results_json
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import user_models  # noqa: E402
@@ -32,6 +33,15 @@ from train_fixtures import (  # noqa: E402
 )  # noqa: E402
 
 WORKER = Path(__file__).resolve().parent / "train_worker.py"
+
+
+def status(result: train.MemberResult) -> str:
+    """The run directory's label of a member (ok / diverged / collapsed)."""
+    return results_json.member_status(result.alive, result.test_pred)[0]
+
+
+def _test(result: train.MemberResult) -> tuple[float, float]:
+    return result.test_loss, result.test_acc
 
 
 def _max_abs_diff(a, b) -> float:
@@ -151,9 +161,9 @@ def test_grid_member_equals_config_trained_alone(strategy, oracle_grids):
     assert len(splits.train_x) // 32 >= 20  # at least 20 optimizer steps
     members, results = _oracle_members(strategy), oracle_grids[strategy]
     # The premise of the bounds: every member trains; none collapsed or diverged.
-    assert [r["status"] for r in results] == ["ok"] * len(members)
+    assert [status(r) for r in results] == ["ok"] * len(members)
     for k, member in enumerate(members):
-        diff = _max_abs_diff(results[k]["params"], _alone(member))
+        diff = _max_abs_diff(results[k].params, _alone(member))
         bound = _oracle_bound(strategy, member)
         assert diff <= bound, f"member {k} ({member['optim']}) differs by {diff} > {bound}"
 
@@ -168,7 +178,7 @@ def test_the_oracle_bounds_catch_a_member_trained_with_another_learning_rate(ora
                 continue
             wrong = json.loads(json.dumps(member))
             wrong["optim"]["learning_rate"] *= 1.1
-            diff = _max_abs_diff(results[k]["params"], _alone(wrong))
+            diff = _max_abs_diff(results[k].params, _alone(wrong))
             assert diff > _oracle_bound(strategy, member), (strategy, member["optim"], diff)
 
 
@@ -178,7 +188,8 @@ def test_results_are_complete_and_json_ready(oracle_grids):
     members = _oracle_members("sequential")
     (k,) = [k for k, m in enumerate(members)
             if m["optim"] == {"name": "adam", "learning_rate": 1e-3}]
-    first = oracle_grids["sequential"][k]
+    first = results_json.member_record(oracle_grids["sequential"][k], small_splits().test_y,
+                                       small_splits().train_y)
     assert {"config", "status", "history", "test", "test_pred", "confusion_test",
             "confusion_train", "test_probs_first25", "weight_hist", "grad_hist",
             "param_count"} <= first.keys()
@@ -188,7 +199,7 @@ def test_results_are_complete_and_json_ready(oracle_grids):
     assert np.asarray(first["confusion_train"]).sum() == 640
     np.testing.assert_allclose(np.asarray(first["test_probs_first25"]).sum(-1), 1.0, rtol=1e-5)
     assert first["history"][0]["val_acc"] is not None
-    json.dumps({k: v for k, v in first.items() if k != "params"})
+    json.dumps(first, allow_nan=False)
     # Adam at 1e-3 learns something in 20 steps; test accuracy is far above chance.
     assert first["test"]["acc"] > 0.5
 
@@ -200,19 +211,19 @@ def test_nan_member_is_frozen_and_others_bit_identical():
     poisoned[8]["optim"]["learning_rate"] = 1e30  # SGD at 1e30 overflows on its first step
     a = train.train_grid(sane, splits, train_confusion=False)
     b = train.train_grid(poisoned, splits, train_confusion=False)
-    assert b[8]["status"] == "diverged" and b[8]["diverged_epoch"] == 1
+    assert status(b[8]) == "diverged" and b[8].diverged_epoch == 1
     import json
 
     # Strict JSON (no NaN) must accept every member's results, the diverged one included.
-    json.dumps([{k: v for k, v in r.items() if k != "params"} for r in b], allow_nan=False)
-    assert all(np.isfinite(v).all() for v in flat_params(b[8]["params"]).values())
+    json.dumps([results_json.member_record(r, splits.test_y) for r in b], allow_nan=False)
+    assert all(np.isfinite(v).all() for v in flat_params(b[8].params).values())
     for k in range(12):
         if k == 8:
             continue
-        fa, fb = flat_params(a[k]["params"]), flat_params(b[k]["params"])
+        fa, fb = flat_params(a[k].params), flat_params(b[k].params)
         for name in fa:
             np.testing.assert_array_equal(fa[name], fb[name], err_msg=f"member {k} {name}")
-        assert a[k]["test"] == b[k]["test"] and a[k]["status"] == b[k]["status"]
+        assert _test(a[k]) == _test(b[k]) and status(a[k]) == status(b[k])
 
 
 def test_frozen_member_skips_its_epochs_with_the_result_running_them_gives():
@@ -258,10 +269,10 @@ def test_same_seed_twice_gives_identical_results():
     a = train.train_grid(members, small_splits(), train_confusion=False)
     b = train.train_grid(members, small_splits(), train_confusion=False)
     for ra, rb in zip(a, b, strict=True):
-        assert _max_abs_diff(ra["params"], rb["params"]) == 0.0
-        assert ra["history"][0]["train_loss"] == rb["history"][0]["train_loss"]
+        assert _max_abs_diff(ra.params, rb.params) == 0.0
+        assert ra.history[0, 0] == rb.history[0, 0]
     # ... and different seeds give different models.
-    assert _max_abs_diff(a[0]["params"], a[1]["params"]) > 0
+    assert _max_abs_diff(a[0].params, a[1].params) > 0
 
 
 def test_a_group_of_the_same_shape_reuses_the_compiled_program():
@@ -277,17 +288,6 @@ def test_a_group_of_the_same_shape_reuses_the_compiled_program():
               for n in ("adam", "sgd")]
     c = train.build_program(bigger, splits)
     assert c.epoch_exec is not a.epoch_exec and c.program is not a.program
-
-
-def test_member_status_labels_collapse_and_divergence():
-    one_class = np.full(10_000, 1)  # S2's degenerate models: every image called '1'
-    assert train.member_status(True, one_class) == ("collapsed", 1.0)
-    healthy = np.arange(10_000) % 10
-    assert train.member_status(True, healthy) == ("ok", 0.1)
-    assert train.member_status(False, healthy)[0] == "diverged"
-    nearly = np.where(np.arange(1000) < 905, 7, 3)
-    assert train.member_status(True, nearly)[0] == "collapsed"
-    assert train.member_status(True, np.where(np.arange(1000) < 850, 7, 3))[0] == "ok"
 
 
 def test_mixed_static_keys_are_rejected():
@@ -402,16 +402,14 @@ def test_run_interrupted_in_process_resumes_to_the_same_end(tmp_path):
                                    (epoch, info["resumed"])))
     assert seen == [(2, True), (3, True)]  # epoch 1 came from the checkpoint, not retrained
     for k, (a, b) in enumerate(zip(full, resumed, strict=True)):
-        for name, leaf in flat_params(a["params"]).items():
-            np.testing.assert_array_equal(leaf, flat_params(b["params"])[name],
+        for name, leaf in flat_params(a.params).items():
+            np.testing.assert_array_equal(leaf, flat_params(b.params)[name],
                                           err_msg=f"member {k} {name}")
-        untimed = [[{f: v for f, v in h.items() if f != "seconds"} for h in r["history"]]
-                   for r in (a, b)]
-        assert untimed[0] == untimed[1] and a["test"] == b["test"], k
-        np.testing.assert_array_equal(a["test_pred"], b["test_pred"])
+        np.testing.assert_array_equal(a.history, b.history, err_msg=f"member {k}")
+        assert _test(a) == _test(b), k
+        np.testing.assert_array_equal(a.test_pred, b.test_pred)
     # ... and the comparison can fail: a run of one epoch less is not the same end.
-    assert any(h["train_loss"] != full[0]["history"][-1]["train_loss"]
-               for h in full[0]["history"][:-1])
+    assert (full[0].history[:-1, 0] != full[0].history[-1, 0]).any()
 
 
 @pytest.mark.e2e
@@ -447,8 +445,8 @@ def test_members_with_different_initializers_share_one_program():
         expected = models.build(member["model"]).init(key)[0]
         # lr 1e-30 (a learning rate must be > 0): still the initial draw to float32 precision
         # (vmapped init may round differently in the last bit)
-        assert _max_abs_diff(result["params"], expected) <= 1e-6
-    assert np.all(flat_params(results[0]["params"])["dense1/w"] == 0)
+        assert _max_abs_diff(result.params, expected) <= 1e-6
+    assert np.all(flat_params(results[0].params)["dense1/w"] == 0)
 
 
 @pytest.mark.e2e  # needs the real MNIST files
@@ -465,11 +463,10 @@ def test_s0_cnn_one_epoch_on_full_mnist_reaches_98_percent(mnist_dir):
         [member], splits, train_confusion=False,
         on_epoch=lambda epoch, metrics, info: seen.update(info),
     )
-    stats = result["group_stats"]
-    print(f"S0 1 epoch: test acc {result['test']['acc']:.4f}, "
-          f"{seen['images_per_second']:.0f} img/s, compile {stats['compile_seconds']:.1f} s")
-    assert result["status"] == "ok"
-    assert result["test"]["acc"] >= 0.98
+    print(f"S0 1 epoch: test acc {result.test_acc:.4f}, "
+          f"{seen['images_per_second']:.0f} img/s, compile {result.group.compile_seconds:.1f} s")
+    assert status(result) == "ok"
+    assert result.test_acc >= 0.98
 
 
 @pytest.mark.e2e  # a Flax linen member == alone is test_batchnorm_member_equals_..._alone[linen]
@@ -484,9 +481,9 @@ def test_flax_member_in_a_grid_equals_the_model_trained_alone(tmp_path):
                for name, lr in (("adam", 1e-3), ("sgd", 0.05))]
     results = train.train_grid(members, splits, train_confusion=False)
     for k, member in enumerate(members):
-        diff = _max_abs_diff(results[k]["params"], _train_alone(member, splits)[0])
+        diff = _max_abs_diff(results[k].params, _train_alone(member, splits)[0])
         assert diff <= 1e-5, f"member {k} ({member['optim']}) differs by {diff}"
-    assert results[0]["test"]["acc"] > 0.5
+    assert results[0].test_acc > 0.5
 
 
 # ---------------------------------------------------------------- models with state (BatchNorm)
@@ -524,12 +521,12 @@ def test_batchnorm_member_equals_the_config_trained_alone(bn_models, kind):
     results = train.train_grid(members, splits, train_confusion=False)
     for k, member in enumerate(members):
         params, state = _train_alone(member, splits)
-        assert _max_abs_diff(results[k]["params"], params) <= 1e-5
-        got, want = _leaves(results[k]["model_state"]), _leaves(state)
+        assert _max_abs_diff(results[k].params, params) <= 1e-5
+        got, want = _leaves(results[k].model_state), _leaves(state)
         assert got.keys() == want.keys() and got
         for name in got:
             np.testing.assert_allclose(got[name], want[name], atol=1e-5, rtol=0, err_msg=name)
-        assert results[k]["status"] == "ok"
+        assert status(results[k]) == "ok"
 
 
 def test_batchnorm_statistics_train_and_are_what_evaluation_uses(bn_models):
@@ -538,15 +535,15 @@ def test_batchnorm_statistics_train_and_are_what_evaluation_uses(bn_models):
     results = train.train_grid(members, splits, train_confusion=False)
     model = models.build(members[0]["model"])
     _, init_state = model.init(jax.random.PRNGKey(0))
-    final = results[0]["model_state"]
+    final = results[0].model_state
     mean0, mean1 = (np.asarray(s["batch_stats"]["BatchNorm_0"]["mean"])
                     for s in (init_state, final))
     assert np.abs(mean1 - mean0).max() > 1e-3  # the running mean moved
     predict = jax.jit(model.predict)
     x = jnp.asarray(splits.test_x)
-    with_final = np.asarray(jnp.argmax(predict(results[0]["params"], final, x), -1))
-    with_init = np.asarray(jnp.argmax(predict(results[0]["params"], init_state, x), -1))
-    np.testing.assert_array_equal(results[0]["test_pred"], with_final)
+    with_final = np.asarray(jnp.argmax(predict(results[0].params, final, x), -1))
+    with_init = np.asarray(jnp.argmax(predict(results[0].params, init_state, x), -1))
+    np.testing.assert_array_equal(results[0].test_pred, with_final)
     assert (with_init != with_final).any()  # so the statistics really decide the predictions
 
 
@@ -570,17 +567,15 @@ def test_batchnorm_run_interrupted_resumes_bit_exactly(bn_models, tmp_path, kind
         train.train_grid(members, splits, str(tmp_path / "b"), callbacks=[_StopAfter(1)],
                          train_confusion=False)
     resumed = train.train_grid(members, splits, str(tmp_path / "b"), train_confusion=False)
-    assert resumed[0]["group_stats"]["resumed"]
+    assert resumed[0].group.resumed
     for a, b in zip(full, resumed, strict=True):
         for part in ("params", "model_state"):
-            fa, fb = _leaves(a[part]), _leaves(b[part])
+            fa, fb = _leaves(getattr(a, part)), _leaves(getattr(b, part))
             assert fa.keys() == fb.keys()
             for name in fa:
                 np.testing.assert_array_equal(fa[name], fb[name], err_msg=f"{part}/{name}")
-        strip = [{k: v for k, v in row.items() if k != "seconds"} for row in a["history"]]
-        assert strip == [{k: v for k, v in row.items() if k != "seconds"}
-                         for row in b["history"]]
-        assert a["test"] == b["test"]
+        np.testing.assert_array_equal(a.history, b.history)
+        assert _test(a) == _test(b)
 
 
 def test_a_diverging_batchnorm_member_freezes_with_its_statistics(bn_models):
@@ -588,9 +583,9 @@ def test_a_diverging_batchnorm_member_freezes_with_its_statistics(bn_models):
     members = [base_member(**{"model": bn_models["linen"], "optim.name": "sgd",
                               "optim.learning_rate": lr}) for lr in (0.05, 1e6)]
     results = train.train_grid(members, splits, train_confusion=False)
-    assert results[0]["status"] == "ok" and results[1]["status"] == "diverged"
+    assert status(results[0]) == "ok" and status(results[1]) == "diverged"
     for part in ("params", "model_state"):
-        assert all(np.isfinite(v).all() for v in _leaves(results[1][part]).values()), part
+        assert all(np.isfinite(v).all() for v in _leaves(getattr(results[1], part)).values()), part
 
 
 def test_hooks_see_the_learning_rate_each_epoch_ended_with():

@@ -60,13 +60,11 @@ def save_results(path: str, results) -> None:
     """Saves what the comparisons need: flattened params, histories and test accuracy."""
     arrays = {}
     for k, result in enumerate(results):
-        for name, leaf in flat_params(result["params"]).items():
+        for name, leaf in flat_params(result.params).items():
             arrays[f"m{k}/{name}"] = leaf
-        arrays[f"m{k}/history"] = np.asarray(
-            [[h["train_loss"], h["train_acc"], h["val_loss"], h["val_acc"]]
-             for h in result["history"]], np.float64)
-        arrays[f"m{k}/test_acc"] = np.asarray(result["test"]["acc"])
-        arrays[f"m{k}/test_pred"] = np.asarray(result["test_pred"])
+        arrays[f"m{k}/history"] = np.asarray(result.history, np.float64)
+        arrays[f"m{k}/test_acc"] = np.asarray(result.test_acc)
+        arrays[f"m{k}/test_pred"] = np.asarray(result.test_pred)
     np.savez(path, **arrays)
 
 

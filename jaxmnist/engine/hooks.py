@@ -19,6 +19,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+# The per-epoch numbers of a member, in this order: the keys of ``on_epoch_end``'s rows and the
+# columns of the engine's history arrays (``MemberResult.history``).
+HISTORY_FIELDS = ("train_loss", "train_acc", "val_loss", "val_acc")
+
 
 @dataclass(frozen=True)
 class GroupStart:
@@ -66,8 +70,8 @@ class Callback:
                      member_metrics: list[dict[str, Any]], info: EpochInfo) -> None:
         """Called after every epoch (1-based ``epoch``)."""
 
-    def on_group_end(self, group_index: int, results: list[dict[str, Any]]) -> None:
-        """Called with the group's member results (``jaxmnist.engine.train.member_results``)."""
+    def on_group_end(self, group_index: int, results: list[Any]) -> None:
+        """Called with the group's ``engine.train.MemberResult`` objects, in member order."""
 
 
 class EpochFunction(Callback):

@@ -54,8 +54,15 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from jaxmnist import models, schema
 from jaxmnist.caches import kept
-from jaxmnist.engine import checkpoint, distributed, losses, metrics, optim
-from jaxmnist.engine.hooks import Callback, EpochFunction, EpochInfo, GroupStart, emit  # noqa: F401
+from jaxmnist.engine import checkpoint, distributed, losses, optim
+from jaxmnist.engine.hooks import (  # noqa: F401 - Callback is part of the engine's API
+    HISTORY_FIELDS,
+    Callback,
+    EpochFunction,
+    EpochInfo,
+    GroupStart,
+    emit,
+)
 from jaxmnist.groups import (  # noqa: F401 - re-exported: the engine's grouping API
     DYNAMIC_KEYS,
     STRATEGIES,
@@ -71,18 +78,9 @@ On 2 CPU cores (``python -m benchmarks.bench``, docs/performance.md) a 12-member
 about the solo speed per member with ``sequential`` and ~25% slower with ``vmap`` (batched
 matmuls and scatters where the solo program has plain ones), with ~4x the peak memory."""
 
-COLLAPSE_SHARE = 0.9
-"""A member is ``collapsed`` when one class gets at least this share of its test predictions.
-
-MNIST's most frequent test class (digit 1) is 11.35% of the set, and a useful classifier predicts
-each class near its frequency; S2's degenerate models predict one class for 100% of the images.
-0.9 separates the two with a wide margin on both sides."""
-
 EVAL_BATCH = 1000  # images per evaluation step (forward only, so larger than training batches)
-HIST_BINS = 30  # bins of the per-layer weight and gradient histograms
 GRAD_HIST_IMAGES = 512  # training images used for the final gradient histograms
 NUM_CLASSES = 10
-HISTORY_FIELDS = ("train_loss", "train_acc", "val_loss", "val_acc")
 
 
 class GridError(ValueError):
@@ -502,24 +500,6 @@ def _pad_eval(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.
     )
 
 
-def _histograms(
-    tree: Any, member: int, names: Sequence[str] = models.WEIGHT_NAMES
-) -> dict[str, dict[str, list[float]]]:
-    """Per-layer histograms of the weight leaves (``names``) of one member (host-side NumPy)."""
-    out = {}
-    for path, leaf in models.layer_paths(tree).items():
-        layer = path.rpartition("/")[0]
-        if not models.is_weight_path(path, names):
-            continue
-        values = np.asarray(leaf[member], np.float64).ravel()
-        values = values[np.isfinite(values)]
-        if values.size == 0:
-            continue
-        counts, edges = np.histogram(values, bins=HIST_BINS)
-        out[layer] = {"counts": counts.tolist(), "edges": edges.tolist()}
-    return out
-
-
 def predict_classes(model_cfg: Mapping[str, Any], params: Any, state: Any,
                     images: np.ndarray) -> np.ndarray:
     """One member's predicted class per image, in evaluation mode (running statistics used).
@@ -539,24 +519,6 @@ def predict_classes(model_cfg: Mapping[str, Any], params: Any, state: Any,
     x, _, _ = _pad_eval(np.asarray(images), np.zeros(len(images), np.int32))
     preds = [np.asarray(predict(params, state, batch)) for batch in x]
     return np.concatenate(preds)[: len(images)]
-
-
-def member_status(alive: bool, test_pred: np.ndarray) -> tuple[str, float]:
-    """Labels a trained member from its final state and test predictions.
-
-    Args:
-        alive: False when a step produced a non-finite loss or parameters.
-        test_pred: The member's predicted class per test image.
-
-    Returns:
-        ``(status, top_class_share)``: status is ``"diverged"`` (not alive), ``"collapsed"`` (one
-        class gets at least :data:`COLLAPSE_SHARE` of the predictions) or ``"ok"``.
-    """
-    counts = np.bincount(np.asarray(test_pred, np.int64), minlength=NUM_CLASSES)
-    share = float(counts.max() / max(counts.sum(), 1))
-    if not alive:
-        return "diverged", share
-    return ("collapsed" if share >= COLLAPSE_SHARE else "ok"), share
 
 
 def _finite_or_none(value: float) -> float | None:
@@ -991,77 +953,95 @@ def analyse(prog: GroupProgram, state: TrainState, splits: Any, *,
 
 
 # --------------------------------------------------------------------------------------------
-# Step 4: results (one JSON-ready dict per member)
+# Step 4: results (one MemberResult per member: arrays, no JSON)
 # --------------------------------------------------------------------------------------------
 
 
-def group_stats(prog: GroupProgram, fitted: FitResult) -> dict[str, Any]:
+@dataclass(frozen=True)
+class GroupStats:
+    """Compile and train time, speed, strategy and devices of one trained group."""
+
+    members: int
+    padded_members: int  # members + the copies of member 0 that pad the grid to the devices
+    devices: int
+    processes: int
+    strategy: str
+    compile_seconds: float
+    train_seconds: float  # the epochs' wall time, summed (this session's and resumed ones)
+    images_per_second: float | None  # members x training images x epochs / train_seconds
+    resumed: bool
+
+
+@dataclass(frozen=True)
+class MemberResult:
+    """One trained member as arrays: what the engine measured, nothing shaped for a file.
+
+    :mod:`jaxmnist.runs.results` turns it into the run directory's JSON (status, confusion
+    matrices, histograms); the parameters go to ``RunWriter.export_member``.
+    """
+
+    member: schema.Member
+    alive: bool  # False: a step produced a non-finite loss or parameters (frozen since)
+    diverged_epoch: int | None  # the epoch of that step; None while alive
+    history: np.ndarray  # [epochs, len(HISTORY_FIELDS)] float32; NaN = not finite / no val split
+    epoch_seconds: np.ndarray  # [epochs] wall seconds of the group's epochs
+    has_val: bool  # the splits had a validation set (the val columns are meaningful)
+    test_loss: float  # NaN when not finite
+    test_acc: float
+    test_pred: np.ndarray  # [n_test] int32 predicted classes
+    train_pred: np.ndarray | None  # [n_train] int32, when the analysis was asked for it
+    test_probs: np.ndarray  # [<= 25, 10] class probabilities of the first test images
+    params: Any  # final parameters, NumPy leaves, no grid axis
+    model_state: Any  # final non-parameter variables (BatchNorm statistics; {} for the zoo)
+    weights: dict[str, np.ndarray]  # {layer path: final weight array} (the model's weight leaves)
+    grads: dict[str, np.ndarray]  # {layer path: data-loss gradient on GRAD_HIST_IMAGES images}
+    param_count: int
+    group: GroupStats
+
+
+def group_stats(prog: GroupProgram, fitted: FitResult) -> GroupStats:
     """Compile and train time, speed, strategy and devices of one group."""
     n_members, total = len(prog.members), float(fitted.seconds.sum())
-    return {
-        "members": n_members,
-        "padded_members": prog.padded,
-        "devices": prog.devices,
-        "processes": jax.process_count(),
-        "strategy": prog.strategy,
-        "compile_seconds": prog.compile_seconds,
-        "train_seconds": total,
-        "images_per_second": (
-            n_members * prog.program.n_train * prog.spec.epochs / total if total else None
-        ),
-        "resumed": fitted.resumed,
-    }
+    return GroupStats(
+        members=n_members, padded_members=prog.padded, devices=prog.devices,
+        processes=jax.process_count(), strategy=prog.strategy,
+        compile_seconds=prog.compile_seconds, train_seconds=total,
+        images_per_second=(n_members * prog.program.n_train * prog.spec.epochs / total
+                           if total else None),
+        resumed=fitted.resumed)
 
 
-def member_results(prog: GroupProgram, fitted: FitResult, analysis: Analysis,
-                   splits: Any) -> list[dict[str, Any]]:
-    """One JSON-ready dict per real member (format in ``docs/architecture.md``).
+def _weight_layers(tree: Any, member: int, names: Sequence[str]) -> dict[str, np.ndarray]:
+    """``{layer path: leaf}`` of one member's weight leaves (``names``), as NumPy."""
+    return {path.rpartition("/")[0]: np.asarray(leaf[member])
+            for path, leaf in models.layer_paths(tree).items()
+            if models.is_weight_path(path, names)}
 
-    Each dict also holds ``"params"`` and ``"model_state"`` (that member's final parameters
-    and non-parameter variables as NumPy; pop them before writing JSON) and ``"group_stats"``
-    (identical for every member of the group).
-    """
-    has_val = prog.val is not None
+
+def member_results(prog: GroupProgram, fitted: FitResult,
+                   analysis: Analysis) -> list[MemberResult]:
+    """One :class:`MemberResult` per real member, in member order."""
     stats = group_stats(prog, fitted)
-    history, seconds = fitted.history, fitted.seconds
+    names = prog.program.model.weight_names
     param_count = models.param_count(jax.tree_util.tree_map(lambda a: a[0], analysis.params))
-    test_labels, train_labels = np.asarray(splits.test_y), np.asarray(splits.train_y)
-    results = []
-    for k, member in enumerate(prog.members):
-        status, share = member_status(bool(analysis.alive[k]), analysis.test_pred[k])
-        hist = [
-            {
-                "epoch": e + 1,
-                **{f: _finite_or_none(history[e, k, j]) for j, f in enumerate(HISTORY_FIELDS)
-                   if has_val or not f.startswith("val")},
-                "seconds": float(seconds[e]),
-            }
-            for e in range(prog.spec.epochs)
-        ]
-        results.append({
-            "config": member.config(),
-            "status": status,
-            "diverged_epoch": int(analysis.diverged_epoch[k]) or None,
-            "top_class_share": float(share),
-            "history": hist,
-            "test": {"loss": _finite_or_none(float(analysis.test_loss[k])),
-                     "acc": float(analysis.test_acc[k])},
-            "test_pred": analysis.test_pred[k].tolist(),
-            "confusion_test": metrics.confusion_matrix(test_labels, analysis.test_pred[k]).tolist(),
-            "confusion_train": (
-                metrics.confusion_matrix(train_labels, analysis.train_pred[k]).tolist()
-                if analysis.train_pred is not None else None
-            ),
-            # A diverged member's logits can overflow: non-finite probabilities -> None.
-            "test_probs_first25": [[_finite_or_none(v) for v in row] for row in analysis.probs[k]],
-            "weight_hist": _histograms(analysis.params, k, prog.program.model.weight_names),
-            "grad_hist": _histograms(analysis.grads, k, prog.program.model.weight_names),
-            "param_count": param_count,
-            "group_stats": stats,
-            "params": jax.tree_util.tree_map(lambda a, k=k: a[k], analysis.params),
-            "model_state": jax.tree_util.tree_map(lambda a, k=k: a[k], analysis.model_state),
-        })
-    return results
+    return [
+        MemberResult(
+            member=member, alive=bool(analysis.alive[k]),
+            diverged_epoch=int(analysis.diverged_epoch[k]) or None,
+            history=np.asarray(fitted.history[:, k, :]), epoch_seconds=np.asarray(fitted.seconds),
+            has_val=prog.val is not None,
+            test_loss=float(analysis.test_loss[k]), test_acc=float(analysis.test_acc[k]),
+            test_pred=np.asarray(analysis.test_pred[k]),
+            train_pred=(np.asarray(analysis.train_pred[k])
+                        if analysis.train_pred is not None else None),
+            test_probs=np.asarray(analysis.probs[k]),
+            params=jax.tree_util.tree_map(lambda a, k=k: a[k], analysis.params),
+            model_state=jax.tree_util.tree_map(lambda a, k=k: a[k], analysis.model_state),
+            weights=_weight_layers(analysis.params, k, names),
+            grads=_weight_layers(analysis.grads, k, names),
+            param_count=param_count, group=stats)
+        for k, member in enumerate(prog.members)
+    ]
 
 
 # --------------------------------------------------------------------------------------------
@@ -1081,7 +1061,7 @@ def train_grid(
     keep: int = 2,
     train_confusion: bool = True,
     devices: Sequence[Any] | None = None,
-) -> list[dict[str, Any]]:
+) -> list[MemberResult]:
     """Trains a group of members as one compiled program and evaluates them.
 
     Args:
@@ -1102,8 +1082,8 @@ def train_grid(
             by default (``jax.devices()``).
 
     Returns:
-        :func:`member_results`: one JSON-ready dict per member plus ``"params"`` and
-        ``"group_stats"``.
+        One :class:`MemberResult` per member (arrays; :func:`jaxmnist.runs.results.member_record`
+        shapes one as the run directory's JSON).
     """
     hooks = [*callbacks, *([EpochFunction(on_epoch)] if on_epoch is not None else [])]
     prog = build_program(members, splits, devices=devices)
@@ -1111,6 +1091,6 @@ def train_grid(
              if workdir else None)
     fitted = fit(prog, checkpointer=saver, callbacks=hooks, group_index=group_index)
     analysis = analyse(prog, fitted.state, splits, train_confusion=train_confusion)
-    results = member_results(prog, fitted, analysis, splits)
+    results = member_results(prog, fitted, analysis)
     emit(hooks, "on_group_end", group_index, results)
     return results

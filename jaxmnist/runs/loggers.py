@@ -21,6 +21,7 @@ This module imports neither jax nor tensorflow.
 
 from __future__ import annotations
 
+import math
 import json
 import re
 from collections.abc import Callable, Mapping
@@ -139,16 +140,20 @@ class TensorBoardLog(Callback):
             writer.flush()
             self.last_epoch[k] = epoch
 
-    def on_group_end(self, group_index: int, results: list[dict[str, Any]]) -> None:
-        """Test loss and accuracy at the last epoch, the end of the session; closes writers."""
+    def on_group_end(self, group_index: int, results: list[Any]) -> None:
+        """Test loss and accuracy at the last epoch, the end of the session; closes writers.
+
+        ``results`` are the engine's ``MemberResult`` objects, in member order.
+        """
         from tensorboardX.summary import hparams
 
         for k, result in zip(self.groups[group_index], results, strict=True):
             writer = self._writer(k)
-            step = self.last_epoch.get(k, len(result.get("history", [])))
+            step = self.last_epoch.get(k, len(result.history))
+            test = {"loss": result.test_loss, "acc": result.test_acc}
             for field, tag in TEST_SCALARS.items():
-                value = (result.get("test") or {}).get(field)
-                if value is not None:
+                value = test.get(field)
+                if value is not None and math.isfinite(value):
                     writer.add_scalar(tag, float(value), step)
             _, _, sei = hparams({}, {})
             writer.file_writer.add_summary(sei)

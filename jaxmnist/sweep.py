@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import os
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -542,5 +543,15 @@ def _join(settings: distributed.Settings) -> int:
     return 0
 
 
+def _main_closing_pipe() -> int:
+    """:func:`main`, quiet when a reader of its output (``| head``) closed the pipe early."""
+    try:
+        return main()
+    except BrokenPipeError:
+        # Python's own advice: point stdout at devnull so the exit flush raises nothing.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(_main_closing_pipe())

@@ -68,15 +68,15 @@ def _python(code: str, **env: str) -> subprocess.CompletedProcess:
 def test_configure_before_jax_starts_sets_the_devices():
     n = H.usable_cores()
     probe = "import jax; print(jax.device_count(), jax.devices()[0].platform)"
-    out = _python("from jaxmnist import hostdevices; hostdevices.configure(); " + probe)
+    out = _python("from jaxmnist.engine import hostdevices; hostdevices.configure(); " + probe)
     assert out.stdout.split() == [str(n), "cpu"]
     # The CLI configures first thing (--list starts no JAX of its own).
     out = _python("from jaxmnist import sweep; sweep.main(['--list']); " + probe)
     assert out.stdout.split()[-2:] == [str(n), "cpu"]
-    assert _python("from jaxmnist import hostdevices; hostdevices.configure(); " + probe,
+    assert _python("from jaxmnist.engine import hostdevices; hostdevices.configure(); " + probe,
                    JAXMNIST_CPU_DEVICES="1").stdout.split() == ["1", "cpu"]
     # JAX already started: nothing changes, and it is said once.
-    out = _python("import jax; jax.devices(); from jaxmnist import hostdevices; "
+    out = _python("import jax; jax.devices(); from jaxmnist.engine import hostdevices; "
                   "hostdevices.configure(); hostdevices.configure(); " + probe)
     assert out.stdout.split() == ["1", "cpu"]
     assert out.stderr.count("already started its backend") == 1

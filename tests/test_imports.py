@@ -35,7 +35,7 @@ def import_graph() -> dict[str, set[str]]:
                     base = ".".join([*anchor, base] if base else anchor)
                 targets = [base] + [f"{base}.{a.name}" for a in node.names]
             for target in targets:
-                # "from jaxmnist import rundir" names the module jaxmnist.runs.rundir.
+                # "from jaxmnist.runs import rundir" names the module jaxmnist.runs.rundir.
                 if target in modules and target != name:
                     graph[name].add(target)
     for name in graph:  # importing a.b runs a/__init__ first, which is not a dependency on a.b

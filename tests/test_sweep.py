@@ -135,7 +135,7 @@ def test_report_regenerates_from_files(smoke_run):
     run, _ = smoke_run
     for p in (run / "figures").glob("*.png"):
         p.unlink()
-    out = cli("jaxmnist.runs.report", str(run), timeout=120)
+    out = cli("jaxmnist.report", str(run), timeout=120)
     assert out.returncode == 0, out.stderr
     assert {"curves.png", "confusion_test.png", "ffnn.png", "samples.png"} <= {
         p.name for p in (run / "figures").glob("*.png")}
@@ -680,7 +680,7 @@ def test_the_built_wheel_runs_the_shipped_studies_outside_the_checkout(tmp_path)
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
     where = run([python, "-c", "import jaxmnist, jaxmnist.sweeps.s2 as s, importlib.resources "
                  "as r; print(jaxmnist.__file__); print(s.__file__); "
-                 "print((r.files('jaxmnist') / 'static' / 'index.html').is_file())"],
+                 "print((r.files('jaxmnist') / 'serve' / 'static' / 'index.html').is_file())"],
                 cwd=elsewhere, env=env).stdout.split()
     assert all(Path(p).is_relative_to(site) for p in where[:2]), where
     assert where[2] == "True"  # the web demo's files

@@ -352,6 +352,9 @@ class NnxNet(nnx.Module):
         return self.dense(x.reshape(x.shape[0], -1))
 
 
+# End-to-end tier: the default tier's representatives are the op-level forward and gradient
+# checks above and tests/test_adapters.py, whose NNX S0 (rewritten on CPU) gives the zoo's logits.
+@pytest.mark.e2e
 def test_flax_nnx_model_logits_and_grads():
     graphdef, state = nnx.split(NnxNet(nnx.Rngs(0)))
     x = jax.random.uniform(jax.random.PRNGKey(0), (2, 12, 12, 1))

@@ -63,8 +63,10 @@ def grid_members(epochs: int = 1, seed: int = 0, learning_rates=GRID_LEARNING_RA
 
 
 @functools.lru_cache(maxsize=4)
-def small_splits(n_train: int = 640, n_val: int = 200, n_test: int = 500) -> data.Splits:
-    """640 train (20 steps of 32), 200 val (the last training images), 500 test images.
+def small_splits(n_train: int = 640, n_val: int = 500, n_test: int = 500) -> data.Splits:
+    """640 train (20 steps of 32), 500 val (the last training images), 500 test images.
+
+    Validation and test of one size: the engine evaluates both with one compiled program.
 
     Real MNIST when ``$JAXMNIST_DATA_DIR`` is set, else the synthetic digits (tests/datasource.py).
     """

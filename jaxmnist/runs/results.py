@@ -1,0 +1,119 @@
+"""The engine's typed results shaped as the run directory's JSON (``results.json`` members).
+
+The engine (:mod:`jaxmnist.engine.train`) returns one ``MemberResult`` of arrays per member;
+this module decides what a run directory keeps of it: the status label (ok / diverged /
+collapsed), the history rows, test metrics, predictions and confusion matrices, the first 25
+test images' probabilities and per-layer weight and gradient histograms. NumPy only: no jax.
+The member's parameters are not JSON: ``RunWriter.export_member`` writes them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from jaxmnist.engine import metrics
+from jaxmnist.engine.hooks import HISTORY_FIELDS
+
+if TYPE_CHECKING:  # the engine imports jax; this module reads its results only
+    from jaxmnist.engine.train import GroupStats, MemberResult
+
+NUM_CLASSES = 10
+HIST_BINS = 30  # bins of the per-layer weight and gradient histograms
+
+COLLAPSE_SHARE = 0.9
+"""A member is ``collapsed`` when one class gets at least this share of its test predictions.
+
+MNIST's most frequent test class (digit 1) is 11.35% of the set, and a useful classifier predicts
+each class near its frequency; S2's degenerate models predict one class for 100% of the images.
+0.9 separates the two with a wide margin on both sides."""
+
+
+def member_status(alive: bool, test_pred: np.ndarray) -> tuple[str, float]:
+    """Labels a trained member from its final state and test predictions.
+
+    Args:
+        alive: False when a step produced a non-finite loss or parameters.
+        test_pred: The member's predicted class per test image.
+
+    Returns:
+        ``(status, top_class_share)``: status is ``"diverged"`` (not alive), ``"collapsed"`` (one
+        class gets at least :data:`COLLAPSE_SHARE` of the predictions) or ``"ok"``.
+    """
+    counts = np.bincount(np.asarray(test_pred, np.int64), minlength=NUM_CLASSES)
+    share = float(counts.max() / max(counts.sum(), 1))
+    if not alive:
+        return "diverged", share
+    return ("collapsed" if share >= COLLAPSE_SHARE else "ok"), share
+
+
+def histograms(layers: Mapping[str, np.ndarray]) -> dict[str, dict[str, list[float]]]:
+    """``{layer: {"counts", "edges"}}`` of each layer's finite values (:data:`HIST_BINS` bins)."""
+    out = {}
+    for layer, leaf in layers.items():
+        values = np.asarray(leaf, np.float64).ravel()
+        values = values[np.isfinite(values)]
+        if values.size == 0:
+            continue
+        counts, edges = np.histogram(values, bins=HIST_BINS)
+        out[layer] = {"counts": counts.tolist(), "edges": edges.tolist()}
+    return out
+
+
+def _finite_or_none(value: float) -> float | None:
+    return float(value) if math.isfinite(value) else None
+
+
+def history_rows(result: MemberResult) -> list[dict[str, Any]]:
+    """``[{"epoch", "train_loss", "train_acc", ["val_loss", "val_acc"], "seconds"}, ...]``."""
+    fields = [(j, f) for j, f in enumerate(HISTORY_FIELDS)
+              if result.has_val or not f.startswith("val")]
+    return [{"epoch": e + 1, **{f: _finite_or_none(row[j]) for j, f in fields},
+             "seconds": float(result.epoch_seconds[e])}
+            for e, row in enumerate(result.history)]
+
+
+def member_record(result: MemberResult, test_labels: np.ndarray,
+                  train_labels: np.ndarray | None = None) -> dict[str, Any]:
+    """One member's ``results.json`` entry (format in ``docs/architecture.md``).
+
+    Args:
+        result: The engine's ``MemberResult``.
+        test_labels: The test split's labels (the confusion matrix's rows).
+        train_labels: The training split's labels, for ``confusion_train`` when the result
+            holds training predictions.
+
+    Returns:
+        A JSON-ready dict (without ``member``, ``group`` and ``label``, which the study knows).
+    """
+    status, share = member_status(result.alive, result.test_pred)
+    train_confusion = None
+    if result.train_pred is not None and train_labels is not None:
+        train_confusion = metrics.confusion_matrix(np.asarray(train_labels),
+                                                   result.train_pred).tolist()
+    return {
+        "config": result.member.config(),
+        "status": status,
+        "diverged_epoch": result.diverged_epoch,
+        "top_class_share": share,
+        "history": history_rows(result),
+        "test": {"loss": _finite_or_none(result.test_loss), "acc": result.test_acc},
+        "test_pred": result.test_pred.tolist(),
+        "confusion_test": metrics.confusion_matrix(np.asarray(test_labels),
+                                                   result.test_pred).tolist(),
+        "confusion_train": train_confusion,
+        # A diverged member's logits can overflow: non-finite probabilities -> None.
+        "test_probs_first25": [[_finite_or_none(v) for v in row] for row in result.test_probs],
+        "weight_hist": histograms(result.weights),
+        "grad_hist": histograms(result.grads),
+        "param_count": result.param_count,
+    }
+
+
+def group_record(stats: GroupStats) -> dict[str, Any]:
+    """A group's ``results.json`` ``groups`` entry (without ``group`` and ``members``)."""
+    return dataclasses.asdict(stats)

@@ -230,3 +230,15 @@ def test_no_file_names_a_folder_of_the_development_machine():
             continue
         found += machine_paths(name, blob.decode("utf-8", errors="replace"))
     assert not found, "\n".join(found)
+
+
+def test_every_module_of_the_package_is_in_the_repository():
+    # A .gitignore pattern that matches a package folder (once "runs/" matched jaxmnist/runs/)
+    # leaves a clone, CI and the wheel without those modules while this checkout still works.
+    files = set(repository_files())
+    if not (ROOT / ".git").exists():  # an unpacked archive: nothing is ignored
+        return
+    missing = sorted(p.relative_to(ROOT).as_posix() for p in PACKAGE.rglob("*")
+                     if p.is_file() and "__pycache__" not in p.parts
+                     and p.relative_to(ROOT).as_posix() not in files)
+    assert not missing, f"ignored by git, so missing from a clone: {missing}"

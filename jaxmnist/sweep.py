@@ -297,7 +297,8 @@ def run(study: dict[str, Any], run_dir: Path, *, data_dir: str | None = None,
                                         "status": record["status"]},
                                  state=res.model_state)
             done[k] = {"member": k, "group": g, "label": C.describe(members[k]), **record}
-            group_stats[g] = {"group": g, "members": ks, **results_json.group_record(res.group)}
+            # "members" is the group's member count (config.json lists its members).
+            group_stats[g] = {"group": g, **results_json.group_record(res.group)}
         save()
         stats = group_stats.get(g, {})
         _say(f"group {g + 1}/{len(groups)}: {len(ks)} members, "

@@ -103,7 +103,7 @@ class Results(TypedDict, total=False):
     complete: bool  # every group trained (and the baseline, if any)
     data: dict[str, int]  # {"train": n, "val": n, "test": n}
     members: list[dict[str, Any]]  # sorted by "member"
-    groups: list[dict[str, Any]]  # runs.results.group_record + {"group", "members"}
+    groups: list[dict[str, Any]]  # {"group"} + runs.results.group_record ("members": a count)
     baseline: list[dict[str, Any]]
     wall_seconds: float
 

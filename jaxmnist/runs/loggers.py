@@ -21,8 +21,8 @@ This module imports neither jax nor tensorflow.
 
 from __future__ import annotations
 
-import math
 import json
+import math
 import re
 from collections.abc import Callable, Mapping
 from pathlib import Path

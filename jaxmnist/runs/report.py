@@ -12,10 +12,7 @@ seeds. Published numbers come from :mod:`jaxmnist.runs.published`.
 
 from __future__ import annotations
 
-import argparse
-import logging
 import math
-import sys
 from pathlib import Path
 from typing import Any
 

@@ -15,9 +15,9 @@ from typing import Any
 
 import numpy as np
 
+from jaxmnist.data import expected_sizes
 from jaxmnist.engine import metrics
 from jaxmnist.runs import published, rundir
-from jaxmnist.data import expected_sizes
 from jaxmnist.trees import flatten, get_dotted
 
 

@@ -363,8 +363,10 @@ def test_member_summary():
     assert s == "mlp · momentum lr 0.1 m 0.9"
 
 
-def test_bench_runs(predictor):
-    res = serve.bench(predictor, n=3, warmup=1)
+def test_the_latency_benchmark_runs(predictor):
+    from benchmarks import serve_latency
+
+    res = serve_latency.bench(predictor, n=3, warmup=1)
     assert len(res) == 3 and all(r["p95"] >= r["p50"] > 0 for r in res.values())
 
 

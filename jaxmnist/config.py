@@ -29,6 +29,7 @@ anything compiles or any file is written.
 from __future__ import annotations
 
 import ast
+import collections
 import copy
 import itertools
 import json
@@ -40,7 +41,8 @@ from typing import Any
 
 import ml_collections
 
-from jaxmnist import trees
+from jaxmnist import schema, trees
+from jaxmnist.caches import kept
 from jaxmnist.checks import is_int, suggest
 from jaxmnist.data import MNIST_TEST, MNIST_TRAIN, expected_sizes  # noqa: F401 - public here too
 from jaxmnist.groups import (  # noqa: F401 - the grouping rule is part of the config API
@@ -595,10 +597,22 @@ def check(study: Mapping[str, Any]) -> list[dict[str, Any]]:
     Raises:
         ConfigError: listing every problem with ``study``.
     """
-    problems, members = _validate(study)
-    if problems:
-        raise ConfigError(problems, f"study {study.get('study', '?')!r}")
-    return members
+    # The API checks a study when it is loaded (jm.load_study) and again when it runs (jm.run):
+    # the second check of the same study, against the same choice lists, reuses the first's
+    # expansion. Only valid studies are kept (a fix is always checked afresh).
+    def expand_valid() -> list[dict[str, Any]]:
+        problems, members = _validate(study)
+        if problems:
+            raise ConfigError(problems, f"study {study.get('study', '?')!r}")
+        return members
+
+    key = (json.dumps(study, sort_keys=True, default=repr), id(schema.schemas()["member"]))
+    return [dict(m) for m in kept(_CHECKED, key, expand_valid, CHECKED_KEPT)]
+
+
+CHECKED_KEPT = 8  # checked studies kept per process (a notebook's few studies)
+_CHECKED: collections.OrderedDict[tuple[str, int], list[dict[str, Any]]] = (
+    collections.OrderedDict())
 
 
 # --------------------------------------------------------------------------------------------

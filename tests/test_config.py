@@ -262,3 +262,27 @@ def test_study_files_repeat_no_default(name):
                 if k in data.DATA_DEFAULTS and v == data.DATA_DEFAULTS[k]]
     repeated += [k for k, v in schema.STUDY_DEFAULTS.items() if raw.get(k, object()) == v]
     assert not repeated, f"sweeps/{name}.py states defaults: {repeated}"
+
+
+def test_a_study_checked_again_is_not_expanded_again(monkeypatch):
+    """jm.load_study then jm.run check the same study twice: one expansion serves both."""
+    import copy
+
+    s = study("s2")
+    calls = []
+    real = C._validate
+    monkeypatch.setattr(C, "_validate", lambda st: calls.append(1) or real(st))
+    monkeypatch.setattr(C, "_CHECKED", type(C._CHECKED)())
+    first = C.check(s)
+    again = C.check(copy.deepcopy(s))
+    assert len(calls) == 1 and [m["config"] for m in again] == [m["config"] for m in first]
+    assert again is not first and again[0] is not first[0]  # a caller's edits stay its own
+    other = C.resolve(C.load_study("s2"), overrides=["data.test_limit=500"])
+    C.check(other)
+    assert len(calls) == 2  # another study: its own expansion
+    bad = copy.deepcopy(s)
+    bad["base"]["optim"]["learning_rate"] = -1.0
+    for _ in range(2):  # an invalid study is never kept: each check reports its problems
+        with pytest.raises(C.ConfigError):
+            C.check(bad)
+    assert len(calls) == 4

@@ -214,14 +214,13 @@ def step_cost(configs: list[dict[str, Any]], arrays: dict[str, np.ndarray]) -> d
     """FLOPs and bytes of ONE training step of one member, from XLA's cost analysis.
 
     Counted on the engine's own program (:func:`jaxmnist.engine.train.build_program`, what users
-    run):
-    one member per optimizer family in ``configs`` (so the step carries the group's union
-    optimizer), ``vmap``-ed on one device, trained on exactly one batch of ``arrays``. The
-    compiled epoch is then one step per member (XLA counts a loop's body once, so a longer
-    epoch would still count one step; one batch makes that exact either way), plus the epoch's
-    shuffle of one batch of indices. Divided by the members: forward, loss, backward, the
-    union optimizer's update and the divergence guard of one member. XLA counts a matmul as
-    2*M*N*K FLOPs; elementwise work counts too (small here).
+    run): one member per optimizer family in ``configs`` (so the step carries the group's union
+    optimizer), ``vmap``-ed on one device, trained on exactly one batch of ``arrays``. The compiled
+    epoch is then one step per member (XLA counts a loop's body once, so a longer epoch would still
+    count one step; one batch makes that exact either way), plus the epoch's shuffle of one batch of
+    indices. Divided by the members: forward, loss, backward, the union optimizer's update and the
+    divergence guard of one member. XLA counts a matmul as 2*M*N*K FLOPs; elementwise work counts
+    too (small here).
     """
     import jax
 

@@ -2,8 +2,8 @@
 
 One implementation each, imported by the schema (:mod:`jaxmnist.schema`), the study loader
 (:mod:`jaxmnist.config`) and the owners that check their own sections
-(:mod:`jaxmnist.engine.optim`).
-Plain Python: no jax, no other jaxmnist module, so anything may import it.
+(:mod:`jaxmnist.engine.optim`). Plain Python: no jax, no other jaxmnist module, so anything may
+import it.
 """
 
 from __future__ import annotations

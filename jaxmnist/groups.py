@@ -1,12 +1,11 @@
 """Groups: which member configs can train together as ONE compiled program.
 
 Static keys (shapes: architecture, batch, epochs, loss) must agree inside a group; the
-:data:`DYNAMIC_KEYS` become per-member arrays with a leading grid axis. ``jaxmnist.config``
-exposes this as part of the study API; the engine (``jaxmnist.engine.train``) imports it from here,
-so
-the engine does not depend on study files. It also holds :data:`STRATEGIES`, the ways a group's
-members run inside its program, so that the schema (``jaxmnist.schema``) reads the list without
-importing the engine, which reads the schema's types. Plain Python: no jax.
+:data:`DYNAMIC_KEYS` become per-member arrays with a leading grid axis. ``jaxmnist.config`` exposes
+this as part of the study API; the engine (``jaxmnist.engine.train``) imports it from here, so the
+engine does not depend on study files. It also holds :data:`STRATEGIES`, the ways a group's members
+run inside its program, so that the schema (``jaxmnist.schema``) reads the list without importing
+the engine, which reads the schema's types. Plain Python: no jax.
 """
 
 from __future__ import annotations

@@ -2,13 +2,12 @@
 
 Every choice list comes from its owner: optimizers from :mod:`jaxmnist.engine.optim`, losses from
 :mod:`jaxmnist.engine.losses`, model families, activations and initializers from
-:mod:`jaxmnist.models`,
-strategies from :mod:`jaxmnist.groups`, datasets, sources and split kinds from :mod:`jaxmnist.data`.
-Hyperparameters that depend on the choice are checked by the owner's own function:
-``jaxmnist.engine.optim.check_hyperparameters`` (per optimizer),
-``jaxmnist.engine.optim.check_learning_rate``,
-``jaxmnist.models.validate_model_config`` (per model family) and ``jaxmnist.data.split_problems``
-(per split kind), so those modules can grow without touching this file.
+:mod:`jaxmnist.models`, strategies from :mod:`jaxmnist.groups`, datasets, sources and split kinds
+from :mod:`jaxmnist.data`. Hyperparameters that depend on the choice are checked by the owner's own
+function: ``jaxmnist.engine.optim.check_hyperparameters`` (per optimizer),
+``jaxmnist.engine.optim.check_learning_rate``, ``jaxmnist.models.validate_model_config`` (per model
+family) and ``jaxmnist.data.split_problems`` (per split kind), so those modules can grow without
+touching this file.
 
 :func:`member` turns a member config (a plain dict) into THE typed object the engine reads
 (:class:`Member`: ``m.train.strategy``, ``m.reg.l2``, ``m.optim.learning_rate``), every default

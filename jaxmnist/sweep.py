@@ -20,12 +20,11 @@ the sklearn baseline where the study asks for one -> ``jaxmnist.runs.report`` ta
 Re-running into an existing run directory resumes: finished groups are read back from
 ``results.json``, an interrupted group restarts from its latest checkpoint in ``ckpt/group_<g>``.
 
-``--distributed`` runs one study over many processes (hosts): every process runs this same
-command, JAX's distributed runtime joins them (``jaxmnist.engine.distributed``; on SLURM, Open MPI
-and
-Cloud TPU without any JAXMNIST_* variable), each group's grid is sharded over every process's
-devices, all processes write the orbax checkpoints together, and process 0 alone writes the run
-directory. See docs/distributed.md.
+``--distributed`` runs one study over many processes (hosts): every process runs this same command,
+JAX's distributed runtime joins them (``jaxmnist.engine.distributed``; on SLURM, Open MPI and Cloud
+TPU without any JAXMNIST_* variable), each group's grid is sharded over every process's devices, all
+processes write the orbax checkpoints together, and process 0 alone writes the run directory. See
+docs/distributed.md.
 """
 
 from __future__ import annotations

@@ -5,8 +5,7 @@
 
 For each model, strategy and number of members G on ONE device, it builds the group's program
 (jaxmnist.engine.train.build_program: data on the device, initial state, the compiled epoch) and
-reads
-XLA's buffer assignment of the compiled epoch (``memory_analysis()``): arguments (the members'
+reads XLA's buffer assignment of the compiled epoch (``memory_analysis()``): arguments (the members'
 state + the dataset, replicated on every device), outputs (aliased with the donated state) and
 temporaries (activations, gradients). No training runs. The data are zeros of full-MNIST shape
 (60,000 training images), since memory does not depend on the pixel values.

@@ -1,11 +1,10 @@
 """Subprocess helper for tests/test_distributed.py: one process of a small distributed grid.
 
-Runs as ``python tests/distributed_worker.py OUT.npz --devices D [--workdir DIR]
-[--kill-after-epoch N --kill-process P]`` with the ``JAXMNIST_COORDINATOR`` /
-``JAXMNIST_NUM_PROCESSES`` / ``JAXMNIST_PROCESS_ID`` environment of jaxmnist.engine.distributed
-(none of
-them: a plain single-process run). Each process simulates ``D`` CPU devices (XLA_FLAGS must be
-set before jax starts, hence a subprocess). Process 0 saves the results.
+Runs as ``python tests/distributed_worker.py OUT.npz --devices D [--workdir DIR] [--kill-after-epoch
+N --kill-process P]`` with the ``JAXMNIST_COORDINATOR`` / ``JAXMNIST_NUM_PROCESSES`` /
+``JAXMNIST_PROCESS_ID`` environment of jaxmnist.engine.distributed (none of them: a plain
+single-process run). Each process simulates ``D`` CPU devices (XLA_FLAGS must be set before jax
+starts, hence a subprocess). Process 0 saves the results.
 """
 
 from __future__ import annotations

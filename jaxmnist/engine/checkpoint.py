@@ -1,17 +1,15 @@
 """Checkpoints: orbax save / restore-latest of a group's grid state.
 
 ``ckpt/group_<g>/`` holds orbax checkpoints of a whole group's training state (every member
-stacked on a leading grid axis). They exist to resume an interrupted run exactly. A member's final
-parameters for the web demo and the report are plain NumPy files owned by
-:mod:`jaxmnist.runs.rundir`
-(``export_member`` / ``load_member``).
+stacked on a leading grid axis). They exist to resume an interrupted run exactly. A member's
+final parameters for the web demo and the report are plain NumPy files owned by
+:mod:`jaxmnist.runs.rundir` (``export_member`` / ``load_member``).
 
 Multi-process runs (``jaxmnist.engine.distributed``): the state holds global arrays sharded over
-every
-process's devices, and orbax saves and restores them in its multi-process mode with no other
+every process's devices, and orbax saves and restores them in its multi-process mode with no other
 setting: every process calls :func:`make_manager`, :func:`save` and :func:`restore_latest` at the
-same points (they synchronise), and each writes its own shards (``ocdbt.process_<i>/``) into the
-one directory, which must therefore be one that every host shares.
+same points (they synchronise), and each writes its own shards (``ocdbt.process_<i>/``) into the one
+directory, which must therefore be one that every host shares.
 """
 
 from __future__ import annotations

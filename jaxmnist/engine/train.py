@@ -28,8 +28,7 @@ Multi-device: the grid axis is sharded over all devices with a 1-D ``Mesh`` and
 ``NamedSharding``; the grid is padded to a multiple of the device count with copies of member 0
 whose results are dropped. "All devices" are every process's devices in a multi-process run
 (``jaxmnist.engine.distributed``): each process feeds and computes only the members on its own
-devices.
-In one process, a group uses only the devices that reduce its members per device
+devices. In one process, a group uses only the devices that reduce its members per device
 (:func:`useful_devices`: a one-member group trains on one device, not on two with a discarded
 copy), and the sequential strategy deals the members out to the devices by decreasing learning
 rate (:func:`member_layout`), so that those likeliest to diverge sit on different devices; results,

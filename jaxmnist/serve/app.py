@@ -136,8 +136,7 @@ def member_summary(config: dict[str, Any]) -> str:
     opt = config.get("optim") or {}
     if opt:
         o = f"{opt.get('name', '?')} lr {_fmt_num(opt.get('learning_rate', '?'))}"
-        # Only the heavy-ball optimizer uses momentum (jaxmnist.engine.optim); elsewhere it is
-        # noise.
+        # Only the heavy-ball optimizer uses momentum (jaxmnist.engine.optim): noise elsewhere.
         if opt.get("name") == "momentum" and opt.get("momentum"):
             o += f" m {_fmt_num(opt['momentum'])}"
         parts.append(o)

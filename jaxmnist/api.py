@@ -262,12 +262,12 @@ def run(study: Mapping[str, Any], *, workdir: str | Path, data_dir: str | None =
     Returns:
         The finished :class:`Run`.
     """
-    from jaxmnist import sweep
+    from jaxmnist import runner
     from jaxmnist.engine import hostdevices
 
-    members = C.check(study)  # the run's members, validated: sweep.run trains these
+    members = C.check(study)  # the run's members, validated: runner.run trains these
     hostdevices.configure()  # before the engine starts JAX: one host device per core on a CPU
-    sweep.run(dict(study), Path(workdir), data_dir=data_dir, report=report,
+    runner.run(dict(study), Path(workdir), data_dir=data_dir, report=report,
               callbacks=callbacks, progress=progress, members=members)
     return open_run(workdir)
 

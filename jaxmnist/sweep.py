@@ -14,8 +14,10 @@ package ``jaxmnist.sweeps``, a checkout's ``sweeps/`` folder) or the path of any
 
 Steps: load and validate the study (no jax, nothing written on error, exit code 2) -> expand it
 into member configs -> group members by their static keys (``jaxmnist.config.group_key``) -> train
-each group as one program with a progress bar -> write ``results.json`` after every group ->
-the sklearn baseline where the study asks for one -> ``jaxmnist.runs.report`` tables and figures.
+them into the run directory with :func:`jaxmnist.runner.run` (what the Python API calls too: each
+group as one program with a progress bar, ``results.json`` after every group, the sklearn baseline
+where the study asks for one, ``jaxmnist.runs.report`` tables and figures). This module is the
+command line only: arguments, messages and exit codes.
 
 Re-running into an existing run directory resumes: finished groups are read back from
 ``results.json``, an interrupted group restarts from its latest checkpoint in ``ckpt/group_<g>``.
@@ -33,17 +35,13 @@ import argparse
 import datetime as dt
 import os
 import sys
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from jaxmnist import config as C
-from jaxmnist import envinfo
 from jaxmnist.engine import distributed, hostdevices
-from jaxmnist.engine.hooks import Callback, EpochInfo, GroupStart
+from jaxmnist.runner import group_label, resolved_config, run
 from jaxmnist.runs import rundir
 
 EXIT_CONFIG = 2
@@ -119,274 +117,6 @@ def _say(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
 
-# --------------------------------------------------------------------------------------------
-# Environment and the resolved config
-# --------------------------------------------------------------------------------------------
-
-
-def _resolved_config(study: dict[str, Any], members: list[dict], groups: list[list[int]]):
-    group_of = {k: g for g, ks in enumerate(groups) for k in ks}
-    return {
-        **study,
-        "experiment_list": C.experiments(study),
-        "groups": [{"group": g, "members": ks} for g, ks in enumerate(groups)],
-        "members": [
-            {
-                "member": m["member"],
-                "group": group_of[m["member"]],
-                "key": m["key"],
-                "label": C.describe(m),
-                "experiments": m["experiments"],
-                "config": m["config"],
-            }
-            for m in members
-        ],
-    }
-
-
-# --------------------------------------------------------------------------------------------
-# Training
-# --------------------------------------------------------------------------------------------
-
-
-class Progress(Callback):
-    """One tqdm bar per group: epochs done, members, images/s, best validation accuracy."""
-
-    def __init__(self, n_groups: int, label: str):
-        self.n_groups, self.label = n_groups, label
-        self.bar = None
-        self.best: float | None = None
-
-    def on_group_start(self, group_index: int, info: GroupStart) -> None:
-        """Opens the bar at the epoch training starts from (> 0 when resumed)."""
-        # tqdm.auto: a widget in a notebook, a text bar in a terminal.
-        from tqdm.auto import tqdm
-
-        self.bar = tqdm(total=info.epochs, initial=info.start_epoch - 1,
-                        desc=f"group {group_index + 1}/{self.n_groups} {self.label}",
-                        unit="epoch", file=sys.stderr, dynamic_ncols=True, leave=True)
-
-    def on_epoch_end(self, group_index: int, epoch: int, member_metrics: list[dict[str, Any]],
-                     info: EpochInfo) -> None:
-        """Advances the bar and shows the best accuracy so far."""
-        vals = [m["val_acc"] for m in member_metrics if m.get("val_acc") is not None]
-        accs = vals or [m["train_acc"] for m in member_metrics if m.get("train_acc") is not None]
-        if accs:
-            self.best = max(accs + ([self.best] if self.best is not None else []))
-        self.bar.set_postfix(
-            members=len(member_metrics), img_s=f"{info.images_per_second:,.0f}",
-            **{("best_val" if vals else "best_train"): f"{self.best:.4f}"}
-            if self.best is not None else {},
-        )
-        self.bar.update(epoch - self.bar.n)
-
-    def close(self) -> None:
-        """Closes the bar (also when training failed)."""
-        if self.bar is not None:
-            self.bar.close()
-
-
-def _group_label(members: list[dict[str, Any]]) -> str:
-    """The group's first grid point (and how many more it holds), for the progress bar."""
-    labels = list(dict.fromkeys(C.describe(m).rsplit(" (seed", 1)[0] for m in members))
-    text = labels[0] + (f" +{len(labels) - 1} more" if len(labels) > 1 else "")
-    return text if len(text) <= 50 else text[:47] + "..."
-
-
-def resolved_config(study: dict[str, Any],
-                    members: list[dict[str, Any]] | None = None) -> dict[str, Any]:
-    """The study as ``config.json`` stores it: members, their groups and experiment labels.
-
-    Args:
-        study: A resolved study.
-        members: Its members (``jaxmnist.config.check``); expanded here when not given.
-
-    Returns:
-        The ``config.json`` dict.
-    """
-    members = C.expand(study) if members is None else members
-    return _resolved_config(study, members, C.group_members([m["config"] for m in members]))
-
-
-def run(study: dict[str, Any], run_dir: Path, *, data_dir: str | None = None,
-        report: bool = True, callbacks: Sequence[Callable[..., Any]] = (),
-        progress: bool = True, members: list[dict[str, Any]] | None = None) -> dict[str, Any]:
-    """Trains (or resumes) a resolved study into ``run_dir`` and returns results.json.
-
-    The run directory is made only after the data loaded; a bad data file leaves nothing behind.
-    Every run writes TensorBoard events (``jaxmnist.runs.loggers``); ``callbacks`` are factories
-    ``factory(run_dir, config) -> hooks object`` (``--callback``), e.g. a W&B logger.
-    ``members`` are the study's validated members from ``jaxmnist.config.check`` (the one
-    expansion of the run); without them the study is checked here.
-
-    Raises:
-        ConfigError: ``members`` not given, and the study is invalid.
-        RunDirError: ``run_dir`` is unusable (exit 2) or writing failed (exit 1).
-        jaxmnist.data.DataError: the data cannot be loaded (nothing written).
-    """
-    from jaxmnist import data
-    from jaxmnist.engine import train
-    from jaxmnist.runs import loggers
-    from jaxmnist.runs import results as results_json
-
-    members = C.check(study) if members is None else members
-    configs = [m["config"] for m in members]
-    typed = [m["typed"] for m in members]
-    groups = C.group_members(configs)
-    resolved = _resolved_config(study, members, groups)
-    # Every process checks (read-only); in a multi-process run only process 0 writes the run
-    # directory, the others train, save their checkpoint shards and read what process 0 wrote.
-    resuming = rundir.RunWriter.check(run_dir, resolved)  # fail before the (slow) data load
-    primary = distributed.is_primary()
-    data_spec = {k: v for k, v in study["data"].items() if k != "source"}
-    splits = data.make_splits(data_spec, source=study["data"].get("source", "auto"),
-                              data_dir=data_dir)
-    writer = _open_run_dir(run_dir, resolved)
-    _say(f"run directory: {run_dir}" + ("  (resuming)" if resuming else ""))
-    if primary:
-        writer.write_env(envinfo.environment())
-        writer.save_samples(splits)
-    sizes = {"train": int(len(splits.train_y)),
-             "val": int(len(splits.val_y)) if splits.val_y is not None else 0,
-             "test": int(len(splits.test_y))}
-
-    previous = rundir.read_results(run_dir, required=False)
-    done = {r["member"]: r for r in previous.get("members", [])}
-    group_stats = {g["group"]: g for g in previous.get("groups", [])}
-    results = {"study": study["study"], "title": study.get("title", ""),
-               "preset": study.get("preset"),
-               "reduced": study["reduced"], "reduced_reasons": study["reduced_reasons"],
-               "complete": False, "data": sizes, "members": [], "groups": [],
-               "baseline": previous.get("baseline", [])}
-
-    def save() -> None:
-        results["members"] = [done[k] for k in sorted(done)]
-        results["groups"] = [group_stats[g] for g in sorted(group_stats)]
-        writer.write_results(results)
-
-    # Loggers write files: process 0's alone.
-    tensorboard = loggers.TensorBoardLog(run_dir, resolved) if primary else None
-    extra = [tensorboard, *(factory(run_dir, resolved) for factory in callbacks)] \
-        if primary else []
-    t_start = time.perf_counter()
-    for g, ks in enumerate(groups):
-        if all(k in done for k in ks):
-            _say(f"group {g + 1}/{len(groups)}: finished earlier, read from results.json")
-            continue
-        bar = Progress(len(groups), _group_label([members[k] for k in ks]))
-        bars = [bar] if progress else []
-        try:
-            # The train confusion matrix is drawn for the best point alone: predicted once for
-            # that member after every group finished (_add_train_confusion), not for all.
-            out = train.train_grid([typed[k] for k in ks], splits,
-                                   workdir=str(writer.ckpt_dir(g)), group_index=g,
-                                   train_confusion=False,
-                                   callbacks=[writer.metrics_log(ks), *bars, *extra]
-                                   if primary else [])
-        finally:
-            bar.close()
-            if tensorboard is not None:
-                tensorboard.close()
-        if not primary:
-            continue
-        for k, res in zip(ks, out, strict=True):
-            record = results_json.member_record(res, splits.test_y, splits.train_y)
-            writer.export_member(k, configs[k]["model"], res.params,
-                                 extra={"test_acc": record["test"]["acc"],
-                                        "status": record["status"]},
-                                 state=res.model_state)
-            done[k] = {"member": k, "group": g, "label": C.describe(members[k]), **record}
-            # "members" is the group's member count (config.json lists its members).
-            group_stats[g] = {"group": g, **results_json.group_record(res.group)}
-        save()
-        stats = group_stats.get(g, {})
-        _say(f"group {g + 1}/{len(groups)}: {len(ks)} members, "
-             f"compile {stats.get('compile_seconds', 0):.1f}s, "
-             f"train {stats.get('train_seconds', 0):.1f}s, "
-             f"{stats.get('images_per_second') or 0:,.0f} images/s")
-
-    if distributed.process_count() > 1:
-        # Training is over: leave the distributed runtime before the host-only steps, so that
-        # no process waits on process 0's baseline and report (the shutdown time-out).
-        distributed.shutdown()
-        if not primary:
-            _say(f"process {distributed.process_index()}: done; process 0 writes the results")
-            return results
-    if primary and _add_train_confusion(run_dir, done, splits):
-        save()
-    if study.get("baseline") == "sklearn" and not results["baseline"]:
-        from jaxmnist.engine import baselines
-
-        results["baseline"] = baselines.run_sklearn(study, members, splits, log=_say)
-    results["complete"] = True
-    results["wall_seconds"] = time.perf_counter() - t_start
-    save()
-    _say(f"trained in {results['wall_seconds']:.1f}s; results: {run_dir / rundir.RESULTS}")
-    if report:
-        from jaxmnist.runs import report as report_mod
-
-        written = report_mod.generate(run_dir)
-        _say(f"report: {len(written)} files under {run_dir}/tables and {run_dir}/figures")
-    return results
-
-
-def _add_train_confusion(run_dir: Path, done: dict[int, dict[str, Any]], splits: Any) -> bool:
-    """Adds the training-set confusion matrix to the member the report draws it for.
-
-    That is the representative (lowest seed) of the point with the best mean test accuracy
-    (``jaxmnist.runs.runview.Run.best``); predicting the training set with every member of S2's grid
-    took minutes of a CPU preset. Returns True when a matrix was added.
-    """
-    from jaxmnist.engine import metrics, train
-    from jaxmnist.runs import runview
-
-    try:
-        best = runview.load(run_dir).best().rep
-    except runview.ReportError:
-        return False
-    k = best.get("member")
-    if k not in done or done[k].get("confusion_train") is not None:
-        return False
-    try:
-        model_cfg, params, state = rundir.load_member(run_dir, k)
-    except rundir.RunDirError:
-        return False  # never exported (a diverged member): the report draws no train matrix
-    preds = train.predict_classes(model_cfg, params, state, splits.train_x)
-    done[k]["confusion_train"] = metrics.confusion_matrix(
-        np.asarray(splits.train_y), preds).tolist()
-    return True
-
-
-def _open_run_dir(run_dir: Path, resolved: dict[str, Any]) -> rundir.RunWriter:
-    """Opens the run directory on process 0; every process learns whether that worked.
-
-    Returns:
-        Process 0's writer; on the other processes a writer that is used only to name the
-        checkpoint folders (they write nothing else).
-
-    Raises:
-        RunDirError: On every process when process 0 could not open the directory.
-        DistributedError: When another process cannot see the directory process 0 opened.
-    """
-    if distributed.process_count() == 1:
-        return rundir.RunWriter.open(run_dir, resolved)[0]
-    writer, error = rundir.RunWriter(run_dir), None
-    if distributed.is_primary():
-        try:
-            writer = rundir.RunWriter.open(run_dir, resolved)[0]
-        except rundir.RunDirError as err:
-            error = err
-    agreed = distributed.all_true(error is None)
-    if error is not None:
-        raise error
-    if not all(agreed):
-        raise rundir.RunDirError(
-            f"process 0 could not open the run directory {run_dir}; see its message",
-            exit_code=1)
-    distributed.check_shared_dir(run_dir)
-    return writer
-
-
 def _dry_run(study: dict[str, Any], members: list[dict[str, Any]]) -> None:
     groups = C.group_members([m["config"] for m in members])
     train_n, val_n, test_n = C.expected_sizes(study["data"])
@@ -399,7 +129,7 @@ def _dry_run(study: dict[str, Any], members: list[dict[str, Any]]) -> None:
         print("reduced: " + "; ".join(study["reduced_reasons"]))
     print(f"{len(members)} members in {len(groups)} groups, {study['seeds']} seeds each")
     for g, ks in enumerate(groups):
-        print(f"  group {g}: {_group_label([members[k] for k in ks])} ({len(ks)} members)")
+        print(f"  group {g}: {group_label([members[k] for k in ks])} ({len(ks)} members)")
         for k in ks:
             print(f"    member {k}: {C.describe(members[k])}")
 

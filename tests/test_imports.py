@@ -112,8 +112,12 @@ LAYERS = (
     ("engine", ("jaxmnist.engine", "jaxmnist.schema", "jaxmnist.config")),
     ("runs", ("jaxmnist.runs",)),
     ("serve", ("jaxmnist.serve",)),
-    ("api", ("jaxmnist.api", "jaxmnist.sweep", "jaxmnist.report", "jaxmnist")),
+    ("api", ("jaxmnist.api", "jaxmnist.runner", "jaxmnist.sweep", "jaxmnist.report",
+             "jaxmnist")),
 )
+# The command lines: thin layers over the API that nothing in the library imports (the web
+# demo's command line lives with its app, jaxmnist.serve.app, which only __main__ imports).
+CLI_MODULES = ("jaxmnist.sweep", "jaxmnist.report", "jaxmnist.data.cli")
 
 
 def layer_of(module: str) -> int:
@@ -242,3 +246,12 @@ def test_every_module_of_the_package_is_in_the_repository():
                      if p.is_file() and "__pycache__" not in p.parts
                      and p.relative_to(ROOT).as_posix() not in files)
     assert not missing, f"ignored by git, so missing from a clone: {missing}"
+
+
+def test_the_library_imports_no_command_line():
+    graph = import_graph()
+    importers = {cli: sorted(m for m, targets in graph.items() if cli in targets
+                             and not m.endswith("__main__"))
+                 for cli in CLI_MODULES}
+    assert all(cli in graph for cli in CLI_MODULES)
+    assert not any(importers.values()), importers

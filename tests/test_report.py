@@ -12,8 +12,8 @@ import pytest
 
 from jaxmnist import config as C
 from jaxmnist.engine import metrics
+from jaxmnist.runner import resolved_config
 from jaxmnist.runs import published, report, rundir
-from jaxmnist.sweep import resolved_config
 
 ROOT = Path(__file__).resolve().parent.parent
 SWEEPS = ROOT / "sweeps"

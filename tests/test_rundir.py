@@ -139,14 +139,14 @@ def test_reads_a_run_in_progress(tmp_path):
 
 def test_a_run_written_before_the_data_defaults_were_filled_in_resumes(tmp_path):
     """config.json of 7bdb1e0 has no data.name; the same command today resolves name 'mnist'."""
-    from jaxmnist import config, sweep
+    from jaxmnist import config, runner
 
     run = tmp_path / "old"
     shutil.copytree(OLD_RUN, run)
     study = config.resolve(config.load_study("smoke"), seeds=1, overrides=[
         "data.train_limit=256", "data.test_limit=50", "data.val_size=50",
         "grid.model.hidden=[[8]]", "grid.optim.learning_rate=[0.1]"])
-    new = sweep.resolved_config(study)
+    new = runner.resolved_config(study)
     assert "name" not in rundir.read_config(run)["data"] and new["data"]["name"] == "mnist"
     assert rundir.RunWriter.check(run, new) is True
     new["data"]["name"] = "fashion_mnist"

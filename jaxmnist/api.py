@@ -19,8 +19,9 @@ process; the run directory records an import path when the object's class can be
 again, and otherwise says why it cannot (``notes`` in ``config.json``).
 
 Every call writes a run directory exactly as ``python -m jaxmnist.sweep`` does, and calling it
-again with the same arguments and ``workdir`` resumes it. The CLI is a thin layer over
-:func:`run`. Nothing here imports jax until a run trains or a member predicts.
+again with the same arguments and ``workdir`` resumes it. :func:`run` and the CLI are both thin
+layers over :func:`jaxmnist.runner.run`. Nothing here imports jax until a run trains or a member
+predicts.
 """
 
 from __future__ import annotations

@@ -607,7 +607,9 @@ def check(study: Mapping[str, Any]) -> list[dict[str, Any]]:
         return members
 
     key = (json.dumps(study, sort_keys=True, default=repr), id(schema.schemas()["member"]))
-    return [dict(m) for m in kept(_CHECKED, key, expand_valid, CHECKED_KEPT)]
+    # Each caller gets its own config dicts (the typed Members are frozen and shared).
+    return [{**m, "config": copy.deepcopy(m["config"])}
+            for m in kept(_CHECKED, key, expand_valid, CHECKED_KEPT)]
 
 
 CHECKED_KEPT = 8  # checked studies kept per process (a notebook's few studies)

@@ -27,7 +27,8 @@ from jaxmnist.engine.hooks import Callback, EpochInfo, GroupStart
 from jaxmnist.runs import rundir
 
 
-def _say(msg: str) -> None:
+def say(msg: str) -> None:
+    """One message line on stderr (progress and results go there; stdout stays for data)."""
     print(msg, file=sys.stderr, flush=True)
 
 
@@ -154,7 +155,7 @@ def run(study: dict[str, Any], run_dir: Path, *, data_dir: str | None = None,
     splits = data.make_splits(data_spec, source=study["data"].get("source", "auto"),
                               data_dir=data_dir)
     writer = _open_run_dir(run_dir, resolved)
-    _say(f"run directory: {run_dir}" + ("  (resuming)" if resuming else ""))
+    say(f"run directory: {run_dir}" + ("  (resuming)" if resuming else ""))
     if primary:
         writer.write_env(envinfo.environment())
         writer.save_samples(splits)
@@ -183,7 +184,7 @@ def run(study: dict[str, Any], run_dir: Path, *, data_dir: str | None = None,
     t_start = time.perf_counter()
     for g, ks in enumerate(groups):
         if all(k in done for k in ks):
-            _say(f"group {g + 1}/{len(groups)}: finished earlier, read from results.json")
+            say(f"group {g + 1}/{len(groups)}: finished earlier, read from results.json")
             continue
         bar = Progress(len(groups), group_label([members[k] for k in ks]))
         bars = [bar] if progress else []
@@ -212,7 +213,7 @@ def run(study: dict[str, Any], run_dir: Path, *, data_dir: str | None = None,
             group_stats[g] = {"group": g, **results_json.group_record(res.group)}
         save()
         stats = group_stats.get(g, {})
-        _say(f"group {g + 1}/{len(groups)}: {len(ks)} members, "
+        say(f"group {g + 1}/{len(groups)}: {len(ks)} members, "
              f"compile {stats.get('compile_seconds', 0):.1f}s, "
              f"train {stats.get('train_seconds', 0):.1f}s, "
              f"{stats.get('images_per_second') or 0:,.0f} images/s")
@@ -222,23 +223,23 @@ def run(study: dict[str, Any], run_dir: Path, *, data_dir: str | None = None,
         # no process waits on process 0's baseline and report (the shutdown time-out).
         distributed.shutdown()
         if not primary:
-            _say(f"process {distributed.process_index()}: done; process 0 writes the results")
+            say(f"process {distributed.process_index()}: done; process 0 writes the results")
             return results
     if primary and _add_train_confusion(run_dir, done, splits):
         save()
     if study.get("baseline") == "sklearn" and not results["baseline"]:
         from jaxmnist.engine import baselines
 
-        results["baseline"] = baselines.run_sklearn(study, members, splits, log=_say)
+        results["baseline"] = baselines.run_sklearn(study, members, splits, log=say)
     results["complete"] = True
     results["wall_seconds"] = time.perf_counter() - t_start
     save()
-    _say(f"trained in {results['wall_seconds']:.1f}s; results: {run_dir / rundir.RESULTS}")
+    say(f"trained in {results['wall_seconds']:.1f}s; results: {run_dir / rundir.RESULTS}")
     if report:
         from jaxmnist.runs import report as report_mod
 
         written = report_mod.generate(run_dir)
-        _say(f"report: {len(written)} files under {run_dir}/tables and {run_dir}/figures")
+        say(f"report: {len(written)} files under {run_dir}/tables and {run_dir}/figures")
     return results
 
 

@@ -41,7 +41,7 @@ from typing import Any
 
 from jaxmnist import config as C
 from jaxmnist.engine import distributed, hostdevices
-from jaxmnist.runner import group_label, resolved_config, run
+from jaxmnist.runner import group_label, resolved_config, run, say
 from jaxmnist.runs import rundir
 
 EXIT_CONFIG = 2
@@ -113,10 +113,6 @@ def _parse(argv: Sequence[str] | None) -> tuple[argparse.Namespace, list[str]]:
     return args, overrides
 
 
-def _say(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
-
-
 def _dry_run(study: dict[str, Any], members: list[dict[str, Any]]) -> None:
     groups = C.group_members([m["config"] for m in members])
     train_n, val_n, test_n = C.expected_sizes(study["data"])
@@ -153,7 +149,7 @@ def _list(study: str | None) -> int:
             for path, name, title in C.list_studies(folder):
                 print(f"  {name:11s} {str(path):24s} {title}")
     except C.ConfigError as err:
-        _say(f"jaxmnist.sweep: {err}")
+        say(f"jaxmnist.sweep: {err}")
         return EXIT_CONFIG
     print("\n" + FIRST_RUN)
     return 0
@@ -164,7 +160,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:  # before anything starts JAX: XLA reads its flags once (jaxmnist.engine.hostdevices)
         hostdevices.configure()
     except ValueError as err:
-        _say(f"jaxmnist.sweep: {err}\nNothing was written.")
+        say(f"jaxmnist.sweep: {err}\nNothing was written.")
         return EXIT_CONFIG
     args, overrides = _parse(argv)
     if args.list:
@@ -180,7 +176,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                           seeds=args.seeds, overrides=overrides)
         members = C.check(study)  # the run's one expansion of the study
     except (C.ConfigError, distributed.DistributedError) as err:
-        _say(f"jaxmnist.sweep: {err}\nNothing was written.")
+        say(f"jaxmnist.sweep: {err}\nNothing was written.")
         return EXIT_CONFIG
     if join:
         status = _join(settings)
@@ -192,7 +188,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         try:  # the run's own check of the run directory, which writes nothing
             resuming = rundir.RunWriter.check(run_dir, resolved_config(study, members))
         except rundir.RunDirError as err:
-            _say(f"jaxmnist.sweep: {err}\nNothing was written.")
+            say(f"jaxmnist.sweep: {err}\nNothing was written.")
             return err.exit_code
         _dry_run(study, members)
         print(f"run directory: {run_dir}" + (" (resumes the run there)" if resuming else
@@ -203,7 +199,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         factories = [loggers.load_callback(spec) for spec in args.callback]
     except loggers.CallbackError as err:
-        _say(f"jaxmnist.sweep: {err}\nNothing was written.")
+        say(f"jaxmnist.sweep: {err}\nNothing was written.")
         return EXIT_CONFIG
     return _run_cli(study, run_dir, data_dir=args.data_dir, report=not args.no_report,
                     callbacks=factories, members=members)
@@ -224,24 +220,24 @@ def _run_cli(study: dict[str, Any], run_dir: Path, **kwargs: Any) -> int:
         with guard:
             run(study, run_dir, **kwargs)
     except distributed.DistributedError as err:
-        _say(f"jaxmnist.sweep: {err}")
+        say(f"jaxmnist.sweep: {err}")
         return EXIT_CONFIG
     except (C.ConfigError, MnistDataError) as err:
-        _say(f"jaxmnist.sweep: {err}\n" + ("Nothing was written." if not existed else
+        say(f"jaxmnist.sweep: {err}\n" + ("Nothing was written." if not existed else
                                            f"Nothing more was written to {run_dir}."))
         return EXIT_CONFIG
     except rundir.RunDirError as err:
         tail = "Nothing was written." if err.exit_code == EXIT_CONFIG and not existed else ""
-        _say(f"jaxmnist.sweep: {err}" + (f"\n{tail}" if tail else ""))
+        say(f"jaxmnist.sweep: {err}" + (f"\n{tail}" if tail else ""))
         return err.exit_code
     except OSError as err:  # e.g. orbax or numpy hitting a full disk outside rundir's writes
         where = f" {err.filename}" if err.filename else ""
-        _say(f"jaxmnist.sweep: cannot write{where}: {err.strerror or err}. Everything finished "
+        say(f"jaxmnist.sweep: cannot write{where}: {err.strerror or err}. Everything finished "
              f"before is kept in {run_dir} (results.json, params/, ckpt/); fix the cause and "
              "run the same command again to resume.")
         return 1
     except KeyboardInterrupt:
-        _say(f"jaxmnist.sweep: interrupted. Finished groups are in {run_dir / rundir.RESULTS} "
+        say(f"jaxmnist.sweep: interrupted. Finished groups are in {run_dir / rundir.RESULTS} "
              "and the running group's last epoch in ckpt/; run the same command to resume.")
         return 130
     if distributed.is_primary():
@@ -256,19 +252,19 @@ def _join(settings: distributed.Settings) -> int:
     try:
         distributed.initialize(settings)
     except ValueError as err:  # JAX found no cluster to detect
-        _say(f"jaxmnist.sweep: --distributed: {str(err).rstrip('.')}. Set "
+        say(f"jaxmnist.sweep: --distributed: {str(err).rstrip('.')}. Set "
              f"{distributed.ENV_COORDINATOR}, "
              f"{distributed.ENV_NUM_PROCESSES} and {distributed.ENV_PROCESS_ID}, or launch "
              "under SLURM (srun), Open MPI (mpirun) or on a Cloud TPU VM.\nNothing was written.")
         return EXIT_CONFIG
     except Exception as err:  # noqa: BLE001 - JAX raises its runtime error on a time-out
         first = str(err).strip().splitlines()[0] if str(err).strip() else ""
-        _say(f"jaxmnist.sweep: --distributed: could not join {where} within "
+        say(f"jaxmnist.sweep: --distributed: could not join {where} within "
              f"{settings.init_timeout} s ({type(err).__name__}: {first[:300]}). Start every "
              "process with the same coordinator address and process count, and ids 0..N-1 "
              f"({distributed.ENV_INIT_TIMEOUT} sets the wait).\nNothing was written.")
         return distributed.EXIT_PEER_LOST
-    _say(f"distributed: process {distributed.process_index()} of {distributed.process_count()}"
+    say(f"distributed: process {distributed.process_index()} of {distributed.process_count()}"
          f", {len(distributed.local_devices())} local / {len(distributed.devices())} devices")
     return 0
 

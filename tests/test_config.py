@@ -277,6 +277,8 @@ def test_a_study_checked_again_is_not_expanded_again(monkeypatch):
     again = C.check(copy.deepcopy(s))
     assert len(calls) == 1 and [m["config"] for m in again] == [m["config"] for m in first]
     assert again is not first and again[0] is not first[0]  # a caller's edits stay its own
+    again[0]["config"]["optim"]["learning_rate"] = 123.0
+    assert C.check(s)[0]["config"] == first[0]["config"] != again[0]["config"]
     other = C.resolve(C.load_study("s2"), overrides=["data.test_limit=500"])
     C.check(other)
     assert len(calls) == 2  # another study: its own expansion

@@ -19,6 +19,11 @@ from typing import Any
 import numpy as np
 
 
+def finite_or_none(value: float) -> float | None:
+    """``float(value)``, or None when it is not finite (strict JSON has no NaN or infinity)."""
+    return float(value) if math.isfinite(value) else None
+
+
 def confusion_matrix(labels: Sequence[int], preds: Sequence[int], n: int = 10) -> np.ndarray:
     """Counts ``[true, predicted]`` pairs (rows: true class, columns: predicted class)."""
     flat = np.asarray(labels, np.int64) * n + np.asarray(preds, np.int64)

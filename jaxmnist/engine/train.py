@@ -53,7 +53,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from jaxmnist import models, schema
 from jaxmnist.caches import kept
-from jaxmnist.engine import checkpoint, distributed, losses, optim
+from jaxmnist.engine import checkpoint, distributed, losses, metrics, optim
 from jaxmnist.engine.hooks import (  # noqa: F401 - Callback is part of the engine's API
     HISTORY_FIELDS,
     Callback,
@@ -520,10 +520,6 @@ def predict_classes(model_cfg: Mapping[str, Any], params: Any, state: Any,
     return np.concatenate(preds)[: len(images)]
 
 
-def _finite_or_none(value: float) -> float | None:
-    return float(value) if math.isfinite(value) else None
-
-
 class _CompileCounter:
     """Counts XLA backend compilations while active (for the 'no recompile' guarantee)."""
 
@@ -793,7 +789,7 @@ class FitResult:
 def _member_metrics(row: np.ndarray, alive: np.ndarray, n: int,
                     rates: Sequence[float | None]) -> list[dict[str, Any]]:
     return [
-        {**{f: _finite_or_none(row[k, j]) for j, f in enumerate(HISTORY_FIELDS)},
+        {**{f: metrics.finite_or_none(row[k, j]) for j, f in enumerate(HISTORY_FIELDS)},
          "alive": bool(alive[k]), "learning_rate": rates[k]}
         for k in range(n)
     ]

@@ -10,7 +10,6 @@ The member's parameters are not JSON: ``RunWriter.export_member`` writes them.
 from __future__ import annotations
 
 import dataclasses
-import math
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -64,15 +63,11 @@ def histograms(layers: Mapping[str, np.ndarray]) -> dict[str, dict[str, list[flo
     return out
 
 
-def _finite_or_none(value: float) -> float | None:
-    return float(value) if math.isfinite(value) else None
-
-
 def history_rows(result: MemberResult) -> list[dict[str, Any]]:
     """``[{"epoch", "train_loss", "train_acc", ["val_loss", "val_acc"], "seconds"}, ...]``."""
     fields = [(j, f) for j, f in enumerate(HISTORY_FIELDS)
               if result.has_val or not f.startswith("val")]
-    return [{"epoch": e + 1, **{f: _finite_or_none(row[j]) for j, f in fields},
+    return [{"epoch": e + 1, **{f: metrics.finite_or_none(row[j]) for j, f in fields},
              "seconds": float(result.epoch_seconds[e])}
             for e, row in enumerate(result.history)]
 
@@ -101,13 +96,14 @@ def member_record(result: MemberResult, test_labels: np.ndarray,
         "diverged_epoch": result.diverged_epoch,
         "top_class_share": share,
         "history": history_rows(result),
-        "test": {"loss": _finite_or_none(result.test_loss), "acc": result.test_acc},
+        "test": {"loss": metrics.finite_or_none(result.test_loss), "acc": result.test_acc},
         "test_pred": result.test_pred.tolist(),
         "confusion_test": metrics.confusion_matrix(np.asarray(test_labels),
                                                    result.test_pred).tolist(),
         "confusion_train": train_confusion,
         # A diverged member's logits can overflow: non-finite probabilities -> None.
-        "test_probs_first25": [[_finite_or_none(v) for v in row] for row in result.test_probs],
+        "test_probs_first25": [[metrics.finite_or_none(v) for v in row]
+                               for row in result.test_probs],
         "weight_hist": histograms(result.weights),
         "grad_hist": histograms(result.grads),
         "param_count": result.param_count,

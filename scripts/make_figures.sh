@@ -11,10 +11,12 @@
 # Runs live in $RUN_ROOT/<study>-<full|cpu> (default runs/figures/; not committed). A finished
 # run is only re-reported (python -m jaxmnist.report, no jax, no training); an unfinished or
 # missing one is trained (or resumed) with the same command first. S0, S1 and S3 run their
-# full study (S0 and S1 ~20 min each on 2 CPU cores, S3 ~6 min); S2 and S4 their `cpu` preset
-# (full data, fewer epochs, 1 seed). S2's and S4's full runs (hours: see docs/studies.md) are
-# only reported, as far as they got, when $RUN_ROOT/s2-full or s4-full exists. Then a curated
-# set of small PNGs, every Markdown table and results_summary.json go to figures/<name>/.
+# full study (S0 and S1 ~20 min each on 2 CPU cores, S3 ~6 min) into figures/<study>/; S2 and S4
+# their `cpu` preset (full data, fewer epochs, 1 seed) into figures/<study>-cpu/. S2's and S4's
+# full runs (hours: see docs/studies.md) are never started here: when $RUN_ROOT/s2-full or
+# s4-full exists it is reported as far as it got into figures/s2/ or figures/s4/ (its footer
+# says UNFINISHED until it completes). Each folder gets a curated set of small PNGs, every
+# Markdown table and results_summary.json.
 # Every figure's footer says which settings (full or preset) made it and on which device.
 # Needs JAXMNIST_DATA_DIR (the MNIST IDX files) when it has to train.
 set -euo pipefail
@@ -35,6 +37,9 @@ declare -A KEEP=(
   [flax_mnist]="curves.png confusion_test.png confusion_train.png"
 )
 
+# Where a study's run is published when it is not figures/<study>/ (the full run goes there).
+declare -A OUT=([s2]=s2-cpu [s4]=s4-cpu)
+
 complete() {  # a run directory whose results.json says complete
   [ -f "$1/results.json" ] && "$PY" -c \
     "import json,sys; sys.exit(0 if json.load(open('$1/results.json')).get('complete') else 1)"
@@ -52,24 +57,27 @@ studies=("$@")
 for s in "${studies[@]}"; do
   IFS='|' read -r name flags <<< "${RUN[$s]}"
   run="$RUN_ROOT/$name"
+  dest="figures/${OUT[$s]:-$s}"
   start=$(date +%s)
   if complete "$run" || [ -n "${REPORT_ONLY:-}" ]; then
-    if ! "$PY" -m jaxmnist.report "$run"; then
-      echo "$s ($name): nothing to report yet; figures/$s left as it is"
-      continue
+    if "$PY" -m jaxmnist.report "$run"; then
+      publish "$run" "$dest" ${KEEP[$s]}
+    else
+      echo "$s ($name): nothing to report yet; $dest left as it is"
     fi
   else
     # Trains what is missing, then writes the tables and figures (the sweep calls the report).
     # shellcheck disable=SC2086  # flags may be empty
     "$PY" -m jaxmnist.sweep "$s" $flags --workdir "$run"
+    publish "$run" "$dest" ${KEEP[$s]}
   fi
   echo "$s ($name): $(( $(date +%s) - start ))s wall"
-  publish "$run" "figures/$s" ${KEEP[$s]}
   full="$RUN_ROOT/$s-full"
   if [ "$name" != "$s-full" ] && [ -f "$full/config.json" ]; then
     # The long full run, as far as it got (per-epoch validation from metrics.jsonl).
-    "$PY" -m jaxmnist.report "$full" || true
-    [ -d "$full/tables" ] && [ -n "$(ls "$full/tables")" ] && publish "$full" "figures/$s-full" curves.png
+    if "$PY" -m jaxmnist.report "$full" && [ -n "$(ls "$full/tables" 2>/dev/null)" ]; then
+      publish "$full" "figures/$s" ${KEEP[$s]}
+    fi
   fi
 done
 du -sh figures/*

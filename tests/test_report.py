@@ -4,6 +4,7 @@ synthetic run directories (no training), published numbers wired to real grid po
 import json
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -182,6 +183,21 @@ def test_report_writes_figures(tmp_path, name, expected):
     report.generate(run)
     _check_pngs(run, expected | {"confusion_test.png", "confusion_train.png", "samples.png",
                                  "class_distribution.png", "test_probs.png"})
+
+
+def test_curves_of_a_point_that_diverged_print_no_numpy_warning(tmp_path):
+    run = fake_run(tmp_path, "s2")
+    results = json.loads((run / "results.json").read_text())
+    for m in results["members"]:
+        if m["label"].startswith("learning_rate=0.1, name=adam"):  # every seed of one point
+            m["status"], m["diverged_epoch"] = "diverged", 1
+            for row in m["history"][1:]:
+                row.update(train_loss=None, train_acc=None, val_loss=None, val_acc=None)
+    (run / "results.json").write_text(json.dumps(results))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        written = report.generate(run)
+    assert run / "figures" / "curves.png" in written
 
 
 @pytest.mark.e2e

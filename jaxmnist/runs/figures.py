@@ -10,6 +10,7 @@ import io
 import re
 import sys
 import textwrap
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -94,7 +95,11 @@ def curves(run: Run, points: Sequence[tuple[str, Point]], path: Path, title: str
             if not np.isfinite(ys).any():
                 continue
             x = np.arange(1, ys.shape[1] + 1)
-            with np.errstate(invalid="ignore"):
+            # A diverged member's epochs after divergence are NaN: with one seed per point
+            # those columns are all NaN, which NumPy warns about ("Mean of empty slice") on
+            # stderr. Their NaN mean leaves a gap in the line, which is what we want.
+            with np.errstate(invalid="ignore"), warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)
                 mean = np.nanmean(ys, 0)
                 std = np.nanstd(ys, 0, ddof=1) if ys.shape[0] > 1 else np.zeros_like(mean)
             color = colors(i % colors.N)

@@ -21,7 +21,8 @@ Expected accuracy and runtime per device:
 - CPU, --preset cpu (full data, 2 epochs, 1 seed): epoch 1 of the 12-member group took 11.8 min
   (918 training images/s, 2-core Intel Xeon, 2026-11-30, quiet machine); the measured wall time
   of the whole preset is in figures/README.md.
-- CPU, full, 1 seed: started 2026-11-30 at the lowest priority, hours (figures/README.md).
+- CPU, full, 1 seed: finished 2026-12-02 over four sessions; 358-437 s per epoch with 10 of
+  12 members training (2-core Intel Xeon, quiet), ~3.2 h for 30 epochs (figures/README.md).
 - GPU: not measured yet; `bash scripts/accelerator_run.sh` runs this study in full (1 seed).
 """
 

@@ -257,6 +257,29 @@ def test_footer_of_a_run_written_before_named_presets():
         in text
 
 
+def test_results_summary_sums_the_groups_train_time_over_sessions(tmp_path):
+    """A run resumed over sessions: wall_seconds is the last process's; train_seconds all."""
+    run = fake_run(tmp_path, "s4")
+    results = json.loads((run / "results.json").read_text())
+    assert report.results_summary(report.load(run))["train_seconds"] is None  # no groups yet
+    stats = {"padded_members": 1, "devices": 1, "processes": 1, "strategy": "sequential",
+             "compile_seconds": 2.0}
+    results["groups"] = [
+        {"group": 0, "members": 1, **stats, "train_seconds": 1011.5,
+         "images_per_second": 1898.0, "resumed": False},
+        {"group": 1, "members": 1, **stats, "train_seconds": 1955.25,
+         "images_per_second": 981.6, "resumed": True},
+    ]
+    results["wall_seconds"] = 700.0
+    (run / "results.json").write_text(json.dumps(results))
+    summary = report.results_summary(report.load(run))
+    assert summary["wall_seconds"] == 700.0
+    assert summary["train_seconds"] == 1011.5 + 1955.25
+    assert [(g["group"], g["train_seconds"], g["resumed"]) for g in summary["groups"]] == [
+        (0, 1011.5, False), (1, 1955.25, True)]
+    assert "compile_seconds" not in summary["groups"][0]
+
+
 def test_report_of_an_unfinished_run_reads_metrics_jsonl(tmp_path):
     """A long run's first group still training: no results.json, per-epoch metrics so far."""
     run = fake_run(tmp_path, "s4", epochs=5)

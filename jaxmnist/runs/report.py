@@ -263,12 +263,22 @@ def _finite(value: Any) -> Any:
     return value if not isinstance(value, float) or math.isfinite(value) else None
 
 
+# A finished group's entry in results_summary.json (results.json ``groups`` has them all).
+_GROUP_FIELDS = ("group", "members", "devices", "strategy", "train_seconds",
+                 "images_per_second", "resumed")
+
+
 def results_summary(run: Run) -> dict[str, Any]:
     """A compact summary of a run for committing beside its tables (``results_summary.json``).
 
-    Settings, device, commit, data sizes and wall time; per grid point the test accuracy and
+    Settings, device, commit, data sizes and times; per grid point the test accuracy and
     loss per seed with mean and sample std, the statuses, the paper's test accuracy, and the
     last epoch each member reached with its train / validation accuracy.
+
+    Times, in seconds: ``wall_seconds`` is the finishing process's, from its start to the end
+    of training (a run resumed over several sessions: the last session's alone);
+    ``train_seconds`` sums every finished group's epochs (validation included) over all the
+    sessions that trained them, and ``groups`` has each finished group's time and speed.
     """
     points = []
     for p in run.points:
@@ -289,6 +299,7 @@ def results_summary(run: Run) -> dict[str, Any]:
             "last_epoch": [{k: _finite(h.get(k)) for k in ("epoch", "train_acc", "val_acc")}
                            for h in last],
         })
+    groups = [{k: g.get(k) for k in _GROUP_FIELDS} for g in run.results.get("groups", [])]
     env = run.env
     return {
         "study": run.study, "title": run.config.get("title", ""),
@@ -299,6 +310,8 @@ def results_summary(run: Run) -> dict[str, Any]:
         "epochs": get_dotted(run.config, "base.train.epochs", None),
         "seeds": run.config.get("seeds"), "data": run.results.get("data", {}),
         "wall_seconds": _finite(run.results.get("wall_seconds")),
+        "train_seconds": sum(g["train_seconds"] or 0.0 for g in groups) if groups else None,
+        "groups": groups,
         "device": run.device(), "commit": env.get("git_commit"), "date": env.get("date"),
         "sessions": 1 + len(env.get("sessions", [])),
         "versions": {k: env.get(k) for k in ("python", "jax", "flax", "optax")},

@@ -192,7 +192,11 @@ def _grid_study(model_cfg: dict[str, Any], optimizers: Mapping[str, Any], *, see
             points.append({"label": label, "set": {"optim": optim}})
     if not points:
         raise APIError("optimizers: give at least one, e.g. optimizers={'adam': [1e-3]}")
-    base = {"model": model_cfg, "optim": dict(points[0]["set"]["optim"]),
+    # The base holds only what every optimizer takes: each point's own hyperparameters stay
+    # its own (jaxmnist.config.inherit), so Adam's b1 never reaches an SGD point.
+    first = points[0]["set"]["optim"]
+    base = {"model": model_cfg,
+            "optim": {k: v for k, v in first.items() if k in ("name", "learning_rate")},
             "reg": {"l1": 0.0, "l2": 0.0}, "loss": "xent",
             "train": {"epochs": epochs, "batch_size": batch_size}}
     for key, value in extra.items():

@@ -307,6 +307,8 @@ def apply_overrides(study: dict[str, Any], overrides: Sequence[str]) -> dict[str
             problems.append(f"--config.{item}: expected --config.KEY=VALUE")
             continue
         current = get_dotted(study, key, _MISSING)
+        if current is _MISSING and key.startswith(tuple(f"base.{s}" for s in OWN_KEY_SECTIONS)):
+            current = None  # an optimizer's / a model's own key: the member schema checks it
         if current is _MISSING:
             problems.append(
                 f"unknown config key {key!r}{suggest(key, valid + sections)}"
@@ -539,6 +541,10 @@ def _validate(study: Mapping[str, Any]) -> tuple[list[str], list[dict[str, Any]]
         sets = [flatten(p.get("set") or {}) for p in exp.get("points") or []]
         for where, keys in [("grid", grid), *[("points", s) for s in sets]]:
             for key in keys:
+                # An optimizer's or a model's own keys need not be in the base: the member
+                # schema checks them against the optimizer / family the point names.
+                if key.startswith(OWN_KEY_SECTIONS):
+                    continue
                 if get_dotted(base, key, _MISSING) is _MISSING:
                     problems.append(
                         f"experiment {name!r} {where}: unknown config key "
@@ -561,11 +567,13 @@ def _validate(study: Mapping[str, Any]) -> tuple[list[str], list[dict[str, Any]]
     train_size = expected_sizes(study["data"])[0]
     hits: dict[str, list[str]] = {}
     members = expand(study)
-    points: dict[str, schema.Member] = {}
+    points: dict[str, schema.Member | None] = {}
     for member in members:
         cfg = member["config"]
-        if member["key"] in points:
-            member["typed"] = schema.with_seed(points[member["key"]], cfg)
+        if member["key"] in points:  # another seed of a checked point
+            typed = points[member["key"]]
+            if typed is not None:
+                member["typed"] = schema.with_seed(typed, cfg)
             continue
         typed, found = schema.validated(cfg, "member")
         bs = cfg["train"]["batch_size"] if typed is not None else None
@@ -574,8 +582,9 @@ def _validate(study: Mapping[str, Any]) -> tuple[list[str], list[dict[str, Any]]
         label = describe(member).rsplit(" (seed", 1)[0]
         for msg in found:
             hits.setdefault(msg, []).append(label)
+        points[member["key"]] = typed if not found else None
         if typed is not None:
-            points[member["key"]], member["typed"] = typed, typed
+            member["typed"] = typed
     n_points = len({m["key"] for m in members})
     for msg, labels in hits.items():
         where = (
@@ -652,6 +661,35 @@ def _short(value: Any) -> str:
     return str(value)
 
 
+OWN_KEY_SECTIONS = ("optim.", "model.")
+"""Sections whose keys belong to the choice their ``name`` makes (an optimizer, a model family)."""
+_SHARED_KEYS = {"optim": ("learning_rate", "schedule", "clip_norm"), "model": ()}
+
+
+def inherit(base: Mapping[str, Any], settings: Mapping[str, Any]) -> dict[str, Any]:
+    """What a grid point inherits from the base member, before its own settings are applied.
+
+    A point that changes ``optim.name`` keeps only the keys every optimizer takes (learning
+    rate, schedule, clipping), none of the base optimizer's own hyperparameters; a point that
+    changes ``model.name`` keeps none of the base model's keys. Everything a point sets itself
+    is then used or refused by the member schema.
+
+    Args:
+        base: The study's base member config.
+        settings: The point's ``{dotted key: value}``.
+
+    Returns:
+        A new member config (``base`` is not changed).
+    """
+    cfg = copy.deepcopy(dict(base))
+    for section, shared in _SHARED_KEYS.items():
+        name = settings.get(f"{section}.name")
+        own = cfg.get(section)
+        if name is not None and isinstance(own, Mapping) and own.get("name") != name:
+            cfg[section] = {k: v for k, v in own.items() if k in shared}
+    return cfg
+
+
 def expand(study: Mapping[str, Any]) -> list[dict[str, Any]]:
     """Expands a resolved study into members, one per (unique grid point, seed).
 
@@ -664,7 +702,7 @@ def expand(study: Mapping[str, Any]) -> list[dict[str, Any]]:
     by_key: dict[str, dict[str, Any]] = {}
     for exp in _experiments(study):
         for label, settings in _points(exp):
-            cfg = copy.deepcopy(base)
+            cfg = inherit(base, settings)
             for key, value in settings.items():
                 set_dotted(cfg, key, copy.deepcopy(value))
             key = member_key(cfg)

@@ -47,7 +47,7 @@ def get_config() -> ml_collections.ConfigDict:
     c.data = dict(split="keras", val_fraction=0.1, seed=0)
     c.base = dict(
         model=dict(name=FLAX_CNN, dropout=[0.25, 0.5]),
-        optim=dict(name="adam", learning_rate=1e-3, momentum=0.9, clip_norm=1.0,
+        optim=dict(name="adam", learning_rate=1e-3, clip_norm=1.0,
                    schedule=dict(name="warmup_cosine", warmup_steps=200, end_value=0.0)),
         reg=dict(l1=0.0, l2=0.0),
         loss="xent",

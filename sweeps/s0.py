@@ -30,7 +30,7 @@ def get_config() -> ml_collections.ConfigDict:
     c.data = dict(split="none", seed=0)
     c.base = dict(
         model=dict(name="cnn", dropout=0.0),
-        optim=dict(name="adam", learning_rate=1e-3, momentum=0.9),
+        optim=dict(name="adam", learning_rate=1e-3),
         reg=dict(l1=0.0, l2=0.0),
         loss="xent",
         train=dict(epochs=10, batch_size=32),

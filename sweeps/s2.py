@@ -38,7 +38,7 @@ def get_config() -> ml_collections.ConfigDict:
     c.data = dict(split="holdout", val_size=10_000, seed=0)
     c.base = dict(
         model=dict(name="squeezenet"),
-        optim=dict(name="adam", learning_rate=1e-4, momentum=0.9),
+        optim=dict(name="adam", learning_rate=1e-4),
         reg=dict(l1=0.0, l2=0.0),
         loss="xent",
         train=dict(epochs=30, batch_size=64),

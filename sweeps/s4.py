@@ -37,7 +37,7 @@ def get_config() -> ml_collections.ConfigDict:
     c.data = dict(split="holdout", val_size=12_000, seed=0)
     c.base = dict(
         model=dict(name="cnn_depth", depth=4, dropout=0.25, padding="same"),
-        optim=dict(name="adam", learning_rate=1e-3, momentum=0.9),
+        optim=dict(name="adam", learning_rate=1e-3),
         reg=dict(l1=0.0, l2=0.0),
         loss="xent",
         train=dict(epochs=40, batch_size=32),

@@ -23,7 +23,7 @@ def get_config() -> ml_collections.ConfigDict:
     c.data = dict(split="holdout", val_size=500, seed=0, train_limit=2000, test_limit=1000)
     c.base = dict(
         model=dict(name="mlp", hidden=[32], activation="relu", init="he_normal"),
-        optim=dict(name="sgd", learning_rate=0.1, momentum=0.9),
+        optim=dict(name="sgd", learning_rate=0.1),
         reg=dict(l1=0.0, l2=0.0),
         loss="xent",
         train=dict(epochs=2, batch_size=64),

@@ -55,10 +55,14 @@ def test_override_is_type_checked_and_suggests_the_closest_key():
     assert s["base"]["optim"]["learning_rate"] == 0.05 and s["seeds"] == 3
     assert s["grid"]["optim"]["name"] == ["adam"] and s["data"]["test_limit"] == 500
     with pytest.raises(C.ConfigError) as err:
-        C.resolve(cfg, overrides=["base.optim.learnig_rate=0.1", "seeds=three"])
+        C.resolve(cfg, overrides=["base.train.epoch=3", "seeds=three"])
     text = str(err.value)
-    assert "did you mean 'base.optim.learning_rate'" in text
+    assert "did you mean 'base.train.epochs'" in text
     assert "expected an integer" in text
+    # An optimizer's own keys are checked by the optimizer the member names.
+    s = C.resolve(cfg, overrides=["base.optim.learnig_rate=0.1"])
+    assert any("'learnig_rate' is not a hyperparameter of 'sgd'" in p
+               and "did you mean 'learning_rate'?" in p for p in C.validate_study(s))
 
 
 @pytest.mark.parametrize("override, message", [
@@ -138,16 +142,52 @@ def test_nested_and_flatten_round_trip():
 
 
 def test_optimizer_hyperparameters_are_checked_by_the_optimizer_module():
-    s = study("smoke", overrides=["base.optim.momentum=1.5"])
+    s = study("flax_mnist", overrides=["base.optim.momentum=1.5"])
     assert any("momentum: must be in [0, 1), got 1.5" in p for p in C.validate_study(s))
     base = study("smoke")["base"]
     bad = {**base, "optim": {**base["optim"], "nesterov": True}}
     (problem,) = C.validate_member(bad)
-    assert "'nesterov' is not a hyperparameter of 'sgd'; valid: learning_rate" in problem
+    assert ("'nesterov' is not a hyperparameter of 'sgd' (it takes: learning_rate, schedule, "
+            "clip_norm)") in problem
     bad = {**base, "optim": {**base["optim"], "name": "adamw", "weight_decay": -1.0,
                              "schedule": {"name": "warmup_cosine", "warmup_steps": 10}}}
     (problem,) = C.validate_member(bad)
     assert "weight_decay: must be in [0, inf)" in problem
+
+
+def test_a_point_that_changes_optimizer_inherits_only_what_every_optimizer_takes():
+    s = study("smoke")
+    s["base"]["optim"] = {"name": "adam", "learning_rate": 1e-3, "b1": 0.5, "clip_norm": 1.0,
+                          "schedule": "cosine"}
+    s["experiments"] = [{"name": "main", "title": "", "points": [
+        {"label": "adam b1", "set": {}},
+        {"label": "adam b2", "set": {"optim.b2": 0.99}},
+        {"label": "sgd", "set": {"optim.name": "sgd", "optim.learning_rate": 0.1}},
+        {"label": "momentum", "set": {"optim.name": "momentum", "optim.momentum": 0.8}},
+    ]}]
+    s["seeds"] = 2
+    optims = {C.describe(m): m["config"]["optim"] for m in C.check(s)}
+    common = {"clip_norm": 1.0, "schedule": "cosine"}
+    assert optims["adam b1 (seed 0)"] == {"name": "adam", "learning_rate": 1e-3, "b1": 0.5,
+                                          **common}
+    assert optims["adam b2 (seed 1)"]["b1"] == 0.5  # the same optimizer keeps the base's values
+    assert optims["sgd (seed 0)"] == {"name": "sgd", "learning_rate": 0.1, **common}
+    assert optims["momentum (seed 1)"] == {"name": "momentum", "learning_rate": 1e-3,
+                                           "momentum": 0.8, **common}
+    # What a point sets itself is used or refused, once per point (not once per seed).
+    s["experiments"][0]["points"].append(
+        {"label": "sgd b1", "set": {"optim.name": "sgd", "optim.b1": 0.9}})
+    (problem,) = C.validate_study(s)
+    assert "'b1' is not a hyperparameter of 'sgd'" in problem
+    assert "the optimizers that take 'b1': adam, adamw" in problem
+    assert problem.endswith("(grid points sgd b1)")
+
+
+def test_an_override_may_set_an_optimizers_own_key():
+    s = study("s0", overrides=["base.optim.b1=0.8"])
+    assert {m["config"]["optim"]["b1"] for m in C.check(s)} == {0.8}
+    s = study("s0", overrides=["base.optim.momentum=0.8"])
+    assert "'momentum' is not a hyperparameter of 'adam'" in C.validate_study(s)[0]
 
 
 def test_every_problem_is_listed_at_once_with_did_you_mean():

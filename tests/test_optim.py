@@ -57,10 +57,10 @@ MEMBERS = [
 ]
 
 
-def _grid_run(members, strategy="sequential"):
+def _grid_run(members, strategy="sequential", total_steps=TOTAL):
     params, grad_fn = _problem()
     plan = optim.plan(members)
-    hyper = optim.member_hyper(members, plan, total_steps=TOTAL)
+    hyper = optim.member_hyper(members, plan, total_steps=total_steps)
     g = len(members)
     stacked = jax.tree_util.tree_map(lambda a: jnp.broadcast_to(a, (g, *a.shape)), params)
 
@@ -218,3 +218,94 @@ def test_other_optax_aliases_by_registration():
     finally:
         optim._REGISTRY.pop("radam", None)
         optim.OPTIMIZERS = tuple(optim._REGISTRY)
+
+
+# --------------------------------------------------------------------------------------------
+# Oracle: every shipped study's optim sections against optax calls written out by hand
+# --------------------------------------------------------------------------------------------
+
+ORACLE_TOTAL = 400  # optimizer steps of the "run" (the cosine's length; > every warm-up)
+
+
+def _warmup_cosine(lr, warmup):
+    return optax.warmup_cosine_decay_schedule(0.0, lr, warmup, ORACLE_TOTAL, 0.0)
+
+
+# What each shipped study means to train, written as a reader would write the optax call: the
+# learning rate comes from the point, every other number is written here, not read from the
+# study (an ignored momentum, a leaked b1 or a lost epsilon fails).
+HAND_WRITTEN = {
+    "flax_mnist": {  # Flax's examples/mnist: optax.sgd(0.1, momentum=0.9); Adam(W) as optax's
+        "momentum": lambda lr, _: optax.sgd(lr, momentum=0.9),
+        "adam": lambda lr, _: optax.adam(lr, eps=1e-7),
+        "adamw": lambda lr, _: optax.adamw(lr, eps=1e-7, weight_decay=1e-4),
+    },
+    "optimizers": {  # clip 1.0, then warm-up (200 steps; 20 cpu, 2 quick) + cosine to 0
+        "adam": lambda lr, w: optax.chain(optax.clip_by_global_norm(1.0),
+                                          optax.adam(_warmup_cosine(lr, w), eps=1e-7)),
+        "adamw": lambda lr, w: optax.chain(optax.clip_by_global_norm(1.0), optax.adamw(
+            _warmup_cosine(lr, w), eps=1e-7, weight_decay=1e-4)),
+        "nadam": lambda lr, w: optax.chain(optax.clip_by_global_norm(1.0),
+                                           optax.nadam(_warmup_cosine(lr, w), eps=1e-7)),
+        "lion": lambda lr, w: optax.chain(optax.clip_by_global_norm(1.0), optax.lion(
+            _warmup_cosine(lr, w), b2=0.99, weight_decay=1e-3)),
+        "nesterov": lambda lr, w: optax.chain(optax.clip_by_global_norm(1.0), optax.sgd(
+            _warmup_cosine(lr, w), momentum=0.9, nesterov=True)),
+    },
+    # The papers' Keras optimizers: Adam / RMSprop with Keras' epsilon, plain SGD.
+    **{s: {"adam": lambda lr, _: optax.adam(lr, b1=0.9, b2=0.999, eps=1e-7),
+           "rmsprop": lambda lr, _: optax.rmsprop(lr, decay=0.9, eps=1e-7),
+           "sgd": lambda lr, _: optax.sgd(lr)}
+       for s in ("s0", "s1", "s2", "s3", "s4", "smoke")},
+}
+
+
+def _shipped_optim_sections():
+    from jaxmnist import config as C
+
+    out = []
+    for name in C.shipped_studies():
+        cfg = C.load_study(name)
+        for preset in (None, *C.presets(cfg)):
+            for m in C.check(C.resolve(cfg, preset=preset)):
+                out.append((name, preset, m["config"]["optim"]))
+    return out
+
+
+def test_every_shipped_study_trains_the_optax_optimizer_a_reader_would_write():
+    sections = _shipped_optim_sections()
+    assert {s for s, _, _ in sections} == set(HAND_WRITTEN), "a shipped study has no oracle"
+    unique = {(s, json.dumps(o, sort_keys=True)): (s, p, o) for s, p, o in sections}
+    cases = list(unique.values())
+    hand = [HAND_WRITTEN[s][o["name"]](o["learning_rate"],
+                                        (o.get("schedule") or {}).get("warmup_steps"))
+            for s, _, o in cases]
+    params, grad_fn = _problem()
+
+    def alone(tx):
+        def body(carry, i):
+            p, s = carry
+            updates, s = tx.update(grad_fn(p, i), s, p)
+            return (optax.apply_updates(p, updates), s), None
+
+        return jax.lax.scan(body, (params, tx.init(params)), jnp.arange(STEPS))[0][0]
+
+    expected = jax.jit(lambda: [alone(tx) for tx in hand])()
+    # The grid path itself (plan, per-member arrays, union update), one group per study.
+    for study in {s for s, _, _ in cases}:
+        idx = [i for i, (s, _, _) in enumerate(cases) if s == study]
+        got = _grid_run([cases[i][2] for i in idx], total_steps=ORACLE_TOTAL)
+        for j, i in enumerate(idx):
+            member = [leaf[j] for leaf in jax.tree_util.tree_leaves(got)]
+            for a, b in zip(member, jax.tree_util.tree_leaves(expected[i]), strict=True):
+                np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6,
+                                           err_msg=f"{cases[i][0]} {cases[i][1]}: {cases[i][2]}")
+
+
+def test_a_hyperparameter_the_optimizer_does_not_take_is_refused_naming_the_takers():
+    problems = optim.validate_optimizer("sgd", {"learning_rate": 0.1, "momentum": 0.9})
+    assert len(problems) == 1
+    assert "'momentum' is not a hyperparameter of 'sgd'" in problems[0]
+    assert "the optimizers that take 'momentum': momentum, nesterov" in problems[0]
+    problems = optim.validate_optimizer("adam", {"learning_rate": 0.1, "momentum": 0.9})
+    assert "'momentum' is not a hyperparameter of 'adam'" in problems[0]

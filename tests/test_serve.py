@@ -30,7 +30,7 @@ from jaxmnist.serve import app as serve
 
 RECIPE = {
     "model": {"name": "mlp", "hidden": [256]},
-    "optim": {"name": "adam", "learning_rate": 1e-3, "momentum": 0.9},
+    "optim": {"name": "adam", "learning_rate": 1e-3},
     "reg": {"l1": 0.0, "l2": 0.0},
     "loss": "xent",
     "train": {"epochs": 2, "batch_size": 64},
@@ -352,7 +352,7 @@ def test_broken_members_are_listed_not_fatal(run_dir, tmp_path):
 def test_member_summary():
     s = serve.member_summary({"model": {"name": "cnn_depth", "depth": 3, "dropout": 0.25,
                                         "conv_impl": "auto"},
-                              "optim": {"name": "sgd", "learning_rate": 0.01, "momentum": 0.9},
+                              "optim": {"name": "sgd", "learning_rate": 0.01},
                               "reg": {"l1": 0.0, "l2": 0.01},
                               "train": {"epochs": 40, "batch_size": 64}, "seed": 2})
     assert s == ("cnn_depth (depth 3, dropout 0.25) · sgd lr 0.01 · l2 0.01 · 40 ep, bs 64 "

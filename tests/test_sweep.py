@@ -316,7 +316,7 @@ FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")
 def _study(tmp_path, *, model, data_name="mnist", source="auto", optim=None, grid=None):
     """Writes a tiny study file (1 epoch of 32 steps on 512 training images); returns its path."""
     path = tmp_path / "tiny_study.py"
-    optim = optim or {"name": "adam", "learning_rate": 0.01, "momentum": 0.9}
+    optim = optim or {"name": "adam", "learning_rate": 0.01}
     grid = grid or {"optim.learning_rate": [0.01, 0.003]}
     path.write_text(f'''
 import ml_collections
@@ -592,7 +592,7 @@ def test_flax_examples_mnist_cnn_copied_unchanged_trains_as_a_grid(tmp_path):
 
     path = user_models.write(tmp_path, "flax_cnn.py", user_models.FLAX_EXAMPLE_CNN)
     study = _study(tmp_path, model={"name": f"{path}:CNN"}, source=datasource.SOURCE,
-                   optim={"name": "sgd", "learning_rate": 0.1, "momentum": 0.9},
+                   optim={"name": "sgd", "learning_rate": 0.1},
                    grid={"optim.name": ["sgd", "adam", "adamw"],
                          "optim.learning_rate": [0.01]})
     run = tmp_path / "run"

@@ -104,9 +104,9 @@ OPTIMIZERS: tuple[str, ...] = tuple(_REGISTRY)
 """Every optimizer name a member config may use (``optim.name``); grows with
 :func:`register_optimizer`."""
 
-COMMON_KEYS = ("name", "learning_rate", "schedule", "clip_norm", "momentum")
-"""Keys every ``optim`` section may hold. ``momentum`` is accepted for every optimizer (the five
-studies set it on all members) and used only by the optimizers that have it."""
+COMMON_KEYS = ("name", "learning_rate", "schedule", "clip_norm")
+"""Keys every optimizer takes. A grid point that changes ``optim.name`` inherits these from the
+base member and none of the base optimizer's own hyperparameters (``jaxmnist.config.expand``)."""
 
 SCHEDULES: dict[str, dict[str, Any]] = {
     "constant": {},
@@ -298,7 +298,7 @@ def validate_optimizer(name: Any, hparams: Mapping[str, Any], where: str = "opti
     Args:
         name: ``optim.name``.
         hparams: the rest of the ``optim`` section (``learning_rate``, ``schedule``,
-            ``clip_norm``, ``momentum`` and the optimizer's own hyperparameters).
+            ``clip_norm`` and the optimizer's own hyperparameters).
         where: prefix for the messages (e.g. ``"base.optim"``).
         learning_rate: ``hparams`` must hold ``learning_rate`` (False: the caller checks it
             apart, with :func:`check_learning_rate`, as the schema does).
@@ -314,9 +314,12 @@ def validate_optimizer(name: Any, hparams: Mapping[str, Any], where: str = "opti
         if key == "name":
             continue
         if key not in allowed:
+            takers = [n for n, s in _REGISTRY.items() if key in s.defaults]
+            hint = (f"; the optimizers that take {key!r}: {', '.join(takers)}" if takers
+                    else suggest(key, allowed))
             problems.append(
-                f"{where}: {key!r} is not a hyperparameter of {name!r}; valid: "
-                f"{', '.join(dict.fromkeys(allowed))}"
+                f"{where}: {key!r} is not a hyperparameter of {name!r} (it takes: "
+                f"{', '.join(dict.fromkeys(allowed))}){hint}"
             )
             continue
         if key == "schedule":
@@ -345,7 +348,7 @@ def check_hyperparameters(name: str, hyper: Mapping[str, Any]) -> None:
     Args:
         name: a valid optimizer name.
         hyper: the ``optim`` section without ``name`` and ``learning_rate`` (schedule,
-            clip_norm, momentum and the optimizer's own hyperparameters); the schema checks
+            clip_norm and the optimizer's own hyperparameters); the schema checks
             the learning rate with :func:`check_learning_rate`.
 
     Raises:

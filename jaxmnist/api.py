@@ -34,7 +34,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from jaxmnist import config as C
+from jaxmnist import trees
 from jaxmnist.runs import rundir, runview
 from jaxmnist.trees import set_dotted
 
@@ -170,6 +170,8 @@ def load_study(name_or_path: str | Path, *, preset: str | None = None, quick: bo
     Raises:
         jaxmnist.config.ConfigError: every problem with the study, listed.
     """
+    from jaxmnist import config as C  # the study schema imports jax; reading a run does not
+
     study = C.resolve(C.load_study(name_or_path), preset=preset, quick=quick, seeds=seeds,
                       overrides=overrides)
     C.check(study)
@@ -179,6 +181,8 @@ def load_study(name_or_path: str | Path, *, preset: str | None = None, quick: bo
 def _grid_study(model_cfg: dict[str, Any], optimizers: Mapping[str, Any], *, seeds: int,
                 epochs: int, batch_size: int, dataset: str, data: Mapping[str, Any] | None,
                 name: str, note: str, extra: Mapping[str, Any]) -> dict[str, Any]:
+    from jaxmnist import config as C  # the study schema imports jax; reading a run does not
+
     points = []
     for opt_name, setting in optimizers.items():
         rates = setting if isinstance(setting, list | tuple) else [setting]
@@ -197,7 +201,6 @@ def _grid_study(model_cfg: dict[str, Any], optimizers: Mapping[str, Any], *, see
     first = points[0]["set"]["optim"]
     base = {"model": model_cfg,
             "optim": {k: v for k, v in first.items() if k in ("name", "learning_rate")},
-            "reg": {"l1": 0.0, "l2": 0.0}, "loss": "xent",
             "train": {"epochs": epochs, "batch_size": batch_size}}
     for key, value in extra.items():
         set_dotted(base, key, value)
@@ -267,6 +270,7 @@ def run(study: Mapping[str, Any], *, workdir: str | Path, data_dir: str | None =
     Returns:
         The finished :class:`Run`.
     """
+    from jaxmnist import config as C  # the study schema imports jax; reading a run does not
     from jaxmnist import runner
     from jaxmnist.engine import hostdevices
 
@@ -293,7 +297,7 @@ def open_run(workdir: str | Path) -> Run:
 
 def _dynamic(config: Mapping[str, Any]) -> dict[str, Any]:
     """The member settings that vary in grids, flattened (``optim.name``, ``learning_rate``)."""
-    flat = C.flatten({k: v for k, v in config.items() if k != "seed"})
+    flat = trees.flatten({k: v for k, v in config.items() if k != "seed"}, ".")
     return {k: v for k, v in flat.items() if not isinstance(v, list | dict)}
 
 

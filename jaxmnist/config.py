@@ -307,8 +307,9 @@ def apply_overrides(study: dict[str, Any], overrides: Sequence[str]) -> dict[str
             problems.append(f"--config.{item}: expected --config.KEY=VALUE")
             continue
         current = get_dotted(study, key, _MISSING)
-        if current is _MISSING and key.startswith(tuple(f"base.{s}" for s in OWN_KEY_SECTIONS)):
-            current = None  # an optimizer's / a model's own key: the member schema checks it
+        if current is _MISSING and (key.startswith(tuple(f"base.{s}" for s in OWN_KEY_SECTIONS))
+                                    or key.removeprefix("base.") in schema.member_paths()):
+            current = None  # a member setting left at its default: the member schema checks it
         if current is _MISSING:
             problems.append(
                 f"unknown config key {key!r}{suggest(key, valid + sections)}"
@@ -388,7 +389,6 @@ def resolve(
             raise ConfigError([f"--quick is --preset quick; it cannot be combined with "
                                f"--preset {preset}"])
         preset = "quick"
-    from jaxmnist import schema
 
     pristine = schema.with_defaults(to_plain(cfg))
     pristine.pop("reduced", None)
@@ -477,8 +477,6 @@ def _grid_size(study: Mapping[str, Any]) -> int | None:
 
 def validate_data(data: Mapping[str, Any]) -> list[str]:
     """Returns problems with a data spec (empty when valid); see :mod:`jaxmnist.schema`."""
-    from jaxmnist import schema
-
     problems = schema.data_problems(data, MNIST_TRAIN)
     if not problems:
         train, _, _ = expected_sizes(data)
@@ -493,8 +491,6 @@ def validate_member(cfg: Mapping[str, Any], where: str = "base") -> list[str]:
     The model family's own checks (``jaxmnist.models.validate_model_config``) run once the
     generic ones pass.
     """
-    from jaxmnist import schema
-
     return schema.member_problems(cfg, where)
 
 
@@ -543,7 +539,7 @@ def _validate(study: Mapping[str, Any]) -> tuple[list[str], list[dict[str, Any]]
             for key in keys:
                 # An optimizer's or a model's own keys need not be in the base: the member
                 # schema checks them against the optimizer / family the point names.
-                if key.startswith(OWN_KEY_SECTIONS):
+                if key.startswith(OWN_KEY_SECTIONS) or key in schema.member_paths():
                     continue
                 if get_dotted(base, key, _MISSING) is _MISSING:
                     problems.append(
@@ -562,7 +558,6 @@ def _validate(study: Mapping[str, Any]) -> tuple[list[str], list[dict[str, Any]]
         return problems, []
     # Validate each grid point once (not once per seed) and say which points a problem hits;
     # the other seeds of a valid point are copies of its typed config with their own seed.
-    from jaxmnist import schema
 
     train_size = expected_sizes(study["data"])[0]
     hits: dict[str, list[str]] = {}
@@ -573,7 +568,8 @@ def _validate(study: Mapping[str, Any]) -> tuple[list[str], list[dict[str, Any]]
         if member["key"] in points:  # another seed of a checked point
             typed = points[member["key"]]
             if typed is not None:
-                member["typed"] = schema.with_seed(typed, cfg)
+                member["typed"] = schema.with_seed(typed, cfg["seed"])
+                member["config"] = member["typed"].config()
             continue
         typed, found = schema.validated(cfg, "member")
         bs = cfg["train"]["batch_size"] if typed is not None else None
@@ -584,7 +580,8 @@ def _validate(study: Mapping[str, Any]) -> tuple[list[str], list[dict[str, Any]]
             hits.setdefault(msg, []).append(label)
         points[member["key"]] = typed if not found else None
         if typed is not None:
-            member["typed"] = typed
+            # config.json records the resolved config: every default, as the engine reads it.
+            member["typed"], member["config"] = typed, typed.config()
     n_points = len({m["key"] for m in members})
     for msg, labels in hits.items():
         where = (
@@ -615,14 +612,19 @@ def check(study: Mapping[str, Any]) -> list[dict[str, Any]]:
             raise ConfigError(problems, f"study {study.get('study', '?')!r}")
         return members
 
-    key = (json.dumps(study, sort_keys=True, default=repr), id(schema.schemas()["member"]))
+    from jaxmnist.engine import optim
+    from jaxmnist.models import adapters
+
+    # Registering an optimizer or a model can make an invalid study valid: part of the key.
+    registries = (tuple(optim.OPTIMIZERS), tuple(adapters.registered()))
+    key = (json.dumps(study, sort_keys=True, default=repr), repr(registries))
     # Each caller gets its own config dicts (the typed Members are frozen and shared).
     return [{**m, "config": copy.deepcopy(m["config"])}
             for m in kept(_CHECKED, key, expand_valid, CHECKED_KEPT)]
 
 
 CHECKED_KEPT = 8  # checked studies kept per process (a notebook's few studies)
-_CHECKED: collections.OrderedDict[tuple[str, int], list[dict[str, Any]]] = (
+_CHECKED: collections.OrderedDict[tuple[str, str], list[dict[str, Any]]] = (
     collections.OrderedDict())
 
 

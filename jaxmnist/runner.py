@@ -112,12 +112,12 @@ def resolved_config(study: dict[str, Any],
 
     Args:
         study: A resolved study.
-        members: Its members (``jaxmnist.config.check``); expanded here when not given.
+        members: Its members (``jaxmnist.config.check``); checked here when not given.
 
     Returns:
         The ``config.json`` dict.
     """
-    members = C.expand(study) if members is None else members
+    members = C.check(study) if members is None else members
     return _resolved_config(study, members, C.group_members([m["config"] for m in members]))
 
 

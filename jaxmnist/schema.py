@@ -1,44 +1,37 @@
-"""The member-config and data-spec schema, declared with pydantic from the modules that own it.
+"""THE typed member config and data spec (pydantic): what a study's members are, every default.
 
-Every choice list comes from its owner: optimizers from :mod:`jaxmnist.engine.optim`, losses from
-:mod:`jaxmnist.engine.losses`, model families, activations and initializers from
-:mod:`jaxmnist.models`, strategies from :mod:`jaxmnist.groups`, datasets, sources and split kinds
-from :mod:`jaxmnist.data`. Hyperparameters that depend on the choice are checked by the owner's own
-function: ``jaxmnist.engine.optim.check_hyperparameters`` (per optimizer),
-``jaxmnist.engine.optim.check_learning_rate``, ``jaxmnist.models.validate_model_config`` (per model
-family) and ``jaxmnist.data.split_problems`` (per split kind), so those modules can grow without
-touching this file.
+:class:`Member` has a field per section (``model``, ``optim``, ``reg``, ``loss``, ``train``,
+``seed``); ``model`` is the class its name chooses (``jaxmnist.models.specs``), ``optim.schedule``
+the kind its name chooses (``jaxmnist.engine.schedules``). Names are checked against their
+owners' registries when a config is checked (optimizers: ``jaxmnist.engine.optim``, losses,
+strategies, datasets), so a registered optimizer or model is valid at once. Every default of a
+member lives here or with the owner of a choice's own keys (a family's, an optimizer's), once.
 
-:func:`member` turns a member config (a plain dict) into THE typed object the engine reads
-(:class:`Member`: ``m.train.strategy``, ``m.reg.l2``, ``m.optim.learning_rate``), every default
-filled from here; nothing else in the library defines a default for a member-config key
-(``tests/test_schema.py`` checks it). The defaults of a model family's own keys (``hidden``,
-``activation``, ``init``, ...) and of an optimizer's hyperparameters belong to that family and
-optimizer (``jaxmnist.models``, ``jaxmnist.engine.optim``).
-
-The models are built on first use (importing the owners imports jax, ~1 s) and cached. Pydantic's
-errors are turned into the project's messages: ``where.key: what is wrong; valid choices: ...``
-with a did-you-mean for unknown keys and near-miss names; every problem is reported at once.
+:func:`member` checks a member config once, where it enters (a study, ``jm.grid``, the engine's
+entry points) and returns the Member the engine trusts; ``Member.config()`` is the resolved
+config that ``config.json`` records and that :func:`member` rebuilds the same Member from.
+Pydantic's errors become the project's messages: ``where.key: what is wrong; valid choices``.
 """
 
 from __future__ import annotations
 
 import copy
-import functools
 from collections.abc import Mapping, Sequence
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from pydantic import (
     BaseModel,
     BeforeValidator,
     ConfigDict,
-    Field,
-    PrivateAttr,
     ValidationError,
+    model_serializer,
     model_validator,
 )
 
-from jaxmnist.checks import is_int, is_number, suggest  # noqa: F401 - suggest: public here too
+from jaxmnist.checks import is_int, is_number, suggest
+from jaxmnist.data import DATA_DEFAULTS
+from jaxmnist.engine import schedules
+from jaxmnist.models import specs
 
 
 class ConfigError(ValueError):
@@ -90,46 +83,8 @@ def _seed(v: Any) -> int:
 Seed = Annotated[int, BeforeValidator(_seed)]
 
 
-def _spec_names(spec: Any) -> list[Any]:
-    """Names in an activation/init spec: ``"relu"``, ``{"name": ..}`` or a per-layer list."""
-    if isinstance(spec, list | tuple):
-        return [n for s in spec for n in _spec_names(s)]
-    if isinstance(spec, Mapping):
-        return [spec.get("name")]
-    return [spec]
-
-
-def _spec_problems(spec: Any, names: tuple[str, ...], noun: str) -> list[str]:
-    bad = [n for n in _spec_names(spec) if n not in names]
-    return [f"{n!r} is not a valid {noun}; valid choices: {', '.join(names)}{suggest(n, names)}"
-            for n in dict.fromkeys(map(str, bad))]
-
-
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class Member(_Section):
-    """THE member config: what :func:`member` returns and the engine reads.
-
-    Sections (the classes :func:`schemas` builds from the owners' choice lists): ``model``
-    (``name`` and the family's own keys, ``m.model.model_dump()`` is the dict the family
-    reads), ``optim`` (``name``, ``learning_rate`` and the optimizer's hyperparameters as
-    extras), ``reg`` (``l1``, ``l2``), ``loss``, ``train`` (``epochs``, ``batch_size``,
-    ``strategy``) and ``seed``; every default is filled in.
-    """
-
-    _config: dict[str, Any] | None = PrivateAttr(default=None)
-
-    def config(self) -> dict[str, Any]:
-        """The member config as plain JSON-ready dicts: what a run directory records.
-
-        The dict :func:`member` was given, as written (a copy); for a Member built directly,
-        its ``model_dump()`` (every default filled in).
-        """
-        if self._config is not None:
-            return copy.deepcopy(self._config)
-        return self.model_dump(mode="json")
 
 
 # --------------------------------------------------------------------------------------------
@@ -151,8 +106,6 @@ def data_with_defaults(spec: Any) -> Any:
     Returns:
         A new dict: the given keys first, in their order, then the defaults.
     """
-    from jaxmnist.data import DATA_DEFAULTS  # the owner of the data spec (no jax)
-
     if not isinstance(spec, Mapping):
         return spec
     return {**spec, **{k: v for k, v in DATA_DEFAULTS.items() if k not in spec}}
@@ -179,106 +132,153 @@ def with_defaults(study: Mapping[str, Any]) -> dict[str, Any]:
 
 
 # --------------------------------------------------------------------------------------------
-# The schema, built from the owning modules
+# The member config: static classes whose names are checked against their owners' registries
 # --------------------------------------------------------------------------------------------
 
 
-def schemas() -> dict[str, type[BaseModel]]:
-    """``{"member": Member, "data": Data}`` pydantic models from the owners' current lists.
+def _choice(noun: str, names: Any):
+    """A field validator: the value is one of ``names()`` (read when checked: registries grow)."""
+    def check(value: Any) -> Any:
+        valid = tuple(names())
+        if value not in valid:
+            raise ValueError(f"{value!r} is not a {noun}; valid choices: {', '.join(valid)}"
+                             f"{suggest(str(value), valid)}")
+        return value
+    return check
 
-    Rebuilt only when a list changed (e.g. ``jaxmnist.engine.optim.register`` added an optimizer).
-    """
-    from jaxmnist import data, models
-    from jaxmnist.engine import losses, optim
+
+def _losses() -> tuple[str, ...]:
+    from jaxmnist.engine.losses import LOSSES
+    return tuple(LOSSES)
+
+
+def _strategies() -> tuple[str, ...]:
     from jaxmnist.groups import STRATEGIES
-    from jaxmnist.models import common
-
-    return _build(tuple(optim.OPTIMIZERS), tuple(models.FAMILIES), tuple(losses.LOSSES),
-                  tuple(STRATEGIES), tuple(common.ACTIVATIONS), tuple(common.INITIALIZERS),
-                  tuple(data.DATASET_NAMES), tuple(data.SPLIT_KINDS), tuple(data.SOURCES))
+    return STRATEGIES
 
 
-@functools.lru_cache(maxsize=8)
-def _build(optimizers: tuple[str, ...], families: tuple[str, ...], loss_names: tuple[str, ...],
-           strategies: tuple[str, ...], activations: tuple[str, ...],
-           initializers: tuple[str, ...], datasets: tuple[str, ...], split_kinds: tuple[str, ...],
-           sources: tuple[str, ...]) -> dict[str, type[BaseModel]]:
-    from jaxmnist.data import DATA_DEFAULTS
-    from jaxmnist.engine import optim
-    from jaxmnist.models import adapters
+OPTIM_SHARED_KEYS = ("learning_rate", "schedule", "clip_norm")
+"""The ``optim`` keys every optimizer takes (a grid point that changes optimizer keeps these)."""
 
-    class Optim(_Section):
-        model_config = ConfigDict(extra="allow", frozen=True)  # per-optimizer hyperparameters
 
-        name: Literal[optimizers] = Field(title="valid optimizer")  # type: ignore[valid-type]
-        learning_rate: Annotated[float, BeforeValidator(optim.check_learning_rate)]
+class Optim(_Section):
+    """An optimizer by name: ``optax.<name>(learning_rate, **hyper)``, scheduled and clipped.
 
-        @model_validator(mode="after")
-        def _hyperparameters(self) -> Optim:
-            optim.check_hyperparameters(self.name, dict(self.model_extra or {}))
-            return self
+    A study writes the optimizer's own hyperparameters beside ``name`` (``{"name": "adam",
+    "learning_rate": 1e-3, "b1": 0.8}``); here they are ``hyper``, every default of
+    ``jaxmnist.engine.optim`` filled in, and a key the optimizer does not take is refused.
+    """
 
-    class Reg(_Section):
-        l1: NonNegativeNumber = 0.0
-        l2: NonNegativeNumber = 0.0
+    name: str
+    learning_rate: float
+    hyper: dict[str, float] = {}
+    schedule: schedules.Schedule = schedules.Constant()
+    clip_norm: float | None = None
 
-    class Train(_Section):
-        epochs: PositiveInt
-        batch_size: PositiveInt
-        strategy: Literal[strategies] = Field(  # type: ignore[valid-type]
-            "auto", title="valid strategy")
-
-    class Model(_Section):
-        # The family's own keys (hidden, activation, init, dropout, ...) or, for a user's model
-        # (import path or registered name), its factory's arguments: their defaults and checks
-        # belong to jaxmnist.models (member_problems runs the family's checks).
-        model_config = ConfigDict(extra="allow", frozen=True)
-
-        name: str
-
-        @model_validator(mode="before")
-        @classmethod
-        def _family(cls, value: Any) -> Any:
-            if not isinstance(value, Mapping) or adapters.is_user_model(value.get("name")):
-                return value
-            if value.get("name") not in families:
-                raise ValueError(
-                    f"name: {value.get('name')!r} is not a valid model; valid choices: "
-                    f"{', '.join(families)}, or your own as 'package.module:factory' or "
-                    f"'path/to/file.py:factory'{suggest(str(value.get('name')), families)}")
-            found = [f"{key}: {msg}"
-                     for key, names, noun in (("activation", activations, "activation"),
-                                              ("init", initializers, "initializer"))
-                     if key in value for msg in _spec_problems(value[key], names, noun)]
-            if found:
-                raise ValueError("; ".join(found))
+    @model_validator(mode="before")
+    @classmethod
+    def _own_hyperparameters(cls, value: Any) -> Any:
+        if not isinstance(value, Mapping) or "hyper" in value:
             return value
+        from jaxmnist.engine import optim
 
-    class _Member(Member):
-        model: Model
-        optim: Optim
-        reg: Reg
-        loss: Literal[loss_names] = Field(title="valid loss")  # type: ignore[valid-type]
-        train: Train
-        seed: Seed = 0
+        found = optim.validate_optimizer(value.get("name"), value)
+        if found:
+            raise ValueError("\n".join(found))
+        own = {k: float(v) for k, v in value.items() if k != "name"
+               and k not in OPTIM_SHARED_KEYS}
+        return {**{k: v for k, v in value.items() if k == "name" or k in OPTIM_SHARED_KEYS},
+                "hyper": {**optim.spec(value["name"]).defaults, **own}}
 
-    _Member.__name__ = _Member.__qualname__ = "Member"
-    class Data(_Section):
-        # Defaults from their owner, jaxmnist.data (with_defaults fills them into a study).
-        name: Literal[datasets] = Field(  # type: ignore[valid-type]
-            DATA_DEFAULTS["name"], title="known dataset")
-        split: Literal[split_kinds] = Field(title="valid split")  # type: ignore[valid-type]
-        source: Literal[sources] = Field(  # type: ignore[valid-type]
-            DATA_DEFAULTS["source"], title="valid source")
-        val_fraction: float | None = DATA_DEFAULTS["val_fraction"]
-        val_size: int | None = DATA_DEFAULTS["val_size"]
-        test_fraction: float | None = DATA_DEFAULTS["test_fraction"]
-        seed: OptionalSeed = DATA_DEFAULTS["seed"]
-        train_limit: OptionalCount = DATA_DEFAULTS["train_limit"]
-        val_limit: OptionalCount = DATA_DEFAULTS["val_limit"]
-        test_limit: OptionalCount = DATA_DEFAULTS["test_limit"]
+    @model_serializer(mode="wrap")
+    def _flat(self, handler: Any) -> dict[str, Any]:
+        out = handler(self)
+        hyper = out.pop("hyper", {})
+        return {"name": out.pop("name"), "learning_rate": out.pop("learning_rate"), **hyper,
+                **out}
 
-    return {"member": _Member, "data": Data}
+
+class Reg(_Section):
+    """L1 / L2 penalties on the weights (``lambda * sum|w|``, ``lambda * sum w**2``)."""
+
+    l1: NonNegativeNumber = 0.0
+    l2: NonNegativeNumber = 0.0
+
+
+class Train(_Section):
+    """Epochs, batch size and how a group's members share the devices."""
+
+    epochs: PositiveInt
+    batch_size: PositiveInt
+    strategy: Annotated[str, BeforeValidator(_choice("valid strategy", _strategies))] = "auto"
+
+
+class Member(_Section):
+    """THE member config the engine trains: every section typed, every default filled in.
+
+    ``config()`` is the resolved config as plain JSON values, what ``config.json`` records and
+    what :func:`member` rebuilds the same Member from.
+    """
+
+    model: specs.ModelConfig
+    optim: Optim
+    reg: Reg = Reg()
+    loss: Annotated[str, BeforeValidator(_choice("valid loss", _losses))] = "xent"
+    train: Train
+    seed: Seed = 0
+
+    def config(self) -> dict[str, Any]:
+        """The resolved member config as plain JSON-ready dicts."""
+        return self.model_dump(mode="json")
+
+
+def member_paths() -> tuple[str, ...]:
+    """Dotted keys of the member settings every member has (``reg.l2``, ``train.strategy``).
+
+    A study may set them in a grid point or an override without stating them in its base.
+    """
+    out = []
+    for name, field in Member.model_fields.items():
+        sub = field.annotation
+        if isinstance(sub, type) and issubclass(sub, BaseModel) and name != "optim":
+            out += [f"{name}.{k}" for k in sub.model_fields]
+        elif name == "optim":
+            out += [f"optim.{k}" for k in Optim.model_fields if k != "hyper"]
+        elif name != "model":
+            out.append(name)
+    return tuple(out)
+
+
+def _datasets() -> tuple[str, ...]:
+    from jaxmnist.data import DATASET_NAMES
+    return tuple(DATASET_NAMES)
+
+
+def _split_kinds() -> tuple[str, ...]:
+    from jaxmnist.data import SPLIT_KINDS
+    return tuple(SPLIT_KINDS)
+
+
+def _sources() -> tuple[str, ...]:
+    from jaxmnist.data import SOURCES
+    return tuple(SOURCES)
+
+
+class Data(_Section):
+    """A study's ``data`` section: dataset, source and split (defaults: ``jaxmnist.data``)."""
+
+    name: Annotated[str, BeforeValidator(_choice("known dataset", _datasets))] = \
+        DATA_DEFAULTS["name"]
+    split: Annotated[str, BeforeValidator(_choice("valid split", _split_kinds))]
+    source: Annotated[str, BeforeValidator(_choice("valid source", _sources))] = \
+        DATA_DEFAULTS["source"]
+    val_fraction: float | None = DATA_DEFAULTS["val_fraction"]
+    val_size: int | None = DATA_DEFAULTS["val_size"]
+    test_fraction: float | None = DATA_DEFAULTS["test_fraction"]
+    seed: OptionalSeed = DATA_DEFAULTS["seed"]
+    train_limit: OptionalCount = DATA_DEFAULTS["train_limit"]
+    val_limit: OptionalCount = DATA_DEFAULTS["val_limit"]
+    test_limit: OptionalCount = DATA_DEFAULTS["test_limit"]
 
 
 # --------------------------------------------------------------------------------------------
@@ -286,108 +286,69 @@ def _build(optimizers: tuple[str, ...], families: tuple[str, ...], loss_names: t
 # --------------------------------------------------------------------------------------------
 
 
-def _field_title(model: type[BaseModel], loc: tuple[Any, ...]) -> str | None:
-    cls: Any = model
-    field = None
-    for part in loc:
-        if not (isinstance(cls, type) and issubclass(cls, BaseModel)):
-            return None
-        field = cls.model_fields.get(str(part))
-        if field is None:
-            return None
-        cls = field.annotation
-    return field.title if field is not None else None
+def _message(e: Mapping[str, Any], where: str) -> list[str]:
+    """The project's message(s) for one pydantic error of a member config or data spec."""
+    loc = [str(p) for p in e["loc"]]
+    kind = e["type"]
+    msg = str(e["msg"]).removeprefix("Value error, ")
+    if loc[:1] == ["model"]:
+        return [f"{where}.model: {p}" for p in specs.problems_of_error(e)]
+    if loc[:1] == ["optim"] and kind == "value_error" and len(loc) == 1:
+        # The optimizer module's own checks, one "optim.key: ..." line per problem.
+        return [f"{where}.{line}" for line in msg.split("\n")]
+    path = ".".join(loc)
+    if kind == "extra_forbidden":
+        parent = loc[:-1]
+        valid = [".".join([*parent, f]) for f in _fields_at(Member if where != "data" else Data,
+                                                             parent)]
+        return [f"{where}: unknown key {path!r}{suggest(path, valid)}"]
+    if kind == "missing":
+        return [f"{where}.{path}: missing"]
+    if kind in ("model_type", "model_attributes_type", "dict_type"):
+        return [f"{where}.{path}: expected a dict, got {e['input']!r}"]
+    return [f"{where}.{path}: {msg}" if path else f"{where}: {msg}"]
 
 
-def _fields_at(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
+def _fields_at(model: type[BaseModel], loc: Sequence[str]) -> list[str]:
     cls: Any = model
     for part in loc:
-        field = cls.model_fields.get(str(part)) if isinstance(cls, type) else None
+        field = cls.model_fields.get(part) if isinstance(cls, type) else None
         if field is None:
             return []
         cls = field.annotation
     return list(cls.model_fields) if isinstance(cls, type) and issubclass(cls, BaseModel) else []
 
 
-def problems(model: type[BaseModel], value: Any, where: str) -> list[str]:
-    """Every problem pydantic finds in ``value``, as ``where.key: message`` lines."""
+def _problems(model: type[BaseModel], value: Any, where: str) -> tuple[Any, list[str]]:
     try:
-        model.model_validate(value)
+        return model.model_validate(value), []
     except ValidationError as err:
-        return [_message(model, e, where) for e in err.errors()]
-    return []
-
-
-def _message(model: type[BaseModel], e: Mapping[str, Any], where: str) -> str:
-    loc = tuple(e["loc"])
-    path = ".".join(str(p) for p in loc)
-    kind = e["type"]
-    if kind == "extra_forbidden":
-        parent = loc[:-1]
-        valid = [".".join([*map(str, parent), f]) for f in _fields_at(model, parent)]
-        return f"{where}: unknown key {path!r}{suggest(path, valid)}"
-    if kind == "missing":
-        return f"{where}.{path}: missing"
-    if kind == "literal_error":
-        noun = _field_title(model, loc) or f"valid {path}"
-        choices = [str(c) for c in model_choices(model, loc)]
-        return (f"{where}.{path}: {e['input']!r} is not a {noun}; valid choices: "
-                f"{', '.join(choices)}{suggest(str(e['input']), choices)}")
-    if kind in ("model_type", "model_attributes_type", "dict_type"):
-        return f"{where}.{path}: expected a dict, got {e['input']!r}"
-    msg = str(e["msg"]).removeprefix("Value error, ")
-    if kind == "value_error" and loc and msg.startswith(f"{loc[-1]}: "):
-        msg = msg[len(f"{loc[-1]}: "):]  # the owner's message already names the key
-    key, sep, rest = msg.partition(": ")
-    if (kind == "value_error" and sep and isinstance(e.get("input"), Mapping)
-            and key in e["input"] and "; " not in key):
-        # A section's own check naming one of its keys ("activation: 'x' is not ...").
-        path, msg = ".".join([*map(str, loc), key]), rest
-    return f"{where}.{path}: {msg}" if path else f"{where}: {msg}"
-
-
-def model_choices(model: type[BaseModel], loc: tuple[Any, ...]) -> tuple[Any, ...]:
-    """The ``Literal`` choices of the field at ``loc`` (empty when it is not a choice)."""
-    cls: Any = model
-    field = None
-    for part in loc:
-        field = cls.model_fields.get(str(part)) if isinstance(cls, type) else None
-        if field is None:
-            return ()
-        cls = field.annotation
-    return tuple(getattr(cls, "__args__", ()))
+        found = [m for e in err.errors() for m in _message(e, where)]
+        return None, list(dict.fromkeys(found))
 
 
 def validated(cfg: Any, where: str = "member") -> tuple[Member | None, list[str]]:
-    """Validates a member config once: ``(the Member, [])`` or ``(None, every problem)``.
+    """Checks a member config once: ``(the Member, [])`` or ``(None, every problem)``.
 
-    Args:
-        cfg: A member config as plain dicts.
-        where: How the messages name the config.
-
-    Returns:
-        The :class:`Member` (its :meth:`Member.config` is ``cfg``) and no problem, or None and
-        the problems, the model family's checks included (a user model evaluated abstractly).
+    A user model is also evaluated abstractly (``jaxmnist.models.check_model``): its init, a
+    training call and an evaluation call, nothing compiled.
     """
     if isinstance(cfg, Member):
         return cfg, []
-    model = schemas()["member"]
-    try:
-        m = model.model_validate(cfg)
-    except ValidationError as err:
-        return None, [_message(model, e, where) for e in err.errors()]
+    m, found = _problems(Member, cfg, where)
+    if m is None:
+        return None, found
     from jaxmnist import models
 
     try:
-        models.check_model(cfg["model"])
+        models.check_model(m.model.config())
     except ValueError as err:
         return None, [f"{where}.model: {err}"]
-    m._config = copy.deepcopy(dict(cfg))
     return m, []
 
 
 def member_problems(cfg: Any, where: str = "base") -> list[str]:
-    """Problems with one member config (empty when valid), the model family's checks included."""
+    """Problems with one member config (empty when valid), the model's own checks included."""
     return validated(cfg, where)[1]
 
 
@@ -395,16 +356,12 @@ def member(cfg: Mapping[str, Any] | Member, where: str = "member") -> Member:
     """THE typed member config the engine reads, every default filled in.
 
     Args:
-        cfg: A member config as plain dicts (``docs/architecture.md``), or a :class:`Member`
-            (returned as it is: it was validated when it was made).
+        cfg: A member config as plain dicts, or a :class:`Member` (returned as it is).
         where: How the messages name the config (``"members[3]"``).
-
-    Returns:
-        The :class:`Member`; its :meth:`Member.config` is ``cfg`` as written.
 
     Raises:
         ConfigError: every problem at once (unknown keys with a did-you-mean, invalid choices
-            with the valid ones, the model family's and the optimizer's own checks).
+            with the valid ones, the model's and the optimizer's own checks).
     """
     m, found = validated(cfg, where)
     if m is None:
@@ -412,19 +369,9 @@ def member(cfg: Mapping[str, Any] | Member, where: str = "member") -> Member:
     return m
 
 
-def with_seed(m: Member, cfg: Mapping[str, Any]) -> Member:
-    """Another seed of a validated member: ``m`` with ``cfg["seed"]``, recording ``cfg``.
-
-    Args:
-        m: A validated member.
-        cfg: Its config with another seed (nothing else differs; not validated again).
-
-    Returns:
-        The new :class:`Member`.
-    """
-    out = m.model_copy(update={"seed": cfg["seed"]})
-    out._config = copy.deepcopy(dict(cfg))
-    return out
+def with_seed(m: Member, seed: int) -> Member:
+    """Another seed of a checked member (nothing else differs, so nothing is checked again)."""
+    return m.model_copy(update={"seed": seed})
 
 
 def data_problems(spec: Any, train_size: int = 60_000) -> list[str]:
@@ -436,7 +383,7 @@ def data_problems(spec: Any, train_size: int = 60_000) -> list[str]:
     """
     from jaxmnist import data
 
-    found = problems(schemas()["data"], spec, "data")
+    found = _problems(Data, spec, "data")[1]
     if found or not isinstance(spec, Mapping):
         return found
     return [f"data.{key}: {msg}" for key, msg in data.split_problems(spec, train_size)]

@@ -50,9 +50,9 @@ def get_dotted(tree: Mapping[str, Any], key: str, default: Any = _RAISE) -> Any:
 
 
 def set_dotted(tree: dict[str, Any], key: str, value: Any) -> None:
-    """Sets ``tree["a"]["b"] = value`` for ``key="a.b"`` (parents must exist)."""
+    """Sets ``tree["a"]["b"] = value`` for ``key="a.b"`` (missing parents become dicts)."""
     *parents, leaf = key.split(".")
     node = tree
     for part in parents:
-        node = node[part]
+        node = node.setdefault(part, {})
     node[leaf] = value

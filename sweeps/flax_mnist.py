@@ -40,8 +40,6 @@ def get_config() -> ml_collections.ConfigDict:
     c.base = dict(
         model=dict(name="jaxmnist.models.flax_examples:FlaxMnistCNN"),
         optim=dict(name="momentum", learning_rate=0.1, momentum=0.9),  # optax.sgd(.1, momentum=.9)
-        reg=dict(l1=0.0, l2=0.0),
-        loss="xent",
         train=dict(epochs=10, batch_size=128),
     )
     # Each optimizer at two learning rates around its usual one (a full cartesian grid would

@@ -49,8 +49,6 @@ def get_config() -> ml_collections.ConfigDict:
         model=dict(name=FLAX_CNN, dropout=[0.25, 0.5]),
         optim=dict(name="adam", learning_rate=1e-3, clip_norm=1.0,
                    schedule=dict(name="warmup_cosine", warmup_steps=200, end_value=0.0)),
-        reg=dict(l1=0.0, l2=0.0),
-        loss="xent",
         train=dict(epochs=10, batch_size=128),
     )
     c.experiments = [dict(

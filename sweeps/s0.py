@@ -31,8 +31,6 @@ def get_config() -> ml_collections.ConfigDict:
     c.base = dict(
         model=dict(name="cnn", dropout=0.0),
         optim=dict(name="adam", learning_rate=1e-3),
-        reg=dict(l1=0.0, l2=0.0),
-        loss="xent",
         train=dict(epochs=10, batch_size=32),
     )
     c.seeds = 3

@@ -30,7 +30,6 @@ def get_config() -> ml_collections.ConfigDict:
     c.base = dict(
         model=dict(name="cnn", dropout=[0.25, 0.5]),
         optim=dict(name="adam", learning_rate=1e-3),
-        reg=dict(l1=0.0, l2=0.0),
         loss="xent_onehot",
         train=dict(epochs=10, batch_size=64),
     )

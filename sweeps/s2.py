@@ -39,8 +39,6 @@ def get_config() -> ml_collections.ConfigDict:
     c.base = dict(
         model=dict(name="squeezenet"),
         optim=dict(name="adam", learning_rate=1e-4),
-        reg=dict(l1=0.0, l2=0.0),
-        loss="xent",
         train=dict(epochs=30, batch_size=64),
     )
     c.grid = nested({

@@ -40,8 +40,6 @@ def get_config() -> ml_collections.ConfigDict:
     c.base = dict(
         model=dict(name="mlp", hidden=[64], activation="relu", init="he", rmsnorm=False),
         optim=dict(name="sgd", learning_rate=0.01),
-        reg=dict(l1=0.0, l2=0.0),
-        loss="xent",
         train=dict(epochs=10, batch_size=32),
     )
     c.experiments = [

@@ -38,8 +38,6 @@ def get_config() -> ml_collections.ConfigDict:
     c.base = dict(
         model=dict(name="cnn_depth", depth=4, dropout=0.25, padding="same"),
         optim=dict(name="adam", learning_rate=1e-3),
-        reg=dict(l1=0.0, l2=0.0),
-        loss="xent",
         train=dict(epochs=40, batch_size=32),
     )
     c.grid = nested({"model.depth": [1, 2, 3, 4]})

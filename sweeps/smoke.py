@@ -24,8 +24,6 @@ def get_config() -> ml_collections.ConfigDict:
     c.base = dict(
         model=dict(name="mlp", hidden=[32], activation="relu", init="he_normal"),
         optim=dict(name="sgd", learning_rate=0.1),
-        reg=dict(l1=0.0, l2=0.0),
-        loss="xent",
         train=dict(epochs=2, batch_size=64),
     )
     c.grid = nested({

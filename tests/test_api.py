@@ -32,6 +32,42 @@ def api_run(tmp_path_factory):
     return run, workdir
 
 
+def test_config_json_alone_rebuilds_the_members(api_run):
+    from jaxmnist import schema
+    from jaxmnist.groups import group_members
+    from jaxmnist.runs import rundir
+
+    _, workdir = api_run
+    recorded = rundir.read_config(workdir)
+    assert recorded["config_format"] == rundir.CONFIG_FORMAT
+    rebuilt = [schema.member(m["config"]) for m in recorded["members"]]
+    # Every default is written out (Adam's Keras epsilon, SGD's constant schedule) ...
+    assert rebuilt[0].optim.hyper == {"b1": 0.9, "b2": 0.999, "eps": 1e-7}
+    assert recorded["members"][0]["config"]["optim"]["eps"] == 1e-7
+    assert [m.config() for m in rebuilt] == [m["config"] for m in recorded["members"]]
+    # ... and the members split into the same groups as the run's.
+    groups = [g["members"] for g in recorded["groups"]]
+    assert group_members([m.config() for m in rebuilt]) == groups
+
+
+def test_a_run_directory_of_the_earlier_format_gets_one_message_saying_how(api_run, tmp_path):
+    import shutil
+
+    from jaxmnist.runs import rundir
+
+    _, workdir = api_run
+    old = tmp_path / "old"
+    shutil.copytree(workdir, old)
+    cfg = rundir.read_config(old)
+    del cfg["config_format"]
+    rundir.write_json(old / rundir.CONFIG, cfg)
+    with pytest.raises(rundir.RunDirError, match="earlier jaxmnist .config.json format 1") as err:
+        jm.grid(model=TinyMLP(width=8), optimizers={"adam": [3e-3, 1e-3], "sgd": 0.1},
+                seeds=2, epochs=2, data=TINY_DATA, synthetic=True, workdir=old, progress=False)
+    assert "results stay readable" in str(err.value)
+    assert len(jm.open_run(old).table()) == 6
+
+
 def test_grid_returns_a_table_per_member_and_per_point(api_run):
     run, _ = api_run
     assert run.complete

@@ -67,9 +67,9 @@ def test_override_is_type_checked_and_suggests_the_closest_key():
 
 @pytest.mark.parametrize("override, message", [
     ("base.optim.name=adamz", "valid choices: sgd, momentum, nesterov, adam, adamw, nadam"),
-    ("base.model.activation=relu6", "is not a valid activation"),
-    ("base.model.init=kaiming", "is not a valid initializer"),
-    ("base.model.name=resnet", "valid choices: mlp, cnn, cnn_depth, squeezenet"),
+    ("base.model.activation=relu6", "base.model: mlp activation[0]: 'relu6' is not valid"),
+    ("base.model.init=kaiming", "base.model: mlp init[0]: 'kaiming' is not valid"),
+    ("base.model.name=resnet", "valid choices are ['mlp', 'cnn', 'cnn_depth', 'squeezenet'"),
     ("base.loss=hinge", "valid choices: xent, xent_onehot, mse, bce"),
     ("base.train.epochs=0", "train.epochs: must be a positive integer"),
     ("base.train.batch_size=-4", "train.batch_size: must be a positive integer"),
@@ -166,10 +166,12 @@ def test_a_point_that_changes_optimizer_inherits_only_what_every_optimizer_takes
         {"label": "momentum", "set": {"optim.name": "momentum", "optim.momentum": 0.8}},
     ]}]
     s["seeds"] = 2
+    # config.json's sections: exactly what each member got, every default written out.
     optims = {C.describe(m): m["config"]["optim"] for m in C.check(s)}
-    common = {"clip_norm": 1.0, "schedule": "cosine"}
+    common = {"clip_norm": 1.0, "schedule": {"name": "cosine", "decay_steps": None,
+                                             "alpha": 0.0, "exponent": 1.0}}
     assert optims["adam b1 (seed 0)"] == {"name": "adam", "learning_rate": 1e-3, "b1": 0.5,
-                                          **common}
+                                          "b2": 0.999, "eps": 1e-7, **common}
     assert optims["adam b2 (seed 1)"]["b1"] == 0.5  # the same optimizer keeps the base's values
     assert optims["sgd (seed 0)"] == {"name": "sgd", "learning_rate": 0.1, **common}
     assert optims["momentum (seed 1)"] == {"name": "momentum", "learning_rate": 1e-3,

@@ -56,7 +56,8 @@ def test_a_member_record_is_strict_json_with_nothing_non_finite():
     assert np.asarray(record["confusion_test"]).sum() == 4
     assert record["confusion_test"][2][1] == 1  # label 2 predicted as 1
     assert record["confusion_train"] is None and record["status"] == "ok"
-    assert record["config"]["optim"] == {"name": "sgd", "learning_rate": 0.1}
+    assert record["config"]["optim"] == {"name": "sgd", "learning_rate": 0.1,
+                                         "schedule": {"name": "constant"}, "clip_norm": None}
 
 
 def test_histograms_count_the_finite_values_of_each_layer():

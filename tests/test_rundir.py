@@ -43,7 +43,7 @@ def _row(epoch: int, acc: float = 0.5) -> dict:
 def test_writer_and_reader_round_trip(tmp_path):
     run = tmp_path / "run"
     writer, resuming = rundir.RunWriter.open(run, CONFIG)
-    assert not resuming and rundir.read_config(run) == CONFIG
+    assert not resuming and rundir.read_config(run) == {"config_format": 2, **CONFIG}
     assert all((run / sub).is_dir() for sub in rundir.SUBDIRS)
     hook = writer.metrics_log([0])
     hook.on_epoch_end(0, 1, [_row(1)], _info())
@@ -137,8 +137,8 @@ def test_reads_a_run_in_progress(tmp_path):
     assert all(len(m["history"]) == 1 for m in members)
 
 
-def test_a_run_written_before_the_data_defaults_were_filled_in_resumes(tmp_path):
-    """config.json of 7bdb1e0 has no data.name; the same command today resolves name 'mnist'."""
+def test_a_run_of_the_earlier_config_format_gets_one_message_saying_how(tmp_path):
+    """config.json of 7bdb1e0 records configs as written (format 1): not continued, still read."""
     from jaxmnist import config, runner
 
     run = tmp_path / "old"
@@ -147,11 +147,9 @@ def test_a_run_written_before_the_data_defaults_were_filled_in_resumes(tmp_path)
         "data.train_limit=256", "data.test_limit=50", "data.val_size=50",
         "grid.model.hidden=[[8]]", "grid.optim.learning_rate=[0.1]"])
     new = runner.resolved_config(study)
-    assert "name" not in rundir.read_config(run)["data"] and new["data"]["name"] == "mnist"
-    assert rundir.RunWriter.check(run, new) is True
-    new["data"]["name"] = "fashion_mnist"
-    with pytest.raises(rundir.RunDirError, match="its data split differs"):
+    with pytest.raises(rundir.RunDirError, match="config.json format 1; this one writes format 2"):
         rundir.RunWriter.check(run, new)
+    assert rundir.read_config(run)["study"] == "smoke"
 
 
 def test_a_kill_during_a_member_export_leaves_no_temporary_file_after_resume(tmp_path, caplog):

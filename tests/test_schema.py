@@ -35,10 +35,10 @@ def member_keys() -> tuple[set[str], set[str]]:
             if isinstance(sub, type) and hasattr(sub, "model_fields"):
                 walk(sub, path + ".")
 
-    member = schema.schemas()["member"]
+    member = schema.Member
     walk(member, "")
     sections = {name for name, f in member.model_fields.items()
-                if hasattr(f.annotation, "model_fields")}
+                if hasattr(f.annotation, "model_fields")} | {"model"}  # model: a union
     return paths, {p.rsplit(".", 1)[-1] for p in paths} - sections - {"name"}
 
 
@@ -123,16 +123,28 @@ def test_the_static_check_sees_the_patterns(tmp_path):
         "a default for 'name'"]
 
 
-def test_member_fills_the_defaults_and_keeps_the_config_as_written():
+def test_member_fills_every_default_and_its_config_rebuilds_it():
     cfg = {"model": {"name": "mlp", "hidden": [8]}, "optim": {"name": "adam",
-           "learning_rate": 1e-3, "b1": 0.8}, "reg": {}, "loss": "xent",
-           "train": {"epochs": 1, "batch_size": 32}}
+           "learning_rate": 1e-3, "b1": 0.8}, "train": {"epochs": 1, "batch_size": 32}}
     m = schema.member(cfg)
-    assert (m.reg.l1, m.reg.l2, m.train.strategy, m.seed) == (0.0, 0.0, "auto", 0)
-    assert m.optim.learning_rate == 1e-3 and m.optim.model_extra == {"b1": 0.8}
-    assert m.model.model_dump() == {"name": "mlp", "hidden": [8]}  # the family fills its own
-    assert m.config() == cfg and m.config() is not cfg
+    assert (m.reg.l1, m.reg.l2, m.loss, m.train.strategy, m.seed) == (0.0, 0.0, "xent", "auto", 0)
+    # The optimizer's own hyperparameters: what the study set, the optimizer's defaults beside.
+    assert m.optim.hyper == {"b1": 0.8, "b2": 0.999, "eps": 1e-7}
+    assert m.model.config() == {"name": "mlp", "hidden": [8], "activation": "relu",
+                                "init": "he_normal", "rmsnorm": False, "dropout": 0.0}
+    assert m.config()["optim"] == {"name": "adam", "learning_rate": 1e-3, "b1": 0.8,
+                                   "b2": 0.999, "eps": 1e-7, "schedule": {"name": "constant"},
+                                   "clip_norm": None}
+    assert schema.member(m.config()) == m  # config.json's form rebuilds the same Member
     assert schema.member(m) is m
+
+
+def test_the_type_checker_sees_the_fields():
+    # Static classes: the fields are declared, not built at run time (CI runs mypy on them).
+    assert list(schema.Member.model_fields) == ["model", "optim", "reg", "loss", "train", "seed"]
+    assert list(schema.Optim.model_fields) == ["name", "learning_rate", "hyper", "schedule",
+                                               "clip_norm"]
+    assert schema.Member.__module__ == "jaxmnist.schema"
 
 
 def test_member_lists_every_problem_in_one_message():
@@ -143,7 +155,7 @@ def test_member_lists_every_problem_in_one_message():
         schema.member(cfg, "members[2]")
     text = str(err.value)
     assert text.startswith("invalid member config:")
-    for part in ("members[2].model.activation: 'relu6' is not a valid activation",
+    for part in ("members[2].model: mlp activation[0]: 'relu6' is not valid; valid choices are",
                  "members[2].optim.name: 'adma' is not a valid optimizer",
                  "did you mean 'adam",
                  "members[2].optim.learning_rate: must be a positive number, got 0",
@@ -184,7 +196,7 @@ def test_the_engine_trains_a_member_as_it_trains_the_same_dict():
     splits = small_splits(n_train=128, n_val=64, n_test=64)
     (a,) = train.train_grid([cfg], splits, train_confusion=False)
     (b,) = train.train_grid([schema.member(cfg)], splits, train_confusion=False)
-    assert a.member.config() == b.member.config() == cfg
+    assert a.member.config() == b.member.config() == schema.member(cfg).config()
     assert (a.test_loss, a.test_acc) == (b.test_loss, b.test_acc)
     np.testing.assert_array_equal(a.history, b.history)
     for leaf_a, leaf_b in zip(_leaves(a.params), _leaves(b.params), strict=True):
@@ -217,34 +229,51 @@ def test_choice_lists_come_from_the_owning_modules():
     from jaxmnist import data, groups
     from jaxmnist.engine import losses, optim
 
-    member, spec = schema.schemas()["member"], schema.schemas()["data"]
-    assert schema.model_choices(member, ("optim", "name")) == tuple(optim.OPTIMIZERS)
-    assert schema.model_choices(member, ("loss",)) == tuple(losses.LOSSES)
-    assert schema.model_choices(member, ("train", "strategy")) == tuple(groups.STRATEGIES)
-    assert schema.model_choices(spec, ("name",)) == tuple(data.DATASET_NAMES)
-    assert schema.model_choices(spec, ("split",)) == tuple(data.SPLIT_KINDS)
-    assert schema.model_choices(spec, ("source",)) == tuple(data.SOURCES)
+    base = {"model": {"name": "mlp"}, "optim": {"name": "adam", "learning_rate": 1e-3},
+            "train": {"epochs": 1, "batch_size": 32}}
+    for key, owner in (("loss", losses.LOSSES), ("train.strategy", groups.STRATEGIES)):
+        cfg = C.nested({**C.flatten(base), key: "nope"})
+        (problem,) = schema.member_problems(cfg)
+        assert f"valid choices: {', '.join(owner)}" in problem, problem
+    (problem,) = schema.member_problems(C.nested({**C.flatten(base), "optim.name": "nope"}))
+    assert f"valid choices: {', '.join(optim.OPTIMIZERS)}" in problem
+    spec = {"split": "none"}
+    for key, owner in (("name", data.DATASET_NAMES), ("split", data.SPLIT_KINDS),
+                       ("source", data.SOURCES)):
+        (problem,) = schema.data_problems({**spec, key: "nope"})
+        assert f"valid choices: {', '.join(owner)}" in problem, problem
     assert not hasattr(C, "OPTIMIZERS") and not hasattr(C, "ACTIVATIONS")  # no copies
 
 
+def test_a_registered_optimizer_is_valid_at_once():
+    pytest.importorskip("jax")
+    from jaxmnist.engine import optim
+
+    cfg = {"model": {"name": "mlp"}, "optim": {"name": "radam_test", "learning_rate": 1e-3},
+           "train": {"epochs": 1, "batch_size": 32}}
+    assert "is not a valid optimizer" in schema.member_problems(cfg)[0]
+    optim.register_optimizer("radam_test", "radam", {"b1": 0.9, "b2": 0.999, "eps": 1e-8})
+    try:
+        assert schema.member(cfg).optim.hyper == {"b1": 0.9, "b2": 0.999, "eps": 1e-8}
+    finally:
+        optim._REGISTRY.pop("radam_test")
+        optim.OPTIMIZERS = tuple(optim._REGISTRY)
+
+
 def test_dynamic_keys_exist_in_the_member_schema():
-    pytest.importorskip("jax")
-    member = schema.schemas()["member"]
     for key in C.DYNAMIC_KEYS:
-        if key == "seed":
-            continue
-        if key == "optim":  # the whole section: name, numbers, schedule (engine.optim.plan)
-            assert "optim" in member.model_fields
-            continue
-        section, leaf = key.split(".")
-        fields = member.model_fields[section].annotation
-        # model and optim sections allow extra keys, checked by their owning modules
-        assert leaf in fields.model_fields or fields.model_config.get("extra") == "allow", key
+        section, _, leaf = key.partition(".")
+        assert section in schema.Member.model_fields, key
+        if section == "reg":
+            assert leaf in schema.Reg.model_fields, key
+        if section == "model":  # a zoo family's own key
+            from jaxmnist.models import specs
+
+            assert leaf in specs.Mlp.model_fields, key
 
 
-def test_the_data_defaults_are_the_schemas():
-    pytest.importorskip("jax")
+def test_the_data_defaults_are_the_data_modules():
     from jaxmnist import data
 
-    fields = schema.schemas()["data"].model_fields
+    fields = schema.Data.model_fields
     assert {k: f.default for k, f in fields.items() if k != "split"} == data.DATA_DEFAULTS

@@ -42,8 +42,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from pydantic import TypeAdapter, ValidationError
 
-from jaxmnist.checks import is_int, is_number, suggest
+from jaxmnist.checks import is_number, suggest
+from jaxmnist.engine import schedules
 
 KERAS_EPSILON = 1e-7  # Keras' default epsilon for Adam, Nadam, Adamax and RMSprop.
 ADAM_BETAS = (0.9, 0.999)
@@ -108,26 +110,7 @@ COMMON_KEYS = ("name", "learning_rate", "schedule", "clip_norm")
 """Keys every optimizer takes. A grid point that changes ``optim.name`` inherits these from the
 base member and none of the base optimizer's own hyperparameters (``jaxmnist.config.expand``)."""
 
-SCHEDULES: dict[str, dict[str, Any]] = {
-    "constant": {},
-    "cosine": {"decay_steps": None, "alpha": 0.0, "exponent": 1.0},
-    "warmup_cosine": {"warmup_steps": 0, "decay_steps": None, "init_value": 0.0,
-                      "end_value": 0.0, "exponent": 1.0},
-    "exponential": {"transition_steps": None, "decay_rate": None, "transition_begin": 0,
-                    "staircase": False, "end_value": None},
-    "piecewise": {"boundaries": [], "scales": []},
-}
-"""Learning-rate schedules and their parameters (None = required, or for ``decay_steps`` the
-whole run). The peak/initial value is always ``learning_rate``; steps are optimizer updates.
-
-* ``cosine``: ``optax.cosine_decay_schedule(learning_rate, decay_steps, alpha, exponent)``
-* ``warmup_cosine``: ``optax.warmup_cosine_decay_schedule(init_value, peak_value=learning_rate,
-  warmup_steps, decay_steps, end_value, exponent)`` (decay_steps include the warm-up)
-* ``exponential``: ``optax.exponential_decay(learning_rate, transition_steps, decay_rate,
-  transition_begin, staircase, end_value)``
-* ``piecewise``: ``optax.piecewise_constant_schedule(learning_rate, dict(zip(boundaries,
-  scales)))``
-"""
+SCHEDULES = schedules.SCHEDULES  # every kind's parameters and defaults: jaxmnist.engine.schedules
 
 
 def register_optimizer(
@@ -233,62 +216,36 @@ def _check_range(key: str, value: Any, bounds: tuple[float, float, bool] | None)
     return None
 
 
+_SCHEDULE = TypeAdapter(schedules.Schedule)
+
+
 def validate_schedule(sched: Any, where: str = "optim.schedule") -> list[str]:
     """Returns problems with a schedule spec (a name or ``{"name": ..., params}``)."""
     if sched is None:
         return []
-    if isinstance(sched, str):
-        sched = {"name": sched}
-    if not isinstance(sched, Mapping) or not isinstance(sched.get("name"), str):
-        return [f"{where}: expected a schedule name or a dict with a 'name', got {sched!r}"]
-    name = sched["name"]
-    if name not in SCHEDULES:
-        return [_choices_message(f"{where}.name", name, list(SCHEDULES))]
-    params = SCHEDULES[name]
-    problems = []
-    for key, value in sched.items():
-        if key == "name":
-            continue
-        if key not in params:
-            problems.append(
-                f"{where}: {key!r} is not a parameter of schedule {name!r}; valid: "
-                f"{', '.join(params) or 'none'}"
-            )
-            continue
-        if key.endswith("_steps") or key == "transition_begin":
-            if value is None and params[key] is None:
-                continue
-            if not (is_int(value) and value >= (1 if key in ("decay_steps",
-                                                              "transition_steps") else 0)):
-                problems.append(f"{where}.{key}: expected a non-negative integer, got {value!r}")
-        elif key == "staircase":
-            if not isinstance(value, bool):
-                problems.append(f"{where}.staircase: expected true/false, got {value!r}")
-        elif key in ("boundaries", "scales"):
-            if not isinstance(value, list | tuple):
-                problems.append(f"{where}.{key}: expected a list, got {value!r}")
-        elif value is not None or params[key] is not None:
-            msg = _check_range(f"{where}.{key}", value, _NONNEG if key != "exponent" else None)
-            if msg:
-                problems.append(msg)
-    for key, default in params.items():
-        if default is None and sched.get(key) is None and key not in ("decay_steps", "end_value"):
-            problems.append(f"{where}: schedule {name!r} needs {key!r}")
-    if name == "piecewise":
-        b, s = list(sched.get("boundaries", [])), list(sched.get("scales", []))
-        if len(b) != len(s):
-            problems.append(f"{where}: 'boundaries' and 'scales' need the same length")
-        if not all(is_int(x) and x >= 0 for x in b) or b != sorted(set(b)):
-            problems.append(f"{where}.boundaries: expected increasing step numbers, got {b}")
-        if not all(is_number(x) and x >= 0 for x in s):
-            problems.append(f"{where}.scales: expected non-negative numbers, got {s}")
-    if name == "exponential" and is_number(sched.get("decay_rate")) and sched["decay_rate"] <= 0:
-        problems.append(f"{where}.decay_rate: must be > 0, got {sched['decay_rate']!r}")
-    if (name == "warmup_cosine" and is_int(sched.get("decay_steps"))
-            and sched["decay_steps"] <= sched.get("warmup_steps", 0)):
-        problems.append(f"{where}: decay_steps (which include the warm-up) must exceed "
-                        "warmup_steps")
-    return problems
+    try:
+        _SCHEDULE.validate_python(sched)
+    except ValidationError as err:
+        name = sched.get("name") if isinstance(sched, Mapping) else sched
+        problems = []
+        for e in err.errors():
+            key = str(e["loc"][-1]) if len(e["loc"]) > 1 else ""
+            msg = str(e["msg"]).removeprefix("Value error, ")
+            if e["type"] in ("union_tag_invalid", "union_tag_not_found"):
+                problems.append(_choices_message(f"{where}.name", name, list(SCHEDULES)))
+            elif e["type"] == "extra_forbidden":
+                problems.append(f"{where}: {key!r} is not a parameter of schedule {name!r}; "
+                                f"valid: {', '.join(SCHEDULES[name]) or 'none'}")
+            elif e["type"] == "missing":
+                problems.append(f"{where}: schedule {name!r} needs {key!r}")
+            elif e["type"] in ("model_attributes_type", "dict_type", "model_type"):
+                problems.append(f"{where}: expected a schedule name or a dict with a 'name', "
+                                f"got {sched!r}")
+            else:
+                problems.append(f"{where}.{key}: {msg}" if key and key != name
+                                else f"{where}: {msg}")
+        return problems
+    return []
 
 
 def validate_optimizer(name: Any, hparams: Mapping[str, Any], where: str = "optim", *,
@@ -304,9 +261,11 @@ def validate_optimizer(name: Any, hparams: Mapping[str, Any], where: str = "opti
             apart, with :func:`check_learning_rate`, as the schema does).
     """
     if name not in _REGISTRY:
+        problem = learning_rate_problem(hparams.get("learning_rate"))
         return [f"{where}.name: {name!r} is not a valid optimizer; valid choices: "
                 f"{', '.join(_REGISTRY)} (register others with "
-                f"jaxmnist.engine.optim.register_optimizer){suggest(name, _REGISTRY)}"]
+                f"jaxmnist.engine.optim.register_optimizer){suggest(name, _REGISTRY)}",
+                *([f"{where}.learning_rate: {problem}"] if problem else [])]
     sp = _REGISTRY[name]
     problems = []
     allowed = [k for k in COMMON_KEYS if k != "name"] + list(sp.defaults)
@@ -365,9 +324,8 @@ def check_hyperparameters(name: str, hyper: Mapping[str, Any]) -> None:
 
 
 def _schedule_dict(cfg: Mapping[str, Any]) -> dict[str, Any]:
-    sched = cfg.get("schedule") or "constant"
-    sched = {"name": sched} if isinstance(sched, str) else dict(sched)
-    return {**SCHEDULES[sched["name"]], **sched}
+    """The section's schedule with every parameter (a name or None parsed by its owner)."""
+    return _SCHEDULE.validate_python(cfg.get("schedule")).model_dump()
 
 
 def _hparams(cfg: Mapping[str, Any]) -> dict[str, float]:

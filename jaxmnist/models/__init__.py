@@ -23,7 +23,7 @@ from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
 from jaxmnist.caches import kept
-from jaxmnist.models import adapters, cnn, mlp, squeezenet
+from jaxmnist.models import adapters, cnn, mlp, specs, squeezenet
 from jaxmnist.models.adapters import register
 from jaxmnist.models.common import (
     WEIGHT_NAMES,
@@ -107,22 +107,12 @@ def family(name: str) -> types.ModuleType:
 
 
 def validate_model_config(cfg: Mapping[str, Any]) -> dict[str, Any]:
-    """Checks a model config without building anything and returns it with defaults filled in.
-
-    Safe to call for every member of a sweep before any compilation.
+    """Checks a model config without building anything; returns it with every default.
 
     Raises:
-        ValueError: not a dict, missing/unknown ``name``, unknown key, or invalid value; the
-            message names the offending entry and lists the valid choices.
+        ValueError: what is wrong (key, value, valid choices); see :mod:`.specs`.
     """
-    if not isinstance(cfg, Mapping) or "name" not in cfg:
-        raise ValueError(
-            f"model config must be a dict with a 'name' in {list(FAMILIES)} (or "
-            f"'package.module:factory'), got {cfg!r}"
-        )
-    if adapters.is_user_model(cfg["name"]):
-        return adapters.validate(cfg)
-    return family(cfg["name"]).validate(cfg)
+    return specs.resolved(cfg)
 
 
 def check_model(cfg: Mapping[str, Any]) -> None:

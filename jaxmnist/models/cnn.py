@@ -26,69 +26,19 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from jaxmnist.models import layers
+from jaxmnist.models import layers, specs
 from jaxmnist.models.common import (
     NUM_CLASSES,
     Array,
     Params,
-    check_choice,
-    check_keys,
-    check_rate,
     dropout,
     init_params,
     split_key,
     to_unit_float,
 )
 
-CNN_DEFAULTS: dict[str, Any] = {"name": "cnn", "dropout": 0.0, "conv_impl": "auto"}
-DEPTH_DEFAULTS: dict[str, Any] = {
-    "name": "cnn_depth",
-    "depth": 4,
-    "dropout": 0.25,
-    "padding": "same",
-    "conv_impl": "auto",
-}
 DEPTH_FILTERS = (64, 128, 512, 1024)
 DEPTH_DENSE = (64, 128, 512, 512)
-
-
-def _spatial(size: int, padding: str) -> int:
-    """Side length after one conv3x3 + maxpool2."""
-    return (size if padding == "same" else size - 2) // 2
-
-
-def validate(cfg: Mapping[str, Any]) -> dict[str, Any]:
-    """Returns a cnn / cnn_depth config with defaults filled in, or raises ``ValueError``."""
-    name = cfg.get("name")
-    check_choice(name, ("cnn", "cnn_depth"), "cnn family name")
-    defaults = CNN_DEFAULTS if name == "cnn" else DEPTH_DEFAULTS
-    check_keys(cfg, defaults, f"{name} config")
-    out = {**defaults, **cfg}
-    layers.resolve_conv_impl(out["conv_impl"])  # validates the name
-    d = out["dropout"]
-    if name == "cnn":
-        pair = list(d) if isinstance(d, list | tuple) else [d, d]
-        if len(pair) != 2:
-            raise ValueError(f"cnn 'dropout': a number or a list of 2 rates, got {d!r}")
-        out["dropout"] = [check_rate(r, "cnn 'dropout'") for r in pair]
-        return out
-    out["dropout"] = check_rate(d, "cnn_depth 'dropout'")
-    depth = out["depth"]
-    if isinstance(depth, bool) or not isinstance(depth, int):  # True == 1 and 2.0 == 2 in Python
-        raise ValueError(
-            f"cnn_depth 'depth': {depth!r} is not valid; valid choices are [1, 2, 3, 4]"
-        )
-    check_choice(depth, (1, 2, 3, 4), "cnn_depth 'depth'")
-    check_choice(out["padding"], layers.PADDINGS, "cnn_depth 'padding'")
-    size = 28
-    for _ in range(out["depth"]):
-        if out["padding"] == "valid" and size < 3:
-            raise ValueError(
-                f"cnn_depth: depth {out['depth']} does not fit 28x28 with 'valid' padding; "
-                "use 'same' or depth <= 3"
-            )
-        size = _spatial(size, out["padding"])
-    return out
 
 
 def _plan(cfg: dict[str, Any]) -> tuple[list[int], str, int, list[float]]:
@@ -103,13 +53,13 @@ def _plan(cfg: dict[str, Any]) -> tuple[list[int], str, int, list[float]]:
 def _flat_size(filters: list[int], padding: str) -> int:
     size = 28
     for _ in filters:
-        size = _spatial(size, padding)
+        size = (size if padding == "same" else size - 2) // 2  # conv3x3, then maxpool2
     return size * size * filters[-1]
 
 
 def init(key: Array, cfg: Mapping[str, Any]) -> Params:
     """Initialises params ``conv1..convN, dense1, dense2`` for a ``cnn`` or ``cnn_depth`` cfg."""
-    cfg = validate(cfg)
+    cfg = specs.resolved(cfg)
     filters, padding, units, _ = _plan(cfg)
     plan: dict[str, Any] = {}
     c_in = 1
@@ -123,7 +73,7 @@ def init(key: Array, cfg: Mapping[str, Any]) -> Params:
 
 def make_apply(cfg: Mapping[str, Any]) -> Callable[..., Array]:
     """Returns ``apply(params, x, *, train, key=None) -> logits [B, 10]`` for ``cfg``."""
-    cfg = validate(cfg)
+    cfg = specs.resolved(cfg)
     filters, padding, _, rates = _plan(cfg)
     impl = layers.resolve_conv_impl(cfg["conv_impl"])
     n = len(filters)
@@ -146,7 +96,7 @@ def make_apply(cfg: Mapping[str, Any]) -> Callable[..., Array]:
 
 def describe(cfg: Mapping[str, Any]) -> list[tuple[str, tuple[int, ...], int]]:
     """Rows ``(layer, output shape without batch, params)`` for :func:`jaxmnist.models.summary`."""
-    cfg = validate(cfg)
+    cfg = specs.resolved(cfg)
     filters, padding, units, rates = _plan(cfg)
     rows = []
     size, c_in = 28, 1

@@ -21,66 +21,26 @@ from typing import Any
 
 import jax.numpy as jnp
 
-from jaxmnist.models import layers
+from jaxmnist.models import layers, specs
 from jaxmnist.models.common import (
     NUM_CLASSES,
     Array,
     Params,
-    check_keys,
-    check_rate,
     dropout,
     get_activation,
     init_params,
     split_key,
     to_unit_float,
-    validate_activation,
-    validate_init,
 )
 
-DEFAULTS: dict[str, Any] = {
-    "name": "mlp",
-    "hidden": [64],
-    "activation": "relu",
-    "init": "he_normal",
-    "rmsnorm": False,
-    "dropout": 0.0,
-}
 N_IN = 28 * 28
-
-
-def _per_layer(value: Any, n: int, key: str) -> list[Any]:
-    if isinstance(value, list | tuple):
-        if len(value) != n:
-            raise ValueError(f"mlp {key!r}: a list needs {n} entries, got {len(value)}")
-        return list(value)
-    return [value] * n
-
-
-def validate(cfg: Mapping[str, Any]) -> dict[str, Any]:
-    """Returns the config with defaults filled in, or raises ``ValueError``."""
-    check_keys(cfg, DEFAULTS, "mlp config")
-    out = {**DEFAULTS, **cfg}
-    hidden = out["hidden"]
-    if not isinstance(hidden, list | tuple) or not all(
-        isinstance(h, int) and not isinstance(h, bool) and h > 0 for h in hidden
-    ):
-        raise ValueError(f"mlp 'hidden': expected a list of positive ints, got {hidden!r}")
-    out["hidden"] = list(hidden)
-    for i, a in enumerate(_per_layer(out["activation"], len(hidden), "activation")):
-        validate_activation(a, f"mlp activation[{i}]")
-    for i, s in enumerate(_per_layer(out["init"], len(hidden) + 1, "init")):
-        validate_init(s, f"mlp init[{i}]")
-    if not isinstance(out["rmsnorm"], bool):
-        raise ValueError(f"mlp 'rmsnorm': expected true/false, got {out['rmsnorm']!r}")
-    out["dropout"] = check_rate(out["dropout"], "mlp 'dropout'")
-    return out
 
 
 def init(key: Array, cfg: Mapping[str, Any]) -> Params:
     """Initialises MLP params for ``cfg``."""
-    cfg = validate(cfg)
+    cfg = specs.resolved(cfg, "mlp")
     hidden = cfg["hidden"]
-    inits = _per_layer(cfg["init"], len(hidden) + 1, "init")
+    inits = specs.per_layer(cfg["init"], len(hidden) + 1, "init")
     sizes = [N_IN, *hidden, NUM_CLASSES]
     plan: dict[str, Any] = {}
     for i in range(len(hidden)):
@@ -93,9 +53,9 @@ def init(key: Array, cfg: Mapping[str, Any]) -> Params:
 
 def make_apply(cfg: Mapping[str, Any]) -> Callable[..., Array]:
     """Returns ``apply(params, x, *, train, key=None) -> logits [B, 10]`` for ``cfg``."""
-    cfg = validate(cfg)
+    cfg = specs.resolved(cfg, "mlp")
     n = len(cfg["hidden"])
-    acts = [get_activation(a) for a in _per_layer(cfg["activation"], n, "activation")]
+    acts = [get_activation(a) for a in specs.per_layer(cfg["activation"], n, "activation")]
     rate, use_norm = cfg["dropout"], cfg["rmsnorm"]
 
     def apply(params: Params, x: Array, *, train: bool, key: Array | None = None) -> Array:
@@ -113,7 +73,7 @@ def make_apply(cfg: Mapping[str, Any]) -> Callable[..., Array]:
 
 def describe(cfg: Mapping[str, Any]) -> list[tuple[str, tuple[int, ...], int]]:
     """Rows ``(layer, output shape without batch, params)`` for :func:`jaxmnist.models.summary`."""
-    cfg = validate(cfg)
+    cfg = specs.resolved(cfg, "mlp")
     rows = [("flatten", (N_IN,), 0)]
     prev = N_IN
     for i, h in enumerate(cfg["hidden"]):

@@ -29,24 +29,16 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from jaxmnist.models import layers
+from jaxmnist.models import layers, specs
 from jaxmnist.models.common import (
     NUM_CLASSES,
     Array,
     Params,
-    check_keys,
-    check_rate,
     dropout,
     init_params,
     to_unit_float,
 )
 
-DEFAULTS: dict[str, Any] = {
-    "name": "squeezenet",
-    "dropout": 0.5,
-    "final_relu": True,
-    "conv_impl": "auto",
-}
 STEM = 64
 # (name, squeeze, expand per branch); a 2x2 max-pool follows the names in POOL_AFTER.
 FIRES = (
@@ -62,20 +54,9 @@ FIRES = (
 POOL_AFTER = ("conv1", "fire3", "fire5")
 
 
-def validate(cfg: Mapping[str, Any]) -> dict[str, Any]:
-    """Returns the config with defaults filled in, or raises ``ValueError``."""
-    check_keys(cfg, DEFAULTS, "squeezenet config")
-    out = {**DEFAULTS, **cfg}
-    out["dropout"] = check_rate(out["dropout"], "squeezenet 'dropout'")
-    if not isinstance(out["final_relu"], bool):
-        raise ValueError(f"squeezenet 'final_relu': expected true/false, got {out['final_relu']!r}")
-    layers.resolve_conv_impl(out["conv_impl"])
-    return out
-
-
 def init(key: Array, cfg: Mapping[str, Any]) -> Params:
     """Initialises conv1, fire2..fire9 (squeeze / expand1x1 / expand3x3) and conv10."""
-    validate(cfg)
+    specs.resolved(cfg, "squeezenet")
     plan: dict[str, Any] = {"conv1": layers.conv_spec(3, 3, 1, STEM)}
     c_in = STEM
     for name, s, e in FIRES:
@@ -91,7 +72,7 @@ def init(key: Array, cfg: Mapping[str, Any]) -> Params:
 
 def make_apply(cfg: Mapping[str, Any]) -> Callable[..., Array]:
     """Returns ``apply(params, x, *, train, key=None) -> logits [B, 10]`` for ``cfg``."""
-    cfg = validate(cfg)
+    cfg = specs.resolved(cfg, "squeezenet")
     impl = layers.resolve_conv_impl(cfg["conv_impl"])
     rate, final_relu = cfg["dropout"], cfg["final_relu"]
 
@@ -119,7 +100,7 @@ def make_apply(cfg: Mapping[str, Any]) -> Callable[..., Array]:
 
 def describe(cfg: Mapping[str, Any]) -> list[tuple[str, tuple[int, ...], int]]:
     """Rows ``(layer, output shape without batch, params)`` for :func:`jaxmnist.models.summary`."""
-    cfg = validate(cfg)
+    cfg = specs.resolved(cfg, "squeezenet")
     rows = [("conv1", (26, 26, STEM), 9 * STEM + STEM), ("pool1", (13, 13, STEM), 0)]
     size, c_in = 13, STEM
     for name, s, e in FIRES:

@@ -116,7 +116,8 @@ PUBLISHED: list[Published] = [
     # Flax's examples/mnist README, "default" row: 10 epochs, top-1 test accuracy 99.17%
     # (its own config: SGD lr 0.1, momentum 0.9, batch 128; full 60k train, 10k test).
     Published("flax_mnist", {"test_acc": 0.9917},
-              match={"optim.name": "sgd", "optim.learning_rate": 0.1},
+              match={"optim.name": "momentum", "optim.momentum": 0.9,
+                     "optim.learning_rate": 0.1},
               note="Flax's default config"),
 ]
 

@@ -446,15 +446,24 @@ def check_workdir(path: str | os.PathLike) -> None:
         raise RunDirError(f"{p} exists, is not empty and holds no {CONFIG}; pick a new --workdir")
 
 
+CONFIG_FORMAT = 2
+"""``config.json``'s ``config_format``: 2 records each member's resolved config (every default
+written out); 1 (no field) recorded the configs as the study wrote them."""
+
+
 def _same_run(old: Mapping[str, Any], new: Mapping[str, Any], run_dir: Path) -> None:
-    from jaxmnist.data import DATA_DEFAULTS  # no jax
+    if old.get("config_format", 1) != new.get("config_format", CONFIG_FORMAT):
+        raise RunDirError(
+            f"{run_dir} was written by an earlier jaxmnist (config.json format "
+            f"{old.get('config_format', 1)}; this one writes format {CONFIG_FORMAT}, each "
+            "member's resolved config with every default), so it cannot be continued here. Its "
+            "results stay readable (jm.open_run, python -m jaxmnist.report); to train it "
+            "further, use the jaxmnist commit its env.json names, or pick a new --workdir")
 
     old_members = [m.get("config") for m in old.get("members", [])]
     new_members = [m["config"] for m in new["members"]]
-    # A run written before the studies had every data default filled in (``name``) is the same.
-    old_data, new_data = ({**DATA_DEFAULTS, **d} if isinstance(d, Mapping) else d
-                          for d in (old.get("data"), new["data"]))
-    if old.get("study") == new["study"] and old_members == new_members and old_data == new_data:
+    if (old.get("study") == new["study"] and old_members == new_members
+            and old.get("data") == new["data"]):
         return
     differ = sum(a != b for a, b in zip(old_members, new_members, strict=False))
     differ += abs(len(old_members) - len(new_members))
@@ -570,6 +579,7 @@ class RunWriter:
         """
         writer = cls(root)
         cfg_path = writer.root / CONFIG
+        config = {"config_format": CONFIG_FORMAT, **config}
         if cls.check(writer.root, config):
             _cut_torn_tail(writer.root / METRICS)
             _remove_stale_temp_files(writer.root)

@@ -1,0 +1,132 @@
+"""Learning-rate schedules as typed configs: each kind's parameters and defaults, once (no jax).
+
+An ``optim.schedule`` is a name (``"cosine"``) or a dict with a ``name`` and that kind's
+parameters; :data:`Schedule` parses either into one of the classes below, every default filled
+in. The peak / initial value is always the member's ``learning_rate``; steps count optimizer
+updates; ``decay_steps=None`` means the whole run. ``jaxmnist.engine.optim`` evaluates them with
+traced parameters and tests them against optax's ``*_schedule`` functions.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+
+from jaxmnist.checks import is_int, is_number
+
+
+def _steps(minimum: int):
+    def check(v: Any) -> Any:
+        if v is not None and not (is_int(v) and v >= minimum):
+            raise ValueError(f"expected an integer >= {minimum}, got {v!r}")
+        return v
+    return check
+
+
+def _non_negative(v: Any) -> Any:
+    if v is not None and not (is_number(v) and v >= 0):
+        raise ValueError(f"must be a number >= 0, got {v!r}")
+    return v
+
+
+def _number(v: Any) -> Any:
+    if not is_number(v):
+        raise ValueError(f"expected a finite number, got {v!r}")
+    return v
+
+
+Steps = Annotated[int, BeforeValidator(_steps(0))]
+OptionalDecaySteps = Annotated[int | None, BeforeValidator(_steps(1))]
+NonNegative = Annotated[float, BeforeValidator(_non_negative)]
+Number = Annotated[float, BeforeValidator(_number)]
+
+
+class _Kind(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Constant(_Kind):
+    """A fixed ``learning_rate``."""
+
+    name: Literal["constant"] = "constant"
+
+
+class Cosine(_Kind):
+    """``optax.cosine_decay_schedule(learning_rate, decay_steps, alpha, exponent)``."""
+
+    name: Literal["cosine"]
+    decay_steps: OptionalDecaySteps = None
+    alpha: NonNegative = 0.0
+    exponent: Number = 1.0
+
+
+class WarmupCosine(_Kind):
+    """``optax.warmup_cosine_decay_schedule(init_value, learning_rate, ...)``.
+
+    ``decay_steps`` include the warm-up.
+    """
+
+    name: Literal["warmup_cosine"]
+    warmup_steps: Steps = 0
+    decay_steps: OptionalDecaySteps = None
+    init_value: NonNegative = 0.0
+    end_value: NonNegative = 0.0
+    exponent: Number = 1.0
+
+    @model_validator(mode="after")
+    def _decay_after_warmup(self) -> WarmupCosine:
+        if self.decay_steps is not None and self.decay_steps <= self.warmup_steps:
+            raise ValueError("decay_steps (which include the warm-up) must exceed warmup_steps")
+        return self
+
+
+class Exponential(_Kind):
+    """``optax.exponential_decay(learning_rate, transition_steps, decay_rate, ...)``."""
+
+    name: Literal["exponential"]
+    transition_steps: Annotated[int, BeforeValidator(_steps(1))]
+    decay_rate: Annotated[float, Field(gt=0), BeforeValidator(_number)]
+    transition_begin: Steps = 0
+    staircase: bool = False
+    end_value: Annotated[float | None, BeforeValidator(_non_negative)] = None
+
+
+class Piecewise(_Kind):
+    """``optax.piecewise_constant_schedule(learning_rate, dict(zip(boundaries, scales)))``."""
+
+    name: Literal["piecewise"]
+    boundaries: list[Steps] = []
+    scales: list[NonNegative] = []
+
+    @model_validator(mode="after")
+    def _pairs(self) -> Piecewise:
+        if len(self.boundaries) != len(self.scales):
+            raise ValueError("'boundaries' and 'scales' need the same length")
+        if self.boundaries != sorted(set(self.boundaries)):
+            raise ValueError(f"boundaries: expected increasing step numbers, got "
+                             f"{self.boundaries}")
+        return self
+
+
+KINDS = (Constant, Cosine, WarmupCosine, Exponential, Piecewise)
+
+
+def _named(v: Any) -> Any:
+    """A bare name (or None, the constant rate) as ``{"name": ...}``."""
+    if v is None:
+        return {"name": "constant"}
+    return {"name": v} if isinstance(v, str) else v
+
+
+Schedule = Annotated[Constant | Cosine | WarmupCosine | Exponential | Piecewise,
+                     Field(discriminator="name"), BeforeValidator(_named)]
+"""An ``optim.schedule``: a name or ``{"name": ..., parameters}``, parsed into its kind."""
+
+SCHEDULES: dict[str, dict[str, Any]] = {
+    cls.model_fields["name"].annotation.__args__[0]: {
+        k: (None if f.is_required() else f.default) for k, f in cls.model_fields.items()
+        if k != "name"}
+    for cls in KINDS
+}
+"""``{kind: {parameter: default (None: required, or for decay_steps the whole run)}}``."""

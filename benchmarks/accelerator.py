@@ -329,7 +329,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 result[key] = step()
                 result["total_seconds"] = time.perf_counter() - t0
                 paths = _write(result, stem)  # after every part: a time limit keeps the rest
-    except (C.ConfigError, data.MnistDataError) as err:
+    except (C.ConfigError, data.DataError) as err:
         _say(f"benchmarks.accelerator: {err}")
         return 2
     except rundir.RunDirError as err:

@@ -9,7 +9,7 @@
 * ``python -m jaxmnist.data check|download`` -- :mod:`jaxmnist.data.cli`.
 
 The names below are the package's public surface (``from jaxmnist import data;
-data.load_mnist(...)``). Nothing here imports jax or tensorflow at import time.
+data.load_dataset(...)``). Nothing here imports jax or tensorflow at import time.
 """
 
 from jaxmnist.data.sources import (
@@ -28,7 +28,6 @@ from jaxmnist.data.sources import (
     SPLITS,
     DataError,
     Dataset,
-    MnistDataError,
     cache_dir,
     class_names,
     clear_cache,
@@ -37,7 +36,6 @@ from jaxmnist.data.sources import (
     download,
     load_dataset,
     load_idx,
-    load_mnist,
     load_tfds,
     tfds_dir_default,
 )
@@ -61,9 +59,9 @@ __all__ = [
     "DATASET_NAMES", "DATASETS", "DATA_DEFAULTS", "ENV_CACHE_DIR", "ENV_DATA_DIR", "ENV_MIRROR",
     "ENV_OFFLINE", "ENV_TFDS_DIR", "IMAGE_SHAPE", "MIRROR_URL", "MNIST_TEST", "MNIST_TRAIN",
     "OFFICIAL_FILES", "OFFICIAL_LABEL_COUNTS", "SOURCES", "SPLITS", "SPLIT_KINDS", "SPLIT_NEEDS",
-    "DataError", "Dataset", "MnistDataError", "Splits", "cache_dir", "class_names",
+    "DataError", "Dataset", "Splits", "cache_dir", "class_names",
     "clear_cache", "dataset", "dataset_or_error", "download", "expected_sizes",
-    "keras_validation_split", "load_dataset", "load_idx", "load_mnist", "load_tfds",
+    "keras_validation_split", "load_dataset", "load_idx", "load_tfds",
     "make_splits", "merged_split", "random_holdout", "split_problems", "take",
     "tfds_dir_default",
 ]

@@ -19,7 +19,7 @@ from jaxmnist.data.sources import (
     DATASETS,
     ENV_DATA_DIR,
     SPLITS,
-    MnistDataError,
+    DataError,
     dataset_or_error,
     download,
     load_idx,
@@ -72,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
             official = list(ds.label_counts[split])
             mark = "official" if counts == official else "DIFFERS from official " + str(official)
             print(f"      label counts 0..9: {counts} ({mark})")
-    except MnistDataError as e:
+    except DataError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     return 0

@@ -64,11 +64,8 @@ _LABELS_MAGIC = 0x00000801  # IDX: 0x00 0x00, dtype 0x08 (ubyte), 1 dimension
 _GZIP_MAGIC = b"\x1f\x8b"
 
 
-class MnistDataError(ValueError):
+class DataError(ValueError):
     """A dataset could not be found, read or verified; the message says what to do about it."""
-
-
-DataError = MnistDataError
 
 
 class _IdxSpec(NamedTuple):
@@ -224,11 +221,11 @@ def dataset(name: str) -> Dataset:
 
 
 def dataset_or_error(name: str) -> Dataset:
-    """Like :func:`dataset`, raising :class:`MnistDataError` (a data problem) for unknown names."""
+    """Like :func:`dataset`, raising :class:`DataError` (a data problem) for unknown names."""
     try:
         return dataset(name)
     except ValueError as err:
-        raise MnistDataError(str(err)) from None
+        raise DataError(str(err)) from None
 
 
 def class_names(name: str = "mnist") -> tuple[str, ...]:
@@ -293,15 +290,15 @@ def _dir_state(directory: Path, split: str, ds: Dataset = DATASETS["mnist"]) -> 
 
 
 def _locate(directory: Path, split: str, ds: Dataset = DATASETS["mnist"]) -> tuple[Path, Path]:
-    """Return the (images, labels) paths of ``split`` in ``directory`` or raise MnistDataError."""
+    """Return the (images, labels) paths of ``split`` in ``directory`` or raise DataError."""
     if not directory.is_dir():
-        raise MnistDataError(f"{ds.title} folder {directory} does not exist.\n{_how_to_fix(ds)}")
+        raise DataError(f"{ds.title} folder {directory} does not exist.\n{_how_to_fix(ds)}")
     paths = []
     for kind in ("images", "labels"):
         spec = ds.files[split, kind]
         path = _find_file(directory, spec)
         if path is None:
-            raise MnistDataError(
+            raise DataError(
                 f"Missing {ds.title} file {directory / spec.gz_name} (the {split} {kind}; "
                 f"looked for {', '.join(spec.candidates)}).\n{_how_to_fix(ds)}"
             )
@@ -316,7 +313,7 @@ def _decode_idx(
     try:
         blob = path.read_bytes()
     except OSError as e:
-        raise MnistDataError(f"Cannot read {ds.title} file {path}: {e}") from e
+        raise DataError(f"Cannot read {ds.title} file {path}: {e}") from e
 
     # Decide by content, not by name: a gzip stream starts with 1f 8b, an IDX file with 00 00.
     compressed = blob[:2] == _GZIP_MAGIC
@@ -324,14 +321,14 @@ def _decode_idx(
         try:
             raw = gzip.decompress(blob)
         except (EOFError, OSError, zlib.error) as e:
-            raise MnistDataError(
+            raise DataError(
                 f"{ds.title} file {path} is a truncated or corrupt gzip file ({e}; {len(blob):,} "
                 f"bytes, "
                 f"the official {spec.gz_name} has {spec.gz_size:,}). Delete it and download it "
                 f"again.\n{_how_to_fix(ds)}"
             ) from e
     elif path.suffix == ".gz":
-        raise MnistDataError(
+        raise DataError(
             f"{ds.title} file {path} is named .gz but is not gzip-compressed. Rename it to "
             f"{spec.name} if it is the uncompressed IDX file, or download it again."
         )
@@ -342,7 +339,7 @@ def _decode_idx(
     magic_expected = _IMAGES_MAGIC if spec.kind == "images" else _LABELS_MAGIC
     header_len = 16 if spec.kind == "images" else 8
     if len(raw) < header_len:
-        raise MnistDataError(
+        raise DataError(
             f"{ds.title} file {path} is too short to be an IDX {spec.kind} file ({len(raw)} bytes "
             f"after decompression). Download {spec.gz_name} again."
         )
@@ -351,14 +348,14 @@ def _decode_idx(
     if magic != magic_expected:
         other = {_IMAGES_MAGIC: "an images file", _LABELS_MAGIC: "a labels file"}.get(magic)
         hint = f" It looks like {other}: are the file names swapped?" if other else ""
-        raise MnistDataError(
+        raise DataError(
             f"{ds.title} file {path} has IDX magic number 0x{magic:08x}, expected "
             f"0x{magic_expected:08x} ({spec.kind}).{hint} It is not the {spec.split} {spec.kind} "
             f"file {spec.gz_name}; replace it with the official one."
         )
     count = int(dims[1])
     if spec.kind == "images" and tuple(int(d) for d in dims[2:]) != IMAGE_SHAPE[:2]:
-        raise MnistDataError(
+        raise DataError(
             f"{ds.title} file {path} declares images of {int(dims[2])}x{int(dims[3])} pixels, "
             f"expected 28x28. It is not an MNIST-format images file; replace it with "
             f"{spec.gz_name}."
@@ -367,7 +364,7 @@ def _decode_idx(
     expected_len = header_len + count * item
     if len(raw) != expected_len:
         what = "truncated" if len(raw) < expected_len else "longer than its header says"
-        raise MnistDataError(
+        raise DataError(
             f"{ds.title} file {path} is {what}: its header declares {count:,} {spec.kind} "
             f"({expected_len:,} bytes of IDX data) but it holds {len(raw):,} bytes. Delete it and "
             f"download {spec.gz_name} again."
@@ -380,7 +377,7 @@ def _decode_idx(
     if spec.kind == "images":
         return data.reshape(count, *IMAGE_SHAPE)
     if count and int(data.max()) > 9:
-        raise MnistDataError(
+        raise DataError(
             f"{ds.title} file {path} holds label {int(data.max())}; labels are 0..9. Replace it "
             f"with the official {spec.gz_name}."
         )
@@ -425,7 +422,7 @@ def _verify(path: Path, spec: _IdxSpec, ds: Dataset, blob: bytes, raw: bytes,
     if spec.raw_md5 is not None and _digest(algo, raw) == spec.raw_md5:
         return
     if spec.raw_md5 is None and not compressed:
-        raise MnistDataError(
+        raise DataError(
             f"{ds.title} file {path} is uncompressed and {ds.title} publishes no checksum for "
             f"uncompressed files; use the published {spec.gz_name}, or pass "
             "verify_checksum=False if you trust this copy."
@@ -434,12 +431,12 @@ def _verify(path: Path, spec: _IdxSpec, ds: Dataset, blob: bytes, raw: bytes,
     want, form = (spec.gz_md5, "gzip") if compressed else (spec.raw_md5, "uncompressed")
     other = _identify(blob, raw)
     if other:
-        raise MnistDataError(
+        raise DataError(
             f"{ds.title} file {path} fails the checksum: it is not {ds.title}'s {spec.name} but "
             f"{other}. Set data.name (or --dataset) to that dataset, or put {ds.title}'s files "
             "in this folder."
         )
-    raise MnistDataError(
+    raise DataError(
         f"{ds.title} file {path} fails the checksum: {algo} {digest}, the official {form} "
         f"{spec.name} has {algo} {want}. The file is corrupt or not the official "
         f"{ds.title}; download it again, or pass verify_checksum=False if you use a modified "
@@ -485,7 +482,7 @@ def load_idx(
         ``(images uint8 [N, 28, 28, 1], labels int32 [N])`` in file order.
 
     Raises:
-        MnistDataError: A file is missing, truncated, malformed or fails its checksum.
+        DataError: A file is missing, truncated, malformed or fails its checksum.
     """
     _check_choice("split", split, SPLITS)
     ds = dataset_or_error(dataset)
@@ -493,7 +490,7 @@ def load_idx(
     images = _read_idx(images_path, ds.files[split, "images"], verify_checksum, ds)
     labels = _read_idx(labels_path, ds.files[split, "labels"], verify_checksum, ds)
     if len(images) != len(labels):
-        raise MnistDataError(
+        raise DataError(
             f"{images_path} holds {len(images):,} images but {labels_path} holds "
             f"{len(labels):,} labels; the two files do not belong together."
         )
@@ -522,7 +519,7 @@ def _import_tfds() -> Any:
         import tensorflow as tf
         import tensorflow_datasets as tfds
     except ImportError as e:
-        raise MnistDataError(
+        raise DataError(
             f"source='tfds' needs TensorFlow and tensorflow-datasets ({e}). Install them with "
             "pip install -e \".[tf]\", or use the TensorFlow-free IDX loader (source='idx')."
         ) from e
@@ -593,7 +590,7 @@ def load_tfds(
         the examples shuffled; they are put back, see :func:`_tfds_file_order`).
 
     Raises:
-        MnistDataError: TensorFlow is missing, or TFDS could not prepare or read the data.
+        DataError: TensorFlow is missing, or TFDS could not prepare or read the data.
     """
     _check_choice("split", split, SPLITS)
     ds = dataset_or_error(dataset)
@@ -603,7 +600,7 @@ def load_tfds(
         # Nothing prepared and no download allowed: say so without importing TensorFlow (slow).
         prepared = Path(data_dir or os.environ.get("TFDS_DATA_DIR") or "~/tensorflow_datasets")
         if not (prepared.expanduser() / ds.tfds_name).is_dir():
-            raise MnistDataError(f"TFDS {ds.tfds_name} is not prepared in {where}, and "
+            raise DataError(f"TFDS {ds.tfds_name} is not prepared in {where}, and "
                                  f"${ENV_OFFLINE} forbids downloading")
     tfds = _import_tfds()
     try:
@@ -617,12 +614,12 @@ def load_tfds(
                     builder.download_and_prepare(download_dir=dl, download_config=config)
             else:
                 if _offline():
-                    raise MnistDataError(f"not prepared in {where}, and ${ENV_OFFLINE} forbids "
+                    raise DataError(f"not prepared in {where}, and ${ENV_OFFLINE} forbids "
                                          "downloading")
                 # TFDS retries an unreachable host for minutes; fail fast with the fix instead.
                 problem = _unreachable(ds.url + ds.files["test", "labels"].gz_name)
                 if problem:
-                    raise MnistDataError(f"cannot reach {ds.url} to download ({problem})")
+                    raise DataError(f"cannot reach {ds.url} to download ({problem})")
                 builder.download_and_prepare()
         dataset = builder.as_dataset(
             split=split,
@@ -635,7 +632,7 @@ def load_tfds(
         disable_shuffling = bool(builder.info.disable_shuffling)
     except Exception as e:  # TFDS raises many types; turn them into one actionable message.
         source = f"the files in {manual_dir}" if manual_dir else "a download"
-        raise MnistDataError(
+        raise DataError(
             f"TFDS could not prepare or read {ds.tfds_name} in {where} from {source}: "
             f"{type(e).__name__}: {e}\n{_how_to_fix(ds)}"
         ) from e
@@ -644,7 +641,7 @@ def load_tfds(
     labels = np.asarray(labels).astype(np.int32)
     expected = ds.files[split, "images"].count
     if len(images) != expected:
-        raise MnistDataError(
+        raise DataError(
             f"TFDS {ds.tfds_name} '{split}' in {where} has {len(images):,} examples, expected "
             f"{expected:,}; delete {where}/{ds.tfds_name} and let it be prepared again."
         )
@@ -701,7 +698,7 @@ def _fetch_into_cache(ds: Dataset, split: str, verify_checksum: bool, tried: lis
           "download)", file=sys.stderr, flush=True)
     try:
         download(folder, base_url=base_url, timeout=20.0, dataset=ds.name)
-    except MnistDataError as e:
+    except DataError as e:
         tried.append(f"download into {folder}: {str(e).splitlines()[0]}")
         return None
     return load_idx(folder, split, verify_checksum=verify_checksum, dataset=ds.name)
@@ -718,7 +715,7 @@ def _candidate_dirs(
     ]
 
 
-def load_mnist(
+def load_dataset(
     split: str,
     *,
     source: str = "auto",
@@ -727,7 +724,7 @@ def load_mnist(
     tfds_dir: str | os.PathLike[str] | None = None,
     dataset: str = "mnist",
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Load a split of MNIST (or ``dataset``) as ``(uint8 [N, 28, 28, 1], int32 [N])`` arrays.
+    """Load a split of ``dataset`` as ``(uint8 [N, 28, 28, 1], int32 [N])`` arrays.
 
     Where the data comes from, in order: the ``data_dir`` argument, then the dataset's
     environment variable (``$JAXMNIST_DATA_DIR`` for MNIST, ``$JAXMNIST_FASHION_MNIST_DIR``,
@@ -754,7 +751,7 @@ def load_mnist(
         Images and labels of the split, in the official file order.
 
     Raises:
-        MnistDataError: The data was not found anywhere (the message lists what was tried and
+        DataError: The data was not found anywhere (the message lists what was tried and
             how to fix it), or a file is corrupt.
         ValueError: ``split`` or ``source`` is not a known value.
     """
@@ -773,7 +770,7 @@ def load_mnist(
                 continue
             # the first folder given is the one to use
             return load_idx(directory, split, verify_checksum=verify_checksum, dataset=ds.name)
-        raise MnistDataError(
+        raise DataError(
             f"source='idx' needs a folder with the {ds.title} files: pass data_dir=... or set "
             f"{ds.env}.\n{_how_to_fix(ds)}"
         )
@@ -805,16 +802,13 @@ def load_mnist(
         return arrays
     try:
         return load_tfds(split, tfds_dir=tfds_dir, dataset=ds.name)
-    except MnistDataError as e:
+    except DataError as e:
         first_line = str(e).split("\n", 1)[0]
         tried.append(f"TFDS: {first_line}")
-    raise MnistDataError(
+    raise DataError(
         f"{ds.title} not found. Tried, in order:\n" + "".join(f"  - {t}\n" for t in tried)
         + _how_to_fix(ds)
     )
-
-
-load_dataset = load_mnist  # the same loader; reads better with dataset="fashion_mnist"
 
 
 
@@ -842,7 +836,7 @@ def download(
         The four paths.
 
     Raises:
-        MnistDataError: unknown dataset, a download failed or a file has the wrong checksum.
+        DataError: unknown dataset, a download failed or a file has the wrong checksum.
     """
     ds = dataset_or_error(dataset)
     base_url = base_url or ds.url
@@ -863,7 +857,7 @@ def download(
                 partial.write_bytes(response.read())
         except (urllib.error.URLError, OSError) as e:
             partial.unlink(missing_ok=True)
-            raise MnistDataError(
+            raise DataError(
                 f"Could not download {url}: {e}. Copy the four files ({names}) "
                 f"into {target} by other means."
             ) from e
@@ -871,7 +865,7 @@ def download(
         digest = _digest(ds.algo, blob)
         if digest != spec.gz_md5 and not _same_content(ds, spec, blob):
             partial.unlink()
-            raise MnistDataError(
+            raise DataError(
                 f"{url} has {ds.algo} {digest}, the official {spec.gz_name} has {spec.gz_md5}; "
                 "try another mirror with --base-url."
             )

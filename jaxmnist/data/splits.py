@@ -20,7 +20,7 @@ import numpy as np
 
 from jaxmnist.checks import is_int, is_number
 from jaxmnist.data import synthetic
-from jaxmnist.data.sources import IMAGE_SHAPE, dataset_or_error, load_mnist
+from jaxmnist.data.sources import IMAGE_SHAPE, dataset_or_error, load_dataset
 
 logger = logging.getLogger(__name__)
 
@@ -276,16 +276,16 @@ def make_splits(
 
     Args:
         spec: The spec dict.
-        source: Passed to :func:`load_mnist`; ``"synthetic"`` draws only the images the spec
+        source: Passed to :func:`load_dataset`; ``"synthetic"`` draws only the images the spec
             keeps (see :mod:`jaxmnist.data.synthetic`).
-        data_dir: Passed to :func:`load_mnist`.
+        data_dir: Passed to :func:`load_dataset`.
 
     Returns:
         The splits, deterministic for a given spec.
 
     Raises:
         ValueError: Unknown key, missing or impossible value (e.g. ``val_size >= 60000``).
-        MnistDataError: MNIST could not be loaded.
+        DataError: MNIST could not be loaded.
     """
     unknown = set(spec) - _SPEC_KEYS
     if unknown:
@@ -319,8 +319,8 @@ def make_splits(
         train = (train_ids, synthetic.labels("train", train_ids))
         test = (test_ids, synthetic.labels("test", -1 - test_ids))
     else:
-        train = load_mnist("train", source=source, data_dir=data_dir, dataset=name)
-        test = load_mnist("test", source=source, data_dir=data_dir, dataset=name)
+        train = load_dataset("train", source=source, data_dir=data_dir, dataset=name)
+        test = load_dataset("test", source=source, data_dir=data_dir, dataset=name)
     val: tuple[np.ndarray, np.ndarray] | tuple[None, None] = (None, None)
     if kind == "keras":
         tx, ty, vx, vy = keras_validation_split(*train, float(spec["val_fraction"]))

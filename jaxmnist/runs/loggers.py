@@ -70,18 +70,10 @@ def _hparams(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
-def learning_rate(config: Mapping[str, Any], epoch: int) -> float | None:
-    """A member's configured ``optim.learning_rate`` (the schedule's base or peak rate).
+def learning_rate(config: Mapping[str, Any]) -> float | None:
+    """A member's configured ``optim.learning_rate`` (a schedule's base or peak), or None.
 
-    The engine's hooks carry the rate its optimizer used (``learning_rate`` in each epoch's
-    member metrics); this is what is logged when a caller's metrics do not.
-
-    Args:
-        config: The member's config.
-        epoch: 1-based epoch.
-
-    Returns:
-        The rate, or None when the config names none.
+    Logged when a caller's epoch metrics do not carry the rate the optimizer used.
     """
     value = config.get("optim", {}).get("learning_rate")
     return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
@@ -134,7 +126,7 @@ class TensorBoardLog(Callback):
             # config's base rate for hooks driven without the engine.
             lr = metrics.get("learning_rate")
             if lr is None:
-                lr = learning_rate(self.members[k]["config"], epoch)
+                lr = learning_rate(self.members[k]["config"])
             if lr is not None:
                 writer.add_scalar(LEARNING_RATE, lr, epoch)
             writer.flush()

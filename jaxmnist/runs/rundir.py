@@ -9,7 +9,7 @@ A run directory ``runs/<study>/<timestamp>/`` holds::
     samples.npz     the first 25 train/test images and labels      (atomic)
     ckpt/group_<g>/ orbax checkpoints of a group's grid state      (jaxmnist.engine.checkpoint)
     params/member_<k>.npz + .json  one member's final params + model config  (atomic)
-    tables/ figures/               written by jaxmnist.runs.report
+    tables/ figures/               written by jaxmnist.runs.tables
 
 Only this module knows these names and shapes. Writes never leave half a file: JSON and NPZ go to a
 temporary file in the same folder, then ``os.replace``; metrics lines are appended with one

@@ -1,7 +1,7 @@
 """A run directory read as grid points: what the report's tables and the figures share.
 
 :func:`load` reads a run directory through :mod:`jaxmnist.runs.rundir` into a :class:`Run` whose
-:class:`Point` s group the seeds of one grid point. ``jaxmnist.runs.report`` (tables) and
+:class:`Point` s group the seeds of one grid point. ``jaxmnist.runs.tables`` and
 ``jaxmnist.runs.figures`` (plots) both import this module and not each other. No jax.
 """
 

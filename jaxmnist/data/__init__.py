@@ -1,15 +1,8 @@
-"""MNIST-format datasets: where the images come from, and how a study splits them.
+"""MNIST-format datasets; the names below are the public surface (``data.load_dataset(...)``).
 
-* :mod:`jaxmnist.data.sources` -- the datasets (``mnist``, ``fashion_mnist``, ``kmnist``) as
-  ``uint8 [N, 28, 28, 1]`` images and ``int32 [N]`` labels from their IDX files (each checked
-  against its own checksums), TFDS or synthetic digits; the cache and the download.
-* :mod:`jaxmnist.data.splits` -- the splits of a study (train / validation / test), THE split
-  rules (:func:`split_problems`) and every data key's default (:data:`DATA_DEFAULTS`).
-* :mod:`jaxmnist.data.synthetic` -- MNIST-shaped synthetic digits (tests, demos, no network).
-* ``python -m jaxmnist.data check|download`` -- :mod:`jaxmnist.data.cli`.
-
-The names below are the package's public surface (``from jaxmnist import data;
-data.load_dataset(...)``). Nothing here imports jax or tensorflow at import time.
+:mod:`~jaxmnist.data.sources`: the datasets, their files, cache and download;
+:mod:`~jaxmnist.data.splits`: a study's splits and their rules; :mod:`~jaxmnist.data.synthetic`:
+synthetic digits; :mod:`~jaxmnist.data.cli`: ``python -m jaxmnist.data``. No jax or tensorflow.
 """
 
 from jaxmnist.data.sources import (

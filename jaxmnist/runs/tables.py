@@ -1,17 +1,14 @@
 """A run's tables (Markdown + CSV) and ``results_summary.json``, from its files alone. No jax.
 
-:func:`generate` is what ``python -m jaxmnist.report RUN_DIR`` runs: it reads the run directory
-(:mod:`~jaxmnist.runs.runview`) and writes ``RUN_DIR/tables`` and, through
-:mod:`~jaxmnist.runs.figures`, ``RUN_DIR/figures``. Every number of a grid point is the mean ±
-sample standard deviation (ddof=1) over its seeds; the papers' numbers come from
-:mod:`~jaxmnist.runs.published`.
+:func:`generate` is what ``python -m jaxmnist.report RUN_DIR`` runs (figures through
+:mod:`~jaxmnist.runs.figures`). A grid point's numbers are the mean ± sample std (ddof=1) over
+its seeds, beside the papers' (:mod:`~jaxmnist.runs.published`).
 """
 
 from __future__ import annotations
 
 import csv
 import io
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -77,11 +74,6 @@ def write(tables: list[Table], directory: Path, name: str, heading: str = "") ->
         path.write_text(table.csv())
         paths.append(path)
     return paths
-
-
-# --------------------------------------------------------------------------------------------
-# Tables
-# --------------------------------------------------------------------------------------------
 
 
 def _ms(values, digits: int = 4, scale: float = 1.0) -> str:
@@ -303,31 +295,18 @@ def table_models(run: Run) -> Table:
     return t
 
 
-# --------------------------------------------------------------------------------------------
-# Driver
-# --------------------------------------------------------------------------------------------
-
-
-def _finite(value: Any) -> Any:
-    return value if not isinstance(value, float) or math.isfinite(value) else None
-
-
 # A finished group's entry in results_summary.json (results.json ``groups`` has them all).
 _GROUP_FIELDS = ("group", "members", "devices", "strategy", "train_seconds",
                  "images_per_second", "resumed")
 
 
 def results_summary(run: Run) -> dict[str, Any]:
-    """A compact summary of a run for committing beside its tables (``results_summary.json``).
+    """A compact summary committed beside the tables (``results_summary.json``).
 
-    Settings, device, commit, data sizes and times; per grid point the test accuracy and
-    loss per seed with mean and sample std, the statuses, the paper's test accuracy, and the
-    last epoch each member reached with its train / validation accuracy.
-
-    Times, in seconds: ``wall_seconds`` is the finishing process's, from its start to the end
-    of training (a run resumed over several sessions: the last session's alone);
-    ``train_seconds`` sums every finished group's epochs (validation included) over all the
-    sessions that trained them, and ``groups`` has each finished group's time and speed.
+    Settings, device, commit, data sizes, times and, per grid point, the test accuracy and loss
+    per seed (mean, sample std), statuses, the paper's accuracy and each member's last epoch.
+    ``wall_seconds``: the finishing session's, to the end of training; ``train_seconds``: every
+    finished group's epochs over all sessions (``groups``: each group's time and speed).
     """
     points = []
     for p in run.points:
@@ -339,18 +318,18 @@ def results_summary(run: Run) -> dict[str, Any]:
             "label": p.label,
             "experiments": [e["name"] for e in p.experiments],
             "n": n,
-            "test_acc": [_finite(a) for a in accs],
-            "test_acc_mean": _finite(mean) if n else None,
-            "test_acc_std": _finite(std) if n > 1 else None,
-            "test_loss": [_finite(m["test"].get("loss")) for m in p.members],
+            "test_acc": accs,
+            "test_acc_mean": mean if n else None,
+            "test_acc_std": std if n > 1 else None,
+            "test_loss": [m["test"].get("loss") for m in p.members],
             "status": [m["status"] for m in p.members],
             "paper_test_acc": paper.values.get("test_acc") if paper else None,
-            "last_epoch": [{k: _finite(h.get(k)) for k in ("epoch", "train_acc", "val_acc")}
+            "last_epoch": [{k: h.get(k) for k in ("epoch", "train_acc", "val_acc")}
                            for h in last],
         })
     groups = [{k: g.get(k) for k in _GROUP_FIELDS} for g in run.results.get("groups", [])]
     env = run.env
-    return {
+    return rundir.finite_json({
         "study": run.study, "title": run.config.get("title", ""),
         "settings": run.settings_label(), "preset": run.preset,
         "reduced_reasons": run.reduced_reasons(),
@@ -358,14 +337,14 @@ def results_summary(run: Run) -> dict[str, Any]:
         "progress": None if run.results.get("complete", True) else run.progress(),
         "epochs": get_dotted(run.config, "base.train.epochs", None),
         "seeds": run.config.get("seeds"), "data": run.results.get("data", {}),
-        "wall_seconds": _finite(run.results.get("wall_seconds")),
+        "wall_seconds": run.results.get("wall_seconds"),
         "train_seconds": sum(g["train_seconds"] or 0.0 for g in groups) if groups else None,
         "groups": groups,
         "device": run.device(), "commit": env.get("git_commit"), "date": env.get("date"),
         "sessions": 1 + len(env.get("sessions", [])),
         "versions": {k: env.get(k) for k in ("python", "jax", "flax", "optax")},
         "points": points,
-    }
+    })
 
 
 def write_tables(run: Run) -> list[Path]:

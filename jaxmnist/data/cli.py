@@ -1,10 +1,4 @@
-"""``python -m jaxmnist.data``: check a dataset's IDX files or download them.
-
-Usage::
-
-    python -m jaxmnist.data check DIR [--dataset NAME]     # verify the files, label histograms
-    python -m jaxmnist.data download [DIR] [--dataset NAME]  # fetch the four official .gz files
-"""
+"""``python -m jaxmnist.data check|download [DIR] [--dataset NAME]``: verify or fetch files."""
 
 from __future__ import annotations
 

@@ -56,14 +56,11 @@ _MEMBER_FILE = re.compile(r"^member_(\d+)\.(npz|json)$")
 _MEMBER_TEXT = re.compile(r"[0-9]{1,9}")
 
 
-class ServeError(Exception):
+class ServeError(PreprocessError):
     """A request that cannot be served as asked (unknown member, bad JSON, ...); a 4xx."""
 
     def __init__(self, message: str, *, status_code: int = 400, code: str = "bad_request"):
-        super().__init__(message)
-        self.message = message
-        self.status_code = status_code
-        self.code = code
+        super().__init__(message, status_code=status_code, code=code)
 
 
 @dataclass
@@ -405,14 +402,9 @@ def create_app(predictor: Predictor) -> FastAPI:
     app.state.predictor = predictor
     app.add_middleware(_BodyLimit, limit=MAX_BODY_BYTES)
 
-    @app.exception_handler(PreprocessError)
-    async def _bad_image(_: Request, err: PreprocessError) -> JSONResponse:
+    @app.exception_handler(PreprocessError)  # and ServeError
+    async def _bad_input(_: Request, err: PreprocessError) -> JSONResponse:
         return JSONResponse(err.to_dict(), status_code=err.status_code)
-
-    @app.exception_handler(ServeError)
-    async def _bad_request(_: Request, err: ServeError) -> JSONResponse:
-        return JSONResponse({"error": err.code, "detail": err.message},
-                            status_code=err.status_code)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, err: StarletteHTTPException) -> JSONResponse:

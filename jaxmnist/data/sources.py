@@ -207,8 +207,7 @@ def _how_to_fix(ds: Dataset) -> str:
         'Or let TFDS download them (needs TensorFlow: pip install -e ".[tf]" and network access).'
         + apt
         + "\nNo data at hand? Try the whole pipeline on synthetic digits (no files, no network):"
-        "\n    python -m jaxmnist.sweep smoke --synthetic"
-    )
+        "\n    python -m jaxmnist.sweep smoke --synthetic")
 
 
 # (path, mtime_ns, size, dataset) -> (read-only array, verified?): kept until the file changes.
@@ -251,8 +250,7 @@ def _locate(directory: Path, split: str, ds: Dataset = DATASETS["mnist"]) -> tup
         if path is None:
             raise DataError(
                 f"Missing {ds.title} file {directory / spec.gz_name} (the {split} {kind}; "
-                f"looked for {', '.join(spec.candidates)}).\n{_how_to_fix(ds)}"
-            )
+                f"looked for {', '.join(spec.candidates)}).\n{_how_to_fix(ds)}")
         paths.append(path)
     return paths[0], paths[1]
 
@@ -278,8 +276,7 @@ def _decode_idx(
     elif path.suffix == ".gz":
         raise DataError(
             f"{ds.title} file {path} is named .gz but is not gzip-compressed. Rename it to "
-            f"{spec.name} if it is the uncompressed IDX file, or download it again."
-        )
+            f"{spec.name} if it is the uncompressed IDX file, or download it again.")
     else:
         raw = blob
 
@@ -289,8 +286,7 @@ def _decode_idx(
     if len(raw) < header_len:
         raise DataError(
             f"{ds.title} file {path} is too short to be an IDX {spec.kind} file ({len(raw)} bytes "
-            f"after decompression). Download {spec.gz_name} again."
-        )
+            f"after decompression). Download {spec.gz_name} again.")
     dims = np.frombuffer(raw, dtype=">u4", count=header_len // 4)
     magic = int(dims[0])
     if magic != magic_expected:
@@ -299,15 +295,13 @@ def _decode_idx(
         raise DataError(
             f"{ds.title} file {path} has IDX magic number 0x{magic:08x}, expected "
             f"0x{magic_expected:08x} ({spec.kind}).{hint} It is not the {spec.split} {spec.kind} "
-            f"file {spec.gz_name}; replace it with the official one."
-        )
+            f"file {spec.gz_name}; replace it with the official one.")
     count = int(dims[1])
     if spec.kind == "images" and tuple(int(d) for d in dims[2:]) != IMAGE_SHAPE[:2]:
         raise DataError(
             f"{ds.title} file {path} declares images of {int(dims[2])}x{int(dims[3])} pixels, "
             f"expected 28x28. It is not an MNIST-format images file; replace it with "
-            f"{spec.gz_name}."
-        )
+            f"{spec.gz_name}.")
     item = 28 * 28 if spec.kind == "images" else 1
     expected_len = header_len + count * item
     if len(raw) != expected_len:
@@ -315,8 +309,7 @@ def _decode_idx(
         raise DataError(
             f"{ds.title} file {path} is {what}: its header declares {count:,} {spec.kind} "
             f"({expected_len:,} bytes of IDX data) but it holds {len(raw):,} bytes. Delete it and "
-            f"download {spec.gz_name} again."
-        )
+            f"download {spec.gz_name} again.")
 
     if verify_checksum:
         _verify(path, spec, ds, blob, raw, compressed)
@@ -327,8 +320,7 @@ def _decode_idx(
     if count and int(data.max()) > 9:
         raise DataError(
             f"{ds.title} file {path} holds label {int(data.max())}; labels are 0..9. Replace it "
-            f"with the official {spec.gz_name}."
-        )
+            f"with the official {spec.gz_name}.")
     return data.astype(np.int32)
 
 
@@ -341,8 +333,7 @@ def _identify(blob: bytes, raw: bytes) -> str | None:
     for other in DATASETS.values():
         for sp in other.files.values():
             if _digest(other.algo, blob) == sp.gz_md5 or (
-                sp.raw_md5 and _digest(other.algo, raw) == sp.raw_md5
-            ):
+                sp.raw_md5 and _digest(other.algo, raw) == sp.raw_md5):
                 return f"{other.title}'s {sp.name} (data.name = {other.name!r})"
     return None
 
@@ -369,8 +360,7 @@ def _verify(path: Path, spec: _IdxSpec, ds: Dataset, blob: bytes, raw: bytes,
         raise DataError(
             f"{ds.title} file {path} is uncompressed and {ds.title} publishes no checksum for "
             f"uncompressed files; use the published {spec.gz_name}, or pass "
-            "verify_checksum=False if you trust this copy."
-        )
+            "verify_checksum=False if you trust this copy.")
     digest = _digest(algo, blob)
     want, form = (spec.gz_md5, "gzip") if compressed else (spec.raw_md5, "uncompressed")
     other = _identify(blob, raw)
@@ -378,14 +368,12 @@ def _verify(path: Path, spec: _IdxSpec, ds: Dataset, blob: bytes, raw: bytes,
         raise DataError(
             f"{ds.title} file {path} fails the checksum: it is not {ds.title}'s {spec.name} but "
             f"{other}. Set data.name (or --dataset) to that dataset, or put {ds.title}'s files "
-            "in this folder."
-        )
+            "in this folder.")
     raise DataError(
         f"{ds.title} file {path} fails the checksum: {algo} {digest}, the official {form} "
         f"{spec.name} has {algo} {want}. The file is corrupt or not the official "
         f"{ds.title}; download it again, or pass verify_checksum=False if you use a modified "
-        "copy on purpose."
-    )
+        "copy on purpose.")
 
 
 def _read_idx(
@@ -425,8 +413,7 @@ def load_idx(
     if len(images) != len(labels):
         raise DataError(
             f"{images_path} holds {len(images):,} images but {labels_path} holds "
-            f"{len(labels):,} labels; the two files do not belong together."
-        )
+            f"{len(labels):,} labels; the two files do not belong together.")
     return images, labels
 
 
@@ -543,8 +530,7 @@ def load_tfds(
         source = f"the files in {manual_dir}" if manual_dir else "a download"
         raise DataError(
             f"TFDS could not prepare or read {ds.tfds_name} in {where} from {source}: "
-            f"{type(e).__name__}: {e}\n{_how_to_fix(ds)}"
-        ) from e
+            f"{type(e).__name__}: {e}\n{_how_to_fix(ds)}") from e
 
     images = np.asarray(images, dtype=np.uint8).reshape(-1, *IMAGE_SHAPE)
     labels = np.asarray(labels).astype(np.int32)
@@ -552,8 +538,7 @@ def load_tfds(
     if len(images) != expected:
         raise DataError(
             f"TFDS {ds.tfds_name} '{split}' in {where} has {len(images):,} examples, expected "
-            f"{expected:,}; delete {where}/{ds.tfds_name} and let it be prepared again."
-        )
+            f"{expected:,}; delete {where}/{ds.tfds_name} and let it be prepared again.")
     if not disable_shuffling:
         order = _tfds_file_order(split, len(images))
         restored_x, restored_y = np.empty_like(images), np.empty_like(labels)
@@ -655,8 +640,7 @@ def load_dataset(
             return load_idx(directory, split, verify_checksum=verify_checksum, dataset=ds.name)
         raise DataError(
             f"source='idx' needs a folder with the {ds.title} files: pass data_dir=... or set "
-            f"{ds.env}.\n{_how_to_fix(ds)}"
-        )
+            f"{ds.env}.\n{_how_to_fix(ds)}")
 
     if source == "tfds":
         manual = next(
@@ -690,8 +674,7 @@ def load_dataset(
         tried.append(f"TFDS: {first_line}")
     raise DataError(
         f"{ds.title} not found. Tried, in order:\n" + "".join(f"  - {t}\n" for t in tried)
-        + _how_to_fix(ds)
-    )
+        + _how_to_fix(ds))
 
 
 
@@ -728,16 +711,14 @@ def download(
             partial.unlink(missing_ok=True)
             raise DataError(
                 f"Could not download {url}: {e}. Copy the four files ({names}) "
-                f"into {target} by other means."
-            ) from e
+                f"into {target} by other means.") from e
         blob = partial.read_bytes()
         digest = _digest(ds.algo, blob)
         if digest != spec.gz_md5 and not _same_content(ds, spec, blob):
             partial.unlink()
             raise DataError(
                 f"{url} has {ds.algo} {digest}, the official {spec.gz_name} has {spec.gz_md5}; "
-                "try another mirror with --base-url."
-            )
+                "try another mirror with --base-url.")
         partial.replace(path)
         paths.append(path)
     return paths

@@ -59,8 +59,7 @@ def keras_validation_split(
     split_at = int(math.floor(n * (1.0 - fraction)))
     if split_at in (0, n):
         raise ValueError(
-            f"val_fraction={fraction} of {n} examples leaves an empty train or validation set"
-        )
+            f"val_fraction={fraction} of {n} examples leaves an empty train or validation set")
     return x[:split_at], y[:split_at], x[split_at:], y[split_at:]
 
 
@@ -206,8 +205,7 @@ def make_splits(
     unknown = set(spec) - _SPEC_KEYS
     if unknown:
         raise ValueError(
-            f"unknown split spec key(s) {sorted(unknown)}; allowed: {sorted(_SPEC_KEYS)}"
-        )
+            f"unknown split spec key(s) {sorted(unknown)}; allowed: {sorted(_SPEC_KEYS)}")
     kind = spec.get("split", None)
     if kind not in SPLIT_KINDS:
         raise ValueError(f"spec['split'] must be one of {SPLIT_KINDS}, got {kind!r}")

@@ -73,8 +73,7 @@ def curves(run: Run, points: Sequence[tuple[str, Point]], path: Path, title: str
     """Accuracy and loss per epoch, train and validation, mean line with a ±std seed band."""
     has_val = any(
         (m.get("history") or [{}])[0].get("val_acc") is not None
-        for _, p in points for m in p.members
-    )
+        for _, p in points for m in p.members)
     keys = [("train_acc", "train accuracy"), ("train_loss", "train loss")]
     if has_val:
         keys = [("train_acc", "train accuracy"), ("val_acc", "validation accuracy"),

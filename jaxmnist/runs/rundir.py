@@ -530,6 +530,5 @@ class _MetricsLog(Callback):
             {"member": k, "group": group_index, "epoch": epoch,
              **{f: m.get(f) for f in METRIC_FIELDS}, "alive": m.get("alive", True),
              "seconds": info.seconds}
-            for k, m in zip(self.members, member_metrics, strict=True)
-        ]
+            for k, m in zip(self.members, member_metrics, strict=True)]
         self.writer.append_metrics(rows)

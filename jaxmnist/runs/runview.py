@@ -100,8 +100,7 @@ class Run:
     def experiments(self) -> list[dict[str, Any]]:
         """``[{"name", "title", "labels"}]`` in the study's order."""
         return self.config.get("experiment_list") or [
-            {"name": "main", "title": self.config.get("title", ""), "labels": []}
-        ]
+            {"name": "main", "title": self.config.get("title", ""), "labels": []}]
 
     def points_of(self, experiment: str) -> list[tuple[str, Point]]:
         """``(label, point)`` for an experiment, in the study's order."""

@@ -677,7 +677,6 @@ def load_dataset(
         + _how_to_fix(ds))
 
 
-
 def download(
     directory: str | os.PathLike[str],
     *,

@@ -87,12 +87,6 @@ def _diff(values, paper_value) -> str:
     return f"{mean - paper_value:+.4f}"
 
 
-def _paper_cell(value) -> str:
-    if value is None:
-        return ""
-    return f"{value:.4f}" if isinstance(value, float) else str(value)
-
-
 def _model_text(cfg: dict[str, Any]) -> str:
     model = cfg["model"]
     extras = ", ".join(f"{k}={v}" for k, v in model.items() if k != "name")
@@ -121,7 +115,7 @@ def table_summary(run: Run) -> Table:
         exps = ["; ".join(f"{e['name']}:{e['label']}" for e in p.experiments)] if multi else []
         t.add(p.label, *exps, _model_text(p.config), p.rep.get("param_count"), len(p.members),
               _ms(p.test_acc()), _ms(p.values(lambda m: m["test"]["loss"])),
-              _paper_cell(pacc), _diff(p.test_acc(), pacc), p.status())
+              _cell(pacc), _diff(p.test_acc(), pacc), p.status())
     t.notes.append("diff = our mean - paper. std is the sample std (ddof=1) over seeds.")
     return t
 
@@ -211,7 +205,7 @@ def tables_experiments(run: Run) -> list[Table]:
         for label, p in run.points_of(exp["name"]):
             pub = run.paper(p, exp["name"], label)
             pacc = pub.values.get("test_acc") if pub else None
-            t.add(label, len(p.members), _ms(p.test_acc()), _paper_cell(pacc),
+            t.add(label, len(p.members), _ms(p.test_acc()), _cell(pacc),
                   _diff(p.test_acc(), pacc), _ms(p.values(lambda m: _last(m, "train_loss"))),
                   p.status())
         out.append(t)
@@ -232,8 +226,8 @@ def table_baseline(run: Run) -> Table | None:
         ours = _ms(point.test_acc()) if point else ""
         pub = published.lookup(run.study, "sklearn", label, {})
         t.add(label, len(sk), _ms(sk), ours,
-              _paper_cell(pub.values.get("sklearn_acc") if pub else None),
-              _paper_cell(pub.values.get("module_acc") if pub else None))
+              _cell(pub.values.get("sklearn_acc") if pub else None),
+              _cell(pub.values.get("module_acc") if pub else None))
     t.notes.append("sklearn: solver sgd, constant lr, momentum 0, alpha 0, Glorot-uniform init "
                    "(sklearn's, not He); see jaxmnist/engine/baselines.py.")
     return t
@@ -254,7 +248,7 @@ def table_history(run: Run) -> Table | None:
         ours = [_ms(p.values(lambda m, e=e, f=f: (m["history"][e - 1].get(f)
                                                   if len(m["history"]) >= e else None)))
                 for f in fields]
-        paper = [_paper_cell(hist.get(e, {}).get(f)) for f in fields]
+        paper = [_cell(hist.get(e, {}).get(f)) for f in fields]
         t.add(e, *ours, *paper)
     t.notes.append("The paper printed epochs 1-6 only.")
     return t
@@ -268,7 +262,7 @@ def table_last_epoch(run: Run) -> Table:
     for p in run.points:
         pub = run.paper(p)
         vals = pub.values if pub else {}
-        prf = "/".join(_paper_cell(vals.get(k)) for k in ("precision", "recall", "f1")
+        prf = "/".join(_cell(vals.get(k)) for k in ("precision", "recall", "f1")
                        if k in vals)
         summ = p.values(_summary_of)
         t.add(p.label, p.rep.get("param_count"),
@@ -276,7 +270,7 @@ def table_last_epoch(run: Run) -> Table:
               _ms(p.values(lambda m: _last(m, "val_acc"))), _ms(p.test_acc()),
               *[_ms([s[f"macro_{k}"] if s else None for s in summ])
                 for k in ("precision", "recall", "f1")],
-              _paper_cell(vals.get("train_acc_last")), _paper_cell(vals.get("val_acc_last")),
+              _cell(vals.get("train_acc_last")), _cell(vals.get("val_acc_last")),
               prf)
     return t
 
@@ -353,26 +347,20 @@ def write_tables(run: Run) -> list[Path]:
     written: list[Path] = []
     sections: list[tuple[str, list[Table]]] = []
 
-    def emit(name: str, tables: list[Table], heading: str) -> None:
-        written.extend(write(tables, out_dir, name, heading))
-        sections.append((heading, tables))
+    def emit(name: str, tables: list[Table | None], heading: str) -> None:
+        tables = [t for t in tables if t is not None]  # a table that does not apply
+        if tables:
+            written.extend(write(tables, out_dir, name, heading))
+            sections.append((heading, tables))
 
     emit("summary", [table_summary(run)], "Summary")
     summary_path = out_dir / "results_summary.json"
     rundir.write_json(summary_path, results_summary(run))
     written.append(summary_path)
-    matrix = table_matrix(run)
-    if matrix is not None:
-        emit("grid_matrix", [matrix], "Grid")
-    exps = tables_experiments(run)
-    if exps:
-        emit("experiments", exps, "Experiments")
-    baseline = table_baseline(run)
-    if baseline is not None:
-        emit("baseline", [baseline], "Baseline")
-    history = table_history(run)
-    if history is not None:
-        emit("history", [history], "Training log vs paper")
+    emit("grid_matrix", [table_matrix(run)], "Grid")
+    emit("experiments", tables_experiments(run), "Experiments")
+    emit("baseline", [table_baseline(run)], "Baseline")
+    emit("history", [table_history(run)], "Training log vs paper")
     emit("last_epoch", [table_last_epoch(run)], "Last epoch and macro metrics")
     emit("models", [table_models(run)], "Models")
     per_point, long = tables_per_class(run)

@@ -185,9 +185,9 @@ def run_s2(sizes: dict[str, Any], data_dir: str | None, workdir: Path) -> dict[s
     results = runner.run(study, workdir, data_dir=data_dir, report=False)
     wall = time.perf_counter() - t0
     t1 = time.perf_counter()
-    from jaxmnist.runs import report
+    from jaxmnist.runs import tables
 
-    report.generate(workdir, figures=not sizes.get("tiny", False))  # tiny: tables suffice
+    tables.generate(workdir, figures=not sizes.get("tiny", False))  # tiny: tables suffice
     report_seconds = time.perf_counter() - t1
     cells = []
     for m in results["members"]:
@@ -329,7 +329,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 result[key] = step()
                 result["total_seconds"] = time.perf_counter() - t0
                 paths = _write(result, stem)  # after every part: a time limit keeps the rest
-    except (C.ConfigError, data.MnistDataError) as err:
+    except (C.ConfigError, data.DataError) as err:
         _say(f"benchmarks.accelerator: {err}")
         return 2
     except rundir.RunDirError as err:

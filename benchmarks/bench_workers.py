@@ -129,10 +129,10 @@ def load_data(n_train: int, n_test: int, seed: int = 0) -> tuple[dict[str, np.nd
     from jaxmnist.data import synthetic
 
     try:
-        train_x, train_y = data.load_mnist("train", source="idx")
-        test_x, test_y = data.load_mnist("test", source="idx")
+        train_x, train_y = data.load_dataset("train", source="idx")
+        test_x, test_y = data.load_dataset("test", source="idx")
         source = "mnist (idx files)"
-    except (data.MnistDataError, OSError, ValueError):
+    except (data.DataError, OSError, ValueError):
         n = min(max(n_train, 1), synthetic.SIZES["train"])  # repeated below when more are needed
         train_x, train_y = synthetic.make(n, "train", seed)
         test_x, test_y = synthetic.make(max(n_test, 1), "test", seed)

@@ -11,7 +11,7 @@ into a temporary copy):
 - ``train predictions, every member``: each exported member predicting the training set in
   turn, i.e. the work the runner no longer does (before ``ffe6093`` it ran as one grid
   evaluation; one member at a time is an estimate of that cost, not the old code);
-- ``report``: ``jaxmnist.runs.report.generate`` (tables and figures).
+- ``report``: ``jaxmnist.runs.tables.generate`` (tables and figures).
 
     JAXMNIST_DATA_DIR=/path/to/mnist PYTHONPATH=. python benchmarks/outside_training.py RUN_DIR
 """
@@ -28,7 +28,7 @@ import numpy as np
 
 from jaxmnist import data
 from jaxmnist.engine import train
-from jaxmnist.runs import report, rundir, runview
+from jaxmnist.runs import rundir, runview, tables
 
 
 def _timed(fn):
@@ -62,7 +62,7 @@ def main(argv: list[str] | None = None) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         copy = Path(tmp) / "run"
         shutil.copytree(args.run_dir, copy, ignore=shutil.ignore_patterns("ckpt", "tensorboard"))
-        written, t_report = _timed(lambda: report.generate(copy))
+        written, t_report = _timed(lambda: tables.generate(copy))
 
     n = len(splits.train_y)
     print(f"run: {args.run_dir.name}; {len(cfg['members'])} members, {len(exported)} exported; "

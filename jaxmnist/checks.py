@@ -1,9 +1,6 @@
 """The value checks every validating module shares: did-you-mean, integers, finite numbers.
 
-One implementation each, imported by the schema (:mod:`jaxmnist.schema`), the study loader
-(:mod:`jaxmnist.config`) and the owners that check their own sections
-(:mod:`jaxmnist.engine.optim`). Plain Python: no jax, no other jaxmnist module, so anything may
-import it.
+Plain Python, no other jaxmnist module: anything may import it.
 """
 
 from __future__ import annotations
@@ -15,15 +12,7 @@ from typing import Any
 
 
 def suggest(word: str, valid: Iterable[Any]) -> str:
-    """``"; did you mean 'x'?"`` for the closest valid word, else ``""``.
-
-    Args:
-        word: What the user wrote.
-        valid: The accepted words.
-
-    Returns:
-        The hint, to append to a message.
-    """
+    """``"; did you mean 'x'?"`` for the closest of ``valid`` to ``word``, else ``""``."""
     match = difflib.get_close_matches(str(word), [str(v) for v in valid], n=1, cutoff=0.6)
     return f"; did you mean {match[0]!r}?" if match else ""
 

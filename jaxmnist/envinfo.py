@@ -1,7 +1,6 @@
-"""What ran where: package versions, git commit, machine, devices (for env.json and the bench).
+"""What ran where: package versions, git commit, machine, devices (env.json and the bench).
 
-Only :func:`environment` imports jax (for the device list); the rest reads package metadata,
-``/proc`` and git, so the bench can describe the machine before any framework starts.
+Only :func:`environment` imports jax, so the bench can describe the machine first.
 """
 
 from __future__ import annotations

@@ -1,8 +1,7 @@
 """Imports the module half of a user's ``"module:attr"`` spec (models, callbacks).
 
-One loader for both forms a user may write: ``path/to/file.py`` (executed once as a fresh module)
-or ``package.module`` (imported, with the working folder on ``sys.path`` because ``python -m``
-leaves it out). Standard library only, so jax-free callers (loggers) can use it.
+``path/to/file.py`` is executed once as a fresh module; ``package.module`` is imported with the
+working folder on ``sys.path`` (``python -m`` leaves it out). Standard library only.
 """
 
 from __future__ import annotations
@@ -33,18 +32,9 @@ def _load_file(path: str, prefix: str) -> ModuleType:
 
 
 def import_module_part(module_part: str, prefix: str) -> ModuleType:
-    """Imports ``path/to/file.py`` or ``package.module``.
+    """Imports ``path/to/file.py`` (once per process, as ``<prefix>_...``) or ``package.module``.
 
-    Args:
-        module_part: The text before the colon of a ``"module:attr"`` spec.
-        prefix: Start of the module name a ``.py`` file is registered under in ``sys.modules``.
-
-    Returns:
-        The module (a file is executed once per process; later calls return the same module).
-
-    Raises:
-        FileNotFoundError: A ``.py`` path that is not a file.
-        Exception: Whatever the user's module raises while importing (callers report it).
+    FileNotFoundError for a missing ``.py``; whatever the user's module raises, as it is.
     """
     if module_part.endswith(".py"):
         return _load_file(module_part, prefix)

@@ -1,7 +1,6 @@
-"""``python -m jaxmnist.report RUN_DIR``: regenerate a run directory's tables and figures.
+"""``python -m jaxmnist.report RUN_DIR``: regenerates a run's tables and figures from its files.
 
-The command line of :func:`jaxmnist.runs.report.generate`: reads the run's files only (no
-training, no jax import); a folder that is not a run directory is one message and exit 1.
+No training, no jax (:func:`jaxmnist.runs.tables.generate`); not a run directory: exit 1.
 """
 
 from __future__ import annotations
@@ -11,8 +10,8 @@ import logging
 import sys
 from pathlib import Path
 
-from jaxmnist.runs.report import generate
 from jaxmnist.runs.runview import ReportError
+from jaxmnist.runs.tables import generate
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -236,7 +236,7 @@ def run(study: dict[str, Any], run_dir: Path, *, data_dir: str | None = None,
     save()
     say(f"trained in {results['wall_seconds']:.1f}s; results: {run_dir / rundir.RESULTS}")
     if report:
-        from jaxmnist.runs import report as report_mod
+        from jaxmnist.runs import tables as report_mod
 
         written = report_mod.generate(run_dir)
         say(f"report: {len(written)} files under {run_dir}/tables and {run_dir}/figures")

@@ -207,7 +207,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _run_cli(study: dict[str, Any], run_dir: Path, **kwargs: Any) -> int:
     """:func:`run` with every expected failure turned into one message and an exit code."""
-    from jaxmnist.data import MnistDataError
+    from jaxmnist.data import DataError as MnistDataError
 
     existed = run_dir.exists()
     # In a multi-process run, a failure of another process (or of this one) mid-run gives one

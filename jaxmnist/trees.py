@@ -1,9 +1,4 @@
-"""Nested dicts addressed by dotted keys: the one implementation every module uses.
-
-Configs (``"optim.learning_rate"``), published-number matches and exported params
-(``"dense1/w"``, with ``sep="/"``) are all nested dicts read and written through these helpers.
-Plain Python: no jax, no numpy.
-"""
+"""Nested dicts addressed by dotted keys (``"optim.learning_rate"``, ``"dense1/w"``)."""
 
 from __future__ import annotations
 

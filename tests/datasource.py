@@ -25,5 +25,5 @@ def load(split: str, n: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """The first ``n`` (default all) images and labels of ``split`` from :data:`SOURCE`."""
     if SOURCE == "synthetic" and n is not None:
         return synthetic.make(n, split)
-    x, y = data.load_mnist(split, source=SOURCE, data_dir=MNIST_DIR)
+    x, y = data.load_dataset(split, source=SOURCE, data_dir=MNIST_DIR)
     return (x, y) if n is None else (x[:n], y[:n])

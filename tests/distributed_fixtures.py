@@ -37,8 +37,8 @@ def members(n: int, epochs: int = 2, strategy: str = "auto") -> list[dict]:
 def splits(n_train: int = 320, n_val: int = 100, n_test: int = 200) -> data.Splits:
     """The first images of MNIST, or of jaxmnist's synthetic digits without it."""
     if os.environ.get("JAXMNIST_DATA_DIR"):
-        train_x, train_y = data.load_mnist("train", source="idx")
-        test_x, test_y = data.load_mnist("test", source="idx")
+        train_x, train_y = data.load_dataset("train", source="idx")
+        test_x, test_y = data.load_dataset("test", source="idx")
     else:  # jaxmnist's synthetic digits: no files needed
         from jaxmnist.data import synthetic
 

@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 
 from jaxmnist import data
-from jaxmnist.data import MnistDataError, sources, synthetic
+from jaxmnist.data import DataError, sources, synthetic
 from jaxmnist.data import cli as data_cli
 
 # Official label counts, 0..9 (STUDIES.md / SOURCE.md), typed here rather than imported from the
@@ -48,7 +48,7 @@ def _no_env(monkeypatch):
 
 @pytest.fixture(scope="module")
 def mnist(mnist_dir):
-    return {s: data.load_mnist(s, source="idx", data_dir=mnist_dir) for s in ("train", "test")}
+    return {s: data.load_dataset(s, source="idx", data_dir=mnist_dir) for s in ("train", "test")}
 
 
 @pytest.fixture
@@ -114,14 +114,14 @@ def test_idx_shapes_dtypes_and_label_counts(mnist):
 
 
 def test_auto_uses_idx_from_env_and_repeated_loads_are_cached(idx_dir, monkeypatch):
-    first, _ = data.load_mnist("train", source="idx", data_dir=idx_dir)
+    first, _ = data.load_dataset("train", source="idx", data_dir=idx_dir)
     monkeypatch.setenv("JAXMNIST_DATA_DIR", str(idx_dir))
     t0 = time.perf_counter()
-    x, y = data.load_mnist("train")  # auto -> IDX via the env var
+    x, y = data.load_dataset("train")  # auto -> IDX via the env var
     assert time.perf_counter() - t0 < 1.0  # decoded already by the first load
     np.testing.assert_array_equal(x, first)
     x[0] = 7  # callers get their own copy: the cache must not change
-    again, _ = data.load_mnist("train")
+    again, _ = data.load_dataset("train")
     np.testing.assert_array_equal(again[0], first[0])
 
 
@@ -140,7 +140,7 @@ def tfds_arrays(mnist_dir, tmp_path_factory):
         mp.setattr(socket, "getaddrinfo", no_network)
         t0 = time.perf_counter()
         arrays = {
-            s: data.load_mnist(s, source="tfds", data_dir=mnist_dir, tfds_dir=tfds_dir)
+            s: data.load_dataset(s, source="tfds", data_dir=mnist_dir, tfds_dir=tfds_dir)
             for s in ("train", "test")
         }
         print(f"\nTFDS import + offline prepare + read: {time.perf_counter() - t0:.1f} s")
@@ -179,7 +179,7 @@ def test_download_rejects_a_file_with_the_wrong_checksum(idx_dir, tmp_path):
     shutil.copytree(idx_dir, mirror)
     (mirror / "t10k-labels-idx1-ubyte.gz").chmod(0o644)
     (mirror / "t10k-labels-idx1-ubyte.gz").write_bytes(gzip.compress(b"not mnist"))
-    with pytest.raises(MnistDataError, match="has md5 .* the official t10k-labels"):
+    with pytest.raises(DataError, match="has md5 .* the official t10k-labels"):
         data.download(tmp_path / "out", base_url=mirror.as_uri())
     assert not list((tmp_path / "out").glob("t10k-labels*"))
 
@@ -310,8 +310,8 @@ def test_uncompressed_files_load_and_match(idx_dir, tmp_path):
         images=_raw(idx_dir, "test", "images"),
         labels=_raw(idx_dir, "test", "labels"),
     )
-    x, y = data.load_mnist("test", source="idx", data_dir=folder)  # raw md5s verified
-    gx, gy = data.load_mnist("test", source="idx", data_dir=idx_dir)
+    x, y = data.load_dataset("test", source="idx", data_dir=folder)  # raw md5s verified
+    gx, gy = data.load_dataset("test", source="idx", data_dir=idx_dir)
     assert x.tobytes() == gx.tobytes() and y.tobytes() == gy.tobytes()
 
 
@@ -320,8 +320,8 @@ def test_truncated_gz(idx_dir, tmp_path):
     path = folder / "t10k-images-idx3-ubyte.gz"
     blob = path.read_bytes()
     path.write_bytes(blob[: len(blob) // 3])
-    with pytest.raises(MnistDataError, match="truncated or corrupt gzip") as err:
-        data.load_mnist("test", source="idx", data_dir=folder)
+    with pytest.raises(DataError, match="truncated or corrupt gzip") as err:
+        data.load_dataset("test", source="idx", data_dir=folder)
     assert str(path) in str(err.value) and "download it again" in str(err.value)
 
 
@@ -329,15 +329,15 @@ def test_wrong_magic_number(idx_dir, tmp_path):
     raw = bytearray(_raw(idx_dir, "test", "labels"))
     raw[3] = 0x05
     folder = _test_dir(tmp_path, idx_dir, labels=bytes(raw))
-    with pytest.raises(MnistDataError, match="magic number 0x00000805, expected 0x00000801") as e:
-        data.load_mnist("test", source="idx", data_dir=folder, verify_checksum=False)
+    with pytest.raises(DataError, match="magic number 0x00000805, expected 0x00000801") as e:
+        data.load_dataset("test", source="idx", data_dir=folder, verify_checksum=False)
     assert str(folder / "t10k-labels-idx1-ubyte") in str(e.value)
 
 
 def test_swapped_files_are_named_as_such(idx_dir, tmp_path):
     folder = _test_dir(tmp_path, idx_dir, labels=_raw(idx_dir, "test", "images"))
-    with pytest.raises(MnistDataError, match="names swapped"):
-        data.load_mnist("test", source="idx", data_dir=folder)
+    with pytest.raises(DataError, match="names swapped"):
+        data.load_dataset("test", source="idx", data_dir=folder)
 
 
 @pytest.mark.parametrize("delta,word", [(1, "truncated"), (-1, "longer than its header")])
@@ -346,16 +346,16 @@ def test_count_disagreeing_with_file_size(idx_dir, tmp_path, delta, word):
     count = int.from_bytes(raw[4:8], "big") + delta  # e.g. 10,001 or 9,999 for MNIST
     raw[4:8] = count.to_bytes(4, "big")
     folder = _test_dir(tmp_path, idx_dir, labels=bytes(raw))
-    with pytest.raises(MnistDataError, match=f"{word}.*declares {count:,} labels"):
-        data.load_mnist("test", source="idx", data_dir=folder, verify_checksum=False)
+    with pytest.raises(DataError, match=f"{word}.*declares {count:,} labels"):
+        data.load_dataset("test", source="idx", data_dir=folder, verify_checksum=False)
 
 
 def test_missing_file(idx_dir, tmp_path):
     folder = _test_dir(tmp_path, idx_dir)
     (folder / "t10k-labels-idx1-ubyte.gz").unlink()
     for source in ("idx", "auto"):  # auto must not wander off to TFDS with a half-filled folder
-        with pytest.raises(MnistDataError, match="Missing MNIST file .*t10k-labels-idx1") as e:
-            data.load_mnist("test", source=source, data_dir=folder)
+        with pytest.raises(DataError, match="Missing MNIST file .*t10k-labels-idx1") as e:
+            data.load_dataset("test", source=source, data_dir=folder)
         assert "JAXMNIST_DATA_DIR" in str(e.value)
 
 
@@ -363,20 +363,20 @@ def test_checksum_mismatch_and_opt_out(idx_dir, tmp_path):
     raw = bytearray(_raw(idx_dir, "test", "labels"))
     raw[8] = (raw[8] + 1) % 10  # a different but well-formed label
     folder = _test_dir(tmp_path, idx_dir, labels=bytes(raw))
-    with pytest.raises(MnistDataError, match="fails the checksum.*verify_checksum=False") as e:
-        data.load_mnist("test", source="idx", data_dir=folder)
+    with pytest.raises(DataError, match="fails the checksum.*verify_checksum=False") as e:
+        data.load_dataset("test", source="idx", data_dir=folder)
     assert hashlib.md5(raw).hexdigest() in str(e.value)
-    _, y = data.load_mnist("test", source="idx", data_dir=folder, verify_checksum=False)
+    _, y = data.load_dataset("test", source="idx", data_dir=folder, verify_checksum=False)
     assert y[0] == raw[8]
 
 
 def test_a_file_replaced_on_disk_is_read_again(idx_dir, tmp_path):
     folder = _test_dir(tmp_path, idx_dir, labels=_raw(idx_dir, "test", "labels"))
-    data.load_mnist("test", source="idx", data_dir=folder)
+    data.load_dataset("test", source="idx", data_dir=folder)
     path = folder / "t10k-labels-idx1-ubyte"
     path.write_bytes(path.read_bytes()[:-10])  # new size -> the cache entry no longer applies
-    with pytest.raises(MnistDataError, match="truncated"):
-        data.load_mnist("test", source="idx", data_dir=folder)
+    with pytest.raises(DataError, match="truncated"):
+        data.load_dataset("test", source="idx", data_dir=folder)
 
 
 # ---------------------------------------------------------------- where the data comes from
@@ -393,20 +393,20 @@ def test_argument_beats_env(idx_dir, tmp_path, monkeypatch):
 
     monkeypatch.setenv("JAXMNIST_DATA_DIR", str(broken))
     for source in ("idx", "auto"):
-        _, y = data.load_mnist("test", source=source, data_dir=edited, verify_checksum=False)
+        _, y = data.load_dataset("test", source=source, data_dir=edited, verify_checksum=False)
         assert y[0] == raw[8]  # read from the argument's folder; the env's junk never touched
-    with pytest.raises(MnistDataError, match=re.escape(str(broken))):  # no argument: the env
-        data.load_mnist("test", source="idx")
+    with pytest.raises(DataError, match=re.escape(str(broken))):  # no argument: the env
+        data.load_dataset("test", source="idx")
 
 
 def test_nothing_found_gives_one_error_listing_what_was_tried(tmp_path, monkeypatch):
     def no_tfds():
-        raise MnistDataError("source='tfds' needs TensorFlow (simulated)")
+        raise DataError("source='tfds' needs TensorFlow (simulated)")
 
     monkeypatch.setattr(sources, "_import_tfds", no_tfds)
     monkeypatch.setenv("JAXMNIST_DATA_DIR", str(tmp_path / "nowhere"))
-    with pytest.raises(MnistDataError) as err:
-        data.load_mnist("train", data_dir=tmp_path)
+    with pytest.raises(DataError) as err:
+        data.load_dataset("train", data_dir=tmp_path)
     message = str(err.value)
     for expected in (
         f"data_dir argument: {tmp_path} holds none of the MNIST files",
@@ -417,15 +417,15 @@ def test_nothing_found_gives_one_error_listing_what_was_tried(tmp_path, monkeypa
     ):
         assert expected in message
     monkeypatch.delenv("JAXMNIST_DATA_DIR")
-    with pytest.raises(MnistDataError, match="pass data_dir=... or set JAXMNIST_DATA_DIR"):
-        data.load_mnist("test", source="idx")
+    with pytest.raises(DataError, match="pass data_dir=... or set JAXMNIST_DATA_DIR"):
+        data.load_dataset("test", source="idx")
 
 
 def test_bad_arguments():
     with pytest.raises(ValueError, match="split must be one of"):
-        data.load_mnist("validation")
+        data.load_dataset("validation")
     with pytest.raises(ValueError, match="source must be one of"):
-        data.load_mnist("train", source="keras")
+        data.load_dataset("train", source="keras")
 
 
 # ---------------------------------------------------------------- other MNIST-format datasets
@@ -467,19 +467,19 @@ def test_datasets_are_28x28_with_ten_named_classes():
 def test_small_idx_files_of_another_dataset(tmp_path):
     folder = tmp_path / "kmnist"
     _write_idx(folder, "test", 30)
-    x, y = data.load_mnist("test", source="idx", data_dir=folder, dataset="kmnist",
+    x, y = data.load_dataset("test", source="idx", data_dir=folder, dataset="kmnist",
                            verify_checksum=False)
     assert x.shape == (30, 28, 28, 1) and y.tolist()[:12] == [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 0, 1]
     # With checksums on, the tiny files are refused with KMNIST's own (sha256) checksum.
-    with pytest.raises(MnistDataError, match="KMNIST file .* fails the checksum: sha256"):
-        data.load_mnist("test", source="idx", data_dir=folder, dataset="kmnist")
-    with pytest.raises(MnistDataError, match="valid choices: mnist, fashion_mnist, kmnist"):
-        data.load_mnist("test", source="idx", data_dir=folder, dataset="emnist")
+    with pytest.raises(DataError, match="KMNIST file .* fails the checksum: sha256"):
+        data.load_dataset("test", source="idx", data_dir=folder, dataset="kmnist")
+    with pytest.raises(DataError, match="valid choices: mnist, fashion_mnist, kmnist"):
+        data.load_dataset("test", source="idx", data_dir=folder, dataset="emnist")
 
 
 def test_mnist_files_given_as_another_dataset_are_named(idx_dir):
-    with pytest.raises(MnistDataError) as err:
-        data.load_mnist("test", source="idx", data_dir=idx_dir, dataset="fashion_mnist")
+    with pytest.raises(DataError) as err:
+        data.load_dataset("test", source="idx", data_dir=idx_dir, dataset="fashion_mnist")
     assert "is not Fashion-MNIST's t10k-images-idx3-ubyte but MNIST's" in str(err.value)
     assert "data.name = 'mnist'" in str(err.value)
 
@@ -487,14 +487,14 @@ def test_mnist_files_given_as_another_dataset_are_named(idx_dir):
 @needs_debian_fashion
 def test_fashion_mnist_from_debian_files(monkeypatch, capsys):
     # Debian recompressed the .gz files: they pass by their decompressed content.
-    x, y = data.load_mnist("test", source="idx", data_dir=DEBIAN_FASHION, dataset="fashion_mnist")
+    x, y = data.load_dataset("test", source="idx", data_dir=DEBIAN_FASHION, dataset="fashion_mnist")
     assert x.shape == (10000, 28, 28, 1) and np.bincount(y).tolist() == [1000] * 10
     # auto finds the Debian folder by itself
-    x2, _ = data.load_mnist("test", dataset="fashion_mnist")
+    x2, _ = data.load_dataset("test", dataset="fashion_mnist")
     assert x2.tobytes() == x.tobytes()
-    with pytest.raises(MnistDataError, match="is not MNIST's t10k-images-idx3-ubyte but "
+    with pytest.raises(DataError, match="is not MNIST's t10k-images-idx3-ubyte but "
                                              "Fashion-MNIST's"):
-        data.load_mnist("test", source="idx", data_dir=DEBIAN_FASHION)
+        data.load_dataset("test", source="idx", data_dir=DEBIAN_FASHION)
 
 
 @needs_debian_fashion
@@ -550,14 +550,14 @@ def test_auto_downloads_into_the_cache_once_and_then_reads_it(idx_dir, mirror, t
     monkeypatch.setenv("JAXMNIST_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.setenv("JAXMNIST_MIRROR_URL", url)
     monkeypatch.delenv("JAXMNIST_OFFLINE")
-    x, y = data.load_mnist("test")  # no data_dir, no $JAXMNIST_DATA_DIR: fetch, verify, load
-    want_x, want_y = data.load_mnist("test", source="idx", data_dir=idx_dir)
+    x, y = data.load_dataset("test")  # no data_dir, no $JAXMNIST_DATA_DIR: fetch, verify, load
+    want_x, want_y = data.load_dataset("test", source="idx", data_dir=idx_dir)
     assert x.tobytes() == want_x.tobytes() and y.tobytes() == want_y.tobytes()
     cached = tmp_path / "cache" / "mnist"
     assert sorted(p.name for p in cached.iterdir()) == sorted(data.OFFICIAL_FILES)
     assert len(requested) == 4 and "downloading its four files" in capsys.readouterr().err
     # Second time: read from the cache, nothing requested (the server could be gone).
-    data.load_mnist("train")
+    data.load_dataset("train")
     assert len(requested) == 4
 
 
@@ -570,21 +570,21 @@ def test_a_corrupt_download_is_refused_and_not_kept(idx_dir, tmp_path, monkeypat
     monkeypatch.setenv("JAXMNIST_MIRROR_URL", bad.as_uri() + "/")
     monkeypatch.delenv("JAXMNIST_OFFLINE")
     monkeypatch.setattr(sources, "_import_tfds", _no_tfds)
-    with pytest.raises(MnistDataError) as err:
-        data.load_mnist("test")
+    with pytest.raises(DataError) as err:
+        data.load_dataset("test")
     assert "download into" in str(err.value) and "t10k-images" in str(err.value)
     assert not list((tmp_path / "cache" / "mnist").glob("t10k-images*"))
 
 
 def _no_tfds():
-    raise MnistDataError("source='tfds' needs TensorFlow (simulated)")
+    raise DataError("source='tfds' needs TensorFlow (simulated)")
 
 
 def test_offline_without_data_says_what_was_tried_and_how_to_fix(tmp_path, monkeypatch):
     monkeypatch.setenv("JAXMNIST_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.setattr(sources, "_import_tfds", _no_tfds)
-    with pytest.raises(MnistDataError) as err:
-        data.load_mnist("train")
+    with pytest.raises(DataError) as err:
+        data.load_dataset("train")
     message = str(err.value)
     for expected in ("$JAXMNIST_DATA_DIR: not set",
                      f"download cache: {tmp_path / 'cache' / 'mnist'} is empty, and "

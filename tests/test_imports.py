@@ -78,7 +78,7 @@ def test_find_cycle_finds_one():
 
 def test_the_package_has_no_import_cycle():
     graph = import_graph()
-    assert "jaxmnist.runs.rundir" in graph and graph["jaxmnist.runs.report"]
+    assert "jaxmnist.runs.rundir" in graph and graph["jaxmnist.runs.tables"]
     assert find_cycle(graph) is None, " -> ".join(find_cycle(graph))
 
 
@@ -88,7 +88,7 @@ def test_run_directory_readers_do_not_depend_on_jax_modules():
                                                               "jaxmnist.engine.train"))}
     jax_modules |= {"jaxmnist.engine.optim", "jaxmnist.engine.losses",
                     "jaxmnist.engine.checkpoint", "jaxmnist.engine.distributed"}
-    readers = ["jaxmnist.runs.rundir", "jaxmnist.runs.runview", "jaxmnist.runs.report",
+    readers = ["jaxmnist.runs.rundir", "jaxmnist.runs.runview", "jaxmnist.runs.tables",
                "jaxmnist.runs.figures", "jaxmnist.report", "jaxmnist.engine.hooks",
                "jaxmnist.data"]
     seen, todo = set(), list(readers)

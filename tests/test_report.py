@@ -14,7 +14,7 @@ import pytest
 from jaxmnist import config as C
 from jaxmnist.engine import metrics
 from jaxmnist.runner import resolved_config
-from jaxmnist.runs import published, report, rundir
+from jaxmnist.runs import published, rundir, runview, tables
 
 ROOT = Path(__file__).resolve().parent.parent
 SWEEPS = ROOT / "sweeps"
@@ -139,7 +139,7 @@ def test_every_published_number_belongs_to_a_grid_point():
 @pytest.mark.parametrize("name", ["s0", "s1", "s2", "s3", "s4"])
 def test_report_writes_every_table(tmp_path, name):
     run = fake_run(tmp_path, name)
-    names = {p.name for p in report.generate(run, figures=False)}
+    names = {p.name for p in tables.generate(run, figures=False)}
     for expected in ("summary.md", "summary.csv", "per_class.md", "per_class.csv",
                      "status.md", "last_epoch.md", "models.md", "report.md",
                      "results_summary.json"):
@@ -180,7 +180,7 @@ def _check_pngs(run: Path, expected: set[str]) -> None:
 ])
 def test_report_writes_figures(tmp_path, name, expected):
     run = fake_run(tmp_path, name)
-    report.generate(run)
+    tables.generate(run)
     _check_pngs(run, expected | {"confusion_test.png", "confusion_train.png", "samples.png",
                                  "class_distribution.png", "test_probs.png"})
 
@@ -196,7 +196,7 @@ def test_curves_of_a_point_that_diverged_print_no_numpy_warning(tmp_path):
     (run / "results.json").write_text(json.dumps(results))
     with warnings.catch_warnings():
         warnings.simplefilter("error", RuntimeWarning)
-        written = report.generate(run)
+        written = tables.generate(run)
     assert run / "figures" / "curves.png" in written
 
 
@@ -227,7 +227,7 @@ def _footer(preset=None, quick=False, seeds=None, overrides=(), env=None, result
     sizes = dict(zip(("train", "val", "test"), C.expected_sizes(s["data"]), strict=True))
     results = {"data": sizes, "reduced_reasons": s["reduced_reasons"], **(results_extra or {})}
     env = env or {"backend": "cpu", "device_kind": "cpu", "cpu_count": 2, "git_commit": "abc"}
-    return report.Run(path=Path("."), config=s, results=results, env=env, points=[],
+    return runview.Run(path=Path("."), config=s, results=results, env=env, points=[],
                       samples=None).footer()
 
 
@@ -251,7 +251,7 @@ def test_footer_of_a_run_written_before_named_presets():
     old_config = {k: v for k, v in s.items() if k not in ("preset", "overrides")}
     old_results = {"data": {"train": 6000, "val": 0, "test": 10000},
                    "reduced_reasons": ["quick preset", "3 of 10 epochs"]}
-    text = report.Run(path=Path("."), config=old_config, results=old_results,
+    text = runview.Run(path=Path("."), config=old_config, results=old_results,
                       env={"backend": "cpu"}, points=[], samples=None).footer()
     assert "preset quick" in text and "REDUCED RUN, not the paper's full setup: 3 of 10 epochs" \
         in text
@@ -261,7 +261,7 @@ def test_results_summary_sums_the_groups_train_time_over_sessions(tmp_path):
     """A run resumed over sessions: wall_seconds is the last process's; train_seconds all."""
     run = fake_run(tmp_path, "s4")
     results = json.loads((run / "results.json").read_text())
-    assert report.results_summary(report.load(run))["train_seconds"] is None  # no groups yet
+    assert tables.results_summary(runview.load(run))["train_seconds"] is None  # no groups yet
     stats = {"padded_members": 1, "devices": 1, "processes": 1, "strategy": "sequential",
              "compile_seconds": 2.0}
     results["groups"] = [
@@ -272,7 +272,7 @@ def test_results_summary_sums_the_groups_train_time_over_sessions(tmp_path):
     ]
     results["wall_seconds"] = 700.0
     (run / "results.json").write_text(json.dumps(results))
-    summary = report.results_summary(report.load(run))
+    summary = tables.results_summary(runview.load(run))
     assert summary["wall_seconds"] == 700.0
     assert summary["train_seconds"] == 1011.5 + 1955.25
     assert [(g["group"], g["train_seconds"], g["resumed"]) for g in summary["groups"]] == [
@@ -289,7 +289,7 @@ def test_report_of_an_unfinished_run_reads_metrics_jsonl(tmp_path):
         for m in results["members"][:-1]:  # the last member has not started
             for h in m["history"][:2]:  # two of five epochs done
                 fh.write(json.dumps({"member": m["member"], "group": 0, **h}) + "\n")
-    report.generate(run, figures=False)
+    tables.generate(run, figures=False)
     md = (run / "tables" / "report.md").read_text()
     n = len(results["members"])
     assert (f"UNFINISHED RUN: 0 of {n} members finished, {n - 1} reached epoch 2 of 5, "
@@ -299,5 +299,5 @@ def test_report_of_an_unfinished_run_reads_metrics_jsonl(tmp_path):
     assert not summary["complete"] and "epoch 2 of 5" in summary["progress"]
     assert {p["last_epoch"][0]["epoch"] for p in summary["points"]} == {2}
     (run / "metrics.jsonl").unlink()
-    with pytest.raises(report.ReportError, match="no finished member and no finished epoch"):
-        report.generate(run, figures=False)
+    with pytest.raises(runview.ReportError, match="no finished member and no finished epoch"):
+        tables.generate(run, figures=False)

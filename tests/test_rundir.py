@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from jaxmnist.engine.hooks import EpochInfo
-from jaxmnist.runs import report, rundir
+from jaxmnist.runs import rundir, runview, tables
 
 OLD_RUN = Path(__file__).resolve().parent / "data" / "run_7bdb1e0"
 """A smoke run (2 members, 2 epochs) written by the sweep at commit 7bdb1e0, before rundir.py:
@@ -93,7 +93,7 @@ def test_report_survives_a_torn_metrics_line_of_an_unfinished_member(tmp_path):
     rundir.write_json(run / rundir.RESULTS, results)
     with (run / rundir.METRICS).open("a") as fh:
         fh.write('{"member": 1, "gro')
-    loaded = report.load(run)
+    loaded = runview.load(run)
     unfinished = [m for p in loaded.points for m in p.members if m["status"] == "unfinished"]
     assert len(unfinished) == 1 and len(unfinished[0]["history"]) == 2
 
@@ -108,7 +108,7 @@ def test_reads_a_run_directory_written_before_rundir_existed(tmp_path):
     model_cfg, params, _ = rundir.load_member(run, 1)
     assert model_cfg["hidden"] == [8] and params["dense1"]["w"].shape == (784, 8)
     assert rundir.read_samples(run)["test_x"].shape == (25, 28, 28, 1)
-    written = report.generate(run)
+    written = tables.generate(run)
     assert (run / "tables" / "summary.md") in written
     assert (run / "figures" / "ffnn.png") in written
 
@@ -132,7 +132,7 @@ def test_reads_a_run_in_progress(tmp_path):
     for row in rows:
         assert {"member", "group", "epoch", "train_loss", "alive"} <= row.keys()
     # The report of an unfinished run: every member unfinished, with its one epoch of history.
-    members = [m for p in report.load(run).points for m in p.members]
+    members = [m for p in runview.load(run).points for m in p.members]
     assert len(members) == 2 and {m["status"] for m in members} == {"unfinished"}
     assert all(len(m["history"]) == 1 for m in members)
 

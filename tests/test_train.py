@@ -469,8 +469,8 @@ def test_s0_cnn_one_epoch_on_full_mnist_reaches_98_percent(mnist_dir):
     from jaxmnist import data
 
     data_dir = mnist_dir
-    train_x, train_y = data.load_mnist("train", source="idx", data_dir=data_dir)
-    test_x, test_y = data.load_mnist("test", source="idx", data_dir=data_dir)
+    train_x, train_y = data.load_dataset("train", source="idx", data_dir=data_dir)
+    test_x, test_y = data.load_dataset("test", source="idx", data_dir=data_dir)
     splits = data.Splits(train_x, train_y, None, None, test_x, test_y)
     member = base_member(**{"model": {"name": "cnn"}, "train.batch_size": 32})
     seen = {}

@@ -1,15 +1,8 @@
-"""MNIST-format datasets: where the images come from, and how a study splits them.
+"""MNIST-format datasets; the names below are the public surface (``data.load_dataset(...)``).
 
-* :mod:`jaxmnist.data.sources` -- the datasets (``mnist``, ``fashion_mnist``, ``kmnist``) as
-  ``uint8 [N, 28, 28, 1]`` images and ``int32 [N]`` labels from their IDX files (each checked
-  against its own checksums), TFDS or synthetic digits; the cache and the download.
-* :mod:`jaxmnist.data.splits` -- the splits of a study (train / validation / test), THE split
-  rules (:func:`split_problems`) and every data key's default (:data:`DATA_DEFAULTS`).
-* :mod:`jaxmnist.data.synthetic` -- MNIST-shaped synthetic digits (tests, demos, no network).
-* ``python -m jaxmnist.data check|download`` -- :mod:`jaxmnist.data.cli`.
-
-The names below are the package's public surface (``from jaxmnist import data;
-data.load_mnist(...)``). Nothing here imports jax or tensorflow at import time.
+:mod:`~jaxmnist.data.sources`: the datasets, their files, cache and download;
+:mod:`~jaxmnist.data.splits`: a study's splits and their rules; :mod:`~jaxmnist.data.synthetic`:
+synthetic digits; :mod:`~jaxmnist.data.cli`: ``python -m jaxmnist.data``. No jax or tensorflow.
 """
 
 from jaxmnist.data.sources import (
@@ -28,7 +21,6 @@ from jaxmnist.data.sources import (
     SPLITS,
     DataError,
     Dataset,
-    MnistDataError,
     cache_dir,
     class_names,
     clear_cache,
@@ -37,7 +29,6 @@ from jaxmnist.data.sources import (
     download,
     load_dataset,
     load_idx,
-    load_mnist,
     load_tfds,
     tfds_dir_default,
 )
@@ -61,9 +52,9 @@ __all__ = [
     "DATASET_NAMES", "DATASETS", "DATA_DEFAULTS", "ENV_CACHE_DIR", "ENV_DATA_DIR", "ENV_MIRROR",
     "ENV_OFFLINE", "ENV_TFDS_DIR", "IMAGE_SHAPE", "MIRROR_URL", "MNIST_TEST", "MNIST_TRAIN",
     "OFFICIAL_FILES", "OFFICIAL_LABEL_COUNTS", "SOURCES", "SPLITS", "SPLIT_KINDS", "SPLIT_NEEDS",
-    "DataError", "Dataset", "MnistDataError", "Splits", "cache_dir", "class_names",
+    "DataError", "Dataset", "Splits", "cache_dir", "class_names",
     "clear_cache", "dataset", "dataset_or_error", "download", "expected_sizes",
-    "keras_validation_split", "load_dataset", "load_idx", "load_mnist", "load_tfds",
+    "keras_validation_split", "load_dataset", "load_idx", "load_tfds",
     "make_splits", "merged_split", "random_holdout", "split_problems", "take",
     "tfds_dir_default",
 ]

@@ -1,10 +1,4 @@
-"""``python -m jaxmnist.data``: check a dataset's IDX files or download them.
-
-Usage::
-
-    python -m jaxmnist.data check DIR [--dataset NAME]     # verify the files, label histograms
-    python -m jaxmnist.data download [DIR] [--dataset NAME]  # fetch the four official .gz files
-"""
+"""``python -m jaxmnist.data check|download [DIR] [--dataset NAME]``: verify or fetch files."""
 
 from __future__ import annotations
 
@@ -19,7 +13,7 @@ from jaxmnist.data.sources import (
     DATASETS,
     ENV_DATA_DIR,
     SPLITS,
-    MnistDataError,
+    DataError,
     dataset_or_error,
     download,
     load_idx,
@@ -72,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
             official = list(ds.label_counts[split])
             mark = "official" if counts == official else "DIFFERS from official " + str(official)
             print(f"      label counts 0..9: {counts} ({mark})")
-    except MnistDataError as e:
+    except DataError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     return 0

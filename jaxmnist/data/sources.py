@@ -1,30 +1,9 @@
-"""MNIST-format datasets for jaxmnist: one array layout from two sources, plus the splits.
+"""The datasets (MNIST, Fashion-MNIST, KMNIST) as ``uint8 [N, 28, 28, 1]`` / ``int32 [N]``.
 
-Datasets (:data:`DATASETS`, ``data.name`` in a study): ``mnist``, ``fashion_mnist``,
-``kmnist`` -- all 28x28x1 with 10 classes, published as four IDX files, each checked against
-its own checksums, and in TFDS. Every loader returns ``images uint8 [N, 28, 28, 1]`` and
-``labels int32 [N]`` in the order of the official IDX files (the order Keras'
-``mnist.load_data()`` uses), so that S1's "last 20% of the training set" means the same images
-whichever source produced them.
-
-Sources:
-
-* ``"idx"`` reads the four official files (``.gz`` or uncompressed) with numpy only. It checks
-  the IDX structure and the official md5 sums, so a truncated or foreign file fails loudly.
-* ``"tfds"`` uses the TensorFlow Datasets ``mnist`` builder. TensorFlow is imported lazily, only
-  here: the rest of jaxmnist never needs it. When the four ``.gz`` files are on disk TFDS
-  prepares the dataset from them offline; otherwise TFDS downloads them itself.
-* ``"auto"`` uses the IDX files when it finds them (argument, then ``JAXMNIST_DATA_DIR``) and
-  TFDS otherwise.
-* ``"synthetic"`` draws MNIST-shaped digits (``jaxmnist.data.synthetic``): no files, no network;
-  for tests, CI and first runs. Same sizes and splits as MNIST, different (easier) images.
-
-This module must not import jax or tensorflow at import time (see docs/architecture.md).
-
-Command line::
-
-    python -m jaxmnist.data check DIR [--dataset NAME]     # verify the files, label histograms
-    python -m jaxmnist.data download [DIR] [--dataset NAME]  # fetch the four official .gz files
+Arrays come in the order of the official IDX files, whichever source read them: ``"idx"`` (the
+four files, numpy only, structure and checksums checked), ``"tfds"`` (TensorFlow imported
+lazily, here only), ``"auto"`` (IDX when found, then the download cache, then TFDS) or
+``"synthetic"``. No jax or tensorflow at import time. Search order and checks: docs/data.md.
 """
 
 from __future__ import annotations
@@ -64,11 +43,8 @@ _LABELS_MAGIC = 0x00000801  # IDX: 0x00 0x00, dtype 0x08 (ubyte), 1 dimension
 _GZIP_MAGIC = b"\x1f\x8b"
 
 
-class MnistDataError(ValueError):
+class DataError(ValueError):
     """A dataset could not be found, read or verified; the message says what to do about it."""
-
-
-DataError = MnistDataError
 
 
 class _IdxSpec(NamedTuple):
@@ -88,9 +64,7 @@ class _IdxSpec(NamedTuple):
         return self.name + ".gz"
 
     @property
-    def candidates(self) -> tuple[str, ...]:
-        # Official names first; then the dotted spelling some mirrors and Kaggle use
-        # ("train-images.idx3-ubyte").
+    def candidates(self) -> tuple[str, ...]:  # then the dotted spelling of mirrors and Kaggle
         dotted = self.name.replace("-idx", ".idx")
         return (self.gz_name, self.name, dotted, dotted + ".gz")
 
@@ -114,17 +88,9 @@ def _files(digests: dict[tuple[str, str], tuple[int, str, str | None]]) -> dict:
 class Dataset(NamedTuple):
     """A 28x28x1, 10-class dataset published as four IDX files (and in TFDS).
 
-    Attributes:
-        name: ``data.name`` in a study.
-        title: how messages and figures name it.
-        tfds_name: the TFDS builder.
-        url: where the four ``.gz`` files are published (``download``).
-        algo: digest of the checksums in ``files`` (``md5`` or ``sha256``).
-        files: the four files' published sizes and digests.
-        class_names: label 0..9 -> name, for tables and figures.
-        label_counts: per split, the official label histogram (``check``), when known.
-        env: the environment variable naming its IDX folder.
-        system_dirs: folders where an OS package installs the files.
+    ``name`` is ``data.name`` in a study; ``algo`` the digest of ``files``' checksums;
+    ``label_counts`` the official label histogram per split (None: unknown); ``env`` the
+    variable naming its IDX folder; ``system_dirs`` where an OS package installs the files.
     """
 
     name: str
@@ -139,12 +105,7 @@ class Dataset(NamedTuple):
     system_dirs: tuple[str, ...] = ()
 
 
-# Checksums: MNIST's md5 sums are the ones published with the files (SOURCE.md). For
-# Fashion-MNIST and KMNIST the .gz sha256 sums and sizes are TFDS's registered checksums
-# (tensorflow_datasets/url_checksums/{fashion_mnist,kmnist}.txt). Fashion-MNIST's raw (decompressed)
-# sha256 sums are those of the files in Debian's dataset-fashion-mnist package
-# (0.0~git20200523.55506a9-1), which ships the upstream IDX content recompressed: so a
-# recompressed copy is recognised by its content. KMNIST publishes no raw checksums.
+# Checksums and their sources: docs/data.md ("Checksums").
 DATASETS: dict[str, Dataset] = {
     "mnist": Dataset(
         "mnist", "MNIST", "mnist", MIRROR_URL, "md5",
@@ -212,11 +173,7 @@ OFFICIAL_LABEL_COUNTS = DATASETS["mnist"].label_counts
 
 
 def dataset(name: str) -> Dataset:
-    """The :class:`Dataset` called ``name``.
-
-    Raises:
-        ValueError: unknown name (the message lists the valid ones).
-    """
+    """The :class:`Dataset` called ``name``; ValueError listing the valid names otherwise."""
     if name not in DATASETS:
         raise ValueError(f"data.name: {name!r} is not a known dataset; valid choices: "
                          f"{', '.join(DATASETS)}")
@@ -224,11 +181,11 @@ def dataset(name: str) -> Dataset:
 
 
 def dataset_or_error(name: str) -> Dataset:
-    """Like :func:`dataset`, raising :class:`MnistDataError` (a data problem) for unknown names."""
+    """Like :func:`dataset`, raising :class:`DataError` (a data problem) for unknown names."""
     try:
         return dataset(name)
     except ValueError as err:
-        raise MnistDataError(str(err)) from None
+        raise DataError(str(err)) from None
 
 
 def class_names(name: str = "mnist") -> tuple[str, ...]:
@@ -250,20 +207,10 @@ def _how_to_fix(ds: Dataset) -> str:
         'Or let TFDS download them (needs TensorFlow: pip install -e ".[tf]" and network access).'
         + apt
         + "\nNo data at hand? Try the whole pipeline on synthetic digits (no files, no network):"
-        "\n    python -m jaxmnist.sweep smoke --synthetic"
-    )
+        "\n    python -m jaxmnist.sweep smoke --synthetic")
 
 
-_HOW_TO_FIX = _how_to_fix(DATASETS["mnist"])
-
-
-# --------------------------------------------------------------------------------------------
-# IDX files
-# --------------------------------------------------------------------------------------------
-
-# (resolved path, mtime_ns, size) -> (read-only array, checksum verified?). Re-reading the
-# train images costs a decompress of 47 MB; the sweep and the tests load the same files many
-# times in one process, so keep the decoded result until the file changes on disk.
+# (path, mtime_ns, size, dataset) -> (read-only array, verified?): kept until the file changes.
 _CACHE: dict[tuple[str, int, int, str], tuple[np.ndarray, bool]] = {}
 
 
@@ -281,7 +228,7 @@ def _find_file(directory: Path, spec: _IdxSpec) -> Path | None:
 
 
 def _dir_state(directory: Path, split: str, ds: Dataset = DATASETS["mnist"]) -> str:
-    """Return "complete", "partial", "empty" (none of the files) or "absent" (no such folder)."""
+    """"complete", "partial", "empty" (none of the files) or "absent" (no such folder)."""
     if not directory.is_dir():
         return "absent"
     found = [_find_file(directory, ds.files[split, kind]) for kind in ("images", "labels")]
@@ -293,18 +240,17 @@ def _dir_state(directory: Path, split: str, ds: Dataset = DATASETS["mnist"]) -> 
 
 
 def _locate(directory: Path, split: str, ds: Dataset = DATASETS["mnist"]) -> tuple[Path, Path]:
-    """Return the (images, labels) paths of ``split`` in ``directory`` or raise MnistDataError."""
+    """The (images, labels) paths of ``split`` in ``directory``, or DataError."""
     if not directory.is_dir():
-        raise MnistDataError(f"{ds.title} folder {directory} does not exist.\n{_how_to_fix(ds)}")
+        raise DataError(f"{ds.title} folder {directory} does not exist.\n{_how_to_fix(ds)}")
     paths = []
     for kind in ("images", "labels"):
         spec = ds.files[split, kind]
         path = _find_file(directory, spec)
         if path is None:
-            raise MnistDataError(
+            raise DataError(
                 f"Missing {ds.title} file {directory / spec.gz_name} (the {split} {kind}; "
-                f"looked for {', '.join(spec.candidates)}).\n{_how_to_fix(ds)}"
-            )
+                f"looked for {', '.join(spec.candidates)}).\n{_how_to_fix(ds)}")
         paths.append(path)
     return paths[0], paths[1]
 
@@ -316,62 +262,54 @@ def _decode_idx(
     try:
         blob = path.read_bytes()
     except OSError as e:
-        raise MnistDataError(f"Cannot read {ds.title} file {path}: {e}") from e
+        raise DataError(f"Cannot read {ds.title} file {path}: {e}") from e
 
-    # Decide by content, not by name: a gzip stream starts with 1f 8b, an IDX file with 00 00.
     compressed = blob[:2] == _GZIP_MAGIC
     if compressed:
         try:
             raw = gzip.decompress(blob)
         except (EOFError, OSError, zlib.error) as e:
-            raise MnistDataError(
+            raise DataError(
                 f"{ds.title} file {path} is a truncated or corrupt gzip file ({e}; {len(blob):,} "
-                f"bytes, "
-                f"the official {spec.gz_name} has {spec.gz_size:,}). Delete it and download it "
-                f"again.\n{_how_to_fix(ds)}"
-            ) from e
+                f"bytes, the official {spec.gz_name} has {spec.gz_size:,}). Delete it and "
+                f"download it again.\n{_how_to_fix(ds)}") from e
     elif path.suffix == ".gz":
-        raise MnistDataError(
+        raise DataError(
             f"{ds.title} file {path} is named .gz but is not gzip-compressed. Rename it to "
-            f"{spec.name} if it is the uncompressed IDX file, or download it again."
-        )
+            f"{spec.name} if it is the uncompressed IDX file, or download it again.")
     else:
         raw = blob
 
-    # Structure first, checksum second: "truncated" or "wrong magic" says more than "md5 differs".
+    # Structure first: "truncated" or "wrong magic" says more than "md5 differs".
     magic_expected = _IMAGES_MAGIC if spec.kind == "images" else _LABELS_MAGIC
     header_len = 16 if spec.kind == "images" else 8
     if len(raw) < header_len:
-        raise MnistDataError(
+        raise DataError(
             f"{ds.title} file {path} is too short to be an IDX {spec.kind} file ({len(raw)} bytes "
-            f"after decompression). Download {spec.gz_name} again."
-        )
+            f"after decompression). Download {spec.gz_name} again.")
     dims = np.frombuffer(raw, dtype=">u4", count=header_len // 4)
     magic = int(dims[0])
     if magic != magic_expected:
         other = {_IMAGES_MAGIC: "an images file", _LABELS_MAGIC: "a labels file"}.get(magic)
         hint = f" It looks like {other}: are the file names swapped?" if other else ""
-        raise MnistDataError(
+        raise DataError(
             f"{ds.title} file {path} has IDX magic number 0x{magic:08x}, expected "
             f"0x{magic_expected:08x} ({spec.kind}).{hint} It is not the {spec.split} {spec.kind} "
-            f"file {spec.gz_name}; replace it with the official one."
-        )
+            f"file {spec.gz_name}; replace it with the official one.")
     count = int(dims[1])
     if spec.kind == "images" and tuple(int(d) for d in dims[2:]) != IMAGE_SHAPE[:2]:
-        raise MnistDataError(
+        raise DataError(
             f"{ds.title} file {path} declares images of {int(dims[2])}x{int(dims[3])} pixels, "
             f"expected 28x28. It is not an MNIST-format images file; replace it with "
-            f"{spec.gz_name}."
-        )
+            f"{spec.gz_name}.")
     item = 28 * 28 if spec.kind == "images" else 1
     expected_len = header_len + count * item
     if len(raw) != expected_len:
         what = "truncated" if len(raw) < expected_len else "longer than its header says"
-        raise MnistDataError(
+        raise DataError(
             f"{ds.title} file {path} is {what}: its header declares {count:,} {spec.kind} "
             f"({expected_len:,} bytes of IDX data) but it holds {len(raw):,} bytes. Delete it and "
-            f"download {spec.gz_name} again."
-        )
+            f"download {spec.gz_name} again.")
 
     if verify_checksum:
         _verify(path, spec, ds, blob, raw, compressed)
@@ -380,10 +318,9 @@ def _decode_idx(
     if spec.kind == "images":
         return data.reshape(count, *IMAGE_SHAPE)
     if count and int(data.max()) > 9:
-        raise MnistDataError(
+        raise DataError(
             f"{ds.title} file {path} holds label {int(data.max())}; labels are 0..9. Replace it "
-            f"with the official {spec.gz_name}."
-        )
+            f"with the official {spec.gz_name}.")
     return data.astype(np.int32)
 
 
@@ -396,8 +333,7 @@ def _identify(blob: bytes, raw: bytes) -> str | None:
     for other in DATASETS.values():
         for sp in other.files.values():
             if _digest(other.algo, blob) == sp.gz_md5 or (
-                sp.raw_md5 and _digest(other.algo, raw) == sp.raw_md5
-            ):
+                sp.raw_md5 and _digest(other.algo, raw) == sp.raw_md5):
                 return f"{other.title}'s {sp.name} (data.name = {other.name!r})"
     return None
 
@@ -414,37 +350,30 @@ def _same_content(ds: Dataset, spec: _IdxSpec, blob: bytes) -> bool:
 
 def _verify(path: Path, spec: _IdxSpec, ds: Dataset, blob: bytes, raw: bytes,
             compressed: bool) -> None:
-    """Checks a file against the dataset's checksums.
-
-    Either the published ``.gz`` bytes or the decompressed IDX bytes must match: a recompressed
-    copy (Debian's, for one) has other gzip bytes but the same content.
-    """
+    """Checks a file against the published ``.gz`` digest or its content's (recompressed copies)."""
     algo = ds.algo
     if compressed and _digest(algo, blob) == spec.gz_md5:
         return
     if spec.raw_md5 is not None and _digest(algo, raw) == spec.raw_md5:
         return
     if spec.raw_md5 is None and not compressed:
-        raise MnistDataError(
+        raise DataError(
             f"{ds.title} file {path} is uncompressed and {ds.title} publishes no checksum for "
             f"uncompressed files; use the published {spec.gz_name}, or pass "
-            "verify_checksum=False if you trust this copy."
-        )
+            "verify_checksum=False if you trust this copy.")
     digest = _digest(algo, blob)
     want, form = (spec.gz_md5, "gzip") if compressed else (spec.raw_md5, "uncompressed")
     other = _identify(blob, raw)
     if other:
-        raise MnistDataError(
+        raise DataError(
             f"{ds.title} file {path} fails the checksum: it is not {ds.title}'s {spec.name} but "
             f"{other}. Set data.name (or --dataset) to that dataset, or put {ds.title}'s files "
-            "in this folder."
-        )
-    raise MnistDataError(
+            "in this folder.")
+    raise DataError(
         f"{ds.title} file {path} fails the checksum: {algo} {digest}, the official {form} "
         f"{spec.name} has {algo} {want}. The file is corrupt or not the official "
         f"{ds.title}; download it again, or pass verify_checksum=False if you use a modified "
-        "copy on purpose."
-    )
+        "copy on purpose.")
 
 
 def _read_idx(
@@ -470,22 +399,11 @@ def load_idx(
     verify_checksum: bool = True,
     dataset: str = "mnist",
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Load one split of a dataset from its official IDX files in ``directory``, no TensorFlow.
+    """One split of a dataset from its IDX files (``.gz`` or not) in ``directory``.
 
-    Args:
-        directory: Folder holding ``{train,t10k}-{images-idx3,labels-idx1}-ubyte`` files,
-            each either ``.gz`` (as published) or uncompressed.
-        split: ``"train"`` or ``"test"``.
-        verify_checksum: Compare each file with the dataset's official checksums (the ``.gz``
-            as published, or the decompressed IDX bytes, so a recompressed copy passes). The IDX
-            structure (magic number, dimensions, size) is always checked.
-        dataset: one of :data:`DATASET_NAMES`.
-
-    Returns:
-        ``(images uint8 [N, 28, 28, 1], labels int32 [N])`` in file order.
-
-    Raises:
-        MnistDataError: A file is missing, truncated, malformed or fails its checksum.
+    The structure is always checked; ``verify_checksum`` also compares the published ``.gz`` or
+    content digests. Returns ``(images uint8 [N, 28, 28, 1], labels int32 [N])`` in file order;
+    raises DataError for a missing, truncated, malformed or corrupt file.
     """
     _check_choice("split", split, SPLITS)
     ds = dataset_or_error(dataset)
@@ -493,23 +411,15 @@ def load_idx(
     images = _read_idx(images_path, ds.files[split, "images"], verify_checksum, ds)
     labels = _read_idx(labels_path, ds.files[split, "labels"], verify_checksum, ds)
     if len(images) != len(labels):
-        raise MnistDataError(
+        raise DataError(
             f"{images_path} holds {len(images):,} images but {labels_path} holds "
-            f"{len(labels):,} labels; the two files do not belong together."
-        )
+            f"{len(labels):,} labels; the two files do not belong together.")
     return images, labels
 
 
-# --------------------------------------------------------------------------------------------
-# TensorFlow Datasets
-# --------------------------------------------------------------------------------------------
-
-
 def _import_tfds() -> Any:
-    """Import tensorflow_datasets (and TensorFlow) on first use, with a clear error if absent."""
-    # etils >= 1.15 no longer installs the `importlib_resources` back-port that TFDS 4.9.x still
-    # imports; on Python >= 3.11 the standard library module has the one attribute TFDS uses
-    # (`abc.Traversable`), and etils itself aliases it the same way.
+    """tensorflow_datasets, imported on first use (DataError when absent)."""
+    # TFDS 4.9 imports the `importlib_resources` back-port that etils >= 1.15 no longer installs.
     try:
         import importlib_resources  # noqa: F401
     except ImportError:
@@ -522,7 +432,7 @@ def _import_tfds() -> Any:
         import tensorflow as tf
         import tensorflow_datasets as tfds
     except ImportError as e:
-        raise MnistDataError(
+        raise DataError(
             f"source='tfds' needs TensorFlow and tensorflow-datasets ({e}). Install them with "
             "pip install -e \".[tf]\", or use the TensorFlow-free IDX loader (source='idx')."
         ) from e
@@ -535,12 +445,10 @@ def _import_tfds() -> Any:
 
 
 def _tfds_file_order(split: str, n: int) -> np.ndarray:
-    """Return ``order`` such that TFDS record ``j`` is example ``order[j]`` of the IDX file.
+    """``order`` such that TFDS record ``j`` is example ``order[j]`` of the IDX file.
 
-    TFDS writes the examples of a split sorted by md5(salt=split name, key) (its
-    ``core/hashing.py``, stable by design: changing it would reorder every dataset). The mnist
-    builder's keys are the positions 0..N-1 in the IDX files, so sorting the keys by that hash
-    reproduces the order TFDS stored, and its inverse restores the file order.
+    TFDS sorts a split's examples by md5(split name + key) (``core/hashing.py``, stable by design),
+    and the mnist builders' keys are the IDX positions.
     """
     salted = hashlib.md5(split.encode())
 
@@ -553,7 +461,7 @@ def _tfds_file_order(split: str, n: int) -> np.ndarray:
 
 
 def _unreachable(url: str, timeout: float = 10.0) -> str | None:
-    """Return why ``url`` cannot be reached, or None when a server answered at all."""
+    """Why ``url`` cannot be reached, or None when a server answered at all."""
     try:
         urllib.request.urlopen(urllib.request.Request(url, method="HEAD"), timeout=timeout).close()
     except urllib.error.HTTPError:
@@ -564,7 +472,7 @@ def _unreachable(url: str, timeout: float = 10.0) -> str | None:
 
 
 def tfds_dir_default() -> str | None:
-    """Return the TFDS data dir jaxmnist uses: ``$JAXMNIST_TFDS_DIR`` or None (TFDS's default)."""
+    """``$JAXMNIST_TFDS_DIR`` or None (TFDS's default)."""
     return os.environ.get(ENV_TFDS_DIR) or None
 
 
@@ -575,25 +483,11 @@ def load_tfds(
     tfds_dir: str | os.PathLike[str] | None = None,
     dataset: str = "mnist",
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Load one split through the dataset's TFDS builder, preparing it first if needed.
+    """One split through the dataset's TFDS builder, prepared first if needed.
 
-    Args:
-        split: ``"train"`` or ``"test"``.
-        dataset: one of :data:`DATASET_NAMES` (TFDS builders ``mnist``, ``fashion_mnist``,
-            ``kmnist``).
-        manual_dir: Folder with the four official ``.gz`` files. TFDS then prepares the
-            dataset from them without any network access (its download manager takes a file
-            from ``manual_dir`` when the name matches its registered checksum list). When None,
-            TFDS downloads the files itself.
-        tfds_dir: Where TFDS keeps prepared datasets; default ``$JAXMNIST_TFDS_DIR``, else
-            TFDS's own default (``$TFDS_DATA_DIR`` or ``~/tensorflow_datasets``).
-
-    Returns:
-        ``(images uint8 [N, 28, 28, 1], labels int32 [N])`` in IDX file order (TFDS stores
-        the examples shuffled; they are put back, see :func:`_tfds_file_order`).
-
-    Raises:
-        MnistDataError: TensorFlow is missing, or TFDS could not prepare or read the data.
+    ``manual_dir`` holds the four ``.gz`` files to prepare from offline (None: TFDS downloads);
+    ``tfds_dir`` defaults to ``$JAXMNIST_TFDS_DIR``, else TFDS's own. Returns the arrays in IDX
+    file order (TFDS stores them shuffled); raises DataError when TFDS cannot prepare or read.
     """
     _check_choice("split", split, SPLITS)
     ds = dataset_or_error(dataset)
@@ -603,26 +497,25 @@ def load_tfds(
         # Nothing prepared and no download allowed: say so without importing TensorFlow (slow).
         prepared = Path(data_dir or os.environ.get("TFDS_DATA_DIR") or "~/tensorflow_datasets")
         if not (prepared.expanduser() / ds.tfds_name).is_dir():
-            raise MnistDataError(f"TFDS {ds.tfds_name} is not prepared in {where}, and "
+            raise DataError(f"TFDS {ds.tfds_name} is not prepared in {where}, and "
                                  f"${ENV_OFFLINE} forbids downloading")
     tfds = _import_tfds()
     try:
         builder = tfds.builder(ds.tfds_name, data_dir=data_dir)
         if not builder.is_prepared():
             if manual_dir is not None:
-                # The extracted copies (55 MB) are only needed while preparing: keep them in a
-                # temporary download dir instead of <data_dir>/downloads.
+                # The extracted copies (55 MB) are only needed while preparing.
                 with tempfile.TemporaryDirectory(prefix="jaxmnist-tfds-") as dl:
                     config = tfds.download.DownloadConfig(manual_dir=str(manual_dir))
                     builder.download_and_prepare(download_dir=dl, download_config=config)
             else:
                 if _offline():
-                    raise MnistDataError(f"not prepared in {where}, and ${ENV_OFFLINE} forbids "
+                    raise DataError(f"not prepared in {where}, and ${ENV_OFFLINE} forbids "
                                          "downloading")
                 # TFDS retries an unreachable host for minutes; fail fast with the fix instead.
                 problem = _unreachable(ds.url + ds.files["test", "labels"].gz_name)
                 if problem:
-                    raise MnistDataError(f"cannot reach {ds.url} to download ({problem})")
+                    raise DataError(f"cannot reach {ds.url} to download ({problem})")
                 builder.download_and_prepare()
         dataset = builder.as_dataset(
             split=split,
@@ -635,19 +528,17 @@ def load_tfds(
         disable_shuffling = bool(builder.info.disable_shuffling)
     except Exception as e:  # TFDS raises many types; turn them into one actionable message.
         source = f"the files in {manual_dir}" if manual_dir else "a download"
-        raise MnistDataError(
+        raise DataError(
             f"TFDS could not prepare or read {ds.tfds_name} in {where} from {source}: "
-            f"{type(e).__name__}: {e}\n{_how_to_fix(ds)}"
-        ) from e
+            f"{type(e).__name__}: {e}\n{_how_to_fix(ds)}") from e
 
     images = np.asarray(images, dtype=np.uint8).reshape(-1, *IMAGE_SHAPE)
     labels = np.asarray(labels).astype(np.int32)
     expected = ds.files[split, "images"].count
     if len(images) != expected:
-        raise MnistDataError(
+        raise DataError(
             f"TFDS {ds.tfds_name} '{split}' in {where} has {len(images):,} examples, expected "
-            f"{expected:,}; delete {where}/{ds.tfds_name} and let it be prepared again."
-        )
+            f"{expected:,}; delete {where}/{ds.tfds_name} and let it be prepared again.")
     if not disable_shuffling:
         order = _tfds_file_order(split, len(images))
         restored_x, restored_y = np.empty_like(images), np.empty_like(labels)
@@ -656,21 +547,16 @@ def load_tfds(
     return images, labels
 
 
-# --------------------------------------------------------------------------------------------
-# The public loader
-# --------------------------------------------------------------------------------------------
-
-
 def _check_choice(what: str, value: object, choices: tuple[str, ...]) -> None:
     if value not in choices:
         raise ValueError(f"{what} must be one of {', '.join(map(repr, choices))}, got {value!r}")
 
 
 def cache_dir(dataset: str = "mnist") -> Path:
-    """The folder the ``auto`` source downloads ``dataset``'s four files into.
+    """Where ``auto`` downloads ``dataset``'s four files.
 
     ``$JAXMNIST_CACHE_DIR/<dataset>``, else ``$XDG_CACHE_HOME/jaxmnist/<dataset>``, else
-    ``~/.cache/jaxmnist/<dataset>`` (e.g. ``~/.cache/jaxmnist/mnist``).
+    ``~/.cache/jaxmnist/<dataset>``.
     """
     root = os.environ.get(ENV_CACHE_DIR)
     if not root:
@@ -683,10 +569,9 @@ def _offline() -> bool:
 
 
 def _fetch_into_cache(ds: Dataset, split: str, verify_checksum: bool, tried: list[str]):
-    """Loads ``split`` from the download cache, downloading the four files first if needed.
+    """``split`` from the download cache, downloading the four files first if needed.
 
-    Returns None (and says why in ``tried``) when the cache is empty and downloading is off
-    or fails; a corrupt cached file raises (its message names it).
+    None (the reason appended to ``tried``) when the cache is empty and downloading is off or fails.
     """
     folder = cache_dir(ds.name)
     if _dir_state(folder, split, ds) == "complete":
@@ -701,7 +586,7 @@ def _fetch_into_cache(ds: Dataset, split: str, verify_checksum: bool, tried: lis
           "download)", file=sys.stderr, flush=True)
     try:
         download(folder, base_url=base_url, timeout=20.0, dataset=ds.name)
-    except MnistDataError as e:
+    except DataError as e:
         tried.append(f"download into {folder}: {str(e).splitlines()[0]}")
         return None
     return load_idx(folder, split, verify_checksum=verify_checksum, dataset=ds.name)
@@ -718,7 +603,7 @@ def _candidate_dirs(
     ]
 
 
-def load_mnist(
+def load_dataset(
     split: str,
     *,
     source: str = "auto",
@@ -727,36 +612,16 @@ def load_mnist(
     tfds_dir: str | os.PathLike[str] | None = None,
     dataset: str = "mnist",
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Load a split of MNIST (or ``dataset``) as ``(uint8 [N, 28, 28, 1], int32 [N])`` arrays.
+    """A split of ``dataset`` as ``(uint8 [N, 28, 28, 1], int32 [N])`` arrays, in file order.
 
-    Where the data comes from, in order: the ``data_dir`` argument, then the dataset's
-    environment variable (``$JAXMNIST_DATA_DIR`` for MNIST, ``$JAXMNIST_FASHION_MNIST_DIR``,
-    ``$JAXMNIST_KMNIST_DIR``), then an OS package's folder (Debian's
-    ``/usr/share/datasets/fashion-mnist``) -- each a folder with the four official IDX files --
-    then the download cache (:func:`cache_dir`, e.g. ``~/.cache/jaxmnist/mnist``; the four
-    files are downloaded and checksummed there on first use unless ``$JAXMNIST_OFFLINE`` is
-    set; ``$JAXMNIST_MIRROR_URL`` names another server), then TFDS (prepared data in
-    ``tfds_dir`` / ``$JAXMNIST_TFDS_DIR`` / TFDS's default, or a TFDS download). Every source
-    gives the same arrays, byte for byte, in the official file order.
-
-    Args:
-        split: ``"train"`` (60,000 images) or ``"test"`` (10,000).
-        source: ``"idx"`` (four files, no TensorFlow), ``"tfds"`` (TFDS mnist builder; prepared
-            offline from the four ``.gz`` files when a folder above has them) or ``"auto"``
-            (IDX when the files are found, else TFDS).
-        data_dir: Folder with the four files; overrides ``$JAXMNIST_DATA_DIR``.
-        verify_checksum: Check the official md5 sums of IDX files (structure is always
-            checked). Turn off only for deliberately modified files.
-        tfds_dir: TFDS data dir; overrides ``$JAXMNIST_TFDS_DIR``.
-        dataset: one of :data:`DATASET_NAMES` (default ``"mnist"``).
-
-    Returns:
-        Images and labels of the split, in the official file order.
+    ``source="auto"`` tries ``data_dir``, the dataset's variable (``$JAXMNIST_DATA_DIR`` for MNIST),
+    an OS package's folder, the download cache (:func:`cache_dir`; off with ``$JAXMNIST_OFFLINE``,
+    ``$JAXMNIST_MIRROR_URL`` for another server), then TFDS; ``"idx"``, ``"tfds"`` and
+    ``"synthetic"`` use one source. ``verify_checksum=False`` is for deliberately modified files.
 
     Raises:
-        MnistDataError: The data was not found anywhere (the message lists what was tried and
-            how to fix it), or a file is corrupt.
-        ValueError: ``split`` or ``source`` is not a known value.
+        DataError: nothing found (the message lists what was tried and the fix), or a corrupt file.
+        ValueError: unknown ``split`` or ``source``.
     """
     _check_choice("split", split, SPLITS)
     _check_choice("source", source, SOURCES)
@@ -773,10 +638,9 @@ def load_mnist(
                 continue
             # the first folder given is the one to use
             return load_idx(directory, split, verify_checksum=verify_checksum, dataset=ds.name)
-        raise MnistDataError(
+        raise DataError(
             f"source='idx' needs a folder with the {ds.title} files: pass data_dir=... or set "
-            f"{ds.env}.\n{_how_to_fix(ds)}"
-        )
+            f"{ds.env}.\n{_how_to_fix(ds)}")
 
     if source == "tfds":
         manual = next(
@@ -805,17 +669,12 @@ def load_mnist(
         return arrays
     try:
         return load_tfds(split, tfds_dir=tfds_dir, dataset=ds.name)
-    except MnistDataError as e:
+    except DataError as e:
         first_line = str(e).split("\n", 1)[0]
         tried.append(f"TFDS: {first_line}")
-    raise MnistDataError(
+    raise DataError(
         f"{ds.title} not found. Tried, in order:\n" + "".join(f"  - {t}\n" for t in tried)
-        + _how_to_fix(ds)
-    )
-
-
-load_dataset = load_mnist  # the same loader; reads better with dataset="fashion_mnist"
-
+        + _how_to_fix(ds))
 
 
 def download(
@@ -825,24 +684,10 @@ def download(
     timeout: float = 60.0,
     dataset: str = "mnist",
 ) -> list[Path]:
-    """Download a dataset's four official ``.gz`` files into ``directory`` and verify them.
+    """Downloads a dataset's four official ``.gz`` files into ``directory`` and verifies them.
 
-    Files already there with the right checksum are kept. A file passes when its gzip bytes
-    match the published ``.gz`` or its content matches the official IDX bytes (a mirror that
-    recompressed the files). No TensorFlow involved.
-
-    Args:
-        directory: Target folder (created if needed).
-        base_url: Where the four files live (``base_url + file name``); default the dataset's
-            official location (:attr:`Dataset.url`).
-        timeout: Seconds per request.
-        dataset: one of :data:`DATASET_NAMES`.
-
-    Returns:
-        The four paths.
-
-    Raises:
-        MnistDataError: unknown dataset, a download failed or a file has the wrong checksum.
+    Files already there and valid are kept; a recompressed copy passes on its content. Returns the
+    four paths; raises DataError for an unknown dataset, a failed download or a wrong checksum.
     """
     ds = dataset_or_error(dataset)
     base_url = base_url or ds.url
@@ -863,18 +708,16 @@ def download(
                 partial.write_bytes(response.read())
         except (urllib.error.URLError, OSError) as e:
             partial.unlink(missing_ok=True)
-            raise MnistDataError(
+            raise DataError(
                 f"Could not download {url}: {e}. Copy the four files ({names}) "
-                f"into {target} by other means."
-            ) from e
+                f"into {target} by other means.") from e
         blob = partial.read_bytes()
         digest = _digest(ds.algo, blob)
         if digest != spec.gz_md5 and not _same_content(ds, spec, blob):
             partial.unlink()
-            raise MnistDataError(
+            raise DataError(
                 f"{url} has {ds.algo} {digest}, the official {spec.gz_name} has {spec.gz_md5}; "
-                "try another mirror with --base-url."
-            )
+                "try another mirror with --base-url.")
         partial.replace(path)
         paths.append(path)
     return paths

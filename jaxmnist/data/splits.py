@@ -1,10 +1,9 @@
-"""The splits of a study: train / validation / test arrays and THE split rules.
+"""The splits of a study (train / validation / test) and THE split rules. No jax.
 
-Split kinds (``data.split`` in a study, :data:`SPLIT_KINDS`): ``none`` (the files' own
-train / test), ``keras`` (the LAST fraction of train, S1), ``holdout`` (a seeded random
-holdout, S2: 50k / 10k), ``merged`` (train + test pooled and re-split, S3). What each kind
-needs is :func:`split_problems` (the schema calls it); :data:`DATA_DEFAULTS` is every data
-key's one default. No jax import.
+Split kinds (:data:`SPLIT_KINDS`): ``none`` (the files' train / test), ``keras`` (the LAST
+fraction of train, S1), ``holdout`` (a seeded random holdout, S2), ``merged`` (train + test
+pooled and re-split, S3). :func:`split_problems` says what each needs; :data:`DATA_DEFAULTS`
+holds every data key's one default.
 """
 
 
@@ -20,14 +19,9 @@ import numpy as np
 
 from jaxmnist.checks import is_int, is_number
 from jaxmnist.data import synthetic
-from jaxmnist.data.sources import IMAGE_SHAPE, dataset_or_error, load_mnist
+from jaxmnist.data.sources import IMAGE_SHAPE, dataset_or_error, load_dataset
 
 logger = logging.getLogger(__name__)
-
-
-# --------------------------------------------------------------------------------------------
-# Splits
-# --------------------------------------------------------------------------------------------
 
 
 class Splits(NamedTuple):
@@ -41,6 +35,10 @@ class Splits(NamedTuple):
     test_y: np.ndarray
 
 
+def _positive_int(v: Any, low: int = 1) -> bool:
+    return isinstance(v, int | np.integer) and not isinstance(v, bool) and v >= low
+
+
 def _check_pair(x: np.ndarray, y: np.ndarray) -> int:
     if len(x) != len(y):
         raise ValueError(f"x and y differ in length: {len(x)} vs {len(y)}")
@@ -50,21 +48,10 @@ def _check_pair(x: np.ndarray, y: np.ndarray) -> int:
 def keras_validation_split(
     x: np.ndarray, y: np.ndarray, fraction: float
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Split off the LAST ``fraction`` of the data, unshuffled, as Keras' ``validation_split``.
+    """The LAST ``fraction`` of ``(x, y)``, unshuffled, as Keras' ``validation_split``.
 
-    Keras computes ``split_at = floor(n * (1 - fraction))`` before any shuffling (S1: 60,000 at
-    0.2 -> 48,000 train / 12,000 validation).
-
-    Args:
-        x: Images, first axis = examples.
-        y: Labels, same length.
-        fraction: Validation fraction, strictly between 0 and 1.
-
-    Returns:
-        ``(train_x, train_y, val_x, val_y)``.
-
-    Raises:
-        ValueError: ``fraction`` leaves one side empty.
+    ``split_at = floor(n * (1 - fraction))`` (S1: 60,000 at 0.2 -> 48,000 / 12,000). Returns
+    ``(train_x, train_y, val_x, val_y)``; ValueError when a side would be empty.
     """
     n = _check_pair(x, y)
     if not 0.0 < fraction < 1.0:
@@ -72,30 +59,17 @@ def keras_validation_split(
     split_at = int(math.floor(n * (1.0 - fraction)))
     if split_at in (0, n):
         raise ValueError(
-            f"val_fraction={fraction} of {n} examples leaves an empty train or validation set"
-        )
+            f"val_fraction={fraction} of {n} examples leaves an empty train or validation set")
     return x[:split_at], y[:split_at], x[split_at:], y[split_at:]
 
 
 def random_holdout(
     x: np.ndarray, y: np.ndarray, k: int, seed: int
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Hold out ``k`` examples chosen at random with ``numpy.random.default_rng(seed)``.
+    """Holds out ``k`` examples chosen by ``numpy.random.default_rng(seed)`` (S2: 10,000).
 
-    Both parts keep the original relative order (training shuffles per epoch anyway), so the
-    result depends on the seed only through *which* examples are held out.
-
-    Args:
-        x: Images, first axis = examples.
-        y: Labels, same length.
-        k: Number of validation examples, ``0 < k < n`` (S2: 10,000 of 60,000).
-        seed: Seed of the choice.
-
-    Returns:
-        ``(train_x, train_y, val_x, val_y)``.
-
-    Raises:
-        ValueError: ``k`` is out of range.
+    Both parts keep their relative order. Returns ``(train_x, train_y, val_x, val_y)``;
+    ValueError unless ``0 < k < n``.
     """
     n = _check_pair(x, y)
     if not isinstance(k, (int, np.integer)) or isinstance(k, bool) or not 0 < k < n:
@@ -112,23 +86,10 @@ def merged_split(
     test_fraction: float,
     seed: int,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Merge train and test, shuffle with ``seed`` and split off ``test_fraction`` (S3).
+    """Merges train and test, shuffles with ``seed``, splits off ``test_fraction`` (S3).
 
-    The test size is ``ceil(n * test_fraction)`` as in scikit-learn's ``train_test_split``
-    (70,000 at 0.2 -> 56,000 / 14,000); the shuffle uses ``numpy.random.default_rng(seed)``,
-    so the exact images differ from the paper's, the sizes do not.
-
-    Args:
-        train: ``(x, y)`` of the official training set.
-        test: ``(x, y)`` of the official test set.
-        test_fraction: Fraction of the merged set used for testing, strictly between 0 and 1.
-        seed: Seed of the shuffle.
-
-    Returns:
-        ``(train_x, train_y, test_x, test_y)``, both in shuffled order.
-
-    Raises:
-        ValueError: ``test_fraction`` leaves one side empty.
+    The test size is ``ceil(n * test_fraction)``, as scikit-learn's ``train_test_split`` (70,000 at
+    0.2 -> 56,000 / 14,000). Returns ``(train_x, train_y, test_x, test_y)``, shuffled.
     """
     x = np.concatenate([train[0], test[0]])
     y = np.concatenate([train[1], test[1]])
@@ -144,23 +105,11 @@ def merged_split(
 
 
 def take(x: np.ndarray, y: np.ndarray, n: int | None) -> tuple[np.ndarray, np.ndarray]:
-    """Return the first ``n`` examples (all of them when ``n`` is None or larger) for quick runs.
-
-    Args:
-        x: Images, first axis = examples.
-        y: Labels, same length.
-        n: How many to keep; a positive int or None.
-
-    Returns:
-        ``(x[:n], y[:n])``.
-
-    Raises:
-        ValueError: ``n`` is not a positive integer.
-    """
+    """The first ``n`` examples (all when ``n`` is None or larger); ValueError unless n >= 1."""
     _check_pair(x, y)
     if n is None:
         return x, y
-    if not isinstance(n, (int, np.integer)) or isinstance(n, bool) or n < 1:
+    if not _positive_int(n):
         raise ValueError(f"limit must be a positive integer or None, got {n!r}")
     return x[:n], y[:n]
 
@@ -180,26 +129,16 @@ DATA_DEFAULTS: dict[str, Any] = {
     "test_fraction": None, "seed": None, "train_limit": None, "val_limit": None,
     "test_limit": None,
 }  # fmt: skip
-"""Every key of a study's ``data`` section but ``split`` (the spec keys and ``source``), with
-its default; the study schema reads them from here and fills them into every study."""
+"""Every ``data`` key but ``split``, with its default (the study schema reads them here)."""
 
 
 def split_problems(spec: Mapping[str, Any],
                    train_size: int | None = MNIST_TRAIN) -> list[tuple[str, str]]:
-    """The split rules, in one place: what each split kind needs and accepts.
+    """``(key, message)`` for every problem of a data spec's split; empty when valid.
 
-    ``make_splits`` applies them before loading anything; the study schema
-    (``jaxmnist.schema.data_problems``) applies them with the ranges, to report every problem of
-    a study at once.
-
-    Args:
-        spec: A data spec whose ``split`` is one of :data:`SPLIT_KINDS`.
-        train_size: Images in the dataset's training file, which bounds ``val_size``; None
-            checks only which parameters are given (the splitting functions check the values on
-            the loaded arrays).
-
-    Returns:
-        ``(key, message)`` for every problem; empty when the split is valid.
+    The one place the split rules live: :func:`make_splits` applies them before loading, the study
+    schema with the ranges. ``train_size`` bounds ``val_size``; None checks only which parameters
+    are given.
     """
     kind = spec.get("split")
     needs = SPLIT_NEEDS[kind]
@@ -225,12 +164,7 @@ def split_problems(spec: Mapping[str, Any],
 
 
 def expected_sizes(data: Mapping[str, Any]) -> tuple[int, int, int]:
-    """The (train, val, test) sizes :func:`make_splits` gives for a spec, computed without data.
-
-    The split is taken first (keras: the last ``floor``-rounded fraction; holdout: ``val_size``
-    random images; merged: ``ceil(70k * test_fraction)`` test images), then the ``*_limit``
-    keys keep the first N of each part.
-    """
+    """The (train, val, test) sizes :func:`make_splits` gives for a spec, without data."""
     split = data.get("split", "none")
     train, val, test = MNIST_TRAIN, 0, MNIST_TEST
     if split == "keras":
@@ -243,15 +177,11 @@ def expected_sizes(data: Mapping[str, Any]) -> tuple[int, int, int]:
         total = MNIST_TRAIN + MNIST_TEST
         test = int(math.ceil(total * float(data["test_fraction"])))
         train = total - test
-    for key, size in (("train_limit", "train"), ("val_limit", "val"), ("test_limit", "test")):
-        if data.get(key):
-            if size == "train":
-                train = min(train, int(data[key]))
-            elif size == "val":
-                val = min(val, int(data[key]))
-            else:
-                test = min(test, int(data[key]))
-    return train, val, test
+    sizes = {"train": train, "val": val, "test": test}
+    for part, size in sizes.items():
+        if data.get(f"{part}_limit"):
+            sizes[part] = min(size, int(data[f"{part}_limit"]))
+    return sizes["train"], sizes["val"], sizes["test"]
 
 
 def make_splits(
@@ -260,67 +190,48 @@ def make_splits(
     source: str = "auto",
     data_dir: str | os.PathLike[str] | None = None,
 ) -> Splits:
-    """Build a study's :class:`Splits` from a small spec dict (what the sweep calls).
+    """A study's :class:`Splits` from its data spec (what the sweep calls); deterministic.
 
-    Spec keys (all but ``split`` optional):
-
-    * ``name``: the dataset, one of :data:`DATASET_NAMES` (default ``"mnist"``).
-    * ``split``: ``"none"`` (60k train, no validation, 10k test), ``"keras"`` (last
-      ``val_fraction`` of train, S1), ``"holdout"`` (random ``val_size`` images with ``seed``,
-      S2) or ``"merged"`` (train+test shuffled with ``seed``, ``test_fraction`` for test, S3).
-    * ``val_fraction``, ``val_size``, ``test_fraction``: the parameter of that split; giving
-      one that the split does not use is an error (it is almost always a typo).
-    * ``seed``: int, default 0 (ignored by ``none`` and ``keras``).
-    * ``train_limit``, ``val_limit``, ``test_limit``: keep only the first N of each part,
-      applied after splitting (quick runs); None keeps everything.
-
-    Args:
-        spec: The spec dict.
-        source: Passed to :func:`load_mnist`; ``"synthetic"`` draws only the images the spec
-            keeps (see :mod:`jaxmnist.data.synthetic`).
-        data_dir: Passed to :func:`load_mnist`.
-
-    Returns:
-        The splits, deterministic for a given spec.
+    Spec keys, all but ``split`` optional: ``name`` (a dataset, default ``"mnist"``), ``split``
+    (:data:`SPLIT_KINDS`), its one parameter (``val_fraction``, ``val_size`` or ``test_fraction``:
+    one it does not use is an error, almost always a typo), ``seed`` (default 0) and
+    ``train_limit`` / ``val_limit`` / ``test_limit`` (the first N of each part, after splitting).
+    ``source="synthetic"`` draws only the images the spec keeps.
 
     Raises:
-        ValueError: Unknown key, missing or impossible value (e.g. ``val_size >= 60000``).
-        MnistDataError: MNIST could not be loaded.
+        ValueError: unknown key, missing or impossible value (e.g. ``val_size >= 60000``).
+        DataError: the data could not be loaded.
     """
     unknown = set(spec) - _SPEC_KEYS
     if unknown:
         raise ValueError(
-            f"unknown split spec key(s) {sorted(unknown)}; allowed: {sorted(_SPEC_KEYS)}"
-        )
+            f"unknown split spec key(s) {sorted(unknown)}; allowed: {sorted(_SPEC_KEYS)}")
     kind = spec.get("split", None)
     if kind not in SPLIT_KINDS:
         raise ValueError(f"spec['split'] must be one of {SPLIT_KINDS}, got {kind!r}")
     problems = split_problems(spec, train_size=None)
     if problems:
         raise ValueError("; ".join(f"spec[{key!r}]: {msg}" for key, msg in problems))
-    seed = spec.get("seed", 0)
+    seed = spec.get("seed")
     seed = 0 if seed is None else seed
-    if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool) or seed < 0:
+    if not _positive_int(seed, 0):
         raise ValueError(f"spec['seed'] must be a non-negative integer, got {seed!r}")
     for key in ("train_limit", "val_limit", "test_limit"):
         limit = spec.get(key)
-        if limit is not None and (
-            not isinstance(limit, (int, np.integer)) or isinstance(limit, bool) or limit < 1
-        ):
+        if limit is not None and not _positive_int(limit):
             raise ValueError(f"spec[{key!r}] must be a positive integer or None, got {limit!r}")
 
     name = spec.get("name") or "mnist"
     if source == "synthetic":
-        # Split image *ids* and draw only the images that survive the limits (a smoke study
-        # needs 3,500 of the 70,000). Train ids are 0.., test ids -1, -2, ...
+        # Split image ids (train 0.., test -1, -2, ...); draw only the images kept.
         dataset_or_error(name)
         train_ids = np.arange(synthetic.SIZES["train"])
         test_ids = -1 - np.arange(synthetic.SIZES["test"])
         train = (train_ids, synthetic.labels("train", train_ids))
         test = (test_ids, synthetic.labels("test", -1 - test_ids))
     else:
-        train = load_mnist("train", source=source, data_dir=data_dir, dataset=name)
-        test = load_mnist("test", source=source, data_dir=data_dir, dataset=name)
+        train = load_dataset("train", source=source, data_dir=data_dir, dataset=name)
+        test = load_dataset("test", source=source, data_dir=data_dir, dataset=name)
     val: tuple[np.ndarray, np.ndarray] | tuple[None, None] = (None, None)
     if kind == "keras":
         tx, ty, vx, vy = keras_validation_split(*train, float(spec["val_fraction"]))

@@ -1,20 +1,11 @@
 """A synthetic, MNIST-shaped digit set: deterministic, learnable, any size, no download.
 
-Each image is a hand-written-looking digit drawn from a stroke template of its class (a
-polyline in a unit box) whose control points are jittered, slanted, stretched and drawn with a
-random pen width. Like MNIST, the digit is fitted into a 20x20 box, its centre of
-mass sits at pixel (14, 14) of the 28x28 field, the background is exactly 0 and the ink is 0..255.
-So models, the engine, the sweep, the report and the web demo's preprocessing all run on it as on
-MNIST -- only the accuracies differ. It is learnable but not a lookup: trained on 2,000 images,
-a linear classifier scores over 85% on the test split while the nearest class mean stays
-under 95% (tests/test_synthetic.py checks both; measured 93% and 92%).
-
-Image ``i`` of a split depends only on ``(seed, split, i)``: any subset can be drawn without
-drawing the others, and a larger set starts with the smaller one. The "train" split has 60,000
-indices and "test" 10,000, like MNIST, so every split spec of ``jaxmnist.data`` means the same
-here; :func:`make` draws any number of images.
-
-numpy only: no jax, no tensorflow, no files.
+Each digit is a jittered, slanted, stretched stroke template of its class drawn with a random
+pen, fitted into 20x20 and centred by mass in 28x28 on an exact-0 background, as MNIST; so
+everything runs on it as on MNIST, only the accuracies differ (tests/test_synthetic.py checks
+that it is learnable but not a lookup). Image ``i`` depends only on ``(seed, split, i)``:
+subsets draw alone and a larger set starts with the smaller one. "train" has 60,000 indices,
+"test" 10,000, like MNIST. numpy only.
 """
 
 from __future__ import annotations
@@ -27,12 +18,10 @@ FIELD = 28  # image side (pixels)
 BOX = 20.0  # the digit's longer side after fitting (pixels), as in MNIST
 COM = 14.0  # centre of mass target (pixel index), as measured on MNIST's test set
 SIZES = {"train": 60_000, "test": 10_000}
-# Index offset of each split in one shared index space, so that train and test never draw the
-# same image (S3's merged split concatenates them).
+# Each split's offset in one index space: train and test never draw the same image.
 _OFFSET = {"train": 0, "test": 1 << 40}
 
-# Stroke templates, (x, y) in a unit box, y downwards. One polyline per class; a closed shape
-# repeats its first point.
+# One polyline per class, (x, y) in a unit box, y downwards; a closed shape repeats its start.
 _TEMPLATES: tuple[tuple[tuple[float, float], ...], ...] = (
     tuple((0.5 + 0.38 * np.sin(t), 0.5 - 0.5 * np.cos(t))
           for t in np.linspace(0, 2 * np.pi, 13)),  # 0
@@ -87,26 +76,13 @@ def _keys(split: str, index: np.ndarray, seed: int) -> np.ndarray:
 
 
 def labels(split: str, index: np.ndarray, seed: int = 0) -> np.ndarray:
-    """The labels of images ``index`` of ``split``: int32, uniform over 0..9.
-
-    Args:
-        split: ``"train"`` or ``"test"``.
-        index: Image indices (any non-negative integers).
-        seed: Which synthetic set.
-
-    Returns:
-        int32 array shaped like ``index``.
-    """
+    """The int32 labels (uniform over 0..9) of images ``index`` of ``split``."""
     u = _uniforms(_keys(split, np.ravel(index), seed), 0, 1)[:, 0]
     return np.minimum((u * 10).astype(np.int32), 9).reshape(np.shape(index))
 
 
 def _strokes(keys: np.ndarray, digit: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Jittered polylines in pixel coordinates, their ink fitted into a 20x20 box.
-
-    Returns:
-        points float64 [N, P, 2] (x, y) and pen radius [N] (pixels).
-    """
+    """Jittered polylines float64 [N, P, 2] (x, y pixels) fitted into 20x20, and pen radii [N]."""
     n = len(keys)
     u = _uniforms(keys, 1, 2 * _POINTS + 4)
     jitter = (u[:, : 2 * _POINTS].reshape(n, _POINTS, 2) - 0.5) * 0.24  # +-12% of the box
@@ -121,11 +97,9 @@ def _strokes(keys: np.ndarray, digit: np.ndarray) -> tuple[np.ndarray, np.ndarra
     c, s = np.cos(angle), np.sin(angle)
     x, y = p[..., 0] - 0.5, p[..., 1] - 0.5
     p = np.stack([c * x - s * y, s * x + c * y], axis=-1)
-    # Pen radius 1.0..1.6 px: measured stroke widths (preprocess.stroke_width) of ~1.7..2.6 px,
-    # inside MNIST's usual range, so the web demo's preprocessing leaves them alone.
+    # Stroke widths ~1.7..2.6 px: MNIST's usual range, which the web demo leaves alone.
     radius = (1.0 + 0.6 * width)[:, 0]
-    # Fit: the ink (pen radius and its one-pixel soft edge included) spans 20 px on its longer
-    # side, placed in the middle of the field; images() then centres it by mass.
+    # The ink (pen and soft edge included) spans 20 px, mid-field; images() centres it by mass.
     lo, hi = p.min(axis=1), p.max(axis=1)
     scale = (BOX - 2 * radius - 1) / np.maximum((hi - lo).max(axis=1), 1e-6)
     p = (p - lo[:, None, :]) * scale[:, None, None]
@@ -134,10 +108,9 @@ def _strokes(keys: np.ndarray, digit: np.ndarray) -> tuple[np.ndarray, np.ndarra
 
 
 def _center_by_mass(img: np.ndarray) -> np.ndarray:
-    """Shift each image by whole pixels so its centre of mass is nearest to (14, 14).
+    """Shifts each image by whole pixels so its centre of mass is nearest to (14, 14).
 
-    Whole pixels, as MNIST and ``jaxmnist.serve.preprocess`` do; a shift never pushes ink out of the
-    field (a top-heavy 7 sits a little high instead).
+    As MNIST and ``jaxmnist.serve.preprocess`` do; a shift never pushes ink out of the field.
     """
     n = len(img)
     mass = img.reshape(n, -1).sum(1).astype(np.float64)
@@ -158,11 +131,9 @@ def _center_by_mass(img: np.ndarray) -> np.ndarray:
 
 
 def _render(points: np.ndarray, radius: np.ndarray) -> np.ndarray:
-    """Draw polylines with a round pen and a one-pixel soft edge: uint8 [N, 28, 28].
+    """Draws polylines with a round pen and a one-pixel soft edge: uint8 [N, 28, 28].
 
-    A pixel's ink is its distance to the nearest segment, mapped through the pen: full inside
-    ``radius``, a linear ramp over the next pixel. In-place float32 arithmetic on [N, 784]
-    buffers (this loop is where the time goes: ~0.1 ms per image on one CPU core).
+    In-place float32 arithmetic on [N, 784] buffers: this loop is where the time goes.
     """
     points = points.astype(np.float32)
     grid = np.arange(FIELD, dtype=np.float32)
@@ -195,16 +166,9 @@ def _render(points: np.ndarray, radius: np.ndarray) -> np.ndarray:
 
 
 def images(split: str, index: np.ndarray, seed: int = 0, *, chunk: int = 256) -> np.ndarray:
-    """Draw images ``index`` of ``split``: uint8 [len(index), 28, 28, 1].
+    """Images ``index`` (1-D) of ``split``: uint8 [len(index), 28, 28, 1], ink up to 255 on 0.
 
-    Args:
-        split: ``"train"`` or ``"test"``.
-        index: 1-D image indices.
-        seed: Which synthetic set.
-        chunk: Images drawn per vectorised pass (256: the buffers stay in the CPU's cache).
-
-    Returns:
-        The images, white ink (up to 255) on a black (0) background.
+    ``chunk`` images are drawn per vectorised pass (256: the buffers stay in the CPU's cache).
     """
     index = np.asarray(index, np.int64).reshape(-1)
     keys = _keys(split, index, seed)
@@ -220,16 +184,7 @@ def images(split: str, index: np.ndarray, seed: int = 0, *, chunk: int = 256) ->
 
 
 def make(n: int, split: str = "train", seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """The first ``n`` images of a synthetic split and their labels.
-
-    Args:
-        n: How many (any positive number; not limited to the split's nominal size).
-        split: ``"train"`` or ``"test"``.
-        seed: Which synthetic set.
-
-    Returns:
-        ``(images uint8 [n, 28, 28, 1], labels int32 [n])``.
-    """
+    """The first ``n`` images of a split (any n >= 1): ``(uint8 [n, 28, 28, 1], int32 [n])``."""
     if not isinstance(n, (int, np.integer)) or isinstance(n, bool) or n < 1:
         raise ValueError(f"n must be a positive integer, got {n!r}")
     index = np.arange(n)
@@ -238,15 +193,7 @@ def make(n: int, split: str = "train", seed: int = 0) -> tuple[np.ndarray, np.nd
 
 @functools.lru_cache(maxsize=4)
 def full_split(split: str, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """All of a split (60,000 or 10,000 images), drawn once per process and kept read-only.
-
-    Args:
-        split: ``"train"`` or ``"test"``.
-        seed: Which synthetic set.
-
-    Returns:
-        ``(images uint8 [N, 28, 28, 1], labels int32 [N])``, not writable (copy to change).
-    """
+    """All of a split, drawn once per process and kept read-only: ``(images, labels)``."""
     x, y = make(SIZES[split], split, seed)
     x.flags.writeable = False
     y.flags.writeable = False

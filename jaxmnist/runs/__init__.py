@@ -1,11 +1,5 @@
 """Run directories: the one writer and reader, and what is made from them.
 
-* :mod:`~jaxmnist.runs.rundir` -- THE run-directory format (one writer, atomic writes, the
-  reader) and :mod:`~jaxmnist.runs.results` -- the engine's typed results shaped as its JSON.
-* :mod:`~jaxmnist.runs.runview` -- a run read as grid points; :mod:`~jaxmnist.runs.report`
-  (tables), :mod:`~jaxmnist.runs.figures` (PNGs), :mod:`~jaxmnist.runs.tables` (CSV/Markdown),
-  :mod:`~jaxmnist.runs.published` (the papers' numbers), :mod:`~jaxmnist.runs.loggers`
-  (TensorBoard, user callbacks).
-
-This file imports nothing, and no module here but ``loggers`` and ``results`` imports jax.
+:mod:`~jaxmnist.runs.rundir` (THE format), results, runview, tables, figures, published,
+loggers. No module here but ``loggers`` and ``results`` imports jax; this file imports nothing.
 """

@@ -1,7 +1,7 @@
-"""The report's figures (matplotlib, Agg backend): PNGs from a run directory's files. No jax.
+"""The report's figures (matplotlib, Agg): PNGs from a run directory's files. No jax.
 
-Every figure has a title, labelled axes and the run's footer (device, epochs, data sizes and,
-for a reduced run, the words "REDUCED RUN" with the reasons), at about 100 dpi.
+Every figure has a title, labelled axes and the run's footer (device, epochs, data sizes;
+"REDUCED RUN" and why, for a reduced run), at about 100 dpi.
 """
 
 from __future__ import annotations
@@ -52,10 +52,7 @@ def _save(fig, run: Run, path: Path) -> Path:
 
 
 def _layout(fig, bottom: float = 0.0, right: float = 0.97, top: float = 0.0) -> None:
-    """Fixed margins in inches (footer + x labels below, title above), whatever the height.
-
-    Fixed margins rather than tight_layout: it costs ~0.4 s a figure and the report draws ~25.
-    """
+    """Fixed margins in inches, whatever the height (tight_layout costs ~0.4 s a figure)."""
     h = fig.get_figheight()
     fig.subplots_adjust(left=0.08, right=right, bottom=bottom + 0.95 / h, top=1 - top - 0.75 / h,
                         wspace=0.32, hspace=0.45)
@@ -76,8 +73,7 @@ def curves(run: Run, points: Sequence[tuple[str, Point]], path: Path, title: str
     """Accuracy and loss per epoch, train and validation, mean line with a ±std seed band."""
     has_val = any(
         (m.get("history") or [{}])[0].get("val_acc") is not None
-        for _, p in points for m in p.members
-    )
+        for _, p in points for m in p.members)
     keys = [("train_acc", "train accuracy"), ("train_loss", "train loss")]
     if has_val:
         keys = [("train_acc", "train accuracy"), ("val_acc", "validation accuracy"),
@@ -95,9 +91,7 @@ def curves(run: Run, points: Sequence[tuple[str, Point]], path: Path, title: str
             if not np.isfinite(ys).any():
                 continue
             x = np.arange(1, ys.shape[1] + 1)
-            # A diverged member's epochs after divergence are NaN: with one seed per point
-            # those columns are all NaN, which NumPy warns about ("Mean of empty slice") on
-            # stderr. Their NaN mean leaves a gap in the line, which is what we want.
+            # A diverged member's later epochs are NaN: a gap in the line, without a warning.
             with np.errstate(invalid="ignore"), warnings.catch_warnings():
                 warnings.simplefilter("ignore", RuntimeWarning)
                 mean = np.nanmean(ys, 0)
@@ -240,8 +234,7 @@ def sample_grid(run: Run, path: Path) -> Path | None:
     if run.samples is None:
         return None
     xs, ys = run.samples["train_x"], run.samples["train_y"]
-    # One image of 5 x 5 cells (28 px and a 10 px strip above each for its label) in ONE axes:
-    # 25 axes made this figure 1.2 s of a report's 2.8 s (matplotlib's per-axes cost).
+    # 5 x 5 cells (28 px under a 10 px label strip) in ONE axes: 25 axes cost 1.2 s.
     cell, strip = 28, 10
     montage = np.zeros((5 * (cell + strip), 5 * cell + 4 * 2), np.float32)
     fig, ax = plt.subplots(figsize=(6.4, 7.4))
@@ -317,8 +310,7 @@ def histograms(run: Run, points: Sequence[tuple[str, Point]], kind: str, path: P
     return _save(fig, run, path)
 
 
-# The default weight-leaf rule, as jaxmnist.models.WEIGHT_NAMES (figures never import jax;
-# tests/test_adapters.py checks the two agree).
+# = jaxmnist.models.WEIGHT_NAMES without importing jax (tests/test_adapters.py checks it).
 WEIGHT_NAMES = ("w", "kernel")
 
 
@@ -327,10 +319,9 @@ def _natural(name: str) -> list[Any]:
 
 
 def dense_chain(params: dict[str, np.ndarray], model_cfg: dict[str, Any]) -> list | None:
-    """The weight matrices of a fully connected net, input to output, or None for other nets.
+    """The weight matrices of a fully connected net chaining 784 -> ... -> 10, else None.
 
-    Weights are the leaves the model's weight rule names (``weight_leaves``, else
-    :data:`WEIGHT_NAMES`); the net qualifies when they are all 2-D and chain 784 -> ... -> 10.
+    Weights are the leaves the model's ``weight_leaves`` (else :data:`WEIGHT_NAMES`) name.
     """
     names = tuple(model_cfg.get("weight_leaves") or WEIGHT_NAMES)
     leaves = {k: v for k, v in params.items() if k.rpartition("/")[2] in names}
@@ -349,12 +340,10 @@ def dense_chain(params: dict[str, np.ndarray], model_cfg: dict[str, Any]) -> lis
 
 def ffnn_drawing(run: Run, point: Point, path: Path, show_units: int = 16,
                  edges_per_layer: int = 60) -> Path | None:
-    """An FFNN drawn as layers of nodes; edge colour = sign, width = |weight|.
+    """An FFNN as layers of nodes; edge colour = sign, width = |weight|.
 
-    784 inputs cannot be drawn legibly: the drawing keeps the ``show_units`` inputs and hidden
-    units with the largest summed |outgoing weight| (inputs) or |incoming weight| (hidden), and
-    the ``edges_per_layer`` strongest edges between kept nodes; a 28x28 map beside it shows the
-    summed |weight| of every input pixel. The figure says so.
+    Subsampled, and says so: the ``show_units`` strongest inputs and units per layer and the
+    ``edges_per_layer`` strongest edges, beside a 28x28 map of each input pixel's summed |weight|.
     """
     member = point.rep["member"]
     if member not in rundir.exported_members(run.path):
@@ -426,25 +415,21 @@ def write_figures(run: Run) -> list[Path]:
     written: list[Path | None] = []
     best = run.best()
     exps = [e for e in run.experiments() if e["name"] != "main"]
-    if exps:
-        for exp in exps:
-            pts = run.points_of(exp["name"])
-            name = exp.get("title") or exp["name"]
-            written.append(curves(run, pts, out / f"curves_{slug(exp['name'])}.png", name))
-            written.append(histograms(run, pts, "weight_hist",
-                                      out / f"weights_{slug(exp['name'])}.png",
-                                      f"Weight distributions per layer: {name}"))
-            written.append(histograms(run, pts, "grad_hist",
-                                      out / f"grads_{slug(exp['name'])}.png",
-                                      f"Gradient distributions per layer: {name}"))
-    else:
+    hists = (("weight_hist", "weights", "Weight"), ("grad_hist", "grads", "Gradient"))
+    for exp in exps:
+        pts, s, name = run.points_of(exp["name"]), slug(exp["name"]), exp.get("title")
+        name = name or exp["name"]
+        written.append(curves(run, pts, out / f"curves_{s}.png", name))
+        written += [histograms(run, pts, kind, out / f"{file}_{s}.png",
+                               f"{what} distributions per layer: {name}")
+                    for kind, file, what in hists]
+    if not exps:
         pts = [(p.label, p) for p in run.points]
         written.append(curves(run, pts, out / "curves.png", run.config.get("title", run.study)))
         overlay = pts if len(pts) <= 4 else [(best.label, best)]
-        written.append(histograms(run, overlay, "weight_hist", out / "weights.png",
-                                  "Weight distributions per layer (lowest seed)"))
-        written.append(histograms(run, overlay, "grad_hist", out / "grads.png",
-                                  "Gradient distributions per layer (lowest seed)"))
+        written += [histograms(run, overlay, kind, out / f"{file}.png",
+                               f"{what} distributions per layer (lowest seed)")
+                    for kind, file, what in hists]
     written.append(heatmap(run, out / "grid_heatmap.png"))
     seed = best.rep["config"].get("seed")
     if best.rep.get("confusion_test"):  # absent while the best point is still training

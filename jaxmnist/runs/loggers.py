@@ -1,22 +1,10 @@
 """Loggers on the engine's hooks: TensorBoard event files, and the user's own callbacks.
 
-Every run of ``python -m jaxmnist.sweep`` writes TensorBoard event files under
-``<run>/tensorboard/``, one sub-run per member with a readable name
-(``m003_adam_lr0.01_seed0``), so that ``tensorboard --logdir runs/`` shows the members of a grid
-(and of several runs) side by side. Per member and epoch: ``loss/train``, ``accuracy/train``,
-``loss/val``, ``accuracy/val`` (the numbers of ``metrics.jsonl``) and ``learning_rate``; at the
-end ``loss/test`` and ``accuracy/test``; and the member's hyperparameters for the HParams
-dashboard. The writer is tensorboardX (no TensorFlow needed).
-
-A user adds Weights & Biases, MLflow or anything else without editing jaxmnist::
-
-    python -m jaxmnist.sweep sweeps/s2.py --callback my_loggers.py:make_wandb
-
-where ``make_wandb(run_dir, config)`` returns an object with any of the hooks of
-:class:`jaxmnist.engine.hooks.Callback` (``config`` is the run's ``config.json``: members, groups,
-labels). See docs/tensorboard.md for a W&B and an MLflow example.
-
-This module imports neither jax nor tensorflow.
+Every run writes tensorboardX events (no TensorFlow) under ``<run>/tensorboard/``, one sub-run
+per member (``m003_adam_lr0.01_seed0``): per epoch the curves of ``metrics.jsonl`` and the
+learning rate, at the end the test loss and accuracy, and the hyperparameters (HParams).
+``--callback file.py:factory`` adds the user's own logger (``factory(run_dir, config)``
+returns a :class:`~jaxmnist.engine.hooks.Callback`): docs/tensorboard.md. No jax, no tensorflow.
 """
 
 from __future__ import annotations
@@ -33,25 +21,14 @@ from jaxmnist.engine.hooks import Callback, EpochInfo, GroupStart
 
 TENSORBOARD_DIR = "tensorboard"  # under the run directory
 # metrics.jsonl field -> TensorBoard tag
-SCALARS = {
-    "train_loss": "loss/train",
-    "train_acc": "accuracy/train",
-    "val_loss": "loss/val",
-    "val_acc": "accuracy/val",
-}
+SCALARS = {"train_loss": "loss/train", "train_acc": "accuracy/train", "val_loss": "loss/val",
+           "val_acc": "accuracy/val"}
 LEARNING_RATE = "learning_rate"
 TEST_SCALARS = {"loss": "loss/test", "acc": "accuracy/test"}
 
 
 def member_run_name(member: Mapping[str, Any]) -> str:
-    """A member's TensorBoard sub-run: index and label, e.g. ``m003_adam_lr0.01_seed0``.
-
-    Args:
-        member: One entry of ``config.json``'s ``members`` (``member``, ``label``).
-
-    Returns:
-        A folder name of letters, digits, ``.``, ``-`` and ``_`` (at most 80 characters).
-    """
+    """A member's TensorBoard sub-run (<= 80 safe characters): ``m003_adam_lr0.01_seed0``."""
     label = re.sub(r"[^A-Za-z0-9.\-]+", "_", str(member.get("label", ""))).strip("_")
     return f"m{int(member['member']):03d}" + (f"_{label[:75]}" if label else "")
 
@@ -70,18 +47,10 @@ def _hparams(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
-def learning_rate(config: Mapping[str, Any], epoch: int) -> float | None:
-    """A member's configured ``optim.learning_rate`` (the schedule's base or peak rate).
+def learning_rate(config: Mapping[str, Any]) -> float | None:
+    """A member's configured ``optim.learning_rate`` (a schedule's base or peak), or None.
 
-    The engine's hooks carry the rate its optimizer used (``learning_rate`` in each epoch's
-    member metrics); this is what is logged when a caller's metrics do not.
-
-    Args:
-        config: The member's config.
-        epoch: 1-based epoch.
-
-    Returns:
-        The rate, or None when the config names none.
+    Logged when a caller's epoch metrics do not carry the rate the optimizer used.
     """
     value = config.get("optim", {}).get("learning_rate")
     return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
@@ -90,10 +59,7 @@ def learning_rate(config: Mapping[str, Any], epoch: int) -> float | None:
 class TensorBoardLog(Callback):
     """Writes each member's curves, learning rate and hyperparameters as TensorBoard events.
 
-    Args:
-        run_dir: The run directory; events go to ``run_dir/tensorboard/<member run name>/``.
-        config: The run's resolved config (``config.json``: ``members`` with ``member``,
-            ``label``, ``config``; ``groups`` with their ``members``).
+    Into ``run_dir/tensorboard/<member run name>/``; ``config`` is the run's ``config.json``.
     """
 
     def __init__(self, run_dir: str | Path, config: Mapping[str, Any]):
@@ -130,21 +96,17 @@ class TensorBoardLog(Callback):
             for field, tag in SCALARS.items():
                 if metrics.get(field) is not None:
                     writer.add_scalar(tag, float(metrics[field]), epoch)
-            # The rate the optimizer used in the epoch's last step (schedules included); the
-            # config's base rate for hooks driven without the engine.
+            # The rate the optimizer used (schedules included), else the config's.
             lr = metrics.get("learning_rate")
             if lr is None:
-                lr = learning_rate(self.members[k]["config"], epoch)
+                lr = learning_rate(self.members[k]["config"])
             if lr is not None:
                 writer.add_scalar(LEARNING_RATE, lr, epoch)
             writer.flush()
             self.last_epoch[k] = epoch
 
     def on_group_end(self, group_index: int, results: list[Any]) -> None:
-        """Test loss and accuracy at the last epoch, the end of the session; closes writers.
-
-        ``results`` are the engine's ``MemberResult`` objects, in member order.
-        """
+        """Test loss and accuracy at the last epoch; closes the group's writers."""
         from tensorboardX.summary import hparams
 
         for k, result in zip(self.groups[group_index], results, strict=True):
@@ -167,26 +129,14 @@ class TensorBoardLog(Callback):
         self.writers.clear()
 
 
-# --------------------------------------------------------------------------------------------
-# The user's callbacks
-# --------------------------------------------------------------------------------------------
-
-
 class CallbackError(ValueError):
     """A ``--callback`` spec cannot be imported or called; the message says why."""
 
 
 def load_callback(spec: str) -> Callable[..., Any]:
-    """Resolves ``"package.module:factory"`` or ``"path/to/file.py:factory"`` to the factory.
+    """The factory ``"package.module:factory"`` or ``"path/to/file.py:factory"`` names.
 
-    Args:
-        spec: The ``--callback`` value.
-
-    Returns:
-        The factory, to be called as ``factory(run_dir, config)``.
-
-    Raises:
-        CallbackError: A malformed spec, a module that fails to import, or no such callable.
+    Raises CallbackError: a malformed spec, a module that fails to import, or no such callable.
     """
     module_part, _, attr = spec.rpartition(":")
     if not module_part or not attr:

@@ -1,16 +1,10 @@
 """Every number the five papers published (from /shared/STUDIES.md), keyed for the report.
 
-An entry names its study and experiment and says which of our grid points it describes, either
-by the experiment point's ``label`` (S3's tables) or by ``match``, dotted config keys and their
-values (S2's optimizer x learning-rate cells, S4's depths). ``values`` maps a metric to a number,
-or to a string where the paper gives no exact number (S3: Xavier "above 0.90").
-
-Metrics: ``test_acc``, ``test_loss``, ``train_acc_last`` / ``val_acc_last`` (last epoch),
-``precision`` / ``recall`` / ``f1`` (macro), ``sklearn_acc`` (S3's scikit-learn runs),
-``module_acc`` (S3's module in the same comparison), ``params``. ``history`` maps an epoch to
-its published ``train_acc``, ``train_loss``, ``val_acc``, ``val_loss``.
-
-This module does not import jax.
+An entry names its study and experiment and our grid point: by ``label`` (S3) or by ``match``,
+dotted config keys and values (S2's cells, S4's depths). ``values`` maps a metric (``test_acc``,
+``test_loss``, ``train_acc_last``, ``val_acc_last``, macro ``precision`` / ``recall`` / ``f1``,
+``sklearn_acc``, ``module_acc``, ``params``) to a number, or to a string where the paper gives
+none; ``history`` maps an epoch to its published train/val accuracy and loss. No jax.
 """
 
 from __future__ import annotations

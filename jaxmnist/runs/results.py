@@ -1,10 +1,8 @@
 """The engine's typed results shaped as the run directory's JSON (``results.json`` members).
 
-The engine (:mod:`jaxmnist.engine.train`) returns one ``MemberResult`` of arrays per member;
-this module decides what a run directory keeps of it: the status label (ok / diverged /
-collapsed), the history rows, test metrics, predictions and confusion matrices, the first 25
-test images' probabilities and per-layer weight and gradient histograms. NumPy only: no jax.
-The member's parameters are not JSON: ``RunWriter.export_member`` writes them.
+What a run keeps of each ``MemberResult``: the status (ok / diverged / collapsed), the history,
+test metrics, predictions, confusion matrices, the first 25 test probabilities and per-layer
+histograms (the params go to ``RunWriter.export_member``). NumPy only.
 """
 
 from __future__ import annotations
@@ -25,24 +23,11 @@ NUM_CLASSES = 10
 HIST_BINS = 30  # bins of the per-layer weight and gradient histograms
 
 COLLAPSE_SHARE = 0.9
-"""A member is ``collapsed`` when one class gets at least this share of its test predictions.
-
-MNIST's most frequent test class (digit 1) is 11.35% of the set, and a useful classifier predicts
-each class near its frequency; S2's degenerate models predict one class for 100% of the images.
-0.9 separates the two with a wide margin on both sides."""
+"""``collapsed``: one class gets this share of the test predictions (MNIST's largest is 11%)."""
 
 
 def member_status(alive: bool, test_pred: np.ndarray) -> tuple[str, float]:
-    """Labels a trained member from its final state and test predictions.
-
-    Args:
-        alive: False when a step produced a non-finite loss or parameters.
-        test_pred: The member's predicted class per test image.
-
-    Returns:
-        ``(status, top_class_share)``: status is ``"diverged"`` (not alive), ``"collapsed"`` (one
-        class gets at least :data:`COLLAPSE_SHARE` of the predictions) or ``"ok"``.
-    """
+    """``(status, top_class_share)``: ``"diverged"`` (not alive), ``"collapsed"`` or ``"ok"``."""
     counts = np.bincount(np.asarray(test_pred, np.int64), minlength=NUM_CLASSES)
     share = float(counts.max() / max(counts.sum(), 1))
     if not alive:
@@ -74,16 +59,10 @@ def history_rows(result: MemberResult) -> list[dict[str, Any]]:
 
 def member_record(result: MemberResult, test_labels: np.ndarray,
                   train_labels: np.ndarray | None = None) -> dict[str, Any]:
-    """One member's ``results.json`` entry (format in ``docs/architecture.md``).
+    """One member's ``results.json`` entry (without ``member``, ``group``, ``label``).
 
-    Args:
-        result: The engine's ``MemberResult``.
-        test_labels: The test split's labels (the confusion matrix's rows).
-        train_labels: The training split's labels, for ``confusion_train`` when the result
-            holds training predictions.
-
-    Returns:
-        A JSON-ready dict (without ``member``, ``group`` and ``label``, which the study knows).
+    ``train_labels`` gives ``confusion_train`` when the result holds training predictions; the
+    format: docs/architecture.md.
     """
     status, share = member_status(result.alive, result.test_pred)
     train_confusion = None

@@ -1,23 +1,11 @@
 """THE run-directory format: one writer (the sweep and its engine hooks), one reader (the rest).
 
-A run directory ``runs/<study>/<timestamp>/`` holds::
-
-    config.json     the resolved study + members + groups         (written once, atomically)
-    env.json        versions, devices, commit; ``sessions`` grows on each resume  (atomic)
-    metrics.jsonl   one :class:`MetricRow` per member and epoch     (append-only, torn-tail safe)
-    results.json    :class:`Results`, rewritten after every group  (atomic)
-    samples.npz     the first 25 train/test images and labels      (atomic)
-    ckpt/group_<g>/ orbax checkpoints of a group's grid state      (jaxmnist.engine.checkpoint)
-    params/member_<k>.npz + .json  one member's final params + model config  (atomic)
-    tables/ figures/               written by jaxmnist.runs.report
-
-Only this module knows these names and shapes. Writes never leave half a file: JSON and NPZ go to a
-temporary file in the same folder, then ``os.replace``; metrics lines are appended with one
-``write`` per epoch, and a torn last line (a kill during that write) is skipped by the reader with
-a warning and cut off by the writer before it appends again. The reader also reads run
-directories written before this module existed (same file names and keys).
-
-No jax, no matplotlib: the report and the web demo import it freely.
+The files (``config.json``, ``env.json``, ``metrics.jsonl``, ``results.json``, ``samples.npz``,
+``ckpt/``, ``params/member_<k>.npz|json``, ``tables/``, ``figures/``) and their promises:
+docs/architecture.md, "Run directory". Only this module knows their names and shapes. JSON
+and NPZ are written atomically (temporary file + ``os.replace``); metrics lines are appended
+with one ``write`` per epoch, and a torn last line is skipped by the reader and cut off by the
+writer before it appends again. No jax, no matplotlib.
 """
 
 from __future__ import annotations
@@ -53,18 +41,13 @@ log = logging.getLogger(__name__)
 class RunDirError(RuntimeError):
     """A run directory cannot be used or read; the message says what, where and how to fix.
 
-    ``exit_code`` is 2 when the user gave an unusable folder (bad input) and 1 when writing
-    failed midway (disk full, permissions changed); in that case nothing finished is lost.
+    ``exit_code``: 2 for an unusable folder (bad input), 1 when writing failed midway (nothing
+    finished is lost).
     """
 
     def __init__(self, message: str, *, exit_code: int = 2):
         super().__init__(message)
         self.exit_code = exit_code
-
-
-# --------------------------------------------------------------------------------------------
-# Schema (documentation and type checking; the files are plain JSON)
-# --------------------------------------------------------------------------------------------
 
 
 class MetricRow(TypedDict):
@@ -108,16 +91,10 @@ class Results(TypedDict, total=False):
     wall_seconds: float
 
 
-# --------------------------------------------------------------------------------------------
-# Low-level safe I/O
-# --------------------------------------------------------------------------------------------
-
-
 def finite_json(value: Any) -> Any:
-    """Replaces NaN/inf floats with ``None`` (JSON ``null``) anywhere in a nested structure.
+    """NaN/inf floats -> ``None`` anywhere in a nested structure (strict JSON has no NaN).
 
-    A diverged member can leave non-finite numbers in its results; strict JSON has no NaN, and
-    refusing to write would lose every other member's results after a long training run.
+    A diverged member must not cost the other members' results.
     """
     if isinstance(value, float):
         return value if math.isfinite(value) else None
@@ -171,11 +148,7 @@ def _write_npz(path: Path, arrays: Mapping[str, Any], *, compressed: bool = Fals
 
 
 def write_json(path: str | os.PathLike, data: Any) -> None:
-    """Writes JSON atomically (temporary file + rename), non-finite floats as ``null``.
-
-    Raises:
-        RunDirError: the file could not be written (exit code 1; the old file is intact).
-    """
+    """Writes JSON atomically, non-finite floats as ``null``; RunDirError (exit 1) on failure."""
     text = json.dumps(finite_json(data), indent=1, allow_nan=False)
     _atomic_write(Path(path), lambda tmp: tmp.write_text(text))
 
@@ -198,11 +171,6 @@ def _read_json(path: Path, what: str) -> Any:
             "or re-run the study into a new --workdir") from None
 
 
-# --------------------------------------------------------------------------------------------
-# Member params (.npz + .json)
-# --------------------------------------------------------------------------------------------
-
-
 def flatten_params(tree: Mapping[str, Any]) -> dict[str, np.ndarray]:
     """Nested dict of arrays -> ``{"layer/leaf": ndarray}`` (the .npz layout)."""
     bad = [k for k in trees.flatten(tree, "\0") if any(_KEY_SEP in p for p in k.split("\0"))]
@@ -223,28 +191,17 @@ def member_paths(run_dir: str | os.PathLike, member: int) -> tuple[Path, Path]:
 
 
 STATE_PREFIX = "__state__"
-"""Leaves of a member's non-parameter state (BatchNorm statistics) sit in the same ``.npz`` as its
-params, under this first path component, so that one atomic write exports both."""
+"""The first path component of a member's state leaves in its ``.npz`` (one atomic write)."""
 
 
 def export_member(run_dir: str | os.PathLike, member: int, model_cfg: Mapping[str, Any],
                   params: Mapping[str, Any], extra: Mapping[str, Any] | None = None,
                   state: Mapping[str, Any] | None = None) -> Path:
-    """Writes one member's final params, state (NumPy, no grid axis) and model config, atomically.
+    """Writes one member's final params, state and model config atomically; the ``.npz`` path.
 
-    Args:
-        run_dir: The run directory.
-        member: Member index within the run.
-        model_cfg: The member's model config (JSON-serialisable).
-        params: Nested dict of arrays for ONE member.
-        extra: JSON-serialisable metadata stored beside the config (e.g. test accuracy).
-        state: The member's non-parameter variables (nested dict; ``None`` or ``{}``: none).
-
-    Returns:
-        The path of the ``.npz`` file.
-
-    Raises:
-        RunDirError: writing failed (exit code 1).
+    ``params`` and ``state`` (BatchNorm statistics; None or ``{}``: none) are ONE member's nested
+    dicts of arrays; ``extra`` is JSON metadata beside the config (e.g. test accuracy). Raises
+    RunDirError (exit 1) when writing fails.
     """
     npz_path, json_path = member_paths(run_dir, member)
     try:
@@ -282,13 +239,9 @@ def member_meta(run_dir: str | os.PathLike, member: int) -> dict[str, Any]:
 
 def load_member(run_dir: str | os.PathLike,
                 member: int) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
-    """Reads one exported member back as ``(model_cfg, params, state)`` (NumPy leaves).
+    """One exported member as ``(model_cfg, params, state)``; ``state`` may be ``{}``.
 
-    ``state`` is the member's non-parameter variables (BatchNorm statistics), ``{}`` for models
-    without any and for runs exported before state existed.
-
-    Raises:
-        RunDirError: the member was never exported or its files are unreadable.
+    Raises RunDirError when the member was never exported or its files are unreadable.
     """
     npz_path, json_path = member_paths(run_dir, member)
     if not npz_path.is_file() or not json_path.is_file():
@@ -310,11 +263,6 @@ def load_member(run_dir: str | os.PathLike,
     return model_cfg, tree, state
 
 
-# --------------------------------------------------------------------------------------------
-# Reader
-# --------------------------------------------------------------------------------------------
-
-
 def is_run_dir(path: str | os.PathLike) -> bool:
     """True for a folder with a ``config.json`` or ``results.json`` or ``params/``."""
     p = Path(path)
@@ -322,11 +270,7 @@ def is_run_dir(path: str | os.PathLike) -> bool:
 
 
 def read_config(run_dir: str | os.PathLike) -> dict[str, Any]:
-    """``config.json``: the resolved study with ``members`` (:class:`MemberEntry`) and ``groups``.
-
-    Raises:
-        RunDirError: missing, unreadable or damaged.
-    """
+    """``config.json`` (with ``members`` and ``groups``); RunDirError when missing or damaged."""
     cfg = _read_json(Path(run_dir) / CONFIG, "study config")
     if not isinstance(cfg, dict) or not isinstance(cfg.get("members"), list):
         raise RunDirError(f"{Path(run_dir) / CONFIG} has no member list: not a jaxmnist run "
@@ -335,11 +279,7 @@ def read_config(run_dir: str | os.PathLike) -> dict[str, Any]:
 
 
 def read_results(run_dir: str | os.PathLike, *, required: bool = True) -> Results:
-    """``results.json`` (``{}`` when absent and not ``required``).
-
-    Raises:
-        RunDirError: missing (when required), unreadable or damaged.
-    """
+    """``results.json`` (``{}`` when absent and not ``required``); RunDirError otherwise."""
     path = Path(run_dir) / RESULTS
     if not required and not path.exists():
         return {}
@@ -365,8 +305,7 @@ def read_env(run_dir: str | os.PathLike) -> dict[str, Any]:
 def read_metrics(run_dir: str | os.PathLike) -> list[MetricRow]:
     """Every valid line of ``metrics.jsonl`` in file order (``[]`` when absent).
 
-    A line that is not a JSON object with ``member`` and ``epoch`` (e.g. the torn last line of a
-    killed run) is skipped with one warning naming the file and line.
+    A damaged line (the torn tail of a killed run) is skipped with one warning naming it.
     """
     path = Path(run_dir) / METRICS
     if not path.exists():
@@ -415,26 +354,14 @@ def read_samples(run_dir: str | os.PathLike) -> dict[str, np.ndarray] | None:
         return None
 
 
-# --------------------------------------------------------------------------------------------
-# Writer
-# --------------------------------------------------------------------------------------------
-
-
 def check_workdir(path: str | os.PathLike) -> None:
-    """Checks that ``path`` can become (or is) a run directory, writing nothing.
-
-    Raises:
-        RunDirError: it is a file, lies under a file, is not writable, or is a non-empty folder
-            that holds no run (exit code 2).
-    """
+    """Checks, writing nothing, that ``path`` can be (or is) a run directory; RunDirError (2)."""
     p = Path(path)
     if p.exists() and not p.is_dir():
         raise RunDirError(f"--workdir {p} is a file, not a folder; pick a folder path "
                           "(it is created) with --workdir DIR")
     probe = p
-    while not probe.exists():
-        if probe.parent == probe:
-            break
+    while not probe.exists() and probe.parent != probe:
         probe = probe.parent
     if probe.exists() and not probe.is_dir():
         raise RunDirError(f"--workdir {p}: {probe} is a file, so no folder can be made there; "
@@ -478,42 +405,21 @@ def _same_run(old: Mapping[str, Any], new: Mapping[str, Any], run_dir: Path) -> 
 def _cut_torn_tail(path: Path) -> None:
     """Truncates ``path`` after its last newline (a torn line from a killed append)."""
     try:
-        with path.open("rb+") as fh:
-            fh.seek(0, os.SEEK_END)
-            size = fh.tell()
-            if size == 0:
-                return
-            fh.seek(max(size - 1, 0))
-            if fh.read(1) == b"\n":
-                return
-            block = 1 << 16
-            pos = size
-            while pos > 0:
-                start = max(pos - block, 0)
-                fh.seek(start)
-                chunk = fh.read(pos - start)
-                cut = chunk.rfind(b"\n")
-                if cut >= 0:
-                    fh.truncate(start + cut + 1)
-                    break
-                pos = start
-            else:
-                fh.truncate(0)
-        log.warning("%s ended in a torn line (a run killed mid-write); cut it off before "
-                    "appending", path)
+        data = path.read_bytes()
     except FileNotFoundError:
         return
+    if data and not data.endswith(b"\n"):
+        with path.open("rb+") as fh:
+            fh.truncate(data.rfind(b"\n") + 1)
+        log.warning("%s ended in a torn line (a run killed mid-write); cut it off before "
+                    "appending", path)
 
 
 def _remove_stale_temp_files(root: Path) -> list[Path]:
-    """Removes the temporary files of this module's atomic writes that a killed run left behind.
+    """Removes the temporary files of this module's atomic writes that a killed run left.
 
-    Only names this module writes are touched (``.results.json.tmp<pid>`` in the run directory,
-    ``.member_<k>.npz.tmp<pid>`` in ``params/``, ...); a run directory has one writer, so any
-    such file found when the run is reopened belongs to a process that is gone.
-
-    Returns:
-        The files removed.
+    Only names this module writes (``.results.json.tmp<pid>``, ``params/.member_<k>.npz.tmp<pid>``);
+    a run directory has one writer, so such a file at reopening is an orphan. Returns them.
     """
     own = {CONFIG, ENV, RESULTS, SAMPLES}
     removed = []
@@ -544,14 +450,7 @@ class RunWriter:
 
     @staticmethod
     def check(root: str | os.PathLike, config: Mapping[str, Any]) -> bool:
-        """Checks, writing nothing, that :meth:`open` will accept ``root`` for this study.
-
-        Returns:
-            True when ``root`` already holds this run (it will resume).
-
-        Raises:
-            RunDirError: as :meth:`open` (exit code 2).
-        """
+        """True when ``root`` holds this run already (resume); RunDirError (2) as :meth:`open`."""
         root = Path(root)
         check_workdir(root)
         if (root / CONFIG).exists():
@@ -561,21 +460,11 @@ class RunWriter:
 
     @classmethod
     def open(cls, root: str | os.PathLike, config: Mapping[str, Any]) -> tuple[RunWriter, bool]:
-        """Creates the run directory, or reopens an existing run of the same study.
+        """Creates the run directory, or reopens a run of the same study.
 
-        Call it only after the study validated and the data loaded: a new folder appears here.
-        Reopening a run cuts a torn last metrics line and removes the temporary files that a
-        killed writer left (``params/.member_<k>.npz.tmp<pid>``, ...).
-
-        Args:
-            root: The run directory.
-            config: The resolved study for ``config.json`` (with ``members`` and ``groups``).
-
-        Returns:
-            ``(writer, resuming)``.
-
-        Raises:
-            RunDirError: unusable folder or a different study there (2); write failure (1).
+        Returns ``(writer, resuming)``. Call it only once the study validated and the data loaded.
+        Reopening cuts a torn metrics line and removes a killed writer's temporary files.
+        RunDirError: unusable folder or another study there (2), write failure (1).
         """
         writer = cls(root)
         cfg_path = writer.root / CONFIG
@@ -610,12 +499,8 @@ class RunWriter:
         path = self.root / SAMPLES
         if path.exists():
             return
-        arrays = {
-            "train_x": np.asarray(splits.train_x[:SAMPLE_IMAGES]),
-            "train_y": np.asarray(splits.train_y[:SAMPLE_IMAGES]),
-            "test_x": np.asarray(splits.test_x[:SAMPLE_IMAGES]),
-            "test_y": np.asarray(splits.test_y[:SAMPLE_IMAGES]),
-        }
+        arrays = {f"{s}_{a}": np.asarray(getattr(splits, f"{s}_{a}")[:SAMPLE_IMAGES])
+                  for s in ("train", "test") for a in "xy"}
         _write_npz(path, arrays, compressed=True)
 
     def append_metrics(self, rows: Sequence[Mapping[str, Any]]) -> None:
@@ -655,6 +540,5 @@ class _MetricsLog(Callback):
             {"member": k, "group": group_index, "epoch": epoch,
              **{f: m.get(f) for f in METRIC_FIELDS}, "alive": m.get("alive", True),
              "seconds": info.seconds}
-            for k, m in zip(self.members, member_metrics, strict=True)
-        ]
+            for k, m in zip(self.members, member_metrics, strict=True)]
         self.writer.append_metrics(rows)

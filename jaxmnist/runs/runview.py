@@ -1,8 +1,7 @@
-"""A run directory read as grid points: what the report's tables and the figures share.
+"""A run directory read as grid points, what the tables and the figures share. No jax.
 
-:func:`load` reads a run directory through :mod:`jaxmnist.runs.rundir` into a :class:`Run` whose
-:class:`Point` s group the seeds of one grid point. ``jaxmnist.runs.report`` (tables) and
-``jaxmnist.runs.figures`` (plots) both import this module and not each other. No jax.
+:func:`load` reads it (through :mod:`jaxmnist.runs.rundir`) into a :class:`Run` whose
+:class:`Point` s group the seeds of one grid point.
 """
 
 from __future__ import annotations
@@ -101,8 +100,7 @@ class Run:
     def experiments(self) -> list[dict[str, Any]]:
         """``[{"name", "title", "labels"}]`` in the study's order."""
         return self.config.get("experiment_list") or [
-            {"name": "main", "title": self.config.get("title", ""), "labels": []}
-        ]
+            {"name": "main", "title": self.config.get("title", ""), "labels": []}]
 
     def points_of(self, experiment: str) -> list[tuple[str, Point]]:
         """``(label, point)`` for an experiment, in the study's order."""
@@ -160,10 +158,9 @@ class Run:
         return f"{kind} ({backend})" if backend else kind
 
     def footer(self) -> str:
-        """Footer of every figure and report: settings (preset), data, seeds, device, commit.
+        """Every figure's and table's footer: settings, data, seeds, device, commit.
 
-        A run whose settings are smaller than the study's full settings says "REDUCED RUN" and
-        why; the device is stated apart and never makes a run reduced.
+        A run smaller than the study's full settings says "REDUCED RUN" and why (the device never).
         """
         data = self.results.get("data", {})
         full = expected_sizes({**self.config["data"], "train_limit": None, "val_limit": None,
@@ -204,20 +201,11 @@ def _nan_to(value: float, default: float) -> float:
     return default if value is None or math.isnan(value) else value
 
 
-# --------------------------------------------------------------------------------------------
-# Loading
-# --------------------------------------------------------------------------------------------
-
-
 def load(run_dir: str | Path) -> Run:
     """Reads a run directory into a :class:`Run`.
 
-    A run whose first group is still training has no ``results.json`` yet: its members come
-    from ``metrics.jsonl`` alone (status ``unfinished``, curves and per-epoch validation only).
-
-    Raises:
-        ReportError: ``config.json`` is missing or damaged, ``results.json`` is damaged, or
-            neither ``results.json`` nor ``metrics.jsonl`` holds anything yet.
+    While the first group trains, members come from ``metrics.jsonl`` alone (``unfinished``).
+    ReportError: ``config.json`` missing or damaged, ``results.json`` damaged, or nothing yet.
     """
     run_dir = Path(run_dir)
     try:

@@ -1,4 +1,9 @@
-"""A small table type written as Markdown and CSV (the report's tables). No jax."""
+"""A run's tables (Markdown + CSV) and ``results_summary.json``, from its files alone. No jax.
+
+:func:`generate` is what ``python -m jaxmnist.report RUN_DIR`` runs (figures through
+:mod:`~jaxmnist.runs.figures`). A grid point's numbers are the mean ± sample std (ddof=1) over
+its seeds, beside the papers' (:mod:`~jaxmnist.runs.published`).
+"""
 
 from __future__ import annotations
 
@@ -7,6 +12,11 @@ import io
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from jaxmnist.engine import metrics
+from jaxmnist.runs import published, rundir
+from jaxmnist.runs.runview import Run, grid_axes, load, point_at
+from jaxmnist.trees import get_dotted
 
 
 @dataclass
@@ -64,3 +74,317 @@ def write(tables: list[Table], directory: Path, name: str, heading: str = "") ->
         path.write_text(table.csv())
         paths.append(path)
     return paths
+
+
+def _ms(values, digits: int = 4, scale: float = 1.0) -> str:
+    return metrics.fmt_mean_std(values, digits, scale)
+
+
+def _diff(values, paper_value) -> str:
+    mean, _, n = metrics.mean_std(values)
+    if n == 0 or not isinstance(paper_value, int | float):
+        return ""
+    return f"{mean - paper_value:+.4f}"
+
+
+def _model_text(cfg: dict[str, Any]) -> str:
+    model = cfg["model"]
+    extras = ", ".join(f"{k}={v}" for k, v in model.items() if k != "name")
+    return f"{model['name']}({extras})" if extras else model["name"]
+
+
+def _last(member: dict[str, Any], key: str) -> float | None:
+    hist = member.get("history") or []
+    return hist[-1].get(key) if hist else None
+
+
+def _summary_of(member: dict[str, Any]) -> dict[str, float] | None:
+    cm = member.get("confusion_test")
+    return metrics.summary(cm) if cm else None
+
+
+def table_summary(run: Run) -> Table:
+    """Per grid point: test accuracy and loss (mean ± std over seeds) beside the paper's."""
+    multi = bool(run.config.get("experiments"))
+    t = Table("Test accuracy and loss per grid point (mean ± std over seeds)",
+              ["point"] + (["experiments"] if multi else []) +
+              ["model", "params", "n", "test acc", "test loss", "paper acc", "diff", "status"])
+    for p in run.points:
+        pub = run.paper(p)
+        pacc = pub.values.get("test_acc") if pub else None
+        exps = ["; ".join(f"{e['name']}:{e['label']}" for e in p.experiments)] if multi else []
+        t.add(p.label, *exps, _model_text(p.config), p.rep.get("param_count"), len(p.members),
+              _ms(p.test_acc()), _ms(p.values(lambda m: m["test"]["loss"])),
+              _cell(pacc), _diff(p.test_acc(), pacc), p.status())
+    t.notes.append("diff = our mean - paper. std is the sample std (ddof=1) over seeds.")
+    return t
+
+
+def table_status(run: Run) -> Table:
+    """Per member: status (ok / collapsed / diverged), test accuracy and top-class share."""
+    t = Table("Member status", ["member", "point", "seed", "status", "test acc", "test loss",
+                                "top class share", "diverged at epoch"])
+    for p in run.points:
+        for m in p.members:
+            t.add(m["member"], p.label, m["config"].get("seed"), m["status"], m["test"]["acc"],
+                  m["test"].get("loss"), m.get("top_class_share"), m.get("diverged_epoch"))
+    t.notes.append("collapsed: one class gets >= 90% of the test predictions; diverged: a "
+                   "non-finite loss or parameter (the member is frozen at its last finite state).")
+    return t
+
+
+def table_matrix(run: Run) -> Table | None:
+    """The two-key grid as a matrix: our test accuracy (%) mean ± std, paper's in brackets."""
+    axes = grid_axes(run)
+    if axes is None:
+        return None
+    k1, v1, k2, v2 = axes
+    t = Table(f"Test accuracy (%), {k1} x {k2}: ours mean ± std (paper)",
+              [k1.split(".")[-1]] + [f"{v:g}" if isinstance(v, float) else str(v) for v in v2])
+    for a in v1:
+        cells = []
+        for b in v2:
+            p = point_at(run, {k1: a, k2: b})
+            if p is None:
+                cells.append("")
+                continue
+            pub = run.paper(p)
+            paper = pub.values.get("test_acc") if pub else None
+            text = _ms(p.test_acc(), 2, 100.0)
+            if isinstance(paper, float):
+                text += f" ({paper * 100:.2f})"
+            if any(m["status"] != "ok" for m in p.members):
+                text += f" [{p.status()}]"
+            cells.append(text)
+        t.add(str(a), *cells)
+    t.notes.append("Brackets: the paper's published test accuracy; square brackets: member "
+                   "status counts when not all ok.")
+    return t
+
+
+def tables_per_class(run: Run) -> tuple[list[Table], Table]:
+    """Per point (lowest seed): per-class counts, precision, recall, F1; plus one long CSV."""
+    word = run.class_word
+    long = Table("Per-class test metrics", ["point", "seed", word, "actual", "predicted",
+                                            "correct", "accuracy", "precision", "recall", "f1"])
+    per_point = []
+    for p in run.points:
+        cm = p.rep.get("confusion_test")
+        if not cm:
+            continue
+        t = Table(f"{p.label} (seed {p.rep['config'].get('seed')}): per-class test metrics",
+                  [word, "actual", "correct", "accuracy (correct/actual)", "precision",
+                   "recall", "F1"])
+        for r in metrics.per_class(cm):
+            name = run.class_label(int(r["digit"]))
+            t.add(name, r["actual"], r["correct"], r["recall"], r["precision"],
+                  r["recall"], r["f1"])
+            long.add(p.label, p.rep["config"].get("seed"), name, r["actual"],
+                     r["predicted"], r["correct"], r["recall"], r["precision"], r["recall"],
+                     r["f1"])
+        s = metrics.summary(cm)
+        t.add("macro", "", "", s["accuracy"], s["macro_precision"], s["macro_recall"],
+              s["macro_f1"])
+        per_point.append(t)
+    if per_point:
+        per_point[-1].notes.append(
+            f"precision = correct / predicted as that {word} (S2's paper divided by 10,000 "
+            "instead); recall = correct / actual = the paper's per-class accuracy; macro row: "
+            "overall accuracy, then unweighted means.")
+    return per_point, long
+
+
+def tables_experiments(run: Run) -> list[Table]:
+    """One table per experiment (S3): ours beside the paper's number for each point."""
+    out = []
+    for exp in run.experiments():
+        if exp["name"] == "main":
+            continue
+        t = Table(exp.get("title") or exp["name"],
+                  ["point", "n", "test acc", "paper", "diff", "final train loss", "status"])
+        for label, p in run.points_of(exp["name"]):
+            pub = run.paper(p, exp["name"], label)
+            pacc = pub.values.get("test_acc") if pub else None
+            t.add(label, len(p.members), _ms(p.test_acc()), _cell(pacc),
+                  _diff(p.test_acc(), pacc), _ms(p.values(lambda m: _last(m, "train_loss"))),
+                  p.status())
+        out.append(t)
+    return out
+
+
+def table_baseline(run: Run) -> Table | None:
+    """S3: scikit-learn MLPClassifier vs jaxmnist vs the paper's sklearn and module numbers."""
+    rows = run.results.get("baseline") or []
+    if not rows:
+        return None
+    t = Table("scikit-learn MLPClassifier baseline (same split, widths, batch, epochs)",
+              ["model", "n", "sklearn (ours)", "jaxmnist", "paper sklearn", "paper module"])
+    labels = list(dict.fromkeys(r["label"] for r in rows))
+    for label in labels:
+        sk = [r["test_acc"] for r in rows if r["label"] == label]
+        point = next((p for lb, p in run.points_of(rows[0]["experiment"]) if lb == label), None)
+        ours = _ms(point.test_acc()) if point else ""
+        pub = published.lookup(run.study, "sklearn", label, {})
+        t.add(label, len(sk), _ms(sk), ours,
+              _cell(pub.values.get("sklearn_acc") if pub else None),
+              _cell(pub.values.get("module_acc") if pub else None))
+    t.notes.append("sklearn: solver sgd, constant lr, momentum 0, alpha 0, Glorot-uniform init "
+                   "(sklearn's, not He); see jaxmnist/engine/baselines.py.")
+    return t
+
+
+def table_history(run: Run) -> Table | None:
+    """Per-epoch train/val metrics beside a published training log (S1)."""
+    entries = [e for e in published.for_study(run.study) if e.history]
+    if not entries or len(run.points) != 1:
+        return None
+    p, hist = run.points[0], entries[0].history
+    fields = ("train_acc", "train_loss", "val_acc", "val_loss")
+    t = Table("Training log per epoch: ours (mean ± std) / paper",
+              ["epoch"] + [f"{f} ours" for f in fields] + [f"{f} paper" for f in fields])
+    # Every published epoch gets a row, also when this run trained fewer epochs.
+    epochs = max([len(m.get("history") or []) for m in p.members] + list(hist))
+    for e in range(1, epochs + 1):
+        ours = [_ms(p.values(lambda m, e=e, f=f: (m["history"][e - 1].get(f)
+                                                  if len(m["history"]) >= e else None)))
+                for f in fields]
+        paper = [_cell(hist.get(e, {}).get(f)) for f in fields]
+        t.add(e, *ours, *paper)
+    t.notes.append("The paper printed epochs 1-6 only.")
+    return t
+
+
+def table_last_epoch(run: Run) -> Table:
+    """Per point: train/val accuracy at the last epoch, test accuracy, macro P/R/F1 (S4)."""
+    t = Table("Last epoch and macro precision / recall / F1 on the test set (mean ± std)",
+              ["point", "params", "train acc", "val acc", "test acc", "precision", "recall",
+               "F1", "paper train", "paper val", "paper P/R/F1"])
+    for p in run.points:
+        pub = run.paper(p)
+        vals = pub.values if pub else {}
+        prf = "/".join(_cell(vals.get(k)) for k in ("precision", "recall", "f1")
+                       if k in vals)
+        summ = p.values(_summary_of)
+        t.add(p.label, p.rep.get("param_count"),
+              _ms(p.values(lambda m: _last(m, "train_acc"))),
+              _ms(p.values(lambda m: _last(m, "val_acc"))), _ms(p.test_acc()),
+              *[_ms([s[f"macro_{k}"] if s else None for s in summ])
+                for k in ("precision", "recall", "f1")],
+              _cell(vals.get("train_acc_last")), _cell(vals.get("val_acc_last")),
+              prf)
+    return t
+
+
+def table_models(run: Run) -> Table:
+    """Parameter count per distinct model (the paper's where it printed one)."""
+    t = Table("Models and parameter counts", ["model", "params", "paper params"])
+    seen = set()
+    for p in run.points:
+        text = _model_text(p.config)
+        if text in seen:
+            continue
+        seen.add(text)
+        pub = run.paper(p)
+        t.add(text, p.rep.get("param_count"), pub.values.get("params") if pub else None)
+    return t
+
+
+# A finished group's entry in results_summary.json (results.json ``groups`` has them all).
+_GROUP_FIELDS = ("group", "members", "devices", "strategy", "train_seconds",
+                 "images_per_second", "resumed")
+
+
+def results_summary(run: Run) -> dict[str, Any]:
+    """A compact summary committed beside the tables (``results_summary.json``).
+
+    Settings, device, commit, data sizes, times and, per grid point, the test accuracy and loss
+    per seed (mean, sample std), statuses, the paper's accuracy and each member's last epoch.
+    ``wall_seconds``: the finishing session's, to the end of training; ``train_seconds``: every
+    finished group's epochs over all sessions (``groups``: each group's time and speed).
+    """
+    points = []
+    for p in run.points:
+        accs = p.test_acc()
+        mean, std, n = metrics.mean_std(accs)
+        paper = run.paper(p)
+        last = [m["history"][-1] if m.get("history") else {} for m in p.members]
+        points.append({
+            "label": p.label,
+            "experiments": [e["name"] for e in p.experiments],
+            "n": n,
+            "test_acc": accs,
+            "test_acc_mean": mean if n else None,
+            "test_acc_std": std if n > 1 else None,
+            "test_loss": [m["test"].get("loss") for m in p.members],
+            "status": [m["status"] for m in p.members],
+            "paper_test_acc": paper.values.get("test_acc") if paper else None,
+            "last_epoch": [{k: h.get(k) for k in ("epoch", "train_acc", "val_acc")}
+                           for h in last],
+        })
+    groups = [{k: g.get(k) for k in _GROUP_FIELDS} for g in run.results.get("groups", [])]
+    env = run.env
+    return rundir.finite_json({
+        "study": run.study, "title": run.config.get("title", ""),
+        "settings": run.settings_label(), "preset": run.preset,
+        "reduced_reasons": run.reduced_reasons(),
+        "complete": bool(run.results.get("complete", False)),
+        "progress": None if run.results.get("complete", True) else run.progress(),
+        "epochs": get_dotted(run.config, "base.train.epochs", None),
+        "seeds": run.config.get("seeds"), "data": run.results.get("data", {}),
+        "wall_seconds": run.results.get("wall_seconds"),
+        "train_seconds": sum(g["train_seconds"] or 0.0 for g in groups) if groups else None,
+        "groups": groups,
+        "device": run.device(), "commit": env.get("git_commit"), "date": env.get("date"),
+        "sessions": 1 + len(env.get("sessions", [])),
+        "versions": {k: env.get(k) for k in ("python", "jax", "flax", "optax")},
+        "points": points,
+    })
+
+
+def write_tables(run: Run) -> list[Path]:
+    """Writes every table that applies to the run; returns the written paths."""
+    out_dir = run.path / "tables"
+    written: list[Path] = []
+    sections: list[tuple[str, list[Table]]] = []
+
+    def emit(name: str, tables: list[Table | None], heading: str) -> None:
+        tables = [t for t in tables if t is not None]  # a table that does not apply
+        if tables:
+            written.extend(write(tables, out_dir, name, heading))
+            sections.append((heading, tables))
+
+    emit("summary", [table_summary(run)], "Summary")
+    summary_path = out_dir / "results_summary.json"
+    rundir.write_json(summary_path, results_summary(run))
+    written.append(summary_path)
+    emit("grid_matrix", [table_matrix(run)], "Grid")
+    emit("experiments", tables_experiments(run), "Experiments")
+    emit("baseline", [table_baseline(run)], "Baseline")
+    emit("history", [table_history(run)], "Training log vs paper")
+    emit("last_epoch", [table_last_epoch(run)], "Last epoch and macro metrics")
+    emit("models", [table_models(run)], "Models")
+    per_point, long = tables_per_class(run)
+    if per_point:
+        md = out_dir / "per_class.md"
+        md.write_text("## Per-class test metrics\n\n" + "\n".join(t.markdown() for t in per_point))
+        (out_dir / "per_class.csv").write_text(long.csv())
+        written += [md, out_dir / "per_class.csv"]
+    emit("status", [table_status(run)], "Member status")
+    head = (f"# {run.config.get('title', run.study)}\n\n"
+            f"Paper: {published.PAPERS.get(run.study, 'none')}.\n\n"
+            + "  \n".join(run.footer().splitlines()) + "\n\n")
+    body = "\n".join(f"## {h}\n\n" + "\n".join(t.markdown() for t in ts) for h, ts in sections)
+    (out_dir / "report.md").write_text(head + body)
+    written.append(out_dir / "report.md")
+    return written
+
+
+def generate(run_dir: str | Path, *, figures: bool = True) -> list[Path]:
+    """Regenerates every table (and figure) of a run directory; returns the written paths."""
+    run = load(run_dir)
+    written = write_tables(run)
+    if figures:
+        from jaxmnist.runs import figures as figures_mod
+
+        written += figures_mod.write_figures(run)
+    return written

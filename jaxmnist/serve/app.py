@@ -1,15 +1,8 @@
 """Web demo: draw or upload a digit, get the prediction of a trained member of a run.
 
-Usage::
-
-    python -m jaxmnist.serve RUN_DIR                 # http://127.0.0.1:8000
-    python -m jaxmnist.serve RUN_DIR --member 3 --port 8001
-    python -m jaxmnist.serve RUN_DIR/params/member_3.npz
-
-``RUN_DIR`` is a run directory (``results.json`` + ``params/member_<k>.npz|json``, see
-docs/architecture.md); a ``params/`` directory or one ``member_<k>.npz`` also works. The page is
-one HTML file with plain JS (no CDN); the JSON API (``POST /predict``, ``GET /api/members``,
-``GET /healthz``) is documented in docs/serve.md. Bad input gets a 4xx with a JSON
+``python -m jaxmnist.serve RUN_DIR [--member K] [--port P]`` (or a ``params/`` folder or one
+``member_<k>.npz``). One HTML page with plain JS; the JSON API (``POST /predict``,
+``GET /api/members``, ``GET /healthz``): docs/serve.md. Bad input gets a 4xx with
 ``{"error": code, "detail": message}``, never a 500.
 """
 
@@ -53,47 +46,30 @@ from jaxmnist.serve.preprocess import (
 log = logging.getLogger("jaxmnist.serve.app")
 
 STATIC_DIR = Path(__file__).parent / "static"
-# Whole request bodies are capped before parsing: the image limit, grown by base64's 4/3 and a
-# margin for JSON/multipart framing. Anything longer is refused with 413 while streaming.
+# Request bodies: the image limit, grown by base64's 4/3 and a margin for the framing.
 MAX_BODY_BYTES = MAX_BYTES * 4 // 3 + 64 * 1024
 IMAGE_CONTENT_TYPES = ("image/", "application/octet-stream")
-# Images decoded at once. Preprocessing is CPU-bound, so more than the core count gains nothing;
-# of these, one at a time decodes a large PNG at full size (jaxmnist.serve.preprocess: 160 MB for a
-# 40 MP RGB(A) PNG, box-reduced at once).
+# Images decoded at once: preprocessing is CPU-bound, more than the cores gains nothing.
 MAX_CONCURRENT_DECODES = max(1, min(4, os.cpu_count() or 1))
 _MEMBER_FILE = re.compile(r"^member_(\d+)\.(npz|json)$")
-# A member index as text: ASCII digits only (str.isdigit() also accepts "²" and "٣", which int()
-# rejects or reads differently), and short enough that int() never hits its 4300-digit limit.
+# ASCII digits only (isdigit() accepts "²"), short enough for int()'s 4300-digit limit.
 _MEMBER_TEXT = re.compile(r"[0-9]{1,9}")
 
 
-class ServeError(Exception):
+class ServeError(PreprocessError):
     """A request that cannot be served as asked (unknown member, bad JSON, ...); a 4xx."""
 
     def __init__(self, message: str, *, status_code: int = 400, code: str = "bad_request"):
-        super().__init__(message)
-        self.message = message
-        self.status_code = status_code
-        self.code = code
-
-
-# --------------------------------------------------------------------------------------------
-# Loading a run
-# --------------------------------------------------------------------------------------------
+        super().__init__(message, status_code=status_code, code=code)
 
 
 @dataclass
 class MemberInfo:
     """One member of a run as the demo shows it.
 
-    Attributes:
-        member: index ``k`` within the run.
-        config: the member config from ``results.json`` (or ``{"model": ...}`` when absent).
-        test_acc: test accuracy from ``results.json``, ``None`` when unknown.
-        status: ``"ok"``, ``"diverged"``, ``"collapsed"`` or ``"unknown"``.
-        summary: one-line description of the config.
-        available: whether params were loaded and can serve.
-        reason: why not, when not available.
+    ``config`` comes from ``results.json`` (``{"model": ...}`` when absent); ``status`` is ``ok``,
+    ``diverged``, ``collapsed`` or ``unknown``; ``available`` says whether its params loaded, and
+    ``reason`` why not.
     """
 
     member: int
@@ -118,18 +94,10 @@ def _fmt_num(v: Any) -> str:
 
 
 def member_summary(config: dict[str, Any]) -> str:
-    """One line describing a member config, e.g. ``cnn · adam lr 0.001 · 10 ep, bs 32 · seed 0``.
-
-    Args:
-        config: a member config (see docs/architecture.md) or ``{"model": model_cfg}``.
-
-    Returns:
-        The summary; parts that are absent from the config are left out.
-    """
+    """One line for a member config, e.g. ``cnn · adam lr 0.001 · 10 ep, bs 32 · seed 0``."""
     model = dict(config.get("model") or {})
     name = model.pop("name", "?")
-    # Implementation details that do not change what the model computes are not shown.
-    model.pop("conv_impl", None)
+    model.pop("conv_impl", None)  # how, not what, it computes
     extras = ", ".join(f"{k} {_fmt_num(v)}" for k, v in sorted(model.items())
                        if v not in (None, 0, 0.0, [0.0, 0.0], []))
     parts = [f"{name} ({extras})" if extras else str(name)]
@@ -153,16 +121,9 @@ def member_summary(config: dict[str, Any]) -> str:
 
 
 def resolve_run(path: str | Path) -> tuple[Path, int | None]:
-    """Find the run directory for a run dir, a ``params/`` dir or a ``member_<k>`` file.
+    """``(run_dir, member)`` for a run dir, a ``params/`` dir or a ``member_<k>`` file.
 
-    Args:
-        path: what the user passed on the command line.
-
-    Returns:
-        ``(run_dir, member)``; ``member`` is set only when ``path`` names one member's file.
-
-    Raises:
-        FileNotFoundError: nothing usable at ``path``.
+    ``member`` is set only for one member's file; FileNotFoundError when nothing usable is there.
     """
     p = Path(path).expanduser()
     if p.is_file():
@@ -187,17 +148,9 @@ def _finite_tree(tree: Any) -> bool:
 
 
 def load_members(run_dir: Path, only: int | None = None) -> list[MemberInfo]:
-    """Read ``results.json`` and every exported member's params of a run.
+    """Every member of ``results.json`` and every exported one (or ``only``), sorted.
 
-    Members listed in ``results.json`` without params, and params whose values are not finite
-    (a diverged member), are listed with ``available=False`` and a reason.
-
-    Args:
-        run_dir: the run directory.
-        only: load just this member.
-
-    Returns:
-        Members sorted by index.
+    Members without params, or with non-finite ones (diverged), are listed unavailable, with why.
     """
     try:
         results = rundir.read_results(run_dir, required=False)
@@ -239,11 +192,7 @@ def load_members(run_dir: Path, only: int | None = None) -> list[MemberInfo]:
 
 
 def default_member(members: Sequence[MemberInfo]) -> int:
-    """The best available member by test accuracy (status ``ok`` preferred; ties: lowest k).
-
-    Raises:
-        ValueError: no member can serve.
-    """
+    """The best available member by test accuracy (``ok`` first; ties: lowest k), or ValueError."""
     avail = [m for m in members if m.available]
     if not avail:
         raise ValueError("no member of this run has usable exported params")
@@ -255,18 +204,11 @@ def default_member(members: Sequence[MemberInfo]) -> int:
     return max(avail, key=key).member
 
 
-# --------------------------------------------------------------------------------------------
-# Prediction
-# --------------------------------------------------------------------------------------------
-
-
 class Predictor:
     """The loaded members of a run and one jitted softmax(apply) per distinct architecture.
 
-    Args:
-        run: run directory, ``params/`` directory or ``member_<k>.npz`` path.
-        member: default member; ``None`` = the best by test accuracy.
-        warm: compile every architecture now (before the first request) instead of lazily.
+    ``run``: a run directory, ``params/`` or ``member_<k>.npz``; ``member``: the default (None: the
+    best by test accuracy); ``warm``: compile every architecture before the first request.
     """
 
     def __init__(self, run: str | Path, member: int | None = None, *, warm: bool = True):
@@ -335,8 +277,7 @@ class Predictor:
         """Compile and run each architecture once on a blank input; returns seconds taken."""
         t0 = time.perf_counter()
         blank = np.zeros((28, 28), np.uint8)
-        # Every member runs once: params that do not fit their architecture (a stale export)
-        # fail here, at start-up, and that member is listed as unavailable instead.
+        # Params that do not fit their architecture (a stale export) disable that member.
         for k in list(self._params):
             try:
                 self.predict(blank, k)
@@ -345,11 +286,7 @@ class Predictor:
         return time.perf_counter() - t0
 
     def resolve_member(self, member: Any) -> int:
-        """Validate a requested member (``None`` = the default).
-
-        Raises:
-            ServeError: not an integer (400), or not a servable member of the run (404).
-        """
+        """The requested member (None: the default); ServeError 400 or 404."""
         if member is None or member == "":
             return self.default
         if isinstance(member, int) and not isinstance(member, bool):
@@ -367,18 +304,7 @@ class Predictor:
         return k
 
     def predict(self, digit: np.ndarray, member: int | None = None) -> np.ndarray:
-        """Class probabilities of one MNIST-style digit.
-
-        Args:
-            digit: uint8 [28, 28] (white ink on black).
-            member: member index; ``None`` = the default.
-
-        Returns:
-            float64 [10] probabilities.
-
-        Raises:
-            ServeError: the model produced non-finite output (503).
-        """
+        """float64 [10] probabilities of a uint8 [28, 28] digit; ServeError 503 if not finite."""
         k = self.default if member is None else member
         arch, params = self._params[k]
         x = np.asarray(digit, np.uint8).reshape(1, 28, 28, 1)
@@ -394,12 +320,7 @@ class Predictor:
                 "default": self.default, "members": [m.to_json() for m in self.members]}
 
     def handle_image(self, data: bytes, member: Any = None) -> dict[str, Any]:
-        """Preprocess image bytes and predict: the body of a ``POST /predict`` response.
-
-        Raises:
-            PreprocessError: bad image (4xx).
-            ServeError: bad member (4xx).
-        """
+        """Preprocesses image bytes and predicts: a ``POST /predict`` body (or a 4xx error)."""
         t0 = time.perf_counter()
         k = self.resolve_member(member)
         try:
@@ -423,17 +344,8 @@ class Predictor:
                 "input_28x28": f"data:image/png;base64,{png}"}
 
 
-# --------------------------------------------------------------------------------------------
-# HTTP
-# --------------------------------------------------------------------------------------------
-
-
 class _BodyLimit:
-    """ASGI middleware: refuse request bodies over ``limit`` bytes (413), even when chunked.
-
-    The Content-Length header is checked up front; the bytes actually received are counted too,
-    so a lying or missing header does not let a client stream gigabytes into the parser.
-    """
+    """ASGI middleware: refuses bodies over ``limit`` bytes (413), by header and as streamed."""
 
     def __init__(self, app: Callable[..., Awaitable[None]], limit: int):
         self.app = app
@@ -483,28 +395,16 @@ async def _send_json(send: Callable, status: int, body: dict) -> None:
 
 
 def create_app(predictor: Predictor) -> FastAPI:
-    """Build the FastAPI app over a loaded :class:`Predictor`.
-
-    Args:
-        predictor: the loaded (and warmed) members.
-
-    Returns:
-        A FastAPI application (ASGI callable).
-    """
+    """The FastAPI app over a loaded :class:`Predictor`."""
     return_image_memory()  # large uploads' memory goes back to the system afterwards
     app = FastAPI(title="jaxmnist digit demo", version="1",
                   description="Draw or upload a digit; see docs/serve.md.")
     app.state.predictor = predictor
     app.add_middleware(_BodyLimit, limit=MAX_BODY_BYTES)
 
-    @app.exception_handler(PreprocessError)
-    async def _bad_image(_: Request, err: PreprocessError) -> JSONResponse:
+    @app.exception_handler(PreprocessError)  # and ServeError
+    async def _bad_input(_: Request, err: PreprocessError) -> JSONResponse:
         return JSONResponse(err.to_dict(), status_code=err.status_code)
-
-    @app.exception_handler(ServeError)
-    async def _bad_request(_: Request, err: ServeError) -> JSONResponse:
-        return JSONResponse({"error": err.code, "detail": err.message},
-                            status_code=err.status_code)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, err: StarletteHTTPException) -> JSONResponse:
@@ -589,11 +489,6 @@ def create_app(predictor: Predictor) -> FastAPI:
         return await run_in_threadpool(predictor.handle_image, data, member)
 
     return app
-
-
-# --------------------------------------------------------------------------------------------
-# CLI
-# --------------------------------------------------------------------------------------------
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,23 +1,9 @@
-"""Turn a real image of a handwritten digit into an MNIST-style 28x28 uint8 array.
+"""Turns a real image of a handwritten digit into an MNIST-style 28x28 uint8 array.
 
-MNIST digits are white ink on a black background, size-normalised to fit a 20x20 box with their
-aspect ratio kept (anti-aliased, hence grey edges), then placed in a 28x28 field so that their
-centre of mass sits at the centre (LeCun et al.). A photo or a canvas drawing is nothing like
-that, so :func:`preprocess_bytes` does, in order:
-
-1. decode (PNG/JPEG/WebP/GIF/BMP) with limits on bytes and pixels, EXIF orientation applied,
-   alpha composited on white, grayscale, large images reduced to :data:`WORK_SIDE`;
-2. polarity: invert when the border (the background) is light, so ink is bright;
-3. background flattening (a robust quadratic fit: uneven lighting in photos) and a contrast
-   stretch so that solid ink = 1;
-4. denoising: an adaptive noise floor (from the background's median and MAD) that keeps the
-   anti-aliased stroke edges, and removal of isolated specks;
-5. crop to the bounding box of the strong ink (so faint noise cannot widen it), normalise the
-   stroke width towards MNIST's, scale into 20x20 keeping the aspect ratio, and centre by
-   centre of mass in 28x28.
-
-Only numpy and Pillow: no jax here, so the server's input checks are cheap to import and test.
-Every rejected input raises :class:`PreprocessError`, which carries an HTTP status code.
+Decode with limits, set the polarity, flatten the background, denoise, crop to the ink,
+normalise the stroke width, fit into 20x20 and centre by mass in 28x28, as MNIST was made
+(each step and why: docs/serve.md, "Preprocessing"). numpy and Pillow only, no jax; every
+rejected input raises :class:`PreprocessError`, which carries an HTTP status.
 """
 
 from __future__ import annotations
@@ -34,57 +20,34 @@ import warnings
 import numpy as np
 from PIL import Image, ImageOps
 
-# Upload limits. 5 MiB covers a phone JPEG; the pixel limit guards against decompression bombs
-# (a few-KB PNG can declare 100000 x 100000 pixels = 10 GB once decoded).
+# Upload limits (a phone JPEG; decompression bombs) and shapes worth recognising.
 MAX_BYTES = 5 * 1024 * 1024
 MAX_PIXELS = 40_000_000
-# Shape limits: below 8 px per side there is nothing to recognise; beyond 10:1 it is a strip.
 MIN_SIDE = 8
 MAX_ASPECT = 10.0
-# Images are reduced so their longer side is at most this many pixels before analysis: a digit
-# ends up 20 px tall, so more resolution only costs time (a 12 MP photo would take ~1 s).
-WORK_SIDE = 1024
+WORK_SIDE = 1024  # longer side analysed: a digit ends up 20 px tall
 ALLOWED_FORMATS = ("PNG", "JPEG", "WEBP", "GIF", "BMP")
-# A JPEG is decoded at a reduced scale (libjpeg's draft mode); the other formats are decoded at
-# full size, 160 MB for a 40 MP RGB(A) PNG, and box-reduced at once. Decodes of more than this
-# many pixels run one at a time per process, so a burst of large uploads holds one full-size
-# image, not one per worker thread (smaller decodes run alongside).
+# Larger decodes run one at a time per process; memory and block size: docs/serve.md.
 LARGE_DECODE_PIXELS = 16_000_000
 _LARGE_DECODES = threading.BoundedSemaphore(1)
-# Pillow allocates image memory in blocks (16 MiB by default). Once such a block was freed,
-# glibc's malloc serves the next ones from its heaps (its mmap threshold adapts up to 32 MiB)
-# and keeps that memory: after bursts of large uploads a server stays hundreds of MiB up.
-# Larger blocks are mmapped, and return to the system when the image is freed; an image smaller
-# than a block still gets a block of its own size. See :func:`return_image_memory`.
 PILLOW_BLOCK_SIZE = 64 * 2**20
 
-# MNIST geometry: 28x28 field, digit fitted into a 20x20 box, centre of mass at pixel index
-# (14, 14) (measured on the MNIST test set: mean row 13.99, column 14.01, std 0.29).
+# MNIST's geometry and stroke widths, as measured on its test set: docs/serve.md.
 FIELD = 28
 BOX = 20
 COM_TARGET = 14.0
-# Stroke width (2 * ink area / perimeter) of MNIST digits in 28x28 pixels, measured on the test
-# set: 10th percentile 1.5, median 2.0, 90th percentile 2.8. Strokes thinner than LOW are
-# thickened to THICKEN_TO, strokes fatter than HIGH thinned to THIN_TO, so a fine-pen photo or a
-# small, fat canvas drawing looks like MNIST's; the usual range is left alone.
 STROKE_LOW, STROKE_HIGH = 1.4, 3.2
 THICKEN_TO, THIN_TO = 2.0, 2.6
-# Stroke width is measured and corrected at 4x the final scale, where a 1-pixel dilation is a
-# quarter-pixel change after the final reduction.
-_FINE = 4 * BOX
-# A digit needs at least this much contrast over its background (fraction of full scale,
-# 0.12 = 31 grey levels): below it the image is treated as blank.
-MIN_CONTRAST = 0.12
+_FINE = 4 * BOX  # stroke width is corrected at 4x: a 1-px dilation becomes 1/4 px
+MIN_CONTRAST = 0.12  # of full scale (31 grey levels): below it the image is blank
 MIN_INK_PIXELS = 4
 
 
 class PreprocessError(ValueError):
     """An input image that cannot be turned into a digit; maps to a 4xx HTTP response.
 
-    Attributes:
-        status_code: HTTP status (400 bad request, 413 too large, 415 not a supported image,
-            422 an image, but unusable: corrupt, odd dimensions, or no ink).
-        code: short machine-readable reason, e.g. ``"no_ink"``.
+    ``status_code``: 400 bad request, 413 too large, 415 not a supported image, 422 unusable
+    (corrupt, odd dimensions, no ink); ``code``: a short machine-readable reason (``"no_ink"``).
     """
 
     def __init__(self, message: str, *, status_code: int = 400, code: str = "bad_input"):
@@ -98,27 +61,13 @@ class PreprocessError(ValueError):
         return {"error": self.code, "detail": self.message}
 
 
-# --------------------------------------------------------------------------------------------
-# Decoding
-# --------------------------------------------------------------------------------------------
-
 _DATA_URL = re.compile(r"^data:(?P<mime>[\w.+-]+/[\w.+-]+)?(?P<params>(;[^,;]*)*?),", re.ASCII)
 
 
 def decode_data_url(url: str, *, max_bytes: int = MAX_BYTES) -> bytes:
-    """Decode a ``data:image/png;base64,...`` URL (as from ``canvas.toDataURL()``) to bytes.
+    """Bytes of a ``data:image/...;base64,`` URL (``canvas.toDataURL()``) or of bare base64.
 
-    A bare base64 string (no ``data:`` prefix) is accepted too.
-
-    Args:
-        url: the data URL or base64 text.
-        max_bytes: limit on the decoded size.
-
-    Returns:
-        The decoded file bytes.
-
-    Raises:
-        PreprocessError: not a string, not base64, a non-image MIME type, empty, or too large.
+    Raises PreprocessError: not a string, not base64, a non-image MIME type, or too large.
     """
     if not isinstance(url, str):
         raise PreprocessError("'image' must be a string: a data URL or base64 text",
@@ -149,23 +98,11 @@ def decode_data_url(url: str, *, max_bytes: int = MAX_BYTES) -> bytes:
 
 def decode_image(data: bytes, *, max_bytes: int = MAX_BYTES,
                  max_pixels: int = MAX_PIXELS) -> np.ndarray:
-    """Decode image file bytes to a grayscale float array, 0 = black, 1 = white.
+    """Image file bytes -> grayscale float32 [H, W] in [0, 1] (0 = black).
 
-    EXIF orientation is applied, transparency is composited on white (a transparent canvas with
-    dark strokes reads as ink on paper), and images larger than :data:`WORK_SIDE` are reduced
-    (JPEGs already while decoding, which is several times faster for phone photos).
-
-    Args:
-        data: the file's bytes.
-        max_bytes: limit on ``len(data)``.
-        max_pixels: limit on width x height as declared in the header, checked before decoding.
-
-    Returns:
-        float32 array [H, W] in [0, 1].
-
-    Raises:
-        PreprocessError: empty, too large, not a supported image, corrupt or truncated, or with
-            odd dimensions.
+    EXIF orientation applied, transparency composited on white, reduced to :data:`WORK_SIDE`
+    (JPEGs while decoding); ``max_pixels`` is checked on the header, before decoding. Raises
+    PreprocessError: empty, too large, not a supported image, corrupt, or odd dimensions.
     """
     if not data:
         raise PreprocessError("empty file: no image data received", code="empty")
@@ -218,8 +155,7 @@ def decode_image(data: bytes, *, max_bytes: int = MAX_BYTES,
     return gray
 
 
-# Modes that Image.reduce averages correctly (not palette indices, not 1-bit): a large image in
-# one of them is box-reduced right after decoding, before any conversion copies it.
+# Modes that Image.reduce averages (not palettes, not 1-bit).
 _REDUCIBLE = ("L", "LA", "RGB", "RGBA", "I", "F")
 _SIXTEEN_BIT = ("I;16", "I;16B", "I;16L", "I;16N")
 
@@ -227,9 +163,8 @@ _SIXTEEN_BIT = ("I;16", "I;16B", "I;16L", "I;16N")
 def _shrink(img: Image.Image) -> Image.Image:
     """Box-reduces ``img`` by an integer factor, keeping its longer side >= :data:`WORK_SIDE`.
 
-    A no-op below twice :data:`WORK_SIDE` (normal uploads are processed exactly as before) and
-    for modes that cannot be averaged. A 40 MP RGBA canvas is otherwise converted and
-    composited at full size: four 160 MB copies per upload.
+    A no-op below twice that and for modes that cannot be averaged; it spares a 40 MP RGBA
+    canvas four full-size copies.
     """
     factor = max(img.size) // WORK_SIDE
     if factor < 2:
@@ -242,9 +177,8 @@ def _shrink(img: Image.Image) -> Image.Image:
 def return_image_memory() -> None:
     """Makes Pillow allocate large images in :data:`PILLOW_BLOCK_SIZE` blocks (process-wide).
 
-    A server calls it once (``jaxmnist.serve.app`` does), so that the memory of large uploads
-    returns to the system after they are processed. Left alone when ``$PILLOW_BLOCK_SIZE`` is
-    set (Pillow reads it at import) or this Pillow has no block allocator setting.
+    Called once by a server so that large uploads' memory returns to the system; left alone when
+    ``$PILLOW_BLOCK_SIZE`` is set or this Pillow has no such setting.
     """
     set_block_size = getattr(Image.core, "set_block_size", None)
     if set_block_size is not None and "PILLOW_BLOCK_SIZE" not in os.environ:
@@ -275,11 +209,6 @@ def _to_gray(img: Image.Image) -> np.ndarray:
         img.thumbnail((WORK_SIDE, WORK_SIDE), Image.Resampling.BOX)
     a = np.asarray(img, dtype=np.float32)
     return a if img.mode == "F" else a / 255.0
-
-
-# --------------------------------------------------------------------------------------------
-# Image -> MNIST
-# --------------------------------------------------------------------------------------------
 
 
 def border_pixels(gray: np.ndarray) -> np.ndarray:
@@ -315,11 +244,8 @@ def _quadratic_basis(n_rows: int, n_cols: int) -> tuple[np.ndarray, np.ndarray]:
 def _background(ink: np.ndarray) -> np.ndarray | float:
     """Background level of an ink-bright image: a smooth surface for photos, else a scalar.
 
-    Photos are lit unevenly (a gradient across the page, vignetting), so a single level leaves
-    one side grey. For images of 64 px or more, a quadratic surface in (row, column) is fitted
-    by least squares to a reduced copy (<= 96 px), dropping the pixels far above the fit
-    (ink: bright after inversion) and refitting, a few times. Small images are assumed evenly
-    lit: their border median is the background.
+    From 64 px: a quadratic surface fitted to a <= 96 px copy, refitted without the ink (pixels far
+    above the fit); smaller images: their border median.
     """
     h, w = ink.shape
     if min(h, w) < 64:
@@ -334,8 +260,7 @@ def _background(ink: np.ndarray) -> np.ndarray | float:
     keep = np.ones(vals.shape, bool)
     coef = np.zeros(6)
     for _ in range(4):
-        # Normal equations: a 6x6 solve (coordinates in [-1, 1] keep it well conditioned);
-        # np.linalg.lstsq's SVD is ~50x slower here and this runs on every request.
+        # Normal equations (well conditioned in [-1, 1]): ~50x faster than lstsq's SVD.
         a = basis[keep]
         coef = np.linalg.solve(a.T @ a + 1e-9 * np.eye(6), a.T @ vals[keep])
         r = vals - basis @ coef
@@ -353,10 +278,9 @@ def _background(ink: np.ndarray) -> np.ndarray | float:
 
 
 def _despeckle(y: np.ndarray, passes: int = 2) -> np.ndarray:
-    """Zero ink pixels with fewer than two inked 8-neighbours (isolated specks of noise).
+    """Zeroes ink pixels with fewer than two inked 8-neighbours (isolated specks).
 
-    A one-pixel-wide line keeps two neighbours per pixel and survives, unlike with a median
-    filter, which erases thin pen strokes in reduced photos.
+    A one-pixel line keeps two neighbours and survives, unlike under a median filter.
     """
     y = y.copy()
     for _ in range(passes):
@@ -372,8 +296,8 @@ def _despeckle(y: np.ndarray, passes: int = 2) -> np.ndarray:
 def _mass_bbox(y: np.ndarray, tail: float = 0.001) -> tuple[int, int, int, int]:
     """Bounding box (top, bottom, left, right; inclusive) of the ink, ignoring stray mass.
 
-    Rows/columns are dropped from each side while the mass they hold is below ``tail`` of the
-    total: a far-away speck no longer stretches the box, a stroke loses at most a faint tip.
+    Each side drops rows/columns holding under ``tail`` of the mass: a far speck no longer
+    stretches the box.
     """
 
     def span(profile: np.ndarray) -> tuple[int, int]:
@@ -393,10 +317,7 @@ def _mass_bbox(y: np.ndarray, tail: float = 0.001) -> tuple[int, int, int, int]:
 
 
 def stroke_width(y: np.ndarray) -> float:
-    """Mean stroke width in pixels: 2 x ink area / perimeter (total variation) of a soft image.
-
-    For a stroke of length L and width w, area = L*w and perimeter ~ 2L, so this gives ~w.
-    """
+    """Mean stroke width in pixels: 2 x ink area / perimeter (total variation) of a soft image."""
     area = float(y.sum())
     tv = float(np.abs(np.diff(y, axis=0)).sum() + np.abs(np.diff(y, axis=1)).sum())
     return 2.0 * area / tv if tv > 0 else 0.0
@@ -430,15 +351,10 @@ def _fit(y: np.ndarray, side: float) -> np.ndarray:
 
 
 def normalize_stroke(y: np.ndarray, scale: float) -> np.ndarray:
-    """Thicken or thin strokes so that, after scaling by ``scale``, they are MNIST-like.
+    """Thickens (max filter) or thins (min filter) strokes to MNIST's width after ``scale``.
 
-    Args:
-        y: ink image (ink = 1), fitted to :data:`_FINE` px on its longer side.
-        scale: factor from ``y`` to the final 20x20 box.
-
-    Returns:
-        The image with a k x k max filter (thin strokes) or min filter (fat strokes) applied and
-        cropped again to its ink, or unchanged when the width is within MNIST's usual range.
+    ``y`` is fitted to :data:`_FINE` px; ``scale`` takes it to the 20x20 box. Returns ``y``
+    unchanged inside MNIST's usual range, else the filtered image cropped to its ink.
     """
     w = stroke_width(y) * scale
     if w <= 0 or STROKE_LOW <= w <= STROKE_HIGH:
@@ -483,17 +399,10 @@ def _place(d: np.ndarray) -> np.ndarray:
 
 
 def to_mnist(gray: np.ndarray) -> np.ndarray:
-    """Turn a grayscale image (any polarity, any size) into an MNIST-style digit.
+    """A grayscale image (float [H, W] in [0, 1] or uint8, any polarity and size) as a digit.
 
-    Args:
-        gray: float array [H, W] in [0, 1] (0 = black), or uint8 [H, W] (0..255).
-
-    Returns:
-        uint8 array [28, 28]: white (255) ink on black (0), fitted into 20x20, centred by
-        centre of mass.
-
-    Raises:
-        PreprocessError: the image is blank (no ink with enough contrast).
+    Returns uint8 [28, 28], white ink on black, fitted into 20x20 and centred by mass; raises
+    PreprocessError when it is blank (no ink with enough contrast).
     """
     g = np.asarray(gray)
     if g.dtype == np.uint8:
@@ -520,11 +429,9 @@ def to_mnist(gray: np.ndarray) -> np.ndarray:
     if full < MIN_CONTRAST:
         raise _no_ink()
     y = np.clip(x / full, 0.0, 1.0)
-    # 3. Noise floor: median + 4 robust sigmas (MAD) of the background's residual, taken before
-    #    clipping at 0 so the spread is not halved. Clean images have a background of exact
-    #    zeros, so the floor is 0 and every anti-aliased edge pixel is kept.
+    # 3. Noise floor: median + 4 robust sigmas of the background's residual before clipping
+    #    (0 for a clean image); ~64k pixels estimate a median as well, 10x faster.
     bgr = r[~fg]
-    # A regular subsample of ~64k pixels estimates a median as well and is 10x faster on photos.
     bgr = bgr[::max(1, bgr.size // 65536)]
     floor = 0.0
     if bgr.size:
@@ -537,9 +444,7 @@ def to_mnist(gray: np.ndarray) -> np.ndarray:
     strong = _despeckle(np.where(fg, y, 0.0))
     if np.count_nonzero(strong) < MIN_INK_PIXELS:
         raise _no_ink()
-    # 4. Crop: the box of the strong ink (above Otsu's threshold), widened by a margin for the
-    #    faint anti-aliased edges, then shrunk to the ink inside it. Faint noise far from the
-    #    digit cannot widen the box, yet a clean image keeps all of its grey edge pixels.
+    # 4. Crop: the box of the strong ink plus a margin for faint edges, shrunk to the ink.
     top, bottom, left, right = _mass_bbox(strong)
     m = max(2, round(0.02 * max(y.shape)))
     window = np.zeros(y.shape, bool)
@@ -567,17 +472,7 @@ def _no_ink() -> PreprocessError:
 
 
 def preprocess_bytes(data: bytes) -> np.ndarray:
-    """Decode image bytes and return the MNIST-style uint8 [28, 28] digit.
-
-    Args:
-        data: PNG/JPEG/WebP/GIF/BMP file bytes.
-
-    Returns:
-        uint8 array [28, 28], white ink on black.
-
-    Raises:
-        PreprocessError: see :func:`decode_image` and :func:`to_mnist`.
-    """
+    """Image file bytes -> the MNIST-style uint8 [28, 28] digit."""
     return to_mnist(decode_image(data))
 
 

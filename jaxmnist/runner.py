@@ -5,7 +5,7 @@ The one implementation of a run, which the Python API (:func:`jaxmnist.api.run`,
 directory is checked before the data load, made after it, and written after every group
 (``results.json``); each group trains as one program (``jaxmnist.engine.train``) with a progress
 bar, TensorBoard events and the user's callbacks; the best member's training-set confusion matrix,
-the sklearn baseline where the study asks for one, and the report (``jaxmnist.runs.report``) come
+the sklearn baseline where the study asks for one, and the report (``jaxmnist.runs.tables``) come
 last. Re-running into the same directory resumes. In a multi-process run (``--distributed``)
 every process trains and process 0 alone writes.
 """

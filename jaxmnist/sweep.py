@@ -16,7 +16,7 @@ Steps: load and validate the study (no jax, nothing written on error, exit code 
 into member configs -> group members by their static keys (``jaxmnist.config.group_key``) -> train
 them into the run directory with :func:`jaxmnist.runner.run` (what the Python API calls too: each
 group as one program with a progress bar, ``results.json`` after every group, the sklearn baseline
-where the study asks for one, ``jaxmnist.runs.report`` tables and figures). This module is the
+where the study asks for one, ``jaxmnist.runs.tables`` tables and figures). This module is the
 command line only: arguments, messages and exit codes.
 
 Re-running into an existing run directory resumes: finished groups are read back from
@@ -207,14 +207,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _run_cli(study: dict[str, Any], run_dir: Path, **kwargs: Any) -> int:
     """:func:`run` with every expected failure turned into one message and an exit code."""
-    from jaxmnist.data import DataError as MnistDataError
+    from jaxmnist.data import DataError
 
     existed = run_dir.exists()
     # In a multi-process run, a failure of another process (or of this one) mid-run gives one
     # message and exit status 3 at once; the errors below are raised alike by every process.
     guard = distributed.stop_together(
         f"from the last checkpoint in {run_dir / 'ckpt'}",
-        passthrough=(C.ConfigError, MnistDataError, rundir.RunDirError,
+        passthrough=(C.ConfigError, DataError, rundir.RunDirError,
                      distributed.DistributedError))
     try:
         with guard:
@@ -222,7 +222,7 @@ def _run_cli(study: dict[str, Any], run_dir: Path, **kwargs: Any) -> int:
     except distributed.DistributedError as err:
         say(f"jaxmnist.sweep: {err}")
         return EXIT_CONFIG
-    except (C.ConfigError, MnistDataError) as err:
+    except (C.ConfigError, DataError) as err:
         say(f"jaxmnist.sweep: {err}\n" + ("Nothing was written." if not existed else
                                            f"Nothing more was written to {run_dir}."))
         return EXIT_CONFIG

@@ -390,7 +390,7 @@ def test_fashion_mnist_grid_from_the_debian_idx_files(tmp_path):
     ({"grid": {"optim.name": ["adam", "lamb", "adamq"]}},
      "'adamq' is not a valid optimizer; valid choices: sgd, momentum, nesterov, adam"),
     ({"model": {"name": "no_such_pkg.nets:make"}}, "cannot import 'no_such_pkg.nets'"),
-    ({"model": {"name": "mlpp"}}, "valid choices are ['mlp', 'cnn', 'cnn_depth', 'squeezenet']"),
+    ({"model": {"name": "mlpp"}}, "valid choices are ['mlp', 'cnn', 'cnn_depth', 'squeezenet'"),
 ])
 def test_bad_dataset_or_model_is_exit_2_and_nothing_written(tmp_path, capsys, change, message):
     kwargs = {"model": {"name": "mlp", "hidden": [16]}, **change}

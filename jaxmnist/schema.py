@@ -237,13 +237,13 @@ def member_paths() -> tuple[str, ...]:
 
     A study may set them in a grid point or an override without stating them in its base.
     """
-    out = []
-    for name, field in Member.model_fields.items():
-        sub = field.annotation
-        if isinstance(sub, type) and issubclass(sub, BaseModel) and name != "optim":
-            out += [f"{name}.{k}" for k in sub.model_fields]
-        elif name == "optim":
+    out: list[str] = []
+    for name in Member.model_fields:
+        if name == "optim":
             out += [f"optim.{k}" for k in Optim.model_fields if k != "hyper"]
+        elif name in ("reg", "train"):
+            section: type[BaseModel] = Reg if name == "reg" else Train
+            out += [f"{name}.{k}" for k in section.model_fields]
         elif name != "model":
             out.append(name)
     return tuple(out)
@@ -312,11 +312,11 @@ def _message(e: Mapping[str, Any], where: str) -> list[str]:
 def _fields_at(model: type[BaseModel], loc: Sequence[str]) -> list[str]:
     cls: Any = model
     for part in loc:
-        field = cls.model_fields.get(part) if isinstance(cls, type) else None
+        field = getattr(cls, "model_fields", {}).get(part)
         if field is None:
             return []
         cls = field.annotation
-    return list(cls.model_fields) if isinstance(cls, type) and issubclass(cls, BaseModel) else []
+    return list(getattr(cls, "model_fields", {}))
 
 
 def _problems(model: type[BaseModel], value: Any, where: str) -> tuple[Any, list[str]]:

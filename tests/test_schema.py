@@ -139,6 +139,27 @@ def test_member_fills_every_default_and_its_config_rebuilds_it():
     assert schema.member(m) is m
 
 
+def test_mypy_sees_members_fields(tmp_path):
+    import subprocess
+    import sys
+
+    (tmp_path / "use.py").write_text(
+        "from jaxmnist import schema\n"
+        "m = schema.member({})\n"
+        "epochs: int = m.train.epochs\n"
+        "lr: float = m.optim.learning_rate\n"
+        "m.optim.learnig_rate\n"
+        "bad: str = m.seed\n")
+    out = subprocess.run([sys.executable, "-m", "mypy", "--cache-dir", str(tmp_path / "cache"),
+                          "--config-file", str(PACKAGE.parent / "pyproject.toml"),
+                          str(tmp_path / "use.py")], capture_output=True, text=True,
+                         cwd=PACKAGE.parent, timeout=300)
+    errors = [line for line in out.stdout.splitlines() if ": error:" in line]
+    assert len(errors) == 2, out.stdout
+    assert 'use.py:5: error: "Optim" has no attribute "learnig_rate"' in errors[0]
+    assert "use.py:6: error: Incompatible types in assignment" in errors[1]
+
+
 def test_the_type_checker_sees_the_fields():
     # Static classes: the fields are declared, not built at run time (CI runs mypy on them).
     assert list(schema.Member.model_fields) == ["model", "optim", "reg", "loss", "train", "seed"]

@@ -9,7 +9,7 @@ traced parameters and tests them against optax's ``*_schedule`` functions.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
@@ -124,7 +124,7 @@ Schedule = Annotated[Constant | Cosine | WarmupCosine | Exponential | Piecewise,
 """An ``optim.schedule``: a name or ``{"name": ..., parameters}``, parsed into its kind."""
 
 SCHEDULES: dict[str, dict[str, Any]] = {
-    cls.model_fields["name"].annotation.__args__[0]: {
+    get_args(cls.model_fields["name"].annotation)[0]: {
         k: (None if f.is_required() else f.default) for k, f in cls.model_fields.items()
         if k != "name"}
     for cls in KINDS

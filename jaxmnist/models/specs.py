@@ -57,8 +57,11 @@ def _bool(what: str):
     return check
 
 
-def _conv_impl(family: str) -> Any:
-    return Annotated[str, BeforeValidator(_choice(f"{family} 'conv_impl'", layers.CONV_IMPLS))]
+def _conv_impl(value: Any) -> Any:
+    return _choice("'conv_impl'", layers.CONV_IMPLS)(value)
+
+
+ConvImpl = Annotated[str, BeforeValidator(_conv_impl)]
 
 
 class _Spec(BaseModel):
@@ -116,7 +119,7 @@ class Cnn(_Spec):
 
     name: Literal["cnn"]
     dropout: Annotated[list[float], BeforeValidator(_pair)] = [0.0, 0.0]
-    conv_impl: _conv_impl("cnn") = "auto"
+    conv_impl: ConvImpl = "auto"
 
 
 class CnnDepth(_Spec):
@@ -127,7 +130,7 @@ class CnnDepth(_Spec):
     dropout: Annotated[float, BeforeValidator(_rate("cnn_depth"))] = 0.25
     padding: Annotated[str, BeforeValidator(
         _choice("cnn_depth 'padding'", layers.PADDINGS))] = "same"
-    conv_impl: _conv_impl("cnn_depth") = "auto"
+    conv_impl: ConvImpl = "auto"
 
     @model_validator(mode="after")
     def _fits(self) -> CnnDepth:
@@ -146,7 +149,7 @@ class SqueezeNet(_Spec):
     name: Literal["squeezenet"]
     dropout: Annotated[float, BeforeValidator(_rate("squeezenet"))] = 0.5
     final_relu: Annotated[bool, BeforeValidator(_bool("squeezenet 'final_relu'"))] = True
-    conv_impl: _conv_impl("squeezenet") = "auto"
+    conv_impl: ConvImpl = "auto"
 
 
 class UserModel(_Spec):

@@ -199,7 +199,7 @@ class Optim(_Section):
 
 
 class Reg(_Section):
-    """L1 / L2 penalties on the weights (``lambda * sum|w|``, ``lambda * sum w**2``)."""
+    """Penalties on the weight leaves: ``l1 * sum(abs(w)) + l2 * sum(w**2) / 2``."""
 
     l1: NonNegativeNumber = 0.0
     l2: NonNegativeNumber = 0.0

@@ -182,6 +182,60 @@ def test_grid_member_equals_config_trained_alone_with_the_cnn():
     _check_grid_equals_alone("sequential", members, results)
 
 
+def _penalised_alone(member: dict, splits) -> dict:
+    """SGD on the data loss plus L1 / L2 penalties written out here (Keras-style: ``l1 *
+    sum|w| + l2 * sum w**2 / 2`` over the kernels ``w``, not the biases), with the engine's
+    documented keys and data order; no dropout, so only the keys of the data order matter."""
+    model = models.build(member["model"])
+    l1, l2, lr = member["reg"]["l1"], member["reg"]["l2"], member["optim"]["learning_rate"]
+
+    def kernels(p):
+        return [leaf for path, leaf in jax.tree_util.tree_leaves_with_path(p)
+                if path[-1].key == "w"]
+
+    @jax.jit
+    def step(params, x, y):
+        def loss_fn(p):
+            logits, _ = model.apply(p, {}, x, train=True)
+            data = losses.xent(logits, y)
+            return (data + l1 * sum(jnp.sum(jnp.abs(w)) for w in kernels(p))
+                    + l2 * 0.5 * sum(jnp.sum(w * w) for w in kernels(p)))
+
+        grads = jax.grad(loss_fn)(params)
+        return jax.tree_util.tree_map(lambda p, g: p - lr * g, params, grads)
+
+    seed_key = jax.random.PRNGKey(member["seed"])
+    params, _ = model.init(jax.random.fold_in(seed_key, 0))
+    data_key = jax.random.fold_in(seed_key, 2)
+    n, batch = len(splits.train_x), member["train"]["batch_size"]
+    for epoch in range(1, member["train"]["epochs"] + 1):
+        order = np.asarray(jax.random.permutation(jax.random.fold_in(data_key, epoch), n))
+        for i in range(0, n, batch):
+            idx = order[i : i + batch]
+            params = step(params, jnp.asarray(splits.train_x[idx]),
+                          jnp.asarray(splits.train_y[idx]))
+    return params
+
+
+def test_a_grid_of_l1_l2_penalties_equals_a_loop_that_adds_them_itself():
+    """Several lambdas in ONE group (reg.* vary inside a program): each member equals a plain
+    loop with the penalty written by hand. lr 0.05 x l1 1e-2 moves a kernel 5e-4 a step, so an
+    ignored or another member's penalty is far outside the bound."""
+    splits = small_splits(n_train=320)
+    mlp = {"name": "mlp", "hidden": [32]}
+    members = [base_member(**{"model": mlp, "optim.name": "sgd", "optim.learning_rate": 0.05,
+                              "reg.l1": l1, "reg.l2": l2, "seed": 1})
+               for l1, l2 in ((0.0, 0.0), (1e-2, 0.0), (0.0, 1e-1), (1e-3, 1e-2))]
+    assert len(train.group_members(members)) == 1
+    results = train.train_grid(members, splits, train_confusion=False)
+    alone = [_penalised_alone(m, splits) for m in members]
+    for k, result in enumerate(results):
+        assert _max_abs_diff(result.params, alone[k]) <= 1e-5, members[k]["reg"]
+        for j in range(len(members)):
+            if j != k:  # the bound tells the penalties apart
+                assert _max_abs_diff(result.params, alone[j]) > 1e-4, (k, j)
+
+
 def test_the_oracle_bounds_catch_a_member_trained_with_another_learning_rate(oracle_grids):
     """The bounds are tight enough to fail: an engine that gave a member a learning rate off by
     10% (let alone another member's) would be caught, under both strategies, for every

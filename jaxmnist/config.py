@@ -19,7 +19,7 @@ A study file defines ``get_config() -> ml_collections.ConfigDict`` with these fi
 - ``seeds``: number of seeds per grid point (seeds ``0 .. seeds-1``).
 - ``presets``: named nested overrides, chosen with ``--preset NAME`` (``--quick`` is
   ``--preset quick``): ``quick`` is the smoke-sized run, ``cpu`` (S2, S4) a run sized for a
-  2-core CPU. A study file may still give the older ``quick`` field alone.
+  2-core CPU.
 - ``baseline``: ``"sklearn"`` to also fit scikit-learn's ``MLPClassifier`` (S3), else ``""``.
 
 Everything here is plain Python (no jax): a bad study is rejected with one message before
@@ -53,22 +53,6 @@ from jaxmnist.groups import (  # noqa: F401 - the grouping rule is part of the c
 )
 from jaxmnist.schema import ConfigError
 from jaxmnist.trees import get_dotted, set_dotted  # noqa: F401 - public here too
-
-BASELINES = ("", "sklearn")
-# Every other choice list (optimizers, losses, models, activations, initializers, strategies,
-# datasets, sources, split kinds) lives in the module that implements it; jaxmnist.schema reads
-# them from there.
-
-
-STUDY_KEYS = (
-    "study", "title", "data", "base", "grid", "experiments", "seeds", "presets", "quick",
-    "baseline", "reduced", "notes",
-)
-# Keys resolve() adds to a study (recorded in config.json; not settable in a study file).
-RESOLVED_KEYS = ("preset", "overrides", "quick_applied", "reduced_reasons")
-
-
-
 
 # --------------------------------------------------------------------------------------------
 # Dotted keys
@@ -350,12 +334,8 @@ def _merge(tree: dict[str, Any], overrides: Mapping[str, Any], where: str) -> li
 
 
 def presets(cfg: ml_collections.ConfigDict | Mapping[str, Any]) -> dict[str, dict[str, Any]]:
-    """Returns a study's named presets: its ``presets`` plus the older ``quick`` field."""
-    plain = to_plain(cfg)
-    out = dict(plain.get("presets") or {})
-    if plain.get("quick") and "quick" not in out:
-        out["quick"] = plain["quick"]
-    return out
+    """Returns a study's named presets (``--preset NAME``; ``--quick`` is ``quick``)."""
+    return dict(to_plain(cfg).get("presets") or {})
 
 
 def resolve(
@@ -418,7 +398,7 @@ def resolve(
 
 # Settings that never make a run "reduced": seeds (the papers ran each model once; our seeds only
 # add error bars), where the images come from, and bookkeeping fields.
-_NOT_REDUCING = ("seeds", "title", "notes", "presets", "quick", "data.source", "data.train_limit",
+_NOT_REDUCING = ("seeds", "title", "notes", "presets", "data.source", "data.train_limit",
                  "data.val_limit", "data.test_limit", "base.train.epochs", "base.train.strategy")
 
 
@@ -449,7 +429,7 @@ def reduced_reasons(full: Mapping[str, Any], study: Mapping[str, Any]) -> list[s
             reasons.append(f"{points} of {full_points} grid points")
     flat_full, flat = flatten(full), flatten(study)
     for key in sorted(set(flat_full) | set(flat)):
-        if key.startswith(_NOT_REDUCING) or key in RESOLVED_KEYS or key == "reduced":
+        if key.startswith(_NOT_REDUCING) or key in schema.RESOLVED_FIELDS:
             continue
         if flat.get(key, _MISSING) == flat_full.get(key, _MISSING):
             continue
@@ -508,31 +488,15 @@ def validate_study(study: Mapping[str, Any]) -> list[str]:
 
 def _validate(study: Mapping[str, Any]) -> tuple[list[str], list[dict[str, Any]]]:
     """``(problems, members)``: the study checked and expanded once (members only if valid)."""
-    problems = [
-        f"unknown study key {k!r}{suggest(k, STUDY_KEYS)}"
-        for k in study
-        if k not in STUDY_KEYS and k not in RESOLVED_KEYS
-    ]
-    if not isinstance(study.get("study"), str) or not study["study"]:
-        problems.append("study: needs a short name such as 's2'")
-    seeds = study.get("seeds")
-    if not (is_int(seeds) and seeds > 0):
-        problems.append(f"seeds: must be a positive integer, got {seeds!r}")
-    if study.get("baseline", "") not in BASELINES:
-        problems.append(f"baseline: {study['baseline']!r} is not valid; valid choices: {BASELINES}")
+    problems = schema.study_problems(study)
     problems += validate_data(study.get("data") or {})
     base = study.get("base") or {}
     problems += validate_member(base)
     if problems:
         return problems, []
     base_keys = flatten(base)
-    names = []
     for exp in _experiments(study):
         name = exp.get("name")
-        names.append(name)
-        for key in exp:
-            if key not in ("name", "title", "grid", "points"):
-                problems.append(f"experiment {name!r}: unknown key {key!r}")
         grid = flatten(exp.get("grid") or {})
         sets = [flatten(p.get("set") or {}) for p in exp.get("points") or []]
         for where, keys in [("grid", grid), *[("points", s) for s in sets]]:
@@ -552,8 +516,6 @@ def _validate(study: Mapping[str, Any]) -> tuple[list[str], list[dict[str, Any]]
                     f"experiment {name!r} grid: {key!r} needs a non-empty list of values, "
                     f"got {values!r}"
                 )
-    if len(set(names)) != len(names):
-        problems.append(f"experiments: names must be unique, got {names}")
     if problems:
         return problems, []
     # Validate each grid point once (not once per seed) and say which points a problem hits;

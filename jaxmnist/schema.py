@@ -88,50 +88,6 @@ class _Section(BaseModel):
 
 
 # --------------------------------------------------------------------------------------------
-# Defaults: a study file states only what differs from these
-# --------------------------------------------------------------------------------------------
-
-STUDY_DEFAULTS: dict[str, Any] = {
-    "grid": {}, "experiments": [], "presets": {}, "baseline": "", "notes": "",
-}  # fmt: skip
-"""The study fields a study file may leave out, with their defaults."""
-
-
-def data_with_defaults(spec: Any) -> Any:
-    """``spec`` with every ``jaxmnist.data.DATA_DEFAULTS`` key it leaves out (a non-dict as is).
-
-    Args:
-        spec: A study's ``data`` section.
-
-    Returns:
-        A new dict: the given keys first, in their order, then the defaults.
-    """
-    if not isinstance(spec, Mapping):
-        return spec
-    return {**spec, **{k: v for k, v in DATA_DEFAULTS.items() if k not in spec}}
-
-
-def with_defaults(study: Mapping[str, Any]) -> dict[str, Any]:
-    """A plain study dict with every field it leaves out set to its default.
-
-    Fills :data:`STUDY_DEFAULTS` and, in ``data``, ``jaxmnist.data.DATA_DEFAULTS``; the member
-    config (``base``) is left as written. Values are copied, never shared with the defaults.
-
-    Args:
-        study: A study as plain dicts and lists (``jaxmnist.config.to_plain``).
-
-    Returns:
-        A new dict; ``study`` is not changed.
-    """
-    out = dict(study)
-    for key, value in STUDY_DEFAULTS.items():
-        out.setdefault(key, copy.deepcopy(value))
-    if "data" in out:
-        out["data"] = data_with_defaults(out["data"])
-    return out
-
-
-# --------------------------------------------------------------------------------------------
 # The member config: static classes whose names are checked against their owners' registries
 # --------------------------------------------------------------------------------------------
 
@@ -282,6 +238,102 @@ class Data(_Section):
 
 
 # --------------------------------------------------------------------------------------------
+# The study: what a study file's get_config() returns, with every default
+# --------------------------------------------------------------------------------------------
+
+
+class Point(_Section):
+    """One labelled setting of an experiment: ``{"label": "L1", "set": {"reg.l1": 0.01}}``."""
+
+    label: str = ""
+    set: dict[str, Any] = {}
+
+
+class Experiment(_Section):
+    """Named points and / or a grid (leaves: lists of values, their cartesian product)."""
+
+    name: str
+    title: str = ""
+    grid: dict[str, Any] = {}
+    points: list[Point] = []
+
+
+def _study_name(v: Any) -> str:
+    if not (isinstance(v, str) and v):
+        raise ValueError("needs a short name such as 's2'")
+    return v
+
+
+def _baseline(v: Any) -> str:
+    if v not in ("", "sklearn"):
+        raise ValueError(f"{v!r} is not valid; valid choices: 'sklearn' (S3's scikit-learn "
+                         "MLP beside the members) or '' (none)")
+    return v
+
+
+class Study(_Section):
+    """A study: its data, a base member, the points that vary it, seeds and presets.
+
+    ``jaxmnist.config.resolve`` applies a preset and overrides and adds the fields below
+    ``notes``; :func:`study_problems` checks it.
+    """
+
+    study: Annotated[str, BeforeValidator(_study_name)]
+    title: str = ""
+    data: dict[str, Any]
+    base: dict[str, Any]
+    grid: dict[str, Any] = {}
+    experiments: list[Experiment] = []
+    seeds: PositiveInt
+    presets: dict[str, dict[str, Any]] = {}
+    baseline: Annotated[str, BeforeValidator(_baseline)] = ""
+    notes: str = ""
+    # Added by jaxmnist.config.resolve (config.json records them):
+    preset: str | None = None
+    overrides: list[str] = []
+    quick_applied: bool = False
+    reduced_reasons: list[str] = []
+    reduced: bool = False
+
+    @model_validator(mode="after")
+    def _unique_experiments(self) -> Study:
+        names = [e.name for e in self.experiments]
+        if len(set(names)) != len(names):
+            raise ValueError(f"experiments: names must be unique, got {names}")
+        return self
+
+
+RESOLVED_FIELDS = ("preset", "overrides", "quick_applied", "reduced_reasons", "reduced")
+"""The study fields that ``jaxmnist.config.resolve`` sets (a study file does not)."""
+
+
+def study_defaults() -> dict[str, Any]:
+    """The fields a study file may leave out, with their defaults (fresh copies)."""
+    return {k: copy.deepcopy(f.default) for k, f in Study.model_fields.items()
+            if not f.is_required() and k not in RESOLVED_FIELDS}
+
+
+def study_problems(study: Any) -> list[str]:
+    """Problems with a study's own fields (its data and members are checked apart)."""
+    return _problems(Study, study, "study")[1]
+
+
+def data_with_defaults(spec: Any) -> Any:
+    """``spec`` with every ``jaxmnist.data.DATA_DEFAULTS`` key it leaves out (a non-dict as is)."""
+    if not isinstance(spec, Mapping):
+        return spec
+    return {**spec, **{k: v for k, v in DATA_DEFAULTS.items() if k not in spec}}
+
+
+def with_defaults(study: Mapping[str, Any]) -> dict[str, Any]:
+    """A plain study dict with every field it leaves out (and every data key) at its default."""
+    out = {**study_defaults(), **study}
+    if "data" in out:
+        out["data"] = data_with_defaults(out["data"])
+    return out
+
+
+# --------------------------------------------------------------------------------------------
 # Validation with the project's messages
 # --------------------------------------------------------------------------------------------
 
@@ -299,8 +351,8 @@ def _message(e: Mapping[str, Any], where: str) -> list[str]:
     path = ".".join(loc)
     if kind == "extra_forbidden":
         parent = loc[:-1]
-        valid = [".".join([*parent, f]) for f in _fields_at(Member if where != "data" else Data,
-                                                             parent)]
+        model = {"data": Data, "study": Study}.get(where, Member)
+        valid = [".".join([*parent, f]) for f in _fields_at(model, parent)]
         return [f"{where}: unknown key {path!r}{suggest(path, valid)}"]
     if kind == "missing":
         return [f"{where}.{path}: missing"]

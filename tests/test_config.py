@@ -131,14 +131,6 @@ def test_unknown_preset_names_the_study_presets():
         study("s2", quick=True, preset="cpu")
 
 
-def test_a_study_with_the_older_quick_field_still_has_a_quick_preset():
-    cfg = C.to_plain(C.load_study(SWEEPS / "s0.py"))
-    cfg["quick"] = cfg.pop("presets")["quick"]
-    assert C.presets(cfg) == {"quick": cfg["quick"]}
-    assert C.resolve(cfg, quick=True)["reduced_reasons"] == study("s0", quick=True)[
-        "reduced_reasons"]
-
-
 def test_nested_and_flatten_round_trip():
     dotted = {"optim.name": ["a"], "optim.learning_rate": [1.0], "model.hidden": [[3]]}
     assert C.flatten(C.nested(dotted)) == dotted
@@ -289,12 +281,12 @@ def test_a_study_states_only_what_differs_from_the_defaults():
     minimal = {"study": "m", "title": "minimal", "data": {"split": "none"}, "seeds": 1,
                "base": {"model": {"name": "mlp", "hidden": [8]},
                         "optim": {"name": "sgd", "learning_rate": 0.1},
-                        "reg": {"l1": 0.0, "l2": 0.0}, "loss": "xent",
                         "train": {"epochs": 1, "batch_size": 32}}}
     s = C.resolve(minimal, overrides=["data.train_limit=64"])
     assert C.validate_study(s) == []
     assert s["data"] == {**data.DATA_DEFAULTS, "split": "none", "train_limit": 64}
-    assert {k: s[k] for k in schema.STUDY_DEFAULTS} == schema.STUDY_DEFAULTS
+    defaults = {k: v for k, v in schema.study_defaults().items() if k != "title"}
+    assert {k: s[k] for k in defaults} == defaults
     assert len(C.expand(s)) == 1
 
 
@@ -305,7 +297,7 @@ def test_study_files_repeat_no_default(name):
     raw = C.to_plain(C.load_study(name))
     repeated = [f"data.{k}" for k, v in raw["data"].items()
                 if k in data.DATA_DEFAULTS and v == data.DATA_DEFAULTS[k]]
-    repeated += [k for k, v in schema.STUDY_DEFAULTS.items() if raw.get(k, object()) == v]
+    repeated += [k for k, v in schema.study_defaults().items() if raw.get(k, object()) == v]
     assert not repeated, f"sweeps/{name}.py states defaults: {repeated}"
 
 

@@ -1,7 +1,7 @@
 """Bounded caches of objects kept between calls, least recently used dropped first.
 
 One rule for the built models (:func:`jaxmnist.models.build`) and the engine's compiled group
-programs (:mod:`jaxmnist.engine.train`).
+programs (:mod:`jaxmnist.engine.program`).
 """
 
 from __future__ import annotations

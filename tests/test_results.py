@@ -7,7 +7,7 @@ import json
 import numpy as np
 
 from jaxmnist import schema
-from jaxmnist.engine.train import GroupStats, MemberResult
+from jaxmnist.engine.evaluate import GroupStats, MemberResult
 from jaxmnist.runs import results
 
 

@@ -19,7 +19,7 @@ It sets ``XLA_FLAGS`` (``--xla_force_host_platform_device_count=N
   code: nothing is changed, and :func:`configure` says so once).
 
 A one-member group (a solo run, S4's depths) then trains on ONE of those devices
-(``jaxmnist.engine.train.useful_devices``): padding it to two devices would train a discarded copy.
+(``jaxmnist.engine.placement.useful_devices``): padding it to two devices would train a discarded copy.
 It still keeps both cores of a 2-core machine busy (1.85 of 2, ``benchmarks/concurrent_groups.py``:
 XLA:CPU runs independent ops and its dot kernels in parallel), so two such groups at once are only
 1.06x faster and the sweep trains groups one after another.

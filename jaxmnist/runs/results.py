@@ -19,7 +19,7 @@ from jaxmnist.engine import metrics
 from jaxmnist.engine.hooks import HISTORY_FIELDS
 
 if TYPE_CHECKING:  # the engine imports jax; this module reads its results only
-    from jaxmnist.engine.train import GroupStats, MemberResult
+    from jaxmnist.engine.evaluate import GroupStats, MemberResult
 
 NUM_CLASSES = 10
 HIST_BINS = 30  # bins of the per-layer weight and gradient histograms

@@ -64,7 +64,7 @@ def validate(cfg: Mapping[str, Any]) -> dict[str, Any]:
     defaults = CNN_DEFAULTS if name == "cnn" else DEPTH_DEFAULTS
     check_keys(cfg, defaults, f"{name} config")
     out = {**defaults, **cfg}
-    layers.resolve_conv_impl(out["conv_impl"])  # validates the name
+    check_choice(out["conv_impl"], layers.CONV_IMPLS, "conv_impl")  # resolved when traced
     d = out["dropout"]
     if name == "cnn":
         pair = list(d) if isinstance(d, list | tuple) else [d, d]
@@ -125,7 +125,7 @@ def make_apply(cfg: Mapping[str, Any]) -> Callable[..., Array]:
     """Returns ``apply(params, x, *, train, key=None) -> logits [B, 10]`` for ``cfg``."""
     cfg = validate(cfg)
     filters, padding, _, rates = _plan(cfg)
-    impl = layers.resolve_conv_impl(cfg["conv_impl"])
+    impl = cfg["conv_impl"]  # "auto" resolves when traced: building a model starts no backend
     n = len(filters)
 
     def apply(params: Params, x: Array, *, train: bool, key: Array | None = None) -> Array:

@@ -34,6 +34,7 @@ from jaxmnist.models.common import (
     NUM_CLASSES,
     Array,
     Params,
+    check_choice,
     check_keys,
     check_rate,
     dropout,
@@ -69,7 +70,7 @@ def validate(cfg: Mapping[str, Any]) -> dict[str, Any]:
     out["dropout"] = check_rate(out["dropout"], "squeezenet 'dropout'")
     if not isinstance(out["final_relu"], bool):
         raise ValueError(f"squeezenet 'final_relu': expected true/false, got {out['final_relu']!r}")
-    layers.resolve_conv_impl(out["conv_impl"])
+    check_choice(out["conv_impl"], layers.CONV_IMPLS, "conv_impl")  # resolved when traced
     return out
 
 
@@ -92,7 +93,7 @@ def init(key: Array, cfg: Mapping[str, Any]) -> Params:
 def make_apply(cfg: Mapping[str, Any]) -> Callable[..., Array]:
     """Returns ``apply(params, x, *, train, key=None) -> logits [B, 10]`` for ``cfg``."""
     cfg = validate(cfg)
-    impl = layers.resolve_conv_impl(cfg["conv_impl"])
+    impl = cfg["conv_impl"]  # "auto" resolves when traced: building a model starts no backend
     rate, final_relu = cfg["dropout"], cfg["final_relu"]
 
     def conv_relu(p: Params, h: Array) -> Array:

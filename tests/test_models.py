@@ -265,7 +265,7 @@ _SHAPE = (_FI, 1000)  # 300k draws: moments to ~0.5%
     ids=lambda v: str(v) if not isinstance(v, float) else None,
 )
 def test_init_moments(spec, mean, std, bound):
-    raw = common.get_init(spec)(KEY, _SHAPE, _FI, _FO)
+    raw = common.init_params(KEY, {"w": common.ParamSpec(_SHAPE, spec, _FI, _FO)})["w"]
     assert raw.dtype == jnp.float32 and raw.shape == _SHAPE
     w = np.asarray(raw, np.float64)
     assert abs(w.mean() - mean) <= 0.01 * std + 1e-7  # ~5 standard errors

@@ -64,15 +64,10 @@ class MemberResult:
 
 def member_results(prog: GroupProgram, state: TrainState, history: np.ndarray,
                    seconds: np.ndarray, resumed: bool, splits: Any) -> list[MemberResult]:
-    """Evaluates the final state of every member; one :class:`MemberResult` each, in order.
+    """Evaluates every member's final ``state``: one :class:`MemberResult` each, in order.
 
-    Args:
-        prog: The group's program.
-        state: Its final state (grid order).
-        history: ``[epochs, padded G, len(HISTORY_FIELDS)]`` from the fit loop (member order).
-        seconds: ``[epochs]`` wall seconds per epoch.
-        resumed: The group restored a checkpoint.
-        splits: The splits the program was built from.
+    ``history``, ``seconds`` and ``resumed`` are the fit loop's (``jaxmnist.engine.fit``);
+    ``splits`` the program's.
     """
     test_loss, test_acc, test_pred = prog.evaluate(state, prog.test)
     n_test, n_train = splits.test_x.shape[0], prog.program.n_train
@@ -85,8 +80,7 @@ def member_results(prog: GroupProgram, state: TrainState, history: np.ndarray,
     probs, params, model_state, grads, alive, diverged = prog.placement.to_member_order(
         distributed.to_host(
             (probs, state.params, state.model_state, grads, state.alive, state.diverged_epoch)))
-    total = float(seconds.sum())
-    n = len(prog.members)
+    total, n = float(seconds.sum()), len(prog.members)
     stats = GroupStats(
         members=n, padded_members=prog.placement.padded, devices=prog.placement.devices,
         processes=jax.process_count(), strategy=prog.placement.strategy,
@@ -118,19 +112,8 @@ def member_results(prog: GroupProgram, state: TrainState, history: np.ndarray,
 
 def predict_classes(model_cfg: Mapping[str, Any], params: Any, state: Any,
                     images: np.ndarray) -> np.ndarray:
-    """One member's predicted class per image, in evaluation mode (running statistics).
-
-    Args:
-        model_cfg: The member's model config.
-        params: Its parameters (no grid axis).
-        state: Its non-parameter variables (``{}`` for the zoo).
-        images: ``[N, 28, 28, 1]`` uint8.
-
-    Returns:
-        ``[N]`` int32 class indices.
-    """
+    """One member's ``[N]`` int32 classes of uint8 ``images`` (eval mode, no grid axis)."""
     predict = per_model(models.build(model_cfg), "predict", lambda m: jax.jit(
         lambda p, s, x: jnp.argmax(m.predict(p, s, x), -1).astype(jnp.int32)))
     x, _, _ = pad_eval(np.asarray(images), np.zeros(len(images), np.int32))
-    return np.concatenate([np.asarray(predict(params, state, batch)) for batch in x])[
-        : len(images)]
+    return np.concatenate([np.asarray(predict(params, state, b)) for b in x])[: len(images)]

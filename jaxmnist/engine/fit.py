@@ -1,14 +1,13 @@
 """Training a group: :func:`train_grid` = build the program, :func:`fit` it, evaluate it.
 
-The fit loop runs one compiled call per epoch, restores the latest checkpoint before the first
-and saves after each, then calls the hooks (:mod:`jaxmnist.engine.hooks`), so a failing hook
-loses no training.
+One compiled call per epoch; hooks run after each epoch's checkpoint is saved.
 """
 
 from __future__ import annotations
 
+import contextlib
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,24 +21,19 @@ from jaxmnist.engine.hooks import HISTORY_FIELDS, EpochInfo, GroupStart, emit
 from jaxmnist.engine.program import GroupProgram, MemberLike, TrainState, build_program
 
 
-class _CompileCounter:
-    """Counts XLA backend compilations while active (the 'no recompile' promise)."""
+@contextlib.contextmanager
+def _count_compiles() -> Iterator[list[int]]:
+    """``[n]``: XLA backend compilations inside the block (the 'no recompile' promise)."""
+    count = [0]
 
-    EVENT = "/jax/core/compile/backend_compile_duration"
+    def listen(event: str, duration: float, **kwargs: Any) -> None:
+        count[0] += event == "/jax/core/compile/backend_compile_duration"
 
-    def __init__(self):
-        self.count = 0
-
-    def __call__(self, event: str, duration: float, **kwargs: Any) -> None:
-        if event == self.EVENT:
-            self.count += 1
-
-    def __enter__(self) -> _CompileCounter:
-        jax.monitoring.register_event_duration_secs_listener(self)
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        jax.monitoring.unregister_event_duration_listener(self)
+    jax.monitoring.register_event_duration_secs_listener(listen)
+    try:
+        yield count
+    finally:
+        jax.monitoring.unregister_event_duration_listener(listen)
 
 
 @dataclass
@@ -59,14 +53,13 @@ def epoch_learning_rates(members: Sequence[Any], epoch: int, steps_per_epoch: in
     Computed on the host from the plain optax schedule (:func:`jaxmnist.engine.optim.schedule`,
     the oracle the engine's optimizer is tested against); updates count from 0.
     """
-    out: list[float | None] = []
+    count, out = epoch * steps_per_epoch - 1, []
     for m in members:
         try:
             sched = optim.schedule(m.optim.model_dump(), epochs * steps_per_epoch)
         except (KeyError, TypeError, ValueError):
             out.append(None)
             continue
-        count = epoch * steps_per_epoch - 1
         out.append(float(sched(count)) if callable(sched) else float(sched))
     return out
 
@@ -75,12 +68,8 @@ def fit(prog: GroupProgram, *, checkpointer: checkpoint.GroupCheckpointer | None
         callbacks: Sequence[Any] = (), group_index: int = 0) -> FitResult:
     """Trains a built group for its epochs, resuming from the checkpointer's latest save.
 
-    Args:
-        prog: From :func:`jaxmnist.engine.program.build_program`.
-        checkpointer: Saves ``{state, history, seconds}`` (state in member order) after epochs
-            and restores the latest before the first; ``None``: no checkpoints.
-        callbacks: Hook objects; ``on_group_start`` and ``on_epoch_end`` run here.
-        group_index: Passed to the hooks.
+    The checkpointer saves ``{state (member order), history, seconds}`` after epochs; the hooks
+    ``on_group_start`` and ``on_epoch_end`` run here, each epoch's after its checkpoint.
     """
     spec, n_members, placement = prog.spec, len(prog.members), prog.placement
     state = prog.init_state
@@ -100,7 +89,7 @@ def fit(prog: GroupProgram, *, checkpointer: checkpoint.GroupCheckpointer | None
         compile_seconds=prog.compile_seconds))
 
     for epoch in range(start_epoch, spec.epochs + 1):
-        with _CompileCounter() as counter:
+        with _count_compiles() as compiles:
             t0 = time.perf_counter()
             state, loss_sum, correct_sum, seen = prog.epoch_exec(
                 state, prog.arrays, prog.train_x, prog.train_y, jnp.asarray(epoch, jnp.int32))
@@ -120,10 +109,9 @@ def fit(prog: GroupProgram, *, checkpointer: checkpoint.GroupCheckpointer | None
                               final=epoch == spec.epochs)
         if callbacks:
             info = EpochInfo(
-                epochs=spec.epochs, seconds=float(seconds[epoch - 1]),
-                train_seconds=train_seconds,
+                epochs=spec.epochs, seconds=float(seconds[epoch - 1]), train_seconds=train_seconds,
                 images_per_second=n_members * prog.program.n_train / train_seconds,
-                compiles=counter.count, resumed=resumed)
+                compiles=compiles[0], resumed=resumed)
             rates = epoch_learning_rates(prog.members, epoch, prog.program.steps, spec.epochs)
             rows = [{**{f: metrics.finite_or_none(row[k, j])
                         for j, f in enumerate(HISTORY_FIELDS)},
@@ -139,15 +127,12 @@ def train_grid(members: Sequence[MemberLike], splits: Any, workdir: str | None =
     """Trains a group of members as one compiled program and evaluates them.
 
     Args:
-        members: Members (``jaxmnist.schema.member``) or member-config dicts (validated here)
-            that share all static keys (see ``docs/architecture.md``).
-        splits: A ``jaxmnist.data.Splits`` (images uint8 ``[N,28,28,1]``, labels int32 ``[N]``;
-            ``val_x`` may be ``None``).
-        workdir: This group's checkpoint folder (resumed from when it holds one); ``None``
-            disables checkpointing.
+        members: Members or member-config dicts (validated here) sharing all static keys.
+        splits: A ``jaxmnist.data.Splits`` (uint8 images, int32 labels; ``val_x`` may be None).
+        workdir: The group's checkpoint folder (resumed from); ``None``: no checkpoints.
         callbacks: Hook objects (:class:`jaxmnist.engine.hooks.Callback`-like).
-        group_index: This group's index within the study, passed to the hooks.
-        checkpoint_every: Save every this many epochs (the last epoch is always saved).
+        group_index: The group's index within the study, passed to the hooks.
+        checkpoint_every: Save every this many epochs (and always the last).
         keep: How many checkpoints to keep.
         devices: Devices to shard the grid over (default: every useful device).
 

@@ -46,14 +46,11 @@ class EpochInfo:
 
 
 class Callback:
-    """Hooks into ``engine.fit.fit`` and ``train_grid``; subclass and override what you need.
+    """No-op hooks to subclass (any object with some of the methods works).
 
-    Any object with some of these methods works (missing ones are skipped). Every hook runs on
-    the host after the epoch's checkpoint is on disk, so a hook that dies loses no training.
-    ``member_metrics`` holds one dict per real member with ``train_loss``, ``train_acc``,
-    ``val_loss``, ``val_acc`` (``None`` where not finite or without a validation split),
-    ``alive`` and ``learning_rate`` (the rate its optimizer used in the epoch's last step, so a
-    schedule shows as it decays).
+    ``member_metrics``: one dict per real member with the :data:`HISTORY_FIELDS` (``None`` where
+    not finite or without a validation split), ``alive`` and ``learning_rate`` (its optimizer's
+    rate in the epoch's last step, so a schedule shows as it decays).
     """
 
     def on_group_start(self, group_index: int, info: GroupStart) -> None:

@@ -16,6 +16,7 @@ import pkgutil
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 ENV_DEVICES = "JAXMNIST_CPU_DEVICES"
 COUNT_FLAG = "--xla_force_host_platform_device_count"
@@ -45,19 +46,17 @@ def usable_cores() -> int:
 
 def accelerator_installed() -> bool:
     """True when a JAX accelerator plugin or library is importable (checked without importing)."""
-    for name in ACCELERATOR_MODULES:
+    def spec(name: str) -> Any:
         try:
-            if importlib.util.find_spec(name) is not None:
-                return True
+            return importlib.util.find_spec(name)
         except (ImportError, ValueError):
-            continue
-    try:
-        plugins = importlib.util.find_spec("jax_plugins")
-    except (ImportError, ValueError):
-        plugins = None
-    if plugins is not None and plugins.submodule_search_locations:
-        return any(True for _ in pkgutil.iter_modules(plugins.submodule_search_locations))
-    return False
+            return None
+
+    if any(spec(name) is not None for name in ACCELERATOR_MODULES):
+        return True
+    plugins = spec("jax_plugins")  # a namespace package holding any JAX PJRT plugin
+    return bool(plugins is not None and plugins.submodule_search_locations
+                and any(True for _ in pkgutil.iter_modules(plugins.submodule_search_locations)))
 
 
 def backend_started() -> bool:
@@ -74,15 +73,8 @@ def decide(environ: Mapping[str, str], *, cores: int, accelerator: bool,
     ``XLA_FLAGS`` name neither flag, the machine is CPU-only as far as can be told without JAX
     (``JAX_PLATFORMS=cpu``, or unset with no accelerator plugin) and no backend has started.
 
-    Args:
-        environ: The process environment (``JAXMNIST_CPU_DEVICES``, ``XLA_FLAGS``,
-            ``JAX_PLATFORMS``).
-        cores: The usable cores (:func:`usable_cores`).
-        accelerator: Whether an accelerator plugin is installed (:func:`accelerator_installed`).
-        started: Whether JAX's backend already started (:func:`backend_started`).
-
-    Returns:
-        The :class:`Decision`.
+    ``cores``: :func:`usable_cores`; ``accelerator``: :func:`accelerator_installed`;
+    ``started``: :func:`backend_started`.
 
     Raises:
         ValueError: ``JAXMNIST_CPU_DEVICES`` is not ``auto`` or a positive whole number.
@@ -121,17 +113,8 @@ def configure(environ: os._Environ | dict[str, str] | None = None, *,
               say: bool = True) -> Decision:
     """Sets ``XLA_FLAGS`` for one single-threaded host device per core where it helps.
 
-    Idempotent: a second call finds the flags set and changes nothing.
-
-    Args:
-        environ: The environment to read and change (default ``os.environ``).
-        say: Print (once per process) why nothing was changed when JAX had already started.
-
-    Returns:
-        The :class:`Decision` taken.
-
-    Raises:
-        ValueError: ``JAXMNIST_CPU_DEVICES`` is malformed.
+    Idempotent. ``environ`` defaults to ``os.environ``; ``say`` prints (once per process) why
+    nothing changed when JAX had already started. Raises ``ValueError`` as :func:`decide`.
     """
     environ = os.environ if environ is None else environ
     decision = decide(environ, cores=usable_cores(), accelerator=accelerator_installed(),

@@ -16,10 +16,10 @@ import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
+# What "auto" means on XLA:CPU: lax.map over the members. A 12-member S0 grid on 2 cores runs
+# at the solo speed per member with it, ~25% slower with vmap at ~4x the peak memory
+# (docs/performance.md, "The grid: CPU_STRATEGY").
 CPU_STRATEGY = "sequential"
-"""What ``"auto"`` means on XLA:CPU: ``lax.map`` over the members. On 2 cores a 12-member S0
-grid runs at about the solo speed per member with it and ~25% slower with ``vmap``, at ~4x the
-peak memory (``python -m benchmarks.bench``, docs/performance.md)."""
 
 
 def resolve_strategy(strategy: str) -> str:
@@ -41,21 +41,13 @@ def useful_devices(n_members: int, n_devices: int) -> int:
 
 
 def member_layout(rates: Sequence[float], n_padded: int, n_devices: int) -> np.ndarray:
-    """Deals the members out to the devices: grid position p trains member ``layout[p]``.
+    """Grid position p trains member ``layout[p]`` (``[n_padded]`` int64, a permutation).
 
     The grid axis is split into ``n_devices`` contiguous blocks; members are dealt one device
-    after another by decreasing learning rate (ties in member order), then the padding. The
-    largest rates are the likeliest to diverge (S2's two diverged members, Adam and RMSprop at
-    lr 0.1, were members 0 and 4), so a frozen member's skipped epochs leave no device with
-    most of the live work.
-
-    Args:
-        rates: Each real member's learning rate (anything but a finite number counts as 0).
-        n_padded: The padded grid size, a multiple of ``n_devices``.
-        n_devices: Devices the grid axis is split over.
-
-    Returns:
-        ``[n_padded]`` int64, a permutation of ``range(n_padded)``.
+    after another by decreasing learning rate (ties in member order; a non-number counts as 0),
+    then the padding. The largest rates are the likeliest to diverge (S2's Adam and RMSprop at
+    0.1, members 0 and 4), so a frozen member's skipped epochs leave no device with most of the
+    live work (docs/performance.md).
     """
     if n_devices <= 1:
         return np.arange(n_padded)
@@ -98,12 +90,9 @@ class Placement:
         """Sharding of shared arrays (the dataset): a copy on every device."""
         return NamedSharding(self.mesh, PartitionSpec())
 
-    def _identity(self) -> bool:
-        return np.array_equal(self.layout, np.arange(self.padded))
-
     def to_member_order(self, tree: Any) -> Any:
         """Host (NumPy) leaves with a leading grid axis, from grid order into member order."""
-        if self._identity():
+        if np.array_equal(self.layout, np.arange(self.padded)):
             return tree
         position = np.argsort(self.layout)  # member k sits at grid position position[k]
         return jax.tree_util.tree_map(lambda a: np.asarray(a)[position], tree)
@@ -113,7 +102,7 @@ class Placement:
 
         Checkpoints hold member order, so a run resumes on another device count.
         """
-        if self._identity():
+        if np.array_equal(self.layout, np.arange(self.padded)):
             return tree
         index = np.argsort(self.layout) if to_members else self.layout
         take = jax.jit(lambda t: jax.tree_util.tree_map(lambda a: a[index], t),
@@ -123,13 +112,10 @@ class Placement:
 
 def place(strategy: str, rates: Sequence[float], devices: Sequence[Any] | None = None
           ) -> Placement:
-    """Chooses the devices, the concrete strategy and the layout of a group.
+    """The devices, concrete strategy (``"auto"`` resolved here) and layout of a group.
 
-    Args:
-        strategy: The group's ``train.strategy`` (``"auto"`` resolved here, on the live backend).
-        rates: Each member's learning rate (the layout deals the largest apart).
-        devices: Devices to shard over; by default every device of every process, in one
-            process only the :func:`useful_devices`.
+    ``devices`` default: every device of every process; in one process only the
+    :func:`useful_devices` for ``len(rates)`` members.
     """
     if devices is None:
         devices = jax.devices()

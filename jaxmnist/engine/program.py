@@ -1,13 +1,7 @@
 """A group's compiled program: the per-member step, the epoch ``lax.scan``, evaluation.
 
-Members that agree on every static key (``jaxmnist.groups``) have the same shapes: their states
-are stacked on a leading grid axis ``G`` and one jitted epoch trains them all, ``vmap``-ed or
-``lax.map``-ped (:mod:`jaxmnist.engine.placement`). Per epoch, on the device:
-
-* each member draws its own permutation of the training set (``fold_in`` of its seed and the
-  epoch number, so a resumed run draws the same order);
-* ``lax.scan`` walks the batches of the uint8 dataset, which lives on the device once;
-* a step whose loss or new values are non-finite is discarded and the member frozen.
+Members that share every static key (``jaxmnist.groups``) are stacked on a leading grid axis
+``G``; one jitted epoch trains them all (design: docs/architecture.md, "How a group trains").
 """
 
 from __future__ import annotations
@@ -30,12 +24,12 @@ from jaxmnist.caches import kept
 from jaxmnist.engine import distributed, losses, optim
 from jaxmnist.engine.placement import Placement, place
 from jaxmnist.groups import group_key
+from jaxmnist.models.common import NUM_CLASSES
 
 EVAL_BATCH = 1000  # images per evaluation step (forward only, so larger than training batches)
-NUM_CLASSES = 10
+# Group programs kept per process (least recently used dropped): a grid trained again with other
+# rates or seeds traces and compiles nothing (seconds on a CPU).
 COMPILED_GROUPS_KEPT = 8
-"""Group programs kept per process, least recently used dropped first: a notebook that trains a
-grid again with other rates or seeds traces and compiles nothing (seconds on a CPU)."""
 
 
 class GridError(ValueError):
@@ -47,26 +41,12 @@ MemberLike = schema.Member | Mapping[str, Any]
 
 
 def as_members(members: Sequence[MemberLike]) -> list[schema.Member]:
-    """The typed members; dicts are validated here.
-
-    Raises:
-        jaxmnist.config.ConfigError: every problem with the dicts, each named ``members[k]``.
-    """
-    typed, problems = [], []
-    for k, m in enumerate(members):
-        one, found = schema.validated(m, f"members[{k}]")
-        typed.append(one)
-        problems += found
+    """The typed members; dicts are validated here (a ``ConfigError`` lists every problem)."""
+    checked = [schema.validated(m, f"members[{k}]") for k, m in enumerate(members)]
+    problems = [problem for _, found in checked for problem in found]
     if problems:
         raise schema.ConfigError(problems, "member config")
-    return typed
-
-
-def _optim_plan(members: Sequence[schema.Member]) -> optim.Plan:
-    try:
-        return optim.plan([m.optim.model_dump() for m in members])
-    except ValueError as err:
-        raise GridError(str(err)) from None
+    return [one for one, _ in checked]
 
 
 @dataclass(frozen=True)
@@ -85,22 +65,21 @@ class GroupSpec:
 
     @classmethod
     def from_members(cls, members: Sequence[schema.Member]) -> GroupSpec:
-        """The spec of typed members.
-
-        Raises:
-            GridError: no member, or members that differ in a static key.
-        """
+        """The spec of typed members (``GridError``: none, or differing static keys)."""
         if not members:
             raise GridError("train_grid needs at least one member config")
         if len({group_key(m.config()) for m in members}) != 1:
             raise GridError(
                 "members differ in static (shape-changing) keys and cannot train as one program; "
                 "split them with jaxmnist.groups.group_members first")
+        try:
+            plan = optim.plan([m.optim.model_dump() for m in members])
+        except ValueError as err:
+            raise GridError(str(err)) from None
         first = members[0]
         return cls(
             model_cfg=first.model.model_dump(), loss=first.loss, epochs=first.train.epochs,
-            batch_size=first.train.batch_size, optimizer=_optim_plan(members),
-            strategy=first.train.strategy,
+            batch_size=first.train.batch_size, optimizer=plan, strategy=first.train.strategy,
             penalties=tuple(n for n in ("l1", "l2") if any(getattr(m.reg, n) for m in members)))
 
 
@@ -115,13 +94,7 @@ class MemberArrays(NamedTuple):
 
 def member_arrays(members: Sequence[schema.Member], plan: optim.Plan,
                   total_steps: int) -> MemberArrays:
-    """Stacks the members' dynamic keys on a leading grid axis.
-
-    Args:
-        members: Typed members of one group.
-        plan: The group's optimizer plan.
-        total_steps: Optimizer updates in the whole run (default length of cosine schedules).
-    """
+    """The members' dynamic keys on a leading grid axis (``total_steps``: cosine's default)."""
     # Three streams per member from its seed alone: two members with the same seed start from
     # the same weights and see the same data order (a paired comparison).
     keys = jnp.stack([jnp.stack([jax.random.fold_in(jax.random.PRNGKey(m.seed), i)
@@ -157,17 +130,13 @@ def _select(pred: jax.Array, on_true: Any, on_false: Any) -> Any:
 class MemberProgram:
     """One member's pure functions (init, epoch, evaluation), mapped over the grid by the caller.
 
-    Args:
-        spec: The group's spec.
-        n_train: Training images.
-        skip_frozen: A member frozen at the start of an epoch skips it (a ``lax.cond``: nothing
-            computed). Sequential strategy only: under vmap a branch runs both sides.
+    ``skip_frozen``: a member frozen at the start of an epoch skips it (a ``lax.cond``: nothing
+    computed). Sequential strategy only: under vmap a branch runs both sides.
     """
 
     def __init__(self, spec: GroupSpec, n_train: int, skip_frozen: bool = False):
         self.spec, self.n_train, self.skip_frozen = spec, n_train, skip_frozen
-        self.model = models.build(spec.model_cfg)
-        self.loss_fn = losses.get_loss(spec.loss)
+        self.model, self.loss_fn = models.build(spec.model_cfg), losses.get_loss(spec.loss)
         self.steps = math.ceil(n_train / spec.batch_size)
 
     def _data_loss(self, logits: jax.Array, labels: jax.Array, weights: jax.Array) -> jax.Array:
@@ -301,9 +270,8 @@ def _over_members(fn: Callable, strategy: str, mesh: Mesh, shared: tuple = ()) -
     return lambda *args: mapped(args, shared)
 
 
-# Compiled groups kept between calls: a second grid of the same shape traces and compiles nothing.
 @dataclass
-class _Jitted:
+class _Jitted:  # a kept group's functions: a grid of the same shape compiles nothing
     program: MemberProgram
     init_fn: Any
     epoch_fn: Any
@@ -318,21 +286,17 @@ _PER_MODEL: collections.OrderedDict[tuple[int, str], tuple[Any, Any]] = (
 
 
 def per_model(model: models.Model, what: str, make: Callable[[models.Model], Any]) -> Any:
-    """``make(model)`` (a jitted function of one built model), made once per model object.
+    """``make(model)`` (a jitted function of a built model), once per model object.
 
-    ``models.build`` returns the same object for the same config, so the jitted function keeps
-    its compiles; the model is held with it, so its ``id`` is never reused while the entry lives.
+    ``models.build`` returns the same object for the same config, so the compiles are kept; the
+    entry holds the model, so its ``id`` is not reused while the entry lives.
     """
     return kept(_PER_MODEL, (id(model), what), lambda: (model, make(model)),
                 8 * COMPILED_GROUPS_KEPT)[1]
 
 
 def _jitted(spec: GroupSpec, n_train: int, placement: Placement) -> _Jitted:
-    """The jitted functions of a group, keyed by what they close over and nothing else.
-
-    Every per-member value (rates, seeds, hyperparameters) is an argument, so members of any
-    values share the entry.
-    """
+    """A group's jitted functions, keyed by what they close over (member values are arguments)."""
     model = models.build(spec.model_cfg)  # the entry's program holds it: its id stays unique
     mesh, strategy = placement.mesh, placement.strategy
     key = (repr(spec), n_train, strategy, tuple(d.id for d in mesh.devices.flat),
@@ -383,11 +347,7 @@ def pad_eval(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.n
 
 
 def _initial_params(members: Sequence[schema.Member], init_keys: jax.Array) -> Any:
-    """Every member's starting ``(params, model_state)``, stacked on the grid axis.
-
-    Members are initialised in batches that share a model section (its initializer), then put
-    back in member order; the training program never sees the initializer.
-    """
+    """Every member's starting ``(params, model_state)``, drawn per shared initializer."""
     by_spec: dict[str, list[int]] = {}
     sections = [m.model.model_dump() for m in members]
     for k, section in enumerate(sections):
@@ -435,16 +395,12 @@ class GroupProgram:
 
 def build_program(members: Sequence[MemberLike], splits: Any, *,
                   devices: Sequence[Any] | None = None) -> GroupProgram:
-    """Validates a group, puts its data on the devices and compiles its epoch.
+    """Validates a group, places it, puts its data on the devices and compiles its epoch.
 
     Args:
         members: Members (or member-config dicts, validated here) that share all static keys.
         splits: A ``jaxmnist.data.Splits``.
         devices: Devices to shard the grid over (default: :func:`placement.place`'s choice).
-
-    Returns:
-        The :class:`GroupProgram`; ``compile_seconds`` covers the initial state and the
-        ahead-of-time compile of the epoch.
 
     Raises:
         GridError: the members cannot train together, or the training split is empty.

@@ -1,13 +1,10 @@
 """Layer primitives as pure functions on NHWC float32 arrays, and the one im2col convolution.
 
-Every layer is a ``*_spec`` (a plan of ``w``/``b``/``scale`` leaves, turned into arrays by
-:func:`jaxmnist.models.common.init_params`) and a forward function. A convolution runs as
-``"lax"`` (``lax.conv_general_dilated``: best on GPU/TPU) or ``"im2col"`` (a patch matrix and
-ONE matmul, with a hand-written backward: :func:`im2col_matmul`), because XLA:CPU runs a
-convolution inside a loop ~12x slower than jitted alone (jax-ml/jax#12868). ``"auto"`` picks
-per backend when the model is traced, never when a config is validated.
-:mod:`jaxmnist.models.cpu_kernels` runs users' convolutions through the same kernels.
-Measurements: docs/performance.md ("What made S0's CNN fast on XLA:CPU").
+A layer is a ``*_spec`` (a plan of leaves for :func:`jaxmnist.models.common.init_params`) and a
+forward function. Convolutions run as ``"lax"`` (best on GPU/TPU) or ``"im2col"``: XLA:CPU runs
+a convolution inside a loop ~12x slower than jitted alone (jax-ml/jax#12868). ``"auto"`` picks
+when the model is traced. :mod:`jaxmnist.models.cpu_kernels` gives users' convolutions the same
+kernels. Why each kernel looks as it does: docs/performance.md, "What made S0's CNN fast".
 """
 
 from __future__ import annotations
@@ -21,31 +18,18 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from jaxmnist.models.common import Array, Params, ParamSpec, Spec
+from jaxmnist.models.common import Array, Params, ParamSpec, Spec, check_choice
 
 CONV_IMPLS = ("auto", "lax", "im2col")
 PADDINGS = ("valid", "same")
-# What "auto" means per backend (docs/performance.md): im2col on XLA:CPU, solo and in a grid;
-# accelerators have tuned convolution kernels (cuDNN, TPU).
-_AUTO_IMPL = {"cpu": "im2col"}
-_AUTO_DEFAULT = "lax"
-
-
 def resolve_conv_impl(impl: str = "auto", backend: str | None = None) -> str:
-    """A concrete conv implementation for ``impl``; ``"auto"`` asks the (started) backend.
-
-    Args:
-        impl: One of :data:`CONV_IMPLS`.
-        backend: ``"cpu"``, ``"gpu"``, ``"tpu"``; default ``jax.default_backend()``.
-
-    Raises:
-        ValueError: An unknown name.
-    """
-    if impl not in CONV_IMPLS:
-        raise ValueError(f"conv_impl: {impl!r} is not valid; valid choices are {list(CONV_IMPLS)}")
+    """A concrete implementation; ``"auto"`` asks ``backend`` (default: JAX's, started)."""
+    check_choice(impl, CONV_IMPLS, "conv_impl")
     if impl != "auto":
         return impl
-    return _AUTO_IMPL.get(backend or jax.default_backend(), _AUTO_DEFAULT)
+    # im2col on XLA:CPU, solo and in a grid (docs/performance.md); accelerators have tuned
+    # convolution kernels (cuDNN, TPU).
+    return "im2col" if (backend or jax.default_backend()) == "cpu" else "lax"
 
 
 def dense_spec(n_in: int, n_out: int, init: Spec = "glorot_uniform") -> dict[str, ParamSpec]:
@@ -65,16 +49,10 @@ def conv_spec(kh: int, kw: int, c_in: int, c_out: int,
             "b": ParamSpec((c_out,), const=0.0)}
 
 
-# --------------------------------------------------------------------------------------------
-# im2col: N-D, strided, dilated (shared with cpu_kernels' rewrite of lax convolutions)
-# --------------------------------------------------------------------------------------------
-
-
 def tap_slices(x: Array, ks: Sequence[int], strides: Sequence[int], dil: Sequence[int],
                outs: Sequence[int]) -> list[Array]:
     """One strided slice ``[N, *outs, C]`` of ``x`` ``[N, *spatial, C]`` per kernel tap."""
-    n, c = x.shape[0], x.shape[-1]
-    cols = []
+    n, c, cols = x.shape[0], x.shape[-1], []
     for tap in itertools.product(*(range(k) for k in ks)):
         start = [t * d for t, d in zip(tap, dil, strict=True)]
         limit = [s + (o - 1) * st + 1 for s, o, st in zip(start, outs, strides, strict=True)]
@@ -84,11 +62,9 @@ def tap_slices(x: Array, ks: Sequence[int], strides: Sequence[int], dil: Sequenc
 
 def patches(x: Array, ks: Sequence[int], strides: Sequence[int], dil: Sequence[int],
             outs: Sequence[int]) -> Array:
-    """The patch tensor ``[N, *outs, T*C]``, features (taps row-major, then channel).
+    """The patch tensor ``[N, *outs, T*C]``, features in HWIO order (taps, then channel).
 
-    That order is HWIO flattening, so the kernel reshapes without a transpose. Written tap by
-    tap into one buffer (``dynamic_update_slice``, in place): XLA:CPU runs a ``concatenate`` of
-    the slices as two passes over the T-times larger matrix (S0 conv2: 1.6 vs 0.85 ms/step).
+    Written in place tap by tap: a ``concatenate`` makes two passes (S0 conv2: 1.6 vs 0.85 ms).
     """
     cols = tap_slices(x, ks, strides, dil, outs)
     if len(cols) == 1:
@@ -103,12 +79,9 @@ def patches(x: Array, ks: Sequence[int], strides: Sequence[int], dil: Sequence[i
 
 def _col2im(dp: Array, xp_shape: tuple, ks: Sequence[int], strides: Sequence[int],
             dil: Sequence[int], outs: Sequence[int]) -> Array:
-    """The transpose of :func:`patches`: each tap's cotangent slab summed onto the input grid.
+    """The transpose of :func:`patches`, one axis at a time (1-D pads vectorise on XLA:CPU).
 
-    Separable: per tap of the first spatial axis, the col2im of the other axes (recursively),
-    then ONE 1-D pad along the first axis (its stride as interior padding). XLA:CPU vectorises
-    1-D pads over channels; one sum of T multi-axis pads runs as scalar code (3x slower for S0's
-    conv2), and the innermost-axis-first order measured 1.2-1.4x slower in ``lax.scan``.
+    Per tap of the first spatial axis, the col2im of the other axes, then one 1-D pad along it.
     """
     nsp = len(ks)
     a = dp.reshape(xp_shape[0], *outs, -1, xp_shape[-1])  # [N, *outs, T, C]
@@ -133,12 +106,10 @@ def _col2im(dp: Array, xp_shape: tuple, ks: Sequence[int], strides: Sequence[int
 
 def im2col_matmul(xp: Array, w2: Array, geom: tuple, precision: Any = None,
                   preferred: Any = None) -> Array:
-    """A valid convolution as ``patches(xp) @ w2``: ``[N*prod(outs), T*C] @ [T*C, O]``.
+    """A valid convolution as ``patches(xp) @ w2`` -> ``[N, *outs, O]``, with a custom VJP.
 
-    Returns ``[N, *outs, O]``. The custom backward contracts the rows of ``P`` and ``dY``
-    directly (XLA transposes the small operand; autodiff's form transposed ``dY``, fused with
-    the pool mask: ~5.5 ms of an S0 step), computes ``dP = dY W^T`` and runs :func:`_col2im`.
-    It measured 1.8x autodiff's images/s in ``lax.scan`` (762 vs 420, docs/performance.md).
+    The backward contracts the rows of ``P`` and ``dY`` (no transpose of the big operand),
+    computes ``dP = dY W^T`` and runs :func:`_col2im`: 1.8x autodiff's speed in ``lax.scan``.
 
     Args:
         xp: ``[N, *spatial, C]``, already padded.
@@ -181,8 +152,7 @@ def im2col_matmul(xp: Array, w2: Array, geom: tuple, precision: Any = None,
 def conv2d(x: Array, w: Array, *, padding: str = "valid", impl: str = "auto") -> Array:
     """Stride-1 2-D convolution (cross-correlation, like Keras), WITHOUT bias.
 
-    The caller adds the bias, after a max-pool where there is one (``max(y) + b ==
-    max(y + b)`` on 4x fewer elements).
+    The caller adds the bias, after a max-pool if any (the same values on 4x fewer elements).
 
     Args:
         x: ``[B, H, W, C]`` float32.
@@ -207,16 +177,8 @@ def conv2d(x: Array, w: Array, *, padding: str = "valid", impl: str = "auto") ->
     return im2col_matmul(x, w.reshape(kh * kw * c, o), ((kh, kw), (1, 1), (1, 1), outs))
 
 
-# --------------------------------------------------------------------------------------------
-# Pooling and normalisation
-# --------------------------------------------------------------------------------------------
-
-
 def _window_view(x: Array, win: tuple, pads: tuple) -> tuple[Array, tuple[int, ...]]:
-    """``x`` padded with -inf, trimmed to whole windows, each pooled axis split in two.
-
-    Axis ``d`` becomes ``(outs[d], win[d])``; returns the view and the window axes.
-    """
+    """``x`` padded with -inf, trimmed to whole windows, pooled axes split as (outs, win)."""
     if any(lo or hi for lo, hi in pads):
         x = lax.pad(x, jnp.array(-np.inf, x.dtype), [(lo, hi, 0) for lo, hi in pads])
     outs = [s // w for s, w in zip(x.shape, win, strict=True)]
@@ -237,14 +199,10 @@ def _window_axes(win: tuple) -> tuple[int, ...]:
 
 
 def window_max(x: Array, win: tuple, pads: tuple) -> Array:
-    """Non-overlapping (window == stride) max-pool; the gradient goes to each window's FIRST max.
+    """Window == stride max-pool; the gradient goes to each window's FIRST max (row-major).
 
-    Row-major window order, as TensorFlow's MaxPool and XLA's ``select_and_scatter_add`` pick
-    it. The forward is a reshape + reduce (``reduce_window``'s backward is slow on XLA:CPU; a
-    reduce also stays materialised, where ``jnp.maximum`` of the windows was fused into each of
-    the next conv's 9 patch slices). The backward is one select from an int8 window position
-    saved by the forward; autodiff of ``max`` splits ties (a count and a divide over the larger
-    input: ~5 ms of an S0 step on 2 cores).
+    As TensorFlow's MaxPool and XLA's ``select_and_scatter_add``: a reshape + reduce forward and
+    a one-select backward from an int8 position (autodiff splits ties: ~5 ms of an S0 step).
 
     Args:
         x: Any rank, floating.
@@ -296,15 +254,12 @@ def global_avg_pool(x: Array) -> Array:
     return x.mean(axis=(1, 2))
 
 
-RMSNORM_EPS = 1e-6
-
-
 def rmsnorm_spec(n: int) -> dict[str, ParamSpec]:
     """Plan for ``{"scale": ones [n]}``."""
     return {"scale": ParamSpec((n,), const=1.0)}
 
 
-def rmsnorm(p: Params, x: Array, eps: float = RMSNORM_EPS) -> Array:
+def rmsnorm(p: Params, x: Array, eps: float = 1e-6) -> Array:
     """RMSNorm on the last axis: ``x / sqrt(mean(x**2) + eps) * scale`` (no centring, no bias)."""
     ms = jnp.mean(jnp.square(x), axis=-1, keepdims=True)
     return x * lax.rsqrt(ms + eps) * p["scale"]

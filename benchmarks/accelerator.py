@@ -39,6 +39,7 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 from jaxmnist import config as C
@@ -101,7 +102,7 @@ def grid_members(study: dict[str, Any], strategy: str, conv_impl: str, n_members
 
 def measure_grid(sizes: dict[str, Any], data_dir: str | None) -> list[dict[str, Any]]:
     """Compile s and training images/s of S0's grid for every (strategy, conv_impl)."""
-    from jaxmnist.engine import train
+    from jaxmnist.engine.fit import train_grid
 
     study = _study("s0", (f"data.train_limit={sizes['grid_train_images']}",
                           "data.test_limit=1000"), sizes.get("synthetic", False))
@@ -110,10 +111,10 @@ def measure_grid(sizes: dict[str, Any], data_dir: str | None) -> list[dict[str, 
     for strategy, conv_impl in COMBINATIONS:
         members = grid_members(study, strategy, conv_impl, sizes["grid_members"],
                                sizes["grid_epochs"])
-        epochs: list[dict[str, Any]] = []
+        epochs: list[Any] = []
         t0 = time.perf_counter()
-        out = train.train_grid(members, splits, None, train_confusion=False,
-                               on_epoch=lambda e, _m, info, acc=epochs: acc.append(info))
+        out = train_grid(members, splits, None, callbacks=[SimpleNamespace(
+            on_epoch_end=lambda g, e, _m, info, acc=epochs: acc.append(info))])
         wall = time.perf_counter() - t0
         last = epochs[-1]
         stats = dataclasses.asdict(out[0].group)
@@ -121,8 +122,8 @@ def measure_grid(sizes: dict[str, Any], data_dir: str | None) -> list[dict[str, 
                "resolved_strategy": stats["strategy"], "batch_size": members[0]["train"]
                ["batch_size"], "train_images": int(len(splits.train_y)),
                "epochs": sizes["grid_epochs"], "compile_seconds": stats["compile_seconds"],
-               "epoch_train_seconds": last["train_seconds"],
-               "images_per_second": last["images_per_second"], "wall_seconds": wall}
+               "epoch_train_seconds": last.train_seconds,
+               "images_per_second": last.images_per_second, "wall_seconds": wall}
         _say(f"grid {strategy:10s} {conv_impl:7s}: {row['images_per_second']:,.0f} images/s "
              f"(all {len(members)} members), compile {row['compile_seconds']:.1f}s")
         rows.append(row)
@@ -138,7 +139,7 @@ def measure_time_to_target(sizes: dict[str, Any], data_dir: str | None,
                            target: float = TARGET_ACC) -> dict[str, Any]:
     """Trains S0 (1 seed) with the test set as the per-epoch evaluation set."""
     from jaxmnist import data
-    from jaxmnist.engine import train
+    from jaxmnist.engine.fit import train_grid
 
     study = _study("s0", sizes["s0_overrides"], sizes.get("synthetic", False))
     splits = _splits(study, data_dir)
@@ -149,13 +150,13 @@ def measure_time_to_target(sizes: dict[str, Any], data_dir: str | None,
     cfg["train"]["epochs"] = sizes["s0_epochs"]
     rows: list[dict[str, Any]] = []
 
-    def on_epoch(epoch: int, metrics: list[dict[str, Any]], info: dict[str, Any]) -> None:
-        elapsed = (rows[-1]["elapsed_seconds"] if rows else 0.0) + info["seconds"]
+    def on_epoch_end(group: int, epoch: int, metrics: list[dict[str, Any]], info: Any) -> None:
+        elapsed = (rows[-1]["elapsed_seconds"] if rows else 0.0) + info.seconds
         rows.append({"epoch": epoch, "test_acc": metrics[0]["val_acc"],
-                     "epoch_seconds": info["seconds"], "elapsed_seconds": elapsed})
+                     "epoch_seconds": info.seconds, "elapsed_seconds": elapsed})
 
     t0 = time.perf_counter()
-    out = train.train_grid([cfg], splits, None, train_confusion=False, on_epoch=on_epoch)
+    out = train_grid([cfg], splits, None, callbacks=[SimpleNamespace(on_epoch_end=on_epoch_end)])
     wall = time.perf_counter() - t0
     hit = next((r for r in rows if r["test_acc"] is not None and r["test_acc"] >= target), None)
     result = {"target": target, "reached": hit is not None,

@@ -3,7 +3,7 @@
 What it measures (images/s of training after a warm-up epoch; compile time reported apart):
 
 * jaxmnist, S0's CNN (225,034 params), batch 64, Adam: a solo run through the grid engine
-  (``jaxmnist.engine.train.train_grid``); a 12-member S2-style grid (Adam/RMSprop/SGD x 4 learning
+  (``jaxmnist.engine.fit.train_grid``); a 12-member S2-style grid (Adam/RMSprop/SGD x 4 learning
   rates) with each strategy, ``sequential`` and ``vmap`` (aggregate images/s); the bare training
   step without the engine around it; the MLP (784-64-10) and SqueezeNet, solo.
 * The same CNN in Keras 3 on TensorFlow (``model.fit``) and in PyTorch (a plain loop).

@@ -213,7 +213,7 @@ class _CompileClock:
 def step_cost(configs: list[dict[str, Any]], arrays: dict[str, np.ndarray]) -> dict[str, Any]:
     """FLOPs and bytes of ONE training step of one member, from XLA's cost analysis.
 
-    Counted on the engine's own program (:func:`jaxmnist.engine.train.build_program`, what users
+    Counted on the engine's own program (:func:`jaxmnist.engine.program.build_program`, what users
     run): one member per optimizer family in ``configs`` (so the step carries the group's union
     optimizer), ``vmap``-ed on one device, trained on exactly one batch of ``arrays``. The compiled
     epoch is then one step per member (XLA counts a loop's body once, so a longer epoch would still
@@ -226,7 +226,7 @@ def step_cost(configs: list[dict[str, Any]], arrays: dict[str, np.ndarray]) -> d
 
     from jaxmnist import models
     from jaxmnist.data import Splits
-    from jaxmnist.engine import train
+    from jaxmnist.engine.program import build_program
 
     batch = int(configs[0]["train"]["batch_size"])
     one_per_family: dict[str, dict[str, Any]] = {}
@@ -239,7 +239,7 @@ def step_cost(configs: list[dict[str, Any]], arrays: dict[str, np.ndarray]) -> d
         members.append(member)
     x, y = arrays["train_x"][:batch], arrays["train_y"][:batch]
     splits = Splits(x, y, None, None, x[:1], y[:1])
-    prog = train.build_program(members, splits, devices=jax.devices()[:1])
+    prog = build_program(members, splits, devices=jax.devices()[:1])
     cost = prog.epoch_exec.cost_analysis()
     if isinstance(cost, list | tuple):  # older JAX: one dict per partition
         cost = cost[0] if cost else {}
@@ -256,12 +256,14 @@ def step_cost(configs: list[dict[str, Any]], arrays: dict[str, np.ndarray]) -> d
 
 
 def run_jax_engine(case: dict[str, Any]) -> None:
-    """A solo run or a grid through ``engine.train.train_grid``, one timed epoch per ``run``."""
+    """A solo run or a grid through ``engine.fit.train_grid``, one timed epoch per ``run``."""
+    from types import SimpleNamespace
+
     import jax
 
     from jaxmnist import models
     from jaxmnist.data import Splits
-    from jaxmnist.engine.train import train_grid
+    from jaxmnist.engine.fit import train_grid
     from jaxmnist.runs.results import member_status
 
     batch, steps, members = case["batch_size"], case["steps"], case.get("members", 1)
@@ -277,9 +279,9 @@ def run_jax_engine(case: dict[str, Any]) -> None:
     for k in case.get("diverge", ()):  # members made to diverge in the warm-up epoch
         configs[k]["optim"]["learning_rate"] = DIVERGING_LR
     if case.get("layout") == "contiguous":  # the layout before member_layout, for comparison
-        from jaxmnist.engine import train
+        from jaxmnist.engine import placement
 
-        train.member_layout = lambda rates, n_padded, n_devices: np.arange(n_padded)
+        placement.member_layout = lambda rates, n_padded, n_devices: np.arange(n_padded)
     # "devices": train on the first N devices (default: the engine's choice)
     devices = jax.devices()[: case["devices"]] if case.get("devices") else None
     cost = step_cost(configs, arrays)
@@ -304,16 +306,16 @@ def run_jax_engine(case: dict[str, Any]) -> None:
     # computes them (and discards the result).
     alive = [True] * members
 
-    def on_epoch(epoch: int, metrics: list[dict[str, Any]], info: dict[str, Any]) -> None:
+    def on_epoch_end(group: int, epoch: int, metrics: list[dict[str, Any]], info: Any) -> None:
         if epoch == 1:
             clock.__exit__()  # compile happens before epoch 1; stop counting there
         trained = sum(alive) * n_train
         alive[:] = [bool(m["alive"]) for m in metrics]
-        driver.after_epoch(info["train_seconds"], images=trained)
+        driver.after_epoch(info.train_seconds, images=trained)
 
     clock.__enter__()
-    results = train_grid(configs, splits, None, on_epoch=on_epoch, train_confusion=False,
-                         devices=devices)
+    results = train_grid(configs, splits, None, devices=devices,
+                         callbacks=[SimpleNamespace(on_epoch_end=on_epoch_end)])
     stats = results[0].group
     send(
         "done",
@@ -334,7 +336,7 @@ def reference_step(model_cfg: Mapping[str, Any], *, learning_rate: float = 1e-3,
     reference the engine is measured against: no union optimizer, no shuffling, no
     zero-weight padding, no divergence guard, no metrics. ``jax_cnn_bare_step`` (bench case)
     and :func:`measure_train_throughput` use it; every other JAX measurement runs the engine's
-    own program (:func:`jaxmnist.engine.train.build_program` / ``train_grid``). Adam's epsilon is
+    own program (:func:`jaxmnist.engine.program.build_program` / ``train_grid``). Adam's epsilon is
     Keras' (1e-7), as in the engine and the peers.
 
     Returns:
@@ -464,7 +466,7 @@ def run_jax_e2e(case: dict[str, Any]) -> None:
     ``train_grid`` call: tracing and compiling, training, evaluation on the test images.
     """
     from jaxmnist.data import Splits
-    from jaxmnist.engine.train import train_grid
+    from jaxmnist.engine.fit import train_grid
 
     batch, steps, members, epochs = (case["batch_size"], case["steps"], case["members"],
                                      case["epochs"])

@@ -25,7 +25,7 @@ import numpy as np  # noqa: E402
 
 from jaxmnist import data  # noqa: E402
 from jaxmnist.data import synthetic  # noqa: E402
-from jaxmnist.engine import train  # noqa: E402
+from jaxmnist.engine.fit import train_grid  # noqa: E402
 
 
 def _member(depth: int, seed: int) -> dict:
@@ -48,22 +48,21 @@ def main() -> None:
     devices = jax.devices()[:2]
     for group in groups:  # compile every (group, device) pair first: only training is timed
         for device in devices:
-            train.train_grid(group, splits, train_confusion=False, devices=[device])
+            train_grid(group, splits, devices=[device])
 
     c0, t0 = _cpu_seconds(), time.perf_counter()
-    one = train.train_grid(groups[1], splits, train_confusion=False, devices=[devices[0]])
+    one = train_grid(groups[1], splits, devices=[devices[0]])
     wall_one, cpu_one = time.perf_counter() - t0, _cpu_seconds() - c0
 
     t0 = time.perf_counter()
-    in_turn = [train.train_grid(g, splits, train_confusion=False, devices=[devices[0]])
+    in_turn = [train_grid(g, splits, devices=[devices[0]])
                for g in groups]
     wall_turn = time.perf_counter() - t0
 
     together: list = [None, None]
 
     def run(i: int) -> None:
-        together[i] = train.train_grid(groups[i], splits, train_confusion=False,
-                                       devices=[devices[i]])
+        together[i] = train_grid(groups[i], splits, devices=[devices[i]])
 
     threads = [threading.Thread(target=run, args=(i,)) for i in range(2)]
     t0 = time.perf_counter()

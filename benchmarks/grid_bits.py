@@ -27,7 +27,7 @@ def save(path: str, strategy: str) -> None:
     """Trains the grid with ``strategy`` and writes its results to ``path``."""
     from jaxmnist import data, models
     from jaxmnist.data import synthetic
-    from jaxmnist.engine import train
+    from jaxmnist.engine.fit import train_grid
     from jaxmnist.runs import results
 
     x, y = synthetic.make(640)
@@ -40,7 +40,7 @@ def save(path: str, strategy: str) -> None:
                     "reg": {"l1": 0.0, "l2": 1e-4}, "loss": "xent",
                     "train": {"epochs": 2, "batch_size": 32, "strategy": strategy}, "seed": s}
                    for o, lr, s in (("adam", 1e-3, 0), ("sgd", 0.05, 1), ("rmsprop", 10.0, 2))]
-        for k, result in enumerate(train.train_grid(members, splits, train_confusion=True)):
+        for k, result in enumerate(train_grid(members, splits)):
             r = {**results.member_record(result, ty, y), "params": result.params}
             for leaf_path, leaf in models.layer_paths(r["params"]).items():
                 out[f"{name}/{k}/{leaf_path}"] = np.asarray(leaf)

@@ -15,7 +15,7 @@ import sys
 
 from jaxmnist import data
 from jaxmnist.data import synthetic
-from jaxmnist.engine import train
+from jaxmnist.engine.program import build_program
 
 name = sys.argv[1] if len(sys.argv) > 1 else "jaxmnist.models.flax_examples:NnxCNN"
 x, y = synthetic.make(256)
@@ -23,5 +23,5 @@ tx, ty = synthetic.make(100, "test")
 members = [{"model": {"name": name}, "optim": {"name": "adam", "learning_rate": 1e-3},
             "reg": {"l1": 0.0, "l2": 0.0}, "loss": "xent",
             "train": {"epochs": 1, "batch_size": 32}, "seed": s} for s in (0, 1)]
-prog = train.build_program(members, data.Splits(x, y, None, None, tx, ty))
+prog = build_program(members, data.Splits(x, y, None, None, tx, ty))
 print(f"{name}: compile_seconds {prog.compile_seconds:.2f}")

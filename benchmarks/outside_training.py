@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from jaxmnist import data
-from jaxmnist.engine import train
+from jaxmnist.engine.evaluate import predict_classes
 from jaxmnist.runs import rundir, runview, tables
 
 
@@ -53,7 +53,7 @@ def main(argv: list[str] | None = None) -> None:
 
     def predict(k: int) -> np.ndarray:
         model_cfg, params, state = rundir.load_member(args.run_dir, k)
-        return train.predict_classes(model_cfg, params, state, splits.train_x)
+        return predict_classes(model_cfg, params, state, splits.train_x)
 
     predict(best)  # compile once: the runner's one call compiles too, but that is not the point
     _, t_best = _timed(lambda: predict(best))

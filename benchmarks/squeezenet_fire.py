@@ -76,7 +76,7 @@ def fire_expand(sq: jax.Array, w1: jax.Array, w3: jax.Array, b: jax.Array) -> ja
 def _fire_expand_fwd(sq: jax.Array, w1: jax.Array, w3: jax.Array, b: jax.Array):
     s, e1 = w1.shape[2], w1.shape[3]
     y1 = jnp.dot(sq, w1.reshape(s, e1))
-    y3 = layers._im2col_conv(layers._pad_same(sq, 3, 3), w3)
+    y3 = layers.conv2d(sq, w3, padding="same")
     out = jax.nn.relu(jnp.concatenate([y1, y3], -1) + b)
     return out, (sq, w1, w3, out)
 
@@ -89,8 +89,9 @@ def _fire_expand_bwd(res, g: jax.Array):
     g1, g3 = g[..., :e1], g[..., e1:]
     rows1 = g1.reshape(-1, e1)
     dw1 = lax.dot_general(sq.reshape(-1, s), rows1, (((0,), (0,)), ((), ())))
-    d_padded, dw3 = layers._im2col_conv_bwd((layers._pad_same(sq, 3, 3), w3), g3)
-    d_sq = d_padded[:, 1:-1, 1:-1, :] + lax.dot_general(
+    # The 3x3's own backward (its custom VJP; the unused forward is dropped by XLA).
+    d3, dw3 = jax.vjp(lambda x, w: layers.conv2d(x, w, padding="same"), sq, w3)[1](g3)
+    d_sq = d3 + lax.dot_general(
         g1, w1.reshape(s, e1), (((3,), (1,)), ((), ())))
     return d_sq, dw1.reshape(w1.shape), dw3, db
 

@@ -1,6 +1,6 @@
 """``python -m benchmarks.step_profile`` — where a training step's time goes, per XLA op.
 
-Traces the engine's compiled epoch (the program users run: ``jaxmnist.engine.train.build_program``,
+Traces the engine's compiled epoch (the program users run: ``engine.program.build_program``,
 one member) with ``jax.profiler``, then sums the duration of every XLA op of that program over
 the traced steps and writes a per-op table and a per-category summary::
 
@@ -145,12 +145,12 @@ def profile(model: str, batch_size: int, steps: int, repeats: int = 2) -> dict[s
 
     from benchmarks.bench_workers import load_data, member_config
     from jaxmnist.data import Splits
-    from jaxmnist.engine import train
+    from jaxmnist.engine.program import build_program
 
     arrays, source = load_data(steps * batch_size, 100)
     splits = Splits(arrays["train_x"], arrays["train_y"], None, None, arrays["test_x"],
                     arrays["test_y"])
-    prog = train.build_program([member_config(MODELS[model], 1 + repeats, batch_size)], splits)
+    prog = build_program([member_config(MODELS[model], 1 + repeats, batch_size)], splits)
     hlo = hlo_ops(prog.epoch_exec.as_text())
     state = prog.init_state
 

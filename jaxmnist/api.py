@@ -246,6 +246,9 @@ def grid(*, model: Any, optimizers: Mapping[str, Any], seeds: int = 1, epochs: i
         APIError / jaxmnist.config.ConfigError: a bad argument (nothing written).
         jaxmnist.data.DataError: the data cannot be loaded (nothing written).
     """
+    from jaxmnist.engine import hostdevices
+
+    hostdevices.configure()  # first: XLA reads its flags once, when a backend starts
     model_cfg, note = model_config(model)
     data = {**dict(data or {}), **({"source": "synthetic"} if synthetic else {})}
     study = _grid_study(model_cfg, optimizers, seeds=seeds, epochs=epochs,
@@ -274,8 +277,8 @@ def run(study: Mapping[str, Any], *, workdir: str | Path, data_dir: str | None =
     from jaxmnist import runner
     from jaxmnist.engine import hostdevices
 
+    hostdevices.configure()  # before JAX starts a backend: one host device per core on a CPU
     members = C.check(study)  # the run's members, validated: runner.run trains these
-    hostdevices.configure()  # before the engine starts JAX: one host device per core on a CPU
     runner.run(dict(study), Path(workdir), data_dir=data_dir, report=report,
               callbacks=callbacks, progress=progress, members=members)
     return open_run(workdir)

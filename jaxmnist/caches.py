@@ -1,4 +1,4 @@
-"""Bounded caches of objects kept between calls (built models, compiled group programs)."""
+"""Bounded caches (least recently used dropped first) of built models and compiled programs."""
 
 from __future__ import annotations
 

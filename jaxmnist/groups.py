@@ -1,11 +1,8 @@
-"""Groups: which member configs can train together as ONE compiled program.
+"""Groups: which member configs train together as ONE compiled program (plain Python, no jax).
 
-Static keys (shapes: architecture, batch, epochs, loss) must agree inside a group; the
-:data:`DYNAMIC_KEYS` become per-member arrays with a leading grid axis. ``jaxmnist.config`` exposes
-this as part of the study API; the engine (``jaxmnist.engine.train``) imports it from here, so the
-engine does not depend on study files. It also holds :data:`STRATEGIES`, the ways a group's members
-run inside its program, so that the schema (``jaxmnist.schema``) reads the list without importing
-the engine, which reads the schema's types. Plain Python: no jax.
+Static keys (shapes: architecture, batch, epochs, loss) agree inside a group; the
+:data:`DYNAMIC_KEYS` become per-member arrays with a leading grid axis. The schema reads
+:data:`STRATEGIES` from here without importing the engine, which reads the schema's types.
 """
 
 from __future__ import annotations
@@ -16,8 +13,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 STRATEGIES: tuple[str, ...] = ("auto", "vmap", "sequential")
-"""The values of ``train.strategy``: how the members of a group run inside its one program
-(``jaxmnist.engine.train`` implements them; ``"auto"`` picks one for the backend)."""
+"""``train.strategy``: how a group's members share its program (``jaxmnist.engine.placement``)."""
 
 DYNAMIC_KEYS: tuple[str, ...] = (
     "optim",

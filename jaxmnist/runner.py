@@ -3,7 +3,7 @@
 The one implementation of a run, which the Python API (:func:`jaxmnist.api.run`,
 :func:`jaxmnist.api.grid`) and the command line (``python -m jaxmnist.sweep``) both call: the run
 directory is checked before the data load, made after it, and written after every group
-(``results.json``); each group trains as one program (``jaxmnist.engine.train``) with a progress
+(``results.json``); each group trains as one program (``jaxmnist.engine.fit``) with a progress
 bar, TensorBoard events and the user's callbacks; the best member's training-set confusion matrix,
 the sklearn baseline where the study asks for one, and the report (``jaxmnist.runs.tables``) come
 last. Re-running into the same directory resumes. In a multi-process run (``--distributed``)
@@ -138,7 +138,7 @@ def run(study: dict[str, Any], run_dir: Path, *, data_dir: str | None = None,
         jaxmnist.data.DataError: the data cannot be loaded (nothing written).
     """
     from jaxmnist import data
-    from jaxmnist.engine import train
+    from jaxmnist.engine.fit import train_grid
     from jaxmnist.runs import loggers
     from jaxmnist.runs import results as results_json
 
@@ -191,11 +191,10 @@ def run(study: dict[str, Any], run_dir: Path, *, data_dir: str | None = None,
         try:
             # The train confusion matrix is drawn for the best point alone: predicted once for
             # that member after every group finished (_add_train_confusion), not for all.
-            out = train.train_grid([typed[k] for k in ks], splits,
-                                   workdir=str(writer.ckpt_dir(g)), group_index=g,
-                                   train_confusion=False,
-                                   callbacks=[writer.metrics_log(ks), *bars, *extra]
-                                   if primary else [])
+            out = train_grid([typed[k] for k in ks], splits,
+                             workdir=str(writer.ckpt_dir(g)), group_index=g,
+                             callbacks=[writer.metrics_log(ks), *bars, *extra]
+                             if primary else [])
         finally:
             bar.close()
             if tensorboard is not None:
@@ -203,7 +202,7 @@ def run(study: dict[str, Any], run_dir: Path, *, data_dir: str | None = None,
         if not primary:
             continue
         for k, res in zip(ks, out, strict=True):
-            record = results_json.member_record(res, splits.test_y, splits.train_y)
+            record = results_json.member_record(res, splits.test_y)
             writer.export_member(k, configs[k]["model"], res.params,
                                  extra={"test_acc": record["test"]["acc"],
                                         "status": record["status"]},
@@ -250,7 +249,8 @@ def _add_train_confusion(run_dir: Path, done: dict[int, dict[str, Any]], splits:
     (``jaxmnist.runs.runview.Run.best``); predicting the training set with every member of S2's grid
     took minutes of a CPU preset. Returns True when a matrix was added.
     """
-    from jaxmnist.engine import metrics, train
+    from jaxmnist.engine import metrics
+    from jaxmnist.engine.evaluate import predict_classes
     from jaxmnist.runs import runview
 
     try:
@@ -264,7 +264,7 @@ def _add_train_confusion(run_dir: Path, done: dict[int, dict[str, Any]], splits:
         model_cfg, params, state = rundir.load_member(run_dir, k)
     except rundir.RunDirError:
         return False  # never exported (a diverged member): the report draws no train matrix
-    preds = train.predict_classes(model_cfg, params, state, splits.train_x)
+    preds = predict_classes(model_cfg, params, state, splits.train_x)
     done[k]["confusion_train"] = metrics.confusion_matrix(
         np.asarray(splits.train_y), preds).tolist()
     return True

@@ -4,7 +4,7 @@
     python scripts/grid_memory.py --members 1 4 --models mlp
 
 For each model, strategy and number of members G on ONE device, it builds the group's program
-(jaxmnist.engine.train.build_program: data on the device, initial state, the compiled epoch) and
+(jaxmnist.engine.program.build_program: data on the device, initial state, the compiled epoch) and
 reads XLA's buffer assignment of the compiled epoch (``memory_analysis()``): arguments (the members'
 state + the dataset, replicated on every device), outputs (aliased with the donated state) and
 temporaries (activations, gradients). No training runs. The data are zeros of full-MNIST shape
@@ -52,15 +52,15 @@ def measure(model_name: str, strategy: str, g: int, splits) -> dict:
     """Builds one group of ``g`` members on one device and returns its memory in bytes."""
     import jax
 
-    from jaxmnist.engine import train
+    from jaxmnist.engine.program import build_program
 
     members = [_member(MODELS[model_name], k, strategy) for k in range(g)]
-    prog = train.build_program(members, splits, devices=jax.devices()[:1])
+    prog = build_program(members, splits, devices=jax.devices()[:1])
     stats = prog.epoch_exec.memory_analysis()
     state_bytes = sum(leaf.nbytes for leaf in jax.tree_util.tree_leaves(prog.init_state))
     data_bytes = sum(a.nbytes for a in (prog.train_x, prog.train_y))
     return {
-        "model": model_name, "strategy": prog.strategy, "members": g,
+        "model": model_name, "strategy": prog.placement.strategy, "members": g,
         "state": state_bytes, "data": data_bytes,
         "arguments": stats.argument_size_in_bytes, "outputs": stats.output_size_in_bytes,
         "aliased": stats.alias_size_in_bytes, "temp": stats.temp_size_in_bytes,

@@ -14,6 +14,7 @@ import os
 import signal
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 # This checkout's jaxmnist (not whichever one is installed), and the test fixtures beside us.
 sys.path[:0] = [str(Path(__file__).resolve().parent.parent), str(Path(__file__).resolve().parent)]
@@ -32,7 +33,8 @@ def main() -> None:
     args = parser.parse_args()
     os.environ["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={args.devices}"
 
-    from jaxmnist.engine import distributed, train
+    from jaxmnist.engine import distributed
+    from jaxmnist.engine.fit import train_grid
 
     settings = distributed.settings_from_env()
     if settings.coordinator is not None:
@@ -41,18 +43,18 @@ def main() -> None:
     from distributed_fixtures import members, splits
     from train_worker import save_results
 
-    def on_epoch(epoch, metrics, info):
+    def on_epoch_end(group_index, epoch, metrics, info):
         print(f"process {distributed.process_index()}: epoch {epoch} done", flush=True)
         if epoch == args.kill_after_epoch and distributed.process_index() == args.kill_process:
             # A hard kill, as a crashed or preempted host would get: no cleanup at all.
             os.kill(os.getpid(), signal.SIGKILL)
 
     with distributed.stop_together("from the last checkpoint"):
-        results = train.train_grid(
+        results = train_grid(
             members(args.members, epochs=args.epochs, strategy=args.strategy),
             splits(),
             args.workdir,
-            on_epoch=on_epoch,
+            callbacks=[SimpleNamespace(on_epoch_end=on_epoch_end)],
         )
     if distributed.is_primary():
         save_results(args.out, results)

@@ -164,3 +164,27 @@ def test_the_readme_api_example_runs(tmp_path, monkeypatch):
     exec(compile("\n".join(lines), "README.md", "exec"), namespace)  # noqa: S102
     assert namespace["probs"].shape == (25, 10)
     assert namespace["run"].complete and len(namespace["run"].table()) == 6
+
+
+def test_a_cnn_grid_gets_the_cli_device_layout(tmp_path):
+    """``jm.grid`` configures the host devices before validating the study starts a backend
+    (a zoo CNN resolves its convolution when traced), so it trains on the devices that
+    ``python -m jaxmnist.sweep`` would give it: one single-threaded device per core on a
+    CPU-only machine (2 here), as many as the members can use."""
+    import os
+
+    from jaxmnist.engine import hostdevices, placement
+
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("XLA_FLAGS", hostdevices.ENV_DEVICES, "JAX_PLATFORMS")}
+    cli = hostdevices.decide(env, cores=hostdevices.usable_cores(),
+                             accelerator=hostdevices.accelerator_installed(), started=False)
+    expected = placement.useful_devices(2, cli.devices or 1)
+    code = ("import sys, jaxmnist as jm; run = jm.grid(model='cnn', optimizers={'adam': 1e-3, "
+            "'sgd': 0.05}, data={'train_limit': 64, 'test_limit': 32}, synthetic=True, "
+            "progress=False, workdir=sys.argv[1])")
+    out = subprocess.run([sys.executable, "-c", code, str(tmp_path / "run")], env=env,
+                         capture_output=True, text=True, timeout=600, check=True)
+    assert "already started its backend" not in out.stderr
+    groups = json.loads((tmp_path / "run" / "results.json").read_text())["groups"]
+    assert [g["devices"] for g in groups] == [expected], out.stderr

@@ -265,7 +265,7 @@ _SHAPE = (_FI, 1000)  # 300k draws: moments to ~0.5%
     ids=lambda v: str(v) if not isinstance(v, float) else None,
 )
 def test_init_moments(spec, mean, std, bound):
-    raw = common.get_init(spec)(KEY, _SHAPE, _FI, _FO)
+    raw = common.init_params(KEY, {"w": common.ParamSpec(_SHAPE, spec, _FI, _FO)})["w"]
     assert raw.dtype == jnp.float32 and raw.shape == _SHAPE
     w = np.asarray(raw, np.float64)
     assert abs(w.mean() - mean) <= 0.01 * std + 1e-7  # ~5 standard errors
@@ -435,10 +435,23 @@ def test_model_logits_same_for_every_conv_impl(cfg, impls):
         np.testing.assert_allclose(got, ref, atol=1e-5, rtol=1e-5, err_msg=impl)
 
 
+def test_validating_a_study_starts_no_jax_backend():
+    """A CNN study (and a user's Flax model) validates without asking JAX for a backend, so the
+    API can still choose the host devices after it (conv implementations resolve when traced)."""
+    import subprocess
+    import sys
+
+    code = ("import jaxmnist as jm, jax._src.xla_bridge as xb; jm.load_study('s2'); "
+            "jm.load_study('flax_mnist'); print(len(xb._backends))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=300, check=True)
+    assert out.stdout.split() == ["0"], out.stderr
+
+
 def test_resolve_conv_impl():
     assert layers.resolve_conv_impl("auto", "cpu") == "im2col"
     assert layers.resolve_conv_impl("auto", "gpu") == "lax"
-    assert layers.resolve_conv_impl("patches") == "patches"
+    assert layers.resolve_conv_impl("lax") == "lax"
 
 
 # --------------------------------------------------------------------------------------------

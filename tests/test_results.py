@@ -7,7 +7,7 @@ import json
 import numpy as np
 
 from jaxmnist import schema
-from jaxmnist.engine.train import GroupStats, MemberResult
+from jaxmnist.engine.evaluate import GroupStats, MemberResult
 from jaxmnist.runs import results
 
 
@@ -36,7 +36,7 @@ def _result(**overrides) -> MemberResult:
                          np.float32),
         epoch_seconds=np.array([1.5, 0.5], np.float32), has_val=False,
         test_loss=float("nan"), test_acc=0.5, test_pred=np.array([0, 1, 1, 3], np.int32),
-        train_pred=None, test_probs=np.array([[np.inf] + [0.0] * 9]),
+        test_probs=np.array([[np.inf] + [0.0] * 9]),
         params={}, model_state={},
         weights={"dense0": np.array([[1.0, np.nan], [2.0, 3.0]])}, grads={},
         param_count=10, group=stats)

@@ -210,13 +210,13 @@ def test_the_engine_trains_a_member_as_it_trains_the_same_dict():
     pytest.importorskip("jax")
     from train_fixtures import SMALL_MLP, base_member, small_splits
 
-    from jaxmnist.engine import train
+    from jaxmnist.engine.fit import train_grid
 
     cfg = base_member(**{"model": {**SMALL_MLP, "hidden": [16]}, "optim.name": "sgd",
                          "optim.learning_rate": 0.1, "reg.l2": 1e-4, "seed": 2})
     splits = small_splits(n_train=128, n_val=64, n_test=64)
-    (a,) = train.train_grid([cfg], splits, train_confusion=False)
-    (b,) = train.train_grid([schema.member(cfg)], splits, train_confusion=False)
+    (a,) = train_grid([cfg], splits)
+    (b,) = train_grid([schema.member(cfg)], splits)
     assert a.member.config() == b.member.config() == schema.member(cfg).config()
     assert (a.test_loss, a.test_acc) == (b.test_loss, b.test_acc)
     np.testing.assert_array_equal(a.history, b.history)

@@ -53,13 +53,13 @@ def _digits(split: str) -> tuple[np.ndarray, np.ndarray]:
 
 def _train_run(run_dir: Path) -> None:
     from jaxmnist.data import Splits
-    from jaxmnist.engine.train import train_grid
+    from jaxmnist.engine.fit import train_grid
     from jaxmnist.runs import results as results_json
 
     train_x, train_y = _digits("train")
     test_x, test_y = _digits("test")
     splits = Splits(train_x, train_y, None, None, test_x, test_y)
-    (trained,) = train_grid([RECIPE], splits, None, train_confusion=False)
+    (trained,) = train_grid([RECIPE], splits, None)
     result = results_json.member_record(trained, splits.test_y)
     writer = rundir.RunWriter(run_dir)
     writer.export_member(0, RECIPE["model"], trained.params)

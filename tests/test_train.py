@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import jax
 import jax.numpy as jnp
@@ -16,8 +17,11 @@ import numpy as np
 import optax
 import pytest
 
-from jaxmnist import models
-from jaxmnist.engine import losses, optim, train
+from jaxmnist import groups, models
+from jaxmnist.engine import losses, optim, placement
+from jaxmnist.engine.evaluate import MemberResult
+from jaxmnist.engine.fit import train_grid
+from jaxmnist.engine.program import GridError, build_program, clear_compiled_groups
 from jaxmnist.runs import results as results_json
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -35,12 +39,12 @@ from train_fixtures import (  # noqa: E402
 WORKER = Path(__file__).resolve().parent / "train_worker.py"
 
 
-def status(result: train.MemberResult) -> str:
+def status(result: MemberResult) -> str:
     """The run directory's label of a member (ok / diverged / collapsed)."""
     return results_json.member_status(result.alive, result.test_pred)[0]
 
 
-def _test(result: train.MemberResult) -> tuple[float, float]:
+def _test(result: MemberResult) -> tuple[float, float]:
     return result.test_loss, result.test_acc
 
 
@@ -131,8 +135,7 @@ def oracle_grids():
     """The oracle grid under each strategy, trained once per session (the CPU default,
     "sequential", also serves the results test). Both train the same members, so one solo run
     per member serves both."""
-    return {strategy: train.train_grid(_oracle_members(strategy), small_splits(),
-                                       train_confusion=strategy == "sequential")
+    return {strategy: train_grid(_oracle_members(strategy), small_splits())
             for strategy in ("sequential", "vmap")}
 
 
@@ -177,7 +180,7 @@ def test_grid_member_equals_config_trained_alone(strategy, oracle_grids):
 @pytest.mark.e2e
 def test_grid_member_equals_config_trained_alone_with_the_cnn():
     members = _oracle_members("sequential", {"name": "cnn", "dropout": [0.25, 0.5]})
-    results = train.train_grid(members, small_splits(), train_confusion=False)
+    results = train_grid(members, small_splits())
     assert results[0].param_count == 225_034
     _check_grid_equals_alone("sequential", members, results)
 
@@ -226,8 +229,8 @@ def test_a_grid_of_l1_l2_penalties_equals_a_loop_that_adds_them_itself():
     members = [base_member(**{"model": mlp, "optim.name": "sgd", "optim.learning_rate": 0.05,
                               "reg.l1": l1, "reg.l2": l2, "seed": 1})
                for l1, l2 in ((0.0, 0.0), (1e-2, 0.0), (0.0, 1e-1), (1e-3, 1e-2))]
-    assert len(train.group_members(members)) == 1
-    results = train.train_grid(members, splits, train_confusion=False)
+    assert len(groups.group_members(members)) == 1
+    results = train_grid(members, splits)
     alone = [_penalised_alone(m, splits) for m in members]
     for k, result in enumerate(results):
         assert _max_abs_diff(result.params, alone[k]) <= 1e-5, members[k]["reg"]
@@ -256,15 +259,13 @@ def test_results_are_complete_and_json_ready(oracle_grids):
     members = _oracle_members("sequential")
     (k,) = [k for k, m in enumerate(members)
             if m["optim"] == {"name": "adam", "learning_rate": 1e-3}]
-    first = results_json.member_record(oracle_grids["sequential"][k], small_splits().test_y,
-                                       small_splits().train_y)
+    first = results_json.member_record(oracle_grids["sequential"][k], small_splits().test_y)
     assert {"config", "status", "history", "test", "test_pred", "confusion_test",
-            "confusion_train", "test_probs_first25", "weight_hist", "grad_hist",
+            "test_probs_first25", "weight_hist", "grad_hist",
             "param_count"} <= first.keys()
     assert first["param_count"] == 784 * 64 + 64 + 64 * 10 + 10  # SMALL_MLP
     assert len(first["test_pred"]) == 500
     assert np.asarray(first["confusion_test"]).sum() == 500
-    assert np.asarray(first["confusion_train"]).sum() == 640
     np.testing.assert_allclose(np.asarray(first["test_probs_first25"]).sum(-1), 1.0, rtol=1e-5)
     assert first["history"][0]["val_acc"] is not None
     json.dumps(first, allow_nan=False)
@@ -277,8 +278,8 @@ def test_nan_member_is_frozen_and_others_bit_identical():
     sane = grid_members(epochs=1, model=SMALL_MLP)
     poisoned = grid_members(epochs=1, model=SMALL_MLP)
     poisoned[8]["optim"]["learning_rate"] = 1e30  # SGD at 1e30 overflows on its first step
-    a = train.train_grid(sane, splits, train_confusion=False)
-    b = train.train_grid(poisoned, splits, train_confusion=False)
+    a = train_grid(sane, splits)
+    b = train_grid(poisoned, splits)
     assert status(b[8]) == "diverged" and b[8].diverged_epoch == 1
     import json
 
@@ -299,7 +300,7 @@ def test_frozen_member_skips_its_epochs_with_the_result_running_them_gives():
     members[0]["optim"]["learning_rate"] = 1e30  # overflows on its first step
     for m in members:
         m["train"]["strategy"] = "sequential"
-    prog = train.build_program(members, small_splits())
+    prog = build_program(members, small_splits())
     assert prog.program.skip_frozen
     state, *_ = prog.epoch_exec(prog.init_state, prog.arrays, prog.train_x, prog.train_y,
                                 jnp.asarray(1, jnp.int32))
@@ -321,22 +322,21 @@ def test_frozen_member_skips_its_epochs_with_the_result_running_them_gives():
 
 def test_second_epoch_compiles_nothing():
     compiles = {}
-    train.train_grid(
+    train_grid(
         [base_member(**{"train.epochs": 3, "optim.name": n, "model": SMALL_MLP})
          for n in ("adam", "sgd")],
         small_splits(),
-        on_epoch=lambda epoch, metrics, info: compiles.__setitem__(epoch, info["compiles"]),
-        train_confusion=False,
-    )
+        callbacks=[SimpleNamespace(on_epoch_end=lambda g, epoch, metrics, info:
+                                   compiles.__setitem__(epoch, info.compiles))])
     assert compiles[2] == 0 and compiles[3] == 0, compiles
 
 
 def test_same_seed_twice_gives_identical_results():
     """... the second time from the kept compiled program, the first freshly compiled."""
     members = [base_member(**{"seed": s, "model": SMALL_MLP}) for s in (0, 1)]
-    train.clear_compiled_groups()
-    a = train.train_grid(members, small_splits(), train_confusion=False)
-    b = train.train_grid(members, small_splits(), train_confusion=False)
+    clear_compiled_groups()
+    a = train_grid(members, small_splits())
+    b = train_grid(members, small_splits())
     for ra, rb in zip(a, b, strict=True):
         assert _max_abs_diff(ra.params, rb.params) == 0.0
         assert ra.history[0, 0] == rb.history[0, 0]
@@ -351,21 +351,21 @@ def test_a_group_of_the_same_shape_reuses_the_compiled_program():
     first = [base_member(**{"model": SMALL_MLP, "optim.name": n}) for n in ("adam", "sgd")]
     again = [base_member(**{"model": SMALL_MLP, "optim.name": n, "optim.learning_rate": 0.02,
                             "seed": 4}) for n in ("adam", "sgd")]
-    a, b = train.build_program(first, splits), train.build_program(again, splits)
+    a, b = build_program(first, splits), build_program(again, splits)
     assert b.epoch_exec is a.epoch_exec and b.eval_fn is a.eval_fn and b.program is a.program
     bigger = [base_member(**{"model": SMALL_MLP, "optim.name": n, "train.batch_size": 64})
               for n in ("adam", "sgd")]
-    c = train.build_program(bigger, splits)
+    c = build_program(bigger, splits)
     assert c.epoch_exec is not a.epoch_exec and c.program is not a.program
 
 
 def test_mixed_static_keys_are_rejected():
-    with pytest.raises(train.GridError, match="static"):
-        train.train_grid(
+    with pytest.raises(GridError, match="static"):
+        train_grid(
             [base_member(), base_member(**{"train.batch_size": 64})], small_splits()
         )
-    assert train.group_members([base_member(), base_member(**{"seed": 3}),
-                                base_member(**{"train.batch_size": 64})]) == [[0, 1], [2]]
+    assert groups.group_members([base_member(), base_member(**{"seed": 3}),
+                                 base_member(**{"train.batch_size": 64})]) == [[0, 1], [2]]
 
 
 def _run_worker(out: Path, *extra: str, env_extra: dict | None = None, check: bool = True):
@@ -416,18 +416,18 @@ TWO_SINGLE_THREADED = ("--xla_force_host_platform_device_count=2 "
 
 
 def test_useful_devices_and_member_layout():
-    assert [train.useful_devices(g, 2) for g in (1, 2, 3, 12)] == [1, 2, 2, 2]
-    assert train.useful_devices(12, 8) == 6 and train.useful_devices(6, 4) == 3
-    assert train.useful_devices(5, 1) == 1
+    assert [placement.useful_devices(g, 2) for g in (1, 2, 3, 12)] == [1, 2, 2, 2]
+    assert placement.useful_devices(12, 8) == 6 and placement.useful_devices(6, 4) == 3
+    assert placement.useful_devices(5, 1) == 1
     rates = [0.1, 0.01, 0.001, 0.0001] * 3  # S2's order: Adam, RMSprop, SGD x 4 rates
-    layout = train.member_layout(rates, 12, 2)
+    layout = placement.member_layout(rates, 12, 2)
     assert sorted(layout) == list(range(12))
     # Device 0 holds positions 0-5, device 1 positions 6-11: the three lr-0.1 members (0, 4, 8)
     # are split 2/1, every rate has members on both devices.
     assert list(layout) == [0, 8, 5, 2, 10, 7, 4, 1, 9, 6, 3, 11]
     assert 0 in layout[:6] and 4 in layout[6:]
-    assert list(train.member_layout([1.0, 2.0, 3.0], 4, 2)) == [2, 0, 1, 3]  # pad 3 last
-    assert list(train.member_layout(rates, 12, 1)) == list(range(12))
+    assert list(placement.member_layout([1.0, 2.0, 3.0], 4, 2)) == [2, 0, 1, 3]  # pad 3 last
+    assert list(placement.member_layout(rates, 12, 1)) == list(range(12))
 
 
 @pytest.mark.e2e
@@ -456,19 +456,18 @@ def test_run_interrupted_in_process_resumes_to_the_same_end(tmp_path):
     started again ends with the parameters, histories and predictions of a run never stopped.
     (The SIGKILL of a real process is the e2e test below.)"""
     members, splits = grid_members(epochs=3, model=SMALL_MLP), small_splits()
-    full = train.train_grid(members, splits, str(tmp_path / "a"), train_confusion=False)
+    full = train_grid(members, splits, str(tmp_path / "a"))
 
-    def stop_after_first(epoch, metrics, info):
+    def stop_after_first(group_index, epoch, metrics, info):
         if epoch == 1:
             raise _Interrupted
 
     with pytest.raises(_Interrupted):
-        train.train_grid(members, splits, str(tmp_path / "b"), on_epoch=stop_after_first,
-                         train_confusion=False)
+        train_grid(members, splits, str(tmp_path / "b"),
+                   callbacks=[SimpleNamespace(on_epoch_end=stop_after_first)])
     seen = []
-    resumed = train.train_grid(members, splits, str(tmp_path / "b"), train_confusion=False,
-                               on_epoch=lambda epoch, metrics, info: seen.append(
-                                   (epoch, info["resumed"])))
+    resumed = train_grid(members, splits, str(tmp_path / "b"), callbacks=[SimpleNamespace(
+        on_epoch_end=lambda g, epoch, metrics, info: seen.append((epoch, info.resumed)))])
     assert seen == [(2, True), (3, True)]  # epoch 1 came from the checkpoint, not retrained
     for k, (a, b) in enumerate(zip(full, resumed, strict=True)):
         for name, leaf in flat_params(a.params).items():
@@ -497,7 +496,7 @@ def test_interrupted_run_resumes_to_the_same_end(tmp_path):
 
 def test_optimizer_names_are_checked():
     with pytest.raises(ValueError, match="valid choices: sgd, momentum, nesterov, adam, adamw"):
-        train.train_grid([base_member(**{"optim.name": "adamz"})], small_splits())
+        train_grid([base_member(**{"optim.name": "adamz"})], small_splits())
 
 
 def test_members_with_different_initializers_share_one_program():
@@ -507,8 +506,8 @@ def test_members_with_different_initializers_share_one_program():
                        "optim.learning_rate": 1e-30, "seed": 3})
         for init in inits
     ]
-    assert len(train.group_members(members)) == 1
-    results = train.train_grid(members, small_splits(), train_confusion=False)
+    assert len(groups.group_members(members)) == 1
+    results = train_grid(members, small_splits())
     key = jax.random.fold_in(jax.random.PRNGKey(3), 0)
     for member, result in zip(members, results, strict=True):
         expected = models.build(member["model"]).init(key)[0]
@@ -528,12 +527,12 @@ def test_s0_cnn_one_epoch_on_full_mnist_reaches_98_percent(mnist_dir):
     splits = data.Splits(train_x, train_y, None, None, test_x, test_y)
     member = base_member(**{"model": {"name": "cnn"}, "train.batch_size": 32})
     seen = {}
-    (result,) = train.train_grid(
-        [member], splits, train_confusion=False,
-        on_epoch=lambda epoch, metrics, info: seen.update(info),
-    )
-    print(f"S0 1 epoch: test acc {result.test_acc:.4f}, "
-          f"{seen['images_per_second']:.0f} img/s, compile {result.group.compile_seconds:.1f} s")
+    (result,) = train_grid(
+        [member], splits,
+        callbacks=[SimpleNamespace(on_epoch_end=lambda g, epoch, metrics, info:
+                                   seen.update(info=info))])
+    print(f"S0 1 epoch: test acc {result.test_acc:.4f}, {seen['info'].images_per_second:.0f} "
+          f"img/s, compile {result.group.compile_seconds:.1f} s")
     assert status(result) == "ok"
     assert result.test_acc >= 0.98
 
@@ -548,7 +547,7 @@ def test_flax_member_in_a_grid_equals_the_model_trained_alone(tmp_path):
     flax_mlp = {"name": f"{tmp_path / 'my_flax.py'}:make", "width": 64}
     members = [base_member(**{"model": flax_mlp, "optim.name": name, "optim.learning_rate": lr})
                for name, lr in (("adam", 1e-3), ("sgd", 0.05))]
-    results = train.train_grid(members, splits, train_confusion=False)
+    results = train_grid(members, splits)
     for k, member in enumerate(members):
         diff = _max_abs_diff(results[k].params, _train_alone(member, splits)[0])
         assert diff <= 1e-5, f"member {k} ({member['optim']}) differs by {diff}"
@@ -587,7 +586,7 @@ def test_batchnorm_member_equals_the_config_trained_alone(bn_models, kind):
     """Member k == its solo run, running statistics included (default CPU strategy, 1e-5)."""
     splits = small_splits()
     members = _bn_members(bn_models[kind])
-    results = train.train_grid(members, splits, train_confusion=False)
+    results = train_grid(members, splits)
     for k, member in enumerate(members):
         params, state = _train_alone(member, splits)
         assert _max_abs_diff(results[k].params, params) <= 1e-5
@@ -601,7 +600,7 @@ def test_batchnorm_member_equals_the_config_trained_alone(bn_models, kind):
 def test_batchnorm_statistics_train_and_are_what_evaluation_uses(bn_models):
     splits = small_splits()
     members = _bn_members(bn_models["linen"])
-    results = train.train_grid(members, splits, train_confusion=False)
+    results = train_grid(members, splits)
     model = models.build(members[0]["model"])
     _, init_state = model.init(jax.random.PRNGKey(0))
     final = results[0].model_state
@@ -631,11 +630,10 @@ class _StopAfter:
 def test_batchnorm_run_interrupted_resumes_bit_exactly(bn_models, tmp_path, kind):
     splits = small_splits()
     members = _bn_members(bn_models[kind], epochs=2)
-    full = train.train_grid(members, splits, str(tmp_path / "a"), train_confusion=False)
+    full = train_grid(members, splits, str(tmp_path / "a"))
     with pytest.raises(KeyboardInterrupt):
-        train.train_grid(members, splits, str(tmp_path / "b"), callbacks=[_StopAfter(1)],
-                         train_confusion=False)
-    resumed = train.train_grid(members, splits, str(tmp_path / "b"), train_confusion=False)
+        train_grid(members, splits, str(tmp_path / "b"), callbacks=[_StopAfter(1)])
+    resumed = train_grid(members, splits, str(tmp_path / "b"))
     assert resumed[0].group.resumed
     for a, b in zip(full, resumed, strict=True):
         for part in ("params", "model_state"):
@@ -651,7 +649,7 @@ def test_a_diverging_batchnorm_member_freezes_with_its_statistics(bn_models):
     splits = small_splits()
     members = [base_member(**{"model": bn_models["linen"], "optim.name": "sgd",
                               "optim.learning_rate": lr}) for lr in (0.05, 1e6)]
-    results = train.train_grid(members, splits, train_confusion=False)
+    results = train_grid(members, splits)
     assert status(results[0]) == "ok" and status(results[1]) == "diverged"
     for part in ("params", "model_state"):
         assert all(np.isfinite(v).all() for v in _leaves(getattr(results[1], part)).values()), part
@@ -666,9 +664,9 @@ def test_hooks_see_the_learning_rate_each_epoch_ended_with():
                base_member(**{"model": SMALL_MLP, "train.epochs": 3, "optim.name": "sgd",
                               "optim.learning_rate": 0.05})]
     seen = {}
-    train.train_grid(members, splits, train_confusion=False,
-                     on_epoch=lambda epoch, rows, info: seen.update(
-                         {epoch: [r["learning_rate"] for r in rows]}))
+    train_grid(members, splits, callbacks=[SimpleNamespace(
+        on_epoch_end=lambda g, epoch, rows, info: seen.update(
+            {epoch: [r["learning_rate"] for r in rows]}))])
     steps = -(-len(splits.train_x) // 32)
     cosine = optax.cosine_decay_schedule(1e-3, 3 * steps)
     for epoch in (1, 2, 3):

@@ -12,6 +12,7 @@ import os
 import signal
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 
@@ -27,7 +28,7 @@ from train_fixtures import (  # noqa: E402
     small_splits,
 )
 
-from jaxmnist.engine import train  # noqa: E402
+from jaxmnist.engine.fit import train_grid  # noqa: E402
 
 
 def main() -> None:
@@ -40,18 +41,18 @@ def main() -> None:
                         help="STABLE_LEARNING_RATES instead of S2's (tolerance tests)")
     args = parser.parse_args()
 
-    def on_epoch(epoch, metrics, info):
+    def on_epoch_end(group_index, epoch, metrics, info):
         if epoch == args.kill_after_epoch:
             # A hard kill, as an interrupted job would get: no cleanup, no atexit handlers.
             os.kill(os.getpid(), signal.SIGKILL)
 
-    results = train.train_grid(
+    results = train_grid(
         grid_members(epochs=args.epochs, model=SMALL_MLP,
                      learning_rates=STABLE_LEARNING_RATES if args.stable
                      else GRID_LEARNING_RATES),
         small_splits(),
         args.workdir,
-        on_epoch=on_epoch,
+        callbacks=[SimpleNamespace(on_epoch_end=on_epoch_end)],
     )
     save_results(args.out, results)
 

@@ -1,22 +1,8 @@
 """scikit-learn baseline for S3: ``MLPClassifier`` on the same split and hidden widths.
 
-S3's paper compares its from-scratch FFNN with scikit-learn's ``MLPClassifier``. We fit the
-same comparison so that S3's table shows four numbers per depth x width model: our sklearn run,
-jaxmnist, the paper's sklearn run and the paper's module.
-
-Settings, and where they differ from jaxmnist's members (deliberately few):
-
-- same split and images (the run's ``Splits``), pixels scaled to [0, 1], same hidden widths,
-  ReLU, softmax output with log-loss (categorical cross-entropy), same batch size and epochs;
-- ``solver="sgd"`` with ``learning_rate_init`` from the study (0.01), constant rate,
-  ``momentum=0`` (plain SGD, like the members; sklearn's default would be Nesterov 0.9) and
-  ``alpha=0`` (sklearn's default adds L2 1e-4);
-- initialization differs and cannot be changed through sklearn's API: it draws weights from
-  U(-b, b) with b = sqrt(6 / (fan_in + fan_out)) (Glorot uniform), not He normal;
-- early stopping is off and ``n_iter_no_change`` exceeds the epochs, so every fit runs exactly
-  ``epochs`` passes (sklearn warns that it did not converge; the warning is silenced).
-
-This module does not import jax.
+S3's table shows four numbers per depth x width model: our sklearn run, jaxmnist, the paper's
+sklearn run and the paper's module. The settings match the members where sklearn allows
+(plain SGD, no L2, no early stopping; docs/studies.md, "S3 baseline"). No jax here.
 """
 
 from __future__ import annotations
@@ -56,8 +42,7 @@ def fit_one(hidden: Sequence[int], splits: Any, *, learning_rate: float, batch_s
         learning_rate="constant", learning_rate_init=learning_rate, momentum=0.0,
         nesterovs_momentum=False, alpha=0.0, batch_size=batch_size, max_iter=epochs,
         shuffle=True, random_state=seed, early_stopping=False, n_iter_no_change=epochs + 1,
-        tol=0.0,
-    )
+        tol=0.0)
     from threadpoolctl import threadpool_limits
 
     t0 = time.perf_counter()
@@ -68,22 +53,16 @@ def fit_one(hidden: Sequence[int], splits: Any, *, learning_rate: float, batch_s
     seconds = time.perf_counter() - t0
     test_x, test_y = _flat(splits.test_x), np.asarray(splits.test_y)
     probs = clf.predict_proba(test_x)
-    return {
-        "test_acc": float(np.mean(probs.argmax(1) == test_y)),
-        "test_loss": float(log_loss(test_y, probs, labels=list(range(10)))),
-        "loss_curve": [float(v) for v in clf.loss_curve_],
-        "seconds": seconds,
-    }
+    return {"test_acc": float(np.mean(probs.argmax(1) == test_y)),
+            "test_loss": float(log_loss(test_y, probs, labels=list(range(10)))),
+            "loss_curve": [float(v) for v in clf.loss_curve_], "seconds": seconds}
 
 
 def run_sklearn(study: Mapping[str, Any], members: Sequence[Mapping[str, Any]], splits: Any,
                 log: Callable[[str], None] = print) -> list[dict[str, Any]]:
-    """Fits the baseline for every (point, seed) of the study's depth x width experiment.
+    """A row per (point, seed) of the depth x width experiment; none without scikit-learn.
 
-    Returns:
-        One row per fit: ``{"experiment", "label", "hidden", "seed", "test_acc", "test_loss",
-        "loss_curve", "seconds", "settings"}``; empty (with a message) when scikit-learn is
-        missing.
+    Row: ``experiment``, ``label``, ``hidden``, ``seed``, :func:`fit_one`'s numbers, ``settings``.
     """
     if not available():
         log("baseline: scikit-learn is not installed; skipping (pip install scikit-learn)")

@@ -1,21 +1,10 @@
 """Multi-process runs: JAX's distributed runtime, host <-> global arrays, and who writes.
 
-One grid can span many hosts. Every process runs the same program (JAX's multi-controller
-model); :func:`initialize` joins them into one runtime, after which ``jax.devices()`` lists every
-process's devices, the engine's 1-D ``Mesh`` spans all of them, and each process computes and
-feeds only the members that live on its own devices.
-
-Settings come from the environment, so one command line serves every process:
-
-* :data:`ENV_COORDINATOR` (``host:port`` of process 0), :data:`ENV_NUM_PROCESSES` and
-  :data:`ENV_PROCESS_ID`: all three, or none. With none, ``jax.distributed.initialize()`` detects
-  them itself on SLURM, Open MPI and Cloud TPU (and from ``JAX_COORDINATOR_ADDRESS``).
-* :data:`ENV_INIT_TIMEOUT`, :data:`ENV_HEARTBEAT_TIMEOUT`, :data:`ENV_SHUTDOWN_TIMEOUT` (seconds):
-  how long to wait for every process to join, after how long a silent process counts as dead
-  (the others then stop), and how long a finished process waits for the rest at the end.
-
-Only process 0 (:func:`is_primary`) writes the run directory; checkpoints are written by all
-processes together through orbax.
+Every process runs the same program; after :func:`initialize` the engine's mesh spans every
+process's devices and each process feeds and computes only its own members. Settings come from
+``JAXMNIST_*`` environment variables, so one command line serves every process (docs/
+distributed.md). Process 0 (:func:`is_primary`) alone writes the run directory; orbax
+checkpoints are written by all processes together.
 """
 
 from __future__ import annotations
@@ -38,8 +27,7 @@ ENV_INIT_TIMEOUT = "JAXMNIST_INIT_TIMEOUT"
 ENV_HEARTBEAT_TIMEOUT = "JAXMNIST_HEARTBEAT_TIMEOUT"
 ENV_SHUTDOWN_TIMEOUT = "JAXMNIST_SHUTDOWN_TIMEOUT"
 
-# Seconds. JAX's own defaults for the first and last; the heartbeat time-out is lower than
-# JAX's 100 s so that the survivors of a crashed process give up within a minute.
+# Seconds. JAX's defaults but the heartbeat (JAX: 100 s): survivors of a crash stop within a minute.
 DEFAULT_INIT_TIMEOUT = 300
 DEFAULT_HEARTBEAT_TIMEOUT = 60
 DEFAULT_SHUTDOWN_TIMEOUT = 300
@@ -64,11 +52,7 @@ class Settings:
 
     @property
     def bind_address(self) -> str | None:
-        """Where process 0's coordinator listens.
-
-        The loopback address itself when the run is on one machine (nothing else may connect),
-        else ``None``: JAX's default, every interface.
-        """
+        """Where process 0 listens: loopback on one machine, else ``None`` (every interface)."""
         if self.coordinator and self.coordinator.rsplit(":", 1)[0] in _LOOPBACK_HOSTS:
             return self.coordinator
         return None
@@ -89,13 +73,10 @@ def _positive_int(environ: Mapping[str, str], name: str, default: int | None) ->
 
 
 def settings_from_env(environ: Mapping[str, str] | None = None) -> Settings:
-    """Reads and checks the ``JAXMNIST_*`` distributed settings.
+    """Reads and checks the ``JAXMNIST_*`` settings (``environ`` default ``os.environ``).
 
-    Args:
-        environ: The environment to read (default ``os.environ``).
-
-    Returns:
-        The settings; coordinator, process count and id are ``None`` when none is set.
+    Coordinator, process count and id: all three, or none (``None``: JAX detects them on SLURM,
+    Open MPI and Cloud TPU).
 
     Raises:
         DistributedError: Only some of the three are set, or a value is malformed.
@@ -111,38 +92,28 @@ def settings_from_env(environ: Mapping[str, str] | None = None) -> Settings:
         raise DistributedError(
             f"{', '.join(given)} set but {', '.join(missing)} not: set all three (the same "
             f"{ENV_COORDINATOR} and {ENV_NUM_PROCESSES} on every process, {ENV_PROCESS_ID} "
-            "0..N-1), or none of them on SLURM, Open MPI or Cloud TPU, where JAX detects them"
-        )
+            "0..N-1), or none of them on SLURM, Open MPI or Cloud TPU, where JAX detects them")
     if coordinator is not None:
         host, _, port = coordinator.rpartition(":")
         if not host or not port.isdigit() or not 0 < int(port) < 65536:
-            raise DistributedError(
-                f"{ENV_COORDINATOR}={coordinator!r} must be HOST:PORT of process 0, "
-                "e.g. 10.0.0.1:12345"
-            )
+            raise DistributedError(f"{ENV_COORDINATOR}={coordinator!r} must be HOST:PORT of "
+                                   "process 0, e.g. 10.0.0.1:12345")
         if pid >= num:
-            raise DistributedError(
-                f"{ENV_PROCESS_ID}={pid} must be below {ENV_NUM_PROCESSES}={num} (ids 0..{num - 1})"
-            )
+            raise DistributedError(f"{ENV_PROCESS_ID}={pid} must be below "
+                                   f"{ENV_NUM_PROCESSES}={num} (ids 0..{num - 1})")
     return Settings(
-        coordinator=coordinator,
-        num_processes=num,
-        process_id=pid,
+        coordinator=coordinator, num_processes=num, process_id=pid,
         init_timeout=_positive_int(environ, ENV_INIT_TIMEOUT, DEFAULT_INIT_TIMEOUT),
         heartbeat_timeout=_positive_int(environ, ENV_HEARTBEAT_TIMEOUT,
                                         DEFAULT_HEARTBEAT_TIMEOUT),
-        shutdown_timeout=_positive_int(environ, ENV_SHUTDOWN_TIMEOUT, DEFAULT_SHUTDOWN_TIMEOUT),
-    )
+        shutdown_timeout=_positive_int(environ, ENV_SHUTDOWN_TIMEOUT, DEFAULT_SHUTDOWN_TIMEOUT))
 
 
 def initialize(settings: Settings) -> None:
     """Joins this process to the run; call before anything else touches a JAX device.
 
-    On CPU, XLA's cross-process collectives need an implementation: gloo (over TCP) is chosen
-    unless ``JAX_CPU_COLLECTIVES_IMPLEMENTATION`` says otherwise. GPUs and TPUs use their own.
-
-    Args:
-        settings: From :func:`settings_from_env`.
+    On CPU the cross-process collectives run over gloo (TCP) unless
+    ``JAX_CPU_COLLECTIVES_IMPLEMENTATION`` says otherwise.
     """
     import jax
 
@@ -151,11 +122,9 @@ def initialize(settings: Settings) -> None:
             jax.config.update("jax_cpu_collectives_implementation", "gloo")
         except (AttributeError, KeyError, ValueError):  # a JAX without the option: its default
             pass
-    kwargs: dict[str, Any] = {
-        "initialization_timeout": settings.init_timeout,
-        "heartbeat_timeout_seconds": settings.heartbeat_timeout,
-        "shutdown_timeout_seconds": settings.shutdown_timeout,
-    }
+    kwargs: dict[str, Any] = dict(initialization_timeout=settings.init_timeout,
+                                  heartbeat_timeout_seconds=settings.heartbeat_timeout,
+                                  shutdown_timeout_seconds=settings.shutdown_timeout)
     if settings.coordinator is not None:
         kwargs.update(coordinator_address=settings.coordinator,
                       num_processes=settings.num_processes, process_id=settings.process_id)
@@ -207,16 +176,10 @@ def is_primary() -> bool:
     return process_index() == 0
 
 
-# --------------------------------------------------------------------------------------------
-# Host <-> global arrays (identical to plain device_put / np.asarray on one process)
-# --------------------------------------------------------------------------------------------
-
-
 def put(tree: Any, sharding: Any) -> Any:
-    """Places host values (the same on every process) as global arrays with ``sharding``.
+    """Host values (the same on every process) as global arrays with ``sharding``.
 
-    Each process transfers only the shards that live on its own devices; on one process this
-    is ``jax.device_put``.
+    Each process transfers only its own devices' shards (``jax.device_put`` on one process).
     """
     import jax
 
@@ -231,10 +194,9 @@ def put(tree: Any, sharding: Any) -> Any:
 
 
 def to_host(tree: Any) -> Any:
-    """The full value of every (possibly multi-process) array in ``tree``, as NumPy.
+    """The whole value of every array in ``tree`` as NumPy, on every process.
 
-    Every process gets the whole value. A collective when arrays span processes: every process
-    must call it, in the same order.
+    A collective when arrays span processes: every process calls it, in the same order.
     """
     import jax
     from jax.experimental import multihost_utils
@@ -249,31 +211,18 @@ def to_host(tree: Any) -> Any:
     return jax.tree_util.tree_map(leaf, tree)
 
 
-def sync(name: str) -> None:
-    """Waits until every process reached the point called ``name`` (no-op on one process)."""
-    import jax
-    from jax.experimental import multihost_utils
-
-    if jax.process_count() > 1:
-        multihost_utils.sync_global_devices(name)
-
-
 EXIT_PEER_LOST = 3
 """Exit status of a process that stopped because its run failed (typically: a peer died)."""
 
 
 @contextlib.contextmanager
-def stop_together(
-    resume_hint: str = "", passthrough: tuple[type[BaseException], ...] = ()
-) -> Iterator[None]:
-    """Turns a failure inside a multi-process run into one clear message and a prompt exit.
+def stop_together(resume_hint: str = "",
+                  passthrough: tuple[type[BaseException], ...] = ()) -> Iterator[None]:
+    """A failure inside a multi-process run as one message and exit :data:`EXIT_PEER_LOST`.
 
-    When another process dies, this one's next cross-process step fails at once (gloo: the
-    connection closed) or, if it computes alone for long, JAX's heartbeat check stops it within
-    the heartbeat time-out. Without this guard the first case prints a long traceback and then
-    waits at exit for the dead process until the heartbeat time-out aborts it with a C++ stack.
-    Here the process prints what happened and how to continue, and exits with
-    :data:`EXIT_PEER_LOST` at once, skipping that wait. On one process it changes nothing.
+    When a peer dies, the next collective fails (or the heartbeat stops this process); without
+    this guard a long traceback is followed by a wait for the heartbeat time-out and a C++ stack
+    (docs/distributed.md). On one process it changes nothing.
 
     Args:
         resume_hint: Appended to the message, e.g. where the last checkpoint is.
@@ -285,14 +234,11 @@ def stop_together(
         if process_count() <= 1 or isinstance(err, passthrough):
             raise
         first = str(err).strip().splitlines()[0] if str(err).strip() else ""
-        print(
-            f"jaxmnist: process {process_index()} of {process_count()} stopped: "
-            f"{type(err).__name__}: {first[:300]}\n"
-            "This usually means another process of the run died (killed, preempted or "
-            "crashed); see its log. Relaunch all processes with the same command to continue"
-            + (f" {resume_hint}" if resume_hint else "") + ".",
-            file=sys.stderr, flush=True,
-        )
+        print(f"jaxmnist: process {process_index()} of {process_count()} stopped: "
+              f"{type(err).__name__}: {first[:300]}\n"
+              "This usually means another process of the run died (killed, preempted or "
+              "crashed); see its log. Relaunch all processes with the same command to continue"
+              + (f" {resume_hint}" if resume_hint else "") + ".", file=sys.stderr, flush=True)
         sys.stdout.flush()
         os._exit(EXIT_PEER_LOST)
 
@@ -309,11 +255,9 @@ def all_true(flag: bool) -> list[bool]:
 
 
 def check_shared_dir(directory: str | os.PathLike) -> None:
-    """Checks that every process sees the same ``directory`` (checkpoints need that).
+    """Checks that every process sees the same ``directory`` (orbax writes all shards there).
 
-    Process 0 writes a file with a fresh random token there; every other process must read the
-    same token back. Orbax writes each process's shards of a checkpoint into the one directory,
-    so a folder that is local to each host would give checkpoints that cannot be restored.
+    Process 0 writes a random token there; every process must read it back.
 
     Raises:
         DistributedError: On every process, naming the processes that do not see the file.
@@ -333,7 +277,7 @@ def check_shared_dir(directory: str | os.PathLike) -> None:
     except (OSError, ValueError):
         seen = False
     flags = all_true(seen)
-    sync("jaxmnist-shared-check")  # nobody still reads when process 0 removes it
+    multihost_utils.sync_global_devices("jaxmnist-shared-check")  # all read before the unlink
     if is_primary():
         path.unlink(missing_ok=True)
     blind = [i for i, ok in enumerate(flags) if not ok]

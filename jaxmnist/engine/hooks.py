@@ -1,21 +1,18 @@
 """The engine's hook points: how training reports to progress bars, files and loggers.
 
-``jaxmnist.engine.train.fit`` calls, for each group of a study (``group_index`` = its index)::
+For each group of a study (``group_index`` = its index), :mod:`jaxmnist.engine.fit` calls::
 
     on_group_start(group_index, GroupStart)            # once, before the first epoch it runs
     on_epoch_end(group_index, epoch, member_metrics, EpochInfo)   # after each epoch
-    on_group_end(group_index, results)                 # train_grid, after the analysis
+    on_group_end(group_index, results)                 # train_grid, after the evaluation
 
-A callback is any object with some of these methods (subclass :class:`Callback` to get no-op
-defaults). Hooks run on the host after the epoch's checkpoint is saved, so a slow or failing hook
-never loses training. This module imports no jax: loggers (metrics.jsonl, TensorBoard, W&B) can
-be written and tested without it.
+A callback is any object with some of these methods. No jax here: loggers (metrics.jsonl,
+TensorBoard, W&B) are written and tested without it.
 """
 
 from __future__ import annotations
 
-import dataclasses
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -47,20 +44,13 @@ class EpochInfo:
     compiles: int  # XLA compilations during the epoch (0 after the first: tested)
     resumed: bool  # this group restored a checkpoint before training
 
-    def as_dict(self) -> dict[str, Any]:
-        """The fields as a plain dict (the legacy ``on_epoch`` callback's ``info``)."""
-        return dataclasses.asdict(self)
-
 
 class Callback:
-    """Hooks into ``engine.train.fit`` and ``train_grid``; subclass and override what you need.
+    """No-op hooks to subclass (any object with some of the methods works).
 
-    Any object with some of these methods works (missing ones are skipped). Every hook runs on
-    the host after the epoch's checkpoint is on disk, so a hook that dies loses no training.
-    ``member_metrics`` holds one dict per real member with ``train_loss``, ``train_acc``,
-    ``val_loss``, ``val_acc`` (``None`` where not finite or without a validation split),
-    ``alive`` and ``learning_rate`` (the rate its optimizer used in the epoch's last step, so a
-    schedule shows as it decays).
+    ``member_metrics``: one dict per real member with the :data:`HISTORY_FIELDS` (``None`` where
+    not finite or without a validation split), ``alive`` and ``learning_rate`` (its optimizer's
+    rate in the epoch's last step, so a schedule shows as it decays).
     """
 
     def on_group_start(self, group_index: int, info: GroupStart) -> None:
@@ -71,17 +61,7 @@ class Callback:
         """Called after every epoch (1-based ``epoch``)."""
 
     def on_group_end(self, group_index: int, results: list[Any]) -> None:
-        """Called with the group's ``engine.train.MemberResult`` objects, in member order."""
-
-
-class EpochFunction(Callback):
-    """Adapts a plain ``fn(epoch, member_metrics, info_dict)`` to the :class:`Callback` hooks."""
-
-    def __init__(self, fn: Callable[[int, list[dict[str, Any]], dict[str, Any]], None]):
-        self.fn = fn
-
-    def on_epoch_end(self, group_index, epoch, member_metrics, info) -> None:  # noqa: D102
-        self.fn(epoch, member_metrics, info.as_dict())
+        """Called with the group's ``engine.evaluate.MemberResult`` objects, in member order."""
 
 
 def emit(callbacks: Sequence[Any], hook: str, *args: Any) -> None:

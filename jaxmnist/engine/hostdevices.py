@@ -1,28 +1,11 @@
 """The CPU layout by default: one single-threaded XLA host device per core on a CPU-only machine.
 
-On a 2-core CPU, a group of several members trains 1.16-1.22x faster on two single-threaded
-host devices (each running its half of the members) than on one device that splits every op
-over both cores, with bit-identical results (docs/performance.md). XLA reads its flags once,
-when JAX starts its backend, so :func:`configure` must run before that:
-``python -m jaxmnist.sweep`` calls it first thing, and so do :func:`jaxmnist.api.run` and
-:func:`jaxmnist.api.grid` before they import the engine. This module never imports jax.
-
-It sets ``XLA_FLAGS`` (``--xla_force_host_platform_device_count=N
---xla_cpu_multi_thread_eigen=false``, N = the cores this process may use) only when all hold:
-
-* :data:`ENV_DEVICES` (``JAXMNIST_CPU_DEVICES``) is unset or ``auto``; ``1`` opts out (one
-  multi-threaded device, JAX's default), another number ``N >= 2`` asks for ``N`` devices;
-* the user's own ``XLA_FLAGS`` name neither flag;
-* the machine is CPU-only as far as can be told without starting JAX: ``JAX_PLATFORMS`` is
-  ``cpu``, or it is unset and no accelerator plugin (CUDA, ROCm, TPU) is installed;
-* JAX has not started its backend yet in this process (in a notebook that already ran JAX
-  code: nothing is changed, and :func:`configure` says so once).
-
-A one-member group (a solo run, S4's depths) then trains on ONE of those devices
-(``jaxmnist.engine.train.useful_devices``): padding it to two devices would train a discarded copy.
-It still keeps both cores of a 2-core machine busy (1.85 of 2, ``benchmarks/concurrent_groups.py``:
-XLA:CPU runs independent ops and its dot kernels in parallel), so two such groups at once are only
-1.06x faster and the sweep trains groups one after another.
+A grid trains 1.16-1.22x faster on 2 cores as two single-threaded devices, each with its half
+of the members, than on one device splitting every op, bit for bit (docs/performance.md). XLA
+reads its flags once, when JAX starts a backend, so :func:`configure` runs first in
+``python -m jaxmnist.sweep``, :func:`jaxmnist.api.grid` and :func:`jaxmnist.api.run`; validating
+a study starts no backend. This module never imports jax. :func:`decide` says when the flags
+are set (``JAXMNIST_CPU_DEVICES``: ``auto``, ``1`` to opt out, or a count).
 """
 
 from __future__ import annotations
@@ -33,6 +16,7 @@ import pkgutil
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 ENV_DEVICES = "JAXMNIST_CPU_DEVICES"
 COUNT_FLAG = "--xla_force_host_platform_device_count"
@@ -62,19 +46,17 @@ def usable_cores() -> int:
 
 def accelerator_installed() -> bool:
     """True when a JAX accelerator plugin or library is importable (checked without importing)."""
-    for name in ACCELERATOR_MODULES:
+    def spec(name: str) -> Any:
         try:
-            if importlib.util.find_spec(name) is not None:
-                return True
+            return importlib.util.find_spec(name)
         except (ImportError, ValueError):
-            continue
-    try:
-        plugins = importlib.util.find_spec("jax_plugins")
-    except (ImportError, ValueError):
-        plugins = None
-    if plugins is not None and plugins.submodule_search_locations:
-        return any(True for _ in pkgutil.iter_modules(plugins.submodule_search_locations))
-    return False
+            return None
+
+    if any(spec(name) is not None for name in ACCELERATOR_MODULES):
+        return True
+    plugins = spec("jax_plugins")  # a namespace package holding any JAX PJRT plugin
+    return bool(plugins is not None and plugins.submodule_search_locations
+                and any(True for _ in pkgutil.iter_modules(plugins.submodule_search_locations)))
 
 
 def backend_started() -> bool:
@@ -87,15 +69,12 @@ def decide(environ: Mapping[str, str], *, cores: int, accelerator: bool,
            started: bool) -> Decision:
     """The pure decision behind :func:`configure` (tested without starting JAX).
 
-    Args:
-        environ: The process environment (``JAXMNIST_CPU_DEVICES``, ``XLA_FLAGS``,
-            ``JAX_PLATFORMS``).
-        cores: The usable cores (:func:`usable_cores`).
-        accelerator: Whether an accelerator plugin is installed (:func:`accelerator_installed`).
-        started: Whether JAX's backend already started (:func:`backend_started`).
+    Devices are set only when ``JAXMNIST_CPU_DEVICES`` is ``auto`` or >= 2, the user's
+    ``XLA_FLAGS`` name neither flag, the machine is CPU-only as far as can be told without JAX
+    (``JAX_PLATFORMS=cpu``, or unset with no accelerator plugin) and no backend has started.
 
-    Returns:
-        The :class:`Decision`.
+    ``cores``: :func:`usable_cores`; ``accelerator``: :func:`accelerator_installed`;
+    ``started``: :func:`backend_started`.
 
     Raises:
         ValueError: ``JAXMNIST_CPU_DEVICES`` is not ``auto`` or a positive whole number.
@@ -134,17 +113,8 @@ def configure(environ: os._Environ | dict[str, str] | None = None, *,
               say: bool = True) -> Decision:
     """Sets ``XLA_FLAGS`` for one single-threaded host device per core where it helps.
 
-    Idempotent: a second call finds the flags set and changes nothing.
-
-    Args:
-        environ: The environment to read and change (default ``os.environ``).
-        say: Print (once per process) why nothing was changed when JAX had already started.
-
-    Returns:
-        The :class:`Decision` taken.
-
-    Raises:
-        ValueError: ``JAXMNIST_CPU_DEVICES`` is malformed.
+    Idempotent. ``environ`` defaults to ``os.environ``; ``say`` prints (once per process) why
+    nothing changed when JAX had already started. Raises ``ValueError`` as :func:`decide`.
     """
     environ = os.environ if environ is None else environ
     decision = decide(environ, cores=usable_cores(), accelerator=accelerator_installed(),

@@ -1,27 +1,9 @@
-"""Numerically stable losses on logits, and L1/L2 weight penalties.
+"""Numerically stable losses on logits, and L1/L2 weight penalties (table: docs/models.md).
 
-Every loss has the signature ``loss(logits, labels, weights=None) -> scalar``:
-
-- ``logits``: float ``[B, K]`` (models return logits; softmax/sigmoid live here).
-- ``labels``: integer class ids ``[B]`` or one-hot / probability targets ``[B, K]`` — every loss
-  accepts both (the choice is made from the static rank, so it costs nothing under jit).
-- ``weights``: optional ``[B]`` per-example weights or a 0/1 mask for padded batches; the result
-  is the weighted mean ``sum(w * l) / sum(w)`` (0 when all weights are 0).
-
-Names for :func:`get_loss`:
-
-- ``xent``: softmax cross-entropy with integer labels (Keras ``sparse_categorical_crossentropy``).
-- ``xent_onehot``: softmax cross-entropy with one-hot targets (Keras ``categorical_crossentropy``).
-- ``mse``: mean over the K classes of ``(softmax(logits) - onehot)**2`` — Keras MSE on a softmax
-  output, as S3's FFNN computes it on its softmax layer.
-- ``bce``: binary cross-entropy per class between ``sigmoid(logits)`` and the one-hot target,
-  averaged over the K classes (Keras ``binary_crossentropy`` on a sigmoid output), computed from
-  logits as ``max(z, 0) - z*t + log1p(exp(-|z|))``.
-
-Penalties act on weight leaves only (``w`` in the zoo, ``kernel`` in Flax; see
-``jaxmnist.models.common.WEIGHT_NAMES``): ``l1_penalty = sum |w|`` and
-``l2_penalty = sum w**2 / 2``. The engine multiplies by lambda, giving S3's ``lambda*|w|`` and
-``lambda*w**2/2`` (S3 uses lambda = 0.01).
+Every loss is ``loss(logits [B, K], labels, weights=None) -> scalar``: integer labels ``[B]``
+or one-hot / probability targets ``[B, K]`` (chosen from the static rank: free under jit), and
+the weighted mean ``sum(w * l) / sum(w)`` (0 when every weight is 0: an all-padding batch).
+Penalties act on weight leaves only: ``l1 = sum |w|``, ``l2 = sum w**2 / 2``.
 """
 
 from __future__ import annotations
@@ -49,10 +31,7 @@ def _targets(labels: Array, logits: Array) -> Array:
 
 
 def weighted_mean(values: Array, weights: Array | None = None) -> Array:
-    """Mean of per-example ``values`` ``[B]``, weighted by ``weights`` ``[B]`` when given.
-
-    Returns 0 (not NaN) when every weight is 0, e.g. an all-padding batch.
-    """
+    """Mean of ``values`` ``[B]``, weighted by ``weights`` ``[B]``; 0 when all weights are 0."""
     if weights is None:
         return jnp.mean(values)
     weights = jnp.asarray(weights, jnp.float32)
@@ -97,37 +76,24 @@ mse = _weighted(mse_per_example)
 bce = _weighted(bce_per_example)
 
 PER_EXAMPLE: dict[str, Callable[[Array, Array], Array]] = {
-    "xent": xent_per_example,
-    "xent_onehot": xent_per_example,
-    "mse": mse_per_example,
-    "bce": bce_per_example,
-}
+    "xent": xent_per_example, "xent_onehot": xent_per_example, "mse": mse_per_example,
+    "bce": bce_per_example}
 LOSSES: dict[str, Loss] = {"xent": xent, "xent_onehot": xent, "mse": mse, "bce": bce}
 
 
 def get_loss(name: str) -> Loss:
-    """Returns ``loss(logits, labels, weights=None) -> scalar`` for a loss name.
-
-    Raises:
-        ValueError: unknown name (the message lists the valid ones).
-    """
+    """``loss(logits, labels, weights=None) -> scalar`` by name (``ValueError``: unknown)."""
     if name not in LOSSES:
         raise ValueError(f"loss: {name!r} is not valid; valid choices are {list(LOSSES)}")
     return LOSSES[name]
 
 
 def l1_penalty(params: Any, names: Sequence[str] = WEIGHT_NAMES) -> Array:
-    """``sum |w|`` over weight leaves; biases and norm scales are not penalised.
-
-    Weight leaves are named ``w`` or ``kernel`` unless ``names`` says otherwise.
-    """
+    """``sum |w|`` over the weight leaves (``names``); biases and norm scales are not."""
     return sum((jnp.sum(jnp.abs(w)) for w in weight_leaves(params, names)), jnp.float32(0.0))
 
 
 def l2_penalty(params: Any, names: Sequence[str] = WEIGHT_NAMES) -> Array:
-    """``sum w**2 / 2`` over weight leaves; biases and norm scales are not penalised.
-
-    Weight leaves are named ``w`` or ``kernel`` unless ``names`` says otherwise.
-    """
+    """``sum w**2 / 2`` over the weight leaves (``names``); biases and norm scales are not."""
     return 0.5 * sum((jnp.sum(jnp.square(w)) for w in weight_leaves(params, names)),
                      jnp.float32(0.0))

@@ -1,13 +1,9 @@
 """Per-class metrics from a confusion matrix, and seed statistics (no jax, no sklearn).
 
-Definitions (they equal scikit-learn's ``precision_recall_fscore_support`` with
-``zero_division=0``; tests/test_report.py checks this):
-
-- actual_c = row sum (images of class c), predicted_c = column sum, correct_c = C[c, c];
-- precision_c = correct_c / predicted_c (0 when nothing was predicted as c). S2's paper divided
-  by 10,000 instead, which is why its precision column is wrong;
-- recall_c = correct_c / actual_c, which is also S2's "per-class accuracy";
-- F1_c = 2 P R / (P + R) (0 when P + R = 0).
+precision_c = C[c, c] / column sum (0 when nothing was predicted as c; S2's paper divided by
+10,000, hence its wrong column), recall_c = C[c, c] / row sum (S2's "per-class accuracy"),
+F1_c = 2PR / (P + R) (0 when P + R = 0): scikit-learn's ``precision_recall_fscore_support``
+with ``zero_division=0`` (tests/test_report.py).
 """
 
 from __future__ import annotations
@@ -42,12 +38,9 @@ def per_class(confusion: Sequence[Sequence[int]]) -> list[dict[str, Any]]:
     precision = _safe_div(correct, predicted)
     recall = _safe_div(correct, actual)
     f1 = _safe_div(2 * precision * recall, precision + recall)
-    return [
-        {"digit": c, "actual": int(actual[c]), "predicted": int(predicted[c]),
-         "correct": int(correct[c]), "precision": float(precision[c]),
-         "recall": float(recall[c]), "f1": float(f1[c])}
-        for c in range(cm.shape[0])
-    ]
+    return [{"digit": c, "actual": int(actual[c]), "predicted": int(predicted[c]),
+             "correct": int(correct[c]), "precision": float(precision[c]),
+             "recall": float(recall[c]), "f1": float(f1[c])} for c in range(cm.shape[0])]
 
 
 def summary(confusion: Sequence[Sequence[int]]) -> dict[str, float]:

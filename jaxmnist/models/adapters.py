@@ -331,13 +331,15 @@ def _pair_adapter(user_init: Callable[..., Any],
 
 
 @functools.cache
-def _build_cached(cfg_json: str, factory: Callable[..., Any]) -> tuple[Callable[..., Any],
-                                                                     Callable[..., Any], str]:
+def _build_cached(cfg_json: str, factory: Callable[..., Any]) -> tuple[
+        Callable[..., Any], Callable[..., Any], str, Callable[..., Any]]:
     # Keyed by the factory object too: a name registered again (a class redefined in a
     # notebook) builds anew; holding the object here means its identity is never reused.
     cfg = json.loads(cfg_json)
     init, apply, calls = _adapt(cfg)
-    return init, _fast_on_cpu(cfg, apply), calls
+    # The plain apply last: the check traces it (the rewrite keeps shapes, and asking which
+    # backend runs it would start one while a study is validated).
+    return init, _fast_on_cpu(cfg, apply), calls, apply
 
 
 def _adapt(cfg: Mapping[str, Any]) -> tuple[Callable[..., Any], Callable[..., Any], str]:
@@ -375,7 +377,7 @@ def build(cfg: Mapping[str, Any]) -> tuple[Callable[..., Any], Callable[..., Any
     Raises:
         ModelError: the factory raised, or returned something that is not a model.
     """
-    init, apply, _ = _build_cached(*_cache_key(cfg))
+    init, apply, _, _ = _build_cached(*_cache_key(cfg))
     return init, apply
 
 
@@ -424,7 +426,7 @@ def _cache_key(cfg: Mapping[str, Any]) -> tuple[str, Callable[..., Any]]:
 def _check_cached(cfg_json: str, factory: Callable[..., Any]) -> None:
     cfg = json.loads(cfg_json)
     name = cfg["name"]
-    init, apply, calls = _build_cached(cfg_json, factory)
+    init, _, calls, apply = _build_cached(cfg_json, factory)
     key = jax.ShapeDtypeStruct((2,), jnp.uint32)
     x = jax.ShapeDtypeStruct((_PROBE_BATCH, *IMAGE_SHAPE), jnp.uint8)
     where = "init(key)"

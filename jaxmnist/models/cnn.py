@@ -75,7 +75,7 @@ def make_apply(cfg: Mapping[str, Any]) -> Callable[..., Array]:
     """Returns ``apply(params, x, *, train, key=None) -> logits [B, 10]`` for ``cfg``."""
     cfg = specs.resolved(cfg)
     filters, padding, _, rates = _plan(cfg)
-    impl = layers.resolve_conv_impl(cfg["conv_impl"])
+    impl = cfg["conv_impl"]  # "auto" resolves when traced: building a model starts no backend
     n = len(filters)
 
     def apply(params: Params, x: Array, *, train: bool, key: Array | None = None) -> Array:

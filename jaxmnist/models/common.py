@@ -1,8 +1,7 @@
 """Shared pieces of the model zoo: input scaling, activations, initializers, dropout, validation.
 
-Everything here is a plain function of arrays; nothing holds state. Config "specs" (activation
-and initializer names, with optional parameters) are validated eagerly so that a sweep can reject
-a bad study before anything compiles.
+Plain functions of arrays. Specs (activation and initializer names with optional parameters) are
+validated eagerly, so a bad study fails before anything compiles.
 """
 
 from __future__ import annotations
@@ -25,28 +24,16 @@ IMAGE_SHAPE = (28, 28, 1)
 
 
 def to_unit_float(x: Array) -> Array:
-    """Returns images as float32; uint8 pixels are scaled to [0, 1].
+    """Images as float32: uint8 pixels scaled to [0, 1], floats (already scaled) only cast.
 
-    This is THE one place the ``/255`` happens: data stays uint8 on the device (4x less memory
-    and bandwidth) and every model calls this first. Float input is assumed to be scaled already
-    and is only cast to float32.
-
-    Args:
-        x: images, ``uint8`` (raw MNIST) or any float dtype, any shape.
-
-    Returns:
-        float32 array of the same shape.
+    THE one place of the ``/255``: data stays uint8 on the device (4x less memory and bandwidth)
+    and every model calls this first.
     """
     x = jnp.asarray(x)
     if jnp.issubdtype(x.dtype, jnp.integer):
         # Multiply by a float32 constant: one fused convert+mul, no float64 promotion.
         return x.astype(jnp.float32) * np.float32(1.0 / 255.0)
     return x.astype(jnp.float32)
-
-
-# --------------------------------------------------------------------------------------------
-# Config validation helpers
-# --------------------------------------------------------------------------------------------
 
 
 def check_keys(cfg: Mapping[str, Any], allowed: Sequence[str], what: str) -> None:
@@ -84,10 +71,6 @@ def _number(value: Any, what: str) -> float:
     return float(value)
 
 
-# --------------------------------------------------------------------------------------------
-# Activations
-# --------------------------------------------------------------------------------------------
-
 _ACTIVATIONS: dict[str, Callable[..., Array]] = {
     "linear": lambda x: x,
     "relu": jax.nn.relu,
@@ -107,10 +90,7 @@ ACTIVATIONS = tuple(_ACTIVATIONS)
 
 
 def validate_activation(spec: Spec, what: str = "activation") -> Spec:
-    """Validates an activation spec and returns it unchanged.
-
-    Valid names: linear, relu, sigmoid, tanh, softmax, leaky_relu (``alpha``, default 0.01),
-    elu (``alpha``, default 1.0), gelu (exact erf form), swish / silu.
+    """Returns an activation spec unchanged once valid (``leaky_relu``/``elu`` take ``alpha``).
 
     Raises:
         ValueError: unknown name, unknown parameter or non-numeric parameter.
@@ -134,40 +114,23 @@ def get_activation(spec: Spec) -> Callable[[Array], Array]:
     return lambda x: fn(x, **kw)
 
 
-# --------------------------------------------------------------------------------------------
-# Initializers
-# --------------------------------------------------------------------------------------------
-
 # Std of a standard normal truncated to [-2, 2]; dividing by it keeps the variance exact.
 _TRUNC_STD = 0.87962566103423978
 
 _INIT_PARAMS: dict[str, tuple[str, ...]] = {
-    "zeros": (),
-    "uniform": ("low", "high"),
-    "normal": ("mean", "std", "variance"),
-    "glorot_uniform": (),
-    "glorot_normal": (),
-    "he_uniform": (),
-    "he_normal": (),
-}
+    "zeros": (), "uniform": ("low", "high"), "normal": ("mean", "std", "variance"),
+    "glorot_uniform": (), "glorot_normal": (), "he_uniform": (), "he_normal": ()}
 # Aliases: Glorot & Bengio proposed the uniform form, He et al. the normal one.
-_INIT_ALIASES = {
-    "zero": "zeros",
-    "xavier": "glorot_uniform",
-    "xavier_uniform": "glorot_uniform",
-    "xavier_normal": "glorot_normal",
-    "he": "he_normal",
-}
+_INIT_ALIASES = {"zero": "zeros", "xavier": "glorot_uniform", "xavier_uniform": "glorot_uniform",
+                 "xavier_normal": "glorot_normal", "he": "he_normal"}
 INITIALIZERS = tuple(_INIT_PARAMS) + tuple(_INIT_ALIASES)
 
 
 def validate_init(spec: Spec, what: str = "init") -> Spec:
-    """Validates an initializer spec and returns it unchanged.
+    """Returns an initializer spec unchanged once valid.
 
-    Valid names: zeros, uniform (``low``/``high``, default -0.05/0.05), normal (``mean``, default 0,
-    and ``std`` OR ``variance``, default std 0.05), glorot_uniform, glorot_normal, he_uniform,
-    he_normal; aliases zero, xavier (= glorot_uniform), xavier_uniform, xavier_normal, he
-    (= he_normal).
+    ``uniform`` takes ``low``/``high`` (default -0.05/0.05), ``normal`` ``mean`` (0) and ``std``
+    OR ``variance`` (std 0.05); aliases: zero, xavier(_uniform), xavier_normal, he (= he_normal).
 
     Raises:
         ValueError: unknown name or parameter, both std and variance, non-positive spread.
@@ -188,10 +151,11 @@ def validate_init(spec: Spec, what: str = "init") -> Spec:
 
 
 def _from_uniform(v: Array, spec: Spec, fan_in: int, fan_out: int) -> Array:
-    """Maps uniform draws ``v`` in (-1, 1) to the distribution of ``spec`` (inverse-CDF).
+    """Maps uniform draws ``v`` in (-1, 1) to ``spec``'s distribution (inverse CDF).
 
-    The normal variants use ``sqrt(2) * erfinv(v)``, exactly how ``jax.random.normal`` and
-    ``jax.random.truncated_normal`` turn uniform bits into normals.
+    Normals are ``sqrt(2) * erfinv(v)``, as ``jax.random.normal`` makes them; glorot/he normal
+    are truncated at 2 std and rescaled to variance ``2/(fan_in+fan_out)`` or ``2/fan_in``
+    (Keras' convention). Fans follow Keras: dense ``(in, out)``, conv ``(kh*kw*cin, kh*kw*cout)``.
     """
     name, kw = spec_name(spec, "init")
     name = _INIT_ALIASES.get(name, name)
@@ -221,38 +185,17 @@ def _uniform_open(key: Array, shape: tuple[int, ...]) -> Array:
     return jax.random.uniform(key, shape, jnp.float32, lo, 1.0)
 
 
-def get_init(spec: Spec) -> Callable[[Array, tuple[int, ...], int, int], Array]:
-    """Returns ``init(key, shape, fan_in, fan_out) -> float32 array`` for a spec.
-
-    The glorot/he normal variants draw from a normal truncated at two standard deviations and
-    rescaled so that the variance is exactly ``2/(fan_in+fan_out)`` (glorot) or ``2/fan_in``
-    (he) — the Keras and ``jax.nn.initializers`` convention. ``normal`` is an untruncated
-    normal; ``{"variance": v}`` means ``std = sqrt(v)`` (S3 specifies a variance).
-    fan_in/fan_out follow Keras: dense ``(in, out)``, conv ``(kh*kw*cin, kh*kw*cout)``.
-    """
-    validate_init(spec)
-    return lambda key, shape, fi, fo: _from_uniform(_uniform_open(key, tuple(shape)), spec, fi, fo)
-
-
 class ParamSpec(NamedTuple):
-    """How to create one params leaf: its shape and either an initializer spec or a constant.
-
-    Attributes:
-        shape: leaf shape.
-        init: initializer spec (see :func:`validate_init`); ignored when ``const`` is set.
-        fan_in: fan-in for variance-scaling initializers.
-        fan_out: fan-out for variance-scaling initializers.
-        const: fill value (biases 0, RMSNorm scales 1) instead of a random draw.
-    """
+    """How to create one params leaf: its shape and an initializer spec or a constant."""
 
     shape: tuple[int, ...]
-    init: Spec = "zeros"
-    fan_in: int = 1
+    init: Spec = "zeros"  # see validate_init; ignored when const is set
+    fan_in: int = 1  # for variance-scaling initializers
     fan_out: int = 1
-    const: float | None = None
+    const: float | None = None  # fill value (biases 0, RMSNorm scales 1) instead of a draw
 
 
-def _is_spec(x: Any) -> bool:
+def _is_spec(x: Any) -> bool:  # a plan's leaf
     return isinstance(x, ParamSpec)
 
 
@@ -272,12 +215,10 @@ def init_params(key: Array, plan: Any) -> Params:
     sizes = [0 if _is_constant(sp) else math.prod(sp.shape) for sp in specs]
     total = sum(sizes)
     v = _uniform_open(key, (total,)) if total else None
-    offset = 0
-    leaves = []
+    offset, leaves = 0, []
     for sp, n in zip(specs, sizes, strict=True):
         if n == 0:
-            fill = 0.0 if sp.const is None else sp.const
-            leaves.append(jnp.full(sp.shape, fill, jnp.float32))
+            leaves.append(jnp.full(sp.shape, sp.const or 0.0, jnp.float32))
             continue
         chunk = v[offset : offset + n].reshape(sp.shape)
         leaves.append(_from_uniform(chunk, sp.init, sp.fan_in, sp.fan_out))
@@ -286,16 +227,11 @@ def init_params(key: Array, plan: Any) -> Params:
     return jax.tree_util.tree_unflatten(treedef, leaves)
 
 
-# --------------------------------------------------------------------------------------------
-# Dropout
-# --------------------------------------------------------------------------------------------
-
-
 def dropout(x: Array, rate: float, *, train: bool, key: Array | None) -> Array:
-    """Inverted dropout: in training zero each unit with prob. ``rate`` and scale by 1/(1-rate).
+    """Inverted dropout: in training zero each unit with prob. ``rate``, scale by 1/(1-rate).
 
-    ``rate`` and ``train`` are Python values (static), so eval mode and rate 0 compile to the
-    identity. The key is a traced value, so a vmapped grid can give every member its own key.
+    ``rate`` and ``train`` are static (eval and rate 0 compile to the identity); the key is
+    traced, so every member of a grid has its own.
 
     Raises:
         ValueError: training with ``rate > 0`` and no key.
@@ -310,14 +246,7 @@ def dropout(x: Array, rate: float, *, train: bool, key: Array | None) -> Array:
 
 def split_key(key: Array | None, n: int) -> list[Array | None]:
     """Splits ``key`` into ``n`` keys; ``None`` stays ``None`` (eval mode)."""
-    if key is None:
-        return [None] * n
-    return list(jax.random.split(key, n))
-
-
-# --------------------------------------------------------------------------------------------
-# Param tree helpers
-# --------------------------------------------------------------------------------------------
+    return [None] * n if key is None else list(jax.random.split(key, n))
 
 
 def param_count(params: Any) -> int:
@@ -325,49 +254,34 @@ def param_count(params: Any) -> int:
     return int(sum(np.prod(np.shape(p), dtype=np.int64) for p in jax.tree_util.tree_leaves(params)))
 
 
-def _leaf_name(path) -> str:
-    last = path[-1]
-    return str(getattr(last, "key", getattr(last, "name", last)))
+def _key_name(k: Any) -> str:  # one entry of a jax key path (dict key, attribute, index)
+    return str(getattr(k, "key", getattr(k, "name", k)))
 
 
 WEIGHT_NAMES: tuple[str, ...] = ("w", "kernel")
-"""The default rule for which leaves are weights (L1/L2 penalties, weight and gradient histograms,
-the network drawing): leaves named ``w`` (the zoo) or ``kernel`` (Flax). Biases, norm scales and
-anything else are not. A model can choose its own names (``weight_leaves`` in a user model's
-config, see ``jaxmnist.models.adapters``)."""
+"""Which leaves are weights by default (penalties, histograms, the network drawing): ``w`` (the
+zoo) and ``kernel`` (Flax); a user model may name its own (``weight_leaves`` in its config)."""
 
 
 def is_weight_path(path: Any, names: Sequence[str] = WEIGHT_NAMES) -> bool:
     """True when a key path (or a ``"layer/leaf"`` string) ends in a weight leaf name."""
     if isinstance(path, str):
         return path.rpartition("/")[2] in names
-    return _leaf_name(path) in names
+    return _key_name(path[-1]) in names
 
 
 def weight_mask(params: Any, names: Sequence[str] = WEIGHT_NAMES) -> Any:
-    """Returns a tree like ``params`` with ``True`` at weight leaves (see :data:`WEIGHT_NAMES`).
-
-    Usable directly as an ``optax.masked`` mask, or with :func:`weight_leaves`.
-    """
-    return jax.tree_util.tree_map_with_path(lambda p, _: _leaf_name(p) in names, params)
+    """A tree like ``params``, ``True`` at weight leaves (an ``optax.masked`` mask)."""
+    return jax.tree_util.tree_map_with_path(lambda p, _: _key_name(p[-1]) in names, params)
 
 
 def weight_leaves(params: Any, names: Sequence[str] = WEIGHT_NAMES) -> list[Array]:
-    """Returns the weight leaves of ``params`` (``w`` / ``kernel`` by default).
-
-    These are what L1/L2 penalties act on.
-    """
+    """The weight leaves of ``params`` (what L1/L2 penalties act on)."""
     flat = jax.tree_util.tree_flatten_with_path(params)[0]
-    return [leaf for path, leaf in flat if _leaf_name(path) in names]
+    return [leaf for path, leaf in flat if _key_name(path[-1]) in names]
 
 
 def layer_paths(params: Any) -> dict[str, Array]:
-    """Flattens a params tree to ``{"conv1/w": leaf, "fire2/squeeze/b": leaf, ...}``.
-
-    Reports histogram weights and gradients per layer with these readable names.
-    """
+    """A params tree as ``{"conv1/w": leaf, "fire2/squeeze/b": leaf, ...}`` (report names)."""
     flat = jax.tree_util.tree_flatten_with_path(params)[0]
-    return {
-        "/".join(str(getattr(k, "key", getattr(k, "name", k))) for k in path): leaf
-        for path, leaf in flat
-    }
+    return {"/".join(map(_key_name, path)): leaf for path, leaf in flat}

@@ -32,6 +32,7 @@ import jax
 from flax import nnx
 
 from jaxmnist.models import layers, register
+from jaxmnist.models.common import check_choice
 
 
 def _rates(dropout: float | Sequence[float]) -> tuple[float, float]:
@@ -87,7 +88,7 @@ class LinenCNN(nn.Module):
 def linen_cnn(dropout: float | Sequence[float] = 0.0, conv_impl: str = "auto") -> LinenCNN:
     """Factory for the linen CNN (also registered as ``"flax_cnn"``)."""
     if conv_impl != "flax":
-        layers.resolve_conv_impl(conv_impl)  # a clear error for an unknown name
+        check_choice(conv_impl, layers.CONV_IMPLS, "conv_impl")  # resolved when traced
     return LinenCNN(dropout=_rates(dropout), conv_impl=conv_impl)
 
 
@@ -117,7 +118,7 @@ class NnxCNN(nnx.Module):
             self.conv1 = nnx.Conv(1, 32, (3, 3), padding="VALID", kernel_init=glorot, rngs=rngs)
             self.conv2 = nnx.Conv(32, 64, (3, 3), padding="VALID", kernel_init=glorot, rngs=rngs)
         else:
-            layers.resolve_conv_impl(conv_impl)
+            check_choice(conv_impl, layers.CONV_IMPLS, "conv_impl")
             self.conv1 = NnxConv3x3(1, 32, conv_impl, rngs=rngs)
             self.conv2 = NnxConv3x3(32, 64, conv_impl, rngs=rngs)
         self.dense1 = nnx.Linear(5 * 5 * 64, 128, kernel_init=glorot, rngs=rngs)

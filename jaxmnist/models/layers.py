@@ -1,74 +1,40 @@
-"""Layer primitives as pure functions on NHWC float32 arrays, plus a train-step speed probe.
+"""Layer primitives as pure functions on NHWC float32 arrays, and the one im2col convolution.
 
-Every layer is a ``*_spec`` (a plan of ``w``/``b``/``scale`` leaves, turned into arrays by
-:func:`jaxmnist.models.common.init_params`) and a forward function.
-The 3x3 convolution has several interchangeable implementations (``CONV_IMPLS``) because which
-one is fastest depends on the backend and on whether the model is vmapped over a grid:
-
-- ``"lax"``: ``lax.conv_general_dilated`` (NHWC/HWIO). Best on GPU/TPU. Under ``jax.vmap`` over
-  both params and images it becomes a grouped convolution, which XLA:CPU runs poorly.
-- ``"im2col"``: the 9 shifted slices concatenated on the channel axis, then ONE matmul with the
-  kernel reshaped to ``[9*C, O]``. Under vmap it becomes a batched matmul. Its backward pass is
-  written out by hand (:func:`_im2col_conv`, a ``jax.custom_vjp``): two matmuls whose layouts
-  XLA:CPU runs without transposing the big operand, and a two-stage col2im.
-- ``"patches"``: ``lax.conv_general_dilated_patches`` to build the same patch matrix (channel-
-  major feature order, so the kernel is transposed to match), then one matmul.
-- ``"shiftsum"``: the sum of 9 matmuls, one per kernel tap, of a shifted slice (no patch matrix).
-
-``"auto"`` resolves per backend with :func:`resolve_conv_impl` (measurements in
-docs/performance.md). All implementations agree to float32 rounding (tested to 1e-5).
+A layer is a ``*_spec`` (a plan of leaves for :func:`jaxmnist.models.common.init_params`) and a
+forward function. Convolutions run as ``"lax"`` (best on GPU/TPU) or ``"im2col"``: XLA:CPU runs
+a convolution inside a loop ~12x slower than jitted alone (jax-ml/jax#12868). ``"auto"`` picks
+when the model is traced. :mod:`jaxmnist.models.cpu_kernels` gives users' convolutions the same
+kernels. Why each kernel looks as it does: docs/performance.md, "What made S0's CNN fast".
 """
 
 from __future__ import annotations
+
+import itertools
+from collections.abc import Sequence
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from jaxmnist.models.common import Array, Params, ParamSpec, Spec
+from jaxmnist.models.common import Array, Params, ParamSpec, Spec, check_choice
 
-CONV_IMPLS = ("auto", "lax", "im2col", "patches", "shiftsum")
+CONV_IMPLS = ("auto", "lax", "im2col")
 PADDINGS = ("valid", "same")
-
-# Chosen from the measurements in docs/performance.md (XLA:CPU, 2 cores): "im2col" wins both
-# solo and vmapped on CPU. Accelerators have tuned conv kernels (cuDNN, TPU convs): "lax".
-_AUTO_IMPL = {"cpu": "im2col"}
-_AUTO_DEFAULT = "lax"
-
-
 def resolve_conv_impl(impl: str = "auto", backend: str | None = None) -> str:
-    """Returns a concrete conv implementation name for ``impl`` (``"auto"`` picks per backend).
-
-    Args:
-        impl: one of ``CONV_IMPLS``.
-        backend: ``"cpu"``, ``"gpu"``, ``"tpu"``; defaults to ``jax.default_backend()``.
-
-    Raises:
-        ValueError: unknown implementation name.
-    """
-    if impl not in CONV_IMPLS:
-        raise ValueError(f"conv_impl: {impl!r} is not valid; valid choices are {list(CONV_IMPLS)}")
+    """A concrete implementation; ``"auto"`` asks ``backend`` (default: JAX's, started)."""
+    check_choice(impl, CONV_IMPLS, "conv_impl")
     if impl != "auto":
         return impl
-    backend = backend or jax.default_backend()
-    return _AUTO_IMPL.get(backend, _AUTO_DEFAULT)
-
-
-# --------------------------------------------------------------------------------------------
-# Dense
-# --------------------------------------------------------------------------------------------
+    # im2col on XLA:CPU, solo and in a grid (docs/performance.md); accelerators have tuned
+    # convolution kernels (cuDNN, TPU).
+    return "im2col" if (backend or jax.default_backend()) == "cpu" else "lax"
 
 
 def dense_spec(n_in: int, n_out: int, init: Spec = "glorot_uniform") -> dict[str, ParamSpec]:
-    """Plan for ``{"w": [n_in, n_out], "b": zeros [n_out]}`` (biases always start at zero).
-
-    Turn a tree of plans into arrays with :func:`jaxmnist.models.common.init_params`.
-    """
-    return {
-        "w": ParamSpec((n_in, n_out), init, n_in, n_out),
-        "b": ParamSpec((n_out,), const=0.0),
-    }
+    """Plan for ``{"w": [n_in, n_out], "b": zeros [n_out]}``."""
+    return {"w": ParamSpec((n_in, n_out), init, n_in, n_out), "b": ParamSpec((n_out,), const=0.0)}
 
 
 def dense(p: Params, x: Array) -> Array:
@@ -76,199 +42,211 @@ def dense(p: Params, x: Array) -> Array:
     return jnp.dot(x, p["w"]) + p["b"]
 
 
-# --------------------------------------------------------------------------------------------
-# Convolution (stride 1, NHWC activations, HWIO kernels)
-# --------------------------------------------------------------------------------------------
-
-
-def conv_spec(
-    kh: int, kw: int, c_in: int, c_out: int, init: Spec = "glorot_uniform"
-) -> dict[str, ParamSpec]:
+def conv_spec(kh: int, kw: int, c_in: int, c_out: int,
+              init: Spec = "glorot_uniform") -> dict[str, ParamSpec]:
     """Plan for ``{"w": [kh, kw, c_in, c_out], "b": zeros [c_out]}``, Keras fan-in/fan-out."""
-    return {
-        "w": ParamSpec((kh, kw, c_in, c_out), init, kh * kw * c_in, kh * kw * c_out),
-        "b": ParamSpec((c_out,), const=0.0),
-    }
+    return {"w": ParamSpec((kh, kw, c_in, c_out), init, kh * kw * c_in, kh * kw * c_out),
+            "b": ParamSpec((c_out,), const=0.0)}
 
 
-def _pad_same(x: Array, kh: int, kw: int) -> Array:
-    # TF/Keras "same" for stride 1: total pad k-1, the extra one (even k) at the bottom/right.
-    ph, pw = kh - 1, kw - 1
-    return jnp.pad(x, ((0, 0), (ph // 2, ph - ph // 2), (pw // 2, pw - pw // 2), (0, 0)))
+def tap_slices(x: Array, ks: Sequence[int], strides: Sequence[int], dil: Sequence[int],
+               outs: Sequence[int]) -> list[Array]:
+    """One strided slice ``[N, *outs, C]`` of ``x`` ``[N, *spatial, C]`` per kernel tap."""
+    n, c, cols = x.shape[0], x.shape[-1], []
+    for tap in itertools.product(*(range(k) for k in ks)):
+        start = [t * d for t, d in zip(tap, dil, strict=True)]
+        limit = [s + (o - 1) * st + 1 for s, o, st in zip(start, outs, strides, strict=True)]
+        cols.append(lax.slice(x, (0, *start, 0), (n, *limit, c), (1, *strides, 1)))
+    return cols
 
 
-def _shifted(x: Array, kh: int, kw: int) -> tuple[list[Array], int, int]:
-    ho, wo = x.shape[1] - kh + 1, x.shape[2] - kw + 1
-    return [x[:, i : i + ho, j : j + wo, :] for i in range(kh) for j in range(kw)], ho, wo
+def patches(x: Array, ks: Sequence[int], strides: Sequence[int], dil: Sequence[int],
+            outs: Sequence[int]) -> Array:
+    """The patch tensor ``[N, *outs, T*C]``, features in HWIO order (taps, then channel).
 
-
-def _im2col_patches(x: Array, kh: int, kw: int) -> Array:
-    """The patch matrix ``[B*H'*W', kh*kw*C]`` of a valid stride-1 conv.
-
-    Feature order (tap_i, tap_j, c) == HWIO flattening, so the kernel reshapes without a
-    transpose. Built by ``kh*kw`` in-place ``dynamic_update_slice`` writes into one buffer:
-    XLA:CPU runs a ``concatenate`` of slices as one materialised copy per slice plus the
-    concatenation, two passes over the 9x larger matrix (~1.6 ms per S0 training step in XLA's
-    profile); the in-place writes make one pass (~0.85 ms). Under ``jax.vmap`` the writes become
-    a scatter; the CPU grid runs its members with ``lax.map``
-    (``jaxmnist.engine.train.CPU_STRATEGY``).
+    Written in place tap by tap: a ``concatenate`` makes two passes (S0 conv2: 1.6 vs 0.85 ms).
     """
-    cols, ho, wo = _shifted(x, kh, kw)
+    cols = tap_slices(x, ks, strides, dil, outs)
+    if len(cols) == 1:
+        return cols[0]
     c = x.shape[-1]
-    out = jnp.zeros((x.shape[0], ho, wo, kh * kw * c), x.dtype)
+    buf = jnp.zeros((*cols[0].shape[:-1], len(cols) * c), x.dtype)
+    zeros = (0,) * (buf.ndim - 1)
     for t, col in enumerate(cols):
-        out = lax.dynamic_update_slice(out, col, (0, 0, 0, t * c))
-    return out.reshape(-1, kh * kw * c)
+        buf = lax.dynamic_update_slice(buf, col, (*zeros, t * c))
+    return buf
 
 
-def _col2im(d_patches: Array, x_shape: tuple[int, ...], kh: int, kw: int) -> Array:
-    """The transpose of :func:`_im2col_patches`: sums each tap's slab back onto the input grid.
+def _col2im(dp: Array, xp_shape: tuple, ks: Sequence[int], strides: Sequence[int],
+            dil: Sequence[int], outs: Sequence[int]) -> Array:
+    """The transpose of :func:`patches`, one axis at a time (1-D pads vectorise on XLA:CPU).
 
-    Two stages (the ``kw`` column shifts, then the ``kh`` row shifts of those sums) instead of
-    one sum of ``kh*kw`` two-dimensional pads: XLA:CPU emits the 2-D-padded sum as scalar code,
-    the 1-D pads vectorise over channels (3x faster in isolation for S0's conv2, 64x13x13x32).
+    Per tap of the first spatial axis, the col2im of the other axes, then one 1-D pad along it.
     """
-    b, h, w, c = x_shape
-    ho, wo = h - kh + 1, w - kw + 1
-    d = d_patches.reshape(b, ho, wo, kh, kw, c)
-    out = None
-    for i in range(kh):
-        row = None
-        for j in range(kw):
-            term = jnp.pad(d[:, :, :, i, j, :], ((0, 0), (0, 0), (j, kw - 1 - j), (0, 0)))
-            row = term if row is None else row + term
-        term = jnp.pad(row, ((0, 0), (i, kh - 1 - i), (0, 0), (0, 0)))
-        out = term if out is None else out + term
-    return out
+    nsp = len(ks)
+    a = dp.reshape(xp_shape[0], *outs, -1, xp_shape[-1])  # [N, *outs, T, C]
+
+    def stage(tap: tuple[int, ...]) -> Array:
+        i = len(tap)
+        if i == nsp:
+            return lax.index_in_dim(a, int(np.ravel_multi_index(tap, ks)), axis=1 + nsp,
+                                    keepdims=False)
+        size, k, d, s, o = xp_shape[1 + i], ks[i], dil[i], strides[i], outs[i]
+        acc = None
+        for j in range(k):
+            sub = stage((*tap, j))
+            cfg = [(0, 0, 0)] * sub.ndim
+            cfg[1 + i] = (j * d, size - (j * d + (o - 1) * s + 1), s - 1)
+            term = lax.pad(sub, jnp.zeros((), sub.dtype), cfg)
+            acc = term if acc is None else acc + term
+        return acc
+
+    return stage(())
 
 
-@jax.custom_vjp
-def _im2col_conv(x: Array, w: Array) -> Array:
-    """Valid stride-1 conv as ONE matmul of the patch matrix with ``w`` as ``[kh*kw*C, O]``."""
-    kh, kw, c, o = w.shape
-    ho, wo = x.shape[1] - kh + 1, x.shape[2] - kw + 1
-    y = jnp.dot(_im2col_patches(x, kh, kw), w.reshape(kh * kw * c, o))
-    return y.reshape(x.shape[0], ho, wo, o)
+def im2col_matmul(xp: Array, w2: Array, geom: tuple, precision: Any = None,
+                  preferred: Any = None) -> Array:
+    """A valid convolution as ``patches(xp) @ w2`` -> ``[N, *outs, O]``, with a custom VJP.
 
+    The backward contracts the rows of ``P`` and ``dY`` (no transpose of the big operand),
+    computes ``dP = dY W^T`` and runs :func:`_col2im`: 1.8x autodiff's speed in ``lax.scan``.
 
-def _im2col_conv_fwd(x: Array, w: Array) -> tuple[Array, tuple[Array, Array]]:
-    # Keep x, not the patch matrix (9x larger): the backward rebuilds the patches, and XLA
-    # merges that copy with the forward's (common subexpression) when both are in one program.
-    return _im2col_conv(x, w), (x, w)
+    Args:
+        xp: ``[N, *spatial, C]``, already padded.
+        w2: The kernel as ``[T*C, O]`` (HWIO flattened).
+        geom: ``(kernel sizes, strides, kernel dilation, output sizes)`` per spatial axis.
+        precision: Passed to the matmuls.
+        preferred: The forward matmul's ``preferred_element_type``.
+    """
+    ks, strides, dil, outs = geom
+    k, o = w2.shape
 
+    def forward(xp: Array, w2: Array) -> Array:
+        pt = patches(xp, ks, strides, dil, outs).reshape(-1, k)
+        y = lax.dot(pt, w2, precision=precision, preferred_element_type=preferred)
+        return y.reshape(xp.shape[0], *outs, o)
 
-def _im2col_conv_bwd(res: tuple[Array, Array], g: Array) -> tuple[Array, Array]:
-    # Autodiff's transpose of concat+dot computes dW = P^T dY with dY physically transposed
-    # (fused with the pool mask: 5-6 ms per S0 step on XLA:CPU) and dX as one sum of 9 padded
-    # slabs. Here: dW as a dot_general contracting the rows of both (XLA picks the small operand
-    # to transpose), dP = dY W^T (the standard "A B^T" form) and a two-stage col2im.
-    x, w = res
-    kh, kw, c, o = w.shape
-    k = kh * kw * c
-    g2 = g.reshape(-1, o)
-    dw = lax.dot_general(_im2col_patches(x, kh, kw), g2, (((0,), (0,)), ((), ())))
-    d_patches = lax.dot_general(g2, w.reshape(k, o), (((1,), (1,)), ((), ())))
-    return _col2im(d_patches, x.shape, kh, kw), dw.reshape(w.shape)
+    @jax.custom_vjp
+    def f(xp: Array, w2: Array) -> Array:
+        return forward(xp, w2)
 
+    def fwd(xp: Array, w2: Array) -> tuple[Array, tuple[Array, Array]]:
+        # Keep xp, not the T-times larger patch matrix: the backward rebuilds it (XLA merges
+        # the two copies when forward and backward are in one program).
+        return forward(xp, w2), (xp, w2)
 
-_im2col_conv.defvjp(_im2col_conv_fwd, _im2col_conv_bwd)
+    def bwd(res: tuple[Array, Array], g: Array) -> tuple[Array, Array]:
+        xp, w2 = res
+        g2 = g.reshape(-1, o)
+        pt = patches(xp, ks, strides, dil, outs).reshape(-1, k)
+        dw = lax.dot_general(pt, g2, (((0,), (0,)), ((), ())), precision=precision,
+                             preferred_element_type=w2.dtype)
+        dp = lax.dot_general(g2, w2, (((1,), (1,)), ((), ())), precision=precision,
+                             preferred_element_type=xp.dtype)
+        return _col2im(dp, xp.shape, ks, strides, dil, outs), dw
+
+    f.defvjp(fwd, bwd)
+    return f(xp, w2)
 
 
 def conv2d(x: Array, w: Array, *, padding: str = "valid", impl: str = "auto") -> Array:
     """Stride-1 2-D convolution (cross-correlation, like Keras), WITHOUT bias.
 
-    The bias is left to the caller so that it can be added after a max-pool (cheaper, same
-    result: ``max(y) + b == max(y + b)``).
+    The caller adds the bias, after a max-pool if any (the same values on 4x fewer elements).
 
     Args:
         x: ``[B, H, W, C]`` float32.
         w: ``[kh, kw, C, O]``.
         padding: ``"valid"`` or ``"same"`` (TF convention).
-        impl: one of ``CONV_IMPLS``.
+        impl: One of :data:`CONV_IMPLS`, resolved here (at trace time).
 
     Returns:
         ``[B, H', W', O]``.
     """
     impl = resolve_conv_impl(impl)
     kh, kw, c, o = w.shape
-    if kh == 1 and kw == 1:
-        # A 1x1 conv is a matmul over channels; no implementation choice to make.
+    if kh == 1 and kw == 1:  # a 1x1 conv is a matmul over channels
         return jnp.dot(x, w.reshape(c, o))
     if impl == "lax":
         return lax.conv_general_dilated(
-            x, w, (1, 1), padding.upper(), dimension_numbers=("NHWC", "HWIO", "NHWC")
-        )
-    if padding == "same":
-        x = _pad_same(x, kh, kw)
-    if impl == "im2col":
-        return _im2col_conv(x, w)
-    if impl == "patches":
-        pt = lax.conv_general_dilated_patches(
-            x, (kh, kw), (1, 1), "VALID", dimension_numbers=("NHWC", "HWIO", "NHWC")
-        )
-        # Patch features come out channel-major (c, tap_i, tap_j): reorder the (small) kernel.
-        return jnp.dot(pt, w.transpose(2, 0, 1, 3).reshape(c * kh * kw, o))
-    # shiftsum
-    cols, _, _ = _shifted(x, kh, kw)
-    out = jnp.dot(cols[0], w[0, 0])
-    for t, col in enumerate(cols[1:], start=1):
-        out = out + jnp.dot(col, w[t // kw, t % kw])
-    return out
+            x, w, (1, 1), padding.upper(), dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    if padding == "same":  # TF/Keras: total pad k-1, the extra one (even k) bottom/right
+        ph, pw = kh - 1, kw - 1
+        x = jnp.pad(x, ((0, 0), (ph // 2, ph - ph // 2), (pw // 2, pw - pw // 2), (0, 0)))
+    outs = (x.shape[1] - kh + 1, x.shape[2] - kw + 1)
+    return im2col_matmul(x, w.reshape(kh * kw * c, o), ((kh, kw), (1, 1), (1, 1), outs))
 
 
-# --------------------------------------------------------------------------------------------
-# Pooling and normalisation
-# --------------------------------------------------------------------------------------------
+def _window_view(x: Array, win: tuple, pads: tuple) -> tuple[Array, tuple[int, ...]]:
+    """``x`` padded with -inf, trimmed to whole windows, pooled axes split as (outs, win)."""
+    if any(lo or hi for lo, hi in pads):
+        x = lax.pad(x, jnp.array(-np.inf, x.dtype), [(lo, hi, 0) for lo, hi in pads])
+    outs = [s // w for s, w in zip(x.shape, win, strict=True)]
+    x = lax.slice(x, (0,) * x.ndim, tuple(o * w for o, w in zip(outs, win, strict=True)))
+    shape = [n for o, w in zip(outs, win, strict=True) for n in ((o, w) if w != 1 else (o,))]
+    return x.reshape(shape), _window_axes(win)
 
 
-@jax.custom_vjp
-def max_pool2(x: Array) -> Array:
-    """2x2 max-pool, stride 2, Keras ``"valid"`` (odd trailing row/column dropped).
+def _window_axes(win: tuple) -> tuple[int, ...]:
+    """Positions of the window axes in :func:`_window_view`'s layout."""
+    axes, pos = [], 0
+    for w in win:
+        pos += 1
+        if w != 1:
+            axes.append(pos)
+            pos += 1
+    return tuple(axes)
 
-    Forward: the elementwise max of the 4 window positions (a reshape, no ``reduce_window``,
-    whose backward is slow on XLA:CPU). Backward (custom VJP): the whole gradient goes to the
-    FIRST maximum of each window in row-major order, as TensorFlow's MaxPool does, through an
-    int8 argmax saved by the forward pass. JAX's own rule for ``max`` (split the gradient among
-    ties, which needs a count and a divide over the 4x-larger input) cost ~5 ms per S0 training
-    step on 2 CPU cores; this one is a single select.
+
+def window_max(x: Array, win: tuple, pads: tuple) -> Array:
+    """Window == stride max-pool; the gradient goes to each window's FIRST max (row-major).
+
+    As TensorFlow's MaxPool and XLA's ``select_and_scatter_add``: a reshape + reduce forward and
+    a one-select backward from an int8 position (autodiff splits ties: ~5 ms of an S0 step).
+
+    Args:
+        x: Any rank, floating.
+        win: Window (= stride) per axis, 1 where not pooled.
+        pads: ``(lo, hi)`` padding >= 0 per axis.
     """
-    return _max_pool2_fwd(x)[0]
+    shape, k, axes = x.shape, int(np.prod(win)), _window_axes(win)
+    idx_dtype = np.int8 if k <= 127 else np.int32
+    rank = x.ndim + len(axes)
+    # Row-major position of each element in its window, broadcastable to the window view.
+    grid = np.zeros([1] * rank, np.int32)
+    mult = 1
+    for a, w in zip(reversed(axes), reversed([w for w in win if w != 1]), strict=True):
+        grid = grid + np.arange(w).reshape([-1 if i == a else 1 for i in range(rank)]) * mult
+        mult *= w
+    grid = grid.astype(idx_dtype)
+
+    @jax.custom_vjp
+    def pool(x: Array) -> Array:
+        return jnp.max(_window_view(x, win, pads)[0], axis=axes)
+
+    def fwd(x: Array) -> tuple[Array, Array]:
+        view = _window_view(x, win, pads)[0]
+        m = jnp.max(view, axis=axes)
+        pos = jnp.where(view == lax.expand_dims(m, axes), grid, np.array(k, idx_dtype))
+        return m, jnp.min(pos, axis=axes)
+
+    def bwd(first: Array, g: Array) -> tuple[Array]:
+        hit = lax.expand_dims(first, axes) == grid
+        dv = jnp.where(hit, lax.expand_dims(g, axes), jnp.zeros((), g.dtype))
+        outs = first.shape
+        dv = dv.reshape(tuple(o * w for o, w in zip(outs, win, strict=True)))
+        # Back onto x: zero for a trimmed tail, the padding cut off.
+        cfg = [(-lo, s + lo - o * w, 0)
+               for s, (lo, _), o, w in zip(shape, pads, outs, win, strict=True)]
+        return (lax.pad(dv, jnp.zeros((), g.dtype), cfg),)
+
+    pool.defvjp(fwd, bwd)
+    return pool(x)
 
 
-def _pool_windows(x: Array) -> list[Array]:
-    b, h, w, c = x.shape
-    h2, w2 = h // 2, w // 2
-    xr = x[:, : 2 * h2, : 2 * w2, :].reshape(b, h2, 2, w2, 2, c)
-    return [xr[:, :, i, :, j, :] for i in range(2) for j in range(2)]  # row-major window order
-
-
-def _max_pool2_fwd(x: Array) -> tuple[Array, tuple[Array, tuple[int, ...]]]:
-    b, h, w, c = x.shape
-    h2, w2 = h // 2, w // 2
-    v = _pool_windows(x)
-    # A reduce, not jnp.maximum of the 4 windows: XLA does not fuse a reduce into its consumers,
-    # so the pooled map is computed once. The elementwise form was recomputed inside each of
-    # the next conv's 9 im2col slices (9 passes over the 4x larger input).
-    m = x[:, : 2 * h2, : 2 * w2, :].reshape(b, h2, 2, w2, 2, c).max(axis=(2, 4))
-    # Index of the first maximum: int8, 1/16 of the input's bytes, all the backward needs.
-    first = jnp.where(v[0] == m, 0, jnp.where(v[1] == m, 1, jnp.where(v[2] == m, 2, 3)))
-    return m, (first.astype(jnp.int8), x.shape)
-
-
-def _max_pool2_bwd(res: tuple[Array, tuple[int, ...]], g: Array) -> tuple[Array]:
-    first, shape = res
-    b, h, w, c = shape
-    h2, w2 = h // 2, w // 2
-    window = np.arange(4, dtype=np.int8).reshape(1, 1, 2, 1, 2, 1)  # 2*i + j in each window
-    hit = first[:, :, None, :, None, :] == window
-    dx = jnp.where(hit, g[:, :, None, :, None, :], jnp.zeros((), g.dtype))
-    dx = dx.reshape(b, 2 * h2, 2 * w2, c)
-    if (h, w) != (2 * h2, 2 * w2):
-        dx = jnp.pad(dx, ((0, 0), (0, h - 2 * h2), (0, w - 2 * w2), (0, 0)))
-    return (dx,)
-
-
-max_pool2.defvjp(_max_pool2_fwd, _max_pool2_bwd)
+def max_pool2(x: Array) -> Array:
+    """2x2 max-pool, stride 2, Keras ``"valid"`` (odd trailing row/column dropped)."""
+    return window_max(x, (1, 2, 2, 1), ((0, 0),) * 4)
 
 
 def global_avg_pool(x: Array) -> Array:
@@ -276,15 +254,12 @@ def global_avg_pool(x: Array) -> Array:
     return x.mean(axis=(1, 2))
 
 
-RMSNORM_EPS = 1e-6
-
-
 def rmsnorm_spec(n: int) -> dict[str, ParamSpec]:
     """Plan for ``{"scale": ones [n]}``."""
     return {"scale": ParamSpec((n,), const=1.0)}
 
 
-def rmsnorm(p: Params, x: Array, eps: float = RMSNORM_EPS) -> Array:
+def rmsnorm(p: Params, x: Array, eps: float = 1e-6) -> Array:
     """RMSNorm on the last axis: ``x / sqrt(mean(x**2) + eps) * scale`` (no centring, no bias)."""
     ms = jnp.mean(jnp.square(x), axis=-1, keepdims=True)
     return x * lax.rsqrt(ms + eps) * p["scale"]

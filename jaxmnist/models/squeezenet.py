@@ -73,7 +73,7 @@ def init(key: Array, cfg: Mapping[str, Any]) -> Params:
 def make_apply(cfg: Mapping[str, Any]) -> Callable[..., Array]:
     """Returns ``apply(params, x, *, train, key=None) -> logits [B, 10]`` for ``cfg``."""
     cfg = specs.resolved(cfg, "squeezenet")
-    impl = layers.resolve_conv_impl(cfg["conv_impl"])
+    impl = cfg["conv_impl"]  # "auto" resolves when traced: building a model starts no backend
     rate, final_relu = cfg["dropout"], cfg["final_relu"]
 
     def conv_relu(p: Params, h: Array) -> Array:

@@ -17,7 +17,7 @@ from jaxmnist.engine import metrics
 from jaxmnist.engine.hooks import HISTORY_FIELDS
 
 if TYPE_CHECKING:  # the engine imports jax; this module reads its results only
-    from jaxmnist.engine.train import GroupStats, MemberResult
+    from jaxmnist.engine.evaluate import GroupStats, MemberResult
 
 NUM_CLASSES = 10
 HIST_BINS = 30  # bins of the per-layer weight and gradient histograms
@@ -57,18 +57,13 @@ def history_rows(result: MemberResult) -> list[dict[str, Any]]:
             for e, row in enumerate(result.history)]
 
 
-def member_record(result: MemberResult, test_labels: np.ndarray,
-                  train_labels: np.ndarray | None = None) -> dict[str, Any]:
+def member_record(result: MemberResult, test_labels: np.ndarray) -> dict[str, Any]:
     """One member's ``results.json`` entry (without ``member``, ``group``, ``label``).
 
-    ``train_labels`` gives ``confusion_train`` when the result holds training predictions; the
+    ``confusion_train`` is None here: the runner adds it for the member the report draws. The
     format: docs/architecture.md.
     """
     status, share = member_status(result.alive, result.test_pred)
-    train_confusion = None
-    if result.train_pred is not None and train_labels is not None:
-        train_confusion = metrics.confusion_matrix(np.asarray(train_labels),
-                                                   result.train_pred).tolist()
     return {
         "config": result.member.config(),
         "status": status,
@@ -79,7 +74,7 @@ def member_record(result: MemberResult, test_labels: np.ndarray,
         "test_pred": result.test_pred.tolist(),
         "confusion_test": metrics.confusion_matrix(np.asarray(test_labels),
                                                    result.test_pred).tolist(),
-        "confusion_train": train_confusion,
+        "confusion_train": None,
         # A diverged member's logits can overflow: non-finite probabilities -> None.
         "test_probs_first25": [[metrics.finite_or_none(v) for v in row]
                                for row in result.test_probs],

@@ -1,0 +1,116 @@
+"""A trained group as arrays: test predictions, probabilities, gradients, one result per member.
+
+Nothing here shapes a file: :mod:`jaxmnist.runs.results` turns a :class:`MemberResult` into the
+run directory's JSON.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxmnist import models, schema
+from jaxmnist.engine import distributed
+from jaxmnist.engine.program import GroupProgram, TrainState, pad_eval, per_model
+
+GRAD_HIST_IMAGES = 512  # training images of the final gradient histograms
+PROBE_IMAGES = 25  # test images whose class probabilities are kept
+
+
+@dataclass(frozen=True)
+class GroupStats:
+    """Compile and train time, speed, strategy and devices of one trained group."""
+
+    members: int
+    padded_members: int  # members + the copies of member 0 that pad the grid to the devices
+    devices: int
+    processes: int
+    strategy: str
+    compile_seconds: float
+    train_seconds: float  # the epochs' wall time, summed (this session's and resumed ones)
+    images_per_second: float | None  # members x training images x epochs / train_seconds
+    resumed: bool
+
+
+@dataclass(frozen=True)
+class MemberResult:
+    """One trained member as arrays: what the engine measured, nothing shaped for a file."""
+
+    member: schema.Member
+    alive: bool  # False: a step produced a non-finite loss or values (frozen since)
+    diverged_epoch: int | None  # the epoch of that step; None while alive
+    history: np.ndarray  # [epochs, len(HISTORY_FIELDS)] float32; NaN = not finite / no val split
+    epoch_seconds: np.ndarray  # [epochs] wall seconds of the group's epochs
+    has_val: bool  # the splits had a validation set (the val columns are meaningful)
+    test_loss: float  # NaN when not finite
+    test_acc: float
+    test_pred: np.ndarray  # [n_test] int32 predicted classes
+    test_probs: np.ndarray  # [<= PROBE_IMAGES, 10] class probabilities of the first test images
+    params: Any  # final parameters, NumPy leaves, no grid axis
+    model_state: Any  # final non-parameter variables (BatchNorm statistics; {} for the zoo)
+    weights: dict[str, np.ndarray]  # {layer path: final weight array}
+    grads: dict[str, np.ndarray]  # {layer path: data-loss gradient on GRAD_HIST_IMAGES images}
+    param_count: int
+    group: GroupStats
+
+
+def member_results(prog: GroupProgram, state: TrainState, history: np.ndarray,
+                   seconds: np.ndarray, resumed: bool, splits: Any) -> list[MemberResult]:
+    """Evaluates every member's final ``state``: one :class:`MemberResult` each, in order.
+
+    ``history``, ``seconds`` and ``resumed`` are the fit loop's (``jaxmnist.engine.fit``);
+    ``splits`` the program's.
+    """
+    test_loss, test_acc, test_pred = prog.evaluate(state, prog.test)
+    n_test, n_train = splits.test_x.shape[0], prog.program.n_train
+    n_probe, n_grad = min(PROBE_IMAGES, n_test), min(GRAD_HIST_IMAGES, n_train)
+    probe_inputs = [distributed.put(a, prog.placement.replicated) for a in (
+        splits.test_x[:n_probe], np.asarray(splits.test_y[:n_probe], np.int32),
+        splits.train_x[:n_grad], np.asarray(splits.train_y[:n_grad], np.int32))]
+    probs, grads = prog.probe_fn((state.params, state.model_state), prog.arrays, *probe_inputs)
+    # One gather of everything the results need (every process gets the whole grid).
+    probs, params, model_state, grads, alive, diverged = prog.placement.to_member_order(
+        distributed.to_host(
+            (probs, state.params, state.model_state, grads, state.alive, state.diverged_epoch)))
+    total, n = float(seconds.sum()), len(prog.members)
+    stats = GroupStats(
+        members=n, padded_members=prog.placement.padded, devices=prog.placement.devices,
+        processes=jax.process_count(), strategy=prog.placement.strategy,
+        compile_seconds=prog.compile_seconds, train_seconds=total,
+        images_per_second=n * n_train * prog.spec.epochs / total if total else None,
+        resumed=resumed)
+    names = prog.program.model.weight_names
+    param_count = models.param_count(jax.tree_util.tree_map(lambda a: a[0], params))
+
+    def layers(tree: Any, k: int) -> dict[str, np.ndarray]:
+        return {path.rpartition("/")[0]: np.asarray(leaf[k])
+                for path, leaf in models.layer_paths(tree).items()
+                if models.is_weight_path(path, names)}
+
+    def member(tree: Any, k: int) -> Any:
+        return jax.tree_util.tree_map(lambda a: a[k], tree)
+
+    return [
+        MemberResult(
+            member=m, alive=bool(alive[k]), diverged_epoch=int(diverged[k]) or None,
+            history=np.asarray(history[:, k, :]), epoch_seconds=np.asarray(seconds),
+            has_val=prog.val is not None, test_loss=float(test_loss[k]),
+            test_acc=float(test_acc[k]), test_pred=np.asarray(test_pred[k, :n_test]),
+            test_probs=np.asarray(probs[k]), params=member(params, k),
+            model_state=member(model_state, k), weights=layers(params, k),
+            grads=layers(grads, k), param_count=param_count, group=stats)
+        for k, m in enumerate(prog.members)]
+
+
+def predict_classes(model_cfg: Mapping[str, Any], params: Any, state: Any,
+                    images: np.ndarray) -> np.ndarray:
+    """One member's ``[N]`` int32 classes of uint8 ``images`` (eval mode, no grid axis)."""
+    predict = per_model(models.build(model_cfg), "predict", lambda m: jax.jit(
+        lambda p, s, x: jnp.argmax(m.predict(p, s, x), -1).astype(jnp.int32)))
+    x, _, _ = pad_eval(np.asarray(images), np.zeros(len(images), np.int32))
+    return np.concatenate([np.asarray(predict(params, state, b)) for b in x])[: len(images)]

@@ -1,0 +1,149 @@
+"""Training a group: :func:`train_grid` = build the program, :func:`fit` it, evaluate it.
+
+One compiled call per epoch; hooks run after each epoch's checkpoint is saved.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxmnist.engine import checkpoint, distributed, metrics, optim
+from jaxmnist.engine.evaluate import MemberResult, member_results
+from jaxmnist.engine.hooks import HISTORY_FIELDS, EpochInfo, GroupStart, emit
+from jaxmnist.engine.program import GroupProgram, MemberLike, TrainState, build_program
+
+
+@contextlib.contextmanager
+def _count_compiles() -> Iterator[list[int]]:
+    """``[n]``: XLA backend compilations inside the block (the 'no recompile' promise)."""
+    count = [0]
+
+    def listen(event: str, duration: float, **kwargs: Any) -> None:
+        count[0] += event == "/jax/core/compile/backend_compile_duration"
+
+    jax.monitoring.register_event_duration_secs_listener(listen)
+    try:
+        yield count
+    finally:
+        jax.monitoring.unregister_event_duration_listener(listen)
+
+
+@dataclass
+class FitResult:
+    """The state after the last epoch and what the loop measured."""
+
+    state: TrainState
+    history: np.ndarray  # [epochs, padded G, len(HISTORY_FIELDS)] float32, member order
+    seconds: np.ndarray  # [epochs] wall seconds per epoch
+    resumed: bool
+
+
+def epoch_learning_rates(members: Sequence[Any], epoch: int, steps_per_epoch: int,
+                         epochs: int) -> list[float | None]:
+    """The learning rate each member's optimizer used in the last step of ``epoch``.
+
+    Computed on the host from the plain optax schedule (:func:`jaxmnist.engine.optim.schedule`,
+    the oracle the engine's optimizer is tested against); updates count from 0.
+    """
+    count, out = epoch * steps_per_epoch - 1, []
+    for m in members:
+        try:
+            sched = optim.schedule(m.optim.model_dump(), epochs * steps_per_epoch)
+        except (KeyError, TypeError, ValueError):
+            out.append(None)
+            continue
+        out.append(float(sched(count)) if callable(sched) else float(sched))
+    return out
+
+
+def fit(prog: GroupProgram, *, checkpointer: checkpoint.GroupCheckpointer | None = None,
+        callbacks: Sequence[Any] = (), group_index: int = 0) -> FitResult:
+    """Trains a built group for its epochs, resuming from the checkpointer's latest save.
+
+    The checkpointer saves ``{state (member order), history, seconds}`` after epochs; the hooks
+    ``on_group_start`` and ``on_epoch_end`` run here, each epoch's after its checkpoint.
+    """
+    spec, n_members, placement = prog.spec, len(prog.members), prog.placement
+    state = prog.init_state
+    history = np.full((spec.epochs, placement.padded, len(HISTORY_FIELDS)), np.nan, np.float32)
+    seconds = np.zeros((spec.epochs,), np.float32)
+    start_epoch, resumed = 1, False
+    restored = checkpointer.restore({"state": state, "history": history, "seconds": seconds}) \
+        if checkpointer is not None else None
+    if restored is not None:
+        step, saved = restored
+        state = placement.reorder(saved["state"], to_members=False)
+        history, seconds = np.asarray(saved["history"]), np.asarray(saved["seconds"])
+        start_epoch, resumed = step + 1, True
+    emit(callbacks, "on_group_start", group_index, GroupStart(
+        members=n_members, epochs=spec.epochs, start_epoch=start_epoch,
+        strategy=placement.strategy, devices=placement.devices,
+        compile_seconds=prog.compile_seconds))
+
+    for epoch in range(start_epoch, spec.epochs + 1):
+        with _count_compiles() as compiles:
+            t0 = time.perf_counter()
+            state, loss_sum, correct_sum, seen = prog.epoch_exec(
+                state, prog.arrays, prog.train_x, prog.train_y, jnp.asarray(epoch, jnp.int32))
+            # A collective in a multi-process run: every process gathers, callbacks or not.
+            loss_sum, correct_sum, seen, alive = placement.to_member_order(
+                distributed.to_host((loss_sum, correct_sum, seen, state.alive)))
+            train_seconds = time.perf_counter() - t0
+            row = history[epoch - 1]
+            with np.errstate(invalid="ignore", divide="ignore"):
+                row[:, 0], row[:, 1] = loss_sum / seen, correct_sum / seen
+            if prog.val is not None:
+                row[:, 2], row[:, 3], _ = prog.evaluate(state, prog.val)
+            seconds[epoch - 1] = time.perf_counter() - t0
+        if checkpointer is not None:
+            checkpointer.save(epoch, {"state": placement.reorder(state, to_members=True),
+                                      "history": history, "seconds": seconds},
+                              final=epoch == spec.epochs)
+        if callbacks:
+            info = EpochInfo(
+                epochs=spec.epochs, seconds=float(seconds[epoch - 1]), train_seconds=train_seconds,
+                images_per_second=n_members * prog.program.n_train / train_seconds,
+                compiles=compiles[0], resumed=resumed)
+            rates = epoch_learning_rates(prog.members, epoch, prog.program.steps, spec.epochs)
+            rows = [{**{f: metrics.finite_or_none(row[k, j])
+                        for j, f in enumerate(HISTORY_FIELDS)},
+                     "alive": bool(alive[k]), "learning_rate": rates[k]}
+                    for k in range(n_members)]
+            emit(callbacks, "on_epoch_end", group_index, epoch, rows, info)
+    return FitResult(state, history, seconds, resumed)
+
+
+def train_grid(members: Sequence[MemberLike], splits: Any, workdir: str | None = None, *,
+               callbacks: Sequence[Any] = (), group_index: int = 0, checkpoint_every: int = 1,
+               keep: int = 2, devices: Sequence[Any] | None = None) -> list[MemberResult]:
+    """Trains a group of members as one compiled program and evaluates them.
+
+    Args:
+        members: Members or member-config dicts (validated here) sharing all static keys.
+        splits: A ``jaxmnist.data.Splits`` (uint8 images, int32 labels; ``val_x`` may be None).
+        workdir: The group's checkpoint folder (resumed from); ``None``: no checkpoints.
+        callbacks: Hook objects (:class:`jaxmnist.engine.hooks.Callback`-like).
+        group_index: The group's index within the study, passed to the hooks.
+        checkpoint_every: Save every this many epochs (and always the last).
+        keep: How many checkpoints to keep.
+        devices: Devices to shard the grid over (default: every useful device).
+
+    Returns:
+        One :class:`MemberResult` per member, in member order.
+    """
+    prog = build_program(members, splits, devices=devices)
+    saver = (checkpoint.GroupCheckpointer(workdir, every=checkpoint_every, keep=keep)
+             if workdir else None)
+    fitted = fit(prog, checkpointer=saver, callbacks=callbacks, group_index=group_index)
+    results = member_results(prog, fitted.state, fitted.history, fitted.seconds, fitted.resumed,
+                             splits)
+    emit(callbacks, "on_group_end", group_index, results)
+    return results

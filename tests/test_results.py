@@ -70,8 +70,7 @@ def test_histograms_count_the_finite_values_of_each_layer():
 
 def test_a_diverged_member_is_labelled_and_its_group_recorded():
     record = results.member_record(_result(alive=False, diverged_epoch=2),
-                                   test_labels=np.array([0, 1, 2, 3]),
-                                   train_labels=np.array([0]))
+                                   test_labels=np.array([0, 1, 2, 3]))
     assert record["status"] == "diverged" and record["diverged_epoch"] == 2
     group = results.group_record(_result().group)
     assert group["strategy"] == "sequential" and group["images_per_second"] == 10.0

@@ -4,7 +4,7 @@ Three measurements, in this order, each written to the JSON and Markdown result 
 finishes (a run stopped by a time limit keeps what it measured):
 
 1. **Full S2.** ``sweeps/s2.py`` with its full settings and 1 seed (12 SqueezeNets, 30 epochs,
-   50k/10k holdout, full test set) through ``jaxmnist.runner.run``: wall time and the
+   50k/10k holdout, full test set) through ``jaxmnist.runner.run_study``: wall time and the
    optimizer x learning-rate test-accuracy matrix beside the paper's. The run directory (report
    included) stays under ``--workdir``.
 2. **S0's time to 99 %.** The S0 study as published (1 seed: Adam 1e-3, batch 32, 60k images,
@@ -183,7 +183,7 @@ def run_s2(sizes: dict[str, Any], data_dir: str | None, workdir: Path) -> dict[s
 
     study = _study("s2", sizes["s2_overrides"], sizes.get("synthetic", False))
     t0 = time.perf_counter()
-    results = runner.run(study, workdir, data_dir=data_dir, report=False)
+    results = runner.run_study(study, workdir, data_dir=data_dir, report=False)
     wall = time.perf_counter() - t0
     t1 = time.perf_counter()
     from jaxmnist.runs import tables

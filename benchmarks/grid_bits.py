@@ -41,7 +41,7 @@ def save(path: str, strategy: str) -> None:
                     "train": {"epochs": 2, "batch_size": 32, "strategy": strategy}, "seed": s}
                    for o, lr, s in (("adam", 1e-3, 0), ("sgd", 0.05, 1), ("rmsprop", 10.0, 2))]
         for k, result in enumerate(train_grid(members, splits)):
-            r = {**results.member_record(result, ty, y), "params": result.params}
+            r = {**results.member_record(result, ty), "params": result.params}
             for leaf_path, leaf in models.layer_paths(r["params"]).items():
                 out[f"{name}/{k}/{leaf_path}"] = np.asarray(leaf)
             out[f"{name}/{k}/test_pred"] = np.asarray(r["test_pred"])

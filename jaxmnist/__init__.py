@@ -4,18 +4,30 @@ The Python API (``import jaxmnist as jm``; nothing here imports jax until a run 
 
     run = jm.grid(model="cnn", optimizers={"adam": [1e-3, 3e-4], "sgd": [0.1]}, seeds=2,
                   epochs=3, workdir="runs/mine")
-    run.table(); run.points(); run.plot(); run.member(0).predict(images)
+    run.table(); run.points(); run.plot(); run.member(0).predict(images)  # a TrainedMember
     run = jm.run(jm.load_study("s2", preset="cpu"), workdir="runs/s2")
     run = jm.open_run("runs/s2")
 
 See :mod:`jaxmnist.api`.
 """
 
-from jaxmnist.api import APIError, Member, Run, grid, load_study, open_run, run
+from typing import Any
+
+from jaxmnist.api import APIError, Run, TrainedMember, grid, load_study, open_run, run
 
 __version__ = "0.1.0"
 
-__all__ = ["APIError", "Member", "Run", "grid", "load_study", "open_run", "register", "run"]
+__all__ = ["APIError", "Member", "Run", "Study", "TrainedMember", "grid", "load_study",
+           "open_run", "register", "run"]
+
+
+def __getattr__(name: str) -> Any:
+    """``jm.Member`` / ``jm.Study``: the typed configs (their module imports jax: on first use)."""
+    if name in ("Member", "Study"):
+        from jaxmnist import schema
+
+        return getattr(schema, name)
+    raise AttributeError(f"module 'jaxmnist' has no attribute {name!r}")
 
 
 def register(name: str):

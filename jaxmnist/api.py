@@ -20,8 +20,8 @@ again, and otherwise says why it cannot (``notes`` in ``config.json``).
 
 Every call writes a run directory exactly as ``python -m jaxmnist.sweep`` does, and calling it
 again with the same arguments and ``workdir`` resumes it. :func:`run` and the CLI are both thin
-layers over :func:`jaxmnist.runner.run`. Nothing here imports jax until a run trains or a member
-predicts.
+layers over :func:`jaxmnist.runner.run_study`. Nothing here imports jax until a run trains or a
+member predicts.
 """
 
 from __future__ import annotations
@@ -278,8 +278,8 @@ def run(study: Mapping[str, Any], *, workdir: str | Path, data_dir: str | None =
     from jaxmnist.engine import hostdevices
 
     hostdevices.configure()  # before JAX starts a backend: one host device per core on a CPU
-    members = C.check(study)  # the run's members, validated: runner.run trains these
-    runner.run(dict(study), Path(workdir), data_dir=data_dir, report=report,
+    members = C.check(study)  # the run's members, validated: runner.run_study trains these
+    runner.run_study(dict(study), Path(workdir), data_dir=data_dir, report=report,
               callbacks=callbacks, progress=progress, members=members)
     return open_run(workdir)
 
@@ -317,7 +317,7 @@ class Run:
                 f"{'complete' if self._view.results.get('complete') else 'unfinished'})")
 
     @property
-    def view(self) -> runview.Run:
+    def view(self) -> runview.RunView:
         """The report's view of the run (points, footers, paper numbers)."""
         return self._view
 
@@ -407,11 +407,11 @@ class Run:
             display(Image(filename=str(path)))
         return path
 
-    def member(self, member: int) -> Member:
+    def member(self, member: int) -> TrainedMember:
         """One trained member: its config, results and exported parameters."""
-        return Member(self.path, member)
+        return TrainedMember(self.path, member)
 
-    def best(self) -> Member:
+    def best(self) -> TrainedMember:
         """The member with the highest test accuracy."""
         table = self.table().dropna(subset=["test_acc"])
         if table.empty:
@@ -424,7 +424,7 @@ class Run:
         return [k for k in keys if len({json.dumps(c.get(k)) for c in configs}) > 1]
 
 
-class Member:
+class TrainedMember:
     """One exported member of a run: ``predict`` builds its model on first use."""
 
     def __init__(self, run_dir: Path, member: int):
@@ -433,7 +433,7 @@ class Member:
         self._predict: Callable[..., Any] | None = None
 
     def __repr__(self) -> str:
-        return f"Member({self.index}, model={self.model_config.get('name')!r})"
+        return f"TrainedMember({self.index}, model={self.model_config.get('name')!r})"
 
     def predict(self, images: Any) -> Any:
         """Class probabilities ``[N, 10]`` (NumPy) of images ``[N, 28, 28(, 1)]``.

@@ -121,7 +121,7 @@ def resolved_config(study: dict[str, Any],
     return _resolved_config(study, members, C.group_members([m["config"] for m in members]))
 
 
-def run(study: dict[str, Any], run_dir: Path, *, data_dir: str | None = None,
+def run_study(study: dict[str, Any], run_dir: Path, *, data_dir: str | None = None,
         report: bool = True, callbacks: Sequence[Callable[..., Any]] = (),
         progress: bool = True, members: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     """Trains (or resumes) a resolved study into ``run_dir`` and returns results.json.
@@ -246,8 +246,8 @@ def _add_train_confusion(run_dir: Path, done: dict[int, dict[str, Any]], splits:
     """Adds the training-set confusion matrix to the member the report draws it for.
 
     That is the representative (lowest seed) of the point with the best mean test accuracy
-    (``jaxmnist.runs.runview.Run.best``); predicting the training set with every member of S2's grid
-    took minutes of a CPU preset. Returns True when a matrix was added.
+    (``jaxmnist.runs.runview.RunView.best``); predicting the training set with every member of
+    S2's grid took minutes of a CPU preset. Returns True when a matrix was added.
     """
     from jaxmnist.engine import metrics
     from jaxmnist.engine.evaluate import predict_classes

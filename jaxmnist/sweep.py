@@ -12,12 +12,10 @@ STUDY is the name of a study that ships with jaxmnist (``s2``; ``--list`` lists 
 package ``jaxmnist.sweeps``, a checkout's ``sweeps/`` folder) or the path of any study file
 (``sweeps/s2.py``, ``my_study.py``): a name has no folder separator and no ``.py`` suffix.
 
-Steps: load and validate the study (no jax, nothing written on error, exit code 2) -> expand it
-into member configs -> group members by their static keys (``jaxmnist.config.group_key``) -> train
-them into the run directory with :func:`jaxmnist.runner.run` (what the Python API calls too: each
-group as one program with a progress bar, ``results.json`` after every group, the sklearn baseline
-where the study asks for one, ``jaxmnist.runs.tables`` tables and figures). This module is the
-command line only: arguments, messages and exit codes.
+Steps: load and validate the study (no backend started, nothing written on error, exit code 2)
+-> expand it into member configs -> group them by their static keys -> train them into the run
+directory with :func:`jaxmnist.runner.run_study` (what the Python API calls too) -> tables and
+figures. This module is the command line only: arguments, messages and exit codes.
 
 Re-running into an existing run directory resumes: finished groups are read back from
 ``results.json``, an interrupted group restarts from its latest checkpoint in ``ckpt/group_<g>``.
@@ -41,7 +39,7 @@ from typing import Any
 
 from jaxmnist import config as C
 from jaxmnist.engine import distributed, hostdevices
-from jaxmnist.runner import group_label, resolved_config, run, say
+from jaxmnist.runner import group_label, resolved_config, run_study, say
 from jaxmnist.runs import rundir
 
 EXIT_CONFIG = 2
@@ -218,7 +216,7 @@ def _run_cli(study: dict[str, Any], run_dir: Path, **kwargs: Any) -> int:
                      distributed.DistributedError))
     try:
         with guard:
-            run(study, run_dir, **kwargs)
+            run_study(study, run_dir, **kwargs)
     except distributed.DistributedError as err:
         say(f"jaxmnist.sweep: {err}")
         return EXIT_CONFIG

@@ -227,7 +227,7 @@ def _footer(preset=None, quick=False, seeds=None, overrides=(), env=None, result
     sizes = dict(zip(("train", "val", "test"), C.expected_sizes(s["data"]), strict=True))
     results = {"data": sizes, "reduced_reasons": s["reduced_reasons"], **(results_extra or {})}
     env = env or {"backend": "cpu", "device_kind": "cpu", "cpu_count": 2, "git_commit": "abc"}
-    return runview.Run(path=Path("."), config=s, results=results, env=env, points=[],
+    return runview.RunView(path=Path("."), config=s, results=results, env=env, points=[],
                       samples=None).footer()
 
 
@@ -251,7 +251,7 @@ def test_footer_of_a_run_written_before_named_presets():
     old_config = {k: v for k, v in s.items() if k not in ("preset", "overrides")}
     old_results = {"data": {"train": 6000, "val": 0, "test": 10000},
                    "reduced_reasons": ["quick preset", "3 of 10 epochs"]}
-    text = runview.Run(path=Path("."), config=old_config, results=old_results,
+    text = runview.RunView(path=Path("."), config=old_config, results=old_results,
                       env={"backend": "cpu"}, points=[], samples=None).footer()
     assert "preset quick" in text and "REDUCED RUN, not the paper's full setup: 3 of 10 epochs" \
         in text

@@ -25,13 +25,13 @@ import numpy as np  # noqa: E402
 
 from jaxmnist.engine import metrics  # noqa: E402
 from jaxmnist.runs import rundir
-from jaxmnist.runs.runview import Point, Run, grid_axes, point_at, slug  # noqa: E402
+from jaxmnist.runs.runview import Point, RunView, grid_axes, point_at, slug  # noqa: E402
 
 DPI = 100
 FOOTER_COLOR = "#7a1f1f"
 
 
-def _save(fig, run: Run, path: Path) -> Path:
+def _save(fig, run: RunView, path: Path) -> Path:
     footer = run.footer()
     # ~18 characters of 7-pt text per inch: wrap so a long list of reasons stays on the figure.
     width = int(fig.get_figwidth() * 18)
@@ -69,7 +69,7 @@ def _seed_curves(point: Point, key: str) -> np.ndarray:
     return out
 
 
-def curves(run: Run, points: Sequence[tuple[str, Point]], path: Path, title: str) -> Path:
+def curves(run: RunView, points: Sequence[tuple[str, Point]], path: Path, title: str) -> Path:
     """Accuracy and loss per epoch, train and validation, mean line with a ±std seed band."""
     has_val = any(
         (m.get("history") or [{}])[0].get("val_acc") is not None
@@ -125,7 +125,7 @@ def curves(run: Run, points: Sequence[tuple[str, Point]], path: Path, title: str
     return _save(fig, run, path)
 
 
-def _published_history(run: Run) -> dict[int, dict[str, float]]:
+def _published_history(run: RunView) -> dict[int, dict[str, float]]:
     from jaxmnist.runs import published
 
     for entry in published.for_study(run.study):
@@ -134,7 +134,7 @@ def _published_history(run: Run) -> dict[int, dict[str, float]]:
     return {}
 
 
-def confusion(run: Run, cm: Sequence[Sequence[int]], path: Path, title: str) -> Path:
+def confusion(run: RunView, cm: Sequence[Sequence[int]], path: Path, title: str) -> Path:
     """A confusion matrix as counts and as row-normalized fractions, side by side."""
     cm = np.asarray(cm, np.int64)
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -165,7 +165,7 @@ def confusion(run: Run, cm: Sequence[Sequence[int]], path: Path, title: str) -> 
     return _save(fig, run, path)
 
 
-def heatmap(run: Run, path: Path) -> Path | None:
+def heatmap(run: RunView, path: Path) -> Path | None:
     """S2-style optimizer x learning-rate heatmap of our mean test accuracy, paper in brackets."""
     axes_ = grid_axes(run)
     if axes_ is None:
@@ -204,7 +204,7 @@ def heatmap(run: Run, path: Path) -> Path | None:
     return _save(fig, run, path)
 
 
-def class_distribution(run: Run, point: Point, path: Path) -> Path | None:
+def class_distribution(run: RunView, point: Point, path: Path) -> Path | None:
     """Training and test images per digit (row sums of the confusion matrices)."""
     rep = point.rep
     if not rep.get("confusion_test"):
@@ -229,7 +229,7 @@ def class_distribution(run: Run, point: Point, path: Path) -> Path | None:
     return _save(fig, run, path)
 
 
-def sample_grid(run: Run, path: Path) -> Path | None:
+def sample_grid(run: RunView, path: Path) -> Path | None:
     """The first 25 training images with their labels, 5 x 5."""
     if run.samples is None:
         return None
@@ -251,7 +251,7 @@ def sample_grid(run: Run, path: Path) -> Path | None:
     return _save(fig, run, path)
 
 
-def test_probs(run: Run, point: Point, path: Path, index: int = 0) -> Path | None:
+def test_probs(run: RunView, point: Point, path: Path, index: int = 0) -> Path | None:
     """One test image and the model's probability for each of the 10 classes."""
     probs = point.rep.get("test_probs_first25")
     if run.samples is None or not probs:
@@ -277,7 +277,7 @@ def test_probs(run: Run, point: Point, path: Path, index: int = 0) -> Path | Non
     return _save(fig, run, path)
 
 
-def histograms(run: Run, points: Sequence[tuple[str, Point]], kind: str, path: Path,
+def histograms(run: RunView, points: Sequence[tuple[str, Point]], kind: str, path: Path,
                title: str, max_layers: int = 8) -> Path | None:
     """Per-layer distribution (``kind`` = ``weight_hist`` or ``grad_hist``), one line per point."""
     hists = [(label, p.rep.get(kind) or {}) for label, p in points]
@@ -338,7 +338,7 @@ def dense_chain(params: dict[str, np.ndarray], model_cfg: dict[str, Any]) -> lis
     return ws
 
 
-def ffnn_drawing(run: Run, point: Point, path: Path, show_units: int = 16,
+def ffnn_drawing(run: RunView, point: Point, path: Path, show_units: int = 16,
                  edges_per_layer: int = 60) -> Path | None:
     """An FFNN as layers of nodes; edge colour = sign, width = |weight|.
 
@@ -408,7 +408,7 @@ def ffnn_drawing(run: Run, point: Point, path: Path, show_units: int = 16,
     return _save(fig, run, path)
 
 
-def write_figures(run: Run) -> list[Path]:
+def write_figures(run: RunView) -> list[Path]:
     """Writes every figure that applies to the run; returns the written paths."""
     out = run.path / "figures"
     out.mkdir(parents=True, exist_ok=True)

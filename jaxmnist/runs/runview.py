@@ -1,6 +1,6 @@
 """A run directory read as grid points, what the tables and the figures share. No jax.
 
-:func:`load` reads it (through :mod:`jaxmnist.runs.rundir`) into a :class:`Run` whose
+:func:`load` reads it (through :mod:`jaxmnist.runs.rundir`) into a :class:`RunView` whose
 :class:`Point` s group the seeds of one grid point.
 """
 
@@ -60,7 +60,7 @@ class Point:
 
 
 @dataclass
-class Run:
+class RunView:
     """Everything the report reads from one run directory."""
 
     path: Path
@@ -201,8 +201,8 @@ def _nan_to(value: float, default: float) -> float:
     return default if value is None or math.isnan(value) else value
 
 
-def load(run_dir: str | Path) -> Run:
-    """Reads a run directory into a :class:`Run`.
+def load(run_dir: str | Path) -> RunView:
+    """Reads a run directory into a :class:`RunView`.
 
     While the first group trains, members come from ``metrics.jsonl`` alone (``unfinished``).
     ReportError: ``config.json`` missing or damaged, ``results.json`` damaged, or nothing yet.
@@ -241,10 +241,10 @@ def load(run_dir: str | Path) -> Run:
                           f"({rundir.RESULTS} and {rundir.METRICS}); wait for the first epoch "
                           "(or resume the run)")
     samples = rundir.read_samples(run_dir)
-    return Run(run_dir, config, results, env, kept, samples)
+    return RunView(run_dir, config, results, env, kept, samples)
 
 
-def grid_axes(run: Run) -> tuple[str, list[Any], str, list[Any]] | None:
+def grid_axes(run: RunView) -> tuple[str, list[Any], str, list[Any]] | None:
     """Row and column keys of a two-key grid (S2: optimizer x learning rate), else ``None``."""
     grid = run.config.get("grid") or {}
     if run.config.get("experiments"):
@@ -259,7 +259,7 @@ def grid_axes(run: Run) -> tuple[str, list[Any], str, list[Any]] | None:
     return k1, v1, k2, v2
 
 
-def point_at(run: Run, settings: dict[str, Any]) -> Point | None:
+def point_at(run: RunView, settings: dict[str, Any]) -> Point | None:
     """The grid point whose config has these dotted-key values, if any."""
     equal = published.values_equal
     for p in run.points:

@@ -15,7 +15,7 @@ from typing import Any
 
 from jaxmnist.engine import metrics
 from jaxmnist.runs import published, rundir
-from jaxmnist.runs.runview import Run, grid_axes, load, point_at
+from jaxmnist.runs.runview import RunView, grid_axes, load, point_at
 from jaxmnist.trees import get_dotted
 
 
@@ -103,7 +103,7 @@ def _summary_of(member: dict[str, Any]) -> dict[str, float] | None:
     return metrics.summary(cm) if cm else None
 
 
-def table_summary(run: Run) -> Table:
+def table_summary(run: RunView) -> Table:
     """Per grid point: test accuracy and loss (mean ± std over seeds) beside the paper's."""
     multi = bool(run.config.get("experiments"))
     t = Table("Test accuracy and loss per grid point (mean ± std over seeds)",
@@ -120,7 +120,7 @@ def table_summary(run: Run) -> Table:
     return t
 
 
-def table_status(run: Run) -> Table:
+def table_status(run: RunView) -> Table:
     """Per member: status (ok / collapsed / diverged), test accuracy and top-class share."""
     t = Table("Member status", ["member", "point", "seed", "status", "test acc", "test loss",
                                 "top class share", "diverged at epoch"])
@@ -133,7 +133,7 @@ def table_status(run: Run) -> Table:
     return t
 
 
-def table_matrix(run: Run) -> Table | None:
+def table_matrix(run: RunView) -> Table | None:
     """The two-key grid as a matrix: our test accuracy (%) mean ± std, paper's in brackets."""
     axes = grid_axes(run)
     if axes is None:
@@ -162,7 +162,7 @@ def table_matrix(run: Run) -> Table | None:
     return t
 
 
-def tables_per_class(run: Run) -> tuple[list[Table], Table]:
+def tables_per_class(run: RunView) -> tuple[list[Table], Table]:
     """Per point (lowest seed): per-class counts, precision, recall, F1; plus one long CSV."""
     word = run.class_word
     long = Table("Per-class test metrics", ["point", "seed", word, "actual", "predicted",
@@ -194,7 +194,7 @@ def tables_per_class(run: Run) -> tuple[list[Table], Table]:
     return per_point, long
 
 
-def tables_experiments(run: Run) -> list[Table]:
+def tables_experiments(run: RunView) -> list[Table]:
     """One table per experiment (S3): ours beside the paper's number for each point."""
     out = []
     for exp in run.experiments():
@@ -212,7 +212,7 @@ def tables_experiments(run: Run) -> list[Table]:
     return out
 
 
-def table_baseline(run: Run) -> Table | None:
+def table_baseline(run: RunView) -> Table | None:
     """S3: scikit-learn MLPClassifier vs jaxmnist vs the paper's sklearn and module numbers."""
     rows = run.results.get("baseline") or []
     if not rows:
@@ -233,7 +233,7 @@ def table_baseline(run: Run) -> Table | None:
     return t
 
 
-def table_history(run: Run) -> Table | None:
+def table_history(run: RunView) -> Table | None:
     """Per-epoch train/val metrics beside a published training log (S1)."""
     entries = [e for e in published.for_study(run.study) if e.history]
     if not entries or len(run.points) != 1:
@@ -254,7 +254,7 @@ def table_history(run: Run) -> Table | None:
     return t
 
 
-def table_last_epoch(run: Run) -> Table:
+def table_last_epoch(run: RunView) -> Table:
     """Per point: train/val accuracy at the last epoch, test accuracy, macro P/R/F1 (S4)."""
     t = Table("Last epoch and macro precision / recall / F1 on the test set (mean ± std)",
               ["point", "params", "train acc", "val acc", "test acc", "precision", "recall",
@@ -275,7 +275,7 @@ def table_last_epoch(run: Run) -> Table:
     return t
 
 
-def table_models(run: Run) -> Table:
+def table_models(run: RunView) -> Table:
     """Parameter count per distinct model (the paper's where it printed one)."""
     t = Table("Models and parameter counts", ["model", "params", "paper params"])
     seen = set()
@@ -294,7 +294,7 @@ _GROUP_FIELDS = ("group", "members", "devices", "strategy", "train_seconds",
                  "images_per_second", "resumed")
 
 
-def results_summary(run: Run) -> dict[str, Any]:
+def results_summary(run: RunView) -> dict[str, Any]:
     """A compact summary committed beside the tables (``results_summary.json``).
 
     Settings, device, commit, data sizes, times and, per grid point, the test accuracy and loss
@@ -341,7 +341,7 @@ def results_summary(run: Run) -> dict[str, Any]:
     })
 
 
-def write_tables(run: Run) -> list[Path]:
+def write_tables(run: RunView) -> list[Path]:
     """Writes every table that applies to the run; returns the written paths."""
     out_dir = run.path / "tables"
     written: list[Path] = []

@@ -160,7 +160,7 @@ def member_config(
     """One member config in the engine's format (docs/architecture.md)."""
     return {
         "model": dict(model),
-        "optim": {"name": optimizer, "learning_rate": learning_rate, "momentum": 0.9},
+        "optim": {"name": optimizer, "learning_rate": learning_rate},
         "reg": {"l1": 0.0, "l2": 0.0},
         "loss": "xent",
         "train": {"epochs": epochs, "batch_size": batch, "strategy": strategy},

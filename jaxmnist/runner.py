@@ -32,11 +32,6 @@ def say(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
 
-# --------------------------------------------------------------------------------------------
-# Environment and the resolved config
-# --------------------------------------------------------------------------------------------
-
-
 def _resolved_config(study: dict[str, Any], members: list[dict], groups: list[list[int]]):
     group_of = {k: g for g, ks in enumerate(groups) for k in ks}
     return {
@@ -55,11 +50,6 @@ def _resolved_config(study: dict[str, Any], members: list[dict], groups: list[li
             for m in members
         ],
     }
-
-
-# --------------------------------------------------------------------------------------------
-# Training
-# --------------------------------------------------------------------------------------------
 
 
 class Progress(Callback):
@@ -122,8 +112,9 @@ def resolved_config(study: dict[str, Any],
 
 
 def run_study(study: dict[str, Any], run_dir: Path, *, data_dir: str | None = None,
-        report: bool = True, callbacks: Sequence[Callable[..., Any]] = (),
-        progress: bool = True, members: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+              report: bool = True, callbacks: Sequence[Callable[..., Any]] = (),
+              progress: bool = True,
+              members: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     """Trains (or resumes) a resolved study into ``run_dir`` and returns results.json.
 
     The run directory is made only after the data loaded; a bad data file leaves nothing behind.

@@ -227,7 +227,7 @@ def _find_file(directory: Path, spec: _IdxSpec) -> Path | None:
     return None
 
 
-def _dir_state(directory: Path, split: str, ds: Dataset = DATASETS["mnist"]) -> str:
+def _dir_state(directory: Path, split: str, ds: Dataset) -> str:
     """"complete", "partial", "empty" (none of the files) or "absent" (no such folder)."""
     if not directory.is_dir():
         return "absent"
@@ -239,7 +239,7 @@ def _dir_state(directory: Path, split: str, ds: Dataset = DATASETS["mnist"]) -> 
     return "empty"
 
 
-def _locate(directory: Path, split: str, ds: Dataset = DATASETS["mnist"]) -> tuple[Path, Path]:
+def _locate(directory: Path, split: str, ds: Dataset) -> tuple[Path, Path]:
     """The (images, labels) paths of ``split`` in ``directory``, or DataError."""
     if not directory.is_dir():
         raise DataError(f"{ds.title} folder {directory} does not exist.\n{_how_to_fix(ds)}")
@@ -255,9 +255,7 @@ def _locate(directory: Path, split: str, ds: Dataset = DATASETS["mnist"]) -> tup
     return paths[0], paths[1]
 
 
-def _decode_idx(
-    path: Path, spec: _IdxSpec, verify_checksum: bool, ds: Dataset = DATASETS["mnist"]
-) -> np.ndarray:
+def _decode_idx(path: Path, spec: _IdxSpec, verify_checksum: bool, ds: Dataset) -> np.ndarray:
     """Read, decompress, structurally check and (optionally) checksum one IDX file."""
     try:
         blob = path.read_bytes()
@@ -338,8 +336,10 @@ def _identify(blob: bytes, raw: bytes) -> str | None:
     return None
 
 
-def _same_content(ds: Dataset, spec: _IdxSpec, blob: bytes) -> bool:
-    """True when gzip bytes ``blob`` decompress to the official IDX content (recompressed)."""
+def _is_official(ds: Dataset, spec: _IdxSpec, blob: bytes) -> bool:
+    """True when ``.gz`` bytes are the official file or decompress to its content."""
+    if _digest(ds.algo, blob) == spec.gz_md5:
+        return True
     if spec.raw_md5 is None or blob[:2] != _GZIP_MAGIC:
         return False
     try:
@@ -376,9 +376,7 @@ def _verify(path: Path, spec: _IdxSpec, ds: Dataset, blob: bytes, raw: bytes,
         "copy on purpose.")
 
 
-def _read_idx(
-    path: Path, spec: _IdxSpec, verify_checksum: bool, ds: Dataset = DATASETS["mnist"]
-) -> np.ndarray:
+def _read_idx(path: Path, spec: _IdxSpec, verify_checksum: bool, ds: Dataset) -> np.ndarray:
     """Cached :func:`_decode_idx`; returns a fresh, writable copy each call."""
     st = path.stat()
     # The dataset is part of the key: "verified" means verified against THAT dataset's sums.
@@ -402,8 +400,7 @@ def load_idx(
     """One split of a dataset from its IDX files (``.gz`` or not) in ``directory``.
 
     The structure is always checked; ``verify_checksum`` also compares the published ``.gz`` or
-    content digests. Returns ``(images uint8 [N, 28, 28, 1], labels int32 [N])`` in file order;
-    raises DataError for a missing, truncated, malformed or corrupt file.
+    content digests. Returns ``(images uint8 [N, 28, 28, 1], labels int32 [N])`` in file order.
     """
     _check_choice("split", split, SPLITS)
     ds = dataset_or_error(dataset)
@@ -483,11 +480,10 @@ def load_tfds(
     tfds_dir: str | os.PathLike[str] | None = None,
     dataset: str = "mnist",
 ) -> tuple[np.ndarray, np.ndarray]:
-    """One split through the dataset's TFDS builder, prepared first if needed.
+    """One split through the dataset's TFDS builder, prepared first if needed, in IDX file order.
 
     ``manual_dir`` holds the four ``.gz`` files to prepare from offline (None: TFDS downloads);
-    ``tfds_dir`` defaults to ``$JAXMNIST_TFDS_DIR``, else TFDS's own. Returns the arrays in IDX
-    file order (TFDS stores them shuffled); raises DataError when TFDS cannot prepare or read.
+    ``tfds_dir`` defaults to ``$JAXMNIST_TFDS_DIR``, else TFDS's own.
     """
     _check_choice("split", split, SPLITS)
     ds = dataset_or_error(dataset)
@@ -553,10 +549,9 @@ def _check_choice(what: str, value: object, choices: tuple[str, ...]) -> None:
 
 
 def cache_dir(dataset: str = "mnist") -> Path:
-    """Where ``auto`` downloads ``dataset``'s four files.
+    """Where ``auto`` downloads ``dataset``'s four files: ``$JAXMNIST_CACHE_DIR/<dataset>``.
 
-    ``$JAXMNIST_CACHE_DIR/<dataset>``, else ``$XDG_CACHE_HOME/jaxmnist/<dataset>``, else
-    ``~/.cache/jaxmnist/<dataset>``.
+    Else ``$XDG_CACHE_HOME/jaxmnist/<dataset>``, else ``~/.cache/jaxmnist/<dataset>``.
     """
     root = os.environ.get(ENV_CACHE_DIR)
     if not root:
@@ -592,9 +587,8 @@ def _fetch_into_cache(ds: Dataset, split: str, verify_checksum: bool, tried: lis
     return load_idx(folder, split, verify_checksum=verify_checksum, dataset=ds.name)
 
 
-def _candidate_dirs(
-    data_dir: str | os.PathLike[str] | None, ds: Dataset = DATASETS["mnist"]
-) -> list[tuple[str, Path | None]]:
+def _candidate_dirs(data_dir: str | os.PathLike[str] | None,
+                    ds: Dataset) -> list[tuple[str, Path | None]]:
     env = os.environ.get(ds.env)
     return [
         ("data_dir argument", Path(data_dir).expanduser() if data_dir is not None else None),
@@ -684,10 +678,9 @@ def download(
     timeout: float = 60.0,
     dataset: str = "mnist",
 ) -> list[Path]:
-    """Downloads a dataset's four official ``.gz`` files into ``directory`` and verifies them.
+    """Downloads a dataset's four official ``.gz`` files into ``directory``; their paths.
 
-    Files already there and valid are kept; a recompressed copy passes on its content. Returns the
-    four paths; raises DataError for an unknown dataset, a failed download or a wrong checksum.
+    Files already there and valid are kept; a recompressed copy passes on its content.
     """
     ds = dataset_or_error(dataset)
     base_url = base_url or ds.url
@@ -697,8 +690,7 @@ def download(
     paths = []
     for spec in ds.files.values():
         path = target / spec.gz_name
-        if path.is_file() and (_digest(ds.algo, path.read_bytes()) == spec.gz_md5
-                               or _same_content(ds, spec, path.read_bytes())):
+        if path.is_file() and _is_official(ds, spec, path.read_bytes()):
             paths.append(path)
             continue
         url = base_url.rstrip("/") + "/" + spec.gz_name
@@ -712,12 +704,11 @@ def download(
                 f"Could not download {url}: {e}. Copy the four files ({names}) "
                 f"into {target} by other means.") from e
         blob = partial.read_bytes()
-        digest = _digest(ds.algo, blob)
-        if digest != spec.gz_md5 and not _same_content(ds, spec, blob):
+        if not _is_official(ds, spec, blob):
             partial.unlink()
             raise DataError(
-                f"{url} has {ds.algo} {digest}, the official {spec.gz_name} has {spec.gz_md5}; "
-                "try another mirror with --base-url.")
+                f"{url} has {ds.algo} {_digest(ds.algo, blob)}, the official {spec.gz_name} has "
+                f"{spec.gz_md5}; try another mirror with --base-url.")
         partial.replace(path)
         paths.append(path)
     return paths

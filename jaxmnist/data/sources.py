@@ -1,9 +1,7 @@
 """The datasets (MNIST, Fashion-MNIST, KMNIST) as ``uint8 [N, 28, 28, 1]`` / ``int32 [N]``.
 
-Arrays come in the order of the official IDX files, whichever source read them: ``"idx"`` (the
-four files, numpy only, structure and checksums checked), ``"tfds"`` (TensorFlow imported
-lazily, here only), ``"auto"`` (IDX when found, then the download cache, then TFDS) or
-``"synthetic"``. No jax or tensorflow at import time. Search order and checks: docs/data.md.
+Arrays come in the order of the official IDX files, whichever source (:data:`SOURCES`) read
+them. No jax or tensorflow at import time. Sources, search order and checks: docs/data.md.
 """
 
 from __future__ import annotations
@@ -442,11 +440,7 @@ def _import_tfds() -> Any:
 
 
 def _tfds_file_order(split: str, n: int) -> np.ndarray:
-    """``order`` such that TFDS record ``j`` is example ``order[j]`` of the IDX file.
-
-    TFDS sorts a split's examples by md5(split name + key) (``core/hashing.py``, stable by design),
-    and the mnist builders' keys are the IDX positions.
-    """
+    """``order`` such that TFDS record ``j`` is IDX example ``order[j]`` (docs/data.md)."""
     salted = hashlib.md5(split.encode())
 
     def hkey(i: int) -> int:
@@ -608,14 +602,9 @@ def load_dataset(
 ) -> tuple[np.ndarray, np.ndarray]:
     """A split of ``dataset`` as ``(uint8 [N, 28, 28, 1], int32 [N])`` arrays, in file order.
 
-    ``source="auto"`` tries ``data_dir``, the dataset's variable (``$JAXMNIST_DATA_DIR`` for MNIST),
-    an OS package's folder, the download cache (:func:`cache_dir`; off with ``$JAXMNIST_OFFLINE``,
-    ``$JAXMNIST_MIRROR_URL`` for another server), then TFDS; ``"idx"``, ``"tfds"`` and
-    ``"synthetic"`` use one source. ``verify_checksum=False`` is for deliberately modified files.
-
-    Raises:
-        DataError: nothing found (the message lists what was tried and the fix), or a corrupt file.
-        ValueError: unknown ``split`` or ``source``.
+    ``source="auto"`` tries ``data_dir``, the dataset's variable, an OS package's folder, the
+    download cache, then TFDS (docs/data.md); the others use one source. DataError: nothing
+    found (the message lists what was tried and the fix), or a corrupt file.
     """
     _check_choice("split", split, SPLITS)
     _check_choice("source", source, SOURCES)

@@ -432,13 +432,11 @@ def write_figures(run: RunView) -> list[Path]:
                     for kind, file, what in hists]
     written.append(heatmap(run, out / "grid_heatmap.png"))
     seed = best.rep["config"].get("seed")
-    if best.rep.get("confusion_test"):  # absent while the best point is still training
-        written.append(confusion(run, best.rep["confusion_test"], out / "confusion_test.png",
-                                 f"Test confusion matrix, best point: {best.label} (seed {seed})"))
-    if best.rep.get("confusion_train"):
-        written.append(confusion(run, best.rep["confusion_train"], out / "confusion_train.png",
-                                 f"Train confusion matrix, best point: {best.label} "
-                                 f"(seed {seed})"))
+    for split in ("test", "train"):  # absent while the best point is still training
+        if best.rep.get(f"confusion_{split}"):
+            written.append(confusion(
+                run, best.rep[f"confusion_{split}"], out / f"confusion_{split}.png",
+                f"{split.title()} confusion matrix, best point: {best.label} (seed {seed})"))
     if not exps and 1 < len(run.points) <= 4:  # S4: one matrix per depth, as the paper shows
         for p in run.points:
             if p.rep.get("confusion_test"):

@@ -1,10 +1,7 @@
 """Loggers on the engine's hooks: TensorBoard event files, and the user's own callbacks.
 
-Every run writes tensorboardX events (no TensorFlow) under ``<run>/tensorboard/``, one sub-run
-per member (``m003_adam_lr0.01_seed0``): per epoch the curves of ``metrics.jsonl`` and the
-learning rate, at the end the test loss and accuracy, and the hyperparameters (HParams).
-``--callback file.py:factory`` adds the user's own logger (``factory(run_dir, config)``
-returns a :class:`~jaxmnist.engine.hooks.Callback`): docs/tensorboard.md. No jax, no tensorflow.
+Every run writes tensorboardX events under ``<run>/tensorboard/``, one sub-run per member;
+``--callback file.py:factory`` adds the user's own logger (docs/tensorboard.md). No jax.
 """
 
 from __future__ import annotations
@@ -48,10 +45,7 @@ def _hparams(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
 
 
 def learning_rate(config: Mapping[str, Any]) -> float | None:
-    """A member's configured ``optim.learning_rate`` (a schedule's base or peak), or None.
-
-    Logged when a caller's epoch metrics do not carry the rate the optimizer used.
-    """
+    """A member's configured ``optim.learning_rate`` (a schedule's base or peak), or None."""
     value = config.get("optim", {}).get("learning_rate")
     return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
 
@@ -59,7 +53,7 @@ def learning_rate(config: Mapping[str, Any]) -> float | None:
 class TensorBoardLog(Callback):
     """Writes each member's curves, learning rate and hyperparameters as TensorBoard events.
 
-    Into ``run_dir/tensorboard/<member run name>/``; ``config`` is the run's ``config.json``.
+    ``config`` is the run's ``config.json``.
     """
 
     def __init__(self, run_dir: str | Path, config: Mapping[str, Any]):
@@ -134,10 +128,7 @@ class CallbackError(ValueError):
 
 
 def load_callback(spec: str) -> Callable[..., Any]:
-    """The factory ``"package.module:factory"`` or ``"path/to/file.py:factory"`` names.
-
-    Raises CallbackError: a malformed spec, a module that fails to import, or no such callable.
-    """
+    """The factory ``"package.module:factory"`` or ``"path/to/file.py:factory"`` names."""
     module_part, _, attr = spec.rpartition(":")
     if not module_part or not attr:
         raise CallbackError(f"--callback {spec!r}: use 'package.module:factory' or "

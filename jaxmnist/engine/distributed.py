@@ -204,12 +204,9 @@ def stop_together(resume_hint: str = "",
                   passthrough: tuple[type[BaseException], ...] = ()) -> Iterator[None]:
     """A failure inside a multi-process run as one message and exit :data:`EXIT_PEER_LOST`.
 
-    Instead of a traceback, a heartbeat wait and a C++ stack when a peer died (docs/distributed.md).
-    On one process it changes nothing.
-
-    Args:
-        resume_hint: Appended to the message, e.g. where the last checkpoint is.
-        passthrough: Exceptions raised as usual (user errors that every process raises alike).
+    Not a traceback, a heartbeat wait and a C++ stack (docs/distributed.md); on one process a
+    no-op. ``resume_hint`` ends the message; ``passthrough`` errors (every process raises them
+    alike) are raised as usual.
     """
     try:
         yield

@@ -1,7 +1,6 @@
 """A trained group as arrays: test predictions, probabilities, gradients, one result per member.
 
-Nothing here shapes a file: :mod:`jaxmnist.runs.results` turns a :class:`MemberResult` into the
-run directory's JSON.
+Nothing here shapes a file (that is :mod:`jaxmnist.runs.results`).
 """
 
 from __future__ import annotations

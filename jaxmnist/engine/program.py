@@ -129,8 +129,7 @@ def _select(pred: jax.Array, on_true: Any, on_false: Any) -> Any:
 class MemberProgram:
     """One member's pure functions (init, epoch, evaluation), mapped over the grid by the caller.
 
-    ``skip_frozen``: a member frozen at the start of an epoch skips it (a ``lax.cond``: nothing
-    computed). Sequential strategy only: under vmap a branch runs both sides.
+    ``skip_frozen`` (sequential only: vmap runs both branches): a frozen member skips the epoch.
     """
 
     def __init__(self, spec: GroupSpec, n_train: int, skip_frozen: bool = False):

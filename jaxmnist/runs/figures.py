@@ -1,7 +1,6 @@
 """The report's figures (matplotlib, Agg): PNGs from a run directory's files. No jax.
 
-Every figure has a title, labelled axes and the run's footer (device, epochs, data sizes;
-"REDUCED RUN" and why, for a reduced run), at about 100 dpi.
+Every figure has a title, labelled axes and the run's footer ("REDUCED RUN" and why, if so).
 """
 
 from __future__ import annotations
@@ -340,10 +339,9 @@ def dense_chain(params: dict[str, np.ndarray], model_cfg: dict[str, Any]) -> lis
 
 def ffnn_drawing(run: RunView, point: Point, path: Path, show_units: int = 16,
                  edges_per_layer: int = 60) -> Path | None:
-    """An FFNN as layers of nodes; edge colour = sign, width = |weight|.
+    """An FFNN as layers of nodes (edge colour = sign, width = |weight|), subsampled, and says so.
 
-    Subsampled, and says so: the ``show_units`` strongest inputs and units per layer and the
-    ``edges_per_layer`` strongest edges, beside a 28x28 map of each input pixel's summed |weight|.
+    Beside it, a 28x28 map of each input pixel's summed |weight|.
     """
     member = point.rep["member"]
     if member not in rundir.exported_members(run.path):

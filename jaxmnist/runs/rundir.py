@@ -37,8 +37,7 @@ log = logging.getLogger(__name__)
 class RunDirError(RuntimeError):
     """A run directory cannot be used or read; the message says what, where and how to fix.
 
-    ``exit_code``: 2 for an unusable folder (bad input), 1 when writing failed midway (nothing
-    finished is lost).
+    ``exit_code``: 2 for an unusable folder, 1 when writing failed midway (nothing finished lost).
     """
 
     def __init__(self, message: str, *, exit_code: int = 2):

@@ -1,8 +1,4 @@
-"""A run directory read as grid points, what the tables and the figures share. No jax.
-
-:func:`load` reads it (through :mod:`jaxmnist.runs.rundir`) into a :class:`RunView` whose
-:class:`Point` s group the seeds of one grid point.
-"""
+"""A run directory read as grid points (:func:`load`), what the tables and the figures share."""
 
 from __future__ import annotations
 
@@ -202,10 +198,9 @@ def _nan_to(value: float, default: float) -> float:
 
 
 def load(run_dir: str | Path) -> RunView:
-    """Reads a run directory into a :class:`RunView`.
+    """Reads a run directory into a :class:`RunView` (ReportError: damaged, or nothing yet).
 
     While the first group trains, members come from ``metrics.jsonl`` alone (``unfinished``).
-    ReportError: ``config.json`` missing or damaged, ``results.json`` damaged, or nothing yet.
     """
     run_dir = Path(run_dir)
     try:

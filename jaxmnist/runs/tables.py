@@ -1,8 +1,6 @@
 """A run's tables (Markdown + CSV) and ``results_summary.json``, from its files alone. No jax.
 
-:func:`generate` is what ``python -m jaxmnist.report RUN_DIR`` runs (figures through
-:mod:`~jaxmnist.runs.figures`). A grid point's numbers are the mean ± sample std (ddof=1) over
-its seeds, beside the papers' (:mod:`~jaxmnist.runs.published`).
+A grid point's numbers are the mean ± sample std (ddof=1) over its seeds, beside the papers'.
 """
 
 from __future__ import annotations
@@ -297,8 +295,6 @@ _GROUP_FIELDS = ("group", "members", "devices", "strategy", "train_seconds",
 def results_summary(run: RunView) -> dict[str, Any]:
     """A compact summary committed beside the tables (``results_summary.json``).
 
-    Settings, device, commit, data sizes, times and, per grid point, the test accuracy and loss
-    per seed (mean, sample std), statuses, the paper's accuracy and each member's last epoch.
     ``wall_seconds``: the finishing session's, to the end of training; ``train_seconds``: every
     finished group's epochs over all sessions (``groups``: each group's time and speed).
     """

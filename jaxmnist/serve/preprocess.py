@@ -1,9 +1,7 @@
 """Turns a real image of a handwritten digit into an MNIST-style 28x28 uint8 array.
 
-Decode with limits, set the polarity, flatten the background, denoise, crop to the ink,
-normalise the stroke width, fit into 20x20 and centre by mass in 28x28, as MNIST was made
-(each step and why: docs/serve.md, "Preprocessing"). numpy and Pillow only, no jax; every
-rejected input raises :class:`PreprocessError`, which carries an HTTP status.
+The steps, as MNIST was made, and why: docs/serve.md, "Preprocessing". numpy and Pillow only;
+every rejected input raises :class:`PreprocessError`, which carries an HTTP status.
 """
 
 from __future__ import annotations

@@ -57,6 +57,17 @@ def _layout(fig, bottom: float = 0.0, right: float = 0.97, top: float = 0.0) -> 
                         wspace=0.32, hspace=0.45)
 
 
+def _class_ticks(ax, run: RunView, rotation: int = 45, y: bool = False) -> None:
+    """Ticks 0..9 on the x (and ``y``) axis, labelled with the class names where not digits."""
+    ax.set_xticks(range(10))
+    if y:
+        ax.set_yticks(range(10))
+    if run.class_word != "digit":
+        ax.set_xticklabels(run.class_names, rotation=rotation, ha="right", fontsize=7)
+        if y:
+            ax.set_yticklabels(run.class_names, fontsize=7)
+
+
 def _seed_curves(point: Point, key: str) -> np.ndarray:
     """``[seeds, epochs]`` of one history field (NaN where missing)."""
     n = max(len(m.get("history") or []) for m in point.members)
@@ -73,14 +84,12 @@ def curves(run: RunView, points: Sequence[tuple[str, Point]], path: Path, title:
     has_val = any(
         (m.get("history") or [{}])[0].get("val_acc") is not None
         for _, p in points for m in p.members)
-    keys = [("train_acc", "train accuracy"), ("train_loss", "train loss")]
-    if has_val:
-        keys = [("train_acc", "train accuracy"), ("val_acc", "validation accuracy"),
-                ("train_loss", "train loss"), ("val_loss", "validation loss")]
-    ncols = 2
+    keys = [("train_acc", "train accuracy"), ("val_acc", "validation accuracy"),
+            ("train_loss", "train loss"), ("val_loss", "validation loss")]
+    keys = [k for k in keys if has_val or not k[0].startswith("val")]
     nrows = len(keys) // 2
     wide = len(points) > 4  # room on the right for a long legend
-    fig, axes = plt.subplots(nrows, ncols, figsize=(13.5 if wide else 11, 3.4 * nrows + 1.2),
+    fig, axes = plt.subplots(nrows, 2, figsize=(13.5 if wide else 11, 3.4 * nrows + 1.2),
                              squeeze=False)
     colors = plt.get_cmap("tab20" if len(points) > 10 else "tab10")
     pub_hist = _published_history(run)
@@ -142,11 +151,7 @@ def confusion(run: RunView, cm: Sequence[Sequence[int]], path: Path, title: str)
     for ax, data, name, fmt in ((axes[0], cm, "counts", "d"),
                                 (axes[1], norm, "row-normalized (recall)", ".2f")):
         im = ax.imshow(data, cmap="Blues")
-        ax.set_xticks(range(10))
-        ax.set_yticks(range(10))
-        if run.class_word != "digit":
-            ax.set_xticklabels(run.class_names, rotation=60, ha="right", fontsize=7)
-            ax.set_yticklabels(run.class_names, fontsize=7)
+        _class_ticks(ax, run, rotation=60, y=True)
         ax.set_xlabel(f"predicted {run.class_word}")
         ax.set_ylabel(f"true {run.class_word}")
         ax.set_title(name)
@@ -217,9 +222,7 @@ def class_distribution(run: RunView, point: Point, path: Path) -> Path | None:
         ax.bar_label(bars, fontsize=6.5)
     bars = ax.bar(x + 0.2 if train is not None else x, test, 0.4, label=f"test ({test.sum():,})")
     ax.bar_label(bars, fontsize=6.5)
-    ax.set_xticks(x)
-    if run.class_word != "digit":
-        ax.set_xticklabels(run.class_names, rotation=45, ha="right", fontsize=7)
+    _class_ticks(ax, run)
     ax.set_xlabel(run.class_word)
     ax.set_ylabel("images")
     ax.set_title("Class distribution of the run's training and test sets")
@@ -263,9 +266,7 @@ def test_probs(run: RunView, point: Point, path: Path, index: int = 0) -> Path |
     a0.set_title(f"test image {index} (label {run.class_label(label)})")
     bars = a1.bar(range(10), p, color=["C2" if c == label else "C0" for c in range(10)])
     a1.bar_label(bars, labels=[f"{v:.3f}" for v in p], fontsize=7)
-    a1.set_xticks(range(10))
-    if run.class_word != "digit":
-        a1.set_xticklabels(run.class_names, rotation=45, ha="right", fontsize=7)
+    _class_ticks(a1, run)
     a1.set_ylim(0, 1.1)
     a1.set_xlabel("class")
     a1.set_ylabel("probability")

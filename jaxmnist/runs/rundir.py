@@ -398,9 +398,7 @@ def _remove_stale_temp_files(root: Path) -> list[Path]:
             if not match or not is_own(match["name"]) or not path.is_file():
                 continue
             try:
-                path.unlink()
-            except FileNotFoundError:
-                continue
+                path.unlink(missing_ok=True)
             except OSError as err:
                 log.warning("cannot remove the stale temporary file %s: %s", path, err)
                 continue

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import math
 import re
 from dataclasses import dataclass, field
@@ -49,9 +50,7 @@ class Point:
 
     def status(self) -> str:
         """``"ok 3"`` or e.g. ``"collapsed 2, ok 1"``."""
-        counts: dict[str, int] = {}
-        for m in self.members:
-            counts[m["status"]] = counts.get(m["status"], 0) + 1
+        counts = collections.Counter(m["status"] for m in self.members)
         return ", ".join(f"{k} {v}" for k, v in sorted(counts.items()))
 
 
@@ -100,16 +99,10 @@ class RunView:
 
     def points_of(self, experiment: str) -> list[tuple[str, Point]]:
         """``(label, point)`` for an experiment, in the study's order."""
-        out = []
-        for exp in self.experiments():
-            if exp["name"] != experiment:
-                continue
-            for label in exp["labels"]:
-                for p in self.points:
-                    if any(e["name"] == experiment and e["label"] == label
-                           for e in p.experiments):
-                        out.append((label, p))
-        return out
+        labels = [label for exp in self.experiments() if exp["name"] == experiment
+                  for label in exp["labels"]]
+        return [(label, p) for label in labels for p in self.points
+                if any(e["name"] == experiment and e["label"] == label for e in p.experiments)]
 
     def paper(self, point: Point, experiment: str | None = None, label: str | None = None):
         """The published entry for a point within an experiment (first one by default)."""

@@ -155,8 +155,7 @@ def load_members(run_dir: Path, only: int | None = None) -> list[MemberInfo]:
                               test_acc=float(acc) if isinstance(acc, int | float) else None,
                               status=str(m.get("status", "unknown")))
     for k in rundir.exported_members(run_dir):
-        if k not in infos:
-            infos[k] = MemberInfo(member=k, config={})
+        infos.setdefault(k, MemberInfo(member=k, config={}))
     if only is not None:
         infos = {only: infos.get(only, MemberInfo(member=only, config={}))}
     for k, info in sorted(infos.items()):

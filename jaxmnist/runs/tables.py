@@ -60,22 +60,23 @@ def _cell(value: Any) -> str:
     return str(value)
 
 
-def write(tables: list[Table], directory: Path, name: str, heading: str = "") -> list[Path]:
-    """Writes ``name.md`` (every table) and ``name.csv`` (or ``name_<i>.csv`` for several)."""
+def write(tables: list[Table], directory: Path, name: str, heading: str = "",
+          csv_table: Table | None = None) -> list[Path]:
+    """Writes ``name.md`` and ``name.csv`` (of ``csv_table`` if given; ``name_<i>.csv`` if many)."""
     directory.mkdir(parents=True, exist_ok=True)
     md = directory / f"{name}.md"
     body = (f"## {heading}\n\n" if heading else "") + "\n".join(t.markdown() for t in tables)
     md.write_text(body)
     paths = [md]
-    for i, table in enumerate(tables):
-        path = directory / (f"{name}.csv" if len(tables) == 1 else f"{name}_{i + 1}.csv")
+    csvs = tables if csv_table is None else [csv_table]
+    for i, table in enumerate(csvs):
+        path = directory / (f"{name}.csv" if len(csvs) == 1 else f"{name}_{i + 1}.csv")
         path.write_text(table.csv())
         paths.append(path)
     return paths
 
 
-def _ms(values, digits: int = 4, scale: float = 1.0) -> str:
-    return metrics.fmt_mean_std(values, digits, scale)
+_ms = metrics.fmt_mean_std  # "mean ± std" of the finite values
 
 
 def _diff(values, paper_value) -> str:
@@ -360,11 +361,8 @@ def write_tables(run: RunView) -> list[Path]:
     emit("last_epoch", [table_last_epoch(run)], "Last epoch and macro metrics")
     emit("models", [table_models(run)], "Models")
     per_point, long = tables_per_class(run)
-    if per_point:
-        md = out_dir / "per_class.md"
-        md.write_text("## Per-class test metrics\n\n" + "\n".join(t.markdown() for t in per_point))
-        (out_dir / "per_class.csv").write_text(long.csv())
-        written += [md, out_dir / "per_class.csv"]
+    if per_point:  # in tables/ only, not in report.md
+        written += write(per_point, out_dir, "per_class", "Per-class test metrics", long)
     emit("status", [table_status(run)], "Member status")
     head = (f"# {run.config.get('title', run.study)}\n\n"
             f"Paper: {published.PAPERS.get(run.study, 'none')}.\n\n"

@@ -355,11 +355,10 @@ def ffnn_drawing(run: RunView, point: Point, path: Path, show_units: int = 16,
     ws = dense_chain(params, point.config["model"])
     if ws is None:
         return None
-    keep = [np.argsort(-np.abs(ws[0]).sum(1))[:show_units]]
-    for w in ws[:-1]:
-        keep.append(np.sort(np.argsort(-np.abs(w).sum(0))[:show_units]))
+    # Per layer, the units (rows of the first matrix: inputs) with the largest summed |weight|.
+    keep = [np.sort(np.argsort(-np.abs(ws[0]).sum(1))[:show_units])]
+    keep += [np.sort(np.argsort(-np.abs(w).sum(0))[:show_units]) for w in ws[:-1]]
     keep.append(np.arange(ws[-1].shape[1]))
-    keep[0] = np.sort(keep[0])
     fig, (ax, ax_map) = plt.subplots(1, 2, figsize=(12, 6.4),
                                      gridspec_kw={"width_ratios": [2.6, 1]})
     xs = np.linspace(0, 1, len(keep))

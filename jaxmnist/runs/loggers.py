@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from jaxmnist import importspec
+from jaxmnist import importspec, trees
 from jaxmnist.engine.hooks import Callback, EpochInfo, GroupStart
 
 TENSORBOARD_DIR = "tensorboard"  # under the run directory
@@ -30,18 +30,11 @@ def member_run_name(member: Mapping[str, Any]) -> str:
     return f"m{int(member['member']):03d}" + (f"_{label[:75]}" if label else "")
 
 
-def _hparams(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+def _hparams(config: Mapping[str, Any]) -> dict[str, Any]:
     """A member config as flat ``{"optim.learning_rate": 0.01, ...}`` of TensorBoard types."""
-    out: dict[str, Any] = {}
-    for key, value in config.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, Mapping):
-            out.update(_hparams(value, f"{name}."))
-        elif isinstance(value, bool | int | float | str):
-            out[name] = value
-        elif value is not None:
-            out[name] = json.dumps(value)  # lists, per-layer specs: compared as text
-    return out
+    # Lists and per-layer specs are compared as text.
+    return {k: v if isinstance(v, bool | int | float | str) else json.dumps(v)
+            for k, v in trees.flatten(config).items() if v is not None and v != {}}
 
 
 def learning_rate(config: Mapping[str, Any]) -> float | None:

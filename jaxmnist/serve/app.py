@@ -489,8 +489,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (OSError, ValueError, rundir.RunDirError) as err:
         print(f"jaxmnist.serve: {err}", file=sys.stderr)
         return 2
-    n_ok = len(predictor.available)
-    print(f"loaded {n_ok} member(s) from {predictor.run_dir} in "
+    print(f"loaded {len(predictor.available)} member(s) from {predictor.run_dir} in "
           f"{time.perf_counter() - t0:.1f} s (compile/warm-up {predictor.warmup_s:.1f} s); "
           f"default member {predictor.default}: "
           f"{predictor._by_id[predictor.default].summary}", flush=True)

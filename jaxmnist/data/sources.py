@@ -84,23 +84,18 @@ def _files(digests: dict[tuple[str, str], tuple[int, str, str | None]]) -> dict:
 
 
 class Dataset(NamedTuple):
-    """A 28x28x1, 10-class dataset published as four IDX files (and in TFDS).
+    """A 28x28x1, 10-class dataset published as four IDX files (and in TFDS)."""
 
-    ``name`` is ``data.name`` in a study; ``algo`` the digest of ``files``' checksums;
-    ``label_counts`` the official label histogram per split (None: unknown); ``env`` the
-    variable naming its IDX folder; ``system_dirs`` where an OS package installs the files.
-    """
-
-    name: str
+    name: str  # data.name in a study
     title: str
     tfds_name: str
     url: str
-    algo: str
+    algo: str  # the digest of the files' checksums
     files: dict[tuple[str, str], _IdxSpec]
     class_names: tuple[str, ...]
-    label_counts: dict[str, tuple[int, ...]] | None
-    env: str
-    system_dirs: tuple[str, ...] = ()
+    label_counts: dict[str, tuple[int, ...]] | None  # official histogram per split, if known
+    env: str  # the variable naming its IDX folder
+    system_dirs: tuple[str, ...] = ()  # where an OS package installs the files
 
 
 # Checksums and their sources: docs/data.md ("Checksums").

@@ -82,10 +82,9 @@ def merged_split(
     test_fraction: float,
     seed: int,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """``(train_x, train_y, test_x, test_y)``: train and test pooled, shuffled and re-split (S3).
+    """``(train_x, train_y, test_x, test_y)``: pooled, shuffled, ``ceil(n * test_fraction)`` test.
 
-    The test size is ``ceil(n * test_fraction)``, as scikit-learn's ``train_test_split`` (70,000 at
-    0.2 -> 56,000 / 14,000).
+    As scikit-learn's ``train_test_split`` (S3: 70,000 at 0.2 -> 56,000 / 14,000).
     """
     x = np.concatenate([train[0], test[0]])
     y = np.concatenate([train[1], test[1]])

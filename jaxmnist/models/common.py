@@ -1,7 +1,6 @@
 """Shared pieces of the model zoo: input scaling, activations, initializers, dropout, validation.
 
-Plain functions of arrays. Specs (activation and initializer names with optional parameters) are
-validated eagerly, so a bad study fails before anything compiles.
+Specs (names with optional parameters) are validated eagerly: a bad study fails before compiling.
 """
 
 from __future__ import annotations

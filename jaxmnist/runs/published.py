@@ -42,13 +42,10 @@ def _s2() -> list[Published]:
     }
     collapsed = {0.1135: "collapsed: all '1'", 0.1028: "collapsed: all '7'",
                  0.1009: "collapsed: all '9'"}
-    out = []
-    for name, accs in cells.items():
-        for lr, acc in zip((0.1, 0.01, 0.001, 0.0001), accs, strict=True):
-            out.append(Published("s2", {"test_acc": acc},
-                                 match={"optim.name": name, "optim.learning_rate": lr},
-                                 note=collapsed.get(acc, "")))
-    return out
+    return [Published("s2", {"test_acc": acc}, note=collapsed.get(acc, ""),
+                      match={"optim.name": name, "optim.learning_rate": lr})
+            for name, accs in cells.items()
+            for lr, acc in zip((0.1, 0.01, 0.001, 0.0001), accs, strict=True)]
 
 
 def _s3() -> list[Published]:

@@ -342,8 +342,7 @@ def _fit(y: np.ndarray, side: float) -> np.ndarray:
 def normalize_stroke(y: np.ndarray, scale: float) -> np.ndarray:
     """Thickens (max filter) or thins (min filter) strokes to MNIST's width after ``scale``.
 
-    ``y`` is fitted to :data:`_FINE` px; ``scale`` takes it to the 20x20 box. Returns ``y``
-    unchanged inside MNIST's usual range, else the filtered image cropped to its ink.
+    ``y`` is fitted to :data:`_FINE` px, ``scale`` takes it to the 20x20 box; cropped to its ink.
     """
     w = stroke_width(y) * scale
     if w <= 0 or STROKE_LOW <= w <= STROKE_HIGH:

@@ -524,11 +524,9 @@ def load_tfds(
         raise DataError(
             f"TFDS {ds.tfds_name} '{split}' in {where} has {len(images):,} examples, expected "
             f"{expected:,}; delete {where}/{ds.tfds_name} and let it be prepared again.")
-    if not disable_shuffling:
-        order = _tfds_file_order(split, len(images))
-        restored_x, restored_y = np.empty_like(images), np.empty_like(labels)
-        restored_x[order], restored_y[order] = images, labels
-        images, labels = restored_x, restored_y
+    if not disable_shuffling:  # record j is IDX example order[j]
+        inverse = np.argsort(_tfds_file_order(split, len(images)))
+        images, labels = images[inverse], labels[inverse]
     return images, labels
 
 

@@ -238,12 +238,7 @@ class Predictor:
         self.warmup_s = self.warmup() if warm else None
         if member is None:
             member = only if only is not None else default_member(self.members)
-        if member not in self._params:
-            m = self._by_id.get(member)
-            raise ValueError(f"member {member} cannot serve: "
-                             f"{m.reason if m else 'not in this run'}; available: "
-                             f"{self.available}")
-        self.default = member
+        self.default = self.resolve_member(member)  # a ServeError (ValueError) when it cannot
 
     def _disable(self, m: MemberInfo, reason: str) -> None:
         log.warning("member %d cannot serve: %s", m.member, reason)

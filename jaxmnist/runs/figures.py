@@ -21,6 +21,7 @@ matplotlib.use("Agg")  # files only; never needs a display
 
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from PIL import Image  # noqa: E402  (a dependency of jaxmnist and of matplotlib)
 
 from jaxmnist.engine import metrics  # noqa: E402
 from jaxmnist.runs import rundir
@@ -40,13 +41,8 @@ def _save(fig, run: RunView, path: Path) -> Path:
     buf = io.BytesIO()
     fig.savefig(buf, dpi=DPI, format="png")
     plt.close(fig)
-    try:  # a 256-colour palette keeps committed figures small (line plots lose nothing visible)
-        from PIL import Image
-
-        buf.seek(0)
-        Image.open(buf).convert("RGB").quantize(colors=256).save(path, optimize=True)
-    except ImportError:
-        path.write_bytes(buf.getvalue())
+    # A 256-colour palette keeps committed figures small (line plots lose nothing visible).
+    Image.open(buf).convert("RGB").quantize(colors=256).save(path, optimize=True)
     return path
 
 

@@ -99,9 +99,8 @@ class TensorBoardLog(Callback):
         for k, result in zip(self.groups[group_index], results, strict=True):
             writer = self._writer(k)
             step = self.last_epoch.get(k, len(result.history))
-            test = {"loss": result.test_loss, "acc": result.test_acc}
             for field, tag in TEST_SCALARS.items():
-                value = test.get(field)
+                value = getattr(result, f"test_{field}")
                 if value is not None and math.isfinite(value):
                     writer.add_scalar(tag, float(value), step)
             _, _, sei = hparams({}, {})

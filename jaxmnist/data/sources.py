@@ -383,13 +383,8 @@ def _read_idx(path: Path, spec: _IdxSpec, verify_checksum: bool, ds: Dataset) ->
     return hit[0].copy()
 
 
-def load_idx(
-    directory: str | os.PathLike[str],
-    split: str,
-    *,
-    verify_checksum: bool = True,
-    dataset: str = "mnist",
-) -> tuple[np.ndarray, np.ndarray]:
+def load_idx(directory: str | os.PathLike[str], split: str, *, verify_checksum: bool = True,
+             dataset: str = "mnist") -> tuple[np.ndarray, np.ndarray]:
     """One split of a dataset from its IDX files (``.gz`` or not) in ``directory``.
 
     The structure is always checked; ``verify_checksum`` also compares the published ``.gz`` or
@@ -462,13 +457,9 @@ def tfds_dir_default() -> str | None:
     return os.environ.get(ENV_TFDS_DIR) or None
 
 
-def load_tfds(
-    split: str,
-    *,
-    manual_dir: str | os.PathLike[str] | None = None,
-    tfds_dir: str | os.PathLike[str] | None = None,
-    dataset: str = "mnist",
-) -> tuple[np.ndarray, np.ndarray]:
+def load_tfds(split: str, *, manual_dir: str | os.PathLike[str] | None = None,
+              tfds_dir: str | os.PathLike[str] | None = None,
+              dataset: str = "mnist") -> tuple[np.ndarray, np.ndarray]:
     """One split through the dataset's TFDS builder, prepared first if needed, in IDX file order.
 
     ``manual_dir`` holds the four ``.gz`` files to prepare from offline (None: TFDS downloads);
@@ -503,12 +494,8 @@ def load_tfds(
                     raise DataError(f"cannot reach {ds.url} to download ({problem})")
                 builder.download_and_prepare()
         dataset = builder.as_dataset(
-            split=split,
-            batch_size=-1,
-            as_supervised=True,
-            shuffle_files=False,
-            read_config=tfds.ReadConfig(interleave_cycle_length=1, try_autocache=False),
-        )
+            split=split, batch_size=-1, as_supervised=True, shuffle_files=False,
+            read_config=tfds.ReadConfig(interleave_cycle_length=1, try_autocache=False))
         images, labels = tfds.as_numpy(dataset)
         disable_shuffling = bool(builder.info.disable_shuffling)
     except Exception as e:  # TFDS raises many types; turn them into one actionable message.
@@ -584,15 +571,10 @@ def _candidate_dirs(data_dir: str | os.PathLike[str] | None,
     ]
 
 
-def load_dataset(
-    split: str,
-    *,
-    source: str = "auto",
-    data_dir: str | os.PathLike[str] | None = None,
-    verify_checksum: bool = True,
-    tfds_dir: str | os.PathLike[str] | None = None,
-    dataset: str = "mnist",
-) -> tuple[np.ndarray, np.ndarray]:
+def load_dataset(split: str, *, source: str = "auto",
+                 data_dir: str | os.PathLike[str] | None = None, verify_checksum: bool = True,
+                 tfds_dir: str | os.PathLike[str] | None = None,
+                 dataset: str = "mnist") -> tuple[np.ndarray, np.ndarray]:
     """A split of ``dataset`` as ``(uint8 [N, 28, 28, 1], int32 [N])`` arrays, in file order.
 
     ``source="auto"`` tries ``data_dir``, the dataset's variable, an OS package's folder, the
@@ -653,13 +635,8 @@ def load_dataset(
         + _how_to_fix(ds))
 
 
-def download(
-    directory: str | os.PathLike[str],
-    *,
-    base_url: str | None = None,
-    timeout: float = 60.0,
-    dataset: str = "mnist",
-) -> list[Path]:
+def download(directory: str | os.PathLike[str], *, base_url: str | None = None,
+             timeout: float = 60.0, dataset: str = "mnist") -> list[Path]:
     """Downloads a dataset's four official ``.gz`` files into ``directory``; their paths.
 
     Files already there and valid are kept; a recompressed copy passes on its content.

@@ -43,9 +43,10 @@ def _check_pair(x: np.ndarray, y: np.ndarray) -> int:
     return len(x)
 
 
-def keras_validation_split(
-    x: np.ndarray, y: np.ndarray, fraction: float
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+_Parts = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]  # two parts: (x, y, x, y)
+
+
+def keras_validation_split(x: np.ndarray, y: np.ndarray, fraction: float) -> _Parts:
     """``(train_x, train_y, val_x, val_y)``: the LAST ``fraction`` held out, as Keras does.
 
     ``split_at = floor(n * (1 - fraction))`` (S1: 60,000 at 0.2 -> 48,000 / 12,000), unshuffled.
@@ -60,9 +61,7 @@ def keras_validation_split(
     return x[:split_at], y[:split_at], x[split_at:], y[split_at:]
 
 
-def random_holdout(
-    x: np.ndarray, y: np.ndarray, k: int, seed: int
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def random_holdout(x: np.ndarray, y: np.ndarray, k: int, seed: int) -> _Parts:
     """``(train_x, train_y, val_x, val_y)``: ``k`` held out by ``default_rng(seed)`` (S2: 10,000).
 
     Both parts keep their relative order.
@@ -76,12 +75,8 @@ def random_holdout(
     return x[~is_val], y[~is_val], x[is_val], y[is_val]
 
 
-def merged_split(
-    train: tuple[np.ndarray, np.ndarray],
-    test: tuple[np.ndarray, np.ndarray],
-    test_fraction: float,
-    seed: int,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def merged_split(train: tuple[np.ndarray, np.ndarray], test: tuple[np.ndarray, np.ndarray],
+                 test_fraction: float, seed: int) -> _Parts:
     """``(train_x, train_y, test_x, test_y)``: pooled, shuffled, ``ceil(n * test_fraction)`` test.
 
     As scikit-learn's ``train_test_split`` (S3: 70,000 at 0.2 -> 56,000 / 14,000).
@@ -176,12 +171,8 @@ def expected_sizes(data: Mapping[str, Any]) -> tuple[int, int, int]:
     return sizes["train"], sizes["val"], sizes["test"]
 
 
-def make_splits(
-    spec: Mapping[str, Any],
-    *,
-    source: str = "auto",
-    data_dir: str | os.PathLike[str] | None = None,
-) -> Splits:
+def make_splits(spec: Mapping[str, Any], *, source: str = "auto",
+                data_dir: str | os.PathLike[str] | None = None) -> Splits:
     """A study's :class:`Splits` from its data spec (what the sweep calls); deterministic.
 
     Spec keys, all but ``split`` optional: ``name`` (default ``"mnist"``), ``split``, its one

@@ -6,6 +6,7 @@ them. No jax or tensorflow at import time. Sources, search order and checks: doc
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import hashlib
 import logging
@@ -422,10 +423,9 @@ def _import_tfds() -> Any:
             "pip install -e \".[tf]\", or use the TensorFlow-free IDX loader (source='idx')."
         ) from e
     # TF must not reserve GPU memory that JAX needs: the input pipeline only runs on the CPU.
-    try:
+    # (RuntimeError, ValueError: devices already initialised elsewhere in the process.)
+    with contextlib.suppress(RuntimeError, ValueError):
         tf.config.set_visible_devices([], "GPU")
-    except (RuntimeError, ValueError):  # devices already initialised elsewhere in the process
-        pass
     return tfds
 
 

@@ -108,10 +108,9 @@ def initialize(settings: Settings) -> None:
     import jax
 
     if "JAX_CPU_COLLECTIVES_IMPLEMENTATION" not in os.environ:
-        try:
+        # A JAX without the option keeps its default.
+        with contextlib.suppress(AttributeError, KeyError, ValueError):
             jax.config.update("jax_cpu_collectives_implementation", "gloo")
-        except (AttributeError, KeyError, ValueError):  # a JAX without the option: its default
-            pass
     kwargs: dict[str, Any] = dict(initialization_timeout=settings.init_timeout,
                                   heartbeat_timeout_seconds=settings.heartbeat_timeout,
                                   shutdown_timeout_seconds=settings.shutdown_timeout)

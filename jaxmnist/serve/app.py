@@ -32,14 +32,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
 from jaxmnist.runs import rundir
-from jaxmnist.serve.preprocess import (
-    MAX_BYTES,
-    PreprocessError,
-    decode_data_url,
-    preprocess_bytes,
-    return_image_memory,
-    to_png_bytes,
-)
+from jaxmnist.serve import preprocess
+from jaxmnist.serve.preprocess import MAX_BYTES, PreprocessError
 
 log = logging.getLogger("jaxmnist.serve.app")
 
@@ -302,7 +296,7 @@ class Predictor:
         k = self.resolve_member(member)
         try:
             with self._decode_slots:
-                digit = preprocess_bytes(data)
+                digit = preprocess.preprocess_bytes(data)
         except PreprocessError:
             raise
         except Exception as err:  # noqa: BLE001 - a hostile image must not become a 500
@@ -312,7 +306,7 @@ class Predictor:
         t1 = time.perf_counter()
         p = self.predict(digit, k)
         t2 = time.perf_counter()
-        png = base64.b64encode(to_png_bytes(digit)).decode("ascii")
+        png = base64.b64encode(preprocess.to_png_bytes(digit)).decode("ascii")
         # 7 significant digits: float32's precision, without float64's long decimal tails.
         return {"digit": int(np.argmax(p)), "probabilities": [float(f"{v:.7g}") for v in p],
                 "member": k, "latency_ms": round(1000 * (t2 - t0), 3),
@@ -368,7 +362,7 @@ async def _send_json(send: Callable, status: int, body: dict) -> None:
 
 def create_app(predictor: Predictor) -> FastAPI:
     """The FastAPI app over a loaded :class:`Predictor`."""
-    return_image_memory()  # large uploads' memory goes back to the system afterwards
+    preprocess.return_image_memory()  # large uploads' memory goes back to the system after
     app = FastAPI(title="jaxmnist digit demo", version="1",
                   description="Draw or upload a digit; see docs/serve.md.")
     app.state.predictor = predictor
@@ -430,7 +424,7 @@ def create_app(predictor: Predictor) -> FastAPI:
             if not isinstance(body, dict) or "image" not in body:
                 raise ServeError('JSON body must be {"image": "data:image/png;base64,...", '
                                  '"member": k (optional)}', code="bad_json")
-            data = decode_data_url(body["image"])
+            data = preprocess.decode_data_url(body["image"])
             member = body.get("member", member)
         elif mtype == "multipart/form-data":
             form = await request.form(max_files=2, max_fields=8)

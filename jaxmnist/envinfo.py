@@ -1,7 +1,4 @@
-"""What ran where: package versions, git commit, machine, devices (env.json and the bench).
-
-Only :func:`environment` imports jax, so the bench can describe the machine first.
-"""
+"""What ran where: versions, git commit, machine, devices. Only :func:`environment` imports jax."""
 
 from __future__ import annotations
 

@@ -1,7 +1,4 @@
-"""``python -m jaxmnist.report RUN_DIR``: regenerates a run's tables and figures from its files.
-
-No training, no jax (:func:`jaxmnist.runs.tables.generate`); not a run directory: exit 1.
-"""
+"""``python -m jaxmnist.report RUN_DIR``: regenerates a run's tables and figures (no jax)."""
 
 from __future__ import annotations
 

@@ -1,8 +1,7 @@
 """MNIST-format datasets; the names below are the public surface (``data.load_dataset(...)``).
 
-:mod:`~jaxmnist.data.sources`: the datasets, their files, cache and download;
-:mod:`~jaxmnist.data.splits`: a study's splits and their rules; :mod:`~jaxmnist.data.synthetic`:
-synthetic digits; :mod:`~jaxmnist.data.cli`: ``python -m jaxmnist.data``. No jax or tensorflow.
+``sources``: datasets, files, cache, download; ``splits``: a study's splits; ``synthetic``;
+``cli``: ``python -m jaxmnist.data``. No jax or tensorflow.
 """
 
 from jaxmnist.data.sources import (

@@ -9,15 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from jaxmnist.data.sources import (
-    DATASETS,
-    ENV_DATA_DIR,
-    SPLITS,
-    DataError,
-    dataset_or_error,
-    download,
-    load_idx,
-)
+from jaxmnist.data import sources
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -29,7 +21,7 @@ def main(argv: list[str] | None = None) -> int:
     check = sub.add_parser("check", help="verify the four IDX files and print label histograms")
     check.add_argument("dir", nargs="?",
                        help="folder with the files (default: the dataset's environment variable, "
-                            f"${ENV_DATA_DIR} for MNIST)")
+                            f"${sources.ENV_DATA_DIR} for MNIST)")
     check.add_argument("--no-checksum", action="store_true", help="check the structure only")
     fetch = sub.add_parser("download", help="download the four official .gz files")
     fetch.add_argument("dir", nargs="?",
@@ -39,15 +31,15 @@ def main(argv: list[str] | None = None) -> int:
                        help="mirror URL (default: the dataset's official location)")
     for p in (check, fetch):
         p.add_argument("--dataset", default="mnist",
-                       help=f"one of {', '.join(DATASETS)} (default mnist)")
+                       help=f"one of {', '.join(sources.DATASETS)} (default mnist)")
     args = parser.parse_args(argv)
 
     try:
-        ds = dataset_or_error(args.dataset)
+        ds = sources.dataset_or_error(args.dataset)
         if args.command == "download":
             target = (args.dir or os.environ.get(ds.env)
                       or str(Path("~/.cache/jaxmnist").expanduser() / ds.name))
-            for path in download(target, base_url=args.base_url, dataset=ds.name):
+            for path in sources.download(target, base_url=args.base_url, dataset=ds.name):
                 print(f"ok  {path}")
             print(f"export {ds.env}={Path(target).expanduser().resolve()}")
             return 0
@@ -55,9 +47,9 @@ def main(argv: list[str] | None = None) -> int:
             (d for d in ds.system_dirs if Path(d).is_dir()), None)
         if not directory:
             parser.error(f"give a folder or set {ds.env}")
-        for split in SPLITS:
-            x, y = load_idx(directory, split, verify_checksum=not args.no_checksum,
-                            dataset=ds.name)
+        for split in sources.SPLITS:
+            x, y = sources.load_idx(directory, split, verify_checksum=not args.no_checksum,
+                                    dataset=ds.name)
             counts = np.bincount(y, minlength=10).tolist()
             print(f"{split:5s} images {x.shape} {x.dtype}, labels {y.shape} {y.dtype}")
             if ds.label_counts is None:
@@ -66,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
             official = list(ds.label_counts[split])
             mark = "official" if counts == official else "DIFFERS from official " + str(official)
             print(f"      label counts 0..9: {counts} ({mark})")
-    except DataError as e:
+    except sources.DataError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     return 0

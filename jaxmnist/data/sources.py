@@ -1,13 +1,12 @@
 """The datasets (MNIST, Fashion-MNIST, KMNIST) as ``uint8 [N, 28, 28, 1]`` / ``int32 [N]``.
 
-Arrays come in the order of the official IDX files, whichever source read them: ``"idx"`` (the
-four files, numpy only, structure and checksums checked), ``"tfds"`` (TensorFlow imported
-lazily, here only), ``"auto"`` (IDX when found, then the download cache, then TFDS) or
-``"synthetic"``. No jax or tensorflow at import time. Search order and checks: docs/data.md.
+Arrays come in the order of the official IDX files, whichever source (:data:`SOURCES`) read
+them. No jax or tensorflow at import time. Sources, search order and checks: docs/data.md.
 """
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import hashlib
 import logging
@@ -86,23 +85,18 @@ def _files(digests: dict[tuple[str, str], tuple[int, str, str | None]]) -> dict:
 
 
 class Dataset(NamedTuple):
-    """A 28x28x1, 10-class dataset published as four IDX files (and in TFDS).
+    """A 28x28x1, 10-class dataset published as four IDX files (and in TFDS)."""
 
-    ``name`` is ``data.name`` in a study; ``algo`` the digest of ``files``' checksums;
-    ``label_counts`` the official label histogram per split (None: unknown); ``env`` the
-    variable naming its IDX folder; ``system_dirs`` where an OS package installs the files.
-    """
-
-    name: str
+    name: str  # data.name in a study
     title: str
     tfds_name: str
     url: str
-    algo: str
+    algo: str  # the digest of the files' checksums
     files: dict[tuple[str, str], _IdxSpec]
     class_names: tuple[str, ...]
-    label_counts: dict[str, tuple[int, ...]] | None
-    env: str
-    system_dirs: tuple[str, ...] = ()
+    label_counts: dict[str, tuple[int, ...]] | None  # official histogram per split, if known
+    env: str  # the variable naming its IDX folder
+    system_dirs: tuple[str, ...] = ()  # where an OS package installs the files
 
 
 # Checksums and their sources: docs/data.md ("Checksums").
@@ -227,7 +221,7 @@ def _find_file(directory: Path, spec: _IdxSpec) -> Path | None:
     return None
 
 
-def _dir_state(directory: Path, split: str, ds: Dataset = DATASETS["mnist"]) -> str:
+def _dir_state(directory: Path, split: str, ds: Dataset) -> str:
     """"complete", "partial", "empty" (none of the files) or "absent" (no such folder)."""
     if not directory.is_dir():
         return "absent"
@@ -239,7 +233,7 @@ def _dir_state(directory: Path, split: str, ds: Dataset = DATASETS["mnist"]) -> 
     return "empty"
 
 
-def _locate(directory: Path, split: str, ds: Dataset = DATASETS["mnist"]) -> tuple[Path, Path]:
+def _locate(directory: Path, split: str, ds: Dataset) -> tuple[Path, Path]:
     """The (images, labels) paths of ``split`` in ``directory``, or DataError."""
     if not directory.is_dir():
         raise DataError(f"{ds.title} folder {directory} does not exist.\n{_how_to_fix(ds)}")
@@ -255,9 +249,7 @@ def _locate(directory: Path, split: str, ds: Dataset = DATASETS["mnist"]) -> tup
     return paths[0], paths[1]
 
 
-def _decode_idx(
-    path: Path, spec: _IdxSpec, verify_checksum: bool, ds: Dataset = DATASETS["mnist"]
-) -> np.ndarray:
+def _decode_idx(path: Path, spec: _IdxSpec, verify_checksum: bool, ds: Dataset) -> np.ndarray:
     """Read, decompress, structurally check and (optionally) checksum one IDX file."""
     try:
         blob = path.read_bytes()
@@ -338,8 +330,10 @@ def _identify(blob: bytes, raw: bytes) -> str | None:
     return None
 
 
-def _same_content(ds: Dataset, spec: _IdxSpec, blob: bytes) -> bool:
-    """True when gzip bytes ``blob`` decompress to the official IDX content (recompressed)."""
+def _is_official(ds: Dataset, spec: _IdxSpec, blob: bytes) -> bool:
+    """True when ``.gz`` bytes are the official file or decompress to its content."""
+    if _digest(ds.algo, blob) == spec.gz_md5:
+        return True
     if spec.raw_md5 is None or blob[:2] != _GZIP_MAGIC:
         return False
     try:
@@ -376,9 +370,7 @@ def _verify(path: Path, spec: _IdxSpec, ds: Dataset, blob: bytes, raw: bytes,
         "copy on purpose.")
 
 
-def _read_idx(
-    path: Path, spec: _IdxSpec, verify_checksum: bool, ds: Dataset = DATASETS["mnist"]
-) -> np.ndarray:
+def _read_idx(path: Path, spec: _IdxSpec, verify_checksum: bool, ds: Dataset) -> np.ndarray:
     """Cached :func:`_decode_idx`; returns a fresh, writable copy each call."""
     st = path.stat()
     # The dataset is part of the key: "verified" means verified against THAT dataset's sums.
@@ -392,18 +384,12 @@ def _read_idx(
     return hit[0].copy()
 
 
-def load_idx(
-    directory: str | os.PathLike[str],
-    split: str,
-    *,
-    verify_checksum: bool = True,
-    dataset: str = "mnist",
-) -> tuple[np.ndarray, np.ndarray]:
+def load_idx(directory: str | os.PathLike[str], split: str, *, verify_checksum: bool = True,
+             dataset: str = "mnist") -> tuple[np.ndarray, np.ndarray]:
     """One split of a dataset from its IDX files (``.gz`` or not) in ``directory``.
 
     The structure is always checked; ``verify_checksum`` also compares the published ``.gz`` or
-    content digests. Returns ``(images uint8 [N, 28, 28, 1], labels int32 [N])`` in file order;
-    raises DataError for a missing, truncated, malformed or corrupt file.
+    content digests. Returns ``(images uint8 [N, 28, 28, 1], labels int32 [N])`` in file order.
     """
     _check_choice("split", split, SPLITS)
     ds = dataset_or_error(dataset)
@@ -437,19 +423,14 @@ def _import_tfds() -> Any:
             "pip install -e \".[tf]\", or use the TensorFlow-free IDX loader (source='idx')."
         ) from e
     # TF must not reserve GPU memory that JAX needs: the input pipeline only runs on the CPU.
-    try:
+    # (RuntimeError, ValueError: devices already initialised elsewhere in the process.)
+    with contextlib.suppress(RuntimeError, ValueError):
         tf.config.set_visible_devices([], "GPU")
-    except (RuntimeError, ValueError):  # devices already initialised elsewhere in the process
-        pass
     return tfds
 
 
 def _tfds_file_order(split: str, n: int) -> np.ndarray:
-    """``order`` such that TFDS record ``j`` is example ``order[j]`` of the IDX file.
-
-    TFDS sorts a split's examples by md5(split name + key) (``core/hashing.py``, stable by design),
-    and the mnist builders' keys are the IDX positions.
-    """
+    """``order`` such that TFDS record ``j`` is IDX example ``order[j]`` (docs/data.md)."""
     salted = hashlib.md5(split.encode())
 
     def hkey(i: int) -> int:
@@ -476,18 +457,13 @@ def tfds_dir_default() -> str | None:
     return os.environ.get(ENV_TFDS_DIR) or None
 
 
-def load_tfds(
-    split: str,
-    *,
-    manual_dir: str | os.PathLike[str] | None = None,
-    tfds_dir: str | os.PathLike[str] | None = None,
-    dataset: str = "mnist",
-) -> tuple[np.ndarray, np.ndarray]:
-    """One split through the dataset's TFDS builder, prepared first if needed.
+def load_tfds(split: str, *, manual_dir: str | os.PathLike[str] | None = None,
+              tfds_dir: str | os.PathLike[str] | None = None,
+              dataset: str = "mnist") -> tuple[np.ndarray, np.ndarray]:
+    """One split through the dataset's TFDS builder, prepared first if needed, in IDX file order.
 
     ``manual_dir`` holds the four ``.gz`` files to prepare from offline (None: TFDS downloads);
-    ``tfds_dir`` defaults to ``$JAXMNIST_TFDS_DIR``, else TFDS's own. Returns the arrays in IDX
-    file order (TFDS stores them shuffled); raises DataError when TFDS cannot prepare or read.
+    ``tfds_dir`` defaults to ``$JAXMNIST_TFDS_DIR``, else TFDS's own.
     """
     _check_choice("split", split, SPLITS)
     ds = dataset_or_error(dataset)
@@ -518,12 +494,8 @@ def load_tfds(
                     raise DataError(f"cannot reach {ds.url} to download ({problem})")
                 builder.download_and_prepare()
         dataset = builder.as_dataset(
-            split=split,
-            batch_size=-1,
-            as_supervised=True,
-            shuffle_files=False,
-            read_config=tfds.ReadConfig(interleave_cycle_length=1, try_autocache=False),
-        )
+            split=split, batch_size=-1, as_supervised=True, shuffle_files=False,
+            read_config=tfds.ReadConfig(interleave_cycle_length=1, try_autocache=False))
         images, labels = tfds.as_numpy(dataset)
         disable_shuffling = bool(builder.info.disable_shuffling)
     except Exception as e:  # TFDS raises many types; turn them into one actionable message.
@@ -539,11 +511,9 @@ def load_tfds(
         raise DataError(
             f"TFDS {ds.tfds_name} '{split}' in {where} has {len(images):,} examples, expected "
             f"{expected:,}; delete {where}/{ds.tfds_name} and let it be prepared again.")
-    if not disable_shuffling:
-        order = _tfds_file_order(split, len(images))
-        restored_x, restored_y = np.empty_like(images), np.empty_like(labels)
-        restored_x[order], restored_y[order] = images, labels
-        images, labels = restored_x, restored_y
+    if not disable_shuffling:  # record j is IDX example order[j]
+        inverse = np.argsort(_tfds_file_order(split, len(images)))
+        images, labels = images[inverse], labels[inverse]
     return images, labels
 
 
@@ -553,10 +523,9 @@ def _check_choice(what: str, value: object, choices: tuple[str, ...]) -> None:
 
 
 def cache_dir(dataset: str = "mnist") -> Path:
-    """Where ``auto`` downloads ``dataset``'s four files.
+    """Where ``auto`` downloads ``dataset``'s four files: ``$JAXMNIST_CACHE_DIR/<dataset>``.
 
-    ``$JAXMNIST_CACHE_DIR/<dataset>``, else ``$XDG_CACHE_HOME/jaxmnist/<dataset>``, else
-    ``~/.cache/jaxmnist/<dataset>``.
+    Else ``$XDG_CACHE_HOME/jaxmnist/<dataset>``, else ``~/.cache/jaxmnist/<dataset>``.
     """
     root = os.environ.get(ENV_CACHE_DIR)
     if not root:
@@ -592,9 +561,8 @@ def _fetch_into_cache(ds: Dataset, split: str, verify_checksum: bool, tried: lis
     return load_idx(folder, split, verify_checksum=verify_checksum, dataset=ds.name)
 
 
-def _candidate_dirs(
-    data_dir: str | os.PathLike[str] | None, ds: Dataset = DATASETS["mnist"]
-) -> list[tuple[str, Path | None]]:
+def _candidate_dirs(data_dir: str | os.PathLike[str] | None,
+                    ds: Dataset) -> list[tuple[str, Path | None]]:
     env = os.environ.get(ds.env)
     return [
         ("data_dir argument", Path(data_dir).expanduser() if data_dir is not None else None),
@@ -603,25 +571,15 @@ def _candidate_dirs(
     ]
 
 
-def load_dataset(
-    split: str,
-    *,
-    source: str = "auto",
-    data_dir: str | os.PathLike[str] | None = None,
-    verify_checksum: bool = True,
-    tfds_dir: str | os.PathLike[str] | None = None,
-    dataset: str = "mnist",
-) -> tuple[np.ndarray, np.ndarray]:
+def load_dataset(split: str, *, source: str = "auto",
+                 data_dir: str | os.PathLike[str] | None = None, verify_checksum: bool = True,
+                 tfds_dir: str | os.PathLike[str] | None = None,
+                 dataset: str = "mnist") -> tuple[np.ndarray, np.ndarray]:
     """A split of ``dataset`` as ``(uint8 [N, 28, 28, 1], int32 [N])`` arrays, in file order.
 
-    ``source="auto"`` tries ``data_dir``, the dataset's variable (``$JAXMNIST_DATA_DIR`` for MNIST),
-    an OS package's folder, the download cache (:func:`cache_dir`; off with ``$JAXMNIST_OFFLINE``,
-    ``$JAXMNIST_MIRROR_URL`` for another server), then TFDS; ``"idx"``, ``"tfds"`` and
-    ``"synthetic"`` use one source. ``verify_checksum=False`` is for deliberately modified files.
-
-    Raises:
-        DataError: nothing found (the message lists what was tried and the fix), or a corrupt file.
-        ValueError: unknown ``split`` or ``source``.
+    ``source="auto"`` tries ``data_dir``, the dataset's variable, an OS package's folder, the
+    download cache, then TFDS (docs/data.md); the others use one source. DataError: nothing
+    found (the message lists what was tried and the fix), or a corrupt file.
     """
     _check_choice("split", split, SPLITS)
     _check_choice("source", source, SOURCES)
@@ -677,17 +635,11 @@ def load_dataset(
         + _how_to_fix(ds))
 
 
-def download(
-    directory: str | os.PathLike[str],
-    *,
-    base_url: str | None = None,
-    timeout: float = 60.0,
-    dataset: str = "mnist",
-) -> list[Path]:
-    """Downloads a dataset's four official ``.gz`` files into ``directory`` and verifies them.
+def download(directory: str | os.PathLike[str], *, base_url: str | None = None,
+             timeout: float = 60.0, dataset: str = "mnist") -> list[Path]:
+    """Downloads a dataset's four official ``.gz`` files into ``directory``; their paths.
 
-    Files already there and valid are kept; a recompressed copy passes on its content. Returns the
-    four paths; raises DataError for an unknown dataset, a failed download or a wrong checksum.
+    Files already there and valid are kept; a recompressed copy passes on its content.
     """
     ds = dataset_or_error(dataset)
     base_url = base_url or ds.url
@@ -697,8 +649,7 @@ def download(
     paths = []
     for spec in ds.files.values():
         path = target / spec.gz_name
-        if path.is_file() and (_digest(ds.algo, path.read_bytes()) == spec.gz_md5
-                               or _same_content(ds, spec, path.read_bytes())):
+        if path.is_file() and _is_official(ds, spec, path.read_bytes()):
             paths.append(path)
             continue
         url = base_url.rstrip("/") + "/" + spec.gz_name
@@ -712,12 +663,11 @@ def download(
                 f"Could not download {url}: {e}. Copy the four files ({names}) "
                 f"into {target} by other means.") from e
         blob = partial.read_bytes()
-        digest = _digest(ds.algo, blob)
-        if digest != spec.gz_md5 and not _same_content(ds, spec, blob):
+        if not _is_official(ds, spec, blob):
             partial.unlink()
             raise DataError(
-                f"{url} has {ds.algo} {digest}, the official {spec.gz_name} has {spec.gz_md5}; "
-                "try another mirror with --base-url.")
+                f"{url} has {ds.algo} {_digest(ds.algo, blob)}, the official {spec.gz_name} has "
+                f"{spec.gz_md5}; try another mirror with --base-url.")
         partial.replace(path)
         paths.append(path)
     return paths

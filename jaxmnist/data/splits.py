@@ -2,10 +2,8 @@
 
 Split kinds (:data:`SPLIT_KINDS`): ``none`` (the files' train / test), ``keras`` (the LAST
 fraction of train, S1), ``holdout`` (a seeded random holdout, S2), ``merged`` (train + test
-pooled and re-split, S3). :func:`split_problems` says what each needs; :data:`DATA_DEFAULTS`
-holds every data key's one default.
+pooled and re-split, S3).
 """
-
 
 from __future__ import annotations
 
@@ -45,13 +43,13 @@ def _check_pair(x: np.ndarray, y: np.ndarray) -> int:
     return len(x)
 
 
-def keras_validation_split(
-    x: np.ndarray, y: np.ndarray, fraction: float
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """The LAST ``fraction`` of ``(x, y)``, unshuffled, as Keras' ``validation_split``.
+_Parts = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]  # two parts: (x, y, x, y)
 
-    ``split_at = floor(n * (1 - fraction))`` (S1: 60,000 at 0.2 -> 48,000 / 12,000). Returns
-    ``(train_x, train_y, val_x, val_y)``; ValueError when a side would be empty.
+
+def keras_validation_split(x: np.ndarray, y: np.ndarray, fraction: float) -> _Parts:
+    """``(train_x, train_y, val_x, val_y)``: the LAST ``fraction`` held out, as Keras does.
+
+    ``split_at = floor(n * (1 - fraction))`` (S1: 60,000 at 0.2 -> 48,000 / 12,000), unshuffled.
     """
     n = _check_pair(x, y)
     if not 0.0 < fraction < 1.0:
@@ -63,16 +61,13 @@ def keras_validation_split(
     return x[:split_at], y[:split_at], x[split_at:], y[split_at:]
 
 
-def random_holdout(
-    x: np.ndarray, y: np.ndarray, k: int, seed: int
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Holds out ``k`` examples chosen by ``numpy.random.default_rng(seed)`` (S2: 10,000).
+def random_holdout(x: np.ndarray, y: np.ndarray, k: int, seed: int) -> _Parts:
+    """``(train_x, train_y, val_x, val_y)``: ``k`` held out by ``default_rng(seed)`` (S2: 10,000).
 
-    Both parts keep their relative order. Returns ``(train_x, train_y, val_x, val_y)``;
-    ValueError unless ``0 < k < n``.
+    Both parts keep their relative order.
     """
     n = _check_pair(x, y)
-    if not isinstance(k, (int, np.integer)) or isinstance(k, bool) or not 0 < k < n:
+    if not _positive_int(k) or k >= n:
         raise ValueError(f"val_size must be an integer with 0 < val_size < {n}, got {k!r}")
     rng = np.random.default_rng(seed)
     is_val = np.zeros(n, dtype=bool)
@@ -80,16 +75,11 @@ def random_holdout(
     return x[~is_val], y[~is_val], x[is_val], y[is_val]
 
 
-def merged_split(
-    train: tuple[np.ndarray, np.ndarray],
-    test: tuple[np.ndarray, np.ndarray],
-    test_fraction: float,
-    seed: int,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Merges train and test, shuffles with ``seed``, splits off ``test_fraction`` (S3).
+def merged_split(train: tuple[np.ndarray, np.ndarray], test: tuple[np.ndarray, np.ndarray],
+                 test_fraction: float, seed: int) -> _Parts:
+    """``(train_x, train_y, test_x, test_y)``: pooled, shuffled, ``ceil(n * test_fraction)`` test.
 
-    The test size is ``ceil(n * test_fraction)``, as scikit-learn's ``train_test_split`` (70,000 at
-    0.2 -> 56,000 / 14,000). Returns ``(train_x, train_y, test_x, test_y)``, shuffled.
+    As scikit-learn's ``train_test_split`` (S3: 70,000 at 0.2 -> 56,000 / 14,000).
     """
     x = np.concatenate([train[0], test[0]])
     y = np.concatenate([train[1], test[1]])
@@ -120,9 +110,8 @@ _SPEC_KEYS = {
     "name", "split", "val_fraction", "val_size", "test_fraction", "seed",
     "train_limit", "val_limit", "test_limit",
 }  # fmt: skip
-_NEEDS = {"none": (), "keras": ("val_fraction",), "holdout": ("val_size",),
-          "merged": ("test_fraction",)}  # fmt: skip
-SPLIT_NEEDS = _NEEDS
+SPLIT_NEEDS = {"none": (), "keras": ("val_fraction",), "holdout": ("val_size",),
+               "merged": ("test_fraction",)}  # fmt: skip
 """Which parameter each split kind needs (the study schema reads it from here)."""
 DATA_DEFAULTS: dict[str, Any] = {
     "name": "mnist", "source": "auto", "val_fraction": None, "val_size": None,
@@ -134,11 +123,9 @@ DATA_DEFAULTS: dict[str, Any] = {
 
 def split_problems(spec: Mapping[str, Any],
                    train_size: int | None = MNIST_TRAIN) -> list[tuple[str, str]]:
-    """``(key, message)`` for every problem of a data spec's split; empty when valid.
+    """``(key, message)`` for every problem of a data spec's split (THE split rules).
 
-    The one place the split rules live: :func:`make_splits` applies them before loading, the study
-    schema with the ranges. ``train_size`` bounds ``val_size``; None checks only which parameters
-    are given.
+    ``train_size`` bounds ``val_size``; None checks only which parameters are given.
     """
     kind = spec.get("split")
     needs = SPLIT_NEEDS[kind]
@@ -184,23 +171,14 @@ def expected_sizes(data: Mapping[str, Any]) -> tuple[int, int, int]:
     return sizes["train"], sizes["val"], sizes["test"]
 
 
-def make_splits(
-    spec: Mapping[str, Any],
-    *,
-    source: str = "auto",
-    data_dir: str | os.PathLike[str] | None = None,
-) -> Splits:
+def make_splits(spec: Mapping[str, Any], *, source: str = "auto",
+                data_dir: str | os.PathLike[str] | None = None) -> Splits:
     """A study's :class:`Splits` from its data spec (what the sweep calls); deterministic.
 
-    Spec keys, all but ``split`` optional: ``name`` (a dataset, default ``"mnist"``), ``split``
-    (:data:`SPLIT_KINDS`), its one parameter (``val_fraction``, ``val_size`` or ``test_fraction``:
-    one it does not use is an error, almost always a typo), ``seed`` (default 0) and
-    ``train_limit`` / ``val_limit`` / ``test_limit`` (the first N of each part, after splitting).
-    ``source="synthetic"`` draws only the images the spec keeps.
-
-    Raises:
-        ValueError: unknown key, missing or impossible value (e.g. ``val_size >= 60000``).
-        DataError: the data could not be loaded.
+    Spec keys, all but ``split`` optional: ``name`` (default ``"mnist"``), ``split``, its one
+    parameter (:data:`SPLIT_NEEDS`), ``seed`` (default 0) and ``train_limit`` / ``val_limit`` /
+    ``test_limit`` (the first N of each part, after splitting); docs/data.md. ValueError for a
+    bad spec, DataError when the data cannot be loaded.
     """
     unknown = set(spec) - _SPEC_KEYS
     if unknown:
@@ -234,24 +212,22 @@ def make_splits(
         test = load_dataset("test", source=source, data_dir=data_dir, dataset=name)
     val: tuple[np.ndarray, np.ndarray] | tuple[None, None] = (None, None)
     if kind == "keras":
-        tx, ty, vx, vy = keras_validation_split(*train, float(spec["val_fraction"]))
-        train, val = (tx, ty), (vx, vy)
+        parts = keras_validation_split(*train, float(spec["val_fraction"]))
+        train, val = parts[:2], parts[2:]
     elif kind == "holdout":
-        tx, ty, vx, vy = random_holdout(*train, spec["val_size"], seed)
-        train, val = (tx, ty), (vx, vy)
+        parts = random_holdout(*train, spec["val_size"], seed)
+        train, val = parts[:2], parts[2:]
     elif kind == "merged":
-        tx, ty, sx, sy = merged_split(train, test, float(spec["test_fraction"]), seed)
-        train, test = (tx, ty), (sx, sy)
+        parts = merged_split(train, test, float(spec["test_fraction"]), seed)
+        train, test = parts[:2], parts[2:]
 
-    train = take(*train, spec.get("train_limit"))
-    test = take(*test, spec.get("test_limit"))
-    if val[0] is not None:
-        val = take(val[0], val[1], spec.get("val_limit"))
-    if source == "synthetic":
-        train, test = (_draw(train[0]), train[1]), (_draw(test[0]), test[1])
-        if val[0] is not None:
-            val = (_draw(val[0]), val[1])
-    return Splits(train[0], train[1], val[0], val[1], test[0], test[1])
+    arrays = []
+    for part, (x, y) in (("train", train), ("val", val), ("test", test)):
+        if x is not None:
+            x, y = take(x, y, spec.get(f"{part}_limit"))
+            x = _draw(x) if source == "synthetic" else x
+        arrays += [x, y]
+    return Splits(*arrays)
 
 
 def _draw(ids: np.ndarray) -> np.ndarray:

@@ -1,11 +1,8 @@
 """A synthetic, MNIST-shaped digit set: deterministic, learnable, any size, no download.
 
-Each digit is a jittered, slanted, stretched stroke template of its class drawn with a random
-pen, fitted into 20x20 and centred by mass in 28x28 on an exact-0 background, as MNIST; so
-everything runs on it as on MNIST, only the accuracies differ (tests/test_synthetic.py checks
-that it is learnable but not a lookup). Image ``i`` depends only on ``(seed, split, i)``:
-subsets draw alone and a larger set starts with the smaller one. "train" has 60,000 indices,
-"test" 10,000, like MNIST. numpy only.
+Each digit is a jittered stroke template of its class drawn with a random pen, fitted and
+centred as MNIST's (docs/data.md). Image ``i`` depends only on ``(seed, split, i)``, so subsets
+draw alone; "train" has 60,000 indices, "test" 10,000. numpy only.
 """
 
 from __future__ import annotations
@@ -108,10 +105,7 @@ def _strokes(keys: np.ndarray, digit: np.ndarray) -> tuple[np.ndarray, np.ndarra
 
 
 def _center_by_mass(img: np.ndarray) -> np.ndarray:
-    """Shifts each image by whole pixels so its centre of mass is nearest to (14, 14).
-
-    As MNIST and ``jaxmnist.serve.preprocess`` do; a shift never pushes ink out of the field.
-    """
+    """Shifts each image by whole pixels so its centre of mass is nearest to (14, 14), in field."""
     n = len(img)
     mass = img.reshape(n, -1).sum(1).astype(np.float64)
     grid = np.arange(FIELD)

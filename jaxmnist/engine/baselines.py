@@ -1,8 +1,6 @@
 """scikit-learn baseline for S3: ``MLPClassifier`` on the same split and hidden widths.
 
-S3's table shows four numbers per depth x width model: our sklearn run, jaxmnist, the paper's
-sklearn run and the paper's module. The settings match the members where sklearn allows
-(plain SGD, no L2, no early stopping; docs/studies.md, "S3 baseline"). No jax here.
+Settings match the members where sklearn allows (docs/studies.md, "S3 baseline"). No jax here.
 """
 
 from __future__ import annotations

@@ -1,9 +1,7 @@
 """Orbax checkpoints of a group's grid state (``ckpt/group_<g>/``), to resume a run exactly.
 
-A member's final parameters for the demo and the report are NumPy files owned by
-:mod:`jaxmnist.runs.rundir`. In a multi-process run every process calls :meth:`restore` and
-:meth:`save` at the same points (orbax synchronises them) and writes its own shards
-(``ocdbt.process_<i>/``) into the one directory, which every host must therefore share.
+Every process of a run calls :meth:`restore` and :meth:`save` at the same points and writes its
+own shards into the one directory, which every host must therefore share.
 """
 
 from __future__ import annotations
@@ -14,12 +12,9 @@ from typing import Any
 
 
 class GroupCheckpointer:
-    """The fit loop's checkpoints of one group: restore the latest, save every N epochs.
+    """The fit loop's checkpoints of one group: restore the latest, save every ``every`` epochs.
 
-    Args:
-        directory: The group's checkpoint folder (made absolute: orbax needs that).
-        every: Save after every this many epochs; the final epoch is always saved.
-        keep: How many of the latest checkpoints to keep on disk.
+    The final epoch is always saved; ``keep`` latest checkpoints stay on disk.
     """
 
     def __init__(self, directory: str | os.PathLike, *, every: int = 1, keep: int = 2):
@@ -43,10 +38,7 @@ class GroupCheckpointer:
         return step, self.manager.restore(step, args=ocp.args.StandardRestore(abstract))
 
     def save(self, epoch: int, carry: Any, *, final: bool = False) -> None:
-        """Saves ``carry`` after ``epoch`` when due (always when ``final``) and waits for disk.
-
-        Waiting keeps the promise simple: once an epoch is reported, its checkpoint is complete.
-        """
+        """Saves ``carry`` after ``epoch`` when due (always when ``final``) and waits for disk."""
         import orbax.checkpoint as ocp
 
         if final or epoch % self.every == 0:

@@ -1,10 +1,7 @@
 """Multi-process runs: JAX's distributed runtime, host <-> global arrays, and who writes.
 
-Every process runs the same program; after :func:`initialize` the engine's mesh spans every
-process's devices and each process feeds and computes only its own members. Settings come from
-``JAXMNIST_*`` environment variables, so one command line serves every process (docs/
-distributed.md). Process 0 (:func:`is_primary`) alone writes the run directory; orbax
-checkpoints are written by all processes together.
+Every process runs the same program over a mesh of every process's devices, configured by
+``JAXMNIST_*`` variables; process 0 alone writes the run directory (docs/distributed.md).
 """
 
 from __future__ import annotations
@@ -75,11 +72,8 @@ def _positive_int(environ: Mapping[str, str], name: str, default: int | None) ->
 def settings_from_env(environ: Mapping[str, str] | None = None) -> Settings:
     """Reads and checks the ``JAXMNIST_*`` settings (``environ`` default ``os.environ``).
 
-    Coordinator, process count and id: all three, or none (``None``: JAX detects them on SLURM,
-    Open MPI and Cloud TPU).
-
-    Raises:
-        DistributedError: Only some of the three are set, or a value is malformed.
+    Coordinator, process count and id: all three, or none (JAX detects them on SLURM, Open MPI
+    and Cloud TPU); DistributedError otherwise, or for a malformed value.
     """
     environ = os.environ if environ is None else environ
     coordinator = environ.get(ENV_COORDINATOR, "").strip() or None
@@ -110,18 +104,13 @@ def settings_from_env(environ: Mapping[str, str] | None = None) -> Settings:
 
 
 def initialize(settings: Settings) -> None:
-    """Joins this process to the run; call before anything else touches a JAX device.
-
-    On CPU the cross-process collectives run over gloo (TCP) unless
-    ``JAX_CPU_COLLECTIVES_IMPLEMENTATION`` says otherwise.
-    """
+    """Joins this process to the run (before anything touches a device); CPU collectives: gloo."""
     import jax
 
     if "JAX_CPU_COLLECTIVES_IMPLEMENTATION" not in os.environ:
-        try:
+        # A JAX without the option keeps its default.
+        with contextlib.suppress(AttributeError, KeyError, ValueError):
             jax.config.update("jax_cpu_collectives_implementation", "gloo")
-        except (AttributeError, KeyError, ValueError):  # a JAX without the option: its default
-            pass
     kwargs: dict[str, Any] = dict(initialization_timeout=settings.init_timeout,
                                   heartbeat_timeout_seconds=settings.heartbeat_timeout,
                                   shutdown_timeout_seconds=settings.shutdown_timeout)
@@ -177,10 +166,7 @@ def is_primary() -> bool:
 
 
 def put(tree: Any, sharding: Any) -> Any:
-    """Host values (the same on every process) as global arrays with ``sharding``.
-
-    Each process transfers only its own devices' shards (``jax.device_put`` on one process).
-    """
+    """Host values (the same on every process) as global arrays; each sends its own shards."""
     import jax
 
     if sharding.is_fully_addressable:
@@ -194,10 +180,7 @@ def put(tree: Any, sharding: Any) -> Any:
 
 
 def to_host(tree: Any) -> Any:
-    """The whole value of every array in ``tree`` as NumPy, on every process.
-
-    A collective when arrays span processes: every process calls it, in the same order.
-    """
+    """The whole value of every array in ``tree`` as NumPy (a collective across processes)."""
     import jax
     from jax.experimental import multihost_utils
 
@@ -220,13 +203,9 @@ def stop_together(resume_hint: str = "",
                   passthrough: tuple[type[BaseException], ...] = ()) -> Iterator[None]:
     """A failure inside a multi-process run as one message and exit :data:`EXIT_PEER_LOST`.
 
-    When a peer dies, the next collective fails (or the heartbeat stops this process); without
-    this guard a long traceback is followed by a wait for the heartbeat time-out and a C++ stack
-    (docs/distributed.md). On one process it changes nothing.
-
-    Args:
-        resume_hint: Appended to the message, e.g. where the last checkpoint is.
-        passthrough: Exceptions raised as usual (user errors that every process raises alike).
+    Not a traceback, a heartbeat wait and a C++ stack (docs/distributed.md); on one process a
+    no-op. ``resume_hint`` ends the message; ``passthrough`` errors (every process raises them
+    alike) are raised as usual.
     """
     try:
         yield
@@ -257,10 +236,7 @@ def all_true(flag: bool) -> list[bool]:
 def check_shared_dir(directory: str | os.PathLike) -> None:
     """Checks that every process sees the same ``directory`` (orbax writes all shards there).
 
-    Process 0 writes a random token there; every process must read it back.
-
-    Raises:
-        DistributedError: On every process, naming the processes that do not see the file.
+    Process 0 writes a random token; DistributedError on every process names those not seeing it.
     """
     import jax
     from jax.experimental import multihost_utils

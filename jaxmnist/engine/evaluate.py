@@ -1,7 +1,6 @@
 """A trained group as arrays: test predictions, probabilities, gradients, one result per member.
 
-Nothing here shapes a file: :mod:`jaxmnist.runs.results` turns a :class:`MemberResult` into the
-run directory's JSON.
+Nothing here shapes a file (that is :mod:`jaxmnist.runs.results`).
 """
 
 from __future__ import annotations
@@ -61,11 +60,7 @@ class MemberResult:
 
 def member_results(prog: GroupProgram, state: TrainState, history: np.ndarray,
                    seconds: np.ndarray, resumed: bool, splits: Any) -> list[MemberResult]:
-    """Evaluates every member's final ``state``: one :class:`MemberResult` each, in order.
-
-    ``history``, ``seconds`` and ``resumed`` are the fit loop's (``jaxmnist.engine.fit``);
-    ``splits`` the program's.
-    """
+    """Evaluates every member's final ``state`` (and the fit loop's history): one result each."""
     test_loss, test_acc, test_pred = prog.evaluate(state, prog.test)
     n_test, n_train = splits.test_x.shape[0], prog.program.n_train
     n_probe, n_grad = min(PROBE_IMAGES, n_test), min(GRAD_HIST_IMAGES, n_train)

@@ -50,8 +50,7 @@ def epoch_learning_rates(members: Sequence[Any], epoch: int, steps_per_epoch: in
                          epochs: int) -> list[float | None]:
     """The learning rate each member's optimizer used in the last step of ``epoch``.
 
-    Computed on the host from the plain optax schedule (:func:`jaxmnist.engine.optim.schedule`,
-    the oracle the engine's optimizer is tested against); updates count from 0.
+    From the plain optax schedule on the host (:func:`jaxmnist.engine.optim.schedule`).
     """
     count, out = epoch * steps_per_epoch - 1, []
     for m in members:
@@ -68,8 +67,7 @@ def fit(prog: GroupProgram, *, checkpointer: checkpoint.GroupCheckpointer | None
         callbacks: Sequence[Any] = (), group_index: int = 0) -> FitResult:
     """Trains a built group for its epochs, resuming from the checkpointer's latest save.
 
-    The checkpointer saves ``{state (member order), history, seconds}`` after epochs; the hooks
-    ``on_group_start`` and ``on_epoch_end`` run here, each epoch's after its checkpoint.
+    Checkpoints hold ``{state (member order), history, seconds}``; each epoch's hook runs after it.
     """
     spec, n_members, placement = prog.spec, len(prog.members), prog.placement
     state = prog.init_state
@@ -124,20 +122,17 @@ def fit(prog: GroupProgram, *, checkpointer: checkpoint.GroupCheckpointer | None
 def train_grid(members: Sequence[MemberLike], splits: Any, workdir: str | None = None, *,
                callbacks: Sequence[Any] = (), group_index: int = 0, checkpoint_every: int = 1,
                keep: int = 2, devices: Sequence[Any] | None = None) -> list[MemberResult]:
-    """Trains a group of members as one compiled program and evaluates them.
+    """Trains a group of members as one compiled program; one :class:`MemberResult` each.
 
     Args:
         members: Members or member-config dicts (validated here) sharing all static keys.
-        splits: A ``jaxmnist.data.Splits`` (uint8 images, int32 labels; ``val_x`` may be None).
+        splits: A ``jaxmnist.data.Splits`` (``val_x`` may be None).
         workdir: The group's checkpoint folder (resumed from); ``None``: no checkpoints.
         callbacks: Hook objects (:class:`jaxmnist.engine.hooks.Callback`-like).
         group_index: The group's index within the study, passed to the hooks.
         checkpoint_every: Save every this many epochs (and always the last).
         keep: How many checkpoints to keep.
         devices: Devices to shard the grid over (default: every useful device).
-
-    Returns:
-        One :class:`MemberResult` per member, in member order.
     """
     prog = build_program(members, splits, devices=devices)
     saver = (checkpoint.GroupCheckpointer(workdir, every=checkpoint_every, keep=keep)

@@ -1,13 +1,7 @@
 """The engine's hook points: how training reports to progress bars, files and loggers.
 
-For each group of a study (``group_index`` = its index), :mod:`jaxmnist.engine.fit` calls::
-
-    on_group_start(group_index, GroupStart)            # once, before the first epoch it runs
-    on_epoch_end(group_index, epoch, member_metrics, EpochInfo)   # after each epoch
-    on_group_end(group_index, results)                 # train_grid, after the evaluation
-
-A callback is any object with some of these methods. No jax here: loggers (metrics.jsonl,
-TensorBoard, W&B) are written and tested without it.
+A callback is any object with some of :class:`Callback`'s methods, called for each group of a
+study by :mod:`jaxmnist.engine.fit`. No jax here: loggers are written and tested without it.
 """
 
 from __future__ import annotations
@@ -16,8 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-# The per-epoch numbers of a member, in this order: the keys of ``on_epoch_end``'s rows and the
-# columns of the engine's history arrays (``MemberResult.history``).
+# A member's per-epoch numbers: ``on_epoch_end``'s row keys and the history arrays' columns.
 HISTORY_FIELDS = ("train_loss", "train_acc", "val_loss", "val_acc")
 
 
@@ -54,14 +47,14 @@ class Callback:
     """
 
     def on_group_start(self, group_index: int, info: GroupStart) -> None:
-        """Called once per group, before its first epoch runs."""
+        """Called once per group (``group_index``: its index), before its first epoch runs."""
 
     def on_epoch_end(self, group_index: int, epoch: int,
                      member_metrics: list[dict[str, Any]], info: EpochInfo) -> None:
         """Called after every epoch (1-based ``epoch``)."""
 
     def on_group_end(self, group_index: int, results: list[Any]) -> None:
-        """Called with the group's ``engine.evaluate.MemberResult`` objects, in member order."""
+        """Called by ``train_grid`` after the evaluation, with the ``MemberResult`` s in order."""
 
 
 def emit(callbacks: Sequence[Any], hook: str, *args: Any) -> None:

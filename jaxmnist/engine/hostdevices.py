@@ -1,11 +1,8 @@
 """The CPU layout by default: one single-threaded XLA host device per core on a CPU-only machine.
 
-A grid trains 1.16-1.22x faster on 2 cores as two single-threaded devices, each with its half
-of the members, than on one device splitting every op, bit for bit (docs/performance.md). XLA
-reads its flags once, when JAX starts a backend, so :func:`configure` runs first in
-``python -m jaxmnist.sweep``, :func:`jaxmnist.api.grid` and :func:`jaxmnist.api.run`; validating
-a study starts no backend. This module never imports jax. :func:`decide` says when the flags
-are set (``JAXMNIST_CPU_DEVICES``: ``auto``, ``1`` to opt out, or a count).
+Faster for a grid, bit for bit (docs/performance.md). XLA reads its flags when JAX starts a
+backend, so :func:`configure` runs first in the sweep and the API. Never imports jax.
+``JAXMNIST_CPU_DEVICES``: ``auto``, ``1`` to opt out, or a count.
 """
 
 from __future__ import annotations
@@ -72,12 +69,7 @@ def decide(environ: Mapping[str, str], *, cores: int, accelerator: bool,
     Devices are set only when ``JAXMNIST_CPU_DEVICES`` is ``auto`` or >= 2, the user's
     ``XLA_FLAGS`` name neither flag, the machine is CPU-only as far as can be told without JAX
     (``JAX_PLATFORMS=cpu``, or unset with no accelerator plugin) and no backend has started.
-
-    ``cores``: :func:`usable_cores`; ``accelerator``: :func:`accelerator_installed`;
-    ``started``: :func:`backend_started`.
-
-    Raises:
-        ValueError: ``JAXMNIST_CPU_DEVICES`` is not ``auto`` or a positive whole number.
+    ValueError: ``JAXMNIST_CPU_DEVICES`` is not ``auto`` or a positive whole number.
     """
     wanted = environ.get(ENV_DEVICES, "auto").strip().lower() or "auto"
     if wanted != "auto":
@@ -113,8 +105,7 @@ def configure(environ: os._Environ | dict[str, str] | None = None, *,
               say: bool = True) -> Decision:
     """Sets ``XLA_FLAGS`` for one single-threaded host device per core where it helps.
 
-    Idempotent. ``environ`` defaults to ``os.environ``; ``say`` prints (once per process) why
-    nothing changed when JAX had already started. Raises ``ValueError`` as :func:`decide`.
+    Idempotent; ``say`` prints (once per process) why nothing changed when JAX had started.
     """
     environ = os.environ if environ is None else environ
     decision = decide(environ, cores=usable_cores(), accelerator=accelerator_installed(),

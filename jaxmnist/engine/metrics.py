@@ -1,9 +1,7 @@
 """Per-class metrics from a confusion matrix, and seed statistics (no jax, no sklearn).
 
-precision_c = C[c, c] / column sum (0 when nothing was predicted as c; S2's paper divided by
-10,000, hence its wrong column), recall_c = C[c, c] / row sum (S2's "per-class accuracy"),
-F1_c = 2PR / (P + R) (0 when P + R = 0): scikit-learn's ``precision_recall_fscore_support``
-with ``zero_division=0`` (tests/test_report.py).
+Precision, recall (S2's "per-class accuracy") and F1 as scikit-learn's
+``precision_recall_fscore_support`` with ``zero_division=0`` (tests/test_report.py).
 """
 
 from __future__ import annotations

@@ -16,9 +16,7 @@ import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-# What "auto" means on XLA:CPU: lax.map over the members. A 12-member S0 grid on 2 cores runs
-# at the solo speed per member with it, ~25% slower with vmap at ~4x the peak memory
-# (docs/performance.md, "The grid: CPU_STRATEGY").
+# What "auto" means on XLA:CPU: lax.map over the members (docs/performance.md, "The grid").
 CPU_STRATEGY = "sequential"
 
 
@@ -30,10 +28,9 @@ def resolve_strategy(strategy: str) -> str:
 
 
 def useful_devices(n_members: int, n_devices: int) -> int:
-    """The fewest of ``n_devices`` that reach the least members per device.
+    """The fewest of ``n_devices`` that reach the least members per device (12 on 8: 6).
 
     ``ceil(G / ceil(G / D))``: every device beyond them would train only padding.
-    One member: one device; 12 on 2: 2; 12 on 8: 6 (two members each, as on 8).
     """
     if n_devices <= 1 or n_members <= 1:
         return 1
@@ -43,11 +40,9 @@ def useful_devices(n_members: int, n_devices: int) -> int:
 def member_layout(rates: Sequence[float], n_padded: int, n_devices: int) -> np.ndarray:
     """Grid position p trains member ``layout[p]`` (``[n_padded]`` int64, a permutation).
 
-    The grid axis is split into ``n_devices`` contiguous blocks; members are dealt one device
-    after another by decreasing learning rate (ties in member order; a non-number counts as 0),
-    then the padding. The largest rates are the likeliest to diverge (S2's Adam and RMSprop at
-    0.1, members 0 and 4), so a frozen member's skipped epochs leave no device with most of the
-    live work (docs/performance.md).
+    Members are dealt to the devices' contiguous blocks by decreasing learning rate (ties in
+    member order; a non-number counts as 0), then the padding: the likeliest to diverge (and
+    skip epochs) are spread out (docs/performance.md).
     """
     if n_devices <= 1:
         return np.arange(n_padded)
@@ -98,10 +93,7 @@ class Placement:
         return jax.tree_util.tree_map(lambda a: np.asarray(a)[position], tree)
 
     def reorder(self, tree: Any, *, to_members: bool) -> Any:
-        """Device arrays from grid into member order (``to_members``) or back.
-
-        Checkpoints hold member order, so a run resumes on another device count.
-        """
+        """Device arrays from grid into member order (``to_members``: checkpoints) or back."""
         if np.array_equal(self.layout, np.arange(self.padded)):
             return tree
         index = np.argsort(self.layout) if to_members else self.layout
@@ -112,10 +104,9 @@ class Placement:
 
 def place(strategy: str, rates: Sequence[float], devices: Sequence[Any] | None = None
           ) -> Placement:
-    """The devices, concrete strategy (``"auto"`` resolved here) and layout of a group.
+    """The devices, concrete strategy and layout of a group.
 
-    ``devices`` default: every device of every process; in one process only the
-    :func:`useful_devices` for ``len(rates)`` members.
+    ``devices`` default: every device of every process; in one process, the useful ones.
     """
     if devices is None:
         devices = jax.devices()

@@ -59,8 +59,7 @@ class GroupSpec:
     batch_size: int
     optimizer: optim.Plan  # the families, schedules and clipping present (optim.plan)
     strategy: str
-    # The penalties any member uses: one that is 0 for every member is left out of the program
-    # (a pass over every kernel per step and its gradient: ~0.5 ms of a ~10 ms S0 step, 2 cores).
+    # The penalties any member uses (docs/performance.md: one 0 for all still costs a pass).
     penalties: tuple[str, ...] = ("l1", "l2")
 
     @classmethod
@@ -130,8 +129,7 @@ def _select(pred: jax.Array, on_true: Any, on_false: Any) -> Any:
 class MemberProgram:
     """One member's pure functions (init, epoch, evaluation), mapped over the grid by the caller.
 
-    ``skip_frozen``: a member frozen at the start of an epoch skips it (a ``lax.cond``: nothing
-    computed). Sequential strategy only: under vmap a branch runs both sides.
+    ``skip_frozen`` (sequential only: vmap runs both branches): a frozen member skips the epoch.
     """
 
     def __init__(self, spec: GroupSpec, n_train: int, skip_frozen: bool = False):
@@ -161,11 +159,7 @@ class MemberProgram:
         return TrainState(params, model_state, opt, jnp.asarray(True), jnp.asarray(0, jnp.int32))
 
     def member_epoch(self, state: TrainState, arrays: MemberArrays, train_x, train_y, epoch):
-        """One epoch of one member: ``(state, loss_sum, correct_sum, seen)``.
-
-        A frozen member's epoch returns its input state and zero sums; with ``skip_frozen``
-        without running the steps.
-        """
+        """One epoch of one member: ``(state, loss_sum, correct_sum, seen)`` (0 when frozen)."""
         if not self.skip_frozen:
             return self._train_epoch(state, arrays, train_x, train_y, epoch)
         zero = jnp.asarray(0.0, jnp.float32)
@@ -215,10 +209,7 @@ class MemberProgram:
         return state, loss_sum, correct_sum, seen
 
     def member_eval(self, variables, eval_x, eval_y, eval_w):
-        """``(loss_sum, correct, preds)`` over a padded ``[steps, EVAL_BATCH, ...]`` split.
-
-        ``variables`` is ``(params, model_state)``: evaluation uses the running statistics.
-        """
+        """``(loss_sum, correct, preds)`` of ``(params, model_state)`` over a padded split."""
         params, model_state = variables
 
         def body(carry, inputs):
@@ -250,9 +241,8 @@ class MemberProgram:
 def _over_members(fn: Callable, strategy: str, mesh: Mesh, shared: tuple = ()) -> Callable:
     """Maps ``fn(*member_args, *shared)`` over the leading grid axis of the member arguments.
 
-    ``vmap`` is partitioned over the mesh by the compiler. A ``lax.map`` is a loop it cannot
-    split, so on several devices each runs the loop over its own members (``shard_map``): every
-    member still runs its own unbatched program, and 4 devices give the bits of one.
+    The compiler partitions ``vmap`` over the mesh; a ``lax.map`` runs per device over its own
+    members (``shard_map``), so 4 devices give the bits of one.
     """
     if strategy == "vmap":
         return jax.vmap(lambda *args: fn(*args, *shared))
@@ -288,8 +278,7 @@ _PER_MODEL: collections.OrderedDict[tuple[int, str], tuple[Any, Any]] = (
 def per_model(model: models.Model, what: str, make: Callable[[models.Model], Any]) -> Any:
     """``make(model)`` (a jitted function of a built model), once per model object.
 
-    ``models.build`` returns the same object for the same config, so the compiles are kept; the
-    entry holds the model, so its ``id`` is not reused while the entry lives.
+    The entry holds the model, so its ``id`` is not reused while the entry lives.
     """
     return kept(_PER_MODEL, (id(model), what), lambda: (model, make(model)),
                 8 * COMPILED_GROUPS_KEPT)[1]
@@ -397,14 +386,8 @@ def build_program(members: Sequence[MemberLike], splits: Any, *,
                   devices: Sequence[Any] | None = None) -> GroupProgram:
     """Validates a group, places it, puts its data on the devices and compiles its epoch.
 
-    Args:
-        members: Members (or member-config dicts, validated here) that share all static keys.
-        splits: A ``jaxmnist.data.Splits``.
-        devices: Devices to shard the grid over (default: :func:`placement.place`'s choice).
-
-    Raises:
-        GridError: the members cannot train together, or the training split is empty.
-        jaxmnist.config.ConfigError: a member config is invalid (every problem listed).
+    ``members`` (or member-config dicts) share all static keys; ``devices`` default to
+    :func:`placement.place`'s choice. GridError: they cannot train together, or no training data.
     """
     members = as_members(members)
     spec = GroupSpec.from_members(members)

@@ -1,7 +1,6 @@
 """Shared pieces of the model zoo: input scaling, activations, initializers, dropout, validation.
 
-Plain functions of arrays. Specs (activation and initializer names with optional parameters) are
-validated eagerly, so a bad study fails before anything compiles.
+Specs (names with optional parameters) are validated eagerly: a bad study fails before compiling.
 """
 
 from __future__ import annotations
@@ -26,8 +25,7 @@ IMAGE_SHAPE = (28, 28, 1)
 def to_unit_float(x: Array) -> Array:
     """Images as float32: uint8 pixels scaled to [0, 1], floats (already scaled) only cast.
 
-    THE one place of the ``/255``: data stays uint8 on the device (4x less memory and bandwidth)
-    and every model calls this first.
+    THE one place of the ``/255``: data stays uint8 on the device and every model calls this.
     """
     x = jnp.asarray(x)
     if jnp.issubdtype(x.dtype, jnp.integer):
@@ -47,13 +45,6 @@ def check_choice(value: Any, choices: Sequence[Any], what: str) -> None:
     """Raises ``ValueError`` unless ``value`` is one of ``choices``."""
     if value not in choices:
         raise ValueError(f"{what}: {value!r} is not valid; valid choices are {list(choices)}")
-
-
-def check_rate(value: Any, what: str) -> float:
-    """Returns ``value`` as a float dropout rate in [0, 1), or raises ``ValueError``."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value < 1.0:
-        raise ValueError(f"{what}: dropout rate must be a number in [0, 1), got {value!r}")
-    return float(value)
 
 
 def spec_name(spec: Spec, what: str) -> tuple[str, dict[str, Any]]:
@@ -90,11 +81,7 @@ ACTIVATIONS = tuple(_ACTIVATIONS)
 
 
 def validate_activation(spec: Spec, what: str = "activation") -> Spec:
-    """Returns an activation spec unchanged once valid (``leaky_relu``/``elu`` take ``alpha``).
-
-    Raises:
-        ValueError: unknown name, unknown parameter or non-numeric parameter.
-    """
+    """Returns an activation spec unchanged once valid (``leaky_relu``/``elu`` take ``alpha``)."""
     name, kwargs = spec_name(spec, what)
     check_choice(name, ACTIVATIONS, what)
     check_keys(kwargs, _ACTIVATION_PARAMS.get(name, ()), f"{what} {name!r}")
@@ -131,9 +118,6 @@ def validate_init(spec: Spec, what: str = "init") -> Spec:
 
     ``uniform`` takes ``low``/``high`` (default -0.05/0.05), ``normal`` ``mean`` (0) and ``std``
     OR ``variance`` (std 0.05); aliases: zero, xavier(_uniform), xavier_normal, he (= he_normal).
-
-    Raises:
-        ValueError: unknown name or parameter, both std and variance, non-positive spread.
     """
     name, kwargs = spec_name(spec, what)
     check_choice(name, INITIALIZERS, what)
@@ -154,8 +138,7 @@ def _from_uniform(v: Array, spec: Spec, fan_in: int, fan_out: int) -> Array:
     """Maps uniform draws ``v`` in (-1, 1) to ``spec``'s distribution (inverse CDF).
 
     Normals are ``sqrt(2) * erfinv(v)``, as ``jax.random.normal`` makes them; glorot/he normal
-    are truncated at 2 std and rescaled to variance ``2/(fan_in+fan_out)`` or ``2/fan_in``
-    (Keras' convention). Fans follow Keras: dense ``(in, out)``, conv ``(kh*kw*cin, kh*kw*cout)``.
+    are truncated at 2 std with Keras' variance and fans (docs/models.md).
     """
     name, kw = spec_name(spec, "init")
     name = _INIT_ALIASES.get(name, name)
@@ -207,9 +190,8 @@ def _is_constant(sp: ParamSpec) -> bool:
 def init_params(key: Array, plan: Any) -> Params:
     """Creates a params tree from a plan (a nested dict with :class:`ParamSpec` leaves).
 
-    All random leaves come from ONE uniform draw, sliced per leaf and mapped to its
-    distribution: a single PRNG call compiles in a fraction of the time of one call per layer
-    (SqueezeNet: ~2.5 s instead of ~14 s on the 2-core CPU), for solo and vmapped inits alike.
+    All random leaves come from ONE uniform draw, sliced per leaf: one PRNG call compiles much
+    faster than one per layer (docs/models.md).
     """
     specs = jax.tree_util.tree_leaves(plan, is_leaf=_is_spec)
     sizes = [0 if _is_constant(sp) else math.prod(sp.shape) for sp in specs]
@@ -232,9 +214,6 @@ def dropout(x: Array, rate: float, *, train: bool, key: Array | None) -> Array:
 
     ``rate`` and ``train`` are static (eval and rate 0 compile to the identity); the key is
     traced, so every member of a grid has its own.
-
-    Raises:
-        ValueError: training with ``rate > 0`` and no key.
     """
     if not train or rate == 0.0:
         return x

@@ -1,11 +1,9 @@
 """Fast XLA:CPU convolutions for ANY JAX function, by rewriting its jaxpr: :func:`fast_cpu_convs`.
 
-On XLA:CPU a ``lax.conv_general_dilated`` inside a loop body (``lax.scan``, ``lax.map``: how the
-engine runs an epoch) is an order of magnitude slower than jitted alone (jax-ml/jax#12868): a Flax
-``nnx.Conv`` CNN trains at ~90 images/s in ``lax.scan`` on 2 cores, ~1,000 jitted per step. The
-zoo calls :mod:`jaxmnist.models.layers`' im2col kernels itself; user models (Flax ``nn.Conv``,
-``nn.max_pool``) emit the primitives, which this interpreter replaces by the same kernels at
-trace time (measurements: docs/performance.md, issue 19).
+On XLA:CPU a convolution inside a loop body (how the engine runs an epoch) is an order of
+magnitude slower than jitted alone (jax-ml/jax#12868). User models (Flax ``nn.Conv``,
+``nn.max_pool``) emit the primitives, which this interpreter replaces at trace time by the zoo's
+kernels (:mod:`jaxmnist.models.layers`; docs/byo.md, docs/performance.md, issue 19).
 """
 
 from __future__ import annotations
@@ -42,23 +40,10 @@ _REMAT_NAMES = ("remat2", "checkpoint", "remat")
 def fast_cpu_convs(fn: F, *, backend: str | None = None) -> F:
     """Returns ``fn`` with its convolutions and max-pools rewritten for XLA:CPU.
 
-    Each call traces ``fn`` (array leaves traced, other leaves static) and evaluates the jaxpr,
-    replacing floating ``conv_general_dilated`` with ``batch_group_count == 1`` (any layout,
-    N-D, strides, padding, dilations, feature groups) by :func:`layers.im2col_matmul`, and
-    window == stride ``reduce_window_max`` with padding >= 0 by :func:`layers.window_max`.
-    Anything else binds unchanged; ``jit``, ``scan``, ``while``, ``cond``, ``checkpoint`` and the
-    primal of custom-derivative functions are recursed into. Take gradients outside
-    (``jax.value_and_grad(fast_cpu_convs(loss))``); it composes with ``jit``, ``vmap``,
-    ``lax.scan`` and ``shard_map`` (details and measurements: docs/byo.md, docs/performance.md).
-
-    Args:
-        fn: The function to transform.
-        backend: Where it will run; default ``jax.default_backend()``, asked at the first call
-            (so wrapping a model starts no backend). Not ``"cpu"``: ``fn`` runs unchanged (cuDNN
-            and TPU convolutions are fast inside loops).
-
-    Returns:
-        A function with ``fn``'s signature and results.
+    Each call traces ``fn`` (array leaves traced, the rest static) and evaluates the jaxpr with
+    floating convolutions and window == stride max-pools replaced; what it covers: docs/byo.md.
+    Take gradients outside (``jax.value_and_grad(fast_cpu_convs(loss))``). ``backend`` (default
+    ``jax.default_backend()``, asked at the first call) other than ``"cpu"``: ``fn`` unchanged.
     """
 
     @functools.wraps(fn)
@@ -73,11 +58,9 @@ def fast_cpu_convs(fn: F, *, backend: str | None = None) -> F:
 def rewrite_stats(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> dict[str, int]:
     """Counts what :func:`fast_cpu_convs` rewrites in ``fn(*args, **kwargs)`` (a debug helper).
 
-    Traces abstractly, on any backend; pass the untransformed ``fn``.
-
-    Returns:
-        ``{"conv", "max_pool", "conv_fallback", "max_pool_fallback", "subjaxpr"}``: equations
-        rewritten, left as the original primitive, and higher-order equations rewritten inside.
+    Traces the untransformed ``fn`` abstractly, on any backend. Returns ``{"conv", "max_pool",
+    "conv_fallback", "max_pool_fallback", "subjaxpr"}``: equations rewritten, left as the
+    original primitive, and higher-order equations rewritten inside.
     """
     stats = _Stats()
     dyn, rebuild = _split_static(args, kwargs)

@@ -1,10 +1,8 @@
 """Layer primitives as pure functions on NHWC float32 arrays, and the one im2col convolution.
 
-A layer is a ``*_spec`` (a plan of leaves for :func:`jaxmnist.models.common.init_params`) and a
-forward function. Convolutions run as ``"lax"`` (best on GPU/TPU) or ``"im2col"``: XLA:CPU runs
-a convolution inside a loop ~12x slower than jitted alone (jax-ml/jax#12868). ``"auto"`` picks
-when the model is traced. :mod:`jaxmnist.models.cpu_kernels` gives users' convolutions the same
-kernels. Why each kernel looks as it does: docs/performance.md, "What made S0's CNN fast".
+A layer is a ``*_spec`` (a plan for :func:`jaxmnist.models.common.init_params`) and a forward
+function. Convolutions run as ``"lax"`` (GPU/TPU) or ``"im2col"`` (XLA:CPU, where a convolution
+in a loop is slow); why each kernel looks as it does: docs/performance.md.
 """
 
 from __future__ import annotations
@@ -22,13 +20,14 @@ from jaxmnist.models.common import Array, Params, ParamSpec, Spec, check_choice
 
 CONV_IMPLS = ("auto", "lax", "im2col")
 PADDINGS = ("valid", "same")
+
+
 def resolve_conv_impl(impl: str = "auto", backend: str | None = None) -> str:
     """A concrete implementation; ``"auto"`` asks ``backend`` (default: JAX's, started)."""
     check_choice(impl, CONV_IMPLS, "conv_impl")
     if impl != "auto":
         return impl
-    # im2col on XLA:CPU, solo and in a grid (docs/performance.md); accelerators have tuned
-    # convolution kernels (cuDNN, TPU).
+    # Accelerators have tuned convolution kernels (cuDNN, TPU).
     return "im2col" if (backend or jax.default_backend()) == "cpu" else "lax"
 
 
@@ -108,15 +107,9 @@ def im2col_matmul(xp: Array, w2: Array, geom: tuple, precision: Any = None,
                   preferred: Any = None) -> Array:
     """A valid convolution as ``patches(xp) @ w2`` -> ``[N, *outs, O]``, with a custom VJP.
 
-    The backward contracts the rows of ``P`` and ``dY`` (no transpose of the big operand),
-    computes ``dP = dY W^T`` and runs :func:`_col2im`: 1.8x autodiff's speed in ``lax.scan``.
-
-    Args:
-        xp: ``[N, *spatial, C]``, already padded.
-        w2: The kernel as ``[T*C, O]`` (HWIO flattened).
-        geom: ``(kernel sizes, strides, kernel dilation, output sizes)`` per spatial axis.
-        precision: Passed to the matmuls.
-        preferred: The forward matmul's ``preferred_element_type``.
+    ``xp`` is ``[N, *spatial, C]``, already padded; ``w2`` the HWIO kernel as ``[T*C, O]``;
+    ``geom`` ``(kernel sizes, strides, kernel dilation, output sizes)`` per spatial axis. The
+    backward contracts rows (no transpose of the big operand) and runs :func:`_col2im`.
     """
     ks, strides, dil, outs = geom
     k, o = w2.shape
@@ -150,18 +143,10 @@ def im2col_matmul(xp: Array, w2: Array, geom: tuple, precision: Any = None,
 
 
 def conv2d(x: Array, w: Array, *, padding: str = "valid", impl: str = "auto") -> Array:
-    """Stride-1 2-D convolution (cross-correlation, like Keras), WITHOUT bias.
+    """Stride-1 2-D convolution (cross-correlation, like Keras) of NHWC by HWIO, WITHOUT bias.
 
     The caller adds the bias, after a max-pool if any (the same values on 4x fewer elements).
-
-    Args:
-        x: ``[B, H, W, C]`` float32.
-        w: ``[kh, kw, C, O]``.
-        padding: ``"valid"`` or ``"same"`` (TF convention).
-        impl: One of :data:`CONV_IMPLS`, resolved here (at trace time).
-
-    Returns:
-        ``[B, H', W', O]``.
+    ``padding``: ``"valid"`` or ``"same"`` (TF convention); ``impl`` is resolved when traced.
     """
     impl = resolve_conv_impl(impl)
     kh, kw, c, o = w.shape
@@ -201,13 +186,8 @@ def _window_axes(win: tuple) -> tuple[int, ...]:
 def window_max(x: Array, win: tuple, pads: tuple) -> Array:
     """Window == stride max-pool; the gradient goes to each window's FIRST max (row-major).
 
-    As TensorFlow's MaxPool and XLA's ``select_and_scatter_add``: a reshape + reduce forward and
-    a one-select backward from an int8 position (autodiff splits ties: ~5 ms of an S0 step).
-
-    Args:
-        x: Any rank, floating.
-        win: Window (= stride) per axis, 1 where not pooled.
-        pads: ``(lo, hi)`` padding >= 0 per axis.
+    As TensorFlow's MaxPool. ``win``: window (= stride) per axis of ``x``, 1 where not pooled;
+    ``pads``: ``(lo, hi)`` padding >= 0 per axis.
     """
     shape, k, axes = x.shape, int(np.prod(win)), _window_axes(win)
     idx_dtype = np.int8 if k <= 127 else np.int32

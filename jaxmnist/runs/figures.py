@@ -1,7 +1,6 @@
 """The report's figures (matplotlib, Agg): PNGs from a run directory's files. No jax.
 
-Every figure has a title, labelled axes and the run's footer (device, epochs, data sizes;
-"REDUCED RUN" and why, for a reduced run), at about 100 dpi.
+Every figure has a title, labelled axes and the run's footer ("REDUCED RUN" and why, if so).
 """
 
 from __future__ import annotations
@@ -22,6 +21,7 @@ matplotlib.use("Agg")  # files only; never needs a display
 
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from PIL import Image  # noqa: E402  (a dependency of jaxmnist and of matplotlib)
 
 from jaxmnist.engine import metrics  # noqa: E402
 from jaxmnist.runs import rundir
@@ -41,13 +41,8 @@ def _save(fig, run: RunView, path: Path) -> Path:
     buf = io.BytesIO()
     fig.savefig(buf, dpi=DPI, format="png")
     plt.close(fig)
-    try:  # a 256-colour palette keeps committed figures small (line plots lose nothing visible)
-        from PIL import Image
-
-        buf.seek(0)
-        Image.open(buf).convert("RGB").quantize(colors=256).save(path, optimize=True)
-    except ImportError:
-        path.write_bytes(buf.getvalue())
+    # A 256-colour palette keeps committed figures small (line plots lose nothing visible).
+    Image.open(buf).convert("RGB").quantize(colors=256).save(path, optimize=True)
     return path
 
 
@@ -56,6 +51,17 @@ def _layout(fig, bottom: float = 0.0, right: float = 0.97, top: float = 0.0) -> 
     h = fig.get_figheight()
     fig.subplots_adjust(left=0.08, right=right, bottom=bottom + 0.95 / h, top=1 - top - 0.75 / h,
                         wspace=0.32, hspace=0.45)
+
+
+def _class_ticks(ax, run: RunView, rotation: int = 45, y: bool = False) -> None:
+    """Ticks 0..9 on the x (and ``y``) axis, labelled with the class names where not digits."""
+    ax.set_xticks(range(10))
+    if y:
+        ax.set_yticks(range(10))
+    if run.class_word != "digit":
+        ax.set_xticklabels(run.class_names, rotation=rotation, ha="right", fontsize=7)
+        if y:
+            ax.set_yticklabels(run.class_names, fontsize=7)
 
 
 def _seed_curves(point: Point, key: str) -> np.ndarray:
@@ -74,14 +80,12 @@ def curves(run: RunView, points: Sequence[tuple[str, Point]], path: Path, title:
     has_val = any(
         (m.get("history") or [{}])[0].get("val_acc") is not None
         for _, p in points for m in p.members)
-    keys = [("train_acc", "train accuracy"), ("train_loss", "train loss")]
-    if has_val:
-        keys = [("train_acc", "train accuracy"), ("val_acc", "validation accuracy"),
-                ("train_loss", "train loss"), ("val_loss", "validation loss")]
-    ncols = 2
+    keys = [("train_acc", "train accuracy"), ("val_acc", "validation accuracy"),
+            ("train_loss", "train loss"), ("val_loss", "validation loss")]
+    keys = [k for k in keys if has_val or not k[0].startswith("val")]
     nrows = len(keys) // 2
     wide = len(points) > 4  # room on the right for a long legend
-    fig, axes = plt.subplots(nrows, ncols, figsize=(13.5 if wide else 11, 3.4 * nrows + 1.2),
+    fig, axes = plt.subplots(nrows, 2, figsize=(13.5 if wide else 11, 3.4 * nrows + 1.2),
                              squeeze=False)
     colors = plt.get_cmap("tab20" if len(points) > 10 else "tab10")
     pub_hist = _published_history(run)
@@ -143,11 +147,7 @@ def confusion(run: RunView, cm: Sequence[Sequence[int]], path: Path, title: str)
     for ax, data, name, fmt in ((axes[0], cm, "counts", "d"),
                                 (axes[1], norm, "row-normalized (recall)", ".2f")):
         im = ax.imshow(data, cmap="Blues")
-        ax.set_xticks(range(10))
-        ax.set_yticks(range(10))
-        if run.class_word != "digit":
-            ax.set_xticklabels(run.class_names, rotation=60, ha="right", fontsize=7)
-            ax.set_yticklabels(run.class_names, fontsize=7)
+        _class_ticks(ax, run, rotation=60, y=True)
         ax.set_xlabel(f"predicted {run.class_word}")
         ax.set_ylabel(f"true {run.class_word}")
         ax.set_title(name)
@@ -218,9 +218,7 @@ def class_distribution(run: RunView, point: Point, path: Path) -> Path | None:
         ax.bar_label(bars, fontsize=6.5)
     bars = ax.bar(x + 0.2 if train is not None else x, test, 0.4, label=f"test ({test.sum():,})")
     ax.bar_label(bars, fontsize=6.5)
-    ax.set_xticks(x)
-    if run.class_word != "digit":
-        ax.set_xticklabels(run.class_names, rotation=45, ha="right", fontsize=7)
+    _class_ticks(ax, run)
     ax.set_xlabel(run.class_word)
     ax.set_ylabel("images")
     ax.set_title("Class distribution of the run's training and test sets")
@@ -264,9 +262,7 @@ def test_probs(run: RunView, point: Point, path: Path, index: int = 0) -> Path |
     a0.set_title(f"test image {index} (label {run.class_label(label)})")
     bars = a1.bar(range(10), p, color=["C2" if c == label else "C0" for c in range(10)])
     a1.bar_label(bars, labels=[f"{v:.3f}" for v in p], fontsize=7)
-    a1.set_xticks(range(10))
-    if run.class_word != "digit":
-        a1.set_xticklabels(run.class_names, rotation=45, ha="right", fontsize=7)
+    _class_ticks(a1, run)
     a1.set_ylim(0, 1.1)
     a1.set_xlabel("class")
     a1.set_ylabel("probability")
@@ -340,10 +336,9 @@ def dense_chain(params: dict[str, np.ndarray], model_cfg: dict[str, Any]) -> lis
 
 def ffnn_drawing(run: RunView, point: Point, path: Path, show_units: int = 16,
                  edges_per_layer: int = 60) -> Path | None:
-    """An FFNN as layers of nodes; edge colour = sign, width = |weight|.
+    """An FFNN as layers of nodes (edge colour = sign, width = |weight|), subsampled, and says so.
 
-    Subsampled, and says so: the ``show_units`` strongest inputs and units per layer and the
-    ``edges_per_layer`` strongest edges, beside a 28x28 map of each input pixel's summed |weight|.
+    Beside it, a 28x28 map of each input pixel's summed |weight|.
     """
     member = point.rep["member"]
     if member not in rundir.exported_members(run.path):
@@ -356,11 +351,10 @@ def ffnn_drawing(run: RunView, point: Point, path: Path, show_units: int = 16,
     ws = dense_chain(params, point.config["model"])
     if ws is None:
         return None
-    keep = [np.argsort(-np.abs(ws[0]).sum(1))[:show_units]]
-    for w in ws[:-1]:
-        keep.append(np.sort(np.argsort(-np.abs(w).sum(0))[:show_units]))
+    # Per layer, the units (rows of the first matrix: inputs) with the largest summed |weight|.
+    keep = [np.sort(np.argsort(-np.abs(ws[0]).sum(1))[:show_units])]
+    keep += [np.sort(np.argsort(-np.abs(w).sum(0))[:show_units]) for w in ws[:-1]]
     keep.append(np.arange(ws[-1].shape[1]))
-    keep[0] = np.sort(keep[0])
     fig, (ax, ax_map) = plt.subplots(1, 2, figsize=(12, 6.4),
                                      gridspec_kw={"width_ratios": [2.6, 1]})
     xs = np.linspace(0, 1, len(keep))
@@ -432,13 +426,11 @@ def write_figures(run: RunView) -> list[Path]:
                     for kind, file, what in hists]
     written.append(heatmap(run, out / "grid_heatmap.png"))
     seed = best.rep["config"].get("seed")
-    if best.rep.get("confusion_test"):  # absent while the best point is still training
-        written.append(confusion(run, best.rep["confusion_test"], out / "confusion_test.png",
-                                 f"Test confusion matrix, best point: {best.label} (seed {seed})"))
-    if best.rep.get("confusion_train"):
-        written.append(confusion(run, best.rep["confusion_train"], out / "confusion_train.png",
-                                 f"Train confusion matrix, best point: {best.label} "
-                                 f"(seed {seed})"))
+    for split in ("test", "train"):  # absent while the best point is still training
+        if best.rep.get(f"confusion_{split}"):
+            written.append(confusion(
+                run, best.rep[f"confusion_{split}"], out / f"confusion_{split}.png",
+                f"{split.title()} confusion matrix, best point: {best.label} (seed {seed})"))
     if not exps and 1 < len(run.points) <= 4:  # S4: one matrix per depth, as the paper shows
         for p in run.points:
             if p.rep.get("confusion_test"):

@@ -1,10 +1,7 @@
 """Loggers on the engine's hooks: TensorBoard event files, and the user's own callbacks.
 
-Every run writes tensorboardX events (no TensorFlow) under ``<run>/tensorboard/``, one sub-run
-per member (``m003_adam_lr0.01_seed0``): per epoch the curves of ``metrics.jsonl`` and the
-learning rate, at the end the test loss and accuracy, and the hyperparameters (HParams).
-``--callback file.py:factory`` adds the user's own logger (``factory(run_dir, config)``
-returns a :class:`~jaxmnist.engine.hooks.Callback`): docs/tensorboard.md. No jax, no tensorflow.
+Every run writes tensorboardX events under ``<run>/tensorboard/``, one sub-run per member;
+``--callback file.py:factory`` adds the user's own logger (docs/tensorboard.md). No jax.
 """
 
 from __future__ import annotations
@@ -16,7 +13,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from jaxmnist import importspec
+from jaxmnist import importspec, trees
 from jaxmnist.engine.hooks import Callback, EpochInfo, GroupStart
 
 TENSORBOARD_DIR = "tensorboard"  # under the run directory
@@ -33,25 +30,15 @@ def member_run_name(member: Mapping[str, Any]) -> str:
     return f"m{int(member['member']):03d}" + (f"_{label[:75]}" if label else "")
 
 
-def _hparams(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+def _hparams(config: Mapping[str, Any]) -> dict[str, Any]:
     """A member config as flat ``{"optim.learning_rate": 0.01, ...}`` of TensorBoard types."""
-    out: dict[str, Any] = {}
-    for key, value in config.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, Mapping):
-            out.update(_hparams(value, f"{name}."))
-        elif isinstance(value, bool | int | float | str):
-            out[name] = value
-        elif value is not None:
-            out[name] = json.dumps(value)  # lists, per-layer specs: compared as text
-    return out
+    # Lists and per-layer specs are compared as text.
+    return {k: v if isinstance(v, bool | int | float | str) else json.dumps(v)
+            for k, v in trees.flatten(config).items() if v is not None and v != {}}
 
 
 def learning_rate(config: Mapping[str, Any]) -> float | None:
-    """A member's configured ``optim.learning_rate`` (a schedule's base or peak), or None.
-
-    Logged when a caller's epoch metrics do not carry the rate the optimizer used.
-    """
+    """A member's configured ``optim.learning_rate`` (a schedule's base or peak), or None."""
     value = config.get("optim", {}).get("learning_rate")
     return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
 
@@ -59,7 +46,7 @@ def learning_rate(config: Mapping[str, Any]) -> float | None:
 class TensorBoardLog(Callback):
     """Writes each member's curves, learning rate and hyperparameters as TensorBoard events.
 
-    Into ``run_dir/tensorboard/<member run name>/``; ``config`` is the run's ``config.json``.
+    ``config`` is the run's ``config.json``.
     """
 
     def __init__(self, run_dir: str | Path, config: Mapping[str, Any]):
@@ -112,9 +99,8 @@ class TensorBoardLog(Callback):
         for k, result in zip(self.groups[group_index], results, strict=True):
             writer = self._writer(k)
             step = self.last_epoch.get(k, len(result.history))
-            test = {"loss": result.test_loss, "acc": result.test_acc}
             for field, tag in TEST_SCALARS.items():
-                value = test.get(field)
+                value = getattr(result, f"test_{field}")
                 if value is not None and math.isfinite(value):
                     writer.add_scalar(tag, float(value), step)
             _, _, sei = hparams({}, {})
@@ -134,10 +120,7 @@ class CallbackError(ValueError):
 
 
 def load_callback(spec: str) -> Callable[..., Any]:
-    """The factory ``"package.module:factory"`` or ``"path/to/file.py:factory"`` names.
-
-    Raises CallbackError: a malformed spec, a module that fails to import, or no such callable.
-    """
+    """The factory ``"package.module:factory"`` or ``"path/to/file.py:factory"`` names."""
     module_part, _, attr = spec.rpartition(":")
     if not module_part or not attr:
         raise CallbackError(f"--callback {spec!r}: use 'package.module:factory' or "

@@ -1,11 +1,4 @@
-"""Every number the five papers published (from /shared/STUDIES.md), keyed for the report.
-
-An entry names its study and experiment and our grid point: by ``label`` (S3) or by ``match``,
-dotted config keys and values (S2's cells, S4's depths). ``values`` maps a metric (``test_acc``,
-``test_loss``, ``train_acc_last``, ``val_acc_last``, macro ``precision`` / ``recall`` / ``f1``,
-``sklearn_acc``, ``module_acc``, ``params``) to a number, or to a string where the paper gives
-none; ``history`` maps an epoch to its published train/val accuracy and loss. No jax.
-"""
+"""Every number the papers published (from /shared/STUDIES.md), keyed for the report. No jax."""
 
 from __future__ import annotations
 
@@ -19,14 +12,14 @@ from jaxmnist.trees import get_dotted
 
 @dataclass(frozen=True)
 class Published:
-    """One published result and the grid point it belongs to."""
+    """One published result and the grid point it belongs to (by ``label`` or ``match``)."""
 
     study: str
-    values: dict[str, float | str]
+    values: dict[str, float | str]  # metric -> number (a string where the paper gives none)
     experiment: str = "main"
-    label: str | None = None
-    match: dict[str, Any] = field(default_factory=dict)
-    history: dict[int, dict[str, float]] = field(default_factory=dict)
+    label: str | None = None  # S3's points
+    match: dict[str, Any] = field(default_factory=dict)  # dotted config key -> value
+    history: dict[int, dict[str, float]] = field(default_factory=dict)  # epoch -> train/val
     note: str = ""
 
 
@@ -49,13 +42,10 @@ def _s2() -> list[Published]:
     }
     collapsed = {0.1135: "collapsed: all '1'", 0.1028: "collapsed: all '7'",
                  0.1009: "collapsed: all '9'"}
-    out = []
-    for name, accs in cells.items():
-        for lr, acc in zip((0.1, 0.01, 0.001, 0.0001), accs, strict=True):
-            out.append(Published("s2", {"test_acc": acc},
-                                 match={"optim.name": name, "optim.learning_rate": lr},
-                                 note=collapsed.get(acc, "")))
-    return out
+    return [Published("s2", {"test_acc": acc}, note=collapsed.get(acc, ""),
+                      match={"optim.name": name, "optim.learning_rate": lr})
+            for name, accs in cells.items()
+            for lr, acc in zip((0.1, 0.01, 0.001, 0.0001), accs, strict=True)]
 
 
 def _s3() -> list[Published]:

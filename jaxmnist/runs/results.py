@@ -1,8 +1,6 @@
 """The engine's typed results shaped as the run directory's JSON (``results.json`` members).
 
-What a run keeps of each ``MemberResult``: the status (ok / diverged / collapsed), the history,
-test metrics, predictions, confusion matrices, the first 25 test probabilities and per-layer
-histograms (the params go to ``RunWriter.export_member``). NumPy only.
+The format: docs/architecture.md (the params go to ``RunWriter.export_member``). NumPy only.
 """
 
 from __future__ import annotations
@@ -60,8 +58,7 @@ def history_rows(result: MemberResult) -> list[dict[str, Any]]:
 def member_record(result: MemberResult, test_labels: np.ndarray) -> dict[str, Any]:
     """One member's ``results.json`` entry (without ``member``, ``group``, ``label``).
 
-    ``confusion_train`` is None here: the runner adds it for the member the report draws. The
-    format: docs/architecture.md.
+    ``confusion_train`` is None here: the runner adds it for the member the report draws.
     """
     status, share = member_status(result.alive, result.test_pred)
     return {

@@ -1,11 +1,7 @@
 """THE run-directory format: one writer (the sweep and its engine hooks), one reader (the rest).
 
-The files (``config.json``, ``env.json``, ``metrics.jsonl``, ``results.json``, ``samples.npz``,
-``ckpt/``, ``params/member_<k>.npz|json``, ``tables/``, ``figures/``) and their promises:
-docs/architecture.md, "Run directory". Only this module knows their names and shapes. JSON
-and NPZ are written atomically (temporary file + ``os.replace``); metrics lines are appended
-with one ``write`` per epoch, and a torn last line is skipped by the reader and cut off by the
-writer before it appends again. No jax, no matplotlib.
+Only this module knows the files' names and shapes; they and their promises (atomic writes, one
+append per epoch, torn lines skipped and cut): docs/architecture.md, "Run directory". No jax.
 """
 
 from __future__ import annotations
@@ -41,8 +37,7 @@ log = logging.getLogger(__name__)
 class RunDirError(RuntimeError):
     """A run directory cannot be used or read; the message says what, where and how to fix.
 
-    ``exit_code``: 2 for an unusable folder (bad input), 1 when writing failed midway (nothing
-    finished is lost).
+    ``exit_code``: 2 for an unusable folder, 1 when writing failed midway (nothing finished lost).
     """
 
     def __init__(self, message: str, *, exit_code: int = 2):
@@ -64,17 +59,6 @@ class MetricRow(TypedDict):
     seconds: float | None  # wall seconds of the group's epoch
 
 
-class MemberEntry(TypedDict):
-    """One entry of ``config.json`` ``members``."""
-
-    member: int
-    group: int
-    key: str  # the config without its seed: members of one grid point share it
-    label: str
-    experiments: list[dict[str, Any]]
-    config: dict[str, Any]
-
-
 class Results(TypedDict, total=False):
     """``results.json``: the engine's per-member dicts (see docs/architecture.md) and more."""
 
@@ -92,10 +76,7 @@ class Results(TypedDict, total=False):
 
 
 def finite_json(value: Any) -> Any:
-    """NaN/inf floats -> ``None`` anywhere in a nested structure (strict JSON has no NaN).
-
-    A diverged member must not cost the other members' results.
-    """
+    """NaN/inf floats -> ``None`` anywhere in a nested structure (strict JSON has no NaN)."""
     if isinstance(value, float):
         return value if math.isfinite(value) else None
     if isinstance(value, Mapping):
@@ -199,9 +180,8 @@ def export_member(run_dir: str | os.PathLike, member: int, model_cfg: Mapping[st
                   state: Mapping[str, Any] | None = None) -> Path:
     """Writes one member's final params, state and model config atomically; the ``.npz`` path.
 
-    ``params`` and ``state`` (BatchNorm statistics; None or ``{}``: none) are ONE member's nested
-    dicts of arrays; ``extra`` is JSON metadata beside the config (e.g. test accuracy). Raises
-    RunDirError (exit 1) when writing fails.
+    ``params`` and ``state`` (BatchNorm statistics, may be empty) are ONE member's nested dicts
+    of arrays; ``extra`` is JSON metadata beside the config (e.g. test accuracy).
     """
     npz_path, json_path = member_paths(run_dir, member)
     try:
@@ -220,12 +200,8 @@ def export_member(run_dir: str | os.PathLike, member: int, model_cfg: Mapping[st
 
 def exported_members(run_dir: str | os.PathLike) -> list[int]:
     """Indices of the members whose params were exported, sorted."""
-    out = []
-    for path in Path(run_dir, "params").glob("member_*.npz"):
-        suffix = path.stem.removeprefix("member_")
-        if suffix.isdigit():
-            out.append(int(suffix))
-    return sorted(out)
+    stems = (p.stem.removeprefix("member_") for p in Path(run_dir, "params").glob("member_*.npz"))
+    return sorted(int(s) for s in stems if s.isdigit())
 
 
 def member_meta(run_dir: str | os.PathLike, member: int) -> dict[str, Any]:
@@ -239,10 +215,7 @@ def member_meta(run_dir: str | os.PathLike, member: int) -> dict[str, Any]:
 
 def load_member(run_dir: str | os.PathLike,
                 member: int) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
-    """One exported member as ``(model_cfg, params, state)``; ``state`` may be ``{}``.
-
-    Raises RunDirError when the member was never exported or its files are unreadable.
-    """
+    """One exported member as ``(model_cfg, params, state)``; ``state`` may be ``{}``."""
     npz_path, json_path = member_paths(run_dir, member)
     if not npz_path.is_file() or not json_path.is_file():
         names = ", ".join(f"member_{k}" for k in exported_members(run_dir)) or "none"
@@ -303,10 +276,7 @@ def read_env(run_dir: str | os.PathLike) -> dict[str, Any]:
 
 
 def read_metrics(run_dir: str | os.PathLike) -> list[MetricRow]:
-    """Every valid line of ``metrics.jsonl`` in file order (``[]`` when absent).
-
-    A damaged line (the torn tail of a killed run) is skipped with one warning naming it.
-    """
+    """Every valid line of ``metrics.jsonl`` in file order; a damaged one is skipped, warned."""
     path = Path(run_dir) / METRICS
     if not path.exists():
         return []
@@ -416,10 +386,9 @@ def _cut_torn_tail(path: Path) -> None:
 
 
 def _remove_stale_temp_files(root: Path) -> list[Path]:
-    """Removes the temporary files of this module's atomic writes that a killed run left.
+    """Removes (and returns) the temporary files of this module's writes a killed run left.
 
-    Only names this module writes (``.results.json.tmp<pid>``, ``params/.member_<k>.npz.tmp<pid>``);
-    a run directory has one writer, so such a file at reopening is an orphan. Returns them.
+    A run directory has one writer, so such a file at reopening is an orphan.
     """
     own = {CONFIG, ENV, RESULTS, SAMPLES}
     removed = []
@@ -429,9 +398,7 @@ def _remove_stale_temp_files(root: Path) -> list[Path]:
             if not match or not is_own(match["name"]) or not path.is_file():
                 continue
             try:
-                path.unlink()
-            except FileNotFoundError:
-                continue
+                path.unlink(missing_ok=True)
             except OSError as err:
                 log.warning("cannot remove the stale temporary file %s: %s", path, err)
                 continue
@@ -460,11 +427,10 @@ class RunWriter:
 
     @classmethod
     def open(cls, root: str | os.PathLike, config: Mapping[str, Any]) -> tuple[RunWriter, bool]:
-        """Creates the run directory, or reopens a run of the same study.
+        """``(writer, resuming)``: creates the run directory, or reopens a run of the same study.
 
-        Returns ``(writer, resuming)``. Call it only once the study validated and the data loaded.
-        Reopening cuts a torn metrics line and removes a killed writer's temporary files.
-        RunDirError: unusable folder or another study there (2), write failure (1).
+        Call it only once the study validated and the data loaded. Reopening cuts a torn metrics
+        line and removes a killed writer's temporary files.
         """
         writer = cls(root)
         cfg_path = writer.root / CONFIG
@@ -487,7 +453,7 @@ class RunWriter:
 
     def write_env(self, env: Mapping[str, Any]) -> None:
         """Writes ``env.json``; on resume, keeps the first session's and appends this one."""
-        old = read_env(self.root) if (self.root / ENV).exists() else {}
+        old = read_env(self.root)
         if old:
             old.setdefault("sessions", []).append(
                 {k: env.get(k) for k in ("date", "hostname", "devices", "git_commit")})

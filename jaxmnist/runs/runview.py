@@ -1,11 +1,8 @@
-"""A run directory read as grid points, what the tables and the figures share. No jax.
-
-:func:`load` reads it (through :mod:`jaxmnist.runs.rundir`) into a :class:`RunView` whose
-:class:`Point` s group the seeds of one grid point.
-"""
+"""A run directory read as grid points (:func:`load`), what the tables and the figures share."""
 
 from __future__ import annotations
 
+import collections
 import math
 import re
 from dataclasses import dataclass, field
@@ -53,9 +50,7 @@ class Point:
 
     def status(self) -> str:
         """``"ok 3"`` or e.g. ``"collapsed 2, ok 1"``."""
-        counts: dict[str, int] = {}
-        for m in self.members:
-            counts[m["status"]] = counts.get(m["status"], 0) + 1
+        counts = collections.Counter(m["status"] for m in self.members)
         return ", ".join(f"{k} {v}" for k, v in sorted(counts.items()))
 
 
@@ -104,16 +99,10 @@ class RunView:
 
     def points_of(self, experiment: str) -> list[tuple[str, Point]]:
         """``(label, point)`` for an experiment, in the study's order."""
-        out = []
-        for exp in self.experiments():
-            if exp["name"] != experiment:
-                continue
-            for label in exp["labels"]:
-                for p in self.points:
-                    if any(e["name"] == experiment and e["label"] == label
-                           for e in p.experiments):
-                        out.append((label, p))
-        return out
+        labels = [label for exp in self.experiments() if exp["name"] == experiment
+                  for label in exp["labels"]]
+        return [(label, p) for label in labels for p in self.points
+                if any(e["name"] == experiment and e["label"] == label for e in p.experiments)]
 
     def paper(self, point: Point, experiment: str | None = None, label: str | None = None):
         """The published entry for a point within an experiment (first one by default)."""
@@ -202,10 +191,9 @@ def _nan_to(value: float, default: float) -> float:
 
 
 def load(run_dir: str | Path) -> RunView:
-    """Reads a run directory into a :class:`RunView`.
+    """Reads a run directory into a :class:`RunView` (ReportError: damaged, or nothing yet).
 
     While the first group trains, members come from ``metrics.jsonl`` alone (``unfinished``).
-    ReportError: ``config.json`` missing or damaged, ``results.json`` damaged, or nothing yet.
     """
     run_dir = Path(run_dir)
     try:

@@ -1,8 +1,6 @@
 """A run's tables (Markdown + CSV) and ``results_summary.json``, from its files alone. No jax.
 
-:func:`generate` is what ``python -m jaxmnist.report RUN_DIR`` runs (figures through
-:mod:`~jaxmnist.runs.figures`). A grid point's numbers are the mean ± sample std (ddof=1) over
-its seeds, beside the papers' (:mod:`~jaxmnist.runs.published`).
+A grid point's numbers are the mean ± sample std (ddof=1) over its seeds, beside the papers'.
 """
 
 from __future__ import annotations
@@ -62,22 +60,23 @@ def _cell(value: Any) -> str:
     return str(value)
 
 
-def write(tables: list[Table], directory: Path, name: str, heading: str = "") -> list[Path]:
-    """Writes ``name.md`` (every table) and ``name.csv`` (or ``name_<i>.csv`` for several)."""
+def write(tables: list[Table], directory: Path, name: str, heading: str = "",
+          csv_table: Table | None = None) -> list[Path]:
+    """Writes ``name.md`` and ``name.csv`` (of ``csv_table`` if given; ``name_<i>.csv`` if many)."""
     directory.mkdir(parents=True, exist_ok=True)
     md = directory / f"{name}.md"
     body = (f"## {heading}\n\n" if heading else "") + "\n".join(t.markdown() for t in tables)
     md.write_text(body)
     paths = [md]
-    for i, table in enumerate(tables):
-        path = directory / (f"{name}.csv" if len(tables) == 1 else f"{name}_{i + 1}.csv")
+    csvs = tables if csv_table is None else [csv_table]
+    for i, table in enumerate(csvs):
+        path = directory / (f"{name}.csv" if len(csvs) == 1 else f"{name}_{i + 1}.csv")
         path.write_text(table.csv())
         paths.append(path)
     return paths
 
 
-def _ms(values, digits: int = 4, scale: float = 1.0) -> str:
-    return metrics.fmt_mean_std(values, digits, scale)
+_ms = metrics.fmt_mean_std  # "mean ± std" of the finite values
 
 
 def _diff(values, paper_value) -> str:
@@ -297,8 +296,6 @@ _GROUP_FIELDS = ("group", "members", "devices", "strategy", "train_seconds",
 def results_summary(run: RunView) -> dict[str, Any]:
     """A compact summary committed beside the tables (``results_summary.json``).
 
-    Settings, device, commit, data sizes, times and, per grid point, the test accuracy and loss
-    per seed (mean, sample std), statuses, the paper's accuracy and each member's last epoch.
     ``wall_seconds``: the finishing session's, to the end of training; ``train_seconds``: every
     finished group's epochs over all sessions (``groups``: each group's time and speed).
     """
@@ -364,11 +361,8 @@ def write_tables(run: RunView) -> list[Path]:
     emit("last_epoch", [table_last_epoch(run)], "Last epoch and macro metrics")
     emit("models", [table_models(run)], "Models")
     per_point, long = tables_per_class(run)
-    if per_point:
-        md = out_dir / "per_class.md"
-        md.write_text("## Per-class test metrics\n\n" + "\n".join(t.markdown() for t in per_point))
-        (out_dir / "per_class.csv").write_text(long.csv())
-        written += [md, out_dir / "per_class.csv"]
+    if per_point:  # in tables/ only, not in report.md
+        written += write(per_point, out_dir, "per_class", "Per-class test metrics", long)
     emit("status", [table_status(run)], "Member status")
     head = (f"# {run.config.get('title', run.study)}\n\n"
             f"Paper: {published.PAPERS.get(run.study, 'none')}.\n\n"

@@ -1,9 +1,7 @@
 """Web demo: draw or upload a digit, get the prediction of a trained member of a run.
 
-``python -m jaxmnist.serve RUN_DIR [--member K] [--port P]`` (or a ``params/`` folder or one
-``member_<k>.npz``). One HTML page with plain JS; the JSON API (``POST /predict``,
-``GET /api/members``, ``GET /healthz``): docs/serve.md. Bad input gets a 4xx with
-``{"error": code, "detail": message}``, never a 500.
+``python -m jaxmnist.serve RUN_DIR [--member K] [--port P]``; the page and the JSON API:
+docs/serve.md. Bad input gets a 4xx ``{"error": code, "detail": message}``, never a 500.
 """
 
 from __future__ import annotations
@@ -34,14 +32,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
 from jaxmnist.runs import rundir
-from jaxmnist.serve.preprocess import (
-    MAX_BYTES,
-    PreprocessError,
-    decode_data_url,
-    preprocess_bytes,
-    return_image_memory,
-    to_png_bytes,
-)
+from jaxmnist.serve import preprocess
+from jaxmnist.serve.preprocess import MAX_BYTES, PreprocessError
 
 log = logging.getLogger("jaxmnist.serve.app")
 
@@ -65,20 +57,15 @@ class ServeError(PreprocessError):
 
 @dataclass
 class MemberInfo:
-    """One member of a run as the demo shows it.
-
-    ``config`` comes from ``results.json`` (``{"model": ...}`` when absent); ``status`` is ``ok``,
-    ``diverged``, ``collapsed`` or ``unknown``; ``available`` says whether its params loaded, and
-    ``reason`` why not.
-    """
+    """One member of a run as the demo shows it."""
 
     member: int
-    config: dict[str, Any]
+    config: dict[str, Any]  # from results.json; {"model": ...} when absent
     test_acc: float | None = None
-    status: str = "unknown"
+    status: str = "unknown"  # or ok, diverged, collapsed
     summary: str = ""
-    available: bool = False
-    reason: str | None = None
+    available: bool = False  # its params loaded
+    reason: str | None = None  # why not
     model_cfg: dict[str, Any] | None = field(default=None, repr=False)
     params: Any = field(default=None, repr=False)
 
@@ -121,10 +108,7 @@ def member_summary(config: dict[str, Any]) -> str:
 
 
 def resolve_run(path: str | Path) -> tuple[Path, int | None]:
-    """``(run_dir, member)`` for a run dir, a ``params/`` dir or a ``member_<k>`` file.
-
-    ``member`` is set only for one member's file; FileNotFoundError when nothing usable is there.
-    """
+    """``(run_dir, member)`` for a run dir, a ``params/`` dir or one ``member_<k>`` file."""
     p = Path(path).expanduser()
     if p.is_file():
         m = _MEMBER_FILE.match(p.name)
@@ -150,7 +134,7 @@ def _finite_tree(tree: Any) -> bool:
 def load_members(run_dir: Path, only: int | None = None) -> list[MemberInfo]:
     """Every member of ``results.json`` and every exported one (or ``only``), sorted.
 
-    Members without params, or with non-finite ones (diverged), are listed unavailable, with why.
+    Members without params, or with non-finite ones, are listed unavailable, with why.
     """
     try:
         results = rundir.read_results(run_dir, required=False)
@@ -165,8 +149,7 @@ def load_members(run_dir: Path, only: int | None = None) -> list[MemberInfo]:
                               test_acc=float(acc) if isinstance(acc, int | float) else None,
                               status=str(m.get("status", "unknown")))
     for k in rundir.exported_members(run_dir):
-        if k not in infos:
-            infos[k] = MemberInfo(member=k, config={})
+        infos.setdefault(k, MemberInfo(member=k, config={}))
     if only is not None:
         infos = {only: infos.get(only, MemberInfo(member=only, config={}))}
     for k, info in sorted(infos.items()):
@@ -207,8 +190,8 @@ def default_member(members: Sequence[MemberInfo]) -> int:
 class Predictor:
     """The loaded members of a run and one jitted softmax(apply) per distinct architecture.
 
-    ``run``: a run directory, ``params/`` or ``member_<k>.npz``; ``member``: the default (None: the
-    best by test accuracy); ``warm``: compile every architecture before the first request.
+    ``member``: the default (None: the best by test accuracy); ``warm``: compile every
+    architecture before the first request.
     """
 
     def __init__(self, run: str | Path, member: int | None = None, *, warm: bool = True):
@@ -219,7 +202,10 @@ class Predictor:
         self.run_dir, only = resolve_run(run)
         self.members = load_members(self.run_dir, only)
         self._by_id = {m.member: m for m in self.members}
-        results = self._results_head()
+        try:
+            results = rundir.read_results(self.run_dir, required=False)
+        except rundir.RunDirError:
+            results = {}
         self.study = results.get("study")
         self.reduced = bool(results.get("reduced", False))
         self._fns: dict[str, Callable[..., Any]] = {}
@@ -244,29 +230,14 @@ class Predictor:
             m.params = None
         self._decode_slots = threading.BoundedSemaphore(MAX_CONCURRENT_DECODES)
         self.warmup_s = self.warmup() if warm else None
-        if member is not None:
-            m = self._by_id.get(member)
-            if m is None or not m.available:
-                raise ValueError(f"member {member} cannot serve: "
-                                 f"{m.reason if m else 'not in this run'}; available: "
-                                 f"{self.available}")
-            self.default = member
-        else:
-            self.default = only if only is not None else default_member(self.members)
-        if self.default not in self._params:
-            raise ValueError(f"member {self.default} cannot serve: "
-                             f"{self._by_id[self.default].reason}")
+        if member is None:
+            member = only if only is not None else default_member(self.members)
+        self.default = self.resolve_member(member)  # a ServeError (ValueError) when it cannot
 
     def _disable(self, m: MemberInfo, reason: str) -> None:
         log.warning("member %d cannot serve: %s", m.member, reason)
         m.available, m.reason, m.params = False, reason, None
         self._params.pop(m.member, None)
-
-    def _results_head(self) -> dict[str, Any]:
-        try:
-            return rundir.read_results(self.run_dir, required=False)
-        except rundir.RunDirError:
-            return {}
 
     @property
     def available(self) -> list[int]:
@@ -325,7 +296,7 @@ class Predictor:
         k = self.resolve_member(member)
         try:
             with self._decode_slots:
-                digit = preprocess_bytes(data)
+                digit = preprocess.preprocess_bytes(data)
         except PreprocessError:
             raise
         except Exception as err:  # noqa: BLE001 - a hostile image must not become a 500
@@ -335,7 +306,7 @@ class Predictor:
         t1 = time.perf_counter()
         p = self.predict(digit, k)
         t2 = time.perf_counter()
-        png = base64.b64encode(to_png_bytes(digit)).decode("ascii")
+        png = base64.b64encode(preprocess.to_png_bytes(digit)).decode("ascii")
         # 7 significant digits: float32's precision, without float64's long decimal tails.
         return {"digit": int(np.argmax(p)), "probabilities": [float(f"{v:.7g}") for v in p],
                 "member": k, "latency_ms": round(1000 * (t2 - t0), 3),
@@ -359,14 +330,9 @@ class _BodyLimit:
             f"request body larger than {self.limit / 2**20:.1f} MiB "
             f"(images up to {MAX_BYTES / 2**20:.0f} MiB)", status_code=413, code="too_large")
         for name, value in scope.get("headers", []):
-            if name == b"content-length":
-                try:
-                    declared = int(value)
-                except ValueError:
-                    declared = 0
-                if declared > self.limit:
-                    await _send_json(send, too_large.status_code, too_large.to_dict())
-                    return
+            if name == b"content-length" and value.strip().isdigit() and int(value) > self.limit:
+                await _send_json(send, too_large.status_code, too_large.to_dict())
+                return
         seen = 0
 
         async def limited_receive() -> dict:
@@ -396,7 +362,7 @@ async def _send_json(send: Callable, status: int, body: dict) -> None:
 
 def create_app(predictor: Predictor) -> FastAPI:
     """The FastAPI app over a loaded :class:`Predictor`."""
-    return_image_memory()  # large uploads' memory goes back to the system afterwards
+    preprocess.return_image_memory()  # large uploads' memory goes back to the system after
     app = FastAPI(title="jaxmnist digit demo", version="1",
                   description="Draw or upload a digit; see docs/serve.md.")
     app.state.predictor = predictor
@@ -458,7 +424,7 @@ def create_app(predictor: Predictor) -> FastAPI:
             if not isinstance(body, dict) or "image" not in body:
                 raise ServeError('JSON body must be {"image": "data:image/png;base64,...", '
                                  '"member": k (optional)}', code="bad_json")
-            data = decode_data_url(body["image"])
+            data = preprocess.decode_data_url(body["image"])
             member = body.get("member", member)
         elif mtype == "multipart/form-data":
             form = await request.form(max_files=2, max_fields=8)
@@ -512,8 +478,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (OSError, ValueError, rundir.RunDirError) as err:
         print(f"jaxmnist.serve: {err}", file=sys.stderr)
         return 2
-    n_ok = len(predictor.available)
-    print(f"loaded {n_ok} member(s) from {predictor.run_dir} in "
+    print(f"loaded {len(predictor.available)} member(s) from {predictor.run_dir} in "
           f"{time.perf_counter() - t0:.1f} s (compile/warm-up {predictor.warmup_s:.1f} s); "
           f"default member {predictor.default}: "
           f"{predictor._by_id[predictor.default].summary}", flush=True)

@@ -1,9 +1,7 @@
 """Turns a real image of a handwritten digit into an MNIST-style 28x28 uint8 array.
 
-Decode with limits, set the polarity, flatten the background, denoise, crop to the ink,
-normalise the stroke width, fit into 20x20 and centre by mass in 28x28, as MNIST was made
-(each step and why: docs/serve.md, "Preprocessing"). numpy and Pillow only, no jax; every
-rejected input raises :class:`PreprocessError`, which carries an HTTP status.
+The steps, as MNIST was made, and why: docs/serve.md, "Preprocessing". numpy and Pillow only;
+every rejected input raises :class:`PreprocessError`, which carries an HTTP status.
 """
 
 from __future__ import annotations
@@ -44,10 +42,10 @@ MIN_INK_PIXELS = 4
 
 
 class PreprocessError(ValueError):
-    """An input image that cannot be turned into a digit; maps to a 4xx HTTP response.
+    """An input image that cannot be turned into a digit: a 4xx ``status_code`` and a ``code``.
 
-    ``status_code``: 400 bad request, 413 too large, 415 not a supported image, 422 unusable
-    (corrupt, odd dimensions, no ink); ``code``: a short machine-readable reason (``"no_ink"``).
+    400 bad request, 413 too large, 415 not a supported image, 422 unusable (corrupt, odd
+    dimensions, no ink); ``code`` is a short machine-readable reason (``"no_ink"``).
     """
 
     def __init__(self, message: str, *, status_code: int = 400, code: str = "bad_input"):
@@ -65,10 +63,7 @@ _DATA_URL = re.compile(r"^data:(?P<mime>[\w.+-]+/[\w.+-]+)?(?P<params>(;[^,;]*)*
 
 
 def decode_data_url(url: str, *, max_bytes: int = MAX_BYTES) -> bytes:
-    """Bytes of a ``data:image/...;base64,`` URL (``canvas.toDataURL()``) or of bare base64.
-
-    Raises PreprocessError: not a string, not base64, a non-image MIME type, or too large.
-    """
+    """Bytes of a ``data:image/...;base64,`` URL (``canvas.toDataURL()``) or of bare base64."""
     if not isinstance(url, str):
         raise PreprocessError("'image' must be a string: a data URL or base64 text",
                               code="bad_json")
@@ -101,8 +96,7 @@ def decode_image(data: bytes, *, max_bytes: int = MAX_BYTES,
     """Image file bytes -> grayscale float32 [H, W] in [0, 1] (0 = black).
 
     EXIF orientation applied, transparency composited on white, reduced to :data:`WORK_SIDE`
-    (JPEGs while decoding); ``max_pixels`` is checked on the header, before decoding. Raises
-    PreprocessError: empty, too large, not a supported image, corrupt, or odd dimensions.
+    (JPEGs while decoding); ``max_pixels`` is checked on the header, before decoding.
     """
     if not data:
         raise PreprocessError("empty file: no image data received", code="empty")
@@ -163,8 +157,7 @@ _SIXTEEN_BIT = ("I;16", "I;16B", "I;16L", "I;16N")
 def _shrink(img: Image.Image) -> Image.Image:
     """Box-reduces ``img`` by an integer factor, keeping its longer side >= :data:`WORK_SIDE`.
 
-    A no-op below twice that and for modes that cannot be averaged; it spares a 40 MP RGBA
-    canvas four full-size copies.
+    A no-op below twice that and for modes that cannot be averaged.
     """
     factor = max(img.size) // WORK_SIDE
     if factor < 2:
@@ -177,8 +170,8 @@ def _shrink(img: Image.Image) -> Image.Image:
 def return_image_memory() -> None:
     """Makes Pillow allocate large images in :data:`PILLOW_BLOCK_SIZE` blocks (process-wide).
 
-    Called once by a server so that large uploads' memory returns to the system; left alone when
-    ``$PILLOW_BLOCK_SIZE`` is set or this Pillow has no such setting.
+    So that large uploads' memory returns to the system; left alone when ``$PILLOW_BLOCK_SIZE``
+    is set or this Pillow has no such setting.
     """
     set_block_size = getattr(Image.core, "set_block_size", None)
     if set_block_size is not None and "PILLOW_BLOCK_SIZE" not in os.environ:
@@ -242,10 +235,10 @@ def _quadratic_basis(n_rows: int, n_cols: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _background(ink: np.ndarray) -> np.ndarray | float:
-    """Background level of an ink-bright image: a smooth surface for photos, else a scalar.
+    """Background level of an ink-bright image: a quadratic surface from 64 px, else a scalar.
 
-    From 64 px: a quadratic surface fitted to a <= 96 px copy, refitted without the ink (pixels far
-    above the fit); smaller images: their border median.
+    The surface is fitted to a <= 96 px copy, refitted without the ink (pixels far above the
+    fit); smaller images get their border median.
     """
     h, w = ink.shape
     if min(h, w) < 64:
@@ -278,10 +271,7 @@ def _background(ink: np.ndarray) -> np.ndarray | float:
 
 
 def _despeckle(y: np.ndarray, passes: int = 2) -> np.ndarray:
-    """Zeroes ink pixels with fewer than two inked 8-neighbours (isolated specks).
-
-    A one-pixel line keeps two neighbours and survives, unlike under a median filter.
-    """
+    """Zeroes ink pixels with fewer than two inked 8-neighbours (a 1-px line survives)."""
     y = y.copy()
     for _ in range(passes):
         m = (y > 0).astype(np.int8)
@@ -296,8 +286,7 @@ def _despeckle(y: np.ndarray, passes: int = 2) -> np.ndarray:
 def _mass_bbox(y: np.ndarray, tail: float = 0.001) -> tuple[int, int, int, int]:
     """Bounding box (top, bottom, left, right; inclusive) of the ink, ignoring stray mass.
 
-    Each side drops rows/columns holding under ``tail`` of the mass: a far speck no longer
-    stretches the box.
+    Each side drops rows/columns holding under ``tail`` of the mass (a far speck).
     """
 
     def span(profile: np.ndarray) -> tuple[int, int]:
@@ -353,8 +342,7 @@ def _fit(y: np.ndarray, side: float) -> np.ndarray:
 def normalize_stroke(y: np.ndarray, scale: float) -> np.ndarray:
     """Thickens (max filter) or thins (min filter) strokes to MNIST's width after ``scale``.
 
-    ``y`` is fitted to :data:`_FINE` px; ``scale`` takes it to the 20x20 box. Returns ``y``
-    unchanged inside MNIST's usual range, else the filtered image cropped to its ink.
+    ``y`` is fitted to :data:`_FINE` px, ``scale`` takes it to the 20x20 box; cropped to its ink.
     """
     w = stroke_width(y) * scale
     if w <= 0 or STROKE_LOW <= w <= STROKE_HIGH:
@@ -372,9 +360,13 @@ def normalize_stroke(y: np.ndarray, scale: float) -> np.ndarray:
         if out.sum() < 0.25 * y.sum():
             return y
     # Dilation grows the box and erosion shrinks it: crop again so the digit still fills 20x20.
-    rows = np.nonzero(out.any(axis=1))[0]
-    cols = np.nonzero(out.any(axis=0))[0]
-    return out[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1]
+    return _crop_to_ink(out)
+
+
+def _crop_to_ink(y: np.ndarray) -> np.ndarray:
+    rows = np.nonzero(y.any(axis=1))[0]
+    cols = np.nonzero(y.any(axis=0))[0]
+    return y[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1]
 
 
 def center_of_mass(y: np.ndarray) -> tuple[float, float]:
@@ -401,8 +393,7 @@ def _place(d: np.ndarray) -> np.ndarray:
 def to_mnist(gray: np.ndarray) -> np.ndarray:
     """A grayscale image (float [H, W] in [0, 1] or uint8, any polarity and size) as a digit.
 
-    Returns uint8 [28, 28], white ink on black, fitted into 20x20 and centred by mass; raises
-    PreprocessError when it is blank (no ink with enough contrast).
+    Returns uint8 [28, 28], white ink on black, fitted into 20x20 and centred by mass.
     """
     g = np.asarray(gray)
     if g.dtype == np.uint8:
@@ -449,10 +440,7 @@ def to_mnist(gray: np.ndarray) -> np.ndarray:
     m = max(2, round(0.02 * max(y.shape)))
     window = np.zeros(y.shape, bool)
     window[max(0, top - m):bottom + m + 1, max(0, left - m):right + m + 1] = True
-    y = np.where(window, y, 0.0)
-    rows = np.nonzero(y.any(axis=1))[0]
-    cols = np.nonzero(y.any(axis=0))[0]
-    crop = y[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1]
+    crop = _crop_to_ink(np.where(window, y, 0.0))
     # 5. Normalise the stroke width, fit into 20x20, centre by centre of mass.
     if max(crop.shape) >= 2 * BOX:
         fine = _fit(crop, _FINE)

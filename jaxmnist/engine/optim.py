@@ -1,34 +1,9 @@
-"""Optimizers by name (optax), per-member hyperparameters, schedules and clipping for the grid.
+"""Optimizers by name (optax) with per-member hyperparameters, schedules and clipping.
 
-A member config's ``optim`` section names an optax optimizer and its hyperparameters::
-
-    {"name": "adamw", "learning_rate": 1e-3, "weight_decay": 0.05, "b2": 0.98,
-     "schedule": {"name": "warmup_cosine", "warmup_steps": 100}, "clip_norm": 1.0}
-
-A group (members that share one compiled program) may mix optimizers and every numeric value.
-Design ("union state + select", extended from the four-optimizer version):
-
-* :func:`plan` reads the group's ``optim`` sections and returns a static :class:`Plan`: the
-  optimizer families present, which hyperparameters are the same for the whole group (baked into
-  the program as Python constants, exactly as a plain optax call would) and which vary (held in
-  per-member arrays), the schedule kinds present, and whether any member clips.
-* :func:`member_hyper` stacks the varying numbers into arrays with a leading grid axis.
-* every member carries the optax state of every family present; each step computes every present
-  family's update (the real ``optax.<alias>``, built with that member's values) from the same
-  gradient and keeps the member's own with ``jnp.where`` on its ``opt_id``. A member never reads
-  another family's state, so member ``k`` equals its optax optimizer run alone (oracle tests in
-  ``tests/test_optim.py`` and ``tests/test_train.py``). The extra work is elementwise and small
-  next to a forward/backward pass.
-* schedules are functions of the optimizer's step count with traced parameters
-  (:func:`schedule_value`), equal to optax's ``*_schedule`` functions at every step (tested), so
-  members with different schedules, warm-ups or decay lengths still share one program.
-
-Defaults: the optimizers of the five studies keep the Keras settings they were reproduced with
-(epsilon 1e-7 for the Adam family and RMSprop); everything else is optax's default. Where Keras
-and optax differ, see docs/byo.md ("Keras vs optax").
-
-Other optax optimizers: :func:`register_optimizer` (e.g. from a study file) adds any optax alias
-by name with the hyperparameters and defaults you give it.
+A group may mix optimizers and every numeric value ("union state + select"): :func:`plan` finds
+the families present and which hyperparameters vary, every member carries the optax state of every
+family present and keeps its own update, so member ``k`` equals its optax optimizer run alone.
+Design: docs/architecture.md ("How a group trains"); defaults (Keras' epsilon): docs/byo.md.
 """
 
 from __future__ import annotations
@@ -48,22 +23,15 @@ from jaxmnist.checks import is_number, suggest
 from jaxmnist.engine import schedules
 
 KERAS_EPSILON = 1e-7  # Keras' default epsilon for Adam, Nadam, Adamax and RMSprop.
-ADAM_BETAS = (0.9, 0.999)
-RMSPROP_DECAY = 0.9
 DEFAULT_MOMENTUM = 0.9
 
 
 @dataclass(frozen=True)
 class OptimizerSpec:
-    """How a name maps to an optax optimizer.
+    """How a name maps to ``factory(learning_rate, **defaults, **static)`` (an optax alias).
 
-    Attributes:
-        factory: the optax alias (``optax.adamw``) or any callable with the same calling
-            convention: ``factory(learning_rate, **hyperparameters, **static)``.
-        defaults: numeric hyperparameters a member may set, with their defaults.
-        static: fixed non-numeric keyword arguments (e.g. ``nesterov=True``).
-        ranges: per hyperparameter ``(low, high, high_inclusive)``; low is always inclusive.
-        doc: one line for the docs / error messages.
+    ``defaults`` are the numeric hyperparameters a member may set; ``static`` fixed non-numeric
+    arguments (``nesterov=True``); ``ranges`` ``(low, high, high_inclusive)``, low inclusive.
     """
 
     factory: Callable[..., optax.GradientTransformation]
@@ -80,7 +48,7 @@ _DEFAULT_RANGES = {
     "eps": _NONNEG, "eps_root": _NONNEG, "weight_decay": _NONNEG,
     "initial_accumulator_value": _NONNEG, "initial_scale": _NONNEG,
 }  # fmt: skip
-_ADAM = {"b1": ADAM_BETAS[0], "b2": ADAM_BETAS[1], "eps": KERAS_EPSILON}
+_ADAM = {"b1": 0.9, "b2": 0.999, "eps": KERAS_EPSILON}
 
 _REGISTRY: dict[str, OptimizerSpec] = {
     "sgd": OptimizerSpec(optax.sgd, doc="plain SGD"),
@@ -93,7 +61,7 @@ _REGISTRY: dict[str, OptimizerSpec] = {
                            doc="Adam with decoupled weight decay (every leaf, optax default)"),
     "nadam": OptimizerSpec(optax.nadam, dict(_ADAM), doc="Nesterov Adam (optax.nadam)"),
     "adamax": OptimizerSpec(optax.adamax, dict(_ADAM), doc="Adamax (infinity norm)"),
-    "rmsprop": OptimizerSpec(optax.rmsprop, {"decay": RMSPROP_DECAY, "eps": KERAS_EPSILON},
+    "rmsprop": OptimizerSpec(optax.rmsprop, {"decay": 0.9, "eps": KERAS_EPSILON},
                              doc="RMSprop; eps inside the square root (optax), see docs"),
     "adagrad": OptimizerSpec(optax.adagrad, {"initial_accumulator_value": 0.1, "eps": 1e-7}),
     "adadelta": OptimizerSpec(optax.adadelta, {"rho": 0.9, "eps": 1e-6, "weight_decay": 0.0}),
@@ -103,8 +71,7 @@ _REGISTRY: dict[str, OptimizerSpec] = {
 }
 
 OPTIMIZERS: tuple[str, ...] = tuple(_REGISTRY)
-"""Every optimizer name a member config may use (``optim.name``); grows with
-:func:`register_optimizer`."""
+"""Every valid ``optim.name``; grows with :func:`register_optimizer`."""
 
 COMMON_KEYS = ("name", "learning_rate", "schedule", "clip_norm")
 """Keys every optimizer takes. A grid point that changes ``optim.name`` inherits these from the
@@ -122,23 +89,12 @@ def register_optimizer(
     ranges: Mapping[str, tuple[float, float, bool]] | None = None,
     doc: str = "",
 ) -> None:
-    """Makes another optax optimizer available by name (e.g. from a study file).
+    """Makes another optax optimizer available as ``optim.name`` (e.g. from a study file).
 
-    Example::
-
-        from jaxmnist.engine import optim
-        optim.register_optimizer("radam", "radam", {"b1": 0.9, "b2": 0.999, "eps": 1e-8})
-
-    Args:
-        name: the ``optim.name`` members will use.
-        factory: an optax alias name (``"radam"``) or a callable taking ``learning_rate`` first
-            and the hyperparameters as keywords, returning a ``GradientTransformation``.
-        defaults: numeric hyperparameters members may set, with their defaults. Each becomes a
-            per-member value (traced), so the factory must accept arrays for them (optax's
-            aliases do for their float arguments).
-        static: fixed keyword arguments (booleans, dtypes, masks).
-        ranges: optional ``{hyperparameter: (low, high, high_inclusive)}`` checks.
-        doc: one line describing it.
+    ``factory`` is an optax alias name (``"radam"``) or a callable like one. Each of
+    ``defaults`` (the numeric hyperparameters members may set) is traced per member, so the
+    factory must accept arrays for them (optax's aliases do); ``static`` holds fixed keyword
+    arguments (booleans, dtypes, masks); ``ranges`` ``{key: (low, high, high_inclusive)}``.
 
     Raises:
         ValueError: ``factory`` names no optax alias.
@@ -159,18 +115,15 @@ def spec(name: str) -> OptimizerSpec:
     return _REGISTRY[name]
 
 
-def _choices_message(what: str, value: Any, choices: Sequence[str]) -> str:
-    return f"{what}: {value!r} is not valid; valid choices: {', '.join(choices)}" \
-        f"{suggest(value, choices)}"
+def _unknown_optimizer(name: Any) -> str:
+    return (f"{name!r} is not a valid optimizer; valid choices: {', '.join(_REGISTRY)} (register "
+            f"others with jaxmnist.engine.optim.register_optimizer){suggest(name, _REGISTRY)}")
 
 
 def check_optimizer(name: str) -> None:
-    """Raises a clear ``ValueError`` when ``name`` is not a known optimizer."""
+    """Raises a ``ValueError`` listing the choices when ``name`` is not a known optimizer."""
     if name not in _REGISTRY:
-        raise ValueError(
-            f"unknown optimizer {name!r}; valid choices: {', '.join(_REGISTRY)} "
-            "(register others with jaxmnist.engine.optim.register_optimizer)"
-        )
+        raise ValueError(f"optim.name: {_unknown_optimizer(name)}")
 
 
 # --------------------------------------------------------------------------------------------
@@ -179,29 +132,10 @@ def check_optimizer(name: str) -> None:
 
 
 def learning_rate_problem(value: Any) -> str | None:
-    """The one learning-rate rule (the schema applies it too): a finite number > 0.
-
-    Args:
-        value: An ``optim.learning_rate``.
-
-    Returns:
-        What is wrong, or None when ``value`` is valid.
-    """
+    """What is wrong with an ``optim.learning_rate`` (a finite number > 0), or None."""
     if not (is_number(value) and value > 0):
         return f"must be a positive number, got {value!r}"
     return None
-
-
-def check_learning_rate(value: Any) -> Any:
-    """Returns ``value`` when :func:`learning_rate_problem` finds nothing, else raises it.
-
-    Raises:
-        ValueError: ``value`` is not a positive finite number.
-    """
-    problem = learning_rate_problem(value)
-    if problem:
-        raise ValueError(problem)
-    return value
 
 
 def _check_range(key: str, value: Any, bounds: tuple[float, float, bool] | None) -> str | None:
@@ -232,7 +166,8 @@ def validate_schedule(sched: Any, where: str = "optim.schedule") -> list[str]:
             key = str(e["loc"][-1]) if len(e["loc"]) > 1 else ""
             msg = str(e["msg"]).removeprefix("Value error, ")
             if e["type"] in ("union_tag_invalid", "union_tag_not_found"):
-                problems.append(_choices_message(f"{where}.name", name, list(SCHEDULES)))
+                problems.append(f"{where}.name: {name!r} is not valid; valid choices: "
+                                f"{', '.join(SCHEDULES)}{suggest(name, SCHEDULES)}")
             elif e["type"] == "extra_forbidden":
                 problems.append(f"{where}: {key!r} is not a parameter of schedule {name!r}; "
                                 f"valid: {', '.join(SCHEDULES[name]) or 'none'}")
@@ -248,23 +183,14 @@ def validate_schedule(sched: Any, where: str = "optim.schedule") -> list[str]:
     return []
 
 
-def validate_optimizer(name: Any, hparams: Mapping[str, Any], where: str = "optim", *,
-                       learning_rate: bool = True) -> list[str]:
-    """Returns every problem with an optimizer name and its hyperparameters (empty = valid).
+def validate_optimizer(name: Any, hparams: Mapping[str, Any], where: str = "optim") -> list[str]:
+    """Every problem with ``optim.name`` and the rest of the section ``hparams`` (empty = valid).
 
-    Args:
-        name: ``optim.name``.
-        hparams: the rest of the ``optim`` section (``learning_rate``, ``schedule``,
-            ``clip_norm`` and the optimizer's own hyperparameters).
-        where: prefix for the messages (e.g. ``"base.optim"``).
-        learning_rate: ``hparams`` must hold ``learning_rate`` (False: the caller checks it
-            apart, with :func:`check_learning_rate`, as the schema does).
+    The schema's ``Optim`` runs it; ``where`` prefixes the messages (``"base.optim"``).
     """
     if name not in _REGISTRY:
         problem = learning_rate_problem(hparams.get("learning_rate"))
-        return [f"{where}.name: {name!r} is not a valid optimizer; valid choices: "
-                f"{', '.join(_REGISTRY)} (register others with "
-                f"jaxmnist.engine.optim.register_optimizer){suggest(name, _REGISTRY)}",
+        return [f"{where}.name: {_unknown_optimizer(name)}",
                 *([f"{where}.learning_rate: {problem}"] if problem else [])]
     sp = _REGISTRY[name]
     problems = []
@@ -296,26 +222,9 @@ def validate_optimizer(name: Any, hparams: Mapping[str, Any], where: str = "opti
                                sp.ranges.get(key, _DEFAULT_RANGES.get(key)))
             if msg:
                 problems.append(msg)
-    if learning_rate and "learning_rate" not in hparams:
+    if "learning_rate" not in hparams:
         problems.append(f"{where}.learning_rate: missing")
     return problems
-
-
-def check_hyperparameters(name: str, hyper: Mapping[str, Any]) -> None:
-    """Checks an optimizer's hyperparameters (the study schema, ``jaxmnist.schema``, calls this).
-
-    Args:
-        name: a valid optimizer name.
-        hyper: the ``optim`` section without ``name`` and ``learning_rate`` (schedule,
-            clip_norm and the optimizer's own hyperparameters); the schema checks
-            the learning rate with :func:`check_learning_rate`.
-
-    Raises:
-        ValueError: every problem in one message (unknown keys list the valid ones).
-    """
-    problems = validate_optimizer(name, hyper, learning_rate=False)
-    if problems:
-        raise ValueError("; ".join(problems))
 
 
 # --------------------------------------------------------------------------------------------
@@ -357,11 +266,7 @@ class Plan:
 
 
 def plan(cfgs: Sequence[Mapping[str, Any]]) -> Plan:
-    """Builds the static :class:`Plan` of a group from its members' ``optim`` sections.
-
-    Raises:
-        ValueError: an invalid name or hyperparameter (the message lists the valid choices).
-    """
+    """The static :class:`Plan` of a group from its members' ``optim`` sections (checked)."""
     if not cfgs:
         raise ValueError("plan needs at least one optim config")
     for cfg in cfgs:
@@ -400,11 +305,7 @@ def member_hyper(
 ) -> dict[str, jax.Array]:
     """Stacks the members' dynamic optimizer values into arrays with a leading grid axis.
 
-    Args:
-        cfgs: the members' ``optim`` sections, in member order.
-        group_plan: :func:`plan` of the same group.
-        total_steps: optimizer updates in the whole run; the default ``decay_steps`` of
-            cosine schedules.
+    ``total_steps`` (optimizer updates in the run) is the default ``decay_steps`` of cosines.
 
     Returns:
         ``{"opt_id": int32 [G], "learning_rate": f32 [G], "<family>.<hparam>": f32 [G], ...,
@@ -543,18 +444,7 @@ def update(
     grads: Any, state: dict[str, Any], params: Any, hyper: Mapping[str, jax.Array],
     group_plan: Plan,
 ) -> tuple[Any, dict[str, Any]]:
-    """Computes one member's new parameters and union state.
-
-    Args:
-        grads: gradient pytree (same structure as params).
-        state: the union state from :func:`init`.
-        params: current parameters.
-        hyper: this member's slice of :func:`member_hyper`.
-        group_plan: the group's :class:`Plan`.
-
-    Returns:
-        ``(new_params, new_state)``.
-    """
+    """One member's ``(new_params, new_state)``; ``hyper`` is its slice of :func:`member_hyper`."""
     updates, new_state = {}, {}
     for fam in group_plan.families:
         updates[fam], new_state[fam] = _family_tx(fam, hyper, group_plan).update(
@@ -610,10 +500,7 @@ def reference(cfg: Mapping[str, Any], total_steps: int | None = None):
 
 
 def reference_optimizer(name: str, learning_rate: Any, momentum: float = DEFAULT_MOMENTUM):
-    """Shorthand of :func:`reference` for a name, a learning rate and (for momentum) momentum.
-
-    ``learning_rate`` may be an array (``optax.inject_hyperparams`` passes one).
-    """
+    """:func:`reference` of a name, a learning rate (an array works) and momentum."""
     sp = spec(name)
     hp = dict(sp.defaults)
     if "momentum" in hp:

@@ -1,29 +1,8 @@
 """Study configs: load a study (``"s2"`` or a file), override, validate, expand into members.
 
-A study is given by name (``"s2"``: one of the studies that ship with jaxmnist, the package
-``jaxmnist.sweeps``, which is the top-level ``sweeps/`` folder of a checkout) or as the path of
-any study file. Fields a study leaves out take their defaults (``jaxmnist.schema.with_defaults``).
-
-A study file defines ``get_config() -> ml_collections.ConfigDict`` with these fields:
-
-- ``study``, ``title``: short name (``"s2"``) and a one-line title.
-- ``data``: the split spec handed to ``jaxmnist.data.make_splits`` plus ``source``.
-- ``base``: one member config (``model``, ``optim``, ``reg``, ``loss``, ``train``).
-- ``grid``: values to sweep, as a nested dict mirroring ``base`` whose leaves are lists
-  (``{"optim": {"name": ["adam", "sgd"]}}``; :func:`nested` builds it from dotted keys). The
-  members are the cartesian product of the leaves.
-- ``experiments``: optional list of named experiments (S3 has six), each a dict with ``name``,
-  ``title``, and a ``grid`` and/or ``points`` (explicit labelled settings, e.g.
-  ``{"label": "L1", "set": {"reg.l1": 0.01}}``). When given, ``grid`` is ignored. A member
-  config that appears in several experiments is trained once and shared by their tables.
-- ``seeds``: number of seeds per grid point (seeds ``0 .. seeds-1``).
-- ``presets``: named nested overrides, chosen with ``--preset NAME`` (``--quick`` is
-  ``--preset quick``): ``quick`` is the smoke-sized run, ``cpu`` (S2, S4) a run sized for a
-  2-core CPU.
-- ``baseline``: ``"sklearn"`` to also fit scikit-learn's ``MLPClassifier`` (S3), else ``""``.
-
-Everything here is plain Python (no jax): a bad study is rejected with one message before
-anything compiles or any file is written.
+A study file's fields are listed in docs/architecture.md ("Study files"); fields it leaves out
+take their defaults (``jaxmnist.schema.with_defaults``). A bad study is rejected with one message
+before anything compiles or any file is written.
 """
 
 from __future__ import annotations
@@ -98,10 +77,8 @@ def _study_line(path: Path, err: BaseException) -> str:
 def studies_dir() -> Path:
     """The folder of the studies that ship with jaxmnist (the package ``jaxmnist.sweeps``).
 
-    In a source checkout that is its top-level ``sweeps/`` folder, which an editable install and
-    a built wheel both map to ``jaxmnist.sweeps`` (pyproject.toml ``package-dir``). The checkout
-    beside the imported ``jaxmnist`` comes first, so a checkout run in place (``python -m``
-    from its root) reads its own studies even when another checkout is the installed one.
+    The ``sweeps/`` of the checkout beside the imported ``jaxmnist`` comes first, so a checkout
+    run in place reads its own studies even when another checkout is the installed one.
     """
     import importlib.util
 
@@ -118,11 +95,7 @@ def studies_dir() -> Path:
 
 
 def is_study_name(study: str | Path) -> bool:
-    """True when ``study`` names a shipped study (``"s2"``) rather than a file path.
-
-    A name is a plain string without a folder separator and without the ``.py`` suffix;
-    ``sweeps/s2.py``, ``s2.py`` and every :class:`~pathlib.Path` are file paths.
-    """
+    """True for a shipped study's name (``"s2"``); ``s2.py``, ``sweeps/s2`` and Paths are paths."""
     return (isinstance(study, str) and bool(study) and study not in (".", "..")
             and "/" not in study and "\\" not in study and not study.endswith(".py"))
 
@@ -151,21 +124,12 @@ def study_path(study: str | Path) -> Path:
 
 
 def load_study(study: str | Path) -> ml_collections.ConfigDict:
-    """Imports a study, given by name (``"s2"``) or as a file path, and returns its config.
-
-    Args:
-        study: The name of a study that ships with jaxmnist (:func:`shipped_studies`), or the
-            path of any study file (``sweeps/s2.py``, ``my_study.py``); see
-            :func:`is_study_name`.
-
-    Returns:
-        The study file's ``get_config()``.
+    """Imports a study, given by name (``"s2"``) or as a file path; returns its ``get_config()``.
 
     Raises:
-        ConfigError: an unknown name; or the file is missing, not a ``.py`` file, unreadable,
-            has a syntax error, fails on import, has no ``get_config``, or ``get_config()``
-            raises or returns something other than a ConfigDict / dict. The message names the
-            file (and line).
+        ConfigError: an unknown name, or a file that is missing, not ``.py``, unreadable, does
+            not import, or whose ``get_config()`` is missing, raises or returns no dict. The
+            message names the file (and line).
     """
     path = study_path(study)
 
@@ -223,12 +187,7 @@ def load_study(study: str | Path) -> ml_collections.ConfigDict:
 
 
 def list_studies(directory: str | Path | None = None) -> list[tuple[Path, str, str]]:
-    """Returns ``(path, study, title)`` for every study file in ``directory``.
-
-    Args:
-        directory: A folder of study files; None for the studies that ship with jaxmnist
-            (:func:`studies_dir`).
-    """
+    """``(path, study, title)`` of every study file in ``directory`` (default: the shipped)."""
     rows = []
     for path in sorted(Path(studies_dir() if directory is None else directory).glob("*.py")):
         if path.name.startswith("_"):
@@ -250,16 +209,12 @@ def _parse_value(text: str, current: Any, key: str) -> Any:
         if low in ("false", "0", "no"):
             return False
         raise ValueError(f"--config.{key}: expected true/false, got {text!r}")
-    if isinstance(current, int):
-        try:
-            return int(text)
-        except ValueError:
-            raise ValueError(f"--config.{key}: expected an integer, got {text!r}") from None
-    if isinstance(current, float):
-        try:
-            return float(text)
-        except ValueError:
-            raise ValueError(f"--config.{key}: expected a number, got {text!r}") from None
+    for kind, what in ((int, "an integer"), (float, "a number")):
+        if isinstance(current, kind):
+            try:
+                return kind(text)
+            except ValueError:
+                raise ValueError(f"--config.{key}: expected {what}, got {text!r}") from None
     if isinstance(current, str):
         return text
     try:
@@ -274,9 +229,7 @@ def _parse_value(text: str, current: Any, key: str) -> Any:
 
 
 def apply_overrides(study: dict[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
-    """Applies ``key=value`` overrides (``--config.`` already stripped) to a plain study dict.
-
-    Each key must already exist; the value is parsed according to the existing value's type.
+    """Applies ``key=value`` overrides (``--config.`` stripped), parsed as the value they replace.
 
     Raises:
         ConfigError: listing every unknown key (with the closest valid key) or bad value.
@@ -348,18 +301,8 @@ def resolve(
 ) -> dict[str, Any]:
     """Returns the study as a plain dict with a preset, ``--seeds`` and overrides applied.
 
-    Args:
-        cfg: the study file's ``get_config()``.
-        preset: name of one of the study's presets (:func:`presets`), or None for the study's
-            full settings.
-        quick: the same as ``preset="quick"`` (``--quick``).
-        seeds: seeds per grid point (default: the study's).
-        overrides: ``key=value`` strings (``--config.`` stripped).
-
-    Adds ``preset`` (the name or None), ``overrides``, ``reduced_reasons`` (how the settings are
-    smaller than or differ from the study's full settings; see :func:`reduced_reasons`) and
-    ``reduced`` (bool) for the report's footers. The device is not a reason: a run with the full
-    settings on a CPU is a full run.
+    ``quick`` is ``preset="quick"``. Adds ``preset``, ``overrides``, ``reduced_reasons``
+    (:func:`reduced_reasons`) and ``reduced`` for the report's footers.
 
     Raises:
         ConfigError: on an unknown preset, or unknown keys in the preset or the overrides.
@@ -403,12 +346,11 @@ _NOT_REDUCING = ("seeds", "title", "notes", "presets", "data.source", "data.trai
 
 
 def reduced_reasons(full: Mapping[str, Any], study: Mapping[str, Any]) -> list[str]:
-    """Says how ``study``'s settings are smaller than, or differ from, the ``full`` settings.
+    """How ``study``'s settings are smaller than, or differ from, the ``full`` settings.
 
-    Compares settings only (the device is stated apart): fewer epochs, fewer training /
-    validation / test images (a data slice or another split), fewer grid points, and any other
-    changed setting (``base.optim.learning_rate 0.1 (full: 0.001)``). Empty when the run uses
-    the study's full settings, whatever the number of seeds.
+    Fewer epochs, images or grid points, and any other changed setting (``base.optim.
+    learning_rate 0.1 (full: 0.001)``); empty for the full settings, whatever the seeds. The
+    device is not a reason: the full settings on a CPU are a full run.
     """
     reasons = []
     full_epochs = get_dotted(full, "base.train.epochs", None)
@@ -456,7 +398,7 @@ def _grid_size(study: Mapping[str, Any]) -> int | None:
 
 
 def validate_data(data: Mapping[str, Any]) -> list[str]:
-    """Returns problems with a data spec (empty when valid); see :mod:`jaxmnist.schema`."""
+    """Problems with a data spec (empty when valid), a split with no training image included."""
     problems = schema.data_problems(data, MNIST_TRAIN)
     if not problems:
         train, _, _ = expected_sizes(data)
@@ -466,11 +408,7 @@ def validate_data(data: Mapping[str, Any]) -> list[str]:
 
 
 def validate_member(cfg: Mapping[str, Any], where: str = "base") -> list[str]:
-    """Returns problems with one member config (empty when valid); see :mod:`jaxmnist.schema`.
-
-    The model family's own checks (``jaxmnist.models.validate_model_config``) run once the
-    generic ones pass.
-    """
+    """Problems with one member config (empty when valid), the model's own checks included."""
     return schema.member_problems(cfg, where)
 
 
@@ -482,7 +420,7 @@ def _experiments(study: Mapping[str, Any]) -> list[dict[str, Any]]:
 
 
 def validate_study(study: Mapping[str, Any]) -> list[str]:
-    """Returns every problem with a resolved study (empty when valid), members included."""
+    """Every problem with a resolved study (empty when valid), members included."""
     return _validate(study)[0]
 
 
@@ -555,12 +493,9 @@ def _validate(study: Mapping[str, Any]) -> tuple[list[str], list[dict[str, Any]]
 
 
 def check(study: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """Validates ``study`` and returns its members: the one expansion a run uses.
+    """Validates ``study`` and returns its members, the one expansion a run uses.
 
-    Returns:
-        :func:`expand`'s entries, each with ``"typed"`` added: the validated
-        ``jaxmnist.schema.Member`` the engine trains (``"config"`` stays the plain dict that
-        ``config.json`` records).
+    Each of :func:`expand`'s entries gains ``"typed"``, the ``schema.Member`` the engine trains.
 
     Raises:
         ConfigError: listing every problem with ``study``.
@@ -627,26 +562,18 @@ def _short(value: Any) -> str:
 
 OWN_KEY_SECTIONS = ("optim.", "model.")
 """Sections whose keys belong to the choice their ``name`` makes (an optimizer, a model family)."""
-_SHARED_KEYS = {"optim": ("learning_rate", "schedule", "clip_norm"), "model": ()}
 
 
 def inherit(base: Mapping[str, Any], settings: Mapping[str, Any]) -> dict[str, Any]:
-    """What a grid point inherits from the base member, before its own settings are applied.
+    """A copy of ``base`` as a grid point with ``settings`` inherits it, before they apply.
 
     A point that changes ``optim.name`` keeps only the keys every optimizer takes (learning
-    rate, schedule, clipping), none of the base optimizer's own hyperparameters; a point that
-    changes ``model.name`` keeps none of the base model's keys. Everything a point sets itself
-    is then used or refused by the member schema.
-
-    Args:
-        base: The study's base member config.
-        settings: The point's ``{dotted key: value}``.
-
-    Returns:
-        A new member config (``base`` is not changed).
+    rate, schedule, clipping); one that changes ``model.name`` keeps none of the base model's.
     """
+    from jaxmnist.engine.optim import COMMON_KEYS
+
     cfg = copy.deepcopy(dict(base))
-    for section, shared in _SHARED_KEYS.items():
+    for section, shared in (("optim", COMMON_KEYS), ("model", ())):
         name = settings.get(f"{section}.name")
         own = cfg.get(section)
         if name is not None and isinstance(own, Mapping) and own.get("name") != name:

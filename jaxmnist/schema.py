@@ -1,22 +1,16 @@
 """THE typed member config and data spec (pydantic): what a study's members are, every default.
 
-:class:`Member` has a field per section (``model``, ``optim``, ``reg``, ``loss``, ``train``,
-``seed``); ``model`` is the class its name chooses (``jaxmnist.models.specs``), ``optim.schedule``
-the kind its name chooses (``jaxmnist.engine.schedules``). Names are checked against their
-owners' registries when a config is checked (optimizers: ``jaxmnist.engine.optim``, losses,
-strategies, datasets), so a registered optimizer or model is valid at once. Every default of a
-member lives here or with the owner of a choice's own keys (a family's, an optimizer's), once.
-
 :func:`member` checks a member config once, where it enters (a study, ``jm.grid``, the engine's
-entry points) and returns the Member the engine trusts; ``Member.config()`` is the resolved
-config that ``config.json`` records and that :func:`member` rebuilds the same Member from.
-Pydantic's errors become the project's messages: ``where.key: what is wrong; valid choices``.
+entry points), and returns the :class:`Member` the engine trusts; ``Member.config()`` is the
+resolved config ``config.json`` records. Names are checked against their owners' registries when
+checked, so a registered optimizer or model is valid at once. Messages: ``where.key: what is
+wrong; valid choices``.
 """
 
 from __future__ import annotations
 
 import copy
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Annotated, Any
 
 from pydantic import (
@@ -29,8 +23,9 @@ from pydantic import (
 )
 
 from jaxmnist.checks import is_int, is_number, suggest
-from jaxmnist.data import DATA_DEFAULTS
+from jaxmnist.data import DATA_DEFAULTS, DATASET_NAMES, SOURCES, SPLIT_KINDS, split_problems
 from jaxmnist.engine import schedules
+from jaxmnist.groups import STRATEGIES
 from jaxmnist.models import specs
 
 
@@ -48,39 +43,23 @@ class ConfigError(ValueError):
 # --------------------------------------------------------------------------------------------
 
 
-def _positive_int(v: Any) -> int:
-    if not (is_int(v) and v > 0):
-        raise ValueError(f"must be a positive integer, got {v!r}")
-    return v
-
-
-def _non_negative_number(v: Any) -> float:
-    if not (is_number(v) and v >= 0):
-        raise ValueError(f"must be a number >= 0, got {v!r}")
-    return v
-
-
-def _optional_count(minimum: int):
-    def check(v: Any) -> int | None:
-        if v is not None and not (is_int(v) and v >= minimum):
-            raise ValueError(f"expected a positive integer or None, got {v!r}")
+def _rule(ok: Callable[[Any], bool], rule: str) -> BeforeValidator:
+    """A validator passing ``v`` when ``ok(v)``, else raising ``"<rule>, got <v>"``."""
+    def check(v: Any) -> Any:
+        if not ok(v):
+            raise ValueError(f"{rule}, got {v!r}")
         return v
-    return check
+    return BeforeValidator(check)
 
 
-PositiveInt = Annotated[int, BeforeValidator(_positive_int)]
-NonNegativeNumber = Annotated[float, BeforeValidator(_non_negative_number)]
-OptionalCount = Annotated[int | None, BeforeValidator(_optional_count(1))]
-OptionalSeed = Annotated[int | None, BeforeValidator(_optional_count(0))]
-
-
-def _seed(v: Any) -> int:
-    if not (is_int(v) and v >= 0):
-        raise ValueError(f"must be a non-negative integer, got {v!r}")
-    return v
-
-
-Seed = Annotated[int, BeforeValidator(_seed)]
+PositiveInt = Annotated[int, _rule(lambda v: is_int(v) and v > 0, "must be a positive integer")]
+NonNegativeNumber = Annotated[float, _rule(lambda v: is_number(v) and v >= 0,
+                                           "must be a number >= 0")]
+OptionalCount = Annotated[int | None, _rule(lambda v: v is None or (is_int(v) and v >= 1),
+                                            "expected a positive integer or None")]
+OptionalSeed = Annotated[int | None, _rule(lambda v: v is None or (is_int(v) and v >= 0),
+                                           "expected a positive integer or None")]
+Seed = Annotated[int, _rule(lambda v: is_int(v) and v >= 0, "must be a non-negative integer")]
 
 
 class _Section(BaseModel):
@@ -92,15 +71,15 @@ class _Section(BaseModel):
 # --------------------------------------------------------------------------------------------
 
 
-def _choice(noun: str, names: Any):
-    """A field validator: the value is one of ``names()`` (read when checked: registries grow)."""
+def _choice(noun: str, names: Callable[[], Any]) -> BeforeValidator:
+    """The value is one of ``names()`` (read when checked: registries grow)."""
     def check(value: Any) -> Any:
         valid = tuple(names())
         if value not in valid:
             raise ValueError(f"{value!r} is not a {noun}; valid choices: {', '.join(valid)}"
                              f"{suggest(str(value), valid)}")
         return value
-    return check
+    return BeforeValidator(check)
 
 
 def _losses() -> tuple[str, ...]:
@@ -108,21 +87,11 @@ def _losses() -> tuple[str, ...]:
     return tuple(LOSSES)
 
 
-def _strategies() -> tuple[str, ...]:
-    from jaxmnist.groups import STRATEGIES
-    return STRATEGIES
-
-
-OPTIM_SHARED_KEYS = ("learning_rate", "schedule", "clip_norm")
-"""The ``optim`` keys every optimizer takes (a grid point that changes optimizer keeps these)."""
-
-
 class Optim(_Section):
     """An optimizer by name: ``optax.<name>(learning_rate, **hyper)``, scheduled and clipped.
 
-    A study writes the optimizer's own hyperparameters beside ``name`` (``{"name": "adam",
-    "learning_rate": 1e-3, "b1": 0.8}``); here they are ``hyper``, every default of
-    ``jaxmnist.engine.optim`` filled in, and a key the optimizer does not take is refused.
+    A study writes the optimizer's own hyperparameters beside ``name``; here they are ``hyper``,
+    every default of ``jaxmnist.engine.optim`` filled in.
     """
 
     name: str
@@ -141,9 +110,8 @@ class Optim(_Section):
         found = optim.validate_optimizer(value.get("name"), value)
         if found:
             raise ValueError("\n".join(found))
-        own = {k: float(v) for k, v in value.items() if k != "name"
-               and k not in OPTIM_SHARED_KEYS}
-        return {**{k: v for k, v in value.items() if k == "name" or k in OPTIM_SHARED_KEYS},
+        own = {k: float(v) for k, v in value.items() if k not in optim.COMMON_KEYS}
+        return {**{k: v for k, v in value.items() if k in optim.COMMON_KEYS},
                 "hyper": {**optim.spec(value["name"]).defaults, **own}}
 
     @model_serializer(mode="wrap")
@@ -166,33 +134,26 @@ class Train(_Section):
 
     epochs: PositiveInt
     batch_size: PositiveInt
-    strategy: Annotated[str, BeforeValidator(_choice("valid strategy", _strategies))] = "auto"
+    strategy: Annotated[str, _choice("valid strategy", lambda: STRATEGIES)] = "auto"
 
 
 class Member(_Section):
-    """THE member config the engine trains: every section typed, every default filled in.
-
-    ``config()`` is the resolved config as plain JSON values, what ``config.json`` records and
-    what :func:`member` rebuilds the same Member from.
-    """
+    """THE member config the engine trains: every section typed, every default filled in."""
 
     model: specs.ModelConfig
     optim: Optim
     reg: Reg = Reg()
-    loss: Annotated[str, BeforeValidator(_choice("valid loss", _losses))] = "xent"
+    loss: Annotated[str, _choice("valid loss", _losses)] = "xent"
     train: Train
     seed: Seed = 0
 
     def config(self) -> dict[str, Any]:
-        """The resolved member config as plain JSON-ready dicts."""
+        """The resolved config as plain JSON values (``config.json``; :func:`member` reads it)."""
         return self.model_dump(mode="json")
 
 
 def member_paths() -> tuple[str, ...]:
-    """Dotted keys of the member settings every member has (``reg.l2``, ``train.strategy``).
-
-    A study may set them in a grid point or an override without stating them in its base.
-    """
+    """Dotted keys every member has (``reg.l2``): a point or override may set them unstated."""
     out: list[str] = []
     for name in Member.model_fields:
         if name == "optim":
@@ -205,29 +166,12 @@ def member_paths() -> tuple[str, ...]:
     return tuple(out)
 
 
-def _datasets() -> tuple[str, ...]:
-    from jaxmnist.data import DATASET_NAMES
-    return tuple(DATASET_NAMES)
-
-
-def _split_kinds() -> tuple[str, ...]:
-    from jaxmnist.data import SPLIT_KINDS
-    return tuple(SPLIT_KINDS)
-
-
-def _sources() -> tuple[str, ...]:
-    from jaxmnist.data import SOURCES
-    return tuple(SOURCES)
-
-
 class Data(_Section):
     """A study's ``data`` section: dataset, source and split (defaults: ``jaxmnist.data``)."""
 
-    name: Annotated[str, BeforeValidator(_choice("known dataset", _datasets))] = \
-        DATA_DEFAULTS["name"]
-    split: Annotated[str, BeforeValidator(_choice("valid split", _split_kinds))]
-    source: Annotated[str, BeforeValidator(_choice("valid source", _sources))] = \
-        DATA_DEFAULTS["source"]
+    name: Annotated[str, _choice("known dataset", lambda: DATASET_NAMES)] = DATA_DEFAULTS["name"]
+    split: Annotated[str, _choice("valid split", lambda: SPLIT_KINDS)]
+    source: Annotated[str, _choice("valid source", lambda: SOURCES)] = DATA_DEFAULTS["source"]
     val_fraction: float | None = DATA_DEFAULTS["val_fraction"]
     val_size: int | None = DATA_DEFAULTS["val_size"]
     test_fraction: float | None = DATA_DEFAULTS["test_fraction"]
@@ -258,12 +202,6 @@ class Experiment(_Section):
     points: list[Point] = []
 
 
-def _study_name(v: Any) -> str:
-    if not (isinstance(v, str) and v):
-        raise ValueError("needs a short name such as 's2'")
-    return v
-
-
 def _baseline(v: Any) -> str:
     if v not in ("", "sklearn"):
         raise ValueError(f"{v!r} is not valid; valid choices: 'sklearn' (S3's scikit-learn "
@@ -272,13 +210,10 @@ def _baseline(v: Any) -> str:
 
 
 class Study(_Section):
-    """A study: its data, a base member, the points that vary it, seeds and presets.
+    """A study: its data, a base member, the points that vary it, seeds and presets."""
 
-    ``jaxmnist.config.resolve`` applies a preset and overrides and adds the fields below
-    ``notes``; :func:`study_problems` checks it.
-    """
-
-    study: Annotated[str, BeforeValidator(_study_name)]
+    study: Annotated[str, _rule(lambda v: isinstance(v, str) and v != "",
+                                "needs a short name such as 's2'")]
     title: str = ""
     data: dict[str, Any]
     base: dict[str, Any]
@@ -351,7 +286,8 @@ def _message(e: Mapping[str, Any], where: str) -> list[str]:
     path = ".".join(loc)
     if kind == "extra_forbidden":
         parent = loc[:-1]
-        model = {"data": Data, "study": Study}.get(where, Member)
+        sections: dict[str, type[BaseModel]] = {"data": Data, "study": Study}
+        model = sections.get(where, Member)
         valid = [".".join([*parent, f]) for f in _fields_at(model, parent)]
         return [f"{where}: unknown key {path!r}{suggest(path, valid)}"]
     if kind == "missing":
@@ -382,8 +318,7 @@ def _problems(model: type[BaseModel], value: Any, where: str) -> tuple[Any, list
 def validated(cfg: Any, where: str = "member") -> tuple[Member | None, list[str]]:
     """Checks a member config once: ``(the Member, [])`` or ``(None, every problem)``.
 
-    A user model is also evaluated abstractly (``jaxmnist.models.check_model``): its init, a
-    training call and an evaluation call, nothing compiled.
+    A user model is also called abstractly (``jaxmnist.models.check_model``), nothing compiled.
     """
     if isinstance(cfg, Member):
         return cfg, []
@@ -407,9 +342,7 @@ def member_problems(cfg: Any, where: str = "base") -> list[str]:
 def member(cfg: Mapping[str, Any] | Member, where: str = "member") -> Member:
     """THE typed member config the engine reads, every default filled in.
 
-    Args:
-        cfg: A member config as plain dicts, or a :class:`Member` (returned as it is).
-        where: How the messages name the config (``"members[3]"``).
+    ``where`` names the config in the messages (``"members[3]"``); a Member is returned as is.
 
     Raises:
         ConfigError: every problem at once (unknown keys with a did-you-mean, invalid choices
@@ -427,15 +360,8 @@ def with_seed(m: Member, seed: int) -> Member:
 
 
 def data_problems(spec: Any, train_size: int = 60_000) -> list[str]:
-    """Problems with a data spec: keys, choices, and the split rules of ``jaxmnist.data``.
-
-    Args:
-        spec: The study's ``data`` section.
-        train_size: Images in the dataset's training file (bounds ``val_size``).
-    """
-    from jaxmnist import data
-
+    """Problems with a data spec: keys, choices, split rules (``train_size`` bounds val_size)."""
     found = _problems(Data, spec, "data")[1]
     if found or not isinstance(spec, Mapping):
         return found
-    return [f"data.{key}: {msg}" for key, msg in data.split_problems(spec, train_size)]
+    return [f"data.{key}: {msg}" for key, msg in split_problems(spec, train_size)]

@@ -1,8 +1,7 @@
 """Groups: which member configs train together as ONE compiled program (plain Python, no jax).
 
 Static keys (shapes: architecture, batch, epochs, loss) agree inside a group; the
-:data:`DYNAMIC_KEYS` become per-member arrays with a leading grid axis. The schema reads
-:data:`STRATEGIES` from here without importing the engine, which reads the schema's types.
+:data:`DYNAMIC_KEYS` become per-member arrays with a leading grid axis.
 """
 
 from __future__ import annotations
@@ -24,11 +23,8 @@ DYNAMIC_KEYS: tuple[str, ...] = (
 )
 """Member-config keys that may differ inside a group; all other keys are static (shape-changing).
 
-The engine turns these into per-member arrays with a leading grid axis. ``optim`` is the whole
-section: optimizer name, learning rate, every numeric hyperparameter, schedule and clipping
-(``jaxmnist.engine.optim.plan`` compiles the families present and keeps the numbers per member).
-``model.init`` only decides the starting weights, which are drawn per member before the training
-program runs, so members with different initialisers (S3's init experiment) share one compile."""
+``optim`` is the whole section (``jaxmnist.engine.optim.plan``); ``model.init`` only decides the
+starting weights, drawn per member before the program runs (S3's init experiment: one compile)."""
 
 
 def static_config(member: Mapping[str, Any]) -> dict[str, Any]:
@@ -50,14 +46,7 @@ def group_key(member: Mapping[str, Any]) -> str:
 
 
 def group_members(members: Sequence[Mapping[str, Any]]) -> list[list[int]]:
-    """Partitions member indices into groups, in order of first appearance.
-
-    Args:
-        members: Member configs (plain nested dicts).
-
-    Returns:
-        Lists of member indices; each list is one group (one compiled program).
-    """
+    """Member indices in groups (one compiled program each), in order of first appearance."""
     groups: dict[str, list[int]] = {}
     for index, member in enumerate(members):
         groups.setdefault(group_key(member), []).append(index)

@@ -34,7 +34,7 @@ def _load_file(path: str, prefix: str) -> ModuleType:
 def import_module_part(module_part: str, prefix: str) -> ModuleType:
     """Imports ``path/to/file.py`` (once per process, as ``<prefix>_...``) or ``package.module``.
 
-    FileNotFoundError for a missing ``.py``; whatever the user's module raises, as it is.
+    Raises ``FileNotFoundError`` for a missing ``.py``, and whatever the user's module raises.
     """
     if module_part.endswith(".py"):
         return _load_file(module_part, prefix)

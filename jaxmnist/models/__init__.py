@@ -1,17 +1,8 @@
 """Models: the zoo of the five studies and the user's own models, behind ONE contract.
 
-Zoo families (``cfg["name"]``): ``mlp`` (S3), ``cnn`` (S0, S1), ``cnn_depth`` (S4),
-``squeezenet`` (S2); their params are nested dicts with kernel leaves ``w``, biases ``b`` and
-RMSNorm scales ``scale``. User models (Flax linen, Flax NNX, or a plain ``(init, apply)`` pair)
-are named by import path ``"pkg.module:factory"`` / ``"file.py:factory"`` or by a name given to
-:func:`register` (see :mod:`jaxmnist.models.adapters`). A model is two pure functions with its
-non-parameter state (BatchNorm statistics, ...) explicit::
-
-    init(key) -> (params, state)
-    apply(params, state, x, *, train, key=None) -> (logits float32 [B, 10], new_state)
-
-``state`` is ``{}`` for the zoo (and for any stateless model): the engine carries it through the
-same path for every model. See docs/models.md and docs/byo.md.
+``init(key) -> (params, state)`` and ``apply(params, state, x, *, train, key=None) -> (logits
+float32 [B, 10], new_state)``; ``state`` (BatchNorm statistics, ...) is ``{}`` for the zoo.
+Zoo families: docs/models.md; user models (:func:`register`, import paths): docs/byo.md.
 """
 
 from __future__ import annotations
@@ -66,18 +57,11 @@ FAMILIES: dict[str, types.ModuleType] = {
 
 
 class Model(NamedTuple):
-    """A built model: its name, validated config and two pure functions.
+    """A built model: its name, config with every default, and the contract's two functions.
 
-    Attributes:
-        name: family name (``cfg["name"]``).
-        cfg: the validated config with every default filled in (JSON-serialisable).
-        init: ``init(key) -> (params, state)``; ``state`` holds the non-parameter variables
-            (BatchNorm running statistics, ...), ``{}`` when there are none.
-        apply: ``apply(params, state, x, *, train, key=None) -> (logits float32 [B, 10],
-            new_state)``; ``x`` is ``uint8`` or float ``[B, 28, 28, 1]``; ``key`` is needed
-            when ``train`` and the model has dropout; ``new_state`` is ``state`` unless
-            ``train`` (running statistics are updated in training steps only).
-        weight_names: leaf names that count as weights (L1/L2, histograms, drawing).
+    ``apply`` takes ``uint8`` or float ``x`` ``[B, 28, 28, 1]``, needs ``key`` when ``train``
+    with dropout, and updates ``state`` in training steps only; ``weight_names``: the leaves
+    L1/L2 and the histograms count as weights.
     """
 
     name: str
@@ -92,39 +76,23 @@ class Model(NamedTuple):
 
 
 def family(name: str) -> types.ModuleType:
-    """Returns the module implementing family ``name``.
-
-    Raises:
-        ValueError: unknown name (the message lists the valid ones).
-    """
+    """The module implementing zoo family ``name`` (``ValueError`` listing the choices)."""
     if name not in FAMILIES:
-        user = list(adapters.registered())
-        raise ValueError(
-            f"model name: {name!r} is not valid; valid choices are {list(FAMILIES) + user} or "
-            "your own model as 'package.module:factory' / 'path/to/file.py:factory'"
-        )
+        raise ValueError(specs.unknown_model(name))
     return FAMILIES[name]
 
 
 def validate_model_config(cfg: Mapping[str, Any]) -> dict[str, Any]:
-    """Checks a model config without building anything; returns it with every default.
-
-    Raises:
-        ValueError: what is wrong (key, value, valid choices); see :mod:`.specs`.
-    """
+    """A model config with every default, checked without building anything (``ValueError``)."""
     return specs.resolved(cfg)
 
 
 def check_model(cfg: Mapping[str, Any]) -> None:
-    """Checks that a model can be called the way the engine calls it, without compiling.
-
-    The zoo is checked by :func:`validate_model_config`; a user model is built and its init, a
-    training call and an evaluation call are evaluated abstractly
-    (:func:`jaxmnist.models.adapters.check`).
+    """Checks that a model can be called as the engine calls it (a user model: abstractly).
 
     Raises:
-        ValueError: (``adapters.ModelError`` for a user model) one message naming the model,
-            the call made, the user's source line and the accepted calling conventions.
+        ValueError: (``adapters.ModelError`` for a user model) naming the model, the call made,
+            the user's source line and the accepted calling conventions.
     """
     cfg = validate_model_config(cfg)
     if adapters.is_user_model(cfg["name"]):
@@ -136,11 +104,10 @@ _BUILT: collections.OrderedDict[tuple[str, Any], Model] = collections.OrderedDic
 
 
 def build(cfg: Mapping[str, Any]) -> Model:
-    """Builds the model described by ``cfg`` (see :func:`validate_model_config`).
+    """Builds the model ``cfg`` describes.
 
-    The same config (for a user model: and the same factory object, so a class redefined in a
-    notebook builds anew) gives the same :class:`Model` object, so functions jitted over it
-    (the engine's programs) keep their compiles from one call to the next.
+    The same config (and for a user model the same factory object) gives the same
+    :class:`Model`, so functions jitted over it keep their compiles between calls.
     """
     cfg = validate_model_config(cfg)
     factory = adapters.resolve_factory(cfg["name"]) if adapters.is_user_model(cfg["name"]) \

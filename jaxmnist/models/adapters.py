@@ -1,49 +1,10 @@
 """Bring-your-own models: Flax linen, Flax NNX or a plain ``(init, apply)`` pair -> the contract.
 
-A model config names a user model by import path or by a registered name; every other key is a
-keyword argument of the factory (JSON values: they are part of the group's static config)::
-
-    {"name": "my_pkg.nets:make_cnn", "width": 64}          # module on sys.path
-    {"name": "path/to/nets.py:CNN"}                        # a file, anywhere (a class works)
-    {"name": "my_cnn"}                                     # @jaxmnist.models.register("my_cnn")
-    {"name": "...", "weight_leaves": ["kernel"]}           # optional: which leaves are weights
-    {"name": "...", "cpu_convs": False}                    # optional: keep XLA:CPU's own convs
-
-What the factory returns decides the adapter; each accepts what the Flax docs and examples write:
-
-* a ``flax.linen.Module`` (``factory(**kwargs)``): called as ``module.apply(variables, x, ...)``
-  with its mode flag when ``__call__`` has one: ``train`` / ``training`` / ``is_training``
-  (True in training steps) or ``deterministic`` / ``use_running_average`` (False in training
-  steps). Dropout draws from the ``"dropout"`` RNG. Every variable collection other than
-  ``params`` (``batch_stats``, ...) is the member's *state*: ``mutable`` in training steps,
-  read as is in evaluation.
-* a ``flax.nnx.Module``: the factory (or the class itself) takes ``rngs``; each member builds
-  it from ``nnx.Rngs(key)`` of its own seed. The module is split once (``nnx.split``: graph
-  definition, ``nnx.Param``, RNG streams, everything else) and merged in each traced call; it
-  is switched with ``model.train()`` / ``model.eval()`` and called with ``rngs=`` when
-  ``__call__`` takes ``rngs`` (positional or keyword, as Flax's ``examples/mnist`` CNN does)
-  and with a mode flag as for linen. Streams the module holds itself (``nnx.Dropout(rate,
-  rngs=rngs)``) are re-seeded in every training step from the member's step key, so dropout
-  draws depend on the seed, epoch and step alone (a resumed run draws the same numbers).
-  ``nnx.BatchStat`` and every other non-``Param`` variable is the member's state.
-* a pair ``(init, apply)``: stateless ``init(key) -> params`` with ``apply(params, x, *, train,
-  key) -> logits``, or, when ``apply`` has a parameter named ``state``, the engine's own
-  contract ``init(key) -> (params, state)`` with ``apply(params, state, x, *, train, key) ->
-  (logits, new_state)``.
-
-Every adapter produces the engine's contract: ``init(key) -> (params, state)`` (vmappable) and
-``apply(params, state, x, *, train, key=None) -> (logits [B, 10], new_state)``; params and state
-are plain nested dicts. User code always receives float32 images in [0, 1] of shape
-``[B, 28, 28, 1]`` (the uint8 -> float scaling happens here once). :func:`check` evaluates both
-abstractly (``jax.eval_shape``: nothing is compiled or allocated) so that a model that cannot be
-called, raises, or returns the wrong shape is reported while the study is validated.
-
-On XLA:CPU the adapted ``apply`` goes through :func:`jaxmnist.models.cpu_kernels.fast_cpu_convs`:
-its convolutions (``nn.Conv``, ``nnx.Conv``, any ``lax.conv_general_dilated``) and window ==
-stride max-pools are rewritten at trace time into the im2col matmuls the zoo uses, because
-XLA:CPU runs a convolution inside the engine's ``lax.scan`` an order of magnitude slower than
-alone (jax-ml/jax#12868; ``benchmarks/conv_rewrite.py``). ``"cpu_convs": False`` in the model
-config turns it off. On GPU/TPU the model's own convolutions run unchanged.
+A model config names a factory by import path (``"pkg.mod:factory"``, ``"file.py:factory"``) or
+registered name; its other keys are the factory's keyword arguments. What the factory returns
+picks the adapter; each gives ``init(key) -> (params, state)`` and ``apply(params, state, x, *,
+train, key=None) -> (logits, new_state)`` on float32 images in [0, 1], and :func:`check` calls
+both abstractly while the study is validated. The conventions accepted: docs/byo.md ("Models").
 """
 
 from __future__ import annotations
@@ -86,11 +47,7 @@ class ModelError(ValueError):
 
 
 def register(name: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """Decorator: makes a model factory (or Module class) available as ``model.name = name``.
-
-    The module holding the decorated factory must be imported before the study is validated
-    (e.g. import it at the top of the study file).
-    """
+    """Decorator: a model factory (or Module class) as ``model.name = name`` once imported."""
 
     def wrap(factory: Callable[..., Any]) -> Callable[..., Any]:
         _REGISTERED[name] = factory
@@ -110,12 +67,7 @@ def is_user_model(name: Any) -> bool:
 
 
 def resolve_factory(name: str) -> Callable[..., Any]:
-    """Returns the factory a user model name refers to.
-
-    Raises:
-        ValueError: the module or attribute cannot be found or imported (the message says
-            which and what forms are accepted).
-    """
+    """The factory a user model name refers to (``ValueError``: what cannot be found and why)."""
     if name in _REGISTERED:
         return _REGISTERED[name]
     module_part, _, attr = name.rpartition(":")
@@ -145,10 +97,7 @@ def resolve_factory(name: str) -> Callable[..., Any]:
 
 
 def _signature(fn: Callable[..., Any]) -> inspect.Signature | None:
-    """``fn``'s call signature; for a class, its ``__init__`` without ``self``.
-
-    Flax's module metaclasses hide a class's own signature behind ``*args, **kwargs``.
-    """
+    """``fn``'s signature; a class's ``__init__`` without ``self`` (Flax's metaclasses hide it)."""
     try:
         if inspect.isclass(fn):
             sig = inspect.signature(fn.__init__)
@@ -167,13 +116,10 @@ def _user_kwargs(cfg: Mapping[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in cfg.items() if k not in RESERVED_KEYS}
 
 
-def validate(cfg: Mapping[str, Any]) -> dict[str, Any]:
-    """Checks a user model config: the factory resolves and accepts the keyword arguments.
+def validate(cfg: Mapping[str, Any]) -> None:
+    """Checks that the factory resolves and takes the keyword arguments (``ValueError``).
 
-    Returns the config unchanged (as a dict). Nothing is built; :func:`check` calls the model.
-
-    Raises:
-        ValueError: what is wrong and how to fix it.
+    Nothing is built (:func:`check` calls the model); ``specs.UserModel`` checked the rest.
     """
     name = cfg["name"]
     factory = resolve_factory(name)
@@ -188,14 +134,6 @@ def validate(cfg: Mapping[str, Any]) -> dict[str, Any]:
         except TypeError as err:
             params = [p for p in sig.parameters if p not in ("self", "rngs")]
             raise ValueError(f"model {name!r}: {err}; its parameters: {params}") from None
-    if not isinstance(cfg.get("cpu_convs", True), bool):
-        raise ValueError(f"model {name!r}: 'cpu_convs' must be true or false, "
-                         f"got {cfg['cpu_convs']!r}")
-    leaves = cfg.get("weight_leaves", list(WEIGHT_NAMES))
-    if not (isinstance(leaves, list | tuple) and all(isinstance(s, str) for s in leaves)):
-        raise ValueError(f"model {name!r}: 'weight_leaves' must be a list of leaf names, "
-                         f"got {leaves!r}")
-    return dict(cfg)
 
 
 # --------------------------------------------------------------------------------------------
@@ -372,11 +310,7 @@ def _adapt(cfg: Mapping[str, Any]) -> tuple[Callable[..., Any], Callable[..., An
 
 
 def build(cfg: Mapping[str, Any]) -> tuple[Callable[..., Any], Callable[..., Any]]:
-    """Returns ``(init, apply)`` in the engine's contract for a user model config.
-
-    Raises:
-        ModelError: the factory raised, or returned something that is not a model.
-    """
+    """``(init, apply)`` in the engine's contract (``ModelError``: the factory failed)."""
     init, apply, _, _ = _build_cached(*_cache_key(cfg))
     return init, apply
 
@@ -401,10 +335,7 @@ def weight_names(cfg: Mapping[str, Any]) -> tuple[str, ...]:
 
 
 def _user_line(err: BaseException) -> str:
-    """``" (at file.py:12: source)"`` for the innermost frame of user code in ``err``'s traceback.
-
-    User code is any frame outside jax, flax, optax, jaxmnist and the standard library.
-    """
+    """``" (at file.py:12: source)"``: ``err``'s innermost frame of user code (not a library)."""
     skip = ("/jax/", "/jaxlib/", "/flax/", "/optax/", "/jaxmnist/", "/importlib/", "/functools",
             "/contextlib", "/inspect.py", "/site-packages/numpy/")
     found = None
@@ -456,11 +387,9 @@ def _check_cached(cfg_json: str, factory: Callable[..., Any]) -> None:
 
 
 def check(cfg: Mapping[str, Any]) -> None:
-    """Builds a user model and evaluates init, a training call and an evaluation call abstractly.
+    """Builds a user model and traces init, a training and an evaluation call (``eval_shape``).
 
-    ``jax.eval_shape`` traces the calls exactly as the engine makes them, without compiling or
-    allocating anything, so a study with a model that cannot be called, raises, or returns
-    something other than logits ``[batch, 10]`` fails while it is validated.
+    Nothing is compiled or allocated, so a bad model fails while the study is validated.
 
     Raises:
         ModelError: one message naming the model, the call that was made, the user's source

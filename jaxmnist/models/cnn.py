@@ -1,21 +1,7 @@
 """Plain conv nets: the S0/S1 CNN (``"cnn"``) and the S4 depth family (``"cnn_depth"``).
 
-Both are ``[conv3x3 -> maxpool2 -> relu] * n -> dropout -> flatten -> dense+relu -> dropout ->
-dense(10)``. Configs (defaults shown)::
-
-    {"name": "cnn", "dropout": 0.0, "conv_impl": "auto"}
-        S0: conv32 (valid) -> pool -> conv64 (valid) -> pool -> flatten 1600 -> dense128 -> 10.
-        S1: "dropout": [0.25, 0.5] (after the 2nd pool, after dense128). A single number is
-        used for both places. 225,034 params either way.
-
-    {"name": "cnn_depth", "depth": 4, "dropout": 0.25, "padding": "same", "conv_impl": "auto"}
-        S4 L1..L4: convs 64/128/512/1024 (first ``depth`` of them), dense 64/128/512/512.
-        "same" padding makes 28 -> 14 -> 7 -> 3 -> 1 fit four pools; "valid" fits depth <= 3.
-
-Kernels use Keras' default glorot_uniform, biases zero, so the networks match the papers'.
-The max-pool runs BEFORE bias+ReLU: ``relu(max(y) + b) == max(relu(y + b))`` exactly, and the
-elementwise work (and its backward) shrinks 4x. Flatten is NHWC (row, column, channel), the
-Keras channels_last order, so Keras weights load unchanged.
+Both are ``[conv3x3 -> maxpool2 -> relu] * n -> dropout -> flatten (NHWC, as Keras) -> dense
++relu -> dropout -> dense(10)``, Keras' initialisers; configs and counts: docs/models.md.
 """
 
 from __future__ import annotations

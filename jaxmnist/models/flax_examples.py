@@ -5,22 +5,10 @@ Use it in a study as::
     base.model = {"name": "jaxmnist.models.flax_examples:linen_cnn"}            # Flax linen
     base.model = {"name": "jaxmnist.models.flax_examples:NnxCNN", "dropout": [0.25, 0.5]}
 
-or, for your copy, ``{"name": "path/to/my_nets.py:linen_cnn"}``. Both are the zoo's
-``{"name": "cnn"}``: ``conv 3x3/32 valid -> ReLU -> max-pool 2 -> conv 3x3/64 valid -> ReLU ->
-max-pool 2 -> [dropout] -> flatten (NHWC) -> dense 128 -> ReLU -> [dropout] -> dense 10``, Keras'
-glorot-uniform kernels and zero biases, 225,034 parameters. With the same weights they give the
-zoo's logits (``tests/test_models.py``); the zoo's leaf ``conv1/w`` is Flax's ``conv1/kernel``
-and ``b`` is ``bias``.
-
-The model contract (see ``jaxmnist.models.adapters``): images arrive as float32 in [0, 1],
-shape ``[B, 28, 28, 1]``; return logits ``[B, 10]``; dropout uses the ``"dropout"`` RNG.
-
-``conv_impl``: ``"flax"`` uses Flax's own layers (``Conv`` = ``lax.conv_general_dilated``,
-``max_pool`` = ``lax.reduce_window``); any of ``jaxmnist.models.CONV_IMPLS`` (default ``"auto"``:
-im2col on CPU, lax on GPU/TPU) runs the same convolution through ``jaxmnist.models.layers.conv2d``
-and the pool through ``layers.max_pool2`` (a reshape + max with a one-select backward). The choice
-matters on XLA:CPU, where Flax's conv and pool inside the engine's ``lax.scan`` train ~50x slower
-(docs/models.md); the parameters (``conv1/kernel``, ``conv1/bias``) are the same either way.
+With the same weights both give the zoo's ``{"name": "cnn"}`` logits (225,034 parameters; the
+zoo's ``conv1/w`` is ``conv1/kernel`` here). ``conv_impl="flax"`` uses Flax's ``Conv`` and
+``max_pool``, which train far slower inside the engine's ``lax.scan`` on XLA:CPU (docs/models.md);
+any of ``jaxmnist.models.CONV_IMPLS`` (default ``"auto"``) runs jaxmnist's kernels instead.
 """
 
 from __future__ import annotations
@@ -141,13 +129,9 @@ class NnxCNN(nnx.Module):
 class FlaxMnistCNN(nnx.Module):
     """The network of Flax's ``examples/mnist`` (NNX), for the ``flax_mnist`` study.
 
-    Same layers, order, sizes and Flax defaults as the example (written here, not copied, so the
-    study runs from the installed package; ``tests/user_models.py`` trains the example's own
-    text as a user file): conv 3x3/32 (SAME) -> dropout 0.025 -> BatchNorm -> ReLU -> avg-pool 2
-    -> conv 3x3/64 -> BatchNorm -> ReLU -> avg-pool 2 -> flatten (3,136) -> dense 256 -> dropout
-    0.025 -> ReLU -> dense 10; 824,650 parameters plus 192 running statistics. It is called the
-    example's way, ``model(x, rngs)``, with ``model.train()`` / ``model.eval()`` deciding what
-    dropout and BatchNorm do.
+    The example's layers, sizes and defaults (824,650 parameters plus 192 running statistics),
+    written here so the study runs from an installed package; called the example's way,
+    ``model(x, rngs)``.
     """
 
     def __init__(self, dropout: float = 0.025, *, rngs: nnx.Rngs):

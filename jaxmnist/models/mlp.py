@@ -1,17 +1,7 @@
-"""Feed-forward network (S3): 784 inputs -> hidden layers -> 10 logits.
+"""Feed-forward network (S3): 784 inputs -> hidden layers -> 10 logits (docs/models.md).
 
-Config (defaults shown)::
-
-    {"name": "mlp", "hidden": [64], "activation": "relu", "init": "he_normal",
-     "rmsnorm": False, "dropout": 0.0}
-
-- ``activation``: one spec for every hidden layer, or a list with one spec per hidden layer.
-- ``init``: one spec for every linear layer, or a list with one spec per linear layer
-  (``len(hidden) + 1``: the hidden layers, then the output layer). Biases start at zero.
-- Each hidden layer is ``dense -> [RMSNorm] -> activation -> [dropout]``; the output layer is a
-  plain dense layer producing logits (softmax lives in the loss).
-
-Params: ``dense1 .. denseN`` and ``output`` (``w``, ``b``); ``norm1 .. normN`` (``scale``).
+Each hidden layer is ``dense -> [RMSNorm] -> activation -> [dropout]``. Params: ``dense1 ..
+denseN`` and ``output`` (``w``, ``b``); ``norm1 .. normN`` (``scale``).
 """
 
 from __future__ import annotations

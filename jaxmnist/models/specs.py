@@ -1,10 +1,7 @@
 """Typed model configs: each zoo family's keys and defaults, and the user's own models.
 
-A member's ``model`` section is one of these classes, chosen by its ``name``
-(:data:`ModelConfig`): ``mlp``, ``cnn``, ``cnn_depth``, ``squeezenet``, or :class:`UserModel`
-for an import path (``"pkg.module:factory"``, ``"file.py:factory"``) or a name given to
-``jaxmnist.models.register``. The classes own every default; ``config()`` is the resolved dict
-the family's ``init`` / ``apply`` read. Checking a config builds nothing and starts no backend.
+A ``model`` section is the class its ``name`` chooses (:data:`ModelConfig`); ``config()`` is the
+resolved dict the family reads. Checking a config builds nothing and starts no backend.
 """
 
 from __future__ import annotations
@@ -29,6 +26,15 @@ from jaxmnist.checks import is_int, is_number
 from jaxmnist.models import adapters, common, layers
 
 ZOO = ("mlp", "cnn", "cnn_depth", "squeezenet")
+_NOT_A_MODEL = (f"model config must be a dict with a 'name' in {list(ZOO)} (or "
+                "'package.module:factory')")
+
+
+def unknown_model(name: Any) -> str:
+    """The message for a ``model.name`` that names no family and no user model."""
+    return (f"model name: {name!r} is not valid; valid choices are "
+            f"{list(ZOO) + list(adapters.registered())} or your own model as "
+            "'package.module:factory' / 'path/to/file.py:factory'")
 
 
 def _rate(family: str):
@@ -155,11 +161,8 @@ class SqueezeNet(_Spec):
 class UserModel(_Spec):
     """A Flax linen / NNX Module or an ``(init, apply)`` pair, by import path or registered name.
 
-    Attributes:
-        name: ``"package.module:factory"``, ``"path/to/file.py:factory"`` or a registered name.
-        cpu_convs: on XLA:CPU, run its convolutions through im2col kernels (False: XLA's own).
-        weight_leaves: the parameter leaf names that count as weights (L1/L2, histograms).
-        kwargs: the factory's keyword arguments (written beside ``name`` in a study file).
+    ``cpu_convs``: im2col convolutions on XLA:CPU; ``weight_leaves``: the leaves L1/L2 count;
+    ``kwargs``: the factory's keyword arguments (written beside ``name`` in a study file).
     """
 
     name: str
@@ -183,10 +186,7 @@ class UserModel(_Spec):
     @model_validator(mode="after")
     def _resolves(self) -> UserModel:
         if not adapters.is_user_model(self.name):
-            raise ValueError(
-                f"model name: {self.name!r} is not valid; valid choices are "
-                f"{list(ZOO) + list(adapters.registered())} or your own model as "
-                "'package.module:factory' / 'path/to/file.py:factory'")
+            raise ValueError(unknown_model(self.name))
         adapters.validate(self.config())
         return self
 
@@ -222,8 +222,7 @@ def problems_of_error(e: Mapping[str, Any]) -> list[str]:
     if e["type"] == "missing":
         return [f"model config: {loc[-1]!r} is missing"]
     if e["type"] in ("model_attributes_type", "dict_type", "model_type"):
-        return [f"model config must be a dict with a 'name' in {list(ZOO)} (or "
-                f"'package.module:factory'), got {e.get('input')!r}"]
+        return [f"{_NOT_A_MODEL}, got {e.get('input')!r}"]
     return [str(e["msg"]).removeprefix("Value error, ")]
 
 
@@ -232,16 +231,11 @@ _CLASSES: dict[str, type[_Spec]] = {"mlp": Mlp, "cnn": Cnn, "cnn_depth": CnnDept
 
 
 def parse(cfg: Any) -> Any:
-    """The typed config of a ``model`` section (one of the classes above).
-
-    Raises:
-        ValueError: every problem, each naming the key and the valid choices.
-    """
+    """The typed config of a ``model`` section (``ValueError``: every problem, with choices)."""
     if isinstance(cfg, _Spec):
         return cfg
     if not isinstance(cfg, Mapping) or "name" not in cfg:
-        raise ValueError(f"model config must be a dict with a 'name' in {list(ZOO)} (or "
-                         f"'package.module:factory'), got {cfg!r}")
+        raise ValueError(f"{_NOT_A_MODEL}, got {cfg!r}")
     try:
         return _ADAPTER.validate_python(dict(cfg))
     except ValidationError as err:

@@ -1,24 +1,7 @@
-"""SqueezeNet (S2), adapted to 28x28x1 inputs.
+"""SqueezeNet (S2): v1.1's fire modules and pool positions on a 28x28x1 stem (docs/models.md).
 
-SqueezeNet v1.1's layout (fire widths and pooling positions) with an MNIST-sized stem::
-
-    conv1 3x3/64 valid (26x26) -> maxpool2 (13x13)
-    fire2 (s16, e64+64) -> fire3 (s16, e64+64) -> maxpool2 (6x6)
-    fire4 (s32, e128+128) -> fire5 (s32, e128+128) -> maxpool2 (3x3)
-    fire6 (s48, e192+192) -> fire7 (s48, e192+192) -> fire8 (s64, e256+256) -> fire9 (s64, e256+256)
-    dropout 0.5 -> conv10 1x1/10 -> ReLU -> global average pool -> 10 logits
-
-A fire module is ``squeeze 1x1 -> ReLU`` then ``expand 1x1 -> ReLU`` and ``expand 3x3 (same)
--> ReLU`` side by side, concatenated on channels. The ImageNet stem (3x3 stride-2 conv + 3x3
-stride-2 pools on 224x224) would shrink 28x28 to nothing, so conv1 is stride 1 and the pools
-are 2x2/2 (floor, like Keras "valid"). 726,474 params.
-
-Config (defaults shown)::
-
-    {"name": "squeezenet", "dropout": 0.5, "final_relu": True, "conv_impl": "auto"}
-
-``final_relu`` keeps SqueezeNet's ReLU on conv10 (its logits are then >= 0; a net whose conv10
-outputs all die predicts one class — a collapse S2 reports). Kernels glorot_uniform, biases 0.
+A fire module is ``squeeze 1x1 -> ReLU`` then ``expand 1x1`` and ``expand 3x3 (same)`` (each ->
+ReLU) concatenated on channels; ``final_relu`` keeps the ReLU on conv10. 726,474 params.
 """
 
 from __future__ import annotations

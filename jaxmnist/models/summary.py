@@ -7,11 +7,9 @@ from typing import Any
 
 
 def summary(cfg: Mapping[str, Any]) -> str:
-    """Returns a Keras-style table (layer, output shape, params) and the total for ``cfg``.
+    """A Keras-style table (layer, output shape, params) and the total, from the config alone.
 
-    Computed from the config alone (no arrays are built); the test suite checks that the total
-    equals ``param_count(build(cfg).init(key))``. A user model (import path) lists its parameter
-    leaves instead of layers, from ``jax.eval_shape`` of its init.
+    A user model lists its parameter leaves instead, from ``jax.eval_shape`` of its init.
     """
     from jaxmnist.models import adapters, family, validate_model_config  # avoid an import cycle
 

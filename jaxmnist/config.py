@@ -33,11 +33,8 @@ from jaxmnist.groups import (  # noqa: F401 - the grouping rule is part of the c
 from jaxmnist.schema import ConfigError
 from jaxmnist.trees import get_dotted, set_dotted  # noqa: F401 - public here too
 
-# --------------------------------------------------------------------------------------------
+
 # Dotted keys
-# --------------------------------------------------------------------------------------------
-
-
 def to_plain(value: Any) -> Any:
     """Returns ``value`` with every ConfigDict / tuple turned into plain dicts / lists."""
     if isinstance(value, ml_collections.ConfigDict):
@@ -62,11 +59,7 @@ def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
 _MISSING = object()  # "no such key" marker returned by get_dotted(..., _MISSING)
 
 
-# --------------------------------------------------------------------------------------------
 # Loading and overriding
-# --------------------------------------------------------------------------------------------
-
-
 def _study_line(path: Path, err: BaseException) -> str:
     """``", line N"`` of the deepest traceback frame inside the study file, if any."""
     frames = [f for f in traceback.extract_tb(err.__traceback__)
@@ -236,7 +229,7 @@ def apply_overrides(study: dict[str, Any], overrides: Sequence[str]) -> dict[str
     """
     study = copy.deepcopy(study)
     valid = list(flatten(study))
-    sections = [k for k in _all_paths(study) if k not in valid]
+    sections = {k.rsplit(".", n)[0] for k in valid for n in range(1, k.count(".") + 1)}
     problems = []
     for item in overrides:
         key, sep, text = item.partition("=")
@@ -248,9 +241,7 @@ def apply_overrides(study: dict[str, Any], overrides: Sequence[str]) -> dict[str
                                     or key.removeprefix("base.") in schema.member_paths()):
             current = None  # a member setting left at its default: the member schema checks it
         if current is _MISSING:
-            problems.append(
-                f"unknown config key {key!r}{suggest(key, valid + sections)}"
-            )
+            problems.append(f"unknown config key {key!r}{suggest(key, [*valid, *sections])}")
             continue
         if isinstance(current, Mapping) and current:
             leaves = [k for k in valid if k.startswith(key + ".")][:6]
@@ -263,16 +254,6 @@ def apply_overrides(study: dict[str, Any], overrides: Sequence[str]) -> dict[str
     if problems:
         raise ConfigError(problems, "--config override")
     return study
-
-
-def _all_paths(tree: Mapping[str, Any], prefix: str = "") -> list[str]:
-    out = []
-    for key, value in tree.items():
-        path = f"{prefix}.{key}" if prefix else key
-        out.append(path)
-        if isinstance(value, Mapping):
-            out.extend(_all_paths(value, path))
-    return out
 
 
 def _merge(tree: dict[str, Any], overrides: Mapping[str, Any], where: str) -> list[str]:
@@ -392,11 +373,7 @@ def _grid_size(study: Mapping[str, Any]) -> int | None:
         return None
 
 
-# --------------------------------------------------------------------------------------------
 # Validation
-# --------------------------------------------------------------------------------------------
-
-
 def validate_data(data: Mapping[str, Any]) -> list[str]:
     """Problems with a data spec (empty when valid), a split with no training image included."""
     problems = schema.data_problems(data, MNIST_TRAIN)
@@ -525,11 +502,7 @@ _CHECKED: collections.OrderedDict[tuple[str, str], list[dict[str, Any]]] = (
     collections.OrderedDict())
 
 
-# --------------------------------------------------------------------------------------------
 # Expansion
-# --------------------------------------------------------------------------------------------
-
-
 def member_key(cfg: Mapping[str, Any]) -> str:
     """Canonical text of a member config without its seed: seeds of one grid point share it."""
     return json.dumps({k: v for k, v in cfg.items() if k != "seed"}, sort_keys=True)
@@ -598,9 +571,7 @@ def expand(study: Mapping[str, Any]) -> list[dict[str, Any]]:
                 set_dotted(cfg, key, copy.deepcopy(value))
             key = member_key(cfg)
             entry = by_key.setdefault(key, {"config": cfg, "experiments": []})
-            entry["experiments"].append(
-                {"name": exp["name"], "label": label, "settings": settings}
-            )
+            entry["experiments"].append({"name": exp["name"], "label": label, "settings": settings})
     members = []
     for key, entry in by_key.items():
         for seed in range(int(study["seeds"])):

@@ -14,13 +14,7 @@ from typing import Any
 STRATEGIES: tuple[str, ...] = ("auto", "vmap", "sequential")
 """``train.strategy``: how a group's members share its program (``jaxmnist.engine.placement``)."""
 
-DYNAMIC_KEYS: tuple[str, ...] = (
-    "optim",
-    "reg.l1",
-    "reg.l2",
-    "seed",
-    "model.init",
-)
+DYNAMIC_KEYS: tuple[str, ...] = ("optim", "reg.l1", "reg.l2", "seed", "model.init")
 """Member-config keys that may differ inside a group; all other keys are static (shape-changing).
 
 ``optim`` is the whole section (``jaxmnist.engine.optim.plan``); ``model.init`` only decides the

@@ -38,11 +38,7 @@ class ConfigError(ValueError):
         super().__init__(f"invalid {source}:\n{lines}")
 
 
-# --------------------------------------------------------------------------------------------
 # Value types with the project's messages
-# --------------------------------------------------------------------------------------------
-
-
 def _rule(ok: Callable[[Any], bool], rule: str) -> BeforeValidator:
     """A validator passing ``v`` when ``ok(v)``, else raising ``"<rule>, got <v>"``."""
     def check(v: Any) -> Any:
@@ -66,11 +62,7 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-# --------------------------------------------------------------------------------------------
 # The member config: static classes whose names are checked against their owners' registries
-# --------------------------------------------------------------------------------------------
-
-
 def _choice(noun: str, names: Callable[[], Any]) -> BeforeValidator:
     """The value is one of ``names()`` (read when checked: registries grow)."""
     def check(value: Any) -> Any:
@@ -118,8 +110,7 @@ class Optim(_Section):
     def _flat(self, handler: Any) -> dict[str, Any]:
         out = handler(self)
         hyper = out.pop("hyper", {})
-        return {"name": out.pop("name"), "learning_rate": out.pop("learning_rate"), **hyper,
-                **out}
+        return {"name": out.pop("name"), "learning_rate": out.pop("learning_rate"), **hyper, **out}
 
 
 class Reg(_Section):
@@ -154,13 +145,11 @@ class Member(_Section):
 
 def member_paths() -> tuple[str, ...]:
     """Dotted keys every member has (``reg.l2``): a point or override may set them unstated."""
+    sections: dict[str, type[BaseModel]] = {"optim": Optim, "reg": Reg, "train": Train}
     out: list[str] = []
     for name in Member.model_fields:
-        if name == "optim":
-            out += [f"optim.{k}" for k in Optim.model_fields if k != "hyper"]
-        elif name in ("reg", "train"):
-            section: type[BaseModel] = Reg if name == "reg" else Train
-            out += [f"{name}.{k}" for k in section.model_fields]
+        if name in sections:
+            out += [f"{name}.{k}" for k in sections[name].model_fields if k != "hyper"]
         elif name != "model":
             out.append(name)
     return tuple(out)
@@ -181,11 +170,7 @@ class Data(_Section):
     test_limit: OptionalCount = DATA_DEFAULTS["test_limit"]
 
 
-# --------------------------------------------------------------------------------------------
 # The study: what a study file's get_config() returns, with every default
-# --------------------------------------------------------------------------------------------
-
-
 class Point(_Section):
     """One labelled setting of an experiment: ``{"label": "L1", "set": {"reg.l1": 0.01}}``."""
 
@@ -253,26 +238,16 @@ def study_problems(study: Any) -> list[str]:
     return _problems(Study, study, "study")[1]
 
 
-def data_with_defaults(spec: Any) -> Any:
-    """``spec`` with every ``jaxmnist.data.DATA_DEFAULTS`` key it leaves out (a non-dict as is)."""
-    if not isinstance(spec, Mapping):
-        return spec
-    return {**spec, **{k: v for k, v in DATA_DEFAULTS.items() if k not in spec}}
-
-
 def with_defaults(study: Mapping[str, Any]) -> dict[str, Any]:
     """A plain study dict with every field it leaves out (and every data key) at its default."""
     out = {**study_defaults(), **study}
-    if "data" in out:
-        out["data"] = data_with_defaults(out["data"])
+    if isinstance(out.get("data"), Mapping):
+        out["data"] = {**out["data"], **{k: v for k, v in DATA_DEFAULTS.items()
+                                         if k not in out["data"]}}
     return out
 
 
-# --------------------------------------------------------------------------------------------
 # Validation with the project's messages
-# --------------------------------------------------------------------------------------------
-
-
 def _message(e: Mapping[str, Any], where: str) -> list[str]:
     """The project's message(s) for one pydantic error of a member config or data spec."""
     loc = [str(p) for p in e["loc"]]

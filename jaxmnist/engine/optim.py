@@ -126,11 +126,7 @@ def check_optimizer(name: str) -> None:
         raise ValueError(f"optim.name: {_unknown_optimizer(name)}")
 
 
-# --------------------------------------------------------------------------------------------
 # Validation (plain Python: safe before anything compiles)
-# --------------------------------------------------------------------------------------------
-
-
 def learning_rate_problem(value: Any) -> str | None:
     """What is wrong with an ``optim.learning_rate`` (a finite number > 0), or None."""
     if not (is_number(value) and value > 0):
@@ -227,11 +223,7 @@ def validate_optimizer(name: Any, hparams: Mapping[str, Any], where: str = "opti
     return problems
 
 
-# --------------------------------------------------------------------------------------------
 # The static plan of a group and its per-member arrays
-# --------------------------------------------------------------------------------------------
-
-
 def _schedule_dict(cfg: Mapping[str, Any]) -> dict[str, Any]:
     """The section's schedule with every parameter (a name or None parsed by its owner)."""
     return _SCHEDULE.validate_python(cfg.get("schedule")).model_dump()
@@ -354,11 +346,7 @@ def member_hyper(
     return {k: jnp.asarray(v) for k, v in out.items()}
 
 
-# --------------------------------------------------------------------------------------------
 # Schedules (traced parameters)
-# --------------------------------------------------------------------------------------------
-
-
 def _cosine(count, init, decay_steps, alpha, exponent):
     count = jnp.minimum(count, decay_steps)
     cosine = 0.5 * (1 + jnp.cos(jnp.pi * count / decay_steps))
@@ -376,8 +364,7 @@ def _schedule_kind(kind: str, count: jax.Array, lr: jax.Array, h: Mapping[str, j
         frac = 1 - jnp.clip(count, 0, warm) / jnp.maximum(warm, 1.0)
         warmup = jnp.where(warm > 0, (init - lr) * frac + lr, init)
         alpha = jnp.where(lr == 0.0, 0.0, end / jnp.where(lr == 0.0, 1.0, lr))
-        decay = _cosine(count - warm, lr, h["sched.decay_steps"] - warm, alpha,
-                        h["sched.exponent"])
+        decay = _cosine(count - warm, lr, h["sched.decay_steps"] - warm, alpha, h["sched.exponent"])
         return jnp.where(count < warm, warmup, decay)
     if kind == "exponential":
         begin, steps, rate = (h["sched.transition_begin"], h["sched.transition_steps"],
@@ -411,11 +398,7 @@ def schedule_value(count: jax.Array, hyper: Mapping[str, jax.Array], group_plan:
     return out
 
 
-# --------------------------------------------------------------------------------------------
 # One member's union optimizer (vmapped / lax.mapped over the grid by the engine)
-# --------------------------------------------------------------------------------------------
-
-
 def _family_tx(fam: str, hyper: Mapping[str, jax.Array], group_plan: Plan):
     sp = spec(fam)
     kwargs: dict[str, Any] = dict(dict(group_plan.constants)[fam])
@@ -436,8 +419,7 @@ def _family_tx(fam: str, hyper: Mapping[str, jax.Array], group_plan: Plan):
 
 def init(params: Any, hyper: Mapping[str, jax.Array], group_plan: Plan) -> dict[str, Any]:
     """The union state of one member: ``{family: optax state}`` for every family present."""
-    return {fam: _family_tx(fam, hyper, group_plan).init(params)
-            for fam in group_plan.families}
+    return {fam: _family_tx(fam, hyper, group_plan).init(params) for fam in group_plan.families}
 
 
 def update(
@@ -465,11 +447,7 @@ def update(
     return optax.apply_updates(params, chosen), new_state
 
 
-# --------------------------------------------------------------------------------------------
 # Oracles: the plain optax objects a member must match
-# --------------------------------------------------------------------------------------------
-
-
 def schedule(cfg: Mapping[str, Any], total_steps: int | None = None):
     """The plain optax schedule (or the float learning rate) an ``optim`` section describes."""
     s = _schedule_dict(cfg)

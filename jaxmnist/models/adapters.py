@@ -40,6 +40,7 @@ CONVENTIONS = (
     "key) -> (logits, new_state); every call returns logits of shape [batch, 10]"
 )
 _PROBE_BATCH = 2  # images in the abstract check (any batch size works; 2 catches batch-1 bugs)
+_Adapted = tuple[Callable[..., Any], Callable[..., Any], str]  # init, apply, the calls described
 
 
 class ModelError(ValueError):
@@ -127,20 +128,13 @@ def validate(cfg: Mapping[str, Any]) -> None:
     sig = _signature(factory)
     if sig is not None:
         try:
-            if _wants_rngs(factory):
-                sig.bind(**kwargs, rngs=None)
-            else:
-                sig.bind(**kwargs)
+            sig.bind(**kwargs, **({"rngs": None} if "rngs" in sig.parameters else {}))
         except TypeError as err:
             params = [p for p in sig.parameters if p not in ("self", "rngs")]
             raise ValueError(f"model {name!r}: {err}; its parameters: {params}") from None
 
 
-# --------------------------------------------------------------------------------------------
 # Calling conventions
-# --------------------------------------------------------------------------------------------
-
-
 def _call_params(module: Any) -> Mapping[str, inspect.Parameter]:
     try:
         return inspect.signature(type(module).__call__).parameters
@@ -165,7 +159,7 @@ def _describe_call(kind: str, params: Mapping[str, inspect.Parameter], train: bo
     return f"module.apply(variables, {', '.join(args)})  [{mode}]"
 
 
-def _linen_adapter(module: Any) -> tuple[Callable[..., Any], Callable[..., Any], str]:
+def _linen_adapter(module: Any) -> _Adapted:
     import flax
 
     params = _call_params(module)
@@ -190,8 +184,7 @@ def _linen_adapter(module: Any) -> tuple[Callable[..., Any], Callable[..., Any],
     return init, apply, "\n".join(_describe_call("linen", params, t) for t in (True, False))
 
 
-def _nnx_adapter(factory: Callable[..., Any], kwargs: Mapping[str, Any],
-                 name: str) -> tuple[Callable[..., Any], Callable[..., Any], str]:
+def _nnx_adapter(factory: Callable[..., Any], kwargs: Mapping[str, Any], name: str) -> _Adapted:
     from flax import nnx
 
     def make(key: Any) -> Any:
@@ -248,9 +241,7 @@ def _nnx_adapter(factory: Callable[..., Any], kwargs: Mapping[str, Any],
     return init, apply, "\n".join(_describe_call("nnx", call, t) for t in (True, False))
 
 
-def _pair_adapter(user_init: Callable[..., Any],
-                  user_apply: Callable[..., Any]) -> tuple[Callable[..., Any], Callable[..., Any],
-                                                           str]:
+def _pair_adapter(user_init: Callable[..., Any], user_apply: Callable[..., Any]) -> _Adapted:
     sig = _signature(user_apply)
     if sig is not None and "state" in sig.parameters:
         def apply(params: Any, state: Any, x: Any, *, train: bool, key: Any = None):
@@ -280,7 +271,7 @@ def _build_cached(cfg_json: str, factory: Callable[..., Any]) -> tuple[
     return init, _fast_on_cpu(cfg, apply), calls, apply
 
 
-def _adapt(cfg: Mapping[str, Any]) -> tuple[Callable[..., Any], Callable[..., Any], str]:
+def _adapt(cfg: Mapping[str, Any]) -> _Adapted:
     import flax.linen as nn
     from flax import nnx
 
@@ -329,11 +320,7 @@ def weight_names(cfg: Mapping[str, Any]) -> tuple[str, ...]:
     return tuple(cfg.get("weight_leaves", WEIGHT_NAMES))
 
 
-# --------------------------------------------------------------------------------------------
 # Abstract check (jax.eval_shape: no compile, no allocation)
-# --------------------------------------------------------------------------------------------
-
-
 def _user_line(err: BaseException) -> str:
     """``" (at file.py:12: source)"``: ``err``'s innermost frame of user code (not a library)."""
     skip = ("/jax/", "/jaxlib/", "/flax/", "/optax/", "/jaxmnist/", "/importlib/", "/functools",

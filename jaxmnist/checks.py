@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import difflib
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 
@@ -25,3 +25,12 @@ def is_int(v: Any) -> bool:
 def is_number(v: Any) -> bool:
     """True for a finite int or float that is not a bool."""
     return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def rule(ok: Callable[[Any], bool], what: str) -> Callable[[Any], Any]:
+    """A check returning ``v`` when ``ok(v)``, else raising ``ValueError("<what>, got <v>")``."""
+    def check(v: Any) -> Any:
+        if not ok(v):
+            raise ValueError(f"{what}, got {v!r}")
+        return v
+    return check

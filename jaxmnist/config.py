@@ -46,9 +46,7 @@ def to_plain(value: Any) -> Any:
     return value
 
 
-def nested(dotted: Mapping[str, Any]) -> dict[str, Any]:
-    """Turns ``{"optim.name": [..]}`` into ``{"optim": {"name": [..]}}`` (ConfigDict-safe)."""
-    return trees.unflatten(dotted)
+nested = trees.unflatten  # {"optim.name": [..]} -> {"optim": {"name": [..]}}, as study files write
 
 
 def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -384,9 +382,7 @@ def validate_data(data: Mapping[str, Any]) -> list[str]:
     return problems
 
 
-def validate_member(cfg: Mapping[str, Any], where: str = "base") -> list[str]:
-    """Problems with one member config (empty when valid), the model's own checks included."""
-    return schema.member_problems(cfg, where)
+validate_member = schema.member_problems  # one member config's problems (empty when valid)
 
 
 def _experiments(study: Mapping[str, Any]) -> list[dict[str, Any]]:

@@ -22,7 +22,7 @@ from pydantic import (
     model_validator,
 )
 
-from jaxmnist.checks import is_int, is_number, suggest
+from jaxmnist.checks import is_int, is_number, rule, suggest
 from jaxmnist.data import DATA_DEFAULTS, DATASET_NAMES, SOURCES, SPLIT_KINDS, split_problems
 from jaxmnist.engine import schedules
 from jaxmnist.groups import STRATEGIES
@@ -39,13 +39,8 @@ class ConfigError(ValueError):
 
 
 # Value types with the project's messages
-def _rule(ok: Callable[[Any], bool], rule: str) -> BeforeValidator:
-    """A validator passing ``v`` when ``ok(v)``, else raising ``"<rule>, got <v>"``."""
-    def check(v: Any) -> Any:
-        if not ok(v):
-            raise ValueError(f"{rule}, got {v!r}")
-        return v
-    return BeforeValidator(check)
+def _rule(ok: Callable[[Any], bool], what: str) -> BeforeValidator:
+    return BeforeValidator(rule(ok, what))
 
 
 PositiveInt = Annotated[int, _rule(lambda v: is_int(v) and v > 0, "must be a positive integer")]

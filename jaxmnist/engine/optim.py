@@ -390,11 +390,14 @@ def schedule_value(count: jax.Array, hyper: Mapping[str, jax.Array], group_plan:
     lr = hyper["learning_rate"]
     count = jnp.asarray(count, jnp.float32)
     values = [_schedule_kind(k, count, lr, hyper) for k in group_plan.schedules]
-    if len(values) == 1:
-        return values[0]
-    out = values[-1]
-    for i, value in enumerate(values[:-1]):
-        out = jnp.where(hyper["sched.id"] == i, value, out)
+    return _select(hyper.get("sched.id"), values)
+
+
+def _select(index: jax.Array | None, options: Sequence[Any]) -> Any:
+    """``options[index]`` for a traced ``index``, by ``jnp.where`` (a single option as it is)."""
+    out = options[-1]
+    for i, option in enumerate(options[:-1]):
+        out = jnp.where(index == i, option, out)
     return out
 
 
@@ -432,18 +435,9 @@ def update(
         updates[fam], new_state[fam] = _family_tx(fam, hyper, group_plan).update(
             grads, state[fam], params
         )
-    fams = group_plan.families
-    if len(fams) == 1:
-        chosen = updates[fams[0]]
-    else:
-        # Keep this member's update leaf by leaf; the other families' are computed but unused.
-        def pick(*leaves):
-            out = leaves[-1]
-            for i, leaf in enumerate(leaves[:-1]):
-                out = jnp.where(hyper["opt_id"] == i, leaf, out)
-            return out
-
-        chosen = jax.tree_util.tree_map(pick, *(updates[f] for f in fams))
+    # Keep this member's update leaf by leaf; the other families' are computed but unused.
+    chosen = jax.tree_util.tree_map(lambda *leaves: _select(hyper["opt_id"], leaves),
+                                    *(updates[f] for f in group_plan.families))
     return optax.apply_updates(params, chosen), new_state
 
 

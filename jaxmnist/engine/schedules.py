@@ -13,33 +13,21 @@ from typing import Annotated, Any, Literal, get_args
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
-from jaxmnist.checks import is_int, is_number
+from jaxmnist.checks import is_int, is_number, rule
 
 
-def _steps(minimum: int):
-    def check(v: Any) -> Any:
-        if v is not None and not (is_int(v) and v >= minimum):
-            raise ValueError(f"expected an integer >= {minimum}, got {v!r}")
-        return v
-    return check
+def _at_least(minimum: int) -> BeforeValidator:
+    return BeforeValidator(rule(lambda v: v is None or (is_int(v) and v >= minimum),
+                                f"expected an integer >= {minimum}"))
 
 
-def _non_negative(v: Any) -> Any:
-    if v is not None and not (is_number(v) and v >= 0):
-        raise ValueError(f"must be a number >= 0, got {v!r}")
-    return v
-
-
-def _number(v: Any) -> Any:
-    if not is_number(v):
-        raise ValueError(f"expected a finite number, got {v!r}")
-    return v
-
-
-Steps = Annotated[int, BeforeValidator(_steps(0))]
-OptionalDecaySteps = Annotated[int | None, BeforeValidator(_steps(1))]
-NonNegative = Annotated[float, BeforeValidator(_non_negative)]
-Number = Annotated[float, BeforeValidator(_number)]
+_NON_NEGATIVE = BeforeValidator(rule(lambda v: v is None or (is_number(v) and v >= 0),
+                                     "must be a number >= 0"))
+_FINITE = BeforeValidator(rule(is_number, "expected a finite number"))
+Steps = Annotated[int, _at_least(0)]
+OptionalDecaySteps = Annotated[int | None, _at_least(1)]
+NonNegative = Annotated[float, _NON_NEGATIVE]
+Number = Annotated[float, _FINITE]
 
 
 class _Kind(BaseModel):
@@ -85,11 +73,11 @@ class Exponential(_Kind):
     """``optax.exponential_decay(learning_rate, transition_steps, decay_rate, ...)``."""
 
     name: Literal["exponential"]
-    transition_steps: Annotated[int, BeforeValidator(_steps(1))]
-    decay_rate: Annotated[float, Field(gt=0), BeforeValidator(_number)]
+    transition_steps: Annotated[int, _at_least(1)]
+    decay_rate: Annotated[float, Field(gt=0), _FINITE]
     transition_begin: Steps = 0
     staircase: bool = False
-    end_value: Annotated[float | None, BeforeValidator(_non_negative)] = None
+    end_value: Annotated[float | None, _NON_NEGATIVE] = None
 
 
 class Piecewise(_Kind):

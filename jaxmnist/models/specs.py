@@ -22,7 +22,7 @@ from pydantic import (
     model_validator,
 )
 
-from jaxmnist.checks import is_int, is_number
+from jaxmnist.checks import is_int, is_number, rule
 from jaxmnist.models import adapters, common, layers
 
 ZOO = ("mlp", "cnn", "cnn_depth", "squeezenet")
@@ -55,19 +55,11 @@ def _choice(what: str, choices: tuple[Any, ...]):
     return check
 
 
-def _bool(what: str):
-    def check(value: Any) -> bool:
-        if not isinstance(value, bool):
-            raise ValueError(f"{what}: expected true/false, got {value!r}")
-        return value
-    return check
+def _bool(what: str) -> BeforeValidator:
+    return BeforeValidator(rule(lambda v: isinstance(v, bool), f"{what}: expected true/false"))
 
 
-def _conv_impl(value: Any) -> Any:
-    return _choice("'conv_impl'", layers.CONV_IMPLS)(value)
-
-
-ConvImpl = Annotated[str, BeforeValidator(_conv_impl)]
+ConvImpl = Annotated[str, BeforeValidator(_choice("'conv_impl'", layers.CONV_IMPLS))]
 
 
 class _Spec(BaseModel):
@@ -85,7 +77,7 @@ class Mlp(_Spec):
     hidden: list[int] = [64]
     activation: Any = "relu"
     init: Any = "he_normal"
-    rmsnorm: Annotated[bool, BeforeValidator(_bool("mlp 'rmsnorm'"))] = False
+    rmsnorm: Annotated[bool, _bool("mlp 'rmsnorm'")] = False
     dropout: Annotated[float, BeforeValidator(_rate("mlp"))] = 0.0
 
     @field_validator("hidden", mode="before")
@@ -154,7 +146,7 @@ class SqueezeNet(_Spec):
 
     name: Literal["squeezenet"]
     dropout: Annotated[float, BeforeValidator(_rate("squeezenet"))] = 0.5
-    final_relu: Annotated[bool, BeforeValidator(_bool("squeezenet 'final_relu'"))] = True
+    final_relu: Annotated[bool, _bool("squeezenet 'final_relu'")] = True
     conv_impl: ConvImpl = "auto"
 
 
@@ -166,7 +158,7 @@ class UserModel(_Spec):
     """
 
     name: str
-    cpu_convs: Annotated[bool, BeforeValidator(_bool("model 'cpu_convs'"))] = True
+    cpu_convs: Annotated[bool, _bool("model 'cpu_convs'")] = True
     weight_leaves: list[str] = list(common.WEIGHT_NAMES)
     kwargs: dict[str, Any] = {}
 

@@ -1,7 +1,4 @@
-"""The value checks every validating module shares: did-you-mean, integers, finite numbers.
-
-Plain Python, no other jaxmnist module: anything may import it.
-"""
+"""The value checks every validating module shares (plain Python: anything may import it)."""
 
 from __future__ import annotations
 

@@ -11,6 +11,8 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from jaxmnist.trees import get_dotted
+
 STRATEGIES: tuple[str, ...] = ("auto", "vmap", "sequential")
 """``train.strategy``: how a group's members share its program (``jaxmnist.engine.placement``)."""
 
@@ -25,10 +27,8 @@ def static_config(member: Mapping[str, Any]) -> dict[str, Any]:
     """The member config with every dynamic key removed: what its group shares."""
     static = copy.deepcopy(dict(member))
     for key in DYNAMIC_KEYS:
-        *parents, leaf = key.split(".")
-        node = static
-        for part in parents:
-            node = node.get(part, {}) if isinstance(node, dict) else {}
+        parent, _, leaf = key.rpartition(".")
+        node = get_dotted(static, parent, None) if parent else static
         if isinstance(node, dict):
             node.pop(leaf, None)
     return static

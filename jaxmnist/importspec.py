@@ -1,7 +1,6 @@
 """Imports the module half of a user's ``"module:attr"`` spec (models, callbacks).
 
-``path/to/file.py`` is executed once as a fresh module; ``package.module`` is imported with the
-working folder on ``sys.path`` (``python -m`` leaves it out). Standard library only.
+``package.module`` is imported with the working folder on ``sys.path`` (``python -m`` omits it).
 """
 
 from __future__ import annotations

@@ -1,9 +1,7 @@
 """Numerically stable losses on logits, and L1/L2 weight penalties (table: docs/models.md).
 
-Every loss is ``loss(logits [B, K], labels, weights=None) -> scalar``: integer labels ``[B]``
-or one-hot / probability targets ``[B, K]`` (chosen from the static rank: free under jit), and
-the weighted mean ``sum(w * l) / sum(w)`` (0 when every weight is 0: an all-padding batch).
-Penalties act on weight leaves only: ``l1 = sum |w|``, ``l2 = sum w**2 / 2``.
+Every loss is ``loss(logits [B, K], labels [B] or targets [B, K], weights=None) -> scalar``, the
+weighted mean (0 for an all-padding batch).
 """
 
 from __future__ import annotations

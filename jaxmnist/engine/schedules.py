@@ -1,10 +1,7 @@
 """Learning-rate schedules as typed configs: each kind's parameters and defaults, once (no jax).
 
-An ``optim.schedule`` is a name (``"cosine"``) or a dict with a ``name`` and that kind's
-parameters; :data:`Schedule` parses either into one of the classes below, every default filled
-in. The peak / initial value is always the member's ``learning_rate``; steps count optimizer
-updates; ``decay_steps=None`` means the whole run. ``jaxmnist.engine.optim`` evaluates them with
-traced parameters and tests them against optax's ``*_schedule`` functions.
+:data:`Schedule` parses a name or ``{"name": ..., parameters}``; the peak is the member's
+``learning_rate``, steps are optimizer updates, ``decay_steps=None`` is the whole run.
 """
 
 from __future__ import annotations

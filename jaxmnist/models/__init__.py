@@ -29,23 +29,9 @@ from jaxmnist.models.layers import CONV_IMPLS, resolve_conv_impl
 from jaxmnist.models.summary import summary
 
 __all__ = [
-    "CONV_IMPLS",
-    "FAMILIES",
-    "WEIGHT_NAMES",
-    "Model",
-    "build",
-    "check_model",
-    "family",
-    "is_weight_path",
-    "layer_paths",
-    "param_count",
-    "register",
-    "resolve_conv_impl",
-    "summary",
-    "to_unit_float",
-    "validate_model_config",
-    "weight_leaves",
-    "weight_mask",
+    "CONV_IMPLS", "FAMILIES", "WEIGHT_NAMES", "Model", "build", "check_model", "family",
+    "is_weight_path", "layer_paths", "param_count", "register", "resolve_conv_impl", "summary",
+    "to_unit_float", "validate_model_config", "weight_leaves", "weight_mask",
 ]
 
 FAMILIES: dict[str, types.ModuleType] = {

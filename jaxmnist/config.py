@@ -93,7 +93,12 @@ def is_study_name(study: str | Path) -> bool:
 
 def shipped_studies() -> list[str]:
     """Names of the studies that ship with jaxmnist, sorted (``["optimizers", "s0", ...]``)."""
-    return sorted(p.stem for p in studies_dir().glob("*.py") if not p.name.startswith("_"))
+    return sorted(p.stem for p in _study_files(studies_dir()))
+
+
+def _study_files(folder: Path) -> list[Path]:
+    """The study files in ``folder``, sorted (``_*.py`` files are helpers, not studies)."""
+    return sorted(p for p in folder.glob("*.py") if not p.name.startswith("_"))
 
 
 def study_path(study: str | Path) -> Path:
@@ -126,8 +131,7 @@ def load_study(study: str | Path) -> ml_collections.ConfigDict:
 
     def studies() -> str:
         # File names only: listing a folder must not import (run) the Python files in it.
-        here = sorted(str(p) for p in path.parent.glob("*.py") if not p.name.startswith("_")) \
-            if path.parent.is_dir() else []
+        here = [str(p) for p in _study_files(path.parent)] if path.parent.is_dir() else []
         try:
             names = shipped_studies()
         except ConfigError:  # no jaxmnist.sweeps: the message about the file comes first
@@ -180,9 +184,7 @@ def load_study(study: str | Path) -> ml_collections.ConfigDict:
 def list_studies(directory: str | Path | None = None) -> list[tuple[Path, str, str]]:
     """``(path, study, title)`` of every study file in ``directory`` (default: the shipped)."""
     rows = []
-    for path in sorted(Path(studies_dir() if directory is None else directory).glob("*.py")):
-        if path.name.startswith("_"):
-            continue
+    for path in _study_files(Path(studies_dir() if directory is None else directory)):
         try:
             cfg = load_study(path)
             rows.append((path, str(cfg.get("study", path.stem)), str(cfg.get("title", ""))))
@@ -270,14 +272,9 @@ def presets(cfg: ml_collections.ConfigDict | Mapping[str, Any]) -> dict[str, dic
     return dict(to_plain(cfg).get("presets") or {})
 
 
-def resolve(
-    cfg: ml_collections.ConfigDict | Mapping[str, Any],
-    *,
-    preset: str | None = None,
-    quick: bool = False,
-    seeds: int | None = None,
-    overrides: Sequence[str] = (),
-) -> dict[str, Any]:
+def resolve(cfg: ml_collections.ConfigDict | Mapping[str, Any], *, preset: str | None = None,
+            quick: bool = False, seeds: int | None = None,
+            overrides: Sequence[str] = ()) -> dict[str, Any]:
     """Returns the study as a plain dict with a preset, ``--seeds`` and overrides applied.
 
     ``quick`` is ``preset="quick"``. Adds ``preset``, ``overrides``, ``reduced_reasons``
@@ -299,10 +296,8 @@ def resolve(
     problems = []
     if preset is not None:
         if preset not in available:
-            problems.append(
-                f"unknown preset {preset!r}{suggest(preset, available)}; this study's presets: "
-                f"{', '.join(sorted(available)) or 'none'}"
-            )
+            problems.append(f"unknown preset {preset!r}{suggest(preset, available)}; this "
+                            f"study's presets: {', '.join(sorted(available)) or 'none'}")
         else:
             problems += _merge(study, available[preset], f"preset {preset!r}")
     if seeds is not None:
@@ -417,16 +412,12 @@ def _validate(study: Mapping[str, Any]) -> tuple[list[str], list[dict[str, Any]]
                 if key.startswith(OWN_KEY_SECTIONS) or key in schema.member_paths():
                     continue
                 if get_dotted(base, key, _MISSING) is _MISSING:
-                    problems.append(
-                        f"experiment {name!r} {where}: unknown config key "
-                        f"'base.{key}'{suggest(key, base_keys)}"
-                    )
+                    problems.append(f"experiment {name!r} {where}: unknown config key "
+                                    f"'base.{key}'{suggest(key, base_keys)}")
         for key, values in grid.items():
             if not isinstance(values, list) or not values:
-                problems.append(
-                    f"experiment {name!r} grid: {key!r} needs a non-empty list of values, "
-                    f"got {values!r}"
-                )
+                problems.append(f"experiment {name!r} grid: {key!r} needs a non-empty list of "
+                                f"values, got {values!r}")
     if problems:
         return problems, []
     # Validate each grid point once (not once per seed) and say which points a problem hits;
@@ -457,10 +448,8 @@ def _validate(study: Mapping[str, Any]) -> tuple[list[str], list[dict[str, Any]]
             member["typed"], member["config"] = typed, typed.config()
     n_points = len({m["key"] for m in members})
     for msg, labels in hits.items():
-        where = (
-            f"all {n_points} grid points" if len(labels) == n_points
-            else "grid points " + "; ".join(labels[:3]) + (" ..." if len(labels) > 3 else "")
-        )
+        where = (f"all {n_points} grid points" if len(labels) == n_points
+                 else "grid points " + "; ".join(labels[:3]) + (" ..." if len(labels) > 3 else ""))
         problems.append(f"{msg} ({where})")
     return problems, [] if problems else members
 
@@ -571,14 +560,9 @@ def expand(study: Mapping[str, Any]) -> list[dict[str, Any]]:
     members = []
     for key, entry in by_key.items():
         for seed in range(int(study["seeds"])):
-            members.append(
-                {
-                    "member": len(members),
-                    "config": {**copy.deepcopy(entry["config"]), "seed": seed},
-                    "key": key,
-                    "experiments": entry["experiments"],
-                }
-            )
+            members.append({"member": len(members),
+                            "config": {**copy.deepcopy(entry["config"]), "seed": seed},
+                            "key": key, "experiments": entry["experiments"]})
     return members
 
 

@@ -80,15 +80,11 @@ base member and none of the base optimizer's own hyperparameters (``jaxmnist.con
 SCHEDULES = schedules.SCHEDULES  # every kind's parameters and defaults: jaxmnist.engine.schedules
 
 
-def register_optimizer(
-    name: str,
-    factory: Callable[..., optax.GradientTransformation] | str,
-    defaults: Mapping[str, float] | None = None,
-    *,
-    static: Mapping[str, Any] | None = None,
-    ranges: Mapping[str, tuple[float, float, bool]] | None = None,
-    doc: str = "",
-) -> None:
+def register_optimizer(name: str, factory: Callable[..., optax.GradientTransformation] | str,
+                       defaults: Mapping[str, float] | None = None, *,
+                       static: Mapping[str, Any] | None = None,
+                       ranges: Mapping[str, tuple[float, float, bool]] | None = None,
+                       doc: str = "") -> None:
     """Makes another optax optimizer available as ``optim.name`` (e.g. from a study file).
 
     ``factory`` is an optax alias name (``"radam"``) or a callable like one. Each of
@@ -198,10 +194,8 @@ def validate_optimizer(name: Any, hparams: Mapping[str, Any], where: str = "opti
             takers = [n for n, s in _REGISTRY.items() if key in s.defaults]
             hint = (f"; the optimizers that take {key!r}: {', '.join(takers)}" if takers
                     else suggest(key, allowed))
-            problems.append(
-                f"{where}: {key!r} is not a hyperparameter of {name!r} (it takes: "
-                f"{', '.join(dict.fromkeys(allowed))}){hint}"
-            )
+            problems.append(f"{where}: {key!r} is not a hyperparameter of {name!r} (it takes: "
+                            f"{', '.join(dict.fromkeys(allowed))}){hint}")
             continue
         if key == "schedule":
             problems += validate_schedule(value, f"{where}.schedule")
@@ -292,9 +286,8 @@ _SCHEDULE_ARRAYS = ("warmup_steps", "decay_steps", "init_value", "end_value", "e
                     "alpha", "transition_steps", "decay_rate", "transition_begin", "staircase")
 
 
-def member_hyper(
-    cfgs: Sequence[Mapping[str, Any]], group_plan: Plan, total_steps: int | None = None
-) -> dict[str, jax.Array]:
+def member_hyper(cfgs: Sequence[Mapping[str, Any]], group_plan: Plan,
+                 total_steps: int | None = None) -> dict[str, jax.Array]:
     """Stacks the members' dynamic optimizer values into arrays with a leading grid axis.
 
     ``total_steps`` (optimizer updates in the run) is the default ``decay_steps`` of cosines.
@@ -313,9 +306,8 @@ def member_hyper(
     for key in group_plan.varying:
         fam, hp = key.split(".", 1)
         default = spec(fam).defaults[hp]
-        out[key] = np.asarray(
-            [_hparams(c)[hp] if c["name"] == fam else default for c in cfgs], np.float32
-        )
+        out[key] = np.asarray([_hparams(c)[hp] if c["name"] == fam else default for c in cfgs],
+                              np.float32)
     if group_plan.schedules != ("constant",):
         scheds = [_schedule_dict(c) for c in cfgs]
         for s in scheds:
@@ -340,9 +332,8 @@ def member_hyper(
                 scales[i, : len(s["scales"])] = s["scales"]
         out["sched.boundaries"], out["sched.scales"] = bounds, scales
     if group_plan.clip:
-        out["clip_norm"] = np.asarray(
-            [math.inf if c.get("clip_norm") is None else c["clip_norm"] for c in cfgs], np.float32
-        )
+        out["clip_norm"] = np.asarray([math.inf if c.get("clip_norm") is None else c["clip_norm"]
+                                       for c in cfgs], np.float32)
     return {k: jnp.asarray(v) for k, v in out.items()}
 
 
@@ -425,16 +416,13 @@ def init(params: Any, hyper: Mapping[str, jax.Array], group_plan: Plan) -> dict[
     return {fam: _family_tx(fam, hyper, group_plan).init(params) for fam in group_plan.families}
 
 
-def update(
-    grads: Any, state: dict[str, Any], params: Any, hyper: Mapping[str, jax.Array],
-    group_plan: Plan,
-) -> tuple[Any, dict[str, Any]]:
+def update(grads: Any, state: dict[str, Any], params: Any, hyper: Mapping[str, jax.Array],
+           group_plan: Plan) -> tuple[Any, dict[str, Any]]:
     """One member's ``(new_params, new_state)``; ``hyper`` is its slice of :func:`member_hyper`."""
     updates, new_state = {}, {}
     for fam in group_plan.families:
-        updates[fam], new_state[fam] = _family_tx(fam, hyper, group_plan).update(
-            grads, state[fam], params
-        )
+        tx = _family_tx(fam, hyper, group_plan)
+        updates[fam], new_state[fam] = tx.update(grads, state[fam], params)
     # Keep this member's update leaf by leaf; the other families' are computed but unused.
     chosen = jax.tree_util.tree_map(lambda *leaves: _select(hyper["opt_id"], leaves),
                                     *(updates[f] for f in group_plan.families))

@@ -105,7 +105,7 @@ def build(cfg: Mapping[str, Any]) -> Model:
 def _build(cfg: dict[str, Any]) -> Model:
     if adapters.is_user_model(cfg["name"]):
         init, apply = adapters.build(cfg)
-        return Model(cfg["name"], cfg, init, apply, adapters.weight_names(cfg))
+        return Model(cfg["name"], cfg, init, apply, tuple(cfg["weight_leaves"]))
     mod = family(cfg["name"])
     zoo_apply = mod.make_apply(cfg)
 

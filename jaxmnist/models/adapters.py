@@ -21,7 +21,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxmnist import importspec
-from jaxmnist.models.common import IMAGE_SHAPE, NUM_CLASSES, WEIGHT_NAMES, to_unit_float
+from jaxmnist.models.common import IMAGE_SHAPE, NUM_CLASSES, to_unit_float
 
 _REGISTERED: dict[str, Callable[..., Any]] = {}
 RESERVED_KEYS = ("name", "weight_leaves", "cpu_convs")
@@ -136,10 +136,8 @@ def validate(cfg: Mapping[str, Any]) -> None:
 
 # Calling conventions
 def _call_params(module: Any) -> Mapping[str, inspect.Parameter]:
-    try:
-        return inspect.signature(type(module).__call__).parameters
-    except (TypeError, ValueError):
-        return {}
+    sig = _signature(type(module).__call__)
+    return {} if sig is None else sig.parameters
 
 
 def _mode_kwargs(params: Mapping[str, inspect.Parameter]) -> Callable[[bool], dict[str, Any]]:
@@ -313,11 +311,6 @@ def _fast_on_cpu(cfg: Mapping[str, Any], apply: Callable[..., Any]) -> Callable[
     from jaxmnist.models.cpu_kernels import fast_cpu_convs
 
     return fast_cpu_convs(apply)
-
-
-def weight_names(cfg: Mapping[str, Any]) -> tuple[str, ...]:
-    """The leaf names that count as weights for this model (penalties, histograms, drawing)."""
-    return tuple(cfg.get("weight_leaves", WEIGHT_NAMES))
 
 
 # Abstract check (jax.eval_shape: no compile, no allocation)

@@ -322,9 +322,8 @@ _NOT_REDUCING = ("seeds", "title", "notes", "presets", "data.source", "data.trai
 def reduced_reasons(full: Mapping[str, Any], study: Mapping[str, Any]) -> list[str]:
     """How ``study``'s settings are smaller than, or differ from, the ``full`` settings.
 
-    Fewer epochs, images or grid points, and any other changed setting (``base.optim.
-    learning_rate 0.1 (full: 0.001)``); empty for the full settings, whatever the seeds. The
-    device is not a reason: the full settings on a CPU are a full run.
+    Fewer epochs, images or grid points and any other changed setting; empty for the full
+    settings whatever the seeds and the device (docs/architecture.md, "Study files").
     """
     reasons = []
     full_epochs = get_dotted(full, "base.train.epochs", None)

@@ -1,10 +1,8 @@
 """THE typed member config and data spec (pydantic): what a study's members are, every default.
 
-:func:`member` checks a member config once, where it enters (a study, ``jm.grid``, the engine's
-entry points), and returns the :class:`Member` the engine trusts; ``Member.config()`` is the
-resolved config ``config.json`` records. Names are checked against their owners' registries when
-checked, so a registered optimizer or model is valid at once. Messages: ``where.key: what is
-wrong; valid choices``.
+:func:`member` checks a member config once, where it enters, and returns the :class:`Member` the
+engine trusts. Names are checked against their owners' registries (a registered optimizer or
+model is valid at once); messages read ``where.key: what is wrong; valid choices``.
 """
 
 from __future__ import annotations

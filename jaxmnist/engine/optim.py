@@ -233,14 +233,9 @@ def _hparams(cfg: Mapping[str, Any]) -> dict[str, float]:
 class Plan:
     """What a group's program needs to know statically about its members' optimizers.
 
-    Attributes:
-        families: the optimizer names present, in first-appearance order (``opt_id`` indexes it).
-        constants: ``((family, ((hparam, value), ...)), ...)`` values shared by the whole group,
-            compiled in as Python floats (as a plain optax call would).
-        varying: ``"family.hparam"`` keys held in per-member arrays.
-        schedules: the schedule kinds present (``("constant",)``: a plain learning rate).
-        boundaries: the most piecewise boundaries any member has (array width).
-        clip: some member clips its gradient's global norm.
+    ``families`` in first-appearance order (``opt_id`` indexes it); ``constants``: the values the
+    whole group shares, compiled in as Python floats (as a plain optax call); ``varying``:
+    ``"family.hparam"`` keys held per member; ``boundaries``: the most piecewise boundaries.
     """
 
     families: tuple[str, ...]
@@ -282,22 +277,18 @@ def plan(cfgs: Sequence[Mapping[str, Any]]) -> Plan:
     )
 
 
-_SCHEDULE_ARRAYS = ("warmup_steps", "decay_steps", "init_value", "end_value", "exponent",
-                    "alpha", "transition_steps", "decay_rate", "transition_begin", "staircase")
+# Every schedule parameter but the piecewise lists is one number per member.
+_SCHEDULE_ARRAYS = tuple(dict.fromkeys(k for params in SCHEDULES.values() for k in params
+                                       if k not in ("boundaries", "scales")))
 
 
 def member_hyper(cfgs: Sequence[Mapping[str, Any]], group_plan: Plan,
                  total_steps: int | None = None) -> dict[str, jax.Array]:
     """Stacks the members' dynamic optimizer values into arrays with a leading grid axis.
 
-    ``total_steps`` (optimizer updates in the run) is the default ``decay_steps`` of cosines.
-
-    Returns:
-        ``{"opt_id": int32 [G], "learning_rate": f32 [G], "<family>.<hparam>": f32 [G], ...,
-        "sched.<param>": [G] (and [G, K] for piecewise), "clip_norm": f32 [G]}``.
-
-    Raises:
-        ValueError: a cosine schedule without ``decay_steps`` and no ``total_steps``.
+    ``{"opt_id", "learning_rate", "<family>.<hparam>", "sched.<param>", "clip_norm"}``, each
+    ``[G]`` (``[G, K]`` for piecewise). ``total_steps`` is the default ``decay_steps`` of cosines
+    (``ValueError`` without either).
     """
     out: dict[str, Any] = {
         "opt_id": np.asarray([group_plan.families.index(c["name"]) for c in cfgs], np.int32),

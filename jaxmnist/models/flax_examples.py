@@ -5,10 +5,9 @@ Use it in a study as::
     base.model = {"name": "jaxmnist.models.flax_examples:linen_cnn"}            # Flax linen
     base.model = {"name": "jaxmnist.models.flax_examples:NnxCNN", "dropout": [0.25, 0.5]}
 
-With the same weights both give the zoo's ``{"name": "cnn"}`` logits (225,034 parameters; the
-zoo's ``conv1/w`` is ``conv1/kernel`` here). ``conv_impl="flax"`` uses Flax's ``Conv`` and
-``max_pool``, which train far slower inside the engine's ``lax.scan`` on XLA:CPU (docs/models.md);
-any of ``jaxmnist.models.CONV_IMPLS`` (default ``"auto"``) runs jaxmnist's kernels instead.
+With the same weights both give the zoo's ``{"name": "cnn"}`` logits (``conv1/w`` is
+``conv1/kernel`` here). ``conv_impl="flax"`` uses Flax's own layers, far slower on XLA:CPU inside
+the engine's ``lax.scan`` (docs/models.md); the default runs jaxmnist's kernels.
 """
 
 from __future__ import annotations

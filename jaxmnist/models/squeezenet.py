@@ -25,14 +25,10 @@ from jaxmnist.models.common import (
 STEM = 64
 # (name, squeeze, expand per branch); a 2x2 max-pool follows the names in POOL_AFTER.
 FIRES = (
-    ("fire2", 16, 64),
-    ("fire3", 16, 64),
-    ("fire4", 32, 128),
-    ("fire5", 32, 128),
-    ("fire6", 48, 192),
-    ("fire7", 48, 192),
-    ("fire8", 64, 256),
-    ("fire9", 64, 256),
+    ("fire2", 16, 64), ("fire3", 16, 64),
+    ("fire4", 32, 128), ("fire5", 32, 128),
+    ("fire6", 48, 192), ("fire7", 48, 192),
+    ("fire8", 64, 256), ("fire9", 64, 256),
 )
 POOL_AFTER = ("conv1", "fire3", "fire5")
 

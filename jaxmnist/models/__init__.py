@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import collections
 import json
+import math
 import types
 from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
+
+import jax
 
 from jaxmnist.caches import kept
 from jaxmnist.models import adapters, cnn, mlp, specs, squeezenet
@@ -26,7 +29,6 @@ from jaxmnist.models.common import (
     weight_mask,
 )
 from jaxmnist.models.layers import CONV_IMPLS, resolve_conv_impl
-from jaxmnist.models.summary import summary
 
 __all__ = [
     "CONV_IMPLS", "FAMILIES", "WEIGHT_NAMES", "Model", "build", "check_model", "family",
@@ -118,3 +120,41 @@ def _build(cfg: dict[str, Any]) -> Model:
         return zoo_apply(params, x, train=train, key=key), state
 
     return Model(name=cfg["name"], cfg=cfg, init=init, apply=apply)
+
+
+def summary(cfg: Mapping[str, Any]) -> str:
+    """A Keras-style table (layer, output shape, params) and the total, from the config alone.
+
+    A user model lists its parameter leaves instead, from ``jax.eval_shape`` of its init.
+    """
+    cfg = validate_model_config(cfg)
+    head = "Output shape"
+    if adapters.is_user_model(cfg["name"]):
+        head = "Param shape"
+        rows = _user_rows(cfg)
+        shapes = ["(" + ", ".join(str(d) for d in shape) + ")" for _, shape, _ in rows]
+    else:
+        rows = family(cfg["name"]).describe(cfg)
+        shapes = ["(None, " + ", ".join(str(d) for d in shape) + ")" for _, shape, _ in rows]
+    w_name = max(len("Layer"), *(len(r[0]) for r in rows))
+    w_shape = max(len(head), *(len(s) for s in shapes))
+    w_par = max(len("Params"), *(len(f"{r[2]:,}") for r in rows))
+    width = w_name + w_shape + w_par + 6
+    lines = [
+        f'Model: "{cfg["name"]}"',
+        "=" * width,
+        f"{'Layer':<{w_name}}   {head:<{w_shape}}   {'Params':>{w_par}}",
+        "-" * width,
+    ]
+    for (name, _, n), shape in zip(rows, shapes, strict=True):
+        lines.append(f"{name:<{w_name}}   {shape:<{w_shape}}   {n:>{w_par},}")
+    total = sum(r[2] for r in rows)
+    lines += ["=" * width, f"Total params: {total:,}"]
+    return "\n".join(lines)
+
+
+def _user_rows(cfg: Mapping[str, Any]) -> list[tuple[str, tuple[int, ...], int]]:
+    """A user model's rows: one per parameter leaf (its shape; output shapes are unknown)."""
+    shapes, _ = jax.eval_shape(build(cfg).init, jax.random.PRNGKey(0))  # params, not state
+    return [(path, tuple(leaf.shape), math.prod(leaf.shape))
+            for path, leaf in layer_paths(shapes).items()]

@@ -209,12 +209,9 @@ def _nnx_adapter(factory: Callable[..., Any], kwargs: Mapping[str, Any], name: s
     def fresh_rngs(key: Any) -> Any:
         # Every stream the module holds restarts from the step key: count 0, key fold_in(key, i).
         leaves, tree = jax.tree_util.tree_flatten(rng_template)
-        values = []
-        for i, leaf in enumerate(leaves):
-            if jnp.issubdtype(leaf.dtype, jax.dtypes.prng_key):
-                values.append(jax.random.wrap_key_data(jax.random.fold_in(key, i)))
-            else:
-                values.append(jnp.zeros(leaf.shape, leaf.dtype))
+        values = [jax.random.wrap_key_data(jax.random.fold_in(key, i))
+                  if jnp.issubdtype(leaf.dtype, jax.dtypes.prng_key)
+                  else jnp.zeros(leaf.shape, leaf.dtype) for i, leaf in enumerate(leaves)]
         return filled(abs_rngs, jax.tree_util.tree_unflatten(tree, values))
 
     def init(key: Any) -> tuple[Any, Any]:

@@ -151,8 +151,7 @@ def load_study(study: str | Path) -> ml_collections.ConfigDict:
         raise ConfigError([f"{path} is not a Python study file (.py); give one such as "
                            "sweeps/s2.py, which defines get_config()"])
     try:
-        source = path.read_bytes()
-        code = compile(source, str(path), "exec")
+        code = compile(path.read_bytes(), str(path), "exec")
     except OSError as err:
         raise ConfigError([f"cannot read study file {path}: {err.strerror or err}"]) from None
     except (SyntaxError, ValueError) as err:

@@ -8,6 +8,7 @@ Design: docs/architecture.md ("How a group trains"); defaults (Keras' epsilon): 
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -266,15 +267,11 @@ def plan(cfgs: Sequence[Mapping[str, Any]]) -> Plan:
                 varying.append(f"{fam}.{key}")
         constants.append((fam, tuple(fixed)))
     scheds = [_schedule_dict(c) for c in cfgs]
-    return Plan(
-        families=families,
-        constants=tuple(constants),
-        varying=tuple(varying),
-        schedules=tuple(dict.fromkeys(s["name"] for s in scheds)),
-        boundaries=max((len(s["boundaries"]) for s in scheds if s["name"] == "piecewise"),
-                       default=0),
-        clip=any(c.get("clip_norm") is not None for c in cfgs),
-    )
+    return Plan(families=families, constants=tuple(constants), varying=tuple(varying),
+                schedules=tuple(dict.fromkeys(s["name"] for s in scheds)),
+                boundaries=max((len(s["boundaries"]) for s in scheds if s["name"] == "piecewise"),
+                               default=0),
+                clip=any(c.get("clip_norm") is not None for c in cfgs))
 
 
 # Every schedule parameter but the piecewise lists is one number per member.
@@ -391,11 +388,8 @@ def _family_tx(fam: str, hyper: Mapping[str, jax.Array], group_plan: Plan):
         f, hp = key.split(".", 1)
         if f == fam:
             kwargs[hp] = hyper[key]
-    if group_plan.schedules == ("constant",):
-        lr: Any = hyper["learning_rate"]
-    else:
-        def lr(count):
-            return schedule_value(count, hyper, group_plan)
+    lr = (hyper["learning_rate"] if group_plan.schedules == ("constant",)
+          else functools.partial(schedule_value, hyper=hyper, group_plan=group_plan))
     tx = sp.factory(lr, **kwargs, **sp.static)
     if group_plan.clip:
         tx = optax.chain(optax.clip_by_global_norm(hyper["clip_norm"]), tx)

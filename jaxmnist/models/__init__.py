@@ -140,12 +140,8 @@ def summary(cfg: Mapping[str, Any]) -> str:
     w_shape = max(len(head), *(len(s) for s in shapes))
     w_par = max(len("Params"), *(len(f"{r[2]:,}") for r in rows))
     width = w_name + w_shape + w_par + 6
-    lines = [
-        f'Model: "{cfg["name"]}"',
-        "=" * width,
-        f"{'Layer':<{w_name}}   {head:<{w_shape}}   {'Params':>{w_par}}",
-        "-" * width,
-    ]
+    lines = [f'Model: "{cfg["name"]}"', "=" * width,
+             f"{'Layer':<{w_name}}   {head:<{w_shape}}   {'Params':>{w_par}}", "-" * width]
     for (name, _, n), shape in zip(rows, shapes, strict=True):
         lines.append(f"{name:<{w_name}}   {shape:<{w_shape}}   {n:>{w_par},}")
     total = sum(r[2] for r in rows)

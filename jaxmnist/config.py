@@ -304,11 +304,9 @@ def resolve(cfg: ml_collections.ConfigDict | Mapping[str, Any], *, preset: str |
     if problems:
         raise ConfigError(problems)
     study = apply_overrides(study, overrides)
-    study["preset"] = preset
-    study["quick_applied"] = preset == "quick"
-    study["overrides"] = list(overrides)
-    study["reduced_reasons"] = reduced_reasons(pristine, study)
-    study["reduced"] = bool(study["reduced_reasons"])
+    reasons = reduced_reasons(pristine, study)
+    study.update(preset=preset, quick_applied=preset == "quick", overrides=list(overrides),
+                 reduced_reasons=reasons, reduced=bool(reasons))
     return study
 
 

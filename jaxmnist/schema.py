@@ -20,9 +20,11 @@ from pydantic import (
     model_validator,
 )
 
+from jaxmnist import models
 from jaxmnist.checks import is_int, is_number, rule, suggest
 from jaxmnist.data import DATA_DEFAULTS, DATASET_NAMES, SOURCES, SPLIT_KINDS, split_problems
 from jaxmnist.engine import schedules
+from jaxmnist.engine.losses import LOSSES
 from jaxmnist.groups import STRATEGIES
 from jaxmnist.models import specs
 
@@ -65,11 +67,6 @@ def _choice(noun: str, names: Callable[[], Any]) -> BeforeValidator:
                              f"{suggest(str(value), valid)}")
         return value
     return BeforeValidator(check)
-
-
-def _losses() -> tuple[str, ...]:
-    from jaxmnist.engine.losses import LOSSES
-    return tuple(LOSSES)
 
 
 class Optim(_Section):
@@ -127,7 +124,7 @@ class Member(_Section):
     model: specs.ModelConfig
     optim: Optim
     reg: Reg = Reg()
-    loss: Annotated[str, _choice("valid loss", _losses)] = "xent"
+    loss: Annotated[str, _choice("valid loss", lambda: LOSSES)] = "xent"
     train: Train
     seed: Seed = 0
 
@@ -293,8 +290,6 @@ def validated(cfg: Any, where: str = "member") -> tuple[Member | None, list[str]
     m, found = _problems(Member, cfg, where)
     if m is None:
         return None, found
-    from jaxmnist import models
-
     try:
         models.check_model(m.model.config())
     except ValueError as err:

@@ -31,8 +31,7 @@ def _plan(cfg: dict[str, Any]) -> tuple[list[int], str, int, list[float]]:
     """Returns (conv filters, padding, dense units, [dropout after pool, after dense])."""
     if cfg["name"] == "cnn":
         return [32, 64], "valid", 128, cfg["dropout"]
-    depth = cfg["depth"]
-    rate = cfg["dropout"]
+    depth, rate = cfg["depth"], cfg["dropout"]
     return list(DEPTH_FILTERS[:depth]), cfg["padding"], DEPTH_DENSE[depth - 1], [rate, rate]
 
 

@@ -102,11 +102,7 @@ def _study_files(folder: Path) -> list[Path]:
 
 
 def study_path(study: str | Path) -> Path:
-    """The file of a study given by name (``"s2"``: a shipped study) or by path.
-
-    Raises:
-        ConfigError: ``study`` is a name, and no shipped study has it.
-    """
+    """The file of a study given by name (``"s2"``, a shipped one: else ``ConfigError``) or path."""
     if not is_study_name(study):
         return Path(study)
     path = studies_dir() / f"{study}.py"
@@ -122,10 +118,9 @@ def study_path(study: str | Path) -> Path:
 def load_study(study: str | Path) -> ml_collections.ConfigDict:
     """Imports a study, given by name (``"s2"``) or as a file path; returns its ``get_config()``.
 
-    Raises:
-        ConfigError: an unknown name, or a file that is missing, not ``.py``, unreadable, does
-            not import, or whose ``get_config()`` is missing, raises or returns no dict. The
-            message names the file (and line).
+    Raises ``ConfigError`` naming the file (and line) for an unknown name, or a file that is
+    missing, not ``.py``, unreadable, does not import, or whose ``get_config()`` is missing,
+    raises or returns no dict.
     """
     path = study_path(study)
 
@@ -223,8 +218,7 @@ def _parse_value(text: str, current: Any, key: str) -> Any:
 def apply_overrides(study: dict[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
     """Applies ``key=value`` overrides (``--config.`` stripped), parsed as the value they replace.
 
-    Raises:
-        ConfigError: listing every unknown key (with the closest valid key) or bad value.
+    Raises ``ConfigError`` listing every unknown key (with the closest valid key) or bad value.
     """
     study = copy.deepcopy(study)
     valid = list(flatten(study))
@@ -276,11 +270,8 @@ def resolve(cfg: ml_collections.ConfigDict | Mapping[str, Any], *, preset: str |
             overrides: Sequence[str] = ()) -> dict[str, Any]:
     """Returns the study as a plain dict with a preset, ``--seeds`` and overrides applied.
 
-    ``quick`` is ``preset="quick"``. Adds ``preset``, ``overrides``, ``reduced_reasons``
-    (:func:`reduced_reasons`) and ``reduced`` for the report's footers.
-
-    Raises:
-        ConfigError: on an unknown preset, or unknown keys in the preset or the overrides.
+    ``quick`` is ``preset="quick"``. Adds ``preset``, ``overrides``, ``reduced_reasons`` and
+    ``reduced`` for the report's footers. ``ConfigError``: an unknown preset or key.
     """
     if quick:
         if preset not in (None, "quick"):
@@ -453,10 +444,8 @@ def _validate(study: Mapping[str, Any]) -> tuple[list[str], list[dict[str, Any]]
 def check(study: Mapping[str, Any]) -> list[dict[str, Any]]:
     """Validates ``study`` and returns its members, the one expansion a run uses.
 
-    Each of :func:`expand`'s entries gains ``"typed"``, the ``schema.Member`` the engine trains.
-
-    Raises:
-        ConfigError: listing every problem with ``study``.
+    Each of :func:`expand`'s entries gains ``"typed"``, the ``schema.Member`` the engine trains;
+    a ``ConfigError`` lists every problem with ``study``.
     """
     # The API checks a study when it is loaded (jm.load_study) and again when it runs (jm.run):
     # the second check of the same study, against the same choice lists, reuses the first's
@@ -538,10 +527,8 @@ def inherit(base: Mapping[str, Any], settings: Mapping[str, Any]) -> dict[str, A
 def expand(study: Mapping[str, Any]) -> list[dict[str, Any]]:
     """Expands a resolved study into members, one per (unique grid point, seed).
 
-    Returns:
-        A list of ``{"member": k, "config": member_config, "key": member_key,
-        "experiments": [{"name", "label", "settings"}]}``. Identical configs from different
-        experiments become ONE member listing every experiment it belongs to.
+    Each is ``{"member": k, "config", "key": member_key, "experiments": [{"name", "label",
+    "settings"}]}``: identical configs of several experiments are ONE member listing them all.
     """
     base = to_plain(study["base"])
     by_key: dict[str, dict[str, Any]] = {}

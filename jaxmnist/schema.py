@@ -306,10 +306,8 @@ def member(cfg: Mapping[str, Any] | Member, where: str = "member") -> Member:
     """THE typed member config the engine reads, every default filled in.
 
     ``where`` names the config in the messages (``"members[3]"``); a Member is returned as is.
-
-    Raises:
-        ConfigError: every problem at once (unknown keys with a did-you-mean, invalid choices
-            with the valid ones, the model's and the optimizer's own checks).
+    Raises ``ConfigError`` listing every problem at once (unknown keys with a did-you-mean,
+    invalid choices with the valid ones, the model's and the optimizer's own checks).
     """
     m, found = validated(cfg, where)
     if m is None:

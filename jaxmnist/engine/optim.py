@@ -52,18 +52,15 @@ _DEFAULT_RANGES = {
 _ADAM = {"b1": 0.9, "b2": 0.999, "eps": KERAS_EPSILON}
 
 _REGISTRY: dict[str, OptimizerSpec] = {
-    "sgd": OptimizerSpec(optax.sgd, doc="plain SGD"),
-    "momentum": OptimizerSpec(optax.sgd, {"momentum": DEFAULT_MOMENTUM},
-                              doc="heavy-ball momentum (optax.sgd(momentum=...), Keras SGD)"),
-    "nesterov": OptimizerSpec(optax.sgd, {"momentum": DEFAULT_MOMENTUM}, {"nesterov": True},
-                              doc="Nesterov momentum (optax.sgd(nesterov=True))"),
-    "adam": OptimizerSpec(optax.adam, dict(_ADAM), doc="Adam, Keras epsilon"),
-    "adamw": OptimizerSpec(optax.adamw, {**_ADAM, "weight_decay": 1e-4},
-                           doc="Adam with decoupled weight decay (every leaf, optax default)"),
-    "nadam": OptimizerSpec(optax.nadam, dict(_ADAM), doc="Nesterov Adam (optax.nadam)"),
-    "adamax": OptimizerSpec(optax.adamax, dict(_ADAM), doc="Adamax (infinity norm)"),
-    "rmsprop": OptimizerSpec(optax.rmsprop, {"decay": 0.9, "eps": KERAS_EPSILON},
-                             doc="RMSprop; eps inside the square root (optax), see docs"),
+    # What each one is, and where Keras' and optax's numbers differ: docs/byo.md ("Optimizers").
+    "sgd": OptimizerSpec(optax.sgd),
+    "momentum": OptimizerSpec(optax.sgd, {"momentum": DEFAULT_MOMENTUM}),
+    "nesterov": OptimizerSpec(optax.sgd, {"momentum": DEFAULT_MOMENTUM}, {"nesterov": True}),
+    "adam": OptimizerSpec(optax.adam, dict(_ADAM)),
+    "adamw": OptimizerSpec(optax.adamw, {**_ADAM, "weight_decay": 1e-4}),
+    "nadam": OptimizerSpec(optax.nadam, dict(_ADAM)),
+    "adamax": OptimizerSpec(optax.adamax, dict(_ADAM)),
+    "rmsprop": OptimizerSpec(optax.rmsprop, {"decay": 0.9, "eps": KERAS_EPSILON}),
     "adagrad": OptimizerSpec(optax.adagrad, {"initial_accumulator_value": 0.1, "eps": 1e-7}),
     "adadelta": OptimizerSpec(optax.adadelta, {"rho": 0.9, "eps": 1e-6, "weight_decay": 0.0}),
     "lamb": OptimizerSpec(optax.lamb, {"b1": 0.9, "b2": 0.999, "eps": 1e-6,
@@ -88,13 +85,10 @@ def register_optimizer(name: str, factory: Callable[..., optax.GradientTransform
                        doc: str = "") -> None:
     """Makes another optax optimizer available as ``optim.name`` (e.g. from a study file).
 
-    ``factory`` is an optax alias name (``"radam"``) or a callable like one. Each of
-    ``defaults`` (the numeric hyperparameters members may set) is traced per member, so the
-    factory must accept arrays for them (optax's aliases do); ``static`` holds fixed keyword
-    arguments (booleans, dtypes, masks); ``ranges`` ``{key: (low, high, high_inclusive)}``.
-
-    Raises:
-        ValueError: ``factory`` names no optax alias.
+    ``factory`` is an optax alias name (``"radam"``, else ``ValueError``) or a callable like
+    one. Each of ``defaults`` (the numeric hyperparameters members may set) is traced per member,
+    so the factory must accept arrays for them (optax's aliases do); ``static`` holds fixed
+    keyword arguments (booleans, dtypes, masks); ``ranges`` ``{key: (low, high, inclusive)}``.
     """
     global OPTIMIZERS
     if isinstance(factory, str):
@@ -148,8 +142,6 @@ _SCHEDULE = TypeAdapter(schedules.Schedule)
 
 def validate_schedule(sched: Any, where: str = "optim.schedule") -> list[str]:
     """Returns problems with a schedule spec (a name or ``{"name": ..., params}``)."""
-    if sched is None:
-        return []
     try:
         _SCHEDULE.validate_python(sched)
     except ValidationError as err:

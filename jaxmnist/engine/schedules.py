@@ -94,9 +94,6 @@ class Piecewise(_Kind):
         return self
 
 
-KINDS = (Constant, Cosine, WarmupCosine, Exponential, Piecewise)
-
-
 def _named(v: Any) -> Any:
     """A bare name (or None, the constant rate) as ``{"name": ...}``."""
     if v is None:
@@ -112,6 +109,6 @@ SCHEDULES: dict[str, dict[str, Any]] = {
     get_args(cls.model_fields["name"].annotation)[0]: {
         k: (None if f.is_required() else f.default) for k, f in cls.model_fields.items()
         if k != "name"}
-    for cls in KINDS
+    for cls in (Constant, Cosine, WarmupCosine, Exponential, Piecewise)
 }
 """``{kind: {parameter: default (None: required, or for decay_steps the whole run)}}``."""

@@ -78,9 +78,8 @@ def validate_model_config(cfg: Mapping[str, Any]) -> dict[str, Any]:
 def check_model(cfg: Mapping[str, Any]) -> None:
     """Checks that a model can be called as the engine calls it (a user model: abstractly).
 
-    Raises:
-        ValueError: (``adapters.ModelError`` for a user model) naming the model, the call made,
-            the user's source line and the accepted calling conventions.
+    Raises ``ValueError`` (``adapters.ModelError`` for a user model) naming the model, the call
+    made, the user's source line and the accepted calling conventions.
     """
     cfg = validate_model_config(cfg)
     if adapters.is_user_model(cfg["name"]):

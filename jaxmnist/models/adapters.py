@@ -366,10 +366,8 @@ def _check_cached(cfg_json: str, factory: Callable[..., Any]) -> None:
 def check(cfg: Mapping[str, Any]) -> None:
     """Builds a user model and traces init, a training and an evaluation call (``eval_shape``).
 
-    Nothing is compiled or allocated, so a bad model fails while the study is validated.
-
-    Raises:
-        ModelError: one message naming the model, the call that was made, the user's source
-            line (when the error came from user code) and the accepted calling conventions.
+    Nothing is compiled or allocated, so a bad model fails while the study is validated, with
+    a ``ModelError`` naming the model, the call made, the user's source line and the accepted
+    calling conventions.
     """
     _check_cached(*_cache_key(cfg))

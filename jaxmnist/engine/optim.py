@@ -1,8 +1,7 @@
 """Optimizers by name (optax) with per-member hyperparameters, schedules and clipping.
 
-A group may mix optimizers and every numeric value ("union state + select"): :func:`plan` finds
-the families present and which hyperparameters vary, every member carries the optax state of every
-family present and keeps its own update, so member ``k`` equals its optax optimizer run alone.
+A group may mix optimizers and every numeric value: every member carries the optax state of
+every family present and keeps its own update, so it equals its optax optimizer run alone.
 Design: docs/architecture.md ("How a group trains"); defaults (Keras' epsilon): docs/byo.md.
 """
 

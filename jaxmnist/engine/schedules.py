@@ -47,10 +47,7 @@ class Cosine(_Kind):
 
 
 class WarmupCosine(_Kind):
-    """``optax.warmup_cosine_decay_schedule(init_value, learning_rate, ...)``.
-
-    ``decay_steps`` include the warm-up.
-    """
+    """``optax.warmup_cosine_decay_schedule(init_value, learning_rate, ...)``, warm-up included."""
 
     name: Literal["warmup_cosine"]
     warmup_steps: Steps = 0

@@ -47,9 +47,8 @@ FAMILIES: dict[str, types.ModuleType] = {
 class Model(NamedTuple):
     """A built model: its name, config with every default, and the contract's two functions.
 
-    ``apply`` takes ``uint8`` or float ``x`` ``[B, 28, 28, 1]``, needs ``key`` when ``train``
-    with dropout, and updates ``state`` in training steps only; ``weight_names``: the leaves
-    L1/L2 and the histograms count as weights.
+    ``apply`` takes ``uint8`` or float ``x``, needs ``key`` when ``train`` with dropout and
+    updates ``state`` in training steps only; ``weight_names``: the leaves L1/L2 count.
     """
 
     name: str

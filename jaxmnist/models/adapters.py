@@ -1,10 +1,8 @@
 """Bring-your-own models: Flax linen, Flax NNX or a plain ``(init, apply)`` pair -> the contract.
 
-A model config names a factory by import path (``"pkg.mod:factory"``, ``"file.py:factory"``) or
-registered name; its other keys are the factory's keyword arguments. What the factory returns
-picks the adapter; each gives ``init(key) -> (params, state)`` and ``apply(params, state, x, *,
-train, key=None) -> (logits, new_state)`` on float32 images in [0, 1], and :func:`check` calls
-both abstractly while the study is validated. The conventions accepted: docs/byo.md ("Models").
+A model config names a factory by import path or registered name; its other keys are the
+factory's keyword arguments. What the factory returns picks the adapter, and :func:`check` calls
+the result abstractly while the study is validated. The conventions: docs/byo.md ("Models").
 """
 
 from __future__ import annotations
@@ -118,10 +116,7 @@ def _user_kwargs(cfg: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def validate(cfg: Mapping[str, Any]) -> None:
-    """Checks that the factory resolves and takes the keyword arguments (``ValueError``).
-
-    Nothing is built (:func:`check` calls the model); ``specs.UserModel`` checked the rest.
-    """
+    """Checks that the factory resolves and takes the keyword arguments; nothing is built."""
     name = cfg["name"]
     factory = resolve_factory(name)
     kwargs = _user_kwargs(cfg)

@@ -11,7 +11,10 @@ import pytest
 
 from jaxmnist import models
 from jaxmnist.engine import losses
-from jaxmnist.models import flax_examples  # noqa: F401 - registers "flax_cnn" on import
+from jaxmnist.models import (
+    adapters,
+    flax_examples,  # noqa: F401 - registers "flax_cnn" on import
+)
 
 LINEN = "jaxmnist.models.flax_examples:linen_cnn"
 NNX = "jaxmnist.models.flax_examples:NnxCNN"
@@ -293,3 +296,152 @@ def test_a_name_registered_again_builds_the_new_model():
         assert models.build({"name": "tiny_again"}).init(None)[0]["w"].shape == (784, 7)
     finally:
         adapters._REGISTERED.pop("tiny_again")
+
+
+# ---------------------------------------------------------------- collectives over named axes
+
+
+@pytest.fixture(scope="module")
+def axis_models(tmp_path_factory):
+    """Flax's imagenet-style ResNet (linen BatchNorm over axis 'batch') and an NNX model whose
+    BatchNorm names the axis too, written to files as a user saves them."""
+    import user_models
+
+    folder = tmp_path_factory.mktemp("axis_models")
+    resnet = user_models.write(folder, "models.py", user_models.FLAX_RESNET)
+    nnx_file = user_models.write(folder, "nnx_axis.py", user_models.NNX_NAMED_AXIS)
+    return {"resnet": {"name": f"{resnet}:TinyResNet", "num_classes": 10},
+            "nnx": {"name": f"{nnx_file}:AxisBN"}}
+
+
+def _axis_members(model_cfg, epochs=1):
+    from train_fixtures import base_member
+
+    return [base_member(**{"model": model_cfg, "optim.name": name, "optim.learning_rate": lr,
+                           "train.epochs": epochs, "seed": seed})
+            for name, lr, seed in (("adam", 1e-3, 0), ("momentum", 0.05, 1))]
+
+
+def _flat(tree) -> dict:
+    return {k: np.asarray(v) for k, v in models.layer_paths(tree).items()}
+
+
+def test_the_axis_names_are_found_in_the_model_not_in_an_error(axis_models):
+    from jaxmnist.models import specs
+
+    for kind in ("resnet", "nnx"):
+        cfg = specs.resolved(axis_models[kind])
+        init, _, _, found = adapters._adapt(cfg)
+        assert adapters._axis_names(cfg, init, found) == ("batch",), kind
+    # Unbound, the model cannot even be initialised in a training call: the binding is needed.
+    cfg = specs.resolved(axis_models["resnet"])
+    init, apply, _, _ = adapters._adapt(cfg)
+    params, state = init(jax.random.PRNGKey(0))
+    with pytest.raises(NameError):
+        apply(params, state, jnp.zeros((2, 28, 28, 1), jnp.uint8), train=True)
+    # A name the model's own code uses (lax.pmean) is given in its config.
+    assert specs.resolved({**axis_models["resnet"], "axis_names": ["devices"]})[
+        "axis_names"] == ["devices"]
+
+
+@pytest.mark.parametrize("kind", ["resnet", pytest.param("nnx", marks=pytest.mark.e2e)])
+def test_a_named_axis_model_trains_as_a_grid_and_each_member_equals_it_alone(axis_models, kind):
+    """Each member's statistics come from its own batch: member k == the member trained alone
+    (default CPU strategy, 1e-5), BatchNorm statistics included."""
+    from train_fixtures import small_splits
+
+    from jaxmnist.engine.fit import train_grid
+
+    splits = small_splits(n_train=192, n_val=64, n_test=64)
+    members = _axis_members(axis_models[kind])
+    grid = train_grid(members, splits)
+    for k, member in enumerate(members):
+        (alone,) = train_grid([member], splits)
+        for part in ("params", "model_state"):
+            got, want = _flat(getattr(grid[k], part)), _flat(getattr(alone, part))
+            assert got.keys() == want.keys() and got
+            for name in got:
+                np.testing.assert_allclose(got[name], want[name], atol=1e-5, rtol=0,
+                                           err_msg=f"{kind} member {k} {part}/{name}")
+        assert grid[k].alive
+
+
+def test_a_resnet_member_equals_flaxs_own_pmap_loop(axis_models):
+    """Three steps with XLA's own convolutions: the member equals the loop Flax's imagenet
+    example writes (``jax.pmap`` over one device, ``axis_name='batch'``, mutable batch_stats,
+    optax) fed jaxmnist's keys, data order and optimizer."""
+    import optax
+    from train_fixtures import base_member, small_splits
+
+    from jaxmnist.engine.fit import train_grid
+    from jaxmnist.models import specs
+
+    splits = small_splits(n_train=96, n_val=32, n_test=32)
+    cfg = {**axis_models["resnet"], "cpu_convs": False}
+    member = base_member(**{"model": cfg, "optim.name": "momentum",
+                            "optim.learning_rate": 0.05, "seed": 3})
+    (got,) = train_grid([member], splits)
+
+    module = adapters.resolve_factory(cfg["name"])(num_classes=10)
+    seed_key = jax.random.PRNGKey(3)
+    init_key, data_key = jax.random.fold_in(seed_key, 0), jax.random.fold_in(seed_key, 2)
+    variables = module.init({"params": init_key, "dropout": init_key},
+                            jnp.zeros((1, 28, 28, 1)), train=False)
+    tx = optax.sgd(0.05, momentum=0.9)
+    state = (variables["params"], variables["batch_stats"], tx.init(variables["params"]))
+
+    def train_step(state, x, y):
+        params, stats, opt = state
+
+        def loss_fn(p):
+            logits, new = module.apply({"params": p, "batch_stats": stats}, x, train=True,
+                                       mutable=["batch_stats"])
+            return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean(), new
+
+        grads, new = jax.grad(loss_fn, has_aux=True)(params)
+        updates, opt = tx.update(grads, opt, params)
+        return optax.apply_updates(params, updates), new["batch_stats"], opt
+
+    step = jax.pmap(train_step, axis_name="batch")
+    state = jax.tree_util.tree_map(lambda a: a[None], state)
+    order = np.asarray(jax.random.permutation(jax.random.fold_in(data_key, 1), 96))
+    for i in range(0, 96, 32):
+        x = splits.train_x[order[i:i + 32]].astype(np.float32) * np.float32(1 / 255)
+        state = step(state, x[None], splits.train_y[order[i:i + 32]][None])
+    params, stats, _ = jax.tree_util.tree_map(lambda a: a[0], state)
+    assert specs.resolved(cfg)["axis_names"] == []  # found in the model, not configured
+    for part, want in (("params", params), ("model_state", {"batch_stats": stats})):
+        mine, ref = _flat(getattr(got, part)), _flat(want)
+        assert mine.keys() == ref.keys()
+        for name in mine:
+            np.testing.assert_allclose(mine[name], ref[name], atol=2e-5, rtol=1e-5,
+                                       err_msg=f"{part}/{name}")
+    assert got.alive
+
+
+@pytest.mark.e2e
+def test_a_resnet_run_interrupted_resumes_bit_exactly_with_its_statistics(axis_models, tmp_path):
+    from types import SimpleNamespace
+
+    from train_fixtures import small_splits
+
+    from jaxmnist.engine.fit import train_grid
+
+    def stop_after_first(group_index, epoch, metrics, info):
+        if epoch == 1:
+            raise KeyboardInterrupt
+
+    splits = small_splits(n_train=128, n_val=32, n_test=32)
+    members = _axis_members(axis_models["resnet"], epochs=2)
+    full = train_grid(members, splits, str(tmp_path / "a"))
+    with pytest.raises(KeyboardInterrupt):
+        train_grid(members, splits, str(tmp_path / "b"),
+                   callbacks=[SimpleNamespace(on_epoch_end=stop_after_first)])
+    resumed = train_grid(members, splits, str(tmp_path / "b"))
+    assert resumed[0].group.resumed
+    for a, b in zip(full, resumed, strict=True):
+        for part in ("params", "model_state"):
+            fa, fb = _flat(getattr(a, part)), _flat(getattr(b, part))
+            assert fa.keys() == fb.keys()
+            for name in fa:
+                np.testing.assert_array_equal(fa[name], fb[name], err_msg=f"{part}/{name}")

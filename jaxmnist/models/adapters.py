@@ -7,6 +7,7 @@ the result abstractly while the study is validated. The conventions: docs/byo.md
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
 import json
@@ -22,7 +23,7 @@ from jaxmnist import importspec
 from jaxmnist.models.common import IMAGE_SHAPE, NUM_CLASSES, to_unit_float
 
 _REGISTERED: dict[str, Callable[..., Any]] = {}
-RESERVED_KEYS = ("name", "weight_leaves", "cpu_convs")
+RESERVED_KEYS = ("name", "weight_leaves", "cpu_convs", "axis_names")
 
 # Mode flags of ``__call__`` and the value each takes in a training step.
 TRAIN_FLAGS: dict[str, bool] = {
@@ -38,7 +39,8 @@ CONVENTIONS = (
     "key) -> (logits, new_state); every call returns logits of shape [batch, 10]"
 )
 _PROBE_BATCH = 2  # images in the abstract check (any batch size works; 2 catches batch-1 bugs)
-_Adapted = tuple[Callable[..., Any], Callable[..., Any], str]  # init, apply, the calls described
+# init, apply, the calls described, the named axes found in the module's structure (NNX)
+_Adapted = tuple[Callable[..., Any], Callable[..., Any], str, tuple[str, ...]]
 
 
 class ModelError(ValueError):
@@ -174,7 +176,7 @@ def _linen_adapter(module: Any) -> _Adapted:
             return logits, {**state, **flax.core.unfreeze(updates)}
         return module.apply(variables, to_unit_float(x), rngs=rngs, **mode(train)), state
 
-    return init, apply, "\n".join(_describe_call("linen", params, t) for t in (True, False))
+    return init, apply, "\n".join(_describe_call("linen", params, t) for t in (True, False)), ()
 
 
 def _nnx_adapter(factory: Callable[..., Any], kwargs: Mapping[str, Any], name: str) -> _Adapted:
@@ -228,7 +230,10 @@ def _nnx_adapter(factory: Callable[..., Any], kwargs: Mapping[str, Any], name: s
         _, _, _, rest = nnx.split(model, nnx.Param, nnx.RngState, ...)
         return logits, nnx.to_pure_dict(rest)
 
-    return init, apply, "\n".join(_describe_call("nnx", call, t) for t in (True, False))
+    axes = [getattr(node, "axis_name", None) for _, node in nnx.iter_graph(abstract)]
+    found = [a for axis in axes for a in ([axis] if isinstance(axis, str) else axis or ())]
+    return (init, apply, "\n".join(_describe_call("nnx", call, t) for t in (True, False)),
+            tuple(dict.fromkeys(found)))
 
 
 def _pair_adapter(user_init: Callable[..., Any], user_apply: Callable[..., Any]) -> _Adapted:
@@ -237,8 +242,8 @@ def _pair_adapter(user_init: Callable[..., Any], user_apply: Callable[..., Any])
         def apply(params: Any, state: Any, x: Any, *, train: bool, key: Any = None):
             return user_apply(params, state, to_unit_float(x), train=train, key=key)
 
-        return user_init, apply, "init(key) -> (params, state); apply(params, state, x, " \
-            "train=..., key=...) -> (logits, new_state)"
+        return user_init, apply, ("init(key) -> (params, state); apply(params, state, x, "
+                                  "train=..., key=...) -> (logits, new_state)"), ()
 
     def init(key: Any) -> tuple[Any, Any]:
         return user_init(key), {}
@@ -246,7 +251,8 @@ def _pair_adapter(user_init: Callable[..., Any], user_apply: Callable[..., Any])
     def stateless(params: Any, state: Any, x: Any, *, train: bool, key: Any = None):
         return user_apply(params, to_unit_float(x), train=train, key=key), state
 
-    return init, stateless, "init(key) -> params; apply(params, x, train=..., key=...) -> logits"
+    return (init, stateless, "init(key) -> params; apply(params, x, train=..., key=...) -> logits",
+            ())
 
 
 @functools.cache
@@ -255,10 +261,67 @@ def _build_cached(cfg_json: str, factory: Callable[..., Any]) -> tuple[
     # Keyed by the factory object too: a name registered again (a class redefined in a
     # notebook) builds anew; holding the object here means its identity is never reused.
     cfg = json.loads(cfg_json)
-    init, apply, calls = _adapt(cfg)
+    init, apply, calls, axes = _adapt(cfg)
+    init, apply = bind_axes(init, apply, _axis_names(cfg, init, axes))
     # The plain apply last: the check traces it (the rewrite keeps shapes, and asking which
     # backend runs it would start one while a study is validated).
     return init, _fast_on_cpu(cfg, apply), calls, apply
+
+
+def bind_axes(init: Callable[..., Any], apply: Callable[..., Any],
+              names: tuple[str, ...]) -> tuple[Callable[..., Any], Callable[..., Any]]:
+    """Binds each named axis to one member: a size-1 named ``vmap`` around init and apply.
+
+    A model written for ``pmap`` / ``shard_map`` reduces over a named axis
+    (``nn.BatchNorm(axis_name="batch")``, ``lax.pmean(x, "batch")``); bound here to an axis of
+    size 1, each member's statistics come from its own batch, as in a one-device run of the
+    user's loop. The grid's own axes are never these.
+    """
+    if not names:
+        return init, apply
+
+    def one(fn: Callable[..., Any], *args: Any) -> Any:
+        for name in names:
+            fn = jax.vmap(fn, axis_name=name)
+        lead = (None,) * len(names)
+        out = fn(*jax.tree_util.tree_map(lambda a: a[lead], args))
+        return jax.tree_util.tree_map(lambda a: a[(0,) * len(names)], out)
+
+    def bound_init(key: Any) -> tuple[Any, Any]:
+        return one(init, key)
+
+    def bound_apply(params: Any, state: Any, x: Any, *, train: bool, key: Any = None):
+        return one(lambda p, s, xb: apply(p, s, xb, train=train, key=key), params, state, x)
+
+    return bound_init, bound_apply
+
+
+def _axis_names(cfg: Mapping[str, Any], init: Callable[..., Any],
+                found: tuple[str, ...]) -> tuple[str, ...]:
+    """The named axes a model's collectives reduce over.
+
+    Its config's ``axis_names``, those of an NNX module's structure (``found``), and the
+    ``axis_name`` of every linen module its init calls (BatchNorm, GroupNorm), noted in a trace.
+    """
+    import flax.linen as nn
+
+    names = dict.fromkeys([*(cfg.get("axis_names") or ()), *found])
+
+    def record(next_fun: Any, args: Any, kwargs: Any, context: Any) -> Any:
+        axis = getattr(context.module, "axis_name", None)
+        names.update(dict.fromkeys([axis] if isinstance(axis, str) else axis or ()))
+        return next_fun(*args, **kwargs)
+
+    key = jax.ShapeDtypeStruct((2,), jnp.uint32)
+    # A call that reduces over a name not bound yet stops the trace there (its module noted
+    # first): trace again with the names found so far bound, until no new name appears.
+    for _ in range(8):
+        seen = len(names)
+        with contextlib.suppress(Exception), nn.intercept_methods(record):
+            jax.eval_shape(bind_axes(init, init, tuple(names))[0], key)
+        if len(names) == seen:
+            break
+    return tuple(names)
 
 
 def _adapt(cfg: Mapping[str, Any]) -> _Adapted:

@@ -154,12 +154,15 @@ class UserModel(_Spec):
     """A Flax linen / NNX Module or an ``(init, apply)`` pair, by import path or registered name.
 
     ``cpu_convs``: im2col convolutions on XLA:CPU; ``weight_leaves``: the leaves L1/L2 count;
+    ``axis_names``: named axes the model's own code reduces over (``lax.pmean(x, "batch")``),
+    bound to each member alone (a module's ``axis_name``, as BatchNorm's, is found without it);
     ``kwargs``: the factory's keyword arguments (written beside ``name`` in a study file).
     """
 
     name: str
     cpu_convs: Annotated[bool, _bool("model 'cpu_convs'")] = True
     weight_leaves: list[str] = list(common.WEIGHT_NAMES)
+    axis_names: list[str] = []
     kwargs: dict[str, Any] = {}
 
     @model_validator(mode="before")

@@ -35,7 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     try:
-        ds = sources.dataset_or_error(args.dataset)
+        ds = sources.dataset(args.dataset)
         if args.command == "download":
             target = (args.dir or os.environ.get(ds.env)
                       or str(Path("~/.cache/jaxmnist").expanduser() / ds.name))

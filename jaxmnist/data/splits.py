@@ -17,7 +17,7 @@ import numpy as np
 
 from jaxmnist.checks import is_int, is_number
 from jaxmnist.data import synthetic
-from jaxmnist.data.sources import IMAGE_SHAPE, dataset_or_error, load_dataset
+from jaxmnist.data.sources import IMAGE_SHAPE, dataset, load_dataset
 
 logger = logging.getLogger(__name__)
 
@@ -202,7 +202,7 @@ def make_splits(spec: Mapping[str, Any], *, source: str = "auto",
     name = spec.get("name") or "mnist"
     if source == "synthetic":
         # Split image ids (train 0.., test -1, -2, ...); draw only the images kept.
-        dataset_or_error(name)
+        dataset(name)
         train_ids = np.arange(synthetic.SIZES["train"])
         test_ids = -1 - np.arange(synthetic.SIZES["test"])
         train = (train_ids, synthetic.labels("train", train_ids))

@@ -104,10 +104,11 @@ _MEMBER_FILE = re.compile(r"^member_\d+\.(npz|json)$")
 
 
 def _atomic_write(path: Path, write: Any) -> None:
-    """Calls ``write(tmp_path)`` then renames the temporary file over ``path``."""
+    """Calls ``write(file)`` on a temporary file (binary) then renames it over ``path``."""
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     try:
-        write(tmp)
+        with tmp.open("wb") as fh:
+            write(fh)
         os.replace(tmp, path)
     except OSError as err:
         tmp.unlink(missing_ok=True)
@@ -117,21 +118,10 @@ def _atomic_write(path: Path, write: Any) -> None:
         raise
 
 
-def _write_npz(path: Path, arrays: Mapping[str, Any], *, compressed: bool = False) -> None:
-    """Writes an ``.npz`` atomically (through a file object: np.savez then adds no suffix)."""
-    save = np.savez_compressed if compressed else np.savez
-
-    def write(tmp: Path) -> None:
-        with tmp.open("wb") as fh:
-            save(fh, **arrays)
-
-    _atomic_write(path, write)
-
-
 def write_json(path: str | os.PathLike, data: Any) -> None:
     """Writes JSON atomically, non-finite floats as ``null``; RunDirError (exit 1) on failure."""
     text = json.dumps(finite_json(data), indent=1, allow_nan=False)
-    _atomic_write(Path(path), lambda tmp: tmp.write_text(text))
+    _atomic_write(Path(path), lambda fh: fh.write(text.encode()))
 
 
 def _read_json(path: Path, what: str) -> Any:
@@ -193,7 +183,7 @@ def export_member(run_dir: str | os.PathLike, member: int, model_cfg: Mapping[st
     flat = flatten_params(params)
     if state:
         flat.update(flatten_params({STATE_PREFIX: dict(state)}))
-    _write_npz(npz_path, flat)
+    _atomic_write(npz_path, lambda fh: np.savez(fh, **flat))  # a file: np.savez adds no suffix
     write_json(json_path, {"member": member, "model": dict(model_cfg), **dict(extra or {})})
     return npz_path
 
@@ -226,7 +216,7 @@ def load_member(run_dir: str | os.PathLike,
     try:
         meta = json.loads(json_path.read_text())
         with np.load(npz_path) as data:
-            flat = {name: data[name] for name in data.files}
+            flat = dict(data)
         model_cfg = meta["model"]
     except (OSError, ValueError, KeyError, TypeError, EOFError) as err:
         raise RunDirError(f"cannot read exported member {member} from {npz_path}: {err}. "
@@ -318,7 +308,7 @@ def read_samples(run_dir: str | os.PathLike) -> dict[str, np.ndarray] | None:
         return None
     try:
         with np.load(path) as data:
-            return {k: data[k] for k in data.files}
+            return dict(data)
     except (OSError, ValueError, EOFError) as err:
         log.warning("cannot read %s (%s); the sample figure is left out", path, err)
         return None
@@ -467,18 +457,15 @@ class RunWriter:
             return
         arrays = {f"{s}_{a}": np.asarray(getattr(splits, f"{s}_{a}")[:SAMPLE_IMAGES])
                   for s in ("train", "test") for a in "xy"}
-        _write_npz(path, arrays, compressed=True)
+        _atomic_write(path, lambda fh: np.savez_compressed(fh, **arrays))
 
     def append_metrics(self, rows: Sequence[Mapping[str, Any]]) -> None:
         """Appends rows to ``metrics.jsonl`` with ONE write (a kill tears at most the tail)."""
         data = "".join(json.dumps(finite_json(dict(r)), allow_nan=False) + "\n" for r in rows)
         path = self.root / METRICS
         try:
-            fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-            try:
-                os.write(fd, data.encode())
-            finally:
-                os.close(fd)
+            with open(path, "ab", buffering=0) as fh:  # unbuffered: one write call
+                fh.write(data.encode())
         except OSError as err:
             raise _write_failed(path, err) from None
 

@@ -106,10 +106,6 @@ def take(x: np.ndarray, y: np.ndarray, n: int | None) -> tuple[np.ndarray, np.nd
 
 MNIST_TRAIN, MNIST_TEST = 60_000, 10_000  # images in the official train / test files
 SPLIT_KINDS = ("none", "keras", "holdout", "merged")
-_SPEC_KEYS = {
-    "name", "split", "val_fraction", "val_size", "test_fraction", "seed",
-    "train_limit", "val_limit", "test_limit",
-}  # fmt: skip
 SPLIT_NEEDS = {"none": (), "keras": ("val_fraction",), "holdout": ("val_size",),
                "merged": ("test_fraction",)}  # fmt: skip
 """Which parameter each split kind needs (the study schema reads it from here)."""
@@ -119,6 +115,7 @@ DATA_DEFAULTS: dict[str, Any] = {
     "test_limit": None,
 }  # fmt: skip
 """Every ``data`` key but ``split``, with its default (the study schema reads them here)."""
+_SPEC_KEYS = set(DATA_DEFAULTS) - {"source"} | {"split"}  # make_splits's (source: an argument)
 
 
 def split_problems(spec: Mapping[str, Any],

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import collections
-import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -11,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from jaxmnist.data import expected_sizes
+from jaxmnist.data import class_names, expected_sizes
 from jaxmnist.engine import metrics
 from jaxmnist.runs import published, rundir
 from jaxmnist.trees import flatten, get_dotted
@@ -78,8 +77,6 @@ class RunView:
     @property
     def class_names(self) -> tuple[str, ...]:
         """Label 0..9 -> class name (the digits for MNIST)."""
-        from jaxmnist.data import class_names
-
         return class_names(self.dataset)
 
     @property
@@ -113,7 +110,8 @@ class RunView:
 
     def best(self) -> Point:
         """The point with the highest mean test accuracy."""
-        return max(self.points, key=lambda p: _nan_to(metrics.mean_std(p.test_acc())[0], -1.0))
+        return max(self.points, key=lambda p: np.nan_to_num(metrics.mean_std(p.test_acc())[0],
+                                                           nan=-1.0))
 
     @property
     def preset(self) -> str | None:
@@ -184,10 +182,6 @@ class RunView:
             parts.append(f"{waiting} with no finished epoch yet")
         return ("UNFINISHED RUN: " + ", ".join(parts)
                 + "; re-running the same sweep command resumes it")
-
-
-def _nan_to(value: float, default: float) -> float:
-    return default if value is None or math.isnan(value) else value
 
 
 def load(run_dir: str | Path) -> RunView:

@@ -100,7 +100,7 @@ def _write_failed(path: Path, err: OSError) -> RunDirError:
 
 # The temporary files of the atomic writes below: ".results.json.tmp1234" beside results.json.
 _TEMP_FILE = re.compile(r"^\.(?P<name>.+)\.tmp\d+$")
-_MEMBER_FILE = re.compile(r"^member_\d+\.(npz|json)$")
+MEMBER_FILE = re.compile(r"^member_(\d+)\.(npz|json)$")  # an exported member's two files
 
 
 def _atomic_write(path: Path, write: Any) -> None:
@@ -382,7 +382,7 @@ def _remove_stale_temp_files(root: Path) -> list[Path]:
     """
     own = {CONFIG, ENV, RESULTS, SAMPLES}
     removed = []
-    for folder, is_own in ((root, own.__contains__), (root / "params", _MEMBER_FILE.match)):
+    for folder, is_own in ((root, own.__contains__), (root / "params", MEMBER_FILE.match)):
         for path in sorted(folder.glob(".*.tmp*")):
             match = _TEMP_FILE.match(path.name)
             if not match or not is_own(match["name"]) or not path.is_file():

@@ -43,7 +43,6 @@ MAX_BODY_BYTES = MAX_BYTES * 4 // 3 + 64 * 1024
 IMAGE_CONTENT_TYPES = ("image/", "application/octet-stream")
 # Images decoded at once: preprocessing is CPU-bound, more than the cores gains nothing.
 MAX_CONCURRENT_DECODES = max(1, min(4, os.cpu_count() or 1))
-_MEMBER_FILE = re.compile(r"^member_(\d+)\.(npz|json)$")
 # ASCII digits only (isdigit() accepts "²"), short enough for int()'s 4300-digit limit.
 _MEMBER_TEXT = re.compile(r"[0-9]{1,9}")
 
@@ -111,7 +110,7 @@ def resolve_run(path: str | Path) -> tuple[Path, int | None]:
     """``(run_dir, member)`` for a run dir, a ``params/`` dir or one ``member_<k>`` file."""
     p = Path(path).expanduser()
     if p.is_file():
-        m = _MEMBER_FILE.match(p.name)
+        m = rundir.MEMBER_FILE.match(p.name)
         if m is None or p.parent.name != "params":
             raise FileNotFoundError(f"{p}: expected RUN_DIR/params/member_<k>.npz")
         return p.parent.parent, int(m.group(1))
@@ -331,7 +330,8 @@ class _BodyLimit:
             f"(images up to {MAX_BYTES / 2**20:.0f} MiB)", status_code=413, code="too_large")
         for name, value in scope.get("headers", []):
             if name == b"content-length" and value.strip().isdigit() and int(value) > self.limit:
-                await _send_json(send, too_large.status_code, too_large.to_dict())
+                await JSONResponse(too_large.to_dict(), too_large.status_code,
+                                   headers={"connection": "close"})(scope, receive, send)
                 return
         seen = 0
 
@@ -345,19 +345,6 @@ class _BodyLimit:
             return message
 
         await self.app(scope, limited_receive, send)
-
-
-def _client(request: Request) -> str:
-    return f"{request.client.host}:{request.client.port}" if request.client else "unknown"
-
-
-async def _send_json(send: Callable, status: int, body: dict) -> None:
-    raw = json.dumps(body).encode()
-    await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", b"application/json"),
-                            (b"content-length", str(len(raw)).encode()),
-                            (b"connection", b"close")]})
-    await send({"type": "http.response.body", "body": raw})
 
 
 def create_app(predictor: Predictor) -> FastAPI:
@@ -381,8 +368,8 @@ def create_app(predictor: Predictor) -> FastAPI:
     @app.exception_handler(ClientDisconnect)
     async def _gone(request: Request, _: ClientDisconnect) -> Response:
         # The client left mid-upload: nobody will read an answer. One line, no traceback.
-        log.info("client %s disconnected during %s %s", _client(request), request.method,
-                 request.url.path)
+        client = f"{request.client.host}:{request.client.port}" if request.client else "unknown"
+        log.info("client %s disconnected during %s %s", client, request.method, request.url.path)
         return Response(status_code=400)
 
     @app.exception_handler(RequestValidationError)

@@ -24,7 +24,7 @@ import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402  (a dependency of jaxmnist and of matplotlib)
 
 from jaxmnist.engine import metrics  # noqa: E402
-from jaxmnist.runs import rundir
+from jaxmnist.runs import published, rundir
 from jaxmnist.runs.runview import Point, RunView, grid_axes, point_at, slug  # noqa: E402
 
 DPI = 100
@@ -88,7 +88,7 @@ def curves(run: RunView, points: Sequence[tuple[str, Point]], path: Path, title:
     fig, axes = plt.subplots(nrows, 2, figsize=(13.5 if wide else 11, 3.4 * nrows + 1.2),
                              squeeze=False)
     colors = plt.get_cmap("tab20" if len(points) > 10 else "tab10")
-    pub_hist = _published_history(run)
+    pub_hist = published.history(run.study)
     for ax, (key, name) in zip(axes.flat, keys, strict=True):
         for i, (label, point) in enumerate(points):
             ys = _seed_curves(point, key)
@@ -129,15 +129,6 @@ def curves(run: RunView, points: Sequence[tuple[str, Point]], path: Path, title:
     return _save(fig, run, path)
 
 
-def _published_history(run: RunView) -> dict[int, dict[str, float]]:
-    from jaxmnist.runs import published
-
-    for entry in published.for_study(run.study):
-        if entry.history:
-            return entry.history
-    return {}
-
-
 def confusion(run: RunView, cm: Sequence[Sequence[int]], path: Path, title: str) -> Path:
     """A confusion matrix as counts and as row-normalized fractions, side by side."""
     cm = np.asarray(cm, np.int64)
@@ -152,11 +143,8 @@ def confusion(run: RunView, cm: Sequence[Sequence[int]], path: Path, title: str)
         ax.set_ylabel(f"true {run.class_word}")
         ax.set_title(name)
         top = data.max() if data.size else 1
-        for i in range(10):
-            for j in range(10):
-                v = data[i, j]
-                if v == 0:
-                    continue
+        for (i, j), v in np.ndenumerate(data):
+            if v:
                 ax.text(j, i, format(v, fmt), ha="center", va="center", fontsize=6.5,
                         color="white" if v > 0.55 * top else "black")
         fig.colorbar(im, ax=ax, fraction=0.046)
@@ -194,10 +182,9 @@ def heatmap(run: RunView, path: Path) -> Path | None:
     ax.set_yticks(range(len(v1)), [str(v) for v in v1])
     ax.set_xlabel(k2)
     ax.set_ylabel(k1)
-    for i in range(len(v1)):
-        for j in range(len(v2)):
-            ax.text(j, i, text[i][j], ha="center", va="center", fontsize=7.5,
-                    color="black" if (ours[i, j] > 0.6) else "white")
+    for (i, j), v in np.ndenumerate(ours):
+        ax.text(j, i, text[i][j], ha="center", va="center", fontsize=7.5,
+                color="black" if v > 0.6 else "white")
     fig.colorbar(im, ax=ax, label="test accuracy (mean over seeds)")
     ax.set_title("Test accuracy per grid cell: ours (mean ± std over seeds) and the paper's")
     _layout(fig)

@@ -45,10 +45,8 @@ class Table:
     def csv(self) -> str:
         """CSV with a header row; numbers unformatted."""
         buf = io.StringIO()
-        writer = csv.writer(buf, lineterminator="\n")
-        writer.writerow(self.columns)
-        for row in self.rows:
-            writer.writerow(["" if c is None else c for c in row])
+        csv.writer(buf, lineterminator="\n").writerows(
+            [self.columns, *(["" if c is None else c for c in row] for row in self.rows)])
         return buf.getvalue()
 
 
@@ -95,11 +93,6 @@ def _model_text(cfg: dict[str, Any]) -> str:
 def _last(member: dict[str, Any], key: str) -> float | None:
     hist = member.get("history") or []
     return hist[-1].get(key) if hist else None
-
-
-def _summary_of(member: dict[str, Any]) -> dict[str, float] | None:
-    cm = member.get("confusion_test")
-    return metrics.summary(cm) if cm else None
 
 
 def table_summary(run: RunView) -> Table:
@@ -234,10 +227,10 @@ def table_baseline(run: RunView) -> Table | None:
 
 def table_history(run: RunView) -> Table | None:
     """Per-epoch train/val metrics beside a published training log (S1)."""
-    entries = [e for e in published.for_study(run.study) if e.history]
-    if not entries or len(run.points) != 1:
+    hist = published.history(run.study)
+    if not hist or len(run.points) != 1:
         return None
-    p, hist = run.points[0], entries[0].history
+    p = run.points[0]
     fields = ("train_acc", "train_loss", "val_acc", "val_loss")
     t = Table("Training log per epoch: ours (mean ± std) / paper",
               ["epoch"] + [f"{f} ours" for f in fields] + [f"{f} paper" for f in fields])
@@ -263,7 +256,8 @@ def table_last_epoch(run: RunView) -> Table:
         vals = pub.values if pub else {}
         prf = "/".join(_cell(vals.get(k)) for k in ("precision", "recall", "f1")
                        if k in vals)
-        summ = p.values(_summary_of)
+        summ = p.values(lambda m: metrics.summary(m["confusion_test"])
+                        if m.get("confusion_test") else None)
         t.add(p.label, p.rep.get("param_count"),
               _ms(p.values(lambda m: _last(m, "train_acc"))),
               _ms(p.values(lambda m: _last(m, "val_acc"))), _ms(p.test_acc()),

@@ -85,10 +85,9 @@ def decode_data_url(url: str, *, max_bytes: int = MAX_BYTES) -> bytes:
         raise PreprocessError(f"image larger than {max_bytes // (1024 * 1024)} MiB",
                               status_code=413, code="too_large")
     try:
-        data = base64.b64decode(payload, validate=True)
+        return base64.b64decode(payload, validate=True)
     except (binascii.Error, ValueError) as err:
         raise PreprocessError(f"invalid base64 in image data: {err}", code="bad_base64") from err
-    return data
 
 
 def decode_image(data: bytes, *, max_bytes: int = MAX_BYTES,

@@ -243,8 +243,8 @@ def _decode_idx(path: Path, spec: _IdxSpec, verify_checksum: bool, ds: Dataset) 
         raw = blob
 
     # Structure first: "truncated" or "wrong magic" says more than "md5 differs".
-    magic_expected = _IMAGES_MAGIC if spec.kind == "images" else _LABELS_MAGIC
-    header_len = 16 if spec.kind == "images" else 8
+    magic_expected, header_len, item = (
+        (_IMAGES_MAGIC, 16, 28 * 28) if spec.kind == "images" else (_LABELS_MAGIC, 8, 1))
     if len(raw) < header_len:
         raise DataError(
             f"{ds.title} file {path} is too short to be an IDX {spec.kind} file ({len(raw)} bytes "
@@ -264,7 +264,6 @@ def _decode_idx(path: Path, spec: _IdxSpec, verify_checksum: bool, ds: Dataset) 
             f"{ds.title} file {path} declares images of {int(dims[2])}x{int(dims[3])} pixels, "
             f"expected 28x28. It is not an MNIST-format images file; replace it with "
             f"{spec.gz_name}.")
-    item = 28 * 28 if spec.kind == "images" else 1
     expected_len = header_len + count * item
     if len(raw) != expected_len:
         what = "truncated" if len(raw) < expected_len else "longer than its header says"
@@ -527,16 +526,6 @@ def _fetch_into_cache(ds: Dataset, split: str, verify_checksum: bool, tried: lis
     return load_idx(folder, split, verify_checksum=verify_checksum, dataset=ds.name)
 
 
-def _candidate_dirs(data_dir: str | os.PathLike[str] | None,
-                    ds: Dataset) -> list[tuple[str, Path | None]]:
-    env = os.environ.get(ds.env)
-    return [
-        ("data_dir argument", Path(data_dir).expanduser() if data_dir is not None else None),
-        (f"${ds.env}", Path(env).expanduser() if env else None),
-        *(("system folder", Path(d)) for d in ds.system_dirs),
-    ]
-
-
 def load_dataset(split: str, *, source: str = "auto",
                  data_dir: str | os.PathLike[str] | None = None, verify_checksum: bool = True,
                  tfds_dir: str | os.PathLike[str] | None = None,
@@ -553,7 +542,12 @@ def load_dataset(split: str, *, source: str = "auto",
     if source == "synthetic":
         x, y = synthetic.full_split(split)
         return x.copy(), y.copy()
-    candidates = _candidate_dirs(data_dir, ds)
+    env = os.environ.get(ds.env)
+    candidates = [
+        ("data_dir argument", Path(data_dir).expanduser() if data_dir is not None else None),
+        (f"${ds.env}", Path(env).expanduser() if env else None),
+        *(("system folder", Path(d)) for d in ds.system_dirs),
+    ]
     files = [s.gz_name for s in ds.files.values()]
 
     if source == "idx":

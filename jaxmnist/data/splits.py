@@ -187,8 +187,7 @@ def make_splits(spec: Mapping[str, Any], *, source: str = "auto",
     problems = split_problems(spec, train_size=None)
     if problems:
         raise ValueError("; ".join(f"spec[{key!r}]: {msg}" for key, msg in problems))
-    seed = spec.get("seed")
-    seed = 0 if seed is None else seed
+    seed = 0 if spec.get("seed") is None else spec["seed"]
     if not _positive_int(seed, 0):
         raise ValueError(f"spec['seed'] must be a non-negative integer, got {seed!r}")
     for key in ("train_limit", "val_limit", "test_limit"):

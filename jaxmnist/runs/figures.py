@@ -396,21 +396,19 @@ def write_figures(run: RunView) -> list[Path]:
     written: list[Path | None] = []
     best = run.best()
     exps = [e for e in run.experiments() if e["name"] != "main"]
-    hists = (("weight_hist", "weights", "Weight"), ("grad_hist", "grads", "Gradient"))
-    for exp in exps:
-        pts, s, name = run.points_of(exp["name"]), slug(exp["name"]), exp.get("title")
-        name = name or exp["name"]
-        written.append(curves(run, pts, out / f"curves_{s}.png", name))
-        written += [histograms(run, pts, kind, out / f"{file}_{s}.png",
-                               f"{what} distributions per layer: {name}")
-                    for kind, file, what in hists]
-    if not exps:
-        pts = [(p.label, p) for p in run.points]
-        written.append(curves(run, pts, out / "curves.png", run.config.get("title", run.study)))
-        overlay = pts if len(pts) <= 4 else [(best.label, best)]
-        written += [histograms(run, overlay, kind, out / f"{file}.png",
-                               f"{what} distributions per layer (lowest seed)")
-                    for kind, file, what in hists]
+    if exps:  # curves and histograms per experiment (S3), else of every point at once
+        sets = [(run.points_of(e["name"]), f"_{slug(e['name'])}", e.get("title") or e["name"])
+                for e in exps]
+    else:
+        sets = [([(p.label, p) for p in run.points], "", run.config.get("title", run.study))]
+    for pts, s, name in sets:
+        written.append(curves(run, pts, out / f"curves{s}.png", name))
+        overlay = pts if exps or len(pts) <= 4 else [(best.label, best)]
+        written += [histograms(run, overlay, kind, out / f"{file}{s}.png",
+                               f"{what} distributions per layer"
+                               + (f": {name}" if exps else " (lowest seed)"))
+                    for kind, file, what in (("weight_hist", "weights", "Weight"),
+                                             ("grad_hist", "grads", "Gradient"))]
     written.append(heatmap(run, out / "grid_heatmap.png"))
     seed = best.rep["config"].get("seed")
     for split in ("test", "train"):  # absent while the best point is still training

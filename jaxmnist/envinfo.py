@@ -44,13 +44,10 @@ def git_commit(*, short: bool = False) -> str | None:
 
 def _proc_field(path: str, key: str) -> str | None:
     try:
-        with open(path) as fh:
-            for line in fh:
-                if line.startswith(key):
-                    return line.split(":", 1)[1].strip()
+        lines = Path(path).read_text().splitlines()
     except OSError:
         return None
-    return None
+    return next((line.split(":", 1)[1].strip() for line in lines if line.startswith(key)), None)
 
 
 def machine() -> dict[str, Any]:

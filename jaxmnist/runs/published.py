@@ -113,13 +113,11 @@ def values_equal(a: Any, b: Any) -> bool:
 def lookup(study: str, experiment: str, label: str | None,
            config: Mapping[str, Any]) -> Published | None:
     """Returns the published entry for one grid point of a study, or ``None``."""
-    for entry in PUBLISHED:
-        if entry.study != study or entry.experiment != experiment:
-            continue
-        if entry.label is not None:
-            if entry.label == label:
-                return entry
-        elif all(values_equal(get_dotted(config, k, None), v) for k, v in entry.match.items()):
+    for entry in for_study(study):
+        same_point = (entry.label == label if entry.label is not None else
+                      all(values_equal(get_dotted(config, k, None), v)
+                          for k, v in entry.match.items()))
+        if entry.experiment == experiment and same_point:
             return entry
     return None
 

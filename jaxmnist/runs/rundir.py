@@ -255,10 +255,8 @@ def read_results(run_dir: str | os.PathLike, *, required: bool = True) -> Result
 def read_env(run_dir: str | os.PathLike) -> dict[str, Any]:
     """``env.json`` (``{}`` when missing or damaged: it only labels figures)."""
     path = Path(run_dir) / ENV
-    if not path.exists():
-        return {}
     try:
-        env = _read_json(path, "environment")
+        env = _read_json(path, "environment") if path.exists() else {}
     except RunDirError as err:
         log.warning("%s; figures will say 'unknown device'", err)
         return {}

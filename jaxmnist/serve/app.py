@@ -398,8 +398,7 @@ def create_app(predictor: Predictor) -> FastAPI:
     @app.post("/predict")
     async def predict(request: Request, member: str | None = None) -> dict[str, Any]:
         """Predict a digit from an upload, a raw image body or a canvas data URL (JSON)."""
-        ctype = request.headers.get("content-type", "")
-        mtype = ctype.split(";", 1)[0].strip().lower()
+        mtype = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
         if mtype == "application/json":
             try:
                 body = json.loads(await request.body())

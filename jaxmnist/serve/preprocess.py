@@ -192,9 +192,7 @@ def _to_gray(img: Image.Image) -> np.ndarray:
             img = img.convert("RGBA")
         img = _shrink(img)
         if transparent:
-            rgba = img.convert("RGBA")
-            white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-            img = Image.alpha_composite(white, rgba)
+            img = Image.alpha_composite(Image.new("RGBA", img.size, "white"), img.convert("RGBA"))
         img = img.convert("L")
     if max(img.size) > WORK_SIDE:
         # BOX = area averaging: the right filter for a large reduction, and fast.

@@ -307,14 +307,10 @@ def dense_chain(params: dict[str, np.ndarray], model_cfg: dict[str, Any]) -> lis
     Weights are the leaves the model's ``weight_leaves`` (else :data:`WEIGHT_NAMES`) name.
     """
     names = tuple(model_cfg.get("weight_leaves") or WEIGHT_NAMES)
-    leaves = {k: v for k, v in params.items() if k.rpartition("/")[2] in names}
-    if model_cfg.get("name") == "mlp":  # the zoo's order: dense1, dense2, ..., output
-        order = sorted((k for k in leaves if k.startswith("dense")),
-                       key=lambda k: int(k.split("/")[0][5:])) + ["output/w"]
-    else:
-        order = sorted(leaves, key=_natural)
-    ws = [leaves[k] for k in order if k in leaves]
-    if (not ws or len(ws) != len(leaves) or any(w.ndim != 2 for w in ws)
+    # Natural order: the zoo's MLP as dense1, dense2, ..., dense10, output (d < o).
+    ws = [v for k, v in sorted(params.items(), key=lambda kv: _natural(kv[0]))
+          if k.rpartition("/")[2] in names]
+    if (not ws or any(w.ndim != 2 for w in ws)
             or ws[0].shape[0] != 784 or ws[-1].shape[1] != 10
             or any(a.shape[1] != b.shape[0] for a, b in zip(ws, ws[1:], strict=False))):
         return None

@@ -168,8 +168,7 @@ def heatmap(run: RunView, path: Path) -> Path | None:
                 continue
             mean, std, n = metrics.mean_std(p.test_acc())
             ours[i, j] = mean
-            pub = run.paper(p)
-            paper = pub.values.get("test_acc") if pub else None
+            paper = run.paper(p).get("test_acc")
             text[i][j] = f"{mean:.2%}" + (f"\n±{std:.2%}" if n > 1 else "")
             if isinstance(paper, float):
                 text[i][j] += f"\n(paper {paper:.2%})"

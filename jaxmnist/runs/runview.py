@@ -101,12 +101,14 @@ class RunView:
         return [(label, p) for label in labels for p in self.points
                 if any(e["name"] == experiment and e["label"] == label for e in p.experiments)]
 
-    def paper(self, point: Point, experiment: str | None = None, label: str | None = None):
-        """The published entry for a point within an experiment (first one by default)."""
+    def paper(self, point: Point, experiment: str | None = None,
+              label: str | None = None) -> dict[str, float | str]:
+        """The published numbers of a point within an experiment (its first by default; ``{}``)."""
         exp = experiment or point.experiments[0]["name"]
         lab = label if label is not None else next(
             (e["label"] for e in point.experiments if e["name"] == exp), point.label)
-        return published.lookup(self.study, exp, lab, point.config)
+        entry = published.lookup(self.study, exp, lab, point.config)
+        return entry.values if entry else {}
 
     def best(self) -> Point:
         """The point with the highest mean test accuracy."""

@@ -102,8 +102,7 @@ def table_summary(run: RunView) -> Table:
               ["point"] + (["experiments"] if multi else []) +
               ["model", "params", "n", "test acc", "test loss", "paper acc", "diff", "status"])
     for p in run.points:
-        pub = run.paper(p)
-        pacc = pub.values.get("test_acc") if pub else None
+        pacc = run.paper(p).get("test_acc")
         exps = ["; ".join(f"{e['name']}:{e['label']}" for e in p.experiments)] if multi else []
         t.add(p.label, *exps, _model_text(p.config), p.rep.get("param_count"), len(p.members),
               _ms(p.test_acc()), _ms(p.values(lambda m: m["test"]["loss"])),
@@ -140,8 +139,7 @@ def table_matrix(run: RunView) -> Table | None:
             if p is None:
                 cells.append("")
                 continue
-            pub = run.paper(p)
-            paper = pub.values.get("test_acc") if pub else None
+            paper = run.paper(p).get("test_acc")
             text = _ms(p.test_acc(), 2, 100.0)
             if isinstance(paper, float):
                 text += f" ({paper * 100:.2f})"
@@ -195,8 +193,7 @@ def tables_experiments(run: RunView) -> list[Table]:
         t = Table(exp.get("title") or exp["name"],
                   ["point", "n", "test acc", "paper", "diff", "final train loss", "status"])
         for label, p in run.points_of(exp["name"]):
-            pub = run.paper(p, exp["name"], label)
-            pacc = pub.values.get("test_acc") if pub else None
+            pacc = run.paper(p, exp["name"], label).get("test_acc")
             t.add(label, len(p.members), _ms(p.test_acc()), _cell(pacc),
                   _diff(p.test_acc(), pacc), _ms(p.values(lambda m: _last(m, "train_loss"))),
                   p.status())
@@ -252,8 +249,7 @@ def table_last_epoch(run: RunView) -> Table:
               ["point", "params", "train acc", "val acc", "test acc", "precision", "recall",
                "F1", "paper train", "paper val", "paper P/R/F1"])
     for p in run.points:
-        pub = run.paper(p)
-        vals = pub.values if pub else {}
+        vals = run.paper(p)
         prf = "/".join(_cell(vals.get(k)) for k in ("precision", "recall", "f1")
                        if k in vals)
         summ = p.values(lambda m: metrics.summary(m["confusion_test"])
@@ -277,8 +273,7 @@ def table_models(run: RunView) -> Table:
         if text in seen:
             continue
         seen.add(text)
-        pub = run.paper(p)
-        t.add(text, p.rep.get("param_count"), pub.values.get("params") if pub else None)
+        t.add(text, p.rep.get("param_count"), run.paper(p).get("params"))
     return t
 
 
@@ -297,7 +292,6 @@ def results_summary(run: RunView) -> dict[str, Any]:
     for p in run.points:
         accs = p.test_acc()
         mean, std, n = metrics.mean_std(accs)
-        paper = run.paper(p)
         last = [m["history"][-1] if m.get("history") else {} for m in p.members]
         points.append({
             "label": p.label,
@@ -308,7 +302,7 @@ def results_summary(run: RunView) -> dict[str, Any]:
             "test_acc_std": std if n > 1 else None,
             "test_loss": [m["test"].get("loss") for m in p.members],
             "status": [m["status"] for m in p.members],
-            "paper_test_acc": paper.values.get("test_acc") if paper else None,
+            "paper_test_acc": run.paper(p).get("test_acc"),
             "last_epoch": [{k: h.get(k) for k in ("epoch", "train_acc", "val_acc")}
                            for h in last],
         })

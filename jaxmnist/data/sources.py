@@ -348,8 +348,7 @@ def _read_idx(path: Path, spec: _IdxSpec, verify_checksum: bool, ds: Dataset) ->
     if hit is None or (verify_checksum and not hit[1]):
         array = _decode_idx(path, spec, verify_checksum, ds)
         array.flags.writeable = False
-        hit = (array, verify_checksum)
-        _CACHE[key] = hit
+        hit = _CACHE[key] = (array, verify_checksum)
     return hit[0].copy()
 
 
@@ -400,14 +399,11 @@ def _import_tfds() -> Any:
 
 def _tfds_file_order(split: str, n: int) -> np.ndarray:
     """``order`` such that TFDS record ``j`` is IDX example ``order[j]`` (docs/data.md)."""
-    salted = hashlib.md5(split.encode())
+    # TFDS sorts by the md5 of split + index as an integer: the digest's bytes sort the same.
+    def key(i: int) -> bytes:
+        return hashlib.md5(f"{split}{i}".encode()).digest()
 
-    def hkey(i: int) -> int:
-        h = salted.copy()
-        h.update(str(i).encode())
-        return int(h.hexdigest(), 16)
-
-    return np.array(sorted(range(n), key=hkey), dtype=np.int64)
+    return np.array(sorted(range(n), key=key), dtype=np.int64)
 
 
 def _unreachable(url: str, timeout: float = 10.0) -> str | None:

@@ -208,8 +208,7 @@ def table_baseline(run: RunView) -> Table | None:
         return None
     t = Table("scikit-learn MLPClassifier baseline (same split, widths, batch, epochs)",
               ["model", "n", "sklearn (ours)", "jaxmnist", "paper sklearn", "paper module"])
-    labels = list(dict.fromkeys(r["label"] for r in rows))
-    for label in labels:
+    for label in dict.fromkeys(r["label"] for r in rows):
         sk = [r["test_acc"] for r in rows if r["label"] == label]
         point = next((p for lb, p in run.points_of(rows[0]["experiment"]) if lb == label), None)
         ours = _ms(point.test_acc()) if point else ""

@@ -297,9 +297,7 @@ def _mass_bbox(y: np.ndarray, tail: float = 0.001) -> tuple[int, int, int, int]:
         hi = int(nz[nz <= hi][-1]) if (nz <= hi).any() else int(nz[-1])
         return lo, max(lo, hi)
 
-    top, bottom = span(y.sum(axis=1))
-    left, right = span(y.sum(axis=0))
-    return top, bottom, left, right
+    return (*span(y.sum(axis=1)), *span(y.sum(axis=0)))
 
 
 def stroke_width(y: np.ndarray) -> float:

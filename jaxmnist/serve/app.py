@@ -130,8 +130,9 @@ def _finite_tree(tree: Any) -> bool:
     return not np.issubdtype(a.dtype, np.floating) or bool(np.isfinite(a).all())
 
 
-def load_members(run_dir: Path, only: int | None = None) -> list[MemberInfo]:
-    """Every member of ``results.json`` and every exported one (or ``only``), sorted.
+def load_members(run_dir: Path,
+                 only: int | None = None) -> tuple[list[MemberInfo], dict[str, Any]]:
+    """Every member of ``results.json`` and every exported one (or ``only``), sorted; the results.
 
     Members without params, or with non-finite ones, are listed unavailable, with why.
     """
@@ -170,7 +171,7 @@ def load_members(run_dir: Path, only: int | None = None) -> list[MemberInfo]:
         info.model_cfg, info.params, info.available = model_cfg, (params, state), True
     for info in infos.values():
         info.summary = member_summary(info.config)
-    return [infos[k] for k in sorted(infos)]
+    return [infos[k] for k in sorted(infos)], results
 
 
 def default_member(members: Sequence[MemberInfo]) -> int:
@@ -199,12 +200,8 @@ class Predictor:
         from jaxmnist import models
 
         self.run_dir, only = resolve_run(run)
-        self.members = load_members(self.run_dir, only)
+        self.members, results = load_members(self.run_dir, only)
         self._by_id = {m.member: m for m in self.members}
-        try:
-            results = rundir.read_results(self.run_dir, required=False)
-        except rundir.RunDirError:
-            results = {}
         self.study = results.get("study")
         self.reduced = bool(results.get("reduced", False))
         self._fns: dict[str, Callable[..., Any]] = {}

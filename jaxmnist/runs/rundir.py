@@ -421,7 +421,6 @@ class RunWriter:
         line and removes a killed writer's temporary files.
         """
         writer = cls(root)
-        cfg_path = writer.root / CONFIG
         config = {"config_format": CONFIG_FORMAT, **config}
         if cls.check(writer.root, config):
             _cut_torn_tail(writer.root / METRICS)
@@ -432,7 +431,7 @@ class RunWriter:
                 (writer.root / sub).mkdir(parents=True, exist_ok=True)
         except OSError as err:
             raise _write_failed(writer.root, err) from None
-        write_json(cfg_path, config)
+        write_json(writer.root / CONFIG, config)
         return writer, False
 
     def ckpt_dir(self, group: int) -> Path:

@@ -137,15 +137,12 @@ def decode_image(data: bytes, *, max_bytes: int = MAX_BYTES,
             try:
                 img.load()
                 ImageOps.exif_transpose(img, in_place=True)  # no full-size copy when not rotated
-                gray = _to_gray(img)
+                return _to_gray(img)
             finally:
                 img.close()  # frees the full-size image before the next large decode starts
-    except PreprocessError:
-        raise
     except Exception as err:  # noqa: BLE001 - truncated/corrupt data surfaces as many types
         raise PreprocessError(f"corrupt or truncated image file ({err})", status_code=422,
                               code="corrupt") from err
-    return gray
 
 
 # Modes that Image.reduce averages (not palettes, not 1-bit).

@@ -326,8 +326,7 @@ def _verify(path: Path, spec: _IdxSpec, ds: Dataset, blob: bytes, raw: bytes,
             "verify_checksum=False if you trust this copy.")
     digest = _digest(algo, blob)
     want, form = (spec.gz_md5, "gzip") if compressed else (spec.raw_md5, "uncompressed")
-    other = _identify(blob, raw)
-    if other:
+    if other := _identify(blob, raw):
         raise DataError(
             f"{ds.title} file {path} fails the checksum: it is not {ds.title}'s {spec.name} but "
             f"{other}. Set data.name (or --dataset) to that dataset, or put {ds.title}'s files "
@@ -450,8 +449,7 @@ def load_tfds(split: str, *, manual_dir: str | os.PathLike[str] | None = None,
                     raise DataError(f"not prepared in {where}, and ${ENV_OFFLINE} forbids "
                                          "downloading")
                 # TFDS retries an unreachable host for minutes; fail fast with the fix instead.
-                problem = _unreachable(ds.url + ds.files["test", "labels"].gz_name)
-                if problem:
+                if problem := _unreachable(ds.url + ds.files["test", "labels"].gz_name):
                     raise DataError(f"cannot reach {ds.url} to download ({problem})")
                 builder.download_and_prepare()
         dataset = builder.as_dataset(

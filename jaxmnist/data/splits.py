@@ -177,15 +177,13 @@ def make_splits(spec: Mapping[str, Any], *, source: str = "auto",
     ``test_limit`` (the first N of each part, after splitting); docs/data.md. ValueError for a
     bad spec, DataError when the data cannot be loaded.
     """
-    unknown = set(spec) - _SPEC_KEYS
-    if unknown:
+    if unknown := set(spec) - _SPEC_KEYS:
         raise ValueError(
             f"unknown split spec key(s) {sorted(unknown)}; allowed: {sorted(_SPEC_KEYS)}")
     kind = spec.get("split", None)
     if kind not in SPLIT_KINDS:
         raise ValueError(f"spec['split'] must be one of {SPLIT_KINDS}, got {kind!r}")
-    problems = split_problems(spec, train_size=None)
-    if problems:
+    if problems := split_problems(spec, train_size=None):
         raise ValueError("; ".join(f"spec[{key!r}]: {msg}" for key, msg in problems))
     seed = 0 if spec.get("seed") is None else spec["seed"]
     if not _positive_int(seed, 0):

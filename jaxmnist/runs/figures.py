@@ -172,8 +172,7 @@ def heatmap(run: RunView, path: Path) -> Path | None:
             text[i][j] = f"{mean:.2%}" + (f"\n±{std:.2%}" if n > 1 else "")
             if isinstance(paper, float):
                 text[i][j] += f"\n(paper {paper:.2%})"
-            bad = sorted({m["status"] for m in p.members} - {"ok"})
-            if bad:
+            if bad := sorted({m["status"] for m in p.members} - {"ok"}):
                 text[i][j] += "\n" + ",".join(bad)
     fig, ax = plt.subplots(figsize=(9, 5.8))
     im = ax.imshow(ours, cmap="viridis", vmin=0, vmax=1)
@@ -356,15 +355,12 @@ def ffnn_drawing(run: RunView, point: Point, path: Path, show_units: int = 16,
     for li, k in enumerate(keep):
         ax.scatter(np.full(len(k), xs[li]), pos[li], s=60, c="white", edgecolors="black",
                    zorder=3)
-        if li == 0:
-            for y, idx in zip(pos[li], k, strict=True):
-                ax.text(xs[li] - 0.02, y, f"px({idx // 28},{idx % 28})", ha="right",
-                        va="center", fontsize=6)
-        if li == len(keep) - 1:
-            for y, idx in zip(pos[li], k, strict=True):
-                ax.text(xs[li] + 0.02, y, str(idx), ha="left", va="center", fontsize=8)
         ax.text(xs[li], 1.02, f"{layer_names[li]}\n{len(k)} of {sizes[li]}", ha="center",
                 va="bottom", fontsize=8)
+    for y, idx in zip(pos[0], keep[0], strict=True):  # input pixels, output classes
+        ax.text(xs[0] - 0.02, y, f"px({idx // 28},{idx % 28})", ha="right", va="center", fontsize=6)
+    for y, idx in zip(pos[-1], keep[-1], strict=True):
+        ax.text(xs[-1] + 0.02, y, str(idx), ha="left", va="center", fontsize=8)
     ax.set_xlim(-0.12, 1.06)
     ax.set_ylim(-0.02, 1.12)
     ax.axis("off")

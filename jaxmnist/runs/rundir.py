@@ -440,8 +440,7 @@ class RunWriter:
 
     def write_env(self, env: Mapping[str, Any]) -> None:
         """Writes ``env.json``; on resume, keeps the first session's and appends this one."""
-        old = read_env(self.root)
-        if old:
+        if old := read_env(self.root):
             old.setdefault("sessions", []).append(
                 {k: env.get(k) for k in ("date", "hostname", "devices", "git_commit")})
             env = old

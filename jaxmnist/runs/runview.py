@@ -162,8 +162,7 @@ class RunView:
                 f"{data.get('val', 0):,} / test {data.get('test', 0):,} images | {seeds} seeds | "
                 f"device: {self.device()} | "
                 f"commit {str(self.env.get('git_commit', 'unknown'))[:12]}")
-        reasons = self.reduced_reasons()
-        if reasons:
+        if reasons := self.reduced_reasons():
             line += "\nREDUCED RUN, not the paper's full setup: " + "; ".join(reasons)
         if not self.results.get("complete", True):
             line += "\n" + self.progress()

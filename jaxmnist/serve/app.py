@@ -87,19 +87,16 @@ def member_summary(config: dict[str, Any]) -> str:
     extras = ", ".join(f"{k} {_fmt_num(v)}" for k, v in sorted(model.items())
                        if v not in (None, 0, 0.0, [0.0, 0.0], []))
     parts = [f"{name} ({extras})" if extras else str(name)]
-    opt = config.get("optim") or {}
-    if opt:
+    if opt := config.get("optim"):
         o = f"{opt.get('name', '?')} lr {_fmt_num(opt.get('learning_rate', '?'))}"
         # Only the heavy-ball optimizer uses momentum (jaxmnist.engine.optim): noise elsewhere.
         if opt.get("name") == "momentum" and opt.get("momentum"):
             o += f" m {_fmt_num(opt['momentum'])}"
         parts.append(o)
     reg = config.get("reg") or {}
-    regs = [f"{k} {_fmt_num(v)}" for k, v in sorted(reg.items()) if v]
-    if regs:
+    if regs := [f"{k} {_fmt_num(v)}" for k, v in sorted(reg.items()) if v]:
         parts.append(", ".join(regs))
-    tr = config.get("train") or {}
-    if tr:
+    if tr := config.get("train"):
         parts.append(f"{tr.get('epochs', '?')} ep, bs {tr.get('batch_size', '?')}")
     if "seed" in config:
         parts.append(f"seed {config['seed']}")

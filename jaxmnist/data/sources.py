@@ -210,8 +210,7 @@ def _locate(directory: Path, split: str, ds: Dataset) -> tuple[Path, Path]:
     paths = []
     for kind in ("images", "labels"):
         spec = ds.files[split, kind]
-        path = _find_file(directory, spec)
-        if path is None:
+        if (path := _find_file(directory, spec)) is None:
             raise DataError(
                 f"Missing {ds.title} file {directory / spec.gz_name} (the {split} {kind}; "
                 f"looked for {', '.join(spec.candidates)}).\n{_how_to_fix(ds)}")

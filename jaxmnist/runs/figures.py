@@ -70,8 +70,7 @@ def _seed_curves(point: Point, key: str) -> np.ndarray:
     out = np.full((len(point.members), n), np.nan)
     for i, m in enumerate(point.members):
         for j, row in enumerate(m.get("history") or []):
-            v = row.get(key)
-            out[i, j] = np.nan if v is None else v
+            out[i, j] = np.nan if row.get(key) is None else row[key]
     return out
 
 

@@ -245,10 +245,9 @@ def grid_axes(run: RunView) -> tuple[str, list[Any], str, list[Any]] | None:
 def point_at(run: RunView, settings: dict[str, Any]) -> Point | None:
     """The grid point whose config has these dotted-key values, if any."""
     equal = published.values_equal
-    for p in run.points:
-        if all(equal(get_dotted(p.config, k, None), v) for k, v in settings.items()):
-            return p
-    return None
+    return next((p for p in run.points
+                 if all(equal(get_dotted(p.config, k, None), v) for k, v in settings.items())),
+                None)
 
 
 def slug(text: str) -> str:

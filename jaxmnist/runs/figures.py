@@ -196,12 +196,10 @@ def class_distribution(run: RunView, point: Point, path: Path) -> Path | None:
     test = np.asarray(rep["confusion_test"]).sum(1)
     train = np.asarray(rep["confusion_train"]).sum(1) if rep.get("confusion_train") else None
     fig, ax = plt.subplots(figsize=(9, 4.6))
-    x = np.arange(10)
-    if train is not None:
-        bars = ax.bar(x - 0.2, train, 0.4, label=f"train ({train.sum():,})")
-        ax.bar_label(bars, fontsize=6.5)
-    bars = ax.bar(x + 0.2 if train is not None else x, test, 0.4, label=f"test ({test.sum():,})")
-    ax.bar_label(bars, fontsize=6.5)
+    bars = [("test", test, 0.0)] if train is None else [("train", train, -0.2), ("test", test, 0.2)]
+    for name, counts, dx in bars:
+        ax.bar_label(ax.bar(np.arange(10) + dx, counts, 0.4, label=f"{name} ({counts.sum():,})"),
+                     fontsize=6.5)
     _class_ticks(ax, run)
     ax.set_xlabel(run.class_word)
     ax.set_ylabel("images")

@@ -34,11 +34,10 @@ class Table:
 
     def markdown(self, level: int = 3) -> str:
         """Markdown: a heading, a pipe table, then the notes."""
+        rows = [self.columns, ["---"] * len(self.columns),
+                *([_cell(c).replace("|", "\\|") for c in row] for row in self.rows)]
         lines = [f"{'#' * level} {self.title}", ""] if self.title else []
-        lines.append("| " + " | ".join(self.columns) + " |")
-        lines.append("| " + " | ".join("---" for _ in self.columns) + " |")
-        for row in self.rows:
-            lines.append("| " + " | ".join(_cell(c).replace("|", "\\|") for c in row) + " |")
+        lines += ["| " + " | ".join(row) + " |" for row in rows]
         lines += [""] + [f"{n}  " for n in self.notes] if self.notes else []
         return "\n".join(lines).rstrip() + "\n"
 

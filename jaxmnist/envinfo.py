@@ -17,17 +17,15 @@ ROOT = Path(__file__).resolve().parent.parent
 RUN_PACKAGES = ("jax", "jaxlib", "flax", "optax", "orbax-checkpoint", "numpy")
 
 
-def version(dist: str) -> str | None:
-    """The installed version of a distribution, ``None`` when it is not installed."""
-    try:
-        return importlib.metadata.version(dist)
-    except importlib.metadata.PackageNotFoundError:
-        return None
-
-
 def versions(dists: Sequence[str] = RUN_PACKAGES) -> dict[str, str | None]:
     """``{dist: version or None}`` from package metadata (nothing is imported)."""
-    return {d: version(d) for d in dists}
+    found: dict[str, str | None] = {}
+    for dist in dists:
+        try:
+            found[dist] = importlib.metadata.version(dist)
+        except importlib.metadata.PackageNotFoundError:
+            found[dist] = None
+    return found
 
 
 def git_commit(*, short: bool = False) -> str | None:

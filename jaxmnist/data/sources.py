@@ -485,9 +485,8 @@ def cache_dir(dataset: str = "mnist") -> Path:
 
     Else ``$XDG_CACHE_HOME/jaxmnist/<dataset>``, else ``~/.cache/jaxmnist/<dataset>``.
     """
-    root = os.environ.get(ENV_CACHE_DIR)
-    if not root:
-        root = str(Path(os.environ.get("XDG_CACHE_HOME") or "~/.cache") / "jaxmnist")
+    root = (os.environ.get(ENV_CACHE_DIR)
+            or Path(os.environ.get("XDG_CACHE_HOME") or "~/.cache") / "jaxmnist")
     return Path(root).expanduser() / dataset
 
 

@@ -161,11 +161,8 @@ def expected_sizes(data: Mapping[str, Any]) -> tuple[int, int, int]:
         total = MNIST_TRAIN + MNIST_TEST
         test = int(math.ceil(total * float(data["test_fraction"])))
         train = total - test
-    sizes = {"train": train, "val": val, "test": test}
-    for part, size in sizes.items():
-        if data.get(f"{part}_limit"):
-            sizes[part] = min(size, int(data[f"{part}_limit"]))
-    return sizes["train"], sizes["val"], sizes["test"]
+    return tuple(min(n, int(data[f"{part}_limit"])) if data.get(f"{part}_limit") else n
+                 for part, n in (("train", train), ("val", val), ("test", test)))
 
 
 def make_splits(spec: Mapping[str, Any], *, source: str = "auto",

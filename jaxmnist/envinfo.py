@@ -17,17 +17,15 @@ ROOT = Path(__file__).resolve().parent.parent
 RUN_PACKAGES = ("jax", "jaxlib", "flax", "optax", "orbax-checkpoint", "numpy")
 
 
-def version(dist: str) -> str | None:
-    """The installed version of a distribution, ``None`` when it is not installed."""
-    try:
-        return importlib.metadata.version(dist)
-    except importlib.metadata.PackageNotFoundError:
-        return None
-
-
 def versions(dists: Sequence[str] = RUN_PACKAGES) -> dict[str, str | None]:
     """``{dist: version or None}`` from package metadata (nothing is imported)."""
-    return {d: version(d) for d in dists}
+    found: dict[str, str | None] = {}
+    for dist in dists:
+        try:
+            found[dist] = importlib.metadata.version(dist)
+        except importlib.metadata.PackageNotFoundError:
+            found[dist] = None
+    return found
 
 
 def git_commit(*, short: bool = False) -> str | None:
@@ -44,13 +42,10 @@ def git_commit(*, short: bool = False) -> str | None:
 
 def _proc_field(path: str, key: str) -> str | None:
     try:
-        with open(path) as fh:
-            for line in fh:
-                if line.startswith(key):
-                    return line.split(":", 1)[1].strip()
+        lines = Path(path).read_text().splitlines()
     except OSError:
         return None
-    return None
+    return next((line.split(":", 1)[1].strip() for line in lines if line.startswith(key)), None)
 
 
 def machine() -> dict[str, Any]:

@@ -35,7 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     try:
-        ds = sources.dataset_or_error(args.dataset)
+        ds = sources.dataset(args.dataset)
         if args.command == "download":
             target = (args.dir or os.environ.get(ds.env)
                       or str(Path("~/.cache/jaxmnist").expanduser() / ds.name))
@@ -52,12 +52,10 @@ def main(argv: list[str] | None = None) -> int:
                                     dataset=ds.name)
             counts = np.bincount(y, minlength=10).tolist()
             print(f"{split:5s} images {x.shape} {x.dtype}, labels {y.shape} {y.dtype}")
-            if ds.label_counts is None:
-                print(f"      label counts 0..9: {counts}")
-                continue
-            official = list(ds.label_counts[split])
-            mark = "official" if counts == official else "DIFFERS from official " + str(official)
-            print(f"      label counts 0..9: {counts} ({mark})")
+            official = list(ds.label_counts[split]) if ds.label_counts else None
+            mark = ("" if official is None else " (official)" if counts == official
+                    else f" (DIFFERS from official {official})")
+            print(f"      label counts 0..9: {counts}{mark}")
     except sources.DataError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -68,20 +68,19 @@ class _IdxSpec(NamedTuple):
         return (self.gz_name, self.name, dotted, dotted + ".gz")
 
 
-_NAMES = {
-    ("train", "images"): ("train-images-idx3-ubyte", 60000, 47040016),
-    ("train", "labels"): ("train-labels-idx1-ubyte", 60000, 60008),
-    ("test", "images"): ("t10k-images-idx3-ubyte", 10000, 7840016),
-    ("test", "labels"): ("t10k-labels-idx1-ubyte", 10000, 10008),
-}
+_NAMES = (  # the order of each dataset's digests below: (name, split, kind, count, raw size)
+    ("train-images-idx3-ubyte", "train", "images", 60000, 47040016),
+    ("train-labels-idx1-ubyte", "train", "labels", 60000, 60008),
+    ("t10k-images-idx3-ubyte", "test", "images", 10000, 7840016),
+    ("t10k-labels-idx1-ubyte", "test", "labels", 10000, 10008),
+)
 
 
-def _files(digests: dict[tuple[str, str], tuple[int, str, str | None]]) -> dict:
-    out = {}
-    for key, (gz_size, gz, raw) in digests.items():
-        name, count, raw_size = _NAMES[key]
-        out[key] = _IdxSpec(name, key[0], key[1], count, gz_size, gz, raw_size, raw)
-    return out
+def _files(*digests: tuple[int, str, str | None]) -> dict[tuple[str, str], _IdxSpec]:
+    """Each file's ``(gz size, gz digest, raw digest)``, in :data:`_NAMES` order."""
+    return {(split, kind): _IdxSpec(name, split, kind, count, gz_size, gz, raw_size, raw)
+            for (name, split, kind, count, raw_size), (gz_size, gz, raw) in zip(
+                _NAMES, digests, strict=True)}
 
 
 class Dataset(NamedTuple):
@@ -103,16 +102,12 @@ class Dataset(NamedTuple):
 DATASETS: dict[str, Dataset] = {
     "mnist": Dataset(
         "mnist", "MNIST", "mnist", MIRROR_URL, "md5",
-        _files({
-            ("train", "images"): (9912422, "f68b3c2dcbeaaa9fbdd348bbdeb94873",
-                                  "6bbc9ace898e44ae57da46a324031adb"),
-            ("train", "labels"): (28881, "d53e105ee54ea40749a09fcbcd1e9432",
-                                  "a25bea736e30d166cdddb491f175f624"),
-            ("test", "images"): (1648877, "9fb629c4189551a2d022fa330f9573f3",
-                                 "2646ac647ad5339dbf082846283269ea"),
-            ("test", "labels"): (4542, "ec29112dd5afa0611ce80d1b7f02629c",
-                                 "27ae3e4e09519cfbb04c329615203637"),
-        }),
+        _files(
+            (9912422, "f68b3c2dcbeaaa9fbdd348bbdeb94873", "6bbc9ace898e44ae57da46a324031adb"),
+            (28881, "d53e105ee54ea40749a09fcbcd1e9432", "a25bea736e30d166cdddb491f175f624"),
+            (1648877, "9fb629c4189551a2d022fa330f9573f3", "2646ac647ad5339dbf082846283269ea"),
+            (4542, "ec29112dd5afa0611ce80d1b7f02629c", "27ae3e4e09519cfbb04c329615203637"),
+        ),
         tuple(str(d) for d in range(10)),
         {"train": (5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949),
          "test": (980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009)},
@@ -121,20 +116,16 @@ DATASETS: dict[str, Dataset] = {
     "fashion_mnist": Dataset(
         "fashion_mnist", "Fashion-MNIST", "fashion_mnist",
         "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/", "sha256",
-        _files({
-            ("train", "images"): (
-                26421880, "3aede38d61863908ad78613f6a32ed271626dd12800ba2636569512369268a84",
-                "c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888"),
-            ("train", "labels"): (
-                29515, "a04f17134ac03560a47e3764e11b92fc97de4d1bfaf8ba1a3aa29af54cc90845",
-                "bad3541b69d912435c50bb6ba87bec294ff4f6a2e1246121d8633921760443d9"),
-            ("test", "images"): (
-                4422102, "346e55b948d973a97e58d2351dde16a484bd415d4595297633bb08f03db6a073",
-                "5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b"),
-            ("test", "labels"): (
-                5148, "67da17c76eaffca5446c3361aaab5c3cd6d1c2608764d35dfb1850b086bf8dd5",
-                "0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34"),
-        }),
+        _files(
+            (26421880, "3aede38d61863908ad78613f6a32ed271626dd12800ba2636569512369268a84",
+             "c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888"),
+            (29515, "a04f17134ac03560a47e3764e11b92fc97de4d1bfaf8ba1a3aa29af54cc90845",
+             "bad3541b69d912435c50bb6ba87bec294ff4f6a2e1246121d8633921760443d9"),
+            (4422102, "346e55b948d973a97e58d2351dde16a484bd415d4595297633bb08f03db6a073",
+             "5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b"),
+            (5148, "67da17c76eaffca5446c3361aaab5c3cd6d1c2608764d35dfb1850b086bf8dd5",
+             "0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34"),
+        ),
         ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker",
          "Bag", "Ankle boot"),
         {"train": (6000,) * 10, "test": (1000,) * 10},
@@ -143,16 +134,12 @@ DATASETS: dict[str, Dataset] = {
     ),
     "kmnist": Dataset(
         "kmnist", "KMNIST", "kmnist", "http://codh.rois.ac.jp/kmnist/dataset/kmnist/", "sha256",
-        _files({
-            ("train", "images"): (
-                18165135, "51467d22d8cc72929e2a028a0428f2086b092bb31cfb79c69cc0a90ce135fde4", None),
-            ("train", "labels"): (
-                29497, "e38f9ebcd0f3ebcdec7fc8eabdcdaef93bb0df8ea12bee65224341c8183d8e17", None),
-            ("test", "images"): (
-                3041136, "edd7a857845ad6bb1d0ba43fe7e794d164fe2dce499a1694695a792adfac43c5", None),
-            ("test", "labels"): (
-                5120, "20bb9a0ef54c7db3efc55a92eef5582c109615df22683c380526788f98e42a1c", None),
-        }),
+        _files(
+            (18165135, "51467d22d8cc72929e2a028a0428f2086b092bb31cfb79c69cc0a90ce135fde4", None),
+            (29497, "e38f9ebcd0f3ebcdec7fc8eabdcdaef93bb0df8ea12bee65224341c8183d8e17", None),
+            (3041136, "edd7a857845ad6bb1d0ba43fe7e794d164fe2dce499a1694695a792adfac43c5", None),
+            (5120, "20bb9a0ef54c7db3efc55a92eef5582c109615df22683c380526788f98e42a1c", None),
+        ),
         ("o", "ki", "su", "tsu", "na", "ha", "ma", "ya", "re", "wo"),
         None,
         "JAXMNIST_KMNIST_DIR",
@@ -161,25 +148,18 @@ DATASETS: dict[str, Dataset] = {
 DATASET_NAMES: tuple[str, ...] = tuple(DATASETS)
 """Valid ``data.name`` values."""
 
-_SPECS = DATASETS["mnist"].files
-OFFICIAL_FILES = tuple(s.gz_name for s in _SPECS.values())
-OFFICIAL_LABEL_COUNTS = DATASETS["mnist"].label_counts
+OFFICIAL_FILES = tuple(s.gz_name for s in DATASETS["mnist"].files.values())
 
 
 def dataset(name: str) -> Dataset:
-    """The :class:`Dataset` called ``name``; ValueError listing the valid names otherwise."""
+    """The :class:`Dataset` called ``name``; DataError (a ValueError) naming the valid ones."""
     if name not in DATASETS:
-        raise ValueError(f"data.name: {name!r} is not a known dataset; valid choices: "
-                         f"{', '.join(DATASETS)}")
+        raise DataError(f"data.name: {name!r} is not a known dataset; valid choices: "
+                        f"{', '.join(DATASETS)}")
     return DATASETS[name]
 
 
-def dataset_or_error(name: str) -> Dataset:
-    """Like :func:`dataset`, raising :class:`DataError` (a data problem) for unknown names."""
-    try:
-        return dataset(name)
-    except ValueError as err:
-        raise DataError(str(err)) from None
+_find_dataset = dataset  # for the loaders, whose ``dataset`` argument shadows the function
 
 
 def class_names(name: str = "mnist") -> tuple[str, ...]:
@@ -208,25 +188,15 @@ def _how_to_fix(ds: Dataset) -> str:
 _CACHE: dict[tuple[str, int, int, str], tuple[np.ndarray, bool]] = {}
 
 
-def clear_cache() -> None:
-    """Forget decoded IDX files (they are otherwise kept until the file changes on disk)."""
-    _CACHE.clear()
-
-
 def _find_file(directory: Path, spec: _IdxSpec) -> Path | None:
-    for name in spec.candidates:
-        path = directory / name
-        if path.is_file():
-            return path
-    return None
+    return next((directory / n for n in spec.candidates if (directory / n).is_file()), None)
 
 
 def _dir_state(directory: Path, split: str, ds: Dataset) -> str:
     """"complete", "partial", "empty" (none of the files) or "absent" (no such folder)."""
     if not directory.is_dir():
         return "absent"
-    found = [_find_file(directory, ds.files[split, kind]) for kind in ("images", "labels")]
-    if all(found):
+    if all(_find_file(directory, ds.files[split, kind]) for kind in ("images", "labels")):
         return "complete"
     if any(_find_file(directory, s) for s in ds.files.values()):
         return "partial"
@@ -240,8 +210,7 @@ def _locate(directory: Path, split: str, ds: Dataset) -> tuple[Path, Path]:
     paths = []
     for kind in ("images", "labels"):
         spec = ds.files[split, kind]
-        path = _find_file(directory, spec)
-        if path is None:
+        if (path := _find_file(directory, spec)) is None:
             raise DataError(
                 f"Missing {ds.title} file {directory / spec.gz_name} (the {split} {kind}; "
                 f"looked for {', '.join(spec.candidates)}).\n{_how_to_fix(ds)}")
@@ -273,8 +242,8 @@ def _decode_idx(path: Path, spec: _IdxSpec, verify_checksum: bool, ds: Dataset) 
         raw = blob
 
     # Structure first: "truncated" or "wrong magic" says more than "md5 differs".
-    magic_expected = _IMAGES_MAGIC if spec.kind == "images" else _LABELS_MAGIC
-    header_len = 16 if spec.kind == "images" else 8
+    magic_expected, header_len, item = (
+        (_IMAGES_MAGIC, 16, 28 * 28) if spec.kind == "images" else (_LABELS_MAGIC, 8, 1))
     if len(raw) < header_len:
         raise DataError(
             f"{ds.title} file {path} is too short to be an IDX {spec.kind} file ({len(raw)} bytes "
@@ -294,7 +263,6 @@ def _decode_idx(path: Path, spec: _IdxSpec, verify_checksum: bool, ds: Dataset) 
             f"{ds.title} file {path} declares images of {int(dims[2])}x{int(dims[3])} pixels, "
             f"expected 28x28. It is not an MNIST-format images file; replace it with "
             f"{spec.gz_name}.")
-    item = 28 * 28 if spec.kind == "images" else 1
     expected_len = header_len + count * item
     if len(raw) != expected_len:
         what = "truncated" if len(raw) < expected_len else "longer than its header says"
@@ -357,8 +325,7 @@ def _verify(path: Path, spec: _IdxSpec, ds: Dataset, blob: bytes, raw: bytes,
             "verify_checksum=False if you trust this copy.")
     digest = _digest(algo, blob)
     want, form = (spec.gz_md5, "gzip") if compressed else (spec.raw_md5, "uncompressed")
-    other = _identify(blob, raw)
-    if other:
+    if other := _identify(blob, raw):
         raise DataError(
             f"{ds.title} file {path} fails the checksum: it is not {ds.title}'s {spec.name} but "
             f"{other}. Set data.name (or --dataset) to that dataset, or put {ds.title}'s files "
@@ -379,8 +346,7 @@ def _read_idx(path: Path, spec: _IdxSpec, verify_checksum: bool, ds: Dataset) ->
     if hit is None or (verify_checksum and not hit[1]):
         array = _decode_idx(path, spec, verify_checksum, ds)
         array.flags.writeable = False
-        hit = (array, verify_checksum)
-        _CACHE[key] = hit
+        hit = _CACHE[key] = (array, verify_checksum)
     return hit[0].copy()
 
 
@@ -392,7 +358,7 @@ def load_idx(directory: str | os.PathLike[str], split: str, *, verify_checksum: 
     content digests. Returns ``(images uint8 [N, 28, 28, 1], labels int32 [N])`` in file order.
     """
     _check_choice("split", split, SPLITS)
-    ds = dataset_or_error(dataset)
+    ds = _find_dataset(dataset)
     images_path, labels_path = _locate(Path(directory).expanduser(), split, ds)
     images = _read_idx(images_path, ds.files[split, "images"], verify_checksum, ds)
     labels = _read_idx(labels_path, ds.files[split, "labels"], verify_checksum, ds)
@@ -431,14 +397,11 @@ def _import_tfds() -> Any:
 
 def _tfds_file_order(split: str, n: int) -> np.ndarray:
     """``order`` such that TFDS record ``j`` is IDX example ``order[j]`` (docs/data.md)."""
-    salted = hashlib.md5(split.encode())
+    # TFDS sorts by the md5 of split + index as an integer: the digest's bytes sort the same.
+    def key(i: int) -> bytes:
+        return hashlib.md5(f"{split}{i}".encode()).digest()
 
-    def hkey(i: int) -> int:
-        h = salted.copy()
-        h.update(str(i).encode())
-        return int(h.hexdigest(), 16)
-
-    return np.array(sorted(range(n), key=hkey), dtype=np.int64)
+    return np.array(sorted(range(n), key=key), dtype=np.int64)
 
 
 def _unreachable(url: str, timeout: float = 10.0) -> str | None:
@@ -452,11 +415,6 @@ def _unreachable(url: str, timeout: float = 10.0) -> str | None:
     return None
 
 
-def tfds_dir_default() -> str | None:
-    """``$JAXMNIST_TFDS_DIR`` or None (TFDS's default)."""
-    return os.environ.get(ENV_TFDS_DIR) or None
-
-
 def load_tfds(split: str, *, manual_dir: str | os.PathLike[str] | None = None,
               tfds_dir: str | os.PathLike[str] | None = None,
               dataset: str = "mnist") -> tuple[np.ndarray, np.ndarray]:
@@ -466,8 +424,9 @@ def load_tfds(split: str, *, manual_dir: str | os.PathLike[str] | None = None,
     ``tfds_dir`` defaults to ``$JAXMNIST_TFDS_DIR``, else TFDS's own.
     """
     _check_choice("split", split, SPLITS)
-    ds = dataset_or_error(dataset)
-    data_dir = str(Path(tfds_dir).expanduser()) if tfds_dir else tfds_dir_default()
+    ds = _find_dataset(dataset)
+    data_dir = (str(Path(tfds_dir).expanduser()) if tfds_dir
+                else os.environ.get(ENV_TFDS_DIR) or None)
     where = data_dir or "TFDS's default data dir"
     if manual_dir is None and _offline():
         # Nothing prepared and no download allowed: say so without importing TensorFlow (slow).
@@ -489,8 +448,7 @@ def load_tfds(split: str, *, manual_dir: str | os.PathLike[str] | None = None,
                     raise DataError(f"not prepared in {where}, and ${ENV_OFFLINE} forbids "
                                          "downloading")
                 # TFDS retries an unreachable host for minutes; fail fast with the fix instead.
-                problem = _unreachable(ds.url + ds.files["test", "labels"].gz_name)
-                if problem:
+                if problem := _unreachable(ds.url + ds.files["test", "labels"].gz_name):
                     raise DataError(f"cannot reach {ds.url} to download ({problem})")
                 builder.download_and_prepare()
         dataset = builder.as_dataset(
@@ -527,9 +485,8 @@ def cache_dir(dataset: str = "mnist") -> Path:
 
     Else ``$XDG_CACHE_HOME/jaxmnist/<dataset>``, else ``~/.cache/jaxmnist/<dataset>``.
     """
-    root = os.environ.get(ENV_CACHE_DIR)
-    if not root:
-        root = str(Path(os.environ.get("XDG_CACHE_HOME") or "~/.cache") / "jaxmnist")
+    root = (os.environ.get(ENV_CACHE_DIR)
+            or Path(os.environ.get("XDG_CACHE_HOME") or "~/.cache") / "jaxmnist")
     return Path(root).expanduser() / dataset
 
 
@@ -561,16 +518,6 @@ def _fetch_into_cache(ds: Dataset, split: str, verify_checksum: bool, tried: lis
     return load_idx(folder, split, verify_checksum=verify_checksum, dataset=ds.name)
 
 
-def _candidate_dirs(data_dir: str | os.PathLike[str] | None,
-                    ds: Dataset) -> list[tuple[str, Path | None]]:
-    env = os.environ.get(ds.env)
-    return [
-        ("data_dir argument", Path(data_dir).expanduser() if data_dir is not None else None),
-        (f"${ds.env}", Path(env).expanduser() if env else None),
-        *(("system folder", Path(d)) for d in ds.system_dirs),
-    ]
-
-
 def load_dataset(split: str, *, source: str = "auto",
                  data_dir: str | os.PathLike[str] | None = None, verify_checksum: bool = True,
                  tfds_dir: str | os.PathLike[str] | None = None,
@@ -583,19 +530,23 @@ def load_dataset(split: str, *, source: str = "auto",
     """
     _check_choice("split", split, SPLITS)
     _check_choice("source", source, SOURCES)
-    ds = dataset_or_error(dataset)
+    ds = _find_dataset(dataset)
     if source == "synthetic":
         x, y = synthetic.full_split(split)
         return x.copy(), y.copy()
-    candidates = _candidate_dirs(data_dir, ds)
+    env = os.environ.get(ds.env)
+    candidates = [
+        ("data_dir argument", Path(data_dir).expanduser() if data_dir is not None else None),
+        (f"${ds.env}", Path(env).expanduser() if env else None),
+        *(("system folder", Path(d)) for d in ds.system_dirs),
+    ]
     files = [s.gz_name for s in ds.files.values()]
 
     if source == "idx":
-        for label, directory in candidates:
-            if directory is None or (label == "system folder" and not directory.is_dir()):
-                continue
-            # the first folder given is the one to use
-            return load_idx(directory, split, verify_checksum=verify_checksum, dataset=ds.name)
+        given = [d for label, d in candidates
+                 if d is not None and (label != "system folder" or d.is_dir())]
+        if given:  # the first folder given is the one to use
+            return load_idx(given[0], split, verify_checksum=verify_checksum, dataset=ds.name)
         raise DataError(
             f"source='idx' needs a folder with the {ds.title} files: pass data_dir=... or set "
             f"{ds.env}.\n{_how_to_fix(ds)}")
@@ -641,7 +592,7 @@ def download(directory: str | os.PathLike[str], *, base_url: str | None = None,
 
     Files already there and valid are kept; a recompressed copy passes on its content.
     """
-    ds = dataset_or_error(dataset)
+    ds = _find_dataset(dataset)
     base_url = base_url or ds.url
     target = Path(directory).expanduser()
     target.mkdir(parents=True, exist_ok=True)

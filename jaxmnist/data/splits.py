@@ -17,7 +17,7 @@ import numpy as np
 
 from jaxmnist.checks import is_int, is_number
 from jaxmnist.data import synthetic
-from jaxmnist.data.sources import IMAGE_SHAPE, dataset_or_error, load_dataset
+from jaxmnist.data.sources import IMAGE_SHAPE, dataset, load_dataset
 
 logger = logging.getLogger(__name__)
 
@@ -106,10 +106,6 @@ def take(x: np.ndarray, y: np.ndarray, n: int | None) -> tuple[np.ndarray, np.nd
 
 MNIST_TRAIN, MNIST_TEST = 60_000, 10_000  # images in the official train / test files
 SPLIT_KINDS = ("none", "keras", "holdout", "merged")
-_SPEC_KEYS = {
-    "name", "split", "val_fraction", "val_size", "test_fraction", "seed",
-    "train_limit", "val_limit", "test_limit",
-}  # fmt: skip
 SPLIT_NEEDS = {"none": (), "keras": ("val_fraction",), "holdout": ("val_size",),
                "merged": ("test_fraction",)}  # fmt: skip
 """Which parameter each split kind needs (the study schema reads it from here)."""
@@ -119,6 +115,7 @@ DATA_DEFAULTS: dict[str, Any] = {
     "test_limit": None,
 }  # fmt: skip
 """Every ``data`` key but ``split``, with its default (the study schema reads them here)."""
+_SPEC_KEYS = set(DATA_DEFAULTS) - {"source"} | {"split"}  # make_splits's (source: an argument)
 
 
 def split_problems(spec: Mapping[str, Any],
@@ -164,11 +161,8 @@ def expected_sizes(data: Mapping[str, Any]) -> tuple[int, int, int]:
         total = MNIST_TRAIN + MNIST_TEST
         test = int(math.ceil(total * float(data["test_fraction"])))
         train = total - test
-    sizes = {"train": train, "val": val, "test": test}
-    for part, size in sizes.items():
-        if data.get(f"{part}_limit"):
-            sizes[part] = min(size, int(data[f"{part}_limit"]))
-    return sizes["train"], sizes["val"], sizes["test"]
+    return tuple(min(n, int(data[f"{part}_limit"])) if data.get(f"{part}_limit") else n
+                 for part, n in (("train", train), ("val", val), ("test", test)))
 
 
 def make_splits(spec: Mapping[str, Any], *, source: str = "auto",
@@ -180,18 +174,15 @@ def make_splits(spec: Mapping[str, Any], *, source: str = "auto",
     ``test_limit`` (the first N of each part, after splitting); docs/data.md. ValueError for a
     bad spec, DataError when the data cannot be loaded.
     """
-    unknown = set(spec) - _SPEC_KEYS
-    if unknown:
+    if unknown := set(spec) - _SPEC_KEYS:
         raise ValueError(
             f"unknown split spec key(s) {sorted(unknown)}; allowed: {sorted(_SPEC_KEYS)}")
     kind = spec.get("split", None)
     if kind not in SPLIT_KINDS:
         raise ValueError(f"spec['split'] must be one of {SPLIT_KINDS}, got {kind!r}")
-    problems = split_problems(spec, train_size=None)
-    if problems:
+    if problems := split_problems(spec, train_size=None):
         raise ValueError("; ".join(f"spec[{key!r}]: {msg}" for key, msg in problems))
-    seed = spec.get("seed")
-    seed = 0 if seed is None else seed
+    seed = 0 if spec.get("seed") is None else spec["seed"]
     if not _positive_int(seed, 0):
         raise ValueError(f"spec['seed'] must be a non-negative integer, got {seed!r}")
     for key in ("train_limit", "val_limit", "test_limit"):
@@ -202,7 +193,7 @@ def make_splits(spec: Mapping[str, Any], *, source: str = "auto",
     name = spec.get("name") or "mnist"
     if source == "synthetic":
         # Split image ids (train 0.., test -1, -2, ...); draw only the images kept.
-        dataset_or_error(name)
+        dataset(name)
         train_ids = np.arange(synthetic.SIZES["train"])
         test_ids = -1 - np.arange(synthetic.SIZES["test"])
         train = (train_ids, synthetic.labels("train", train_ids))

@@ -24,7 +24,7 @@ import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402  (a dependency of jaxmnist and of matplotlib)
 
 from jaxmnist.engine import metrics  # noqa: E402
-from jaxmnist.runs import rundir
+from jaxmnist.runs import published, rundir
 from jaxmnist.runs.runview import Point, RunView, grid_axes, point_at, slug  # noqa: E402
 
 DPI = 100
@@ -70,8 +70,7 @@ def _seed_curves(point: Point, key: str) -> np.ndarray:
     out = np.full((len(point.members), n), np.nan)
     for i, m in enumerate(point.members):
         for j, row in enumerate(m.get("history") or []):
-            v = row.get(key)
-            out[i, j] = np.nan if v is None else v
+            out[i, j] = np.nan if row.get(key) is None else row[key]
     return out
 
 
@@ -88,7 +87,7 @@ def curves(run: RunView, points: Sequence[tuple[str, Point]], path: Path, title:
     fig, axes = plt.subplots(nrows, 2, figsize=(13.5 if wide else 11, 3.4 * nrows + 1.2),
                              squeeze=False)
     colors = plt.get_cmap("tab20" if len(points) > 10 else "tab10")
-    pub_hist = _published_history(run)
+    pub_hist = published.history(run.study)
     for ax, (key, name) in zip(axes.flat, keys, strict=True):
         for i, (label, point) in enumerate(points):
             ys = _seed_curves(point, key)
@@ -129,15 +128,6 @@ def curves(run: RunView, points: Sequence[tuple[str, Point]], path: Path, title:
     return _save(fig, run, path)
 
 
-def _published_history(run: RunView) -> dict[int, dict[str, float]]:
-    from jaxmnist.runs import published
-
-    for entry in published.for_study(run.study):
-        if entry.history:
-            return entry.history
-    return {}
-
-
 def confusion(run: RunView, cm: Sequence[Sequence[int]], path: Path, title: str) -> Path:
     """A confusion matrix as counts and as row-normalized fractions, side by side."""
     cm = np.asarray(cm, np.int64)
@@ -152,11 +142,8 @@ def confusion(run: RunView, cm: Sequence[Sequence[int]], path: Path, title: str)
         ax.set_ylabel(f"true {run.class_word}")
         ax.set_title(name)
         top = data.max() if data.size else 1
-        for i in range(10):
-            for j in range(10):
-                v = data[i, j]
-                if v == 0:
-                    continue
+        for (i, j), v in np.ndenumerate(data):
+            if v:
                 ax.text(j, i, format(v, fmt), ha="center", va="center", fontsize=6.5,
                         color="white" if v > 0.55 * top else "black")
         fig.colorbar(im, ax=ax, fraction=0.046)
@@ -180,13 +167,11 @@ def heatmap(run: RunView, path: Path) -> Path | None:
                 continue
             mean, std, n = metrics.mean_std(p.test_acc())
             ours[i, j] = mean
-            pub = run.paper(p)
-            paper = pub.values.get("test_acc") if pub else None
+            paper = run.paper(p).get("test_acc")
             text[i][j] = f"{mean:.2%}" + (f"\n±{std:.2%}" if n > 1 else "")
             if isinstance(paper, float):
                 text[i][j] += f"\n(paper {paper:.2%})"
-            bad = sorted({m["status"] for m in p.members} - {"ok"})
-            if bad:
+            if bad := sorted({m["status"] for m in p.members} - {"ok"}):
                 text[i][j] += "\n" + ",".join(bad)
     fig, ax = plt.subplots(figsize=(9, 5.8))
     im = ax.imshow(ours, cmap="viridis", vmin=0, vmax=1)
@@ -194,10 +179,9 @@ def heatmap(run: RunView, path: Path) -> Path | None:
     ax.set_yticks(range(len(v1)), [str(v) for v in v1])
     ax.set_xlabel(k2)
     ax.set_ylabel(k1)
-    for i in range(len(v1)):
-        for j in range(len(v2)):
-            ax.text(j, i, text[i][j], ha="center", va="center", fontsize=7.5,
-                    color="black" if (ours[i, j] > 0.6) else "white")
+    for (i, j), v in np.ndenumerate(ours):
+        ax.text(j, i, text[i][j], ha="center", va="center", fontsize=7.5,
+                color="black" if v > 0.6 else "white")
     fig.colorbar(im, ax=ax, label="test accuracy (mean over seeds)")
     ax.set_title("Test accuracy per grid cell: ours (mean ± std over seeds) and the paper's")
     _layout(fig)
@@ -212,12 +196,10 @@ def class_distribution(run: RunView, point: Point, path: Path) -> Path | None:
     test = np.asarray(rep["confusion_test"]).sum(1)
     train = np.asarray(rep["confusion_train"]).sum(1) if rep.get("confusion_train") else None
     fig, ax = plt.subplots(figsize=(9, 4.6))
-    x = np.arange(10)
-    if train is not None:
-        bars = ax.bar(x - 0.2, train, 0.4, label=f"train ({train.sum():,})")
-        ax.bar_label(bars, fontsize=6.5)
-    bars = ax.bar(x + 0.2 if train is not None else x, test, 0.4, label=f"test ({test.sum():,})")
-    ax.bar_label(bars, fontsize=6.5)
+    bars = [("test", test, 0.0)] if train is None else [("train", train, -0.2), ("test", test, 0.2)]
+    for name, counts, dx in bars:
+        ax.bar_label(ax.bar(np.arange(10) + dx, counts, 0.4, label=f"{name} ({counts.sum():,})"),
+                     fontsize=6.5)
     _class_ticks(ax, run)
     ax.set_xlabel(run.class_word)
     ax.set_ylabel("images")
@@ -320,14 +302,10 @@ def dense_chain(params: dict[str, np.ndarray], model_cfg: dict[str, Any]) -> lis
     Weights are the leaves the model's ``weight_leaves`` (else :data:`WEIGHT_NAMES`) name.
     """
     names = tuple(model_cfg.get("weight_leaves") or WEIGHT_NAMES)
-    leaves = {k: v for k, v in params.items() if k.rpartition("/")[2] in names}
-    if model_cfg.get("name") == "mlp":  # the zoo's order: dense1, dense2, ..., output
-        order = sorted((k for k in leaves if k.startswith("dense")),
-                       key=lambda k: int(k.split("/")[0][5:])) + ["output/w"]
-    else:
-        order = sorted(leaves, key=_natural)
-    ws = [leaves[k] for k in order if k in leaves]
-    if (not ws or len(ws) != len(leaves) or any(w.ndim != 2 for w in ws)
+    # Natural order: the zoo's MLP as dense1, dense2, ..., dense10, output (d < o).
+    ws = [v for k, v in sorted(params.items(), key=lambda kv: _natural(kv[0]))
+          if k.rpartition("/")[2] in names]
+    if (not ws or any(w.ndim != 2 for w in ws)
             or ws[0].shape[0] != 784 or ws[-1].shape[1] != 10
             or any(a.shape[1] != b.shape[0] for a, b in zip(ws, ws[1:], strict=False))):
         return None
@@ -374,15 +352,12 @@ def ffnn_drawing(run: RunView, point: Point, path: Path, show_units: int = 16,
     for li, k in enumerate(keep):
         ax.scatter(np.full(len(k), xs[li]), pos[li], s=60, c="white", edgecolors="black",
                    zorder=3)
-        if li == 0:
-            for y, idx in zip(pos[li], k, strict=True):
-                ax.text(xs[li] - 0.02, y, f"px({idx // 28},{idx % 28})", ha="right",
-                        va="center", fontsize=6)
-        if li == len(keep) - 1:
-            for y, idx in zip(pos[li], k, strict=True):
-                ax.text(xs[li] + 0.02, y, str(idx), ha="left", va="center", fontsize=8)
         ax.text(xs[li], 1.02, f"{layer_names[li]}\n{len(k)} of {sizes[li]}", ha="center",
                 va="bottom", fontsize=8)
+    for y, idx in zip(pos[0], keep[0], strict=True):  # input pixels, output classes
+        ax.text(xs[0] - 0.02, y, f"px({idx // 28},{idx % 28})", ha="right", va="center", fontsize=6)
+    for y, idx in zip(pos[-1], keep[-1], strict=True):
+        ax.text(xs[-1] + 0.02, y, str(idx), ha="left", va="center", fontsize=8)
     ax.set_xlim(-0.12, 1.06)
     ax.set_ylim(-0.02, 1.12)
     ax.axis("off")
@@ -409,21 +384,19 @@ def write_figures(run: RunView) -> list[Path]:
     written: list[Path | None] = []
     best = run.best()
     exps = [e for e in run.experiments() if e["name"] != "main"]
-    hists = (("weight_hist", "weights", "Weight"), ("grad_hist", "grads", "Gradient"))
-    for exp in exps:
-        pts, s, name = run.points_of(exp["name"]), slug(exp["name"]), exp.get("title")
-        name = name or exp["name"]
-        written.append(curves(run, pts, out / f"curves_{s}.png", name))
-        written += [histograms(run, pts, kind, out / f"{file}_{s}.png",
-                               f"{what} distributions per layer: {name}")
-                    for kind, file, what in hists]
-    if not exps:
-        pts = [(p.label, p) for p in run.points]
-        written.append(curves(run, pts, out / "curves.png", run.config.get("title", run.study)))
-        overlay = pts if len(pts) <= 4 else [(best.label, best)]
-        written += [histograms(run, overlay, kind, out / f"{file}.png",
-                               f"{what} distributions per layer (lowest seed)")
-                    for kind, file, what in hists]
+    if exps:  # curves and histograms per experiment (S3), else of every point at once
+        sets = [(run.points_of(e["name"]), f"_{slug(e['name'])}", e.get("title") or e["name"])
+                for e in exps]
+    else:
+        sets = [([(p.label, p) for p in run.points], "", run.config.get("title", run.study))]
+    for pts, s, name in sets:
+        written.append(curves(run, pts, out / f"curves{s}.png", name))
+        overlay = pts if exps or len(pts) <= 4 else [(best.label, best)]
+        written += [histograms(run, overlay, kind, out / f"{file}{s}.png",
+                               f"{what} distributions per layer"
+                               + (f": {name}" if exps else " (lowest seed)"))
+                    for kind, file, what in (("weight_hist", "weights", "Weight"),
+                                             ("grad_hist", "grads", "Gradient"))]
     written.append(heatmap(run, out / "grid_heatmap.png"))
     seed = best.rep["config"].get("seed")
     for split in ("test", "train"):  # absent while the best point is still training

@@ -73,14 +73,11 @@ def _s3() -> list[Published]:
 
 def _s4() -> list[Published]:
     rows = {1: (0.4941, 0.4312), 2: (0.6777, 0.6585), 3: (0.8903, 0.8843), 4: (0.9241, 0.9133)}
-    out = []
-    for depth, (train, val) in rows.items():
-        values: dict[str, float | str] = {"train_acc_last": train, "val_acc_last": val}
-        if depth == 4:
-            values.update(precision=0.935, recall=0.935, f1=0.935)
-        out.append(Published("s4", values, match={"model.depth": depth},
-                             note="Kaggle digits 150x150x3, 11,879 train / 2,964 test"))
-    return out
+    macro = {4: {"precision": 0.935, "recall": 0.935, "f1": 0.935}}  # printed for depth 4 only
+    return [Published("s4", {"train_acc_last": train, "val_acc_last": val, **macro.get(depth, {})},
+                      match={"model.depth": depth},
+                      note="Kaggle digits 150x150x3, 11,879 train / 2,964 test")
+            for depth, (train, val) in rows.items()]
 
 
 _S1_LOG = {  # epoch: (train acc, train loss, val acc, val loss); epochs 7-10 not printed
@@ -116,13 +113,11 @@ def values_equal(a: Any, b: Any) -> bool:
 def lookup(study: str, experiment: str, label: str | None,
            config: Mapping[str, Any]) -> Published | None:
     """Returns the published entry for one grid point of a study, or ``None``."""
-    for entry in PUBLISHED:
-        if entry.study != study or entry.experiment != experiment:
-            continue
-        if entry.label is not None:
-            if entry.label == label:
-                return entry
-        elif all(values_equal(get_dotted(config, k, None), v) for k, v in entry.match.items()):
+    for entry in for_study(study):
+        same_point = (entry.label == label if entry.label is not None else
+                      all(values_equal(get_dotted(config, k, None), v)
+                          for k, v in entry.match.items()))
+        if entry.experiment == experiment and same_point:
             return entry
     return None
 
@@ -130,3 +125,8 @@ def lookup(study: str, experiment: str, label: str | None,
 def for_study(study: str) -> list[Published]:
     """Every entry of one study."""
     return [e for e in PUBLISHED if e.study == study]
+
+
+def history(study: str) -> dict[int, dict[str, float]]:
+    """A study's published per-epoch training log (``{}``: none)."""
+    return next((e.history for e in for_study(study) if e.history), {})

@@ -100,14 +100,15 @@ def _write_failed(path: Path, err: OSError) -> RunDirError:
 
 # The temporary files of the atomic writes below: ".results.json.tmp1234" beside results.json.
 _TEMP_FILE = re.compile(r"^\.(?P<name>.+)\.tmp\d+$")
-_MEMBER_FILE = re.compile(r"^member_\d+\.(npz|json)$")
+MEMBER_FILE = re.compile(r"^member_(\d+)\.(npz|json)$")  # an exported member's two files
 
 
 def _atomic_write(path: Path, write: Any) -> None:
-    """Calls ``write(tmp_path)`` then renames the temporary file over ``path``."""
+    """Calls ``write(file)`` on a temporary file (binary) then renames it over ``path``."""
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     try:
-        write(tmp)
+        with tmp.open("wb") as fh:
+            write(fh)
         os.replace(tmp, path)
     except OSError as err:
         tmp.unlink(missing_ok=True)
@@ -117,21 +118,10 @@ def _atomic_write(path: Path, write: Any) -> None:
         raise
 
 
-def _write_npz(path: Path, arrays: Mapping[str, Any], *, compressed: bool = False) -> None:
-    """Writes an ``.npz`` atomically (through a file object: np.savez then adds no suffix)."""
-    save = np.savez_compressed if compressed else np.savez
-
-    def write(tmp: Path) -> None:
-        with tmp.open("wb") as fh:
-            save(fh, **arrays)
-
-    _atomic_write(path, write)
-
-
 def write_json(path: str | os.PathLike, data: Any) -> None:
     """Writes JSON atomically, non-finite floats as ``null``; RunDirError (exit 1) on failure."""
     text = json.dumps(finite_json(data), indent=1, allow_nan=False)
-    _atomic_write(Path(path), lambda tmp: tmp.write_text(text))
+    _atomic_write(Path(path), lambda fh: fh.write(text.encode()))
 
 
 def _read_json(path: Path, what: str) -> Any:
@@ -193,7 +183,7 @@ def export_member(run_dir: str | os.PathLike, member: int, model_cfg: Mapping[st
     flat = flatten_params(params)
     if state:
         flat.update(flatten_params({STATE_PREFIX: dict(state)}))
-    _write_npz(npz_path, flat)
+    _atomic_write(npz_path, lambda fh: np.savez(fh, **flat))  # a file: np.savez adds no suffix
     write_json(json_path, {"member": member, "model": dict(model_cfg), **dict(extra or {})})
     return npz_path
 
@@ -226,7 +216,7 @@ def load_member(run_dir: str | os.PathLike,
     try:
         meta = json.loads(json_path.read_text())
         with np.load(npz_path) as data:
-            flat = {name: data[name] for name in data.files}
+            flat = dict(data)
         model_cfg = meta["model"]
     except (OSError, ValueError, KeyError, TypeError, EOFError) as err:
         raise RunDirError(f"cannot read exported member {member} from {npz_path}: {err}. "
@@ -265,10 +255,8 @@ def read_results(run_dir: str | os.PathLike, *, required: bool = True) -> Result
 def read_env(run_dir: str | os.PathLike) -> dict[str, Any]:
     """``env.json`` (``{}`` when missing or damaged: it only labels figures)."""
     path = Path(run_dir) / ENV
-    if not path.exists():
-        return {}
     try:
-        env = _read_json(path, "environment")
+        env = _read_json(path, "environment") if path.exists() else {}
     except RunDirError as err:
         log.warning("%s; figures will say 'unknown device'", err)
         return {}
@@ -318,7 +306,7 @@ def read_samples(run_dir: str | os.PathLike) -> dict[str, np.ndarray] | None:
         return None
     try:
         with np.load(path) as data:
-            return {k: data[k] for k in data.files}
+            return dict(data)
     except (OSError, ValueError, EOFError) as err:
         log.warning("cannot read %s (%s); the sample figure is left out", path, err)
         return None
@@ -392,7 +380,7 @@ def _remove_stale_temp_files(root: Path) -> list[Path]:
     """
     own = {CONFIG, ENV, RESULTS, SAMPLES}
     removed = []
-    for folder, is_own in ((root, own.__contains__), (root / "params", _MEMBER_FILE.match)):
+    for folder, is_own in ((root, own.__contains__), (root / "params", MEMBER_FILE.match)):
         for path in sorted(folder.glob(".*.tmp*")):
             match = _TEMP_FILE.match(path.name)
             if not match or not is_own(match["name"]) or not path.is_file():
@@ -433,7 +421,6 @@ class RunWriter:
         line and removes a killed writer's temporary files.
         """
         writer = cls(root)
-        cfg_path = writer.root / CONFIG
         config = {"config_format": CONFIG_FORMAT, **config}
         if cls.check(writer.root, config):
             _cut_torn_tail(writer.root / METRICS)
@@ -444,7 +431,7 @@ class RunWriter:
                 (writer.root / sub).mkdir(parents=True, exist_ok=True)
         except OSError as err:
             raise _write_failed(writer.root, err) from None
-        write_json(cfg_path, config)
+        write_json(writer.root / CONFIG, config)
         return writer, False
 
     def ckpt_dir(self, group: int) -> Path:
@@ -453,8 +440,7 @@ class RunWriter:
 
     def write_env(self, env: Mapping[str, Any]) -> None:
         """Writes ``env.json``; on resume, keeps the first session's and appends this one."""
-        old = read_env(self.root)
-        if old:
+        if old := read_env(self.root):
             old.setdefault("sessions", []).append(
                 {k: env.get(k) for k in ("date", "hostname", "devices", "git_commit")})
             env = old
@@ -467,18 +453,15 @@ class RunWriter:
             return
         arrays = {f"{s}_{a}": np.asarray(getattr(splits, f"{s}_{a}")[:SAMPLE_IMAGES])
                   for s in ("train", "test") for a in "xy"}
-        _write_npz(path, arrays, compressed=True)
+        _atomic_write(path, lambda fh: np.savez_compressed(fh, **arrays))
 
     def append_metrics(self, rows: Sequence[Mapping[str, Any]]) -> None:
         """Appends rows to ``metrics.jsonl`` with ONE write (a kill tears at most the tail)."""
         data = "".join(json.dumps(finite_json(dict(r)), allow_nan=False) + "\n" for r in rows)
         path = self.root / METRICS
         try:
-            fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-            try:
-                os.write(fd, data.encode())
-            finally:
-                os.close(fd)
+            with open(path, "ab", buffering=0) as fh:  # unbuffered: one write call
+                fh.write(data.encode())
         except OSError as err:
             raise _write_failed(path, err) from None
 

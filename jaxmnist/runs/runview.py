@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import collections
-import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -11,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from jaxmnist.data import expected_sizes
+from jaxmnist.data import class_names, expected_sizes
 from jaxmnist.engine import metrics
 from jaxmnist.runs import published, rundir
 from jaxmnist.trees import flatten, get_dotted
@@ -78,8 +77,6 @@ class RunView:
     @property
     def class_names(self) -> tuple[str, ...]:
         """Label 0..9 -> class name (the digits for MNIST)."""
-        from jaxmnist.data import class_names
-
         return class_names(self.dataset)
 
     @property
@@ -104,16 +101,19 @@ class RunView:
         return [(label, p) for label in labels for p in self.points
                 if any(e["name"] == experiment and e["label"] == label for e in p.experiments)]
 
-    def paper(self, point: Point, experiment: str | None = None, label: str | None = None):
-        """The published entry for a point within an experiment (first one by default)."""
+    def paper(self, point: Point, experiment: str | None = None,
+              label: str | None = None) -> dict[str, float | str]:
+        """The published numbers of a point within an experiment (its first by default; ``{}``)."""
         exp = experiment or point.experiments[0]["name"]
         lab = label if label is not None else next(
             (e["label"] for e in point.experiments if e["name"] == exp), point.label)
-        return published.lookup(self.study, exp, lab, point.config)
+        entry = published.lookup(self.study, exp, lab, point.config)
+        return entry.values if entry else {}
 
     def best(self) -> Point:
         """The point with the highest mean test accuracy."""
-        return max(self.points, key=lambda p: _nan_to(metrics.mean_std(p.test_acc())[0], -1.0))
+        return max(self.points, key=lambda p: np.nan_to_num(metrics.mean_std(p.test_acc())[0],
+                                                           nan=-1.0))
 
     @property
     def preset(self) -> str | None:
@@ -162,8 +162,7 @@ class RunView:
                 f"{data.get('val', 0):,} / test {data.get('test', 0):,} images | {seeds} seeds | "
                 f"device: {self.device()} | "
                 f"commit {str(self.env.get('git_commit', 'unknown'))[:12]}")
-        reasons = self.reduced_reasons()
-        if reasons:
+        if reasons := self.reduced_reasons():
             line += "\nREDUCED RUN, not the paper's full setup: " + "; ".join(reasons)
         if not self.results.get("complete", True):
             line += "\n" + self.progress()
@@ -184,10 +183,6 @@ class RunView:
             parts.append(f"{waiting} with no finished epoch yet")
         return ("UNFINISHED RUN: " + ", ".join(parts)
                 + "; re-running the same sweep command resumes it")
-
-
-def _nan_to(value: float, default: float) -> float:
-    return default if value is None or math.isnan(value) else value
 
 
 def load(run_dir: str | Path) -> RunView:
@@ -250,10 +245,9 @@ def grid_axes(run: RunView) -> tuple[str, list[Any], str, list[Any]] | None:
 def point_at(run: RunView, settings: dict[str, Any]) -> Point | None:
     """The grid point whose config has these dotted-key values, if any."""
     equal = published.values_equal
-    for p in run.points:
-        if all(equal(get_dotted(p.config, k, None), v) for k, v in settings.items()):
-            return p
-    return None
+    return next((p for p in run.points
+                 if all(equal(get_dotted(p.config, k, None), v) for k, v in settings.items())),
+                None)
 
 
 def slug(text: str) -> str:

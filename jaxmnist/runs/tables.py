@@ -34,21 +34,18 @@ class Table:
 
     def markdown(self, level: int = 3) -> str:
         """Markdown: a heading, a pipe table, then the notes."""
+        rows = [self.columns, ["---"] * len(self.columns),
+                *([_cell(c).replace("|", "\\|") for c in row] for row in self.rows)]
         lines = [f"{'#' * level} {self.title}", ""] if self.title else []
-        lines.append("| " + " | ".join(self.columns) + " |")
-        lines.append("| " + " | ".join("---" for _ in self.columns) + " |")
-        for row in self.rows:
-            lines.append("| " + " | ".join(_cell(c).replace("|", "\\|") for c in row) + " |")
+        lines += ["| " + " | ".join(row) + " |" for row in rows]
         lines += [""] + [f"{n}  " for n in self.notes] if self.notes else []
         return "\n".join(lines).rstrip() + "\n"
 
     def csv(self) -> str:
         """CSV with a header row; numbers unformatted."""
         buf = io.StringIO()
-        writer = csv.writer(buf, lineterminator="\n")
-        writer.writerow(self.columns)
-        for row in self.rows:
-            writer.writerow(["" if c is None else c for c in row])
+        csv.writer(buf, lineterminator="\n").writerows(
+            [self.columns, *(["" if c is None else c for c in row] for row in self.rows)])
         return buf.getvalue()
 
 
@@ -97,11 +94,6 @@ def _last(member: dict[str, Any], key: str) -> float | None:
     return hist[-1].get(key) if hist else None
 
 
-def _summary_of(member: dict[str, Any]) -> dict[str, float] | None:
-    cm = member.get("confusion_test")
-    return metrics.summary(cm) if cm else None
-
-
 def table_summary(run: RunView) -> Table:
     """Per grid point: test accuracy and loss (mean ± std over seeds) beside the paper's."""
     multi = bool(run.config.get("experiments"))
@@ -109,8 +101,7 @@ def table_summary(run: RunView) -> Table:
               ["point"] + (["experiments"] if multi else []) +
               ["model", "params", "n", "test acc", "test loss", "paper acc", "diff", "status"])
     for p in run.points:
-        pub = run.paper(p)
-        pacc = pub.values.get("test_acc") if pub else None
+        pacc = run.paper(p).get("test_acc")
         exps = ["; ".join(f"{e['name']}:{e['label']}" for e in p.experiments)] if multi else []
         t.add(p.label, *exps, _model_text(p.config), p.rep.get("param_count"), len(p.members),
               _ms(p.test_acc()), _ms(p.values(lambda m: m["test"]["loss"])),
@@ -147,8 +138,7 @@ def table_matrix(run: RunView) -> Table | None:
             if p is None:
                 cells.append("")
                 continue
-            pub = run.paper(p)
-            paper = pub.values.get("test_acc") if pub else None
+            paper = run.paper(p).get("test_acc")
             text = _ms(p.test_acc(), 2, 100.0)
             if isinstance(paper, float):
                 text += f" ({paper * 100:.2f})"
@@ -202,8 +192,7 @@ def tables_experiments(run: RunView) -> list[Table]:
         t = Table(exp.get("title") or exp["name"],
                   ["point", "n", "test acc", "paper", "diff", "final train loss", "status"])
         for label, p in run.points_of(exp["name"]):
-            pub = run.paper(p, exp["name"], label)
-            pacc = pub.values.get("test_acc") if pub else None
+            pacc = run.paper(p, exp["name"], label).get("test_acc")
             t.add(label, len(p.members), _ms(p.test_acc()), _cell(pacc),
                   _diff(p.test_acc(), pacc), _ms(p.values(lambda m: _last(m, "train_loss"))),
                   p.status())
@@ -218,8 +207,7 @@ def table_baseline(run: RunView) -> Table | None:
         return None
     t = Table("scikit-learn MLPClassifier baseline (same split, widths, batch, epochs)",
               ["model", "n", "sklearn (ours)", "jaxmnist", "paper sklearn", "paper module"])
-    labels = list(dict.fromkeys(r["label"] for r in rows))
-    for label in labels:
+    for label in dict.fromkeys(r["label"] for r in rows):
         sk = [r["test_acc"] for r in rows if r["label"] == label]
         point = next((p for lb, p in run.points_of(rows[0]["experiment"]) if lb == label), None)
         ours = _ms(point.test_acc()) if point else ""
@@ -234,10 +222,10 @@ def table_baseline(run: RunView) -> Table | None:
 
 def table_history(run: RunView) -> Table | None:
     """Per-epoch train/val metrics beside a published training log (S1)."""
-    entries = [e for e in published.for_study(run.study) if e.history]
-    if not entries or len(run.points) != 1:
+    hist = published.history(run.study)
+    if not hist or len(run.points) != 1:
         return None
-    p, hist = run.points[0], entries[0].history
+    p = run.points[0]
     fields = ("train_acc", "train_loss", "val_acc", "val_loss")
     t = Table("Training log per epoch: ours (mean ± std) / paper",
               ["epoch"] + [f"{f} ours" for f in fields] + [f"{f} paper" for f in fields])
@@ -259,11 +247,11 @@ def table_last_epoch(run: RunView) -> Table:
               ["point", "params", "train acc", "val acc", "test acc", "precision", "recall",
                "F1", "paper train", "paper val", "paper P/R/F1"])
     for p in run.points:
-        pub = run.paper(p)
-        vals = pub.values if pub else {}
+        vals = run.paper(p)
         prf = "/".join(_cell(vals.get(k)) for k in ("precision", "recall", "f1")
                        if k in vals)
-        summ = p.values(_summary_of)
+        summ = p.values(lambda m: metrics.summary(m["confusion_test"])
+                        if m.get("confusion_test") else None)
         t.add(p.label, p.rep.get("param_count"),
               _ms(p.values(lambda m: _last(m, "train_acc"))),
               _ms(p.values(lambda m: _last(m, "val_acc"))), _ms(p.test_acc()),
@@ -283,8 +271,7 @@ def table_models(run: RunView) -> Table:
         if text in seen:
             continue
         seen.add(text)
-        pub = run.paper(p)
-        t.add(text, p.rep.get("param_count"), pub.values.get("params") if pub else None)
+        t.add(text, p.rep.get("param_count"), run.paper(p).get("params"))
     return t
 
 
@@ -303,7 +290,6 @@ def results_summary(run: RunView) -> dict[str, Any]:
     for p in run.points:
         accs = p.test_acc()
         mean, std, n = metrics.mean_std(accs)
-        paper = run.paper(p)
         last = [m["history"][-1] if m.get("history") else {} for m in p.members]
         points.append({
             "label": p.label,
@@ -314,7 +300,7 @@ def results_summary(run: RunView) -> dict[str, Any]:
             "test_acc_std": std if n > 1 else None,
             "test_loss": [m["test"].get("loss") for m in p.members],
             "status": [m["status"] for m in p.members],
-            "paper_test_acc": paper.values.get("test_acc") if paper else None,
+            "paper_test_acc": run.paper(p).get("test_acc"),
             "last_epoch": [{k: h.get(k) for k in ("epoch", "train_acc", "val_acc")}
                            for h in last],
         })

@@ -43,7 +43,6 @@ MAX_BODY_BYTES = MAX_BYTES * 4 // 3 + 64 * 1024
 IMAGE_CONTENT_TYPES = ("image/", "application/octet-stream")
 # Images decoded at once: preprocessing is CPU-bound, more than the cores gains nothing.
 MAX_CONCURRENT_DECODES = max(1, min(4, os.cpu_count() or 1))
-_MEMBER_FILE = re.compile(r"^member_(\d+)\.(npz|json)$")
 # ASCII digits only (isdigit() accepts "²"), short enough for int()'s 4300-digit limit.
 _MEMBER_TEXT = re.compile(r"[0-9]{1,9}")
 
@@ -88,19 +87,16 @@ def member_summary(config: dict[str, Any]) -> str:
     extras = ", ".join(f"{k} {_fmt_num(v)}" for k, v in sorted(model.items())
                        if v not in (None, 0, 0.0, [0.0, 0.0], []))
     parts = [f"{name} ({extras})" if extras else str(name)]
-    opt = config.get("optim") or {}
-    if opt:
+    if opt := config.get("optim"):
         o = f"{opt.get('name', '?')} lr {_fmt_num(opt.get('learning_rate', '?'))}"
         # Only the heavy-ball optimizer uses momentum (jaxmnist.engine.optim): noise elsewhere.
         if opt.get("name") == "momentum" and opt.get("momentum"):
             o += f" m {_fmt_num(opt['momentum'])}"
         parts.append(o)
     reg = config.get("reg") or {}
-    regs = [f"{k} {_fmt_num(v)}" for k, v in sorted(reg.items()) if v]
-    if regs:
+    if regs := [f"{k} {_fmt_num(v)}" for k, v in sorted(reg.items()) if v]:
         parts.append(", ".join(regs))
-    tr = config.get("train") or {}
-    if tr:
+    if tr := config.get("train"):
         parts.append(f"{tr.get('epochs', '?')} ep, bs {tr.get('batch_size', '?')}")
     if "seed" in config:
         parts.append(f"seed {config['seed']}")
@@ -111,7 +107,7 @@ def resolve_run(path: str | Path) -> tuple[Path, int | None]:
     """``(run_dir, member)`` for a run dir, a ``params/`` dir or one ``member_<k>`` file."""
     p = Path(path).expanduser()
     if p.is_file():
-        m = _MEMBER_FILE.match(p.name)
+        m = rundir.MEMBER_FILE.match(p.name)
         if m is None or p.parent.name != "params":
             raise FileNotFoundError(f"{p}: expected RUN_DIR/params/member_<k>.npz")
         return p.parent.parent, int(m.group(1))
@@ -131,8 +127,9 @@ def _finite_tree(tree: Any) -> bool:
     return not np.issubdtype(a.dtype, np.floating) or bool(np.isfinite(a).all())
 
 
-def load_members(run_dir: Path, only: int | None = None) -> list[MemberInfo]:
-    """Every member of ``results.json`` and every exported one (or ``only``), sorted.
+def load_members(run_dir: Path,
+                 only: int | None = None) -> tuple[list[MemberInfo], dict[str, Any]]:
+    """Every member of ``results.json`` and every exported one (or ``only``), sorted; the results.
 
     Members without params, or with non-finite ones, are listed unavailable, with why.
     """
@@ -171,7 +168,7 @@ def load_members(run_dir: Path, only: int | None = None) -> list[MemberInfo]:
         info.model_cfg, info.params, info.available = model_cfg, (params, state), True
     for info in infos.values():
         info.summary = member_summary(info.config)
-    return [infos[k] for k in sorted(infos)]
+    return [infos[k] for k in sorted(infos)], results
 
 
 def default_member(members: Sequence[MemberInfo]) -> int:
@@ -200,12 +197,8 @@ class Predictor:
         from jaxmnist import models
 
         self.run_dir, only = resolve_run(run)
-        self.members = load_members(self.run_dir, only)
+        self.members, results = load_members(self.run_dir, only)
         self._by_id = {m.member: m for m in self.members}
-        try:
-            results = rundir.read_results(self.run_dir, required=False)
-        except rundir.RunDirError:
-            results = {}
         self.study = results.get("study")
         self.reduced = bool(results.get("reduced", False))
         self._fns: dict[str, Callable[..., Any]] = {}
@@ -331,7 +324,8 @@ class _BodyLimit:
             f"(images up to {MAX_BYTES / 2**20:.0f} MiB)", status_code=413, code="too_large")
         for name, value in scope.get("headers", []):
             if name == b"content-length" and value.strip().isdigit() and int(value) > self.limit:
-                await _send_json(send, too_large.status_code, too_large.to_dict())
+                await JSONResponse(too_large.to_dict(), too_large.status_code,
+                                   headers={"connection": "close"})(scope, receive, send)
                 return
         seen = 0
 
@@ -345,19 +339,6 @@ class _BodyLimit:
             return message
 
         await self.app(scope, limited_receive, send)
-
-
-def _client(request: Request) -> str:
-    return f"{request.client.host}:{request.client.port}" if request.client else "unknown"
-
-
-async def _send_json(send: Callable, status: int, body: dict) -> None:
-    raw = json.dumps(body).encode()
-    await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", b"application/json"),
-                            (b"content-length", str(len(raw)).encode()),
-                            (b"connection", b"close")]})
-    await send({"type": "http.response.body", "body": raw})
 
 
 def create_app(predictor: Predictor) -> FastAPI:
@@ -381,8 +362,8 @@ def create_app(predictor: Predictor) -> FastAPI:
     @app.exception_handler(ClientDisconnect)
     async def _gone(request: Request, _: ClientDisconnect) -> Response:
         # The client left mid-upload: nobody will read an answer. One line, no traceback.
-        log.info("client %s disconnected during %s %s", _client(request), request.method,
-                 request.url.path)
+        client = f"{request.client.host}:{request.client.port}" if request.client else "unknown"
+        log.info("client %s disconnected during %s %s", client, request.method, request.url.path)
         return Response(status_code=400)
 
     @app.exception_handler(RequestValidationError)
@@ -411,8 +392,7 @@ def create_app(predictor: Predictor) -> FastAPI:
     @app.post("/predict")
     async def predict(request: Request, member: str | None = None) -> dict[str, Any]:
         """Predict a digit from an upload, a raw image body or a canvas data URL (JSON)."""
-        ctype = request.headers.get("content-type", "")
-        mtype = ctype.split(";", 1)[0].strip().lower()
+        mtype = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
         if mtype == "application/json":
             try:
                 body = json.loads(await request.body())

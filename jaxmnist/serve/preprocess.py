@@ -85,10 +85,9 @@ def decode_data_url(url: str, *, max_bytes: int = MAX_BYTES) -> bytes:
         raise PreprocessError(f"image larger than {max_bytes // (1024 * 1024)} MiB",
                               status_code=413, code="too_large")
     try:
-        data = base64.b64decode(payload, validate=True)
+        return base64.b64decode(payload, validate=True)
     except (binascii.Error, ValueError) as err:
         raise PreprocessError(f"invalid base64 in image data: {err}", code="bad_base64") from err
-    return data
 
 
 def decode_image(data: bytes, *, max_bytes: int = MAX_BYTES,
@@ -138,15 +137,12 @@ def decode_image(data: bytes, *, max_bytes: int = MAX_BYTES,
             try:
                 img.load()
                 ImageOps.exif_transpose(img, in_place=True)  # no full-size copy when not rotated
-                gray = _to_gray(img)
+                return _to_gray(img)
             finally:
                 img.close()  # frees the full-size image before the next large decode starts
-    except PreprocessError:
-        raise
     except Exception as err:  # noqa: BLE001 - truncated/corrupt data surfaces as many types
         raise PreprocessError(f"corrupt or truncated image file ({err})", status_code=422,
                               code="corrupt") from err
-    return gray
 
 
 # Modes that Image.reduce averages (not palettes, not 1-bit).
@@ -193,9 +189,7 @@ def _to_gray(img: Image.Image) -> np.ndarray:
             img = img.convert("RGBA")
         img = _shrink(img)
         if transparent:
-            rgba = img.convert("RGBA")
-            white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-            img = Image.alpha_composite(white, rgba)
+            img = Image.alpha_composite(Image.new("RGBA", img.size, "white"), img.convert("RGBA"))
         img = img.convert("L")
     if max(img.size) > WORK_SIDE:
         # BOX = area averaging: the right filter for a large reduction, and fast.
@@ -300,9 +294,7 @@ def _mass_bbox(y: np.ndarray, tail: float = 0.001) -> tuple[int, int, int, int]:
         hi = int(nz[nz <= hi][-1]) if (nz <= hi).any() else int(nz[-1])
         return lo, max(lo, hi)
 
-    top, bottom = span(y.sum(axis=1))
-    left, right = span(y.sum(axis=0))
-    return top, bottom, left, right
+    return (*span(y.sum(axis=1)), *span(y.sum(axis=0)))
 
 
 def stroke_width(y: np.ndarray) -> float:

@@ -18,6 +18,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import jax
 import numpy as np
 
 from jaxmnist import config as C
@@ -30,26 +31,6 @@ from jaxmnist.runs import rundir
 def say(msg: str) -> None:
     """One message line on stderr (progress and results go there; stdout stays for data)."""
     print(msg, file=sys.stderr, flush=True)
-
-
-def _resolved_config(study: dict[str, Any], members: list[dict], groups: list[list[int]]):
-    group_of = {k: g for g, ks in enumerate(groups) for k in ks}
-    return {
-        **study,
-        "experiment_list": C.experiments(study),
-        "groups": [{"group": g, "members": ks} for g, ks in enumerate(groups)],
-        "members": [
-            {
-                "member": m["member"],
-                "group": group_of[m["member"]],
-                "key": m["key"],
-                "label": C.describe(m),
-                "experiments": m["experiments"],
-                "config": m["config"],
-            }
-            for m in members
-        ],
-    }
 
 
 class Progress(Callback):
@@ -108,7 +89,24 @@ def resolved_config(study: dict[str, Any],
         The ``config.json`` dict.
     """
     members = C.check(study) if members is None else members
-    return _resolved_config(study, members, C.group_members([m["config"] for m in members]))
+    groups = C.group_members([m["config"] for m in members])
+    group_of = {k: g for g, ks in enumerate(groups) for k in ks}
+    return {
+        **study,
+        "experiment_list": C.experiments(study),
+        "groups": [{"group": g, "members": ks} for g, ks in enumerate(groups)],
+        "members": [
+            {
+                "member": m["member"],
+                "group": group_of[m["member"]],
+                "key": m["key"],
+                "label": C.describe(m),
+                "experiments": m["experiments"],
+                "config": m["config"],
+            }
+            for m in members
+        ],
+    }
 
 
 def run_study(study: dict[str, Any], run_dir: Path, *, data_dir: str | None = None,
@@ -137,7 +135,7 @@ def run_study(study: dict[str, Any], run_dir: Path, *, data_dir: str | None = No
     configs = [m["config"] for m in members]
     typed = [m["typed"] for m in members]
     groups = C.group_members(configs)
-    resolved = _resolved_config(study, members, groups)
+    resolved = resolved_config(study, members)
     # Every process checks (read-only); in a multi-process run only process 0 writes the run
     # directory, the others train, save their checkpoint shards and read what process 0 wrote.
     resuming = rundir.RunWriter.check(run_dir, resolved)  # fail before the (slow) data load
@@ -208,12 +206,12 @@ def run_study(study: dict[str, Any], run_dir: Path, *, data_dir: str | None = No
              f"train {stats.get('train_seconds', 0):.1f}s, "
              f"{stats.get('images_per_second') or 0:,.0f} images/s")
 
-    if distributed.process_count() > 1:
+    if jax.process_count() > 1:
         # Training is over: leave the distributed runtime before the host-only steps, so that
         # no process waits on process 0's baseline and report (the shutdown time-out).
-        distributed.shutdown()
+        jax.distributed.shutdown()
         if not primary:
-            say(f"process {distributed.process_index()}: done; process 0 writes the results")
+            say(f"process {jax.process_index()}: done; process 0 writes the results")
             return results
     if primary and _add_train_confusion(run_dir, done, splits):
         save()
@@ -272,7 +270,7 @@ def _open_run_dir(run_dir: Path, resolved: dict[str, Any]) -> rundir.RunWriter:
         RunDirError: On every process when process 0 could not open the directory.
         DistributedError: When another process cannot see the directory process 0 opened.
     """
-    if distributed.process_count() == 1:
+    if jax.process_count() == 1:
         return rundir.RunWriter.open(run_dir, resolved)[0]
     writer, error = rundir.RunWriter(run_dir), None
     if distributed.is_primary():

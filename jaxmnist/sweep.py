@@ -37,6 +37,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import jax
+
 from jaxmnist import config as C
 from jaxmnist.engine import distributed, hostdevices
 from jaxmnist.runner import group_label, resolved_config, run_study, say
@@ -262,8 +264,8 @@ def _join(settings: distributed.Settings) -> int:
              "process with the same coordinator address and process count, and ids 0..N-1 "
              f"({distributed.ENV_INIT_TIMEOUT} sets the wait).\nNothing was written.")
         return distributed.EXIT_PEER_LOST
-    say(f"distributed: process {distributed.process_index()} of {distributed.process_count()}"
-         f", {len(distributed.local_devices())} local / {len(distributed.devices())} devices")
+    say(f"distributed: process {jax.process_index()} of {jax.process_count()}"
+         f", {len(jax.local_devices())} local / {len(jax.devices())} devices")
     return 0
 
 

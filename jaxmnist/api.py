@@ -48,9 +48,7 @@ class APIError(ValueError):
     """An argument of the API is not usable (one message saying what and how to fix it)."""
 
 
-# --------------------------------------------------------------------------------------------
 # Models given as objects
-# --------------------------------------------------------------------------------------------
 
 
 def _json_ready(value: Any) -> bool:
@@ -147,9 +145,7 @@ def model_config(model: Any) -> tuple[dict[str, Any], str]:
                    "Module, an NNX Module class or an (init, apply) pair")
 
 
-# --------------------------------------------------------------------------------------------
 # Studies
-# --------------------------------------------------------------------------------------------
 
 
 def load_study(name_or_path: str | Path, *, preset: str | None = None, quick: bool = False,
@@ -174,43 +170,6 @@ def load_study(name_or_path: str | Path, *, preset: str | None = None, quick: bo
 
     study = C.resolve(C.load_study(name_or_path), preset=preset, quick=quick, seeds=seeds,
                       overrides=overrides)
-    C.check(study)
-    return study
-
-
-def _grid_study(model_cfg: dict[str, Any], optimizers: Mapping[str, Any], *, seeds: int,
-                epochs: int, batch_size: int, dataset: str, data: Mapping[str, Any] | None,
-                name: str, note: str, extra: Mapping[str, Any]) -> dict[str, Any]:
-    from jaxmnist import config as C  # the study schema imports jax; reading a run does not
-
-    points = []
-    for opt_name, setting in optimizers.items():
-        rates = setting if isinstance(setting, list | tuple) else [setting]
-        for lr in rates:
-            if isinstance(lr, Mapping):  # {"learning_rate": ..., "b1": ...}
-                optim = {"name": opt_name, **lr}
-            else:
-                optim = {"name": opt_name, "learning_rate": lr}
-            label = f"{opt_name} lr={optim.get('learning_rate', '?'):g}" \
-                if isinstance(optim.get("learning_rate"), int | float) else opt_name
-            points.append({"label": label, "set": {"optim": optim}})
-    if not points:
-        raise APIError("optimizers: give at least one, e.g. optimizers={'adam': [1e-3]}")
-    # The base holds only what every optimizer takes: each point's own hyperparameters stay
-    # its own (jaxmnist.config.inherit), so Adam's b1 never reaches an SGD point.
-    first = points[0]["set"]["optim"]
-    base = {"model": model_cfg,
-            "optim": {k: v for k, v in first.items() if k in ("name", "learning_rate")},
-            "train": {"epochs": epochs, "batch_size": batch_size}}
-    for key, value in extra.items():
-        set_dotted(base, key, value)
-    study = {"study": name, "title": f"{name}: {model_cfg.get('name')} x "
-                                     f"{', '.join(optimizers)}",
-             "data": {**GRID_DATA, "name": dataset, **dict(data or {})},
-             "base": base,
-             "experiments": [{"name": "main", "title": "", "points": points}],
-             "seeds": seeds, "notes": note}
-    study = C.resolve(study)
     C.check(study)
     return study
 
@@ -246,15 +205,40 @@ def grid(*, model: Any, optimizers: Mapping[str, Any], seeds: int = 1, epochs: i
         APIError / jaxmnist.config.ConfigError: a bad argument (nothing written).
         jaxmnist.data.DataError: the data cannot be loaded (nothing written).
     """
+    from jaxmnist import config as C  # the study schema imports jax; reading a run does not
     from jaxmnist.engine import hostdevices
 
     hostdevices.configure()  # first: XLA reads its flags once, when a backend starts
     model_cfg, note = model_config(model)
-    data = {**dict(data or {}), **({"source": "synthetic"} if synthetic else {})}
-    study = _grid_study(model_cfg, optimizers, seeds=seeds, epochs=epochs,
-                        batch_size=batch_size, dataset=dataset, data=data, name=name, note=note,
-                        extra=dict(config or {}))
-    return run(study, workdir=workdir, progress=progress)
+    points = []
+    for opt_name, setting in optimizers.items():
+        rates = setting if isinstance(setting, list | tuple) else [setting]
+        for lr in rates:
+            if isinstance(lr, Mapping):  # {"learning_rate": ..., "b1": ...}
+                optim = {"name": opt_name, **lr}
+            else:
+                optim = {"name": opt_name, "learning_rate": lr}
+            label = f"{opt_name} lr={optim.get('learning_rate', '?'):g}" \
+                if isinstance(optim.get("learning_rate"), int | float) else opt_name
+            points.append({"label": label, "set": {"optim": optim}})
+    if not points:
+        raise APIError("optimizers: give at least one, e.g. optimizers={'adam': [1e-3]}")
+    # The base holds only what every optimizer takes: each point's own hyperparameters stay
+    # its own (jaxmnist.config.inherit), so Adam's b1 never reaches an SGD point.
+    first = points[0]["set"]["optim"]
+    base = {"model": model_cfg,
+            "optim": {k: v for k, v in first.items() if k in ("name", "learning_rate")},
+            "train": {"epochs": epochs, "batch_size": batch_size}}
+    for key, value in (config or {}).items():
+        set_dotted(base, key, value)
+    study = {"study": name, "title": f"{name}: {model_cfg.get('name')} x "
+                                     f"{', '.join(optimizers)}",
+             "data": {**GRID_DATA, "name": dataset, **dict(data or {}),
+                      **({"source": "synthetic"} if synthetic else {})},
+             "base": base,
+             "experiments": [{"name": "main", "title": "", "points": points}],
+             "seeds": seeds, "notes": note}
+    return run(C.resolve(study), workdir=workdir, progress=progress)
 
 
 def run(study: Mapping[str, Any], *, workdir: str | Path, data_dir: str | None = None,
@@ -293,9 +277,7 @@ def open_run(workdir: str | Path) -> Run:
     return Run(Path(workdir))
 
 
-# --------------------------------------------------------------------------------------------
 # Results
-# --------------------------------------------------------------------------------------------
 
 
 def _dynamic(config: Mapping[str, Any]) -> dict[str, Any]:

@@ -419,7 +419,7 @@ def _validate(study: Mapping[str, Any]) -> tuple[list[str], list[dict[str, Any]]
         if member["key"] in points:  # another seed of a checked point
             typed = points[member["key"]]
             if typed is not None:
-                member["typed"] = schema.with_seed(typed, cfg["seed"])
+                member["typed"] = typed.model_copy(update={"seed": cfg["seed"]})
                 member["config"] = member["typed"].config()
             continue
         typed, found = schema.validated(cfg, "member")

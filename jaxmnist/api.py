@@ -76,16 +76,9 @@ def _importable(obj: Any) -> str | None:
 def model_config(model: Any) -> tuple[dict[str, Any], str]:
     """Turns what a user passes as ``model`` into a model config and a note on reloading it.
 
-    Args:
-        model: A zoo name, config dict, import path, linen Module object, NNX Module class,
-            factory or ``(init, apply)`` pair.
-
-    Returns:
-        ``(model_config, note)``: the note is empty when the config can be loaded again by
-        another process from the run directory alone, and says why not otherwise.
-
-    Raises:
-        APIError: ``model`` is none of the accepted kinds (e.g. an NNX Module instance).
+    ``model``: a zoo name, config dict, import path, linen Module object, NNX Module class,
+    factory or ``(init, apply)`` pair (else APIError). The note is empty when another process
+    can load the config again from the run directory alone, and says why not otherwise.
     """
     from jaxmnist.models import adapters
 
@@ -93,8 +86,8 @@ def model_config(model: Any) -> tuple[dict[str, Any], str]:
         return {"name": model}, ""
     if isinstance(model, Mapping):
         return dict(model), ""
-    kind = type(model).__module__.split(".")[0]
-    if kind == "flax" or any(c.__module__.startswith("flax.") for c in type(model).__mro__):
+    again = "pass it again as model=... to resume or predict in another process"
+    if any(c.__module__.split(".")[0] == "flax" for c in type(model).__mro__):
         import flax.linen as nn
         from flax import nnx
 
@@ -105,41 +98,33 @@ def model_config(model: Any) -> tuple[dict[str, Any], str]:
                 "taking rngs (model=lambda rngs: " + type(model).__name__ + "(rngs=rngs)) so "
                 "that every member draws its own")
         if isinstance(model, nn.Module):
+            cls = type(model)
             fields = {f.name: getattr(model, f.name) for f in dataclasses.fields(model)
                       if f.name not in ("parent", "name") and f.init}
-            path = _importable(type(model))
-            if path and _json_ready(fields):
+            path, plain = _importable(cls), _json_ready(fields)
+            if path and plain:
                 return {"name": path, **fields}, ""
             # Not importable by another process: registered here under a name that the same
             # call gives again (so calling again resumes), its fields as keyword arguments.
-            cls = type(model)
             name = f"api:{cls.__qualname__}"
-            if _json_ready(fields):
-                adapters.register(name)(cls)
-                cfg = {"name": name, **fields}
-            else:
-                adapters.register(name)(lambda: model)
-                cfg = {"name": name}
+            adapters.register(name)(cls if plain else lambda: model)
             why = ("its class is defined in the notebook or script (__main__)" if not path else
                    "its fields are not JSON values")
-            return cfg, (f"model {cls.__qualname__} was passed as an object and {why}: pass "
-                         "it again as model=... to resume or predict in another process")
+            return ({"name": name, **(fields if plain else {})},
+                    f"model {cls.__qualname__} was passed as an object and {why}: {again}")
     if isinstance(model, tuple | list) and len(model) == 2 and all(map(callable, model)):
         name = f"api:{getattr(model[0], '__qualname__', 'init')}+" \
                f"{getattr(model[1], '__qualname__', 'apply')}"
         adapters.register(name)(lambda: tuple(model))
-        return {"name": name}, ("model was passed as an (init, apply) pair: pass it again as "
-                                "model=... to resume or predict in another process")
+        return {"name": name}, f"model was passed as an (init, apply) pair: {again}"
     if callable(model):  # an NNX Module class, a linen factory or a factory of pairs
         path = _importable(model)
         if path:
             return {"name": path}, ""
         qual = getattr(model, "__qualname__", type(model).__name__)
-        name = f"api:{qual}"
-        adapters.register(name)(model)
-        return {"name": name}, (f"model {qual} is defined in the notebook or script (__main__): "
-                                "pass it again as model=... to resume or predict in another "
-                                "process")
+        adapters.register(f"api:{qual}")(model)
+        return {"name": f"api:{qual}"}, (f"model {qual} is defined in the notebook or script "
+                                         f"(__main__): {again}")
     raise APIError(f"model: {type(model).__name__} is not a model; pass a zoo name "
                    "('cnn'), a config dict, an import path ('pkg.nets:make'), a Flax linen "
                    "Module, an NNX Module class or an (init, apply) pair")

@@ -79,14 +79,9 @@ def group_label(members: list[dict[str, Any]]) -> str:
 
 def resolved_config(study: dict[str, Any],
                     members: list[dict[str, Any]] | None = None) -> dict[str, Any]:
-    """The study as ``config.json`` stores it: members, their groups and experiment labels.
+    """A resolved study as ``config.json`` stores it: members, their groups and labels.
 
-    Args:
-        study: A resolved study.
-        members: Its members (``jaxmnist.config.check``); checked here when not given.
-
-    Returns:
-        The ``config.json`` dict.
+    ``members`` (``jaxmnist.config.check``) are checked here when not given.
     """
     members = C.check(study) if members is None else members
     groups = C.group_members([m["config"] for m in members])
@@ -262,13 +257,8 @@ def _add_train_confusion(run_dir: Path, done: dict[int, dict[str, Any]], splits:
 def _open_run_dir(run_dir: Path, resolved: dict[str, Any]) -> rundir.RunWriter:
     """Opens the run directory on process 0; every process learns whether that worked.
 
-    Returns:
-        Process 0's writer; on the other processes a writer that is used only to name the
-        checkpoint folders (they write nothing else).
-
-    Raises:
-        RunDirError: On every process when process 0 could not open the directory.
-        DistributedError: When another process cannot see the directory process 0 opened.
+    The other processes' writer only names the checkpoint folders. RunDirError on every process
+    when process 0 could not open it; DistributedError when another process cannot see it.
     """
     if jax.process_count() == 1:
         return rundir.RunWriter.open(run_dir, resolved)[0]

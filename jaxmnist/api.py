@@ -294,11 +294,7 @@ class Run:
         return bool(self._view.results.get("complete"))
 
     def table(self):
-        """One row per member: its varying settings, seed, status and test metrics.
-
-        Returns:
-            A pandas DataFrame indexed by member.
-        """
+        """One row per member (a pandas DataFrame): varying settings, seed, status, metrics."""
         import pandas as pd
 
         varying = self._varying_keys()
@@ -320,9 +316,8 @@ class Run:
     def points(self):
         """One row per grid point (its seeds together): mean and std of the test metrics.
 
-        Returns:
-            A pandas DataFrame indexed by the point's label, like scikit-learn's
-            ``cv_results_``: ``mean_test_acc``, ``std_test_acc``, ``seeds``, ``status``.
+        A pandas DataFrame indexed by the point's label, like scikit-learn's ``cv_results_``:
+        ``mean_test_acc``, ``std_test_acc``, ``seeds``, ``status``.
         """
         import pandas as pd
 
@@ -352,10 +347,8 @@ class Run:
     def plot(self, kind: str = "curves") -> Path | None:
         """Draws ``"curves"`` (every point) or ``"heatmap"`` (optimizer x lr) into figures/.
 
-        In a notebook the figure is displayed as well.
-
-        Returns:
-            The PNG's path (None for a heatmap of a run that is not a two-axis grid).
+        Returns the PNG's path (None: a heatmap of a run that is not a two-axis grid); in a
+        notebook the figure is displayed as well.
         """
         from jaxmnist.runs import figures
 

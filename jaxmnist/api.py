@@ -319,18 +319,12 @@ class Run:
         A pandas DataFrame indexed by the point's label, like scikit-learn's ``cv_results_``:
         ``mean_test_acc``, ``std_test_acc``, ``seeds``, ``status``.
         """
-        import pandas as pd
-
-        table = self.table()
-        groups = table.groupby("label", sort=False)
-        out = pd.DataFrame({
-            "mean_test_acc": groups["test_acc"].mean(),
-            "std_test_acc": groups["test_acc"].std(ddof=0),
-            "mean_test_loss": groups["test_loss"].mean(),
-            "seeds": groups.size(),
-            "status": groups["status"].agg(lambda s: ", ".join(
-                f"{k} {v}" for k, v in sorted(s.value_counts().items()))),
-        })
+        out = self.table().groupby("label", sort=False).agg(
+            mean_test_acc=("test_acc", "mean"),
+            std_test_acc=("test_acc", lambda s: s.std(ddof=0)),
+            mean_test_loss=("test_loss", "mean"), seeds=("test_acc", "size"),
+            status=("status", lambda s: ", ".join(
+                f"{k} {v}" for k, v in sorted(s.value_counts().items()))))
         return out.sort_values("mean_test_acc", ascending=False)
 
     def history(self, member: int):

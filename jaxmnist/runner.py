@@ -128,7 +128,6 @@ def run_study(study: dict[str, Any], run_dir: Path, *, data_dir: str | None = No
 
     members = C.check(study) if members is None else members
     configs = [m["config"] for m in members]
-    typed = [m["typed"] for m in members]
     groups = C.group_members(configs)
     resolved = resolved_config(study, members)
     # Every process checks (read-only); in a multi-process run only process 0 writes the run
@@ -175,7 +174,7 @@ def run_study(study: dict[str, Any], run_dir: Path, *, data_dir: str | None = No
         try:
             # The train confusion matrix is drawn for the best point alone: predicted once for
             # that member after every group finished (_add_train_confusion), not for all.
-            out = train_grid([typed[k] for k in ks], splits,
+            out = train_grid([members[k]["typed"] for k in ks], splits,
                              workdir=str(writer.ckpt_dir(g)), group_index=g,
                              callbacks=[writer.metrics_log(ks), *bars, *extra]
                              if primary else [])

@@ -48,9 +48,7 @@ class APIError(ValueError):
     """An argument of the API is not usable (one message saying what and how to fix it)."""
 
 
-# --------------------------------------------------------------------------------------------
 # Models given as objects
-# --------------------------------------------------------------------------------------------
 
 
 def _json_ready(value: Any) -> bool:
@@ -78,16 +76,9 @@ def _importable(obj: Any) -> str | None:
 def model_config(model: Any) -> tuple[dict[str, Any], str]:
     """Turns what a user passes as ``model`` into a model config and a note on reloading it.
 
-    Args:
-        model: A zoo name, config dict, import path, linen Module object, NNX Module class,
-            factory or ``(init, apply)`` pair.
-
-    Returns:
-        ``(model_config, note)``: the note is empty when the config can be loaded again by
-        another process from the run directory alone, and says why not otherwise.
-
-    Raises:
-        APIError: ``model`` is none of the accepted kinds (e.g. an NNX Module instance).
+    ``model``: a zoo name, config dict, import path, linen Module object, NNX Module class,
+    factory or ``(init, apply)`` pair (else APIError). The note is empty when another process
+    can load the config again from the run directory alone, and says why not otherwise.
     """
     from jaxmnist.models import adapters
 
@@ -95,8 +86,8 @@ def model_config(model: Any) -> tuple[dict[str, Any], str]:
         return {"name": model}, ""
     if isinstance(model, Mapping):
         return dict(model), ""
-    kind = type(model).__module__.split(".")[0]
-    if kind == "flax" or any(c.__module__.startswith("flax.") for c in type(model).__mro__):
+    again = "pass it again as model=... to resume or predict in another process"
+    if any(c.__module__.split(".")[0] == "flax" for c in type(model).__mro__):
         import flax.linen as nn
         from flax import nnx
 
@@ -107,49 +98,39 @@ def model_config(model: Any) -> tuple[dict[str, Any], str]:
                 "taking rngs (model=lambda rngs: " + type(model).__name__ + "(rngs=rngs)) so "
                 "that every member draws its own")
         if isinstance(model, nn.Module):
+            cls = type(model)
             fields = {f.name: getattr(model, f.name) for f in dataclasses.fields(model)
                       if f.name not in ("parent", "name") and f.init}
-            path = _importable(type(model))
-            if path and _json_ready(fields):
+            path, plain = _importable(cls), _json_ready(fields)
+            if path and plain:
                 return {"name": path, **fields}, ""
             # Not importable by another process: registered here under a name that the same
             # call gives again (so calling again resumes), its fields as keyword arguments.
-            cls = type(model)
             name = f"api:{cls.__qualname__}"
-            if _json_ready(fields):
-                adapters.register(name)(cls)
-                cfg = {"name": name, **fields}
-            else:
-                adapters.register(name)(lambda: model)
-                cfg = {"name": name}
+            adapters.register(name)(cls if plain else lambda: model)
             why = ("its class is defined in the notebook or script (__main__)" if not path else
                    "its fields are not JSON values")
-            return cfg, (f"model {cls.__qualname__} was passed as an object and {why}: pass "
-                         "it again as model=... to resume or predict in another process")
+            return ({"name": name, **(fields if plain else {})},
+                    f"model {cls.__qualname__} was passed as an object and {why}: {again}")
     if isinstance(model, tuple | list) and len(model) == 2 and all(map(callable, model)):
         name = f"api:{getattr(model[0], '__qualname__', 'init')}+" \
                f"{getattr(model[1], '__qualname__', 'apply')}"
         adapters.register(name)(lambda: tuple(model))
-        return {"name": name}, ("model was passed as an (init, apply) pair: pass it again as "
-                                "model=... to resume or predict in another process")
+        return {"name": name}, f"model was passed as an (init, apply) pair: {again}"
     if callable(model):  # an NNX Module class, a linen factory or a factory of pairs
         path = _importable(model)
         if path:
             return {"name": path}, ""
         qual = getattr(model, "__qualname__", type(model).__name__)
-        name = f"api:{qual}"
-        adapters.register(name)(model)
-        return {"name": name}, (f"model {qual} is defined in the notebook or script (__main__): "
-                                "pass it again as model=... to resume or predict in another "
-                                "process")
+        adapters.register(f"api:{qual}")(model)
+        return {"name": f"api:{qual}"}, (f"model {qual} is defined in the notebook or script "
+                                         f"(__main__): {again}")
     raise APIError(f"model: {type(model).__name__} is not a model; pass a zoo name "
                    "('cnn'), a config dict, an import path ('pkg.nets:make'), a Flax linen "
                    "Module, an NNX Module class or an (init, apply) pair")
 
 
-# --------------------------------------------------------------------------------------------
 # Studies
-# --------------------------------------------------------------------------------------------
 
 
 def load_study(name_or_path: str | Path, *, preset: str | None = None, quick: bool = False,
@@ -174,43 +155,6 @@ def load_study(name_or_path: str | Path, *, preset: str | None = None, quick: bo
 
     study = C.resolve(C.load_study(name_or_path), preset=preset, quick=quick, seeds=seeds,
                       overrides=overrides)
-    C.check(study)
-    return study
-
-
-def _grid_study(model_cfg: dict[str, Any], optimizers: Mapping[str, Any], *, seeds: int,
-                epochs: int, batch_size: int, dataset: str, data: Mapping[str, Any] | None,
-                name: str, note: str, extra: Mapping[str, Any]) -> dict[str, Any]:
-    from jaxmnist import config as C  # the study schema imports jax; reading a run does not
-
-    points = []
-    for opt_name, setting in optimizers.items():
-        rates = setting if isinstance(setting, list | tuple) else [setting]
-        for lr in rates:
-            if isinstance(lr, Mapping):  # {"learning_rate": ..., "b1": ...}
-                optim = {"name": opt_name, **lr}
-            else:
-                optim = {"name": opt_name, "learning_rate": lr}
-            label = f"{opt_name} lr={optim.get('learning_rate', '?'):g}" \
-                if isinstance(optim.get("learning_rate"), int | float) else opt_name
-            points.append({"label": label, "set": {"optim": optim}})
-    if not points:
-        raise APIError("optimizers: give at least one, e.g. optimizers={'adam': [1e-3]}")
-    # The base holds only what every optimizer takes: each point's own hyperparameters stay
-    # its own (jaxmnist.config.inherit), so Adam's b1 never reaches an SGD point.
-    first = points[0]["set"]["optim"]
-    base = {"model": model_cfg,
-            "optim": {k: v for k, v in first.items() if k in ("name", "learning_rate")},
-            "train": {"epochs": epochs, "batch_size": batch_size}}
-    for key, value in extra.items():
-        set_dotted(base, key, value)
-    study = {"study": name, "title": f"{name}: {model_cfg.get('name')} x "
-                                     f"{', '.join(optimizers)}",
-             "data": {**GRID_DATA, "name": dataset, **dict(data or {})},
-             "base": base,
-             "experiments": [{"name": "main", "title": "", "points": points}],
-             "seeds": seeds, "notes": note}
-    study = C.resolve(study)
     C.check(study)
     return study
 
@@ -246,15 +190,40 @@ def grid(*, model: Any, optimizers: Mapping[str, Any], seeds: int = 1, epochs: i
         APIError / jaxmnist.config.ConfigError: a bad argument (nothing written).
         jaxmnist.data.DataError: the data cannot be loaded (nothing written).
     """
+    from jaxmnist import config as C  # the study schema imports jax; reading a run does not
     from jaxmnist.engine import hostdevices
 
     hostdevices.configure()  # first: XLA reads its flags once, when a backend starts
     model_cfg, note = model_config(model)
-    data = {**dict(data or {}), **({"source": "synthetic"} if synthetic else {})}
-    study = _grid_study(model_cfg, optimizers, seeds=seeds, epochs=epochs,
-                        batch_size=batch_size, dataset=dataset, data=data, name=name, note=note,
-                        extra=dict(config or {}))
-    return run(study, workdir=workdir, progress=progress)
+    points = []
+    for opt_name, setting in optimizers.items():
+        rates = setting if isinstance(setting, list | tuple) else [setting]
+        for lr in rates:
+            if isinstance(lr, Mapping):  # {"learning_rate": ..., "b1": ...}
+                optim = {"name": opt_name, **lr}
+            else:
+                optim = {"name": opt_name, "learning_rate": lr}
+            label = f"{opt_name} lr={optim.get('learning_rate', '?'):g}" \
+                if isinstance(optim.get("learning_rate"), int | float) else opt_name
+            points.append({"label": label, "set": {"optim": optim}})
+    if not points:
+        raise APIError("optimizers: give at least one, e.g. optimizers={'adam': [1e-3]}")
+    # The base holds only what every optimizer takes: each point's own hyperparameters stay
+    # its own (jaxmnist.config.inherit), so Adam's b1 never reaches an SGD point.
+    first = points[0]["set"]["optim"]
+    base = {"model": model_cfg,
+            "optim": {k: v for k, v in first.items() if k in ("name", "learning_rate")},
+            "train": {"epochs": epochs, "batch_size": batch_size}}
+    for key, value in (config or {}).items():
+        set_dotted(base, key, value)
+    study = {"study": name, "title": f"{name}: {model_cfg.get('name')} x "
+                                     f"{', '.join(optimizers)}",
+             "data": {**GRID_DATA, "name": dataset, **dict(data or {}),
+                      **({"source": "synthetic"} if synthetic else {})},
+             "base": base,
+             "experiments": [{"name": "main", "title": "", "points": points}],
+             "seeds": seeds, "notes": note}
+    return run(C.resolve(study), workdir=workdir, progress=progress)
 
 
 def run(study: Mapping[str, Any], *, workdir: str | Path, data_dir: str | None = None,
@@ -293,9 +262,7 @@ def open_run(workdir: str | Path) -> Run:
     return Run(Path(workdir))
 
 
-# --------------------------------------------------------------------------------------------
 # Results
-# --------------------------------------------------------------------------------------------
 
 
 def _dynamic(config: Mapping[str, Any]) -> dict[str, Any]:
@@ -327,11 +294,7 @@ class Run:
         return bool(self._view.results.get("complete"))
 
     def table(self):
-        """One row per member: its varying settings, seed, status and test metrics.
-
-        Returns:
-            A pandas DataFrame indexed by member.
-        """
+        """One row per member (a pandas DataFrame): varying settings, seed, status, metrics."""
         import pandas as pd
 
         varying = self._varying_keys()
@@ -353,22 +316,15 @@ class Run:
     def points(self):
         """One row per grid point (its seeds together): mean and std of the test metrics.
 
-        Returns:
-            A pandas DataFrame indexed by the point's label, like scikit-learn's
-            ``cv_results_``: ``mean_test_acc``, ``std_test_acc``, ``seeds``, ``status``.
+        A pandas DataFrame indexed by the point's label, like scikit-learn's ``cv_results_``:
+        ``mean_test_acc``, ``std_test_acc``, ``seeds``, ``status``.
         """
-        import pandas as pd
-
-        table = self.table()
-        groups = table.groupby("label", sort=False)
-        out = pd.DataFrame({
-            "mean_test_acc": groups["test_acc"].mean(),
-            "std_test_acc": groups["test_acc"].std(ddof=0),
-            "mean_test_loss": groups["test_loss"].mean(),
-            "seeds": groups.size(),
-            "status": groups["status"].agg(lambda s: ", ".join(
-                f"{k} {v}" for k, v in sorted(s.value_counts().items()))),
-        })
+        out = self.table().groupby("label", sort=False).agg(
+            mean_test_acc=("test_acc", "mean"),
+            std_test_acc=("test_acc", lambda s: s.std(ddof=0)),
+            mean_test_loss=("test_loss", "mean"), seeds=("test_acc", "size"),
+            status=("status", lambda s: ", ".join(
+                f"{k} {v}" for k, v in sorted(s.value_counts().items()))))
         return out.sort_values("mean_test_acc", ascending=False)
 
     def history(self, member: int):
@@ -385,10 +341,8 @@ class Run:
     def plot(self, kind: str = "curves") -> Path | None:
         """Draws ``"curves"`` (every point) or ``"heatmap"`` (optimizer x lr) into figures/.
 
-        In a notebook the figure is displayed as well.
-
-        Returns:
-            The PNG's path (None for a heatmap of a run that is not a two-axis grid).
+        Returns the PNG's path (None: a heatmap of a run that is not a two-axis grid); in a
+        notebook the figure is displayed as well.
         """
         from jaxmnist.runs import figures
 

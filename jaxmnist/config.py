@@ -249,17 +249,6 @@ def apply_overrides(study: dict[str, Any], overrides: Sequence[str]) -> dict[str
     return study
 
 
-def _merge(tree: dict[str, Any], overrides: Mapping[str, Any], where: str) -> list[str]:
-    """Merges nested ``overrides`` into ``tree`` in place; returns unknown-key problems."""
-    problems = []
-    for key, value in flatten(overrides).items():
-        if get_dotted(tree, key, _MISSING) is _MISSING:
-            problems.append(f"{where}: unknown key {key!r}{suggest(key, flatten(tree))}")
-        else:
-            set_dotted(tree, key, copy.deepcopy(value))
-    return problems
-
-
 def presets(cfg: ml_collections.ConfigDict | Mapping[str, Any]) -> dict[str, dict[str, Any]]:
     """Returns a study's named presets (``--preset NAME``; ``--quick`` is ``quick``)."""
     return dict(to_plain(cfg).get("presets") or {})
@@ -289,7 +278,12 @@ def resolve(cfg: ml_collections.ConfigDict | Mapping[str, Any], *, preset: str |
             problems.append(f"unknown preset {preset!r}{suggest(preset, available)}; this "
                             f"study's presets: {', '.join(sorted(available)) or 'none'}")
         else:
-            problems += _merge(study, available[preset], f"preset {preset!r}")
+            for key, value in flatten(available[preset]).items():
+                if get_dotted(study, key, _MISSING) is _MISSING:
+                    problems.append(f"preset {preset!r}: unknown key {key!r}"
+                                    f"{suggest(key, flatten(study))}")
+                else:
+                    set_dotted(study, key, copy.deepcopy(value))
     if seeds is not None:
         study["seeds"] = seeds
     if problems:
@@ -419,7 +413,7 @@ def _validate(study: Mapping[str, Any]) -> tuple[list[str], list[dict[str, Any]]
         if member["key"] in points:  # another seed of a checked point
             typed = points[member["key"]]
             if typed is not None:
-                member["typed"] = schema.with_seed(typed, cfg["seed"])
+                member["typed"] = typed.model_copy(update={"seed": cfg["seed"]})
                 member["config"] = member["typed"].config()
             continue
         typed, found = schema.validated(cfg, "member")

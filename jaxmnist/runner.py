@@ -18,6 +18,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import jax
 import numpy as np
 
 from jaxmnist import config as C
@@ -30,26 +31,6 @@ from jaxmnist.runs import rundir
 def say(msg: str) -> None:
     """One message line on stderr (progress and results go there; stdout stays for data)."""
     print(msg, file=sys.stderr, flush=True)
-
-
-def _resolved_config(study: dict[str, Any], members: list[dict], groups: list[list[int]]):
-    group_of = {k: g for g, ks in enumerate(groups) for k in ks}
-    return {
-        **study,
-        "experiment_list": C.experiments(study),
-        "groups": [{"group": g, "members": ks} for g, ks in enumerate(groups)],
-        "members": [
-            {
-                "member": m["member"],
-                "group": group_of[m["member"]],
-                "key": m["key"],
-                "label": C.describe(m),
-                "experiments": m["experiments"],
-                "config": m["config"],
-            }
-            for m in members
-        ],
-    }
 
 
 class Progress(Callback):
@@ -98,17 +79,29 @@ def group_label(members: list[dict[str, Any]]) -> str:
 
 def resolved_config(study: dict[str, Any],
                     members: list[dict[str, Any]] | None = None) -> dict[str, Any]:
-    """The study as ``config.json`` stores it: members, their groups and experiment labels.
+    """A resolved study as ``config.json`` stores it: members, their groups and labels.
 
-    Args:
-        study: A resolved study.
-        members: Its members (``jaxmnist.config.check``); checked here when not given.
-
-    Returns:
-        The ``config.json`` dict.
+    ``members`` (``jaxmnist.config.check``) are checked here when not given.
     """
     members = C.check(study) if members is None else members
-    return _resolved_config(study, members, C.group_members([m["config"] for m in members]))
+    groups = C.group_members([m["config"] for m in members])
+    group_of = {k: g for g, ks in enumerate(groups) for k in ks}
+    return {
+        **study,
+        "experiment_list": C.experiments(study),
+        "groups": [{"group": g, "members": ks} for g, ks in enumerate(groups)],
+        "members": [
+            {
+                "member": m["member"],
+                "group": group_of[m["member"]],
+                "key": m["key"],
+                "label": C.describe(m),
+                "experiments": m["experiments"],
+                "config": m["config"],
+            }
+            for m in members
+        ],
+    }
 
 
 def run_study(study: dict[str, Any], run_dir: Path, *, data_dir: str | None = None,
@@ -135,9 +128,8 @@ def run_study(study: dict[str, Any], run_dir: Path, *, data_dir: str | None = No
 
     members = C.check(study) if members is None else members
     configs = [m["config"] for m in members]
-    typed = [m["typed"] for m in members]
     groups = C.group_members(configs)
-    resolved = _resolved_config(study, members, groups)
+    resolved = resolved_config(study, members)
     # Every process checks (read-only); in a multi-process run only process 0 writes the run
     # directory, the others train, save their checkpoint shards and read what process 0 wrote.
     resuming = rundir.RunWriter.check(run_dir, resolved)  # fail before the (slow) data load
@@ -182,7 +174,7 @@ def run_study(study: dict[str, Any], run_dir: Path, *, data_dir: str | None = No
         try:
             # The train confusion matrix is drawn for the best point alone: predicted once for
             # that member after every group finished (_add_train_confusion), not for all.
-            out = train_grid([typed[k] for k in ks], splits,
+            out = train_grid([members[k]["typed"] for k in ks], splits,
                              workdir=str(writer.ckpt_dir(g)), group_index=g,
                              callbacks=[writer.metrics_log(ks), *bars, *extra]
                              if primary else [])
@@ -208,12 +200,12 @@ def run_study(study: dict[str, Any], run_dir: Path, *, data_dir: str | None = No
              f"train {stats.get('train_seconds', 0):.1f}s, "
              f"{stats.get('images_per_second') or 0:,.0f} images/s")
 
-    if distributed.process_count() > 1:
+    if jax.process_count() > 1:
         # Training is over: leave the distributed runtime before the host-only steps, so that
         # no process waits on process 0's baseline and report (the shutdown time-out).
-        distributed.shutdown()
+        jax.distributed.shutdown()
         if not primary:
-            say(f"process {distributed.process_index()}: done; process 0 writes the results")
+            say(f"process {jax.process_index()}: done; process 0 writes the results")
             return results
     if primary and _add_train_confusion(run_dir, done, splits):
         save()
@@ -264,15 +256,10 @@ def _add_train_confusion(run_dir: Path, done: dict[int, dict[str, Any]], splits:
 def _open_run_dir(run_dir: Path, resolved: dict[str, Any]) -> rundir.RunWriter:
     """Opens the run directory on process 0; every process learns whether that worked.
 
-    Returns:
-        Process 0's writer; on the other processes a writer that is used only to name the
-        checkpoint folders (they write nothing else).
-
-    Raises:
-        RunDirError: On every process when process 0 could not open the directory.
-        DistributedError: When another process cannot see the directory process 0 opened.
+    The other processes' writer only names the checkpoint folders. RunDirError on every process
+    when process 0 could not open it; DistributedError when another process cannot see it.
     """
-    if distributed.process_count() == 1:
+    if jax.process_count() == 1:
         return rundir.RunWriter.open(run_dir, resolved)[0]
     writer, error = rundir.RunWriter(run_dir), None
     if distributed.is_primary():

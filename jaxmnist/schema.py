@@ -315,11 +315,6 @@ def member(cfg: Mapping[str, Any] | Member, where: str = "member") -> Member:
     return m
 
 
-def with_seed(m: Member, seed: int) -> Member:
-    """Another seed of a checked member (nothing else differs, so nothing is checked again)."""
-    return m.model_copy(update={"seed": seed})
-
-
 def data_problems(spec: Any, train_size: int = 60_000) -> list[str]:
     """Problems with a data spec: keys, choices, split rules (``train_size`` bounds val_size)."""
     found = _problems(Data, spec, "data")[1]

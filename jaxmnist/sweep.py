@@ -37,6 +37,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import jax
+
 from jaxmnist import config as C
 from jaxmnist.engine import distributed, hostdevices
 from jaxmnist.runner import group_label, resolved_config, run_study, say
@@ -130,22 +132,18 @@ def _dry_run(study: dict[str, Any], members: list[dict[str, Any]]) -> None:
 
 def _list(study: str | None) -> int:
     """Prints the shipped studies (names, titles), or the study files beside ``study``."""
+    shipped = study is None or C.is_study_name(study)
+    folder = None if shipped else Path(study).parent
     try:
-        if study is None or C.is_study_name(study):
-            rows = C.list_studies()
-            print(f"studies that ship with jaxmnist ({C.studies_dir()}); run one by name, "
-                  "e.g. python -m jaxmnist.sweep s2 --dry-run:")
-            for _, name, title in rows:
-                print(f"  {name:11s} {title}")
-        else:
-            folder = Path(study).parent
-            if not folder.is_dir():
-                raise C.ConfigError([f"--list {study}: no folder {folder}; give a study file in "
-                                     "an existing folder, or --list alone for the shipped "
-                                     "studies"])
-            print(f"study files in {folder}:")
-            for path, name, title in C.list_studies(folder):
-                print(f"  {name:11s} {str(path):24s} {title}")
+        if folder is not None and not folder.is_dir():
+            raise C.ConfigError([f"--list {study}: no folder {folder}; give a study file in an "
+                                 "existing folder, or --list alone for the shipped studies"])
+        rows = C.list_studies(folder)
+        print(f"studies that ship with jaxmnist ({C.studies_dir()}); run one by name, e.g. "
+              "python -m jaxmnist.sweep s2 --dry-run:" if shipped else
+              f"study files in {folder}:")
+        for path, name, title in rows:
+            print(f"  {name:11s} " + ("" if shipped else f"{str(path):24s} ") + title)
     except C.ConfigError as err:
         say(f"jaxmnist.sweep: {err}")
         return EXIT_CONFIG
@@ -262,8 +260,8 @@ def _join(settings: distributed.Settings) -> int:
              "process with the same coordinator address and process count, and ids 0..N-1 "
              f"({distributed.ENV_INIT_TIMEOUT} sets the wait).\nNothing was written.")
         return distributed.EXIT_PEER_LOST
-    say(f"distributed: process {distributed.process_index()} of {distributed.process_count()}"
-         f", {len(distributed.local_devices())} local / {len(distributed.devices())} devices")
+    say(f"distributed: process {jax.process_index()} of {jax.process_count()}"
+         f", {len(jax.local_devices())} local / {len(jax.devices())} devices")
     return 0
 
 

@@ -24,11 +24,7 @@ def unflatten(flat: Mapping[str, Any], sep: str = ".") -> dict[str, Any]:
     """``{"a.b": 1}`` -> ``{"a": {"b": 1}}`` (the inverse of :func:`flatten`)."""
     out: dict[str, Any] = {}
     for key, value in flat.items():
-        *parents, leaf = key.split(sep)
-        node = out
-        for part in parents:
-            node = node.setdefault(part, {})
-        node[leaf] = value
+        set_dotted(out, key, value, sep)
     return out
 
 
@@ -44,9 +40,9 @@ def get_dotted(tree: Mapping[str, Any], key: str, default: Any = _RAISE) -> Any:
     return node
 
 
-def set_dotted(tree: dict[str, Any], key: str, value: Any) -> None:
+def set_dotted(tree: dict[str, Any], key: str, value: Any, sep: str = ".") -> None:
     """Sets ``tree["a"]["b"] = value`` for ``key="a.b"`` (missing parents become dicts)."""
-    *parents, leaf = key.split(".")
+    *parents, leaf = key.split(sep)
     node = tree
     for part in parents:
         node = node.setdefault(part, {})

@@ -33,6 +33,8 @@ def main() -> None:
     args = parser.parse_args()
     os.environ["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={args.devices}"
 
+    import jax
+
     from jaxmnist.engine import distributed
     from jaxmnist.engine.fit import train_grid
 
@@ -44,8 +46,8 @@ def main() -> None:
     from train_worker import save_results
 
     def on_epoch_end(group_index, epoch, metrics, info):
-        print(f"process {distributed.process_index()}: epoch {epoch} done", flush=True)
-        if epoch == args.kill_after_epoch and distributed.process_index() == args.kill_process:
+        print(f"process {jax.process_index()}: epoch {epoch} done", flush=True)
+        if epoch == args.kill_after_epoch and jax.process_index() == args.kill_process:
             # A hard kill, as a crashed or preempted host would get: no cleanup at all.
             os.kill(os.getpid(), signal.SIGKILL)
 

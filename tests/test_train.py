@@ -60,7 +60,7 @@ def _reference_step(model_cfg_json: str, optimizer: str):
     per optimizer, not per learning rate)."""
     model = models.build(json.loads(model_cfg_json))
     tx = optax.inject_hyperparams(
-        lambda learning_rate: optim.reference_optimizer(optimizer, learning_rate)
+        lambda learning_rate: optim.reference({"name": optimizer, "learning_rate": learning_rate})
     )(learning_rate=1.0)
 
     @jax.jit

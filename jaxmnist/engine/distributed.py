@@ -15,7 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import jax
 import numpy as np
+from jax.experimental import multihost_utils
 
 ENV_COORDINATOR = "JAXMNIST_COORDINATOR"
 ENV_NUM_PROCESSES = "JAXMNIST_NUM_PROCESSES"
@@ -105,8 +107,6 @@ def settings_from_env(environ: Mapping[str, str] | None = None) -> Settings:
 
 def initialize(settings: Settings) -> None:
     """Joins this process to the run (before anything touches a device); CPU collectives: gloo."""
-    import jax
-
     if "JAX_CPU_COLLECTIVES_IMPLEMENTATION" not in os.environ:
         # A JAX without the option keeps its default.
         with contextlib.suppress(AttributeError, KeyError, ValueError):
@@ -124,51 +124,13 @@ def initialize(settings: Settings) -> None:
     jax.distributed.initialize(**{k: v for k, v in kwargs.items() if k in accepted})
 
 
-def shutdown() -> None:
-    """Leaves the run: waits (up to the shutdown time-out) until every process got here."""
-    import jax
-
-    if jax.process_count() > 1:
-        jax.distributed.shutdown()
-
-
-def process_index() -> int:
-    """This process's index (0 when not distributed)."""
-    import jax
-
-    return jax.process_index()
-
-
-def process_count() -> int:
-    """How many processes share the run (1 when not distributed)."""
-    import jax
-
-    return jax.process_count()
-
-
-def devices() -> list[Any]:
-    """Every device of every process."""
-    import jax
-
-    return jax.devices()
-
-
-def local_devices() -> list[Any]:
-    """This process's devices."""
-    import jax
-
-    return jax.local_devices()
-
-
 def is_primary() -> bool:
     """True on the one process that writes the run directory (process 0)."""
-    return process_index() == 0
+    return jax.process_index() == 0
 
 
 def put(tree: Any, sharding: Any) -> Any:
     """Host values (the same on every process) as global arrays; each sends its own shards."""
-    import jax
-
     if sharding.is_fully_addressable:
         return jax.device_put(tree, sharding)
 
@@ -181,9 +143,6 @@ def put(tree: Any, sharding: Any) -> Any:
 
 def to_host(tree: Any) -> Any:
     """The whole value of every array in ``tree`` as NumPy (a collective across processes)."""
-    import jax
-    from jax.experimental import multihost_utils
-
     def leaf(value):
         if isinstance(value, jax.Array) and not value.is_fully_addressable:
             if value.is_fully_replicated:
@@ -210,10 +169,10 @@ def stop_together(resume_hint: str = "",
     try:
         yield
     except Exception as err:  # noqa: BLE001 - any failure ends a multi-process run alike
-        if process_count() <= 1 or isinstance(err, passthrough):
+        if jax.process_count() <= 1 or isinstance(err, passthrough):
             raise
         first = str(err).strip().splitlines()[0] if str(err).strip() else ""
-        print(f"jaxmnist: process {process_index()} of {process_count()} stopped: "
+        print(f"jaxmnist: process {jax.process_index()} of {jax.process_count()} stopped: "
               f"{type(err).__name__}: {first[:300]}\n"
               "This usually means another process of the run died (killed, preempted or "
               "crashed); see its log. Relaunch all processes with the same command to continue"
@@ -224,9 +183,6 @@ def stop_together(resume_hint: str = "",
 
 def all_true(flag: bool) -> list[bool]:
     """Every process's ``flag``, in process order (``[flag]`` on one process). A collective."""
-    import jax
-    from jax.experimental import multihost_utils
-
     if jax.process_count() == 1:
         return [bool(flag)]
     flags = multihost_utils.process_allgather(np.asarray(bool(flag), np.int32))
@@ -238,9 +194,6 @@ def check_shared_dir(directory: str | os.PathLike) -> None:
 
     Process 0 writes a random token; DistributedError on every process names those not seeing it.
     """
-    import jax
-    from jax.experimental import multihost_utils
-
     if jax.process_count() == 1:
         return
     path = Path(directory) / ".jaxmnist-shared-check"

@@ -407,9 +407,9 @@ def update(grads: Any, state: dict[str, Any], params: Any, hyper: Mapping[str, j
 
 # Oracles: the plain optax objects a member must match
 def schedule(cfg: Mapping[str, Any], total_steps: int | None = None):
-    """The plain optax schedule (or the float learning rate) an ``optim`` section describes."""
+    """The plain optax schedule (or the learning rate) an ``optim`` section describes."""
     s = _schedule_dict(cfg)
-    lr = float(cfg["learning_rate"])
+    lr = cfg["learning_rate"]
     name = s["name"]
     if name == "constant":
         return lr
@@ -434,11 +434,3 @@ def reference(cfg: Mapping[str, Any], total_steps: int | None = None):
         tx = optax.chain(optax.clip_by_global_norm(float(cfg["clip_norm"])), tx)
     return tx
 
-
-def reference_optimizer(name: str, learning_rate: Any, momentum: float = DEFAULT_MOMENTUM):
-    """:func:`reference` of a name, a learning rate (an array works) and momentum."""
-    sp = spec(name)
-    hp = dict(sp.defaults)
-    if "momentum" in hp:
-        hp["momentum"] = momentum
-    return sp.factory(learning_rate, **hp, **sp.static)

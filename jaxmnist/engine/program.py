@@ -115,11 +115,9 @@ class TrainState(NamedTuple):
     diverged_epoch: jax.Array  # int32: the epoch in which it diverged, 0 while alive
 
 
-def _all_finite(tree: Any) -> jax.Array:
+def _all_finite(tree: Any) -> jax.Array:  # True for an empty tree (the zoo's model state)
     leaves = jax.tree_util.tree_leaves(tree)
-    if not leaves:
-        return jnp.asarray(True)
-    return jnp.all(jnp.stack([jnp.all(jnp.isfinite(leaf)) for leaf in leaves]))
+    return jnp.all(jnp.asarray([jnp.all(jnp.isfinite(leaf)) for leaf in leaves], bool))
 
 
 def _select(pred: jax.Array, on_true: Any, on_false: Any) -> Any:

@@ -35,23 +35,17 @@ def _plan(cfg: dict[str, Any]) -> tuple[list[int], str, int, list[float]]:
     return list(DEPTH_FILTERS[:depth]), cfg["padding"], DEPTH_DENSE[depth - 1], [rate, rate]
 
 
-def _flat_size(filters: list[int], padding: str) -> int:
-    size = 28
-    for _ in filters:
-        size = (size if padding == "same" else size - 2) // 2  # conv3x3, then maxpool2
-    return size * size * filters[-1]
-
-
 def init(key: Array, cfg: Mapping[str, Any]) -> Params:
     """Initialises params ``conv1..convN, dense1, dense2`` for a ``cnn`` or ``cnn_depth`` cfg."""
     cfg = specs.resolved(cfg)
-    filters, padding, units, _ = _plan(cfg)
+    filters, _, units, _ = _plan(cfg)
     plan: dict[str, Any] = {}
     c_in = 1
     for i, f in enumerate(filters):
         plan[f"conv{i + 1}"] = layers.conv_spec(3, 3, c_in, f)
         c_in = f
-    plan["dense1"] = layers.dense_spec(_flat_size(filters, padding), units)
+    flat = next(shape[0] for name, shape, _ in describe(cfg) if name == "flatten")
+    plan["dense1"] = layers.dense_spec(flat, units)
     plan["dense2"] = layers.dense_spec(units, NUM_CLASSES)
     return init_params(key, plan)
 

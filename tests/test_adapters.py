@@ -445,3 +445,41 @@ def test_a_resnet_run_interrupted_resumes_bit_exactly_with_its_statistics(axis_m
             assert fa.keys() == fb.keys()
             for name in fa:
                 np.testing.assert_array_equal(fa[name], fb[name], err_msg=f"{part}/{name}")
+
+
+@pytest.mark.e2e
+def test_flaxs_imagenet_resnet18_file_unchanged_trains_from_the_api_and_the_cli(tmp_path):
+    """Flax's examples/imagenet/models.py, byte for byte (its BatchNorm averages over the
+    named axis 'batch'), as a grid from jm.grid and from the command line."""
+    import hashlib
+    import subprocess
+    import sys
+
+    import user_models
+
+    import jaxmnist as jm
+
+    path = user_models.write(tmp_path, "models.py", user_models.FLAX_IMAGENET_MODELS)
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == \
+        user_models.FLAX_IMAGENET_MODELS_SHA256
+    model = {"name": f"{path}:ResNet18", "num_classes": 10}
+    data = {"train_limit": 96, "test_limit": 32}
+    run = jm.grid(model=model, optimizers={"adam": [1e-3], "momentum": [0.05]}, data=data,
+                  batch_size=32, synthetic=True, workdir=tmp_path / "api", progress=False)
+    table = run.table()
+    assert run.complete and len(table) == 2 and (table["status"] != "diverged").all()
+    assert run.view.config["members"][0]["config"]["model"]["axis_names"] == []  # found alone
+    (tmp_path / "study.py").write_text(
+        "import ml_collections\n\n\ndef get_config():\n"
+        "    c = ml_collections.ConfigDict()\n    c.study = 'resnet18'\n"
+        "    c.data = dict(split='none', train_limit=96, test_limit=32)\n"
+        f"    c.base = dict(model=dict(name={str(path) + ':ResNet18'!r}, num_classes=10),\n"
+        "                  optim=dict(name='momentum', learning_rate=0.05),\n"
+        "                  train=dict(epochs=1, batch_size=32))\n"
+        "    c.grid = dict(optim=dict(name=['momentum', 'adamw']))\n    c.seeds = 1\n"
+        "    return c\n")
+    out = subprocess.run([sys.executable, "-m", "jaxmnist.sweep", str(tmp_path / "study.py"),
+                          "--synthetic", "--no-report", "--workdir", str(tmp_path / "cli")],
+                         capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert jm.open_run(tmp_path / "cli").complete

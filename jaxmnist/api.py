@@ -314,18 +314,25 @@ class Run:
         return pd.DataFrame(rows).set_index("member").sort_index()
 
     def points(self):
-        """One row per grid point (its seeds together): mean and std of the test metrics.
+        """One row per grid point (its full settings; its seeds together), as the report counts.
 
-        A pandas DataFrame indexed by the point's label, like scikit-learn's ``cv_results_``:
-        ``mean_test_acc``, ``std_test_acc``, ``seeds``, ``status``.
+        A pandas DataFrame indexed by the point's label (unique: settings are never merged),
+        like scikit-learn's ``cv_results_``: ``mean_test_acc``, ``std_test_acc`` (sample std,
+        ddof=1, over the finite seeds; 0 for one), ``mean_test_loss``, ``seeds``, ``status``.
         """
-        out = self.table().groupby("label", sort=False).agg(
-            mean_test_acc=("test_acc", "mean"),
-            std_test_acc=("test_acc", lambda s: s.std(ddof=0)),
-            mean_test_loss=("test_loss", "mean"), seeds=("test_acc", "size"),
-            status=("status", lambda s: ", ".join(
-                f"{k} {v}" for k, v in sorted(s.value_counts().items()))))
-        return out.sort_values("mean_test_acc", ascending=False)
+        import pandas as pd
+
+        from jaxmnist.engine import metrics
+
+        rows = []
+        for p in self._view.points:
+            mean, std, _ = metrics.mean_std(p.test_acc())
+            rows.append({"label": p.label, "mean_test_acc": mean, "std_test_acc": std,
+                         "mean_test_loss": metrics.mean_std(
+                             p.values(lambda m: m["test"].get("loss")))[0],
+                         "seeds": len(p.members), "status": p.status()})
+        return pd.DataFrame(rows).set_index("label").sort_values("mean_test_acc",
+                                                                 ascending=False)
 
     def history(self, member: int):
         """Per-epoch losses and accuracies of one member (a pandas DataFrame by epoch)."""

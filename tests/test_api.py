@@ -188,3 +188,23 @@ def test_a_cnn_grid_gets_the_cli_device_layout(tmp_path):
     assert "already started its backend" not in out.stderr
     groups = json.loads((tmp_path / "run" / "results.json").read_text())["groups"]
     assert [g["devices"] for g in groups] == [expected], out.stderr
+
+
+def test_adams_own_betas_beside_sgd_reach_adam_alone(tmp_path):
+    """{"adam": [{"b1": 0.5}], "sgd": [0.1]}: each point gets its own hyperparameters and only
+    those (an optimizer's keys never reach another optimizer's points)."""
+    run = jm.grid(model=TinyMLP(width=8), optimizers={
+        "adam": [{"learning_rate": 1e-3, "b1": 0.9}, {"learning_rate": 1e-3, "b1": 0.5}],
+        "sgd": [0.1]}, epochs=1, data=TINY_DATA, synthetic=True, workdir=tmp_path / "run",
+        progress=False)
+    optims = [m["config"]["optim"] for m in run.view.config["members"]]
+    assert [o["name"] for o in optims] == ["adam", "adam", "sgd"]
+    assert [o["b1"] for o in optims[:2]] == [0.9, 0.5]
+    assert optims[2] == {"name": "sgd", "learning_rate": 0.1, "schedule": {"name": "constant"},
+                         "clip_norm": None}
+    assert len(run.table()) == 3
+    # Two Adam points that differ in b1 alone are two points, each labelled by what differs.
+    points = run.points()
+    assert sorted(points.index) == ["adam lr=0.001 (b1=0.5)", "adam lr=0.001 (b1=0.9)",
+                                    "sgd lr=0.1"]
+    assert (points["seeds"] == 1).all()

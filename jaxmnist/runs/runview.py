@@ -28,11 +28,12 @@ class Point:
     config: dict[str, Any]
     experiments: list[dict[str, Any]]
     members: list[dict[str, Any]] = field(default_factory=list)
+    suffix: str = ""  # the settings that tell it from points of the same label (load sets it)
 
     @property
     def label(self) -> str:
-        """The first experiment's label (S3 points may belong to several experiments)."""
-        return self.experiments[0]["label"] if self.experiments else "base"
+        """The first experiment's label, made unique by the settings that differ (``suffix``)."""
+        return (self.experiments[0]["label"] if self.experiments else "base") + self.suffix
 
     @property
     def rep(self) -> dict[str, Any]:
@@ -219,12 +220,35 @@ def load(run_dir: str | Path) -> RunView:
     kept = [p for p in points.values() if p.members]
     for p in kept:
         p.members.sort(key=lambda m: m["config"]["seed"])
+    _unique_labels(kept)
     if not kept:
         raise ReportError(f"{run_dir} holds no finished member and no finished epoch yet "
                           f"({rundir.RESULTS} and {rundir.METRICS}); wait for the first epoch "
                           "(or resume the run)")
     samples = rundir.read_samples(run_dir)
     return RunView(run_dir, config, results, env, kept, samples)
+
+
+def _unique_labels(points: list[Point]) -> None:
+    """Gives points that share a label the settings that differ as a suffix.
+
+    Two Adam points told apart by ``b1`` alone read ``adam lr=0.001 (b1=0.5)``.
+    """
+    flats = [{k: v for k, v in flatten(p.config).items() if not isinstance(v, list | dict)}
+             for p in points]
+    by_label: dict[str, list[int]] = collections.defaultdict(list)
+    for i, p in enumerate(points):
+        by_label[p.label].append(i)
+    for twins in by_label.values():
+        if len(twins) < 2:
+            continue
+        keys = sorted({k for i in twins for k in flats[i]
+                       if len({repr(flats[j].get(k)) for j in twins}) > 1})
+        for i in twins:
+            values = [flats[i].get(k) for k in keys]
+            points[i].suffix = " (" + ", ".join(
+                f"{k.rsplit('.', 1)[-1]}={v:g}" if isinstance(v, float) else
+                f"{k.rsplit('.', 1)[-1]}={v}" for k, v in zip(keys, values, strict=True)) + ")"
 
 
 def grid_axes(run: RunView) -> tuple[str, list[Any], str, list[Any]] | None:

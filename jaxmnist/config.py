@@ -230,8 +230,7 @@ def apply_overrides(study: dict[str, Any], overrides: Sequence[str]) -> dict[str
             problems.append(f"--config.{item}: expected --config.KEY=VALUE")
             continue
         current = get_dotted(study, key, _MISSING)
-        if current is _MISSING and (key.startswith(tuple(f"base.{s}" for s in OWN_KEY_SECTIONS))
-                                    or key.removeprefix("base.") in schema.member_paths()):
+        if current is _MISSING and key.startswith("base.") and _member_setting(key[5:]):
             current = None  # a member setting left at its default: the member schema checks it
         if current is _MISSING:
             problems.append(f"unknown config key {key!r}{suggest(key, [*valid, *sections])}")
@@ -390,7 +389,7 @@ def _validate(study: Mapping[str, Any]) -> tuple[list[str], list[dict[str, Any]]
             for key in keys:
                 # An optimizer's or a model's own keys need not be in the base: the member
                 # schema checks them against the optimizer / family the point names.
-                if key.startswith(OWN_KEY_SECTIONS) or key in schema.member_paths():
+                if _member_setting(key):
                     continue
                 if get_dotted(base, key, _MISSING) is _MISSING:
                     problems.append(f"experiment {name!r} {where}: unknown config key "
@@ -499,6 +498,14 @@ def _short(value: Any) -> str:
 
 OWN_KEY_SECTIONS = ("optim.", "model.")
 """Sections whose keys belong to the choice their ``name`` makes (an optimizer, a model family)."""
+
+
+def _member_setting(key: str) -> bool:
+    """A key a point or override may set though the base leaves it out (the schema checks it).
+
+    A setting every member has (``reg.l2``), or an optimizer's or a model's own key.
+    """
+    return key.startswith(OWN_KEY_SECTIONS) or key in schema.member_paths()
 
 
 def inherit(base: Mapping[str, Any], settings: Mapping[str, Any]) -> dict[str, Any]:

@@ -8,6 +8,7 @@ model is valid at once); messages read ``where.key: what is wrong; valid choices
 from __future__ import annotations
 
 import copy
+import functools
 from collections.abc import Callable, Mapping, Sequence
 from typing import Annotated, Any
 
@@ -133,6 +134,7 @@ class Member(_Section):
         return self.model_dump(mode="json")
 
 
+@functools.cache
 def member_paths() -> tuple[str, ...]:
     """Dotted keys every member has (``reg.l2``): a point or override may set them unstated."""
     sections: dict[str, type[BaseModel]] = {"optim": Optim, "reg": Reg, "train": Train}

@@ -80,12 +80,10 @@ def _grid_run(members, strategy="sequential", total_steps=TOTAL):
     return jax.jit(run)(stacked, hyper)
 
 
-@functools.cache
-def _alone_all(cfgs_json: str) -> list:
-    """Each config trained alone by its plain optax optimizer (``optim.reference``): every
-    trajectory a ``lax.scan`` of its own, all in ONE jitted program (one compile, not one per
-    optimizer: the compiles are this file's cost)."""
-    cfgs = json.loads(cfgs_json)
+def _plain_optax(txs) -> list:
+    """Each optax transformation alone on the problem: every trajectory a ``lax.scan`` of its
+    own, all in ONE jitted program (one compile, not one per optimizer: the compiles are this
+    file's cost)."""
     params, grad_fn = _problem()
 
     def alone(tx):
@@ -96,8 +94,14 @@ def _alone_all(cfgs_json: str) -> list:
 
         return jax.lax.scan(body, (params, tx.init(params)), jnp.arange(STEPS))[0][0]
 
-    txs = [optim.reference(cfg, total_steps=TOTAL) for cfg in cfgs]
     return jax.jit(lambda: [alone(tx) for tx in txs])()
+
+
+@functools.cache
+def _alone_all(cfgs_json: str) -> list:
+    """Each config trained alone by its plain optax optimizer (``optim.reference``)."""
+    return _plain_optax([optim.reference(cfg, total_steps=TOTAL)
+                         for cfg in json.loads(cfgs_json)])
 
 
 def _alone(cfg):
@@ -280,17 +284,7 @@ def test_every_shipped_study_trains_the_optax_optimizer_a_reader_would_write():
     hand = [HAND_WRITTEN[s][o["name"]](o["learning_rate"],
                                         (o.get("schedule") or {}).get("warmup_steps"))
             for s, _, o in cases]
-    params, grad_fn = _problem()
-
-    def alone(tx):
-        def body(carry, i):
-            p, s = carry
-            updates, s = tx.update(grad_fn(p, i), s, p)
-            return (optax.apply_updates(p, updates), s), None
-
-        return jax.lax.scan(body, (params, tx.init(params)), jnp.arange(STEPS))[0][0]
-
-    expected = jax.jit(lambda: [alone(tx) for tx in hand])()
+    expected = _plain_optax(hand)
     # The grid path itself (plan, per-member arrays, union update), one group per study.
     for study in {s for s, _, _ in cases}:
         idx = [i for i, (s, _, _) in enumerate(cases) if s == study]

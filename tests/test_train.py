@@ -559,13 +559,17 @@ def test_flax_member_in_a_grid_equals_the_model_trained_alone(tmp_path):
 
 @pytest.fixture(scope="module")
 def bn_models(tmp_path_factory):
-    """A linen BatchNorm + dropout MLP and an NNX one whose dropout holds its own stream."""
+    """A linen BatchNorm + dropout MLP, an NNX one whose dropout holds its own stream, and
+    Flax's own imagenet ResNet file (BatchNorm over the named axis 'batch'; one block, 8
+    filters)."""
 
     folder = tmp_path_factory.mktemp("bn_models")
     linen = user_models.write(folder, "linen_bn.py", user_models.LINEN_BN_MLP)
     nnx_file = user_models.write(folder, "nnx_held.py", user_models.NNX_HELD_RNGS_MLP)
+    resnet = user_models.write(folder, "models.py", user_models.FLAX_IMAGENET_MODELS)
     return {"linen": {"name": f"{linen}:BNMLP", "hidden": 32},
-            "nnx": {"name": f"{nnx_file}:HeldRngs", "hidden": 32}}
+            "nnx": {"name": f"{nnx_file}:HeldRngs", "hidden": 32},
+            "resnet": {"name": f"{resnet}:_ResNet1", "num_classes": 10, "num_filters": 8}}
 
 
 def _bn_members(model_cfg, epochs=1):
@@ -626,7 +630,8 @@ class _StopAfter:
             raise KeyboardInterrupt
 
 
-@pytest.mark.parametrize("kind", ["linen", pytest.param("nnx", marks=pytest.mark.e2e)])
+@pytest.mark.parametrize("kind", ["linen", pytest.param("nnx", marks=pytest.mark.e2e),
+                                  pytest.param("resnet", marks=pytest.mark.e2e)])
 def test_batchnorm_run_interrupted_resumes_bit_exactly(bn_models, tmp_path, kind):
     splits = small_splits()
     members = _bn_members(bn_models[kind], epochs=2)

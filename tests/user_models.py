@@ -3,9 +3,9 @@
 ``FLAX_EXAMPLE_CNN`` is the CNN of Flax's own ``examples/mnist/train.py`` (NNX, BatchNorm,
 Dropout, ``__call__(self, x, rngs)``) as a user copies it into a file, imports included. The
 others cover linen BatchNorm + dropout with a ``train`` flag, NNX streams held by the module,
-and models that cannot work (each names the mistake it makes). ``FLAX_RESNET`` is a small ResNet
-written the way Flax's ``examples/imagenet/models.py`` writes its ResNets (BatchNorm over the
-named axis ``batch``, a 3x3 stride-2 max-pool).
+and models that cannot work (each names the mistake it makes). ``FLAX_IMAGENET_MODELS`` is Flax's
+own ``examples/imagenet/models.py`` (ResNets whose BatchNorm averages over the named axis
+``batch``, a 3x3 stride-2 max-pool).
 """
 
 from __future__ import annotations
@@ -144,68 +144,6 @@ def broken_factory():
     raise RuntimeError("this factory is broken")
 '''
 
-
-FLAX_RESNET = '''
-"""A small ResNet written the way Flax's examples/imagenet/models.py writes its ResNets."""
-from functools import partial
-from typing import Any, Callable, Sequence
-
-import flax.linen as nn
-import jax.numpy as jnp
-
-ModuleDef = Any
-
-
-class ResNetBlock(nn.Module):
-  filters: int
-  conv: ModuleDef
-  norm: ModuleDef
-  act: Callable
-  strides: tuple[int, int] = (1, 1)
-
-  @nn.compact
-  def __call__(self, x):
-    residual = x
-    y = self.conv(self.filters, (3, 3), self.strides)(x)
-    y = self.norm()(y)
-    y = self.act(y)
-    y = self.conv(self.filters, (3, 3))(y)
-    y = self.norm(scale_init=nn.initializers.zeros_init())(y)
-    if residual.shape != y.shape:
-      residual = self.conv(self.filters, (1, 1), self.strides, name='conv_proj')(residual)
-      residual = self.norm(name='norm_proj')(residual)
-    return self.act(residual + y)
-
-
-class ResNet(nn.Module):
-  stage_sizes: Sequence[int]
-  block_cls: ModuleDef
-  num_classes: int
-  num_filters: int = 8
-  dtype: Any = jnp.float32
-  act: Callable = nn.relu
-
-  @nn.compact
-  def __call__(self, x, train: bool = True):
-    conv = partial(nn.Conv, use_bias=False, dtype=self.dtype)
-    norm = partial(nn.BatchNorm, use_running_average=not train, momentum=0.9, epsilon=1e-5,
-                   dtype=self.dtype, axis_name='batch')
-    x = conv(self.num_filters, (7, 7), (2, 2), padding=[(3, 3), (3, 3)], name='conv_init')(x)
-    x = norm(name='bn_init')(x)
-    x = nn.relu(x)
-    x = nn.max_pool(x, (3, 3), strides=(2, 2), padding='SAME')
-    for i, block_size in enumerate(self.stage_sizes):
-      for j in range(block_size):
-        strides = (2, 2) if i > 0 and j == 0 else (1, 1)
-        x = self.block_cls(self.num_filters * 2**i, strides=strides, conv=conv, norm=norm,
-                           act=self.act)(x)
-    x = jnp.mean(x, axis=(1, 2))
-    x = nn.Dense(self.num_classes, dtype=self.dtype)(x)
-    return jnp.asarray(x, self.dtype)
-
-
-TinyResNet = partial(ResNet, stage_sizes=[1, 1], block_cls=ResNetBlock)
-'''
 
 # An NNX model whose BatchNorm averages over a named axis, as one written for shard_map. Its
 # conv has no bias, as in Flax's ResNets: BatchNorm cancels a bias, whose gradient is then

@@ -39,7 +39,7 @@ CONVENTIONS = (
     "key) -> (logits, new_state); every call returns logits of shape [batch, 10]"
 )
 _PROBE_BATCH = 2  # images in the abstract check (any batch size works; 2 catches batch-1 bugs)
-# init, apply, the calls described, the named axes found in the module's structure (NNX)
+# init, apply, the calls described, the named axes the module's collectives reduce over
 _Adapted = tuple[Callable[..., Any], Callable[..., Any], str, tuple[str, ...]]
 
 
@@ -176,7 +176,8 @@ def _linen_adapter(module: Any) -> _Adapted:
             return logits, {**state, **flax.core.unfreeze(updates)}
         return module.apply(variables, to_unit_float(x), rngs=rngs, **mode(train)), state
 
-    return init, apply, "\n".join(_describe_call("linen", params, t) for t in (True, False)), ()
+    return (init, apply, "\n".join(_describe_call("linen", params, t) for t in (True, False)),
+            _linen_axis_names(init))
 
 
 def _nnx_adapter(factory: Callable[..., Any], kwargs: Mapping[str, Any], name: str) -> _Adapted:
@@ -230,8 +231,7 @@ def _nnx_adapter(factory: Callable[..., Any], kwargs: Mapping[str, Any], name: s
         _, _, _, rest = nnx.split(model, nnx.Param, nnx.RngState, ...)
         return logits, nnx.to_pure_dict(rest)
 
-    axes = [getattr(node, "axis_name", None) for _, node in nnx.iter_graph(abstract)]
-    found = [a for axis in axes for a in ([axis] if isinstance(axis, str) else axis or ())]
+    found = (a for _, node in nnx.iter_graph(abstract) for a in _axis_list(node))
     return (init, apply, "\n".join(_describe_call("nnx", call, t) for t in (True, False)),
             tuple(dict.fromkeys(found)))
 
@@ -261,11 +261,26 @@ def _build_cached(cfg_json: str, factory: Callable[..., Any]) -> tuple[
     # Keyed by the factory object too: a name registered again (a class redefined in a
     # notebook) builds anew; holding the object here means its identity is never reused.
     cfg = json.loads(cfg_json)
-    init, apply, calls, axes = _adapt(cfg)
-    init, apply = bind_axes(init, apply, _axis_names(cfg, init, axes))
+    init, apply, calls, found = _adapt(cfg)
+    init, apply = bind_axes(init, apply, tuple(dict.fromkeys([*cfg.get("axis_names", ()),
+                                                               *found])))
     # The plain apply last: the check traces it (the rewrite keeps shapes, and asking which
     # backend runs it would start one while a study is validated).
     return init, _fast_on_cpu(cfg, apply), calls, apply
+
+
+def _axis_list(module: Any) -> list[str]:
+    """A module's ``axis_name`` (a name, several, or none) as a list."""
+    axis = getattr(module, "axis_name", None)
+    return [axis] if isinstance(axis, str) else list(axis or ())
+
+
+def _on_named_axes(fn: Callable[..., Any], names: tuple[str, ...], *args: Any) -> Any:
+    """``fn(*args)`` inside a size-1 named ``vmap`` per name (the axes bound to this call)."""
+    for name in names:
+        fn = jax.vmap(fn, axis_name=name)
+    out = fn(*jax.tree_util.tree_map(lambda a: a[(None,) * len(names)], args))
+    return jax.tree_util.tree_map(lambda a: a[(0,) * len(names)], out)
 
 
 def bind_axes(init: Callable[..., Any], apply: Callable[..., Any],
@@ -280,45 +295,36 @@ def bind_axes(init: Callable[..., Any], apply: Callable[..., Any],
     if not names:
         return init, apply
 
-    def one(fn: Callable[..., Any], *args: Any) -> Any:
-        for name in names:
-            fn = jax.vmap(fn, axis_name=name)
-        lead = (None,) * len(names)
-        out = fn(*jax.tree_util.tree_map(lambda a: a[lead], args))
-        return jax.tree_util.tree_map(lambda a: a[(0,) * len(names)], out)
-
     def bound_init(key: Any) -> tuple[Any, Any]:
-        return one(init, key)
+        return _on_named_axes(init, names, key)
 
     def bound_apply(params: Any, state: Any, x: Any, *, train: bool, key: Any = None):
-        return one(lambda p, s, xb: apply(p, s, xb, train=train, key=key), params, state, x)
+        return _on_named_axes(lambda p, s, xb: apply(p, s, xb, train=train, key=key), names,
+                              params, state, x)
 
     return bound_init, bound_apply
 
 
-def _axis_names(cfg: Mapping[str, Any], init: Callable[..., Any],
-                found: tuple[str, ...]) -> tuple[str, ...]:
-    """The named axes a model's collectives reduce over.
+def _linen_axis_names(init: Callable[..., Any]) -> tuple[str, ...]:
+    """The ``axis_name`` of every linen module ``init`` calls (BatchNorm, GroupNorm, ...).
 
-    Its config's ``axis_names``, those of an NNX module's structure (``found``), and the
-    ``axis_name`` of every linen module its init calls (BatchNorm, GroupNorm), noted in a trace.
+    Noted while tracing it (``jax.eval_shape``: nothing compiled); a call that reduces over a
+    name not bound yet stops the trace there, after its module was noted, so the trace runs
+    again with the names found so far bound until no new name appears.
     """
     import flax.linen as nn
 
-    names = dict.fromkeys([*(cfg.get("axis_names") or ()), *found])
+    names: dict[str, None] = {}
 
     def record(next_fun: Any, args: Any, kwargs: Any, context: Any) -> Any:
-        axis = getattr(context.module, "axis_name", None)
-        names.update(dict.fromkeys([axis] if isinstance(axis, str) else axis or ()))
+        names.update(dict.fromkeys(_axis_list(context.module)))
         return next_fun(*args, **kwargs)
 
     key = jax.ShapeDtypeStruct((2,), jnp.uint32)
-    # A call that reduces over a name not bound yet stops the trace there (its module noted
-    # first): trace again with the names found so far bound, until no new name appears.
     for _ in range(8):
         seen = len(names)
         with contextlib.suppress(Exception), nn.intercept_methods(record):
-            jax.eval_shape(bind_axes(init, init, tuple(names))[0], key)
+            jax.eval_shape(lambda k: _on_named_axes(init, tuple(names), k), key)
         if len(names) == seen:
             break
     return tuple(names)

@@ -1,0 +1,60 @@
+"""Which point ranks first: the one rule that pruning, the report, the API and the web demo share.
+
+Plain Python, no jax. Points are ranked by a validation metric (a point with several seeds by its
+seed mean), ties broken by validation loss, then by index. A point whose metric is missing or not
+finite (no validation split, a diverged seed) ranks after every finite one.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+RANKING_METRICS: dict[str, bool] = {"val_acc": True, "val_loss": False}
+"""The metrics a ranking may use, each with whether higher is better."""
+
+Values = float | None | Sequence[float | None]
+
+
+def seed_mean(values: Values) -> float:
+    """A point's value: the mean over its seeds; NaN when any seed's value is missing or NaN."""
+    if values is None or isinstance(values, (int, float)):
+        values = [values]
+    if not values or any(v is None or not math.isfinite(float(v)) for v in values):
+        return math.nan
+    return math.fsum(float(v) for v in values) / len(values)
+
+
+def check_metric(metric: str) -> str:
+    """``metric`` if points can be ranked by it, else ValueError naming the choices."""
+    if metric not in RANKING_METRICS:
+        raise ValueError(f"cannot rank by {metric!r}: choose one of {sorted(RANKING_METRICS)}")
+    return metric
+
+
+def rank(metric_values: Sequence[Values], val_losses: Sequence[Values] | None = None, *,
+         metric: str = "val_acc") -> list[int]:
+    """Indices of the points, best first.
+
+    Args:
+        metric_values: Per point, its ``metric`` value, or its per-seed values (ranked by their
+            mean, :func:`seed_mean`).
+        val_losses: Per point, its validation loss (or per-seed losses): the tie-break, lower
+            first. ``None``: ties go straight to the index.
+        metric: A key of :data:`RANKING_METRICS`: whether higher or lower is better.
+
+    Returns:
+        Every index once; non-finite values after the finite ones, in index order.
+    """
+    sign = -1.0 if RANKING_METRICS[check_metric(metric)] else 1.0
+    if val_losses is not None and len(val_losses) != len(metric_values):
+        raise ValueError(f"{len(metric_values)} metric values but {len(val_losses)} losses")
+
+    def key(i: int) -> tuple[float, float, float, int]:
+        value = seed_mean(metric_values[i])
+        loss = seed_mean(val_losses[i]) if val_losses is not None else math.nan
+        finite = math.isfinite(value)
+        return (0.0 if finite else 1.0, sign * value if finite else 0.0,
+                loss if math.isfinite(loss) else math.inf, i)
+
+    return sorted(range(len(metric_values)), key=key)

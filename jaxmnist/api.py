@@ -162,7 +162,8 @@ def load_study(name_or_path: str | Path, *, preset: str | None = None, quick: bo
 def grid(*, model: Any, optimizers: Mapping[str, Any], seeds: int = 1, epochs: int = 1,
          batch_size: int = 64, dataset: str = "mnist", data: Mapping[str, Any] | None = None,
          workdir: str | Path, name: str = "grid", synthetic: bool = False,
-         config: Mapping[str, Any] | None = None, progress: bool = True) -> Run:
+         config: Mapping[str, Any] | None = None, progress: bool = True,
+         prune: Mapping[str, Any] | None = None) -> Run:
     """Trains ``model`` with every optimizer x learning rate x seed as one grid and returns it.
 
     Args:
@@ -182,6 +183,8 @@ def grid(*, model: Any, optimizers: Mapping[str, Any], seeds: int = 1, epochs: i
         config: Other member settings as dotted keys (``{"reg.l2": 1e-4,
             "optim.clip_norm": 1.0, "train.strategy": "vmap"}``).
         progress: Show a progress bar (``tqdm.auto``: a widget in notebooks).
+        prune: Successive halving inside the grid (``{"eta": 3, "rungs": [1, 3]}``; needs a
+            validation split): docs/studies.md, "Pruning".
 
     Returns:
         The finished :class:`Run`.
@@ -222,7 +225,7 @@ def grid(*, model: Any, optimizers: Mapping[str, Any], seeds: int = 1, epochs: i
                       **({"source": "synthetic"} if synthetic else {})},
              "base": base,
              "experiments": [{"name": "main", "title": "", "points": points}],
-             "seeds": seeds, "notes": note}
+             "seeds": seeds, "notes": note, **({"prune": dict(prune)} if prune else {})}
     return run(C.resolve(study), workdir=workdir, progress=progress)
 
 

@@ -58,3 +58,28 @@ def rank(metric_values: Sequence[Values], val_losses: Sequence[Values] | None = 
                 loss if math.isfinite(loss) else math.inf, i)
 
     return sorted(range(len(metric_values)), key=key)
+
+
+def rung(points: Sequence[str], families: Sequence[str], values: Sequence[float],
+         losses: Sequence[float], active: Sequence[bool], *, eta: float,
+         metric: str = "val_acc") -> dict[int, tuple[int, int, bool]]:
+    """One successive-halving rung: ``{member: (rank, of, survives)}`` for each active point.
+
+    Members sharing ``points[k]`` (they differ only by seed) are one point, ranked by its seed
+    mean (:func:`rank`) among the points of its family; the top ``ceil(n / eta)`` (at least one)
+    survive, whole. A point takes part while any of its members is ``active``; an inactive
+    member's value should be NaN (a diverged seed ranks its point last).
+    """
+    by_point: dict[tuple[str, str], list[int]] = {}
+    for k, (point, family) in enumerate(zip(points, families, strict=True)):
+        by_point.setdefault((family, point), []).append(k)
+    out: dict[int, tuple[int, int, bool]] = {}
+    for family in dict.fromkeys(f for f, _ in by_point):
+        entries = [ks for (f, _), ks in by_point.items()
+                   if f == family and any(active[k] for k in ks)]
+        order = rank([[values[k] for k in ks] for ks in entries],
+                     [[losses[k] for k in ks] for ks in entries], metric=metric)
+        keep = max(1, math.ceil(len(entries) / eta))
+        for place, i in enumerate(order):
+            out.update({k: (place + 1, len(entries), place < keep) for k in entries[i]})
+    return out

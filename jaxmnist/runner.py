@@ -176,6 +176,7 @@ def run_study(study: dict[str, Any], run_dir: Path, *, data_dir: str | None = No
             # that member after every group finished (_add_train_confusion), not for all.
             out = train_grid([members[k]["typed"] for k in ks], splits,
                              workdir=str(writer.ckpt_dir(g)), group_index=g,
+                             prune=study.get("prune"),
                              callbacks=[writer.metrics_log(ks), *bars, *extra]
                              if primary else [])
         finally:

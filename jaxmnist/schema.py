@@ -28,6 +28,7 @@ from jaxmnist.engine import schedules
 from jaxmnist.engine.losses import LOSSES
 from jaxmnist.groups import STRATEGIES
 from jaxmnist.models import specs
+from jaxmnist.ranking import RANKING_METRICS
 
 
 class ConfigError(ValueError):
@@ -186,6 +187,25 @@ def _baseline(v: Any) -> str:
     return v
 
 
+class Prune(_Section):
+    """Successive halving inside a group: at each rung epoch keep the top ``1/eta`` of the points.
+
+    docs/studies.md, "Pruning". ``within``: rank within each optimizer name, or the whole group.
+    """
+
+    eta: Annotated[float, _rule(lambda v: is_number(v) and v > 1,
+                                "must be a number > 1 (keep the top 1/eta of the points)")] = 3.0
+    rungs: list[PositiveInt]
+    metric: Annotated[str, _choice("ranking metric", lambda: RANKING_METRICS)] = "val_acc"
+    within: Annotated[str, _choice("valid 'within'", lambda: ("family", "group"))] = "family"
+
+    @model_validator(mode="after")
+    def _increasing(self) -> Prune:
+        if not self.rungs or any(b <= a for a, b in zip(self.rungs, self.rungs[1:], strict=False)):
+            raise ValueError(f"rungs: need increasing epochs such as [1, 3], got {self.rungs}")
+        return self
+
+
 class Study(_Section):
     """A study: its data, a base member, the points that vary it, seeds and presets."""
 
@@ -200,6 +220,7 @@ class Study(_Section):
     presets: dict[str, dict[str, Any]] = {}
     baseline: Annotated[str, BeforeValidator(_baseline)] = ""
     notes: str = ""
+    prune: Prune | None = None
     # Added by jaxmnist.config.resolve (config.json records them):
     preset: str | None = None
     overrides: list[str] = []
@@ -212,6 +233,14 @@ class Study(_Section):
         names = [e.name for e in self.experiments]
         if len(set(names)) != len(names):
             raise ValueError(f"experiments: names must be unique, got {names}")
+        if self.prune is not None:
+            if self.data.get("split", "none") == "none":
+                raise ValueError("prune: ranks points on the validation split, and data.split is "
+                                 "'none'; set data.split to 'keras', 'holdout' or 'merged'")
+            epochs = (self.base.get("train") or {}).get("epochs")
+            if is_int(epochs) and self.prune.rungs[-1] > epochs:
+                raise ValueError(f"prune.rungs: {self.prune.rungs[-1]} is past the last epoch "
+                                 f"({epochs}); keep every rung at or below train.epochs")
         return self
 
 

@@ -31,7 +31,7 @@ def _result(**overrides) -> MemberResult:
                        strategy="sequential", compile_seconds=1.0, train_seconds=2.0,
                        images_per_second=10.0, resumed=False)
     fields = dict(
-        member=member, alive=True, diverged_epoch=None,
+        member=member, alive=True, diverged_epoch=None, epochs_trained=2.0, rungs=[],
         history=np.array([[2.0, 0.5, np.nan, np.nan], [np.inf, 0.75, np.nan, np.nan]],
                          np.float32),
         epoch_seconds=np.array([1.5, 0.5], np.float32), has_val=False,

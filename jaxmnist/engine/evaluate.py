@@ -43,6 +43,8 @@ class MemberResult:
     member: schema.Member
     alive: bool  # False: a step produced a non-finite loss or values (frozen since)
     diverged_epoch: int | None  # the epoch of that step; None while alive
+    epochs_trained: float  # steps taken while alive / steps per epoch (pruned: up to its rung)
+    rungs: list[dict[str, Any]]  # pruning rungs that ranked it (jaxmnist.engine.fit.rung_records)
     history: np.ndarray  # [epochs, len(HISTORY_FIELDS)] float32; NaN = not finite / no val split
     epoch_seconds: np.ndarray  # [epochs] wall seconds of the group's epochs
     has_val: bool  # the splits had a validation set (the val columns are meaningful)
@@ -59,8 +61,12 @@ class MemberResult:
 
 
 def member_results(prog: GroupProgram, state: TrainState, history: np.ndarray,
-                   seconds: np.ndarray, resumed: bool, splits: Any) -> list[MemberResult]:
-    """Evaluates every member's final ``state`` (and the fit loop's history): one result each."""
+                   seconds: np.ndarray, resumed: bool, splits: Any,
+                   rungs: list[list[dict[str, Any]]] | None = None) -> list[MemberResult]:
+    """Evaluates every member's final ``state`` (and the fit loop's history): one result each.
+
+    ``rungs``: per member, the pruning rungs that ranked it (none without pruning).
+    """
     test_loss, test_acc, test_pred = prog.evaluate(state, prog.test)
     n_test, n_train = splits.test_x.shape[0], prog.program.n_train
     n_probe, n_grad = min(PROBE_IMAGES, n_test), min(GRAD_HIST_IMAGES, n_train)
@@ -69,9 +75,9 @@ def member_results(prog: GroupProgram, state: TrainState, history: np.ndarray,
         splits.train_x[:n_grad], np.asarray(splits.train_y[:n_grad], np.int32))]
     probs, grads = prog.probe_fn((state.params, state.model_state), prog.arrays, *probe_inputs)
     # One gather of everything the results need (every process gets the whole grid).
-    probs, params, model_state, grads, alive, diverged = prog.placement.to_member_order(
-        distributed.to_host(
-            (probs, state.params, state.model_state, grads, state.alive, state.diverged_epoch)))
+    probs, params, model_state, grads, alive, diverged, steps = prog.placement.to_member_order(
+        distributed.to_host((probs, state.params, state.model_state, grads, state.alive,
+                             state.diverged_epoch, state.steps)))
     total, n = float(seconds.sum()), len(prog.members)
     stats = GroupStats(
         members=n, padded_members=prog.placement.padded, devices=prog.placement.devices,
@@ -93,6 +99,8 @@ def member_results(prog: GroupProgram, state: TrainState, history: np.ndarray,
     return [
         MemberResult(
             member=m, alive=bool(alive[k]), diverged_epoch=int(diverged[k]) or None,
+            epochs_trained=int(steps[k]) / prog.program.steps,
+            rungs=rungs[k] if rungs else [],
             history=np.asarray(history[:, k, :]), epoch_seconds=np.asarray(seconds),
             has_val=prog.val is not None, test_loss=float(test_loss[k]),
             test_acc=float(test_acc[k]), test_pred=np.asarray(test_pred[k, :n_test]),

@@ -37,19 +37,22 @@ def useful_devices(n_members: int, n_devices: int) -> int:
     return math.ceil(n_members / math.ceil(n_members / n_devices))
 
 
-def member_layout(rates: Sequence[float], n_padded: int, n_devices: int) -> np.ndarray:
+def member_layout(rates: Sequence[float], n_padded: int, n_devices: int,
+                  active: Sequence[bool] | None = None) -> np.ndarray:
     """Grid position p trains member ``layout[p]`` (``[n_padded]`` int64, a permutation).
 
     Members are dealt to the devices' contiguous blocks by decreasing learning rate (ties in
     member order; a non-number counts as 0), then the padding: the likeliest to diverge (and
-    skip epochs) are spread out (docs/performance.md).
+    skip epochs) are spread out (docs/performance.md). ``active`` (after a pruning rung): those
+    members are dealt first, so every device gets its share of the remaining work.
     """
     if n_devices <= 1:
         return np.arange(n_padded)
     key = [-float(r) if isinstance(r, (int, float)) and math.isfinite(r) else 0.0
            for r in rates]
-    order = sorted(range(len(rates)), key=lambda j: (key[j], j)) + list(range(len(rates),
-                                                                              n_padded))
+    first = [False] * len(rates) if active is None else [not a for a in active]
+    order = sorted(range(len(rates)), key=lambda j: (first[j], key[j], j)) + list(
+        range(len(rates), n_padded))
     per_device = n_padded // n_devices
     layout = np.empty(n_padded, np.int64)
     for i, j in enumerate(order):

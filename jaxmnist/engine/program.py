@@ -111,8 +111,9 @@ class TrainState(NamedTuple):
     params: Any
     model_state: Any  # non-parameter variables (BatchNorm statistics, ...); {} for the zoo
     opt: Any
-    alive: jax.Array  # bool: False once a step produced a non-finite loss or values
+    alive: jax.Array  # bool: False once a step produced a non-finite loss or values, or pruned
     diverged_epoch: jax.Array  # int32: the epoch in which it diverged, 0 while alive
+    steps: jax.Array  # int32: steps taken while alive (a skipped or frozen epoch adds none)
 
 
 def _all_finite(tree: Any) -> jax.Array:  # True for an empty tree (the zoo's model state)
@@ -154,7 +155,8 @@ class MemberProgram:
         """The starting state of one member from its ``(params, model_state)``."""
         params, model_state = variables
         opt = optim.init(params, arrays.hyper, self.spec.optimizer)
-        return TrainState(params, model_state, opt, jnp.asarray(True), jnp.asarray(0, jnp.int32))
+        zero = jnp.asarray(0, jnp.int32)
+        return TrainState(params, model_state, opt, jnp.asarray(True), zero, zero)
 
     def member_epoch(self, state: TrainState, arrays: MemberArrays, train_x, train_y, epoch):
         """One epoch of one member: ``(state, loss_sum, correct_sum, seen)`` (0 when frozen)."""
@@ -193,7 +195,8 @@ class MemberProgram:
                 model_state=_select(ok, new_model_state, st.model_state),
                 opt=_select(ok, new_opt, st.opt),
                 alive=ok,
-                diverged_epoch=jnp.where(st.alive & ~ok, epoch, st.diverged_epoch))
+                diverged_epoch=jnp.where(st.alive & ~ok, epoch, st.diverged_epoch),
+                steps=st.steps + st.alive.astype(jnp.int32))
             # Only applied steps count: a frozen member's metrics describe its last finite
             # updates (NaN only if nothing was applied).
             loss_sum = loss_sum + jnp.where(ok, loss * count, 0.0)

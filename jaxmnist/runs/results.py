@@ -6,7 +6,7 @@ The format: docs/architecture.md (the params go to ``RunWriter.export_member``).
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -24,10 +24,19 @@ COLLAPSE_SHARE = 0.9
 """``collapsed``: one class gets this share of the test predictions (MNIST's largest is 11%)."""
 
 
-def member_status(alive: bool, test_pred: np.ndarray) -> tuple[str, float]:
-    """``(status, top_class_share)``: ``"diverged"`` (not alive), ``"collapsed"`` or ``"ok"``."""
+def member_status(alive: bool, test_pred: np.ndarray,
+                  rungs: Sequence[Mapping[str, Any]] = ()) -> tuple[str, float]:
+    """``(status, top_class_share)``: pruned, diverged (not alive), collapsed or ok.
+
+    A pruned member (a rung of ``rungs`` stopped it) reads ``pruned at epoch e (rank r of n by
+    val_acc)``.
+    """
     counts = np.bincount(np.asarray(test_pred, np.int64), minlength=NUM_CLASSES)
     share = float(counts.max() / max(counts.sum(), 1))
+    lost = [r for r in rungs if not r["survived"]]
+    if lost:
+        r = lost[0]
+        return f"pruned at epoch {r['epoch']} (rank {r['rank']} of {r['of']} by {r['by']})", share
     if not alive:
         return "diverged", share
     return ("collapsed" if share >= COLLAPSE_SHARE else "ok"), share
@@ -60,11 +69,15 @@ def member_record(result: MemberResult, test_labels: np.ndarray) -> dict[str, An
 
     ``confusion_train`` is None here: the runner adds it for the member the report draws.
     """
-    status, share = member_status(result.alive, result.test_pred)
+    # A diverged seed of a pruned point keeps "diverged".
+    status, share = member_status(result.alive, result.test_pred,
+                                  () if result.diverged_epoch else result.rungs)
     return {
         "config": result.member.config(),
         "status": status,
         "diverged_epoch": result.diverged_epoch,
+        "epochs_trained": result.epochs_trained,
+        "rungs": result.rungs,
         "top_class_share": share,
         "history": history_rows(result),
         "test": {"loss": metrics.finite_or_none(result.test_loss), "acc": result.test_acc},

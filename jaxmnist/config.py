@@ -325,7 +325,7 @@ def reduced_reasons(full: Mapping[str, Any], study: Mapping[str, Any]) -> list[s
             reasons.append(f"{points} of {full_points} grid points")
     flat_full, flat = flatten(full), flatten(study)
     for key in sorted(set(flat_full) | set(flat)):
-        if key.startswith(_NOT_REDUCING) or key in schema.RESOLVED_FIELDS:
+        if key.startswith((*_NOT_REDUCING, "prune")) or key in schema.RESOLVED_FIELDS:
             continue
         if flat.get(key, _MISSING) == flat_full.get(key, _MISSING):
             continue
@@ -333,6 +333,8 @@ def reduced_reasons(full: Mapping[str, Any], study: Mapping[str, Any]) -> list[s
             reasons.append("experiments differ from the study's")
         else:
             reasons.append(f"{key} {_short(flat.get(key))} (full: {_short(flat_full.get(key))})")
+    if study.get("prune"):  # a pruned point's numbers are from its rung, not the last epoch
+        reasons.append(f"pruned (successive halving {study['prune']})")
     if get_dotted(study, "data.source", None) == "synthetic":
         reasons.append("synthetic digits, not the real dataset")
     return reasons

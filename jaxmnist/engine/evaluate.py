@@ -32,7 +32,9 @@ class GroupStats:
     strategy: str
     compile_seconds: float
     train_seconds: float  # the epochs' wall time, summed (this session's and resumed ones)
-    images_per_second: float | None  # members x training images x epochs / train_seconds
+    # Training images of the epochs run (sequential: the member-epochs trained, skipped ones
+    # excluded; vmap: every member's every epoch) / train_seconds.
+    images_per_second: float | None
     resumed: bool
 
 
@@ -83,7 +85,9 @@ def member_results(prog: GroupProgram, state: TrainState, history: np.ndarray,
         members=n, padded_members=prog.placement.padded, devices=prog.placement.devices,
         processes=jax.process_count(), strategy=prog.placement.strategy,
         compile_seconds=prog.compile_seconds, train_seconds=total,
-        images_per_second=n * n_train * prog.spec.epochs / total if total else None,
+        images_per_second=n_train * (n * prog.spec.epochs if prog.placement.strategy == "vmap"
+                                     else steps[:n].sum() / prog.program.steps) / total
+        if total else None,
         resumed=resumed)
     names = prog.program.model.weight_names
     param_count = models.param_count(jax.tree_util.tree_map(lambda a: a[0], params))

@@ -110,6 +110,39 @@ def table_summary(run: RunView) -> Table:
     return t
 
 
+def tables_pruning(run: RunView) -> list[Table]:
+    """Successive halving: member-epochs spent per optimizer family, each rung's survivors."""
+    members = [m for p in run.points for m in p.members]
+    if not any(m.get("rungs") for m in members):
+        return []
+    within = (run.config.get("prune") or {}).get("within", "family")
+    def among(p: Any) -> str:  # the points a rung ranked together
+        return f"group {p.rep.get('group')}" + (f", {p.config['optim']['name']}"
+                                                 if within == "family" else "")
+
+    cost = Table("Member-epochs spent against the full grid, per optimizer family",
+                 ["family", "members", "member-epochs", "full grid", "share"])
+    for f in dict.fromkeys(m["config"]["optim"]["name"] for m in members):
+        ms = [m for m in members if m["config"]["optim"]["name"] == f]
+        spent = sum(m.get("epochs_trained") or 0.0 for m in ms)
+        full = sum(m["config"]["train"]["epochs"] for m in ms)
+        cost.add(f, len(ms), f"{spent:g}", full, f"{spent / full:.0%}")
+    fates = Table("Survivors of each rung (rank of the ranked points)",
+                  ["epoch", "ranked within", "points ranked", "survivors", "stopped"])
+    ranked: dict[tuple[int, str], list[tuple[dict[str, Any], str]]] = {}
+    for p in run.points:
+        for r in p.rep.get("rungs") or []:
+            ranked.setdefault((r["epoch"], among(p)), []).append((r, p.label))
+    for (epoch, f), rows in sorted(ranked.items()):
+        rows.sort(key=lambda rl: rl[0]["rank"])
+        fates.add(epoch, f, len(rows), "; ".join(f"{label} ({r['rank']})" for r, label in rows
+                                                 if r["survived"]),
+                  sum(not r["survived"] for r, _ in rows))
+    fates.notes.append(f"Ranked by {(run.config.get('prune') or {}).get('metric', 'val_acc')} "
+                       "(seed mean, ties by validation loss); a point survives or stops whole.")
+    return [cost, fates]
+
+
 def table_status(run: RunView) -> Table:
     """Per member: status (ok / collapsed / diverged), test accuracy and top-class share."""
     t = Table("Member status", ["member", "point", "seed", "status", "test acc", "test loss",
@@ -349,6 +382,7 @@ def write_tables(run: RunView) -> list[Path]:
     per_point, long = tables_per_class(run)
     if per_point:  # in tables/ only, not in report.md
         written += write(per_point, out_dir, "per_class", "Per-class test metrics", long)
+    emit("pruning", tables_pruning(run), "Pruning")
     emit("status", [table_status(run)], "Member status")
     head = (f"# {run.config.get('title', run.study)}\n\n"
             f"Paper: {published.PAPERS.get(run.study, 'none')}.\n\n"

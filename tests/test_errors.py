@@ -62,6 +62,14 @@ def test_bad_study_files_exit_2_with_one_message(tmp_path, capsys, name, text, m
     assert not run.exists()
 
 
+def test_bad_pruning_setting_exits_2_and_writes_nothing(tmp_path, capsys):
+    run = tmp_path / "run"
+    code, err = _sweep(capsys, ROOT / "sweeps" / "smoke.py", "--workdir", run,
+                       "--config.prune={'eta': 3, 'rungs': [1, 5]}")
+    assert code == 2 and "prune.rungs: 5 is past the last epoch (2)" in err
+    assert err.count("prune") == 1 and not run.exists()
+
+
 def test_a_folder_as_study_file(tmp_path, capsys):
     code, err = _sweep(capsys, tmp_path, "--workdir", tmp_path / "run")
     assert code == 2 and "is a folder; give a study file" in err

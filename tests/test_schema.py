@@ -298,3 +298,27 @@ def test_the_data_defaults_are_the_data_modules():
 
     fields = schema.Data.model_fields
     assert {k: f.default for k, f in fields.items() if k != "split"} == data.DATA_DEFAULTS
+
+
+PRUNE_STUDY = {"study": "x", "data": {"split": "holdout", "val_size": 100},
+               "base": {"train": {"epochs": 3}}, "seeds": 1}
+
+
+@pytest.mark.parametrize("prune, data, message", [
+    ({"eta": 1, "rungs": [1]}, {}, "study.prune.eta: must be a number > 1"),
+    ({"rungs": [2, 2]}, {}, "rungs: need increasing epochs such as [1, 3], got [2, 2]"),
+    ({"rungs": []}, {}, "rungs: need increasing epochs"),
+    ({"rungs": [1, 4]}, {}, "prune.rungs: 4 is past the last epoch (3)"),
+    ({"rungs": [1], "metric": "test_acc"}, {},
+     "study.prune.metric: 'test_acc' is not a ranking metric; valid choices: val_acc, val_loss"),
+    ({"rungs": [1], "within": "optimizer"}, {}, "valid choices: family, group"),
+    ({"rungs": [1]}, {"split": "none", "val_size": None},
+     "prune: ranks points on the validation split, and data.split is 'none'"),
+])
+def test_bad_prune_settings_get_one_message_each(prune, data, message):
+    study = {**PRUNE_STUDY, "data": {**PRUNE_STUDY["data"], **data}, "prune": prune}
+    problems = schema.study_problems(study)
+    assert len(problems) == 1 and message in problems[0], problems
+    good = {**PRUNE_STUDY, "prune": {"rungs": [1, 3], "within": "group", "metric": "val_loss"}}
+    assert schema.study_problems(good) == []
+    assert schema.Prune.model_validate({"rungs": [1]}).eta == 3  # the default eta

@@ -40,8 +40,8 @@ WORKER = Path(__file__).resolve().parent / "train_worker.py"
 
 
 def status(result: MemberResult) -> str:
-    """The run directory's label of a member (ok / diverged / collapsed)."""
-    return results_json.member_status(result.alive, result.test_pred)[0]
+    """The run directory's label of a member (ok / diverged / collapsed / pruned ...)."""
+    return results_json.member_status(result.alive, result.test_pred, result.rungs)[0]
 
 
 def _test(result: MemberResult) -> tuple[float, float]:
@@ -428,6 +428,11 @@ def test_useful_devices_and_member_layout():
     assert 0 in layout[:6] and 4 in layout[6:]
     assert list(placement.member_layout([1.0, 2.0, 3.0], 4, 2)) == [2, 0, 1, 3]  # pad 3 last
     assert list(placement.member_layout(rates, 12, 1)) == list(range(12))
+    # After a rung: the members still training (0, 8, 5: all on device 0 above) come first.
+    active = [k in (0, 5, 8) for k in range(12)]
+    redealt = placement.member_layout(rates, 12, 2, active)
+    assert sorted(redealt) == list(range(12))
+    assert set(redealt[:6]) & {0, 5, 8} and set(redealt[6:]) & {0, 5, 8}
 
 
 @pytest.mark.e2e
@@ -678,3 +683,104 @@ def test_hooks_see_the_learning_rate_each_epoch_ended_with():
         assert seen[epoch][0] == pytest.approx(float(cosine(epoch * steps - 1)), rel=1e-6)
         assert seen[epoch][1] == pytest.approx(0.05)
     assert seen[1][0] > seen[2][0] > seen[3][0]  # not a flat line at the base rate
+
+
+# Successive halving inside the group program (jaxmnist.engine.fit, ranking.rung).
+def _prune_members(epochs: int = 3) -> list[dict]:
+    members = grid_members(epochs=epochs, model=SMALL_MLP, learning_rates=STABLE_LEARNING_RATES)
+    for m in members:
+        m["train"]["strategy"] = "sequential"
+    return members
+
+
+def _assert_same_member(a: MemberResult, b: MemberResult, what: str) -> None:
+    for name, leaf in flat_params(a.params).items():
+        np.testing.assert_array_equal(leaf, flat_params(b.params)[name], err_msg=f"{what} {name}")
+    np.testing.assert_array_equal(a.history, b.history, err_msg=what)
+    assert _test(a) == _test(b) and a.rungs == b.rungs and a.epochs_trained == b.epochs_trained
+
+
+def test_pruning_keeps_survivors_bit_identical_and_pruned_members_take_no_more_steps():
+    members, splits = _prune_members(), small_splits()
+    full = train_grid(members, splits)
+    pruned = train_grid(members, splits, prune={"eta": 3, "rungs": [1, 2]})
+    # The rung's choice, recomputed from the unpruned run's epoch-1 validation accuracy: the
+    # best learning rate of each optimizer (3 points per family, ceil(3 / 3) = 1 survives).
+    val_acc = np.asarray([r.history[0, 3] for r in full]).reshape(3, 3)
+    best = {3 * f + int(np.argmax(val_acc[f])) for f in range(3)}
+    assert {k for k, r in enumerate(pruned) if r.epochs_trained == 3} == best
+    for k, (a, b) in enumerate(zip(full, pruned, strict=True)):
+        assert a.epochs_trained == 3.0  # the step counter: 3 epochs of 20 steps
+        if k in best:
+            assert status(b) == "ok" and [r["survived"] for r in b.rungs] == [True, True]
+            for name, leaf in flat_params(a.params).items():
+                np.testing.assert_array_equal(leaf, flat_params(b.params)[name], err_msg=name)
+            np.testing.assert_array_equal(a.history, b.history)
+            assert _test(a) == _test(b)
+            continue
+        rank = b.rungs[0]["rank"]
+        assert b.epochs_trained == 1.0 and not b.alive and b.diverged_epoch is None
+        assert status(b) == f"pruned at epoch 1 (rank {rank} of 3 by val_acc)" and rank > 1
+        np.testing.assert_array_equal(a.history[0], b.history[0])  # its history up to the rung
+        assert np.isnan(b.history[1:]).all() and not np.isnan(a.history[1:]).any()
+
+
+@pytest.mark.parametrize("stop", ["before the rung", "during the rung", "after the rung"])
+def test_a_run_interrupted_around_a_rung_resumes_to_the_same_end(tmp_path, monkeypatch, stop):
+    """Rung at epoch 2 of 3: stopped after epoch 1, inside epoch 2's decision (its checkpoint
+    never written), or after epoch 2's checkpoint; the resumed run decides each rung once."""
+    from jaxmnist import ranking
+
+    members, splits, prune = _prune_members(), small_splits(), {"eta": 2, "rungs": [2]}
+    full = train_grid(members, splits, str(tmp_path / "a"), prune=prune)
+    decisions, rung, crash = [], ranking.rung, [stop == "during the rung"]
+
+    def counting(*args, **kwargs):
+        decisions.append(1)
+        if crash.pop() if crash else False:
+            raise _Interrupted
+        return rung(*args, **kwargs)
+
+    def stopping(group_index, epoch, metrics, info):
+        if epoch == {"before the rung": 1, "after the rung": 2}.get(stop):
+            raise _Interrupted
+
+    monkeypatch.setattr(ranking, "rung", counting)
+    with pytest.raises(_Interrupted):
+        train_grid(members, splits, str(tmp_path / "b"), prune=prune,
+                   callbacks=[SimpleNamespace(on_epoch_end=stopping)])
+    decisions.clear()
+    resumed = train_grid(members, splits, str(tmp_path / "b"), prune=prune)
+    assert len(decisions) == (0 if stop == "after the rung" else 1)
+    assert sum(r.epochs_trained == 3 for r in resumed) == 6  # ceil(3 / 2) = 2 per family
+    for k, (a, b) in enumerate(zip(full, resumed, strict=True)):
+        _assert_same_member(a, b, f"member {k}")
+
+
+@pytest.mark.e2e
+def test_two_devices_prune_the_same_members_and_re_deal_the_survivors(tmp_path):
+    """12 members on 2 single-threaded devices, rungs at epochs 1 and 2 (6 then 3 survivors),
+    killed after the first rung and resumed: every member ends as on one device, and the
+    survivors are dealt over both devices."""
+    prune = ("--prune", json.dumps({"eta": 3, "rungs": [1, 2]}))
+    one, two = tmp_path / "one.npz", tmp_path / "two.npz"
+    _run_worker(one, "--epochs", "3", *prune)
+    env = {"XLA_FLAGS": TWO_SINGLE_THREADED}
+    killed = _run_worker(two, "--epochs", "3", "--workdir", str(tmp_path / "ck"), *prune,
+                         "--kill-after-epoch", "1", check=False, env_extra=env)
+    assert killed.returncode == -9 and not two.exists()
+    _run_worker(two, "--epochs", "3", "--workdir", str(tmp_path / "ck"), *prune, env_extra=env)
+    a, b = np.load(one), np.load(two)
+    members = [n for n in a.files if n.startswith("m")]
+    assert sorted(members) == sorted(n for n in b.files if n.startswith("m"))
+    for name in members:
+        np.testing.assert_array_equal(a[name], b[name], err_msg=name)
+    trained = [float(a[f"m{k}/epochs_trained"]) for k in range(12)]
+    assert sorted(trained) == [1.0] * 6 + [2.0] * 3 + [3.0] * 3
+    assert list(a["layout1"]) == list(range(12))  # one device: nothing to re-deal
+    # Resumed after rung 1 (its layout restored), then re-dealt at rung 2: the 3 survivors
+    # sit on both devices (positions 0-5 and 6-11).
+    layout = b["layout1"]
+    survivors = [layout[p] for p in range(12) if trained[layout[p]] == 3.0]
+    on_first = sum(trained[m] == 3.0 for m in layout[:6])
+    assert len(survivors) == 3 and on_first in (1, 2)

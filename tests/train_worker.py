@@ -8,6 +8,7 @@ and (b) kill a training process for real in the middle of a run.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import signal
 import sys
@@ -28,6 +29,7 @@ from train_fixtures import (  # noqa: E402
     small_splits,
 )
 
+from jaxmnist.engine import fit  # noqa: E402
 from jaxmnist.engine.fit import train_grid  # noqa: E402
 
 
@@ -39,7 +41,18 @@ def main() -> None:
     parser.add_argument("--kill-after-epoch", type=int, default=0)
     parser.add_argument("--stable", action="store_true",
                         help="STABLE_LEARNING_RATES instead of S2's (tolerance tests)")
+    parser.add_argument("--prune", help="a pruning setting as JSON (saves each rung's layout)")
     args = parser.parse_args()
+    layouts = []
+    if args.prune:
+        redeal = fit._redeal
+
+        def recording(prog, active, state=None):  # the layout each re-deal leaves
+            out = redeal(prog, active, state)
+            layouts.append(prog.placement.layout.copy())
+            return out
+
+        fit._redeal = recording
 
     def on_epoch_end(group_index, epoch, metrics, info):
         if epoch == args.kill_after_epoch:
@@ -53,19 +66,21 @@ def main() -> None:
         small_splits(),
         args.workdir,
         callbacks=[SimpleNamespace(on_epoch_end=on_epoch_end)],
+        prune=json.loads(args.prune) if args.prune else None,
     )
-    save_results(args.out, results)
+    save_results(args.out, results, layouts)
 
 
-def save_results(path: str, results) -> None:
-    """Saves what the comparisons need: flattened params, histories and test accuracy."""
-    arrays = {}
+def save_results(path: str, results, layouts=()) -> None:
+    """Saves what the comparisons need: params, histories, test accuracy, epochs trained."""
+    arrays = {f"layout{i}": layout for i, layout in enumerate(layouts)}
     for k, result in enumerate(results):
         for name, leaf in flat_params(result.params).items():
             arrays[f"m{k}/{name}"] = leaf
         arrays[f"m{k}/history"] = np.asarray(result.history, np.float64)
         arrays[f"m{k}/test_acc"] = np.asarray(result.test_acc)
         arrays[f"m{k}/test_pred"] = np.asarray(result.test_pred)
+        arrays[f"m{k}/epochs_trained"] = np.asarray(result.epochs_trained)
     np.savez(path, **arrays)
 
 

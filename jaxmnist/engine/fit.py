@@ -93,7 +93,8 @@ def _rung(prog: GroupProgram, prune: schema.Prune, state: TrainState, row: np.nd
     decided = ranking.rung(points, families, values.tolist(), row[:n, 2].tolist(),
                            active.tolist(), eta=prune.eta, metric=prune.metric)
     for k, (place, of, survives) in decided.items():
-        fate[k] = (place, of, survives)
+        if active[k]:  # a diverged seed of a ranked point keeps its own status
+            fate[k] = (place, of, survives)
     keep = np.zeros(prog.placement.padded, bool)
     keep[:n] = active & np.asarray([decided.get(k, (0, 0, True))[2] for k in range(n)])
     state = state._replace(alive=distributed.put(keep[prog.placement.layout],

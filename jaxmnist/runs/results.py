@@ -69,9 +69,7 @@ def member_record(result: MemberResult, test_labels: np.ndarray) -> dict[str, An
 
     ``confusion_train`` is None here: the runner adds it for the member the report draws.
     """
-    # A diverged seed of a pruned point keeps "diverged".
-    status, share = member_status(result.alive, result.test_pred,
-                                  () if result.diverged_epoch else result.rungs)
+    status, share = member_status(result.alive, result.test_pred, result.rungs)
     return {
         "config": result.member.config(),
         "status": status,

@@ -313,6 +313,7 @@ class Run:
                     "test_loss": m["test"].get("loss"), "epochs": len(history),
                     "val_acc": history[-1].get("val_acc") if history else None,
                     "diverged_epoch": m.get("diverged_epoch"),
+                    "epochs_trained": m.get("epochs_trained"),
                 })
         return pd.DataFrame(rows).set_index("member").sort_index()
 

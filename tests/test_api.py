@@ -139,6 +139,31 @@ def test_model_objects_record_how_to_load_them_again():
         model_config(42)
 
 
+def test_a_pruned_grid_records_each_members_fate_and_reports_the_cost(tmp_path):
+    run = jm.grid(model=TinyMLP(width=8), optimizers={"adam": [3e-3, 1e-3, 1e-4], "sgd": 0.1},
+                  seeds=2, epochs=3, data={**TINY_DATA, "split": "holdout", "val_size": 200},
+                  synthetic=True, workdir=tmp_path / "run", progress=False,
+                  prune={"eta": 2, "rungs": [1, 2]})
+    table = run.table()
+    adam = table[table.label.str.startswith("adam")]
+    # 3 Adam points: 2 survive rung 1, 1 survives rung 2, seeds together; SGD alone survives.
+    assert sorted(adam.epochs_trained) == [1.0, 1.0, 2.0, 2.0, 3.0, 3.0]
+    assert (table[table.label.str.startswith("sgd")].epochs_trained == 3.0).all()
+    for _, row in adam.iterrows():
+        trained = int(row.epochs_trained)
+        assert (row.status == "ok") == (trained == 3)
+        if trained < 3:
+            assert row.status.startswith(f"pruned at epoch {trained} (rank ")
+    report = (tmp_path / "run" / "tables" / "report.md").read_text()
+    assert "| adam | 6 | 12 | 18 | 67% |" in report and "| sgd | 2 | 6 | 6 | 100% |" in report
+    results = json.loads((tmp_path / "run" / "results.json").read_text())
+    assert all(len(m["rungs"]) == 2 or m["epochs_trained"] == 1.0 for m in results["members"])
+    with pytest.raises(ValueError, match="data.split is 'none'"):
+        jm.grid(model="mlp", optimizers={"adam": 1e-3}, epochs=2, prune={"rungs": [1]},
+                workdir=tmp_path / "bad", synthetic=True)
+    assert not (tmp_path / "bad").exists()
+
+
 def test_a_bad_optimizer_is_one_clear_error(tmp_path):
     with pytest.raises(ValueError, match="adamq"):
         jm.grid(model="mlp", optimizers={"adamq": 1e-3}, workdir=tmp_path / "run")

@@ -74,3 +74,15 @@ def test_a_diverged_member_is_labelled_and_its_group_recorded():
     assert record["status"] == "diverged" and record["diverged_epoch"] == 2
     group = results.group_record(_result().group)
     assert group["strategy"] == "sequential" and group["images_per_second"] == 10.0
+
+
+def test_a_pruned_member_says_at_which_rung_and_rank_and_what_it_trained():
+    rungs = [{"epoch": 1, "rank": 1, "of": 4, "by": "val_acc", "survived": True},
+             {"epoch": 2, "rank": 2, "of": 2, "by": "val_loss", "survived": False}]
+    record = results.member_record(_result(alive=False, rungs=rungs, epochs_trained=2.0),
+                                   test_labels=np.array([0, 1, 2, 3]))
+    assert record["status"] == "pruned at epoch 2 (rank 2 of 2 by val_loss)"
+    assert record["epochs_trained"] == 2.0 and record["rungs"] == rungs
+    json.dumps(record, allow_nan=False)
+    # Survived every rung: its own status.
+    assert results.member_status(False, np.array([0, 1]), rungs[:1])[0] == "diverged"

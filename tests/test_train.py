@@ -686,10 +686,10 @@ def test_hooks_see_the_learning_rate_each_epoch_ended_with():
 
 
 # Successive halving inside the group program (jaxmnist.engine.fit, ranking.rung).
-def _prune_members(epochs: int = 3) -> list[dict]:
-    members = grid_members(epochs=epochs, model=SMALL_MLP, learning_rates=STABLE_LEARNING_RATES)
+def _prune_members(strategy: str = "sequential") -> list[dict]:
+    members = grid_members(epochs=3, model=SMALL_MLP, learning_rates=STABLE_LEARNING_RATES)
     for m in members:
-        m["train"]["strategy"] = "sequential"
+        m["train"]["strategy"] = strategy
     return members
 
 
@@ -725,13 +725,38 @@ def test_pruning_keeps_survivors_bit_identical_and_pruned_members_take_no_more_s
         assert np.isnan(b.history[1:]).all() and not np.isnan(a.history[1:]).any()
 
 
-@pytest.mark.parametrize("stop", ["before the rung", "during the rung", "after the rung"])
-def test_a_run_interrupted_around_a_rung_resumes_to_the_same_end(tmp_path, monkeypatch, stop):
+def test_vmap_gathers_the_survivors_into_smaller_programs():
+    """Under vmap a rung's survivors train as a smaller program (one compile per size); they
+    end as without pruning (within the bounds of a differently batched grid)."""
+    members, splits = _prune_members("vmap"), small_splits()
+    full = train_grid(members, splits)
+    pruned = train_grid(members, splits, prune={"eta": 2, "rungs": [1, 2]})
+    # 3 points per family: 2 survive rung 1 (6 members), 1 survives rung 2 (3 members).
+    assert sorted(r.epochs_trained for r in pruned) == [1.0] * 3 + [2.0] * 3 + [3.0] * 3
+    assert pruned[0].group.epoch_programs == 3 and full[0].group.epoch_programs == 1
+    assert pruned[0].group.compile_seconds > full[0].group.compile_seconds
+    bounds = _grid_bounds()
+    for k, (a, b) in enumerate(zip(full, pruned, strict=True)):
+        trained = int(b.epochs_trained)
+        np.testing.assert_array_equal(a.history[0], b.history[0])  # one program until rung 1
+        assert np.isnan(b.history[trained:]).all()
+        if trained == 3:
+            assert status(b) == "ok"
+            assert _max_abs_diff(a.params, b.params) <= bounds[k], k
+        else:
+            assert status(b).startswith(f"pruned at epoch {trained} (rank ")
+
+
+@pytest.mark.parametrize("strategy, stop", [
+    ("sequential", "before the rung"), ("sequential", "during the rung"),
+    ("sequential", "after the rung"), ("vmap", "during the rung"), ("vmap", "after the rung")])
+def test_a_run_interrupted_around_a_rung_resumes_to_the_same_end(tmp_path, monkeypatch,
+                                                                 strategy, stop):
     """Rung at epoch 2 of 3: stopped after epoch 1, inside epoch 2's decision (its checkpoint
     never written), or after epoch 2's checkpoint; the resumed run decides each rung once."""
     from jaxmnist import ranking
 
-    members, splits, prune = _prune_members(), small_splits(), {"eta": 2, "rungs": [2]}
+    members, splits, prune = _prune_members(strategy), small_splits(), {"eta": 2, "rungs": [2]}
     full = train_grid(members, splits, str(tmp_path / "a"), prune=prune)
     decisions, rung, crash = [], ranking.rung, [stop == "during the rung"]
 

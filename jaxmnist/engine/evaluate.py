@@ -36,6 +36,7 @@ class GroupStats:
     # excluded; vmap: every member's every epoch) / train_seconds.
     images_per_second: float | None
     resumed: bool
+    epoch_programs: int = 1  # grid sizes compiled (vmap pruning: one more per smaller size)
 
 
 @dataclass(frozen=True)
@@ -88,7 +89,7 @@ def member_results(prog: GroupProgram, state: TrainState, history: np.ndarray,
         images_per_second=n_train * (n * prog.spec.epochs if prog.placement.strategy == "vmap"
                                      else steps[:n].sum() / prog.program.steps) / total
         if total else None,
-        resumed=resumed)
+        resumed=resumed, epoch_programs=prog.epoch_programs)
     names = prog.program.model.weight_names
     param_count = models.param_count(jax.tree_util.tree_map(lambda a: a[0], params))
 

@@ -78,12 +78,12 @@ def _redeal(prog: GroupProgram, active: np.ndarray, state: Any = None) -> Any:
     return None if state is None else move(state)
 
 
-def _rung(prog: GroupProgram, prune: schema.Prune, state: TrainState, row: np.ndarray,
-          alive: np.ndarray, fate: np.ndarray) -> TrainState:
-    """Ranks the alive points after a rung epoch, fills ``fate[rung]``, stops the losers.
+def _rung(prog: GroupProgram, prune: schema.Prune, row: np.ndarray, alive: np.ndarray,
+          fate: np.ndarray) -> np.ndarray:
+    """Ranks the alive points after a rung epoch, fills ``fate[rung]``; the members that train on.
 
-    Decided on the host from the epoch's validation ``row`` (member order); the stopped members
-    (and the padding) are marked not alive, so they skip their epochs as a diverged one does.
+    Decided on the host from the epoch's validation ``row`` and ``alive`` (member order);
+    returns ``[padded]`` bool, False for the stopped members, the diverged ones and the padding.
     """
     n, col = len(prog.members), HISTORY_FIELDS.index(prune.metric)
     active = np.asarray(alive, bool)[:n]
@@ -97,9 +97,39 @@ def _rung(prog: GroupProgram, prune: schema.Prune, state: TrainState, row: np.nd
             fate[k] = (place, of, survives)
     keep = np.zeros(prog.placement.padded, bool)
     keep[:n] = active & np.asarray([decided.get(k, (0, 0, True))[2] for k in range(n)])
-    state = state._replace(alive=distributed.put(keep[prog.placement.layout],
-                                                 prog.placement.grid))
-    return _redeal(prog, keep, state)
+    return keep
+
+
+def _gather(prog: GroupProgram, state: TrainState, training: np.ndarray
+            ) -> tuple[GroupProgram, TrainState, np.ndarray]:
+    """Under vmap: the ``training`` members of a member-order ``state`` as a smaller program.
+
+    Returns the program (compiled once per grid size, its time added to the group's compile
+    time), its state and the members it trains (member order; padded with the first).
+    """
+    index = np.flatnonzero(training[: len(prog.members)])
+    index = index if len(index) else np.zeros(1, np.int64)
+    pad = np.concatenate([index, np.repeat(index[:1], -len(index) % prog.placement.devices)])
+    placement = dataclasses.replace(prog.placement, layout=np.arange(len(pad)))
+    take = jax.jit(lambda tree: jax.tree_util.tree_map(lambda a: a[pad], tree),
+                   out_shardings=placement.grid)
+    state, arrays = take(state), take(prog.arrays)
+    t0 = time.perf_counter()
+    epoch_exec = prog.compile_epoch(state, arrays)
+    prog.compile_seconds += time.perf_counter() - t0
+    prog.epoch_programs += 1
+    return dataclasses.replace(prog, placement=placement, arrays=arrays, epoch_exec=epoch_exec,
+                               members=[prog.members[k] for k in index]), state, index
+
+
+def _scatter(prog: GroupProgram, full: TrainState, state: TrainState,
+             index: np.ndarray | None) -> TrainState:
+    """The member-order state of the group: ``full`` with the gathered members' ``state``."""
+    if index is None:
+        return prog.placement.reorder(state, to_members=True)
+    put = jax.jit(lambda f, s: jax.tree_util.tree_map(lambda a, b: a.at[index].set(b[:len(index)]),
+                                                      f, s), out_shardings=prog.placement.grid)
+    return put(full, state)
 
 
 def epoch_learning_rates(members: Sequence[Any], epoch: int, steps_per_epoch: int,
@@ -128,23 +158,31 @@ def fit(prog: GroupProgram, *, checkpointer: checkpoint.GroupCheckpointer | None
     runs after it. ``prune``: successive halving at its rung epochs; ``fate`` ``[rungs, G, 3]``
     holds each rung's (rank, of, survived) per member, so a resume decides nothing twice.
     """
-    spec, n_members = prog.spec, len(prog.members)
+    spec, n_members, padded = prog.spec, len(prog.members), prog.placement.padded
     state = prog.init_state
-    history = np.full((spec.epochs, prog.placement.padded, len(HISTORY_FIELDS)), np.nan,
-                      np.float32)
+    history = np.full((spec.epochs, padded, len(HISTORY_FIELDS)), np.nan, np.float32)
     seconds = np.zeros((spec.epochs,), np.float32)
-    fate = np.zeros((len(prune.rungs) if prune else 0, prog.placement.padded, 3), np.int32)
-    carry = {"state": state, "history": history, "seconds": seconds,
-             **({"fate": fate} if prune else {})}
+    fate = np.zeros((len(prune.rungs) if prune else 0, padded, 3), np.int32)
+    # Members still training after the last rung (member order): the sequential layout deals
+    # them; under vmap they alone form the program ``work`` trains, ``index`` its members.
+    training = np.ones(padded, bool)
+    vmap, work, index, full = prog.placement.strategy == "vmap", prog, None, None
+    extra = lambda: {"fate": fate, "training": training} if prune else {}  # noqa: E731
     start_epoch, resumed = 1, False
-    restored = checkpointer.restore(carry) if checkpointer is not None else None
+    restored = checkpointer.restore({"state": state, "history": history, "seconds": seconds,
+                                     **extra()}) if checkpointer is not None else None
     if restored is not None:
         step, saved = restored
-        if prune is not None:
-            fate = np.asarray(saved["fate"])
-            if fate.any():  # deal the members the rungs left as they did
-                _redeal(prog, distributed.to_host(saved["state"].alive))
-        state = prog.placement.reorder(saved["state"], to_members=False)
+        state = saved["state"]
+        if prune is not None and np.asarray(saved["fate"]).any():  # as the last rung left it
+            fate, training = np.asarray(saved["fate"]), np.asarray(saved["training"])
+            if vmap:
+                full = state
+                work, state, index = _gather(prog, full, training)
+            else:
+                _redeal(prog, training)
+        if index is None:
+            state = prog.placement.reorder(state, to_members=False)
         history, seconds = np.asarray(saved["history"]), np.asarray(saved["seconds"])
         start_epoch, resumed = step + 1, True
     emit(callbacks, "on_group_start", group_index, GroupStart(
@@ -152,35 +190,50 @@ def fit(prog: GroupProgram, *, checkpointer: checkpoint.GroupCheckpointer | None
         strategy=prog.placement.strategy, devices=prog.placement.devices,
         compile_seconds=prog.compile_seconds))
 
+    def spread(values: Any, fill: Any) -> Any:  # the working members' host values, member order
+        if index is None:
+            return values
+        out = np.full((padded,) + values.shape[1:], fill, values.dtype)
+        out[index] = values[: len(index)]
+        return out
+
     for epoch in range(start_epoch, spec.epochs + 1):
         with _count_compiles() as compiles:
             t0 = time.perf_counter()
-            state, loss_sum, correct_sum, seen = prog.epoch_exec(
-                state, prog.arrays, prog.train_x, prog.train_y, jnp.asarray(epoch, jnp.int32))
+            state, loss_sum, correct_sum, seen = work.epoch_exec(
+                state, work.arrays, prog.train_x, prog.train_y, jnp.asarray(epoch, jnp.int32))
             # A collective in a multi-process run: every process gathers, callbacks or not.
-            loss_sum, correct_sum, seen, alive = prog.placement.to_member_order(
-                distributed.to_host((loss_sum, correct_sum, seen, state.alive)))
+            loss_sum, correct_sum, seen, alive = (spread(v, f) for v, f in zip(
+                work.placement.to_member_order(distributed.to_host(
+                    (loss_sum, correct_sum, seen, state.alive))), (0, 0, 0, False), strict=True))
             train_seconds = time.perf_counter() - t0
             row = history[epoch - 1]
             with np.errstate(invalid="ignore", divide="ignore"):
                 row[:, 0], row[:, 1] = loss_sum / seen, correct_sum / seen
             if prog.val is not None:
-                row[:, 2], row[:, 3], _ = prog.evaluate(state, prog.val)
+                row[:, 2], row[:, 3] = (spread(v, np.nan) for v in work.evaluate(state,
+                                                                                 prog.val)[:2])
             # A pruned member's epochs after its rung: NaN, as it trained none.
             row[((fate[..., 0] > 0) & (fate[..., 2] == 0)).any(0)] = np.nan
             seconds[epoch - 1] = time.perf_counter() - t0
         if prune is not None and epoch in prune.rungs:
-            state = _rung(prog, prune, state, row, alive, fate[prune.rungs.index(epoch)])
-            alive = prog.placement.to_member_order(distributed.to_host(state.alive))
+            training = alive = _rung(prog, prune, row, alive, fate[prune.rungs.index(epoch)])
+            if vmap and training.sum() < len(work.members):  # smaller: gather
+                full = _scatter(prog, full, state, index)
+                full = full._replace(alive=distributed.put(training, prog.placement.grid))
+                work, state, index = _gather(prog, full, training)
+            elif not vmap:
+                state = state._replace(alive=distributed.put(training[prog.placement.layout],
+                                                             prog.placement.grid))
+                state = _redeal(prog, training, state)
         if checkpointer is not None:
-            checkpointer.save(epoch, {"state": prog.placement.reorder(state, to_members=True),
-                                      "history": history, "seconds": seconds,
-                                      **({"fate": fate} if prune else {})},
+            checkpointer.save(epoch, {"state": _scatter(prog, full, state, index),
+                                      "history": history, "seconds": seconds, **extra()},
                               final=epoch == spec.epochs)
         if callbacks:
             info = EpochInfo(
                 epochs=spec.epochs, seconds=float(seconds[epoch - 1]), train_seconds=train_seconds,
-                images_per_second=n_members * prog.program.n_train / train_seconds,
+                images_per_second=len(work.members) * prog.program.n_train / train_seconds,
                 compiles=compiles[0], resumed=resumed)
             rates = epoch_learning_rates(prog.members, epoch, prog.program.steps, spec.epochs)
             rows = [{**{f: metrics.finite_or_none(row[k, j])
@@ -188,6 +241,8 @@ def fit(prog: GroupProgram, *, checkpointer: checkpoint.GroupCheckpointer | None
                      "alive": bool(alive[k]), "learning_rate": rates[k]}
                     for k in range(n_members)]
             emit(callbacks, "on_epoch_end", group_index, epoch, rows, info)
+    if index is not None:
+        state = _scatter(prog, full, state, index)
     return FitResult(state, history, seconds, resumed, rung_records(fate, prune, n_members))
 
 

@@ -374,6 +374,8 @@ class GroupProgram:
     eval_fn: Callable
     probe_fn: Any  # jitted (variables, arrays, probe x, y, grad x, y) -> (probs, grads)
     compile_seconds: float
+    compile_epoch: Callable  # (state, arrays) -> the compiled epoch for their grid size
+    epoch_programs: int = 1  # grid sizes trained (vmap pruning gathers survivors: one more each)
 
     def evaluate(self, state: TrainState, split: tuple[jax.Array, ...]):
         """``(loss [G], acc [G], preds [G, padded N])`` on a padded split, in member order."""
@@ -414,14 +416,19 @@ def build_program(members: Sequence[MemberLike], splits: Any, *,
 
     t0 = time.perf_counter()
     state = jax.block_until_ready(jitted.init_fn(init_variables, arrays))
-    # Compiled ahead of time, so its cost is reported apart from training speed (once per
-    # argument signature: a group of the same shape trained again reuses it).
-    epoch_args = (state, arrays, train_x, train_y, jnp.asarray(1, jnp.int32))
-    signature = _signature(*epoch_args)
-    if signature not in jitted.epochs:
-        jitted.epochs[signature] = jitted.epoch_fn.lower(*epoch_args).compile()
+
+    def compile_epoch(state: TrainState, arrays: MemberArrays) -> Any:
+        # Compiled ahead of time, so its cost is reported apart from training speed (once per
+        # argument signature: a group of the same shape trained again reuses it).
+        epoch_args = (state, arrays, train_x, train_y, jnp.asarray(1, jnp.int32))
+        signature = _signature(*epoch_args)
+        if signature not in jitted.epochs:
+            jitted.epochs[signature] = jitted.epoch_fn.lower(*epoch_args).compile()
+        return jitted.epochs[signature]
+
     return GroupProgram(
         spec=spec, members=members, placement=placement, program=program, arrays=arrays,
         train_x=train_x, train_y=train_y, val=val, test=test, init_state=state,
-        epoch_exec=jitted.epochs[signature], eval_fn=jitted.eval_fn, probe_fn=jitted.probe_fn,
-        compile_seconds=time.perf_counter() - t0)
+        epoch_exec=compile_epoch(state, arrays), eval_fn=jitted.eval_fn,
+        probe_fn=jitted.probe_fn, compile_seconds=time.perf_counter() - t0,
+        compile_epoch=compile_epoch)

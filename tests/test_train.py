@@ -734,7 +734,6 @@ def test_vmap_gathers_the_survivors_into_smaller_programs():
     # 3 points per family: 2 survive rung 1 (6 members), 1 survives rung 2 (3 members).
     assert sorted(r.epochs_trained for r in pruned) == [1.0] * 3 + [2.0] * 3 + [3.0] * 3
     assert pruned[0].group.epoch_programs == 3 and full[0].group.epoch_programs == 1
-    assert pruned[0].group.compile_seconds > full[0].group.compile_seconds
     bounds = _grid_bounds()
     for k, (a, b) in enumerate(zip(full, pruned, strict=True)):
         trained = int(b.epochs_trained)

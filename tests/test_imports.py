@@ -111,10 +111,11 @@ def test_run_directory_readers_do_not_depend_on_jax_modules():
 
 # The layers of docs/architecture.md, upstream first: a module may import its own layer and the
 # ones above it, never one below (data -> models -> engine -> run directory -> serve; the API
-# and the command lines on top). The package's shared helpers (checks, trees, ...) come first.
+# and the command lines on top). The package's shared helpers (checks, trees, ...) come first;
+# ranking (plain Python) is shared by pruning in the engine, the report and the API.
 LAYERS = (
     ("shared", ("jaxmnist.checks", "jaxmnist.trees", "jaxmnist.caches", "jaxmnist.importspec",
-                "jaxmnist.envinfo", "jaxmnist.groups")),
+                "jaxmnist.envinfo", "jaxmnist.groups", "jaxmnist.ranking")),
     ("data", ("jaxmnist.data",)),
     ("models", ("jaxmnist.models",)),
     ("engine", ("jaxmnist.engine", "jaxmnist.schema", "jaxmnist.config")),

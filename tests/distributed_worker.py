@@ -10,6 +10,7 @@ starts, hence a subprocess). Process 0 saves the results.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import signal
 import sys
@@ -30,6 +31,7 @@ def main() -> None:
     parser.add_argument("--strategy", default="auto")
     parser.add_argument("--kill-after-epoch", type=int, default=0)
     parser.add_argument("--kill-process", type=int, default=1)
+    parser.add_argument("--prune", help="a pruning setting as JSON")
     args = parser.parse_args()
     os.environ["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={args.devices}"
 
@@ -57,6 +59,7 @@ def main() -> None:
             splits(),
             args.workdir,
             callbacks=[SimpleNamespace(on_epoch_end=on_epoch_end)],
+            prune=json.loads(args.prune) if args.prune else None,
         )
     if distributed.is_primary():
         save_results(args.out, results)

@@ -7,6 +7,7 @@ are end-to-end tier (``pytest -m e2e``); the settings checks are the default tie
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -112,6 +113,23 @@ def test_killed_process_stops_the_other_and_relaunch_resumes(single_process, tmp
     # 6 members on 2 x 2 devices: one grid over 4 devices, padded to 8; results for the 6 only.
     assert "devices 4, padded 8, strategy sequential, resumed True" in log0
     _assert_same(single_process, out, atol=1e-6)
+
+
+@pytest.mark.e2e
+def test_two_processes_prune_the_same_members_across_a_kill_at_the_rung(tmp_path):
+    """Rungs at epochs 1 and 2 (6 points, then 3, ranked within the group): process 1 killed
+    after the first rung's checkpoint; the relaunch ends as one process does, decisions too."""
+    prune = ("--prune", json.dumps({"eta": 2, "rungs": [1, 2], "within": "group"}))
+    one, out, workdir = tmp_path / "one.npz", tmp_path / "two.npz", tmp_path / "ckpt"
+    _single(one, 1, *prune)
+    (_, _, _), (rc1, _, _) = _pair(out, "--workdir", str(workdir), "--kill-after-epoch", "1",
+                                   *prune)
+    assert rc1 == -9 and not out.exists()
+    (rc0, log0, _), (rc1, log1, _) = _pair(out, "--workdir", str(workdir), *prune)
+    assert rc0 == 0 and rc1 == 0, log0[-3000:] + log1[-3000:]
+    trained = sorted(float(np.load(one)[f"m{k}/epochs_trained"]) for k in range(MEMBERS))
+    assert trained == [1.0] * 3 + [2.0] + [3.0] * 2
+    _assert_same(one, out, atol=1e-6)
 
 
 @pytest.mark.parametrize(

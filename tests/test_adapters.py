@@ -177,6 +177,7 @@ def user_dir(tmp_path_factory):
 
     folder = tmp_path_factory.mktemp("user_models")
     for name, source in (("flax_cnn.py", user_models.FLAX_EXAMPLE_CNN),
+                         ("flax_tutorial.py", user_models.FLAX_NNX_TUTORIAL_CNN),
                          ("linen_bn.py", user_models.LINEN_BN_MLP),
                          ("nnx_held.py", user_models.NNX_HELD_RNGS_MLP),
                          ("bad_models.py", user_models.BAD_MODELS)):
@@ -190,6 +191,7 @@ def _images(n=4, seed=1):
 
 @pytest.mark.parametrize("file, attr, collection", [
     ("flax_cnn.py", "CNN", "batch_norm1"),      # NNX: nnx.BatchStat
+    ("flax_tutorial.py", "CNN", "batch_norm1"),  # NNX tutorial: rngs optional, keyword-only
     ("linen_bn.py", "BNMLP", "batch_stats"),    # linen: the batch_stats collection
     ("nnx_held.py", "HeldRngs", "norm"),
 ])
@@ -216,7 +218,8 @@ def test_state_is_updated_in_training_and_used_in_evaluation(user_dir, file, att
     assert not np.allclose(a[:2], b[:2], atol=1e-4)
 
 
-@pytest.mark.parametrize("file, attr", [("flax_cnn.py", "CNN"), ("nnx_held.py", "HeldRngs")])
+@pytest.mark.parametrize("file, attr", [("flax_cnn.py", "CNN"), ("flax_tutorial.py", "CNN"),
+                                        ("nnx_held.py", "HeldRngs")])
 def test_nnx_dropout_follows_the_step_key_whoever_holds_the_stream(user_dir, file, attr):
     model = models.build({"name": f"{user_dir / file}:{attr}"})
     params, state = model.init(jax.random.PRNGKey(0))
@@ -232,8 +235,9 @@ def test_nnx_dropout_follows_the_step_key_whoever_holds_the_stream(user_dir, fil
                                                      jax.tree_util.tree_leaves(p1), strict=True))
 
 
-def test_flax_example_cnn_passes_the_abstract_check(user_dir):
-    cfg = {"name": f"{user_dir / 'flax_cnn.py'}:CNN"}
+@pytest.mark.parametrize("file", ["flax_cnn.py", "flax_tutorial.py"])
+def test_flax_example_cnn_passes_the_abstract_check(user_dir, file):
+    cfg = {"name": f"{user_dir / file}:CNN"}
     models.check_model(cfg)  # no exception: init, a training call and an evaluation call
     params, state = jax.eval_shape(models.build(cfg).init, jax.random.PRNGKey(0))
     # conv1 320 + BatchNorm scales and biases 64 + conv2 18,496 + 128 + linear1 803,072 + 2,570

@@ -586,11 +586,13 @@ def test_the_byo_example_in_the_docs_runs(tmp_path):
 
 
 @pytest.mark.e2e
-def test_flax_examples_mnist_cnn_copied_unchanged_trains_as_a_grid(tmp_path):
-    """Flax's examples/mnist CNN (NNX, BatchNorm, Dropout, __call__(x, rngs)) in a user file."""
+@pytest.mark.parametrize("source", ["FLAX_EXAMPLE_CNN", "FLAX_NNX_TUTORIAL_CNN"])
+def test_flax_examples_mnist_cnn_copied_unchanged_trains_as_a_grid(tmp_path, source):
+    """Flax's examples/mnist CNN (NNX, BatchNorm, Dropout, __call__(x, rngs)) in a user file, and
+    the same network as the NNX MNIST tutorial writes it (``rngs: nnx.Rngs | None = None``)."""
     import numpy as np
 
-    path = user_models.write(tmp_path, "flax_cnn.py", user_models.FLAX_EXAMPLE_CNN)
+    path = user_models.write(tmp_path, "flax_cnn.py", getattr(user_models, source))
     study = _study(tmp_path, model={"name": f"{path}:CNN"}, source=datasource.SOURCE,
                    optim={"name": "sgd", "learning_rate": 0.1},
                    grid={"optim.name": ["sgd", "adam", "adamw"],

@@ -82,6 +82,8 @@ class Optim(_Section):
     hyper: dict[str, float] = {}
     schedule: schedules.Schedule = schedules.Constant()
     clip_norm: float | None = None
+    # Evaluate at an exponential moving average of the parameters with this decay per step.
+    ema: float | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -101,6 +103,8 @@ class Optim(_Section):
     def _flat(self, handler: Any) -> dict[str, Any]:
         out = handler(self)
         hyper = out.pop("hyper", {})
+        if out.get("ema") is None:  # configs written before ``ema`` existed read the same
+            out.pop("ema", None)
         return {"name": out.pop("name"), "learning_rate": out.pop("learning_rate"), **hyper, **out}
 
 

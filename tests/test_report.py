@@ -200,6 +200,35 @@ def test_curves_of_a_point_that_diverged_print_no_numpy_warning(tmp_path):
     assert run / "figures" / "curves.png" in written
 
 
+def test_curves_of_several_optimizers_are_small_multiples_with_diverged_losses_off_scale(
+        tmp_path, monkeypatch):
+    """S2 (3 optimizers x 4 rates): a column per optimizer, rates on one colour scale, and a
+    diverged member's loss (1e6) neither stretches the loss axes nor goes unnamed."""
+    from jaxmnist.runs import figures
+
+    run = fake_run(tmp_path, "s2")
+    results = json.loads((run / "results.json").read_text())
+    for m in results["members"]:
+        if m["label"].startswith("learning_rate=0.1, name=adam"):
+            m["history"][0]["train_loss"] = 1e6
+    (run / "results.json").write_text(json.dumps(results))
+    drawn = {}
+    monkeypatch.setattr(figures, "_save", lambda fig, view, path: drawn.setdefault(path.name, fig)
+                        and path)
+    view = runview.load(run)
+    figures.curves(view, [(p.label, p) for p in view.points], run / "curves.png", "S2")
+    axes = drawn["curves.png"].axes
+    assert [ax.get_title() for ax in axes[:3]] == [
+        "adam: train accuracy", "rmsprop: train accuracy", "sgd: train accuracy"]
+    assert len(axes) == 4 * 3  # train/val accuracy and loss, per optimizer
+    train_loss = next(ax for ax in axes if ax.get_title() == "adam: train loss")
+    assert train_loss.get_ylim()[1] <= figures.LOSS_CEILING
+    assert any("off-scale (diverged)" in t.get_text() and "0.1" in t.get_text()
+               for t in train_loss.texts)
+    colors = [line.get_color() for line in train_loss.lines]
+    assert len(set(map(str, colors))) == len(colors) == 4  # one shade per learning rate
+
+
 @pytest.mark.e2e
 def test_report_cli_does_not_import_jax(tmp_path):
     run = fake_run(tmp_path, "s3", epochs=2)

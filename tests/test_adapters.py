@@ -319,6 +319,38 @@ def axis_models(tmp_path_factory):
             "nnx": {"name": f"{nnx_file}:AxisBN"}}
 
 
+def test_the_zoos_resnet18_is_flaxs_imagenet_resnet18(axis_models):
+    """``flax_resnet18`` (written in jaxmnist, so the ``resnet`` study runs from a wheel) has the
+    variables of Flax's own file from the same key, and gives its logits in training (with the
+    batch's statistics over the named axis) and in evaluation."""
+    import importlib.util
+
+    from jaxmnist.models.flax_examples import FlaxResNet18
+
+    path = axis_models["resnet"]["name"].rpartition(":")[0]
+    spec = importlib.util.spec_from_file_location("flax_imagenet_models", path)
+    theirs = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(theirs)
+    x = _images(4).astype(jnp.float32) / 255.0
+    key = jax.random.PRNGKey(3)
+    nets = (theirs.ResNet18(num_classes=10), FlaxResNet18())
+    variables = [jax.jit(lambda n=n: n.init(key, x, train=False))() for n in nets]
+    a, b = (jax.tree_util.tree_flatten_with_path(v)[0] for v in variables)
+    assert [p for p, _ in a] == [p for p, _ in b] and len(a) == 102
+    assert all(np.array_equal(u, v) for (_, u), (_, v) in zip(a, b, strict=True))
+
+    def train_step(net, v):
+        return jax.vmap(lambda xb: net.apply(v, xb, train=True, mutable=["batch_stats"]),
+                        axis_name="batch")(x[None])
+
+    for (net_a, v_a), (net_b, v_b) in [tuple(zip(nets, variables, strict=True))]:
+        (la, sa), (lb, sb) = train_step(net_a, v_a), train_step(net_b, v_b)
+        np.testing.assert_array_equal(la, lb)
+        assert jax.tree_util.tree_all(jax.tree_util.tree_map(np.array_equal, sa, sb))
+        np.testing.assert_array_equal(net_a.apply(v_a, x, train=False),
+                                      net_b.apply(v_b, x, train=False))
+
+
 def _axis_members(model_cfg):
     from train_fixtures import base_member
 

@@ -8,6 +8,7 @@
                   seeds=2, epochs=3, workdir="runs/mine")
     run.table()                  # one row per member (pandas DataFrame)
     run.points()                 # one row per grid point: mean and std over the seeds
+    run.compare()                # optimizer pairs: paired over seeds, with intervals
     run.member(0).predict(images)
     run = jm.run(jm.load_study("s2", preset="cpu"), workdir="runs/s2")
     run = jm.open_run("runs/s2")  # the same object from the files alone (no jax import)
@@ -318,21 +319,39 @@ class Run:
 
         A pandas DataFrame indexed by the point's label (unique: settings are never merged),
         like scikit-learn's ``cv_results_``: ``mean_test_acc``, ``std_test_acc`` (sample std,
-        ddof=1, over the finite seeds; 0 for one), ``mean_test_loss``, ``seeds``, ``status``.
+        ddof=1, over the finite seeds; 0 for one), ``mean_test_loss``, ``seeds``, ``status``, and
+        of the test accuracy its ``iqm``, the 95% bootstrap interval of its mean (``ci_low``,
+        ``ci_high``: empty below 5 seeds, ``note`` says so) and the per-seed ``values``
+        (:func:`jaxmnist.runs.stats.describe`; docs/statistics.md).
         """
         import pandas as pd
 
         from jaxmnist.engine import metrics
+        from jaxmnist.runs import stats
 
         rows = []
         for p in self._view.points:
             mean, std, _ = metrics.mean_std(p.test_acc())
+            seeds = stats.describe(p.test_acc())
             rows.append({"label": p.label, "mean_test_acc": mean, "std_test_acc": std,
                          "mean_test_loss": metrics.mean_std(
                              p.values(lambda m: m["test"].get("loss")))[0],
-                         "seeds": len(p.members), "status": p.status()})
+                         "seeds": len(p.members), "status": p.status(),
+                         **{k: seeds[k] for k in ("iqm", "ci_low", "ci_high", "values", "note")}})
         return pd.DataFrame(rows).set_index("label").sort_values("mean_test_acc",
                                                                  ascending=False)
+
+    def compare(self):
+        """Every pair of optimizers, each at its setting chosen on validation (a DataFrame).
+
+        Paired over seeds: the probability of improvement P(x > y) of test accuracy, the mean
+        difference x - y, their 95% bootstrap intervals (none below 5 seeds) and a ``verdict``
+        that states a difference only when its interval excludes zero
+        (:func:`jaxmnist.runs.stats.compare`; docs/statistics.md).
+        """
+        from jaxmnist.runs import stats
+
+        return stats.compare(self._view)
 
     def history(self, member: int):
         """Per-epoch losses and accuracies of one member (a pandas DataFrame by epoch)."""

@@ -80,7 +80,18 @@ def test_grid_returns_a_table_per_member_and_per_point(api_run):
     by_label = table.groupby("label")["test_acc"]
     for label, row in points.iterrows():
         assert row["mean_test_acc"] == pytest.approx(by_label.get_group(label).mean())
+        seeds = table[table["label"] == label].sort_values("seed")["test_acc"].tolist()
+        assert row["values"] == seeds and row["iqm"] == pytest.approx(np.mean(seeds))  # 2: none cut
+        assert np.isnan(row["ci_low"]) and np.isnan(row["ci_high"])
+        assert row["note"] == "2 seeds < 5: no interval"
     assert list(run.history(0).index) == [1, 2]
+    # One pair (adam at its chosen lr, sgd), paired by seed: P(x > y) from the member table.
+    (_, pair), = run.compare().iterrows()
+    x, y = (table[table["label"] == pair[k]].sort_values("seed")["test_acc"].to_numpy()
+            for k in ("x", "y"))
+    assert {pair["x"].split()[0], pair["y"].split()[0]} == {"adam", "sgd"} and pair["n"] == 2
+    assert pair["p_improve"] == np.mean((x > y) + 0.5 * (x == y))
+    assert pair["verdict"] == "not distinguishable with 2 seeds (2 seeds < 5: no interval)"
 
 
 def test_a_member_predicts_what_its_results_say(api_run):

@@ -14,7 +14,7 @@ import pytest
 from jaxmnist import config as C
 from jaxmnist.engine import metrics
 from jaxmnist.runner import resolved_config
-from jaxmnist.runs import published, rundir, runview, tables
+from jaxmnist.runs import published, rundir, runview, stats, tables
 
 ROOT = Path(__file__).resolve().parent.parent
 SWEEPS = ROOT / "sweeps"
@@ -141,9 +141,11 @@ def test_report_writes_every_table(tmp_path, name):
     run = fake_run(tmp_path, name)
     names = {p.name for p in tables.generate(run, figures=False)}
     for expected in ("summary.md", "summary.csv", "per_class.md", "per_class.csv",
-                     "status.md", "last_epoch.md", "models.md", "report.md",
-                     "results_summary.json"):
+                     "status.md", "last_epoch.md", "models.md", "report.md", "seeds.md",
+                     "seeds.csv", "results_summary.json"):
         assert expected in names, expected
+    # Optimizers are compared where a study has several (S2's adam, rmsprop, sgd: 3 pairs).
+    assert ("compare.csv" in names) == (name == "s2")
     summary = json.loads((run / "tables" / "results_summary.json").read_text())
     assert summary["study"] == name and summary["settings"] == "preset quick"
     assert summary["complete"] and summary["progress"] is None
@@ -153,6 +155,11 @@ def test_report_writes_every_table(tmp_path, name):
     assert "REDUCED RUN" in md
     if name == "s2":
         assert "(99.11)" in (run / "tables" / "grid_matrix.md").read_text()
+        pairs = (run / "tables" / "compare.csv").read_text().splitlines()
+        assert pairs[0] == ",".join(stats.COMPARE_COLUMNS) and len(pairs) == 4
+        assert "not distinguishable with 2 seeds" in pairs[1]  # the quick preset's 2 seeds
+        seeds = (run / "tables" / "seeds.md").read_text()
+        assert seeds.count("2 seeds < 5: no interval") == len(summary["points"])
         assert "collapsed" in (run / "tables" / "status.md").read_text()
     if name == "s3":
         text = (run / "tables" / "experiments.md").read_text()

@@ -1,18 +1,20 @@
 """A run's tables (Markdown + CSV) and ``results_summary.json``, from its files alone. No jax.
 
-A grid point's numbers are the mean ± sample std (ddof=1) over its seeds, beside the papers'.
+A grid point's numbers are the mean ± sample std (ddof=1) over its seeds, beside the papers';
+``seeds`` and ``compare`` add intervals and paired tests (:mod:`jaxmnist.runs.stats`).
 """
 
 from __future__ import annotations
 
 import csv
 import io
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from jaxmnist.engine import metrics
-from jaxmnist.runs import published, rundir
+from jaxmnist.runs import published, rundir, stats
 from jaxmnist.runs.runview import RunView, grid_axes, load, point_at
 from jaxmnist.trees import get_dotted
 
@@ -107,6 +109,40 @@ def table_summary(run: RunView) -> Table:
               _ms(p.test_acc()), _ms(p.values(lambda m: m["test"]["loss"])),
               _cell(pacc), _diff(p.test_acc(), pacc), p.status())
     t.notes.append("diff = our mean - paper. std is the sample std (ddof=1) over seeds.")
+    return t
+
+
+def _nan_empty(cells: list[Any]) -> list[Any]:
+    return [None if isinstance(c, float) and math.isnan(c) else c for c in cells]
+
+
+def table_seeds(run: RunView) -> Table:
+    """Per point: test accuracy's mean, IQM and 95% bootstrap interval beside each seed's."""
+    t = Table("Test accuracy over seeds: mean, IQM, 95% bootstrap interval of the mean",
+              ["point", "n", "mean", "iqm", "ci_low", "ci_high", "values", "note"])
+    for p in run.points:
+        d = stats.describe(p.test_acc())
+        t.add(*_nan_empty([p.label, len(stats.finite(d["values"])), d["mean"], d["iqm"],
+                           d["ci_low"], d["ci_high"]]),
+              " ".join("n/a" if v is None else f"{v:.4f}" for v in d["values"]), d["note"])
+    t.notes.append(f"IQM: mean of the middle 50% of the seeds (rliable's). No interval below "
+                   f"{stats.MIN_SEEDS} seeds (docs/statistics.md).")
+    return t
+
+
+def table_compare(run: RunView) -> Table | None:
+    """Optimizer pairs, each at its setting chosen on validation: paired test-accuracy tests."""
+    frame = stats.compare(run)
+    if frame.empty:
+        return None
+    t = Table("Optimizers compared at their settings chosen on validation (test accuracy, "
+              "paired over seeds)", list(frame.columns))
+    for row in frame.itertuples(index=False):
+        t.add(*_nan_empty(list(row)))
+    t.notes.append("p_improve: share of seeds on which x beats y (ties count half); diff: mean "
+                   "of x - y; intervals: 95% percentile bootstrap over seeds, none below "
+                   f"{stats.MIN_SEEDS} seeds; a difference is stated only when its interval "
+                   "excludes zero (docs/statistics.md).")
     return t
 
 
@@ -340,6 +376,8 @@ def write_tables(run: RunView) -> list[Path]:
     summary_path = out_dir / "results_summary.json"
     rundir.write_json(summary_path, results_summary(run))
     written.append(summary_path)
+    emit("seeds", [table_seeds(run)], "Seeds")
+    emit("compare", [table_compare(run)], "Optimizers compared")
     emit("grid_matrix", [table_matrix(run)], "Grid")
     emit("experiments", tables_experiments(run), "Experiments")
     emit("baseline", [table_baseline(run)], "Baseline")

@@ -280,7 +280,7 @@ def _member(seed: int, epochs: int = 1, lr: float = 0.1, schedule: str = "consta
 
 
 def _config(configs: list[dict], groups: list[list[int]]) -> dict:
-    return {"study": "t", "data": {"split": "none"},
+    return {"config_format": rundir.CONFIG_FORMAT, "study": "t", "data": {"split": "none"},
             "members": [{"member": k, "label": f"m{k}", "config": c}
                         for k, c in enumerate(configs)],
             "groups": [{"group": g, "members": ks} for g, ks in enumerate(groups)]}
@@ -296,6 +296,9 @@ def test_grown_order_keeps_the_old_indices_and_appends_the_new_members():
     # More epochs are growth too: the same members, trained on.
     longer = [_member(s, epochs=3, lr=lr) for lr in (0.1, 0.01) for s in (0, 1)]
     assert rundir.grown_order(old, longer, "run") == [0, 1, 2, 3]
+    # A run of the earlier config.json format grows no more than it resumes.
+    with pytest.raises(rundir.RunDirError, match="written by an earlier jaxmnist"):
+        rundir.grown_order({**old, "config_format": 1}, study, "run")
 
 
 @pytest.mark.parametrize(("old_epochs", "study", "message"), [

@@ -351,6 +351,7 @@ def grown_order(old: Mapping[str, Any], configs: Sequence[Mapping[str, Any]],
     when the study is no growth: a member is missing or has fewer epochs, or more epochs would
     change its schedule (decay over the whole run: continuing it is not the longer run).
     """
+    _check_format(old, run_dir)
     free: dict[str, list[int]] = {}
     for i, cfg in enumerate(configs):
         free.setdefault(_identity(cfg), []).append(i)
@@ -379,9 +380,8 @@ def grown_order(old: Mapping[str, Any], configs: Sequence[Mapping[str, Any]],
     return order + [i for i in range(len(configs)) if i not in taken]
 
 
-def _same_run(old: Mapping[str, Any], new: Mapping[str, Any], run_dir: Path,
-              grow: bool = False) -> None:
-    if old.get("config_format", 1) != new.get("config_format", CONFIG_FORMAT):
+def _check_format(old: Mapping[str, Any], run_dir: str | os.PathLike) -> None:
+    if old.get("config_format", 1) != CONFIG_FORMAT:
         raise RunDirError(
             f"{run_dir} was written by an earlier jaxmnist (config.json format "
             f"{old.get('config_format', 1)}; this one writes format {CONFIG_FORMAT}, each "
@@ -389,6 +389,10 @@ def _same_run(old: Mapping[str, Any], new: Mapping[str, Any], run_dir: Path,
             "results stay readable (jm.open_run, python -m jaxmnist.report); to train it "
             "further, use the jaxmnist commit its env.json names, or pick a new --workdir")
 
+
+def _same_run(old: Mapping[str, Any], new: Mapping[str, Any], run_dir: Path,
+              grow: bool = False) -> None:
+    _check_format(old, run_dir)
     old_members = [m.get("config") for m in old.get("members", [])]
     new_members = [m["config"] for m in new["members"]]
     same = old.get("study") == new["study"] and old.get("data") == new["data"]
@@ -418,8 +422,9 @@ def _same_run(old: Mapping[str, Any], new: Mapping[str, Any], run_dir: Path,
             else "its data split differs")
     raise RunDirError(
         f"{run_dir} already holds a run of study {old.get('study')!r} that differs from this "
-        f"one ({what}); resume only with the same study, flags and overrides (or grow it with "
-        "--grow: more seeds, grid points or epochs), or pick a new --workdir")
+        f"one ({what}); resume only with the same study, flags and overrides"
+        f"{'' if grow else ' (or grow it with --grow: more seeds, grid points or epochs)'}, "
+        "or pick a new --workdir")
 
 
 def _cut_torn_tail(path: Path) -> None:

@@ -104,9 +104,14 @@ def test_a_run_grows_by_seeds_and_trains_only_the_new_members(finished, tmp_path
     _run(fresh, _study(seeds=3))
     _assert_same_member(run, 4, fresh, 2)
     _assert_same_member(run, 5, fresh, 5)
-    # The grown run reads like any other: the API's table and the report.
+    # The grown run reads like any other: the API's table, the report and the web demo.
+    from jaxmnist.serve import app
+
     table = jm.open_run(run).table()
     assert len(table) == 6 and (run / "tables" / "summary.md").is_file()
+    served, _ = app.load_members(run)
+    assert [(m.member, m.available) for m in served] == [(k, True) for k in range(6)]
+    assert served[4].config["seed"] == 2
     # Growing again by nothing is a plain resume: nothing trains.
     assert _run(run, _study(seeds=3), grow=True).epochs == []
 

@@ -20,9 +20,10 @@ process; the run directory records an import path when the object's class can be
 again, and otherwise says why it cannot (``notes`` in ``config.json``).
 
 Every call writes a run directory exactly as ``python -m jaxmnist.sweep`` does, and calling it
-again with the same arguments and ``workdir`` resumes it. :func:`run` and the CLI are both thin
-layers over :func:`jaxmnist.runner.run_study`. Nothing here imports jax until a run trains or a
-member predicts.
+again with the same arguments and ``workdir`` resumes it; with ``grow=True``, more seeds, points
+or epochs grow it (only the new work trains; docs/architecture.md, "Growing a run").
+:func:`run` and the CLI are both thin layers over :func:`jaxmnist.runner.run_study`. Nothing here
+imports jax until a run trains or a member predicts.
 """
 
 from __future__ import annotations
@@ -163,7 +164,8 @@ def load_study(name_or_path: str | Path, *, preset: str | None = None, quick: bo
 def grid(*, model: Any, optimizers: Mapping[str, Any], seeds: int = 1, epochs: int = 1,
          batch_size: int = 64, dataset: str = "mnist", data: Mapping[str, Any] | None = None,
          workdir: str | Path, name: str = "grid", synthetic: bool = False,
-         config: Mapping[str, Any] | None = None, progress: bool = True) -> Run:
+         config: Mapping[str, Any] | None = None, progress: bool = True,
+         grow: bool = False) -> Run:
     """Trains ``model`` with every optimizer x learning rate x seed as one grid and returns it.
 
     Args:
@@ -183,6 +185,8 @@ def grid(*, model: Any, optimizers: Mapping[str, Any], seeds: int = 1, epochs: i
         config: Other member settings as dotted keys (``{"reg.l2": 1e-4,
             "optim.clip_norm": 1.0, "train.strategy": "vmap"}``).
         progress: Show a progress bar (``tqdm.auto``: a widget in notebooks).
+        grow: Let this call grow the run in ``workdir`` (more seeds, optimizers, learning rates
+            or epochs): see :func:`run`.
 
     Returns:
         The finished :class:`Run`.
@@ -224,13 +228,13 @@ def grid(*, model: Any, optimizers: Mapping[str, Any], seeds: int = 1, epochs: i
              "base": base,
              "experiments": [{"name": "main", "title": "", "points": points}],
              "seeds": seeds, "notes": note}
-    return run(C.resolve(study), workdir=workdir, progress=progress)
+    return run(C.resolve(study), workdir=workdir, progress=progress, grow=grow)
 
 
 def run(study: Mapping[str, Any], *, workdir: str | Path, data_dir: str | None = None,
         report: bool = True, callbacks: Sequence[Callable[..., Any]] = (),
-        progress: bool = True) -> Run:
-    """Trains (or resumes) a resolved study (:func:`load_study`) into ``workdir``.
+        progress: bool = True, grow: bool = False) -> Run:
+    """Trains (or resumes, or grows) a resolved study (:func:`load_study`) into ``workdir``.
 
     Args:
         study: From :func:`load_study` (or built by :func:`grid`).
@@ -239,6 +243,10 @@ def run(study: Mapping[str, Any], *, workdir: str | Path, data_dir: str | None =
         report: Write the tables and figures at the end.
         callbacks: Logger factories ``factory(run_dir, config) -> hooks`` (W&B, MLflow).
         progress: Show a progress bar per group.
+        grow: The study may grow the run in ``workdir``: more seeds, grid points, experiments
+            or epochs. Its members keep their indices and results; only new members (as new
+            groups) and members given more epochs (from their last checkpoint) train. Without
+            it such a study is refused (a ``RunDirError`` that says so), as is any other change.
 
     Returns:
         The finished :class:`Run`.
@@ -250,7 +258,7 @@ def run(study: Mapping[str, Any], *, workdir: str | Path, data_dir: str | None =
     hostdevices.configure()  # before JAX starts a backend: one host device per core on a CPU
     members = C.check(study)  # the run's members, validated: runner.run_study trains these
     runner.run_study(dict(study), Path(workdir), data_dir=data_dir, report=report,
-              callbacks=callbacks, progress=progress, members=members)
+              callbacks=callbacks, progress=progress, members=members, grow=grow)
     return open_run(workdir)
 
 

@@ -102,9 +102,28 @@ def test_small_study_rerun_with_a_different_study_is_refused(small_run):
     run, _ = small_run
     code, err = _in_process(*SMOKE[1:], *SMALL, "--workdir", run, "--seeds", "2")
     assert code == 2 and "already holds a run of study 'smoke'" in err
+    assert "grows (8 new members)" in err and "add --grow" in err
     code, err = _in_process(*SMOKE[1:], *SMALL, "--workdir", run,
                             "--config.data.test_limit=100")
     assert code == 2 and "its data split differs" in err
+
+
+def test_small_study_grow_dry_run_shows_the_new_groups_and_writes_nothing(small_run, capsys):
+    run, _ = small_run
+    before = (run / "config.json").read_bytes()
+    code, err = _in_process(*SMOKE[1:], *SMALL, "--workdir", run, "--seeds", "2", "--grow",
+                            "--dry-run")
+    out = capsys.readouterr().out
+    assert code == 0, err
+    # The run's 8 members keep indices 0-7 and their 2 groups; the new seeds follow as 2 groups.
+    lines = {line.split(":")[0].strip(): line for line in out.splitlines()}
+    assert "16 members in 4 groups" in out and lines["member 7"].endswith("(seed 0)")
+    assert lines["member 8"].endswith("(seed 1)")
+    assert "group 2: " in out and "group 3: " in out and "(resumes the run there)" in out
+    assert (run / "config.json").read_bytes() == before
+    code, err = _in_process(*SMOKE[1:], *SMALL, "--workdir", run, "--grow", "--dry-run",
+                            "--config.base.train.batch_size=32")
+    assert code == 2 and "is not in it" in err and "Nothing was written." in err
 
 
 def test_small_study_report_regenerates_from_files(small_run, capsys):

@@ -114,7 +114,7 @@ def test_run_directory_readers_do_not_depend_on_jax_modules():
 # and the command lines on top). The package's shared helpers (checks, trees, ...) come first.
 LAYERS = (
     ("shared", ("jaxmnist.checks", "jaxmnist.trees", "jaxmnist.caches", "jaxmnist.importspec",
-                "jaxmnist.envinfo", "jaxmnist.groups", "jaxmnist.ranking")),
+                "jaxmnist.envinfo", "jaxmnist.groups", "jaxmnist.ranking", "jaxmnist.search")),
     ("data", ("jaxmnist.data",)),
     ("models", ("jaxmnist.models",)),
     ("engine", ("jaxmnist.engine", "jaxmnist.schema", "jaxmnist.config")),

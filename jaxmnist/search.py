@@ -14,7 +14,6 @@ members). Plain Python and scipy: no jax. Rationale: docs/studies.md ("Search sp
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -105,25 +104,18 @@ def points(search: Mapping[str, Any], samples: int, seed: int) -> list[tuple[str
     for family, space in search.items():
         flat = flatten(space)
         keys = sorted(flat, key=lambda k: (k != "optim.learning_rate", k))
-        dists = {k: _distribution(flat[k]) for k in keys}
-        drawn = [k for k in keys if isinstance(dists[k], tuple) and dists[k][0] != "loggrid"]
-        u = (qmc.Halton(d=len(drawn), scramble=True, seed=seed).random(samples) if drawn
-             else np.zeros((samples, 0)))
+        dists = [_distribution(flat[k]) for k in keys]
+        n_drawn = sum(isinstance(d, tuple) and d[0] != "loggrid" for d in dists)
+        u = iter(qmc.Halton(d=n_drawn, scramble=True, seed=seed).random(samples).T
+                 if n_drawn else ())
+        columns = [np.full(samples, d) if not isinstance(d, tuple)
+                   else np.geomspace(d[1], d[2], samples) if d[0] == "loggrid"
+                   else np.clip(np.exp(np.log(d[1]) + next(u) * np.log(d[2] / d[1]))
+                                if d[0] == "log" else d[1] + next(u) * (d[2] - d[1]), d[1], d[2])
+                   for d in dists]
         for i in range(samples):
-            settings: dict[str, Any] = {"optim.name": family}
-            for k, dist in dists.items():
-                if not isinstance(dist, tuple):
-                    settings[k] = dist
-                    continue
-                kind, lo, hi = dist
-                if kind == "loggrid":
-                    value = float(np.geomspace(lo, hi, samples)[i])
-                else:
-                    x = float(u[i, drawn.index(k)])
-                    value = (math.exp(math.log(lo) + x * math.log(hi / lo)) if kind == "log"
-                             else lo + x * (hi - lo))
-                settings[k] = value
-            parts = [f"{SHORT.get(k.rsplit('.', 1)[-1], k.rsplit('.', 1)[-1])}={settings[k]:.3g}"
-                     for k in keys]
-            out.append((" ".join([family, ", ".join(parts)]).strip(), settings))
+            values = {k: float(c[i]) for k, c in zip(keys, columns, strict=True)}
+            parts = [f"{SHORT.get(k.rsplit('.', 1)[-1], k.rsplit('.', 1)[-1])}={v:.3g}"
+                     for k, v in values.items()]
+            out.append((f"{family} {', '.join(parts)}".strip(), {"optim.name": family, **values}))
     return out

@@ -120,8 +120,8 @@ LAYERS = (
     ("engine", ("jaxmnist.engine", "jaxmnist.schema", "jaxmnist.config")),
     ("runs", ("jaxmnist.runs",)),
     ("serve", ("jaxmnist.serve",)),
-    ("api", ("jaxmnist.api", "jaxmnist.runner", "jaxmnist.sweep", "jaxmnist.report",
-             "jaxmnist")),
+    ("api", ("jaxmnist.api", "jaxmnist.tuning", "jaxmnist.runner", "jaxmnist.sweep",
+             "jaxmnist.report", "jaxmnist")),
 )
 # The command lines: thin layers over the API that nothing in the library imports (the web
 # demo's command line lives with its app, jaxmnist.serve.app, which only __main__ imports).

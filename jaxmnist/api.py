@@ -161,7 +161,9 @@ def load_study(name_or_path: str | Path, *, preset: str | None = None, quick: bo
     return study
 
 
-def grid(*, model: Any, optimizers: Mapping[str, Any], seeds: int = 1, epochs: int = 1,
+def grid(*, model: Any, optimizers: Mapping[str, Any] | None = None,
+         search: Mapping[str, Any] | None = None, samples: int | None = None,
+         search_seed: int | None = None, seeds: int = 1, epochs: int = 1,
          batch_size: int = 64, dataset: str = "mnist", data: Mapping[str, Any] | None = None,
          workdir: str | Path, name: str = "grid", synthetic: bool = False,
          config: Mapping[str, Any] | None = None, progress: bool = True,
@@ -173,6 +175,11 @@ def grid(*, model: Any, optimizers: Mapping[str, Any], seeds: int = 1, epochs: i
         optimizers: ``{"adam": [1e-3, 3e-4], "sgd": 0.1}``: each optimizer with one or more
             learning rates (or dicts of hyperparameters, ``{"learning_rate": 1e-3, "b1":
             0.8}``); any name of ``jaxmnist.engine.optim``.
+        search: Distributions per optimizer, sampled beside (or instead of) ``optimizers``:
+            ``{"adam": {"optim.learning_rate": ("log", 1e-5, 1.0), "optim.b1": (0.8, 0.99)}}``
+            (``jaxmnist.search``; docs/studies.md, "Search spaces").
+        samples: Points drawn per optimizer of ``search`` (default: the study's, 16).
+        search_seed: Seed of the quasi-random draws (default: the study's, 0).
         seeds: Seeds per point (members that differ only in seed: mean and std in the table).
         epochs: Epochs of training.
         batch_size: Images per step.
@@ -201,7 +208,7 @@ def grid(*, model: Any, optimizers: Mapping[str, Any], seeds: int = 1, epochs: i
     hostdevices.configure()  # first: XLA reads its flags once, when a backend starts
     model_cfg, note = model_config(model)
     points = []
-    for opt_name, setting in optimizers.items():
+    for opt_name, setting in (optimizers or {}).items():
         rates = setting if isinstance(setting, list | tuple) else [setting]
         for lr in rates:
             if isinstance(lr, Mapping):  # {"learning_rate": ..., "b1": ...}
@@ -211,24 +218,56 @@ def grid(*, model: Any, optimizers: Mapping[str, Any], seeds: int = 1, epochs: i
             label = f"{opt_name} lr={optim.get('learning_rate', '?'):g}" \
                 if isinstance(optim.get("learning_rate"), int | float) else opt_name
             points.append({"label": label, "set": {"optim": optim}})
-    if not points:
-        raise APIError("optimizers: give at least one, e.g. optimizers={'adam': [1e-3]}")
+    searched = {k: v for k, v in (("search", search), ("samples", samples),
+                                  ("search_seed", search_seed)) if v is not None}
+    if not points and not search:
+        raise APIError("optimizers: give at least one, e.g. optimizers={'adam': [1e-3]}, or "
+                       "a search, e.g. search={'adam': {'optim.learning_rate': "
+                       "('log', 1e-4, 1e-1)}}")
     # The base holds only what every optimizer takes: each point's own hyperparameters stay
-    # its own (jaxmnist.config.inherit), so Adam's b1 never reaches an SGD point.
-    first = points[0]["set"]["optim"]
+    # its own (jaxmnist.config.inherit), so Adam's b1 never reaches an SGD point. Without
+    # explicit points, the first sampled point (its learning rate) stands for the base.
+    sampled = _first_sampled(searched, config or {}) if search else {}
+    first = points[0]["set"]["optim"] if points else sampled
     base = {"model": model_cfg,
             "optim": {k: v for k, v in first.items() if k in ("name", "learning_rate")},
             "train": {"epochs": epochs, "batch_size": batch_size}}
     for key, value in (config or {}).items():
         set_dotted(base, key, value)
-    study = {"study": name, "title": f"{name}: {model_cfg.get('name')} x "
-                                     f"{', '.join(optimizers)}",
+    families = dict.fromkeys([*(optimizers or {}), *(search if isinstance(search, Mapping)
+                                                     else ())])
+    study = {"study": name, "title": f"{name}: {model_cfg.get('name')} x {', '.join(families)}",
              "data": {**GRID_DATA, "name": dataset, **dict(data or {}),
                       **({"source": "synthetic"} if synthetic else {})},
              "base": base,
-             "experiments": [{"name": "main", "title": "", "points": points}],
-             "seeds": seeds, "notes": note}
+             "experiments": [{"name": "main", "title": "", "points": points}] if points else [],
+             "seeds": seeds, "notes": note, **searched}
     return run(C.resolve(study), workdir=workdir, progress=progress, grow=grow)
+
+
+def _first_sampled(searched: Mapping[str, Any], config: Mapping[str, Any]) -> dict[str, Any]:
+    """The optimizer name and learning rate of the first point a search draws (ConfigError).
+
+    Each family draws its learning rate (or ``config`` sets one): none comes from another's.
+    """
+    from jaxmnist import schema
+    from jaxmnist import search as S
+    from jaxmnist.engine.optim import OPTIMIZERS
+
+    full = schema.with_defaults(searched)
+    found = S.problems(full["search"], OPTIMIZERS)
+    lacking = [] if found else [f for f, space in full["search"].items()
+                                if "optim.learning_rate" not in trees.flatten(space)]
+    if lacking and "optim.learning_rate" not in config:
+        found.append(f"search: {', '.join(lacking)} sets no optim.learning_rate; give each a "
+                     "distribution or a number, or config={'optim.learning_rate': 1e-3}")
+    try:  # the first of one sample is the first of any number (jaxmnist.search.points)
+        first = {} if found else S.points(full["search"], 1, full["search_seed"])[0][1]
+    except ValueError as err:
+        found = str(err).split("\n")
+    if found:
+        raise schema.ConfigError(found, "search")
+    return {"name": first["optim.name"], "learning_rate": first.get("optim.learning_rate")}
 
 
 def run(study: Mapping[str, Any], *, workdir: str | Path, data_dir: str | None = None,

@@ -201,6 +201,10 @@ class Study(_Section):
     grid: dict[str, Any] = {}
     experiments: list[Experiment] = []
     seeds: PositiveInt
+    # Sampled points per optimizer family (jaxmnist.search), drawn from search_seed when loaded.
+    search: dict[str, Any] = {}
+    samples: PositiveInt = 16
+    search_seed: Seed = 0
     presets: dict[str, dict[str, Any]] = {}
     baseline: Annotated[str, BeforeValidator(_baseline)] = ""
     notes: str = ""

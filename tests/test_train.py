@@ -185,6 +185,23 @@ def test_grid_member_equals_config_trained_alone_with_the_cnn():
     _check_grid_equals_alone("sequential", members, results)
 
 
+def test_a_sampled_member_equals_the_same_config_trained_alone():
+    """A search expands into ordinary members (jaxmnist.search): trained as one grid, each
+    equals its config trained alone by the plain-optax oracle (learning rates drawn in the
+    stable range; adaptive and plain SGD families)."""
+    from jaxmnist import config as C
+
+    study = C.resolve({
+        "study": "searched", "data": {"split": "none", "source": "synthetic"}, "seeds": 1,
+        "base": {"model": SMALL_MLP, "optim": {"name": "sgd", "learning_rate": 0.01},
+                 "train": {"epochs": 1, "batch_size": 32, "strategy": "sequential"}},
+        "search": {f: {"optim.learning_rate": ("log", 1e-3, 1e-2)} for f in ("adam", "sgd")},
+        "samples": 2, "search_seed": 3})
+    members = [m["config"] for m in C.check(study)]
+    assert len(members) == 4 and len({m["optim"]["learning_rate"] for m in members}) == 2
+    _check_grid_equals_alone("sequential", members, train_grid(members, small_splits()))
+
+
 def _penalised_alone(member: dict, splits) -> dict:
     """SGD on the data loss plus L1 / L2 penalties written out here (Keras-style: ``l1 *
     sum|w| + l2 * sum w**2 / 2`` over the kernels ``w``, not the biases), with the engine's

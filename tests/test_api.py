@@ -106,11 +106,12 @@ def test_grid_holds_out_a_validation_split_by_default(api_run, monkeypatch):
     assert (data["split"], data["val_size"]) == ("holdout", 10_000)
     assert run.view.results["data"]["val"] == TINY_DATA["val_limit"]
     assert run.table()["val_acc"].notna().all() and run.view.best() is not None
-    # A split given in ``data`` replaces the default whole (no val_size left behind).
+    # The default without data; a split given in ``data`` replaces it whole (no val_size left).
     studies = []
     monkeypatch.setattr(api, "run", lambda study, **_: studies.append(study["data"]))
+    api.grid(model="mlp", optimizers={"adam": 1e-3}, workdir="unused")
     api.grid(model="mlp", optimizers={"adam": 1e-3}, data={"split": "none"}, workdir="unused")
-    assert studies[0]["split"] == "none" and studies[0]["val_size"] is None
+    assert [(d["split"], d["val_size"]) for d in studies] == [("holdout", 10_000), ("none", None)]
 
 
 def _rewritten(src: Path, dst: Path, edit) -> Path:
@@ -299,8 +300,8 @@ def test_a_cnn_grid_gets_the_cli_device_layout(tmp_path):
                              accelerator=hostdevices.accelerator_installed(), started=False)
     expected = placement.useful_devices(2, cli.devices or 1)
     code = ("import sys, jaxmnist as jm; run = jm.grid(model='cnn', optimizers={'adam': 1e-3, "
-            "'sgd': 0.05}, data={'train_limit': 64, 'test_limit': 32}, synthetic=True, "
-            "progress=False, workdir=sys.argv[1])")
+            "'sgd': 0.05}, data={'train_limit': 64, 'val_limit': 32, 'test_limit': 32}, "
+            "synthetic=True, progress=False, workdir=sys.argv[1])")
     out = subprocess.run([sys.executable, "-c", code, str(tmp_path / "run")], env=env,
                          capture_output=True, text=True, timeout=600, check=True)
     assert "already started its backend" not in out.stderr

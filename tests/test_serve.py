@@ -469,6 +469,9 @@ def test_browser_draw_and_predict(live_server, browser, tmp_path):
     canvas = browser.find_element(By.ID, "pad")
     WebDriverWait(browser, 15).until(
         lambda d: d.find_element(By.ID, "model-info").text.strip() != "")
+    # The page says why member 0 serves (this run has no validation split: nothing chosen).
+    assert browser.find_element(By.ID, "default-rule").text.startswith(
+        "Default member #0: no validation split: nothing chosen")
     # A "7": top bar, then the diagonal, drawn in several small moves each.
     seven = [[(0.25 + 0.05 * i, 0.22) for i in range(11)]
              + [(0.75 - 0.035 * i, 0.22 + 0.06 * i) for i in range(1, 11)]]

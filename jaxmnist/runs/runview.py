@@ -39,6 +39,13 @@ def rank_members(members: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     return [members[i] for i in order]
 
 
+def rank_points(points: Sequence[Point]) -> list[Point]:
+    """Points best first by :func:`jaxmnist.ranking.rank` of their seeds' validation metrics."""
+    order = ranking.rank([p.final("val_acc") for p in points],
+                         [p.final("val_loss") for p in points])
+    return [points[i] for i in order]
+
+
 @dataclass
 class Point:
     """One grid point: the members (one per seed) that share a config up to the seed."""
@@ -140,9 +147,7 @@ class RunView:
         Validation accuracy of the last epoch, mean over the seeds; ties by validation loss,
         then study order. Without validation every point ties: study order.
         """
-        order = ranking.rank([p.final("val_acc") for p in self.points],
-                             [p.final("val_loss") for p in self.points])
-        return [self.points[i] for i in order]
+        return rank_points(self.points)
 
     def no_choice(self) -> str | None:
         """Why :meth:`best` chooses nothing (a sentence for users), or None when it chooses."""

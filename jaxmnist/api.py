@@ -40,10 +40,11 @@ from jaxmnist import trees
 from jaxmnist.runs import rundir, runview
 from jaxmnist.trees import set_dotted
 
-# What jm.grid trains on unless ``data`` says otherwise: the dataset's own train/test files (no
-# validation split; a split has no default). Every other data key takes its default from
+# What jm.grid trains on unless ``data`` gives a split: 10,000 of the 60,000 training images held
+# out at random (seed 0) for validation, as S2 and the usual 50k / 10k MNIST protocol do, so that
+# best() chooses on validation, never on test. Every other data key takes its default from
 # jaxmnist.data.DATA_DEFAULTS (filled in by the study schema).
-GRID_DATA = {"split": "none"}
+GRID_DATA = {"split": "holdout", "val_size": 10_000}
 
 
 class APIError(ValueError):
@@ -184,8 +185,10 @@ def grid(*, model: Any, optimizers: Mapping[str, Any] | None = None,
         epochs: Epochs of training.
         batch_size: Images per step.
         dataset: ``"mnist"``, ``"fashion_mnist"`` or ``"kmnist"``.
-        data: Other data settings of a study (``{"train_limit": 6000, "split": "holdout",
-            "val_size": 1000}``).
+        data: Other data settings of a study (``{"train_limit": 6000, "val_limit": 2000}``).
+            Default split: a random holdout of 10,000 training images for validation
+            (:data:`GRID_DATA`); a ``split`` given here replaces it (``{"split": "none"}``:
+            no validation, and then :meth:`Run.best` chooses nothing).
         workdir: The run directory; calling again with the same arguments resumes it.
         name: The study name recorded in the run directory.
         synthetic: Train on synthetic digits (no files, no network; for tests and demos).
@@ -237,7 +240,8 @@ def grid(*, model: Any, optimizers: Mapping[str, Any] | None = None,
     families = dict.fromkeys([*(optimizers or {}), *(search if isinstance(search, Mapping)
                                                      else ())])
     study = {"study": name, "title": f"{name}: {model_cfg.get('name')} x {', '.join(families)}",
-             "data": {**GRID_DATA, "name": dataset, **dict(data or {}),
+             "data": {**({} if "split" in (data or {}) else GRID_DATA), "name": dataset,
+                      **dict(data or {}),
                       **({"source": "synthetic"} if synthetic else {})},
              "base": base,
              "experiments": [{"name": "main", "title": "", "points": points}] if points else [],
@@ -365,11 +369,13 @@ class Run:
         """One row per grid point (its full settings; its seeds together), as the report counts.
 
         A pandas DataFrame indexed by the point's label (unique: settings are never merged),
-        like scikit-learn's ``cv_results_``: ``mean_test_acc``, ``std_test_acc`` (sample std,
-        ddof=1, over the finite seeds; 0 for one), ``mean_test_loss``, ``seeds``, ``status``, and
-        of the test accuracy its ``iqm``, the 95% bootstrap interval of its mean (``ci_low``,
-        ``ci_high``: empty below 5 seeds, ``note`` says so) and the per-seed ``values``
-        (:func:`jaxmnist.runs.stats.describe`; docs/statistics.md).
+        like scikit-learn's ``cv_results_``: ``mean_val_acc`` (last epoch), ``mean_test_acc``,
+        ``std_test_acc`` (sample std, ddof=1, over the finite seeds; 0 for one),
+        ``mean_test_loss``, ``seeds``, ``status``, and of the test accuracy its ``iqm``, the 95%
+        bootstrap interval of its mean (``ci_low``, ``ci_high``: empty below 5 seeds, ``note``
+        says so) and the per-seed ``values`` (:func:`jaxmnist.runs.stats.describe`;
+        docs/statistics.md). Best first by validation (``RunView.ranked``; without validation:
+        study order).
         """
         import pandas as pd
 
@@ -377,16 +383,16 @@ class Run:
         from jaxmnist.runs import stats
 
         rows = []
-        for p in self._view.points:
+        for p in self._view.ranked():
             mean, std, _ = metrics.mean_std(p.test_acc())
             seeds = stats.describe(p.test_acc())
-            rows.append({"label": p.label, "mean_test_acc": mean, "std_test_acc": std,
+            rows.append({"label": p.label, "mean_val_acc": metrics.mean_std(p.final("val_acc"))[0],
+                         "mean_test_acc": mean, "std_test_acc": std,
                          "mean_test_loss": metrics.mean_std(
                              p.values(lambda m: m["test"].get("loss")))[0],
                          "seeds": len(p.members), "status": p.status(),
                          **{k: seeds[k] for k in ("iqm", "ci_low", "ci_high", "values", "note")}})
-        return pd.DataFrame(rows).set_index("label").sort_values("mean_test_acc",
-                                                                 ascending=False)
+        return pd.DataFrame(rows).set_index("label")
 
     def compare(self):
         """Every pair of optimizers, each at its setting chosen on validation (a DataFrame).
@@ -439,11 +445,17 @@ class Run:
         return TrainedMember(self.path, member)
 
     def best(self) -> TrainedMember:
-        """The member with the highest test accuracy."""
-        table = self.table().dropna(subset=["test_acc"])
-        if table.empty:
-            raise KeyError(f"no member of {self.path} has finished")
-        return self.member(int(table["test_acc"].idxmax()))
+        """The best member of the best point, both chosen on validation, never on test.
+
+        The point by :meth:`jaxmnist.runs.runview.RunView.best` (validation accuracy over its
+        seeds' mean; ties by validation loss), then its member with the best validation metrics;
+        the report and the web demo choose the same. APIError when nothing can be chosen (a run
+        without a validation split, or none finished): the message says why and how to fix it.
+        """
+        member = self._view.best_member()
+        if member is None:
+            raise APIError(f"{self.path}: {self._view.no_choice()}")
+        return self.member(member["member"])
 
     def _varying_keys(self) -> list[str]:
         configs = [_dynamic(m["config"]) for m in self._view.config["members"]]

@@ -253,16 +253,17 @@ def run_study(study: dict[str, Any], run_dir: Path, *, data_dir: str | None = No
 def _add_train_confusion(run_dir: Path, done: dict[int, dict[str, Any]], splits: Any) -> bool:
     """Adds the training-set confusion matrix to the member the report draws it for.
 
-    That is the representative (lowest seed) of the point with the best mean test accuracy
-    (``jaxmnist.runs.runview.RunView.best``); predicting the training set with every member of
-    S2's grid took minutes of a CPU preset. Returns True when a matrix was added.
+    That is the representative (lowest seed) of the point the figures draw
+    (``jaxmnist.runs.runview.RunView.featured``: the best on validation); predicting the
+    training set with every member of S2's grid took minutes of a CPU preset. Returns True
+    when a matrix was added.
     """
     from jaxmnist.engine import metrics
     from jaxmnist.engine.evaluate import predict_classes
     from jaxmnist.runs import runview
 
     try:
-        best = runview.load(run_dir).best().rep
+        best = runview.load(run_dir).featured().rep
     except runview.ReportError:
         return False
     k = best.get("member")

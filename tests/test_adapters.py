@@ -470,7 +470,7 @@ def test_flaxs_imagenet_resnet18_file_unchanged_trains_from_the_api_and_the_cli(
     assert hashlib.sha256(path.read_bytes()).hexdigest() == \
         user_models.FLAX_IMAGENET_MODELS_SHA256
     model = {"name": f"{path}:ResNet18", "num_classes": 10}
-    data = {"train_limit": 96, "test_limit": 32}
+    data = {"train_limit": 96, "val_limit": 32, "test_limit": 32}
     run = jm.grid(model=model, optimizers={"adam": [1e-3], "momentum": [0.05]}, data=data,
                   batch_size=32, synthetic=True, workdir=tmp_path / "api", progress=False)
     table = run.table()

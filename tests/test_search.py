@@ -88,7 +88,7 @@ def test_config_json_alone_rebuilds_the_sampled_members(tmp_path):
     from jaxmnist.runs import rundir
 
     run = jm.grid(model={"name": "mlp", "hidden": [8]}, search=SPACE, samples=2, search_seed=7,
-                  data={"train_limit": 256, "test_limit": 128}, synthetic=True,
+                  data={"train_limit": 256, "val_limit": 128, "test_limit": 128}, synthetic=True,
                   workdir=tmp_path / "run", progress=False)
     recorded = rundir.read_config(tmp_path / "run")
     study = {k: recorded[k] for k in schema.Study.model_fields if k in recorded}

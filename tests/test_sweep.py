@@ -727,6 +727,6 @@ def test_the_train_confusion_matrix_is_made_for_the_member_the_report_draws(smal
     run, _ = small_run
     results = json.loads((run / "results.json").read_text())
     with_matrix = [m for m in results["members"] if m.get("confusion_train")]
-    assert [m["member"] for m in with_matrix] == [runview.load(run).best().rep["member"]]
+    assert [m["member"] for m in with_matrix] == [runview.load(run).featured().rep["member"]]
     assert sum(map(sum, with_matrix[0]["confusion_train"])) == results["data"]["train"]
     assert (run / "figures" / "confusion_train.png").is_file()

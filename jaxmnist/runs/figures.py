@@ -434,7 +434,8 @@ def write_figures(run: RunView) -> list[Path]:
     out = run.path / "figures"
     out.mkdir(parents=True, exist_ok=True)
     written: list[Path | None] = []
-    best = run.best()
+    best = run.featured()  # the best point on validation, else (nothing chosen) the first
+    what = "best point" if run.best() else "first point (no choice)"
     exps = [e for e in run.experiments() if e["name"] != "main"]
     if exps:  # curves and histograms per experiment (S3), else of every point at once
         sets = [(run.points_of(e["name"]), f"_{slug(e['name'])}", e.get("title") or e["name"])
@@ -455,7 +456,7 @@ def write_figures(run: RunView) -> list[Path]:
         if best.rep.get(f"confusion_{split}"):
             written.append(confusion(
                 run, best.rep[f"confusion_{split}"], out / f"confusion_{split}.png",
-                f"{split.title()} confusion matrix, best point: {best.label} (seed {seed})"))
+                f"{split.title()} confusion matrix, {what}: {best.label} (seed {seed})"))
     if not exps and 1 < len(run.points) <= 4:  # S4: one matrix per depth, as the paper shows
         for p in run.points:
             if p.rep.get("confusion_test"):

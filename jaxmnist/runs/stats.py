@@ -19,8 +19,7 @@ import pandas as pd
 from numpy.typing import ArrayLike
 from scipy import stats
 
-from jaxmnist import ranking
-from jaxmnist.runs.runview import Point, RunView
+from jaxmnist.runs.runview import Point, RunView, rank_points
 
 MIN_SEEDS = 5  # fewer seeds have too few distinct bootstrap resamples for an interval to mean much
 CONFIDENCE = 0.95
@@ -106,23 +105,12 @@ def optimizer(point: Point) -> str:
     return str((point.config.get("optim") or {}).get("name", "?"))
 
 
-def _last(member: dict[str, Any], key: str) -> float | None:
-    return (member.get("history") or [{}])[-1].get(key)
-
-
-def _ranked(points: Sequence[Point]) -> list[Point]:
-    """Best first on validation by :func:`jaxmnist.ranking.rank` (last epoch, every seed)."""
-    order = ranking.rank([p.values(lambda m: _last(m, "val_acc")) for p in points],
-                         [p.values(lambda m: _last(m, "val_loss")) for p in points])
-    return [points[i] for i in order]
-
-
 def chosen(run: RunView) -> dict[str, Point]:
     """Per optimizer family, its point ranked first on validation; best family first."""
     families: dict[str, list[Point]] = {}
     for p in run.points:
         families.setdefault(optimizer(p), []).append(p)
-    return {optimizer(p): p for p in _ranked([_ranked(ps)[0] for ps in families.values()])}
+    return {optimizer(p): p for p in rank_points([rank_points(ps)[0] for ps in families.values()])}
 
 
 def _by_seed(point: Point) -> dict[int, float]:

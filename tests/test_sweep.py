@@ -403,7 +403,8 @@ def test_fashion_mnist_grid_from_the_debian_idx_files(tmp_path):
 @pytest.mark.parametrize("change, message", [
     ({"data_name": "cifar10"}, "data.name: 'cifar10' is not a known dataset"),
     ({"optim": {"name": "adamw", "learning_rate": 1e-3, "b3": 0.9}},
-     "'b3' is not a hyperparameter of 'adamw' (it takes: learning_rate, schedule, clip_norm, b1"),
+     "'b3' is not a hyperparameter of 'adamw' (it takes: learning_rate, schedule, clip_norm, "
+     "ema, b1"),
     ({"optim": {"name": "adam", "learning_rate": 1e-3, "schedule": "cosin"}},
      "did you mean 'cosine'?"),
     ({"grid": {"optim.name": ["adam", "lamb", "adamq"]}},

@@ -47,7 +47,7 @@ def main(argv: list[str] | None = None) -> None:
     source = cfg["data"].get("source", "auto")
     splits, t_load = _timed(lambda: data.make_splits(spec, source=source))
 
-    best = runview.load(args.run_dir).best().rep["member"]
+    best = runview.load(args.run_dir).featured().rep["member"]
     exported = [m["member"] for m in cfg["members"]
                 if rundir.member_paths(args.run_dir, m["member"])[0].exists()]
 

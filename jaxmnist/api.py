@@ -8,6 +8,7 @@
                   seeds=2, epochs=3, workdir="runs/mine")
     run.table()                  # one row per member (pandas DataFrame)
     run.points()                 # one row per grid point: mean and std over the seeds
+    run.compare()                # optimizer pairs: paired over seeds, with intervals
     run.member(0).predict(images)
     run = jm.run(jm.load_study("s2", preset="cpu"), workdir="runs/s2")
     run = jm.open_run("runs/s2")  # the same object from the files alone (no jax import)
@@ -19,9 +20,10 @@ process; the run directory records an import path when the object's class can be
 again, and otherwise says why it cannot (``notes`` in ``config.json``).
 
 Every call writes a run directory exactly as ``python -m jaxmnist.sweep`` does, and calling it
-again with the same arguments and ``workdir`` resumes it. :func:`run` and the CLI are both thin
-layers over :func:`jaxmnist.runner.run_study`. Nothing here imports jax until a run trains or a
-member predicts.
+again with the same arguments and ``workdir`` resumes it; with ``grow=True``, more seeds, points
+or epochs grow it (only the new work trains; docs/architecture.md, "Growing a run").
+:func:`run` and the CLI are both thin layers over :func:`jaxmnist.runner.run_study`. Nothing here
+imports jax until a run trains or a member predicts.
 """
 
 from __future__ import annotations
@@ -38,10 +40,11 @@ from jaxmnist import trees
 from jaxmnist.runs import rundir, runview
 from jaxmnist.trees import set_dotted
 
-# What jm.grid trains on unless ``data`` says otherwise: the dataset's own train/test files (no
-# validation split; a split has no default). Every other data key takes its default from
+# What jm.grid trains on unless ``data`` gives a split: 10,000 of the 60,000 training images held
+# out at random (seed 0) for validation, as S2 and the usual 50k / 10k MNIST protocol do, so that
+# best() chooses on validation, never on test. Every other data key takes its default from
 # jaxmnist.data.DATA_DEFAULTS (filled in by the study schema).
-GRID_DATA = {"split": "none"}
+GRID_DATA = {"split": "holdout", "val_size": 10_000}
 
 
 class APIError(ValueError):
@@ -159,11 +162,13 @@ def load_study(name_or_path: str | Path, *, preset: str | None = None, quick: bo
     return study
 
 
-def grid(*, model: Any, optimizers: Mapping[str, Any], seeds: int = 1, epochs: int = 1,
+def grid(*, model: Any, optimizers: Mapping[str, Any] | None = None,
+         search: Mapping[str, Any] | None = None, samples: int | None = None,
+         search_seed: int | None = None, seeds: int = 1, epochs: int = 1,
          batch_size: int = 64, dataset: str = "mnist", data: Mapping[str, Any] | None = None,
          workdir: str | Path, name: str = "grid", synthetic: bool = False,
          config: Mapping[str, Any] | None = None, progress: bool = True,
-         prune: Mapping[str, Any] | None = None) -> Run:
+         grow: bool = False, prune: Mapping[str, Any] | None = None) -> Run:
     """Trains ``model`` with every optimizer x learning rate x seed as one grid and returns it.
 
     Args:
@@ -171,18 +176,27 @@ def grid(*, model: Any, optimizers: Mapping[str, Any], seeds: int = 1, epochs: i
         optimizers: ``{"adam": [1e-3, 3e-4], "sgd": 0.1}``: each optimizer with one or more
             learning rates (or dicts of hyperparameters, ``{"learning_rate": 1e-3, "b1":
             0.8}``); any name of ``jaxmnist.engine.optim``.
+        search: Distributions per optimizer, sampled beside (or instead of) ``optimizers``:
+            ``{"adam": {"optim.learning_rate": ("log", 1e-5, 1.0), "optim.b1": (0.8, 0.99)}}``
+            (``jaxmnist.search``; docs/studies.md, "Search spaces").
+        samples: Points drawn per optimizer of ``search`` (default: the study's, 16).
+        search_seed: Seed of the quasi-random draws (default: the study's, 0).
         seeds: Seeds per point (members that differ only in seed: mean and std in the table).
         epochs: Epochs of training.
         batch_size: Images per step.
         dataset: ``"mnist"``, ``"fashion_mnist"`` or ``"kmnist"``.
-        data: Other data settings of a study (``{"train_limit": 6000, "split": "holdout",
-            "val_size": 1000}``).
+        data: Other data settings of a study (``{"train_limit": 6000, "val_limit": 2000}``).
+            Default split: a random holdout of 10,000 training images for validation
+            (:data:`GRID_DATA`); a ``split`` given here replaces it (``{"split": "none"}``:
+            no validation, and then :meth:`Run.best` chooses nothing).
         workdir: The run directory; calling again with the same arguments resumes it.
         name: The study name recorded in the run directory.
         synthetic: Train on synthetic digits (no files, no network; for tests and demos).
         config: Other member settings as dotted keys (``{"reg.l2": 1e-4,
             "optim.clip_norm": 1.0, "train.strategy": "vmap"}``).
         progress: Show a progress bar (``tqdm.auto``: a widget in notebooks).
+        grow: Let this call grow the run in ``workdir`` (more seeds, optimizers, learning rates
+            or epochs): see :func:`run`.
         prune: Successive halving inside the grid (``{"eta": 3, "rungs": [1, 3]}``; needs a
             validation split): docs/studies.md, "Pruning".
 
@@ -199,7 +213,7 @@ def grid(*, model: Any, optimizers: Mapping[str, Any], seeds: int = 1, epochs: i
     hostdevices.configure()  # first: XLA reads its flags once, when a backend starts
     model_cfg, note = model_config(model)
     points = []
-    for opt_name, setting in optimizers.items():
+    for opt_name, setting in (optimizers or {}).items():
         rates = setting if isinstance(setting, list | tuple) else [setting]
         for lr in rates:
             if isinstance(lr, Mapping):  # {"learning_rate": ..., "b1": ...}
@@ -209,30 +223,64 @@ def grid(*, model: Any, optimizers: Mapping[str, Any], seeds: int = 1, epochs: i
             label = f"{opt_name} lr={optim.get('learning_rate', '?'):g}" \
                 if isinstance(optim.get("learning_rate"), int | float) else opt_name
             points.append({"label": label, "set": {"optim": optim}})
-    if not points:
-        raise APIError("optimizers: give at least one, e.g. optimizers={'adam': [1e-3]}")
+    searched = {k: v for k, v in (("search", search), ("samples", samples),
+                                  ("search_seed", search_seed)) if v is not None}
+    if not points and not search:
+        raise APIError("optimizers: give at least one, e.g. optimizers={'adam': [1e-3]}, or "
+                       "a search, e.g. search={'adam': {'optim.learning_rate': "
+                       "('log', 1e-4, 1e-1)}}")
     # The base holds only what every optimizer takes: each point's own hyperparameters stay
-    # its own (jaxmnist.config.inherit), so Adam's b1 never reaches an SGD point.
-    first = points[0]["set"]["optim"]
+    # its own (jaxmnist.config.inherit), so Adam's b1 never reaches an SGD point. Without
+    # explicit points, the first sampled point (its learning rate) stands for the base.
+    sampled = _first_sampled(searched, config or {}) if search else {}
+    first = points[0]["set"]["optim"] if points else sampled
     base = {"model": model_cfg,
             "optim": {k: v for k, v in first.items() if k in ("name", "learning_rate")},
             "train": {"epochs": epochs, "batch_size": batch_size}}
     for key, value in (config or {}).items():
         set_dotted(base, key, value)
-    study = {"study": name, "title": f"{name}: {model_cfg.get('name')} x "
-                                     f"{', '.join(optimizers)}",
-             "data": {**GRID_DATA, "name": dataset, **dict(data or {}),
+    families = dict.fromkeys([*(optimizers or {}), *(search if isinstance(search, Mapping)
+                                                     else ())])
+    study = {"study": name, "title": f"{name}: {model_cfg.get('name')} x {', '.join(families)}",
+             "data": {**({} if "split" in (data or {}) else GRID_DATA), "name": dataset,
+                      **dict(data or {}),
                       **({"source": "synthetic"} if synthetic else {})},
              "base": base,
-             "experiments": [{"name": "main", "title": "", "points": points}],
-             "seeds": seeds, "notes": note, **({"prune": dict(prune)} if prune else {})}
-    return run(C.resolve(study), workdir=workdir, progress=progress)
+             "experiments": [{"name": "main", "title": "", "points": points}] if points else [],
+             "seeds": seeds, "notes": note, **searched,
+             **({"prune": dict(prune)} if prune else {})}
+    return run(C.resolve(study), workdir=workdir, progress=progress, grow=grow)
+
+
+def _first_sampled(searched: Mapping[str, Any], config: Mapping[str, Any]) -> dict[str, Any]:
+    """The optimizer name and learning rate of the first point a search draws (ConfigError).
+
+    Each family draws its learning rate (or ``config`` sets one): none comes from another's.
+    """
+    from jaxmnist import schema
+    from jaxmnist import search as S
+    from jaxmnist.engine.optim import OPTIMIZERS
+
+    full = schema.with_defaults(searched)
+    found = S.problems(full["search"], OPTIMIZERS)
+    lacking = [] if found else [f for f, space in full["search"].items()
+                                if "optim.learning_rate" not in trees.flatten(space)]
+    if lacking and "optim.learning_rate" not in config:
+        found.append(f"search: {', '.join(lacking)} sets no optim.learning_rate; give each a "
+                     "distribution or a number, or config={'optim.learning_rate': 1e-3}")
+    try:  # the first of one sample is the first of any number (jaxmnist.search.points)
+        first = {} if found else S.points(full["search"], 1, full["search_seed"])[0][1]
+    except ValueError as err:
+        found = str(err).split("\n")
+    if found:
+        raise schema.ConfigError(found, "search")
+    return {"name": first["optim.name"], "learning_rate": first.get("optim.learning_rate")}
 
 
 def run(study: Mapping[str, Any], *, workdir: str | Path, data_dir: str | None = None,
         report: bool = True, callbacks: Sequence[Callable[..., Any]] = (),
-        progress: bool = True) -> Run:
-    """Trains (or resumes) a resolved study (:func:`load_study`) into ``workdir``.
+        progress: bool = True, grow: bool = False) -> Run:
+    """Trains (or resumes, or grows) a resolved study (:func:`load_study`) into ``workdir``.
 
     Args:
         study: From :func:`load_study` (or built by :func:`grid`).
@@ -241,6 +289,10 @@ def run(study: Mapping[str, Any], *, workdir: str | Path, data_dir: str | None =
         report: Write the tables and figures at the end.
         callbacks: Logger factories ``factory(run_dir, config) -> hooks`` (W&B, MLflow).
         progress: Show a progress bar per group.
+        grow: The study may grow the run in ``workdir``: more seeds, grid points, experiments
+            or epochs. Its members keep their indices and results; only new members (as new
+            groups) and members given more epochs (from their last checkpoint) train. Without
+            it such a study is refused (a ``RunDirError`` that says so), as is any other change.
 
     Returns:
         The finished :class:`Run`.
@@ -252,7 +304,7 @@ def run(study: Mapping[str, Any], *, workdir: str | Path, data_dir: str | None =
     hostdevices.configure()  # before JAX starts a backend: one host device per core on a CPU
     members = C.check(study)  # the run's members, validated: runner.run_study trains these
     runner.run_study(dict(study), Path(workdir), data_dir=data_dir, report=report,
-              callbacks=callbacks, progress=progress, members=members)
+              callbacks=callbacks, progress=progress, members=members, grow=grow)
     return open_run(workdir)
 
 
@@ -321,22 +373,42 @@ class Run:
         """One row per grid point (its full settings; its seeds together), as the report counts.
 
         A pandas DataFrame indexed by the point's label (unique: settings are never merged),
-        like scikit-learn's ``cv_results_``: ``mean_test_acc``, ``std_test_acc`` (sample std,
-        ddof=1, over the finite seeds; 0 for one), ``mean_test_loss``, ``seeds``, ``status``.
+        like scikit-learn's ``cv_results_``: ``mean_val_acc`` (last epoch), ``mean_test_acc``,
+        ``std_test_acc`` (sample std, ddof=1, over the finite seeds; 0 for one),
+        ``mean_test_loss``, ``seeds``, ``status``, and of the test accuracy its ``iqm``, the 95%
+        bootstrap interval of its mean (``ci_low``, ``ci_high``: empty below 5 seeds, ``note``
+        says so) and the per-seed ``values`` (:func:`jaxmnist.runs.stats.describe`;
+        docs/statistics.md). Best first by validation (``RunView.ranked``; without validation:
+        study order).
         """
         import pandas as pd
 
         from jaxmnist.engine import metrics
+        from jaxmnist.runs import stats
 
         rows = []
-        for p in self._view.points:
+        for p in self._view.ranked():
             mean, std, _ = metrics.mean_std(p.test_acc())
-            rows.append({"label": p.label, "mean_test_acc": mean, "std_test_acc": std,
+            seeds = stats.describe(p.test_acc())
+            rows.append({"label": p.label, "mean_val_acc": metrics.mean_std(p.final("val_acc"))[0],
+                         "mean_test_acc": mean, "std_test_acc": std,
                          "mean_test_loss": metrics.mean_std(
                              p.values(lambda m: m["test"].get("loss")))[0],
-                         "seeds": len(p.members), "status": p.status()})
-        return pd.DataFrame(rows).set_index("label").sort_values("mean_test_acc",
-                                                                 ascending=False)
+                         "seeds": len(p.members), "status": p.status(),
+                         **{k: seeds[k] for k in ("iqm", "ci_low", "ci_high", "values", "note")}})
+        return pd.DataFrame(rows).set_index("label")
+
+    def compare(self):
+        """Every pair of optimizers, each at its setting chosen on validation (a DataFrame).
+
+        Paired over seeds: the probability of improvement P(x > y) of test accuracy, the mean
+        difference x - y, their 95% bootstrap intervals (none below 5 seeds) and a ``verdict``
+        that states a difference only when its interval excludes zero
+        (:func:`jaxmnist.runs.stats.compare`; docs/statistics.md).
+        """
+        from jaxmnist.runs import stats
+
+        return stats.compare(self._view)
 
     def history(self, member: int):
         """Per-epoch losses and accuracies of one member (a pandas DataFrame by epoch)."""
@@ -377,11 +449,17 @@ class Run:
         return TrainedMember(self.path, member)
 
     def best(self) -> TrainedMember:
-        """The member with the highest test accuracy."""
-        table = self.table().dropna(subset=["test_acc"])
-        if table.empty:
-            raise KeyError(f"no member of {self.path} has finished")
-        return self.member(int(table["test_acc"].idxmax()))
+        """The best member of the best point, both chosen on validation, never on test.
+
+        The point by :meth:`jaxmnist.runs.runview.RunView.best` (validation accuracy over its
+        seeds' mean; ties by validation loss), then its member with the best validation metrics;
+        the report and the web demo choose the same. APIError when nothing can be chosen (a run
+        without a validation split, or none finished): the message says why and how to fix it.
+        """
+        member = self._view.best_member()
+        if member is None:
+            raise APIError(f"{self.path}: {self._view.no_choice()}")
+        return self.member(member["member"])
 
     def _varying_keys(self) -> list[str]:
         configs = [_dynamic(m["config"]) for m in self._view.config["members"]]

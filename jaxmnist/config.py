@@ -20,7 +20,7 @@ from typing import Any
 
 import ml_collections
 
-from jaxmnist import schema, trees
+from jaxmnist import schema, search, trees
 from jaxmnist.caches import kept
 from jaxmnist.checks import is_int, suggest
 from jaxmnist.data import MNIST_TEST, MNIST_TRAIN, expected_sizes  # noqa: F401 - public here too
@@ -318,7 +318,8 @@ def reduced_reasons(full: Mapping[str, Any], study: Mapping[str, Any]) -> list[s
     for part, n, n_full in zip(("train", "validation", "test"), sizes, full_sizes, strict=False):
         if n != n_full:
             reasons.append(f"{part} set {n:,} of {n_full:,} images")
-    if any(study.get(k) != full.get(k) for k in ("base", "grid", "experiments")):
+    if any(study.get(k) != full.get(k) for k in ("base", "grid", "experiments", "search",
+                                                 "samples")):
         # Only then can the number of grid points differ (seeds do not count).
         points, full_points = _grid_size(study), _grid_size(full)
         if points is not None and full_points is not None and points != full_points:
@@ -363,10 +364,22 @@ validate_member = schema.member_problems  # one member config's problems (empty 
 
 
 def _experiments(study: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """The study's experiments; a study with a plain ``grid`` has one, named ``main``."""
-    if study.get("experiments"):
-        return [to_plain(e) for e in study["experiments"]]
-    return [{"name": "main", "title": study.get("title", ""), "grid": study.get("grid") or {}}]
+    """The study's experiments; a study with a plain ``grid`` has one, named ``main``.
+
+    A ``search``'s sampled points are the points of ``main`` (crossed with its ``grid``), or
+    beside a study's own experiments an experiment named ``search``.
+    """
+    exps = ([to_plain(e) for e in study["experiments"]] if study.get("experiments") else
+            [{"name": "main", "title": study.get("title", ""), "grid": study.get("grid") or {}}])
+    if study.get("search"):
+        full = schema.with_defaults(study)
+        sampled = [{"label": label, "set": s} for label, s in search.points(
+            full["search"], full["samples"], full["search_seed"])]
+        if study.get("experiments"):
+            exps.append({"name": "search", "title": "search", "points": sampled})
+        else:
+            exps[0]["points"] = sampled
+    return exps
 
 
 def validate_study(study: Mapping[str, Any]) -> list[str]:
@@ -380,6 +393,13 @@ def _validate(study: Mapping[str, Any]) -> tuple[list[str], list[dict[str, Any]]
     problems += validate_data(study.get("data") or {})
     base = study.get("base") or {}
     problems += validate_member(base)
+    if not problems and study.get("search"):
+        from jaxmnist.engine.optim import OPTIMIZERS
+
+        problems += search.problems(study["search"], OPTIMIZERS)
+        if any(e.get("name") == "search" for e in study.get("experiments") or []):
+            problems.append("experiments: 'search' names the sampled points' experiment; "
+                            "rename that experiment")
     if problems:
         return problems, []
     base_keys = flatten(base)

@@ -6,8 +6,9 @@ directory is checked before the data load, made after it, and written after ever
 (``results.json``); each group trains as one program (``jaxmnist.engine.fit``) with a progress
 bar, TensorBoard events and the user's callbacks; the best member's training-set confusion matrix,
 the sklearn baseline where the study asks for one, and the report (``jaxmnist.runs.tables``) come
-last. Re-running into the same directory resumes. In a multi-process run (``--distributed``)
-every process trains and process 0 alone writes.
+last. Re-running into the same directory resumes; with ``grow`` a study with more seeds, grid points
+or epochs grows it (:func:`stable_members`). In a multi-process run (``--distributed``) every
+process trains and process 0 alone writes.
 """
 
 from __future__ import annotations
@@ -77,14 +78,33 @@ def group_label(members: list[dict[str, Any]]) -> str:
     return text if len(text) <= 50 else text[:47] + "..."
 
 
-def resolved_config(study: dict[str, Any],
-                    members: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+def stable_members(members: list[dict[str, Any]], run_dir: Path,
+                   grow: bool = False) -> tuple[list[dict[str, Any]], list[list[int]]]:
+    """``(members, groups)`` in run order: the study's, or with ``grow`` those of the grown run.
+
+    A grown run's members keep their indices and groups (``rundir.grown_order``; a group whose
+    members got more epochs continues from its last checkpoint); its new members follow as new
+    groups, so no finished group trains again. RunDirError when the study does not grow the run.
+    """
+    if not (grow and (run_dir / rundir.CONFIG).is_file()):
+        return members, C.group_members([m["config"] for m in members])
+    old = rundir.read_config(run_dir)
+    order = rundir.grown_order(old, [m["config"] for m in members], run_dir)
+    members = [{**members[i], "member": k} for k, i in enumerate(order)]
+    n = len(old["members"])
+    new = C.group_members([m["config"] for m in members[n:]])
+    return members, [g["members"] for g in old["groups"]] + [[n + k for k in ks] for ks in new]
+
+
+def resolved_config(study: dict[str, Any], members: list[dict[str, Any]] | None = None,
+                    groups: list[list[int]] | None = None) -> dict[str, Any]:
     """A resolved study as ``config.json`` stores it: members, their groups and labels.
 
-    ``members`` (``jaxmnist.config.check``) are checked here when not given.
+    ``members`` (``jaxmnist.config.check``) are checked here when not given; ``groups``
+    default to ``jaxmnist.config.group_members`` (a grown run's: :func:`stable_members`).
     """
     members = C.check(study) if members is None else members
-    groups = C.group_members([m["config"] for m in members])
+    groups = C.group_members([m["config"] for m in members]) if groups is None else groups
     group_of = {k: g for g, ks in enumerate(groups) for k in ks}
     return {
         **study,
@@ -106,9 +126,12 @@ def resolved_config(study: dict[str, Any],
 
 def run_study(study: dict[str, Any], run_dir: Path, *, data_dir: str | None = None,
               report: bool = True, callbacks: Sequence[Callable[..., Any]] = (),
-              progress: bool = True,
-              members: list[dict[str, Any]] | None = None) -> dict[str, Any]:
-    """Trains (or resumes) a resolved study into ``run_dir`` and returns results.json.
+              progress: bool = True, members: list[dict[str, Any]] | None = None,
+              grow: bool = False) -> dict[str, Any]:
+    """Trains (or resumes, or with ``grow`` grows) a resolved study into ``run_dir``.
+
+    Returns results.json. ``grow``: the study may add seeds, grid points, experiments or epochs
+    to the run there; only the new work trains (:func:`stable_members`), the rest is kept as is.
 
     The run directory is made only after the data loaded; a bad data file leaves nothing behind.
     Every run writes TensorBoard events (``jaxmnist.runs.loggers``); ``callbacks`` are factories
@@ -126,18 +149,18 @@ def run_study(study: dict[str, Any], run_dir: Path, *, data_dir: str | None = No
     from jaxmnist.runs import loggers
     from jaxmnist.runs import results as results_json
 
-    members = C.check(study) if members is None else members
+    members, groups = stable_members(C.check(study) if members is None else members, run_dir,
+                                     grow)
     configs = [m["config"] for m in members]
-    groups = C.group_members(configs)
-    resolved = resolved_config(study, members)
+    resolved = resolved_config(study, members, groups)
     # Every process checks (read-only); in a multi-process run only process 0 writes the run
     # directory, the others train, save their checkpoint shards and read what process 0 wrote.
-    resuming = rundir.RunWriter.check(run_dir, resolved)  # fail before the (slow) data load
+    resuming = rundir.RunWriter.check(run_dir, resolved, grow=grow)  # before the (slow) data load
     primary = distributed.is_primary()
     data_spec = {k: v for k, v in study["data"].items() if k != "source"}
     splits = data.make_splits(data_spec, source=study["data"].get("source", "auto"),
                               data_dir=data_dir)
-    writer = _open_run_dir(run_dir, resolved)
+    writer = _open_run_dir(run_dir, resolved, grow)
     say(f"run directory: {run_dir}" + ("  (resuming)" if resuming else ""))
     if primary:
         writer.write_env(envinfo.environment())
@@ -147,7 +170,9 @@ def run_study(study: dict[str, Any], run_dir: Path, *, data_dir: str | None = No
              "test": int(len(splits.test_y))}
 
     previous = rundir.read_results(run_dir, required=False)
-    done = {r["member"]: r for r in previous.get("members", [])}
+    # A member grown by epochs trains on: its record of fewer epochs is not done.
+    done = {r["member"]: r for r in previous.get("members", [])
+            if r["config"]["train"]["epochs"] == configs[r["member"]]["train"]["epochs"]}
     group_stats = {g["group"]: g for g in previous.get("groups", [])}
     results = {"study": study["study"], "title": study.get("title", ""),
                "preset": study.get("preset"),
@@ -229,16 +254,17 @@ def run_study(study: dict[str, Any], run_dir: Path, *, data_dir: str | None = No
 def _add_train_confusion(run_dir: Path, done: dict[int, dict[str, Any]], splits: Any) -> bool:
     """Adds the training-set confusion matrix to the member the report draws it for.
 
-    That is the representative (lowest seed) of the point with the best mean test accuracy
-    (``jaxmnist.runs.runview.RunView.best``); predicting the training set with every member of
-    S2's grid took minutes of a CPU preset. Returns True when a matrix was added.
+    That is the representative (lowest seed) of the point the figures draw
+    (``jaxmnist.runs.runview.RunView.featured``: the best on validation); predicting the
+    training set with every member of S2's grid took minutes of a CPU preset. Returns True
+    when a matrix was added.
     """
     from jaxmnist.engine import metrics
     from jaxmnist.engine.evaluate import predict_classes
     from jaxmnist.runs import runview
 
     try:
-        best = runview.load(run_dir).best().rep
+        best = runview.load(run_dir).featured().rep
     except runview.ReportError:
         return False
     k = best.get("member")
@@ -254,18 +280,18 @@ def _add_train_confusion(run_dir: Path, done: dict[int, dict[str, Any]], splits:
     return True
 
 
-def _open_run_dir(run_dir: Path, resolved: dict[str, Any]) -> rundir.RunWriter:
+def _open_run_dir(run_dir: Path, resolved: dict[str, Any], grow: bool) -> rundir.RunWriter:
     """Opens the run directory on process 0; every process learns whether that worked.
 
     The other processes' writer only names the checkpoint folders. RunDirError on every process
     when process 0 could not open it; DistributedError when another process cannot see it.
     """
     if jax.process_count() == 1:
-        return rundir.RunWriter.open(run_dir, resolved)[0]
+        return rundir.RunWriter.open(run_dir, resolved, grow=grow)[0]
     writer, error = rundir.RunWriter(run_dir), None
     if distributed.is_primary():
         try:
-            writer = rundir.RunWriter.open(run_dir, resolved)[0]
+            writer = rundir.RunWriter.open(run_dir, resolved, grow=grow)[0]
         except rundir.RunDirError as err:
             error = err
     agreed = distributed.all_true(error is None)

@@ -83,6 +83,8 @@ class Optim(_Section):
     hyper: dict[str, float] = {}
     schedule: schedules.Schedule = schedules.Constant()
     clip_norm: float | None = None
+    # Evaluate at an exponential moving average of the parameters with this decay per step.
+    ema: float | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -102,6 +104,8 @@ class Optim(_Section):
     def _flat(self, handler: Any) -> dict[str, Any]:
         out = handler(self)
         hyper = out.pop("hyper", {})
+        if out.get("ema") is None:  # configs written before ``ema`` existed read the same
+            out.pop("ema", None)
         return {"name": out.pop("name"), "learning_rate": out.pop("learning_rate"), **hyper, **out}
 
 
@@ -217,6 +221,10 @@ class Study(_Section):
     grid: dict[str, Any] = {}
     experiments: list[Experiment] = []
     seeds: PositiveInt
+    # Sampled points per optimizer family (jaxmnist.search), drawn from search_seed when loaded.
+    search: dict[str, Any] = {}
+    samples: PositiveInt = 16
+    search_seed: Seed = 0
     presets: dict[str, dict[str, Any]] = {}
     baseline: Annotated[str, BeforeValidator(_baseline)] = ""
     notes: str = ""

@@ -2,7 +2,7 @@
 
 Usage::
 
-    python -m jaxmnist.sweep STUDY [--workdir DIR] [--seeds N] [--preset NAME | --quick]
+    python -m jaxmnist.sweep STUDY [--workdir DIR [--grow]] [--seeds N] [--preset NAME | --quick]
                              [--dry-run] [--data-dir DIR] [--config.KEY=VALUE ...]
     python -m jaxmnist.sweep --list
     JAXMNIST_COORDINATOR=HOST:PORT JAXMNIST_NUM_PROCESSES=N JAXMNIST_PROCESS_ID=I \
@@ -19,6 +19,8 @@ figures. This module is the command line only: arguments, messages and exit code
 
 Re-running into an existing run directory resumes: finished groups are read back from
 ``results.json``, an interrupted group restarts from its latest checkpoint in ``ckpt/group_<g>``.
+``--grow`` lets the command grow that run instead (more ``--seeds``, grid points, experiments or
+epochs): only the new members and the added epochs train; without it such a command is refused.
 
 ``--distributed`` runs one study over many processes (hosts): every process runs this same command,
 JAX's distributed runtime joins them (``jaxmnist.engine.distributed``; on SLURM, Open MPI and Cloud
@@ -41,7 +43,7 @@ import jax
 
 from jaxmnist import config as C
 from jaxmnist.engine import distributed, hostdevices
-from jaxmnist.runner import group_label, resolved_config, run_study, say
+from jaxmnist.runner import group_label, resolved_config, run_study, say, stable_members
 from jaxmnist.runs import rundir
 
 EXIT_CONFIG = 2
@@ -64,6 +66,9 @@ def _parse(argv: Sequence[str] | None) -> tuple[argparse.Namespace, list[str]]:
                         "the path of a study file, e.g. sweeps/s2.py or my_study.py")
     parser.add_argument("--workdir", help="run directory (default runs/<study>/<timestamp>); "
                         "an existing one is resumed")
+    parser.add_argument("--grow", action="store_true",
+                        help="grow the run in --workdir by this study's new seeds, grid points, "
+                        "experiments or epochs: train only those, keep the rest as it is")
     parser.add_argument("--seeds", type=int, help="seeds per grid point (default: the study's)")
     parser.add_argument("--preset", help="apply one of the study's named presets, e.g. 'cpu' "
                         "(S2, S4: full data, fewer epochs) or 'quick'; default: full settings")
@@ -113,8 +118,8 @@ def _parse(argv: Sequence[str] | None) -> tuple[argparse.Namespace, list[str]]:
     return args, overrides
 
 
-def _dry_run(study: dict[str, Any], members: list[dict[str, Any]]) -> None:
-    groups = C.group_members([m["config"] for m in members])
+def _dry_run(study: dict[str, Any], members: list[dict[str, Any]],
+             groups: list[list[int]]) -> None:
     train_n, val_n, test_n = C.expected_sizes(study["data"])
     print(f"study {study['study']}: {study.get('title', '')}")
     print(f"data: {train_n} train / {val_n} val / {test_n} test "
@@ -182,11 +187,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     run_dir = Path(args.workdir) if args.workdir else Path("runs") / study["study"] / stamp
     if args.dry_run:
         try:  # the run's own check of the run directory, which writes nothing
-            resuming = rundir.RunWriter.check(run_dir, resolved_config(study, members))
+            members, groups = stable_members(members, run_dir, args.grow)
+            resuming = rundir.RunWriter.check(run_dir, resolved_config(study, members, groups),
+                                              grow=args.grow)
         except rundir.RunDirError as err:
             say(f"jaxmnist.sweep: {err}\nNothing was written.")
             return err.exit_code
-        _dry_run(study, members)
+        _dry_run(study, members, groups)
         print(f"run directory: {run_dir}" + (" (resumes the run there)" if resuming else
                                              " (new)"))
         return 0
@@ -198,7 +205,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         say(f"jaxmnist.sweep: {err}\nNothing was written.")
         return EXIT_CONFIG
     return _run_cli(study, run_dir, data_dir=args.data_dir, report=not args.no_report,
-                    callbacks=factories, members=members)
+                    callbacks=factories, members=members, grow=args.grow)
 
 
 def _run_cli(study: dict[str, Any], run_dir: Path, **kwargs: Any) -> int:

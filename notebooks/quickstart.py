@@ -6,7 +6,7 @@
 #       extension: .py
 #       format_name: percent
 #       format_version: '1.3'
-#       jupytext_version: 1.19.6
+#       jupytext_version: 1.19.7
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -95,13 +95,19 @@ print(run)
 # ## Results
 #
 # One row per grid point, best first (mean ± std over the seeds, as scikit-learn's
-# `cv_results_`), then one row per member. Collapsed members (one class predicted for every
-# image) and diverged ones are labelled, as in the paper. The heatmap and the curves are
-# figures in the run directory (`python -m jaxmnist.report RUN` makes them again from the
-# files alone; `jm.open_run(RUN)` reads them without training anything).
+# `cv_results_`; the IQM and a bootstrap interval from 5 seeds on), then the optimizers compared
+# in pairs (each at its learning rate chosen on validation, paired over seeds: with fewer than 5
+# seeds no difference is claimed; docs/statistics.md), then one row per member. Collapsed
+# members (one class predicted for every image) and diverged ones are labelled, as in the
+# paper. The heatmap and the curves are figures in the run directory (`python -m
+# jaxmnist.report RUN` makes them again from the files alone; `jm.open_run(RUN)` reads them
+# without training anything).
 
 # %%
 run.points()
+
+# %%
+run.compare()
 
 # %%
 run.table().head(12)

@@ -177,6 +177,7 @@ def user_dir(tmp_path_factory):
 
     folder = tmp_path_factory.mktemp("user_models")
     for name, source in (("flax_cnn.py", user_models.FLAX_EXAMPLE_CNN),
+                         ("flax_tutorial.py", user_models.FLAX_NNX_TUTORIAL_CNN),
                          ("linen_bn.py", user_models.LINEN_BN_MLP),
                          ("nnx_held.py", user_models.NNX_HELD_RNGS_MLP),
                          ("bad_models.py", user_models.BAD_MODELS)):
@@ -190,6 +191,7 @@ def _images(n=4, seed=1):
 
 @pytest.mark.parametrize("file, attr, collection", [
     ("flax_cnn.py", "CNN", "batch_norm1"),      # NNX: nnx.BatchStat
+    ("flax_tutorial.py", "CNN", "batch_norm1"),  # NNX tutorial: rngs optional, keyword-only
     ("linen_bn.py", "BNMLP", "batch_stats"),    # linen: the batch_stats collection
     ("nnx_held.py", "HeldRngs", "norm"),
 ])
@@ -216,7 +218,8 @@ def test_state_is_updated_in_training_and_used_in_evaluation(user_dir, file, att
     assert not np.allclose(a[:2], b[:2], atol=1e-4)
 
 
-@pytest.mark.parametrize("file, attr", [("flax_cnn.py", "CNN"), ("nnx_held.py", "HeldRngs")])
+@pytest.mark.parametrize("file, attr", [("flax_cnn.py", "CNN"), ("flax_tutorial.py", "CNN"),
+                                        ("nnx_held.py", "HeldRngs")])
 def test_nnx_dropout_follows_the_step_key_whoever_holds_the_stream(user_dir, file, attr):
     model = models.build({"name": f"{user_dir / file}:{attr}"})
     params, state = model.init(jax.random.PRNGKey(0))
@@ -232,8 +235,9 @@ def test_nnx_dropout_follows_the_step_key_whoever_holds_the_stream(user_dir, fil
                                                      jax.tree_util.tree_leaves(p1), strict=True))
 
 
-def test_flax_example_cnn_passes_the_abstract_check(user_dir):
-    cfg = {"name": f"{user_dir / 'flax_cnn.py'}:CNN"}
+@pytest.mark.parametrize("file", ["flax_cnn.py", "flax_tutorial.py"])
+def test_flax_example_cnn_passes_the_abstract_check(user_dir, file):
+    cfg = {"name": f"{user_dir / file}:CNN"}
     models.check_model(cfg)  # no exception: init, a training call and an evaluation call
     params, state = jax.eval_shape(models.build(cfg).init, jax.random.PRNGKey(0))
     # conv1 320 + BatchNorm scales and biases 64 + conv2 18,496 + 128 + linear1 803,072 + 2,570
@@ -313,6 +317,38 @@ def axis_models(tmp_path_factory):
     nnx_file = user_models.write(folder, "nnx_axis.py", user_models.NNX_NAMED_AXIS)
     return {"resnet": {"name": f"{resnet}:_ResNet1", "num_classes": 10, "num_filters": 8},
             "nnx": {"name": f"{nnx_file}:AxisBN"}}
+
+
+def test_the_zoos_resnet18_is_flaxs_imagenet_resnet18(axis_models):
+    """``flax_resnet18`` (written in jaxmnist, so the ``resnet`` study runs from a wheel) has the
+    variables of Flax's own file from the same key, and gives its logits in training (with the
+    batch's statistics over the named axis) and in evaluation."""
+    import importlib.util
+
+    from jaxmnist.models.flax_examples import FlaxResNet18
+
+    path = axis_models["resnet"]["name"].rpartition(":")[0]
+    spec = importlib.util.spec_from_file_location("flax_imagenet_models", path)
+    theirs = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(theirs)
+    x = _images(4).astype(jnp.float32) / 255.0
+    key = jax.random.PRNGKey(3)
+    nets = (theirs.ResNet18(num_classes=10), FlaxResNet18())
+    variables = [jax.jit(lambda n=n: n.init(key, x, train=False))() for n in nets]
+    a, b = (jax.tree_util.tree_flatten_with_path(v)[0] for v in variables)
+    assert [p for p, _ in a] == [p for p, _ in b] and len(a) == 102
+    assert all(np.array_equal(u, v) for (_, u), (_, v) in zip(a, b, strict=True))
+
+    def train_step(net, v):
+        return jax.vmap(lambda xb: net.apply(v, xb, train=True, mutable=["batch_stats"]),
+                        axis_name="batch")(x[None])
+
+    for (net_a, v_a), (net_b, v_b) in [tuple(zip(nets, variables, strict=True))]:
+        (la, sa), (lb, sb) = train_step(net_a, v_a), train_step(net_b, v_b)
+        np.testing.assert_array_equal(la, lb)
+        assert jax.tree_util.tree_all(jax.tree_util.tree_map(np.array_equal, sa, sb))
+        np.testing.assert_array_equal(net_a.apply(v_a, x, train=False),
+                                      net_b.apply(v_b, x, train=False))
 
 
 def _axis_members(model_cfg):
@@ -434,7 +470,7 @@ def test_flaxs_imagenet_resnet18_file_unchanged_trains_from_the_api_and_the_cli(
     assert hashlib.sha256(path.read_bytes()).hexdigest() == \
         user_models.FLAX_IMAGENET_MODELS_SHA256
     model = {"name": f"{path}:ResNet18", "num_classes": 10}
-    data = {"train_limit": 96, "test_limit": 32}
+    data = {"train_limit": 96, "val_limit": 32, "test_limit": 32}
     run = jm.grid(model=model, optimizers={"adam": [1e-3], "momentum": [0.05]}, data=data,
                   batch_size=32, synthetic=True, workdir=tmp_path / "api", progress=False)
     table = run.table()

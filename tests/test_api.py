@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import flax.linen as nn
 import numpy as np
 import pytest
 
 import jaxmnist as jm
+from jaxmnist.runs import rundir
 
-TINY_DATA = {"train_limit": 512, "test_limit": 300}
+# jm.grid's default split holds out 10,000 training images; the first 300 of them validate here.
+TINY_DATA = {"train_limit": 512, "val_limit": 300, "test_limit": 300}
 
 
 class TinyMLP(nn.Module):
@@ -80,7 +84,123 @@ def test_grid_returns_a_table_per_member_and_per_point(api_run):
     by_label = table.groupby("label")["test_acc"]
     for label, row in points.iterrows():
         assert row["mean_test_acc"] == pytest.approx(by_label.get_group(label).mean())
+        seeds = table[table["label"] == label].sort_values("seed")["test_acc"].tolist()
+        assert row["values"] == seeds and row["iqm"] == pytest.approx(np.mean(seeds))  # 2: none cut
+        assert np.isnan(row["ci_low"]) and np.isnan(row["ci_high"])
+        assert row["note"] == "2 seeds < 5: no interval"
     assert list(run.history(0).index) == [1, 2]
+    # One pair (adam at its chosen lr, sgd), paired by seed: P(x > y) from the member table.
+    (_, pair), = run.compare().iterrows()
+    x, y = (table[table["label"] == pair[k]].sort_values("seed")["test_acc"].to_numpy()
+            for k in ("x", "y"))
+    assert {pair["x"].split()[0], pair["y"].split()[0]} == {"adam", "sgd"} and pair["n"] == 2
+    assert pair["p_improve"] == np.mean((x > y) + 0.5 * (x == y))
+    assert pair["verdict"] == "not distinguishable with 2 seeds (2 seeds < 5: no interval)"
+
+
+def test_grid_holds_out_a_validation_split_by_default(api_run, monkeypatch):
+    from jaxmnist import api
+    from jaxmnist.runs import rundir
+
+    run, workdir = api_run
+    data = rundir.read_config(workdir)["data"]
+    assert (data["split"], data["val_size"]) == ("holdout", 10_000)
+    assert run.view.results["data"]["val"] == TINY_DATA["val_limit"]
+    assert run.table()["val_acc"].notna().all() and run.view.best() is not None
+    # The default without data; a split given in ``data`` replaces it whole (no val_size left).
+    studies = []
+    monkeypatch.setattr(api, "run", lambda study, **_: studies.append(study["data"]))
+    api.grid(model="mlp", optimizers={"adam": 1e-3}, workdir="unused")
+    api.grid(model="mlp", optimizers={"adam": 1e-3}, data={"split": "none"}, workdir="unused")
+    assert [(d["split"], d["val_size"]) for d in studies] == [("holdout", 10_000), ("none", None)]
+
+
+def _rewritten(src: Path, dst: Path, edit) -> Path:
+    """A copy of a run directory whose ``results.json`` went through ``edit(results)``."""
+    from jaxmnist.runs import rundir
+
+    shutil.copytree(src, dst)
+    results = rundir.read_results(dst)
+    edit(results)
+    rundir.RunWriter(dst).write_results(results)
+    return dst
+
+
+def _three_views(workdir: Path):
+    """One run as the API, the report's files (written again) and the web demo read it."""
+    from fastapi.testclient import TestClient
+
+    from jaxmnist.runs import tables
+    from jaxmnist.serve import app as serve
+
+    tables.generate(workdir, figures=False)
+    summary = json.loads((workdir / "tables" / "results_summary.json").read_text())
+    with TestClient(serve.create_app(serve.Predictor(workdir, warm=False))) as client:
+        served = client.get("/api/members").json()
+    return jm.open_run(workdir), summary, served
+
+
+def test_the_api_the_report_and_the_web_demo_read_one_run_alike(api_run, tmp_path):
+    _, workdir = api_run
+    run, summary, served = _three_views(_rewritten(workdir, tmp_path / "run", lambda r: None))
+    points, table = run.points(), run.table()
+    reported = {p["label"]: p for p in summary["points"]}
+    assert list(points.index) and set(points.index) == set(reported)
+    for label, row in points.iterrows():
+        assert row["mean_test_acc"] == pytest.approx(np.mean(reported[label]["test_acc"]))
+        assert row["mean_val_acc"] == pytest.approx(np.mean(reported[label]["val_acc"]))
+    members = {m["member"]: m for m in served["members"]}
+    assert sorted(members) == list(table.index)
+    for k, row in table.iterrows():
+        assert (members[k]["test_acc"], members[k]["val_acc"]) == pytest.approx(
+            (row["test_acc"], row["val_acc"]))
+    # One best: the API's, the report's and the demo's default, first of points() by validation.
+    best = run.best().index
+    assert summary["best"] == {"label": points.index[0], "member": best}
+    assert served["default"] == best and table.loc[best, "label"] == points.index[0]
+    assert points["mean_val_acc"].iloc[0] == points["mean_val_acc"].max()
+    mine = table[table["label"] == points.index[0]]
+    assert mine.loc[best, "val_acc"] == mine["val_acc"].max()
+    assert f"its best member: {best} " in (run.path / "tables" / "report.md").read_text()
+
+
+def test_best_is_chosen_on_validation_not_on_test(api_run, tmp_path):
+    """The point worst on test is made best on validation, and within it the seed that is worse
+    on test: the API, the report and the web demo all choose that seed; no view looks at test."""
+    run, workdir = api_run
+    label = run.table()["label"].iloc[-1]
+    low, high = run.table().index[run.table()["label"] == label]  # two seeds
+
+    def edit(results):
+        for m in results["members"]:
+            val, test = {low: (0.97, 0.55), high: (0.99, 0.50)}.get(m["member"], (0.90, 0.95))
+            m["history"][-1]["val_acc"], m["test"]["acc"] = val, test
+
+    run, summary, served = _three_views(_rewritten(workdir, tmp_path / "run", edit))
+    assert run.view.best().label == label and run.points().index[0] == label
+    assert run.best().index == summary["best"]["member"] == served["default"] == high
+    assert run.table()["test_acc"].idxmax() not in (low, high)
+
+
+def test_a_run_without_validation_chooses_nothing(api_run, tmp_path):
+    _, workdir = api_run
+
+    def edit(results):
+        results["data"]["val"] = 0
+        for m in results["members"]:
+            for row in m["history"]:
+                del row["val_acc"], row["val_loss"]
+
+    run, summary, served = _three_views(_rewritten(workdir, tmp_path / "run", edit))
+    assert run.view.best() is None
+    with pytest.raises(jm.APIError, match="no validation split: nothing chosen; train with a "
+                                          "holdout split to choose"):
+        run.best()
+    assert summary["best"] is None and summary["no_choice"].startswith("no validation split")
+    report = (run.path / "tables" / "report.md").read_text()
+    assert "Best point: no validation split: nothing chosen" in report
+    first_ok = min(k for k, row in run.table().iterrows() if row["status"] == "ok")
+    assert served["default"] == first_ok and "first available ok" in served["default_rule"]
 
 
 def test_a_member_predicts_what_its_results_say(api_run):
@@ -160,8 +280,14 @@ def test_a_pruned_grid_records_each_members_fate_and_reports_the_cost(tmp_path):
     assert all(len(m["rungs"]) == 2 or m["epochs_trained"] == 1.0 for m in results["members"])
     with pytest.raises(ValueError, match="data.split is 'none'"):
         jm.grid(model="mlp", optimizers={"adam": 1e-3}, epochs=2, prune={"rungs": [1]},
-                workdir=tmp_path / "bad", synthetic=True)
+                data={"split": "none"}, workdir=tmp_path / "bad", synthetic=True)
     assert not (tmp_path / "bad").exists()
+    # The same grid with another pruning setting does not resume the pruned checkpoints.
+    with pytest.raises(rundir.RunDirError, match="its prune setting differs"):
+        jm.grid(model=TinyMLP(width=8), optimizers={"adam": [3e-3, 1e-3, 1e-4], "sgd": 0.1},
+                seeds=2, epochs=3, data={**TINY_DATA, "split": "holdout", "val_size": 200},
+                synthetic=True, workdir=tmp_path / "run", progress=False,
+                prune={"eta": 3, "rungs": [1, 2]})
 
 
 def test_a_bad_optimizer_is_one_clear_error(tmp_path):
@@ -206,8 +332,8 @@ def test_a_cnn_grid_gets_the_cli_device_layout(tmp_path):
                              accelerator=hostdevices.accelerator_installed(), started=False)
     expected = placement.useful_devices(2, cli.devices or 1)
     code = ("import sys, jaxmnist as jm; run = jm.grid(model='cnn', optimizers={'adam': 1e-3, "
-            "'sgd': 0.05}, data={'train_limit': 64, 'test_limit': 32}, synthetic=True, "
-            "progress=False, workdir=sys.argv[1])")
+            "'sgd': 0.05}, data={'train_limit': 64, 'val_limit': 32, 'test_limit': 32}, "
+            "synthetic=True, progress=False, workdir=sys.argv[1])")
     out = subprocess.run([sys.executable, "-c", code, str(tmp_path / "run")], env=env,
                          capture_output=True, text=True, timeout=600, check=True)
     assert "already started its backend" not in out.stderr

@@ -143,7 +143,7 @@ def test_optimizer_hyperparameters_are_checked_by_the_optimizer_module():
     bad = {**base, "optim": {**base["optim"], "nesterov": True}}
     (problem,) = C.validate_member(bad)
     assert ("'nesterov' is not a hyperparameter of 'sgd' (it takes: learning_rate, schedule, "
-            "clip_norm)") in problem
+            "clip_norm, ema)") in problem
     bad = {**base, "optim": {**base["optim"], "name": "adamw", "weight_decay": -1.0,
                              "schedule": {"name": "warmup_cosine", "warmup_steps": 10}}}
     (problem,) = C.validate_member(bad)

@@ -115,14 +115,14 @@ def test_run_directory_readers_do_not_depend_on_jax_modules():
 # ranking (plain Python) is shared by pruning in the engine, the report and the API.
 LAYERS = (
     ("shared", ("jaxmnist.checks", "jaxmnist.trees", "jaxmnist.caches", "jaxmnist.importspec",
-                "jaxmnist.envinfo", "jaxmnist.groups", "jaxmnist.ranking")),
+                "jaxmnist.envinfo", "jaxmnist.groups", "jaxmnist.ranking", "jaxmnist.search")),
     ("data", ("jaxmnist.data",)),
     ("models", ("jaxmnist.models",)),
     ("engine", ("jaxmnist.engine", "jaxmnist.schema", "jaxmnist.config")),
     ("runs", ("jaxmnist.runs",)),
     ("serve", ("jaxmnist.serve",)),
-    ("api", ("jaxmnist.api", "jaxmnist.runner", "jaxmnist.sweep", "jaxmnist.report",
-             "jaxmnist")),
+    ("api", ("jaxmnist.api", "jaxmnist.tuning", "jaxmnist.runner", "jaxmnist.sweep",
+             "jaxmnist.report", "jaxmnist")),
 )
 # The command lines: thin layers over the API that nothing in the library imports (the web
 # demo's command line lives with its app, jaxmnist.serve.app, which only __main__ imports).

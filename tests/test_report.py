@@ -14,7 +14,7 @@ import pytest
 from jaxmnist import config as C
 from jaxmnist.engine import metrics
 from jaxmnist.runner import resolved_config
-from jaxmnist.runs import published, rundir, runview, tables
+from jaxmnist.runs import published, rundir, runview, stats, tables
 
 ROOT = Path(__file__).resolve().parent.parent
 SWEEPS = ROOT / "sweeps"
@@ -141,9 +141,11 @@ def test_report_writes_every_table(tmp_path, name):
     run = fake_run(tmp_path, name)
     names = {p.name for p in tables.generate(run, figures=False)}
     for expected in ("summary.md", "summary.csv", "per_class.md", "per_class.csv",
-                     "status.md", "last_epoch.md", "models.md", "report.md",
-                     "results_summary.json"):
+                     "status.md", "last_epoch.md", "models.md", "report.md", "seeds.md",
+                     "seeds.csv", "results_summary.json"):
         assert expected in names, expected
+    # Optimizers are compared where a study has several (S2's adam, rmsprop, sgd: 3 pairs).
+    assert ("compare.csv" in names) == (name == "s2")
     summary = json.loads((run / "tables" / "results_summary.json").read_text())
     assert summary["study"] == name and summary["settings"] == "preset quick"
     assert summary["complete"] and summary["progress"] is None
@@ -153,6 +155,11 @@ def test_report_writes_every_table(tmp_path, name):
     assert "REDUCED RUN" in md
     if name == "s2":
         assert "(99.11)" in (run / "tables" / "grid_matrix.md").read_text()
+        pairs = (run / "tables" / "compare.csv").read_text().splitlines()
+        assert pairs[0] == ",".join(stats.COMPARE_COLUMNS) and len(pairs) == 4
+        assert "not distinguishable with 2 seeds" in pairs[1]  # the quick preset's 2 seeds
+        seeds = (run / "tables" / "seeds.md").read_text()
+        assert seeds.count("2 seeds < 5: no interval") == len(summary["points"])
         assert "collapsed" in (run / "tables" / "status.md").read_text()
     if name == "s3":
         text = (run / "tables" / "experiments.md").read_text()
@@ -198,6 +205,35 @@ def test_curves_of_a_point_that_diverged_print_no_numpy_warning(tmp_path):
         warnings.simplefilter("error", RuntimeWarning)
         written = tables.generate(run)
     assert run / "figures" / "curves.png" in written
+
+
+def test_curves_of_several_optimizers_are_small_multiples_with_diverged_losses_off_scale(
+        tmp_path, monkeypatch):
+    """S2 (3 optimizers x 4 rates): a column per optimizer, rates on one colour scale, and a
+    diverged member's loss (1e6) neither stretches the loss axes nor goes unnamed."""
+    from jaxmnist.runs import figures
+
+    run = fake_run(tmp_path, "s2")
+    results = json.loads((run / "results.json").read_text())
+    for m in results["members"]:
+        if m["label"].startswith("learning_rate=0.1, name=adam"):
+            m["history"][0]["train_loss"] = 1e6
+    (run / "results.json").write_text(json.dumps(results))
+    drawn = {}
+    monkeypatch.setattr(figures, "_save", lambda fig, view, path: drawn.setdefault(path.name, fig)
+                        and path)
+    view = runview.load(run)
+    figures.curves(view, [(p.label, p) for p in view.points], run / "curves.png", "S2")
+    axes = drawn["curves.png"].axes
+    assert [ax.get_title() for ax in axes[:3]] == [
+        "adam: train accuracy", "rmsprop: train accuracy", "sgd: train accuracy"]
+    assert len(axes) == 4 * 3  # train/val accuracy and loss, per optimizer
+    train_loss = next(ax for ax in axes if ax.get_title() == "adam: train loss")
+    assert train_loss.get_ylim()[1] <= figures.LOSS_CEILING
+    assert any("off-scale (diverged)" in t.get_text() and "0.1" in t.get_text()
+               for t in train_loss.texts)
+    colors = [line.get_color() for line in train_loss.lines]
+    assert len(set(map(str, colors))) == len(colors) == 4  # one shade per learning rate
 
 
 @pytest.mark.e2e

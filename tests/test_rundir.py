@@ -271,3 +271,63 @@ def test_rundir_imports_no_jax():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          cwd=Path(__file__).resolve().parents[1], timeout=60)
     assert out.stdout.strip() == "[]", out.stderr
+
+
+def _member(seed: int, epochs: int = 1, lr: float = 0.1, schedule: str = "constant") -> dict:
+    sched = {"name": schedule, **({"decay_steps": None} if schedule == "cosine" else {})}
+    return {"model": {"name": "mlp"}, "train": {"epochs": epochs, "batch_size": 8},
+            "optim": {"name": "sgd", "learning_rate": lr, "schedule": sched}, "seed": seed}
+
+
+def _config(configs: list[dict], groups: list[list[int]]) -> dict:
+    return {"config_format": rundir.CONFIG_FORMAT, "study": "t", "data": {"split": "none"},
+            "members": [{"member": k, "label": f"m{k}", "config": c}
+                        for k, c in enumerate(configs)],
+            "groups": [{"group": g, "members": ks} for g, ks in enumerate(groups)]}
+
+
+def test_grown_order_keeps_the_old_indices_and_appends_the_new_members():
+    old = _config([_member(0), _member(1), _member(0, lr=0.01), _member(1, lr=0.01)],
+                  [[0, 1, 2, 3]])
+    # The study's own order interleaves the new seeds; the run's order appends them.
+    study = [_member(0), _member(1), _member(2), _member(0, lr=0.01), _member(1, lr=0.01),
+             _member(2, lr=0.01)]
+    assert rundir.grown_order(old, study, "run") == [0, 1, 3, 4, 2, 5]
+    # More epochs are growth too: the same members, trained on.
+    longer = [_member(s, epochs=3, lr=lr) for lr in (0.1, 0.01) for s in (0, 1)]
+    assert rundir.grown_order(old, longer, "run") == [0, 1, 2, 3]
+    # A run of the earlier config.json format grows no more than it resumes.
+    with pytest.raises(rundir.RunDirError, match="written by an earlier jaxmnist"):
+        rundir.grown_order({**old, "config_format": 1}, study, "run")
+
+
+@pytest.mark.parametrize(("old_epochs", "study", "message"), [
+    (1, [_member(0), _member(1, lr=0.5)], r"member 1 \(m1\) is not in it"),
+    (3, [_member(0, epochs=2), _member(1, epochs=2)], "from 3 to 2 epochs: a run never shrinks"),
+])
+def test_grown_order_refuses_what_is_no_growth(old_epochs, study, message):
+    old = _config([_member(0, epochs=old_epochs), _member(1, epochs=old_epochs)], [[0, 1]])
+    with pytest.raises(rundir.RunDirError, match=message):
+        rundir.grown_order(old, study, "run")
+
+
+def test_more_epochs_of_a_schedule_over_the_whole_run_is_refused():
+    old = _config([_member(0, schedule="cosine")], [[0]])
+    with pytest.raises(rundir.RunDirError, match="cosine schedule decays over the whole run"):
+        rundir.grown_order(old, [_member(0, epochs=2, schedule="cosine")], "run")
+
+
+def test_a_grown_study_is_refused_without_grow_and_opens_with_it(tmp_path):
+    run = tmp_path / "run"
+    old = _config([_member(0), _member(1)], [[0, 1]])
+    rundir.RunWriter.open(run, old)
+    grown = _config([_member(0), _member(1), _member(2)], [[0, 1], [2]])
+    with pytest.raises(rundir.RunDirError, match=r"grows \(1 new members\).*add --grow"):
+        rundir.RunWriter.open(run, grown)
+    assert rundir.read_config(run)["members"] == old["members"]
+    # Its new members must not join an old group (that group would train again).
+    merged = _config([_member(0), _member(1), _member(2)], [[0, 1, 2]])
+    with pytest.raises(rundir.RunDirError, match="differs from this one"):
+        rundir.RunWriter.open(run, merged, grow=True)
+    _, resuming = rundir.RunWriter.open(run, grown, grow=True)
+    assert resuming and rundir.read_config(run)["members"] == grown["members"]

@@ -164,7 +164,7 @@ def test_the_type_checker_sees_the_fields():
     # Static classes: the fields are declared, not built at run time (CI runs mypy on them).
     assert list(schema.Member.model_fields) == ["model", "optim", "reg", "loss", "train", "seed"]
     assert list(schema.Optim.model_fields) == ["name", "learning_rate", "hyper", "schedule",
-                                               "clip_norm"]
+                                               "clip_norm", "ema"]
     assert schema.Member.__module__ == "jaxmnist.schema"
 
 

@@ -316,8 +316,10 @@ def _two_member_run(src: Path, dst: Path) -> Path:
 def test_members_default_best_and_unavailable(run_dir, tmp_path):
     run = _two_member_run(run_dir, tmp_path / "run")
     p = serve.Predictor(run, warm=False)
-    assert p.default == 1  # best test accuracy
-    assert p.available == [0, 1]
+    # No validation split: nothing is chosen (member 1's better test accuracy does not count);
+    # the first ok member serves and the member list says why.
+    assert p.default == 0 and p.available == [0, 1]
+    assert p.members_json()["default_rule"].startswith("no validation split: nothing chosen")
     info = {m["member"]: m for m in p.members_json()["members"]}
     assert not info[2]["available"] and "NaN" in info[2]["reason"]
     assert not info[3]["available"] and info[3]["reason"] == "no exported params"
@@ -331,6 +333,20 @@ def test_members_default_best_and_unavailable(run_dir, tmp_path):
     assert serve.resolve_run(run / "params") == (run, None)
     with pytest.raises(FileNotFoundError):
         serve.resolve_run(tmp_path)
+
+
+def test_the_default_member_is_chosen_on_validation_not_test(run_dir, tmp_path):
+    """Member 0 is the better on test, member 1 on validation: member 1 serves (results.json
+    alone, no config.json: the members are ranked by jaxmnist.ranking one by one)."""
+    run = _two_member_run(run_dir, tmp_path / "run")
+    res = rundir.read_results(run)
+    for m, val_acc in zip(res["members"], (0.90, 0.95, 0.99, 0.99), strict=True):
+        m["history"] = [{**m["history"][-1], "val_acc": val_acc, "val_loss": 0.3}]
+    res["members"][1]["test"]["acc"] = res["members"][0]["test"]["acc"] - 0.01
+    rundir.RunWriter(run).write_results(res)
+    p = serve.Predictor(run, warm=False)  # 2 (diverged) and 3 (no params) cannot serve
+    assert p.default == 1 and p.members_json()["default_rule"].startswith("the best member by")
+    assert [m["val_acc"] for m in p.members_json()["members"]] == [0.90, 0.95, 0.99, 0.99]
 
 
 def test_broken_members_are_listed_not_fatal(run_dir, tmp_path):
@@ -453,6 +469,9 @@ def test_browser_draw_and_predict(live_server, browser, tmp_path):
     canvas = browser.find_element(By.ID, "pad")
     WebDriverWait(browser, 15).until(
         lambda d: d.find_element(By.ID, "model-info").text.strip() != "")
+    # The page says why member 0 serves (this run has no validation split: nothing chosen).
+    assert browser.find_element(By.ID, "default-rule").text.startswith(
+        "Default member #0: no validation split: nothing chosen")
     # A "7": top bar, then the diagonal, drawn in several small moves each.
     seven = [[(0.25 + 0.05 * i, 0.22) for i in range(11)]
              + [(0.75 - 0.035 * i, 0.22 + 0.06 * i) for i in range(1, 11)]]

@@ -102,9 +102,28 @@ def test_small_study_rerun_with_a_different_study_is_refused(small_run):
     run, _ = small_run
     code, err = _in_process(*SMOKE[1:], *SMALL, "--workdir", run, "--seeds", "2")
     assert code == 2 and "already holds a run of study 'smoke'" in err
+    assert "grows (8 new members)" in err and "add --grow" in err
     code, err = _in_process(*SMOKE[1:], *SMALL, "--workdir", run,
                             "--config.data.test_limit=100")
     assert code == 2 and "its data split differs" in err
+
+
+def test_small_study_grow_dry_run_shows_the_new_groups_and_writes_nothing(small_run, capsys):
+    run, _ = small_run
+    before = (run / "config.json").read_bytes()
+    code, err = _in_process(*SMOKE[1:], *SMALL, "--workdir", run, "--seeds", "2", "--grow",
+                            "--dry-run")
+    out = capsys.readouterr().out
+    assert code == 0, err
+    # The run's 8 members keep indices 0-7 and their 2 groups; the new seeds follow as 2 groups.
+    lines = {line.split(":")[0].strip(): line for line in out.splitlines()}
+    assert "16 members in 4 groups" in out and lines["member 7"].endswith("(seed 0)")
+    assert lines["member 8"].endswith("(seed 1)")
+    assert "group 2: " in out and "group 3: " in out and "(resumes the run there)" in out
+    assert (run / "config.json").read_bytes() == before
+    code, err = _in_process(*SMOKE[1:], *SMALL, "--workdir", run, "--grow", "--dry-run",
+                            "--config.base.train.batch_size=32")
+    assert code == 2 and "is not in it" in err and "Nothing was written." in err
 
 
 def test_small_study_report_regenerates_from_files(small_run, capsys):
@@ -384,7 +403,8 @@ def test_fashion_mnist_grid_from_the_debian_idx_files(tmp_path):
 @pytest.mark.parametrize("change, message", [
     ({"data_name": "cifar10"}, "data.name: 'cifar10' is not a known dataset"),
     ({"optim": {"name": "adamw", "learning_rate": 1e-3, "b3": 0.9}},
-     "'b3' is not a hyperparameter of 'adamw' (it takes: learning_rate, schedule, clip_norm, b1"),
+     "'b3' is not a hyperparameter of 'adamw' (it takes: learning_rate, schedule, clip_norm, "
+     "ema, b1"),
     ({"optim": {"name": "adam", "learning_rate": 1e-3, "schedule": "cosin"}},
      "did you mean 'cosine'?"),
     ({"grid": {"optim.name": ["adam", "lamb", "adamq"]}},
@@ -586,11 +606,13 @@ def test_the_byo_example_in_the_docs_runs(tmp_path):
 
 
 @pytest.mark.e2e
-def test_flax_examples_mnist_cnn_copied_unchanged_trains_as_a_grid(tmp_path):
-    """Flax's examples/mnist CNN (NNX, BatchNorm, Dropout, __call__(x, rngs)) in a user file."""
+@pytest.mark.parametrize("source", ["FLAX_EXAMPLE_CNN", "FLAX_NNX_TUTORIAL_CNN"])
+def test_flax_examples_mnist_cnn_copied_unchanged_trains_as_a_grid(tmp_path, source):
+    """Flax's examples/mnist CNN (NNX, BatchNorm, Dropout, __call__(x, rngs)) in a user file, and
+    the same network as the NNX MNIST tutorial writes it (``rngs: nnx.Rngs | None = None``)."""
     import numpy as np
 
-    path = user_models.write(tmp_path, "flax_cnn.py", user_models.FLAX_EXAMPLE_CNN)
+    path = user_models.write(tmp_path, "flax_cnn.py", getattr(user_models, source))
     study = _study(tmp_path, model={"name": f"{path}:CNN"}, source=datasource.SOURCE,
                    optim={"name": "sgd", "learning_rate": 0.1},
                    grid={"optim.name": ["sgd", "adam", "adamw"],
@@ -706,6 +728,6 @@ def test_the_train_confusion_matrix_is_made_for_the_member_the_report_draws(smal
     run, _ = small_run
     results = json.loads((run / "results.json").read_text())
     with_matrix = [m for m in results["members"] if m.get("confusion_train")]
-    assert [m["member"] for m in with_matrix] == [runview.load(run).best().rep["member"]]
+    assert [m["member"] for m in with_matrix] == [runview.load(run).featured().rep["member"]]
     assert sum(map(sum, with_matrix[0]["confusion_train"])) == results["data"]["train"]
     assert (run / "figures" / "confusion_train.png").is_file()

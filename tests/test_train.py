@@ -185,6 +185,23 @@ def test_grid_member_equals_config_trained_alone_with_the_cnn():
     _check_grid_equals_alone("sequential", members, results)
 
 
+def test_a_sampled_member_equals_the_same_config_trained_alone():
+    """A search expands into ordinary members (jaxmnist.search): trained as one grid, each
+    equals its config trained alone by the plain-optax oracle (learning rates drawn in the
+    stable range; adaptive and plain SGD families)."""
+    from jaxmnist import config as C
+
+    study = C.resolve({
+        "study": "searched", "data": {"split": "none", "source": "synthetic"}, "seeds": 1,
+        "base": {"model": SMALL_MLP, "optim": {"name": "sgd", "learning_rate": 0.01},
+                 "train": {"epochs": 1, "batch_size": 32, "strategy": "sequential"}},
+        "search": {f: {"optim.learning_rate": ("log", 1e-3, 1e-2)} for f in ("adam", "sgd")},
+        "samples": 2, "search_seed": 3})
+    members = [m["config"] for m in C.check(study)]
+    assert len(members) == 4 and len({m["optim"]["learning_rate"] for m in members}) == 2
+    _check_grid_equals_alone("sequential", members, train_grid(members, small_splits()))
+
+
 def _penalised_alone(member: dict, splits) -> dict:
     """SGD on the data loss plus L1 / L2 penalties written out here (Keras-style: ``l1 *
     sum|w| + l2 * sum w**2 / 2`` over the kernels ``w``, not the biases), with the engine's
@@ -808,3 +825,75 @@ def test_two_devices_prune_the_same_members_and_re_deal_the_survivors(tmp_path):
     survivors = [layout[p] for p in range(12) if trained[layout[p]] == 3.0]
     on_first = sum(trained[m] == 3.0 for m in layout[:6])
     assert len(survivors) == 3 and on_first in (1, 2)
+
+
+# ---------------------------------------------------------------- evaluated as prescribed
+
+
+def _optax_loop(member: dict, splits, tx, ema: float | None = None):
+    """optax's own schedule-free example as a loop (init, grad, update, apply_updates), with the
+    engine's documented keys and data order (the MLP has no dropout); ``ema``: also an average of
+    the parameters after each step, from the initial ones. Returns (params, opt_state, average)."""
+    model = models.build(member["model"])
+
+    @jax.jit
+    def step(params, opt_state, x, y):
+        grads = jax.grad(lambda p: losses.xent(model.apply(p, {}, x, train=True)[0], y))(params)
+        updates, opt_state = tx.update(grads, opt_state, params)
+        return optax.apply_updates(params, updates), opt_state
+
+    seed_key = jax.random.PRNGKey(member["seed"])
+    params, _ = model.init(jax.random.fold_in(seed_key, 0))
+    opt_state, average = tx.init(params), params
+    data_key = jax.random.fold_in(seed_key, 2)
+    n, batch = len(splits.train_x), member["train"]["batch_size"]
+    for epoch in range(1, member["train"]["epochs"] + 1):
+        order = np.asarray(jax.random.permutation(jax.random.fold_in(data_key, epoch), n))
+        for i in range(0, n, batch):
+            idx = order[i : i + batch]
+            params, opt_state = step(params, opt_state, jnp.asarray(splits.train_x[idx]),
+                                     jnp.asarray(splits.train_y[idx]))
+            if ema is not None:
+                average = jax.tree_util.tree_map(lambda a, p: ema * a + (1 - ema) * p,
+                                                 average, params)
+    return params, opt_state, average
+
+
+def test_schedule_free_and_ema_members_are_evaluated_where_their_authors_say():
+    """Schedule-free AdamW is evaluated (validation, test, export) at
+    ``optax.contrib.schedule_free_eval_params``, an ``optim.ema`` member at its average, both
+    against optax's own example written out here; an Adam member beside them is untouched."""
+    splits = small_splits(n_train=320)
+    mlp = {"name": "mlp", "hidden": [32]}
+    sf = base_member(**{"model": mlp, "optim.name": "schedule_free_adamw",
+                        "optim.learning_rate": 3e-3, "seed": 1})
+    averaged = base_member(**{"model": mlp, "optim.name": "adam", "optim.learning_rate": 3e-3,
+                              "optim.ema": 0.9, "seed": 1})
+    plain = base_member(**{"model": mlp, "optim.name": "adam", "optim.learning_rate": 3e-3,
+                           "seed": 2})
+    results = train_grid([sf, averaged, plain], splits)
+
+    trained, state, _ = _optax_loop(sf, splits, optax.contrib.schedule_free_adamw(3e-3))
+    expected = optax.contrib.schedule_free_eval_params(state, trained)
+    assert _max_abs_diff(results[0].params, expected) <= 1e-5
+    assert _max_abs_diff(results[0].params, trained) > 1e-3  # not the trained parameters
+    trained, _, average = _optax_loop(averaged, splits, optim.reference(averaged["optim"]), 0.9)
+    assert _max_abs_diff(results[1].params, average) <= 1e-5
+    assert _max_abs_diff(results[1].params, trained) > 1e-3
+    # The plain member is evaluated at its trained parameters, which equal plain optax's.
+    trained, _, _ = _optax_loop(plain, splits, optim.reference(plain["optim"]))
+    assert _max_abs_diff(results[2].params, trained) <= 1e-5
+    # Test metrics are those of the evaluated parameters.
+    model = models.build(mlp)
+    for r in results:
+        logits = model.predict(r.params, {}, jnp.asarray(splits.test_x))
+        acc = float(jnp.mean(jnp.argmax(logits, -1) == jnp.asarray(splits.test_y)))
+        assert abs(acc - r.test_acc) < 1e-6
+
+
+@pytest.mark.parametrize("value", [0.0, 1.0, -0.5, "fast"])
+def test_an_ema_decay_outside_0_1_is_refused(value):
+    from jaxmnist import schema
+
+    with pytest.raises(schema.ConfigError, match=r"optim\.ema: must be a decay in \(0, 1\)"):
+        schema.member(base_member(**{"optim.ema": value}))

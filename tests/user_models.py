@@ -1,7 +1,9 @@
 """Model files written the way users write them, for tests to copy into a temp folder.
 
 ``FLAX_EXAMPLE_CNN`` is the CNN of Flax's own ``examples/mnist/train.py`` (NNX, BatchNorm,
-Dropout, ``__call__(self, x, rngs)``) as a user copies it into a file, imports included. The
+Dropout, ``__call__(self, x, rngs)``) as a user copies it into a file, imports included;
+``FLAX_NNX_TUTORIAL_CNN`` is the same network as Flax's NNX MNIST tutorial writes it
+(``__init__(self, *, rngs)``, ``__call__(self, x, rngs: nnx.Rngs | None = None)``). The
 others cover linen BatchNorm + dropout with a ``train`` flag, NNX streams held by the module,
 and models that cannot work (each names the mistake it makes). ``FLAX_IMAGENET_MODELS`` is Flax's
 own ``examples/imagenet/models.py`` (ResNets whose BatchNorm averages over the named axis
@@ -34,6 +36,35 @@ class CNN(nnx.Module):
     self.linear2 = nnx.Linear(256, 10, rngs=rngs)
 
   def __call__(self, x, rngs: nnx.Rngs):
+    x = self.avg_pool(nnx.relu(self.batch_norm1(self.dropout1(self.conv1(x), rngs=rngs))))
+    x = self.avg_pool(nnx.relu(self.batch_norm2(self.conv2(x))))
+    x = x.reshape(x.shape[0], -1)  # flatten
+    x = nnx.relu(self.dropout2(self.linear1(x), rngs=rngs))
+    x = self.linear2(x)
+    return x
+'''
+
+FLAX_NNX_TUTORIAL_CNN = '''
+from functools import partial
+
+from flax import nnx
+
+
+class CNN(nnx.Module):
+  """A simple CNN model."""
+
+  def __init__(self, *, rngs: nnx.Rngs):
+    self.conv1 = nnx.Conv(1, 32, kernel_size=(3, 3), rngs=rngs)
+    self.batch_norm1 = nnx.BatchNorm(32, rngs=rngs)
+    self.dropout1 = nnx.Dropout(rate=0.025)
+    self.conv2 = nnx.Conv(32, 64, kernel_size=(3, 3), rngs=rngs)
+    self.batch_norm2 = nnx.BatchNorm(64, rngs=rngs)
+    self.avg_pool = partial(nnx.avg_pool, window_shape=(2, 2), strides=(2, 2))
+    self.linear1 = nnx.Linear(3136, 256, rngs=rngs)
+    self.dropout2 = nnx.Dropout(rate=0.025)
+    self.linear2 = nnx.Linear(256, 10, rngs=rngs)
+
+  def __call__(self, x, rngs: nnx.Rngs | None = None):
     x = self.avg_pool(nnx.relu(self.batch_norm1(self.dropout1(self.conv1(x), rngs=rngs))))
     x = self.avg_pool(nnx.relu(self.batch_norm2(self.conv2(x))))
     x = x.reshape(x.shape[0], -1)  # flatten

@@ -55,7 +55,7 @@ class MemberResult:
     test_acc: float
     test_pred: np.ndarray  # [n_test] int32 predicted classes
     test_probs: np.ndarray  # [<= PROBE_IMAGES, 10] class probabilities of the first test images
-    params: Any  # final parameters, NumPy leaves, no grid axis
+    params: Any  # final parameters as evaluated (optim.eval_params), NumPy leaves, no grid axis
     model_state: Any  # final non-parameter variables (BatchNorm statistics; {} for the zoo)
     weights: dict[str, np.ndarray]  # {layer path: final weight array}
     grads: dict[str, np.ndarray]  # {layer path: data-loss gradient on GRAD_HIST_IMAGES images}
@@ -76,11 +76,12 @@ def member_results(prog: GroupProgram, state: TrainState, history: np.ndarray,
     probe_inputs = [distributed.put(a, prog.placement.replicated) for a in (
         splits.test_x[:n_probe], np.asarray(splits.test_y[:n_probe], np.int32),
         splits.train_x[:n_grad], np.asarray(splits.train_y[:n_grad], np.int32))]
-    probs, grads = prog.probe_fn((state.params, state.model_state), prog.arrays, *probe_inputs)
+    variables = prog.eval_variables(state)  # what is evaluated is what is exported
+    probs, grads = prog.probe_fn(variables, prog.arrays, *probe_inputs)
     # One gather of everything the results need (every process gets the whole grid).
-    probs, params, model_state, grads, alive, diverged, steps = prog.placement.to_member_order(
-        distributed.to_host((probs, state.params, state.model_state, grads, state.alive,
-                             state.diverged_epoch, state.steps)))
+    probs, (params, model_state), grads, alive, diverged, steps = prog.placement.to_member_order(
+        distributed.to_host((probs, variables, grads, state.alive, state.diverged_epoch,
+                             state.steps)))
     total, n = float(seconds.sum()), len(prog.members)
     stats = GroupStats(
         members=n, padded_members=prog.placement.padded, devices=prog.placement.devices,

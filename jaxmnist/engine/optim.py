@@ -31,14 +31,16 @@ class OptimizerSpec:
     """How a name maps to ``factory(learning_rate, **defaults, **static)`` (an optax alias).
 
     ``defaults`` are the numeric hyperparameters a member may set; ``static`` fixed non-numeric
-    arguments (``nesterov=True``); ``ranges`` ``(low, high, high_inclusive)``, low inclusive.
+    arguments (``nesterov=True``); ``ranges`` ``(low, high, high_inclusive)``, low inclusive;
+    ``eval_params(optax_state, params)``: the parameters its authors evaluate at, if not the
+    trained ones (schedule-free's ``optax.contrib.schedule_free_eval_params``).
     """
 
     factory: Callable[..., optax.GradientTransformation]
     defaults: dict[str, float] = field(default_factory=dict)
     static: dict[str, Any] = field(default_factory=dict)
     ranges: dict[str, tuple[float, float, bool]] = field(default_factory=dict)
-    doc: str = ""
+    eval_params: Callable[[Any, Any], Any] | None = None
 
 
 _UNIT = (0.0, 1.0, False)  # decay rates: [0, 1)
@@ -65,12 +67,18 @@ _REGISTRY: dict[str, OptimizerSpec] = {
     "lamb": OptimizerSpec(optax.lamb, {"b1": 0.9, "b2": 0.999, "eps": 1e-6,
                                        "weight_decay": 0.0}),
     "lion": OptimizerSpec(optax.lion, {"b1": 0.9, "b2": 0.99, "weight_decay": 1e-3}),
+    # Schedule-free AdamW (Defazio et al. 2024), evaluated at its averaged iterate x, as optax's
+    # docs prescribe; optax's own defaults (eps 1e-8, no warm-up).
+    "schedule_free_adamw": OptimizerSpec(
+        optax.contrib.schedule_free_adamw,
+        {"b1": 0.9, "b2": 0.999, "eps": 1e-8, "weight_decay": 0.0},
+        eval_params=optax.contrib.schedule_free_eval_params),
 }
 
 OPTIMIZERS: tuple[str, ...] = tuple(_REGISTRY)
 """Every valid ``optim.name``; grows with :func:`register_optimizer`."""
 
-COMMON_KEYS = ("name", "learning_rate", "schedule", "clip_norm")
+COMMON_KEYS = ("name", "learning_rate", "schedule", "clip_norm", "ema")
 """Keys every optimizer takes. A grid point that changes ``optim.name`` inherits these from the
 base member and none of the base optimizer's own hyperparameters (``jaxmnist.config.expand``)."""
 
@@ -81,13 +89,15 @@ def register_optimizer(name: str, factory: Callable[..., optax.GradientTransform
                        defaults: Mapping[str, float] | None = None, *,
                        static: Mapping[str, Any] | None = None,
                        ranges: Mapping[str, tuple[float, float, bool]] | None = None,
-                       doc: str = "") -> None:
+                       eval_params: Callable[[Any, Any], Any] | None = None) -> None:
     """Makes another optax optimizer available as ``optim.name`` (e.g. from a study file).
 
     ``factory`` is an optax alias name (``"radam"``, else ``ValueError``) or a callable like
     one. Each of ``defaults`` (the numeric hyperparameters members may set) is traced per member,
     so the factory must accept arrays for them (optax's aliases do); ``static`` holds fixed
-    keyword arguments (booleans, dtypes, masks); ``ranges`` ``{key: (low, high, inclusive)}``.
+    keyword arguments (booleans, dtypes, masks); ``ranges`` ``{key: (low, high, inclusive)}``;
+    ``eval_params(optax_state, params)``: the parameters members are evaluated at (validation,
+    test, export, the web demo), e.g. ``optax.contrib.schedule_free_eval_params``.
     """
     global OPTIMIZERS
     if isinstance(factory, str):
@@ -95,7 +105,7 @@ def register_optimizer(name: str, factory: Callable[..., optax.GradientTransform
             raise ValueError(f"optax has no optimizer {factory!r}")
         factory = getattr(optax, factory)
     _REGISTRY[name] = OptimizerSpec(factory, dict(defaults or {}), dict(static or {}),
-                                    dict(ranges or {}), doc)
+                                    dict(ranges or {}), eval_params)
     OPTIMIZERS = tuple(_REGISTRY)
 
 
@@ -199,6 +209,10 @@ def validate_optimizer(name: Any, hparams: Mapping[str, Any], where: str = "opti
             if value is not None and not (is_number(value) and value > 0):
                 problems.append(f"{where}.clip_norm: must be a positive number or None, "
                                 f"got {value!r}")
+        elif key == "ema":  # a decay per step, e.g. 0.999 (averages ~1,000 steps)
+            if value is not None and not (is_number(value) and 0 < value < 1):
+                problems.append(f"{where}.ema: must be a decay in (0, 1), e.g. 0.999, or None, "
+                                f"got {value!r}")
         else:
             msg = _check_range(f"{where}.{key}", value,
                                sp.ranges.get(key, _DEFAULT_RANGES.get(key)))
@@ -236,6 +250,8 @@ class Plan:
     schedules: tuple[str, ...] = ("constant",)
     boundaries: int = 0
     clip: bool = False
+    ema: bool = False  # some member averages its parameters (``optim.ema``)
+    eval_params: bool = False  # some family is evaluated at other parameters than it trains
 
 
 def plan(cfgs: Sequence[Mapping[str, Any]]) -> Plan:
@@ -261,7 +277,9 @@ def plan(cfgs: Sequence[Mapping[str, Any]]) -> Plan:
                 schedules=tuple(dict.fromkeys(s["name"] for s in scheds)),
                 boundaries=max((len(s["boundaries"]) for s in scheds if s["name"] == "piecewise"),
                                default=0),
-                clip=any(c.get("clip_norm") is not None for c in cfgs))
+                clip=any(c.get("clip_norm") is not None for c in cfgs),
+                ema=any(c.get("ema") for c in cfgs),
+                eval_params=any(spec(f).eval_params is not None for f in families))
 
 
 # Every schedule parameter but the piecewise lists is one number per member.
@@ -312,6 +330,9 @@ def member_hyper(cfgs: Sequence[Mapping[str, Any]], group_plan: Plan,
     if group_plan.clip:
         out["clip_norm"] = np.asarray([math.inf if c.get("clip_norm") is None else c["clip_norm"]
                                        for c in cfgs], np.float32)
+    if group_plan.ema:
+        out["ema"] = np.asarray([0.0 if c.get("ema") is None else c["ema"] for c in cfgs],
+                               np.float32)
     return {k: jnp.asarray(v) for k, v in out.items()}
 
 
@@ -387,8 +408,14 @@ def _family_tx(fam: str, hyper: Mapping[str, jax.Array], group_plan: Plan):
 
 
 def init(params: Any, hyper: Mapping[str, jax.Array], group_plan: Plan) -> dict[str, Any]:
-    """The union state of one member: ``{family: optax state}`` for every family present."""
-    return {fam: _family_tx(fam, hyper, group_plan).init(params) for fam in group_plan.families}
+    """The union state of one member: ``{family: optax state}`` for every family present.
+
+    With ``optim.ema`` in the group, ``"ema"`` holds the average of the parameters (from
+    the initial ones, so it needs no bias correction).
+    """
+    state = {fam: _family_tx(fam, hyper, group_plan).init(params)
+             for fam in group_plan.families}
+    return {**state, "ema": params} if group_plan.ema else state
 
 
 def update(grads: Any, state: dict[str, Any], params: Any, hyper: Mapping[str, jax.Array],
@@ -401,7 +428,31 @@ def update(grads: Any, state: dict[str, Any], params: Any, hyper: Mapping[str, j
     # Keep this member's update leaf by leaf; the other families' are computed but unused.
     chosen = jax.tree_util.tree_map(lambda *leaves: _select(hyper["opt_id"], leaves),
                                     *(updates[f] for f in group_plan.families))
-    return optax.apply_updates(params, chosen), new_state
+    new_params = optax.apply_updates(params, chosen)
+    if group_plan.ema:  # decay 0 (members without ema) keeps a copy of the parameters
+        d = hyper["ema"]
+        new_state["ema"] = jax.tree_util.tree_map(lambda e, p: d * e + (1 - d) * p,
+                                                  state["ema"], new_params)
+    return new_params, new_state
+
+
+def eval_params(state: dict[str, Any], params: Any, hyper: Mapping[str, jax.Array],
+                group_plan: Plan) -> Any:
+    """The parameters one member is evaluated at.
+
+    Its average with ``optim.ema``, else what its family prescribes
+    (:attr:`OptimizerSpec.eval_params`), else the trained ones.
+    """
+    options = []
+    for fam in group_plan.families:
+        fn = spec(fam).eval_params
+        fam_state = state[fam][-1] if group_plan.clip else state[fam]  # after the clipping
+        options.append(params if fn is None else fn(fam_state, params))
+    chosen = jax.tree_util.tree_map(lambda *leaves: _select(hyper["opt_id"], leaves), *options)
+    if group_plan.ema:
+        chosen = jax.tree_util.tree_map(lambda e, p: jnp.where(hyper["ema"] > 0, e, p),
+                                        state["ema"], chosen)
+    return chosen
 
 
 # Oracles: the plain optax objects a member must match

@@ -209,6 +209,10 @@ class MemberProgram:
             step, (state, zero, zero, zero), (jnp.arange(steps), order, weights))
         return state, loss_sum, correct_sum, seen
 
+    def member_eval_params(self, state: TrainState, arrays: MemberArrays):
+        """The parameters one member is evaluated at (:func:`jaxmnist.engine.optim.eval_params`)."""
+        return optim.eval_params(state.opt, state.params, arrays.hyper, self.spec.optimizer)
+
     def member_eval(self, variables, eval_x, eval_y, eval_w):
         """``(loss_sum, correct, preds)`` of ``(params, model_state)`` over a padded split."""
         params, model_state = variables
@@ -268,6 +272,7 @@ class _Jitted:  # a kept group's functions: a grid of the same shape compiles no
     epoch_fn: Any
     eval_fn: Any
     probe_fn: Any
+    eval_params_fn: Any
     epochs: dict[Any, Any]  # compiled epochs by argument signature
 
 
@@ -305,7 +310,7 @@ def _jitted(spec: GroupSpec, n_train: int, placement: Placement) -> _Jitted:
                              donate_argnums=(0,)),
             eval_fn=jax.jit(lambda p, x, y, w: over(program.member_eval, x, y, w)(p)),
             probe_fn=jax.jit(lambda p, a, *xs: over(program.member_probs_and_grads, *xs)(p, a)),
-            epochs={})
+            eval_params_fn=jax.jit(over(program.member_eval_params)), epochs={})
 
     return kept(_JITTED, key, new, COMPILED_GROUPS_KEPT)
 
@@ -373,14 +378,25 @@ class GroupProgram:
     epoch_exec: Any  # the compiled epoch (state, arrays, x, y, epoch) -> (state, sums...)
     eval_fn: Callable
     probe_fn: Any  # jitted (variables, arrays, probe x, y, grad x, y) -> (probs, grads)
+    eval_params_fn: Any  # jitted (state, arrays) -> the parameters members are evaluated at
     compile_seconds: float
     compile_epoch: Callable  # (state, arrays) -> the compiled epoch for their grid size
     epoch_programs: int = 1  # grid sizes trained (vmap pruning gathers survivors: one more each)
 
+    def eval_variables(self, state: TrainState) -> tuple[Any, Any]:
+        """``(params, model_state)`` as evaluated, exported and served (grid order).
+
+        The trained parameters, or those the optimizer prescribes (schedule-free's, an EMA).
+        """
+        plan = self.spec.optimizer
+        params = (self.eval_params_fn(state, self.arrays) if plan.ema or plan.eval_params
+                  else state.params)
+        return params, state.model_state
+
     def evaluate(self, state: TrainState, split: tuple[jax.Array, ...]):
         """``(loss [G], acc [G], preds [G, padded N])`` on a padded split, in member order."""
         loss_sum, correct, preds = self.placement.to_member_order(
-            distributed.to_host(self.eval_fn((state.params, state.model_state), *split)))
+            distributed.to_host(self.eval_fn(self.eval_variables(state), *split)))
         n = float(distributed.to_host(split[2]).sum())
         return loss_sum / n, correct / n, preds
 
@@ -430,5 +446,5 @@ def build_program(members: Sequence[MemberLike], splits: Any, *,
         spec=spec, members=members, placement=placement, program=program, arrays=arrays,
         train_x=train_x, train_y=train_y, val=val, test=test, init_state=state,
         epoch_exec=compile_epoch(state, arrays), eval_fn=jitted.eval_fn,
-        probe_fn=jitted.probe_fn, compile_seconds=time.perf_counter() - t0,
-        compile_epoch=compile_epoch)
+        probe_fn=jitted.probe_fn, eval_params_fn=jitted.eval_params_fn,
+        compile_seconds=time.perf_counter() - t0, compile_epoch=compile_epoch)

@@ -1,4 +1,7 @@
-"""The S0/S1 CNN written in Flax, twice (linen and NNX): copy this file to bring your own model.
+"""Flax models: the S0/S1 CNN (linen, NNX), Flax's own mnist CNN and imagenet ResNet-18.
+
+Copy this file to bring your own model; the last two are what the studies of Flax's examples
+train.
 
 Use it in a study as::
 
@@ -12,10 +15,12 @@ the engine's ``lax.scan`` (docs/models.md); the default runs jaxmnist's kernels.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 
 import flax.linen as nn
 import jax
+import jax.numpy as jnp
 from flax import nnx
 
 from jaxmnist.models import layers, register
@@ -153,3 +158,51 @@ class FlaxMnistCNN(nnx.Module):
         x = x.reshape(x.shape[0], -1)
         x = nnx.relu(self.drop_hidden(self.hidden(x), rngs=rngs))
         return self.out(x)
+
+
+class _ResidualBlock(nn.Module):
+    """Two 3x3 conv-BatchNorm layers and a shortcut (projected when the shape changes)."""
+
+    filters: int
+    strides: int = 1
+
+    @nn.compact
+    def __call__(self, x: jax.Array, train: bool) -> jax.Array:
+        conv = functools.partial(nn.Conv, use_bias=False)  # BatchNorm follows every conv
+        norm = functools.partial(nn.BatchNorm, use_running_average=not train, momentum=0.9,
+                                 epsilon=1e-5, axis_name="batch")
+        s = (self.strides, self.strides)
+        y = nn.relu(norm(name="BatchNorm_0")(conv(self.filters, (3, 3), s, name="Conv_0")(x)))
+        # The second norm starts at scale 0: each block begins as the identity (Goyal et al.).
+        y = norm(scale_init=nn.initializers.zeros_init(), name="BatchNorm_1")(
+            conv(self.filters, (3, 3), name="Conv_1")(y))
+        if x.shape != y.shape:
+            x = norm(name="norm_proj")(conv(self.filters, (1, 1), s, name="conv_proj")(x))
+        return nn.relu(x + y)
+
+
+@register("flax_resnet18")
+class FlaxResNet18(nn.Module):
+    """ResNet-18 (v1.5) as Flax's ``examples/imagenet/models.py`` builds it (``resnet`` study).
+
+    The example's layers, names, initializers and BatchNorm over the named axis ``batch``
+    (11.2M parameters at 10 classes), written here so the study runs from an installed package;
+    a test checks it against the example's own file. On 28x28 digits the 7x7 stride-2 stem
+    and the 3x3 stride-2 max-pool leave 7x7 maps for the four stages (7, 4, 2, 1).
+    """
+
+    num_classes: int = 10
+
+    @nn.compact
+    def __call__(self, x: jax.Array, train: bool = True) -> jax.Array:
+        """Logits ``[B, num_classes]`` of float images ``[B, H, W, C]``."""
+        x = nn.Conv(64, (7, 7), (2, 2), padding=[(3, 3), (3, 3)], use_bias=False,
+                    name="conv_init")(x)
+        x = nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5,
+                         axis_name="batch", name="bn_init")(x)
+        x = nn.max_pool(nn.relu(x), (3, 3), strides=(2, 2), padding="SAME")
+        for stage in range(4):
+            for block in range(2):
+                x = _ResidualBlock(64 * 2**stage, 2 if stage and not block else 1,
+                                   name=f"ResNetBlock_{2 * stage + block}")(x, train)
+        return nn.Dense(self.num_classes, name="Dense_0")(jnp.mean(x, axis=(1, 2)))

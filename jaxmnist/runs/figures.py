@@ -74,56 +74,108 @@ def _seed_curves(point: Point, key: str) -> np.ndarray:
     return out
 
 
+LOSS_CEILING = 30.0  # ~13x the chance loss ln(10): above it a loss curve is divergence, not data
+
+
+def _family(point: Point) -> str:
+    return str(point.config.get("optim", {}).get("name", ""))
+
+
 def curves(run: RunView, points: Sequence[tuple[str, Point]], path: Path, title: str) -> Path:
-    """Accuracy and loss per epoch, train and validation, mean line with a ±std seed band."""
+    """Accuracy and loss per epoch, train and validation, mean line with a ±std seed band.
+
+    Points of several optimizers (more than 4 points) are drawn as small multiples: a column
+    per optimizer, its learning rates on a sequential colour scale (darker = larger). Losses
+    above :data:`LOSS_CEILING` (diverged members) are left off-scale and named in the panel.
+    """
     has_val = any(
         (m.get("history") or [{}])[0].get("val_acc") is not None
         for _, p in points for m in p.members)
     keys = [("train_acc", "train accuracy"), ("val_acc", "validation accuracy"),
             ("train_loss", "train loss"), ("val_loss", "validation loss")]
     keys = [k for k in keys if has_val or not k[0].startswith("val")]
-    nrows = len(keys) // 2
-    wide = len(points) > 4  # room on the right for a long legend
-    fig, axes = plt.subplots(nrows, 2, figsize=(13.5 if wide else 11, 3.4 * nrows + 1.2),
-                             squeeze=False)
-    colors = plt.get_cmap("tab20" if len(points) > 10 else "tab10")
+    families = list(dict.fromkeys(_family(p) for _, p in points))
+    columns = ([[(lab, p) for lab, p in points if _family(p) == f] for f in families]
+               if len(families) > 1 and len(points) > 4 else None)
+    if columns:
+        rates = [float(p.config["optim"]["learning_rate"]) for _, p in points]
+        lo, hi = np.log10(min(rates)), np.log10(max(rates))
+        scale = plt.get_cmap("viridis_r")
+
+        def color(point: Point, i: int) -> Any:  # noqa: ARG001 - one signature for both layouts
+            x = np.log10(float(point.config["optim"]["learning_rate"]))
+            return scale(0.1 + 0.8 * ((x - lo) / (hi - lo) if hi > lo else 0.5))
+
+        fig, grid = plt.subplots(len(keys), len(columns), squeeze=False, sharey="row",
+                                 figsize=(3.6 * len(columns) + 1.0, 2.6 * len(keys) + 1.4))
+        panels = [(grid[r, c], key, name, col) for r, (key, name) in enumerate(keys)
+                  for c, col in enumerate(columns)]
+    else:
+        nrows, wide = len(keys) // 2, len(points) > 4  # room on the right for a long legend
+        fig, grid = plt.subplots(nrows, 2, figsize=(13.5 if wide else 11, 3.4 * nrows + 1.2),
+                                 squeeze=False)
+        palette = plt.get_cmap("tab20" if len(points) > 10 else "tab10")
+        index = {id(p): i for i, (_, p) in enumerate(points)}
+
+        def color(point: Point, i: int) -> Any:  # noqa: ARG001
+            return palette(index[id(point)] % palette.N)
+
+        panels = [(ax, key, name, list(points)) for ax, (key, name) in zip(grid.flat, keys,
+                                                                             strict=True)]
     pub_hist = published.history(run.study)
-    for ax, (key, name) in zip(axes.flat, keys, strict=True):
-        for i, (label, point) in enumerate(points):
+    for ax, key, name, pts in panels:
+        off_scale = []
+        for i, (label, point) in enumerate(pts):
             ys = _seed_curves(point, key)
             if not np.isfinite(ys).any():
                 continue
+            if "loss" in key and np.nanmax(ys) > LOSS_CEILING:
+                off_scale.append(label)
             x = np.arange(1, ys.shape[1] + 1)
             # A diverged member's later epochs are NaN: a gap in the line, without a warning.
             with np.errstate(invalid="ignore"), warnings.catch_warnings():
                 warnings.simplefilter("ignore", RuntimeWarning)
                 mean = np.nanmean(ys, 0)
                 std = np.nanstd(ys, 0, ddof=1) if ys.shape[0] > 1 else np.zeros_like(mean)
-            color = colors(i % colors.N)
-            ax.plot(x, mean, color=color, lw=1.5, marker="o", ms=3,
-                    label=f"{label} (n={ys.shape[0]})")
-            ax.fill_between(x, mean - std, mean + std, color=color, alpha=0.2, lw=0)
+            c = color(point, i)
+            shown = label.removeprefix(_family(point) + " ") if columns else label
+            ax.plot(x, mean, color=c, lw=1.5, marker="o", ms=3,
+                    label=f"{shown} (n={ys.shape[0]})")
+            ax.fill_between(x, mean - std, mean + std, color=c, alpha=0.2, lw=0)
         if pub_hist and len(points) == 1:
             ep = sorted(pub_hist)
             ax.plot(ep, [pub_hist[e].get(key) for e in ep], "kx", ms=7, label="paper")
         ax.set_xlabel("epoch")
         ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
         ax.set_ylabel(name)
-        ax.set_title(name)
+        ax.set_title(f"{_family(pts[0][1])}: {name}" if columns else name, fontsize=10)
         ax.grid(alpha=0.3)
         if "loss" in key:
             finite = [v for _, p in points for v in _seed_curves(p, key).ravel()
-                      if np.isfinite(v)]
-            if finite and max(finite) > 20 * max(np.median(finite), 1e-3):
-                ax.set_yscale("log")  # diverging members would flatten everything else
-    handles, labels = axes.flat[0].get_legend_handles_labels()
-    fig.suptitle(f"{title}: mean ± std over seeds", fontsize=12)
-    if wide:
+                      if np.isfinite(v) and v <= LOSS_CEILING]
+            log = bool(finite) and max(finite) > 20 * max(np.median(finite), 1e-3)
+            if log:
+                ax.set_yscale("log")
+            if finite:  # fixed both ends: an off-scale curve would stretch the autoscaled one
+                ax.set_ylim(min(finite) / 1.5 if log else 0.0,
+                            min(max(finite) * (1.5 if log else 1.05), LOSS_CEILING))
+            if off_scale:
+                ax.text(0.02, 0.97, "off-scale (diverged): " + ", ".join(off_scale),
+                        transform=ax.transAxes, fontsize=6, va="top", wrap=True)
+        if columns and key == keys[0][0]:
+            ax.legend(fontsize=6, loc="lower right")
+    fig.suptitle(f"{title}: mean ± std over seeds"
+                 + (" (a column per optimizer; darker = larger learning rate)" if columns else ""),
+                 fontsize=12)
+    if columns:
+        _layout(fig)
+    elif len(points) > 4:
+        handles, labels = grid.flat[0].get_legend_handles_labels()
         _layout(fig, right=0.68)
         fig.legend(handles, labels, loc="upper left", fontsize=7, ncol=1,
                    bbox_to_anchor=(0.69, 0.93), frameon=False)
     else:
-        axes.flat[0].legend(fontsize=8)
+        grid.flat[0].legend(fontsize=8)
         _layout(fig)
     return _save(fig, run, path)
 
@@ -382,7 +434,8 @@ def write_figures(run: RunView) -> list[Path]:
     out = run.path / "figures"
     out.mkdir(parents=True, exist_ok=True)
     written: list[Path | None] = []
-    best = run.best()
+    best = run.featured()  # the best point on validation, else (nothing chosen) the first
+    what = "best point" if run.best() else "first point (no choice)"
     exps = [e for e in run.experiments() if e["name"] != "main"]
     if exps:  # curves and histograms per experiment (S3), else of every point at once
         sets = [(run.points_of(e["name"]), f"_{slug(e['name'])}", e.get("title") or e["name"])
@@ -403,7 +456,7 @@ def write_figures(run: RunView) -> list[Path]:
         if best.rep.get(f"confusion_{split}"):
             written.append(confusion(
                 run, best.rep[f"confusion_{split}"], out / f"confusion_{split}.png",
-                f"{split.title()} confusion matrix, best point: {best.label} (seed {seed})"))
+                f"{split.title()} confusion matrix, {what}: {best.label} (seed {seed})"))
     if not exps and 1 < len(run.points) <= 4:  # S4: one matrix per depth, as the paper shows
         for p in run.points:
             if p.rep.get("confusion_test"):

@@ -336,8 +336,52 @@ CONFIG_FORMAT = 2
 written out); 1 (no field) recorded the configs as the study wrote them."""
 
 
-def _same_run(old: Mapping[str, Any], new: Mapping[str, Any], run_dir: Path) -> None:
-    if old.get("config_format", 1) != new.get("config_format", CONFIG_FORMAT):
+def _identity(cfg: Mapping[str, Any]) -> str:
+    """A member config without its epoch count: what a run grown by epochs keeps."""
+    train = {k: v for k, v in (cfg.get("train") or {}).items() if k != "epochs"}
+    return json.dumps({**cfg, "train": train}, sort_keys=True)
+
+
+def grown_order(old: Mapping[str, Any], configs: Sequence[Mapping[str, Any]],
+                run_dir: str | os.PathLike) -> list[int]:
+    """How a study's member ``configs`` grow the run ``old`` (its ``config.json``).
+
+    ``order[k]`` indexes ``configs``: the run's members keep their indices (the same config, or
+    the same with more epochs) and the study's other members follow in study order. RunDirError
+    when the study is no growth: a member is missing or has fewer epochs, or more epochs would
+    change its schedule (decay over the whole run: continuing it is not the longer run).
+    """
+    _check_format(old, run_dir)
+    free: dict[str, list[int]] = {}
+    for i, cfg in enumerate(configs):
+        free.setdefault(_identity(cfg), []).append(i)
+    order = []
+    for m in old["members"]:
+        cfg, label = m["config"], f"member {m['member']} ({m.get('label')})"
+        mine = free.get(_identity(cfg)) or []
+        if not mine:
+            raise RunDirError(
+                f"{run_dir} cannot grow into this study: its {label} is not in it (a run grows "
+                "by seeds, grid points, experiments and epochs; every other setting must stay "
+                "as it was). Keep the study's settings, or pick a new --workdir")
+        i = next((j for j in mine if configs[j] == cfg), mine[0])
+        mine.remove(i)
+        was, now = cfg["train"]["epochs"], configs[i]["train"]["epochs"]
+        schedule = cfg["optim"].get("schedule")
+        if now < was or (now > was and isinstance(schedule, Mapping)
+                         and "decay_steps" in schedule and schedule["decay_steps"] is None):
+            why = ("a run never shrinks" if now < was else
+                   f"its {schedule['name']} schedule decays over the whole run, so training it "
+                   "on would not equal a longer run from scratch")
+            raise RunDirError(f"{run_dir} cannot grow from {was} to {now} epochs: {why} "
+                              f"({label}); pick a new --workdir")
+        order.append(i)
+    taken = set(order)
+    return order + [i for i in range(len(configs)) if i not in taken]
+
+
+def _check_format(old: Mapping[str, Any], run_dir: str | os.PathLike) -> None:
+    if old.get("config_format", 1) != CONFIG_FORMAT:
         raise RunDirError(
             f"{run_dir} was written by an earlier jaxmnist (config.json format "
             f"{old.get('config_format', 1)}; this one writes format {CONFIG_FORMAT}, each "
@@ -345,19 +389,45 @@ def _same_run(old: Mapping[str, Any], new: Mapping[str, Any], run_dir: Path) -> 
             "results stay readable (jm.open_run, python -m jaxmnist.report); to train it "
             "further, use the jaxmnist commit its env.json names, or pick a new --workdir")
 
+
+def _same_run(old: Mapping[str, Any], new: Mapping[str, Any], run_dir: Path,
+              grow: bool = False) -> None:
+    _check_format(old, run_dir)
     old_members = [m.get("config") for m in old.get("members", [])]
     new_members = [m["config"] for m in new["members"]]
-    if (old.get("study") == new["study"] and old_members == new_members
-            and old.get("data") == new["data"]):
+    # A pruned group's checkpoints hold its rung decisions: another setting cannot resume them.
+    same = old.get("study") == new["study"] and old.get("data") == new["data"] \
+        and old.get("prune") == new.get("prune")
+    if same and old_members == new_members:
         return
+    try:  # growth? (a grown run lists its old members first: runner.stable_members)
+        order = grown_order(old, new_members, run_dir) if same else None
+    except RunDirError:
+        if grow:
+            raise  # it names the member that does not grow
+        order = None
+    if order is not None and grow:
+        if order == list(range(len(order))) and \
+                new["groups"][:len(old["groups"])] == old["groups"]:
+            return
+    elif order is not None:
+        longer = sum(new_members[i] != c for i, c in zip(order, old_members, strict=False))
+        what = [f"{len(order) - len(old_members)} new members"] * (len(order) > len(old_members))
+        what += [f"{longer} members trained for more epochs"] * bool(longer)
+        raise RunDirError(
+            f"{run_dir} already holds a run of study {old.get('study')!r} that this study "
+            f"grows ({', '.join(what)}). To train only the new work and keep what the run "
+            "holds, add --grow (jm.run(..., grow=True)); or pick a new --workdir")
     differ = sum(a != b for a, b in zip(old_members, new_members, strict=False))
     differ += abs(len(old_members) - len(new_members))
     what = (f"{differ} of {len(new_members)} member configs differ" if differ
-            else "its data split differs")
+            else "its data split differs" if old.get("data") != new["data"]
+            else "its prune setting differs")
     raise RunDirError(
         f"{run_dir} already holds a run of study {old.get('study')!r} that differs from this "
-        f"one ({what}); resume only with the same study, flags and overrides, or pick a new "
-        "--workdir")
+        f"one ({what}); resume only with the same study, flags and overrides"
+        f"{'' if grow else ' (or grow it with --grow: more seeds, grid points or epochs)'}, "
+        "or pick a new --workdir")
 
 
 def _cut_torn_tail(path: Path) -> None:
@@ -404,27 +474,35 @@ class RunWriter:
         self.root = Path(root)
 
     @staticmethod
-    def check(root: str | os.PathLike, config: Mapping[str, Any]) -> bool:
-        """True when ``root`` holds this run already (resume); RunDirError (2) as :meth:`open`."""
+    def check(root: str | os.PathLike, config: Mapping[str, Any], *, grow: bool = False) -> bool:
+        """True when ``root`` holds this run already (resume); RunDirError (2) as :meth:`open`.
+
+        ``grow``: ``config`` may also grow the run there (:func:`grown_order`; its old members
+        first, their groups first); without it, a study that grows the run is refused saying so.
+        """
         root = Path(root)
         check_workdir(root)
         if (root / CONFIG).exists():
-            _same_run(read_config(root), config, root)
+            _same_run(read_config(root), config, root, grow)
             return True
         return False
 
     @classmethod
-    def open(cls, root: str | os.PathLike, config: Mapping[str, Any]) -> tuple[RunWriter, bool]:
+    def open(cls, root: str | os.PathLike, config: Mapping[str, Any], *,
+             grow: bool = False) -> tuple[RunWriter, bool]:
         """``(writer, resuming)``: creates the run directory, or reopens a run of the same study.
 
         Call it only once the study validated and the data loaded. Reopening cuts a torn metrics
-        line and removes a killed writer's temporary files.
+        line and removes a killed writer's temporary files; ``grow`` (see :meth:`check`) rewrites
+        ``config.json`` as the grown run's.
         """
         writer = cls(root)
         config = {"config_format": CONFIG_FORMAT, **config}
-        if cls.check(writer.root, config):
+        if cls.check(writer.root, config, grow=grow):
             _cut_torn_tail(writer.root / METRICS)
             _remove_stale_temp_files(writer.root)
+            if grow and read_config(writer.root) != json.loads(json.dumps(finite_json(config))):
+                write_json(writer.root / CONFIG, config)
             return writer, True
         try:
             for sub in SUBDIRS:

@@ -3,21 +3,47 @@
 from __future__ import annotations
 
 import collections
+import math
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from jaxmnist import ranking
 from jaxmnist.data import class_names, expected_sizes
-from jaxmnist.engine import metrics
 from jaxmnist.runs import published, rundir
 from jaxmnist.trees import flatten, get_dotted
 
 
 class ReportError(RuntimeError):
     """The run directory lacks what the report needs."""
+
+
+NO_VALIDATION = ("no validation split: nothing chosen; train with a holdout split to choose "
+                 "(data={'split': 'holdout', 'val_size': 10000})")
+
+
+def final(member: dict[str, Any], key: str) -> float | None:
+    """A finished member's last-epoch ``key`` (``"val_acc"``); None while it trains or without."""
+    hist = member.get("history") or []
+    return hist[-1].get(key) if hist and member.get("status") != "unfinished" else None
+
+
+def rank_members(members: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Members best first by :func:`jaxmnist.ranking.rank` of their own validation metrics."""
+    order = ranking.rank([final(m, "val_acc") for m in members],
+                         [final(m, "val_loss") for m in members])
+    return [members[i] for i in order]
+
+
+def rank_points(points: Sequence[Point]) -> list[Point]:
+    """Points best first by :func:`jaxmnist.ranking.rank` of their seeds' validation metrics."""
+    order = ranking.rank([p.final("val_acc") for p in points],
+                         [p.final("val_loss") for p in points])
+    return [points[i] for i in order]
 
 
 @dataclass
@@ -47,6 +73,10 @@ class Point:
     def test_acc(self) -> list[float | None]:
         """Test accuracy per seed."""
         return self.values(lambda m: m["test"]["acc"])
+
+    def final(self, key: str) -> list[float | None]:
+        """Per seed, the last epoch's ``key`` (``"val_acc"``; None while training)."""
+        return self.values(lambda m: final(m, key))
 
     def status(self) -> str:
         """``"ok 3"`` or e.g. ``"collapsed 2, ok 1"``."""
@@ -111,10 +141,39 @@ class RunView:
         entry = published.lookup(self.study, exp, lab, point.config)
         return entry.values if entry else {}
 
-    def best(self) -> Point:
-        """The point with the highest mean test accuracy."""
-        return max(self.points, key=lambda p: np.nan_to_num(metrics.mean_std(p.test_acc())[0],
-                                                           nan=-1.0))
+    def ranked(self) -> list[Point]:
+        """The points best first by THE rule (:func:`jaxmnist.ranking.rank`).
+
+        Validation accuracy of the last epoch, mean over the seeds; ties by validation loss,
+        then study order. Without validation every point ties: study order.
+        """
+        return rank_points(self.points)
+
+    def no_choice(self) -> str | None:
+        """Why :meth:`best` chooses nothing (a sentence for users), or None when it chooses."""
+        if not self.results.get("data", {}).get("val"):
+            return NO_VALIDATION
+        if not math.isfinite(ranking.seed_mean(self.ranked()[0].final("val_acc"))):
+            return ("no point has a validation accuracy on every seed (diverged or still "
+                    "training): nothing chosen")
+        return None
+
+    def best(self) -> Point | None:
+        """The point chosen on validation (:meth:`ranked`'s first), never on test.
+
+        None when nothing can be chosen (:meth:`no_choice` says why): a run without a
+        validation split reports its test metrics but names no best point.
+        """
+        return None if self.no_choice() else self.ranked()[0]
+
+    def best_member(self) -> dict[str, Any] | None:
+        """The best point's member with the best validation metrics (:func:`rank_members`)."""
+        best = self.best()
+        return rank_members(best.members)[0] if best else None
+
+    def featured(self) -> Point:
+        """The point the figures draw (confusion matrices, ...): :meth:`best`, else the first."""
+        return self.best() or self.points[0]
 
     @property
     def preset(self) -> str | None:

@@ -1,18 +1,20 @@
 """A run's tables (Markdown + CSV) and ``results_summary.json``, from its files alone. No jax.
 
-A grid point's numbers are the mean ± sample std (ddof=1) over its seeds, beside the papers'.
+A grid point's numbers are the mean ± sample std (ddof=1) over its seeds, beside the papers';
+``seeds`` and ``compare`` add intervals and paired tests (:mod:`jaxmnist.runs.stats`).
 """
 
 from __future__ import annotations
 
 import csv
 import io
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from jaxmnist.engine import metrics
-from jaxmnist.runs import published, rundir
+from jaxmnist.runs import published, rundir, stats
 from jaxmnist.runs.runview import RunView, grid_axes, load, point_at
 from jaxmnist.trees import get_dotted
 
@@ -94,19 +96,70 @@ def _last(member: dict[str, Any], key: str) -> float | None:
     return hist[-1].get(key) if hist else None
 
 
+def best_line(run: RunView) -> str:
+    """The report's "best" line: the point chosen on validation, with its test metrics.
+
+    A run that cannot choose (no validation split) says why in its place (``no_choice``).
+    """
+    best, member = run.best(), run.best_member()
+    if best is None or member is None:
+        return "Best point: " + str(run.no_choice())
+    return (f"Best point, chosen on validation accuracy (mean over seeds; ties: validation "
+            f"loss): {best.label}: val acc {_ms(best.final('val_acc'))}, test acc "
+            f"{_ms(best.test_acc())}; its best member: {member['member']} (seed "
+            f"{member['config'].get('seed')}).")
+
+
 def table_summary(run: RunView) -> Table:
-    """Per grid point: test accuracy and loss (mean ± std over seeds) beside the paper's."""
+    """Per grid point: validation and test accuracy, test loss (mean ± std) beside the paper's."""
     multi = bool(run.config.get("experiments"))
-    t = Table("Test accuracy and loss per grid point (mean ± std over seeds)",
+    t = Table("Accuracy and loss per grid point (mean ± std over seeds)",
               ["point"] + (["experiments"] if multi else []) +
-              ["model", "params", "n", "test acc", "test loss", "paper acc", "diff", "status"])
+              ["model", "params", "n", "val acc", "test acc", "test loss", "paper acc", "diff",
+               "status"])
     for p in run.points:
         pacc = run.paper(p).get("test_acc")
         exps = ["; ".join(f"{e['name']}:{e['label']}" for e in p.experiments)] if multi else []
         t.add(p.label, *exps, _model_text(p.config), p.rep.get("param_count"), len(p.members),
-              _ms(p.test_acc()), _ms(p.values(lambda m: m["test"]["loss"])),
-              _cell(pacc), _diff(p.test_acc(), pacc), p.status())
-    t.notes.append("diff = our mean - paper. std is the sample std (ddof=1) over seeds.")
+              _ms(p.final("val_acc")), _ms(p.test_acc()),
+              _ms(p.values(lambda m: m["test"]["loss"])), _cell(pacc),
+              _diff(p.test_acc(), pacc), p.status())
+    t.notes += ["diff = our mean - paper. std is the sample std (ddof=1) over seeds; val acc: "
+                "the last epoch's.", best_line(run)]
+    return t
+
+
+def _nan_empty(cells: list[Any]) -> list[Any]:
+    return [None if isinstance(c, float) and math.isnan(c) else c for c in cells]
+
+
+def table_seeds(run: RunView) -> Table:
+    """Per point: test accuracy's mean, IQM and 95% bootstrap interval beside each seed's."""
+    t = Table("Test accuracy over seeds: mean, IQM, 95% bootstrap interval of the mean",
+              ["point", "n", "mean", "iqm", "ci_low", "ci_high", "values", "note"])
+    for p in run.points:
+        d = stats.describe(p.test_acc())
+        t.add(*_nan_empty([p.label, len(stats.finite(d["values"])), d["mean"], d["iqm"],
+                           d["ci_low"], d["ci_high"]]),
+              " ".join("n/a" if v is None else f"{v:.4f}" for v in d["values"]), d["note"])
+    t.notes.append(f"IQM: mean of the middle 50% of the seeds (rliable's). No interval below "
+                   f"{stats.MIN_SEEDS} seeds (docs/statistics.md).")
+    return t
+
+
+def table_compare(run: RunView) -> Table | None:
+    """Optimizer pairs, each at its setting chosen on validation: paired test-accuracy tests."""
+    frame = stats.compare(run)
+    if frame.empty:
+        return None
+    t = Table("Optimizers compared at their settings chosen on validation (test accuracy, "
+              "paired over seeds)", list(frame.columns))
+    for row in frame.itertuples(index=False):
+        t.add(*_nan_empty(list(row)))
+    t.notes.append("p_improve: share of seeds on which x beats y (ties count half); diff: mean "
+                   "of x - y; intervals: 95% percentile bootstrap over seeds, none below "
+                   f"{stats.MIN_SEEDS} seeds; a difference is stated only when its interval "
+                   "excludes zero (docs/statistics.md).")
     return t
 
 
@@ -332,13 +385,14 @@ def results_summary(run: RunView) -> dict[str, Any]:
             "test_acc_mean": mean if n else None,
             "test_acc_std": std if n > 1 else None,
             "test_loss": [m["test"].get("loss") for m in p.members],
+            "val_acc": p.final("val_acc"),
             "status": [m["status"] for m in p.members],
             "paper_test_acc": run.paper(p).get("test_acc"),
             "last_epoch": [{k: h.get(k) for k in ("epoch", "train_acc", "val_acc")}
                            for h in last],
         })
     groups = [{k: g.get(k) for k in _GROUP_FIELDS} for g in run.results.get("groups", [])]
-    env = run.env
+    env, best, member = run.env, run.best(), run.best_member()
     return rundir.finite_json({
         "study": run.study, "title": run.config.get("title", ""),
         "settings": run.settings_label(), "preset": run.preset,
@@ -354,6 +408,9 @@ def results_summary(run: RunView) -> dict[str, Any]:
         "sessions": 1 + len(env.get("sessions", [])),
         "versions": {k: env.get(k) for k in ("python", "jax", "flax", "optax")},
         "points": points,
+        # The point chosen on validation (runview.RunView.best) and its best member, or why none.
+        "best": {"label": best.label, "member": member["member"]} if best and member else None,
+        "no_choice": run.no_choice(),
     })
 
 
@@ -373,6 +430,8 @@ def write_tables(run: RunView) -> list[Path]:
     summary_path = out_dir / "results_summary.json"
     rundir.write_json(summary_path, results_summary(run))
     written.append(summary_path)
+    emit("seeds", [table_seeds(run)], "Seeds")
+    emit("compare", [table_compare(run)], "Optimizers compared")
     emit("grid_matrix", [table_matrix(run)], "Grid")
     emit("experiments", tables_experiments(run), "Experiments")
     emit("baseline", [table_baseline(run)], "Baseline")

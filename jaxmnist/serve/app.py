@@ -31,7 +31,8 @@ from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
-from jaxmnist.runs import rundir
+from jaxmnist import ranking
+from jaxmnist.runs import rundir, runview
 from jaxmnist.serve import preprocess
 from jaxmnist.serve.preprocess import MAX_BYTES, PreprocessError
 
@@ -61,6 +62,7 @@ class MemberInfo:
     member: int
     config: dict[str, Any]  # from results.json; {"model": ...} when absent
     test_acc: float | None = None
+    val_acc: float | None = None  # the last epoch's; None without a validation split
     status: str = "unknown"  # or ok, diverged, collapsed
     summary: str = ""
     available: bool = False  # its params loaded
@@ -71,8 +73,8 @@ class MemberInfo:
     def to_json(self) -> dict[str, Any]:
         """JSON view for ``GET /api/members`` (no params)."""
         return {"member": self.member, "summary": self.summary, "test_acc": self.test_acc,
-                "status": self.status, "available": self.available, "reason": self.reason,
-                "config": self.config}
+                "val_acc": self.val_acc, "status": self.status, "available": self.available,
+                "reason": self.reason, "config": self.config}
 
 
 def _fmt_num(v: Any) -> str:
@@ -144,6 +146,7 @@ def load_members(run_dir: Path,
         acc = (m.get("test") or {}).get("acc")
         infos[k] = MemberInfo(member=k, config=dict(m.get("config") or {}),
                               test_acc=float(acc) if isinstance(acc, int | float) else None,
+                              val_acc=runview.final(m, "val_acc"),
                               status=str(m.get("status", "unknown")))
     for k in rundir.exported_members(run_dir):
         infos.setdefault(k, MemberInfo(member=k, config={}))
@@ -171,24 +174,42 @@ def load_members(run_dir: Path,
     return [infos[k] for k in sorted(infos)], results
 
 
-def default_member(members: Sequence[MemberInfo]) -> int:
-    """The best available member by test accuracy (``ok`` first; ties: lowest k), or ValueError."""
-    avail = [m for m in members if m.available]
+def default_member(members: Sequence[MemberInfo], run_dir: Path,
+                   results: dict[str, Any]) -> tuple[int, str]:
+    """``(member, why)``: the member served by default, chosen on validation as the report does.
+
+    The best available member of the best point (``RunView.ranked``, then ``rank_members``);
+    where points do not apply (no ``config.json``), the best member by its own validation
+    metrics (same rule). Nothing to choose on (no validation split): the first available member
+    whose status is ok, and ``why`` says so. ValueError when no member can serve.
+    """
+    avail = {m.member: m for m in members if m.available}
     if not avail:
         raise ValueError("no member of this run has usable exported params")
-
-    def key(m: MemberInfo) -> tuple[int, float, int]:
-        acc = m.test_acc if m.test_acc is not None and math.isfinite(m.test_acc) else -1.0
-        return (m.status in ("ok", "unknown"), acc, -m.member)
-
-    return max(avail, key=key).member
+    try:
+        view = runview.load(run_dir)
+        why = view.no_choice()
+        order = [m for p in view.ranked() for m in runview.rank_members(p.members)]
+        rule = "the best member of the best point by validation accuracy"
+    except runview.ReportError:  # results.json alone: members, no points
+        order = runview.rank_members(results.get("members") or [])
+        rule = "the best member by validation accuracy (no config.json: no points)"
+        why = None if any(runview.final(m, "val_acc") is not None for m in order) \
+            else runview.NO_VALIDATION
+    valid = [m.get("member") for m in order if m.get("member") in avail
+             and math.isfinite(ranking.seed_mean(runview.final(m, "val_acc")))]
+    if valid and why is None:
+        return valid[0], rule
+    first = min(avail.values(), key=lambda m: (m.status not in ("ok", "unknown"), m.member))
+    return first.member, (f"{why or 'no available member has a validation accuracy'}; "
+                          "serving the first available ok member")
 
 
 class Predictor:
     """The loaded members of a run and one jitted softmax(apply) per distinct architecture.
 
-    ``member``: the default (None: the best by test accuracy); ``warm``: compile every
-    architecture before the first request.
+    ``member``: the default (None: :func:`default_member`, chosen on validation); ``warm``:
+    compile every architecture before the first request.
     """
 
     def __init__(self, run: str | Path, member: int | None = None, *, warm: bool = True):
@@ -223,8 +244,12 @@ class Predictor:
             m.params = None
         self._decode_slots = threading.BoundedSemaphore(MAX_CONCURRENT_DECODES)
         self.warmup_s = self.warmup() if warm else None
-        if member is None:
-            member = only if only is not None else default_member(self.members)
+        self.default_rule = "asked for (--member)"
+        if only is not None:
+            member, self.default_rule = only, "the one member file given"
+        elif member is None:
+            member, self.default_rule = default_member(self.members, self.run_dir, results)
+        log.info("default member %s: %s", member, self.default_rule)
         self.default = self.resolve_member(member)  # a ServeError (ValueError) when it cannot
 
     def _disable(self, m: MemberInfo, reason: str) -> None:
@@ -281,7 +306,8 @@ class Predictor:
     def members_json(self) -> dict[str, Any]:
         """The body of ``GET /api/members``."""
         return {"run_dir": str(self.run_dir), "study": self.study, "reduced": self.reduced,
-                "default": self.default, "members": [m.to_json() for m in self.members]}
+                "default": self.default, "default_rule": self.default_rule,
+                "members": [m.to_json() for m in self.members]}
 
     def handle_image(self, data: bytes, member: Any = None) -> dict[str, Any]:
         """Preprocesses image bytes and predicts: a ``POST /predict`` body (or a 4xx error)."""
@@ -446,7 +472,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                     help="address to bind (default 127.0.0.1: this machine only)")
     ap.add_argument("--port", type=int, default=8000)
     ap.add_argument("--member", type=int, default=None,
-                    help="default member (default: the best by test accuracy)")
+                    help="default member (default: the best by validation accuracy, as the "
+                         "report's best point; without validation the first ok member)")
     args = ap.parse_args(argv)
     # Our own messages at INFO; libraries (jax's backend probing, httpx per request) at WARNING.
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
@@ -460,7 +487,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     print(f"loaded {len(predictor.available)} member(s) from {predictor.run_dir} in "
           f"{time.perf_counter() - t0:.1f} s (compile/warm-up {predictor.warmup_s:.1f} s); "
-          f"default member {predictor.default}: "
+          f"default member {predictor.default} ({predictor.default_rule}): "
           f"{predictor._by_id[predictor.default].summary}", flush=True)
 
     import uvicorn

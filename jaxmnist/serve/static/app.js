@@ -268,7 +268,7 @@
       const tr = document.createElement("tr");
       tr.dataset.member = String(m.member);
       if (!m.available) tr.className = "unavailable";
-      const cells = [String(m.member), m.summary, pct(m.test_acc),
+      const cells = [String(m.member), m.summary, pct(m.val_acc), pct(m.test_acc),
         m.available ? m.status : `${m.status} (${m.reason})`];
       for (const text of cells) {
         const td = document.createElement("td");
@@ -280,11 +280,12 @@
         const opt = document.createElement("option");
         opt.value = String(m.member);
         opt.textContent = `#${m.member} · ${pct(m.test_acc)} · ${m.summary}` +
-          (m.member === info.default ? " (best)" : "");
+          (m.member === info.default ? " (default)" : "");
         select.appendChild(opt);
       }
     }
     select.value = String(info.default);
+    $("default-rule").textContent = `Default member #${info.default}: ${info.default_rule}.`;
     $("chooser-row").hidden = usable.length < 2;
     select.addEventListener("change", () => {
       member = Number(select.value);

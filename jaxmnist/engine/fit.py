@@ -127,9 +127,12 @@ def _scatter(prog: GroupProgram, full: TrainState, state: TrainState,
     """The member-order state of the group: ``full`` with the gathered members' ``state``."""
     if index is None:
         return prog.placement.reorder(state, to_members=True)
-    put = jax.jit(lambda f, s: jax.tree_util.tree_map(lambda a, b: a.at[index].set(b[:len(index)]),
-                                                      f, s), out_shardings=prog.placement.grid)
-    return put(full, state)
+    return _put_rows(full, state, np.asarray(index))
+
+
+@jax.jit  # compiled once per grid size (a fresh closure per call would compile every epoch)
+def _put_rows(full: Any, state: Any, index: jax.Array) -> Any:
+    return jax.tree_util.tree_map(lambda a, b: a.at[index].set(b[: index.shape[0]]), full, state)
 
 
 def epoch_learning_rates(members: Sequence[Any], epoch: int, steps_per_epoch: int,

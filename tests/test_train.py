@@ -799,6 +799,25 @@ def test_a_run_interrupted_around_a_rung_resumes_to_the_same_end(tmp_path, monke
 
 
 @pytest.mark.e2e
+def test_vmap_pruning_on_two_devices_gathers_the_survivors_as_one_device_does(tmp_path):
+    """9 members padded to 10 on 2 devices, then 3 survivors padded to 4."""
+    args = ("--epochs", "2", "--stable", "--strategy", "vmap",
+            "--prune", json.dumps({"eta": 3, "rungs": [1]}))
+    one, two = tmp_path / "one.npz", tmp_path / "two.npz"
+    _run_worker(one, *args)
+    _run_worker(two, *args, env_extra={"XLA_FLAGS": TWO_SINGLE_THREADED})
+    a, b = np.load(one), np.load(two)
+    trained = sorted(float(b[f"m{k}/epochs_trained"]) for k in range(9))
+    assert trained == [1.0] * 6 + [2.0] * 3
+    bounds = _grid_bounds()
+    for name in (n for n in a.files if n.startswith("m")):
+        member = int(name.split("/")[0][1:])
+        if name.endswith(("test_pred", "test_acc", "history")) and bounds[member] > 1e-5:
+            continue  # as in test_four_simulated_devices_match_one
+        np.testing.assert_allclose(a[name], b[name], atol=bounds[member], rtol=0, err_msg=name)
+
+
+@pytest.mark.e2e
 def test_two_devices_prune_the_same_members_and_re_deal_the_survivors(tmp_path):
     """12 members on 2 single-threaded devices, rungs at epochs 1 and 2 (6 then 3 survivors),
     killed after the first rung and resumed: every member ends as on one device, and the

@@ -42,6 +42,7 @@ def main() -> None:
     parser.add_argument("--stable", action="store_true",
                         help="STABLE_LEARNING_RATES instead of S2's (tolerance tests)")
     parser.add_argument("--prune", help="a pruning setting as JSON (saves each rung's layout)")
+    parser.add_argument("--strategy", default="auto")
     args = parser.parse_args()
     layouts = []
     if args.prune:
@@ -62,7 +63,7 @@ def main() -> None:
     results = train_grid(
         grid_members(epochs=args.epochs, model=SMALL_MLP,
                      learning_rates=STABLE_LEARNING_RATES if args.stable
-                     else GRID_LEARNING_RATES),
+                     else GRID_LEARNING_RATES, **{"train.strategy": args.strategy}),
         small_splits(),
         args.workdir,
         callbacks=[SimpleNamespace(on_epoch_end=on_epoch_end)],

@@ -181,7 +181,8 @@ def _check_pngs(run: Path, expected: set[str]) -> None:
 
 
 @pytest.mark.parametrize("name, expected", [
-    ("s2", {"grid_heatmap.png", "curves.png", "weights.png", "grads.png"}),
+    ("s2", {"grid_heatmap.png", "curves.png", "weights.png", "grads.png", "lr_sensitivity.png",
+            "probability_of_improvement.png", "performance_profiles.png"}),
     pytest.param("s4", {"confusion_test_depth_1.png", "confusion_test_depth_4.png",
                         "curves.png"}, marks=pytest.mark.e2e),
 ])
@@ -234,6 +235,34 @@ def test_curves_of_several_optimizers_are_small_multiples_with_diverged_losses_o
                for t in train_loss.texts)
     colors = [line.get_color() for line in train_loss.lines]
     assert len(set(map(str, colors))) == len(colors) == 4  # one shade per learning rate
+
+
+def test_decision_figures_need_a_choice_and_read_the_statistics(tmp_path, monkeypatch):
+    """The learning-rate sensitivity stars each optimizer's setting chosen on validation, and
+    the probability-of-improvement matrix shows stats.compare's numbers; without a validation
+    split neither is drawn (nothing is chosen)."""
+    from jaxmnist.runs import figures, stats
+
+    run = fake_run(tmp_path, "s2")
+    drawn = {}
+    monkeypatch.setattr(figures, "_save", lambda fig, view, path: drawn.setdefault(path.name, fig)
+                        and path)
+    view = runview.load(run)
+    assert figures.sensitivity(view, run / "s.png") and figures.improvement(view, run / "i.png")
+    chosen = stats.chosen(view)
+    stars = [line for line in drawn["s.png"].axes[0].lines if line.get_marker() == "*"]
+    assert sorted(float(line.get_xdata()[0]) for line in stars) == sorted(
+        p.config["optim"]["learning_rate"] for p in chosen.values())
+    table = stats.compare(view)
+    texts = {t.get_text().split("\n")[0] for t in drawn["i.png"].axes[0].texts}
+    assert {f"{p:.2f}" for p in table["p_improve"]} <= texts
+    config = json.loads((run / "results.json").read_text())
+    config["data"]["val"] = 0  # as a run without a validation split records it
+    (run / "results.json").write_text(json.dumps(config))
+    view = runview.load(run)
+    assert view.no_choice()
+    assert figures.sensitivity(view, run / "s2.png") is None
+    assert figures.improvement(view, run / "i2.png") is None
 
 
 @pytest.mark.e2e

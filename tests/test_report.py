@@ -32,11 +32,14 @@ def _mlp_params(rng, hidden):
             for n, a, b in zip(names, sizes[:-1], sizes[1:], strict=True) for k in ("w", "b")}
 
 
-def fake_run(root: Path, name: str, epochs: int = 3) -> Path:
-    """Writes a run directory shaped like the sweep's, with made-up but consistent numbers."""
+def fake_run(root: Path, name: str, epochs: int = 3, change=None) -> Path:
+    """Writes a run directory shaped like the sweep's, with made-up but consistent numbers
+    (``change(study)``: edits the resolved study first)."""
     rng = np.random.default_rng(0)
     s = C.resolve(C.load_study(SWEEPS / f"{name}.py"), quick=True)
     s["base"]["train"]["epochs"] = epochs
+    if change:
+        change(s)
     members = C.expand(s)
     run = root / name
     writer, _ = rundir.RunWriter.open(run, resolved_config(s))
@@ -263,6 +266,25 @@ def test_decision_figures_need_a_choice_and_read_the_statistics(tmp_path, monkey
     assert view.no_choice()
     assert figures.sensitivity(view, run / "s2.png") is None
     assert figures.improvement(view, run / "i2.png") is None
+
+
+def test_an_experiments_points_hold_only_its_own_seeds(tmp_path):
+    """S2 plus a final phase: Adam 1e-3 re-run over seeds 100..104. The final experiment's
+    point holds those 5 seeds; the tuning experiment's point of the same config its own."""
+    def final_phase(s):
+        s["experiments"] = [{"name": "main", "grid": s["grid"]},
+                            {"name": "final", "seeds": 5, "first_seed": 100, "points": [
+                                {"label": "adam chosen", "set": {"optim.name": "adam",
+                                                                 "optim.learning_rate": 0.001}}]}]
+        s["grid"] = {}
+
+    view = runview.load(fake_run(tmp_path, "s2", change=final_phase))
+    ((label, final),) = view.points_of("final")
+    assert label == "adam chosen"
+    assert [m["config"]["seed"] for m in final.members] == [100, 101, 102, 103, 104]
+    tuned = [p for _, p in view.points_of("main") if p.key == final.key]
+    seeds = [m["config"]["seed"] for m in tuned[0].members]
+    assert seeds and max(seeds) < 100  # the study's seeds, none of the final phase's
 
 
 @pytest.mark.e2e

@@ -556,19 +556,26 @@ def expand(study: Mapping[str, Any]) -> list[dict[str, Any]]:
     base = to_plain(study["base"])
     by_key: dict[str, dict[str, Any]] = {}
     for exp in _experiments(study):
+        first = int(exp.get("first_seed") or 0)
+        seeds = range(first, first + int(exp.get("seeds") or study["seeds"]))
         for label, settings in _points(exp):
             cfg = inherit(base, settings)
             for key, value in settings.items():
                 set_dotted(cfg, key, copy.deepcopy(value))
             key = member_key(cfg)
             entry = by_key.setdefault(key, {"config": cfg, "experiments": []})
-            entry["experiments"].append({"name": exp["name"], "label": label, "settings": settings})
+            entry["experiments"].append({"name": exp["name"], "label": label, "settings": settings,
+                                         "seeds": seeds})
     members = []
     for key, entry in by_key.items():
-        for seed in range(int(study["seeds"])):
+        # A seed belongs to the experiments that list it (a tuning phase's seeds are not the
+        # fresh seeds its chosen settings are re-run with).
+        for seed in sorted({s for e in entry["experiments"] for s in e["seeds"]}):
             members.append({"member": len(members),
                             "config": {**copy.deepcopy(entry["config"]), "seed": seed},
-                            "key": key, "experiments": entry["experiments"]})
+                            "key": key, "experiments": [
+                                {k: v for k, v in e.items() if k != "seeds"}
+                                for e in entry["experiments"] if seed in e["seeds"]]})
     return members
 
 

@@ -176,12 +176,18 @@ class Point(_Section):
 
 
 class Experiment(_Section):
-    """Named points and / or a grid (leaves: lists of values, their cartesian product)."""
+    """Named points and / or a grid (leaves: lists of values, their cartesian product).
+
+    ``seeds`` / ``first_seed``: this experiment's seeds are ``first_seed, ...`` (default: the
+    study's ``seeds`` from 0), e.g. fresh seeds for the settings a tuning phase chose.
+    """
 
     name: str
     title: str = ""
     grid: dict[str, Any] = {}
     points: list[Point] = []
+    seeds: PositiveInt | None = None
+    first_seed: Seed = 0
 
 
 def _baseline(v: Any) -> str:

@@ -325,3 +325,21 @@ def test_a_study_checked_again_is_not_expanded_again(monkeypatch):
         with pytest.raises(C.ConfigError):
             C.check(bad)
     assert len(calls) == 4
+
+
+def test_an_experiment_with_its_own_seeds_gets_fresh_members_of_the_same_points():
+    """A final phase re-runs a chosen setting over fresh seeds: the same config, seeds 100..102,
+    members of that experiment alone (the tuning seed 0 stays the tuning experiment's)."""
+    s = C.resolve(C.load_study("smoke"))
+    s["seeds"] = 1
+    s["experiments"] = [
+        {"name": "main", "grid": {"optim": {"learning_rate": [0.1, 0.01]}}},
+        {"name": "final", "seeds": 3, "first_seed": 100,
+         "points": [{"label": "chosen", "set": {"optim.learning_rate": 0.1}}]}]
+    assert C.validate_study(s) == []
+    got = [(m["config"]["seed"], m["config"]["optim"]["learning_rate"],
+            [e["name"] for e in m["experiments"]]) for m in C.expand(s)]
+    assert got == [(0, 0.1, ["main"]), (100, 0.1, ["final"]), (101, 0.1, ["final"]),
+                   (102, 0.1, ["final"]), (0, 0.01, ["main"])]
+    s["experiments"][1]["seeds"] = 0
+    assert any("experiments" in p and "seeds" in p for p in C.validate_study(s))

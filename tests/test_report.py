@@ -32,11 +32,14 @@ def _mlp_params(rng, hidden):
             for n, a, b in zip(names, sizes[:-1], sizes[1:], strict=True) for k in ("w", "b")}
 
 
-def fake_run(root: Path, name: str, epochs: int = 3) -> Path:
-    """Writes a run directory shaped like the sweep's, with made-up but consistent numbers."""
+def fake_run(root: Path, name: str, epochs: int = 3, change=None) -> Path:
+    """Writes a run directory shaped like the sweep's, with made-up but consistent numbers
+    (``change(study)``: edits the resolved study first)."""
     rng = np.random.default_rng(0)
     s = C.resolve(C.load_study(SWEEPS / f"{name}.py"), quick=True)
     s["base"]["train"]["epochs"] = epochs
+    if change:
+        change(s)
     members = C.expand(s)
     run = root / name
     writer, _ = rundir.RunWriter.open(run, resolved_config(s))
@@ -181,7 +184,8 @@ def _check_pngs(run: Path, expected: set[str]) -> None:
 
 
 @pytest.mark.parametrize("name, expected", [
-    ("s2", {"grid_heatmap.png", "curves.png", "weights.png", "grads.png"}),
+    ("s2", {"grid_heatmap.png", "curves.png", "weights.png", "grads.png", "lr_sensitivity.png",
+            "probability_of_improvement.png", "performance_profiles.png"}),
     pytest.param("s4", {"confusion_test_depth_1.png", "confusion_test_depth_4.png",
                         "curves.png"}, marks=pytest.mark.e2e),
 ])
@@ -234,6 +238,53 @@ def test_curves_of_several_optimizers_are_small_multiples_with_diverged_losses_o
                for t in train_loss.texts)
     colors = [line.get_color() for line in train_loss.lines]
     assert len(set(map(str, colors))) == len(colors) == 4  # one shade per learning rate
+
+
+def test_decision_figures_need_a_choice_and_read_the_statistics(tmp_path, monkeypatch):
+    """The learning-rate sensitivity stars each optimizer's setting chosen on validation, and
+    the probability-of-improvement matrix shows stats.compare's numbers; without a validation
+    split neither is drawn (nothing is chosen)."""
+    from jaxmnist.runs import figures, stats
+
+    run = fake_run(tmp_path, "s2")
+    drawn = {}
+    monkeypatch.setattr(figures, "_save", lambda fig, view, path: drawn.setdefault(path.name, fig)
+                        and path)
+    view = runview.load(run)
+    assert figures.sensitivity(view, run / "s.png") and figures.improvement(view, run / "i.png")
+    chosen = stats.chosen(view)
+    stars = [line for line in drawn["s.png"].axes[0].lines if line.get_marker() == "*"]
+    assert sorted(float(line.get_xdata()[0]) for line in stars) == sorted(
+        p.config["optim"]["learning_rate"] for p in chosen.values())
+    table = stats.compare(view)
+    texts = {t.get_text().split("\n")[0] for t in drawn["i.png"].axes[0].texts}
+    assert {f"{p:.2f}" for p in table["p_improve"]} <= texts
+    config = json.loads((run / "results.json").read_text())
+    config["data"]["val"] = 0  # as a run without a validation split records it
+    (run / "results.json").write_text(json.dumps(config))
+    view = runview.load(run)
+    assert view.no_choice()
+    assert figures.sensitivity(view, run / "s2.png") is None
+    assert figures.improvement(view, run / "i2.png") is None
+
+
+def test_an_experiments_points_hold_only_its_own_seeds(tmp_path):
+    """S2 plus a final phase: Adam 1e-3 re-run over seeds 100..104. The final experiment's
+    point holds those 5 seeds; the tuning experiment's point of the same config its own."""
+    def final_phase(s):
+        s["experiments"] = [{"name": "main", "grid": s["grid"]},
+                            {"name": "final", "seeds": 5, "first_seed": 100, "points": [
+                                {"label": "adam chosen", "set": {"optim.name": "adam",
+                                                                 "optim.learning_rate": 0.001}}]}]
+        s["grid"] = {}
+
+    view = runview.load(fake_run(tmp_path, "s2", change=final_phase))
+    ((label, final),) = view.points_of("final")
+    assert label == "adam chosen"
+    assert [m["config"]["seed"] for m in final.members] == [100, 101, 102, 103, 104]
+    tuned = [p for _, p in view.points_of("main") if p.key == final.key]
+    seeds = [m["config"]["seed"] for m in tuned[0].members]
+    assert seeds and max(seeds) < 100  # the study's seeds, none of the final phase's
 
 
 @pytest.mark.e2e

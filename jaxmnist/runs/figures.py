@@ -24,7 +24,7 @@ import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402  (a dependency of jaxmnist and of matplotlib)
 
 from jaxmnist.engine import metrics  # noqa: E402
-from jaxmnist.runs import published, rundir
+from jaxmnist.runs import published, rundir, stats
 from jaxmnist.runs.runview import Point, RunView, grid_axes, point_at, slug  # noqa: E402
 
 DPI = 100
@@ -429,6 +429,108 @@ def ffnn_drawing(run: RunView, point: Point, path: Path, show_units: int = 16,
     return _save(fig, run, path)
 
 
+def sensitivity(run: RunView, path: Path) -> Path | None:
+    """Validation accuracy against learning rate, a line per optimizer, the chosen setting starred.
+
+    The band is the 95% bootstrap interval of the mean with 5 seeds or more, else the seeds'
+    range (:mod:`jaxmnist.runs.stats`); drawn when an optimizer has two learning rates or more.
+    """
+    lines: dict[str, list[tuple[float, dict[str, Any], Point]]] = {}
+    for p in run.points:
+        d = stats.describe(p.final("val_acc"))
+        if np.isfinite(d["mean"]):
+            lines.setdefault(stats.optimizer(p), []).append(
+                (float(p.config["optim"]["learning_rate"]), d, p))
+    lines = {f: sorted(v, key=lambda t: t[0]) for f, v in lines.items()
+             if len({lr for lr, _, _ in v}) > 1}
+    if not lines or run.no_choice():
+        return None
+    chosen = {id(p) for p in stats.chosen(run).values()}
+    fig, ax = plt.subplots(figsize=(9, 5.4))
+    for i, (family, rows) in enumerate(lines.items()):
+        lr = [r[0] for r in rows]
+        mean = [r[1]["mean"] for r in rows]
+        lo = [r[1]["ci_low"] if r[1]["ci_low"] is not None else min(stats.finite(r[1]["values"]))
+              for r in rows]
+        hi = [r[1]["ci_high"] if r[1]["ci_high"] is not None else max(stats.finite(r[1]["values"]))
+              for r in rows]
+        color = plt.get_cmap("tab10")(i % 10)
+        ax.plot(lr, mean, marker="o", ms=4, color=color, label=f"{family} ({len(rows)} rates)")
+        ax.fill_between(lr, lo, hi, color=color, alpha=0.2, lw=0)
+        for r in rows:
+            if id(r[2]) in chosen:
+                ax.plot(r[0], r[1]["mean"], "*", ms=14, color=color, mec="black")
+    ax.set_xscale("log")
+    ax.set_xlabel("learning rate")
+    ax.set_ylabel("validation accuracy, last epoch")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    ax.set_title("Learning-rate sensitivity (mean over seeds; band: 95% interval with >= 5 "
+                 "seeds, else the seeds' range; star: chosen)", fontsize=9)
+    _layout(fig)
+    return _save(fig, run, path)
+
+
+def improvement(run: RunView, path: Path) -> Path | None:
+    """P(row beats column) on test accuracy, paired over seeds.
+
+    Each optimizer at its chosen setting (:func:`jaxmnist.runs.stats.compare`), with its
+    interval where there is one.
+    """
+    table = stats.compare(run) if not run.no_choice() else None
+    if table is None or table.empty:
+        return None
+    names = list(dict.fromkeys([*table["x"], *table["y"]]))
+    grid = np.full((len(names), len(names)), np.nan)
+    text = [["" for _ in names] for _ in names]
+    for row in table.itertuples():
+        i, j = names.index(row.x), names.index(row.y)
+        grid[i, j], grid[j, i] = row.p_improve, 1 - row.p_improve
+        has_ci = row.p_ci_low is not None and np.isfinite(row.p_ci_low)
+        for a, b, p, lo, hi in ((i, j, row.p_improve, row.p_ci_low, row.p_ci_high),
+                                (j, i, 1 - row.p_improve, 1 - row.p_ci_high, 1 - row.p_ci_low)):
+            text[a][b] = f"{p:.2f}" + (f"\n[{lo:.2f}, {hi:.2f}]" if has_ci else f"\nn={row.n}")
+    fig, ax = plt.subplots(figsize=(1.9 * len(names) + 4.0, 0.9 * len(names) + 3.0))
+    im = ax.imshow(grid, cmap="RdBu", vmin=0, vmax=1, aspect="auto")
+    ax.set_xticks(range(len(names)), names, rotation=20, ha="right", fontsize=8)
+    ax.set_yticks(range(len(names)), names, fontsize=8)
+    for (i, j), v in np.ndenumerate(grid):
+        if np.isfinite(v):
+            ax.text(j, i, text[i][j], ha="center", va="center", fontsize=8,
+                    color="white" if abs(v - 0.5) > 0.3 else "black")
+    fig.colorbar(im, ax=ax, label="P(row > column), paired over seeds")
+    ax.set_title("Probability of improvement, test accuracy (interval: 95%, >= 5 seeds)",
+                 fontsize=9)
+    fig.subplots_adjust(left=0.25, right=0.95, bottom=0.3, top=0.88)
+    return _save(fig, run, path)
+
+
+def profiles(run: RunView, path: Path) -> Path | None:
+    """Performance profiles: per optimizer, the fraction of its runs above each tau.
+
+    Its runs: every setting and seed; test accuracy
+    (:func:`jaxmnist.runs.stats.performance_profile`).
+    """
+    if len({stats.optimizer(p) for p in run.points}) < 2:
+        return None
+    scores = stats.finite(v for p in run.points for v in p.test_acc())
+    if not scores.size:
+        return None
+    taus = np.linspace(max(0.0, float(scores.min()) - 0.01), 1.0, 200)
+    frame = stats.performance_profile(run, taus)
+    fig, ax = plt.subplots(figsize=(8, 5))
+    for name in frame.columns:
+        ax.plot(frame.index, frame[name], lw=1.8, label=name)
+    ax.set_xlabel("tau (test accuracy)")
+    ax.set_ylabel("fraction of runs with test accuracy > tau")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    ax.set_title("Performance profiles over every setting and seed of each optimizer",
+                 fontsize=10)
+    _layout(fig)
+    return _save(fig, run, path)
+
+
 def write_figures(run: RunView) -> list[Path]:
     """Writes every figure that applies to the run; returns the written paths."""
     out = run.path / "figures"
@@ -451,6 +553,9 @@ def write_figures(run: RunView) -> list[Path]:
                     for kind, file, what in (("weight_hist", "weights", "Weight"),
                                              ("grad_hist", "grads", "Gradient"))]
     written.append(heatmap(run, out / "grid_heatmap.png"))
+    written += [sensitivity(run, out / "lr_sensitivity.png"),
+                improvement(run, out / "probability_of_improvement.png"),
+                profiles(run, out / "performance_profiles.png")]
     seed = best.rep["config"].get("seed")
     for split in ("test", "train"):  # absent while the best point is still training
         if best.rep.get(f"confusion_{split}"):

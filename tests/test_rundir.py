@@ -43,7 +43,8 @@ def _row(epoch: int, acc: float = 0.5) -> dict:
 def test_writer_and_reader_round_trip(tmp_path):
     run = tmp_path / "run"
     writer, resuming = rundir.RunWriter.open(run, CONFIG)
-    assert not resuming and rundir.read_config(run) == {"config_format": 2, **CONFIG}
+    assert not resuming
+    assert rundir.read_config(run) == {"config_format": rundir.CONFIG_FORMAT, **CONFIG}
     assert all((run / sub).is_dir() for sub in rundir.SUBDIRS)
     hook = writer.metrics_log([0])
     hook.on_epoch_end(0, 1, [_row(1)], _info())
@@ -147,7 +148,7 @@ def test_a_run_of_the_earlier_config_format_gets_one_message_saying_how(tmp_path
         "data.train_limit=256", "data.test_limit=50", "data.val_size=50",
         "grid.model.hidden=[[8]]", "grid.optim.learning_rate=[0.1]"])
     new = runner.resolved_config(study)
-    with pytest.raises(rundir.RunDirError, match="config.json format 1; this one writes format 2"):
+    with pytest.raises(rundir.RunDirError, match="config.json format 1; this one writes format 3"):
         rundir.RunWriter.check(run, new)
     assert rundir.read_config(run)["study"] == "smoke"
 

@@ -331,7 +331,7 @@ def check_workdir(path: str | os.PathLike) -> None:
         raise RunDirError(f"{p} exists, is not empty and holds no {CONFIG}; pick a new --workdir")
 
 
-CONFIG_FORMAT = 2
+CONFIG_FORMAT = 3  # 3: checkpoints hold steps taken and rung decisions (pruning)
 """``config.json``'s ``config_format``: 2 records each member's resolved config (every default
 written out); 1 (no field) recorded the configs as the study wrote them."""
 
@@ -384,8 +384,9 @@ def _check_format(old: Mapping[str, Any], run_dir: str | os.PathLike) -> None:
     if old.get("config_format", 1) != CONFIG_FORMAT:
         raise RunDirError(
             f"{run_dir} was written by an earlier jaxmnist (config.json format "
-            f"{old.get('config_format', 1)}; this one writes format {CONFIG_FORMAT}, each "
-            "member's resolved config with every default), so it cannot be continued here. Its "
+            f"{old.get('config_format', 1)}; this one writes format {CONFIG_FORMAT}: each "
+            "member's resolved config with every default, and checkpoints with steps taken and "
+            "rung decisions), so it cannot be continued here. Its "
             "results stay readable (jm.open_run, python -m jaxmnist.report); to train it "
             "further, use the jaxmnist commit its env.json names, or pick a new --workdir")
 

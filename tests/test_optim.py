@@ -244,6 +244,11 @@ HAND_WRITTEN = {
         "adam": lambda lr, _: optax.adam(lr, eps=1e-7),
         "adamw": lambda lr, _: optax.adamw(lr, eps=1e-7, weight_decay=1e-4),
     },
+    "resnet": {  # Flax's imagenet example: SGD momentum 0.9; Adam(W) as optax's, Keras' eps
+        "momentum": lambda lr, _: optax.sgd(lr, momentum=0.9),
+        "adam": lambda lr, _: optax.adam(lr, eps=1e-7),
+        "adamw": lambda lr, _: optax.adamw(lr, eps=1e-7, weight_decay=1e-4),
+    },
     "optimizers": {  # clip 1.0, then warm-up (200 steps; 20 cpu, 2 quick) + cosine to 0
         "adam": lambda lr, w: optax.chain(optax.clip_by_global_norm(1.0),
                                           optax.adam(_warmup_cosine(lr, w), eps=1e-7)),

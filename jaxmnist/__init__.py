@@ -7,18 +7,29 @@ The Python API (``import jaxmnist as jm``; nothing here imports jax until a run 
     run.table(); run.points(); run.plot(); run.member(0).predict(images)  # a TrainedMember
     run = jm.run(jm.load_study("s2", preset="cpu"), workdir="runs/s2")
     run = jm.open_run("runs/s2")
+    run = jm.compare(model="cnn", optimizers=["adam", "momentum"], epochs=3, workdir="runs/cmp")
+    run.compare()  # tune on validation, re-run the choices on fresh seeds, paired statistics
 
 See :mod:`jaxmnist.api`.
 """
 
 from typing import Any
 
-from jaxmnist.api import APIError, Run, TrainedMember, grid, load_study, open_run, run
+from jaxmnist.api import (
+    APIError,
+    Run,
+    TrainedMember,
+    compare,
+    grid,
+    load_study,
+    open_run,
+    run,
+)
 
 __version__ = "0.1.0"
 
-__all__ = ["APIError", "Member", "Run", "Study", "TrainedMember", "grid", "load_study",
-           "open_run", "register", "run"]
+__all__ = ["APIError", "Member", "Run", "Study", "TrainedMember", "compare", "grid",
+           "load_study", "open_run", "register", "run"]
 
 
 def __getattr__(name: str) -> Any:

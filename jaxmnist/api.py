@@ -168,7 +168,8 @@ def grid(*, model: Any, optimizers: Mapping[str, Any] | None = None,
          batch_size: int = 64, dataset: str = "mnist", data: Mapping[str, Any] | None = None,
          workdir: str | Path, name: str = "grid", synthetic: bool = False,
          config: Mapping[str, Any] | None = None, progress: bool = True,
-         grow: bool = False, prune: Mapping[str, Any] | None = None) -> Run:
+         grow: bool = False, prune: Mapping[str, Any] | None = None,
+         final_seeds: int = 0) -> Run:
     """Trains ``model`` with every optimizer x learning rate x seed as one grid and returns it.
 
     Args:
@@ -199,6 +200,8 @@ def grid(*, model: Any, optimizers: Mapping[str, Any] | None = None,
             or epochs): see :func:`run`.
         prune: Successive halving inside the grid (``{"eta": 3, "rungs": [1, 3]}``; needs a
             validation split): docs/studies.md, "Pruning".
+        final_seeds: > 0: the tuning protocol (:func:`compare`): each optimizer's setting
+            chosen on validation is then re-run over this many fresh seeds.
 
     Returns:
         The finished :class:`Run`.
@@ -248,8 +251,37 @@ def grid(*, model: Any, optimizers: Mapping[str, Any] | None = None,
              "base": base,
              "experiments": [{"name": "main", "title": "", "points": points}] if points else [],
              "seeds": seeds, "notes": note, **searched,
-             **({"prune": dict(prune)} if prune else {})}
+             **({"prune": dict(prune)} if prune else {}), "final_seeds": final_seeds}
     return run(C.resolve(study), workdir=workdir, progress=progress, grow=grow)
+
+
+def compare(*, model: Any, optimizers: Sequence[str], workdir: str | Path,
+            learning_rate: tuple[Any, ...] = ("log", 1e-5, 1.0), samples: int = 16,
+            prune: Mapping[str, Any] | None = None, final_seeds: int = 10,
+            **grid_args: Any) -> Run:
+    """The tuning protocol in one call: which optimizer is better here, by how much, how sure.
+
+    Phase 1 draws ``samples`` learning rates per optimizer from ``learning_rate`` (the same
+    budget for each; quasi-random, ``jaxmnist.search``), trains them as one grid on a holdout
+    split, with successive halving if ``prune`` is given, and chooses each optimizer's setting
+    on validation. Phase 2 re-runs the chosen settings over ``final_seeds`` fresh seeds as one
+    program; phase 3 reports their test accuracy with intervals and the pairwise table
+    (:meth:`Run.compare`) and each optimizer's tuning cost. One run directory; calling again
+    resumes whichever phase was interrupted (:mod:`jaxmnist.protocol`).
+
+    Args:
+        model: As :func:`grid`'s.
+        optimizers: Optimizer names, e.g. ``["adam", "momentum", "rmsprop", "lion"]``.
+        workdir: The run directory.
+        learning_rate: The distribution each optimizer's learning rate is drawn from.
+        samples: Learning rates drawn per optimizer.
+        prune: Successive halving of phase 1 (``{"eta": 3, "rungs": [1, 3]}``).
+        final_seeds: Fresh seeds per chosen setting in phase 2 (DeepOBS: 10).
+        **grid_args: Anything else :func:`grid` takes (``epochs``, ``batch_size``, ``data``...).
+    """
+    search = {name: {"optim.learning_rate": tuple(learning_rate)} for name in optimizers}
+    return grid(model=model, search=search, samples=samples, prune=prune,
+                final_seeds=final_seeds, workdir=workdir, **grid_args)
 
 
 def _first_sampled(searched: Mapping[str, Any], config: Mapping[str, Any]) -> dict[str, Any]:

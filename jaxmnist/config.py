@@ -367,7 +367,8 @@ def _experiments(study: Mapping[str, Any]) -> list[dict[str, Any]]:
     """The study's experiments; a study with a plain ``grid`` has one, named ``main``.
 
     A ``search``'s sampled points are the points of ``main`` (crossed with its ``grid``), or
-    beside a study's own experiments an experiment named ``search``.
+    beside a study's own experiments an experiment named ``search``; the protocol's ``final``
+    experiment comes last.
     """
     exps = ([to_plain(e) for e in study["experiments"]] if study.get("experiments") else
             [{"name": "main", "title": study.get("title", ""), "grid": study.get("grid") or {}}])
@@ -379,6 +380,8 @@ def _experiments(study: Mapping[str, Any]) -> list[dict[str, Any]]:
             exps.append({"name": "search", "title": "search", "points": sampled})
         else:
             exps[0]["points"] = sampled
+    if study.get("final"):  # the protocol's phase 2 (jaxmnist.protocol)
+        exps.append(to_plain(study["final"]))
     return exps
 
 

@@ -27,8 +27,8 @@ FIRST_FRESH_SEED = 1000  # above any tuning seed: the final phase never reuses o
 
 
 def final_experiment(run_dir: Path, seeds: int) -> dict[str, Any]:
-    """Phase 2's experiment: each optimizer's setting chosen on validation, ``seeds`` fresh seeds."""
-    chosen = stats.chosen(runview.load(run_dir))
+    """Phase 2's experiment: each optimizer's setting chosen on validation, on fresh seeds."""
+    chosen = stats.chosen(runview.load(run_dir), tuning=True)
     return {"name": FINAL, "title": f"chosen on validation, {seeds} fresh seeds",
             "seeds": seeds, "first_seed": FIRST_FRESH_SEED,
             "points": [{"label": f"{family} (chosen: {point.label})",

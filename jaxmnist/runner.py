@@ -127,11 +127,13 @@ def resolved_config(study: dict[str, Any], members: list[dict[str, Any]] | None 
 def run_study(study: dict[str, Any], run_dir: Path, *, data_dir: str | None = None,
               report: bool = True, callbacks: Sequence[Callable[..., Any]] = (),
               progress: bool = True, members: list[dict[str, Any]] | None = None,
-              grow: bool = False) -> dict[str, Any]:
+              grow: bool = False, phases: bool = True) -> dict[str, Any]:
     """Trains (or resumes, or with ``grow`` grows) a resolved study into ``run_dir``.
 
     Returns results.json. ``grow``: the study may add seeds, grid points, experiments or epochs
     to the run there; only the new work trains (:func:`stable_members`), the rest is kept as is.
+    A study with ``final_seeds`` runs the tuning protocol's phases (:mod:`jaxmnist.protocol`;
+    ``phases=False``: the study as written, its phase 1 alone).
 
     The run directory is made only after the data loaded; a bad data file leaves nothing behind.
     Every run writes TensorBoard events (``jaxmnist.runs.loggers``); ``callbacks`` are factories
@@ -144,11 +146,22 @@ def run_study(study: dict[str, Any], run_dir: Path, *, data_dir: str | None = No
         RunDirError: ``run_dir`` is unusable (exit 2) or writing failed (exit 1).
         jaxmnist.data.DataError: the data cannot be loaded (nothing written).
     """
-    from jaxmnist import data
+    from jaxmnist import data, protocol
     from jaxmnist.engine.fit import train_grid
     from jaxmnist.runs import loggers
     from jaxmnist.runs import results as results_json
 
+    if phases and study.get("final_seeds") and not study.get("final"):
+        # The tuning protocol (jaxmnist.protocol): the study as written, then its final phase,
+        # computed again from phase 1's results each time (so a resumed run picks the same).
+        kwargs = dict(data_dir=data_dir, callbacks=callbacks, progress=progress)
+        if not protocol.with_final(study, run_dir).get("final"):
+            run_study(study, run_dir, report=False, members=members, grow=grow, phases=False,
+                      **kwargs)
+        full = protocol.with_final(study, run_dir)
+        say(f"final phase: the setting each optimizer chose on validation, "
+            f"{study['final_seeds']} fresh seeds each ({len(full['final']['points'])} points)")
+        return run_study(full, run_dir, report=report, grow=True, **kwargs)
     members, groups = stable_members(C.check(study) if members is None else members, run_dir,
                                      grow)
     configs = [m["config"] for m in members]

@@ -235,6 +235,11 @@ class Study(_Section):
     baseline: Annotated[str, BeforeValidator(_baseline)] = ""
     notes: str = ""
     prune: Prune | None = None
+    # The tuning protocol (jaxmnist.protocol): > 0 re-runs each optimizer's setting chosen on
+    # validation over this many fresh seeds; ``final`` is that experiment, set after phase 1.
+    final_seeds: Annotated[int, _rule(lambda v: is_int(v) and v >= 0,
+                                      "must be an integer >= 0 (0: no final phase)")] = 0
+    final: Experiment | None = None
     # Added by jaxmnist.config.resolve (config.json records them):
     preset: str | None = None
     overrides: list[str] = []
@@ -247,6 +252,13 @@ class Study(_Section):
         names = [e.name for e in self.experiments]
         if len(set(names)) != len(names):
             raise ValueError(f"experiments: names must be unique, got {names}")
+        if "final" in names:
+            raise ValueError("experiments: 'final' is the tuning protocol's own experiment "
+                             "(final_seeds); name yours otherwise")
+        if self.final_seeds and self.data.get("split", "none") == "none":
+            raise ValueError("final_seeds: the protocol chooses each optimizer's setting on the "
+                             "validation split, and data.split is 'none'; set data.split to "
+                             "'keras', 'holdout' or 'merged'")
         if self.prune is not None:
             if self.data.get("split", "none") == "none":
                 raise ValueError("prune: ranks points on the validation split, and data.split is "

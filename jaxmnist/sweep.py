@@ -133,6 +133,9 @@ def _dry_run(study: dict[str, Any], members: list[dict[str, Any]],
         print(f"  group {g}: {group_label([members[k] for k in ks])} ({len(ks)} members)")
         for k in ks:
             print(f"    member {k}: {C.describe(members[k])}")
+    if study.get("final_seeds") and not study.get("final"):
+        print(f"then the final phase: each optimizer's setting chosen on validation, "
+              f"{study['final_seeds']} fresh seeds each (jaxmnist.protocol)")
 
 
 def _list(study: str | None) -> int:
@@ -178,6 +181,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         members = C.check(study)  # the run's one expansion of the study
     except (C.ConfigError, distributed.DistributedError) as err:
         say(f"jaxmnist.sweep: {err}\nNothing was written.")
+        return EXIT_CONFIG
+    if join and study.get("final_seeds"):
+        say("jaxmnist.sweep: --distributed does not run a tuning protocol (final_seeds) yet: "
+            "run its phases in one process, or set --config.final_seeds=0 to train the tuning "
+            "phase alone.\nNothing was written.")
         return EXIT_CONFIG
     if join:
         status = _join(settings)

@@ -268,23 +268,30 @@ def test_decision_figures_need_a_choice_and_read_the_statistics(tmp_path, monkey
     assert figures.improvement(view, run / "i2.png") is None
 
 
-def test_an_experiments_points_hold_only_its_own_seeds(tmp_path):
-    """S2 plus a final phase: Adam 1e-3 re-run over seeds 100..104. The final experiment's
-    point holds those 5 seeds; the tuning experiment's point of the same config its own."""
+def test_a_protocols_fresh_seeds_are_a_point_apart_from_the_tuning_seeds(tmp_path):
+    """S2 plus a protocol's final phase: Adam 1e-3 re-run over seeds 1000..1004. That is a point
+    of its own, holding those 5 seeds; the tuning point of the same config keeps its seeds, so
+    no table or statistic mixes the seed that chose a setting with the seeds that test it."""
     def final_phase(s):
-        s["experiments"] = [{"name": "main", "grid": s["grid"]},
-                            {"name": "final", "seeds": 5, "first_seed": 100, "points": [
-                                {"label": "adam chosen", "set": {"optim.name": "adam",
-                                                                 "optim.learning_rate": 0.001}}]}]
-        s["grid"] = {}
+        s["final_seeds"] = 5
+        s["final"] = {"name": "final", "seeds": 5, "first_seed": 1000, "points": [
+            {"label": "adam (chosen)", "set": {"optim.name": "adam",
+                                               "optim.learning_rate": 0.001}}]}
 
     view = runview.load(fake_run(tmp_path, "s2", change=final_phase))
     ((label, final),) = view.points_of("final")
-    assert label == "adam chosen"
-    assert [m["config"]["seed"] for m in final.members] == [100, 101, 102, 103, 104]
-    tuned = [p for _, p in view.points_of("main") if p.key == final.key]
-    seeds = [m["config"]["seed"] for m in tuned[0].members]
-    assert seeds and max(seeds) < 100  # the study's seeds, none of the final phase's
+    assert label == "adam (chosen)"
+    assert [m["config"]["seed"] for m in final.members] == [1000, 1001, 1002, 1003, 1004]
+    (tuned,) = [p for p in view.points if p.key == final.key and p is not final]
+    seeds = [m["config"]["seed"] for m in tuned.members]
+    assert seeds and max(seeds) < 1000
+    assert list(stats_chosen(view)) == ["adam"]  # the final phase's points are the chosen ones
+
+
+def stats_chosen(view):
+    from jaxmnist.runs import stats
+
+    return stats.chosen(view)
 
 
 @pytest.mark.e2e

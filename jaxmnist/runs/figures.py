@@ -436,7 +436,7 @@ def sensitivity(run: RunView, path: Path) -> Path | None:
     range (:mod:`jaxmnist.runs.stats`); drawn when an optimizer has two learning rates or more.
     """
     lines: dict[str, list[tuple[float, dict[str, Any], Point]]] = {}
-    for p in run.points:
+    for p in (p for p in run.points if not stats.is_final(p)):  # the tuning points
         d = stats.describe(p.final("val_acc"))
         if np.isfinite(d["mean"]):
             lines.setdefault(stats.optimizer(p), []).append(
@@ -445,7 +445,7 @@ def sensitivity(run: RunView, path: Path) -> Path | None:
              if len({lr for lr, _, _ in v}) > 1}
     if not lines or run.no_choice():
         return None
-    chosen = {id(p) for p in stats.chosen(run).values()}
+    chosen = {id(p) for p in stats.chosen(run, tuning=True).values()}
     fig, ax = plt.subplots(figsize=(9, 5.4))
     for i, (family, rows) in enumerate(lines.items()):
         lr = [r[0] for r in rows]

@@ -277,12 +277,15 @@ def load(run_dir: str | Path) -> RunView:
     env = rundir.read_env(run_dir)
     finished = {m["member"]: m for m in results.get("members", [])}
     partial = rundir.histories(rundir.read_metrics(run_dir))
-    points: dict[str, Point] = {}
+    points: dict[tuple[str, tuple[str, ...]], Point] = {}
     for meta in config["members"]:
-        point = points.setdefault(meta["key"], Point(
-            meta["key"], {k: v for k, v in meta["config"].items() if k != "seed"}, []))
-        point.experiments += [e for e in meta["experiments"] if e not in point.experiments]
-        point.member_experiments[meta["member"]] = {e["name"] for e in meta["experiments"]}
+        # One point per config and set of experiments: the fresh seeds a protocol re-runs a
+        # chosen setting with are a point apart from the tuning seed that chose it.
+        names = tuple(sorted(e["name"] for e in meta["experiments"]))
+        point = points.setdefault((meta["key"], names), Point(
+            meta["key"], {k: v for k, v in meta["config"].items() if k != "seed"},
+            meta["experiments"]))
+        point.member_experiments[meta["member"]] = set(names)
         result = finished.get(meta["member"])
         if result is not None:
             point.members.append(result)

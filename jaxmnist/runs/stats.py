@@ -105,10 +105,24 @@ def optimizer(point: Point) -> str:
     return str((point.config.get("optim") or {}).get("name", "?"))
 
 
-def chosen(run: RunView) -> dict[str, Point]:
-    """Per optimizer family, its point ranked first on validation; best family first."""
+FINAL = "final"  # the tuning protocol's phase 2: chosen settings on fresh seeds
+
+
+def is_final(point: Point) -> bool:
+    """Whether the point is a tuning protocol's phase 2 (its members are that phase's alone)."""
+    return all(point.member_experiments.get(m["member"]) == {FINAL} for m in point.members)
+
+
+def chosen(run: RunView, *, tuning: bool = False) -> dict[str, Point]:
+    """Per optimizer family, its point ranked first on validation; best family first.
+
+    After a tuning protocol's phase 2 (:mod:`jaxmnist.protocol`): its points, on their fresh
+    seeds only; ``tuning``: still the choice among the other points (what phase 2 re-runs).
+    """
+    if not tuning and any(e["name"] == FINAL for e in run.experiments()):
+        return {optimizer(p): p for p in rank_points([p for _, p in run.points_of(FINAL)])}
     families: dict[str, list[Point]] = {}
-    for p in run.points:
+    for p in (p for p in run.points if not is_final(p)):
         families.setdefault(optimizer(p), []).append(p)
     return {optimizer(p): p for p in rank_points([rank_points(ps)[0] for ps in families.values()])}
 
@@ -190,3 +204,35 @@ def time_to_target_by_optimizer(run: RunView, target: float) -> pd.DataFrame:
                      **{k: float(np.median(sel[k].fillna(math.inf)))
                         for k in ("epochs", "seconds")}})
     return pd.DataFrame(rows).set_index("optimizer")
+
+
+def tuning_cost(run: RunView) -> pd.DataFrame:
+    """Per optimizer: members tuned, member-epochs trained against the full grid's, seconds.
+
+    The tuning members: all but a protocol's phase 2. Seconds: each group's training time
+    shared among its members by the epochs each trained (pruned members stop early).
+    """
+    members = [(p, m) for p in run.points if not is_final(p) for m in p.members]
+    def trained(m: dict[str, Any]) -> float:
+        done = m.get("epochs_trained")
+        return float(m["config"]["train"]["epochs"] if done is None else done)
+
+    group_epochs: dict[int, float] = {}
+    for p in run.points:
+        for m in p.members:
+            group_epochs[m.get("group", 0)] = group_epochs.get(m.get("group", 0), 0) + trained(m)
+    seconds = {g["group"]: g.get("train_seconds") or 0.0 for g in run.results.get("groups", [])}
+    rows: dict[str, dict[str, float]] = {}
+    for p, m in members:
+        row = rows.setdefault(optimizer(p), {"members": 0, "member_epochs": 0.0,
+                                             "full_grid": 0.0, "seconds": 0.0})
+        g = m.get("group", 0)
+        row["members"] += 1
+        row["member_epochs"] += trained(m)
+        row["full_grid"] += m["config"]["train"]["epochs"]
+        row["seconds"] += seconds.get(g, 0.0) * trained(m) / max(group_epochs[g], 1e-9)
+    frame = pd.DataFrame.from_dict(rows, orient="index")
+    frame.index.name = "optimizer"
+    if not frame.empty:
+        frame["share"] = frame["member_epochs"] / frame["full_grid"]
+    return frame

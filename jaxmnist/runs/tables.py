@@ -163,6 +163,37 @@ def table_compare(run: RunView) -> Table | None:
     return t
 
 
+def table_cost(run: RunView) -> Table:
+    """Per optimizer family: member-epochs and seconds spent tuning against the full grid."""
+    cost = Table("Member-epochs spent against the full grid, per optimizer family",
+                 ["family", "members", "member-epochs", "full grid", "share", "seconds"])
+    for f, row in stats.tuning_cost(run).iterrows():
+        cost.add(f, int(row["members"]), f"{row['member_epochs']:g}", f"{row['full_grid']:g}",
+                 f"{row['share']:.0%}", f"{row['seconds']:.1f}")
+    cost.notes.append("Seconds: each group's training time shared by its members' epochs "
+                      "trained (compile time apart).")
+    return cost
+
+
+def tables_protocol(run: RunView) -> list[Table]:
+    """A tuning protocol's answer: each optimizer's chosen setting on fresh seeds, tuning cost."""
+    finals = run.points_of(stats.FINAL)
+    if not finals:
+        return []
+    t = Table("Each optimizer's setting chosen on validation, re-run on fresh seeds: test "
+              "accuracy", ["optimizer", "chosen setting", "n", "mean", "iqm", "ci_low",
+                           "ci_high", "values", "note"])
+    for label, p in finals:
+        d = stats.describe(p.test_acc())
+        t.add(*_nan_empty([stats.optimizer(p), label, len(stats.finite(d["values"])), d["mean"],
+                           d["iqm"], d["ci_low"], d["ci_high"]]),
+              " ".join("n/a" if v is None else f"{v:.4f}" for v in d["values"]), d["note"])
+    t.notes.append("Chosen on the validation split among the tuning members (last epoch, seed "
+                   "mean); these seeds were not used to choose. Pairwise tests: 'Optimizers "
+                   "compared' (docs/statistics.md).")
+    return [t, table_cost(run)]
+
+
 def tables_pruning(run: RunView) -> list[Table]:
     """Successive halving: member-epochs spent per optimizer family, each rung's survivors."""
     members = [m for p in run.points for m in p.members]
@@ -173,13 +204,7 @@ def tables_pruning(run: RunView) -> list[Table]:
         return f"group {p.rep.get('group')}" + (f", {p.config['optim']['name']}"
                                                  if within == "family" else "")
 
-    cost = Table("Member-epochs spent against the full grid, per optimizer family",
-                 ["family", "members", "member-epochs", "full grid", "share"])
-    for f in dict.fromkeys(m["config"]["optim"]["name"] for m in members):
-        ms = [m for m in members if m["config"]["optim"]["name"] == f]
-        spent = sum(m.get("epochs_trained") or 0.0 for m in ms)
-        full = sum(m["config"]["train"]["epochs"] for m in ms)
-        cost.add(f, len(ms), f"{spent:g}", full, f"{spent / full:.0%}")
+    cost = None if run.points_of(stats.FINAL) else table_cost(run)  # else in "Protocol"
     fates = Table("Survivors of each rung (rank of the ranked points)",
                   ["epoch", "ranked within", "points ranked", "survivors", "stopped"])
     ranked: dict[tuple[int, str], list[tuple[dict[str, Any], str]]] = {}
@@ -193,7 +218,7 @@ def tables_pruning(run: RunView) -> list[Table]:
                   sum(not r["survived"] for r, _ in rows))
     fates.notes.append(f"Ranked by {(run.config.get('prune') or {}).get('metric', 'val_acc')} "
                        "(seed mean, ties by validation loss); a point survives or stops whole.")
-    return [cost, fates]
+    return [t for t in (cost, fates) if t is not None]
 
 
 def table_status(run: RunView) -> Table:
@@ -430,6 +455,7 @@ def write_tables(run: RunView) -> list[Path]:
     summary_path = out_dir / "results_summary.json"
     rundir.write_json(summary_path, results_summary(run))
     written.append(summary_path)
+    emit("protocol", tables_protocol(run), "Tuning protocol")
     emit("seeds", [table_seeds(run)], "Seeds")
     emit("compare", [table_compare(run)], "Optimizers compared")
     emit("grid_matrix", [table_matrix(run)], "Grid")

@@ -215,8 +215,14 @@ def _parse_value(text: str, current: Any, key: str) -> Any:
     return list(value) if isinstance(value, tuple) else value
 
 
+OPTIONAL_SECTIONS = ("prune",)
+"""Study sections an override may switch off with ``None``."""
+
+
 def apply_overrides(study: dict[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
     """Applies ``key=value`` overrides (``--config.`` stripped), parsed as the value they replace.
+
+    A section of :data:`OPTIONAL_SECTIONS` is switched off with ``None``.
 
     Raises ``ConfigError`` listing every unknown key (with the closest valid key) or bad value.
     """
@@ -234,6 +240,9 @@ def apply_overrides(study: dict[str, Any], overrides: Sequence[str]) -> dict[str
             current = None  # a member setting left at its default: the member schema checks it
         if current is _MISSING:
             problems.append(f"unknown config key {key!r}{suggest(key, [*valid, *sections])}")
+            continue
+        if key in OPTIONAL_SECTIONS and text.strip() == "None":
+            study[key] = None  # e.g. --config.prune=None: the study without successive halving
             continue
         if isinstance(current, Mapping) and current:
             leaves = [k for k in valid if k.startswith(key + ".")][:6]
@@ -334,7 +343,8 @@ def reduced_reasons(full: Mapping[str, Any], study: Mapping[str, Any]) -> list[s
             reasons.append("experiments differ from the study's")
         else:
             reasons.append(f"{key} {_short(flat.get(key))} (full: {_short(flat_full.get(key))})")
-    if study.get("prune"):  # a pruned point's numbers are from its rung, not the last epoch
+    if study.get("prune") and study.get("prune") != full.get("prune"):
+        # pruning the study does not do itself: a pruned point's numbers are from its rung
         reasons.append(f"pruned (successive halving {study['prune']})")
     if get_dotted(study, "data.source", None) == "synthetic":
         reasons.append("synthetic digits, not the real dataset")

@@ -25,8 +25,8 @@ def test_shipped_studies_are_valid(name, preset):
     assert C.validate_study(s) == []
     members = C.expand(s)
     assert members and all("seed" in m["config"] for m in members)
-    if name != "smoke":
-        assert cfg.seeds >= 3
+    if name != "smoke":  # a protocol's seeds are its final phase's (its tuning: one each)
+        assert max(cfg.seeds, cfg.get("final_seeds", 0)) >= 3
     # Every shipped preset is smaller than its study (fewer seeds alone do not count); the
     # study's own settings are not reduced.
     seeds_only = preset is not None and set(C.presets(cfg)[preset]) == {"seeds"}
@@ -334,12 +334,21 @@ def test_an_experiment_with_its_own_seeds_gets_fresh_members_of_the_same_points(
     s["seeds"] = 1
     s["experiments"] = [
         {"name": "main", "grid": {"optim": {"learning_rate": [0.1, 0.01]}}},
-        {"name": "final", "seeds": 3, "first_seed": 100,
+        {"name": "fresh", "seeds": 3, "first_seed": 100,
          "points": [{"label": "chosen", "set": {"optim.learning_rate": 0.1}}]}]
     assert C.validate_study(s) == []
     got = [(m["config"]["seed"], m["config"]["optim"]["learning_rate"],
             [e["name"] for e in m["experiments"]]) for m in C.expand(s)]
-    assert got == [(0, 0.1, ["main"]), (100, 0.1, ["final"]), (101, 0.1, ["final"]),
-                   (102, 0.1, ["final"]), (0, 0.01, ["main"])]
+    assert got == [(0, 0.1, ["main"]), (100, 0.1, ["fresh"]), (101, 0.1, ["fresh"]),
+                   (102, 0.1, ["fresh"]), (0, 0.01, ["main"])]
     s["experiments"][1]["seeds"] = 0
     assert any("experiments" in p and "seeds" in p for p in C.validate_study(s))
+
+
+def test_pruning_is_switched_off_with_none():
+    """--config.prune=None: the tuning study's full grid (what pruning is measured against)."""
+    s = study("tune", preset="cpu", overrides=["prune=None", "final_seeds=0"])
+    assert s["prune"] is None and C.validate_study(s) == []
+    assert len(C.expand(s)) == 64
+    with pytest.raises(C.ConfigError, match="--config.prune is a section"):
+        study("tune", overrides=["prune=off"])

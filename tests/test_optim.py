@@ -249,6 +249,12 @@ HAND_WRITTEN = {
         "adam": lambda lr, _: optax.adam(lr, eps=1e-7),
         "adamw": lambda lr, _: optax.adamw(lr, eps=1e-7, weight_decay=1e-4),
     },
+    "tune": {  # the registry's defaults: Keras' epsilon for Adam and RMSprop, Lion's b2, wd
+        "adam": lambda lr, _: optax.adam(lr, eps=1e-7),
+        "momentum": lambda lr, _: optax.sgd(lr, momentum=0.9),
+        "rmsprop": lambda lr, _: optax.rmsprop(lr, decay=0.9, eps=1e-7),
+        "lion": lambda lr, _: optax.lion(lr, b1=0.9, b2=0.99, weight_decay=1e-3),
+    },
     "optimizers": {  # clip 1.0, then warm-up (200 steps; 20 cpu, 2 quick) + cosine to 0
         "adam": lambda lr, w: optax.chain(optax.clip_by_global_norm(1.0),
                                           optax.adam(_warmup_cosine(lr, w), eps=1e-7)),

@@ -3,7 +3,7 @@
 # CPU preset for S2 and S4, plus the progress of S2's and S4's full runs when they exist.
 #
 #   bash scripts/make_figures.sh                  # every study: s0 s1 s2 s3 s4
-#   bash scripts/make_figures.sh s2 s3            # some of them (flax_mnist: its cpu preset)
+#   bash scripts/make_figures.sh s2 s3            # some of them (flax_mnist, resnet, tune: cpu)
 #   RUN_ROOT=../jaxmnist-runs bash scripts/make_figures.sh     # reuse runs made elsewhere
 #   REPORT_ONLY=1 RUN_ROOT=... bash scripts/make_figures.sh s2  # never train: report runs as
 #                                                               # far as they got (still running)
@@ -27,7 +27,8 @@ RUN_ROOT=${RUN_ROOT:-runs/figures}
 
 # study -> "run name|sweep flags"
 declare -A RUN=([s0]="s0-full|" [s1]="s1-full|" [s2]="s2-cpu|--preset cpu" [s3]="s3-full|"
-                [s4]="s4-cpu|--preset cpu" [flax_mnist]="flax_mnist-cpu|--preset cpu")
+                [s4]="s4-cpu|--preset cpu" [flax_mnist]="flax_mnist-cpu|--preset cpu"
+                [resnet]="resnet-cpu|--preset cpu" [tune]="tune-cpu|--preset cpu")
 declare -A KEEP=(
   [s0]="curves.png confusion_test.png confusion_train.png class_distribution.png test_probs.png"
   [s1]="curves.png samples.png confusion_test.png"
@@ -35,10 +36,12 @@ declare -A KEEP=(
   [s3]="curves_depth_width.png curves_activation.png curves_init.png weights_regularization.png grads_rmsnorm.png ffnn.png"
   [s4]="curves.png confusion_test_depth_1.png confusion_test_depth_4.png"
   [flax_mnist]="curves.png confusion_test.png confusion_train.png"
+  [resnet]="curves.png confusion_test.png"
+  [tune]="curves.png lr_sensitivity.png probability_of_improvement.png performance_profiles.png"
 )
 
 # Where a study's run is published when it is not figures/<study>/ (the full run goes there).
-declare -A OUT=([s2]=s2-cpu [s4]=s4-cpu)
+declare -A OUT=([s2]=s2-cpu [s4]=s4-cpu [resnet]=resnet-cpu [tune]=tune-cpu)
 
 complete() {  # a run directory whose results.json says complete
   [ -f "$1/results.json" ] && "$PY" -c \

@@ -276,6 +276,7 @@ def test_a_pruned_grid_records_each_members_fate_and_reports_the_cost(tmp_path):
             assert row.status.startswith(f"pruned at epoch {trained} (rank ")
     report = (tmp_path / "run" / "tables" / "report.md").read_text()
     assert "| adam | 6 | 12 | 18 | 67% |" in report and "| sgd | 2 | 6 | 6 | 100% |" in report
+    assert (tmp_path / "run" / "figures" / "rungs.png").stat().st_size > 0  # the rungs' figure
     results = json.loads((tmp_path / "run" / "results.json").read_text())
     assert all(len(m["rungs"]) == 2 or m["epochs_trained"] == 1.0 for m in results["members"])
     with pytest.raises(ValueError, match="data.split is 'none'"):

@@ -531,6 +531,43 @@ def profiles(run: RunView, path: Path) -> Path | None:
     return _save(fig, run, path)
 
 
+def rungs(run: RunView, path: Path) -> Path | None:
+    """Successive halving: each point's validation metric per epoch until it stopped.
+
+    A panel per optimizer; the points that survived every rung drawn bold, the rungs dashed.
+    """
+    points = [p for p in run.points if p.rep.get("rungs") and not stats.is_final(p)]
+    if not points:
+        return None
+    prune = run.config.get("prune") or {}
+    metric = prune.get("metric", "val_acc")
+    families = list(dict.fromkeys(stats.optimizer(p) for p in points))
+    fig, axes = plt.subplots(1, len(families), squeeze=False, sharey=True,
+                             figsize=(3.8 * len(families) + 1.0, 4.6))
+    for ax, family in zip(axes[0], families, strict=True):
+        for p in (p for p in points if stats.optimizer(p) == family):
+            ys = np.nanmean(_seed_curves(p, metric), 0)
+            x = np.arange(1, len(ys) + 1)
+            survived = all(r["survived"] for r in p.rep["rungs"])
+            ax.plot(x, ys, lw=2.2 if survived else 0.8, marker="o" if survived else "x",
+                    ms=3 if survived else 5, color="C1" if survived else "0.5",
+                    alpha=1 if survived else 0.8,
+                    zorder=3 if survived else 2,
+                    label=f"lr={p.config['optim']['learning_rate']:.3g}" if survived else None)
+        for epoch in prune.get("rungs", []):
+            ax.axvline(epoch, color="C0", ls="--", lw=0.8)
+        ax.set_title(family, fontsize=10)
+        ax.set_xlabel("epoch (dashed: rungs)")
+        ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7, loc="lower right", title="survivors", title_fontsize=7)
+    axes[0][0].set_ylabel(metric.replace("_", " "))
+    fig.suptitle(f"Successive halving (eta {prune.get('eta')}): {metric} per point until it "
+                 "stopped (grey x: stopped at a rung); bold: survived every rung", fontsize=11)
+    _layout(fig)
+    return _save(fig, run, path)
+
+
 def write_figures(run: RunView) -> list[Path]:
     """Writes every figure that applies to the run; returns the written paths."""
     out = run.path / "figures"
@@ -555,7 +592,8 @@ def write_figures(run: RunView) -> list[Path]:
     written.append(heatmap(run, out / "grid_heatmap.png"))
     written += [sensitivity(run, out / "lr_sensitivity.png"),
                 improvement(run, out / "probability_of_improvement.png"),
-                profiles(run, out / "performance_profiles.png")]
+                profiles(run, out / "performance_profiles.png"),
+                rungs(run, out / "rungs.png")]
     seed = best.rep["config"].get("seed")
     for split in ("test", "train"):  # absent while the best point is still training
         if best.rep.get(f"confusion_{split}"):

@@ -2,7 +2,7 @@
 
 Command::
 
-    python -m jaxmnist.sweep tune --preset cpu    # reduced: 4,000 images, 9 epochs (~10 min CPU)
+    python -m jaxmnist.sweep tune --preset cpu    # reduced: 8,000 images, 9 epochs (~15 min CPU)
     python -m jaxmnist.sweep tune                 # full: 50k / 10k holdout, 10 epochs (~1.5 h CPU)
     python -m jaxmnist.sweep tune --preset cpu --config.final_seeds=0   # phase 1 alone
 
@@ -40,8 +40,8 @@ def get_config() -> ml_collections.ConfigDict:
     c.seeds = 1
     c.final_seeds = 10
     c.presets = dict(
-        # 4,000 training images, 1,000 for validation, 2,000 test images, 9 epochs.
-        cpu=dict(data=dict(val_size=1000, train_limit=4000, test_limit=2000),
+        # 8,000 training images, 2,000 for validation, 2,000 test images, 9 epochs.
+        cpu=dict(data=dict(val_size=2000, train_limit=8000, test_limit=2000),
                  base=dict(train=dict(epochs=9))),
         quick=dict(data=dict(val_size=500, train_limit=1000, test_limit=500), samples=4,
                    final_seeds=5, base=dict(train=dict(epochs=3))),

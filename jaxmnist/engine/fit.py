@@ -213,9 +213,10 @@ def fit(prog: GroupProgram, *, checkpointer: checkpoint.GroupCheckpointer | None
             row = history[epoch - 1]
             with np.errstate(invalid="ignore", divide="ignore"):
                 row[:, 0], row[:, 1] = loss_sum / seen, correct_sum / seen
-            if prog.val is not None:
-                row[:, 2], row[:, 3] = (spread(v, np.nan) for v in work.evaluate(state,
-                                                                                 prog.val)[:2])
+            if prog.val is not None:  # pruned members are not evaluated (sequential)
+                active = None if vmap else training[work.placement.layout]
+                row[:, 2], row[:, 3] = (spread(v, np.nan) for v in work.evaluate(
+                    state, prog.val, active)[:2])
             # A pruned member's epochs after its rung: NaN, as it trained none.
             row[((fate[..., 0] > 0) & (fate[..., 2] == 0)).any(0)] = np.nan
             seconds[epoch - 1] = time.perf_counter() - t0

@@ -213,8 +213,20 @@ class MemberProgram:
         """The parameters one member is evaluated at (:func:`jaxmnist.engine.optim.eval_params`)."""
         return optim.eval_params(state.opt, state.params, arrays.hyper, self.spec.optimizer)
 
-    def member_eval(self, variables, eval_x, eval_y, eval_w):
-        """``(loss_sum, correct, preds)`` of ``(params, model_state)`` over a padded split."""
+    def member_eval(self, variables, active, eval_x, eval_y, eval_w):
+        """``(loss_sum, correct, preds)`` of ``(params, model_state)`` over a padded split.
+
+        ``active`` False (a pruned member, sequential only: vmap runs both branches): skipped,
+        zeros.
+        """
+        if not self.skip_frozen:
+            return self._eval(variables, eval_x, eval_y, eval_w)
+        zero = jnp.asarray(0.0, jnp.float32)
+        skipped = (zero, zero, jnp.zeros((eval_x.shape[0] * eval_x.shape[1],), jnp.int32))
+        return jax.lax.cond(active, lambda v: self._eval(v, eval_x, eval_y, eval_w),
+                            lambda v: skipped, variables)
+
+    def _eval(self, variables, eval_x, eval_y, eval_w):
         params, model_state = variables
 
         def body(carry, inputs):
@@ -308,7 +320,7 @@ def _jitted(spec: GroupSpec, n_train: int, placement: Placement) -> _Jitted:
             init_fn=jax.jit(over(program.init_member), out_shardings=placement.grid),
             epoch_fn=jax.jit(lambda st, ar, x, y, e: over(program.member_epoch, x, y, e)(st, ar),
                              donate_argnums=(0,)),
-            eval_fn=jax.jit(lambda p, x, y, w: over(program.member_eval, x, y, w)(p)),
+            eval_fn=jax.jit(lambda p, a, x, y, w: over(program.member_eval, x, y, w)(p, a)),
             probe_fn=jax.jit(lambda p, a, *xs: over(program.member_probs_and_grads, *xs)(p, a)),
             eval_params_fn=jax.jit(over(program.member_eval_params)), epochs={})
 
@@ -393,10 +405,17 @@ class GroupProgram:
                   else state.params)
         return params, state.model_state
 
-    def evaluate(self, state: TrainState, split: tuple[jax.Array, ...]):
-        """``(loss [G], acc [G], preds [G, padded N])`` on a padded split, in member order."""
-        loss_sum, correct, preds = self.placement.to_member_order(
-            distributed.to_host(self.eval_fn(self.eval_variables(state), *split)))
+    def evaluate(self, state: TrainState, split: tuple[jax.Array, ...],
+                 active: np.ndarray | None = None):
+        """``(loss [G], acc [G], preds [G, padded N])`` on a padded split, in member order.
+
+        ``active`` (grid order, default all): the members evaluated; the others (pruned ones)
+        are skipped under ``sequential`` and their values are meaningless.
+        """
+        mask = np.ones(self.placement.padded, bool) if active is None else active
+        loss_sum, correct, preds = self.placement.to_member_order(distributed.to_host(
+            self.eval_fn(self.eval_variables(state), distributed.put(mask, self.placement.grid),
+                         *split)))
         n = float(distributed.to_host(split[2]).sum())
         return loss_sum / n, correct / n, preds
 

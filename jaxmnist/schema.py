@@ -117,11 +117,17 @@ class Reg(_Section):
 
 
 class Train(_Section):
-    """Epochs, batch size and how a group's members share the devices."""
+    """Epochs, batch size, how a group's members share the devices, and which epoch counts.
+
+    ``restore_best``: a member ends with the parameters of its best epoch on validation
+    (accuracy, ties by loss, then the earlier epoch) instead of its last (Keras'
+    ``restore_best_weights``); the last epoch's test metrics are reported beside.
+    """
 
     epochs: PositiveInt
     batch_size: PositiveInt
     strategy: Annotated[str, _choice("valid strategy", lambda: STRATEGIES)] = "auto"
+    restore_best: bool = False
 
 
 class Member(_Section):
@@ -255,6 +261,11 @@ class Study(_Section):
         if "final" in names:
             raise ValueError("experiments: 'final' is the tuning protocol's own experiment "
                              "(final_seeds); name yours otherwise")
+        if ((self.base.get("train") or {}).get("restore_best")
+                and self.data.get("split", "none") == "none"):
+            raise ValueError("base.train.restore_best: the best epoch is chosen on the "
+                             "validation split, and data.split is 'none'; set data.split to "
+                             "'keras', 'holdout' or 'merged'")
         if self.final_seeds and self.data.get("split", "none") == "none":
             raise ValueError("final_seeds: the protocol chooses each optimizer's setting on the "
                              "validation split, and data.split is 'none'; set data.split to "

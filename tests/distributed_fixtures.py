@@ -17,11 +17,13 @@ POINTS = (("sgd", 0.1), ("adam", 0.01), ("rmsprop", 0.001), ("sgd", 0.01), ("ada
           ("rmsprop", 0.01), ("momentum", 0.05))
 
 
-def members(n: int, epochs: int = 2, strategy: str = "auto") -> list[dict]:
-    """``n`` members of one group (one small MLP; optimizer, learning rate and seed vary)."""
+def members(n: int, epochs: int = 2, strategy: str = "auto", model: dict | None = None
+            ) -> list[dict]:
+    """``n`` members of one group (one small MLP, or ``model``; optimizer, learning rate and
+    seed vary)."""
     return [
         {
-            "model": dict(MLP),
+            "model": dict(model or MLP),
             "optim": {"name": POINTS[k % len(POINTS)][0],
                       "learning_rate": POINTS[k % len(POINTS)][1]},
             "reg": {"l1": 0.0, "l2": 0.0},

@@ -32,6 +32,7 @@ def main() -> None:
     parser.add_argument("--kill-after-epoch", type=int, default=0)
     parser.add_argument("--kill-process", type=int, default=1)
     parser.add_argument("--prune", help="a pruning setting as JSON")
+    parser.add_argument("--model", help="a model config as JSON (default: the small MLP)")
     args = parser.parse_args()
     os.environ["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={args.devices}"
 
@@ -55,7 +56,8 @@ def main() -> None:
 
     with distributed.stop_together("from the last checkpoint"):
         results = train_grid(
-            members(args.members, epochs=args.epochs, strategy=args.strategy),
+            members(args.members, epochs=args.epochs, strategy=args.strategy,
+                    model=json.loads(args.model) if args.model else None),
             splits(),
             args.workdir,
             callbacks=[SimpleNamespace(on_epoch_end=on_epoch_end)],

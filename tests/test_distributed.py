@@ -132,6 +132,22 @@ def test_two_processes_prune_the_same_members_across_a_kill_at_the_rung(tmp_path
     _assert_same(one, out, atol=1e-6)
 
 
+@pytest.mark.e2e
+def test_two_processes_bind_each_members_named_axis_as_one_process_does(tmp_path):
+    """A model whose BatchNorm averages over the named axis 'batch' (as written for shard_map):
+    2 processes x 2 devices train it as one process on one device does; each member's axis is
+    its own (a size-1 named vmap), never the grid's mesh axis."""
+    import user_models
+
+    path = user_models.write(tmp_path, "nnx_axis.py", user_models.NNX_NAMED_AXIS)
+    model = ("--model", json.dumps({"name": f"{path}:AxisBN"}))
+    one, out = tmp_path / "one.npz", tmp_path / "two.npz"
+    _single(one, 1, *model)
+    (rc0, log0, _), (rc1, log1, _) = _pair(out, *model)
+    assert rc0 == 0 and rc1 == 0, log0[-3000:] + log1[-3000:]
+    _assert_same(one, out, atol=1e-5)
+
+
 @pytest.mark.parametrize(
     ("env", "message"),
     [

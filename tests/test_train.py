@@ -916,3 +916,63 @@ def test_an_ema_decay_outside_0_1_is_refused(value):
 
     with pytest.raises(schema.ConfigError, match=r"optim\.ema: must be a decay in \(0, 1\)"):
         schema.member(base_member(**{"optim.ema": value}))
+
+
+# Which epoch counts: train.restore_best (the best epoch on validation, its parameters kept).
+def _restore_members(epochs: int = 4) -> list[dict]:
+    # SGD at a rate that overshoots on 20 steps an epoch, beside two that do not.
+    return [base_member(**{"model": SMALL_MLP, "optim.name": "sgd", "optim.learning_rate": lr,
+                           "train.epochs": epochs, "train.restore_best": True, "seed": 1})
+            for lr in (2.0, 0.5, 0.05)]
+
+
+def test_restore_best_ends_with_the_best_validation_epoch_as_if_it_stopped_there():
+    """Each member ends with its best validation epoch's parameters (the ranking's rule over
+    epochs), equal to the same member trained for that many epochs alone; its last epoch's
+    test metrics are kept beside."""
+    from jaxmnist.engine.fit import kept_epochs
+
+    members, splits = _restore_members(), small_splits()
+    results = train_grid(members, splits)
+    kept = [r.kept_epoch for r in results]
+    assert any(e < 4 for e in kept), kept  # a restore happens (not only the last epoch)
+    last = train_grid([{**m, "train": {**m["train"], "restore_best": False}} for m in members],
+                      splits)
+    for m, r, end in zip(members, results, last, strict=True):
+        assert r.kept_epoch == int(kept_epochs(r.history[:, None, :], 4)[0])
+        alone = train_grid([{**m, "train": {**m["train"], "epochs": r.kept_epoch,
+                                            "restore_best": False}}], splits)[0]
+        assert _max_abs_diff(r.params, alone.params) <= 1e-5
+        assert abs(r.test_acc - alone.test_acc) <= 2 / len(splits.test_y)
+        # the last epoch's test metrics beside, as the same grid without restore_best ends
+        assert r.last_test == pytest.approx((end.test_loss, end.test_acc), abs=1e-6)
+        if r.kept_epoch < 4:
+            assert _max_abs_diff(r.params, end.params) > 1e-4
+
+
+def test_restore_best_resumes_with_the_kept_parameters(tmp_path):
+    """The kept epoch's parameters are part of the checkpoint: stopped after epoch 2 and
+    started again, the run ends bit for bit as one never stopped."""
+    members, splits = _restore_members(3), small_splits()
+    full = train_grid(members, splits, str(tmp_path / "a"))
+
+    def stop(group_index, epoch, metrics, info):
+        if epoch == 2:
+            raise _Interrupted
+
+    with pytest.raises(_Interrupted):
+        train_grid(members, splits, str(tmp_path / "b"),
+                   callbacks=[SimpleNamespace(on_epoch_end=stop)])
+    resumed = train_grid(members, splits, str(tmp_path / "b"))
+    for a, b in zip(full, resumed, strict=True):
+        assert a.kept_epoch == b.kept_epoch and _max_abs_diff(a.params, b.params) == 0.0
+        assert _test(a) == _test(b) and a.last_test == b.last_test
+
+
+def test_restore_best_needs_a_validation_split():
+    from jaxmnist import config as C
+
+    s = C.resolve(C.load_study("smoke"), overrides=["data.split=none"])
+    s["base"]["train"]["restore_best"] = True
+    assert any("restore_best: the best epoch is chosen on the validation split" in p
+               for p in C.validate_study(s))

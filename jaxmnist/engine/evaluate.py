@@ -61,22 +61,31 @@ class MemberResult:
     grads: dict[str, np.ndarray]  # {layer path: data-loss gradient on GRAD_HIST_IMAGES images}
     param_count: int
     group: GroupStats
+    # restore_best: the epoch whose parameters the member ends with (test_* are that epoch's)
+    # and the last epoch's (test loss, test acc) beside; None otherwise.
+    kept_epoch: int | None = None
+    last_test: tuple[float, float] | None = None
 
 
 def member_results(prog: GroupProgram, state: TrainState, history: np.ndarray,
                    seconds: np.ndarray, resumed: bool, splits: Any,
-                   rungs: list[list[dict[str, Any]]] | None = None) -> list[MemberResult]:
+                   rungs: list[list[dict[str, Any]]] | None = None, *, kept: Any = None,
+                   kept_epochs: np.ndarray | None = None) -> list[MemberResult]:
     """Evaluates every member's final ``state`` (and the fit loop's history): one result each.
 
-    ``rungs``: per member, the pruning rungs that ranked it (none without pruning).
+    ``rungs``: per member, the pruning rungs that ranked it (none without pruning). ``kept``
+    (restore_best): each member's best-epoch variables (host, member order), ``kept_epochs``
+    their epochs: those are evaluated and exported, the last epoch's test metrics beside.
     """
-    test_loss, test_acc, test_pred = prog.evaluate(state, prog.test)
+    variables = prog.eval_variables(state) if kept is None else prog.to_grid(kept)
+    test_loss, test_acc, test_pred = prog.evaluate(state, prog.test, variables=variables)
+    last = prog.evaluate(state, prog.test)[:2] if kept is not None else None
     n_test, n_train = splits.test_x.shape[0], prog.program.n_train
     n_probe, n_grad = min(PROBE_IMAGES, n_test), min(GRAD_HIST_IMAGES, n_train)
     probe_inputs = [distributed.put(a, prog.placement.replicated) for a in (
         splits.test_x[:n_probe], np.asarray(splits.test_y[:n_probe], np.int32),
         splits.train_x[:n_grad], np.asarray(splits.train_y[:n_grad], np.int32))]
-    variables = prog.eval_variables(state)  # what is evaluated is what is exported
+    # What is evaluated is what is exported (the kept epoch's with restore_best).
     probs, grads = prog.probe_fn(variables, prog.arrays, *probe_inputs)
     # One gather of everything the results need (every process gets the whole grid).
     probs, (params, model_state), grads, alive, diverged, steps = prog.placement.to_member_order(
@@ -112,7 +121,9 @@ def member_results(prog: GroupProgram, state: TrainState, history: np.ndarray,
             test_acc=float(test_acc[k]), test_pred=np.asarray(test_pred[k, :n_test]),
             test_probs=np.asarray(probs[k]), params=member(params, k),
             model_state=member(model_state, k), weights=layers(params, k),
-            grads=layers(grads, k), param_count=param_count, group=stats)
+            grads=layers(grads, k), param_count=param_count, group=stats,
+            kept_epoch=int(kept_epochs[k]) if kept_epochs is not None else None,
+            last_test=(float(last[0][k]), float(last[1][k])) if last is not None else None)
         for k, m in enumerate(prog.members)]
 
 

@@ -49,6 +49,24 @@ class FitResult:
     seconds: np.ndarray  # [epochs] wall seconds per epoch
     resumed: bool
     rungs: list[list[dict[str, Any]]]  # per member, its pruning rungs (rung_records)
+    # restore_best: per member its best epoch on validation (0: none) and that epoch's
+    # evaluated (params, model_state), host leaves in member order; else None.
+    kept_epochs: np.ndarray | None = None
+    kept: Any = None
+
+
+def kept_epochs(history: np.ndarray, upto: int) -> np.ndarray:
+    """Per member, its best epoch of ``1..upto`` on validation (0: no finite value yet).
+
+    :func:`jaxmnist.ranking.rank` over the epochs: validation accuracy, ties by validation
+    loss, then the earlier epoch.
+    """
+    out = np.zeros(history.shape[1], np.int64)
+    for k in range(history.shape[1]):
+        acc, loss = history[:upto, k, 3], history[:upto, k, 2]
+        if np.isfinite(acc).any():
+            out[k] = ranking.rank(acc.tolist(), loss.tolist())[0] + 1
+    return out
 
 
 def rung_records(fate: np.ndarray, prune: schema.Prune | None, n: int) -> list[list[dict]]:
@@ -170,13 +188,18 @@ def fit(prog: GroupProgram, *, checkpointer: checkpoint.GroupCheckpointer | None
     # them; under vmap they alone form the program ``work`` trains, ``index`` its members.
     training = np.ones(padded, bool)
     vmap, work, index, full = prog.placement.strategy == "vmap", prog, None, None
-    extra = lambda: {"fate": fate, "training": training} if prune else {}  # noqa: E731
+    # restore_best: the best epoch's evaluated variables so far (host, member order).
+    kept = (prog.placement.to_member_order(distributed.to_host(prog.eval_variables(state)))
+            if spec.restore_best else None)
+    extra = lambda: {**({"fate": fate, "training": training} if prune else {}),  # noqa: E731
+                     **({"kept": kept} if kept is not None else {})}
     start_epoch, resumed = 1, False
     restored = checkpointer.restore({"state": state, "history": history, "seconds": seconds,
                                      **extra()}) if checkpointer is not None else None
     if restored is not None:
         step, saved = restored
         state = saved["state"]
+        kept = jax.tree_util.tree_map(np.asarray, saved["kept"]) if kept is not None else None
         if prune is not None and np.asarray(saved["fate"]).any():  # as the last rung left it
             fate, training = np.asarray(saved["fate"]), np.asarray(saved["training"])
             if vmap:
@@ -219,6 +242,11 @@ def fit(prog: GroupProgram, *, checkpointer: checkpoint.GroupCheckpointer | None
                     state, prog.val, active)[:2])
             # A pruned member's epochs after its rung: NaN, as it trained none.
             row[((fate[..., 0] > 0) & (fate[..., 2] == 0)).any(0)] = np.nan
+            if kept is not None and (improved := kept_epochs(history, epoch) == epoch).any():
+                now = work.placement.to_member_order(distributed.to_host(
+                    work.eval_variables(state)))
+                kept = jax.tree_util.tree_map(lambda k, n: np.where(
+                    improved.reshape((-1,) + (1,) * (k.ndim - 1)), spread(n, 0), k), kept, now)
             seconds[epoch - 1] = time.perf_counter() - t0
         if prune is not None and epoch in prune.rungs:
             training = alive = _rung(prog, prune, row, alive, fate[prune.rungs.index(epoch)])
@@ -247,7 +275,8 @@ def fit(prog: GroupProgram, *, checkpointer: checkpoint.GroupCheckpointer | None
             emit(callbacks, "on_epoch_end", group_index, epoch, rows, info)
     if index is not None:
         state = _scatter(prog, full, state, index)
-    return FitResult(state, history, seconds, resumed, rung_records(fate, prune, n_members))
+    return FitResult(state, history, seconds, resumed, rung_records(fate, prune, n_members),
+                     kept_epochs(history, spec.epochs) if kept is not None else None, kept)
 
 
 def train_grid(members: Sequence[MemberLike], splits: Any, workdir: str | None = None, *,
@@ -274,6 +303,6 @@ def train_grid(members: Sequence[MemberLike], splits: Any, workdir: str | None =
     fitted = fit(prog, checkpointer=saver, callbacks=callbacks, group_index=group_index,
                  prune=prune)
     results = member_results(prog, fitted.state, fitted.history, fitted.seconds, fitted.resumed,
-                             splits, fitted.rungs)
+                             splits, fitted.rungs, kept=fitted.kept, kept_epochs=fitted.kept_epochs)
     emit(callbacks, "on_group_end", group_index, results)
     return results

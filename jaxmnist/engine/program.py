@@ -61,6 +61,7 @@ class GroupSpec:
     strategy: str
     # The penalties any member uses (docs/performance.md: one 0 for all still costs a pass).
     penalties: tuple[str, ...] = ("l1", "l2")
+    restore_best: bool = False  # members end with their best epoch on validation
 
     @classmethod
     def from_members(cls, members: Sequence[schema.Member]) -> GroupSpec:
@@ -79,7 +80,8 @@ class GroupSpec:
         return cls(
             model_cfg=first.model.model_dump(), loss=first.loss, epochs=first.train.epochs,
             batch_size=first.train.batch_size, optimizer=plan, strategy=first.train.strategy,
-            penalties=tuple(n for n in ("l1", "l2") if any(getattr(m.reg, n) for m in members)))
+            penalties=tuple(n for n in ("l1", "l2") if any(getattr(m.reg, n) for m in members)),
+            restore_best=first.train.restore_best)
 
 
 class MemberArrays(NamedTuple):
@@ -395,6 +397,12 @@ class GroupProgram:
     compile_epoch: Callable  # (state, arrays) -> the compiled epoch for their grid size
     epoch_programs: int = 1  # grid sizes trained (vmap pruning gathers survivors: one more each)
 
+    def to_grid(self, tree: Any) -> Any:
+        """Host leaves in member order (``[padded, ...]``) on the devices in grid order."""
+        return jax.tree_util.tree_map(
+            lambda a: distributed.put(np.asarray(a)[self.placement.layout], self.placement.grid),
+            tree)
+
     def eval_variables(self, state: TrainState) -> tuple[Any, Any]:
         """``(params, model_state)`` as evaluated, exported and served (grid order).
 
@@ -406,16 +414,17 @@ class GroupProgram:
         return params, state.model_state
 
     def evaluate(self, state: TrainState, split: tuple[jax.Array, ...],
-                 active: np.ndarray | None = None):
+                 active: np.ndarray | None = None, variables: Any = None):
         """``(loss [G], acc [G], preds [G, padded N])`` on a padded split, in member order.
 
         ``active`` (grid order, default all): the members evaluated; the others (pruned ones)
-        are skipped under ``sequential`` and their values are meaningless.
+        are skipped under ``sequential`` and their values are meaningless. ``variables``:
+        evaluate these (grid order) instead of the state's.
         """
         mask = np.ones(self.placement.padded, bool) if active is None else active
+        variables = self.eval_variables(state) if variables is None else variables
         loss_sum, correct, preds = self.placement.to_member_order(distributed.to_host(
-            self.eval_fn(self.eval_variables(state), distributed.put(mask, self.placement.grid),
-                         *split)))
+            self.eval_fn(variables, distributed.put(mask, self.placement.grid), *split)))
         n = float(distributed.to_host(split[2]).sum())
         return loss_sum / n, correct / n, preds
 
@@ -445,6 +454,9 @@ def build_program(members: Sequence[MemberLike], splits: Any, *,
     train_x, train_y = put(np.asarray(splits.train_x, np.uint8),
                            np.asarray(splits.train_y, np.int32))
     has_val = splits.val_x is not None and len(splits.val_x) > 0
+    if spec.restore_best and not has_val:
+        raise GridError("train.restore_best keeps the best epoch on validation, and the splits "
+                        "have no validation set; add one or set restore_best False")
     val = put(*pad_eval(splits.val_x, splits.val_y)) if has_val else None
     test = put(*pad_eval(splits.test_x, splits.test_y))
     init_variables = _initial_params(padded, arrays.keys[:, 0])

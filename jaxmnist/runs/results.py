@@ -79,6 +79,10 @@ def member_record(result: MemberResult, test_labels: np.ndarray) -> dict[str, An
         "top_class_share": share,
         "history": history_rows(result),
         "test": {"loss": metrics.finite_or_none(result.test_loss), "acc": result.test_acc},
+        # restore_best: the epoch whose parameters count, and the last epoch's test beside
+        **({"kept_epoch": result.kept_epoch, "test_last": {
+            "loss": metrics.finite_or_none(result.last_test[0]), "acc": result.last_test[1]}}
+           if result.last_test is not None else {}),
         "test_pred": result.test_pred.tolist(),
         "confusion_test": metrics.confusion_matrix(np.asarray(test_labels),
                                                    result.test_pred).tolist(),

@@ -175,6 +175,24 @@ def table_cost(run: RunView) -> Table:
     return cost
 
 
+def table_kept(run: RunView) -> Table | None:
+    """restore_best: per member, the epoch it kept and its test accuracy beside the last's."""
+    rows = [(p, m) for p in run.points for m in p.members if m.get("test_last")]
+    if not rows:
+        return None
+    epochs = run.config["base"]["train"]["epochs"]
+    t = Table("Which epoch counts: the best on validation (restore_best) beside the last",
+              ["point", "seed", "kept epoch", "test acc (kept)", "test acc (last epoch)",
+               "difference"])
+    for p, m in rows:
+        t.add(p.label, m["config"].get("seed"), m.get("kept_epoch"), m["test"]["acc"],
+              m["test_last"]["acc"], m["test"]["acc"] - m["test_last"]["acc"])
+    t.notes.append(f"Every other table reports the kept epoch; {epochs} epochs trained. Kept: "
+                   "the best validation accuracy (ties: validation loss, then the earlier "
+                   "epoch), its parameters exported.")
+    return t
+
+
 def tables_protocol(run: RunView) -> list[Table]:
     """A tuning protocol's answer: each optimizer's chosen setting on fresh seeds, tuning cost."""
     finals = run.points_of(stats.FINAL)
@@ -455,6 +473,7 @@ def write_tables(run: RunView) -> list[Path]:
     summary_path = out_dir / "results_summary.json"
     rundir.write_json(summary_path, results_summary(run))
     written.append(summary_path)
+    emit("kept", [table_kept(run)], "Which epoch counts")
     emit("protocol", tables_protocol(run), "Tuning protocol")
     emit("seeds", [table_seeds(run)], "Seeds")
     emit("compare", [table_compare(run)], "Optimizers compared")

@@ -351,11 +351,11 @@ def test_the_zoos_resnet18_is_flaxs_imagenet_resnet18(axis_models):
                                       net_b.apply(v_b, x, train=False))
 
 
-def _axis_members(model_cfg):
+def _axis_members(model_cfg, strategy="auto"):
     from train_fixtures import base_member
 
     return [base_member(**{"model": model_cfg, "optim.name": name, "optim.learning_rate": lr,
-                           "seed": seed})
+                           "seed": seed, "train.strategy": strategy})
             for name, lr, seed in (("adam", 1e-3, 0), ("momentum", 0.05, 1))]
 
 
@@ -399,6 +399,25 @@ def test_a_named_axis_model_trains_as_a_grid_and_each_member_equals_it_alone(axi
                 np.testing.assert_allclose(got[name], want[name], atol=1e-5, rtol=0,
                                            err_msg=f"{kind} member {k} {part}/{name}")
         assert grid[k].alive
+
+
+def test_a_named_axis_model_trains_under_vmap_as_under_the_cpu_default(axis_models):
+    """The accelerator default, vmap: each member's named axis is still its own (a size-1
+    named vmap inside the grid's vmap); members match the CPU default's within the bound of a
+    differently batched grid (docs/architecture.md: vmap reorders reductions)."""
+    from train_fixtures import small_splits
+
+    from jaxmnist.engine.fit import train_grid
+
+    splits = small_splits(n_train=192, n_val=64, n_test=64)
+    vmapped = train_grid(_axis_members(axis_models["resnet"], "vmap"), splits)
+    default = train_grid(_axis_members(axis_models["resnet"]), splits)
+    assert vmapped[0].group.strategy == "vmap" and default[0].group.strategy == "sequential"
+    for a, b in zip(vmapped, default, strict=True):
+        got, want = _flat(a.params), _flat(b.params)
+        for name in got:
+            np.testing.assert_allclose(got[name], want[name], atol=1e-3, rtol=0, err_msg=name)
+        assert abs(a.test_acc - b.test_acc) <= 2 / 64
 
 
 def test_a_resnet_member_equals_flaxs_own_pmap_loop(axis_models):

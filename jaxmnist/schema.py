@@ -275,7 +275,7 @@ class Study(_Section):
                 raise ValueError("prune: ranks points on the validation split, and data.split is "
                                  "'none'; set data.split to 'keras', 'holdout' or 'merged'")
             epochs = (self.base.get("train") or {}).get("epochs")
-            if is_int(epochs) and self.prune.rungs[-1] > epochs:
+            if isinstance(epochs, int) and is_int(epochs) and self.prune.rungs[-1] > epochs:
                 raise ValueError(f"prune.rungs: {self.prune.rungs[-1]} is past the last epoch "
                                  f"({epochs}); keep every rung at or below train.epochs")
         return self

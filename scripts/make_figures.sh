@@ -37,7 +37,7 @@ declare -A KEEP=(
   [s4]="curves.png confusion_test_depth_1.png confusion_test_depth_4.png"
   [flax_mnist]="curves.png confusion_test.png confusion_train.png"
   [resnet]="curves.png confusion_test.png"
-  [tune]="curves.png lr_sensitivity.png probability_of_improvement.png performance_profiles.png"
+  [tune]="curves_main.png curves_final.png lr_sensitivity.png rungs.png probability_of_improvement.png performance_profiles.png"
 )
 
 # Where a study's run is published when it is not figures/<study>/ (the full run goes there).

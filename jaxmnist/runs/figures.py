@@ -162,13 +162,14 @@ def curves(run: RunView, points: Sequence[tuple[str, Point]], path: Path, title:
             if off_scale:
                 ax.text(0.02, 0.97, "off-scale (diverged): " + ", ".join(off_scale),
                         transform=ax.transAxes, fontsize=6, va="top", wrap=True)
-        if columns and key == keys[0][0]:
+        if columns and key == keys[0][0] and len(pts) <= 6:  # else the colour scale says it
             ax.legend(fontsize=6, loc="lower right")
-    fig.suptitle(f"{title}: mean ± std over seeds"
-                 + (" (a column per optimizer; darker = larger learning rate)" if columns else ""),
-                 fontsize=12)
+    text = f"{title}: mean ± std over seeds" + (
+        " (a column per optimizer; darker = larger learning rate)" if columns else "")
+    text = textwrap.fill(text, int(fig.get_figwidth() * 11))
+    fig.suptitle(text, fontsize=12)
     if columns:
-        _layout(fig)
+        _layout(fig, top=0.25 * text.count("\n") / fig.get_figheight())  # room for its lines
     elif len(points) > 4:
         handles, labels = grid.flat[0].get_legend_handles_labels()
         _layout(fig, right=0.68)
@@ -575,7 +576,9 @@ def write_figures(run: RunView) -> list[Path]:
     written: list[Path | None] = []
     best = run.featured()  # the best point on validation, else (nothing chosen) the first
     what = "best point" if run.best() else "first point (no choice)"
-    exps = [e for e in run.experiments() if e["name"] != "main"]
+    # Per experiment (S3; a protocol's tuning and final phases), else every point at once.
+    exps = [e for e in run.experiments() if e["name"] != "main"
+            or any(x["name"] == stats.FINAL for x in run.experiments())]
     if exps:  # curves and histograms per experiment (S3), else of every point at once
         sets = [(run.points_of(e["name"]), f"_{slug(e['name'])}", e.get("title") or e["name"])
                 for e in exps]

@@ -102,7 +102,6 @@ def loop_resnet18(spec: str, n: int, batch: int) -> dict[str, Any]:
     """Flax's imagenet loop on the ResNet18 of Flax's file: pmap, batch_stats, momentum SGD."""
     import jax
     import jax.numpy as jnp
-    import numpy as np
     import optax
 
     model = _import(spec)(num_classes=10)
@@ -129,13 +128,12 @@ def loop_resnet18(spec: str, n: int, batch: int) -> dict[str, Any]:
     p_step = jax.pmap(step, axis_name="batch")
     state = jax.tree_util.tree_map(lambda a: a[None], state)  # replicated over the one device
     return _time_loop(lambda s, xb, yb: p_step(s, xb[None], yb[None]), state, x_all, y_all,
-                      batch, np)
+                      batch)
 
 
 def loop_mnist_cnn(spec: str, n: int, batch: int) -> dict[str, Any]:
     """Flax's examples/mnist loop (NNX): nnx.Optimizer, nnx.jit train step, momentum SGD."""
     import jax.numpy as jnp
-    import numpy as np
     import optax
     from flax import nnx
 
@@ -157,13 +155,13 @@ def loop_mnist_cnn(spec: str, n: int, batch: int) -> dict[str, Any]:
         train_step(model, optimizer, rngs, jnp.asarray(xb), jnp.asarray(yb))
         return model.linear2.kernel[...]
 
-    return _time_loop(step, None, x_all, y_all, batch, np)
+    return _time_loop(step, None, x_all, y_all, batch)
 
 
-def _time_loop(step: Any, state: Any, x_all: Any, y_all: Any, batch: int, np: Any
-               ) -> dict[str, Any]:
+def _time_loop(step: Any, state: Any, x_all: Any, y_all: Any, batch: int) -> dict[str, Any]:
     """Two warm-up steps (compile), then one epoch over the images; images per second."""
     import jax
+    import numpy as np
 
     images = (x_all.astype(np.float32) / 255.0)
     labels = y_all.astype(np.int32)

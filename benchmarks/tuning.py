@@ -58,18 +58,13 @@ def _sweep(workdir: Path, overrides: Sequence[str], data_dir: str | None) -> flo
     return seconds
 
 
-def _results(run_dir: Path) -> tuple[dict[str, Any], list[dict[str, Any]], list[dict[str, Any]]]:
-    config = json.loads((run_dir / "config.json").read_text())
-    results = json.loads((run_dir / "results.json").read_text())
-    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()
-            if line.strip()]
-    return config, results["members"] if isinstance(results, dict) else results, rows
+def _members(run_dir: Path) -> list[dict[str, Any]]:
+    return json.loads((run_dir / "results.json").read_text())["members"]
 
 
 def member_epochs(run_dir: Path) -> float:
     """Epochs the run's members trained (results.json's ``epochs_trained``; pruned ones stop)."""
-    _, members, _ = _results(run_dir)
-    return float(sum(m["epochs_trained"] for m in members))
+    return float(sum(m["epochs_trained"] for m in _members(run_dir)))
 
 
 def best_learning_rates(run_dir: Path) -> dict[str, dict[str, Any]]:

@@ -547,7 +547,9 @@ def rungs(run: RunView, path: Path) -> Path | None:
                              figsize=(3.8 * len(families) + 1.0, 4.6))
     for ax, family in zip(axes[0], families, strict=True):
         for p in (p for p in points if stats.optimizer(p) == family):
-            ys = np.nanmean(_seed_curves(p, metric), 0)
+            with warnings.catch_warnings():  # a pruned point's epochs after its rung: NaN
+                warnings.simplefilter("ignore", RuntimeWarning)
+                ys = np.nanmean(_seed_curves(p, metric), 0)
             x = np.arange(1, len(ys) + 1)
             survived = all(r["survived"] for r in p.rep["rungs"])
             ax.plot(x, ys, lw=2.2 if survived else 0.8, marker="o" if survived else "x",

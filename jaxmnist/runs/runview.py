@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import collections
-import dataclasses
 import math
 import re
 from collections.abc import Sequence
@@ -56,18 +55,6 @@ class Point:
     experiments: list[dict[str, Any]]
     members: list[dict[str, Any]] = field(default_factory=list)
     suffix: str = ""  # the settings that tell it from points of the same label (load sets it)
-    # member index -> the experiments whose seeds it is (fresh seeds of a final phase are not
-    # the tuning phase's)
-    member_experiments: dict[int, set[str]] = field(default_factory=dict)
-
-    def of(self, experiment: str) -> Point:
-        """This point with only the seeds that belong to ``experiment`` (itself if all do)."""
-        kept = [m for m in self.members
-                if experiment in self.member_experiments.get(m["member"], {experiment})]
-        if len(kept) == len(self.members):
-            return self
-        return dataclasses.replace(self, members=kept, experiments=[
-            e for e in self.experiments if e["name"] == experiment])
 
     @property
     def label(self) -> str:
@@ -142,7 +129,7 @@ class RunView:
         """``(label, point)`` for an experiment, in the study's order."""
         labels = [label for exp in self.experiments() if exp["name"] == experiment
                   for label in exp["labels"]]
-        return [(label, p.of(experiment)) for label in labels for p in self.points
+        return [(label, p) for label in labels for p in self.points
                 if any(e["name"] == experiment and e["label"] == label for e in p.experiments)]
 
     def paper(self, point: Point, experiment: str | None = None,
@@ -285,7 +272,6 @@ def load(run_dir: str | Path) -> RunView:
         point = points.setdefault((meta["key"], names), Point(
             meta["key"], {k: v for k, v in meta["config"].items() if k != "seed"},
             meta["experiments"]))
-        point.member_experiments[meta["member"]] = set(names)
         result = finished.get(meta["member"])
         if result is not None:
             point.members.append(result)

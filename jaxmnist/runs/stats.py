@@ -109,8 +109,8 @@ FINAL = "final"  # the tuning protocol's phase 2: chosen settings on fresh seeds
 
 
 def is_final(point: Point) -> bool:
-    """Whether the point is a tuning protocol's phase 2 (its members are that phase's alone)."""
-    return all(point.member_experiments.get(m["member"]) == {FINAL} for m in point.members)
+    """Whether the point is a tuning protocol's phase 2 (a point is one set of experiments)."""
+    return {e["name"] for e in point.experiments} == {FINAL}
 
 
 def chosen(run: RunView, *, tuning: bool = False) -> dict[str, Point]:

@@ -703,10 +703,12 @@ def test_the_built_wheel_runs_the_shipped_studies_outside_the_checkout(tmp_path)
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
     where = run([python, "-c", "import jaxmnist, jaxmnist.sweeps.s2 as s, importlib.resources "
                  "as r; print(jaxmnist.__file__); print(s.__file__); "
-                 "print((r.files('jaxmnist') / 'serve' / 'static' / 'index.html').is_file())"],
+                 "print((r.files('jaxmnist') / 'serve' / 'static' / 'index.html').is_file()); "
+                 "from jaxmnist.runs import published; print(bool(published.PUBLISHED))"],
                 cwd=elsewhere, env=env).stdout.split()
     assert all(Path(p).is_relative_to(site) for p in where[:2]), where
     assert where[2] == "True"  # the web demo's files
+    assert where[3] == "True"  # the papers' numbers (sweeps/published.json)
     listing = run([python, "-m", "jaxmnist.sweep", "--list"], cwd=elsewhere, env=env).stdout
     for name in ("optimizers", "s0", "s1", "s2", "s3", "s4", "smoke"):
         assert f"  {name} " in listing, listing

@@ -1,10 +1,7 @@
 """Statistics over seeds: IQM, bootstrap intervals, paired comparisons, profiles, time to target.
 
-No jax. Built on :mod:`scipy.stats`: ``trim_mean`` is rliable's IQM, ``bootstrap`` with the
-percentile method (rliable's default) and ``paired=True`` for the seeds two points share.
-rliable itself would add statsmodels and arch (76 MB) for three functions, and its probability
-of improvement pairs every run of X with every run of Y, ignoring that seed s of X and seed s of
-Y start from the same weights and data order. docs/statistics.md says what each column means.
+No jax; scipy.stats in rliable's definitions, seeds paired (docs/statistics.md: why not rliable,
+what each column means).
 """
 
 from __future__ import annotations
@@ -59,10 +56,9 @@ def _few(n: int) -> str:
 
 
 def describe(values: Sequence[float | None]) -> dict[str, Any]:
-    """One point's seeds: ``mean``, ``iqm``, ``ci_low``/``ci_high``, ``values``, ``note``.
+    """One point's seeds: ``mean``, ``iqm``, ``ci_low``/``ci_high``, raw ``values``, ``note``.
 
-    The interval is the mean's; ``values`` are the raw per-seed ones; ``note`` says when there
-    are too few seeds for an interval (then NaN).
+    The interval is the mean's, NaN below :data:`MIN_SEEDS` seeds (``note`` says so).
     """
     x = finite(values)
     low, high = interval(np.mean, x)
@@ -79,10 +75,9 @@ def _diff(x: np.ndarray, y: np.ndarray, axis: int = -1) -> np.ndarray:
 
 
 def paired(x: ArrayLike, y: ArrayLike, names: tuple[str, str] = ("X", "Y")) -> dict[str, Any]:
-    """X against Y, ``x[i]`` and ``y[i]`` from the same seed: P(X > Y), x - y, a verdict.
+    """X against Y, ``x[i]`` and ``y[i]`` from the same seed: P(X > Y) and x - y with intervals.
 
-    Both with intervals; the verdict states a difference only when the interval of the mean
-    difference excludes zero.
+    The verdict states a difference only when the interval of x - y excludes zero.
     """
     a, b = np.asarray(x, float), np.asarray(y, float)
     n = len(a)
@@ -116,8 +111,7 @@ def is_final(point: Point) -> bool:
 def chosen(run: RunView, *, tuning: bool = False) -> dict[str, Point]:
     """Per optimizer family, its point ranked first on validation; best family first.
 
-    After a tuning protocol's phase 2 (:mod:`jaxmnist.protocol`): its points, on their fresh
-    seeds only; ``tuning``: still the choice among the other points (what phase 2 re-runs).
+    After a protocol's phase 2: its points (fresh seeds); ``tuning``: the choice phase 2 re-ran.
     """
     if not tuning and any(e["name"] == FINAL for e in run.experiments()):
         return {optimizer(p): p for p in rank_points([p for _, p in run.points_of(FINAL)])}
@@ -134,10 +128,7 @@ def _by_seed(point: Point) -> dict[int, float]:
 
 
 def compare(run: RunView) -> pd.DataFrame:
-    """Test accuracy of every pair of optimizers (:data:`COMPARE_COLUMNS`, x ranked above y).
-
-    Each optimizer at its setting chosen on validation; paired over the seeds both finished.
-    """
+    """Test accuracy of every pair of optimizers at their chosen settings, paired over seeds."""
     rows = []
     for p, q in itertools.combinations(chosen(run).values(), 2):
         x, y = _by_seed(p), _by_seed(q)
@@ -148,20 +139,14 @@ def compare(run: RunView) -> pd.DataFrame:
 
 
 def profile(scores: Mapping[str, Sequence[float | None]], taus: ArrayLike) -> pd.DataFrame:
-    """Per name, the fraction of its runs scoring above each ``tau`` (a frame indexed by tau).
-
-    A run without a finite score (unfinished, diverged) counts as below every tau.
-    """
+    """Per name, the fraction of its runs scoring above each ``tau`` (None / NaN: below all)."""
     t = np.asarray(taus, float)
     return pd.DataFrame({name: (finite(v)[:, None] > t).sum(0) / max(len(v), 1)
                          for name, v in scores.items()}, index=pd.Index(t, name="tau"))
 
 
 def performance_profile(run: RunView, taus: ArrayLike | None = None) -> pd.DataFrame:
-    """Performance profile: per optimizer, the fraction of its runs with test accuracy > tau.
-
-    Its runs: every setting and seed. ``taus`` default to 0, 0.01, ..., 1.
-    """
+    """Per optimizer, the fraction of its runs (settings x seeds) with test accuracy > tau."""
     scores: dict[str, list[float | None]] = {}
     for p in run.points:
         scores.setdefault(optimizer(p), []).extend(p.test_acc())
@@ -169,10 +154,9 @@ def performance_profile(run: RunView, taus: ArrayLike | None = None) -> pd.DataF
 
 
 def time_to_target(run: RunView, target: float) -> pd.DataFrame:
-    """Per member: the first epoch whose validation accuracy reaches ``target``; NaN if never.
+    """Per member: the first epoch with val accuracy >= ``target`` and seconds to it; NaN: never.
 
-    ``seconds``: the group's training time to the end of that epoch (history ``seconds``,
-    compile excluded).
+    ``seconds``: the group's training time to the end of that epoch (compile excluded).
     """
     rows = []
     for p in run.points:
@@ -190,10 +174,9 @@ def time_to_target(run: RunView, target: float) -> pd.DataFrame:
 
 
 def time_to_target_by_optimizer(run: RunView, target: float) -> pd.DataFrame:
-    """Per optimizer at its setting chosen on validation: epochs and seconds to ``target``.
+    """Per optimizer at its chosen setting: seeds ``reached`` of ``n``, epochs and seconds to it.
 
-    ``reached`` of ``n`` seeds; ``epochs``, ``seconds``: medians over seeds, one that never
-    reached it counted as infinite.
+    Medians over seeds; a seed that never reached ``target`` counts as infinite.
     """
     members = time_to_target(run, target)
     rows = []
@@ -209,8 +192,7 @@ def time_to_target_by_optimizer(run: RunView, target: float) -> pd.DataFrame:
 def tuning_cost(run: RunView) -> pd.DataFrame:
     """Per optimizer: members tuned, member-epochs trained against the full grid's, seconds.
 
-    The tuning members: all but a protocol's phase 2. Seconds: each group's training time
-    shared among its members by the epochs each trained (pruned members stop early).
+    Seconds: each group's training time shared by the epochs each member trained.
     """
     members = [(p, m) for p in run.points if not is_final(p) for m in p.members]
     def trained(m: dict[str, Any]) -> float:

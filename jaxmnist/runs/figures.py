@@ -98,14 +98,11 @@ def curves(run: RunView, points: Sequence[tuple[str, Point]], path: Path, title:
     columns = ([[(lab, p) for lab, p in points if _family(p) == f] for f in families]
                if len(families) > 1 and len(points) > 4 else None)
     if columns:
-        rates = [float(p.config["optim"]["learning_rate"]) for _, p in points]
-        lo, hi = np.log10(min(rates)), np.log10(max(rates))
+        rates = {id(p): np.log10(float(p.config["optim"]["learning_rate"])) for _, p in points}
+        lo, hi = min(rates.values()), max(rates.values())
         scale = plt.get_cmap("viridis_r")
-
-        def color(point: Point, i: int) -> Any:  # noqa: ARG001 - one signature for both layouts
-            x = np.log10(float(point.config["optim"]["learning_rate"]))
-            return scale(0.1 + 0.8 * ((x - lo) / (hi - lo) if hi > lo else 0.5))
-
+        colors = {k: scale(0.1 + 0.8 * ((x - lo) / (hi - lo) if hi > lo else 0.5))
+                  for k, x in rates.items()}
         fig, grid = plt.subplots(len(keys), len(columns), squeeze=False, sharey="row",
                                  figsize=(3.6 * len(columns) + 1.0, 2.6 * len(keys) + 1.4))
         panels = [(grid[r, c], key, name, col) for r, (key, name) in enumerate(keys)
@@ -115,17 +112,13 @@ def curves(run: RunView, points: Sequence[tuple[str, Point]], path: Path, title:
         fig, grid = plt.subplots(nrows, 2, figsize=(13.5 if wide else 11, 3.4 * nrows + 1.2),
                                  squeeze=False)
         palette = plt.get_cmap("tab20" if len(points) > 10 else "tab10")
-        index = {id(p): i for i, (_, p) in enumerate(points)}
-
-        def color(point: Point, i: int) -> Any:  # noqa: ARG001
-            return palette(index[id(point)] % palette.N)
-
+        colors = {id(p): palette(i % palette.N) for i, (_, p) in enumerate(points)}
         panels = [(ax, key, name, list(points)) for ax, (key, name) in zip(grid.flat, keys,
                                                                              strict=True)]
     pub_hist = published.history(run.study)
     for ax, key, name, pts in panels:
         off_scale = []
-        for i, (label, point) in enumerate(pts):
+        for label, point in pts:
             ys = _seed_curves(point, key)
             if not np.isfinite(ys).any():
                 continue
@@ -137,7 +130,7 @@ def curves(run: RunView, points: Sequence[tuple[str, Point]], path: Path, title:
                 warnings.simplefilter("ignore", RuntimeWarning)
                 mean = np.nanmean(ys, 0)
                 std = np.nanstd(ys, 0, ddof=1) if ys.shape[0] > 1 else np.zeros_like(mean)
-            c = color(point, i)
+            c = colors[id(point)]
             shown = label.removeprefix(_family(point) + " ") if columns else label
             ax.plot(x, mean, color=c, lw=1.5, marker="o", ms=3,
                     label=f"{shown} (n={ys.shape[0]})")

@@ -110,11 +110,10 @@ def _atomic_write(path: Path, write: Any) -> None:
         with tmp.open("wb") as fh:
             write(fh)
         os.replace(tmp, path)
-    except OSError as err:
+    except BaseException as err:
         tmp.unlink(missing_ok=True)
-        raise _write_failed(path, err) from None
-    except BaseException:
-        tmp.unlink(missing_ok=True)
+        if isinstance(err, OSError):
+            raise _write_failed(path, err) from None
         raise
 
 
@@ -331,9 +330,7 @@ def check_workdir(path: str | os.PathLike) -> None:
         raise RunDirError(f"{p} exists, is not empty and holds no {CONFIG}; pick a new --workdir")
 
 
-CONFIG_FORMAT = 3  # 3: checkpoints hold steps taken and rung decisions (pruning)
-"""``config.json``'s ``config_format``: 2 records each member's resolved config (every default
-written out); 1 (no field) recorded the configs as the study wrote them."""
+CONFIG_FORMAT = 3  # config.json's config_format; its history: docs/architecture.md, "Run directory"
 
 
 def _identity(cfg: Mapping[str, Any]) -> str:
@@ -346,10 +343,8 @@ def grown_order(old: Mapping[str, Any], configs: Sequence[Mapping[str, Any]],
                 run_dir: str | os.PathLike) -> list[int]:
     """How a study's member ``configs`` grow the run ``old`` (its ``config.json``).
 
-    ``order[k]`` indexes ``configs``: the run's members keep their indices (the same config, or
-    the same with more epochs) and the study's other members follow in study order. RunDirError
-    when the study is no growth: a member is missing or has fewer epochs, or more epochs would
-    change its schedule (decay over the whole run: continuing it is not the longer run).
+    ``order[k]`` indexes ``configs``: the run's members first, the study's new ones after; a
+    study that is no growth raises RunDirError (docs/architecture.md, "Growing a run").
     """
     _check_format(old, run_dir)
     free: dict[str, list[int]] = {}
@@ -444,11 +439,8 @@ def _cut_torn_tail(path: Path) -> None:
                     "appending", path)
 
 
-def _remove_stale_temp_files(root: Path) -> list[Path]:
-    """Removes (and returns) the temporary files of this module's writes a killed run left.
-
-    A run directory has one writer, so such a file at reopening is an orphan.
-    """
+def _remove_stale_temp_files(root: Path) -> None:
+    """Removes the temporary files of this module's writes that a killed run left (orphans)."""
     own = {CONFIG, ENV, RESULTS, SAMPLES}
     removed = []
     for folder, is_own in ((root, own.__contains__), (root / "params", MEMBER_FILE.match)):
@@ -465,7 +457,6 @@ def _remove_stale_temp_files(root: Path) -> list[Path]:
     if removed:
         log.warning("removed %d temporary file(s) left by an interrupted run in %s: %s",
                     len(removed), root, ", ".join(str(p.relative_to(root)) for p in removed))
-    return removed
 
 
 class RunWriter:

@@ -142,11 +142,7 @@ class RunView:
         return entry.values if entry else {}
 
     def ranked(self) -> list[Point]:
-        """The points best first by THE rule (:func:`jaxmnist.ranking.rank`).
-
-        Validation accuracy of the last epoch, mean over the seeds; ties by validation loss,
-        then study order. Without validation every point ties: study order.
-        """
+        """The points best first by THE rule (:func:`rank_points`: validation, seed means)."""
         return rank_points(self.points)
 
     def no_choice(self) -> str | None:
@@ -161,8 +157,7 @@ class RunView:
     def best(self) -> Point | None:
         """The point chosen on validation (:meth:`ranked`'s first), never on test.
 
-        None when nothing can be chosen (:meth:`no_choice` says why): a run without a
-        validation split reports its test metrics but names no best point.
+        None when nothing can be chosen (:meth:`no_choice` says why).
         """
         return None if self.no_choice() else self.ranked()[0]
 
@@ -315,11 +310,8 @@ def _unique_labels(points: list[Point]) -> None:
 
 def grid_axes(run: RunView) -> tuple[str, list[Any], str, list[Any]] | None:
     """Row and column keys of a two-key grid (S2: optimizer x learning rate), else ``None``."""
-    grid = run.config.get("grid") or {}
-    if run.config.get("experiments"):
-        return None
-    flat = flatten(grid)
-    if len(flat) != 2:
+    flat = flatten(run.config.get("grid") or {})
+    if run.config.get("experiments") or len(flat) != 2:
         return None
     (k1, v1), (k2, v2) = flat.items()
     # Strings (optimizer names) make better rows than numbers.

@@ -423,6 +423,18 @@ def ffnn_drawing(run: RunView, point: Point, path: Path, show_units: int = 16,
     return _save(fig, run, path)
 
 
+def band(described: dict[str, Any]) -> tuple[float, float]:
+    """The band of a point described by :func:`stats.describe`: its interval, else the seeds' range.
+
+    ``describe`` gives a NaN interval below 5 seeds, so the range is what there is to draw.
+    """
+    low, high = described["ci_low"], described["ci_high"]
+    if np.isfinite(low) and np.isfinite(high):
+        return float(low), float(high)
+    seeds = stats.finite(described["values"])
+    return float(seeds.min()), float(seeds.max())
+
+
 def sensitivity(run: RunView, path: Path) -> Path | None:
     """Validation accuracy against learning rate, a line per optimizer, the chosen setting starred.
 
@@ -444,10 +456,7 @@ def sensitivity(run: RunView, path: Path) -> Path | None:
     for i, (family, rows) in enumerate(lines.items()):
         lr = [r[0] for r in rows]
         mean = [r[1]["mean"] for r in rows]
-        lo = [r[1]["ci_low"] if r[1]["ci_low"] is not None else min(stats.finite(r[1]["values"]))
-              for r in rows]
-        hi = [r[1]["ci_high"] if r[1]["ci_high"] is not None else max(stats.finite(r[1]["values"]))
-              for r in rows]
+        lo, hi = zip(*(band(r[1]) for r in rows), strict=True)
         color = plt.get_cmap("tab10")(i % 10)
         ax.plot(lr, mean, marker="o", ms=4, color=color, label=f"{family} ({len(rows)} rates)")
         ax.fill_between(lr, lo, hi, color=color, alpha=0.2, lw=0)

@@ -63,7 +63,7 @@ class PreprocessError(ValueError):
 _DATA_URL = re.compile(r"^data:(?P<mime>[\w.+-]+/[\w.+-]+)?(?P<params>(;[^,;]*)*?),", re.ASCII)
 
 
-def decode_data_url(url: str, *, max_bytes: int = MAX_BYTES) -> bytes:
+def decode_data_url(url: str) -> bytes:
     """Bytes of a ``data:image/...;base64,`` URL (``canvas.toDataURL()``) or of bare base64."""
     if not isinstance(url, str):
         raise PreprocessError("'image' must be a string: a data URL or base64 text",
@@ -82,8 +82,8 @@ def decode_data_url(url: str, *, max_bytes: int = MAX_BYTES) -> bytes:
             raise PreprocessError("data URL must be base64-encoded", code="bad_data_url")
         payload = payload[m.end():]
     # Check the size before decoding: 4 base64 characters carry 3 bytes.
-    if len(payload) * 3 // 4 > max_bytes + 3:
-        raise PreprocessError(f"image larger than {max_bytes // (1024 * 1024)} MiB",
+    if len(payload) * 3 // 4 > MAX_BYTES + 3:
+        raise PreprocessError(f"image larger than {MAX_BYTES // (1024 * 1024)} MiB",
                               status_code=413, code="too_large")
     try:
         return base64.b64decode(payload, validate=True)
@@ -91,18 +91,17 @@ def decode_data_url(url: str, *, max_bytes: int = MAX_BYTES) -> bytes:
         raise PreprocessError(f"invalid base64 in image data: {err}", code="bad_base64") from err
 
 
-def decode_image(data: bytes, *, max_bytes: int = MAX_BYTES,
-                 max_pixels: int = MAX_PIXELS) -> np.ndarray:
+def decode_image(data: bytes) -> np.ndarray:
     """Image file bytes -> grayscale float32 [H, W] in [0, 1] (0 = black).
 
     EXIF orientation applied, transparency composited on white, reduced to :data:`WORK_SIDE`
-    (JPEGs while decoding); ``max_pixels`` is checked on the header, before decoding.
+    (JPEGs while decoding); :data:`MAX_PIXELS` is checked on the header, before decoding.
     """
     if not data:
         raise PreprocessError("empty file: no image data received", code="empty")
-    if len(data) > max_bytes:
+    if len(data) > MAX_BYTES:
         raise PreprocessError(
-            f"file is {len(data) / 2**20:.1f} MiB; the limit is {max_bytes / 2**20:.0f} MiB",
+            f"file is {len(data) / 2**20:.1f} MiB; the limit is {MAX_BYTES / 2**20:.0f} MiB",
             status_code=413, code="too_large")
     try:
         with warnings.catch_warnings():
@@ -118,9 +117,9 @@ def decode_image(data: bytes, *, max_bytes: int = MAX_BYTES,
             status_code=415, code="not_an_image") from err
 
     w, h = img.size
-    if w * h > max_pixels:
+    if w * h > MAX_PIXELS:
         raise PreprocessError(
-            f"image is {w}x{h} = {w * h / 1e6:.0f} MP; the limit is {max_pixels / 1e6:.0f} MP",
+            f"image is {w}x{h} = {w * h / 1e6:.0f} MP; the limit is {MAX_PIXELS / 1e6:.0f} MP",
             status_code=413, code="too_many_pixels")
     if min(w, h) < MIN_SIDE or max(w, h) > MAX_ASPECT * min(w, h):
         raise PreprocessError(

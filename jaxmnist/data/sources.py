@@ -355,10 +355,8 @@ def _import_tfds() -> Any:
 def _tfds_file_order(split: str, n: int) -> np.ndarray:
     """``order`` such that TFDS record ``j`` is IDX example ``order[j]`` (docs/data.md)."""
     # TFDS sorts by the md5 of split + index as an integer: the digest's bytes sort the same.
-    def key(i: int) -> bytes:
-        return hashlib.md5(f"{split}{i}".encode()).digest()
-
-    return np.array(sorted(range(n), key=key), dtype=np.int64)
+    digests = [hashlib.md5(f"{split}{i}".encode()).digest() for i in range(n)]
+    return np.array(sorted(range(n), key=digests.__getitem__), dtype=np.int64)
 
 
 def _unreachable(url: str, timeout: float = 10.0) -> str | None:

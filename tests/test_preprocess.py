@@ -1,4 +1,4 @@
-"""Preprocessing of real images into MNIST-style 28x28 digits (numpy + Pillow only)."""
+"""Preprocessing of real images into MNIST-style 28x28 digits (numpy, scipy.ndimage and Pillow)."""
 
 from __future__ import annotations
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import gzip
 import hashlib
+import json
 import logging
 import os
 import sys
@@ -31,8 +32,6 @@ ENV_TFDS_DIR = "JAXMNIST_TFDS_DIR"
 ENV_CACHE_DIR = "JAXMNIST_CACHE_DIR"  # default $XDG_CACHE_HOME/jaxmnist or ~/.cache/jaxmnist
 ENV_OFFLINE = "JAXMNIST_OFFLINE"  # "1": never download (tests, air-gapped machines)
 ENV_MIRROR = "JAXMNIST_MIRROR_URL"  # another base URL for that download (a mirror, a test server)
-# The mirror TFDS itself downloads from (Yann LeCun's site no longer serves the files reliably).
-MIRROR_URL = "https://storage.googleapis.com/cvdf-datasets/mnist/"
 
 SPLITS = ("train", "test")
 SOURCES = ("auto", "tfds", "idx", "synthetic")
@@ -68,21 +67,6 @@ class _IdxSpec(NamedTuple):
         return (self.gz_name, self.name, dotted, dotted + ".gz")
 
 
-_NAMES = (  # the order of each dataset's digests below: (name, split, kind, count, raw size)
-    ("train-images-idx3-ubyte", "train", "images", 60000, 47040016),
-    ("train-labels-idx1-ubyte", "train", "labels", 60000, 60008),
-    ("t10k-images-idx3-ubyte", "test", "images", 10000, 7840016),
-    ("t10k-labels-idx1-ubyte", "test", "labels", 10000, 10008),
-)
-
-
-def _files(*digests: tuple[int, str, str | None]) -> dict[tuple[str, str], _IdxSpec]:
-    """Each file's ``(gz size, gz digest, raw digest)``, in :data:`_NAMES` order."""
-    return {(split, kind): _IdxSpec(name, split, kind, count, gz_size, gz, raw_size, raw)
-            for (name, split, kind, count, raw_size), (gz_size, gz, raw) in zip(
-                _NAMES, digests, strict=True)}
-
-
 class Dataset(NamedTuple):
     """A 28x28x1, 10-class dataset published as four IDX files (and in TFDS)."""
 
@@ -98,53 +82,26 @@ class Dataset(NamedTuple):
     system_dirs: tuple[str, ...] = ()  # where an OS package installs the files
 
 
-# Checksums and their sources: docs/data.md ("Checksums").
-DATASETS: dict[str, Dataset] = {
-    "mnist": Dataset(
-        "mnist", "MNIST", "mnist", MIRROR_URL, "md5",
-        _files(
-            (9912422, "f68b3c2dcbeaaa9fbdd348bbdeb94873", "6bbc9ace898e44ae57da46a324031adb"),
-            (28881, "d53e105ee54ea40749a09fcbcd1e9432", "a25bea736e30d166cdddb491f175f624"),
-            (1648877, "9fb629c4189551a2d022fa330f9573f3", "2646ac647ad5339dbf082846283269ea"),
-            (4542, "ec29112dd5afa0611ce80d1b7f02629c", "27ae3e4e09519cfbb04c329615203637"),
-        ),
-        tuple(str(d) for d in range(10)),
-        {"train": (5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949),
-         "test": (980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009)},
-        ENV_DATA_DIR,
-    ),
-    "fashion_mnist": Dataset(
-        "fashion_mnist", "Fashion-MNIST", "fashion_mnist",
-        "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/", "sha256",
-        _files(
-            (26421880, "3aede38d61863908ad78613f6a32ed271626dd12800ba2636569512369268a84",
-             "c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888"),
-            (29515, "a04f17134ac03560a47e3764e11b92fc97de4d1bfaf8ba1a3aa29af54cc90845",
-             "bad3541b69d912435c50bb6ba87bec294ff4f6a2e1246121d8633921760443d9"),
-            (4422102, "346e55b948d973a97e58d2351dde16a484bd415d4595297633bb08f03db6a073",
-             "5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b"),
-            (5148, "67da17c76eaffca5446c3361aaab5c3cd6d1c2608764d35dfb1850b086bf8dd5",
-             "0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34"),
-        ),
-        ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker",
-         "Bag", "Ankle boot"),
-        {"train": (6000,) * 10, "test": (1000,) * 10},
-        "JAXMNIST_FASHION_MNIST_DIR",
-        ("/usr/share/datasets/fashion-mnist",),  # apt-get install dataset-fashion-mnist
-    ),
-    "kmnist": Dataset(
-        "kmnist", "KMNIST", "kmnist", "http://codh.rois.ac.jp/kmnist/dataset/kmnist/", "sha256",
-        _files(
-            (18165135, "51467d22d8cc72929e2a028a0428f2086b092bb31cfb79c69cc0a90ce135fde4", None),
-            (29497, "e38f9ebcd0f3ebcdec7fc8eabdcdaef93bb0df8ea12bee65224341c8183d8e17", None),
-            (3041136, "edd7a857845ad6bb1d0ba43fe7e794d164fe2dce499a1694695a792adfac43c5", None),
-            (5120, "20bb9a0ef54c7db3efc55a92eef5582c109615df22683c380526788f98e42a1c", None),
-        ),
-        ("o", "ki", "su", "tsu", "na", "ha", "ma", "ya", "re", "wo"),
-        None,
-        "JAXMNIST_KMNIST_DIR",
-    ),
-}  # fmt: skip
+def _load_datasets() -> dict[str, Dataset]:
+    """The datasets of ``datasets.json`` (checksums and their sources: docs/data.md).
+
+    Its ``files`` and each dataset's ``digests`` (gz size, gz digest, raw digest) share one order.
+    """
+    table = json.loads(Path(__file__).with_name("datasets.json").read_text())
+    out = {}
+    for name, d in table["datasets"].items():
+        files = {(split, kind): _IdxSpec(fname, split, kind, count, gz_size, gz, raw_size, raw)
+                 for (fname, split, kind, count, raw_size), (gz_size, gz, raw)
+                 in zip(table["files"], d.pop("digests"), strict=True)}
+        counts = d.pop("label_counts")
+        out[name] = Dataset(
+            name, files=files, class_names=tuple(d.pop("class_names")),
+            label_counts=counts and {split: tuple(c) for split, c in counts.items()},
+            system_dirs=tuple(d.pop("system_dirs")), **d)
+    return out
+
+
+DATASETS: dict[str, Dataset] = _load_datasets()
 DATASET_NAMES: tuple[str, ...] = tuple(DATASETS)
 """Valid ``data.name`` values."""
 
@@ -398,10 +355,8 @@ def _import_tfds() -> Any:
 def _tfds_file_order(split: str, n: int) -> np.ndarray:
     """``order`` such that TFDS record ``j`` is IDX example ``order[j]`` (docs/data.md)."""
     # TFDS sorts by the md5 of split + index as an integer: the digest's bytes sort the same.
-    def key(i: int) -> bytes:
-        return hashlib.md5(f"{split}{i}".encode()).digest()
-
-    return np.array(sorted(range(n), key=key), dtype=np.int64)
+    digests = [hashlib.md5(f"{split}{i}".encode()).digest() for i in range(n)]
+    return np.array(sorted(range(n), key=digests.__getitem__), dtype=np.int64)
 
 
 def _unreachable(url: str, timeout: float = 10.0) -> str | None:

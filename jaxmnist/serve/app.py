@@ -23,7 +23,6 @@ from typing import Any
 
 import numpy as np
 from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
@@ -50,9 +49,6 @@ _MEMBER_TEXT = re.compile(r"[0-9]{1,9}")
 
 class ServeError(PreprocessError):
     """A request that cannot be served as asked (unknown member, bad JSON, ...); a 4xx."""
-
-    def __init__(self, message: str, *, status_code: int = 400, code: str = "bad_request"):
-        super().__init__(message, status_code=status_code, code=code)
 
 
 @dataclass
@@ -391,12 +387,6 @@ def create_app(predictor: Predictor) -> FastAPI:
         client = f"{request.client.host}:{request.client.port}" if request.client else "unknown"
         log.info("client %s disconnected during %s %s", client, request.method, request.url.path)
         return Response(status_code=400)
-
-    @app.exception_handler(RequestValidationError)
-    async def _invalid(_: Request, err: RequestValidationError) -> JSONResponse:
-        msgs = "; ".join(f"{'.'.join(map(str, e.get('loc', ())))}: {e.get('msg')}"
-                         for e in err.errors())
-        return JSONResponse({"error": "bad_request", "detail": msgs}, status_code=400)
 
     @app.get("/", include_in_schema=False)
     async def index() -> FileResponse:

@@ -1,7 +1,7 @@
 """Turns a real image of a handwritten digit into an MNIST-style 28x28 uint8 array.
 
-The steps, as MNIST was made, and why: docs/serve.md, "Preprocessing". numpy and Pillow only;
-every rejected input raises :class:`PreprocessError`, which carries an HTTP status.
+The steps, as MNIST was made, and why: docs/serve.md, "Preprocessing". numpy, scipy.ndimage
+and Pillow; every rejected input raises :class:`PreprocessError`, which carries an HTTP status.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import warnings
 
 import numpy as np
 from PIL import Image, ImageOps
+from scipy import ndimage
 
 # Upload limits (a phone JPEG; decompression bombs) and shapes worth recognising.
 MAX_BYTES = 5 * 1024 * 1024
@@ -62,7 +63,7 @@ class PreprocessError(ValueError):
 _DATA_URL = re.compile(r"^data:(?P<mime>[\w.+-]+/[\w.+-]+)?(?P<params>(;[^,;]*)*?),", re.ASCII)
 
 
-def decode_data_url(url: str, *, max_bytes: int = MAX_BYTES) -> bytes:
+def decode_data_url(url: str) -> bytes:
     """Bytes of a ``data:image/...;base64,`` URL (``canvas.toDataURL()``) or of bare base64."""
     if not isinstance(url, str):
         raise PreprocessError("'image' must be a string: a data URL or base64 text",
@@ -81,8 +82,8 @@ def decode_data_url(url: str, *, max_bytes: int = MAX_BYTES) -> bytes:
             raise PreprocessError("data URL must be base64-encoded", code="bad_data_url")
         payload = payload[m.end():]
     # Check the size before decoding: 4 base64 characters carry 3 bytes.
-    if len(payload) * 3 // 4 > max_bytes + 3:
-        raise PreprocessError(f"image larger than {max_bytes // (1024 * 1024)} MiB",
+    if len(payload) * 3 // 4 > MAX_BYTES + 3:
+        raise PreprocessError(f"image larger than {MAX_BYTES // (1024 * 1024)} MiB",
                               status_code=413, code="too_large")
     try:
         return base64.b64decode(payload, validate=True)
@@ -90,18 +91,17 @@ def decode_data_url(url: str, *, max_bytes: int = MAX_BYTES) -> bytes:
         raise PreprocessError(f"invalid base64 in image data: {err}", code="bad_base64") from err
 
 
-def decode_image(data: bytes, *, max_bytes: int = MAX_BYTES,
-                 max_pixels: int = MAX_PIXELS) -> np.ndarray:
+def decode_image(data: bytes) -> np.ndarray:
     """Image file bytes -> grayscale float32 [H, W] in [0, 1] (0 = black).
 
     EXIF orientation applied, transparency composited on white, reduced to :data:`WORK_SIDE`
-    (JPEGs while decoding); ``max_pixels`` is checked on the header, before decoding.
+    (JPEGs while decoding); :data:`MAX_PIXELS` is checked on the header, before decoding.
     """
     if not data:
         raise PreprocessError("empty file: no image data received", code="empty")
-    if len(data) > max_bytes:
+    if len(data) > MAX_BYTES:
         raise PreprocessError(
-            f"file is {len(data) / 2**20:.1f} MiB; the limit is {max_bytes / 2**20:.0f} MiB",
+            f"file is {len(data) / 2**20:.1f} MiB; the limit is {MAX_BYTES / 2**20:.0f} MiB",
             status_code=413, code="too_large")
     try:
         with warnings.catch_warnings():
@@ -117,9 +117,9 @@ def decode_image(data: bytes, *, max_bytes: int = MAX_BYTES,
             status_code=415, code="not_an_image") from err
 
     w, h = img.size
-    if w * h > max_pixels:
+    if w * h > MAX_PIXELS:
         raise PreprocessError(
-            f"image is {w}x{h} = {w * h / 1e6:.0f} MP; the limit is {max_pixels / 1e6:.0f} MP",
+            f"image is {w}x{h} = {w * h / 1e6:.0f} MP; the limit is {MAX_PIXELS / 1e6:.0f} MP",
             status_code=413, code="too_many_pixels")
     if min(w, h) < MIN_SIDE or max(w, h) > MAX_ASPECT * min(w, h):
         raise PreprocessError(
@@ -166,12 +166,10 @@ def _shrink(img: Image.Image) -> Image.Image:
 def return_image_memory() -> None:
     """Makes Pillow allocate large images in :data:`PILLOW_BLOCK_SIZE` blocks (process-wide).
 
-    So that large uploads' memory returns to the system; left alone when ``$PILLOW_BLOCK_SIZE``
-    is set or this Pillow has no such setting.
+    So that large uploads' memory returns to the system; ``$PILLOW_BLOCK_SIZE``, when set, wins.
     """
-    set_block_size = getattr(Image.core, "set_block_size", None)
-    if set_block_size is not None and "PILLOW_BLOCK_SIZE" not in os.environ:
-        set_block_size(PILLOW_BLOCK_SIZE)
+    if "PILLOW_BLOCK_SIZE" not in os.environ:
+        Image.core.set_block_size(PILLOW_BLOCK_SIZE)
 
 
 def _to_gray(img: Image.Image) -> np.ndarray:
@@ -264,16 +262,16 @@ def _background(ink: np.ndarray) -> np.ndarray | float:
             + c[5] * uu * uu).astype(np.float32)
 
 
+_NEIGHBOURS = np.array([[1, 1, 1], [1, 0, 1], [1, 1, 1]], np.int8)
+
+
 def _despeckle(y: np.ndarray, passes: int = 2) -> np.ndarray:
     """Zeroes ink pixels with fewer than two inked 8-neighbours (a 1-px line survives)."""
     y = y.copy()
     for _ in range(passes):
-        m = (y > 0).astype(np.int8)
-        p = np.pad(m, 1)
-        h, w = m.shape
-        n = sum(p[1 + di:1 + di + h, 1 + dj:1 + dj + w]
-                for di in (-1, 0, 1) for dj in (-1, 0, 1) if (di, dj) != (0, 0))
-        y[(m == 1) & (n < 2)] = 0.0
+        m = y > 0
+        n = ndimage.correlate(m.astype(np.int8), _NEIGHBOURS, mode="constant")
+        y[m & (n < 2)] = 0.0
     return y
 
 
@@ -302,16 +300,6 @@ def stroke_width(y: np.ndarray) -> float:
     area = float(y.sum())
     tv = float(np.abs(np.diff(y, axis=0)).sum() + np.abs(np.diff(y, axis=1)).sum())
     return 2.0 * area / tv if tv > 0 else 0.0
-
-
-def _rank_filter(y: np.ndarray, k: int, op) -> np.ndarray:
-    """Separable k x k max (op=np.max) or min (op=np.min) filter, edges padded with zeros."""
-    r = k // 2
-    p = np.pad(y, r)
-    v = np.lib.stride_tricks.sliding_window_view(p, k, axis=0)
-    t = op(v, axis=-1)
-    v = np.lib.stride_tricks.sliding_window_view(t, k, axis=1)
-    return op(v, axis=-1)
 
 
 def _resize(y: np.ndarray, w: int, h: int) -> np.ndarray:
@@ -345,9 +333,9 @@ def normalize_stroke(y: np.ndarray, scale: float) -> np.ndarray:
     if k < 3:
         return y
     if grow > 0:
-        out = _rank_filter(np.pad(y, k // 2), k, np.max)
+        out = ndimage.maximum_filter(np.pad(y, k // 2), size=k, mode="constant")
     else:
-        out = _rank_filter(y, k, np.min)
+        out = ndimage.minimum_filter(y, size=k, mode="constant")
         # Never erase the digit: a fat blob with no "inside" keeps its original strokes.
         if out.sum() < 0.25 * y.sum():
             return y

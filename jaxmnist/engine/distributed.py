@@ -1,7 +1,6 @@
-"""Multi-process runs: JAX's distributed runtime, host <-> global arrays, and who writes.
+"""Multi-process runs: JAX's distributed runtime, host <-> global arrays, who writes.
 
-Every process runs the same program over a mesh of every process's devices, configured by
-``JAXMNIST_*`` variables; process 0 alone writes the run directory (docs/distributed.md).
+Configured by ``JAXMNIST_*`` variables; process 0 alone writes (docs/distributed.md).
 """
 
 from __future__ import annotations
@@ -162,9 +161,8 @@ def stop_together(resume_hint: str = "",
                   passthrough: tuple[type[BaseException], ...] = ()) -> Iterator[None]:
     """A failure inside a multi-process run as one message and exit :data:`EXIT_PEER_LOST`.
 
-    Not a traceback, a heartbeat wait and a C++ stack (docs/distributed.md); on one process a
-    no-op. ``resume_hint`` ends the message; ``passthrough`` errors (every process raises them
-    alike) are raised as usual.
+    A no-op on one process (docs/distributed.md). ``resume_hint`` ends the message;
+    ``passthrough`` errors (every process raises them alike) are raised as usual.
     """
     try:
         yield

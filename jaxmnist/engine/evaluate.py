@@ -1,7 +1,4 @@
-"""A trained group as arrays: test predictions, probabilities, gradients, one result per member.
-
-Nothing here shapes a file (that is :mod:`jaxmnist.runs.results`).
-"""
+"""A trained group as arrays, one result per member (files: :mod:`jaxmnist.runs.results`)."""
 
 from __future__ import annotations
 
@@ -73,9 +70,8 @@ def member_results(prog: GroupProgram, state: TrainState, history: np.ndarray,
                    kept_epochs: np.ndarray | None = None) -> list[MemberResult]:
     """Evaluates every member's final ``state`` (and the fit loop's history): one result each.
 
-    ``rungs``: per member, the pruning rungs that ranked it (none without pruning). ``kept``
-    (restore_best): each member's best-epoch variables (host, member order), ``kept_epochs``
-    their epochs: those are evaluated and exported, the last epoch's test metrics beside.
+    ``rungs``: per member, its pruning rungs. ``kept`` (restore_best): each member's best-epoch
+    variables (host, member order) of ``kept_epochs``, evaluated and exported instead.
     """
     variables = prog.eval_variables(state) if kept is None else prog.to_grid(kept)
     test_loss, test_acc, test_pred = prog.evaluate(state, prog.test, variables=variables)

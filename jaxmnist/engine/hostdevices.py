@@ -1,8 +1,7 @@
 """The CPU layout by default: one single-threaded XLA host device per core on a CPU-only machine.
 
-Faster for a grid, bit for bit (docs/performance.md). XLA reads its flags when JAX starts a
-backend, so :func:`configure` runs first in the sweep and the API. Never imports jax.
-``JAXMNIST_CPU_DEVICES``: ``auto``, ``1`` to opt out, or a count.
+Faster for a grid, bit for bit (docs/performance.md, issue 21). XLA reads its flags when a
+backend starts, so :func:`configure` runs first in the sweep and the API. Never imports jax.
 """
 
 from __future__ import annotations
@@ -66,9 +65,6 @@ def decide(environ: Mapping[str, str], *, cores: int, accelerator: bool,
            started: bool) -> Decision:
     """The pure decision behind :func:`configure` (tested without starting JAX).
 
-    Devices are set only when ``JAXMNIST_CPU_DEVICES`` is ``auto`` or >= 2, the user's
-    ``XLA_FLAGS`` name neither flag, the machine is CPU-only as far as can be told without JAX
-    (``JAX_PLATFORMS=cpu``, or unset with no accelerator plugin) and no backend has started.
     ValueError: ``JAXMNIST_CPU_DEVICES`` is not ``auto`` or a positive whole number.
     """
     wanted = environ.get(ENV_DEVICES, "auto").strip().lower() or "auto"

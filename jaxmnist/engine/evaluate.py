@@ -79,8 +79,8 @@ def member_results(prog: GroupProgram, state: TrainState, history: np.ndarray,
     n_test, n_train = splits.test_x.shape[0], prog.program.n_train
     n_probe, n_grad = min(PROBE_IMAGES, n_test), min(GRAD_HIST_IMAGES, n_train)
     probe_inputs = [distributed.put(a, prog.placement.replicated) for a in (
-        splits.test_x[:n_probe], np.asarray(splits.test_y[:n_probe], np.int32),
-        splits.train_x[:n_grad], np.asarray(splits.train_y[:n_grad], np.int32))]
+        splits.test_x[:n_probe], splits.train_x[:n_grad],
+        np.asarray(splits.train_y[:n_grad], np.int32))]
     # What is evaluated is what is exported (the kept epoch's with restore_best).
     probs, grads = prog.probe_fn(variables, prog.arrays, *probe_inputs)
     # One gather of everything the results need (every process gets the whole grid).

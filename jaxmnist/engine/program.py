@@ -27,8 +27,7 @@ from jaxmnist.groups import group_key
 from jaxmnist.models.common import NUM_CLASSES
 
 EVAL_BATCH = 1000  # images per evaluation step (forward only, so larger than training batches)
-# Group programs kept per process (least recently used dropped): a grid trained again with other
-# rates or seeds traces and compiles nothing (seconds on a CPU).
+# Group programs kept per process (docs/architecture.md, "Compiled groups are kept").
 COMPILED_GROUPS_KEPT = 8
 
 
@@ -167,8 +166,7 @@ class MemberProgram:
     def _train_epoch(self, state: TrainState, arrays: MemberArrays, train_x, train_y, epoch):
         batch, steps, n = self.spec.batch_size, self.steps, self.n_train
         order = jax.random.permutation(jax.random.fold_in(arrays.keys[2], epoch), n)
-        # Keras semantics: the last batch is partial. Shapes are static, so it is padded with
-        # index 0 at weight 0 (the loss is a weighted mean over real images only).
+        # Keras semantics: the last batch is partial, padded with index 0 at weight 0.
         pad = steps * batch - n
         order = jnp.concatenate([order, jnp.zeros((pad,), order.dtype)]).reshape(steps, batch)
         weights = (jnp.arange(steps * batch) < n).astype(jnp.float32).reshape(steps, batch)
@@ -235,8 +233,7 @@ class MemberProgram:
         (loss_sum, correct), preds = jax.lax.scan(body, (zero, zero), (eval_x, eval_y, eval_w))
         return loss_sum, correct, preds.reshape(-1)
 
-    def member_probs_and_grads(self, variables, arrays: MemberArrays, x_probe, y_probe, x_grad,
-                               y_grad):
+    def member_probs_and_grads(self, variables, arrays: MemberArrays, x_probe, x_grad, y_grad):
         """Class probabilities of a few test images and the data-loss gradient on a batch."""
         params, model_state = variables
         probs = jax.nn.softmax(self.model.predict(params, model_state, x_probe), -1)
@@ -375,7 +372,7 @@ class GroupProgram:
     init_state: TrainState
     epoch_exec: Any  # the compiled epoch (state, arrays, x, y, epoch) -> (state, sums...)
     eval_fn: Callable
-    probe_fn: Any  # jitted (variables, arrays, probe x, y, grad x, y) -> (probs, grads)
+    probe_fn: Any  # jitted (variables, arrays, probe x, grad x, y) -> (probs, grads)
     eval_params_fn: Any  # jitted (state, arrays) -> the parameters members are evaluated at
     compile_seconds: float
     compile_epoch: Callable  # (state, arrays) -> the compiled epoch for their grid size
@@ -445,8 +442,7 @@ def build_program(members: Sequence[MemberLike], splits: Any, *,
     state = jax.block_until_ready(jitted.init_fn(init_variables, arrays))
 
     def compile_epoch(state: TrainState, arrays: MemberArrays) -> Any:
-        # Compiled ahead of time, so its cost is reported apart from training speed (once per
-        # argument signature: a group of the same shape trained again reuses it).
+        # Ahead of time (its cost reported apart), once per argument signature.
         epoch_args = (state, arrays, train_x, train_y, jnp.asarray(1, jnp.int32))
         signature = _signature(*epoch_args)
         if signature not in jitted.epochs:

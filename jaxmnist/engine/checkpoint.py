@@ -1,7 +1,4 @@
-"""Orbax checkpoints of a group's grid state (``ckpt/group_<g>/``), to resume a run exactly.
-
-Every process writes its own shards into the one directory, which all hosts must share.
-"""
+"""Orbax checkpoints of a group's grid state (``ckpt/group_<g>/``), to resume a run exactly."""
 
 from __future__ import annotations
 

@@ -1,7 +1,4 @@
-"""Multi-process runs: JAX's distributed runtime, host <-> global arrays, who writes.
-
-Configured by ``JAXMNIST_*`` variables; process 0 alone writes (docs/distributed.md).
-"""
+"""Multi-process runs: JAX's distributed runtime, host <-> global arrays (docs/distributed.md)."""
 
 from __future__ import annotations
 
@@ -188,10 +185,7 @@ def all_true(flag: bool) -> list[bool]:
 
 
 def check_shared_dir(directory: str | os.PathLike) -> None:
-    """Checks that every process sees the same ``directory`` (orbax writes all shards there).
-
-    Process 0 writes a random token; DistributedError on every process names those not seeing it.
-    """
+    """DistributedError on every process unless all see what process 0 wrote in ``directory``."""
     if jax.process_count() == 1:
         return
     path = Path(directory) / ".jaxmnist-shared-check"

@@ -58,10 +58,8 @@ class MemberResult:
     grads: dict[str, np.ndarray]  # {layer path: data-loss gradient on GRAD_HIST_IMAGES images}
     param_count: int
     group: GroupStats
-    # restore_best: the epoch whose parameters the member ends with (test_* are that epoch's)
-    # and the last epoch's (test loss, test acc) beside; None otherwise.
-    kept_epoch: int | None = None
-    last_test: tuple[float, float] | None = None
+    kept_epoch: int | None = None  # restore_best: the epoch it ends with (test_* are that epoch's)
+    last_test: tuple[float, float] | None = None  # restore_best: the last epoch's (loss, acc)
 
 
 def member_results(prog: GroupProgram, state: TrainState, history: np.ndarray,

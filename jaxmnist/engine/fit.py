@@ -46,10 +46,8 @@ class FitResult:
     seconds: np.ndarray  # [epochs] wall seconds per epoch
     resumed: bool
     rungs: list[list[dict[str, Any]]]  # per member, its pruning rungs (rung_records)
-    # restore_best: per member its best epoch on validation (0: none) and that epoch's
-    # evaluated (params, model_state), host leaves in member order; else None.
-    kept_epochs: np.ndarray | None = None
-    kept: Any = None
+    kept_epochs: np.ndarray | None = None  # restore_best: per member its best epoch (0: none)
+    kept: Any = None  # restore_best: those epochs' evaluated variables (host, member order)
 
 
 def kept_epochs(history: np.ndarray, upto: int) -> np.ndarray:

@@ -63,10 +63,7 @@ def backend_started() -> bool:
 
 def decide(environ: Mapping[str, str], *, cores: int, accelerator: bool,
            started: bool) -> Decision:
-    """The pure decision behind :func:`configure` (tested without starting JAX).
-
-    ValueError: ``JAXMNIST_CPU_DEVICES`` is not ``auto`` or a positive whole number.
-    """
+    """The pure decision behind :func:`configure` (ValueError: a bad ``JAXMNIST_CPU_DEVICES``)."""
     wanted = environ.get(ENV_DEVICES, "auto").strip().lower() or "auto"
     if wanted != "auto":
         if not wanted.isdigit() or int(wanted) < 1:
@@ -99,10 +96,7 @@ def decide(environ: Mapping[str, str], *, cores: int, accelerator: bool,
 
 def configure(environ: os._Environ | dict[str, str] | None = None, *,
               say: bool = True) -> Decision:
-    """Sets ``XLA_FLAGS`` for one single-threaded host device per core where it helps.
-
-    Idempotent; ``say`` prints (once per process) why nothing changed when JAX had started.
-    """
+    """Sets ``XLA_FLAGS`` where it helps (idempotent); ``say``: why not, once, if JAX started."""
     environ = os.environ if environ is None else environ
     decision = decide(environ, cores=usable_cores(), accelerator=accelerator_installed(),
                       started=backend_started())

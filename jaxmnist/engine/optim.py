@@ -223,8 +223,7 @@ class Plan:
     """What a group's program needs to know statically about its members' optimizers."""
 
     families: tuple[str, ...]  # in first-appearance order (``opt_id`` indexes it)
-    # The values the whole group shares, compiled in as Python floats (as a plain optax call).
-    constants: tuple[tuple[str, tuple[tuple[str, float], ...]], ...]
+    constants: tuple[tuple[str, tuple[tuple[str, float], ...]], ...]  # shared: Python floats
     varying: tuple[str, ...]  # "family.hparam" keys held per member
     schedules: tuple[str, ...] = ("constant",)
     boundaries: int = 0  # the most piecewise boundaries of a member

@@ -98,10 +98,7 @@ class Placement:
 
 def place(strategy: str, rates: Sequence[float], devices: Sequence[Any] | None = None
           ) -> Placement:
-    """The devices, concrete strategy and layout of a group.
-
-    ``devices`` default: every device of every process; in one process, the useful ones.
-    """
+    """A group's devices (default: all; in one process, the useful ones), strategy and layout."""
     if devices is None:
         devices = jax.devices()
         if jax.process_count() == 1:  # a distributed run feeds every process's devices

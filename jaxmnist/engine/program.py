@@ -58,8 +58,7 @@ class GroupSpec:
     batch_size: int
     optimizer: optim.Plan  # the families, schedules and clipping present (optim.plan)
     strategy: str
-    # The penalties any member uses (docs/performance.md: one 0 for all still costs a pass).
-    penalties: tuple[str, ...] = ("l1", "l2")
+    penalties: tuple[str, ...] = ("l1", "l2")  # any member's (docs/performance.md)
     restore_best: bool = False  # members end with their best epoch on validation
 
     @classmethod

@@ -204,7 +204,7 @@ def test_validation_lists_valid_choices():
                                     "scales": [1.0]})
     assert optim.validate_optimizer("momentum", {"learning_rate": 0.1, "momentum": 0.9}) == []
     with pytest.raises(ValueError, match="valid choices: sgd, momentum"):
-        optim.check_optimizer("adamz")
+        optim.spec("adamz")
 
 
 def test_other_optax_aliases_by_registration():

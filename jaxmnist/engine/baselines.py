@@ -1,7 +1,4 @@
-"""scikit-learn baseline for S3: ``MLPClassifier`` on the same split and hidden widths.
-
-Settings match the members where sklearn allows (docs/studies.md, "S3 baseline"). No jax here.
-"""
+"""S3's scikit-learn baseline: ``MLPClassifier`` set as the members (docs/studies.md). No jax."""
 
 from __future__ import annotations
 
@@ -13,15 +10,6 @@ from typing import Any
 import numpy as np
 
 EXPERIMENT = "depth_width"  # the S3 experiment whose points get a baseline
-
-
-def available() -> bool:
-    """Whether scikit-learn is installed."""
-    try:
-        import sklearn  # noqa: F401
-    except ImportError:
-        return False
-    return True
 
 
 def _flat(x: np.ndarray) -> np.ndarray:
@@ -62,7 +50,9 @@ def run_sklearn(study: Mapping[str, Any], members: Sequence[Mapping[str, Any]], 
 
     Row: ``experiment``, ``label``, ``hidden``, ``seed``, :func:`fit_one`'s numbers, ``settings``.
     """
-    if not available():
+    try:
+        import sklearn  # noqa: F401
+    except ImportError:
         log("baseline: scikit-learn is not installed; skipping (pip install scikit-learn)")
         return []
     rows = []

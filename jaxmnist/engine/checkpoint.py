@@ -1,8 +1,4 @@
-"""Orbax checkpoints of a group's grid state (``ckpt/group_<g>/``), to resume a run exactly.
-
-Every process of a run calls :meth:`restore` and :meth:`save` at the same points and writes its
-own shards into the one directory, which every host must therefore share.
-"""
+"""Orbax checkpoints of a group's grid state (``ckpt/group_<g>/``), to resume a run exactly."""
 
 from __future__ import annotations
 
@@ -12,10 +8,7 @@ from typing import Any
 
 
 class GroupCheckpointer:
-    """The fit loop's checkpoints of one group: restore the latest, save every ``every`` epochs.
-
-    The final epoch is always saved; ``keep`` latest checkpoints stay on disk.
-    """
+    """One group's checkpoints: the latest restored; every ``every`` epochs and the last saved."""
 
     def __init__(self, directory: str | os.PathLike, *, every: int = 1, keep: int = 2):
         import orbax.checkpoint as ocp

@@ -1,8 +1,4 @@
-"""Multi-process runs: JAX's distributed runtime, host <-> global arrays, and who writes.
-
-Every process runs the same program over a mesh of every process's devices, configured by
-``JAXMNIST_*`` variables; process 0 alone writes the run directory (docs/distributed.md).
-"""
+"""Multi-process runs: JAX's distributed runtime, host <-> global arrays (docs/distributed.md)."""
 
 from __future__ import annotations
 
@@ -162,9 +158,8 @@ def stop_together(resume_hint: str = "",
                   passthrough: tuple[type[BaseException], ...] = ()) -> Iterator[None]:
     """A failure inside a multi-process run as one message and exit :data:`EXIT_PEER_LOST`.
 
-    Not a traceback, a heartbeat wait and a C++ stack (docs/distributed.md); on one process a
-    no-op. ``resume_hint`` ends the message; ``passthrough`` errors (every process raises them
-    alike) are raised as usual.
+    A no-op on one process (docs/distributed.md). ``resume_hint`` ends the message;
+    ``passthrough`` errors (every process raises them alike) are raised as usual.
     """
     try:
         yield
@@ -190,10 +185,7 @@ def all_true(flag: bool) -> list[bool]:
 
 
 def check_shared_dir(directory: str | os.PathLike) -> None:
-    """Checks that every process sees the same ``directory`` (orbax writes all shards there).
-
-    Process 0 writes a random token; DistributedError on every process names those not seeing it.
-    """
+    """DistributedError on every process unless all see what process 0 wrote in ``directory``."""
     if jax.process_count() == 1:
         return
     path = Path(directory) / ".jaxmnist-shared-check"

@@ -1,7 +1,4 @@
-"""A trained group as arrays: test predictions, probabilities, gradients, one result per member.
-
-Nothing here shapes a file (that is :mod:`jaxmnist.runs.results`).
-"""
+"""A trained group as arrays, one result per member (files: :mod:`jaxmnist.runs.results`)."""
 
 from __future__ import annotations
 
@@ -61,10 +58,8 @@ class MemberResult:
     grads: dict[str, np.ndarray]  # {layer path: data-loss gradient on GRAD_HIST_IMAGES images}
     param_count: int
     group: GroupStats
-    # restore_best: the epoch whose parameters the member ends with (test_* are that epoch's)
-    # and the last epoch's (test loss, test acc) beside; None otherwise.
-    kept_epoch: int | None = None
-    last_test: tuple[float, float] | None = None
+    kept_epoch: int | None = None  # restore_best: the epoch it ends with (test_* are that epoch's)
+    last_test: tuple[float, float] | None = None  # restore_best: the last epoch's (loss, acc)
 
 
 def member_results(prog: GroupProgram, state: TrainState, history: np.ndarray,
@@ -73,9 +68,8 @@ def member_results(prog: GroupProgram, state: TrainState, history: np.ndarray,
                    kept_epochs: np.ndarray | None = None) -> list[MemberResult]:
     """Evaluates every member's final ``state`` (and the fit loop's history): one result each.
 
-    ``rungs``: per member, the pruning rungs that ranked it (none without pruning). ``kept``
-    (restore_best): each member's best-epoch variables (host, member order), ``kept_epochs``
-    their epochs: those are evaluated and exported, the last epoch's test metrics beside.
+    ``rungs``: per member, its pruning rungs. ``kept`` (restore_best): each member's best-epoch
+    variables (host, member order) of ``kept_epochs``, evaluated and exported instead.
     """
     variables = prog.eval_variables(state) if kept is None else prog.to_grid(kept)
     test_loss, test_acc, test_pred = prog.evaluate(state, prog.test, variables=variables)
@@ -83,8 +77,8 @@ def member_results(prog: GroupProgram, state: TrainState, history: np.ndarray,
     n_test, n_train = splits.test_x.shape[0], prog.program.n_train
     n_probe, n_grad = min(PROBE_IMAGES, n_test), min(GRAD_HIST_IMAGES, n_train)
     probe_inputs = [distributed.put(a, prog.placement.replicated) for a in (
-        splits.test_x[:n_probe], np.asarray(splits.test_y[:n_probe], np.int32),
-        splits.train_x[:n_grad], np.asarray(splits.train_y[:n_grad], np.int32))]
+        splits.test_x[:n_probe], splits.train_x[:n_grad],
+        np.asarray(splits.train_y[:n_grad], np.int32))]
     # What is evaluated is what is exported (the kept epoch's with restore_best).
     probs, grads = prog.probe_fn(variables, prog.arrays, *probe_inputs)
     # One gather of everything the results need (every process gets the whole grid).

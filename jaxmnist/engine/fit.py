@@ -1,7 +1,4 @@
-"""Training a group: :func:`train_grid` = build the program, :func:`fit` it, evaluate it.
-
-One compiled call per epoch; hooks run after each epoch's checkpoint is saved.
-"""
+"""Training a group: :func:`train_grid` = build the program, :func:`fit` it, evaluate it."""
 
 from __future__ import annotations
 
@@ -49,18 +46,12 @@ class FitResult:
     seconds: np.ndarray  # [epochs] wall seconds per epoch
     resumed: bool
     rungs: list[list[dict[str, Any]]]  # per member, its pruning rungs (rung_records)
-    # restore_best: per member its best epoch on validation (0: none) and that epoch's
-    # evaluated (params, model_state), host leaves in member order; else None.
-    kept_epochs: np.ndarray | None = None
-    kept: Any = None
+    kept_epochs: np.ndarray | None = None  # restore_best: per member its best epoch (0: none)
+    kept: Any = None  # restore_best: those epochs' evaluated variables (host, member order)
 
 
 def kept_epochs(history: np.ndarray, upto: int) -> np.ndarray:
-    """Per member, its best epoch of ``1..upto`` on validation (0: no finite value yet).
-
-    :func:`jaxmnist.ranking.rank` over the epochs: validation accuracy, ties by validation
-    loss, then the earlier epoch.
-    """
+    """Per member, its best epoch of ``1..upto`` by :func:`jaxmnist.ranking.rank` (0: none yet)."""
     out = np.zeros(history.shape[1], np.int64)
     for k in range(history.shape[1]):
         acc, loss = history[:upto, k, 3], history[:upto, k, 2]
@@ -79,11 +70,7 @@ def rung_records(fate: np.ndarray, prune: schema.Prune | None, n: int) -> list[l
 
 
 def _redeal(prog: GroupProgram, active: np.ndarray, state: Any = None) -> Any:
-    """Deals the ``active`` members (member order) evenly over the devices again.
-
-    Sequential strategy, one process, several devices (as :func:`placement.place` deals): no
-    device keeps all the remaining work. Moves the member arrays; returns ``state`` moved.
-    """
+    """Deals the ``active`` members over the devices again (sequential); returns ``state`` moved."""
     old = prog.placement
     if old.strategy != "sequential" or old.devices == 1 or jax.process_count() > 1:
         return state
@@ -98,10 +85,9 @@ def _redeal(prog: GroupProgram, active: np.ndarray, state: Any = None) -> Any:
 
 def _rung(prog: GroupProgram, prune: schema.Prune, row: np.ndarray, alive: np.ndarray,
           fate: np.ndarray) -> np.ndarray:
-    """Ranks the alive points after a rung epoch, fills ``fate[rung]``; the members that train on.
+    """Ranks the alive points on the epoch's ``row`` and fills ``fate[rung]``.
 
-    Decided on the host from the epoch's validation ``row`` and ``alive`` (member order);
-    returns ``[padded]`` bool, False for the stopped members, the diverged ones and the padding.
+    Returns who trains on, ``[padded]`` bool: not the stopped, the diverged or the padding.
     """
     n, col = len(prog.members), HISTORY_FIELDS.index(prune.metric)
     active = np.asarray(alive, bool)[:n]
@@ -120,10 +106,9 @@ def _rung(prog: GroupProgram, prune: schema.Prune, row: np.ndarray, alive: np.nd
 
 def _gather(prog: GroupProgram, state: TrainState, training: np.ndarray
             ) -> tuple[GroupProgram, TrainState, np.ndarray]:
-    """Under vmap: the ``training`` members of a member-order ``state`` as a smaller program.
+    """Under vmap: ``(program, state, members)`` of the ``training`` members alone (compiled once).
 
-    Returns the program (compiled once per grid size, its time added to the group's compile
-    time), its state and the members it trains (member order; padded with the first).
+    The smaller program's compile time is added to the group's; its grid is padded with the first.
     """
     index = np.flatnonzero(training[: len(prog.members)])
     index = index if len(index) else np.zeros(1, np.int64)
@@ -155,10 +140,7 @@ def _put_rows(full: Any, state: Any, index: jax.Array) -> Any:
 
 def epoch_learning_rates(members: Sequence[Any], epoch: int, steps_per_epoch: int,
                          epochs: int) -> list[float | None]:
-    """The learning rate each member's optimizer used in the last step of ``epoch``.
-
-    From the plain optax schedule on the host (:func:`jaxmnist.engine.optim.schedule`).
-    """
+    """Each member's learning rate in the last step of ``epoch`` (its optax schedule, on host)."""
     count, out = epoch * steps_per_epoch - 1, []
     for m in members:
         try:

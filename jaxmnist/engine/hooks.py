@@ -1,8 +1,4 @@
-"""The engine's hook points: how training reports to progress bars, files and loggers.
-
-A callback is any object with some of :class:`Callback`'s methods, called for each group of a
-study by :mod:`jaxmnist.engine.fit`. No jax here: loggers are written and tested without it.
-"""
+"""The engine's hook points: how training reports to progress bars, files and loggers (no jax)."""
 
 from __future__ import annotations
 
@@ -39,19 +35,14 @@ class EpochInfo:
 
 
 class Callback:
-    """No-op hooks to subclass (any object with some of the methods works).
-
-    ``member_metrics``: one dict per real member with the :data:`HISTORY_FIELDS` (``None`` where
-    not finite or without a validation split), ``alive`` and ``learning_rate`` (its optimizer's
-    rate in the epoch's last step, so a schedule shows as it decays).
-    """
+    """No-op hooks to subclass (any object with some of the methods works; docs/architecture.md)."""
 
     def on_group_start(self, group_index: int, info: GroupStart) -> None:
         """Called once per group (``group_index``: its index), before its first epoch runs."""
 
     def on_epoch_end(self, group_index: int, epoch: int,
                      member_metrics: list[dict[str, Any]], info: EpochInfo) -> None:
-        """Called after every epoch (1-based ``epoch``)."""
+        """After every (1-based) epoch; per real member: HISTORY_FIELDS, alive, learning_rate."""
 
     def on_group_end(self, group_index: int, results: list[Any]) -> None:
         """Called by ``train_grid`` after the evaluation, with the ``MemberResult`` s in order."""

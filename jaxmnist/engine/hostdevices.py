@@ -1,8 +1,7 @@
 """The CPU layout by default: one single-threaded XLA host device per core on a CPU-only machine.
 
-Faster for a grid, bit for bit (docs/performance.md). XLA reads its flags when JAX starts a
-backend, so :func:`configure` runs first in the sweep and the API. Never imports jax.
-``JAXMNIST_CPU_DEVICES``: ``auto``, ``1`` to opt out, or a count.
+Faster for a grid, bit for bit (docs/performance.md, issue 21). XLA reads its flags when a
+backend starts, so :func:`configure` runs first in the sweep and the API. Never imports jax.
 """
 
 from __future__ import annotations
@@ -64,13 +63,7 @@ def backend_started() -> bool:
 
 def decide(environ: Mapping[str, str], *, cores: int, accelerator: bool,
            started: bool) -> Decision:
-    """The pure decision behind :func:`configure` (tested without starting JAX).
-
-    Devices are set only when ``JAXMNIST_CPU_DEVICES`` is ``auto`` or >= 2, the user's
-    ``XLA_FLAGS`` name neither flag, the machine is CPU-only as far as can be told without JAX
-    (``JAX_PLATFORMS=cpu``, or unset with no accelerator plugin) and no backend has started.
-    ValueError: ``JAXMNIST_CPU_DEVICES`` is not ``auto`` or a positive whole number.
-    """
+    """The pure decision behind :func:`configure` (ValueError: a bad ``JAXMNIST_CPU_DEVICES``)."""
     wanted = environ.get(ENV_DEVICES, "auto").strip().lower() or "auto"
     if wanted != "auto":
         if not wanted.isdigit() or int(wanted) < 1:
@@ -103,10 +96,7 @@ def decide(environ: Mapping[str, str], *, cores: int, accelerator: bool,
 
 def configure(environ: os._Environ | dict[str, str] | None = None, *,
               say: bool = True) -> Decision:
-    """Sets ``XLA_FLAGS`` for one single-threaded host device per core where it helps.
-
-    Idempotent; ``say`` prints (once per process) why nothing changed when JAX had started.
-    """
+    """Sets ``XLA_FLAGS`` where it helps (idempotent); ``say``: why not, once, if JAX started."""
     environ = os.environ if environ is None else environ
     decision = decide(environ, cores=usable_cores(), accelerator=accelerator_installed(),
                       started=backend_started())

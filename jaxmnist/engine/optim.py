@@ -28,13 +28,7 @@ DEFAULT_MOMENTUM = 0.9
 
 @dataclass(frozen=True)
 class OptimizerSpec:
-    """How a name maps to ``factory(learning_rate, **defaults, **static)`` (an optax alias).
-
-    ``defaults`` are the numeric hyperparameters a member may set; ``static`` fixed non-numeric
-    arguments (``nesterov=True``); ``ranges`` ``(low, high, high_inclusive)``, low inclusive;
-    ``eval_params(optax_state, params)``: the parameters its authors evaluate at, if not the
-    trained ones (schedule-free's ``optax.contrib.schedule_free_eval_params``).
-    """
+    """How a name maps to ``factory(learning_rate, **defaults, **static)`` (register_optimizer)."""
 
     factory: Callable[..., optax.GradientTransformation]
     defaults: dict[str, float] = field(default_factory=dict)
@@ -67,8 +61,7 @@ _REGISTRY: dict[str, OptimizerSpec] = {
     "lamb": OptimizerSpec(optax.lamb, {"b1": 0.9, "b2": 0.999, "eps": 1e-6,
                                        "weight_decay": 0.0}),
     "lion": OptimizerSpec(optax.lion, {"b1": 0.9, "b2": 0.99, "weight_decay": 1e-3}),
-    # Schedule-free AdamW (Defazio et al. 2024), evaluated at its averaged iterate x, as optax's
-    # docs prescribe; optax's own defaults (eps 1e-8, no warm-up).
+    # Schedule-free AdamW (Defazio et al. 2024) with optax's defaults: docs/byo.md.
     "schedule_free_adamw": OptimizerSpec(
         optax.contrib.schedule_free_adamw,
         {"b1": 0.9, "b2": 0.999, "eps": 1e-8, "weight_decay": 0.0},
@@ -90,14 +83,12 @@ def register_optimizer(name: str, factory: Callable[..., optax.GradientTransform
                        static: Mapping[str, Any] | None = None,
                        ranges: Mapping[str, tuple[float, float, bool]] | None = None,
                        eval_params: Callable[[Any, Any], Any] | None = None) -> None:
-    """Makes another optax optimizer available as ``optim.name`` (e.g. from a study file).
+    """Makes another optax optimizer available as ``optim.name`` (docs/byo.md, "Optimizers").
 
-    ``factory`` is an optax alias name (``"radam"``, else ``ValueError``) or a callable like
-    one. Each of ``defaults`` (the numeric hyperparameters members may set) is traced per member,
-    so the factory must accept arrays for them (optax's aliases do); ``static`` holds fixed
-    keyword arguments (booleans, dtypes, masks); ``ranges`` ``{key: (low, high, inclusive)}``;
-    ``eval_params(optax_state, params)``: the parameters members are evaluated at (validation,
-    test, export, the web demo), e.g. ``optax.contrib.schedule_free_eval_params``.
+    ``factory``: an optax alias name (``"radam"``, else ``ValueError``) or a callable like one,
+    accepting arrays for the numeric ``defaults``; ``static``: fixed keyword arguments;
+    ``ranges``: ``{key: (low, high, high_inclusive)}``, low inclusive; ``eval_params(optax_state,
+    params)``: the parameters members are evaluated at (``schedule_free_eval_params``).
     """
     global OPTIMIZERS
     if isinstance(factory, str):
@@ -111,19 +102,14 @@ def register_optimizer(name: str, factory: Callable[..., optax.GradientTransform
 
 def spec(name: str) -> OptimizerSpec:
     """The :class:`OptimizerSpec` of ``name`` (raises ``ValueError`` listing the choices)."""
-    check_optimizer(name)
+    if name not in _REGISTRY:
+        raise ValueError(f"optim.name: {_unknown_optimizer(name)}")
     return _REGISTRY[name]
 
 
 def _unknown_optimizer(name: Any) -> str:
     return (f"{name!r} is not a valid optimizer; valid choices: {', '.join(_REGISTRY)} (register "
             f"others with jaxmnist.engine.optim.register_optimizer){suggest(name, _REGISTRY)}")
-
-
-def check_optimizer(name: str) -> None:
-    """Raises a ``ValueError`` listing the choices when ``name`` is not a known optimizer."""
-    if name not in _REGISTRY:
-        raise ValueError(f"optim.name: {_unknown_optimizer(name)}")
 
 
 # Validation (plain Python: safe before anything compiles)
@@ -178,10 +164,7 @@ def validate_schedule(sched: Any, where: str = "optim.schedule") -> list[str]:
 
 
 def validate_optimizer(name: Any, hparams: Mapping[str, Any], where: str = "optim") -> list[str]:
-    """Every problem with ``optim.name`` and the rest of the section ``hparams`` (empty = valid).
-
-    The schema's ``Optim`` runs it; ``where`` prefixes the messages (``"base.optim"``).
-    """
+    """Every problem with an ``optim`` section (empty = valid); ``where`` prefixes the messages."""
     if name not in _REGISTRY:
         problem = learning_rate_problem(hparams.get("learning_rate"))
         return [f"{where}.name: {_unknown_optimizer(name)}",
@@ -237,30 +220,20 @@ def _hparams(cfg: Mapping[str, Any]) -> dict[str, float]:
 
 @dataclass(frozen=True)
 class Plan:
-    """What a group's program needs to know statically about its members' optimizers.
+    """What a group's program needs to know statically about its members' optimizers."""
 
-    ``families`` in first-appearance order (``opt_id`` indexes it); ``constants``: the values the
-    whole group shares, compiled in as Python floats (as a plain optax call); ``varying``:
-    ``"family.hparam"`` keys held per member; ``boundaries``: the most piecewise boundaries.
-    """
-
-    families: tuple[str, ...]
-    constants: tuple[tuple[str, tuple[tuple[str, float], ...]], ...]
-    varying: tuple[str, ...]
+    families: tuple[str, ...]  # in first-appearance order (``opt_id`` indexes it)
+    constants: tuple[tuple[str, tuple[tuple[str, float], ...]], ...]  # shared: Python floats
+    varying: tuple[str, ...]  # "family.hparam" keys held per member
     schedules: tuple[str, ...] = ("constant",)
-    boundaries: int = 0
+    boundaries: int = 0  # the most piecewise boundaries of a member
     clip: bool = False
     ema: bool = False  # some member averages its parameters (``optim.ema``)
     eval_params: bool = False  # some family is evaluated at other parameters than it trains
 
 
 def plan(cfgs: Sequence[Mapping[str, Any]]) -> Plan:
-    """The static :class:`Plan` of a group from its members' ``optim`` sections.
-
-    The sections were checked where the study entered (``jaxmnist.schema.Optim``).
-    """
-    if not cfgs:
-        raise ValueError("plan needs at least one optim config")
+    """The static :class:`Plan` of a group from its members' (validated) ``optim`` sections."""
     families = tuple(dict.fromkeys(cfg["name"] for cfg in cfgs))
     constants, varying = [], []
     for fam in families:
@@ -288,12 +261,11 @@ _SCHEDULE_ARRAYS = tuple(dict.fromkeys(k for params in SCHEDULES.values() for k 
 
 
 def member_hyper(cfgs: Sequence[Mapping[str, Any]], group_plan: Plan,
-                 total_steps: int | None = None) -> dict[str, jax.Array]:
+                 total_steps: int) -> dict[str, jax.Array]:
     """Stacks the members' dynamic optimizer values into arrays with a leading grid axis.
 
-    ``{"opt_id", "learning_rate", "<family>.<hparam>", "sched.<param>", "clip_norm"}``, each
-    ``[G]`` (``[G, K]`` for piecewise). ``total_steps`` is the default ``decay_steps`` of cosines
-    (``ValueError`` without either).
+    ``{"opt_id", "learning_rate", "<family>.<hparam>", "sched.<param>", "clip_norm", "ema"}``,
+    each ``[G]`` (``[G, K]`` for piecewise). ``total_steps``: the cosines' default decay_steps.
     """
     out: dict[str, Any] = {
         "opt_id": np.asarray([group_plan.families.index(c["name"]) for c in cfgs], np.int32),
@@ -308,9 +280,6 @@ def member_hyper(cfgs: Sequence[Mapping[str, Any]], group_plan: Plan,
         scheds = [_schedule_dict(c) for c in cfgs]
         for s in scheds:
             if s["name"] in ("cosine", "warmup_cosine") and s.get("decay_steps") is None:
-                if total_steps is None:
-                    raise ValueError(f"schedule {s['name']!r} needs decay_steps (or the run "
-                                     "length, total_steps)")
                 s["decay_steps"] = int(total_steps)
         out["sched.id"] = np.asarray([group_plan.schedules.index(s["name"]) for s in scheds],
                                      np.int32)
@@ -408,11 +377,7 @@ def _family_tx(fam: str, hyper: Mapping[str, jax.Array], group_plan: Plan):
 
 
 def init(params: Any, hyper: Mapping[str, jax.Array], group_plan: Plan) -> dict[str, Any]:
-    """The union state of one member: ``{family: optax state}`` for every family present.
-
-    With ``optim.ema`` in the group, ``"ema"`` holds the average of the parameters (from
-    the initial ones, so it needs no bias correction).
-    """
+    """One member's state: ``{family: optax state}`` (and ``"ema"``: the average with optim.ema)."""
     state = {fam: _family_tx(fam, hyper, group_plan).init(params)
              for fam in group_plan.families}
     return {**state, "ema": params} if group_plan.ema else state
@@ -438,11 +403,7 @@ def update(grads: Any, state: dict[str, Any], params: Any, hyper: Mapping[str, j
 
 def eval_params(state: dict[str, Any], params: Any, hyper: Mapping[str, jax.Array],
                 group_plan: Plan) -> Any:
-    """The parameters one member is evaluated at.
-
-    Its average with ``optim.ema``, else what its family prescribes
-    (:attr:`OptimizerSpec.eval_params`), else the trained ones.
-    """
+    """Where a member is evaluated: its EMA, else its family's ``eval_params``, else its params."""
     options = []
     for fam in group_plan.families:
         fn = spec(fam).eval_params

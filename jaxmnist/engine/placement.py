@@ -1,8 +1,6 @@
 """Where a group's members train: how many devices, which member on which, and the strategy.
 
-The grid axis is sharded over a 1-D ``Mesh``; it is padded to a multiple of the device count
-with copies of member 0 whose results are dropped. Results, histories and checkpoints are always
-in member order, whatever the layout (docs/architecture.md, "Devices").
+Results, histories and checkpoints are in member order whatever the layout (docs/architecture.md).
 """
 
 from __future__ import annotations
@@ -28,10 +26,7 @@ def resolve_strategy(strategy: str) -> str:
 
 
 def useful_devices(n_members: int, n_devices: int) -> int:
-    """The fewest of ``n_devices`` that reach the least members per device (12 on 8: 6).
-
-    ``ceil(G / ceil(G / D))``: every device beyond them would train only padding.
-    """
+    """The fewest of ``n_devices`` that reach the least members per device (12 on 8: 6)."""
     if n_devices <= 1 or n_members <= 1:
         return 1
     return math.ceil(n_members / math.ceil(n_members / n_devices))
@@ -41,17 +36,13 @@ def member_layout(rates: Sequence[float], n_padded: int, n_devices: int,
                   active: Sequence[bool] | None = None) -> np.ndarray:
     """Grid position p trains member ``layout[p]`` (``[n_padded]`` int64, a permutation).
 
-    Members are dealt to the devices' contiguous blocks by decreasing learning rate (ties in
-    member order; a non-number counts as 0), then the padding: the likeliest to diverge (and
-    skip epochs) are spread out (docs/performance.md). ``active`` (after a pruning rung): those
-    members are dealt first, so every device gets its share of the remaining work.
+    Members are dealt by decreasing learning rate, then the padding, so the likeliest to diverge
+    are spread out (docs/performance.md); ``active`` ones (after a pruning rung) first.
     """
     if n_devices <= 1:
         return np.arange(n_padded)
-    key = [-float(r) if isinstance(r, (int, float)) and math.isfinite(r) else 0.0
-           for r in rates]
     first = [False] * len(rates) if active is None else [not a for a in active]
-    order = sorted(range(len(rates)), key=lambda j: (first[j], key[j], j)) + list(
+    order = sorted(range(len(rates)), key=lambda j: (first[j], -rates[j], j)) + list(
         range(len(rates), n_padded))
     per_device = n_padded // n_devices
     layout = np.empty(n_padded, np.int64)
@@ -107,10 +98,7 @@ class Placement:
 
 def place(strategy: str, rates: Sequence[float], devices: Sequence[Any] | None = None
           ) -> Placement:
-    """The devices, concrete strategy and layout of a group.
-
-    ``devices`` default: every device of every process; in one process, the useful ones.
-    """
+    """A group's devices (default: all; in one process, the useful ones), strategy and layout."""
     if devices is None:
         devices = jax.devices()
         if jax.process_count() == 1:  # a distributed run feeds every process's devices

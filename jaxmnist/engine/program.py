@@ -27,8 +27,7 @@ from jaxmnist.groups import group_key
 from jaxmnist.models.common import NUM_CLASSES
 
 EVAL_BATCH = 1000  # images per evaluation step (forward only, so larger than training batches)
-# Group programs kept per process (least recently used dropped): a grid trained again with other
-# rates or seeds traces and compiles nothing (seconds on a CPU).
+# Group programs kept per process (docs/architecture.md, "Compiled groups are kept").
 COMPILED_GROUPS_KEPT = 8
 
 
@@ -59,8 +58,7 @@ class GroupSpec:
     batch_size: int
     optimizer: optim.Plan  # the families, schedules and clipping present (optim.plan)
     strategy: str
-    # The penalties any member uses (docs/performance.md: one 0 for all still costs a pass).
-    penalties: tuple[str, ...] = ("l1", "l2")
+    penalties: tuple[str, ...] = ("l1", "l2")  # any member's (docs/performance.md)
     restore_best: bool = False  # members end with their best epoch on validation
 
     @classmethod
@@ -72,14 +70,11 @@ class GroupSpec:
             raise GridError(
                 "members differ in static (shape-changing) keys and cannot train as one program; "
                 "split them with jaxmnist.groups.group_members first")
-        try:
-            plan = optim.plan([m.optim.model_dump() for m in members])
-        except ValueError as err:
-            raise GridError(str(err)) from None
         first = members[0]
         return cls(
             model_cfg=first.model.model_dump(), loss=first.loss, epochs=first.train.epochs,
-            batch_size=first.train.batch_size, optimizer=plan, strategy=first.train.strategy,
+            batch_size=first.train.batch_size, strategy=first.train.strategy,
+            optimizer=optim.plan([m.optim.model_dump() for m in members]),
             penalties=tuple(n for n in ("l1", "l2") if any(getattr(m.reg, n) for m in members)),
             restore_best=first.train.restore_best)
 
@@ -128,12 +123,10 @@ def _select(pred: jax.Array, on_true: Any, on_false: Any) -> Any:
 
 
 class MemberProgram:
-    """One member's pure functions (init, epoch, evaluation), mapped over the grid by the caller.
-
-    ``skip_frozen`` (sequential only: vmap runs both branches): a frozen member skips the epoch.
-    """
+    """One member's pure functions (init, epoch, evaluation), mapped over the grid by the caller."""
 
     def __init__(self, spec: GroupSpec, n_train: int, skip_frozen: bool = False):
+        # skip_frozen (sequential only: vmap runs both branches): inactive members skip work.
         self.spec, self.n_train, self.skip_frozen = spec, n_train, skip_frozen
         self.model, self.loss_fn = models.build(spec.model_cfg), losses.get_loss(spec.loss)
         self.steps = math.ceil(n_train / spec.batch_size)
@@ -172,8 +165,7 @@ class MemberProgram:
     def _train_epoch(self, state: TrainState, arrays: MemberArrays, train_x, train_y, epoch):
         batch, steps, n = self.spec.batch_size, self.steps, self.n_train
         order = jax.random.permutation(jax.random.fold_in(arrays.keys[2], epoch), n)
-        # Keras semantics: the last batch is partial. Shapes are static, so it is padded with
-        # index 0 at weight 0 (the loss is a weighted mean over real images only).
+        # Keras semantics: the last batch is partial, padded with index 0 at weight 0.
         pad = steps * batch - n
         order = jnp.concatenate([order, jnp.zeros((pad,), order.dtype)]).reshape(steps, batch)
         weights = (jnp.arange(steps * batch) < n).astype(jnp.float32).reshape(steps, batch)
@@ -216,11 +208,7 @@ class MemberProgram:
         return optim.eval_params(state.opt, state.params, arrays.hyper, self.spec.optimizer)
 
     def member_eval(self, variables, active, eval_x, eval_y, eval_w):
-        """``(loss_sum, correct, preds)`` of ``(params, model_state)`` over a padded split.
-
-        ``active`` False (a pruned member, sequential only: vmap runs both branches): skipped,
-        zeros.
-        """
+        """``(loss_sum, correct, preds)`` over a padded split (zeros when skipped: not active)."""
         if not self.skip_frozen:
             return self._eval(variables, eval_x, eval_y, eval_w)
         zero = jnp.asarray(0.0, jnp.float32)
@@ -244,8 +232,7 @@ class MemberProgram:
         (loss_sum, correct), preds = jax.lax.scan(body, (zero, zero), (eval_x, eval_y, eval_w))
         return loss_sum, correct, preds.reshape(-1)
 
-    def member_probs_and_grads(self, variables, arrays: MemberArrays, x_probe, y_probe, x_grad,
-                               y_grad):
+    def member_probs_and_grads(self, variables, arrays: MemberArrays, x_probe, x_grad, y_grad):
         """Class probabilities of a few test images and the data-loss gradient on a batch."""
         params, model_state = variables
         probs = jax.nn.softmax(self.model.predict(params, model_state, x_probe), -1)
@@ -258,11 +245,7 @@ class MemberProgram:
 
 
 def _over_members(fn: Callable, strategy: str, mesh: Mesh, shared: tuple = ()) -> Callable:
-    """Maps ``fn(*member_args, *shared)`` over the leading grid axis of the member arguments.
-
-    The compiler partitions ``vmap`` over the mesh; a ``lax.map`` runs per device over its own
-    members (``shard_map``), so 4 devices give the bits of one.
-    """
+    """Maps ``fn(*member_args, *shared)`` over the members' grid axis (docs/architecture.md)."""
     if strategy == "vmap":
         return jax.vmap(lambda *args: fn(*args, *shared))
 
@@ -296,10 +279,7 @@ _PER_MODEL: collections.OrderedDict[tuple[int, str], tuple[Any, Any]] = (
 
 
 def per_model(model: models.Model, what: str, make: Callable[[models.Model], Any]) -> Any:
-    """``make(model)`` (a jitted function of a built model), once per model object.
-
-    The entry holds the model, so its ``id`` is not reused while the entry lives.
-    """
+    """``make(model)``, once per model object (the entry holds it, so its ``id`` stays unique)."""
     return kept(_PER_MODEL, (id(model), what), lambda: (model, make(model)),
                 8 * COMPILED_GROUPS_KEPT)[1]
 
@@ -391,7 +371,7 @@ class GroupProgram:
     init_state: TrainState
     epoch_exec: Any  # the compiled epoch (state, arrays, x, y, epoch) -> (state, sums...)
     eval_fn: Callable
-    probe_fn: Any  # jitted (variables, arrays, probe x, y, grad x, y) -> (probs, grads)
+    probe_fn: Any  # jitted (variables, arrays, probe x, grad x, y) -> (probs, grads)
     eval_params_fn: Any  # jitted (state, arrays) -> the parameters members are evaluated at
     compile_seconds: float
     compile_epoch: Callable  # (state, arrays) -> the compiled epoch for their grid size
@@ -404,10 +384,7 @@ class GroupProgram:
             tree)
 
     def eval_variables(self, state: TrainState) -> tuple[Any, Any]:
-        """``(params, model_state)`` as evaluated, exported and served (grid order).
-
-        The trained parameters, or those the optimizer prescribes (schedule-free's, an EMA).
-        """
+        """``(params, model_state)`` as evaluated, exported and served (optim.eval_params)."""
         plan = self.spec.optimizer
         params = (self.eval_params_fn(state, self.arrays) if plan.ema or plan.eval_params
                   else state.params)
@@ -417,9 +394,8 @@ class GroupProgram:
                  active: np.ndarray | None = None, variables: Any = None):
         """``(loss [G], acc [G], preds [G, padded N])`` on a padded split, in member order.
 
-        ``active`` (grid order, default all): the members evaluated; the others (pruned ones)
-        are skipped under ``sequential`` and their values are meaningless. ``variables``:
-        evaluate these (grid order) instead of the state's.
+        ``active`` (grid order, default all): the others are skipped under ``sequential`` (their
+        values meaningless). ``variables`` (grid order): evaluated instead of the state's.
         """
         mask = np.ones(self.placement.padded, bool) if active is None else active
         variables = self.eval_variables(state) if variables is None else variables
@@ -465,8 +441,7 @@ def build_program(members: Sequence[MemberLike], splits: Any, *,
     state = jax.block_until_ready(jitted.init_fn(init_variables, arrays))
 
     def compile_epoch(state: TrainState, arrays: MemberArrays) -> Any:
-        # Compiled ahead of time, so its cost is reported apart from training speed (once per
-        # argument signature: a group of the same shape trained again reuses it).
+        # Ahead of time (its cost reported apart), once per argument signature.
         epoch_args = (state, arrays, train_x, train_y, jnp.asarray(1, jnp.int32))
         signature = _signature(*epoch_args)
         if signature not in jitted.epochs:

@@ -17,10 +17,8 @@ STRATEGIES: tuple[str, ...] = ("auto", "vmap", "sequential")
 """``train.strategy``: how a group's members share its program (``jaxmnist.engine.placement``)."""
 
 DYNAMIC_KEYS: tuple[str, ...] = ("optim", "reg.l1", "reg.l2", "seed", "model.init")
-"""Member-config keys that may differ inside a group; all other keys are static (shape-changing).
-
-``optim`` is the whole section (``jaxmnist.engine.optim.plan``); ``model.init`` only decides the
-starting weights, drawn per member before the program runs (S3's init experiment: one compile)."""
+"""Member-config keys that may differ inside a group; all others are static (docs/architecture.md,
+"Groups": ``optim`` is the whole section, ``model.init`` only draws the starting weights)."""
 
 
 def static_config(member: Mapping[str, Any]) -> dict[str, Any]:

@@ -208,16 +208,11 @@ def _parse_value(text: str, current: Any, key: str) -> Any:
     return list(value) if isinstance(value, tuple) else value
 
 
-OPTIONAL_SECTIONS = ("prune",)
-"""Study sections an override may switch off with ``None``."""
-
-
 def apply_overrides(study: dict[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
     """Applies ``key=value`` overrides (``--config.`` stripped), parsed as the value they replace.
 
-    A section of :data:`OPTIONAL_SECTIONS` is switched off with ``None``.
-
-    Raises ``ConfigError`` listing every unknown key (with the closest valid key) or bad value.
+    ``prune=None`` switches pruning off. Raises ``ConfigError`` listing every unknown key (with
+    the closest valid key) or bad value.
     """
     study = copy.deepcopy(study)
     valid = list(flatten(study))
@@ -234,7 +229,7 @@ def apply_overrides(study: dict[str, Any], overrides: Sequence[str]) -> dict[str
         if current is _MISSING:
             problems.append(f"unknown config key {key!r}{suggest(key, [*valid, *sections])}")
             continue
-        if key in OPTIONAL_SECTIONS and text.strip() == "None":
+        if key == "prune" and text.strip() == "None":
             study[key] = None  # e.g. --config.prune=None: the study without successive halving
             continue
         if isinstance(current, Mapping) and current:
@@ -399,11 +394,7 @@ def _validate(study: Mapping[str, Any]) -> tuple[list[str], list[dict[str, Any]]
         sets = [flatten(p.get("set") or {}) for p in exp.get("points") or []]
         for where, keys in [("grid", grid), *[("points", s) for s in sets]]:
             for key in keys:
-                # An optimizer's or a model's own keys need not be in the base: the member
-                # schema checks them against the optimizer / family the point names.
-                if _member_setting(key):
-                    continue
-                if get_dotted(base, key, _MISSING) is _MISSING:
+                if not _member_setting(key) and get_dotted(base, key, _MISSING) is _MISSING:
                     problems.append(f"experiment {name!r} {where}: unknown config key "
                                     f"'base.{key}'{suggest(key, base_keys)}")
         for key, values in grid.items():

@@ -21,20 +21,15 @@ DYNAMIC_KEYS: tuple[str, ...] = ("optim", "reg.l1", "reg.l2", "seed", "model.ini
 "Groups": ``optim`` is the whole section, ``model.init`` only draws the starting weights)."""
 
 
-def static_config(member: Mapping[str, Any]) -> dict[str, Any]:
-    """The member config with every dynamic key removed: what its group shares."""
+def group_key(member: Mapping[str, Any]) -> str:
+    """The canonical string of the config without its dynamic keys: equal keys train together."""
     static = copy.deepcopy(dict(member))
     for key in DYNAMIC_KEYS:
         parent, _, leaf = key.rpartition(".")
         node = get_dotted(static, parent, None) if parent else static
         if isinstance(node, dict):
             node.pop(leaf, None)
-    return static
-
-
-def group_key(member: Mapping[str, Any]) -> str:
-    """A canonical string of the static config: members with equal keys train together."""
-    return json.dumps(static_config(member), sort_keys=True, default=str)
+    return json.dumps(static, sort_keys=True, default=str)
 
 
 def group_members(members: Sequence[Mapping[str, Any]]) -> list[list[int]]:

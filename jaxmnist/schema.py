@@ -120,9 +120,7 @@ class Reg(_Section):
 class Train(_Section):
     """Epochs, batch size, how a group's members share the devices, and which epoch counts.
 
-    ``restore_best``: a member ends with the parameters of its best epoch on validation
-    (accuracy, ties by loss, then the earlier epoch) instead of its last (Keras'
-    ``restore_best_weights``); the last epoch's test metrics are reported beside.
+    ``restore_best``: the best epoch on validation instead of the last (docs/studies.md).
     """
 
     epochs: PositiveInt

@@ -1,8 +1,7 @@
 """Study configs: load a study (``"s2"`` or a file), override, validate, expand into members.
 
-A study file's fields are listed in docs/architecture.md ("Study files"); fields it leaves out
-take their defaults (``jaxmnist.schema.with_defaults``). A bad study is rejected with one message
-before anything compiles or any file is written.
+Fields and defaults: ``jaxmnist.schema.Study`` (docs/architecture.md, "Study files"). A bad study
+is rejected with one message before anything compiles or any file is written.
 """
 
 from __future__ import annotations
@@ -23,13 +22,8 @@ import ml_collections
 from jaxmnist import schema, search, trees
 from jaxmnist.caches import kept
 from jaxmnist.checks import is_int, suggest
-from jaxmnist.data import MNIST_TEST, MNIST_TRAIN, expected_sizes  # noqa: F401 - public here too
-from jaxmnist.groups import (  # noqa: F401 - the grouping rule is part of the config API
-    DYNAMIC_KEYS,
-    group_key,
-    group_members,
-    static_config,
-)
+from jaxmnist.data import expected_sizes
+from jaxmnist.groups import DYNAMIC_KEYS, group_key, group_members  # noqa: F401 - config API
 from jaxmnist.schema import ConfigError
 from jaxmnist.trees import get_dotted, set_dotted  # noqa: F401 - public here too
 
@@ -49,9 +43,9 @@ def to_plain(value: Any) -> Any:
 nested = trees.unflatten  # {"optim.name": [..]} -> {"optim": {"name": [..]}}, as study files write
 
 
-def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+def flatten(tree: Mapping[str, Any]) -> dict[str, Any]:
     """Flattens nested dicts (or ConfigDicts) to ``{"a.b": leaf}``; dotted keys kept as written."""
-    return trees.flatten(to_plain(tree), ".", prefix)
+    return trees.flatten(to_plain(tree))
 
 
 _MISSING = object()  # "no such key" marker returned by get_dotted(..., _MISSING)
@@ -66,10 +60,9 @@ def _study_line(path: Path, err: BaseException) -> str:
 
 
 def studies_dir() -> Path:
-    """The folder of the studies that ship with jaxmnist (the package ``jaxmnist.sweeps``).
+    """The folder of the shipped studies (``jaxmnist.sweeps``).
 
-    The ``sweeps/`` of the checkout beside the imported ``jaxmnist`` comes first, so a checkout
-    run in place reads its own studies even when another checkout is the installed one.
+    A checkout run in place reads its own ``sweeps/`` first, whichever checkout is installed.
     """
     import importlib.util
 
@@ -215,16 +208,11 @@ def _parse_value(text: str, current: Any, key: str) -> Any:
     return list(value) if isinstance(value, tuple) else value
 
 
-OPTIONAL_SECTIONS = ("prune",)
-"""Study sections an override may switch off with ``None``."""
-
-
 def apply_overrides(study: dict[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
     """Applies ``key=value`` overrides (``--config.`` stripped), parsed as the value they replace.
 
-    A section of :data:`OPTIONAL_SECTIONS` is switched off with ``None``.
-
-    Raises ``ConfigError`` listing every unknown key (with the closest valid key) or bad value.
+    ``prune=None`` switches pruning off. Raises ``ConfigError`` listing every unknown key (with
+    the closest valid key) or bad value.
     """
     study = copy.deepcopy(study)
     valid = list(flatten(study))
@@ -241,7 +229,7 @@ def apply_overrides(study: dict[str, Any], overrides: Sequence[str]) -> dict[str
         if current is _MISSING:
             problems.append(f"unknown config key {key!r}{suggest(key, [*valid, *sections])}")
             continue
-        if key in OPTIONAL_SECTIONS and text.strip() == "None":
+        if key == "prune" and text.strip() == "None":
             study[key] = None  # e.g. --config.prune=None: the study without successive halving
             continue
         if isinstance(current, Mapping) and current:
@@ -277,7 +265,6 @@ def resolve(cfg: ml_collections.ConfigDict | Mapping[str, Any], *, preset: str |
         preset = "quick"
 
     pristine = schema.with_defaults(to_plain(cfg))
-    pristine.pop("reduced", None)
     available = presets(pristine)
     study = copy.deepcopy(pristine)
     problems = []
@@ -360,25 +347,10 @@ def _grid_size(study: Mapping[str, Any]) -> int | None:
 
 
 # Validation
-def validate_data(data: Mapping[str, Any]) -> list[str]:
-    """Problems with a data spec (empty when valid), a split with no training image included."""
-    problems = schema.data_problems(data, MNIST_TRAIN)
-    if not problems:
-        train, _, _ = expected_sizes(data)
-        if train < 1:
-            problems.append(f"data: the split leaves {train} training images")
-    return problems
-
-
-validate_member = schema.member_problems  # one member config's problems (empty when valid)
-
-
 def _experiments(study: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """The study's experiments; a study with a plain ``grid`` has one, named ``main``.
+    """The study's experiments: its own, or ``main`` (its ``grid``), then ``search``, ``final``.
 
-    A ``search``'s sampled points are the points of ``main`` (crossed with its ``grid``), or
-    beside a study's own experiments an experiment named ``search``; the protocol's ``final``
-    experiment comes last.
+    A ``search``'s sampled points are ``main``'s points when the study has no experiments.
     """
     exps = ([to_plain(e) for e in study["experiments"]] if study.get("experiments") else
             [{"name": "main", "title": study.get("title", ""), "grid": study.get("grid") or {}}])
@@ -403,9 +375,9 @@ def validate_study(study: Mapping[str, Any]) -> list[str]:
 def _validate(study: Mapping[str, Any]) -> tuple[list[str], list[dict[str, Any]]]:
     """``(problems, members)``: the study checked and expanded once (members only if valid)."""
     problems = schema.study_problems(study)
-    problems += validate_data(study.get("data") or {})
+    problems += schema.data_problems(study.get("data") or {})
     base = study.get("base") or {}
-    problems += validate_member(base)
+    problems += schema.member_problems(base)
     if not problems and study.get("search"):
         from jaxmnist.engine.optim import OPTIMIZERS
 
@@ -422,11 +394,7 @@ def _validate(study: Mapping[str, Any]) -> tuple[list[str], list[dict[str, Any]]
         sets = [flatten(p.get("set") or {}) for p in exp.get("points") or []]
         for where, keys in [("grid", grid), *[("points", s) for s in sets]]:
             for key in keys:
-                # An optimizer's or a model's own keys need not be in the base: the member
-                # schema checks them against the optimizer / family the point names.
-                if _member_setting(key):
-                    continue
-                if get_dotted(base, key, _MISSING) is _MISSING:
+                if not _member_setting(key) and get_dotted(base, key, _MISSING) is _MISSING:
                     problems.append(f"experiment {name!r} {where}: unknown config key "
                                     f"'base.{key}'{suggest(key, base_keys)}")
         for key, values in grid.items():
@@ -435,32 +403,25 @@ def _validate(study: Mapping[str, Any]) -> tuple[list[str], list[dict[str, Any]]
                                 f"values, got {values!r}")
     if problems:
         return problems, []
-    # Validate each grid point once (not once per seed) and say which points a problem hits;
-    # the other seeds of a valid point are copies of its typed config with their own seed.
-
+    # Each grid point is validated once, and a problem names the points it hits; the other
+    # seeds of a valid point are copies of its Member with their own seed.
     train_size = expected_sizes(study["data"])[0]
     hits: dict[str, list[str]] = {}
     members = expand(study)
     points: dict[str, schema.Member | None] = {}
     for member in members:
-        cfg = member["config"]
-        if member["key"] in points:  # another seed of a checked point
-            typed = points[member["key"]]
-            if typed is not None:
-                member["typed"] = typed.model_copy(update={"seed": cfg["seed"]})
-                member["config"] = member["typed"].config()
-            continue
-        typed, found = schema.validated(cfg, "member")
-        bs = cfg["train"]["batch_size"] if typed is not None else None
-        if typed is not None and bs > train_size:
-            found.append(f"train.batch_size {bs} exceeds the {train_size} training images")
-        label = describe(member).rsplit(" (seed", 1)[0]
-        for msg in found:
-            hits.setdefault(msg, []).append(label)
-        points[member["key"]] = typed if not found else None
-        if typed is not None:
+        if member["key"] not in points:
+            typed, found = schema.validated(member["config"], "member")
+            if typed is not None and typed.train.batch_size > train_size:
+                found.append(f"train.batch_size {typed.train.batch_size} exceeds the "
+                             f"{train_size} training images")
+            for msg in found:
+                hits.setdefault(msg, []).append(describe(member).rsplit(" (seed", 1)[0])
+            points[member["key"]] = None if found else typed
+        if (typed := points[member["key"]]) is not None:
             # config.json records the resolved config: every default, as the engine reads it.
-            member["typed"], member["config"] = typed, typed.config()
+            member["typed"] = typed.model_copy(update={"seed": member["config"]["seed"]})
+            member["config"] = member["typed"].config()
     n_points = len({m["key"] for m in members})
     for msg, labels in hits.items():
         where = (f"all {n_points} grid points" if len(labels) == n_points
@@ -473,11 +434,9 @@ def check(study: Mapping[str, Any]) -> list[dict[str, Any]]:
     """Validates ``study`` and returns its members, the one expansion a run uses.
 
     Each of :func:`expand`'s entries gains ``"typed"``, the ``schema.Member`` the engine trains;
-    a ``ConfigError`` lists every problem with ``study``.
+    a ``ConfigError`` lists every problem with ``study``. A valid study checked again (by
+    ``jm.load_study`` then ``jm.run``) against the same registries reuses its expansion.
     """
-    # The API checks a study when it is loaded (jm.load_study) and again when it runs (jm.run):
-    # the second check of the same study, against the same choice lists, reuses the first's
-    # expansion. Only valid studies are kept (a fix is always checked afresh).
     def expand_valid() -> list[dict[str, Any]]:
         problems, members = _validate(study)
         if problems:
@@ -531,16 +490,12 @@ def _short(value: Any) -> str:
     return str(value)
 
 
-OWN_KEY_SECTIONS = ("optim.", "model.")
-"""Sections whose keys belong to the choice their ``name`` makes (an optimizer, a model family)."""
-
-
 def _member_setting(key: str) -> bool:
     """A key a point or override may set though the base leaves it out (the schema checks it).
 
     A setting every member has (``reg.l2``), or an optimizer's or a model's own key.
     """
-    return key.startswith(OWN_KEY_SECTIONS) or key in schema.member_paths()
+    return key.startswith(("optim.", "model.")) or key in schema.member_paths()
 
 
 def inherit(base: Mapping[str, Any], settings: Mapping[str, Any]) -> dict[str, Any]:

@@ -17,26 +17,19 @@ STRATEGIES: tuple[str, ...] = ("auto", "vmap", "sequential")
 """``train.strategy``: how a group's members share its program (``jaxmnist.engine.placement``)."""
 
 DYNAMIC_KEYS: tuple[str, ...] = ("optim", "reg.l1", "reg.l2", "seed", "model.init")
-"""Member-config keys that may differ inside a group; all other keys are static (shape-changing).
-
-``optim`` is the whole section (``jaxmnist.engine.optim.plan``); ``model.init`` only decides the
-starting weights, drawn per member before the program runs (S3's init experiment: one compile)."""
+"""Member-config keys that may differ inside a group; all others are static (docs/architecture.md,
+"Groups": ``optim`` is the whole section, ``model.init`` only draws the starting weights)."""
 
 
-def static_config(member: Mapping[str, Any]) -> dict[str, Any]:
-    """The member config with every dynamic key removed: what its group shares."""
+def group_key(member: Mapping[str, Any]) -> str:
+    """The canonical string of the config without its dynamic keys: equal keys train together."""
     static = copy.deepcopy(dict(member))
     for key in DYNAMIC_KEYS:
         parent, _, leaf = key.rpartition(".")
         node = get_dotted(static, parent, None) if parent else static
         if isinstance(node, dict):
             node.pop(leaf, None)
-    return static
-
-
-def group_key(member: Mapping[str, Any]) -> str:
-    """A canonical string of the static config: members with equal keys train together."""
-    return json.dumps(static_config(member), sort_keys=True, default=str)
+    return json.dumps(static, sort_keys=True, default=str)
 
 
 def group_members(members: Sequence[Mapping[str, Any]]) -> list[list[int]]:

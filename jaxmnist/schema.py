@@ -23,7 +23,8 @@ from pydantic import (
 
 from jaxmnist import models
 from jaxmnist.checks import is_int, is_number, rule, suggest
-from jaxmnist.data import DATA_DEFAULTS, DATASET_NAMES, SOURCES, SPLIT_KINDS, split_problems
+from jaxmnist.data import DATA_DEFAULTS, DATASET_NAMES, SOURCES
+from jaxmnist.data.splits import MNIST_TRAIN, SPLIT_KINDS, expected_sizes, split_problems
 from jaxmnist.engine import schedules
 from jaxmnist.engine.losses import LOSSES
 from jaxmnist.groups import STRATEGIES
@@ -119,9 +120,7 @@ class Reg(_Section):
 class Train(_Section):
     """Epochs, batch size, how a group's members share the devices, and which epoch counts.
 
-    ``restore_best``: a member ends with the parameters of its best epoch on validation
-    (accuracy, ties by loss, then the earlier epoch) instead of its last (Keras'
-    ``restore_best_weights``); the last epoch's test metrics are reported beside.
+    ``restore_best``: the best epoch on validation instead of the last (docs/studies.md).
     """
 
     epochs: PositiveInt
@@ -261,19 +260,16 @@ class Study(_Section):
         if "final" in names:
             raise ValueError("experiments: 'final' is the tuning protocol's own experiment "
                              "(final_seeds); name yours otherwise")
-        if ((self.base.get("train") or {}).get("restore_best")
-                and self.data.get("split", "none") == "none"):
-            raise ValueError("base.train.restore_best: the best epoch is chosen on the "
-                             "validation split, and data.split is 'none'; set data.split to "
-                             "'keras', 'holdout' or 'merged'")
-        if self.final_seeds and self.data.get("split", "none") == "none":
-            raise ValueError("final_seeds: the protocol chooses each optimizer's setting on the "
-                             "validation split, and data.split is 'none'; set data.split to "
-                             "'keras', 'holdout' or 'merged'")
+        for field, used, why in (
+                ("base.train.restore_best", (self.base.get("train") or {}).get("restore_best"),
+                 "the best epoch is chosen on the validation split"),
+                ("final_seeds", self.final_seeds,
+                 "the protocol chooses each optimizer's setting on the validation split"),
+                ("prune", self.prune is not None, "ranks points on the validation split")):
+            if used and self.data.get("split", "none") == "none":
+                raise ValueError(f"{field}: {why}, and data.split is 'none'; set data.split to "
+                                 "'keras', 'holdout' or 'merged'")
         if self.prune is not None:
-            if self.data.get("split", "none") == "none":
-                raise ValueError("prune: ranks points on the validation split, and data.split is "
-                                 "'none'; set data.split to 'keras', 'holdout' or 'merged'")
             epochs = (self.base.get("train") or {}).get("epochs")
             if isinstance(epochs, int) and is_int(epochs) and self.prune.rungs[-1] > epochs:
                 raise ValueError(f"prune.rungs: {self.prune.rungs[-1]} is past the last epoch "
@@ -383,9 +379,12 @@ def member(cfg: Mapping[str, Any] | Member, where: str = "member") -> Member:
     return m
 
 
-def data_problems(spec: Any, train_size: int = 60_000) -> list[str]:
-    """Problems with a data spec: keys, choices, split rules (``train_size`` bounds val_size)."""
+def data_problems(spec: Any) -> list[str]:
+    """Problems with a data spec: keys, choices, split rules, a split with no training image."""
     found = _problems(Data, spec, "data")[1]
     if found or not isinstance(spec, Mapping):
         return found
-    return [f"data.{key}: {msg}" for key, msg in split_problems(spec, train_size)]
+    found = [f"data.{key}: {msg}" for key, msg in split_problems(spec, MNIST_TRAIN)]
+    if not found and (train := expected_sizes(spec)[0]) < 1:
+        found.append(f"data: the split leaves {train} training images")
+    return found

@@ -1,15 +1,8 @@
 """Search spaces: distributions over the settings that vary inside one program, sampled into points.
 
-A study's ``search`` gives each optimizer family the same budget of ``samples`` points::
-
-    search = {"adam": {"optim.learning_rate": ("log", 1e-5, 1.0), "optim.b1": (0.8, 0.99)},
-              "sgd": {"optim.learning_rate": ("loggrid", 1e-3, 1.0), "reg.l2": 1e-4}}
-
-``("log", lo, hi)`` log-uniform, ``("uniform", lo, hi)`` or ``(lo, hi)`` uniform, ``("loggrid",
-lo, hi)`` ``samples`` log-spaced values, a number a fixed value. Draws are quasi-random: scrambled
-Halton (``scipy.stats.qmc``) from ``search_seed``, one sampler per family (same positions), so a
-study's points are fixed when it is loaded (``jaxmnist.config`` expands them into ordinary
-members). Plain Python and scipy: no jax. Rationale: docs/studies.md ("Search spaces").
+A study's ``search`` gives each optimizer family ``samples`` points, drawn quasi-randomly
+(scrambled Halton) from ``search_seed`` when the study is loaded; ``jaxmnist.config`` expands
+them into ordinary members. Plain Python and scipy, no jax. docs/studies.md, "Search spaces".
 """
 
 from __future__ import annotations
@@ -89,9 +82,8 @@ def problems(search: Any, families: Iterable[str]) -> list[str]:
 def points(search: Mapping[str, Any], samples: int, seed: int) -> list[tuple[str, dict]]:
     """``(label, {dotted key: value})`` of every sampled point: ``samples`` per family, in order.
 
-    Dimensions are the family's keys, learning rate first then sorted, so families with the same
-    keys (and the learning rate of any two) share sample positions. Raises ``ValueError`` for a
-    search :func:`problems` refuses (the optimizer names are not checked here).
+    Dimensions: learning rate first, then the other keys sorted (families share positions).
+    Raises ``ValueError`` for a search :func:`problems` refuses (optimizer names unchecked).
     """
     from scipy.stats import qmc
 

@@ -5,6 +5,7 @@ from pathlib import Path
 import pytest
 
 from jaxmnist import config as C
+from jaxmnist import schema
 
 SWEEPS = Path(__file__).resolve().parent.parent / "sweeps"
 # Every study that ships (flax_mnist and optimizers included): a new one is checked at once.
@@ -141,12 +142,12 @@ def test_optimizer_hyperparameters_are_checked_by_the_optimizer_module():
     assert any("momentum: must be in [0, 1), got 1.5" in p for p in C.validate_study(s))
     base = study("smoke")["base"]
     bad = {**base, "optim": {**base["optim"], "nesterov": True}}
-    (problem,) = C.validate_member(bad)
+    (problem,) = schema.member_problems(bad)
     assert ("'nesterov' is not a hyperparameter of 'sgd' (it takes: learning_rate, schedule, "
             "clip_norm, ema)") in problem
     bad = {**base, "optim": {**base["optim"], "name": "adamw", "weight_decay": -1.0,
                              "schedule": {"name": "warmup_cosine", "warmup_steps": 10}}}
-    (problem,) = C.validate_member(bad)
+    (problem,) = schema.member_problems(bad)
     assert "weight_decay: must be in [0, inf)" in problem
 
 
@@ -191,7 +192,7 @@ def test_every_problem_is_listed_at_once_with_did_you_mean():
     base = study("smoke")["base"]
     bad = {**base, "optim": {**base["optim"], "name": "adma"}, "loss": "xnet",
            "train": {**base["train"], "epochs": 0, "batchsize": 3}}
-    problems = C.validate_member(bad)
+    problems = schema.member_problems(bad)
     assert any("'adma' is not a valid optimizer; valid choices: sgd, momentum, nesterov, adam"
                in p and "did you mean 'adam" in p for p in problems)
     assert any("'xnet' is not a valid loss" in p and "did you mean 'xent'?" in p

@@ -153,10 +153,8 @@ class SqueezeNet(_Spec):
 class UserModel(_Spec):
     """A Flax linen / NNX Module or an ``(init, apply)`` pair, by import path or registered name.
 
-    ``cpu_convs``: im2col convolutions on XLA:CPU; ``weight_leaves``: the leaves L1/L2 count;
-    ``axis_names``: named axes the model's own code reduces over (``lax.pmean(x, "batch")``),
-    bound to each member alone (a module's ``axis_name``, as BatchNorm's, is found without it);
-    ``kwargs``: the factory's keyword arguments (written beside ``name`` in a study file).
+    ``kwargs`` are the factory's keyword arguments, written beside ``name`` in a study file; the
+    other keys (``cpu_convs``, ``weight_leaves``, ``axis_names``): docs/byo.md.
     """
 
     name: str
@@ -238,6 +236,6 @@ def parse(cfg: Any) -> Any:
         raise ValueError("; ".join(dict.fromkeys(found))) from None
 
 
-def resolved(cfg: Mapping[str, Any], family: str | None = None) -> dict[str, Any]:
-    """``cfg`` with every default of its family filled in (``family`` names it when absent)."""
-    return parse({"name": family, **cfg} if family and "name" not in cfg else cfg).config()
+def resolved(cfg: Mapping[str, Any]) -> dict[str, Any]:
+    """``cfg`` with every default of its family filled in."""
+    return parse(cfg).config()

@@ -46,20 +46,20 @@ def _rate(family: str):
     return check
 
 
-def _choice(what: str, choices: tuple[Any, ...]):
+def _choice(what: str, choices: tuple[Any, ...]) -> BeforeValidator:
     def check(value: Any) -> Any:
         # bool is an int and 2.0 == 2 in Python: compare types too.
         if not any(value == c and type(value) is type(c) for c in choices):
             raise ValueError(f"{what}: {value!r} is not valid; valid choices are {list(choices)}")
         return value
-    return check
+    return BeforeValidator(check)
 
 
 def _bool(what: str) -> BeforeValidator:
     return BeforeValidator(rule(lambda v: isinstance(v, bool), f"{what}: expected true/false"))
 
 
-ConvImpl = Annotated[str, BeforeValidator(_choice("'conv_impl'", layers.CONV_IMPLS))]
+ConvImpl = Annotated[str, _choice("'conv_impl'", layers.CONV_IMPLS)]
 
 
 class _Spec(BaseModel):
@@ -124,10 +124,9 @@ class CnnDepth(_Spec):
     """S4's CNN of 1-4 conv blocks."""
 
     name: Literal["cnn_depth"]
-    depth: Annotated[int, BeforeValidator(_choice("cnn_depth 'depth'", (1, 2, 3, 4)))] = 4
+    depth: Annotated[int, _choice("cnn_depth 'depth'", (1, 2, 3, 4))] = 4
     dropout: Annotated[float, BeforeValidator(_rate("cnn_depth"))] = 0.25
-    padding: Annotated[str, BeforeValidator(
-        _choice("cnn_depth 'padding'", layers.PADDINGS))] = "same"
+    padding: Annotated[str, _choice("cnn_depth 'padding'", layers.PADDINGS)] = "same"
     conv_impl: ConvImpl = "auto"
 
     @model_validator(mode="after")

@@ -24,6 +24,7 @@ import numpy as np
 import optax
 from jax import lax
 
+from jaxmnist import models
 from jaxmnist.models import layers, squeezenet
 from jaxmnist.models.common import dropout, to_unit_float
 
@@ -174,7 +175,7 @@ def main(argv=None) -> int:
     rng = np.random.default_rng(0)
     xs = jnp.asarray(rng.integers(0, 256, (args.steps, batch, 28, 28, 1), dtype=np.uint8))
     ys = jnp.asarray(rng.integers(0, 10, (args.steps, batch)), jnp.int32)
-    params = squeezenet.init(jax.random.PRNGKey(0), {})
+    params = models.build({"name": "squeezenet"}).init(jax.random.PRNGKey(0))[0]
     tx = optax.adam(1e-3)
     opt = tx.init(params)
     key = jax.random.PRNGKey(1)

@@ -2,7 +2,8 @@
 
 ``init(key) -> (params, state)`` and ``apply(params, state, x, *, train, key=None) -> (logits
 float32 [B, 10], new_state)``; ``state`` (BatchNorm statistics, ...) is ``{}`` for the zoo.
-Zoo families: docs/models.md; user models (:func:`register`, import paths): docs/byo.md.
+A zoo family's module gives ``rows(cfg)`` (its layers and param plans) and ``make_apply(cfg)`` of
+a resolved config (docs/models.md); user models (:func:`register`, import paths): docs/byo.md.
 """
 
 from __future__ import annotations
@@ -21,9 +22,11 @@ from jaxmnist.models import adapters, cnn, mlp, specs, squeezenet
 from jaxmnist.models.adapters import register
 from jaxmnist.models.common import (
     WEIGHT_NAMES,
+    init_params,
     is_weight_path,
     layer_paths,
     param_count,
+    plan_size,
     to_unit_float,
     weight_leaves,
     weight_mask,
@@ -77,8 +80,8 @@ def validate_model_config(cfg: Mapping[str, Any]) -> dict[str, Any]:
 def check_model(cfg: Mapping[str, Any]) -> None:
     """Checks that a model can be called as the engine calls it (a user model: abstractly).
 
-    Raises ``ValueError`` (``adapters.ModelError`` for a user model) naming the model, the call
-    made, the user's source line and the accepted calling conventions.
+    Raises:
+        ValueError: a bad config; ``adapters.ModelError`` for a user model (:func:`adapters.check`).
     """
     cfg = validate_model_config(cfg)
     if adapters.is_user_model(cfg["name"]):
@@ -107,10 +110,15 @@ def _build(cfg: dict[str, Any]) -> Model:
         init, apply = adapters.build(cfg)
         return Model(cfg["name"], cfg, init, apply, tuple(cfg["weight_leaves"]))
     mod = family(cfg["name"])
+    plan: dict[str, Any] = {}  # "fire2/squeeze" is plan["fire2"]["squeeze"]
+    for layer, _, spec in mod.rows(cfg):
+        if spec is not None:
+            outer, _, inner = layer.rpartition("/")
+            (plan.setdefault(outer, {}) if outer else plan)[inner] = spec
     zoo_apply = mod.make_apply(cfg)
 
     def init(key: Any) -> tuple[Any, dict[str, Any]]:
-        return mod.init(key, cfg), {}
+        return init_params(key, plan), {}
 
     def apply(params: Any, state: Any, x: Any, *, train: bool,
               key: Any = None) -> tuple[Any, Any]:
@@ -126,25 +134,19 @@ def summary(cfg: Mapping[str, Any]) -> str:
     A user model lists its parameter leaves instead, from ``jax.eval_shape`` of its init.
     """
     cfg = validate_model_config(cfg)
-    head = "Output shape"
+    head, opening = "Output shape", "(None, "
     if adapters.is_user_model(cfg["name"]):
-        head = "Param shape"
+        head, opening = "Param shape", "("
         rows = _user_rows(cfg)
-        shapes = ["(" + ", ".join(str(d) for d in shape) + ")" for _, shape, _ in rows]
     else:
-        rows = family(cfg["name"]).describe(cfg)
-        shapes = ["(None, " + ", ".join(str(d) for d in shape) + ")" for _, shape, _ in rows]
-    w_name = max(len("Layer"), *(len(r[0]) for r in rows))
-    w_shape = max(len(head), *(len(s) for s in shapes))
-    w_par = max(len("Params"), *(len(f"{r[2]:,}") for r in rows))
-    width = w_name + w_shape + w_par + 6
-    lines = [f'Model: "{cfg["name"]}"', "=" * width,
-             f"{'Layer':<{w_name}}   {head:<{w_shape}}   {'Params':>{w_par}}", "-" * width]
-    for (name, _, n), shape in zip(rows, shapes, strict=True):
-        lines.append(f"{name:<{w_name}}   {shape:<{w_shape}}   {n:>{w_par},}")
-    total = sum(r[2] for r in rows)
-    lines += ["=" * width, f"Total params: {total:,}"]
-    return "\n".join(lines)
+        rows = [(n, shape, plan_size(p)) for n, shape, p in family(cfg["name"]).rows(cfg)]
+    cells = [("Layer", head, "Params")] + [
+        (name, opening + ", ".join(map(str, shape)) + ")", f"{n:,}") for name, shape, n in rows]
+    w = [max(len(c[i]) for c in cells) for i in range(3)]
+    table = [f"{a:<{w[0]}}   {b:<{w[1]}}   {c:>{w[2]}}" for a, b, c in cells]
+    rule = "=" * (sum(w) + 6)
+    return "\n".join([f'Model: "{cfg["name"]}"', rule, table[0], "-" * len(rule), *table[1:],
+                      rule, f"Total params: {sum(n for _, _, n in rows):,}"])
 
 
 def _user_rows(cfg: Mapping[str, Any]) -> list[tuple[str, tuple[int, ...], int]]:

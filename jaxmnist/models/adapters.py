@@ -108,21 +108,17 @@ def _signature(fn: Callable[..., Any]) -> inspect.Signature | None:
         return None
 
 
-def _wants_rngs(factory: Callable[..., Any]) -> bool:
-    sig = _signature(factory)
-    return sig is not None and "rngs" in sig.parameters
-
-
-def _user_kwargs(cfg: Mapping[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in cfg.items() if k not in RESERVED_KEYS}
+def _factory(cfg: Mapping[str, Any]) -> tuple[Callable[..., Any], dict[str, Any],
+                                               inspect.Signature | None]:
+    """The factory, its keyword arguments (the config's other keys) and its signature."""
+    factory = resolve_factory(cfg["name"])
+    return factory, {k: v for k, v in cfg.items() if k not in RESERVED_KEYS}, _signature(factory)
 
 
 def validate(cfg: Mapping[str, Any]) -> None:
     """Checks that the factory resolves and takes the keyword arguments; nothing is built."""
     name = cfg["name"]
-    factory = resolve_factory(name)
-    kwargs = _user_kwargs(cfg)
-    sig = _signature(factory)
+    _, kwargs, sig = _factory(cfg)
     if sig is not None:
         try:
             sig.bind(**kwargs, **({"rngs": None} if "rngs" in sig.parameters else {}))
@@ -264,9 +260,13 @@ def _build_cached(cfg_json: str, factory: Callable[..., Any]) -> tuple[
     init, apply, calls, found = _adapt(cfg)
     init, apply = bind_axes(init, apply, tuple(dict.fromkeys([*cfg.get("axis_names", ()),
                                                                *found])))
-    # The plain apply last: the check traces it (the rewrite keeps shapes, and asking which
-    # backend runs it would start one while a study is validated).
-    return init, _fast_on_cpu(cfg, apply), calls, apply
+    # im2col convolutions on XLA:CPU unless ``cpu_convs: False`` (imported here: 0.15 s). The
+    # plain apply last: the check traces it (asking for the backend would start one).
+    fast = apply
+    if cfg.get("cpu_convs", True) is not False:
+        from jaxmnist.models.cpu_kernels import fast_cpu_convs
+        fast = fast_cpu_convs(apply)
+    return init, fast, calls, apply
 
 
 def _axis_list(module: Any) -> list[str]:
@@ -287,10 +287,7 @@ def bind_axes(init: Callable[..., Any], apply: Callable[..., Any],
               names: tuple[str, ...]) -> tuple[Callable[..., Any], Callable[..., Any]]:
     """Binds each named axis to one member: a size-1 named ``vmap`` around init and apply.
 
-    A model written for ``pmap`` / ``shard_map`` reduces over a named axis
-    (``nn.BatchNorm(axis_name="batch")``, ``lax.pmean(x, "batch")``); bound here to an axis of
-    size 1, each member's statistics come from its own batch, as in a one-device run of the
-    user's loop. The grid's own axes are never these.
+    A model written for ``pmap`` / ``shard_map`` then reduces over its own batch (docs/byo.md).
     """
     if not names:
         return init, apply
@@ -335,10 +332,9 @@ def _adapt(cfg: Mapping[str, Any]) -> _Adapted:
     from flax import nnx
 
     name = cfg["name"]
-    factory = resolve_factory(name)
-    kwargs = _user_kwargs(cfg)
+    factory, kwargs, sig = _factory(cfg)
     try:
-        if _wants_rngs(factory):
+        if sig is not None and "rngs" in sig.parameters:
             return _nnx_adapter(factory, kwargs, name)
         made = factory(**kwargs)
     except ModelError:
@@ -363,15 +359,6 @@ def build(cfg: Mapping[str, Any]) -> tuple[Callable[..., Any], Callable[..., Any
     """``(init, apply)`` in the engine's contract (``ModelError``: the factory failed)."""
     init, apply, _, _ = _build_cached(*_cache_key(cfg))
     return init, apply
-
-
-def _fast_on_cpu(cfg: Mapping[str, Any], apply: Callable[..., Any]) -> Callable[..., Any]:
-    """``apply`` with im2col convolutions on XLA:CPU unless the config says ``cpu_convs: False``."""
-    if cfg.get("cpu_convs", True) is False:
-        return apply
-    from jaxmnist.models.cpu_kernels import fast_cpu_convs
-
-    return fast_cpu_convs(apply)
 
 
 # Abstract check (jax.eval_shape: no compile, no allocation)
@@ -430,8 +417,7 @@ def _check_cached(cfg_json: str, factory: Callable[..., Any]) -> None:
 def check(cfg: Mapping[str, Any]) -> None:
     """Builds a user model and traces init, a training and an evaluation call (``eval_shape``).
 
-    Nothing is compiled or allocated, so a bad model fails while the study is validated, with
-    a ``ModelError`` naming the model, the call made, the user's source line and the accepted
-    calling conventions.
+    Raises:
+        ModelError: naming the model, the call made, the user's source line and the conventions.
     """
     _check_cached(*_cache_key(cfg))

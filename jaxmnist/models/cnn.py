@@ -12,13 +12,13 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from jaxmnist.models import layers, specs
+from jaxmnist.models import layers
 from jaxmnist.models.common import (
     NUM_CLASSES,
     Array,
     Params,
+    Row,
     dropout,
-    init_params,
     split_key,
     to_unit_float,
 )
@@ -27,7 +27,7 @@ DEPTH_FILTERS = (64, 128, 512, 1024)
 DEPTH_DENSE = (64, 128, 512, 512)
 
 
-def _plan(cfg: dict[str, Any]) -> tuple[list[int], str, int, list[float]]:
+def _plan(cfg: Mapping[str, Any]) -> tuple[list[int], str, int, list[float]]:
     """Returns (conv filters, padding, dense units, [dropout after pool, after dense])."""
     if cfg["name"] == "cnn":
         return [32, 64], "valid", 128, cfg["dropout"]
@@ -35,24 +35,8 @@ def _plan(cfg: dict[str, Any]) -> tuple[list[int], str, int, list[float]]:
     return list(DEPTH_FILTERS[:depth]), cfg["padding"], DEPTH_DENSE[depth - 1], [rate, rate]
 
 
-def init(key: Array, cfg: Mapping[str, Any]) -> Params:
-    """Initialises params ``conv1..convN, dense1, dense2`` for a ``cnn`` or ``cnn_depth`` cfg."""
-    cfg = specs.resolved(cfg)
-    filters, _, units, _ = _plan(cfg)
-    plan: dict[str, Any] = {}
-    c_in = 1
-    for i, f in enumerate(filters):
-        plan[f"conv{i + 1}"] = layers.conv_spec(3, 3, c_in, f)
-        c_in = f
-    flat = next(shape[0] for name, shape, _ in describe(cfg) if name == "flatten")
-    plan["dense1"] = layers.dense_spec(flat, units)
-    plan["dense2"] = layers.dense_spec(units, NUM_CLASSES)
-    return init_params(key, plan)
-
-
 def make_apply(cfg: Mapping[str, Any]) -> Callable[..., Array]:
     """Returns ``apply(params, x, *, train, key=None) -> logits [B, 10]`` for ``cfg``."""
-    cfg = specs.resolved(cfg)
     filters, padding, _, rates = _plan(cfg)
     impl = cfg["conv_impl"]  # "auto" resolves when traced: building a model starts no backend
     n = len(filters)
@@ -73,24 +57,23 @@ def make_apply(cfg: Mapping[str, Any]) -> Callable[..., Array]:
     return apply
 
 
-def describe(cfg: Mapping[str, Any]) -> list[tuple[str, tuple[int, ...], int]]:
-    """Rows ``(layer, output shape without batch, params)`` for :func:`jaxmnist.models.summary`."""
-    cfg = specs.resolved(cfg)
+def rows(cfg: Mapping[str, Any]) -> list[Row]:
+    """The layers: name, output shape without batch, param plan (``None``: no params)."""
     filters, padding, units, rates = _plan(cfg)
-    rows = []
+    out: list[Row] = []
     size, c_in = 28, 1
     for i, f in enumerate(filters):
         conv_size = size if padding == "same" else size - 2
-        rows.append((f"conv{i + 1}", (conv_size, conv_size, f), 9 * c_in * f + f))
+        out.append((f"conv{i + 1}", (conv_size, conv_size, f), layers.conv_spec(3, 3, c_in, f)))
         size = conv_size // 2
-        rows.append((f"pool{i + 1}", (size, size, f), 0))
+        out.append((f"pool{i + 1}", (size, size, f), None))
         c_in = f
     if rates[0] > 0:
-        rows.append(("dropout1", (size, size, c_in), 0))
+        out.append(("dropout1", (size, size, c_in), None))
     flat = size * size * c_in
-    rows.append(("flatten", (flat,), 0))
-    rows.append(("dense1", (units,), flat * units + units))
+    out.append(("flatten", (flat,), None))
+    out.append(("dense1", (units,), layers.dense_spec(flat, units)))
     if rates[1] > 0:
-        rows.append(("dropout2", (units,), 0))
-    rows.append(("dense2", (NUM_CLASSES,), units * NUM_CLASSES + NUM_CLASSES))
-    return rows
+        out.append(("dropout2", (units,), None))
+    out.append(("dense2", (NUM_CLASSES,), layers.dense_spec(units, NUM_CLASSES)))
+    return out

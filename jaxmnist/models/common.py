@@ -14,9 +14,12 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
+from jaxmnist.checks import is_number, rule
+
 Array = jax.Array
 Params = dict[str, Any]
 Spec = str | Mapping[str, Any]
+Row = tuple[str, tuple[int, ...], Any]  # a layer, its output shape without batch, its plan
 
 NUM_CLASSES = 10
 IMAGE_SHAPE = (28, 28, 1)
@@ -56,12 +59,6 @@ def spec_name(spec: Spec, what: str) -> tuple[str, dict[str, Any]]:
     raise ValueError(f"{what}: expected a name or a dict with a 'name', got {spec!r}")
 
 
-def _number(value: Any, what: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise ValueError(f"{what}: expected a finite number, got {value!r}")
-    return float(value)
-
-
 _ACTIVATIONS: dict[str, Callable[..., Array]] = {
     "linear": lambda x: x,
     "relu": jax.nn.relu,
@@ -86,13 +83,12 @@ def validate_activation(spec: Spec, what: str = "activation") -> Spec:
     check_choice(name, ACTIVATIONS, what)
     check_keys(kwargs, _ACTIVATION_PARAMS.get(name, ()), f"{what} {name!r}")
     for k, v in kwargs.items():
-        _number(v, f"{what} {name!r} {k}")
+        rule(is_number, f"{what} {name!r} {k}: expected a finite number")(v)
     return spec
 
 
 def get_activation(spec: Spec) -> Callable[[Array], Array]:
-    """Returns the activation function for a spec (see :func:`validate_activation`)."""
-    validate_activation(spec)
+    """Returns the activation function for a valid spec (see :func:`validate_activation`)."""
     name, kwargs = spec_name(spec, "activation")
     fn = _ACTIVATIONS[name]
     if not kwargs:
@@ -114,16 +110,13 @@ INITIALIZERS = tuple(_INIT_PARAMS) + tuple(_INIT_ALIASES)
 
 
 def validate_init(spec: Spec, what: str = "init") -> Spec:
-    """Returns an initializer spec unchanged once valid.
-
-    ``uniform`` takes ``low``/``high`` (default -0.05/0.05), ``normal`` ``mean`` (0) and ``std``
-    OR ``variance`` (std 0.05); aliases: zero, xavier(_uniform), xavier_normal, he (= he_normal).
-    """
+    """Returns an initializer spec unchanged once valid (names, parameters: docs/models.md)."""
     name, kwargs = spec_name(spec, what)
     check_choice(name, INITIALIZERS, what)
     name = _INIT_ALIASES.get(name, name)
     check_keys(kwargs, _INIT_PARAMS[name], f"{what} {name!r}")
-    vals = {k: _number(v, f"{what} {name!r} {k}") for k, v in kwargs.items()}
+    vals = {k: rule(is_number, f"{what} {name!r} {k}: expected a finite number")(v)
+            for k, v in kwargs.items()}
     if name == "uniform" and vals.get("low", -0.05) >= vals.get("high", 0.05):
         raise ValueError(f"{what} 'uniform': low must be < high, got {kwargs}")
     if name == "normal":
@@ -135,10 +128,9 @@ def validate_init(spec: Spec, what: str = "init") -> Spec:
 
 
 def _from_uniform(v: Array, spec: Spec, fan_in: int, fan_out: int) -> Array:
-    """Maps uniform draws ``v`` in (-1, 1) to ``spec``'s distribution (inverse CDF).
+    """Maps uniform draws ``v`` in (-1, 1) to ``spec``'s distribution by its inverse CDF.
 
-    Normals are ``sqrt(2) * erfinv(v)``, as ``jax.random.normal`` makes them; glorot/he normal
-    are truncated at 2 std with Keras' variance and fans (docs/models.md).
+    Normals are ``sqrt(2) * erfinv(v)``, as ``jax.random.normal`` makes them (docs/models.md).
     """
     name, kw = spec_name(spec, "init")
     name = _INIT_ALIASES.get(name, name)
@@ -162,12 +154,6 @@ def _from_uniform(v: Array, spec: Spec, fan_in: int, fan_out: int) -> Array:
     return jnp.clip(z, -2.0, 2.0) * f32(math.sqrt(var) / _TRUNC_STD)
 
 
-def _uniform_open(key: Array, shape: tuple[int, ...]) -> Array:
-    # (-1, 1): the smallest float above -1 keeps erfinv finite, as in jax.random.normal.
-    lo = np.nextafter(np.float32(-1.0), np.float32(0.0))
-    return jax.random.uniform(key, shape, jnp.float32, lo, 1.0)
-
-
 class ParamSpec(NamedTuple):
     """How to create one params leaf: its shape and an initializer spec or a constant."""
 
@@ -187,6 +173,11 @@ def _is_constant(sp: ParamSpec) -> bool:
     return sp.const is not None or _INIT_ALIASES.get(name, name) == "zeros"
 
 
+def plan_size(plan: Any) -> int:
+    """The number of scalars a plan (``None``: none) creates."""
+    return sum(math.prod(sp.shape) for sp in jax.tree_util.tree_leaves(plan, is_leaf=_is_spec))
+
+
 def init_params(key: Array, plan: Any) -> Params:
     """Creates a params tree from a plan (a nested dict with :class:`ParamSpec` leaves).
 
@@ -196,7 +187,9 @@ def init_params(key: Array, plan: Any) -> Params:
     specs = jax.tree_util.tree_leaves(plan, is_leaf=_is_spec)
     sizes = [0 if _is_constant(sp) else math.prod(sp.shape) for sp in specs]
     total = sum(sizes)
-    v = _uniform_open(key, (total,)) if total else None
+    # In (-1, 1): the smallest float above -1 keeps erfinv finite, as in jax.random.normal.
+    lo = np.nextafter(np.float32(-1.0), np.float32(0.0))
+    v = jax.random.uniform(key, (total,), jnp.float32, lo, 1.0) if total else None
     offset, leaves = 0, []
     for sp, n in zip(specs, sizes, strict=True):
         if n == 0:

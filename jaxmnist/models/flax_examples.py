@@ -1,27 +1,22 @@
 """Flax models: the S0/S1 CNN (linen, NNX), Flax's own mnist CNN and imagenet ResNet-18.
 
-Copy this file to bring your own model; the last two are what the studies of Flax's examples
-train.
-
-Use it in a study as::
-
-    base.model = {"name": "jaxmnist.models.flax_examples:linen_cnn"}            # Flax linen
-    base.model = {"name": "jaxmnist.models.flax_examples:NnxCNN", "dropout": [0.25, 0.5]}
-
-With the same weights both give the zoo's ``{"name": "cnn"}`` logits (``conv1/w`` is
-``conv1/kernel`` here). ``conv_impl="flax"`` uses Flax's own layers, far slower on XLA:CPU inside
-the engine's ``lax.scan`` (docs/models.md); the default runs jaxmnist's kernels.
+Copy this file to bring your own model (docs/byo.md); the last two are what the studies of Flax's
+examples train. With the same weights the S0 CNNs give the zoo's ``{"name": "cnn"}`` logits
+(``conv1/w`` is ``conv1/kernel`` here); their ``nn.Conv`` / ``nnx.Conv`` run jaxmnist's kernels
+unless ``conv_impl="flax"`` (far slower on XLA:CPU inside the engine's ``lax.scan``).
 """
 
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 from flax import nnx
+from jax import lax
 
 from jaxmnist.models import layers, register
 from jaxmnist.models.common import check_choice
@@ -35,19 +30,14 @@ def _rates(dropout: float | Sequence[float]) -> tuple[float, float]:
     return float(first), float(second)
 
 
-class LinenConv3x3(nn.Module):
-    """A 3x3 'valid' convolution with ``kernel`` and ``bias`` params, run by jaxmnist's conv."""
+def _conv(impl: str) -> Callable[..., jax.Array]:
+    """A ``conv_general_dilated`` for ``nn.Conv`` / ``nnx.Conv``: ``layers.conv2d`` (stride 1)."""
+    check_choice(impl, layers.CONV_IMPLS, "conv_impl")  # "auto" is resolved when traced
 
-    features: int
-    impl: str = "auto"
+    def conv(x: jax.Array, kernel: jax.Array, strides: Any, padding: str, **_: Any) -> jax.Array:
+        return layers.conv2d(x, kernel, padding=padding.lower(), impl=impl)
 
-    @nn.compact
-    def __call__(self, x: jax.Array) -> jax.Array:
-        """``[B, H, W, C] -> [B, H-2, W-2, features]``."""
-        kernel = self.param("kernel", nn.initializers.glorot_uniform(),
-                            (3, 3, x.shape[-1], self.features))
-        bias = self.param("bias", nn.initializers.zeros_init(), (self.features,))
-        return layers.conv2d(x, kernel, padding="valid", impl=self.impl) + bias
+    return conv
 
 
 class LinenCNN(nn.Module):
@@ -58,11 +48,12 @@ class LinenCNN(nn.Module):
 
     def _block(self, x: jax.Array, features: int, name: str) -> jax.Array:
         """Conv 3x3 valid -> ReLU -> max-pool 2."""
-        if self.conv_impl == "flax":
-            conv = nn.Conv(features, (3, 3), padding="VALID",
-                           kernel_init=nn.initializers.glorot_uniform(), name=name)
-            return nn.max_pool(nn.relu(conv(x)), (2, 2), strides=(2, 2))
-        return layers.max_pool2(nn.relu(LinenConv3x3(features, self.conv_impl, name=name)(x)))
+        flax_layers = self.conv_impl == "flax"
+        kernels = None if flax_layers else _conv(self.conv_impl)  # None: lax's conv
+        conv = nn.Conv(features, (3, 3), padding="VALID", name=name, conv_general_dilated=kernels,
+                       kernel_init=nn.initializers.glorot_uniform())
+        y = nn.relu(conv(x))
+        return nn.max_pool(y, (2, 2), strides=(2, 2)) if flax_layers else layers.max_pool2(y)
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
@@ -84,20 +75,6 @@ def linen_cnn(dropout: float | Sequence[float] = 0.0, conv_impl: str = "auto") -
     return LinenCNN(dropout=_rates(dropout), conv_impl=conv_impl)
 
 
-class NnxConv3x3(nnx.Module):
-    """A 3x3 'valid' convolution with ``kernel`` and ``bias`` params, run by jaxmnist's conv."""
-
-    def __init__(self, in_features: int, out_features: int, impl: str, *, rngs: nnx.Rngs):
-        init = nnx.initializers.glorot_uniform()
-        self.kernel = nnx.Param(init(rngs.params(), (3, 3, in_features, out_features)))
-        self.bias = nnx.Param(nnx.initializers.zeros_init()(rngs.params(), (out_features,)))
-        self.impl = impl
-
-    def __call__(self, x: jax.Array) -> jax.Array:
-        """``[B, H, W, C] -> [B, H-2, W-2, out_features]``."""
-        return layers.conv2d(x, self.kernel[...], padding="valid", impl=self.impl) + self.bias[...]
-
-
 class NnxCNN(nnx.Module):
     """S0's CNN in Flax NNX; ``rngs`` is passed by jaxmnist (one stream per member)."""
 
@@ -106,13 +83,11 @@ class NnxCNN(nnx.Module):
         glorot = nnx.initializers.glorot_uniform()
         first, second = _rates(dropout)
         self.flax_layers = conv_impl == "flax"
-        if self.flax_layers:
-            self.conv1 = nnx.Conv(1, 32, (3, 3), padding="VALID", kernel_init=glorot, rngs=rngs)
-            self.conv2 = nnx.Conv(32, 64, (3, 3), padding="VALID", kernel_init=glorot, rngs=rngs)
-        else:
-            check_choice(conv_impl, layers.CONV_IMPLS, "conv_impl")
-            self.conv1 = NnxConv3x3(1, 32, conv_impl, rngs=rngs)
-            self.conv2 = NnxConv3x3(32, 64, conv_impl, rngs=rngs)
+        conv = lax.conv_general_dilated if self.flax_layers else _conv(conv_impl)
+        self.conv1 = nnx.Conv(1, 32, (3, 3), padding="VALID", kernel_init=glorot,
+                              conv_general_dilated=conv, rngs=rngs)
+        self.conv2 = nnx.Conv(32, 64, (3, 3), padding="VALID", kernel_init=glorot,
+                              conv_general_dilated=conv, rngs=rngs)
         self.dense1 = nnx.Linear(5 * 5 * 64, 128, kernel_init=glorot, rngs=rngs)
         self.dense2 = nnx.Linear(128, 10, kernel_init=glorot, rngs=rngs)
         self.drop1 = nnx.Dropout(first, rngs=rngs)
@@ -133,9 +108,8 @@ class NnxCNN(nnx.Module):
 class FlaxMnistCNN(nnx.Module):
     """The network of Flax's ``examples/mnist`` (NNX), for the ``flax_mnist`` study.
 
-    The example's layers, sizes and defaults (824,650 parameters plus 192 running statistics),
-    written here so the study runs from an installed package; called the example's way,
-    ``model(x, rngs)``.
+    Written here so the study runs from an installed package (docs/byo.md); called the example's
+    way, ``model(x, rngs)``.
     """
 
     def __init__(self, dropout: float = 0.025, *, rngs: nnx.Rngs):
@@ -185,10 +159,8 @@ class _ResidualBlock(nn.Module):
 class FlaxResNet18(nn.Module):
     """ResNet-18 (v1.5) as Flax's ``examples/imagenet/models.py`` builds it (``resnet`` study).
 
-    The example's layers, names, initializers and BatchNorm over the named axis ``batch``
-    (11.2M parameters at 10 classes), written here so the study runs from an installed package;
-    a test checks it against the example's own file. On 28x28 digits the 7x7 stride-2 stem
-    and the 3x3 stride-2 max-pool leave 7x7 maps for the four stages (7, 4, 2, 1).
+    Written here so the study runs from an installed package; a test checks it against the
+    example's own file. On 28x28 digits the four stages see 7, 4, 2 and 1 pixels square.
     """
 
     num_classes: int = 10

@@ -119,9 +119,7 @@ def im2col_matmul(xp: Array, w2: Array, geom: tuple, precision: Any = None,
         y = lax.dot(pt, w2, precision=precision, preferred_element_type=preferred)
         return y.reshape(xp.shape[0], *outs, o)
 
-    @jax.custom_vjp
-    def f(xp: Array, w2: Array) -> Array:
-        return forward(xp, w2)
+    f = jax.custom_vjp(forward)
 
     def fwd(xp: Array, w2: Array) -> tuple[Array, tuple[Array, Array]]:
         # Keep xp, not the T-times larger patch matrix: the backward rebuilds it (XLA merges
@@ -162,25 +160,14 @@ def conv2d(x: Array, w: Array, *, padding: str = "valid", impl: str = "auto") ->
     return im2col_matmul(x, w.reshape(kh * kw * c, o), ((kh, kw), (1, 1), (1, 1), outs))
 
 
-def _window_view(x: Array, win: tuple, pads: tuple) -> tuple[Array, tuple[int, ...]]:
+def _window_view(x: Array, win: tuple, pads: tuple) -> Array:
     """``x`` padded with -inf, trimmed to whole windows, pooled axes split as (outs, win)."""
     if any(lo or hi for lo, hi in pads):
         x = lax.pad(x, jnp.array(-np.inf, x.dtype), [(lo, hi, 0) for lo, hi in pads])
     outs = [s // w for s, w in zip(x.shape, win, strict=True)]
     x = lax.slice(x, (0,) * x.ndim, tuple(o * w for o, w in zip(outs, win, strict=True)))
     shape = [n for o, w in zip(outs, win, strict=True) for n in ((o, w) if w != 1 else (o,))]
-    return x.reshape(shape), _window_axes(win)
-
-
-def _window_axes(win: tuple) -> tuple[int, ...]:
-    """Positions of the window axes in :func:`_window_view`'s layout."""
-    axes, pos = [], 0
-    for w in win:
-        pos += 1
-        if w != 1:
-            axes.append(pos)
-            pos += 1
-    return tuple(axes)
+    return x.reshape(shape)
 
 
 def window_max(x: Array, win: tuple, pads: tuple) -> Array:
@@ -189,23 +176,19 @@ def window_max(x: Array, win: tuple, pads: tuple) -> Array:
     As TensorFlow's MaxPool. ``win``: window (= stride) per axis of ``x``, 1 where not pooled;
     ``pads``: ``(lo, hi)`` padding >= 0 per axis.
     """
-    shape, k, axes = x.shape, int(np.prod(win)), _window_axes(win)
+    shape, k = x.shape, int(np.prod(win))
     idx_dtype = np.int8 if k <= 127 else np.int32
-    rank = x.ndim + len(axes)
+    layout = [n for w in win for n in ((1, w) if w != 1 else (1,))]  # the view's, outs as 1
+    axes = tuple(i for i, n in enumerate(layout) if n != 1)
     # Row-major position of each element in its window, broadcastable to the window view.
-    grid = np.zeros([1] * rank, np.int32)
-    mult = 1
-    for a, w in zip(reversed(axes), reversed([w for w in win if w != 1]), strict=True):
-        grid = grid + np.arange(w).reshape([-1 if i == a else 1 for i in range(rank)]) * mult
-        mult *= w
-    grid = grid.astype(idx_dtype)
+    grid = np.arange(k, dtype=idx_dtype).reshape(layout)
 
     @jax.custom_vjp
     def pool(x: Array) -> Array:
-        return jnp.max(_window_view(x, win, pads)[0], axis=axes)
+        return jnp.max(_window_view(x, win, pads), axis=axes)
 
     def fwd(x: Array) -> tuple[Array, Array]:
-        view = _window_view(x, win, pads)[0]
+        view = _window_view(x, win, pads)
         m = jnp.max(view, axis=axes)
         pos = jnp.where(view == lax.expand_dims(m, axes), grid, np.array(k, idx_dtype))
         return m, jnp.min(pos, axis=axes)

@@ -16,9 +16,9 @@ from jaxmnist.models.common import (
     NUM_CLASSES,
     Array,
     Params,
+    Row,
     dropout,
     get_activation,
-    init_params,
     split_key,
     to_unit_float,
 )
@@ -26,24 +26,8 @@ from jaxmnist.models.common import (
 N_IN = 28 * 28
 
 
-def init(key: Array, cfg: Mapping[str, Any]) -> Params:
-    """Initialises MLP params for ``cfg``."""
-    cfg = specs.resolved(cfg, "mlp")
-    hidden = cfg["hidden"]
-    inits = specs.per_layer(cfg["init"], len(hidden) + 1, "init")
-    sizes = [N_IN, *hidden, NUM_CLASSES]
-    plan: dict[str, Any] = {}
-    for i in range(len(hidden)):
-        plan[f"dense{i + 1}"] = layers.dense_spec(sizes[i], sizes[i + 1], inits[i])
-        if cfg["rmsnorm"]:
-            plan[f"norm{i + 1}"] = layers.rmsnorm_spec(sizes[i + 1])
-    plan["output"] = layers.dense_spec(sizes[-2], sizes[-1], inits[-1])
-    return init_params(key, plan)
-
-
 def make_apply(cfg: Mapping[str, Any]) -> Callable[..., Array]:
     """Returns ``apply(params, x, *, train, key=None) -> logits [B, 10]`` for ``cfg``."""
-    cfg = specs.resolved(cfg, "mlp")
     n = len(cfg["hidden"])
     acts = [get_activation(a) for a in specs.per_layer(cfg["activation"], n, "activation")]
     rate, use_norm = cfg["dropout"], cfg["rmsnorm"]
@@ -61,17 +45,16 @@ def make_apply(cfg: Mapping[str, Any]) -> Callable[..., Array]:
     return apply
 
 
-def describe(cfg: Mapping[str, Any]) -> list[tuple[str, tuple[int, ...], int]]:
-    """Rows ``(layer, output shape without batch, params)`` for :func:`jaxmnist.models.summary`."""
-    cfg = specs.resolved(cfg, "mlp")
-    rows = [("flatten", (N_IN,), 0)]
-    prev = N_IN
+def rows(cfg: Mapping[str, Any]) -> list[Row]:
+    """The layers: name, output shape without batch, param plan (``None``: no params)."""
+    sizes = [N_IN, *cfg["hidden"], NUM_CLASSES]
+    inits = specs.per_layer(cfg["init"], len(sizes) - 1, "init")
+    out: list[Row] = [("flatten", (N_IN,), None)]
     for i, h in enumerate(cfg["hidden"]):
-        rows.append((f"dense{i + 1}", (h,), prev * h + h))
+        out.append((f"dense{i + 1}", (h,), layers.dense_spec(sizes[i], h, inits[i])))
         if cfg["rmsnorm"]:
-            rows.append((f"norm{i + 1}", (h,), h))
+            out.append((f"norm{i + 1}", (h,), layers.rmsnorm_spec(h)))
         if cfg["dropout"] > 0:
-            rows.append((f"dropout{i + 1}", (h,), 0))
-        prev = h
-    rows.append(("output", (NUM_CLASSES,), prev * NUM_CLASSES + NUM_CLASSES))
-    return rows
+            out.append((f"dropout{i + 1}", (h,), None))
+    out.append(("output", (NUM_CLASSES,), layers.dense_spec(sizes[-2], NUM_CLASSES, inits[-1])))
+    return out

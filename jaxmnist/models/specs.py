@@ -46,20 +46,20 @@ def _rate(family: str):
     return check
 
 
-def _choice(what: str, choices: tuple[Any, ...]):
+def _choice(what: str, choices: tuple[Any, ...]) -> BeforeValidator:
     def check(value: Any) -> Any:
         # bool is an int and 2.0 == 2 in Python: compare types too.
         if not any(value == c and type(value) is type(c) for c in choices):
             raise ValueError(f"{what}: {value!r} is not valid; valid choices are {list(choices)}")
         return value
-    return check
+    return BeforeValidator(check)
 
 
 def _bool(what: str) -> BeforeValidator:
     return BeforeValidator(rule(lambda v: isinstance(v, bool), f"{what}: expected true/false"))
 
 
-ConvImpl = Annotated[str, BeforeValidator(_choice("'conv_impl'", layers.CONV_IMPLS))]
+ConvImpl = Annotated[str, _choice("'conv_impl'", layers.CONV_IMPLS)]
 
 
 class _Spec(BaseModel):
@@ -124,10 +124,9 @@ class CnnDepth(_Spec):
     """S4's CNN of 1-4 conv blocks."""
 
     name: Literal["cnn_depth"]
-    depth: Annotated[int, BeforeValidator(_choice("cnn_depth 'depth'", (1, 2, 3, 4)))] = 4
+    depth: Annotated[int, _choice("cnn_depth 'depth'", (1, 2, 3, 4))] = 4
     dropout: Annotated[float, BeforeValidator(_rate("cnn_depth"))] = 0.25
-    padding: Annotated[str, BeforeValidator(
-        _choice("cnn_depth 'padding'", layers.PADDINGS))] = "same"
+    padding: Annotated[str, _choice("cnn_depth 'padding'", layers.PADDINGS)] = "same"
     conv_impl: ConvImpl = "auto"
 
     @model_validator(mode="after")
@@ -153,10 +152,8 @@ class SqueezeNet(_Spec):
 class UserModel(_Spec):
     """A Flax linen / NNX Module or an ``(init, apply)`` pair, by import path or registered name.
 
-    ``cpu_convs``: im2col convolutions on XLA:CPU; ``weight_leaves``: the leaves L1/L2 count;
-    ``axis_names``: named axes the model's own code reduces over (``lax.pmean(x, "batch")``),
-    bound to each member alone (a module's ``axis_name``, as BatchNorm's, is found without it);
-    ``kwargs``: the factory's keyword arguments (written beside ``name`` in a study file).
+    ``kwargs`` are the factory's keyword arguments, written beside ``name`` in a study file; the
+    other keys (``cpu_convs``, ``weight_leaves``, ``axis_names``): docs/byo.md.
     """
 
     name: str
@@ -238,6 +235,6 @@ def parse(cfg: Any) -> Any:
         raise ValueError("; ".join(dict.fromkeys(found))) from None
 
 
-def resolved(cfg: Mapping[str, Any], family: str | None = None) -> dict[str, Any]:
-    """``cfg`` with every default of its family filled in (``family`` names it when absent)."""
-    return parse({"name": family, **cfg} if family and "name" not in cfg else cfg).config()
+def resolved(cfg: Mapping[str, Any]) -> dict[str, Any]:
+    """``cfg`` with every default of its family filled in."""
+    return parse(cfg).config()

@@ -12,15 +12,8 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from jaxmnist.models import layers, specs
-from jaxmnist.models.common import (
-    NUM_CLASSES,
-    Array,
-    Params,
-    dropout,
-    init_params,
-    to_unit_float,
-)
+from jaxmnist.models import layers
+from jaxmnist.models.common import NUM_CLASSES, Array, Params, Row, dropout, to_unit_float
 
 STEM = 64
 # (name, squeeze, expand per branch); a 2x2 max-pool follows the names in POOL_AFTER.
@@ -33,25 +26,8 @@ FIRES = (
 POOL_AFTER = ("conv1", "fire3", "fire5")
 
 
-def init(key: Array, cfg: Mapping[str, Any]) -> Params:
-    """Initialises conv1, fire2..fire9 (squeeze / expand1x1 / expand3x3) and conv10."""
-    specs.resolved(cfg, "squeezenet")
-    plan: dict[str, Any] = {"conv1": layers.conv_spec(3, 3, 1, STEM)}
-    c_in = STEM
-    for name, s, e in FIRES:
-        plan[name] = {
-            "squeeze": layers.conv_spec(1, 1, c_in, s),
-            "expand1x1": layers.conv_spec(1, 1, s, e),
-            "expand3x3": layers.conv_spec(3, 3, s, e),
-        }
-        c_in = 2 * e
-    plan["conv10"] = layers.conv_spec(1, 1, c_in, NUM_CLASSES)
-    return init_params(key, plan)
-
-
 def make_apply(cfg: Mapping[str, Any]) -> Callable[..., Array]:
     """Returns ``apply(params, x, *, train, key=None) -> logits [B, 10]`` for ``cfg``."""
-    cfg = specs.resolved(cfg, "squeezenet")
     impl = cfg["conv_impl"]  # "auto" resolves when traced: building a model starts no backend
     rate, final_relu = cfg["dropout"], cfg["final_relu"]
 
@@ -77,22 +53,22 @@ def make_apply(cfg: Mapping[str, Any]) -> Callable[..., Array]:
     return apply
 
 
-def describe(cfg: Mapping[str, Any]) -> list[tuple[str, tuple[int, ...], int]]:
-    """Rows ``(layer, output shape without batch, params)`` for :func:`jaxmnist.models.summary`."""
-    cfg = specs.resolved(cfg, "squeezenet")
-    rows = [("conv1", (26, 26, STEM), 9 * STEM + STEM), ("pool1", (13, 13, STEM), 0)]
+def rows(cfg: Mapping[str, Any]) -> list[Row]:
+    """The layers: name, output shape without batch, param plan (``None``: no params)."""
+    out: list[Row] = [("conv1", (26, 26, STEM), layers.conv_spec(3, 3, 1, STEM)),
+                      ("pool1", (13, 13, STEM), None)]
     size, c_in = 13, STEM
     for name, s, e in FIRES:
-        rows.append((f"{name}/squeeze", (size, size, s), c_in * s + s))
-        rows.append((f"{name}/expand1x1", (size, size, e), s * e + e))
-        rows.append((f"{name}/expand3x3", (size, size, e), 9 * s * e + e))
+        out.append((f"{name}/squeeze", (size, size, s), layers.conv_spec(1, 1, c_in, s)))
+        out.append((f"{name}/expand1x1", (size, size, e), layers.conv_spec(1, 1, s, e)))
+        out.append((f"{name}/expand3x3", (size, size, e), layers.conv_spec(3, 3, s, e)))
         c_in = 2 * e
-        rows.append((f"{name}/concat", (size, size, c_in), 0))
+        out.append((f"{name}/concat", (size, size, c_in), None))
         if name in POOL_AFTER:
             size //= 2
-            rows.append((f"pool_{name}", (size, size, c_in), 0))
+            out.append((f"pool_{name}", (size, size, c_in), None))
     if cfg["dropout"] > 0:
-        rows.append(("dropout", (size, size, c_in), 0))
-    rows.append(("conv10", (size, size, NUM_CLASSES), c_in * NUM_CLASSES + NUM_CLASSES))
-    rows.append(("global_avg_pool", (NUM_CLASSES,), 0))
-    return rows
+        out.append(("dropout", (size, size, c_in), None))
+    out.append(("conv10", (size, size, NUM_CLASSES), layers.conv_spec(1, 1, c_in, NUM_CLASSES)))
+    out.append(("global_avg_pool", (NUM_CLASSES,), None))
+    return out

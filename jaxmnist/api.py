@@ -221,9 +221,8 @@ def compare(*, model: Any, optimizers: Sequence[str], workdir: str | Path,
             **grid_args: Any) -> Run:
     """The tuning protocol in one call: which optimizer is better here, by how much, how sure.
 
-    Each optimizer's learning rate is tuned on validation (``samples`` draws each), the choices
-    re-run over ``final_seeds`` fresh seeds and compared (:meth:`Run.compare`); one resumable
-    run directory (docs/studies.md, "The tuning protocol").
+    Learning rates tuned on validation, the choices re-run on fresh seeds and compared
+    (:meth:`Run.compare`), in one resumable run directory (docs/studies.md, "The tuning protocol").
 
     Args:
         model: As :func:`grid`'s.
@@ -292,11 +291,7 @@ def run(study: Mapping[str, Any], *, workdir: str | Path, data_dir: str | None =
 
 
 def open_run(workdir: str | Path) -> Run:
-    """Opens a run directory (finished or still training) without importing jax.
-
-    Raises:
-        jaxmnist.runs.runview.ReportError: the folder is not a run directory, or holds nothing yet.
-    """
+    """Opens a run directory, finished or still training, without importing jax (or ReportError)."""
     return Run(Path(workdir))
 
 

@@ -139,8 +139,7 @@ def run_study(study: dict[str, Any], run_dir: Path, *, data_dir: str | None = No
     from jaxmnist.runs import results as results_json
 
     if phases and study.get("final_seeds") and not study.get("final"):
-        # The tuning protocol (jaxmnist.protocol): the study as written, then its final phase,
-        # computed again from phase 1's results each time (so a resumed run picks the same).
+        # The tuning protocol (jaxmnist.protocol): the study as written, then its final phase.
         kwargs = dict(data_dir=data_dir, callbacks=callbacks, progress=progress)
         full = protocol.with_final(study, run_dir)
         if not full.get("final"):

@@ -1,16 +1,11 @@
 """jaxmnist: MNIST studies re-run in JAX, and your own Flax models trained as one grid.
 
-The Python API (``import jaxmnist as jm``; nothing here imports jax until a run trains)::
+The Python API (:mod:`jaxmnist.api`; nothing here imports jax until a run trains)::
 
     run = jm.grid(model="cnn", optimizers={"adam": [1e-3, 3e-4], "sgd": [0.1]}, seeds=2,
                   epochs=3, workdir="runs/mine")
-    run.table(); run.points(); run.plot(); run.member(0).predict(images)  # a TrainedMember
+    run.points(); run.compare(); run.best().predict(images)
     run = jm.run(jm.load_study("s2", preset="cpu"), workdir="runs/s2")
-    run = jm.open_run("runs/s2")
-    run = jm.compare(model="cnn", optimizers=["adam", "momentum"], epochs=3, workdir="runs/cmp")
-    run.compare()  # tune on validation, re-run the choices on fresh seeds, paired statistics
-
-See :mod:`jaxmnist.api`.
 """
 
 from typing import Any

@@ -1,29 +1,9 @@
-"""The Python API: train a grid from a notebook, run a study, open a run directory.
+"""The Python API (``import jaxmnist as jm``): train a grid, run a study, open a run directory.
 
-::
-
-    import jaxmnist as jm
-
-    run = jm.grid(model="cnn", optimizers={"adam": [1e-3, 3e-4], "sgd": [0.1]},
-                  seeds=2, epochs=3, workdir="runs/mine")
-    run.table()                  # one row per member (pandas DataFrame)
-    run.points()                 # one row per grid point: mean and std over the seeds
-    run.compare()                # optimizer pairs: paired over seeds, with intervals
-    run.member(0).predict(images)
-    run = jm.run(jm.load_study("s2", preset="cpu"), workdir="runs/s2")
-    run = jm.open_run("runs/s2")  # the same object from the files alone (no jax import)
-
-``model`` may be a zoo name (``"cnn"``), a model config dict, an import path
-(``"pkg.nets:make"``, ``"nets.py:CNN"``), a Flax linen Module object, a Flax NNX Module class
-(or a factory taking ``rngs``), or an ``(init, apply)`` pair. Objects are registered for this
-process; the run directory records an import path when the object's class can be imported
-again, and otherwise says why it cannot (``notes`` in ``config.json``).
-
-Every call writes a run directory exactly as ``python -m jaxmnist.sweep`` does, and calling it
-again with the same arguments and ``workdir`` resumes it; with ``grow=True``, more seeds, points
-or epochs grow it (only the new work trains; docs/architecture.md, "Growing a run").
-:func:`run` and the CLI are both thin layers over :func:`jaxmnist.runner.run_study`. Nothing here
-imports jax until a run trains or a member predicts.
+Every call writes a run directory as ``python -m jaxmnist.sweep`` does (both call
+:func:`jaxmnist.runner.run_study`) and resumes it when called again with the same arguments.
+Nothing here imports jax until a run trains or a member predicts. Guide: docs/studies.md,
+"From Python".
 """
 
 from __future__ import annotations
@@ -40,10 +20,8 @@ from jaxmnist import trees
 from jaxmnist.runs import rundir, runview
 from jaxmnist.trees import set_dotted
 
-# What jm.grid trains on unless ``data`` gives a split: 10,000 of the 60,000 training images held
-# out at random (seed 0) for validation, as S2 and the usual 50k / 10k MNIST protocol do, so that
-# best() chooses on validation, never on test. Every other data key takes its default from
-# jaxmnist.data.DATA_DEFAULTS (filled in by the study schema).
+# jm.grid's split unless ``data`` gives one: 10,000 training images held out for validation (as
+# S2), so that best() chooses on validation, never on test (docs/data.md).
 GRID_DATA = {"split": "holdout", "val_size": 10_000}
 
 
@@ -77,11 +55,11 @@ def _importable(obj: Any) -> str | None:
 
 
 def model_config(model: Any) -> tuple[dict[str, Any], str]:
-    """Turns what a user passes as ``model`` into a model config and a note on reloading it.
+    """``(model config, note)`` of what a user passes as ``model`` (else APIError).
 
     ``model``: a zoo name, config dict, import path, linen Module object, NNX Module class,
-    factory or ``(init, apply)`` pair (else APIError). The note is empty when another process
-    can load the config again from the run directory alone, and says why not otherwise.
+    factory or ``(init, apply)`` pair. Objects are registered for this process; the note says
+    why another process cannot load the config from the run directory alone (empty: it can).
     """
     from jaxmnist.models import adapters
 
@@ -138,18 +116,14 @@ def model_config(model: Any) -> tuple[dict[str, Any], str]:
 
 def load_study(name_or_path: str | Path, *, preset: str | None = None, quick: bool = False,
                seeds: int | None = None, overrides: Sequence[str] = ()) -> dict[str, Any]:
-    """Loads a study by name (``"s2"``) or file path and resolves a preset and overrides.
+    """Loads a study by name (``"s2"``) or ``.py`` file, resolved and validated (a dict).
 
     Args:
         name_or_path: A study name or a ``.py`` study file.
-        preset: One of the study's presets (``"cpu"``, ``"quick"``), or None for its full
-            settings.
+        preset: One of the study's presets (``"cpu"``, ``"quick"``); None: its full settings.
         quick: Shorthand for ``preset="quick"``.
         seeds: Seeds per grid point (default: the study's).
         overrides: ``"key=value"`` strings, as ``--config.key=value`` on the command line.
-
-    Returns:
-        The resolved study, validated, as a plain dict (pass it to :func:`run`).
 
     Raises:
         jaxmnist.config.ConfigError: every problem with the study, listed.
@@ -170,41 +144,30 @@ def grid(*, model: Any, optimizers: Mapping[str, Any] | None = None,
          config: Mapping[str, Any] | None = None, progress: bool = True,
          grow: bool = False, prune: Mapping[str, Any] | None = None,
          final_seeds: int = 0) -> Run:
-    """Trains ``model`` with every optimizer x learning rate x seed as one grid and returns it.
+    """Trains ``model`` with every optimizer x learning rate x seed as one grid; the :class:`Run`.
 
     Args:
-        model: See :func:`model_config` (a zoo name, config, import path, Module, pair).
-        optimizers: ``{"adam": [1e-3, 3e-4], "sgd": 0.1}``: each optimizer with one or more
-            learning rates (or dicts of hyperparameters, ``{"learning_rate": 1e-3, "b1":
-            0.8}``); any name of ``jaxmnist.engine.optim``.
-        search: Distributions per optimizer, sampled beside (or instead of) ``optimizers``:
-            ``{"adam": {"optim.learning_rate": ("log", 1e-5, 1.0), "optim.b1": (0.8, 0.99)}}``
-            (``jaxmnist.search``; docs/studies.md, "Search spaces").
+        model: What :func:`model_config` takes (zoo name, config, import path, Module, pair).
+        optimizers: ``{"adam": [1e-3, 3e-4], "sgd": 0.1}``: learning rates (or dicts of
+            hyperparameters, ``{"learning_rate": 1e-3, "b1": 0.8}``) per optimizer.
+        search: Distributions per optimizer, sampled beside or instead of ``optimizers``:
+            ``{"adam": {"optim.learning_rate": ("log", 1e-5, 1.0)}}`` (docs/studies.md).
         samples: Points drawn per optimizer of ``search`` (default: the study's, 16).
         search_seed: Seed of the quasi-random draws (default: the study's, 0).
-        seeds: Seeds per point (members that differ only in seed: mean and std in the table).
+        seeds: Seeds per point.
         epochs: Epochs of training.
         batch_size: Images per step.
         dataset: ``"mnist"``, ``"fashion_mnist"`` or ``"kmnist"``.
-        data: Other data settings of a study (``{"train_limit": 6000, "val_limit": 2000}``).
-            Default split: a random holdout of 10,000 training images for validation
-            (:data:`GRID_DATA`); a ``split`` given here replaces it (``{"split": "none"}``:
-            no validation, and then :meth:`Run.best` chooses nothing).
+        data: Other data settings (``{"train_limit": 6000}``); a ``split`` replaces
+            :data:`GRID_DATA` (``{"split": "none"}``: no validation, :meth:`Run.best` fails).
         workdir: The run directory; calling again with the same arguments resumes it.
         name: The study name recorded in the run directory.
-        synthetic: Train on synthetic digits (no files, no network; for tests and demos).
-        config: Other member settings as dotted keys (``{"reg.l2": 1e-4,
-            "optim.clip_norm": 1.0, "train.strategy": "vmap"}``).
-        progress: Show a progress bar (``tqdm.auto``: a widget in notebooks).
-        grow: Let this call grow the run in ``workdir`` (more seeds, optimizers, learning rates
-            or epochs): see :func:`run`.
-        prune: Successive halving inside the grid (``{"eta": 3, "rungs": [1, 3]}``; needs a
-            validation split): docs/studies.md, "Pruning".
-        final_seeds: > 0: the tuning protocol (:func:`compare`): each optimizer's setting
-            chosen on validation is then re-run over this many fresh seeds.
-
-    Returns:
-        The finished :class:`Run`.
+        synthetic: Train on synthetic digits (no files, no network).
+        config: Other member settings as dotted keys (``{"reg.l2": 1e-4}``).
+        progress: Show a progress bar (a widget in notebooks).
+        grow: Let this call grow the run in ``workdir``: see :func:`run`.
+        prune: Successive halving (``{"eta": 3, "rungs": [1, 3]}``; needs validation).
+        final_seeds: > 0: the tuning protocol of :func:`compare`.
 
     Raises:
         APIError / jaxmnist.config.ConfigError: a bad argument (nothing written).
@@ -219,12 +182,9 @@ def grid(*, model: Any, optimizers: Mapping[str, Any] | None = None,
     for opt_name, setting in (optimizers or {}).items():
         rates = setting if isinstance(setting, list | tuple) else [setting]
         for lr in rates:
-            if isinstance(lr, Mapping):  # {"learning_rate": ..., "b1": ...}
-                optim = {"name": opt_name, **lr}
-            else:
-                optim = {"name": opt_name, "learning_rate": lr}
-            label = f"{opt_name} lr={optim.get('learning_rate', '?'):g}" \
-                if isinstance(optim.get("learning_rate"), int | float) else opt_name
+            optim = {"name": opt_name, **(lr if isinstance(lr, Mapping) else {"learning_rate": lr})}
+            rate = optim.get("learning_rate")
+            label = f"{opt_name} lr={rate:g}" if isinstance(rate, int | float) else opt_name
             points.append({"label": label, "set": {"optim": optim}})
     searched = {k: v for k, v in (("search", search), ("samples", samples),
                                   ("search_seed", search_seed)) if v is not None}
@@ -261,13 +221,8 @@ def compare(*, model: Any, optimizers: Sequence[str], workdir: str | Path,
             **grid_args: Any) -> Run:
     """The tuning protocol in one call: which optimizer is better here, by how much, how sure.
 
-    Phase 1 draws ``samples`` learning rates per optimizer from ``learning_rate`` (the same
-    budget for each; quasi-random, ``jaxmnist.search``), trains them as one grid on a holdout
-    split, with successive halving if ``prune`` is given, and chooses each optimizer's setting
-    on validation. Phase 2 re-runs the chosen settings over ``final_seeds`` fresh seeds as one
-    program; phase 3 reports their test accuracy with intervals and the pairwise table
-    (:meth:`Run.compare`) and each optimizer's tuning cost. One run directory; calling again
-    resumes whichever phase was interrupted (:mod:`jaxmnist.protocol`).
+    Learning rates tuned on validation, the choices re-run on fresh seeds and compared
+    (:meth:`Run.compare`), in one resumable run directory (docs/studies.md, "The tuning protocol").
 
     Args:
         model: As :func:`grid`'s.
@@ -285,9 +240,9 @@ def compare(*, model: Any, optimizers: Sequence[str], workdir: str | Path,
 
 
 def _first_sampled(searched: Mapping[str, Any], config: Mapping[str, Any]) -> dict[str, Any]:
-    """The optimizer name and learning rate of the first point a search draws (ConfigError).
+    """The optimizer and learning rate of a search's first point, the base of the study.
 
-    Each family draws its learning rate (or ``config`` sets one): none comes from another's.
+    ConfigError unless each family draws its own learning rate (or ``config`` sets one).
     """
     from jaxmnist import schema
     from jaxmnist import search as S
@@ -312,7 +267,7 @@ def _first_sampled(searched: Mapping[str, Any], config: Mapping[str, Any]) -> di
 def run(study: Mapping[str, Any], *, workdir: str | Path, data_dir: str | None = None,
         report: bool = True, callbacks: Sequence[Callable[..., Any]] = (),
         progress: bool = True, grow: bool = False) -> Run:
-    """Trains (or resumes, or grows) a resolved study (:func:`load_study`) into ``workdir``.
+    """Trains (or resumes, or grows) a resolved study into ``workdir``; the :class:`Run`.
 
     Args:
         study: From :func:`load_study` (or built by :func:`grid`).
@@ -321,13 +276,8 @@ def run(study: Mapping[str, Any], *, workdir: str | Path, data_dir: str | None =
         report: Write the tables and figures at the end.
         callbacks: Logger factories ``factory(run_dir, config) -> hooks`` (W&B, MLflow).
         progress: Show a progress bar per group.
-        grow: The study may grow the run in ``workdir``: more seeds, grid points, experiments
-            or epochs. Its members keep their indices and results; only new members (as new
-            groups) and members given more epochs (from their last checkpoint) train. Without
-            it such a study is refused (a ``RunDirError`` that says so), as is any other change.
-
-    Returns:
-        The finished :class:`Run`.
+        grow: The study may grow the run in ``workdir`` (more seeds, grid points, experiments
+            or epochs; only the new work trains); without it that is refused (``RunDirError``).
     """
     from jaxmnist import config as C  # the study schema imports jax; reading a run does not
     from jaxmnist import runner
@@ -341,11 +291,7 @@ def run(study: Mapping[str, Any], *, workdir: str | Path, data_dir: str | None =
 
 
 def open_run(workdir: str | Path) -> Run:
-    """Opens a run directory (finished or still training) without importing jax.
-
-    Raises:
-        jaxmnist.runs.runview.ReportError: the folder is not a run directory, or holds nothing yet.
-    """
+    """Opens a run directory, finished or still training, without importing jax (or ReportError)."""
     return Run(Path(workdir))
 
 
@@ -402,16 +348,10 @@ class Run:
         return pd.DataFrame(rows).set_index("member").sort_index()
 
     def points(self):
-        """One row per grid point (its full settings; its seeds together), as the report counts.
+        """One row per grid point, its seeds together (a DataFrame by label), best first.
 
-        A pandas DataFrame indexed by the point's label (unique: settings are never merged),
-        like scikit-learn's ``cv_results_``: ``mean_val_acc`` (last epoch), ``mean_test_acc``,
-        ``std_test_acc`` (sample std, ddof=1, over the finite seeds; 0 for one),
-        ``mean_test_loss``, ``seeds``, ``status``, and of the test accuracy its ``iqm``, the 95%
-        bootstrap interval of its mean (``ci_low``, ``ci_high``: empty below 5 seeds, ``note``
-        says so) and the per-seed ``values`` (:func:`jaxmnist.runs.stats.describe`;
-        docs/statistics.md). Best first by validation (``RunView.ranked``; without validation:
-        study order).
+        Means of the last epoch's validation and the test metrics, the test accuracy's std
+        (ddof=1), IQM, 95% bootstrap interval and per-seed values (docs/statistics.md).
         """
         import pandas as pd
 
@@ -433,10 +373,8 @@ class Run:
     def compare(self):
         """Every pair of optimizers, each at its setting chosen on validation (a DataFrame).
 
-        Paired over seeds: the probability of improvement P(x > y) of test accuracy, the mean
-        difference x - y, their 95% bootstrap intervals (none below 5 seeds) and a ``verdict``
-        that states a difference only when its interval excludes zero
-        (:func:`jaxmnist.runs.stats.compare`; docs/statistics.md).
+        Paired over seeds: P(x > y) of test accuracy, the mean difference, their 95% intervals
+        and a ``verdict`` (:func:`jaxmnist.runs.stats.compare`; docs/statistics.md).
         """
         from jaxmnist.runs import stats
 
@@ -454,10 +392,9 @@ class Run:
                        f"(members: {sorted(self.table().index)})")
 
     def plot(self, kind: str = "curves") -> Path | None:
-        """Draws ``"curves"`` (every point) or ``"heatmap"`` (optimizer x lr) into figures/.
+        """Draws ``"curves"`` or ``"heatmap"`` (optimizer x lr) into figures/, shown in notebooks.
 
-        Returns the PNG's path (None: a heatmap of a run that is not a two-axis grid); in a
-        notebook the figure is displayed as well.
+        Returns the PNG's path (None: a heatmap of a run that is not a two-axis grid).
         """
         from jaxmnist.runs import figures
 
@@ -483,10 +420,8 @@ class Run:
     def best(self) -> TrainedMember:
         """The best member of the best point, both chosen on validation, never on test.
 
-        The point by :meth:`jaxmnist.runs.runview.RunView.best` (validation accuracy over its
-        seeds' mean; ties by validation loss), then its member with the best validation metrics;
-        the report and the web demo choose the same. APIError when nothing can be chosen (a run
-        without a validation split, or none finished): the message says why and how to fix it.
+        The same choice as the report and the web demo (:mod:`jaxmnist.ranking`); APIError
+        saying why when nothing can be chosen (no validation split, nothing finished).
         """
         member = self._view.best_member()
         if member is None:
@@ -511,10 +446,7 @@ class TrainedMember:
         return f"TrainedMember({self.index}, model={self.model_config.get('name')!r})"
 
     def predict(self, images: Any) -> Any:
-        """Class probabilities ``[N, 10]`` (NumPy) of images ``[N, 28, 28(, 1)]``.
-
-        Images are uint8 pixels or floats in [0, 1], as in the datasets.
-        """
+        """Class probabilities ``[N, 10]`` (NumPy) of uint8 or [0, 1] images ``[N,28,28(,1)]``."""
         import jax
         import numpy as np
 

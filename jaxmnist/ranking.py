@@ -1,8 +1,7 @@
 """Which point ranks first: the one rule that pruning, the report, the API and the web demo share.
 
-Plain Python, no jax. Points are ranked by a validation metric (a point with several seeds by its
-seed mean), ties broken by validation loss, then by index. A point whose metric is missing or not
-finite (no validation split, a diverged seed) ranks after every finite one.
+Plain Python, no jax: a validation metric (over a point's seeds, their mean), ties by validation
+loss, then index; a missing or non-finite metric (a diverged seed) ranks after every finite one.
 """
 
 from __future__ import annotations
@@ -34,17 +33,12 @@ def check_metric(metric: str) -> str:
 
 def rank(metric_values: Sequence[Values], val_losses: Sequence[Values] | None = None, *,
          metric: str = "val_acc") -> list[int]:
-    """Indices of the points, best first.
+    """Every index of the points once, best first (non-finite values last, in index order).
 
     Args:
-        metric_values: Per point, its ``metric`` value, or its per-seed values (ranked by their
-            mean, :func:`seed_mean`).
-        val_losses: Per point, its validation loss (or per-seed losses): the tie-break, lower
-            first. ``None``: ties go straight to the index.
-        metric: A key of :data:`RANKING_METRICS`: whether higher or lower is better.
-
-    Returns:
-        Every index once; non-finite values after the finite ones, in index order.
+        metric_values: Per point, its ``metric`` value or per-seed values (ranked by their mean).
+        val_losses: Per point, its validation loss(es): the tie-break, lower first (None: none).
+        metric: A key of :data:`RANKING_METRICS`.
     """
     sign = -1.0 if RANKING_METRICS[check_metric(metric)] else 1.0
     if val_losses is not None and len(val_losses) != len(metric_values):

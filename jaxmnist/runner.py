@@ -1,14 +1,8 @@
 """Trains a checked study into its run directory: data -> engine -> run directory -> report.
 
-The one implementation of a run, which the Python API (:func:`jaxmnist.api.run`,
-:func:`jaxmnist.api.grid`) and the command line (``python -m jaxmnist.sweep``) both call: the run
-directory is checked before the data load, made after it, and written after every group
-(``results.json``); each group trains as one program (``jaxmnist.engine.fit``) with a progress
-bar, TensorBoard events and the user's callbacks; the best member's training-set confusion matrix,
-the sklearn baseline where the study asks for one, and the report (``jaxmnist.runs.tables``) come
-last. Re-running into the same directory resumes; with ``grow`` a study with more seeds, grid points
-or epochs grows it (:func:`stable_members`). In a multi-process run (``--distributed``) every
-process trains and process 0 alone writes.
+The one implementation of a run, under the Python API and ``python -m jaxmnist.sweep`` (the steps:
+docs/studies.md, "How a study runs"). In a multi-process run every process trains and process 0
+alone writes.
 """
 
 from __future__ import annotations
@@ -82,9 +76,8 @@ def stable_members(members: list[dict[str, Any]], run_dir: Path,
                    grow: bool = False) -> tuple[list[dict[str, Any]], list[list[int]]]:
     """``(members, groups)`` in run order: the study's, or with ``grow`` those of the grown run.
 
-    A grown run's members keep their indices and groups (``rundir.grown_order``; a group whose
-    members got more epochs continues from its last checkpoint); its new members follow as new
-    groups, so no finished group trains again. RunDirError when the study does not grow the run.
+    Old members keep their indices and groups, new ones follow as new groups (docs/architecture.md,
+    "Growing a run"). RunDirError when the study does not grow the run.
     """
     if not (grow and (run_dir / rundir.CONFIG).is_file()):
         return members, C.group_members([m["config"] for m in members])
@@ -100,8 +93,8 @@ def resolved_config(study: dict[str, Any], members: list[dict[str, Any]] | None 
                     groups: list[list[int]] | None = None) -> dict[str, Any]:
     """A resolved study as ``config.json`` stores it: members, their groups and labels.
 
-    ``members`` (``jaxmnist.config.check``) are checked here when not given; ``groups``
-    default to ``jaxmnist.config.group_members`` (a grown run's: :func:`stable_members`).
+    ``members`` default to ``jaxmnist.config.check(study)``, ``groups`` to their
+    ``jaxmnist.config.group_members`` (a grown run's: :func:`stable_members`).
     """
     members = C.check(study) if members is None else members
     groups = C.group_members([m["config"] for m in members]) if groups is None else groups
@@ -130,16 +123,10 @@ def run_study(study: dict[str, Any], run_dir: Path, *, data_dir: str | None = No
               grow: bool = False, phases: bool = True) -> dict[str, Any]:
     """Trains (or resumes, or with ``grow`` grows) a resolved study into ``run_dir``.
 
-    Returns results.json. ``grow``: the study may add seeds, grid points, experiments or epochs
-    to the run there; only the new work trains (:func:`stable_members`), the rest is kept as is.
-    A study with ``final_seeds`` runs the tuning protocol's phases (:mod:`jaxmnist.protocol`;
-    ``phases=False``: the study as written, its phase 1 alone).
-
-    The run directory is made only after the data loaded; a bad data file leaves nothing behind.
-    Every run writes TensorBoard events (``jaxmnist.runs.loggers``); ``callbacks`` are factories
-    ``factory(run_dir, config) -> hooks object`` (``--callback``), e.g. a W&B logger.
-    ``members`` are the study's validated members from ``jaxmnist.config.check`` (the one
-    expansion of the run); without them the study is checked here.
+    Returns results.json. The run directory is made only after the data loaded. ``callbacks``:
+    factories ``factory(run_dir, config) -> hooks`` (``--callback``); ``members``: the study's
+    from ``jaxmnist.config.check`` (checked here when not given). A study with ``final_seeds``
+    runs the tuning protocol (:mod:`jaxmnist.protocol`; ``phases=False``: its phase 1 alone).
 
     Raises:
         ConfigError: ``members`` not given, and the study is invalid.
@@ -152,13 +139,13 @@ def run_study(study: dict[str, Any], run_dir: Path, *, data_dir: str | None = No
     from jaxmnist.runs import results as results_json
 
     if phases and study.get("final_seeds") and not study.get("final"):
-        # The tuning protocol (jaxmnist.protocol): the study as written, then its final phase,
-        # computed again from phase 1's results each time (so a resumed run picks the same).
+        # The tuning protocol (jaxmnist.protocol): the study as written, then its final phase.
         kwargs = dict(data_dir=data_dir, callbacks=callbacks, progress=progress)
-        if not protocol.with_final(study, run_dir).get("final"):
+        full = protocol.with_final(study, run_dir)
+        if not full.get("final"):
             run_study(study, run_dir, report=False, members=members, grow=grow, phases=False,
                       **kwargs)
-        full = protocol.with_final(study, run_dir)
+            full = protocol.with_final(study, run_dir)
         say(f"final phase: the setting each optimizer chose on validation, "
             f"{study['final_seeds']} fresh seeds each ({len(full['final']['points'])} points)")
         return run_study(full, run_dir, report=report, grow=True, **kwargs)
@@ -210,8 +197,6 @@ def run_study(study: dict[str, Any], run_dir: Path, *, data_dir: str | None = No
         bar = Progress(len(groups), group_label([members[k] for k in ks]))
         bars = [bar] if progress else []
         try:
-            # The train confusion matrix is drawn for the best point alone: predicted once for
-            # that member after every group finished (_add_train_confusion), not for all.
             out = train_grid([members[k]["typed"] for k in ks], splits,
                              workdir=str(writer.ckpt_dir(g)), group_index=g,
                              prune=study.get("prune"),
@@ -265,12 +250,10 @@ def run_study(study: dict[str, Any], run_dir: Path, *, data_dir: str | None = No
 
 
 def _add_train_confusion(run_dir: Path, done: dict[int, dict[str, Any]], splits: Any) -> bool:
-    """Adds the training-set confusion matrix to the member the report draws it for.
+    """Adds the training-set confusion matrix of the member the report draws it for; True if so.
 
-    That is the representative (lowest seed) of the point the figures draw
-    (``jaxmnist.runs.runview.RunView.featured``: the best on validation); predicting the
-    training set with every member of S2's grid took minutes of a CPU preset. Returns True
-    when a matrix was added.
+    That is the representative of ``RunView.featured`` alone: predicting the training set with
+    every member of S2's grid took minutes of a CPU preset.
     """
     from jaxmnist.engine import metrics
     from jaxmnist.engine.evaluate import predict_classes
@@ -294,10 +277,10 @@ def _add_train_confusion(run_dir: Path, done: dict[int, dict[str, Any]], splits:
 
 
 def _open_run_dir(run_dir: Path, resolved: dict[str, Any], grow: bool) -> rundir.RunWriter:
-    """Opens the run directory on process 0; every process learns whether that worked.
+    """Opens the run directory on process 0 (the others' writer only names checkpoint folders).
 
-    The other processes' writer only names the checkpoint folders. RunDirError on every process
-    when process 0 could not open it; DistributedError when another process cannot see it.
+    RunDirError on every process when process 0 could not open it; DistributedError when another
+    process cannot see it.
     """
     if jax.process_count() == 1:
         return rundir.RunWriter.open(run_dir, resolved, grow=grow)[0]

@@ -1,32 +1,9 @@
 """``python -m jaxmnist.sweep s2``: train a study's grid, write its run directory.
 
-Usage::
-
-    python -m jaxmnist.sweep STUDY [--workdir DIR [--grow]] [--seeds N] [--preset NAME | --quick]
-                             [--dry-run] [--data-dir DIR] [--config.KEY=VALUE ...]
-    python -m jaxmnist.sweep --list
-    JAXMNIST_COORDINATOR=HOST:PORT JAXMNIST_NUM_PROCESSES=N JAXMNIST_PROCESS_ID=I \
-        python -m jaxmnist.sweep s2 --distributed --workdir SHARED_DIR   # each process
-
-STUDY is the name of a study that ships with jaxmnist (``s2``; ``--list`` lists them, from the
-package ``jaxmnist.sweeps``, a checkout's ``sweeps/`` folder) or the path of any study file
-(``sweeps/s2.py``, ``my_study.py``): a name has no folder separator and no ``.py`` suffix.
-
-Steps: load and validate the study (no backend started, nothing written on error, exit code 2)
--> expand it into member configs -> group them by their static keys -> train them into the run
-directory with :func:`jaxmnist.runner.run_study` (what the Python API calls too) -> tables and
-figures. This module is the command line only: arguments, messages and exit codes.
-
-Re-running into an existing run directory resumes: finished groups are read back from
-``results.json``, an interrupted group restarts from its latest checkpoint in ``ckpt/group_<g>``.
-``--grow`` lets the command grow that run instead (more ``--seeds``, grid points, experiments or
-epochs): only the new members and the added epochs train; without it such a command is refused.
-
-``--distributed`` runs one study over many processes (hosts): every process runs this same command,
-JAX's distributed runtime joins them (``jaxmnist.engine.distributed``; on SLURM, Open MPI and Cloud
-TPU without any JAXMNIST_* variable), each group's grid is sharded over every process's devices, all
-processes write the orbax checkpoints together, and process 0 alone writes the run directory. See
-docs/distributed.md.
+The command line over :func:`jaxmnist.runner.run_study` (which the Python API calls too): its
+arguments, messages and exit codes (2: bad input, nothing written; 1: a failed write; 130:
+interrupted). ``--help`` lists the options; docs/studies.md ("Commands") shows them in use,
+docs/distributed.md ``--distributed``.
 """
 
 from __future__ import annotations
@@ -72,18 +49,15 @@ def _parse(argv: Sequence[str] | None) -> tuple[argparse.Namespace, list[str]]:
     parser.add_argument("--seeds", type=int, help="seeds per grid point (default: the study's)")
     parser.add_argument("--preset", help="apply one of the study's named presets, e.g. 'cpu' "
                         "(S2, S4: full data, fewer epochs) or 'quick'; default: full settings")
-    parser.add_argument("--quick", action="store_true",
-                        help="the same as --preset quick: a smoke-sized run (data slice, "
-                        "fewer epochs)")
-    parser.add_argument("--list", action="store_true",
-                        help="list the studies that ship with jaxmnist (with a study file: "
-                        "the study files in its folder)")
-    parser.add_argument("--synthetic", action="store_true",
-                        help="train on synthetic digits instead of the dataset: no files, no "
-                        "network (the same as --config.data.source=synthetic)")
-    parser.add_argument("--dry-run", action="store_true",
-                        help="validate (the study and the run directory), print members and "
-                        "groups, train nothing")
+    for flag, text in (
+            ("--quick", "the same as --preset quick: a smoke-sized run (data slice, fewer epochs)"),
+            ("--list", "list the studies that ship with jaxmnist (with a study file: the study "
+             "files in its folder)"),
+            ("--synthetic", "train on synthetic digits instead of the dataset: no files, no "
+             "network (the same as --config.data.source=synthetic)"),
+            ("--dry-run", "validate (the study and the run directory), print members and "
+             "groups, train nothing")):
+        parser.add_argument(flag, action="store_true", help=text)
     parser.add_argument("--data-dir", help="folder with the four MNIST IDX files "
                         "(default $JAXMNIST_DATA_DIR)")
     parser.add_argument("--no-report", action="store_true", help="skip tables and figures")
@@ -179,13 +153,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         study = C.resolve(C.load_study(args.study), preset=args.preset, quick=args.quick,
                           seeds=args.seeds, overrides=overrides)
         members = C.check(study)  # the run's one expansion of the study
+        if join and study.get("final_seeds"):
+            raise distributed.DistributedError(
+                "--distributed does not run a tuning protocol (final_seeds) yet: run its phases "
+                "in one process, or set --config.final_seeds=0 to train the tuning phase alone.")
     except (C.ConfigError, distributed.DistributedError) as err:
         say(f"jaxmnist.sweep: {err}\nNothing was written.")
-        return EXIT_CONFIG
-    if join and study.get("final_seeds"):
-        say("jaxmnist.sweep: --distributed does not run a tuning protocol (final_seeds) yet: "
-            "run its phases in one process, or set --config.final_seeds=0 to train the tuning "
-            "phase alone.\nNothing was written.")
         return EXIT_CONFIG
     if join:
         status = _join(settings)

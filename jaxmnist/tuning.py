@@ -1,18 +1,8 @@
 """Optuna as the sampler (optional: ``pip install jaxmnist[optuna]``): one run per batch of trials.
 
-::
-
-    def suggest(trial):
-        return {"optim.name": "adam",
-                "optim.learning_rate": trial.suggest_float("lr", 1e-5, 1e-1, log=True)}
-
-    sampler = optuna.create_study(direction="maximize")
-    optimize(sampler, jm.load_study("mine.py"), suggest, batches=4, trials=8, workdir="runs/t")
-
-Each batch of asked trials is one jaxmnist run (``workdir/batch_<b>``): the trials' settings are
-its points, trained as one compiled group when they vary only dynamic keys. Each trial gets its
-validation metric per epoch (``trial.report``; seeds averaged as :mod:`jaxmnist.ranking` does)
-and is told its last epoch's value; a non-finite one (a diverged seed) fails the trial.
+Each batch of asked trials is one jaxmnist run (``workdir/batch_<b>``), its points the trials'
+settings; each trial is reported its validation metric per epoch and told the last one, a
+non-finite one failing it (docs/studies.md, "Search spaces").
 """
 
 from __future__ import annotations

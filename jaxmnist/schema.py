@@ -52,7 +52,7 @@ NonNegativeNumber = Annotated[float, _rule(lambda v: is_number(v) and v >= 0,
 OptionalCount = Annotated[int | None, _rule(lambda v: v is None or (is_int(v) and v >= 1),
                                             "expected a positive integer or None")]
 OptionalSeed = Annotated[int | None, _rule(lambda v: v is None or (is_int(v) and v >= 0),
-                                           "expected a positive integer or None")]
+                                           "expected a non-negative integer or None")]
 Seed = Annotated[int, _rule(lambda v: is_int(v) and v >= 0, "must be a non-negative integer")]
 
 

@@ -322,3 +322,9 @@ def test_bad_prune_settings_get_one_message_each(prune, data, message):
     good = {**PRUNE_STUDY, "prune": {"rungs": [1, 3], "within": "group", "metric": "val_loss"}}
     assert schema.study_problems(good) == []
     assert schema.Prune.model_validate({"rungs": [1]}).eta == 3  # the default eta
+
+
+def test_data_seed_zero_is_valid_and_a_negative_one_says_non_negative():
+    assert schema.data_problems({"split": "none", "seed": 0}) == []
+    (problem,) = schema.data_problems({"split": "none", "seed": -1})
+    assert "data.seed" in problem and "non-negative integer or None" in problem, problem

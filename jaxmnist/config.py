@@ -211,8 +211,8 @@ def _parse_value(text: str, current: Any, key: str) -> Any:
 def apply_overrides(study: dict[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
     """Applies ``key=value`` overrides (``--config.`` stripped), parsed as the value they replace.
 
-    ``prune=None`` switches pruning off. Raises ``ConfigError`` listing every unknown key (with
-    the closest valid key) or bad value.
+    ``KEY=None`` clears a field (``prune=None`` switches pruning off). Raises ``ConfigError``
+    listing every unknown key (with the closest valid key) or bad value.
     """
     study = copy.deepcopy(study)
     valid = list(flatten(study))
@@ -229,8 +229,8 @@ def apply_overrides(study: dict[str, Any], overrides: Sequence[str]) -> dict[str
         if current is _MISSING:
             problems.append(f"unknown config key {key!r}{suggest(key, [*valid, *sections])}")
             continue
-        if key == "prune" and text.strip() == "None":
-            study[key] = None  # e.g. --config.prune=None: the study without successive halving
+        if text.strip() == "None" and (key == "prune" or not isinstance(current, Mapping)):
+            set_dotted(study, key, None)  # the schema says whether the field may be empty
             continue
         if isinstance(current, Mapping) and current:
             leaves = [k for k in valid if k.startswith(key + ".")][:6]

@@ -353,3 +353,10 @@ def test_pruning_is_switched_off_with_none():
     assert len(C.expand(s)) == 64
     with pytest.raises(C.ConfigError, match="--config.prune is a section"):
         study("tune", overrides=["prune=off"])
+
+
+def test_an_override_of_none_clears_a_field_and_the_schema_judges_it():
+    s = study("smoke", overrides=["data.test_limit=None"])
+    assert s["data"]["test_limit"] is None and C.validate_study(s) == []
+    problems = C.validate_study(study("smoke", overrides=["base.train.epochs=None"]))
+    assert any("train.epochs" in p for p in problems), problems

@@ -86,34 +86,34 @@ def test_a_run_grows_by_seeds_and_trains_only_the_new_members(finished, tmp_path
     run = tmp_path / "run"
     shutil.copytree(finished, run)
     before, old = _digests(run), rundir.read_results(run)["members"]
-    count = _run(run, _study(seeds=3), grow=True, report=True)
-    # The old group trains nothing; the two new seeds are a new group of their own.
+    count = _run(run, _study(seeds=7), grow=True, report=True)  # 2 seeds -> 7: five more
+    # The old group trains nothing; the ten new members (5 seeds x 2 points) are a new group.
     assert count.epochs == [(1, 1)]
     cfg = rundir.read_config(run)
-    assert [g["members"] for g in cfg["groups"]] == [[0, 1, 2, 3], [4, 5]]
+    assert [g["members"] for g in cfg["groups"]] == [[0, 1, 2, 3], list(range(4, 14))]
+    new = [(lr, seed) for lr in LEARNING_RATES for seed in range(2, 7)]  # in study order
     assert [(m["config"]["optim"]["learning_rate"], m["config"]["seed"])
-            for m in cfg["members"]] == [(0.05, 0), (0.05, 1), (0.02, 0), (0.02, 1),
-                                         (0.05, 2), (0.02, 2)]
+            for m in cfg["members"]] == [(0.05, 0), (0.05, 1), (0.02, 0), (0.02, 1), *new]
     # What existed is unchanged, byte for byte, and its members keep their indices.
     after = _digests(run)
     assert {k: after[k] for k in before} == before and len(after) > len(before)
     results = rundir.read_results(run)
     assert results["members"][:4] == old and results["complete"]
-    # The new members are the members a fresh 3-seed run trains (its indices: study order).
+    # The new members are the members a fresh 7-seed run trains (its indices: study order).
     fresh = tmp_path / "fresh"
-    _run(fresh, _study(seeds=3))
-    _assert_same_member(run, 4, fresh, 2)
-    _assert_same_member(run, 5, fresh, 5)
+    _run(fresh, _study(seeds=7))
+    for k, (lr, seed) in enumerate(new, start=4):
+        _assert_same_member(run, k, fresh, LEARNING_RATES.index(lr) * 7 + seed)
     # The grown run reads like any other: the API's table, the report and the web demo.
     from jaxmnist.serve import app
 
     table = jm.open_run(run).table()
-    assert len(table) == 6 and (run / "tables" / "summary.md").is_file()
+    assert len(table) == 14 and (run / "tables" / "summary.md").is_file()
     served, _ = app.load_members(run)
-    assert [(m.member, m.available) for m in served] == [(k, True) for k in range(6)]
+    assert [(m.member, m.available) for m in served] == [(k, True) for k in range(14)]
     assert served[4].config["seed"] == 2
     # Growing again by nothing is a plain resume: nothing trains.
-    assert _run(run, _study(seeds=3), grow=True).epochs == []
+    assert _run(run, _study(seeds=7), grow=True).epochs == []
 
 
 def test_a_run_grows_by_epochs_continuing_its_members_from_their_checkpoints(finished,

@@ -19,7 +19,7 @@ from typing import Any
 
 import ml_collections
 
-from jaxmnist import schema, search, trees
+from jaxmnist import importspec, schema, search, trees
 from jaxmnist.caches import kept
 from jaxmnist.checks import is_int, suggest
 from jaxmnist.data import expected_sizes
@@ -60,22 +60,12 @@ def _study_line(path: Path, err: BaseException) -> str:
 
 
 def studies_dir() -> Path:
-    """The folder of the shipped studies (``jaxmnist.sweeps``).
-
-    A checkout run in place reads its own ``sweeps/`` first, whichever checkout is installed.
-    """
-    import importlib.util
-
-    import jaxmnist
-
-    root = Path(jaxmnist.__file__).resolve().parent.parent
-    if (root / "pyproject.toml").is_file() and (root / "sweeps" / "__init__.py").is_file():
-        return root / "sweeps"
-    spec = importlib.util.find_spec("jaxmnist.sweeps")
-    if spec is None or not spec.submodule_search_locations:
+    """The folder of the shipped studies (:func:`jaxmnist.importspec.studies_folder`)."""
+    folder = importspec.studies_folder()
+    if folder is None:
         raise ConfigError(["the studies that ship with jaxmnist (jaxmnist.sweeps) are not "
                            "installed; reinstall jaxmnist, or give a study file path"])
-    return Path(next(iter(spec.submodule_search_locations)))
+    return folder
 
 
 def is_study_name(study: str | Path) -> bool:
@@ -229,7 +219,9 @@ def apply_overrides(study: dict[str, Any], overrides: Sequence[str]) -> dict[str
         if current is _MISSING:
             problems.append(f"unknown config key {key!r}{suggest(key, [*valid, *sections])}")
             continue
-        if text.strip() == "None" and (key == "prune" or not isinstance(current, Mapping)):
+        field = schema.Study.model_fields.get(key)  # a section the study may lack, e.g. prune
+        optional = field is not None and field.default is None
+        if text.strip() == "None" and (optional or not isinstance(current, Mapping)):
             set_dotted(study, key, None)  # the schema says whether the field may be empty
             continue
         if isinstance(current, Mapping) and current:

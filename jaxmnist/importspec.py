@@ -40,3 +40,20 @@ def import_module_part(module_part: str, prefix: str) -> ModuleType:
     if "" not in sys.path and str(Path.cwd()) not in sys.path:
         sys.path.insert(0, str(Path.cwd()))
     return importlib.import_module(module_part)
+
+
+def studies_folder() -> Path | None:
+    """The folder of the shipped studies and their published numbers, or None if not installed.
+
+    A checkout run in place reads its own ``sweeps/`` first, whichever checkout is installed; a
+    wheel maps the package ``jaxmnist.sweeps`` to ``jaxmnist/sweeps/``.
+    """
+    import jaxmnist
+
+    root = Path(jaxmnist.__file__).resolve().parent.parent
+    if (root / "pyproject.toml").is_file() and (root / "sweeps" / "__init__.py").is_file():
+        return root / "sweeps"
+    spec = importlib.util.find_spec("jaxmnist.sweeps")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return Path(next(iter(spec.submodule_search_locations)))

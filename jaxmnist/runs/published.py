@@ -10,9 +10,9 @@ import json
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
+from jaxmnist import importspec
 from jaxmnist.trees import get_dotted
 
 
@@ -30,9 +30,10 @@ class Published:
 
 
 def _read() -> dict[str, Any]:
-    package = Path(__file__).resolve().parent.parent
-    # A wheel maps the studies to jaxmnist/sweeps/; a checkout keeps them in the top-level sweeps/.
-    folder = next(d for d in (package / "sweeps", package.parent / "sweeps") if d.is_dir())
+    folder = importspec.studies_folder()
+    if folder is None:
+        raise ImportError("jaxmnist.sweeps (the studies and their published.json) is not "
+                          "installed; reinstall jaxmnist")
     return json.loads((folder / "published.json").read_text())
 
 

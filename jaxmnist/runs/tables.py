@@ -15,7 +15,7 @@ from typing import Any
 
 from jaxmnist.engine import metrics
 from jaxmnist.runs import published, rundir, stats
-from jaxmnist.runs.runview import RunView, grid_axes, load, point_at
+from jaxmnist.runs.runview import Point, RunView, grid_axes, load, point_at
 from jaxmnist.trees import get_dotted
 
 
@@ -27,6 +27,11 @@ class Table:
     columns: list[str]
     rows: list[list[Any]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        rows, self.rows = self.rows, []
+        for row in rows:
+            self.add(*row)
 
     def add(self, *cells: Any) -> None:
         """Appends one row (cells in column order)."""
@@ -133,18 +138,23 @@ def _nan_empty(cells: list[Any]) -> list[Any]:
     return [None if isinstance(c, float) and math.isnan(c) else c for c in cells]
 
 
+_DESCRIBED = ["n", "mean", "iqm", "ci_low", "ci_high", "values", "note"]
+
+
+def _described(values: list[float | None]) -> list[Any]:
+    """:data:`_DESCRIBED`'s cells: :func:`stats.describe` of one point's seeds."""
+    d = stats.describe(values)
+    return [*_nan_empty([len(stats.finite(d["values"])), d["mean"], d["iqm"], d["ci_low"],
+                         d["ci_high"]]),
+            " ".join("n/a" if v is None else f"{v:.4f}" for v in d["values"]), d["note"]]
+
+
 def table_seeds(run: RunView) -> Table:
     """Per point: test accuracy's mean, IQM and 95% bootstrap interval beside each seed's."""
-    t = Table("Test accuracy over seeds: mean, IQM, 95% bootstrap interval of the mean",
-              ["point", "n", "mean", "iqm", "ci_low", "ci_high", "values", "note"])
-    for p in run.points:
-        d = stats.describe(p.test_acc())
-        t.add(*_nan_empty([p.label, len(stats.finite(d["values"])), d["mean"], d["iqm"],
-                           d["ci_low"], d["ci_high"]]),
-              " ".join("n/a" if v is None else f"{v:.4f}" for v in d["values"]), d["note"])
-    t.notes.append(f"IQM: mean of the middle 50% of the seeds (rliable's). No interval below "
-                   f"{stats.MIN_SEEDS} seeds (docs/statistics.md).")
-    return t
+    return Table("Test accuracy over seeds: mean, IQM, 95% bootstrap interval of the mean",
+                 ["point", *_DESCRIBED], [[p.label, *_described(p.test_acc())] for p in run.points],
+                 [f"IQM: mean of the middle 50% of the seeds (rliable's). No interval below "
+                  f"{stats.MIN_SEEDS} seeds (docs/statistics.md)."])
 
 
 def table_compare(run: RunView) -> Table | None:
@@ -152,27 +162,24 @@ def table_compare(run: RunView) -> Table | None:
     frame = stats.compare(run)
     if frame.empty:
         return None
-    t = Table("Optimizers compared at their settings chosen on validation (test accuracy, "
-              "paired over seeds)", list(frame.columns))
-    for row in frame.itertuples(index=False):
-        t.add(*_nan_empty(list(row)))
-    t.notes.append("p_improve: share of seeds on which x beats y (ties count half); diff: mean "
-                   "of x - y; intervals: 95% percentile bootstrap over seeds, none below "
-                   f"{stats.MIN_SEEDS} seeds; a difference is stated only when its interval "
-                   "excludes zero (docs/statistics.md).")
-    return t
+    return Table("Optimizers compared at their settings chosen on validation (test accuracy, "
+                 "paired over seeds)", list(frame.columns),
+                 [_nan_empty(list(row)) for row in frame.itertuples(index=False)],
+                 ["p_improve: share of seeds on which x beats y (ties count half); diff: mean "
+                  "of x - y; intervals: 95% percentile bootstrap over seeds, none below "
+                  f"{stats.MIN_SEEDS} seeds; a difference is stated only when its interval "
+                  "excludes zero (docs/statistics.md)."])
 
 
 def table_cost(run: RunView) -> Table:
     """Per optimizer family: member-epochs and seconds spent tuning against the full grid."""
-    cost = Table("Member-epochs spent against the full grid, per optimizer family",
-                 ["family", "members", "member-epochs", "full grid", "share", "seconds"])
-    for f, row in stats.tuning_cost(run).iterrows():
-        cost.add(f, int(row["members"]), f"{row['member_epochs']:g}", f"{row['full_grid']:g}",
-                 f"{row['share']:.0%}", f"{row['seconds']:.1f}")
-    cost.notes.append("Seconds: each group's training time shared by its members' epochs "
-                      "trained (compile time apart).")
-    return cost
+    return Table("Member-epochs spent against the full grid, per optimizer family",
+                 ["family", "members", "member-epochs", "full grid", "share", "seconds"],
+                 [[f, int(row["members"]), f"{row['member_epochs']:g}", f"{row['full_grid']:g}",
+                   f"{row['share']:.0%}", f"{row['seconds']:.1f}"]
+                  for f, row in stats.tuning_cost(run).iterrows()],
+                 ["Seconds: each group's training time shared by its members' epochs trained "
+                  "(compile time apart)."])
 
 
 def table_kept(run: RunView) -> Table | None:
@@ -180,17 +187,16 @@ def table_kept(run: RunView) -> Table | None:
     rows = [(p, m) for p in run.points for m in p.members if m.get("test_last")]
     if not rows:
         return None
-    epochs = run.config["base"]["train"]["epochs"]
-    t = Table("Which epoch counts: the best on validation (restore_best) beside the last",
-              ["point", "seed", "kept epoch", "test acc (kept)", "test acc (last epoch)",
-               "difference"])
-    for p, m in rows:
-        t.add(p.label, m["config"].get("seed"), m.get("kept_epoch"), m["test"]["acc"],
-              m["test_last"]["acc"], m["test"]["acc"] - m["test_last"]["acc"])
-    t.notes.append(f"Every other table reports the kept epoch; {epochs} epochs trained. Kept: "
-                   "the best validation accuracy (ties: validation loss, then the earlier "
-                   "epoch), its parameters exported.")
-    return t
+    return Table("Which epoch counts: the best on validation (restore_best) beside the last",
+                 ["point", "seed", "kept epoch", "test acc (kept)", "test acc (last epoch)",
+                  "difference"],
+                 [[p.label, m["config"].get("seed"), m.get("kept_epoch"), m["test"]["acc"],
+                   m["test_last"]["acc"], m["test"]["acc"] - m["test_last"]["acc"]]
+                  for p, m in rows],
+                 [f"Every other table reports the kept epoch; "
+                  f"{run.config['base']['train']['epochs']} epochs trained. Kept: the best "
+                  "validation accuracy (ties: validation loss, then the earlier epoch), its "
+                  "parameters exported."])
 
 
 def tables_protocol(run: RunView) -> list[Table]:
@@ -199,16 +205,11 @@ def tables_protocol(run: RunView) -> list[Table]:
     if not finals:
         return []
     t = Table("Each optimizer's setting chosen on validation, re-run on fresh seeds: test "
-              "accuracy", ["optimizer", "chosen setting", "n", "mean", "iqm", "ci_low",
-                           "ci_high", "values", "note"])
-    for label, p in finals:
-        d = stats.describe(p.test_acc())
-        t.add(*_nan_empty([stats.optimizer(p), label, len(stats.finite(d["values"])), d["mean"],
-                           d["iqm"], d["ci_low"], d["ci_high"]]),
-              " ".join("n/a" if v is None else f"{v:.4f}" for v in d["values"]), d["note"])
-    t.notes.append("Chosen on the validation split among the tuning members (last epoch, seed "
-                   "mean); these seeds were not used to choose. Pairwise tests: 'Optimizers "
-                   "compared' (docs/statistics.md).")
+              "accuracy", ["optimizer", "chosen setting", *_DESCRIBED],
+              [[stats.optimizer(p), label, *_described(p.test_acc())] for label, p in finals],
+              ["Chosen on the validation split among the tuning members (last epoch, seed "
+               "mean); these seeds were not used to choose. Pairwise tests: 'Optimizers "
+               "compared' (docs/statistics.md)."])
     return [t, table_cost(run)]
 
 
@@ -241,15 +242,14 @@ def tables_pruning(run: RunView) -> list[Table]:
 
 def table_status(run: RunView) -> Table:
     """Per member: status (ok / collapsed / diverged), test accuracy and top-class share."""
-    t = Table("Member status", ["member", "point", "seed", "status", "test acc", "test loss",
-                                "top class share", "diverged at epoch"])
-    for p in run.points:
-        for m in p.members:
-            t.add(m["member"], p.label, m["config"].get("seed"), m["status"], m["test"]["acc"],
-                  m["test"].get("loss"), m.get("top_class_share"), m.get("diverged_epoch"))
-    t.notes.append("collapsed: one class gets >= 90% of the test predictions; diverged: a "
-                   "non-finite loss or parameter (the member is frozen at its last finite state).")
-    return t
+    return Table("Member status", ["member", "point", "seed", "status", "test acc", "test loss",
+                                   "top class share", "diverged at epoch"],
+                 [[m["member"], p.label, m["config"].get("seed"), m["status"], m["test"]["acc"],
+                   m["test"].get("loss"), m.get("top_class_share"), m.get("diverged_epoch")]
+                  for p in run.points for m in p.members],
+                 ["collapsed: one class gets >= 90% of the test predictions; diverged: a "
+                  "non-finite loss or parameter (the member is frozen at its last finite "
+                  "state)."])
 
 
 def table_matrix(run: RunView) -> Table | None:
@@ -393,15 +393,12 @@ def table_last_epoch(run: RunView) -> Table:
 
 def table_models(run: RunView) -> Table:
     """Parameter count per distinct model (the paper's where it printed one)."""
-    t = Table("Models and parameter counts", ["model", "params", "paper params"])
-    seen = set()
+    firsts: dict[str, Point] = {}  # each model's first point
     for p in run.points:
-        text = _model_text(p.config)
-        if text in seen:
-            continue
-        seen.add(text)
-        t.add(text, p.rep.get("param_count"), run.paper(p).get("params"))
-    return t
+        firsts.setdefault(_model_text(p.config), p)
+    return Table("Models and parameter counts", ["model", "params", "paper params"],
+                 [[text, p.rep.get("param_count"), run.paper(p).get("params")]
+                  for text, p in firsts.items()])
 
 
 # A finished group's entry in results_summary.json (results.json ``groups`` has them all).

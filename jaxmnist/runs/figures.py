@@ -31,7 +31,16 @@ DPI = 100
 FOOTER_COLOR = "#7a1f1f"
 
 
-def _save(fig, run: RunView, path: Path) -> Path:
+def _save(fig, run: RunView, path: Path, right: float = 0.97, top: float = 0.0,
+          margins: dict[str, float] | None = None) -> Path:
+    """Lays out, adds the run's footer and writes a PNG.
+
+    Margins fixed in inches whatever the height (tight_layout costs ~0.4 s a figure), unless
+    ``margins`` (``fig.subplots_adjust``'s) are given; ``right``, ``top``: room for more.
+    """
+    h = fig.get_figheight()
+    fig.subplots_adjust(**(margins or {"left": 0.08, "right": right, "bottom": 0.95 / h,
+                                       "top": 1 - top - 0.75 / h, "wspace": 0.32, "hspace": 0.45}))
     footer = run.footer()
     # ~18 characters of 7-pt text per inch: wrap so a long list of reasons stays on the figure.
     width = int(fig.get_figwidth() * 18)
@@ -44,13 +53,6 @@ def _save(fig, run: RunView, path: Path) -> Path:
     # A 256-colour palette keeps committed figures small (line plots lose nothing visible).
     Image.open(buf).convert("RGB").quantize(colors=256).save(path, optimize=True)
     return path
-
-
-def _layout(fig, bottom: float = 0.0, right: float = 0.97, top: float = 0.0) -> None:
-    """Fixed margins in inches, whatever the height (tight_layout costs ~0.4 s a figure)."""
-    h = fig.get_figheight()
-    fig.subplots_adjust(left=0.08, right=right, bottom=bottom + 0.95 / h, top=1 - top - 0.75 / h,
-                        wspace=0.32, hspace=0.45)
 
 
 def _class_ticks(ax, run: RunView, rotation: int = 45, y: bool = False) -> None:
@@ -161,16 +163,14 @@ def curves(run: RunView, points: Sequence[tuple[str, Point]], path: Path, title:
         " (a column per optimizer; darker = larger learning rate)" if columns else "")
     text = textwrap.fill(text, int(fig.get_figwidth() * 11))
     fig.suptitle(text, fontsize=12)
-    if columns:
-        _layout(fig, top=0.25 * text.count("\n") / fig.get_figheight())  # room for its lines
-    elif len(points) > 4:
+    if columns:  # room for the title's lines
+        return _save(fig, run, path, top=0.25 * text.count("\n") / fig.get_figheight())
+    if len(points) > 4:
         handles, labels = grid.flat[0].get_legend_handles_labels()
-        _layout(fig, right=0.68)
         fig.legend(handles, labels, loc="upper left", fontsize=7, ncol=1,
                    bbox_to_anchor=(0.69, 0.93), frameon=False)
-    else:
-        grid.flat[0].legend(fontsize=8)
-        _layout(fig)
+        return _save(fig, run, path, right=0.68)
+    grid.flat[0].legend(fontsize=8)
     return _save(fig, run, path)
 
 
@@ -184,9 +184,7 @@ def confusion(run: RunView, cm: Sequence[Sequence[int]], path: Path, title: str)
                                 (axes[1], norm, "row-normalized (recall)", ".2f")):
         im = ax.imshow(data, cmap="Blues")
         _class_ticks(ax, run, rotation=60, y=True)
-        ax.set_xlabel(f"predicted {run.class_word}")
-        ax.set_ylabel(f"true {run.class_word}")
-        ax.set_title(name)
+        ax.set(xlabel=f"predicted {run.class_word}", ylabel=f"true {run.class_word}", title=name)
         top = data.max() if data.size else 1
         for (i, j), v in np.ndenumerate(data):
             if v:
@@ -194,7 +192,6 @@ def confusion(run: RunView, cm: Sequence[Sequence[int]], path: Path, title: str)
                         color="white" if v > 0.55 * top else "black")
         fig.colorbar(im, ax=ax, fraction=0.046)
     fig.suptitle(title, fontsize=12)
-    _layout(fig)
     return _save(fig, run, path)
 
 
@@ -223,14 +220,12 @@ def heatmap(run: RunView, path: Path) -> Path | None:
     im = ax.imshow(ours, cmap="viridis", vmin=0, vmax=1)
     ax.set_xticks(range(len(v2)), [f"{v:g}" if isinstance(v, float) else str(v) for v in v2])
     ax.set_yticks(range(len(v1)), [str(v) for v in v1])
-    ax.set_xlabel(k2)
-    ax.set_ylabel(k1)
+    ax.set(xlabel=k2, ylabel=k1)
     for (i, j), v in np.ndenumerate(ours):
         ax.text(j, i, text[i][j], ha="center", va="center", fontsize=7.5,
                 color="black" if v > 0.6 else "white")
     fig.colorbar(im, ax=ax, label="test accuracy (mean over seeds)")
     ax.set_title("Test accuracy per grid cell: ours (mean ± std over seeds) and the paper's")
-    _layout(fig)
     return _save(fig, run, path)
 
 
@@ -247,11 +242,9 @@ def class_distribution(run: RunView, point: Point, path: Path) -> Path | None:
         ax.bar_label(ax.bar(np.arange(10) + dx, counts, 0.4, label=f"{name} ({counts.sum():,})"),
                      fontsize=6.5)
     _class_ticks(ax, run)
-    ax.set_xlabel(run.class_word)
-    ax.set_ylabel("images")
-    ax.set_title("Class distribution of the run's training and test sets")
+    ax.set(xlabel=run.class_word, ylabel="images",
+           title="Class distribution of the run's training and test sets")
     ax.legend()
-    _layout(fig)
     return _save(fig, run, path)
 
 
@@ -273,8 +266,7 @@ def sample_grid(run: RunView, path: Path) -> Path | None:
     ax.imshow(montage, cmap="gray_r", interpolation="nearest")
     ax.axis("off")
     fig.suptitle("First 25 training images (after the split)", fontsize=11)
-    fig.subplots_adjust(left=0.02, right=0.98, bottom=0.1, top=0.9)
-    return _save(fig, run, path)
+    return _save(fig, run, path, margins=dict(left=0.02, right=0.98, bottom=0.1, top=0.9))
 
 
 def test_probs(run: RunView, point: Point, path: Path, index: int = 0) -> Path | None:
@@ -291,13 +283,10 @@ def test_probs(run: RunView, point: Point, path: Path, index: int = 0) -> Path |
     bars = a1.bar(range(10), p, color=["C2" if c == label else "C0" for c in range(10)])
     a1.bar_label(bars, labels=[f"{v:.3f}" for v in p], fontsize=7)
     _class_ticks(a1, run)
-    a1.set_ylim(0, 1.1)
-    a1.set_xlabel("class")
-    a1.set_ylabel("probability")
+    a1.set(ylim=(0, 1.1), xlabel="class", ylabel="probability")
     a1.set_title(f"{point.label} (seed {point.rep['config'].get('seed')}): "
                  f"predicts {run.class_label(int(p.argmax()))}")
     fig.suptitle("Predicted class probabilities for one test image", fontsize=11)
-    _layout(fig)
     return _save(fig, run, path)
 
 
@@ -323,14 +312,12 @@ def histograms(run: RunView, points: Sequence[tuple[str, Point]], kind: str, pat
                 counts = counts / counts.sum()
             ax.stairs(counts, edges, color=f"C{i % 10}", label=label, lw=1.3)
         ax.set_title(layer, fontsize=9)
-        ax.set_xlabel("gradient" if kind == "grad_hist" else "weight value")
-        ax.set_ylabel("fraction")
+        ax.set(xlabel="gradient" if kind == "grad_hist" else "weight value", ylabel="fraction")
         ax.tick_params(labelsize=7)
     for ax in list(axes.flat)[len(layers):]:
         ax.axis("off")
     axes.flat[0].legend(fontsize=7)
     fig.suptitle(title, fontsize=11)
-    _layout(fig)
     return _save(fig, run, path)
 
 
@@ -414,13 +401,12 @@ def ffnn_drawing(run: RunView, point: Point, path: Path, show_units: int = 16,
     heat = np.abs(ws[0]).sum(1).reshape(28, 28)
     im = ax_map.imshow(heat, cmap="magma")
     ax_map.set_title("input pixels: sum of |weight| to layer 1", fontsize=9)
-    ax_map.set_xlabel("pixel column")
-    ax_map.set_ylabel("pixel row")
+    ax_map.set(xlabel="pixel column", ylabel="pixel row")
     fig.colorbar(im, ax=ax_map, fraction=0.046)
     fig.suptitle("FFNN drawing (subsampled: top inputs and units by summed |weight|, "
                  f"{edges_per_layer} strongest edges per layer)", fontsize=10)
-    fig.subplots_adjust(left=0.02, right=0.97, bottom=0.12, top=0.86, wspace=0.1)
-    return _save(fig, run, path)
+    return _save(fig, run, path,
+                 margins=dict(left=0.02, right=0.97, bottom=0.12, top=0.86, wspace=0.1))
 
 
 def band(described: dict[str, Any]) -> tuple[float, float]:
@@ -463,14 +449,11 @@ def sensitivity(run: RunView, path: Path) -> Path | None:
         for r in rows:
             if id(r[2]) in chosen:
                 ax.plot(r[0], r[1]["mean"], "*", ms=14, color=color, mec="black")
-    ax.set_xscale("log")
-    ax.set_xlabel("learning rate")
-    ax.set_ylabel("validation accuracy, last epoch")
+    ax.set(xscale="log", xlabel="learning rate", ylabel="validation accuracy, last epoch")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     ax.set_title("Learning-rate sensitivity (mean over seeds; band: 95% interval with >= 5 "
                  "seeds, else the seeds' range; star: chosen)", fontsize=9)
-    _layout(fig)
     return _save(fig, run, path)
 
 
@@ -504,8 +487,7 @@ def improvement(run: RunView, path: Path) -> Path | None:
     fig.colorbar(im, ax=ax, label="P(row > column), paired over seeds")
     ax.set_title("Probability of improvement, test accuracy (interval: 95%, >= 5 seeds)",
                  fontsize=9)
-    fig.subplots_adjust(left=0.25, right=0.95, bottom=0.3, top=0.88)
-    return _save(fig, run, path)
+    return _save(fig, run, path, margins=dict(left=0.25, right=0.95, bottom=0.3, top=0.88))
 
 
 def profiles(run: RunView, path: Path) -> Path | None:
@@ -524,13 +506,11 @@ def profiles(run: RunView, path: Path) -> Path | None:
     fig, ax = plt.subplots(figsize=(8, 5))
     for name in frame.columns:
         ax.plot(frame.index, frame[name], lw=1.8, label=name)
-    ax.set_xlabel("tau (test accuracy)")
-    ax.set_ylabel("fraction of runs with test accuracy > tau")
+    ax.set(xlabel="tau (test accuracy)", ylabel="fraction of runs with test accuracy > tau")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     ax.set_title("Performance profiles over every setting and seed of each optimizer",
                  fontsize=10)
-    _layout(fig)
     return _save(fig, run, path)
 
 
@@ -569,7 +549,6 @@ def rungs(run: RunView, path: Path) -> Path | None:
     axes[0][0].set_ylabel(metric.replace("_", " "))
     fig.suptitle(f"Successive halving (eta {prune.get('eta')}): {metric} per point until it "
                  "stopped (grey x: stopped at a rung); bold: survived every rung", fontsize=11)
-    _layout(fig)
     return _save(fig, run, path)
 
 

@@ -79,10 +79,6 @@ def _seed_curves(point: Point, key: str) -> np.ndarray:
 LOSS_CEILING = 30.0  # ~13x the chance loss ln(10): above it a loss curve is divergence, not data
 
 
-def _family(point: Point) -> str:
-    return str(point.config.get("optim", {}).get("name", ""))
-
-
 def curves(run: RunView, points: Sequence[tuple[str, Point]], path: Path, title: str) -> Path:
     """Accuracy and loss per epoch, train and validation, mean line with a ±std seed band.
 
@@ -96,8 +92,8 @@ def curves(run: RunView, points: Sequence[tuple[str, Point]], path: Path, title:
     keys = [("train_acc", "train accuracy"), ("val_acc", "validation accuracy"),
             ("train_loss", "train loss"), ("val_loss", "validation loss")]
     keys = [k for k in keys if has_val or not k[0].startswith("val")]
-    families = list(dict.fromkeys(_family(p) for _, p in points))
-    columns = ([[(lab, p) for lab, p in points if _family(p) == f] for f in families]
+    families = list(dict.fromkeys(stats.optimizer(p) for _, p in points))
+    columns = ([[(lab, p) for lab, p in points if stats.optimizer(p) == f] for f in families]
                if len(families) > 1 and len(points) > 4 else None)
     if columns:
         rates = {id(p): np.log10(float(p.config["optim"]["learning_rate"])) for _, p in points}
@@ -133,7 +129,7 @@ def curves(run: RunView, points: Sequence[tuple[str, Point]], path: Path, title:
                 mean = np.nanmean(ys, 0)
                 std = np.nanstd(ys, 0, ddof=1) if ys.shape[0] > 1 else np.zeros_like(mean)
             c = colors[id(point)]
-            shown = label.removeprefix(_family(point) + " ") if columns else label
+            shown = label.removeprefix(stats.optimizer(point) + " ") if columns else label
             ax.plot(x, mean, color=c, lw=1.5, marker="o", ms=3,
                     label=f"{shown} (n={ys.shape[0]})")
             ax.fill_between(x, mean - std, mean + std, color=c, alpha=0.2, lw=0)
@@ -143,7 +139,7 @@ def curves(run: RunView, points: Sequence[tuple[str, Point]], path: Path, title:
         ax.set_xlabel("epoch")
         ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
         ax.set_ylabel(name)
-        ax.set_title(f"{_family(pts[0][1])}: {name}" if columns else name, fontsize=10)
+        ax.set_title(f"{stats.optimizer(pts[0][1])}: {name}" if columns else name, fontsize=10)
         ax.grid(alpha=0.3)
         if "loss" in key:
             finite = [v for _, p in points for v in _seed_curves(p, key).ravel()
@@ -533,12 +529,11 @@ def rungs(run: RunView, path: Path) -> Path | None:
                 warnings.simplefilter("ignore", RuntimeWarning)
                 ys = np.nanmean(_seed_curves(p, metric), 0)
             x = np.arange(1, len(ys) + 1)
-            survived = all(r["survived"] for r in p.rep["rungs"])
-            ax.plot(x, ys, lw=2.2 if survived else 0.8, marker="o" if survived else "x",
-                    ms=3 if survived else 5, color="C1" if survived else "0.5",
-                    alpha=1 if survived else 0.8,
-                    zorder=3 if survived else 2,
-                    label=f"lr={p.config['optim']['learning_rate']:.3g}" if survived else None)
+            if all(r["survived"] for r in p.rep["rungs"]):
+                ax.plot(x, ys, lw=2.2, marker="o", ms=3, color="C1", alpha=1, zorder=3,
+                        label=f"lr={p.config['optim']['learning_rate']:.3g}")
+            else:
+                ax.plot(x, ys, lw=0.8, marker="x", ms=5, color="0.5", alpha=0.8, zorder=2)
         for epoch in prune.get("rungs", []):
             ax.axvline(epoch, color="C0", ls="--", lw=0.8)
         ax.set_title(family, fontsize=10)
@@ -575,25 +570,23 @@ def write_figures(run: RunView) -> list[Path]:
                                + (f": {name}" if exps else " (lowest seed)"))
                     for kind, file, what in (("weight_hist", "weights", "Weight"),
                                              ("grad_hist", "grads", "Gradient"))]
-    written.append(heatmap(run, out / "grid_heatmap.png"))
-    written += [sensitivity(run, out / "lr_sensitivity.png"),
+    written += [heatmap(run, out / "grid_heatmap.png"),
+                sensitivity(run, out / "lr_sensitivity.png"),
                 improvement(run, out / "probability_of_improvement.png"),
                 profiles(run, out / "performance_profiles.png"),
                 rungs(run, out / "rungs.png")]
-    seed = best.rep["config"].get("seed")
-    for split in ("test", "train"):  # absent while the best point is still training
-        if best.rep.get(f"confusion_{split}"):
-            written.append(confusion(
-                run, best.rep[f"confusion_{split}"], out / f"confusion_{split}.png",
-                f"{split.title()} confusion matrix, {what}: {best.label} (seed {seed})"))
+    # (file, matrix, title); a matrix is absent while its point is still training
+    matrices = [(f"confusion_{split}", best.rep.get(f"confusion_{split}"),
+                 f"{split.title()} confusion matrix, {what}: {best.label} (seed "
+                 f"{best.rep['config'].get('seed')})") for split in ("test", "train")]
     if not exps and 1 < len(run.points) <= 4:  # S4: one matrix per depth, as the paper shows
-        for p in run.points:
-            if p.rep.get("confusion_test"):
-                written.append(confusion(
-                    run, p.rep["confusion_test"], out / f"confusion_test_{slug(p.label)}.png",
-                    f"Test confusion matrix: {p.label} (seed {p.rep['config'].get('seed')})"))
-    written.append(class_distribution(run, best, out / "class_distribution.png"))
-    written.append(sample_grid(run, out / "samples.png"))
-    written.append(test_probs(run, best, out / "test_probs.png"))
-    written.append(ffnn_drawing(run, best, out / "ffnn.png"))
+        matrices += [(f"confusion_test_{slug(p.label)}", p.rep.get("confusion_test"),
+                      f"Test confusion matrix: {p.label} (seed {p.rep['config'].get('seed')})")
+                     for p in run.points]
+    written += [confusion(run, cm, out / f"{file}.png", title)
+                for file, cm, title in matrices if cm]
+    written += [class_distribution(run, best, out / "class_distribution.png"),
+                sample_grid(run, out / "samples.png"),
+                test_probs(run, best, out / "test_probs.png"),
+                ffnn_drawing(run, best, out / "ffnn.png")]
     return [p for p in written if p is not None]

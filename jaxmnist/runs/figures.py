@@ -25,7 +25,7 @@ from PIL import Image  # noqa: E402  (a dependency of jaxmnist and of matplotlib
 
 from jaxmnist.engine import metrics  # noqa: E402
 from jaxmnist.runs import published, rundir, stats
-from jaxmnist.runs.runview import Point, RunView, grid_axes, point_at, slug  # noqa: E402
+from jaxmnist.runs.runview import Point, RunView, grid, slug  # noqa: E402
 
 DPI = 100
 FOOTER_COLOR = "#7a1f1f"
@@ -193,15 +193,13 @@ def confusion(run: RunView, cm: Sequence[Sequence[int]], path: Path, title: str)
 
 def heatmap(run: RunView, path: Path) -> Path | None:
     """S2-style optimizer x learning-rate heatmap of our mean test accuracy, paper in brackets."""
-    axes_ = grid_axes(run)
-    if axes_ is None:
+    if (axes := grid(run)) is None:
         return None
-    k1, v1, k2, v2 = axes_
-    ours = np.full((len(v1), len(v2)), np.nan)
-    text = [["" for _ in v2] for _ in v1]
-    for i, a in enumerate(v1):
-        for j, b in enumerate(v2):
-            p = point_at(run, {k1: a, k2: b})
+    k1, rows, k2, columns, cells = axes
+    ours = np.full((len(rows), len(columns)), np.nan)
+    text = [["" for _ in columns] for _ in rows]
+    for i, row in enumerate(cells):
+        for j, p in enumerate(row):
             if p is None:
                 continue
             mean, std, n = metrics.mean_std(p.test_acc())
@@ -214,8 +212,8 @@ def heatmap(run: RunView, path: Path) -> Path | None:
                 text[i][j] += "\n" + ",".join(bad)
     fig, ax = plt.subplots(figsize=(9, 5.8))
     im = ax.imshow(ours, cmap="viridis", vmin=0, vmax=1)
-    ax.set_xticks(range(len(v2)), [f"{v:g}" if isinstance(v, float) else str(v) for v in v2])
-    ax.set_yticks(range(len(v1)), [str(v) for v in v1])
+    ax.set_xticks(range(len(columns)), columns)
+    ax.set_yticks(range(len(rows)), rows)
     ax.set(xlabel=k2, ylabel=k1)
     for (i, j), v in np.ndenumerate(ours):
         ax.text(j, i, text[i][j], ha="center", va="center", fontsize=7.5,

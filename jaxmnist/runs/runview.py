@@ -308,8 +308,11 @@ def _unique_labels(points: list[Point]) -> None:
                 f"{k.rsplit('.', 1)[-1]}={v}" for k, v in zip(keys, values, strict=True)) + ")"
 
 
-def grid_axes(run: RunView) -> tuple[str, list[Any], str, list[Any]] | None:
-    """Row and column keys of a two-key grid (S2: optimizer x learning rate), else ``None``."""
+def grid(run: RunView) -> tuple[str, list[str], str, list[str], list[list[Point | None]]] | None:
+    """A two-key grid (S2: optimizer x learning rate), else ``None``.
+
+    Its row key and values, column key and values (as text), and each cell's point (or None).
+    """
     flat = flatten(run.config.get("grid") or {})
     if run.config.get("experiments") or len(flat) != 2:
         return None
@@ -317,15 +320,11 @@ def grid_axes(run: RunView) -> tuple[str, list[Any], str, list[Any]] | None:
     # Strings (optimizer names) make better rows than numbers.
     if not isinstance(v1[0], str) and isinstance(v2[0], str):
         (k1, v1), (k2, v2) = (k2, v2), (k1, v1)
-    return k1, v1, k2, v2
-
-
-def point_at(run: RunView, settings: dict[str, Any]) -> Point | None:
-    """The grid point whose config has these dotted-key values, if any."""
     equal = published.values_equal
-    return next((p for p in run.points
-                 if all(equal(get_dotted(p.config, k, None), v) for k, v in settings.items())),
-                None)
+    cells = [[next((p for p in run.points if equal(get_dotted(p.config, k1, None), a)
+                    and equal(get_dotted(p.config, k2, None), b)), None) for b in v2] for a in v1]
+    return (k1, [str(v) for v in v1], k2,
+            [f"{v:g}" if isinstance(v, float) else str(v) for v in v2], cells)
 
 
 def slug(text: str) -> str:

@@ -15,7 +15,7 @@ from typing import Any
 
 from jaxmnist.engine import metrics
 from jaxmnist.runs import published, rundir, stats
-from jaxmnist.runs.runview import Point, RunView, grid_axes, load, point_at
+from jaxmnist.runs.runview import Point, RunView, grid, load
 from jaxmnist.trees import get_dotted
 
 
@@ -254,30 +254,23 @@ def table_status(run: RunView) -> Table:
 
 def table_matrix(run: RunView) -> Table | None:
     """The two-key grid as a matrix: our test accuracy (%) mean ± std, paper's in brackets."""
-    axes = grid_axes(run)
-    if axes is None:
+    if (axes := grid(run)) is None:
         return None
-    k1, v1, k2, v2 = axes
-    t = Table(f"Test accuracy (%), {k1} x {k2}: ours mean ± std (paper)",
-              [k1.split(".")[-1]] + [f"{v:g}" if isinstance(v, float) else str(v) for v in v2])
-    for a in v1:
-        cells = []
-        for b in v2:
-            p = point_at(run, {k1: a, k2: b})
-            if p is None:
-                cells.append("")
-                continue
-            paper = run.paper(p).get("test_acc")
-            text = _ms(p.test_acc(), 2, 100.0)
-            if isinstance(paper, float):
-                text += f" ({paper * 100:.2f})"
-            if any(m["status"] != "ok" for m in p.members):
-                text += f" [{p.status()}]"
-            cells.append(text)
-        t.add(str(a), *cells)
-    t.notes.append("Brackets: the paper's published test accuracy; square brackets: member "
-                   "status counts when not all ok.")
-    return t
+    k1, rows, k2, columns, cells = axes
+
+    def cell(p: Point | None) -> str:
+        if p is None:
+            return ""
+        paper = run.paper(p).get("test_acc")
+        return (_ms(p.test_acc(), 2, 100.0)
+                + (f" ({paper * 100:.2f})" if isinstance(paper, float) else "")
+                + (f" [{p.status()}]" if any(m["status"] != "ok" for m in p.members) else ""))
+
+    return Table(f"Test accuracy (%), {k1} x {k2}: ours mean ± std (paper)",
+                 [k1.split(".")[-1], *columns],
+                 [[a, *map(cell, row)] for a, row in zip(rows, cells, strict=True)],
+                 ["Brackets: the paper's published test accuracy; square brackets: member "
+                  "status counts when not all ok."])
 
 
 def tables_per_class(run: RunView) -> tuple[list[Table], Table]:

@@ -64,22 +64,6 @@ def _cell(value: Any) -> str:
     return str(value)
 
 
-def write(tables: list[Table], directory: Path, name: str, heading: str = "",
-          csv_table: Table | None = None) -> list[Path]:
-    """Writes ``name.md`` and ``name.csv`` (of ``csv_table`` if given; ``name_<i>.csv`` if many)."""
-    directory.mkdir(parents=True, exist_ok=True)
-    md = directory / f"{name}.md"
-    body = (f"## {heading}\n\n" if heading else "") + "\n".join(t.markdown() for t in tables)
-    md.write_text(body)
-    paths = [md]
-    csvs = tables if csv_table is None else [csv_table]
-    for i, table in enumerate(csvs):
-        path = directory / (f"{name}.csv" if len(csvs) == 1 else f"{name}_{i + 1}.csv")
-        path.write_text(table.csv())
-        paths.append(path)
-    return paths
-
-
 _ms = metrics.fmt_mean_std  # "mean ± std" of the finite values
 
 
@@ -450,14 +434,25 @@ def results_summary(run: RunView) -> dict[str, Any]:
 def write_tables(run: RunView) -> list[Path]:
     """Writes every table that applies to the run; returns the written paths."""
     out_dir = run.path / "tables"
+    out_dir.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
-    sections: list[tuple[str, list[Table]]] = []
+    sections: list[str] = []  # report.md's
 
-    def emit(name: str, tables: list[Table | None], heading: str) -> None:
+    def emit(name: str, tables: list[Table | None], heading: str,
+             csv_table: Table | None = None) -> None:
+        """``name.md``, ``name.csv`` (of ``csv_table`` if given; ``name_<i>.csv`` if many)."""
         tables = [t for t in tables if t is not None]  # a table that does not apply
-        if tables:
-            written.extend(write(tables, out_dir, name, heading))
-            sections.append((heading, tables))
+        if not tables:
+            return
+        text = f"## {heading}\n\n" + "\n".join(t.markdown() for t in tables)
+        (out_dir / f"{name}.md").write_text(text)
+        csvs = tables if csv_table is None else [csv_table]
+        written.append(out_dir / f"{name}.md")
+        for i, table in enumerate(csvs):
+            written.append(out_dir / (f"{name}.csv" if len(csvs) == 1 else f"{name}_{i + 1}.csv"))
+            written[-1].write_text(table.csv())
+        if csv_table is None:  # per_class (its long CSV given) is in tables/ only
+            sections.append(text)
 
     emit("summary", [table_summary(run)], "Summary")
     summary_path = out_dir / "results_summary.json"
@@ -474,15 +469,13 @@ def write_tables(run: RunView) -> list[Path]:
     emit("last_epoch", [table_last_epoch(run)], "Last epoch and macro metrics")
     emit("models", [table_models(run)], "Models")
     per_point, long = tables_per_class(run)
-    if per_point:  # in tables/ only, not in report.md
-        written += write(per_point, out_dir, "per_class", "Per-class test metrics", long)
+    emit("per_class", per_point, "Per-class test metrics", long)
     emit("pruning", tables_pruning(run), "Pruning")
     emit("status", [table_status(run)], "Member status")
     head = (f"# {run.config.get('title', run.study)}\n\n"
             f"Paper: {published.PAPERS.get(run.study, 'none')}.\n\n"
             + "  \n".join(run.footer().splitlines()) + "\n\n")
-    body = "\n".join(f"## {h}\n\n" + "\n".join(t.markdown() for t in ts) for h, ts in sections)
-    (out_dir / "report.md").write_text(head + body)
+    (out_dir / "report.md").write_text(head + "\n".join(sections))
     written.append(out_dir / "report.md")
     return written
 

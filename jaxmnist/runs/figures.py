@@ -33,10 +33,9 @@ FOOTER_COLOR = "#7a1f1f"
 
 def _save(fig, run: RunView, path: Path, right: float = 0.97, top: float = 0.0,
           margins: dict[str, float] | None = None) -> Path:
-    """Lays out, adds the run's footer and writes a PNG.
+    """Lays out (margins fixed in inches, or ``margins``), adds the run's footer, writes a PNG.
 
-    Margins fixed in inches whatever the height (tight_layout costs ~0.4 s a figure), unless
-    ``margins`` (``fig.subplots_adjust``'s) are given; ``right``, ``top``: room for more.
+    Not tight_layout: it costs ~0.4 s a figure. ``right``, ``top``: room for a legend, a title.
     """
     h = fig.get_figheight()
     fig.subplots_adjust(**(margins or {"left": 0.08, "right": right, "bottom": 0.95 / h,
@@ -82,9 +81,7 @@ LOSS_CEILING = 30.0  # ~13x the chance loss ln(10): above it a loss curve is div
 def curves(run: RunView, points: Sequence[tuple[str, Point]], path: Path, title: str) -> Path:
     """Accuracy and loss per epoch, train and validation, mean line with a ±std seed band.
 
-    Points of several optimizers (more than 4 points) are drawn as small multiples: a column
-    per optimizer, its learning rates on a sequential colour scale (darker = larger). Losses
-    above :data:`LOSS_CEILING` (diverged members) are left off-scale and named in the panel.
+    Several optimizers' points (more than 4): small multiples; docs/studies.md, "Figures".
     """
     has_val = any(
         (m.get("history") or [{}])[0].get("val_acc") is not None
@@ -404,10 +401,7 @@ def ffnn_drawing(run: RunView, point: Point, path: Path, show_units: int = 16,
 
 
 def band(described: dict[str, Any]) -> tuple[float, float]:
-    """The band of a point described by :func:`stats.describe`: its interval, else the seeds' range.
-
-    ``describe`` gives a NaN interval below 5 seeds, so the range is what there is to draw.
-    """
+    """A :func:`stats.describe`'d point's band: its interval, else (below 5 seeds) its range."""
     low, high = described["ci_low"], described["ci_high"]
     if np.isfinite(low) and np.isfinite(high):
         return float(low), float(high)
@@ -416,11 +410,7 @@ def band(described: dict[str, Any]) -> tuple[float, float]:
 
 
 def sensitivity(run: RunView, path: Path) -> Path | None:
-    """Validation accuracy against learning rate, a line per optimizer, the chosen setting starred.
-
-    The band is the 95% bootstrap interval of the mean with 5 seeds or more, else the seeds'
-    range (:mod:`jaxmnist.runs.stats`); drawn when an optimizer has two learning rates or more.
-    """
+    """Validation accuracy against learning rate, a line per optimizer (docs/statistics.md)."""
     lines: dict[str, list[tuple[float, dict[str, Any], Point]]] = {}
     for p in (p for p in run.points if not stats.is_final(p)):  # the tuning points
         d = stats.describe(p.final("val_acc"))
@@ -452,11 +442,7 @@ def sensitivity(run: RunView, path: Path) -> Path | None:
 
 
 def improvement(run: RunView, path: Path) -> Path | None:
-    """P(row beats column) on test accuracy, paired over seeds.
-
-    Each optimizer at its chosen setting (:func:`jaxmnist.runs.stats.compare`), with its
-    interval where there is one.
-    """
+    """P(row beats column) on test accuracy at the chosen settings (:func:`stats.compare`)."""
     table = stats.compare(run) if not run.no_choice() else None
     if table is None or table.empty:
         return None
@@ -485,11 +471,7 @@ def improvement(run: RunView, path: Path) -> Path | None:
 
 
 def profiles(run: RunView, path: Path) -> Path | None:
-    """Performance profiles: per optimizer, the fraction of its runs above each tau.
-
-    Its runs: every setting and seed; test accuracy
-    (:func:`jaxmnist.runs.stats.performance_profile`).
-    """
+    """Performance profiles of test accuracy (:func:`stats.performance_profile`)."""
     if len({stats.optimizer(p) for p in run.points}) < 2:
         return None
     scores = stats.finite(v for p in run.points for v in p.test_acc())
@@ -509,10 +491,7 @@ def profiles(run: RunView, path: Path) -> Path | None:
 
 
 def rungs(run: RunView, path: Path) -> Path | None:
-    """Successive halving: each point's validation metric per epoch until it stopped.
-
-    A panel per optimizer; the points that survived every rung drawn bold, the rungs dashed.
-    """
+    """Successive halving: each point's validation metric per epoch until it stopped."""
     points = [p for p in run.points if p.rep.get("rungs") and not stats.is_final(p)]
     if not points:
         return None

@@ -38,9 +38,9 @@ def iqm(values: ArrayLike) -> float:
 
 
 def interval(statistic: Callable[..., Any], *samples: ArrayLike) -> tuple[float, float]:
-    """95% percentile bootstrap interval of ``statistic(*samples, axis)``; NaNs below 5 values.
+    """95% percentile bootstrap interval of ``statistic(*samples, axis)``, seeds paired.
 
-    Resamples positions (seeds) jointly across the samples: paired, as seeds are.
+    NaNs below :data:`MIN_SEEDS` values (docs/statistics.md).
     """
     arrays = [np.asarray(s, float) for s in samples]
     if len(arrays[0]) < MIN_SEEDS:
@@ -154,10 +154,7 @@ def performance_profile(run: RunView, taus: ArrayLike | None = None) -> pd.DataF
 
 
 def time_to_target(run: RunView, target: float) -> pd.DataFrame:
-    """Per member: the first epoch with val accuracy >= ``target`` and seconds to it; NaN: never.
-
-    ``seconds``: the group's training time to the end of that epoch (compile excluded).
-    """
+    """Per member: the first epoch with val accuracy >= ``target``, seconds to it; NaN: never."""
     rows = []
     for p in run.points:
         for m in p.members:
@@ -174,10 +171,7 @@ def time_to_target(run: RunView, target: float) -> pd.DataFrame:
 
 
 def time_to_target_by_optimizer(run: RunView, target: float) -> pd.DataFrame:
-    """Per optimizer at its chosen setting: seeds ``reached`` of ``n``, epochs and seconds to it.
-
-    Medians over seeds; a seed that never reached ``target`` counts as infinite.
-    """
+    """Per optimizer at its chosen setting: seeds ``reached`` of ``n``, median epochs, seconds."""
     members = time_to_target(run, target)
     rows = []
     for name, p in chosen(run).items():

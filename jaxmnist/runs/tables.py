@@ -34,10 +34,10 @@ class Table:
             self.add(*row)
 
     def add(self, *cells: Any) -> None:
-        """Appends one row (cells in column order)."""
+        """Appends one row (cells in column order; a NaN is left empty, as None is)."""
         if len(cells) != len(self.columns):
             raise ValueError(f"{self.title}: row has {len(cells)} cells, want {len(self.columns)}")
-        self.rows.append(list(cells))
+        self.rows.append([None if isinstance(c, float) and math.isnan(c) else c for c in cells])
 
     def markdown(self, level: int = 3) -> str:
         """Markdown: a heading, a pipe table, then the notes."""
@@ -118,18 +118,13 @@ def table_summary(run: RunView) -> Table:
     return t
 
 
-def _nan_empty(cells: list[Any]) -> list[Any]:
-    return [None if isinstance(c, float) and math.isnan(c) else c for c in cells]
-
-
 _DESCRIBED = ["n", "mean", "iqm", "ci_low", "ci_high", "values", "note"]
 
 
 def _described(values: list[float | None]) -> list[Any]:
     """:data:`_DESCRIBED`'s cells: :func:`stats.describe` of one point's seeds."""
     d = stats.describe(values)
-    return [*_nan_empty([len(stats.finite(d["values"])), d["mean"], d["iqm"], d["ci_low"],
-                         d["ci_high"]]),
+    return [len(stats.finite(d["values"])), d["mean"], d["iqm"], d["ci_low"], d["ci_high"],
             " ".join("n/a" if v is None else f"{v:.4f}" for v in d["values"]), d["note"]]
 
 
@@ -148,7 +143,7 @@ def table_compare(run: RunView) -> Table | None:
         return None
     return Table("Optimizers compared at their settings chosen on validation (test accuracy, "
                  "paired over seeds)", list(frame.columns),
-                 [_nan_empty(list(row)) for row in frame.itertuples(index=False)],
+                 list(frame.itertuples(index=False)),
                  ["p_improve: share of seeds on which x beats y (ties count half); diff: mean "
                   "of x - y; intervals: 95% percentile bootstrap over seeds, none below "
                   f"{stats.MIN_SEEDS} seeds; a difference is stated only when its interval "

@@ -224,8 +224,8 @@ def test_curves_of_several_optimizers_are_small_multiples_with_diverged_losses_o
             m["history"][0]["train_loss"] = 1e6
     (run / "results.json").write_text(json.dumps(results))
     drawn = {}
-    monkeypatch.setattr(figures, "_save", lambda fig, view, path: drawn.setdefault(path.name, fig)
-                        and path)
+    monkeypatch.setattr(figures, "_save",
+                        lambda fig, view, path, **_: drawn.setdefault(path.name, fig) and path)
     view = runview.load(run)
     figures.curves(view, [(p.label, p) for p in view.points], run / "curves.png", "S2")
     axes = drawn["curves.png"].axes
@@ -248,8 +248,8 @@ def test_decision_figures_need_a_choice_and_read_the_statistics(tmp_path, monkey
 
     run = fake_run(tmp_path, "s2")
     drawn = {}
-    monkeypatch.setattr(figures, "_save", lambda fig, view, path: drawn.setdefault(path.name, fig)
-                        and path)
+    monkeypatch.setattr(figures, "_save",
+                        lambda fig, view, path, **_: drawn.setdefault(path.name, fig) and path)
     view = runview.load(run)
     assert figures.sensitivity(view, run / "s.png") and figures.improvement(view, run / "i.png")
     chosen = stats.chosen(view)

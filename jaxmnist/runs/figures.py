@@ -133,9 +133,8 @@ def curves(run: RunView, points: Sequence[tuple[str, Point]], path: Path, title:
         if pub_hist and len(points) == 1:
             ep = sorted(pub_hist)
             ax.plot(ep, [pub_hist[e].get(key) for e in ep], "kx", ms=7, label="paper")
-        ax.set_xlabel("epoch")
+        ax.set(xlabel="epoch", ylabel=name)
         ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
-        ax.set_ylabel(name)
         ax.set_title(f"{stats.optimizer(pts[0][1])}: {name}" if columns else name, fontsize=10)
         ax.grid(alpha=0.3)
         if "loss" in key:

@@ -56,10 +56,7 @@ def _few(n: int) -> str:
 
 
 def describe(values: Sequence[float | None]) -> dict[str, Any]:
-    """One point's seeds: ``mean``, ``iqm``, ``ci_low``/``ci_high``, raw ``values``, ``note``.
-
-    The interval is the mean's, NaN below :data:`MIN_SEEDS` seeds (``note`` says so).
-    """
+    """A point's seeds: ``mean``, ``iqm``, the mean's interval, raw ``values``, ``note``."""
     x = finite(values)
     low, high = interval(np.mean, x)
     return {"mean": float(x.mean()) if len(x) else math.nan, "iqm": iqm(x), "ci_low": low,
@@ -75,10 +72,7 @@ def _diff(x: np.ndarray, y: np.ndarray, axis: int = -1) -> np.ndarray:
 
 
 def paired(x: ArrayLike, y: ArrayLike, names: tuple[str, str] = ("X", "Y")) -> dict[str, Any]:
-    """X against Y, ``x[i]`` and ``y[i]`` from the same seed: P(X > Y) and x - y with intervals.
-
-    The verdict states a difference only when the interval of x - y excludes zero.
-    """
+    """X against Y, ``x[i]`` and ``y[i]`` from the same seed: P(X > Y) and x - y with intervals."""
     a, b = np.asarray(x, float), np.asarray(y, float)
     n = len(a)
     row: dict[str, Any] = {"n": n, "p_improve": float(_improve(a, b)) if n else math.nan,

@@ -194,13 +194,13 @@ def tables_protocol(run: RunView) -> list[Table]:
 
 def tables_pruning(run: RunView) -> list[Table]:
     """Successive halving: member-epochs spent per optimizer family, each rung's survivors."""
-    members = [m for p in run.points for m in p.members]
-    if not any(m.get("rungs") for m in members):
+    if not any(m.get("rungs") for p in run.points for m in p.members):
         return []
-    within = (run.config.get("prune") or {}).get("within", "family")
-    def among(p: Any) -> str:  # the points a rung ranked together
-        return f"group {p.rep.get('group')}" + (f", {p.config['optim']['name']}"
-                                                 if within == "family" else "")
+    prune = run.config.get("prune") or {}
+    family = prune.get("within", "family") == "family"
+
+    def among(p: Point) -> str:  # the points a rung ranked together
+        return f"group {p.rep.get('group')}" + (f", {p.config['optim']['name']}" if family else "")
 
     cost = None if run.points_of(stats.FINAL) else table_cost(run)  # else in "Protocol"
     fates = Table("Survivors of each rung (rank of the ranked points)",
@@ -214,8 +214,8 @@ def tables_pruning(run: RunView) -> list[Table]:
         fates.add(epoch, f, len(rows), "; ".join(f"{label} ({r['rank']})" for r, label in rows
                                                  if r["survived"]),
                   sum(not r["survived"] for r, _ in rows))
-    fates.notes.append(f"Ranked by {(run.config.get('prune') or {}).get('metric', 'val_acc')} "
-                       "(seed mean, ties by validation loss); a point survives or stops whole.")
+    fates.notes.append(f"Ranked by {prune.get('metric', 'val_acc')} (seed mean, ties by "
+                       "validation loss); a point survives or stops whole.")
     return [t for t in (cost, fates) if t is not None]
 
 

@@ -192,6 +192,19 @@ def test_predict_json_data_url(client):
     assert body["input_28x28"].startswith("data:image/png;base64,")
 
 
+def test_non_finite_probabilities_are_a_4xx_naming_the_member(run_dir, tmp_path):
+    """A member whose output is NaN for an image: 422 ``model_error`` (never a 5xx)."""
+    from fastapi.testclient import TestClient
+
+    p = serve.Predictor(run_dir, warm=False)
+    arch, _ = p._params[0]
+    p._fns[arch] = lambda variables, x: np.full((1, 10), np.nan, np.float32)
+    with TestClient(serve.create_app(p)) as c:
+        r = c.post("/predict", json={"image": _data_url(_canvas_one())})
+    assert r.status_code == 422, r.text
+    assert r.json()["error"] == "model_error" and "member 0" in r.json()["detail"]
+
+
 def test_predict_raw_body_and_member_param(client):
     r = client.post("/predict?member=0", content=_canvas_one(),
                     headers={"content-type": "image/png"})
@@ -377,6 +390,10 @@ def test_member_summary():
                               "optim": {"name": "momentum", "learning_rate": 0.1,
                                         "momentum": 0.9}})
     assert s == "mlp · momentum lr 0.1 m 0.9"
+    # Any optimizer that takes momentum shows it (Flax's example config: SGD, momentum 0.9).
+    s = serve.member_summary({"model": {"name": "mlp"},
+                              "optim": {"name": "sgd", "learning_rate": 0.1, "momentum": 0.9}})
+    assert s == "mlp · sgd lr 0.1 m 0.9"
 
 
 def test_the_latency_benchmark_runs(predictor):

@@ -87,8 +87,8 @@ def member_summary(config: dict[str, Any]) -> str:
     parts = [f"{name} ({extras})" if extras else str(name)]
     if opt := config.get("optim"):
         o = f"{opt.get('name', '?')} lr {_fmt_num(opt.get('learning_rate', '?'))}"
-        # Only the heavy-ball optimizer uses momentum (jaxmnist.engine.optim): noise elsewhere.
-        if opt.get("name") == "momentum" and opt.get("momentum"):
+        # A member's config holds only what its optimizer takes (jaxmnist.engine.optim).
+        if opt.get("momentum"):
             o += f" m {_fmt_num(opt['momentum'])}"
         parts.append(o)
     reg = config.get("reg") or {}
@@ -289,14 +289,16 @@ class Predictor:
         return k
 
     def predict(self, digit: np.ndarray, member: int | None = None) -> np.ndarray:
-        """float64 [10] probabilities of a uint8 [28, 28] digit; ServeError 503 if not finite."""
+        """float64 [10] probabilities of a uint8 [28, 28] digit; ServeError 422 if not finite."""
         k = self.default if member is None else member
         arch, params = self._params[k]
         x = np.asarray(digit, np.uint8).reshape(1, 28, 28, 1)
         p = np.asarray(self._fns[arch](params, x), dtype=np.float64)[0]
         if not np.isfinite(p).all():
-            raise ServeError(f"member {k} produced non-finite probabilities",
-                             status_code=503, code="model_error")
+            # A 4xx, as every answer the demo gives: the client can ask another member.
+            raise ServeError(f"member {k} produced non-finite probabilities for this image; "
+                             "try another member (GET /api/members)",
+                             status_code=422, code="model_error")
         return p
 
     def members_json(self) -> dict[str, Any]:

@@ -354,7 +354,7 @@ def _experiments(study: Mapping[str, Any]) -> list[dict[str, Any]]:
             exps.append({"name": "search", "title": "search", "points": sampled})
         else:
             exps[0]["points"] = sampled
-    if study.get("final"):  # the protocol's phase 2 (jaxmnist.protocol)
+    if study.get("final"):  # the tuning protocol's phase 2 (jaxmnist.runner.with_final)
         exps.append(to_plain(study["final"]))
     return exps
 

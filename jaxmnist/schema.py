@@ -240,8 +240,8 @@ class Study(_Section):
     baseline: Annotated[str, BeforeValidator(_baseline)] = ""
     notes: str = ""
     prune: Prune | None = None
-    # The tuning protocol (jaxmnist.protocol): > 0 re-runs each optimizer's setting chosen on
-    # validation over this many fresh seeds; ``final`` is that experiment, set after phase 1.
+    # The tuning protocol (jaxmnist.runner.with_final): > 0 re-runs each optimizer's setting
+    # chosen on validation over this many fresh seeds; ``final`` is that experiment (phase 2).
     final_seeds: Annotated[int, _rule(lambda v: is_int(v) and v >= 0,
                                       "must be an integer >= 0 (0: no final phase)")] = 0
     final: Experiment | None = None

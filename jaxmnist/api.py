@@ -16,9 +16,8 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from jaxmnist import trees
 from jaxmnist.runs import rundir, runview
-from jaxmnist.trees import set_dotted
+from jaxmnist.trees import flatten, set_dotted
 
 # jm.grid's split unless ``data`` gives one: 10,000 training images held out for validation (as
 # S2), so that best() chooses on validation, never on test (docs/data.md).
@@ -211,7 +210,7 @@ def _first_sampled(searched: Mapping[str, Any], config: Mapping[str, Any]) -> di
     full = schema.with_defaults(searched)
     found = S.problems(full["search"], OPTIMIZERS)
     lacking = [] if found else [f for f, space in full["search"].items()
-                                if "optim.learning_rate" not in trees.flatten(space)]
+                                if "optim.learning_rate" not in flatten(space)]
     if lacking and "optim.learning_rate" not in config:
         found.append(f"search: {', '.join(lacking)} sets no optim.learning_rate; give each a "
                      "distribution or a number, or config={'optim.learning_rate': 1e-3}")
@@ -253,7 +252,7 @@ def open_run(workdir: str | Path) -> Run:
 
 def _dynamic(config: Mapping[str, Any]) -> dict[str, Any]:
     """The member settings that vary in grids, flattened (``optim.name``, ``learning_rate``)."""
-    flat = trees.flatten({k: v for k, v in config.items() if k != "seed"}, ".")
+    flat = flatten({k: v for k, v in config.items() if k != "seed"}, ".")
     return {k: v for k, v in flat.items() if not isinstance(v, list | dict)}
 
 

@@ -93,11 +93,7 @@ def stable_members(members: list[dict[str, Any]], run_dir: Path,
 
 def resolved_config(study: dict[str, Any], members: list[dict[str, Any]] | None = None,
                     groups: list[list[int]] | None = None) -> dict[str, Any]:
-    """A resolved study as ``config.json`` stores it: members, their groups and labels.
-
-    ``members`` default to ``jaxmnist.config.check(study)``, ``groups`` to their
-    ``jaxmnist.config.group_members`` (a grown run's: :func:`stable_members`).
-    """
+    """A resolved study as ``config.json`` stores it: members, their groups and labels."""
     members = C.check(study) if members is None else members
     groups = C.group_members([m["config"] for m in members]) if groups is None else groups
     group_of = {k: g for g, ks in enumerate(groups) for k in ks}

@@ -300,9 +300,13 @@ def reduced_reasons(full: Mapping[str, Any], study: Mapping[str, Any]) -> list[s
             reasons.append(f"{part} set {n:,} of {n_full:,} images")
     if any(study.get(k) != full.get(k) for k in ("base", "grid", "experiments", "search",
                                                  "samples")):
-        # Only then can the number of grid points differ (seeds do not count).
-        points, full_points = _grid_size(study), _grid_size(full)
-        if points is not None and full_points is not None and points != full_points:
+        # Only then can the number of grid points (distinct member configs) differ.
+        try:
+            points, full_points = (len({m["key"] for m in expand({**s, "seeds": 1})})
+                                   for s in (study, full))
+        except (KeyError, TypeError, ValueError, AttributeError):
+            points = full_points = None  # it cannot be expanded: validation says why
+        if points is not None and points != full_points:
             reasons.append(f"{points} of {full_points} grid points")
     flat_full, flat = flatten(full), flatten(study)
     for key in sorted(set(flat_full) | set(flat)):
@@ -320,14 +324,6 @@ def reduced_reasons(full: Mapping[str, Any], study: Mapping[str, Any]) -> list[s
     if get_dotted(study, "data.source", None) == "synthetic":
         reasons.append("synthetic digits, not the real dataset")
     return reasons
-
-
-def _grid_size(study: Mapping[str, Any]) -> int | None:
-    """Distinct member configs (grid points) of a study, or None when it cannot be expanded."""
-    try:
-        return len({m["key"] for m in expand({**study, "seeds": 1})})
-    except (KeyError, TypeError, ValueError, AttributeError):
-        return None
 
 
 # Validation

@@ -20,7 +20,7 @@ from jaxmnist import config as C
 from jaxmnist import envinfo
 from jaxmnist.engine import distributed
 from jaxmnist.engine.hooks import Callback, EpochInfo, GroupStart
-from jaxmnist.runs import rundir, runview, stats
+from jaxmnist.runs import rundir, runview
 
 FIRST_FRESH_SEED = 1000  # above any tuning seed: the protocol's final phase never reuses one
 
@@ -117,6 +117,8 @@ def resolved_config(study: dict[str, Any], members: list[dict[str, Any]] | None 
 
 def final_experiment(run_dir: Path, seeds: int) -> dict[str, Any]:
     """The protocol's phase 2: each optimizer's setting chosen on validation, on fresh seeds."""
+    from jaxmnist.runs import stats  # pandas and scipy: not for a run without the protocol
+
     chosen = stats.chosen(runview.load(run_dir), tuning=True)
     return {"name": stats.FINAL, "title": f"chosen on validation, {seeds} fresh seeds",
             "seeds": seeds, "first_seed": FIRST_FRESH_SEED,
@@ -238,11 +240,11 @@ def run_study(study: dict[str, Any], run_dir: Path, *, data_dir: str | None = No
             # "members" is the group's member count (config.json lists its members).
             group_stats[g] = {"group": g, **results_json.group_record(res.group)}
         save()
-        timing = group_stats.get(g, {})
+        stats = group_stats.get(g, {})
         say(f"group {g + 1}/{len(groups)}: {len(ks)} members, "
-             f"compile {timing.get('compile_seconds', 0):.1f}s, "
-             f"train {timing.get('train_seconds', 0):.1f}s, "
-             f"{timing.get('images_per_second') or 0:,.0f} images/s")
+             f"compile {stats.get('compile_seconds', 0):.1f}s, "
+             f"train {stats.get('train_seconds', 0):.1f}s, "
+             f"{stats.get('images_per_second') or 0:,.0f} images/s")
 
     if jax.process_count() > 1:
         # Training is over: leave the distributed runtime before the host-only steps, so that

@@ -39,6 +39,7 @@ import argparse
 import datetime as dt
 import json
 import os
+import platform
 import queue
 import statistics
 import subprocess
@@ -69,6 +70,26 @@ REPO_ROOT = str(Path(__file__).resolve().parent.parent)
 # --------------------------------------------------------------------------------------------
 # Cases
 # --------------------------------------------------------------------------------------------
+
+
+def _proc_field(path: str, key: str) -> str | None:
+    try:
+        lines = Path(path).read_text().splitlines()
+    except OSError:
+        return None
+    return next((line.split(":", 1)[1].strip() for line in lines if line.startswith(key)), None)
+
+
+def machine() -> dict[str, Any]:
+    """CPU model and cores, memory, OS, Python, host — read without importing any framework."""
+    mem = _proc_field("/proc/meminfo", "MemTotal")
+    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return {"cpu": _proc_field("/proc/cpuinfo", "model name") or platform.processor()
+            or platform.machine(),
+            "cores": os.cpu_count(), "usable_cores": usable,
+            "memory_gb": int(mem.split()[0]) / 2**20 if mem else None,
+            "os": platform.platform(), "python": platform.python_version(),
+            "hostname": platform.node(), "xla_flags": os.environ.get("XLA_FLAGS")}
 
 
 def build_cases(args: argparse.Namespace) -> list[dict[str, Any]]:
@@ -886,7 +907,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                      "only": args.only, "cases": args.cases,
                      "peer_options": {"keras": peer_options(args, "keras"),
                                       "torch": peer_options(args, "torch")}},
-        "machine": envinfo.machine(),
+        "machine": machine(),
         "versions": envinfo.versions(("jax", "jaxlib", "flax", "optax", "numpy", "tensorflow",
                                       "tensorflow-cpu", "keras", "torch")),
         "git_commit": envinfo.git_commit(short=True),

@@ -33,6 +33,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from benchmarks.bench import machine
 from jaxmnist import envinfo
 
 MODELS: dict[str, dict[str, Any]] = {
@@ -241,7 +242,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "load_average_end": list(os.getloadavg()),
         "command": " ".join(["python -m benchmarks.step_profile",
                              *(sys.argv[1:] if argv is None else list(argv))]),
-        "machine": envinfo.machine(), "versions": envinfo.versions(("jax", "jaxlib")),
+        "machine": machine(), "versions": envinfo.versions(("jax", "jaxlib")),
         "git_commit": envinfo.git_commit(short=True),
     })
     try:

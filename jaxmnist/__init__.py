@@ -8,6 +8,7 @@ The Python API (:mod:`jaxmnist.api`; nothing here imports jax until a run trains
     run = jm.run(jm.load_study("s2", preset="cpu"), workdir="runs/s2")
 """
 
+import importlib
 from typing import Any
 
 from jaxmnist.api import (
@@ -27,17 +28,11 @@ __all__ = ["APIError", "Member", "Run", "Study", "TrainedMember", "compare", "gr
            "load_study", "open_run", "register", "run"]
 
 
+_LAZY = {"Member": "jaxmnist.schema", "Study": "jaxmnist.schema", "register": "jaxmnist.models"}
+
+
 def __getattr__(name: str) -> Any:
-    """``jm.Member`` / ``jm.Study``: the typed configs (their module imports jax: on first use)."""
-    if name in ("Member", "Study"):
-        from jaxmnist import schema
-
-        return getattr(schema, name)
+    """``jm.Member``, ``jm.Study`` (typed configs) and ``jm.register``: imported on first use."""
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
     raise AttributeError(f"module 'jaxmnist' has no attribute {name!r}")
-
-
-def register(name: str):
-    """Decorator: makes a model factory available as ``model.name = name`` (see models)."""
-    from jaxmnist.models import register as _register
-
-    return _register(name)

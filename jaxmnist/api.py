@@ -16,9 +16,8 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from jaxmnist import trees
 from jaxmnist.runs import rundir, runview
-from jaxmnist.trees import set_dotted
+from jaxmnist.trees import flatten, set_dotted
 
 # jm.grid's split unless ``data`` gives one: 10,000 training images held out for validation (as
 # S2), so that best() chooses on validation, never on test (docs/data.md).
@@ -55,11 +54,10 @@ def _importable(obj: Any) -> str | None:
 
 
 def model_config(model: Any) -> tuple[dict[str, Any], str]:
-    """``(model config, note)`` of what a user passes as ``model`` (else APIError).
+    """``(model config, note)`` of a ``model=`` argument (docs/studies.md, "From Python").
 
-    ``model``: a zoo name, config dict, import path, linen Module object, NNX Module class,
-    factory or ``(init, apply)`` pair. Objects are registered for this process; the note says
-    why another process cannot load the config from the run directory alone (empty: it can).
+    Objects are registered for this process; the note says why another process cannot load the
+    config from the run directory alone (empty: it can). APIError: not a model.
     """
     from jaxmnist.models import adapters
 
@@ -118,15 +116,8 @@ def load_study(name_or_path: str | Path, *, preset: str | None = None, quick: bo
                seeds: int | None = None, overrides: Sequence[str] = ()) -> dict[str, Any]:
     """Loads a study by name (``"s2"``) or ``.py`` file, resolved and validated (a dict).
 
-    Args:
-        name_or_path: A study name or a ``.py`` study file.
-        preset: One of the study's presets (``"cpu"``, ``"quick"``); None: its full settings.
-        quick: Shorthand for ``preset="quick"``.
-        seeds: Seeds per grid point (default: the study's).
-        overrides: ``"key=value"`` strings, as ``--config.key=value`` on the command line.
-
-    Raises:
-        jaxmnist.config.ConfigError: every problem with the study, listed.
+    The arguments are the command line's (docs/studies.md, "From Python"); ``ConfigError`` lists
+    every problem with the study.
     """
     from jaxmnist import config as C  # the study schema imports jax; reading a run does not
 
@@ -146,32 +137,9 @@ def grid(*, model: Any, optimizers: Mapping[str, Any] | None = None,
          final_seeds: int = 0) -> Run:
     """Trains ``model`` with every optimizer x learning rate x seed as one grid; the :class:`Run`.
 
-    Args:
-        model: What :func:`model_config` takes (zoo name, config, import path, Module, pair).
-        optimizers: ``{"adam": [1e-3, 3e-4], "sgd": 0.1}``: learning rates (or dicts of
-            hyperparameters, ``{"learning_rate": 1e-3, "b1": 0.8}``) per optimizer.
-        search: Distributions per optimizer, sampled beside or instead of ``optimizers``:
-            ``{"adam": {"optim.learning_rate": ("log", 1e-5, 1.0)}}`` (docs/studies.md).
-        samples: Points drawn per optimizer of ``search`` (default: the study's, 16).
-        search_seed: Seed of the quasi-random draws (default: the study's, 0).
-        seeds: Seeds per point.
-        epochs: Epochs of training.
-        batch_size: Images per step.
-        dataset: ``"mnist"``, ``"fashion_mnist"`` or ``"kmnist"``.
-        data: Other data settings (``{"train_limit": 6000}``); a ``split`` replaces
-            :data:`GRID_DATA` (``{"split": "none"}``: no validation, :meth:`Run.best` fails).
-        workdir: The run directory; calling again with the same arguments resumes it.
-        name: The study name recorded in the run directory.
-        synthetic: Train on synthetic digits (no files, no network).
-        config: Other member settings as dotted keys (``{"reg.l2": 1e-4}``).
-        progress: Show a progress bar (a widget in notebooks).
-        grow: Let this call grow the run in ``workdir``: see :func:`run`.
-        prune: Successive halving (``{"eta": 3, "rungs": [1, 3]}``; needs validation).
-        final_seeds: > 0: the tuning protocol of :func:`compare`.
-
-    Raises:
-        APIError / jaxmnist.config.ConfigError: a bad argument (nothing written).
-        jaxmnist.data.DataError: the data cannot be loaded (nothing written).
+    ``optimizers={"adam": [1e-3, 3e-4], "sgd": 0.1}`` and / or ``search``; every argument:
+    docs/studies.md, "From Python". A bad argument (APIError, ConfigError) or data that cannot
+    be loaded (DataError) writes nothing.
     """
     from jaxmnist import config as C  # the study schema imports jax; reading a run does not
     from jaxmnist.engine import hostdevices
@@ -221,18 +189,9 @@ def compare(*, model: Any, optimizers: Sequence[str], workdir: str | Path,
             **grid_args: Any) -> Run:
     """The tuning protocol in one call: which optimizer is better here, by how much, how sure.
 
-    Learning rates tuned on validation, the choices re-run on fresh seeds and compared
-    (:meth:`Run.compare`), in one resumable run directory (docs/studies.md, "The tuning protocol").
-
-    Args:
-        model: As :func:`grid`'s.
-        optimizers: Optimizer names, e.g. ``["adam", "momentum", "rmsprop", "lion"]``.
-        workdir: The run directory.
-        learning_rate: The distribution each optimizer's learning rate is drawn from.
-        samples: Learning rates drawn per optimizer.
-        prune: Successive halving of phase 1 (``{"eta": 3, "rungs": [1, 3]}``).
-        final_seeds: Fresh seeds per chosen setting in phase 2 (DeepOBS: 10).
-        **grid_args: Anything else :func:`grid` takes (``epochs``, ``batch_size``, ``data``...).
+    ``samples`` learning rates per optimizer tuned on validation, the choices re-run on
+    ``final_seeds`` fresh seeds and compared (:meth:`Run.compare`); anything else is
+    :func:`grid`'s (docs/studies.md, "The tuning protocol").
     """
     search = {name: {"optim.learning_rate": tuple(learning_rate)} for name in optimizers}
     return grid(model=model, search=search, samples=samples, prune=prune,
@@ -251,7 +210,7 @@ def _first_sampled(searched: Mapping[str, Any], config: Mapping[str, Any]) -> di
     full = schema.with_defaults(searched)
     found = S.problems(full["search"], OPTIMIZERS)
     lacking = [] if found else [f for f, space in full["search"].items()
-                                if "optim.learning_rate" not in trees.flatten(space)]
+                                if "optim.learning_rate" not in flatten(space)]
     if lacking and "optim.learning_rate" not in config:
         found.append(f"search: {', '.join(lacking)} sets no optim.learning_rate; give each a "
                      "distribution or a number, or config={'optim.learning_rate': 1e-3}")
@@ -267,17 +226,10 @@ def _first_sampled(searched: Mapping[str, Any], config: Mapping[str, Any]) -> di
 def run(study: Mapping[str, Any], *, workdir: str | Path, data_dir: str | None = None,
         report: bool = True, callbacks: Sequence[Callable[..., Any]] = (),
         progress: bool = True, grow: bool = False) -> Run:
-    """Trains (or resumes, or grows) a resolved study into ``workdir``; the :class:`Run`.
+    """Trains (or resumes, or with ``grow`` grows) a resolved study into ``workdir``; the Run.
 
-    Args:
-        study: From :func:`load_study` (or built by :func:`grid`).
-        workdir: The run directory (made after the data loaded; an existing one resumes).
-        data_dir: A folder with the dataset's IDX files (default: the usual search).
-        report: Write the tables and figures at the end.
-        callbacks: Logger factories ``factory(run_dir, config) -> hooks`` (W&B, MLflow).
-        progress: Show a progress bar per group.
-        grow: The study may grow the run in ``workdir`` (more seeds, grid points, experiments
-            or epochs; only the new work trains); without it that is refused (``RunDirError``).
+    ``study``: from :func:`load_study` or built by :func:`grid`; the other arguments:
+    docs/studies.md, "From Python".
     """
     from jaxmnist import config as C  # the study schema imports jax; reading a run does not
     from jaxmnist import runner
@@ -300,7 +252,7 @@ def open_run(workdir: str | Path) -> Run:
 
 def _dynamic(config: Mapping[str, Any]) -> dict[str, Any]:
     """The member settings that vary in grids, flattened (``optim.name``, ``learning_rate``)."""
-    flat = trees.flatten({k: v for k, v in config.items() if k != "seed"}, ".")
+    flat = flatten({k: v for k, v in config.items() if k != "seed"}, ".")
     return {k: v for k, v in flat.items() if not isinstance(v, list | dict)}
 
 
@@ -309,30 +261,27 @@ class Run:
 
     def __init__(self, path: Path):
         self.path = Path(path)
-        self._view = runview.load(self.path)
+        self.view = runview.load(self.path)  # the report's view (points, footers, paper numbers)
 
     def __repr__(self) -> str:
-        return (f"Run({str(self.path)!r}: study {self._view.study!r}, "
-                f"{len(self._view.config['members'])} members, "
-                f"{'complete' if self._view.results.get('complete') else 'unfinished'})")
-
-    @property
-    def view(self) -> runview.RunView:
-        """The report's view of the run (points, footers, paper numbers)."""
-        return self._view
+        return (f"Run({str(self.path)!r}: study {self.view.study!r}, "
+                f"{len(self.view.config['members'])} members, "
+                f"{'complete' if self.complete else 'unfinished'})")
 
     @property
     def complete(self) -> bool:
         """True once every group finished."""
-        return bool(self._view.results.get("complete"))
+        return bool(self.view.results.get("complete"))
 
     def table(self):
         """One row per member (a pandas DataFrame): varying settings, seed, status, metrics."""
         import pandas as pd
 
-        varying = self._varying_keys()
+        configs = [_dynamic(m["config"]) for m in self.view.config["members"]]
+        varying = [k for k in sorted({k for c in configs for k in c})
+                   if len({json.dumps(c.get(k)) for c in configs}) > 1]
         rows = []
-        for point in self._view.points:
+        for point in self.view.points:
             for m in point.members:
                 flat = _dynamic(m["config"])
                 history = m.get("history") or []
@@ -348,18 +297,14 @@ class Run:
         return pd.DataFrame(rows).set_index("member").sort_index()
 
     def points(self):
-        """One row per grid point, its seeds together (a DataFrame by label), best first.
-
-        Means of the last epoch's validation and the test metrics, the test accuracy's std
-        (ddof=1), IQM, 95% bootstrap interval and per-seed values (docs/statistics.md).
-        """
+        """One row per grid point, its seeds together, best first (columns: docs/statistics.md)."""
         import pandas as pd
 
         from jaxmnist.engine import metrics
         from jaxmnist.runs import stats
 
         rows = []
-        for p in self._view.ranked():
+        for p in self.view.ranked():
             mean, std, _ = metrics.mean_std(p.test_acc())
             seeds = stats.describe(p.test_acc())
             rows.append({"label": p.label, "mean_val_acc": metrics.mean_std(p.final("val_acc"))[0],
@@ -371,20 +316,16 @@ class Run:
         return pd.DataFrame(rows).set_index("label")
 
     def compare(self):
-        """Every pair of optimizers, each at its setting chosen on validation (a DataFrame).
-
-        Paired over seeds: P(x > y) of test accuracy, the mean difference, their 95% intervals
-        and a ``verdict`` (:func:`jaxmnist.runs.stats.compare`; docs/statistics.md).
-        """
+        """Every pair of optimizers at their settings chosen on validation (docs/statistics.md)."""
         from jaxmnist.runs import stats
 
-        return stats.compare(self._view)
+        return stats.compare(self.view)
 
     def history(self, member: int):
         """Per-epoch losses and accuracies of one member (a pandas DataFrame by epoch)."""
         import pandas as pd
 
-        for point in self._view.points:
+        for point in self.view.points:
             for m in point.members:
                 if m["member"] == member:
                     return pd.DataFrame(m.get("history") or []).set_index("epoch")
@@ -401,10 +342,10 @@ class Run:
         folder = self.path / "figures"
         folder.mkdir(exist_ok=True)
         if kind == "curves":
-            path = figures.curves(self._view, [(p.label, p) for p in self._view.points],
-                                  folder / "curves.png", self._view.config.get("title", ""))
+            path = figures.curves(self.view, [(p.label, p) for p in self.view.points],
+                                  folder / "curves.png", self.view.config.get("title", ""))
         elif kind == "heatmap":
-            path = figures.heatmap(self._view, folder / "heatmap.png")
+            path = figures.heatmap(self.view, folder / "heatmap.png")
         else:
             raise APIError(f"plot: kind {kind!r} is not valid; valid: 'curves', 'heatmap'")
         if path is not None and "IPython" in sys.modules:
@@ -423,15 +364,10 @@ class Run:
         The same choice as the report and the web demo (:mod:`jaxmnist.ranking`); APIError
         saying why when nothing can be chosen (no validation split, nothing finished).
         """
-        member = self._view.best_member()
+        member = self.view.best_member()
         if member is None:
-            raise APIError(f"{self.path}: {self._view.no_choice()}")
+            raise APIError(f"{self.path}: {self.view.no_choice()}")
         return self.member(member["member"])
-
-    def _varying_keys(self) -> list[str]:
-        configs = [_dynamic(m["config"]) for m in self._view.config["members"]]
-        keys = sorted({k for c in configs for k in c})
-        return [k for k in keys if len({json.dumps(c.get(k)) for c in configs}) > 1]
 
 
 class TrainedMember:

@@ -84,20 +84,6 @@ def _study_files(folder: Path) -> list[Path]:
     return sorted(p for p in folder.glob("*.py") if not p.name.startswith("_"))
 
 
-def study_path(study: str | Path) -> Path:
-    """The file of a study given by name (``"s2"``, a shipped one: else ``ConfigError``) or path."""
-    if not is_study_name(study):
-        return Path(study)
-    path = studies_dir() / f"{study}.py"
-    if not path.is_file():
-        names = shipped_studies()
-        raise ConfigError([f"unknown study {study!r}{suggest(str(study), names)}; the studies "
-                           f"that ship with jaxmnist: {', '.join(names) or 'none'} "
-                           "(python -m jaxmnist.sweep --list), or give a study file path such "
-                           "as my_study.py"])
-    return path
-
-
 def load_study(study: str | Path) -> ml_collections.ConfigDict:
     """Imports a study, given by name (``"s2"``) or as a file path; returns its ``get_config()``.
 
@@ -105,7 +91,13 @@ def load_study(study: str | Path) -> ml_collections.ConfigDict:
     missing, not ``.py``, unreadable, does not import, or whose ``get_config()`` is missing,
     raises or returns no dict.
     """
-    path = study_path(study)
+    path = studies_dir() / f"{study}.py" if is_study_name(study) else Path(study)
+    if is_study_name(study) and not path.is_file():
+        names = shipped_studies()
+        raise ConfigError([f"unknown study {study!r}{suggest(str(study), names)}; the studies "
+                           f"that ship with jaxmnist: {', '.join(names) or 'none'} "
+                           "(python -m jaxmnist.sweep --list), or give a study file path such "
+                           "as my_study.py"])
 
     def studies() -> str:
         # File names only: listing a folder must not import (run) the Python files in it.
@@ -308,9 +300,13 @@ def reduced_reasons(full: Mapping[str, Any], study: Mapping[str, Any]) -> list[s
             reasons.append(f"{part} set {n:,} of {n_full:,} images")
     if any(study.get(k) != full.get(k) for k in ("base", "grid", "experiments", "search",
                                                  "samples")):
-        # Only then can the number of grid points differ (seeds do not count).
-        points, full_points = _grid_size(study), _grid_size(full)
-        if points is not None and full_points is not None and points != full_points:
+        # Only then can the number of grid points (distinct member configs) differ.
+        try:
+            points, full_points = (len({m["key"] for m in expand({**s, "seeds": 1})})
+                                   for s in (study, full))
+        except (KeyError, TypeError, ValueError, AttributeError):
+            points = full_points = None  # it cannot be expanded: validation says why
+        if points is not None and points != full_points:
             reasons.append(f"{points} of {full_points} grid points")
     flat_full, flat = flatten(full), flatten(study)
     for key in sorted(set(flat_full) | set(flat)):
@@ -330,14 +326,6 @@ def reduced_reasons(full: Mapping[str, Any], study: Mapping[str, Any]) -> list[s
     return reasons
 
 
-def _grid_size(study: Mapping[str, Any]) -> int | None:
-    """Distinct member configs (grid points) of a study, or None when it cannot be expanded."""
-    try:
-        return len({m["key"] for m in expand({**study, "seeds": 1})})
-    except (KeyError, TypeError, ValueError, AttributeError):
-        return None
-
-
 # Validation
 def _experiments(study: Mapping[str, Any]) -> list[dict[str, Any]]:
     """The study's experiments: its own, or ``main`` (its ``grid``), then ``search``, ``final``.
@@ -354,7 +342,7 @@ def _experiments(study: Mapping[str, Any]) -> list[dict[str, Any]]:
             exps.append({"name": "search", "title": "search", "points": sampled})
         else:
             exps[0]["points"] = sampled
-    if study.get("final"):  # the protocol's phase 2 (jaxmnist.protocol)
+    if study.get("final"):  # the tuning protocol's phase 2 (jaxmnist.runner.with_final)
         exps.append(to_plain(study["final"]))
     return exps
 
@@ -452,11 +440,6 @@ _CHECKED: collections.OrderedDict[tuple[str, str], list[dict[str, Any]]] = (
 
 
 # Expansion
-def member_key(cfg: Mapping[str, Any]) -> str:
-    """Canonical text of a member config without its seed: seeds of one grid point share it."""
-    return json.dumps({k: v for k, v in cfg.items() if k != "seed"}, sort_keys=True)
-
-
 def _points(exp: Mapping[str, Any]) -> list[tuple[str, dict[str, Any]]]:
     """``(label, {dotted: value})`` for every point of an experiment (points x grid)."""
     grid = flatten(exp.get("grid") or {})
@@ -510,8 +493,9 @@ def inherit(base: Mapping[str, Any], settings: Mapping[str, Any]) -> dict[str, A
 def expand(study: Mapping[str, Any]) -> list[dict[str, Any]]:
     """Expands a resolved study into members, one per (unique grid point, seed).
 
-    Each is ``{"member": k, "config", "key": member_key, "experiments": [{"name", "label",
-    "settings"}]}``: identical configs of several experiments are ONE member listing them all.
+    Each is ``{"member": k, "config", "key", "experiments": [{"name", "label", "settings"}]}``
+    (``key``: the config's JSON without its seed, one grid point's); identical configs of several
+    experiments are ONE member listing them all.
     """
     base = to_plain(study["base"])
     by_key: dict[str, dict[str, Any]] = {}
@@ -522,7 +506,7 @@ def expand(study: Mapping[str, Any]) -> list[dict[str, Any]]:
             cfg = inherit(base, settings)
             for key, value in settings.items():
                 set_dotted(cfg, key, copy.deepcopy(value))
-            key = member_key(cfg)
+            key = json.dumps({k: v for k, v in cfg.items() if k != "seed"}, sort_keys=True)
             entry = by_key.setdefault(key, {"config": cfg, "experiments": []})
             entry["experiments"].append({"name": exp["name"], "label": label, "settings": settings,
                                          "seeds": seeds})

@@ -1,4 +1,4 @@
-"""What ran where: versions, git commit, machine, devices. Only :func:`environment` imports jax."""
+"""What ran where: versions, git commit, devices. Only :func:`environment` imports jax."""
 
 from __future__ import annotations
 
@@ -38,26 +38,6 @@ def git_commit(*, short: bool = False) -> str | None:
     except (OSError, subprocess.SubprocessError):
         return None
     return (out.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")) or None
-
-
-def _proc_field(path: str, key: str) -> str | None:
-    try:
-        lines = Path(path).read_text().splitlines()
-    except OSError:
-        return None
-    return next((line.split(":", 1)[1].strip() for line in lines if line.startswith(key)), None)
-
-
-def machine() -> dict[str, Any]:
-    """CPU model and cores, memory, OS, Python, host — read without importing any framework."""
-    mem = _proc_field("/proc/meminfo", "MemTotal")
-    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return {"cpu": _proc_field("/proc/cpuinfo", "model name") or platform.processor()
-            or platform.machine(),
-            "cores": os.cpu_count(), "usable_cores": usable,
-            "memory_gb": int(mem.split()[0]) / 2**20 if mem else None,
-            "os": platform.platform(), "python": platform.python_version(),
-            "hostname": platform.node(), "xla_flags": os.environ.get("XLA_FLAGS")}
 
 
 def environment() -> dict[str, Any]:

@@ -1,15 +1,15 @@
 """Trains a checked study into its run directory: data -> engine -> run directory -> report.
 
 The one implementation of a run, under the Python API and ``python -m jaxmnist.sweep`` (the steps:
-docs/studies.md, "How a study runs"). In a multi-process run every process trains and process 0
-alone writes.
+docs/studies.md, "How a study runs"), the tuning protocol included. In a multi-process run every
+process trains and process 0 alone writes.
 """
 
 from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +20,9 @@ from jaxmnist import config as C
 from jaxmnist import envinfo
 from jaxmnist.engine import distributed
 from jaxmnist.engine.hooks import Callback, EpochInfo, GroupStart
-from jaxmnist.runs import rundir
+from jaxmnist.runs import rundir, runview
+
+FIRST_FRESH_SEED = 1000  # above any tuning seed: the protocol's final phase never reuses one
 
 
 def say(msg: str) -> None:
@@ -91,11 +93,7 @@ def stable_members(members: list[dict[str, Any]], run_dir: Path,
 
 def resolved_config(study: dict[str, Any], members: list[dict[str, Any]] | None = None,
                     groups: list[list[int]] | None = None) -> dict[str, Any]:
-    """A resolved study as ``config.json`` stores it: members, their groups and labels.
-
-    ``members`` default to ``jaxmnist.config.check(study)``, ``groups`` to their
-    ``jaxmnist.config.group_members`` (a grown run's: :func:`stable_members`).
-    """
+    """A resolved study as ``config.json`` stores it: members, their groups and labels."""
     members = C.check(study) if members is None else members
     groups = C.group_members([m["config"] for m in members]) if groups is None else groups
     group_of = {k: g for g, ks in enumerate(groups) for k in ks}
@@ -117,6 +115,30 @@ def resolved_config(study: dict[str, Any], members: list[dict[str, Any]] | None 
     }
 
 
+def final_experiment(run_dir: Path, seeds: int) -> dict[str, Any]:
+    """The protocol's phase 2: each optimizer's setting chosen on validation, on fresh seeds."""
+    from jaxmnist.runs import stats  # pandas and scipy: not for a run without the protocol
+
+    chosen = stats.chosen(runview.load(run_dir), tuning=True)
+    return {"name": stats.FINAL, "title": f"chosen on validation, {seeds} fresh seeds",
+            "seeds": seeds, "first_seed": FIRST_FRESH_SEED,
+            "points": [{"label": f"{family} (chosen: {point.label})",
+                        "set": dict(point.experiments[0]["settings"])}
+                       for family, point in chosen.items()]}
+
+
+def with_final(study: Mapping[str, Any], run_dir: Path) -> dict[str, Any]:
+    """The study with its final phase once ``run_dir`` holds all of its own members (phase 1).
+
+    Else the study as it is. ``study`` has ``final_seeds`` and no ``final`` yet; phase 2 is
+    chosen again from phase 1's results, so a resumed run picks the same.
+    """
+    done = {r["member"] for r in rundir.read_results(run_dir, required=False).get("members", [])}
+    if not set(range(len(C.expand(study)))) <= done:
+        return dict(study)
+    return {**study, "final": final_experiment(run_dir, int(study["final_seeds"]))}
+
+
 def run_study(study: dict[str, Any], run_dir: Path, *, data_dir: str | None = None,
               report: bool = True, callbacks: Sequence[Callable[..., Any]] = (),
               progress: bool = True, members: list[dict[str, Any]] | None = None,
@@ -126,26 +148,26 @@ def run_study(study: dict[str, Any], run_dir: Path, *, data_dir: str | None = No
     Returns results.json. The run directory is made only after the data loaded. ``callbacks``:
     factories ``factory(run_dir, config) -> hooks`` (``--callback``); ``members``: the study's
     from ``jaxmnist.config.check`` (checked here when not given). A study with ``final_seeds``
-    runs the tuning protocol (:mod:`jaxmnist.protocol`; ``phases=False``: its phase 1 alone).
+    runs the tuning protocol (:func:`with_final`; ``phases=False``: its phase 1 alone).
 
     Raises:
         ConfigError: ``members`` not given, and the study is invalid.
         RunDirError: ``run_dir`` is unusable (exit 2) or writing failed (exit 1).
         jaxmnist.data.DataError: the data cannot be loaded (nothing written).
     """
-    from jaxmnist import data, protocol
+    from jaxmnist import data
     from jaxmnist.engine.fit import train_grid
     from jaxmnist.runs import loggers
     from jaxmnist.runs import results as results_json
 
     if phases and study.get("final_seeds") and not study.get("final"):
-        # The tuning protocol (jaxmnist.protocol): the study as written, then its final phase.
+        # The tuning protocol: the study as written, then its final phase.
         kwargs = dict(data_dir=data_dir, callbacks=callbacks, progress=progress)
-        full = protocol.with_final(study, run_dir)
+        full = with_final(study, run_dir)
         if not full.get("final"):
             run_study(study, run_dir, report=False, members=members, grow=grow, phases=False,
                       **kwargs)
-            full = protocol.with_final(study, run_dir)
+            full = with_final(study, run_dir)
         say(f"final phase: the setting each optimizer chose on validation, "
             f"{study['final_seeds']} fresh seeds each ({len(full['final']['points'])} points)")
         return run_study(full, run_dir, report=report, grow=True, **kwargs)
@@ -257,7 +279,6 @@ def _add_train_confusion(run_dir: Path, done: dict[int, dict[str, Any]], splits:
     """
     from jaxmnist.engine import metrics
     from jaxmnist.engine.evaluate import predict_classes
-    from jaxmnist.runs import runview
 
     try:
         best = runview.load(run_dir).featured().rep

@@ -195,13 +195,6 @@ class Experiment(_Section):
     first_seed: Seed = 0
 
 
-def _baseline(v: Any) -> str:
-    if v not in ("", "sklearn"):
-        raise ValueError(f"{v!r} is not valid; valid choices: 'sklearn' (S3's scikit-learn "
-                         "MLP beside the members) or '' (none)")
-    return v
-
-
 class Prune(_Section):
     """Successive halving inside a group: at each rung epoch keep the top ``1/eta`` of the points.
 
@@ -237,11 +230,12 @@ class Study(_Section):
     samples: PositiveInt = 16
     search_seed: Seed = 0
     presets: dict[str, dict[str, Any]] = {}
-    baseline: Annotated[str, BeforeValidator(_baseline)] = ""
+    baseline: Annotated[str, _rule(lambda v: v in ("", "sklearn"), "valid choices: 'sklearn' "
+                                   "(S3's scikit-learn MLP beside the members) or '' (none)")] = ""
     notes: str = ""
     prune: Prune | None = None
-    # The tuning protocol (jaxmnist.protocol): > 0 re-runs each optimizer's setting chosen on
-    # validation over this many fresh seeds; ``final`` is that experiment, set after phase 1.
+    # The tuning protocol (jaxmnist.runner.with_final): > 0 re-runs each optimizer's setting
+    # chosen on validation over this many fresh seeds; ``final`` is that experiment (phase 2).
     final_seeds: Annotated[int, _rule(lambda v: is_int(v) and v >= 0,
                                       "must be an integer >= 0 (0: no final phase)")] = 0
     final: Experiment | None = None

@@ -109,7 +109,7 @@ def _dry_run(study: dict[str, Any], members: list[dict[str, Any]],
             print(f"    member {k}: {C.describe(members[k])}")
     if study.get("final_seeds") and not study.get("final"):
         print(f"then the final phase: each optimizer's setting chosen on validation, "
-              f"{study['final_seeds']} fresh seeds each (jaxmnist.protocol)")
+              f"{study['final_seeds']} fresh seeds each (jaxmnist.runner.with_final)")
 
 
 def _list(study: str | None) -> int:

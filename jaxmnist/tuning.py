@@ -1,8 +1,6 @@
-"""Optuna as the sampler (optional: ``pip install jaxmnist[optuna]``): one run per batch of trials.
+"""Optuna as the sampler (``pip install jaxmnist[optuna]``): one run per batch of trials.
 
-Each batch of asked trials is one jaxmnist run (``workdir/batch_<b>``), its points the trials'
-settings; each trial is reported its validation metric per epoch and told the last one, a
-non-finite one failing it (docs/studies.md, "Search spaces").
+Each trial is reported its validation metric per epoch and told the last one (docs/studies.md).
 """
 
 from __future__ import annotations
@@ -18,21 +16,11 @@ from jaxmnist import api, ranking
 def optimize(sampler: Any, study: Mapping[str, Any], suggest: Callable[[Any], Mapping[str, Any]],
              *, batches: int, trials: int, workdir: str | Path, metric: str = "val_acc",
              progress: bool = False) -> Any:
-    """Asks, trains and tells ``batches`` x ``trials`` trials of an ``optuna.Study``.
+    """Asks, trains and tells ``batches`` x ``trials`` trials of the ``optuna.Study`` ``sampler``.
 
-    Args:
-        sampler: The ``optuna.Study``; its direction must match ``metric``'s.
-        study: A resolved jaxmnist study (``jm.load_study``) with a validation split: its base,
-            data and seeds; its grid, experiments and search are replaced by the trials.
-        suggest: ``trial -> {dotted member key: value}``, e.g. ``{"optim.learning_rate": ...}``.
-        batches: Runs, one after another (Optuna learns from each before the next).
-        trials: Trials per batch, trained together.
-        workdir: A new folder for the batches' run directories.
-        metric: ``"val_acc"`` or ``"val_loss"`` (:data:`jaxmnist.ranking.RANKING_METRICS`).
-        progress: Show progress bars.
-
-    Returns:
-        ``sampler``, told every trial.
+    ``study``: a resolved jaxmnist study with a validation split; ``suggest(trial)`` returns
+    ``{dotted member key: value}``; the rest: docs/studies.md, "Search spaces". Returns
+    ``sampler``, told every trial.
     """
     import optuna
 

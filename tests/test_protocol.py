@@ -1,4 +1,4 @@
-"""The tuning protocol (jaxmnist.protocol, jm.compare) on synthetic digits: tune on validation,
+"""The tuning protocol (jaxmnist.runner, jm.compare) on synthetic digits: tune on validation,
 re-run the choices on fresh seeds in the same run directory, report; resumable at each phase."""
 
 from __future__ import annotations
@@ -66,14 +66,14 @@ def test_calling_again_trains_nothing_and_changes_nothing(compared):
 def test_a_run_stopped_between_the_phases_goes_on_with_phase_2(compared, tmp_path, monkeypatch):
     """A kill after phase 1 (here: while phase 2 is being chosen), then the same call: phase 1 is
     read back, not retrained, and phase 2 is what the uninterrupted run chose."""
-    from jaxmnist import protocol
+    from jaxmnist import runner
 
     def killed(*args, **kwargs):
         raise KeyboardInterrupt
 
     run = tmp_path / "run"
     with monkeypatch.context() as m:
-        m.setattr(protocol, "final_experiment", killed)
+        m.setattr(runner, "final_experiment", killed)
         with pytest.raises(KeyboardInterrupt):
             _compare(run, prune={"eta": 3, "rungs": [1]})
     phase1 = json.loads((run / "results.json").read_text())["members"]

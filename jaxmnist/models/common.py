@@ -5,6 +5,7 @@ Specs (names with optional parameters) are validated eagerly: a bad study fails 
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NamedTuple
@@ -94,10 +95,7 @@ def get_activation(spec: Spec) -> Callable[[Array], Array]:
     """Returns the activation function for a valid spec (see :func:`validate_activation`)."""
     name, kwargs = spec_name(spec, "activation")
     fn = _ACTIVATIONS[name]
-    if not kwargs:
-        return fn
-    kw = {k: float(v) for k, v in kwargs.items()}
-    return lambda x: fn(x, **kw)
+    return functools.partial(fn, **{k: float(v) for k, v in kwargs.items()}) if kwargs else fn
 
 
 # Std of a standard normal truncated to [-2, 2]; dividing by it keeps the variance exact.

@@ -121,9 +121,7 @@ class FlaxMnistCNN(nnx.Module):
 
     def __call__(self, x: jax.Array, rngs: nnx.Rngs | None = None) -> jax.Array:
         """Logits ``[B, 10]`` of float images ``[B, 28, 28, 1]``."""
-        def pool(h: jax.Array) -> jax.Array:
-            return nnx.avg_pool(h, window_shape=(2, 2), strides=(2, 2))
-
+        pool = functools.partial(nnx.avg_pool, window_shape=(2, 2), strides=(2, 2))
         x = pool(nnx.relu(self.norm1(self.drop_conv(self.conv1(x), rngs=rngs))))
         x = pool(nnx.relu(self.norm2(self.conv2(x))))
         x = x.reshape(x.shape[0], -1)

@@ -160,21 +160,6 @@ def _dir_state(directory: Path, split: str, ds: Dataset) -> str:
     return "empty"
 
 
-def _locate(directory: Path, split: str, ds: Dataset) -> tuple[Path, Path]:
-    """The (images, labels) paths of ``split`` in ``directory``, or DataError."""
-    if not directory.is_dir():
-        raise DataError(f"{ds.title} folder {directory} does not exist.\n{_how_to_fix(ds)}")
-    paths = []
-    for kind in ("images", "labels"):
-        spec = ds.files[split, kind]
-        if (path := _find_file(directory, spec)) is None:
-            raise DataError(
-                f"Missing {ds.title} file {directory / spec.gz_name} (the {split} {kind}; "
-                f"looked for {', '.join(spec.candidates)}).\n{_how_to_fix(ds)}")
-        paths.append(path)
-    return paths[0], paths[1]
-
-
 def _decode_idx(path: Path, spec: _IdxSpec, verify_checksum: bool, ds: Dataset) -> np.ndarray:
     """Read, decompress, structurally check and (optionally) checksum one IDX file."""
     try:
@@ -182,7 +167,7 @@ def _decode_idx(path: Path, spec: _IdxSpec, verify_checksum: bool, ds: Dataset) 
     except OSError as e:
         raise DataError(f"Cannot read {ds.title} file {path}: {e}") from e
 
-    compressed = blob[:2] == _GZIP_MAGIC
+    raw, compressed = blob, blob[:2] == _GZIP_MAGIC
     if compressed:
         try:
             raw = gzip.decompress(blob)
@@ -195,8 +180,6 @@ def _decode_idx(path: Path, spec: _IdxSpec, verify_checksum: bool, ds: Dataset) 
         raise DataError(
             f"{ds.title} file {path} is named .gz but is not gzip-compressed. Rename it to "
             f"{spec.name} if it is the uncompressed IDX file, or download it again.")
-    else:
-        raw = blob
 
     # Structure first: "truncated" or "wrong magic" says more than "md5 differs".
     magic_expected, header_len, item = (
@@ -245,35 +228,26 @@ def _digest(algo: str, blob: bytes) -> str:
     return hashlib.new(algo, blob).hexdigest()
 
 
-def _identify(blob: bytes, raw: bytes) -> str | None:
-    """Which dataset's official file these bytes are, if any (for a wrong-dataset message)."""
-    for other in DATASETS.values():
-        for sp in other.files.values():
-            if _digest(other.algo, blob) == sp.gz_md5 or (
-                sp.raw_md5 and _digest(other.algo, raw) == sp.raw_md5):
-                return f"{other.title}'s {sp.name} (data.name = {other.name!r})"
-    return None
+def _matches(ds: Dataset, spec: _IdxSpec, blob: bytes, raw: bytes | None) -> bool:
+    """True when ``blob`` is the official ``.gz`` or ``raw`` (its content) the official IDX."""
+    return _digest(ds.algo, blob) == spec.gz_md5 or (
+        raw is not None and spec.raw_md5 is not None and _digest(ds.algo, raw) == spec.raw_md5)
 
 
 def _is_official(ds: Dataset, spec: _IdxSpec, blob: bytes) -> bool:
     """True when ``.gz`` bytes are the official file or decompress to its content."""
-    if _digest(ds.algo, blob) == spec.gz_md5:
-        return True
-    if spec.raw_md5 is None or blob[:2] != _GZIP_MAGIC:
-        return False
     try:
-        return _digest(ds.algo, gzip.decompress(blob)) == spec.raw_md5
+        raw = gzip.decompress(blob) if blob[:2] == _GZIP_MAGIC else None
     except (EOFError, OSError, zlib.error):
-        return False
+        raw = None
+    return _matches(ds, spec, blob, raw)
 
 
 def _verify(path: Path, spec: _IdxSpec, ds: Dataset, blob: bytes, raw: bytes,
             compressed: bool) -> None:
     """Checks a file against the published ``.gz`` digest or its content's (recompressed copies)."""
     algo = ds.algo
-    if compressed and _digest(algo, blob) == spec.gz_md5:
-        return
-    if spec.raw_md5 is not None and _digest(algo, raw) == spec.raw_md5:
+    if _matches(ds, spec, blob, raw):
         return
     if spec.raw_md5 is None and not compressed:
         raise DataError(
@@ -282,7 +256,9 @@ def _verify(path: Path, spec: _IdxSpec, ds: Dataset, blob: bytes, raw: bytes,
             "verify_checksum=False if you trust this copy.")
     digest = _digest(algo, blob)
     want, form = (spec.gz_md5, "gzip") if compressed else (spec.raw_md5, "uncompressed")
-    if other := _identify(blob, raw):
+    # Another dataset's official file? Then say which (data.name is probably wrong).
+    if other := next((f"{o.title}'s {sp.name} (data.name = {o.name!r})" for o in DATASETS.values()
+                      for sp in o.files.values() if _matches(o, sp, blob, raw)), None):
         raise DataError(
             f"{ds.title} file {path} fails the checksum: it is not {ds.title}'s {spec.name} but "
             f"{other}. Set data.name (or --dataset) to that dataset, or put {ds.title}'s files "
@@ -316,12 +292,21 @@ def load_idx(directory: str | os.PathLike[str], split: str, *, verify_checksum: 
     """
     _check_choice("split", split, SPLITS)
     ds = _find_dataset(dataset)
-    images_path, labels_path = _locate(Path(directory).expanduser(), split, ds)
-    images = _read_idx(images_path, ds.files[split, "images"], verify_checksum, ds)
-    labels = _read_idx(labels_path, ds.files[split, "labels"], verify_checksum, ds)
+    directory = Path(directory).expanduser()
+    if not directory.is_dir():
+        raise DataError(f"{ds.title} folder {directory} does not exist.\n{_how_to_fix(ds)}")
+    specs = [ds.files[split, kind] for kind in ("images", "labels")]
+    paths = [_find_file(directory, spec) for spec in specs]
+    for spec, path in zip(specs, paths, strict=True):
+        if path is None:
+            raise DataError(
+                f"Missing {ds.title} file {directory / spec.gz_name} (the {split} {spec.kind}; "
+                f"looked for {', '.join(spec.candidates)}).\n{_how_to_fix(ds)}")
+    images, labels = (_read_idx(path, spec, verify_checksum, ds)
+                      for spec, path in zip(specs, paths, strict=True))
     if len(images) != len(labels):
         raise DataError(
-            f"{images_path} holds {len(images):,} images but {labels_path} holds "
+            f"{paths[0]} holds {len(images):,} images but {paths[1]} holds "
             f"{len(labels):,} labels; the two files do not belong together.")
     return images, labels
 
@@ -350,13 +335,6 @@ def _import_tfds() -> Any:
     with contextlib.suppress(RuntimeError, ValueError):
         tf.config.set_visible_devices([], "GPU")
     return tfds
-
-
-def _tfds_file_order(split: str, n: int) -> np.ndarray:
-    """``order`` such that TFDS record ``j`` is IDX example ``order[j]`` (docs/data.md)."""
-    # TFDS sorts by the md5 of split + index as an integer: the digest's bytes sort the same.
-    digests = [hashlib.md5(f"{split}{i}".encode()).digest() for i in range(n)]
-    return np.array(sorted(range(n), key=digests.__getitem__), dtype=np.int64)
 
 
 def _unreachable(url: str, timeout: float = 10.0) -> str | None:
@@ -424,8 +402,10 @@ def load_tfds(split: str, *, manual_dir: str | os.PathLike[str] | None = None,
         raise DataError(
             f"TFDS {ds.tfds_name} '{split}' in {where} has {len(images):,} examples, expected "
             f"{expected:,}; delete {where}/{ds.tfds_name} and let it be prepared again.")
-    if not disable_shuffling:  # record j is IDX example order[j]
-        inverse = np.argsort(_tfds_file_order(split, len(images)))
+    if not disable_shuffling:  # TFDS record j is IDX example order[j] (docs/data.md)
+        # TFDS sorts by the md5 of split + index as an integer: the digest's bytes sort the same.
+        digests = [hashlib.md5(f"{split}{i}".encode()).digest() for i in range(len(images))]
+        inverse = np.argsort(np.array(sorted(range(len(images)), key=digests.__getitem__)))
         images, labels = images[inverse], labels[inverse]
     return images, labels
 
@@ -447,30 +427,6 @@ def cache_dir(dataset: str = "mnist") -> Path:
 
 def _offline() -> bool:
     return os.environ.get(ENV_OFFLINE, "").strip().lower() not in ("", "0", "false", "no")
-
-
-def _fetch_into_cache(ds: Dataset, split: str, verify_checksum: bool, tried: list[str]):
-    """``split`` from the download cache, downloading the four files first if needed.
-
-    None (the reason appended to ``tried``) when the cache is empty and downloading is off or fails.
-    """
-    folder = cache_dir(ds.name)
-    if _dir_state(folder, split, ds) == "complete":
-        return load_idx(folder, split, verify_checksum=verify_checksum, dataset=ds.name)
-    if _offline():
-        tried.append(f"download cache: {folder} is empty, and ${ENV_OFFLINE} forbids downloading")
-        return None
-    base_url = os.environ.get(ENV_MIRROR) or ds.url
-    size_mb = sum(s.gz_size for s in ds.files.values()) / 1e6
-    print(f"jaxmnist: {ds.title} not found locally; downloading its four files ({size_mb:.0f} MB,"
-          f" checksummed) from {base_url} into {folder} (once; set ${ENV_OFFLINE}=1 to never "
-          "download)", file=sys.stderr, flush=True)
-    try:
-        download(folder, base_url=base_url, timeout=20.0, dataset=ds.name)
-    except DataError as e:
-        tried.append(f"download into {folder}: {str(e).splitlines()[0]}")
-        return None
-    return load_idx(folder, split, verify_checksum=verify_checksum, dataset=ds.name)
 
 
 def load_dataset(split: str, *, source: str = "auto",
@@ -495,7 +451,6 @@ def load_dataset(split: str, *, source: str = "auto",
         (f"${ds.env}", Path(env).expanduser() if env else None),
         *(("system folder", Path(d)) for d in ds.system_dirs),
     ]
-    files = [s.gz_name for s in ds.files.values()]
 
     if source == "idx":
         given = [d for label, d in candidates
@@ -507,10 +462,8 @@ def load_dataset(split: str, *, source: str = "auto",
             f"{ds.env}.\n{_how_to_fix(ds)}")
 
     if source == "tfds":
-        manual = next(
-            (d for _, d in candidates if d is not None and all((d / n).is_file() for n in files)),
-            None,
-        )
+        manual = next((d for _, d in candidates if d is not None
+                       and all((d / s.gz_name).is_file() for s in ds.files.values())), None)
         return load_tfds(split, manual_dir=manual, tfds_dir=tfds_dir, dataset=ds.name)
 
     # source == "auto": walk the chain, remembering why each step did not apply.
@@ -528,9 +481,24 @@ def load_dataset(split: str, *, source: str = "auto",
         tried.append(f"{label}: {directory} {reason}")
         if label.startswith("data_dir"):
             logger.warning("data_dir %s %s; trying the next source", directory, reason)
-    arrays = _fetch_into_cache(ds, split, verify_checksum, tried)
-    if arrays is not None:
-        return arrays
+    # The download cache, its four files fetched first if missing (unless offline).
+    folder = cache_dir(ds.name)
+    cached = _dir_state(folder, split, ds) == "complete"
+    if not cached and _offline():
+        tried.append(f"download cache: {folder} is empty, and ${ENV_OFFLINE} forbids downloading")
+    elif not cached:
+        base_url = os.environ.get(ENV_MIRROR) or ds.url
+        size_mb = sum(s.gz_size for s in ds.files.values()) / 1e6
+        print(f"jaxmnist: {ds.title} not found locally; downloading its four files ({size_mb:.0f} "
+              f"MB, checksummed) from {base_url} into {folder} (once; set ${ENV_OFFLINE}=1 to "
+              "never download)", file=sys.stderr, flush=True)
+        try:
+            download(folder, base_url=base_url, timeout=20.0, dataset=ds.name)
+            cached = True
+        except DataError as e:
+            tried.append(f"download into {folder}: {str(e).splitlines()[0]}")
+    if cached:
+        return load_idx(folder, split, verify_checksum=verify_checksum, dataset=ds.name)
     try:
         return load_tfds(split, tfds_dir=tfds_dir, dataset=ds.name)
     except DataError as e:

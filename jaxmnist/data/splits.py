@@ -1,8 +1,7 @@
 """The splits of a study (train / validation / test) and THE split rules. No jax.
 
-Split kinds (:data:`SPLIT_KINDS`): ``none`` (the files' train / test), ``keras`` (the LAST
-fraction of train, S1), ``holdout`` (a seeded random holdout, S2), ``merged`` (train + test
-pooled and re-split, S3).
+Split kinds: ``none`` (the files' train / test), ``keras`` (the LAST fraction of train, S1),
+``holdout`` (a seeded random holdout, S2), ``merged`` (train + test pooled and re-split, S3).
 """
 
 from __future__ import annotations
@@ -167,12 +166,9 @@ def expected_sizes(data: Mapping[str, Any]) -> tuple[int, int, int]:
 
 def make_splits(spec: Mapping[str, Any], *, source: str = "auto",
                 data_dir: str | os.PathLike[str] | None = None) -> Splits:
-    """A study's :class:`Splits` from its data spec (what the sweep calls); deterministic.
+    """A study's :class:`Splits` from its data spec, deterministically (keys: docs/data.md).
 
-    Spec keys, all but ``split`` optional: ``name`` (default ``"mnist"``), ``split``, its one
-    parameter (:data:`SPLIT_NEEDS`), ``seed`` (default 0) and ``train_limit`` / ``val_limit`` /
-    ``test_limit`` (the first N of each part, after splitting); docs/data.md. ValueError for a
-    bad spec, DataError when the data cannot be loaded.
+    ValueError for a bad spec, DataError when the data cannot be loaded.
     """
     if unknown := set(spec) - _SPEC_KEYS:
         raise ValueError(

@@ -116,12 +116,10 @@ def _center_by_mass(img: np.ndarray) -> np.ndarray:
         inked = profile > 0
         first, last = inked.argmax(1), FIELD - 1 - inked[:, ::-1].argmax(1)
         shifts.append(np.clip(np.round(COM - com).astype(np.int64), -first, FIELD - 1 - last))
-    src_r = grid[None, :] - shifts[0][:, None]  # out[i] = img[i - shift]
-    src_c = grid[None, :] - shifts[1][:, None]
-    valid = ((src_r >= 0) & (src_r < FIELD))[:, :, None] & ((src_c >= 0) & (src_c < FIELD))[:, None]
-    out = img[np.arange(n)[:, None, None], np.clip(src_r, 0, FIELD - 1)[:, :, None],
-              np.clip(src_c, 0, FIELD - 1)[:, None, :]]
-    return np.where(valid, out, 0).astype(np.uint8)
+    # out[i] = img[i - shift], from a zero border wide enough for any shift
+    src_r, src_c = (FIELD + grid[None, :] - shift[:, None] for shift in shifts)
+    padded = np.pad(img, ((0, 0), (FIELD, FIELD), (FIELD, FIELD)))
+    return padded[np.arange(n)[:, None, None], src_r[:, :, None], src_c[:, None, :]]
 
 
 def _render(points: np.ndarray, radius: np.ndarray) -> np.ndarray:

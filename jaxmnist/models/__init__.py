@@ -136,8 +136,11 @@ def summary(cfg: Mapping[str, Any]) -> str:
     cfg = validate_model_config(cfg)
     head, opening = "Output shape", "(None, "
     if adapters.is_user_model(cfg["name"]):
+        # One row per parameter leaf: its shape (a user model's output shapes are unknown).
         head, opening = "Param shape", "("
-        rows = _user_rows(cfg)
+        shapes, _ = jax.eval_shape(build(cfg).init, jax.random.PRNGKey(0))  # params, not state
+        rows = [(path, tuple(leaf.shape), math.prod(leaf.shape))
+                for path, leaf in layer_paths(shapes).items()]
     else:
         rows = [(n, shape, plan_size(p)) for n, shape, p in family(cfg["name"]).rows(cfg)]
     cells = [("Layer", head, "Params")] + [
@@ -147,10 +150,3 @@ def summary(cfg: Mapping[str, Any]) -> str:
     rule = "=" * (sum(w) + 6)
     return "\n".join([f'Model: "{cfg["name"]}"', rule, table[0], "-" * len(rule), *table[1:],
                       rule, f"Total params: {sum(n for _, _, n in rows):,}"])
-
-
-def _user_rows(cfg: Mapping[str, Any]) -> list[tuple[str, tuple[int, ...], int]]:
-    """A user model's rows: one per parameter leaf (its shape; output shapes are unknown)."""
-    shapes, _ = jax.eval_shape(build(cfg).init, jax.random.PRNGKey(0))  # params, not state
-    return [(path, tuple(leaf.shape), math.prod(leaf.shape))
-            for path, leaf in layer_paths(shapes).items()]

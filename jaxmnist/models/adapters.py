@@ -241,14 +241,11 @@ def _pair_adapter(user_init: Callable[..., Any], user_apply: Callable[..., Any])
         return user_init, apply, ("init(key) -> (params, state); apply(params, state, x, "
                                   "train=..., key=...) -> (logits, new_state)"), ()
 
-    def init(key: Any) -> tuple[Any, Any]:
-        return user_init(key), {}
-
     def stateless(params: Any, state: Any, x: Any, *, train: bool, key: Any = None):
         return user_apply(params, to_unit_float(x), train=train, key=key), state
 
-    return (init, stateless, "init(key) -> params; apply(params, x, train=..., key=...) -> logits",
-            ())
+    return (lambda key: (user_init(key), {}), stateless,
+            "init(key) -> params; apply(params, x, train=..., key=...) -> logits", ())
 
 
 @functools.cache
@@ -258,8 +255,15 @@ def _build_cached(cfg_json: str, factory: Callable[..., Any]) -> tuple[
     # notebook) builds anew; holding the object here means its identity is never reused.
     cfg = json.loads(cfg_json)
     init, apply, calls, found = _adapt(cfg)
-    init, apply = bind_axes(init, apply, tuple(dict.fromkeys([*cfg.get("axis_names", ()),
-                                                               *found])))
+    # Each named axis bound to one member by a size-1 named vmap: a model written for pmap /
+    # shard_map then reduces over its own batch (docs/byo.md).
+    if names := tuple(dict.fromkeys([*cfg.get("axis_names", ()), *found])):
+        init, unbound = functools.partial(_on_named_axes, init, names), apply
+
+        def apply(params: Any, state: Any, x: Any, *, train: bool, key: Any = None):
+            return _on_named_axes(lambda p, s, xb: unbound(p, s, xb, train=train, key=key),
+                                  names, params, state, x)
+
     # im2col convolutions on XLA:CPU unless ``cpu_convs: False`` (imported here: 0.15 s). The
     # plain apply last: the check traces it (asking for the backend would start one).
     fast = apply
@@ -281,25 +285,6 @@ def _on_named_axes(fn: Callable[..., Any], names: tuple[str, ...], *args: Any) -
         fn = jax.vmap(fn, axis_name=name)
     out = fn(*jax.tree_util.tree_map(lambda a: a[(None,) * len(names)], args))
     return jax.tree_util.tree_map(lambda a: a[(0,) * len(names)], out)
-
-
-def bind_axes(init: Callable[..., Any], apply: Callable[..., Any],
-              names: tuple[str, ...]) -> tuple[Callable[..., Any], Callable[..., Any]]:
-    """Binds each named axis to one member: a size-1 named ``vmap`` around init and apply.
-
-    A model written for ``pmap`` / ``shard_map`` then reduces over its own batch (docs/byo.md).
-    """
-    if not names:
-        return init, apply
-
-    def bound_init(key: Any) -> tuple[Any, Any]:
-        return _on_named_axes(init, names, key)
-
-    def bound_apply(params: Any, state: Any, x: Any, *, train: bool, key: Any = None):
-        return _on_named_axes(lambda p, s, xb: apply(p, s, xb, train=train, key=key), names,
-                              params, state, x)
-
-    return bound_init, bound_apply
 
 
 def _linen_axis_names(init: Callable[..., Any]) -> tuple[str, ...]:

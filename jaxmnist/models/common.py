@@ -5,6 +5,7 @@ Specs (names with optional parameters) are validated eagerly: a bad study fails 
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NamedTuple
@@ -37,13 +38,6 @@ def to_unit_float(x: Array) -> Array:
     return x.astype(jnp.float32)
 
 
-def check_keys(cfg: Mapping[str, Any], allowed: Sequence[str], what: str) -> None:
-    """Raises ``ValueError`` when ``cfg`` has a key outside ``allowed``."""
-    unknown = sorted(set(cfg) - set(allowed))
-    if unknown:
-        raise ValueError(f"{what}: unknown key(s) {unknown}; valid keys are {sorted(allowed)}")
-
-
 def check_choice(value: Any, choices: Sequence[Any], what: str) -> None:
     """Raises ``ValueError`` unless ``value`` is one of ``choices``."""
     if value not in choices:
@@ -57,6 +51,20 @@ def spec_name(spec: Spec, what: str) -> tuple[str, dict[str, Any]]:
     if isinstance(spec, Mapping) and isinstance(spec.get("name"), str):
         return spec["name"], {k: v for k, v in spec.items() if k != "name"}
     raise ValueError(f"{what}: expected a name or a dict with a 'name', got {spec!r}")
+
+
+def _checked_spec(spec: Spec, what: str, params: Mapping[str, Sequence[str]],
+                  aliases: Mapping[str, str]) -> tuple[str, dict[str, float]]:
+    """A spec's canonical name and numeric parameters, once its name and keys are valid."""
+    name, kwargs = spec_name(spec, what)
+    check_choice(name, (*params, *aliases), what)
+    name = aliases.get(name, name)
+    allowed = params[name]
+    if unknown := sorted(set(kwargs) - set(allowed)):
+        raise ValueError(f"{what} {name!r}: unknown key(s) {unknown}; valid keys are "
+                         f"{sorted(allowed)}")
+    return name, {k: rule(is_number, f"{what} {name!r} {k}: expected a finite number")(v)
+                  for k, v in kwargs.items()}
 
 
 _ACTIVATIONS: dict[str, Callable[..., Array]] = {
@@ -73,17 +81,13 @@ _ACTIVATIONS: dict[str, Callable[..., Array]] = {
     "swish": jax.nn.silu,
     "silu": jax.nn.silu,
 }
-_ACTIVATION_PARAMS = {"leaky_relu": ("alpha",), "elu": ("alpha",)}
+_ACTIVATION_PARAMS = {n: ("alpha",) if n in ("leaky_relu", "elu") else () for n in _ACTIVATIONS}
 ACTIVATIONS = tuple(_ACTIVATIONS)
 
 
 def validate_activation(spec: Spec, what: str = "activation") -> Spec:
     """Returns an activation spec unchanged once valid (``leaky_relu``/``elu`` take ``alpha``)."""
-    name, kwargs = spec_name(spec, what)
-    check_choice(name, ACTIVATIONS, what)
-    check_keys(kwargs, _ACTIVATION_PARAMS.get(name, ()), f"{what} {name!r}")
-    for k, v in kwargs.items():
-        rule(is_number, f"{what} {name!r} {k}: expected a finite number")(v)
+    _checked_spec(spec, what, _ACTIVATION_PARAMS, {})
     return spec
 
 
@@ -91,10 +95,7 @@ def get_activation(spec: Spec) -> Callable[[Array], Array]:
     """Returns the activation function for a valid spec (see :func:`validate_activation`)."""
     name, kwargs = spec_name(spec, "activation")
     fn = _ACTIVATIONS[name]
-    if not kwargs:
-        return fn
-    kw = {k: float(v) for k, v in kwargs.items()}
-    return lambda x: fn(x, **kw)
+    return functools.partial(fn, **{k: float(v) for k, v in kwargs.items()}) if kwargs else fn
 
 
 # Std of a standard normal truncated to [-2, 2]; dividing by it keeps the variance exact.
@@ -106,24 +107,18 @@ _INIT_PARAMS: dict[str, tuple[str, ...]] = {
 # Aliases: Glorot & Bengio proposed the uniform form, He et al. the normal one.
 _INIT_ALIASES = {"zero": "zeros", "xavier": "glorot_uniform", "xavier_uniform": "glorot_uniform",
                  "xavier_normal": "glorot_normal", "he": "he_normal"}
-INITIALIZERS = tuple(_INIT_PARAMS) + tuple(_INIT_ALIASES)
 
 
 def validate_init(spec: Spec, what: str = "init") -> Spec:
     """Returns an initializer spec unchanged once valid (names, parameters: docs/models.md)."""
-    name, kwargs = spec_name(spec, what)
-    check_choice(name, INITIALIZERS, what)
-    name = _INIT_ALIASES.get(name, name)
-    check_keys(kwargs, _INIT_PARAMS[name], f"{what} {name!r}")
-    vals = {k: rule(is_number, f"{what} {name!r} {k}: expected a finite number")(v)
-            for k, v in kwargs.items()}
+    name, vals = _checked_spec(spec, what, _INIT_PARAMS, _INIT_ALIASES)
     if name == "uniform" and vals.get("low", -0.05) >= vals.get("high", 0.05):
-        raise ValueError(f"{what} 'uniform': low must be < high, got {kwargs}")
+        raise ValueError(f"{what} 'uniform': low must be < high, got {vals}")
     if name == "normal":
         if "std" in vals and "variance" in vals:
             raise ValueError(f"{what} 'normal': give 'std' or 'variance', not both")
         if vals.get("std", 1.0) < 0 or vals.get("variance", 1.0) < 0:
-            raise ValueError(f"{what} 'normal': std/variance must be >= 0, got {kwargs}")
+            raise ValueError(f"{what} 'normal': std/variance must be >= 0, got {vals}")
     return spec
 
 
@@ -244,13 +239,13 @@ def is_weight_path(path: Any, names: Sequence[str] = WEIGHT_NAMES) -> bool:
 
 def weight_mask(params: Any, names: Sequence[str] = WEIGHT_NAMES) -> Any:
     """A tree like ``params``, ``True`` at weight leaves (an ``optax.masked`` mask)."""
-    return jax.tree_util.tree_map_with_path(lambda p, _: _key_name(p[-1]) in names, params)
+    return jax.tree_util.tree_map_with_path(lambda p, _: is_weight_path(p, names), params)
 
 
 def weight_leaves(params: Any, names: Sequence[str] = WEIGHT_NAMES) -> list[Array]:
     """The weight leaves of ``params`` (what L1/L2 penalties act on)."""
     flat = jax.tree_util.tree_flatten_with_path(params)[0]
-    return [leaf for path, leaf in flat if _key_name(path[-1]) in names]
+    return [leaf for path, leaf in flat if is_weight_path(path, names)]
 
 
 def layer_paths(params: Any) -> dict[str, Array]:

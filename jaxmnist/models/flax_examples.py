@@ -24,9 +24,7 @@ from jaxmnist.models.common import check_choice
 
 def _rates(dropout: float | Sequence[float]) -> tuple[float, float]:
     """One rate for both places, or ``[after the 2nd pool, after dense 128]`` (S1)."""
-    if isinstance(dropout, int | float):
-        return float(dropout), float(dropout)
-    first, second = dropout
+    first, second = (dropout, dropout) if isinstance(dropout, int | float) else dropout
     return float(first), float(second)
 
 
@@ -83,11 +81,10 @@ class NnxCNN(nnx.Module):
         glorot = nnx.initializers.glorot_uniform()
         first, second = _rates(dropout)
         self.flax_layers = conv_impl == "flax"
-        conv = lax.conv_general_dilated if self.flax_layers else _conv(conv_impl)
-        self.conv1 = nnx.Conv(1, 32, (3, 3), padding="VALID", kernel_init=glorot,
-                              conv_general_dilated=conv, rngs=rngs)
-        self.conv2 = nnx.Conv(32, 64, (3, 3), padding="VALID", kernel_init=glorot,
-                              conv_general_dilated=conv, rngs=rngs)
+        conv = functools.partial(
+            nnx.Conv, kernel_size=(3, 3), padding="VALID", kernel_init=glorot, rngs=rngs,
+            conv_general_dilated=lax.conv_general_dilated if self.flax_layers else _conv(conv_impl))
+        self.conv1, self.conv2 = conv(1, 32), conv(32, 64)
         self.dense1 = nnx.Linear(5 * 5 * 64, 128, kernel_init=glorot, rngs=rngs)
         self.dense2 = nnx.Linear(128, 10, kernel_init=glorot, rngs=rngs)
         self.drop1 = nnx.Dropout(first, rngs=rngs)
@@ -124,9 +121,7 @@ class FlaxMnistCNN(nnx.Module):
 
     def __call__(self, x: jax.Array, rngs: nnx.Rngs | None = None) -> jax.Array:
         """Logits ``[B, 10]`` of float images ``[B, 28, 28, 1]``."""
-        def pool(h: jax.Array) -> jax.Array:
-            return nnx.avg_pool(h, window_shape=(2, 2), strides=(2, 2))
-
+        pool = functools.partial(nnx.avg_pool, window_shape=(2, 2), strides=(2, 2))
         x = pool(nnx.relu(self.norm1(self.drop_conv(self.conv1(x), rngs=rngs))))
         x = pool(nnx.relu(self.norm2(self.conv2(x))))
         x = x.reshape(x.shape[0], -1)

@@ -131,12 +131,9 @@ class CnnDepth(_Spec):
 
     @model_validator(mode="after")
     def _fits(self) -> CnnDepth:
-        size = 28
-        for _ in range(self.depth):
-            if self.padding == "valid" and size < 3:
-                raise ValueError(f"cnn_depth: depth {self.depth} does not fit 28x28 with "
-                                 "'valid' padding; use 'same' or depth <= 3")
-            size = (size if self.padding == "same" else size - 2) // 2
+        if self.padding == "valid" and self.depth > 3:  # 28 -> 13 -> 5 -> 1: no 4th 3x3 conv
+            raise ValueError(f"cnn_depth: depth {self.depth} does not fit 28x28 with "
+                             "'valid' padding; use 'same' or depth <= 3")
         return self
 
 

@@ -113,22 +113,33 @@ def _unknown_optimizer(name: Any) -> str:
 
 
 # Validation (plain Python: safe before anything compiles)
+_COMMON_RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "learning_rate": (lambda v: is_number(v) and v > 0, "a positive number"),
+    "clip_norm": (lambda v: v is None or (is_number(v) and v > 0), "a positive number or None"),
+    # a decay per step, e.g. 0.999 (averages ~1,000 steps)
+    "ema": (lambda v: v is None or (is_number(v) and 0 < v < 1),
+            "a decay in (0, 1), e.g. 0.999, or None"),
+}
+
+
 def learning_rate_problem(value: Any) -> str | None:
     """What is wrong with an ``optim.learning_rate`` (a finite number > 0), or None."""
-    if not (is_number(value) and value > 0):
-        return f"must be a positive number, got {value!r}"
-    return None
+    return _problem("learning_rate", value, None)
 
 
-def _check_range(key: str, value: Any, bounds: tuple[float, float, bool] | None) -> str | None:
+def _problem(key: str, value: Any, bounds: tuple[float, float, bool] | None) -> str | None:
+    """What is wrong with ``value`` for a common key (its rule) or a hyperparameter (``bounds``)."""
+    if key in _COMMON_RULES:
+        accepts, what = _COMMON_RULES[key]
+        return None if accepts(value) else f"must be {what}, got {value!r}"
     if not is_number(value):
-        return f"{key}: expected a finite number, got {value!r}"
+        return f"expected a finite number, got {value!r}"
     if bounds is None:
         return None
     low, high, inclusive = bounds
     if value < low or value > high or (value == high and not inclusive):
         close = "]" if inclusive else ")"
-        return f"{key}: must be in [{low:g}, {high:g}{close}, got {value!r}"
+        return f"must be in [{low:g}, {high:g}{close}, got {value!r}"
     return None
 
 
@@ -165,13 +176,11 @@ def validate_schedule(sched: Any, where: str = "optim.schedule") -> list[str]:
 
 def validate_optimizer(name: Any, hparams: Mapping[str, Any], where: str = "optim") -> list[str]:
     """Every problem with an ``optim`` section (empty = valid); ``where`` prefixes the messages."""
-    if name not in _REGISTRY:
-        problem = learning_rate_problem(hparams.get("learning_rate"))
-        return [f"{where}.name: {_unknown_optimizer(name)}",
-                *([f"{where}.learning_rate: {problem}"] if problem else [])]
-    sp = _REGISTRY[name]
-    problems = []
-    allowed = [k for k in COMMON_KEYS if k != "name"] + list(sp.defaults)
+    sp = _REGISTRY.get(name)
+    problems = [] if sp else [f"{where}.name: {_unknown_optimizer(name)}"]
+    if sp is None:  # its own hyperparameters are unknown: the learning rate alone is checked
+        hparams = {"learning_rate": hparams.get("learning_rate")}
+    allowed = [k for k in COMMON_KEYS if k != "name"] + list(sp.defaults if sp else ())
     for key, value in hparams.items():
         if key == "name":
             continue
@@ -181,26 +190,11 @@ def validate_optimizer(name: Any, hparams: Mapping[str, Any], where: str = "opti
                     else suggest(key, allowed))
             problems.append(f"{where}: {key!r} is not a hyperparameter of {name!r} (it takes: "
                             f"{', '.join(dict.fromkeys(allowed))}){hint}")
-            continue
-        if key == "schedule":
+        elif key == "schedule":
             problems += validate_schedule(value, f"{where}.schedule")
-        elif key == "learning_rate":
-            problem = learning_rate_problem(value)
-            if problem:
-                problems.append(f"{where}.learning_rate: {problem}")
-        elif key == "clip_norm":
-            if value is not None and not (is_number(value) and value > 0):
-                problems.append(f"{where}.clip_norm: must be a positive number or None, "
-                                f"got {value!r}")
-        elif key == "ema":  # a decay per step, e.g. 0.999 (averages ~1,000 steps)
-            if value is not None and not (is_number(value) and 0 < value < 1):
-                problems.append(f"{where}.ema: must be a decay in (0, 1), e.g. 0.999, or None, "
-                                f"got {value!r}")
-        else:
-            msg = _check_range(f"{where}.{key}", value,
-                               sp.ranges.get(key, _DEFAULT_RANGES.get(key)))
-            if msg:
-                problems.append(msg)
+        elif problem := _problem(key, value, sp.ranges.get(key, _DEFAULT_RANGES.get(key))
+                                 if sp else None):
+            problems.append(f"{where}.{key}: {problem}")
     if "learning_rate" not in hparams:
         problems.append(f"{where}.learning_rate: missing")
     return problems

@@ -80,7 +80,7 @@ def member_results(prog: GroupProgram, state: TrainState, history: np.ndarray,
         splits.test_x[:n_probe], splits.train_x[:n_grad],
         np.asarray(splits.train_y[:n_grad], np.int32))]
     # What is evaluated is what is exported (the kept epoch's with restore_best).
-    probs, grads = prog.probe_fn(variables, prog.arrays, *probe_inputs)
+    probs, grads = prog.program.probe_fn(variables, prog.arrays, *probe_inputs)
     # One gather of everything the results need (every process gets the whole grid).
     probs, (params, model_state), grads, alive, diverged, steps = prog.placement.to_member_order(
         distributed.to_host((probs, variables, grads, state.alive, state.diverged_epoch,

@@ -284,7 +284,6 @@ def train_grid(members: Sequence[MemberLike], splits: Any, workdir: str | None =
              if workdir else None)
     fitted = fit(prog, checkpointer=saver, callbacks=callbacks, group_index=group_index,
                  prune=prune)
-    results = member_results(prog, fitted.state, fitted.history, fitted.seconds, fitted.resumed,
-                             splits, fitted.rungs, kept=fitted.kept, kept_epochs=fitted.kept_epochs)
+    results = member_results(prog, fitted, splits)
     emit(callbacks, "on_group_end", group_index, results)
     return results

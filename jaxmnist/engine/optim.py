@@ -277,11 +277,10 @@ def member_hyper(cfgs: Sequence[Mapping[str, Any]], group_plan: Plan,
                 s["decay_steps"] = int(total_steps)
         out["sched.id"] = np.asarray([group_plan.schedules.index(s["name"]) for s in scheds],
                                      np.int32)
-        for key in _SCHEDULE_ARRAYS:
-            vals = [s.get(key) for s in scheds]
-            if key == "end_value":  # exponential's None means "no floor / ceiling"
-                vals = [math.nan if v is None else v for v in vals]
-            out[f"sched.{key}"] = np.asarray([0 if v is None else v for v in vals], np.float32)
+        for key in _SCHEDULE_ARRAYS:  # exponential's end_value None: "no floor / ceiling"
+            unset = math.nan if key == "end_value" else 0
+            out[f"sched.{key}"] = np.asarray([unset if s.get(key) is None else s[key]
+                                              for s in scheds], np.float32)
         k = max(group_plan.boundaries, 1)
         bounds = np.full((len(cfgs), k), np.inf, np.float32)
         scales = np.ones((len(cfgs), k), np.float32)

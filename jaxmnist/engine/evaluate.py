@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -12,10 +12,7 @@ import numpy as np
 
 from jaxmnist import models, schema
 from jaxmnist.engine import distributed
-from jaxmnist.engine.program import GroupProgram, pad_eval, per_model
-
-if TYPE_CHECKING:
-    from jaxmnist.engine.fit import FitResult
+from jaxmnist.engine.program import GroupProgram, TrainState, pad_eval, per_model
 
 GRAD_HIST_IMAGES = 512  # training images of the final gradient histograms
 PROBE_IMAGES = 25  # test images whose class probabilities are kept
@@ -63,6 +60,19 @@ class MemberResult:
     group: GroupStats
     kept_epoch: int | None = None  # restore_best: the epoch it ends with (test_* are that epoch's)
     last_test: tuple[float, float] | None = None  # restore_best: the last epoch's (loss, acc)
+
+
+@dataclass
+class FitResult:
+    """The state after the last epoch and what the loop measured."""
+
+    state: TrainState
+    history: np.ndarray  # [epochs, padded G, len(HISTORY_FIELDS)] float32, member order
+    seconds: np.ndarray  # [epochs] wall seconds per epoch
+    resumed: bool
+    rungs: list[list[dict[str, Any]]]  # per member, its pruning rungs (rung_records)
+    kept_epochs: np.ndarray | None = None  # restore_best: per member its best epoch (0: none)
+    kept: Any = None  # restore_best: those epochs' evaluated variables (host, member order)
 
 
 def member_results(prog: GroupProgram, fitted: FitResult, splits: Any) -> list[MemberResult]:

@@ -357,10 +357,8 @@ def _select(index: jax.Array | None, options: Sequence[Any]) -> Any:
 def _family_tx(fam: str, hyper: Mapping[str, jax.Array], group_plan: Plan):
     sp = spec(fam)
     kwargs: dict[str, Any] = dict(dict(group_plan.constants)[fam])
-    for key in group_plan.varying:
-        f, hp = key.split(".", 1)
-        if f == fam:
-            kwargs[hp] = hyper[key]
+    kwargs.update({key.partition(".")[2]: hyper[key] for key in group_plan.varying
+                   if key.partition(".")[0] == fam})
     lr = (hyper["learning_rate"] if group_plan.schedules == ("constant",)
           else functools.partial(schedule_value, hyper=hyper, group_plan=group_plan))
     tx = sp.factory(lr, **kwargs, **sp.static)

@@ -17,7 +17,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.sharding import Mesh, PartitionSpec
+from jax.sharding import PartitionSpec
 
 from jaxmnist import models, schema
 from jaxmnist.caches import kept
@@ -132,12 +132,10 @@ class MemberProgram:
         # Sequential only (vmap runs both branches): inactive members skip their work.
         self.skip_frozen = placement.strategy == "sequential"
         self.spec, self.n_train = spec, n_train
+        self.strategy, self.mesh = placement.strategy, placement.mesh
         self.model, self.loss_fn = models.build(spec.model_cfg), losses.get_loss(spec.loss)
         self.steps = math.ceil(n_train / spec.batch_size)
-
-        def over(fn, *shared):
-            return _over_members(fn, placement.strategy, placement.mesh, shared)
-
+        over = self._over
         self.init_fn = jax.jit(over(self.init_member), out_shardings=placement.grid)
         self.epoch_fn = jax.jit(lambda st, ar, x, y, e: over(self.member_epoch, x, y, e)(st, ar),
                                 donate_argnums=(0,))
@@ -257,23 +255,22 @@ class MemberProgram:
 
         return probs, jax.grad(loss)(params)
 
+    def _over(self, fn: Callable, *shared: Any) -> Callable:
+        """Maps ``fn(*member_args, *shared)`` over the members' grid axis (docs/architecture.md)."""
+        if self.strategy == "vmap":
+            return jax.vmap(lambda *args: fn(*args, *shared))
 
-def _over_members(fn: Callable, strategy: str, mesh: Mesh, shared: tuple = ()) -> Callable:
-    """Maps ``fn(*member_args, *shared)`` over the members' grid axis (docs/architecture.md)."""
-    if strategy == "vmap":
-        return jax.vmap(lambda *args: fn(*args, *shared))
+        def sequential(args, shared_values):
+            return jax.lax.map(lambda a: fn(*a, *shared_values), args)
 
-    def sequential(args, shared_values):
-        return jax.lax.map(lambda a: fn(*a, *shared_values), args)
-
-    if mesh.size == 1:
-        return lambda *args: sequential(args, shared)
-    # check_vma=False: the members never communicate, and the per-member program mixes
-    # per-device values with constants in its scan carries.
-    mapped = jax.shard_map(sequential, mesh=mesh, check_vma=False,
-                           in_specs=(PartitionSpec("grid"), PartitionSpec()),
-                           out_specs=PartitionSpec("grid"))
-    return lambda *args: mapped(args, shared)
+        if self.mesh.size == 1:
+            return lambda *args: sequential(args, shared)
+        # check_vma=False: the members never communicate, and the per-member program mixes
+        # per-device values with constants in its scan carries.
+        mapped = jax.shard_map(sequential, mesh=self.mesh, check_vma=False,
+                               in_specs=(PartitionSpec("grid"), PartitionSpec()),
+                               out_specs=PartitionSpec("grid"))
+        return lambda *args: mapped(args, shared)
 
 
 _JITTED: collections.OrderedDict[tuple[Any, ...], MemberProgram] = collections.OrderedDict()

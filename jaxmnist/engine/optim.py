@@ -83,12 +83,9 @@ def register_optimizer(name: str, factory: Callable[..., optax.GradientTransform
                        static: Mapping[str, Any] | None = None,
                        ranges: Mapping[str, tuple[float, float, bool]] | None = None,
                        eval_params: Callable[[Any, Any], Any] | None = None) -> None:
-    """Makes another optax optimizer available as ``optim.name`` (docs/byo.md, "Optimizers").
+    """Makes another optax optimizer available as ``optim.name`` (arguments: docs/byo.md).
 
-    ``factory``: an optax alias name (``"radam"``, else ``ValueError``) or a callable like one,
-    accepting arrays for the numeric ``defaults``; ``static``: fixed keyword arguments;
-    ``ranges``: ``{key: (low, high, high_inclusive)}``, low inclusive; ``eval_params(optax_state,
-    params)``: the parameters members are evaluated at (``schedule_free_eval_params``).
+    ``factory``: an optax alias name (``ValueError`` if optax has none) or a callable like one.
     """
     global OPTIMIZERS
     if isinstance(factory, str):

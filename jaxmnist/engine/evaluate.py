@@ -62,15 +62,25 @@ class MemberResult:
     last_test: tuple[float, float] | None = None  # restore_best: the last epoch's (loss, acc)
 
 
-def member_results(prog: GroupProgram, state: TrainState, history: np.ndarray,
-                   seconds: np.ndarray, resumed: bool, splits: Any,
-                   rungs: list[list[dict[str, Any]]] | None = None, *, kept: Any = None,
-                   kept_epochs: np.ndarray | None = None) -> list[MemberResult]:
-    """Evaluates every member's final ``state`` (and the fit loop's history): one result each.
+@dataclass
+class FitResult:
+    """The state after the last epoch and what the loop measured."""
 
-    ``rungs``: per member, its pruning rungs. ``kept`` (restore_best): each member's best-epoch
-    variables (host, member order) of ``kept_epochs``, evaluated and exported instead.
+    state: TrainState
+    history: np.ndarray  # [epochs, padded G, len(HISTORY_FIELDS)] float32, member order
+    seconds: np.ndarray  # [epochs] wall seconds per epoch
+    resumed: bool
+    rungs: list[list[dict[str, Any]]]  # per member, its pruning rungs (rung_records)
+    kept_epochs: np.ndarray | None = None  # restore_best: per member its best epoch (0: none)
+    kept: Any = None  # restore_best: those epochs' evaluated variables (host, member order)
+
+
+def member_results(prog: GroupProgram, fitted: FitResult, splits: Any) -> list[MemberResult]:
+    """Evaluates every member's final state (and the fit loop's history): one result each.
+
+    With ``restore_best``, the kept epochs' variables are evaluated and exported instead.
     """
+    state, seconds, kept = fitted.state, fitted.seconds, fitted.kept
     variables = prog.eval_variables(state) if kept is None else prog.to_grid(kept)
     test_loss, test_acc, test_pred = prog.evaluate(state, prog.test, variables=variables)
     last = prog.evaluate(state, prog.test)[:2] if kept is not None else None
@@ -80,7 +90,7 @@ def member_results(prog: GroupProgram, state: TrainState, history: np.ndarray,
         splits.test_x[:n_probe], splits.train_x[:n_grad],
         np.asarray(splits.train_y[:n_grad], np.int32))]
     # What is evaluated is what is exported (the kept epoch's with restore_best).
-    probs, grads = prog.probe_fn(variables, prog.arrays, *probe_inputs)
+    probs, grads = prog.program.probe_fn(variables, prog.arrays, *probe_inputs)
     # One gather of everything the results need (every process gets the whole grid).
     probs, (params, model_state), grads, alive, diverged, steps = prog.placement.to_member_order(
         distributed.to_host((probs, variables, grads, state.alive, state.diverged_epoch,
@@ -93,7 +103,7 @@ def member_results(prog: GroupProgram, state: TrainState, history: np.ndarray,
         images_per_second=n_train * (n * prog.spec.epochs if prog.placement.strategy == "vmap"
                                      else steps[:n].sum() / prog.program.steps) / total
         if total else None,
-        resumed=resumed, epoch_programs=prog.epoch_programs)
+        resumed=fitted.resumed, epoch_programs=prog.epoch_programs)
     names = prog.program.model.weight_names
     param_count = models.param_count(jax.tree_util.tree_map(lambda a: a[0], params))
 
@@ -108,15 +118,14 @@ def member_results(prog: GroupProgram, state: TrainState, history: np.ndarray,
     return [
         MemberResult(
             member=m, alive=bool(alive[k]), diverged_epoch=int(diverged[k]) or None,
-            epochs_trained=int(steps[k]) / prog.program.steps,
-            rungs=rungs[k] if rungs else [],
-            history=np.asarray(history[:, k, :]), epoch_seconds=np.asarray(seconds),
+            epochs_trained=int(steps[k]) / prog.program.steps, rungs=fitted.rungs[k],
+            history=np.asarray(fitted.history[:, k, :]), epoch_seconds=np.asarray(seconds),
             has_val=prog.val is not None, test_loss=float(test_loss[k]),
             test_acc=float(test_acc[k]), test_pred=np.asarray(test_pred[k, :n_test]),
             test_probs=np.asarray(probs[k]), params=member(params, k),
             model_state=member(model_state, k), weights=layers(params, k),
             grads=layers(grads, k), param_count=param_count, group=stats,
-            kept_epoch=int(kept_epochs[k]) if kept_epochs is not None else None,
+            kept_epoch=int(fitted.kept_epochs[k]) if kept is not None else None,
             last_test=(float(last[0][k]), float(last[1][k])) if last is not None else None)
         for k, m in enumerate(prog.members)]
 

@@ -7,7 +7,6 @@ import dataclasses
 import json
 import time
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import jax
@@ -16,7 +15,7 @@ import numpy as np
 
 from jaxmnist import ranking, schema
 from jaxmnist.engine import checkpoint, distributed, metrics, optim
-from jaxmnist.engine.evaluate import MemberResult, member_results
+from jaxmnist.engine.evaluate import FitResult, MemberResult, member_results
 from jaxmnist.engine.hooks import HISTORY_FIELDS, EpochInfo, GroupStart, emit
 from jaxmnist.engine.placement import member_layout
 from jaxmnist.engine.program import GroupProgram, MemberLike, TrainState, build_program
@@ -35,19 +34,6 @@ def _count_compiles() -> Iterator[list[int]]:
         yield count
     finally:
         jax.monitoring.unregister_event_duration_listener(listen)
-
-
-@dataclass
-class FitResult:
-    """The state after the last epoch and what the loop measured."""
-
-    state: TrainState
-    history: np.ndarray  # [epochs, padded G, len(HISTORY_FIELDS)] float32, member order
-    seconds: np.ndarray  # [epochs] wall seconds per epoch
-    resumed: bool
-    rungs: list[list[dict[str, Any]]]  # per member, its pruning rungs (rung_records)
-    kept_epochs: np.ndarray | None = None  # restore_best: per member its best epoch (0: none)
-    kept: Any = None  # restore_best: those epochs' evaluated variables (host, member order)
 
 
 def kept_epochs(history: np.ndarray, upto: int) -> np.ndarray:
@@ -284,7 +270,6 @@ def train_grid(members: Sequence[MemberLike], splits: Any, workdir: str | None =
              if workdir else None)
     fitted = fit(prog, checkpointer=saver, callbacks=callbacks, group_index=group_index,
                  prune=prune)
-    results = member_results(prog, fitted.state, fitted.history, fitted.seconds, fitted.resumed,
-                             splits, fitted.rungs, kept=fitted.kept, kept_epochs=fitted.kept_epochs)
+    results = member_results(prog, fitted, splits)
     emit(callbacks, "on_group_end", group_index, results)
     return results

@@ -69,14 +69,11 @@ def _weighted(per_example: Callable[[Array, Array], Array]) -> Loss:
     return loss
 
 
-xent = _weighted(xent_per_example)
-mse = _weighted(mse_per_example)
-bce = _weighted(bce_per_example)
-
 PER_EXAMPLE: dict[str, Callable[[Array, Array], Array]] = {
     "xent": xent_per_example, "xent_onehot": xent_per_example, "mse": mse_per_example,
     "bce": bce_per_example}
-LOSSES: dict[str, Loss] = {"xent": xent, "xent_onehot": xent, "mse": mse, "bce": bce}
+LOSSES: dict[str, Loss] = {name: _weighted(fn) for name, fn in PER_EXAMPLE.items()}
+xent, mse, bce = LOSSES["xent"], LOSSES["mse"], LOSSES["bce"]
 
 
 def get_loss(name: str) -> Loss:

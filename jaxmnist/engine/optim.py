@@ -83,12 +83,9 @@ def register_optimizer(name: str, factory: Callable[..., optax.GradientTransform
                        static: Mapping[str, Any] | None = None,
                        ranges: Mapping[str, tuple[float, float, bool]] | None = None,
                        eval_params: Callable[[Any, Any], Any] | None = None) -> None:
-    """Makes another optax optimizer available as ``optim.name`` (docs/byo.md, "Optimizers").
+    """Makes another optax optimizer available as ``optim.name`` (arguments: docs/byo.md).
 
-    ``factory``: an optax alias name (``"radam"``, else ``ValueError``) or a callable like one,
-    accepting arrays for the numeric ``defaults``; ``static``: fixed keyword arguments;
-    ``ranges``: ``{key: (low, high, high_inclusive)}``, low inclusive; ``eval_params(optax_state,
-    params)``: the parameters members are evaluated at (``schedule_free_eval_params``).
+    ``factory``: an optax alias name (``ValueError`` if optax has none) or a callable like one.
     """
     global OPTIMIZERS
     if isinstance(factory, str):
@@ -113,22 +110,33 @@ def _unknown_optimizer(name: Any) -> str:
 
 
 # Validation (plain Python: safe before anything compiles)
+_COMMON_RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "learning_rate": (lambda v: is_number(v) and v > 0, "a positive number"),
+    "clip_norm": (lambda v: v is None or (is_number(v) and v > 0), "a positive number or None"),
+    # a decay per step, e.g. 0.999 (averages ~1,000 steps)
+    "ema": (lambda v: v is None or (is_number(v) and 0 < v < 1),
+            "a decay in (0, 1), e.g. 0.999, or None"),
+}
+
+
 def learning_rate_problem(value: Any) -> str | None:
     """What is wrong with an ``optim.learning_rate`` (a finite number > 0), or None."""
-    if not (is_number(value) and value > 0):
-        return f"must be a positive number, got {value!r}"
-    return None
+    return _problem("learning_rate", value, None)
 
 
-def _check_range(key: str, value: Any, bounds: tuple[float, float, bool] | None) -> str | None:
+def _problem(key: str, value: Any, bounds: tuple[float, float, bool] | None) -> str | None:
+    """What is wrong with ``value`` for a common key (its rule) or a hyperparameter (``bounds``)."""
+    if key in _COMMON_RULES:
+        accepts, what = _COMMON_RULES[key]
+        return None if accepts(value) else f"must be {what}, got {value!r}"
     if not is_number(value):
-        return f"{key}: expected a finite number, got {value!r}"
+        return f"expected a finite number, got {value!r}"
     if bounds is None:
         return None
     low, high, inclusive = bounds
     if value < low or value > high or (value == high and not inclusive):
         close = "]" if inclusive else ")"
-        return f"{key}: must be in [{low:g}, {high:g}{close}, got {value!r}"
+        return f"must be in [{low:g}, {high:g}{close}, got {value!r}"
     return None
 
 
@@ -165,13 +173,11 @@ def validate_schedule(sched: Any, where: str = "optim.schedule") -> list[str]:
 
 def validate_optimizer(name: Any, hparams: Mapping[str, Any], where: str = "optim") -> list[str]:
     """Every problem with an ``optim`` section (empty = valid); ``where`` prefixes the messages."""
-    if name not in _REGISTRY:
-        problem = learning_rate_problem(hparams.get("learning_rate"))
-        return [f"{where}.name: {_unknown_optimizer(name)}",
-                *([f"{where}.learning_rate: {problem}"] if problem else [])]
-    sp = _REGISTRY[name]
-    problems = []
-    allowed = [k for k in COMMON_KEYS if k != "name"] + list(sp.defaults)
+    sp = _REGISTRY.get(name)
+    problems = [] if sp else [f"{where}.name: {_unknown_optimizer(name)}"]
+    if sp is None:  # its own hyperparameters are unknown: the learning rate alone is checked
+        hparams = {"learning_rate": hparams.get("learning_rate")}
+    allowed = [k for k in COMMON_KEYS if k != "name"] + list(sp.defaults if sp else ())
     for key, value in hparams.items():
         if key == "name":
             continue
@@ -181,26 +187,11 @@ def validate_optimizer(name: Any, hparams: Mapping[str, Any], where: str = "opti
                     else suggest(key, allowed))
             problems.append(f"{where}: {key!r} is not a hyperparameter of {name!r} (it takes: "
                             f"{', '.join(dict.fromkeys(allowed))}){hint}")
-            continue
-        if key == "schedule":
+        elif key == "schedule":
             problems += validate_schedule(value, f"{where}.schedule")
-        elif key == "learning_rate":
-            problem = learning_rate_problem(value)
-            if problem:
-                problems.append(f"{where}.learning_rate: {problem}")
-        elif key == "clip_norm":
-            if value is not None and not (is_number(value) and value > 0):
-                problems.append(f"{where}.clip_norm: must be a positive number or None, "
-                                f"got {value!r}")
-        elif key == "ema":  # a decay per step, e.g. 0.999 (averages ~1,000 steps)
-            if value is not None and not (is_number(value) and 0 < value < 1):
-                problems.append(f"{where}.ema: must be a decay in (0, 1), e.g. 0.999, or None, "
-                                f"got {value!r}")
-        else:
-            msg = _check_range(f"{where}.{key}", value,
-                               sp.ranges.get(key, _DEFAULT_RANGES.get(key)))
-            if msg:
-                problems.append(msg)
+        elif problem := _problem(key, value, sp.ranges.get(key, _DEFAULT_RANGES.get(key))
+                                 if sp else None):
+            problems.append(f"{where}.{key}: {problem}")
     if "learning_rate" not in hparams:
         problems.append(f"{where}.learning_rate: missing")
     return problems
@@ -283,11 +274,10 @@ def member_hyper(cfgs: Sequence[Mapping[str, Any]], group_plan: Plan,
                 s["decay_steps"] = int(total_steps)
         out["sched.id"] = np.asarray([group_plan.schedules.index(s["name"]) for s in scheds],
                                      np.int32)
-        for key in _SCHEDULE_ARRAYS:
-            vals = [s.get(key) for s in scheds]
-            if key == "end_value":  # exponential's None means "no floor / ceiling"
-                vals = [math.nan if v is None else v for v in vals]
-            out[f"sched.{key}"] = np.asarray([0 if v is None else v for v in vals], np.float32)
+        for key in _SCHEDULE_ARRAYS:  # exponential's end_value None: "no floor / ceiling"
+            unset = math.nan if key == "end_value" else 0
+            out[f"sched.{key}"] = np.asarray([unset if s.get(key) is None else s[key]
+                                              for s in scheds], np.float32)
         k = max(group_plan.boundaries, 1)
         bounds = np.full((len(cfgs), k), np.inf, np.float32)
         scales = np.ones((len(cfgs), k), np.float32)
@@ -364,10 +354,8 @@ def _select(index: jax.Array | None, options: Sequence[Any]) -> Any:
 def _family_tx(fam: str, hyper: Mapping[str, jax.Array], group_plan: Plan):
     sp = spec(fam)
     kwargs: dict[str, Any] = dict(dict(group_plan.constants)[fam])
-    for key in group_plan.varying:
-        f, hp = key.split(".", 1)
-        if f == fam:
-            kwargs[hp] = hyper[key]
+    kwargs.update({key.partition(".")[2]: hyper[key] for key in group_plan.varying
+                   if key.partition(".")[0] == fam})
     lr = (hyper["learning_rate"] if group_plan.schedules == ("constant",)
           else functools.partial(schedule_value, hyper=hyper, group_plan=group_plan))
     tx = sp.factory(lr, **kwargs, **sp.static)

@@ -17,7 +17,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.sharding import Mesh, PartitionSpec
+from jax.sharding import PartitionSpec
 
 from jaxmnist import models, schema
 from jaxmnist.caches import kept
@@ -123,13 +123,29 @@ def _select(pred: jax.Array, on_true: Any, on_false: Any) -> Any:
 
 
 class MemberProgram:
-    """One member's pure functions (init, epoch, evaluation), mapped over the grid by the caller."""
+    """One member's pure functions (init, epoch, evaluation) and their jitted forms on the grid.
 
-    def __init__(self, spec: GroupSpec, n_train: int, skip_frozen: bool = False):
-        # skip_frozen (sequential only: vmap runs both branches): inactive members skip work.
-        self.spec, self.n_train, self.skip_frozen = spec, n_train, skip_frozen
+    The jitted functions take the member values as arguments: a grid of the same shape reuses them.
+    """
+
+    def __init__(self, spec: GroupSpec, n_train: int, placement: Placement):
+        # Sequential only (vmap runs both branches): inactive members skip their work.
+        self.skip_frozen = placement.strategy == "sequential"
+        self.spec, self.n_train = spec, n_train
+        self.strategy, self.mesh = placement.strategy, placement.mesh
         self.model, self.loss_fn = models.build(spec.model_cfg), losses.get_loss(spec.loss)
         self.steps = math.ceil(n_train / spec.batch_size)
+        over = self._over
+        self.init_fn = jax.jit(over(self.init_member), out_shardings=placement.grid)
+        self.epoch_fn = jax.jit(lambda st, ar, x, y, e: over(self.member_epoch, x, y, e)(st, ar),
+                                donate_argnums=(0,))
+        self.eval_fn = jax.jit(lambda p, a, x, y, w: over(self.member_eval, x, y, w)(p, a))
+        # (variables, arrays, probe x, grad x, y) -> (probs, grads)
+        self.probe_fn = jax.jit(lambda p, a, *xs: over(self.member_probs_and_grads, *xs)(p, a))
+        # (state, arrays) -> the parameters members are evaluated at
+        self.eval_params_fn = jax.jit(over(lambda st, ar: optim.eval_params(
+            st.opt, st.params, ar.hyper, spec.optimizer)))
+        self.epochs: dict[Any, Any] = {}  # compiled epochs by argument signature
 
     def _data_loss(self, logits: jax.Array, labels: jax.Array, weights: jax.Array) -> jax.Array:
         if self.spec.loss != "xent":  # one-hot targets, as the papers' Keras code fed them
@@ -203,10 +219,6 @@ class MemberProgram:
             step, (state, zero, zero, zero), (jnp.arange(steps), order, weights))
         return state, loss_sum, correct_sum, seen
 
-    def member_eval_params(self, state: TrainState, arrays: MemberArrays):
-        """The parameters one member is evaluated at (:func:`jaxmnist.engine.optim.eval_params`)."""
-        return optim.eval_params(state.opt, state.params, arrays.hyper, self.spec.optimizer)
-
     def member_eval(self, variables, active, eval_x, eval_y, eval_w):
         """``(loss_sum, correct, preds)`` over a padded split (zeros when skipped: not active)."""
         if not self.skip_frozen:
@@ -243,37 +255,25 @@ class MemberProgram:
 
         return probs, jax.grad(loss)(params)
 
+    def _over(self, fn: Callable, *shared: Any) -> Callable:
+        """Maps ``fn(*member_args, *shared)`` over the members' grid axis (docs/architecture.md)."""
+        if self.strategy == "vmap":
+            return jax.vmap(lambda *args: fn(*args, *shared))
 
-def _over_members(fn: Callable, strategy: str, mesh: Mesh, shared: tuple = ()) -> Callable:
-    """Maps ``fn(*member_args, *shared)`` over the members' grid axis (docs/architecture.md)."""
-    if strategy == "vmap":
-        return jax.vmap(lambda *args: fn(*args, *shared))
+        def sequential(args, shared_values):
+            return jax.lax.map(lambda a: fn(*a, *shared_values), args)
 
-    def sequential(args, shared_values):
-        return jax.lax.map(lambda a: fn(*a, *shared_values), args)
-
-    if mesh.size == 1:
-        return lambda *args: sequential(args, shared)
-    # check_vma=False: the members never communicate, and the per-member program mixes
-    # per-device values with constants in its scan carries.
-    mapped = jax.shard_map(sequential, mesh=mesh, check_vma=False,
-                           in_specs=(PartitionSpec("grid"), PartitionSpec()),
-                           out_specs=PartitionSpec("grid"))
-    return lambda *args: mapped(args, shared)
-
-
-@dataclass
-class _Jitted:  # a kept group's functions: a grid of the same shape compiles nothing
-    program: MemberProgram
-    init_fn: Any
-    epoch_fn: Any
-    eval_fn: Any
-    probe_fn: Any
-    eval_params_fn: Any
-    epochs: dict[Any, Any]  # compiled epochs by argument signature
+        if self.mesh.size == 1:
+            return lambda *args: sequential(args, shared)
+        # check_vma=False: the members never communicate, and the per-member program mixes
+        # per-device values with constants in its scan carries.
+        mapped = jax.shard_map(sequential, mesh=self.mesh, check_vma=False,
+                               in_specs=(PartitionSpec("grid"), PartitionSpec()),
+                               out_specs=PartitionSpec("grid"))
+        return lambda *args: mapped(args, shared)
 
 
-_JITTED: collections.OrderedDict[tuple[Any, ...], _Jitted] = collections.OrderedDict()
+_JITTED: collections.OrderedDict[tuple[Any, ...], MemberProgram] = collections.OrderedDict()
 _PER_MODEL: collections.OrderedDict[tuple[int, str], tuple[Any, Any]] = (
     collections.OrderedDict())
 
@@ -284,29 +284,13 @@ def per_model(model: models.Model, what: str, make: Callable[[models.Model], Any
                 8 * COMPILED_GROUPS_KEPT)[1]
 
 
-def _jitted(spec: GroupSpec, n_train: int, placement: Placement) -> _Jitted:
-    """A group's jitted functions, keyed by what they close over (member values are arguments)."""
-    model = models.build(spec.model_cfg)  # the entry's program holds it: its id stays unique
-    mesh, strategy = placement.mesh, placement.strategy
-    key = (repr(spec), n_train, strategy, tuple(d.id for d in mesh.devices.flat),
-           jax.process_count(), id(model))
-
-    def new() -> _Jitted:
-        program = MemberProgram(spec, n_train, skip_frozen=strategy == "sequential")
-
-        def over(fn, *shared):
-            return _over_members(fn, strategy, mesh, shared)
-
-        return _Jitted(
-            program=program,
-            init_fn=jax.jit(over(program.init_member), out_shardings=placement.grid),
-            epoch_fn=jax.jit(lambda st, ar, x, y, e: over(program.member_epoch, x, y, e)(st, ar),
-                             donate_argnums=(0,)),
-            eval_fn=jax.jit(lambda p, a, x, y, w: over(program.member_eval, x, y, w)(p, a)),
-            probe_fn=jax.jit(lambda p, a, *xs: over(program.member_probs_and_grads, *xs)(p, a)),
-            eval_params_fn=jax.jit(over(program.member_eval_params)), epochs={})
-
-    return kept(_JITTED, key, new, COMPILED_GROUPS_KEPT)
+def _kept_program(spec: GroupSpec, n_train: int, placement: Placement) -> MemberProgram:
+    """A group's program, kept by what its jitted functions close over."""
+    model = models.build(spec.model_cfg)  # the kept program holds it: its id stays unique
+    key = (repr(spec), n_train, placement.strategy,
+           tuple(d.id for d in placement.mesh.devices.flat), jax.process_count(), id(model))
+    return kept(_JITTED, key, lambda: MemberProgram(spec, n_train, placement),
+                COMPILED_GROUPS_KEPT)
 
 
 def clear_compiled_groups() -> None:
@@ -362,20 +346,24 @@ class GroupProgram:
     spec: GroupSpec
     members: list[schema.Member]  # the real members, in member order
     placement: Placement
-    program: MemberProgram
+    program: MemberProgram  # kept: its jitted functions and compiled epochs
     arrays: MemberArrays  # on the device, sharded over the grid axis, in grid order
     train_x: jax.Array
     train_y: jax.Array
     val: tuple[jax.Array, ...] | None  # padded [steps, EVAL_BATCH, ...] split, or None
     test: tuple[jax.Array, ...]
     init_state: TrainState
-    epoch_exec: Any  # the compiled epoch (state, arrays, x, y, epoch) -> (state, sums...)
-    eval_fn: Callable
-    probe_fn: Any  # jitted (variables, arrays, probe x, grad x, y) -> (probs, grads)
-    eval_params_fn: Any  # jitted (state, arrays) -> the parameters members are evaluated at
-    compile_seconds: float
-    compile_epoch: Callable  # (state, arrays) -> the compiled epoch for their grid size
+    epoch_exec: Any = None  # the compiled epoch (state, arrays, x, y, epoch) -> (state, sums...)
+    compile_seconds: float = 0.0
     epoch_programs: int = 1  # grid sizes trained (vmap pruning gathers survivors: one more each)
+
+    def compile_epoch(self, state: TrainState, arrays: MemberArrays) -> Any:
+        """The epoch compiled ahead of time for ``(state, arrays)``, once per argument signature."""
+        args = (state, arrays, self.train_x, self.train_y, jnp.asarray(1, jnp.int32))
+        signature = _signature(*args)
+        if signature not in self.program.epochs:
+            self.program.epochs[signature] = self.program.epoch_fn.lower(*args).compile()
+        return self.program.epochs[signature]
 
     def to_grid(self, tree: Any) -> Any:
         """Host leaves in member order (``[padded, ...]``) on the devices in grid order."""
@@ -386,7 +374,7 @@ class GroupProgram:
     def eval_variables(self, state: TrainState) -> tuple[Any, Any]:
         """``(params, model_state)`` as evaluated, exported and served (optim.eval_params)."""
         plan = self.spec.optimizer
-        params = (self.eval_params_fn(state, self.arrays) if plan.ema or plan.eval_params
+        params = (self.program.eval_params_fn(state, self.arrays) if plan.ema or plan.eval_params
                   else state.params)
         return params, state.model_state
 
@@ -400,7 +388,7 @@ class GroupProgram:
         mask = np.ones(self.placement.padded, bool) if active is None else active
         variables = self.eval_variables(state) if variables is None else variables
         loss_sum, correct, preds = self.placement.to_member_order(distributed.to_host(
-            self.eval_fn(variables, distributed.put(mask, self.placement.grid), *split)))
+            self.program.eval_fn(variables, distributed.put(mask, self.placement.grid), *split)))
         n = float(distributed.to_host(split[2]).sum())
         return loss_sum / n, correct / n, preds
 
@@ -420,8 +408,7 @@ def build_program(members: Sequence[MemberLike], splits: Any, *,
     # Grid position p trains padded[p]; the padding is copies of member 0.
     pool = members + [members[0]] * (placement.padded - len(members))
     padded = [pool[j] for j in placement.layout]
-    jitted = _jitted(spec, int(splits.train_x.shape[0]), placement)
-    program = jitted.program
+    program = _kept_program(spec, int(splits.train_x.shape[0]), placement)
     # Host values enter as global arrays: each process transfers only its own devices' shards.
     arrays = distributed.put(member_arrays(padded, spec.optimizer, spec.epochs * program.steps),
                              placement.grid)
@@ -437,20 +424,11 @@ def build_program(members: Sequence[MemberLike], splits: Any, *,
     test = put(*pad_eval(splits.test_x, splits.test_y))
     init_variables = _initial_params(padded, arrays.keys[:, 0])
 
-    t0 = time.perf_counter()
-    state = jax.block_until_ready(jitted.init_fn(init_variables, arrays))
-
-    def compile_epoch(state: TrainState, arrays: MemberArrays) -> Any:
-        # Ahead of time (its cost reported apart), once per argument signature.
-        epoch_args = (state, arrays, train_x, train_y, jnp.asarray(1, jnp.int32))
-        signature = _signature(*epoch_args)
-        if signature not in jitted.epochs:
-            jitted.epochs[signature] = jitted.epoch_fn.lower(*epoch_args).compile()
-        return jitted.epochs[signature]
-
-    return GroupProgram(
-        spec=spec, members=members, placement=placement, program=program, arrays=arrays,
-        train_x=train_x, train_y=train_y, val=val, test=test, init_state=state,
-        epoch_exec=compile_epoch(state, arrays), eval_fn=jitted.eval_fn,
-        probe_fn=jitted.probe_fn, eval_params_fn=jitted.eval_params_fn,
-        compile_seconds=time.perf_counter() - t0, compile_epoch=compile_epoch)
+    t0 = time.perf_counter()  # the initial state and the epoch's ahead-of-time compile
+    state = jax.block_until_ready(program.init_fn(init_variables, arrays))
+    prog = GroupProgram(spec=spec, members=members, placement=placement, program=program,
+                        arrays=arrays, train_x=train_x, train_y=train_y, val=val, test=test,
+                        init_state=state)
+    prog.epoch_exec = prog.compile_epoch(state, arrays)
+    prog.compile_seconds = time.perf_counter() - t0
+    return prog

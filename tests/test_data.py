@@ -508,12 +508,20 @@ def test_cli_download_and_check_another_dataset(tmp_path, capsys, monkeypatch):
     assert "[6000, 6000, 6000" in capsys.readouterr().out
     assert data_cli.main(["check", str(target), "--dataset", "nope"]) == 2
     assert "valid choices: mnist, fashion_mnist, kmnist" in capsys.readouterr().err
-    # without a folder: ~/.cache/jaxmnist/NAME
+    # without a folder: the download cache that source "auto" reads, ~/.cache/jaxmnist/NAME
     monkeypatch.setenv("HOME", str(tmp_path))
+    for var in ("XDG_CACHE_HOME", "JAXMNIST_CACHE_DIR", "JAXMNIST_FASHION_MNIST_DIR"):
+        monkeypatch.delenv(var, raising=False)
     argv = ["download", "--dataset", "fashion_mnist", "--base-url", DEBIAN_FASHION.as_uri()]
     assert data_cli.main(argv) == 0
     cache = tmp_path / ".cache" / "jaxmnist" / "fashion_mnist"
     assert (cache / "t10k-labels-idx1-ubyte.gz").is_file()
+    # ... or $JAXMNIST_CACHE_DIR/NAME when set, as "auto" looks there
+    monkeypatch.setenv("JAXMNIST_CACHE_DIR", str(tmp_path / "elsewhere"))
+    assert data_cli.main(argv) == 0
+    cache = tmp_path / "elsewhere" / "fashion_mnist"
+    assert (cache / "t10k-labels-idx1-ubyte.gz").is_file()
+    assert f"export JAXMNIST_FASHION_MNIST_DIR={cache}" in capsys.readouterr().out
 
 
 # ---------------------------------------------------------------- first contact: the download cache

@@ -26,7 +26,8 @@ def main(argv: list[str] | None = None) -> int:
     fetch = sub.add_parser("download", help="download the four official .gz files")
     fetch.add_argument("dir", nargs="?",
                        help="target folder (default: the dataset's environment variable if set, "
-                            "else ~/.cache/jaxmnist/NAME)")
+                            "else the download cache that source 'auto' reads: "
+                            f"${sources.ENV_CACHE_DIR}/NAME, else ~/.cache/jaxmnist/NAME)")
     fetch.add_argument("--base-url", default=None,
                        help="mirror URL (default: the dataset's official location)")
     for p in (check, fetch):
@@ -37,8 +38,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         ds = sources.dataset(args.dataset)
         if args.command == "download":
-            target = (args.dir or os.environ.get(ds.env)
-                      or str(Path("~/.cache/jaxmnist").expanduser() / ds.name))
+            target = args.dir or os.environ.get(ds.env) or sources.cache_dir(ds.name)
             for path in sources.download(target, base_url=args.base_url, dataset=ds.name):
                 print(f"ok  {path}")
             print(f"export {ds.env}={Path(target).expanduser().resolve()}")

@@ -169,8 +169,7 @@ def idx_dir(_idx_files, monkeypatch) -> Path:
     """
     if _idx_files is None:
         return Path(datasource.MNIST_DIR)
-    # One dict of the four files' specs, keyed (split, kind) (per dataset where data.py has many).
-    specs = data.DATASETS["mnist"].files if hasattr(data, "DATASETS") else data._SPECS
+    specs = data.DATASETS["mnist"].files  # the four files' specs, keyed (split, kind)
     for key, spec in list(specs.items()):
         blob = (_idx_files / spec.gz_name).read_bytes()
         raw = gzip.decompress(blob)

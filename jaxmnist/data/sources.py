@@ -366,7 +366,7 @@ def load_tfds(split: str, *, manual_dir: str | os.PathLike[str] | None = None,
         prepared = Path(data_dir or os.environ.get("TFDS_DATA_DIR") or "~/tensorflow_datasets")
         if not (prepared.expanduser() / ds.tfds_name).is_dir():
             raise DataError(f"TFDS {ds.tfds_name} is not prepared in {where}, and "
-                                 f"${ENV_OFFLINE} forbids downloading")
+                            f"${ENV_OFFLINE} forbids downloading")
     tfds = _import_tfds()
     try:
         builder = tfds.builder(ds.tfds_name, data_dir=data_dir)
@@ -379,7 +379,7 @@ def load_tfds(split: str, *, manual_dir: str | os.PathLike[str] | None = None,
             else:
                 if _offline():
                     raise DataError(f"not prepared in {where}, and ${ENV_OFFLINE} forbids "
-                                         "downloading")
+                                    "downloading")
                 # TFDS retries an unreachable host for minutes; fail fast with the fix instead.
                 if problem := _unreachable(ds.url + ds.files["test", "labels"].gz_name):
                     raise DataError(f"cannot reach {ds.url} to download ({problem})")

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from jaxmnist import importspec, trees
+from jaxmnist.checks import is_int
 from jaxmnist.engine.hooks import Callback, EpochInfo, GroupStart
 
 TENSORBOARD_DIR = "tensorboard"  # under the run directory
@@ -28,19 +29,6 @@ def member_run_name(member: Mapping[str, Any]) -> str:
     """A member's TensorBoard sub-run (<= 80 safe characters): ``m003_adam_lr0.01_seed0``."""
     label = re.sub(r"[^A-Za-z0-9.\-]+", "_", str(member.get("label", ""))).strip("_")
     return f"m{int(member['member']):03d}" + (f"_{label[:75]}" if label else "")
-
-
-def _hparams(config: Mapping[str, Any]) -> dict[str, Any]:
-    """A member config as flat ``{"optim.learning_rate": 0.01, ...}`` of TensorBoard types."""
-    # Lists and per-layer specs are compared as text.
-    return {k: v if isinstance(v, bool | int | float | str) else json.dumps(v)
-            for k, v in trees.flatten(config).items() if v is not None and v != {}}
-
-
-def learning_rate(config: Mapping[str, Any]) -> float | None:
-    """A member's configured ``optim.learning_rate`` (a schedule's base or peak), or None."""
-    value = config.get("optim", {}).get("learning_rate")
-    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
 
 
 class TensorBoardLog(Callback):
@@ -70,7 +58,12 @@ class TensorBoardLog(Callback):
 
         metrics = [*SCALARS.values(), *TEST_SCALARS.values()]
         for k in self.groups[group_index]:
-            exp, ssi, _ = hparams(_hparams(self.members[k]["config"]), dict.fromkeys(metrics))
+            # The member config as flat {"optim.learning_rate": 0.01, ...}; lists and per-layer
+            # specs are compared as text.
+            flat = {key: v if isinstance(v, bool | int | float | str) else json.dumps(v)
+                    for key, v in trees.flatten(self.members[k]["config"]).items()
+                    if v is not None and v != {}}
+            exp, ssi, _ = hparams(flat, dict.fromkeys(metrics))
             writer = self._writer(k)
             writer.file_writer.add_summary(exp)
             writer.file_writer.add_summary(ssi)
@@ -83,10 +76,12 @@ class TensorBoardLog(Callback):
             for field, tag in SCALARS.items():
                 if metrics.get(field) is not None:
                     writer.add_scalar(tag, float(metrics[field]), epoch)
-            # The rate the optimizer used (schedules included), else the config's.
+            # The rate the optimizer used (schedules included), else the config's number (a
+            # schedule's base or peak).
             lr = metrics.get("learning_rate")
             if lr is None:
-                lr = learning_rate(self.members[k]["config"])
+                lr = self.members[k]["config"].get("optim", {}).get("learning_rate")
+                lr = float(lr) if is_int(lr) or isinstance(lr, float) else None
             if lr is not None:
                 writer.add_scalar(LEARNING_RATE, lr, epoch)
             writer.flush()

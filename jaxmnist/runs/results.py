@@ -55,21 +55,14 @@ def histograms(layers: Mapping[str, np.ndarray]) -> dict[str, dict[str, list[flo
     return out
 
 
-def history_rows(result: MemberResult) -> list[dict[str, Any]]:
-    """``[{"epoch", "train_loss", "train_acc", ["val_loss", "val_acc"], "seconds"}, ...]``."""
-    fields = [(j, f) for j, f in enumerate(HISTORY_FIELDS)
-              if result.has_val or not f.startswith("val")]
-    return [{"epoch": e + 1, **{f: metrics.finite_or_none(row[j]) for j, f in fields},
-             "seconds": float(result.epoch_seconds[e])}
-            for e, row in enumerate(result.history)]
-
-
 def member_record(result: MemberResult, test_labels: np.ndarray) -> dict[str, Any]:
     """One member's ``results.json`` entry (without ``member``, ``group``, ``label``).
 
     ``confusion_train`` is None here: the runner adds it for the member the report draws.
     """
     status, share = member_status(result.alive, result.test_pred, result.rungs)
+    fields = [(j, f) for j, f in enumerate(HISTORY_FIELDS)
+              if result.has_val or not f.startswith("val")]
     return {
         "config": result.member.config(),
         "status": status,
@@ -77,7 +70,10 @@ def member_record(result: MemberResult, test_labels: np.ndarray) -> dict[str, An
         "epochs_trained": result.epochs_trained,
         "rungs": result.rungs,
         "top_class_share": share,
-        "history": history_rows(result),
+        # [{"epoch", "train_loss", "train_acc", ["val_loss", "val_acc"], "seconds"}, ...]
+        "history": [{"epoch": e + 1, **{f: metrics.finite_or_none(row[j]) for j, f in fields},
+                     "seconds": float(result.epoch_seconds[e])}
+                    for e, row in enumerate(result.history)],
         "test": {"loss": metrics.finite_or_none(result.test_loss), "acc": result.test_acc},
         # restore_best: the epoch whose parameters count, and the last epoch's test beside
         **({"kept_epoch": result.kept_epoch, "test_last": {

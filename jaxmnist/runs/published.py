@@ -29,15 +29,11 @@ class Published:
     note: str = ""
 
 
-def _read() -> dict[str, Any]:
-    folder = importspec.studies_folder()
-    if folder is None:
-        raise ImportError("jaxmnist.sweeps (the studies and their published.json) is not "
-                          "installed; reinstall jaxmnist")
-    return json.loads((folder / "published.json").read_text())
-
-
-_DATA = _read()
+_FOLDER = importspec.studies_folder()
+if _FOLDER is None:
+    raise ImportError("jaxmnist.sweeps (the studies and their published.json) is not "
+                      "installed; reinstall jaxmnist")
+_DATA = json.loads((_FOLDER / "published.json").read_text())
 PAPERS: dict[str, str] = _DATA["papers"]
 PUBLISHED: list[Published] = [
     Published(study, **{**e, "history": {int(k): v for k, v in e.get("history", {}).items()}})

@@ -12,7 +12,6 @@ import logging
 import math
 import os
 import re
-import types
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypedDict
@@ -20,7 +19,7 @@ from typing import Any, TypedDict
 import numpy as np
 
 from jaxmnist import trees
-from jaxmnist.engine.hooks import EpochInfo
+from jaxmnist.engine.hooks import Callback, EpochInfo
 
 CONFIG = "config.json"
 ENV = "env.json"
@@ -536,17 +535,9 @@ class RunWriter:
         except OSError as err:
             raise _write_failed(path, err) from None
 
-    def metrics_log(self, members: Sequence[int]) -> Any:
+    def metrics_log(self, members: Sequence[int]) -> Callback:
         """An engine hook that appends each epoch's :class:`MetricRow` s (study indices)."""
-        def on_epoch_end(group_index: int, epoch: int, member_metrics: list[dict[str, Any]],
-                         info: EpochInfo) -> None:
-            self.append_metrics([
-                {"member": k, "group": group_index, "epoch": epoch,
-                 **{f: m.get(f) for f in METRIC_FIELDS}, "alive": m.get("alive", True),
-                 "seconds": info.seconds}
-                for k, m in zip(members, member_metrics, strict=True)])
-
-        return types.SimpleNamespace(on_epoch_end=on_epoch_end)
+        return _MetricsLog(self, list(members))
 
     def export_member(self, member: int, model_cfg: Mapping[str, Any], params: Any,
                       extra: Mapping[str, Any] | None = None, state: Any = None) -> Path:
@@ -557,3 +548,16 @@ class RunWriter:
         """Rewrites ``results.json`` atomically (members sorted by index)."""
         write_json(self.root / RESULTS, results)
 
+
+class _MetricsLog(Callback):
+    def __init__(self, writer: RunWriter, members: list[int]):
+        self.writer, self.members = writer, members
+
+    def on_epoch_end(self, group_index: int, epoch: int, member_metrics: list[dict[str, Any]],
+                     info: EpochInfo) -> None:
+        rows = [
+            {"member": k, "group": group_index, "epoch": epoch,
+             **{f: m.get(f) for f in METRIC_FIELDS}, "alive": m.get("alive", True),
+             "seconds": info.seconds}
+            for k, m in zip(self.members, member_metrics, strict=True)]
+        self.writer.append_metrics(rows)

@@ -406,11 +406,9 @@ def create_app(predictor: Predictor) -> FastAPI:
         if mtype == "application/json":
             try:
                 body = json.loads(await request.body())
-            except (ValueError, UnicodeDecodeError) as err:
-                raise ServeError(f"invalid JSON body: {err}", code="bad_json") from None
-            except RecursionError:
-                raise ServeError("invalid JSON body: nested too deeply",
-                                 code="bad_json") from None
+            except (ValueError, RecursionError) as err:  # UnicodeDecodeError is a ValueError
+                why = "nested too deeply" if isinstance(err, RecursionError) else err
+                raise ServeError(f"invalid JSON body: {why}", code="bad_json") from None
             if not isinstance(body, dict) or "image" not in body:
                 raise ServeError('JSON body must be {"image": "data:image/png;base64,...", '
                                  '"member": k (optional)}', code="bad_json")

@@ -414,9 +414,7 @@ def to_mnist(gray: np.ndarray) -> np.ndarray:
     # 4. Crop: the box of the strong ink plus a margin for faint edges, shrunk to the ink.
     top, bottom, left, right = _mass_bbox(strong)
     m = max(2, round(0.02 * max(y.shape)))
-    window = np.zeros(y.shape, bool)
-    window[max(0, top - m):bottom + m + 1, max(0, left - m):right + m + 1] = True
-    crop = _crop_to_ink(np.where(window, y, 0.0))
+    crop = _crop_to_ink(y[max(0, top - m):bottom + m + 1, max(0, left - m):right + m + 1])
     # 5. Normalise the stroke width, fit into 20x20, centre by centre of mass.
     if max(crop.shape) >= 2 * BOX:
         fine = _fit(crop, _FINE)

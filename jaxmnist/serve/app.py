@@ -17,7 +17,7 @@ import sys
 import threading
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -56,21 +56,19 @@ class MemberInfo:
     """One member of a run as the demo shows it."""
 
     member: int
-    config: dict[str, Any]  # from results.json; {"model": ...} when absent
+    summary: str = ""
     test_acc: float | None = None
     val_acc: float | None = None  # the last epoch's; None without a validation split
     status: str = "unknown"  # or ok, diverged, collapsed
-    summary: str = ""
     available: bool = False  # its params loaded
     reason: str | None = None  # why not
+    config: dict[str, Any] = field(default_factory=dict)  # {"model": ...} without results.json
     model_cfg: dict[str, Any] | None = field(default=None, repr=False)
     params: Any = field(default=None, repr=False)
 
     def to_json(self) -> dict[str, Any]:
-        """JSON view for ``GET /api/members`` (no params)."""
-        return {"member": self.member, "summary": self.summary, "test_acc": self.test_acc,
-                "val_acc": self.val_acc, "status": self.status, "available": self.available,
-                "reason": self.reason, "config": self.config}
+        """JSON view for ``GET /api/members``: the fields shown in its repr (not the params)."""
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.repr}
 
 
 def _fmt_num(v: Any) -> str:
@@ -118,13 +116,6 @@ def resolve_run(path: str | Path) -> tuple[Path, int | None]:
         "train one with `python -m jaxmnist.sweep s0`)")
 
 
-def _finite_tree(tree: Any) -> bool:
-    if isinstance(tree, dict):
-        return all(_finite_tree(v) for v in tree.values())
-    a = np.asarray(tree)
-    return not np.issubdtype(a.dtype, np.floating) or bool(np.isfinite(a).all())
-
-
 def load_members(run_dir: Path,
                  only: int | None = None) -> tuple[list[MemberInfo], dict[str, Any]]:
     """Every member of ``results.json`` and every exported one (or ``only``), sorted; the results.
@@ -145,9 +136,9 @@ def load_members(run_dir: Path,
                               val_acc=runview.final(m, "val_acc"),
                               status=str(m.get("status", "unknown")))
     for k in rundir.exported_members(run_dir):
-        infos.setdefault(k, MemberInfo(member=k, config={}))
+        infos.setdefault(k, MemberInfo(member=k))
     if only is not None:
-        infos = {only: infos.get(only, MemberInfo(member=only, config={}))}
+        infos = {only: infos.get(only, MemberInfo(member=only))}
     for k, info in sorted(infos.items()):
         try:
             model_cfg, params, state = rundir.load_member(run_dir, k)
@@ -160,7 +151,8 @@ def load_members(run_dir: Path,
             meta = rundir.member_meta(run_dir, k)
             acc = meta.get("test_acc", (meta.get("test") or {}).get("acc"))
             info.test_acc = float(acc) if isinstance(acc, int | float) else None
-        if not _finite_tree(params):
+        if not all(np.isfinite(a).all() for a in rundir.flatten_params(params).values()
+                   if np.issubdtype(a.dtype, np.floating)):
             info.reason = "params contain NaN/inf (the member diverged)"
             continue
         # The member's variables: params and non-parameter state (BatchNorm statistics).
@@ -414,11 +406,9 @@ def create_app(predictor: Predictor) -> FastAPI:
         if mtype == "application/json":
             try:
                 body = json.loads(await request.body())
-            except (ValueError, UnicodeDecodeError) as err:
-                raise ServeError(f"invalid JSON body: {err}", code="bad_json") from None
-            except RecursionError:
-                raise ServeError("invalid JSON body: nested too deeply",
-                                 code="bad_json") from None
+            except (ValueError, RecursionError) as err:  # UnicodeDecodeError is a ValueError
+                why = "nested too deeply" if isinstance(err, RecursionError) else err
+                raise ServeError(f"invalid JSON body: {why}", code="bad_json") from None
             if not isinstance(body, dict) or "image" not in body:
                 raise ServeError('JSON body must be {"image": "data:image/png;base64,...", '
                                  '"member": k (optional)}', code="bad_json")
@@ -427,10 +417,9 @@ def create_app(predictor: Predictor) -> FastAPI:
         elif mtype == "multipart/form-data":
             form = await request.form(max_files=2, max_fields=8)
             upload = form.get("file") or form.get("image")
-            if upload is None or isinstance(upload, str):
+            if not isinstance(upload, UploadFile):  # None or a text field
                 raise ServeError("multipart body needs a file field named 'file'",
                                  code="missing_file")
-            assert isinstance(upload, UploadFile)
             part_type = (upload.content_type or "").split(";", 1)[0].strip().lower()
             if part_type and not part_type.startswith(IMAGE_CONTENT_TYPES):
                 raise PreprocessError(

@@ -235,8 +235,7 @@ def _background(ink: np.ndarray) -> np.ndarray | float:
     h, w = ink.shape
     if min(h, w) < 64:
         return float(np.median(border_pixels(ink)))
-    s = 96 / max(h, w)
-    small = _resize(ink, max(8, round(w * s)), max(8, round(h * s)))
+    small = _fit(ink, 96, min_side=8)
     sh, sw = small.shape
     u, v = _quadratic_basis(sh, sw)
     uu, vv = np.meshgrid(u, v, indexing="ij")
@@ -312,11 +311,11 @@ def _resize(y: np.ndarray, w: int, h: int) -> np.ndarray:
     return np.clip(out, 0.0, 1.0)
 
 
-def _fit(y: np.ndarray, side: float) -> np.ndarray:
-    """Scale so the longer side is ``side`` px, keeping the aspect ratio (>= 1 px per side)."""
+def _fit(y: np.ndarray, side: float, min_side: int = 1) -> np.ndarray:
+    """Scale so the longer side is ``side`` px, keeping the aspect ratio (>= ``min_side`` px)."""
     h, w = y.shape
     s = side / max(h, w)
-    return _resize(y, max(1, round(w * s)), max(1, round(h * s)))
+    return _resize(y, max(min_side, round(w * s)), max(min_side, round(h * s)))
 
 
 def normalize_stroke(y: np.ndarray, scale: float) -> np.ndarray:
@@ -344,18 +343,15 @@ def normalize_stroke(y: np.ndarray, scale: float) -> np.ndarray:
 
 
 def _crop_to_ink(y: np.ndarray) -> np.ndarray:
-    rows = np.nonzero(y.any(axis=1))[0]
-    cols = np.nonzero(y.any(axis=0))[0]
-    return y[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1]
+    return y[ndimage.find_objects((y != 0).astype(np.int8))[0]]
 
 
 def center_of_mass(y: np.ndarray) -> tuple[float, float]:
     """Centre of mass (row, column) in pixel-index coordinates of a non-negative image."""
-    m = float(y.sum())
-    if m <= 0:
+    if y.sum() <= 0:
         return (y.shape[0] - 1) / 2, (y.shape[1] - 1) / 2
-    ii, jj = np.indices(y.shape)
-    return float((ii * y).sum() / m), float((jj * y).sum() / m)
+    ci, cj = ndimage.center_of_mass(y)
+    return float(ci), float(cj)
 
 
 def _place(d: np.ndarray) -> np.ndarray:
@@ -418,9 +414,7 @@ def to_mnist(gray: np.ndarray) -> np.ndarray:
     # 4. Crop: the box of the strong ink plus a margin for faint edges, shrunk to the ink.
     top, bottom, left, right = _mass_bbox(strong)
     m = max(2, round(0.02 * max(y.shape)))
-    window = np.zeros(y.shape, bool)
-    window[max(0, top - m):bottom + m + 1, max(0, left - m):right + m + 1] = True
-    crop = _crop_to_ink(np.where(window, y, 0.0))
+    crop = _crop_to_ink(y[max(0, top - m):bottom + m + 1, max(0, left - m):right + m + 1])
     # 5. Normalise the stroke width, fit into 20x20, centre by centre of mass.
     if max(crop.shape) >= 2 * BOX:
         fine = _fit(crop, _FINE)

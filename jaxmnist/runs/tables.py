@@ -434,7 +434,7 @@ def write_tables(run: RunView) -> list[Path]:
     sections: list[str] = []  # report.md's
 
     def emit(name: str, tables: list[Table | None], heading: str,
-             csv_table: Table | None = None) -> None:
+             csv_table: Table | None = None, in_report: bool = True) -> None:
         """``name.md``, ``name.csv`` (of ``csv_table`` if given; ``name_<i>.csv`` if many)."""
         tables = [t for t in tables if t is not None]  # a table that does not apply
         if not tables:
@@ -446,7 +446,7 @@ def write_tables(run: RunView) -> list[Path]:
         for i, table in enumerate(csvs):
             written.append(out_dir / (f"{name}.csv" if len(csvs) == 1 else f"{name}_{i + 1}.csv"))
             written[-1].write_text(table.csv())
-        if csv_table is None:  # per_class (its long CSV given) is in tables/ only
+        if in_report:
             sections.append(text)
 
     emit("summary", [table_summary(run)], "Summary")
@@ -464,7 +464,7 @@ def write_tables(run: RunView) -> list[Path]:
     emit("last_epoch", [table_last_epoch(run)], "Last epoch and macro metrics")
     emit("models", [table_models(run)], "Models")
     per_point, long = tables_per_class(run)
-    emit("per_class", per_point, "Per-class test metrics", long)
+    emit("per_class", per_point, "Per-class test metrics", long, in_report=False)
     emit("pruning", tables_pruning(run), "Pruning")
     emit("status", [table_status(run)], "Member status")
     head = (f"# {run.config.get('title', run.study)}\n\n"
